@@ -1,0 +1,245 @@
+//! Value types used by the generated messages: UTF-8 strings that share their buffer, Kafka
+//! UUIDs, and newtypes for the entity kinds the specs label (topic names, broker ids, ...).
+
+use std::fmt;
+use std::ops::Deref;
+
+use bytes::Bytes;
+
+/// A UTF-8 string backed by `Bytes`, so decoding a string is a slice of the input rather than
+/// a copy.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StrBytes(Bytes);
+
+impl StrBytes {
+    /// An empty string.
+    pub const fn new() -> Self {
+        StrBytes(Bytes::new())
+    }
+
+    /// Wraps a static string without copying.
+    pub const fn from_static_str(s: &'static str) -> Self {
+        StrBytes(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// Validates `bytes` as UTF-8.
+    pub fn from_utf8(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
+        std::str::from_utf8(&bytes)?;
+        Ok(StrBytes(bytes))
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor either validates UTF-8 or starts from a `str`.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::str::from_utf8_unchecked(&self.0)
+        }
+    }
+
+    /// The underlying bytes.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Gives back the underlying bytes.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+impl Deref for StrBytes {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for StrBytes {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<String> for StrBytes {
+    fn from(s: String) -> Self {
+        StrBytes(Bytes::from(s))
+    }
+}
+
+impl From<&str> for StrBytes {
+    fn from(s: &str) -> Self {
+        StrBytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl PartialEq<str> for StrBytes {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for StrBytes {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for StrBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for StrBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Kafka UUID (topic ids, directory ids, ...). Displayed the way Kafka prints it: URL-safe
+/// base64 without padding.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Uuid([u8; 16]);
+
+impl Uuid {
+    /// The all-zero UUID, which Kafka uses as "no id".
+    pub const ZERO: Uuid = Uuid([0; 16]);
+
+    /// Wraps 16 bytes.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Uuid(bytes)
+    }
+
+    /// The 16 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// Whether this is the all-zero UUID.
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 16]
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::with_capacity(22);
+        for chunk in self.0.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            let chars = chunk.len() + 1;
+            for i in 0..chars {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        f.write_str(&out)
+    }
+}
+
+impl fmt::Debug for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Uuid({self})")
+    }
+}
+
+macro_rules! string_newtype {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub StrBytes);
+
+        impl Deref for $name {
+            type Target = StrBytes;
+            fn deref(&self) -> &StrBytes {
+                &self.0
+            }
+        }
+        impl From<StrBytes> for $name {
+            fn from(s: StrBytes) -> Self {
+                $name(s)
+            }
+        }
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s.into())
+            }
+        }
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.into())
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    )*};
+}
+
+macro_rules! int_newtype {
+    ($($(#[$doc:meta])* $name:ident($ty:ty);)*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub $ty);
+
+        impl Deref for $name {
+            type Target = $ty;
+            fn deref(&self) -> &$ty {
+                &self.0
+            }
+        }
+        impl From<$ty> for $name {
+            fn from(v: $ty) -> Self {
+                $name(v)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    )*};
+}
+
+string_newtype! {
+    /// A topic name.
+    TopicName;
+    /// A consumer or share group id.
+    GroupId;
+    /// A transactional producer's id.
+    TransactionalId;
+}
+
+int_newtype! {
+    /// A broker's node id.
+    BrokerId(i32);
+    /// A producer id assigned by InitProducerId.
+    ProducerId(i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_displays_as_kafka_base64() {
+        // Kafka prints Uuid(0x0123456789abcdef, 0xfedcba9876543210) this way.
+        let u = Uuid::from_bytes([
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
+        ]);
+        assert_eq!(u.to_string(), "ASNFZ4mrze_-3LqYdlQyEA");
+        assert_eq!(Uuid::ZERO.to_string(), "AAAAAAAAAAAAAAAAAAAAAA");
+    }
+}
