@@ -1,9 +1,14 @@
 //! The Kafka wire protocol: primitives, generated messages and headers, error codes, record
 //! batches, and frame handling.
 
+pub mod message;
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod messages;
 pub mod primitives;
 pub mod records;
 pub mod types;
 
+pub use message::{Codec, Message, Request, Response, VersionRange};
+pub use messages::{ApiKey, ErrorCode, RequestBody, ResponseBody};
 pub use primitives::{DecodeError, EncodeError, RawTaggedField};
 pub use types::{BrokerId, GroupId, ProducerId, StrBytes, TopicName, TransactionalId, Uuid};
