@@ -317,9 +317,10 @@ fn decode_value(ctx: &Ctx<'_>, f: &Field, t: &Type, buf: &str, compact: &str, wh
         Type::Array(inner) => {
             let (elem, elem_opt) = decode_value(ctx, f, inner, buf, compact, what);
             let elem = if elem_opt { format!("non_null({elem}, {what}, version)?") } else { elem };
+            let min = fixed_size(inner).unwrap_or(1);
             (
                 format!(
-                    "match get_array_len({buf}, {compact}, {what})? {{ None => None, Some(n) => {{ let mut v = Vec::with_capacity(n); for _ in 0..n {{ v.push({elem}); }} Some(v) }} }}"
+                    "match get_array_len({buf}, {compact}, {min}, {what})? {{ None => None, Some(n) => {{ let mut v = Vec::with_capacity(n); for _ in 0..n {{ v.push({elem}); }} Some(v) }} }}"
                 ),
                 true,
             )

@@ -1,6 +1,7 @@
 //! The Kafka wire protocol: primitives, generated messages and headers, error codes, record
 //! batches, and frame handling.
 
+pub mod frame;
 pub mod message;
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod messages;
@@ -8,6 +9,7 @@ pub mod primitives;
 pub mod records;
 pub mod types;
 
+pub use frame::{FrameDecoder, FrameError, DEFAULT_MAX_FRAME_SIZE};
 pub use message::{Codec, Message, Request, Response, VersionRange};
 pub use messages::{ApiKey, ErrorCode, RequestBody, ResponseBody};
 pub use primitives::{DecodeError, EncodeError, RawTaggedField};

@@ -275,12 +275,18 @@ pub fn get_nullable_bytes(buf: &mut Bytes, compact: bool, what: &'static str) ->
 }
 
 /// Reads an array count (int32, or compact). Returns `None` for null. The count is checked
-/// against the remaining input, since every element takes at least one byte.
+/// against the remaining input, given that each element takes at least `min_element_size`
+/// bytes, so that a hostile count can never size an allocation.
 #[inline]
-pub fn get_array_len(buf: &mut Bytes, compact: bool, what: &'static str) -> Result<Option<usize>, DecodeError> {
+pub fn get_array_len(
+    buf: &mut Bytes,
+    compact: bool,
+    min_element_size: usize,
+    what: &'static str,
+) -> Result<Option<usize>, DecodeError> {
     let len = get_len(buf, compact, true, what)?;
     if let Some(n) = len {
-        if n > buf.remaining() {
+        if n.saturating_mul(min_element_size) > buf.remaining() {
             return Err(DecodeError::InvalidLength { what, len: n as i64 });
         }
     }
@@ -528,7 +534,7 @@ mod tests {
     #[test]
     fn lengths_are_checked_before_allocating() {
         let mut b = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff, 0x00]);
-        assert!(matches!(get_array_len(&mut b, false, "a"), Err(DecodeError::InvalidLength { .. })));
+        assert!(matches!(get_array_len(&mut b, false, 1, "a"), Err(DecodeError::InvalidLength { .. })));
         let mut b = Bytes::from_static(&[0xff, 0xfe]);
         assert!(matches!(get_nullable_string(&mut b, false, "s"), Err(DecodeError::InvalidLength { len: -2, .. })));
         let mut b = Bytes::from_static(&[0xff, 0xff]);

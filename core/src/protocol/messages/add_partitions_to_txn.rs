@@ -178,7 +178,7 @@ pub mod request {
             let flex = version >= 3;
             let f_transactions = if version >= 4 {
                 non_null(
-                    match get_array_len(buf, flex, "AddPartitionsToTxnRequest.Transactions")? {
+                    match get_array_len(buf, flex, 1, "AddPartitionsToTxnRequest.Transactions")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -213,7 +213,7 @@ pub mod request {
                 if version <= 3 { get_i16(buf, "AddPartitionsToTxnRequest.V3AndBelowProducerEpoch")? } else { 0 };
             let f_v3_and_below_topics = if version <= 3 {
                 non_null(
-                    match get_array_len(buf, flex, "AddPartitionsToTxnRequest.V3AndBelowTopics")? {
+                    match get_array_len(buf, flex, 1, "AddPartitionsToTxnRequest.V3AndBelowTopics")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -480,7 +480,8 @@ pub mod request {
             };
             let f_topics = if version >= 4 {
                 non_null(
-                    match get_array_len(buf, flex, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.Topics")? {
+                    match get_array_len(buf, flex, 1, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.Topics")?
+                    {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -633,7 +634,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions")? {
+                match get_array_len(buf, flex, 4, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -814,7 +815,7 @@ pub mod response {
             let f_error_code = if version >= 4 { get_i16(buf, "AddPartitionsToTxnResponse.ErrorCode")? } else { 0 };
             let f_results_by_transaction = if version >= 4 {
                 non_null(
-                    match get_array_len(buf, flex, "AddPartitionsToTxnResponse.ResultsByTransaction")? {
+                    match get_array_len(buf, flex, 1, "AddPartitionsToTxnResponse.ResultsByTransaction")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -832,7 +833,7 @@ pub mod response {
             };
             let f_results_by_topic_v3_and_below = if version <= 3 {
                 non_null(
-                    match get_array_len(buf, flex, "AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow")? {
+                    match get_array_len(buf, flex, 1, "AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -1012,8 +1013,12 @@ pub mod response {
             };
             let f_topic_results = if version >= 4 {
                 non_null(
-                    match get_array_len(buf, flex, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TopicResults")?
-                    {
+                    match get_array_len(
+                        buf,
+                        flex,
+                        1,
+                        "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TopicResults",
+                    )? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -1157,6 +1162,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.ResultsByPartition",
                 )? {
                     None => None,

@@ -153,7 +153,7 @@ pub mod request {
             let f_voter_id = get_i32(buf, "AddRaftVoterRequest.VoterId")?;
             let f_voter_directory_id = get_uuid(buf, "AddRaftVoterRequest.VoterDirectoryId")?;
             let f_listeners = non_null(
-                match get_array_len(buf, flex, "AddRaftVoterRequest.Listeners")? {
+                match get_array_len(buf, flex, 1, "AddRaftVoterRequest.Listeners")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -84,7 +84,7 @@ pub mod request {
             }
             let flex = version >= 1;
             let f_entries = non_null(
-                match get_array_len(buf, flex, "AlterClientQuotasRequest.Entries")? {
+                match get_array_len(buf, flex, 1, "AlterClientQuotasRequest.Entries")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -405,7 +405,7 @@ pub mod request {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 1;
             let f_entity = non_null(
-                match get_array_len(buf, flex, "AlterClientQuotasRequest.EntryData.Entity")? {
+                match get_array_len(buf, flex, 1, "AlterClientQuotasRequest.EntryData.Entity")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -419,7 +419,7 @@ pub mod request {
                 version,
             )?;
             let f_ops = non_null(
-                match get_array_len(buf, flex, "AlterClientQuotasRequest.EntryData.Ops")? {
+                match get_array_len(buf, flex, 1, "AlterClientQuotasRequest.EntryData.Ops")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -547,7 +547,7 @@ pub mod response {
             let flex = version >= 1;
             let f_throttle_time_ms = get_i32(buf, "AlterClientQuotasResponse.ThrottleTimeMs")?;
             let f_entries = non_null(
-                match get_array_len(buf, flex, "AlterClientQuotasResponse.Entries")? {
+                match get_array_len(buf, flex, 1, "AlterClientQuotasResponse.Entries")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -795,7 +795,7 @@ pub mod response {
             let f_error_code = get_i16(buf, "AlterClientQuotasResponse.EntryData.ErrorCode")?;
             let f_error_message = get_nullable_string(buf, flex, "AlterClientQuotasResponse.EntryData.ErrorMessage")?;
             let f_entity = non_null(
-                match get_array_len(buf, flex, "AlterClientQuotasResponse.EntryData.Entity")? {
+                match get_array_len(buf, flex, 1, "AlterClientQuotasResponse.EntryData.Entity")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

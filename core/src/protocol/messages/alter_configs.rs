@@ -84,7 +84,7 @@ pub mod request {
             }
             let flex = version >= 2;
             let f_resources = non_null(
-                match get_array_len(buf, flex, "AlterConfigsRequest.Resources")? {
+                match get_array_len(buf, flex, 1, "AlterConfigsRequest.Resources")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -323,7 +323,7 @@ pub mod request {
                 version,
             )?;
             let f_configs = non_null(
-                match get_array_len(buf, flex, "AlterConfigsRequest.AlterConfigsResource.Configs")? {
+                match get_array_len(buf, flex, 1, "AlterConfigsRequest.AlterConfigsResource.Configs")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -457,7 +457,7 @@ pub mod response {
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "AlterConfigsResponse.ThrottleTimeMs")?;
             let f_responses = non_null(
-                match get_array_len(buf, flex, "AlterConfigsResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "AlterConfigsResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -102,7 +102,7 @@ pub mod request {
             let f_broker_id = BrokerId(get_i32(buf, "AlterPartitionRequest.BrokerId")?);
             let f_broker_epoch = get_i64(buf, "AlterPartitionRequest.BrokerEpoch")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "AlterPartitionRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "AlterPartitionRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -393,7 +393,7 @@ pub mod request {
             let f_leader_epoch = get_i32(buf, "AlterPartitionRequest.PartitionData.LeaderEpoch")?;
             let f_new_isr = if version <= 2 {
                 non_null(
-                    match get_array_len(buf, flex, "AlterPartitionRequest.PartitionData.NewIsr")? {
+                    match get_array_len(buf, flex, 4, "AlterPartitionRequest.PartitionData.NewIsr")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -411,7 +411,7 @@ pub mod request {
             };
             let f_new_isr_with_epochs = if version >= 3 {
                 non_null(
-                    match get_array_len(buf, flex, "AlterPartitionRequest.PartitionData.NewIsrWithEpochs")? {
+                    match get_array_len(buf, flex, 1, "AlterPartitionRequest.PartitionData.NewIsrWithEpochs")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -539,7 +539,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "AlterPartitionRequest.TopicData.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "AlterPartitionRequest.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "AlterPartitionRequest.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -681,7 +681,7 @@ pub mod response {
             let f_throttle_time_ms = get_i32(buf, "AlterPartitionResponse.ThrottleTimeMs")?;
             let f_error_code = get_i16(buf, "AlterPartitionResponse.ErrorCode")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "AlterPartitionResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "AlterPartitionResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -864,7 +864,7 @@ pub mod response {
             let f_leader_id = BrokerId(get_i32(buf, "AlterPartitionResponse.PartitionData.LeaderId")?);
             let f_leader_epoch = get_i32(buf, "AlterPartitionResponse.PartitionData.LeaderEpoch")?;
             let f_isr = non_null(
-                match get_array_len(buf, flex, "AlterPartitionResponse.PartitionData.Isr")? {
+                match get_array_len(buf, flex, 4, "AlterPartitionResponse.PartitionData.Isr")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -984,7 +984,7 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "AlterPartitionResponse.TopicData.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "AlterPartitionResponse.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "AlterPartitionResponse.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -115,7 +115,7 @@ pub mod request {
                 true
             };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "AlterPartitionReassignmentsRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "AlterPartitionReassignmentsRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -253,7 +253,8 @@ pub mod request {
             let f_partition_index =
                 get_i32(buf, "AlterPartitionReassignmentsRequest.ReassignablePartition.PartitionIndex")?;
             let f_replicas =
-                match get_array_len(buf, flex, "AlterPartitionReassignmentsRequest.ReassignablePartition.Replicas")? {
+                match get_array_len(buf, flex, 4, "AlterPartitionReassignmentsRequest.ReassignablePartition.Replicas")?
+                {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -384,7 +385,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "AlterPartitionReassignmentsRequest.ReassignableTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "AlterPartitionReassignmentsRequest.ReassignableTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -570,7 +571,7 @@ pub mod response {
             let f_error_code = get_i16(buf, "AlterPartitionReassignmentsResponse.ErrorCode")?;
             let f_error_message = get_nullable_string(buf, flex, "AlterPartitionReassignmentsResponse.ErrorMessage")?;
             let f_responses = non_null(
-                match get_array_len(buf, flex, "AlterPartitionReassignmentsResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "AlterPartitionReassignmentsResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -856,6 +857,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "AlterPartitionReassignmentsResponse.ReassignableTopicResponse.Partitions",
                 )? {
                     None => None,

@@ -73,7 +73,7 @@ pub mod request {
             }
             let flex = version >= 2;
             let f_dirs = non_null(
-                match get_array_len(buf, flex, "AlterReplicaLogDirsRequest.Dirs")? {
+                match get_array_len(buf, flex, 1, "AlterReplicaLogDirsRequest.Dirs")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -205,7 +205,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic.Partitions")? {
+                match get_array_len(buf, flex, 4, "AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -319,7 +319,7 @@ pub mod request {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "AlterReplicaLogDirsRequest.AlterReplicaLogDir.Topics")? {
+                match get_array_len(buf, flex, 1, "AlterReplicaLogDirsRequest.AlterReplicaLogDir.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -447,7 +447,7 @@ pub mod response {
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "AlterReplicaLogDirsResponse.ThrottleTimeMs")?;
             let f_results = non_null(
-                match get_array_len(buf, flex, "AlterReplicaLogDirsResponse.Results")? {
+                match get_array_len(buf, flex, 1, "AlterReplicaLogDirsResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -677,8 +677,12 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult.Partitions")?
-                {
+                match get_array_len(
+                    buf,
+                    flex,
+                    1,
+                    "AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult.Partitions",
+                )? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -93,7 +93,7 @@ pub mod request {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "AlterShareGroupOffsetsRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "AlterShareGroupOffsetsRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -334,6 +334,7 @@ pub mod request {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic.Partitions",
                 )? {
                     None => None,
@@ -501,7 +502,7 @@ pub mod response {
             let f_error_code = get_i16(buf, "AlterShareGroupOffsetsResponse.ErrorCode")?;
             let f_error_message = get_nullable_string(buf, flex, "AlterShareGroupOffsetsResponse.ErrorMessage")?;
             let f_responses = non_null(
-                match get_array_len(buf, flex, "AlterShareGroupOffsetsResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "AlterShareGroupOffsetsResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -801,6 +802,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponseTopic.Partitions",
                 )? {
                     None => None,

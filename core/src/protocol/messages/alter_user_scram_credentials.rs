@@ -91,7 +91,7 @@ pub mod request {
             }
             let flex = true;
             let f_deletions = non_null(
-                match get_array_len(buf, flex, "AlterUserScramCredentialsRequest.Deletions")? {
+                match get_array_len(buf, flex, 1, "AlterUserScramCredentialsRequest.Deletions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -105,7 +105,7 @@ pub mod request {
                 version,
             )?;
             let f_upsertions = non_null(
-                match get_array_len(buf, flex, "AlterUserScramCredentialsRequest.Upsertions")? {
+                match get_array_len(buf, flex, 1, "AlterUserScramCredentialsRequest.Upsertions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -528,7 +528,7 @@ pub mod response {
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "AlterUserScramCredentialsResponse.ThrottleTimeMs")?;
             let f_results = non_null(
-                match get_array_len(buf, flex, "AlterUserScramCredentialsResponse.Results")? {
+                match get_array_len(buf, flex, 1, "AlterUserScramCredentialsResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -414,7 +414,7 @@ pub mod response {
             let flex = version >= 3;
             let f_error_code = get_i16(buf, "ApiVersionsResponse.ErrorCode")?;
             let f_api_keys = non_null(
-                match get_array_len(buf, flex, "ApiVersionsResponse.ApiKeys")? {
+                match get_array_len(buf, flex, 1, "ApiVersionsResponse.ApiKeys")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -441,7 +441,7 @@ pub mod response {
                         0 if version >= 3 => {
                             let declared = data.len();
                             f_supported_features = non_null(
-                                match get_array_len(&mut data, true, "ApiVersionsResponse.SupportedFeatures")? {
+                                match get_array_len(&mut data, true, 1, "ApiVersionsResponse.SupportedFeatures")? {
                                     None => None,
                                     Some(n) => {
                                         let mut v = Vec::with_capacity(n);
@@ -465,7 +465,7 @@ pub mod response {
                         2 if version >= 3 => {
                             let declared = data.len();
                             f_finalized_features = non_null(
-                                match get_array_len(&mut data, true, "ApiVersionsResponse.FinalizedFeatures")? {
+                                match get_array_len(&mut data, true, 1, "ApiVersionsResponse.FinalizedFeatures")? {
                                     None => None,
                                     Some(n) => {
                                         let mut v = Vec::with_capacity(n);

@@ -102,7 +102,7 @@ pub mod request {
             let f_broker_id = BrokerId(get_i32(buf, "AssignReplicasToDirsRequest.BrokerId")?);
             let f_broker_epoch = get_i64(buf, "AssignReplicasToDirsRequest.BrokerEpoch")?;
             let f_directories = non_null(
-                match get_array_len(buf, flex, "AssignReplicasToDirsRequest.Directories")? {
+                match get_array_len(buf, flex, 1, "AssignReplicasToDirsRequest.Directories")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -290,7 +290,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "AssignReplicasToDirsRequest.TopicData.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "AssignReplicasToDirsRequest.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "AssignReplicasToDirsRequest.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -394,7 +394,7 @@ pub mod request {
             let flex = true;
             let f_id = get_uuid(buf, "AssignReplicasToDirsRequest.DirectoryData.Id")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "AssignReplicasToDirsRequest.DirectoryData.Topics")? {
+                match get_array_len(buf, flex, 1, "AssignReplicasToDirsRequest.DirectoryData.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -536,7 +536,7 @@ pub mod response {
             let f_throttle_time_ms = get_i32(buf, "AssignReplicasToDirsResponse.ThrottleTimeMs")?;
             let f_error_code = get_i16(buf, "AssignReplicasToDirsResponse.ErrorCode")?;
             let f_directories = non_null(
-                match get_array_len(buf, flex, "AssignReplicasToDirsResponse.Directories")? {
+                match get_array_len(buf, flex, 1, "AssignReplicasToDirsResponse.Directories")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -737,7 +737,7 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "AssignReplicasToDirsResponse.TopicData.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "AssignReplicasToDirsResponse.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "AssignReplicasToDirsResponse.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -841,7 +841,7 @@ pub mod response {
             let flex = true;
             let f_id = get_uuid(buf, "AssignReplicasToDirsResponse.DirectoryData.Id")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "AssignReplicasToDirsResponse.DirectoryData.Topics")? {
+                match get_array_len(buf, flex, 1, "AssignReplicasToDirsResponse.DirectoryData.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

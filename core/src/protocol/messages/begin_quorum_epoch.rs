@@ -126,7 +126,7 @@ pub mod request {
             let f_voter_id =
                 if version >= 1 { BrokerId(get_i32(buf, "BeginQuorumEpochRequest.VoterId")?) } else { BrokerId(-1) };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "BeginQuorumEpochRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "BeginQuorumEpochRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -141,7 +141,7 @@ pub mod request {
             )?;
             let f_leader_endpoints = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "BeginQuorumEpochRequest.LeaderEndpoints")? {
+                    match get_array_len(buf, flex, 1, "BeginQuorumEpochRequest.LeaderEndpoints")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -411,7 +411,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "BeginQuorumEpochRequest.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "BeginQuorumEpochRequest.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -727,7 +727,7 @@ pub mod response {
             let flex = version >= 1;
             let f_error_code = get_i16(buf, "BeginQuorumEpochResponse.ErrorCode")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "BeginQuorumEpochResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "BeginQuorumEpochResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -750,7 +750,7 @@ pub mod response {
                         0 if version >= 1 => {
                             let declared = data.len();
                             f_node_endpoints = non_null(
-                                match get_array_len(&mut data, true, "BeginQuorumEpochResponse.NodeEndpoints")? {
+                                match get_array_len(&mut data, true, 1, "BeginQuorumEpochResponse.NodeEndpoints")? {
                                     None => None,
                                     Some(n) => {
                                         let mut v = Vec::with_capacity(n);
@@ -1001,7 +1001,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "BeginQuorumEpochResponse.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "BeginQuorumEpochResponse.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -223,7 +223,7 @@ pub mod request {
                         0 if version >= 1 => {
                             let declared = data.len();
                             f_offline_log_dirs = non_null(
-                                match get_array_len(&mut data, true, "BrokerHeartbeatRequest.OfflineLogDirs")? {
+                                match get_array_len(&mut data, true, 16, "BrokerHeartbeatRequest.OfflineLogDirs")? {
                                     None => None,
                                     Some(n) => {
                                         let mut v = Vec::with_capacity(n);
@@ -241,17 +241,18 @@ pub mod request {
                         1 if version >= 2 => {
                             let declared = data.len();
                             f_cordoned_log_dirs = {
-                                let v = match get_array_len(&mut data, true, "BrokerHeartbeatRequest.CordonedLogDirs")?
-                                {
-                                    None => None,
-                                    Some(n) => {
-                                        let mut v = Vec::with_capacity(n);
-                                        for _ in 0..n {
-                                            v.push(get_uuid(&mut data, "BrokerHeartbeatRequest.CordonedLogDirs")?);
+                                let v =
+                                    match get_array_len(&mut data, true, 16, "BrokerHeartbeatRequest.CordonedLogDirs")?
+                                    {
+                                        None => None,
+                                        Some(n) => {
+                                            let mut v = Vec::with_capacity(n);
+                                            for _ in 0..n {
+                                                v.push(get_uuid(&mut data, "BrokerHeartbeatRequest.CordonedLogDirs")?);
+                                            }
+                                            Some(v)
                                         }
-                                        Some(v)
-                                    }
-                                };
+                                    };
                                 if v.is_none() && !(version >= 2) {
                                     return Err(DecodeError::UnexpectedNull {
                                         what: "BrokerHeartbeatRequest.CordonedLogDirs",

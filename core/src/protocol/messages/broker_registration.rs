@@ -202,7 +202,7 @@ pub mod request {
             )?;
             let f_incarnation_id = get_uuid(buf, "BrokerRegistrationRequest.IncarnationId")?;
             let f_listeners = non_null(
-                match get_array_len(buf, flex, "BrokerRegistrationRequest.Listeners")? {
+                match get_array_len(buf, flex, 1, "BrokerRegistrationRequest.Listeners")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -216,7 +216,7 @@ pub mod request {
                 version,
             )?;
             let f_features = non_null(
-                match get_array_len(buf, flex, "BrokerRegistrationRequest.Features")? {
+                match get_array_len(buf, flex, 1, "BrokerRegistrationRequest.Features")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -234,7 +234,7 @@ pub mod request {
                 if version >= 1 { get_bool(buf, "BrokerRegistrationRequest.IsMigratingZkBroker")? } else { false };
             let f_log_dirs = if version >= 2 {
                 non_null(
-                    match get_array_len(buf, flex, "BrokerRegistrationRequest.LogDirs")? {
+                    match get_array_len(buf, flex, 16, "BrokerRegistrationRequest.LogDirs")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);

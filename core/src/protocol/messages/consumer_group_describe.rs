@@ -88,7 +88,7 @@ pub mod request {
             }
             let flex = true;
             let f_group_ids = non_null(
-                match get_array_len(buf, flex, "ConsumerGroupDescribeRequest.GroupIds")? {
+                match get_array_len(buf, flex, 1, "ConsumerGroupDescribeRequest.GroupIds")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -230,7 +230,7 @@ pub mod response {
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "ConsumerGroupDescribeResponse.ThrottleTimeMs")?;
             let f_groups = non_null(
-                match get_array_len(buf, flex, "ConsumerGroupDescribeResponse.Groups")? {
+                match get_array_len(buf, flex, 1, "ConsumerGroupDescribeResponse.Groups")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -502,7 +502,7 @@ pub mod response {
                 version,
             )?;
             let f_subscribed_topic_names = non_null(
-                match get_array_len(buf, flex, "ConsumerGroupDescribeResponse.Member.SubscribedTopicNames")? {
+                match get_array_len(buf, flex, 1, "ConsumerGroupDescribeResponse.Member.SubscribedTopicNames")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -801,7 +801,7 @@ pub mod response {
                 version,
             )?;
             let f_members = non_null(
-                match get_array_len(buf, flex, "ConsumerGroupDescribeResponse.DescribedGroup.Members")? {
+                match get_array_len(buf, flex, 1, "ConsumerGroupDescribeResponse.DescribedGroup.Members")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -964,7 +964,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ConsumerGroupDescribeResponse.TopicPartitions.Partitions")? {
+                match get_array_len(buf, flex, 4, "ConsumerGroupDescribeResponse.TopicPartitions.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1065,7 +1065,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_topic_partitions = non_null(
-                match get_array_len(buf, flex, "ConsumerGroupDescribeResponse.Assignment.TopicPartitions")? {
+                match get_array_len(buf, flex, 1, "ConsumerGroupDescribeResponse.Assignment.TopicPartitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -251,7 +251,7 @@ pub mod request {
             let f_rack_id = get_nullable_string(buf, flex, "ConsumerGroupHeartbeatRequest.RackId")?;
             let f_rebalance_timeout_ms = get_i32(buf, "ConsumerGroupHeartbeatRequest.RebalanceTimeoutMs")?;
             let f_subscribed_topic_names =
-                match get_array_len(buf, flex, "ConsumerGroupHeartbeatRequest.SubscribedTopicNames")? {
+                match get_array_len(buf, flex, 1, "ConsumerGroupHeartbeatRequest.SubscribedTopicNames")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -281,7 +281,8 @@ pub mod request {
                 None
             };
             let f_server_assignor = get_nullable_string(buf, flex, "ConsumerGroupHeartbeatRequest.ServerAssignor")?;
-            let f_topic_partitions = match get_array_len(buf, flex, "ConsumerGroupHeartbeatRequest.TopicPartitions")? {
+            let f_topic_partitions = match get_array_len(buf, flex, 1, "ConsumerGroupHeartbeatRequest.TopicPartitions")?
+            {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -436,7 +437,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ConsumerGroupHeartbeatRequest.TopicPartitions.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ConsumerGroupHeartbeatRequest.TopicPartitions.Partitions")? {
+                match get_array_len(buf, flex, 4, "ConsumerGroupHeartbeatRequest.TopicPartitions.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -749,7 +750,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_topic_partitions = non_null(
-                match get_array_len(buf, flex, "ConsumerGroupHeartbeatResponse.Assignment.TopicPartitions")? {
+                match get_array_len(buf, flex, 1, "ConsumerGroupHeartbeatResponse.Assignment.TopicPartitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -852,7 +853,7 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ConsumerGroupHeartbeatResponse.TopicPartitions.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ConsumerGroupHeartbeatResponse.TopicPartitions.Partitions")? {
+                match get_array_len(buf, flex, 4, "ConsumerGroupHeartbeatResponse.TopicPartitions.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -79,7 +79,7 @@ impl Codec for ConsumerProtocolAssignment {
             return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
         }
         let f_assigned_partitions = non_null(
-            match get_array_len(buf, false, "ConsumerProtocolAssignment.AssignedPartitions")? {
+            match get_array_len(buf, false, 1, "ConsumerProtocolAssignment.AssignedPartitions")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -178,7 +178,7 @@ impl Codec for TopicPartition {
             version,
         )?;
         let f_partitions = non_null(
-            match get_array_len(buf, false, "ConsumerProtocolAssignment.TopicPartition.Partitions")? {
+            match get_array_len(buf, false, 4, "ConsumerProtocolAssignment.TopicPartition.Partitions")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);

@@ -135,7 +135,7 @@ impl Codec for ConsumerProtocolSubscription {
             return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
         }
         let f_topics = non_null(
-            match get_array_len(buf, false, "ConsumerProtocolSubscription.Topics")? {
+            match get_array_len(buf, false, 1, "ConsumerProtocolSubscription.Topics")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -155,7 +155,7 @@ impl Codec for ConsumerProtocolSubscription {
         let f_user_data = get_nullable_bytes(buf, false, "ConsumerProtocolSubscription.UserData")?;
         let f_owned_partitions = if version >= 1 {
             non_null(
-                match get_array_len(buf, false, "ConsumerProtocolSubscription.OwnedPartitions")? {
+                match get_array_len(buf, false, 1, "ConsumerProtocolSubscription.OwnedPartitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -305,7 +305,7 @@ impl Codec for TopicPartition {
         };
         let f_partitions = if version >= 1 {
             non_null(
-                match get_array_len(buf, false, "ConsumerProtocolSubscription.TopicPartition.Partitions")? {
+                match get_array_len(buf, false, 4, "ConsumerProtocolSubscription.TopicPartition.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

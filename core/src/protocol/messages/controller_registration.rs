@@ -130,7 +130,7 @@ pub mod request {
             let f_incarnation_id = get_uuid(buf, "ControllerRegistrationRequest.IncarnationId")?;
             let f_zk_migration_ready = get_bool(buf, "ControllerRegistrationRequest.ZkMigrationReady")?;
             let f_listeners = non_null(
-                match get_array_len(buf, flex, "ControllerRegistrationRequest.Listeners")? {
+                match get_array_len(buf, flex, 1, "ControllerRegistrationRequest.Listeners")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -144,7 +144,7 @@ pub mod request {
                 version,
             )?;
             let f_features = non_null(
-                match get_array_len(buf, flex, "ControllerRegistrationRequest.Features")? {
+                match get_array_len(buf, flex, 1, "ControllerRegistrationRequest.Features")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

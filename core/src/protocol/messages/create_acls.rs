@@ -73,7 +73,7 @@ pub mod request {
             }
             let flex = version >= 2;
             let f_creations = non_null(
-                match get_array_len(buf, flex, "CreateAclsRequest.Creations")? {
+                match get_array_len(buf, flex, 1, "CreateAclsRequest.Creations")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -392,7 +392,7 @@ pub mod response {
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "CreateAclsResponse.ThrottleTimeMs")?;
             let f_results = non_null(
-                match get_array_len(buf, flex, "CreateAclsResponse.Results")? {
+                match get_array_len(buf, flex, 1, "CreateAclsResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -190,7 +190,7 @@ pub mod request {
                 Some(StrBytes::new())
             };
             let f_renewers = non_null(
-                match get_array_len(buf, flex, "CreateDelegationTokenRequest.Renewers")? {
+                match get_array_len(buf, flex, 1, "CreateDelegationTokenRequest.Renewers")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -100,7 +100,7 @@ pub mod request {
             }
             let flex = version >= 2;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "CreatePartitionsRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "CreatePartitionsRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -215,7 +215,7 @@ pub mod request {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 2;
             let f_broker_ids = non_null(
-                match get_array_len(buf, flex, "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds")? {
+                match get_array_len(buf, flex, 4, "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -355,7 +355,7 @@ pub mod request {
             )?;
             let f_count = get_i32(buf, "CreatePartitionsRequest.CreatePartitionsTopic.Count")?;
             let f_assignments =
-                match get_array_len(buf, flex, "CreatePartitionsRequest.CreatePartitionsTopic.Assignments")? {
+                match get_array_len(buf, flex, 1, "CreatePartitionsRequest.CreatePartitionsTopic.Assignments")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -488,7 +488,7 @@ pub mod response {
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "CreatePartitionsResponse.ThrottleTimeMs")?;
             let f_results = non_null(
-                match get_array_len(buf, flex, "CreatePartitionsResponse.Results")? {
+                match get_array_len(buf, flex, 1, "CreatePartitionsResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

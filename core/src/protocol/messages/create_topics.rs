@@ -100,7 +100,7 @@ pub mod request {
             }
             let flex = version >= 5;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "CreateTopicsRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "CreateTopicsRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -221,7 +221,7 @@ pub mod request {
             let flex = version >= 5;
             let f_partition_index = get_i32(buf, "CreateTopicsRequest.CreatableReplicaAssignment.PartitionIndex")?;
             let f_broker_ids = non_null(
-                match get_array_len(buf, flex, "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds")? {
+                match get_array_len(buf, flex, 4, "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -484,7 +484,7 @@ pub mod request {
             let f_num_partitions = get_i32(buf, "CreateTopicsRequest.CreatableTopic.NumPartitions")?;
             let f_replication_factor = get_i16(buf, "CreateTopicsRequest.CreatableTopic.ReplicationFactor")?;
             let f_assignments = non_null(
-                match get_array_len(buf, flex, "CreateTopicsRequest.CreatableTopic.Assignments")? {
+                match get_array_len(buf, flex, 1, "CreateTopicsRequest.CreatableTopic.Assignments")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -498,7 +498,7 @@ pub mod request {
                 version,
             )?;
             let f_configs = non_null(
-                match get_array_len(buf, flex, "CreateTopicsRequest.CreatableTopic.Configs")? {
+                match get_array_len(buf, flex, 1, "CreateTopicsRequest.CreatableTopic.Configs")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -639,7 +639,7 @@ pub mod response {
             let flex = version >= 5;
             let f_throttle_time_ms = get_i32(buf, "CreateTopicsResponse.ThrottleTimeMs")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "CreateTopicsResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "CreateTopicsResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1118,7 +1118,7 @@ pub mod response {
             };
             let f_configs = if version >= 5 {
                 {
-                    let v = match get_array_len(buf, flex, "CreateTopicsResponse.CreatableTopicResult.Configs")? {
+                    let v = match get_array_len(buf, flex, 1, "CreateTopicsResponse.CreatableTopicResult.Configs")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);

@@ -73,7 +73,7 @@ pub mod request {
             }
             let flex = version >= 2;
             let f_filters = non_null(
-                match get_array_len(buf, flex, "DeleteAclsRequest.Filters")? {
+                match get_array_len(buf, flex, 1, "DeleteAclsRequest.Filters")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -407,7 +407,7 @@ pub mod response {
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "DeleteAclsResponse.ThrottleTimeMs")?;
             let f_filter_results = non_null(
-                match get_array_len(buf, flex, "DeleteAclsResponse.FilterResults")? {
+                match get_array_len(buf, flex, 1, "DeleteAclsResponse.FilterResults")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -791,7 +791,7 @@ pub mod response {
             let f_error_message =
                 get_nullable_string(buf, flex, "DeleteAclsResponse.DeleteAclsFilterResult.ErrorMessage")?;
             let f_matching_acls = non_null(
-                match get_array_len(buf, flex, "DeleteAclsResponse.DeleteAclsFilterResult.MatchingAcls")? {
+                match get_array_len(buf, flex, 1, "DeleteAclsResponse.DeleteAclsFilterResult.MatchingAcls")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

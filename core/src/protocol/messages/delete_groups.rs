@@ -73,7 +73,7 @@ pub mod request {
             }
             let flex = version >= 2;
             let f_groups_names = non_null(
-                match get_array_len(buf, flex, "DeleteGroupsRequest.GroupsNames")? {
+                match get_array_len(buf, flex, 1, "DeleteGroupsRequest.GroupsNames")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -208,7 +208,7 @@ pub mod response {
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "DeleteGroupsResponse.ThrottleTimeMs")?;
             let f_results = non_null(
-                match get_array_len(buf, flex, "DeleteGroupsResponse.Results")? {
+                match get_array_len(buf, flex, 1, "DeleteGroupsResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -84,7 +84,7 @@ pub mod request {
             }
             let flex = version >= 2;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DeleteRecordsRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "DeleteRecordsRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -294,7 +294,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DeleteRecordsRequest.DeleteRecordsTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "DeleteRecordsRequest.DeleteRecordsTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -422,7 +422,7 @@ pub mod response {
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "DeleteRecordsResponse.ThrottleTimeMs")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DeleteRecordsResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "DeleteRecordsResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -659,7 +659,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DeleteRecordsResponse.DeleteRecordsTopicResult.Partitions")? {
+                match get_array_len(buf, flex, 1, "DeleteRecordsResponse.DeleteRecordsTopicResult.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -93,7 +93,7 @@ pub mod request {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DeleteShareGroupOffsetsRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "DeleteShareGroupOffsetsRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -356,7 +356,7 @@ pub mod response {
             let f_error_code = get_i16(buf, "DeleteShareGroupOffsetsResponse.ErrorCode")?;
             let f_error_message = get_nullable_string(buf, flex, "DeleteShareGroupOffsetsResponse.ErrorMessage")?;
             let f_responses = non_null(
-                match get_array_len(buf, flex, "DeleteShareGroupOffsetsResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "DeleteShareGroupOffsetsResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

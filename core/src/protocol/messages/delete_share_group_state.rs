@@ -93,7 +93,7 @@ pub mod request {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DeleteShareGroupStateRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "DeleteShareGroupStateRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -278,7 +278,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "DeleteShareGroupStateRequest.DeleteStateData.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DeleteShareGroupStateRequest.DeleteStateData.Partitions")? {
+                match get_array_len(buf, flex, 1, "DeleteShareGroupStateRequest.DeleteStateData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -391,7 +391,7 @@ pub mod response {
             }
             let flex = true;
             let f_results = non_null(
-                match get_array_len(buf, flex, "DeleteShareGroupStateResponse.Results")? {
+                match get_array_len(buf, flex, 1, "DeleteShareGroupStateResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -619,7 +619,7 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "DeleteShareGroupStateResponse.DeleteStateResult.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DeleteShareGroupStateResponse.DeleteStateResult.Partitions")? {
+                match get_array_len(buf, flex, 1, "DeleteShareGroupStateResponse.DeleteStateResult.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -112,7 +112,7 @@ pub mod request {
             let flex = version >= 4;
             let f_topics = if version >= 6 {
                 non_null(
-                    match get_array_len(buf, flex, "DeleteTopicsRequest.Topics")? {
+                    match get_array_len(buf, flex, 1, "DeleteTopicsRequest.Topics")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -130,7 +130,7 @@ pub mod request {
             };
             let f_topic_names = if version <= 5 {
                 non_null(
-                    match get_array_len(buf, flex, "DeleteTopicsRequest.TopicNames")? {
+                    match get_array_len(buf, flex, 1, "DeleteTopicsRequest.TopicNames")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -412,7 +412,7 @@ pub mod response {
             let flex = version >= 4;
             let f_throttle_time_ms = get_i32(buf, "DeleteTopicsResponse.ThrottleTimeMs")?;
             let f_responses = non_null(
-                match get_array_len(buf, flex, "DeleteTopicsResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "DeleteTopicsResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

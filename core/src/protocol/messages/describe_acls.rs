@@ -335,7 +335,7 @@ pub mod response {
             let f_error_code = get_i16(buf, "DescribeAclsResponse.ErrorCode")?;
             let f_error_message = get_nullable_string(buf, flex, "DescribeAclsResponse.ErrorMessage")?;
             let f_resources = non_null(
-                match get_array_len(buf, flex, "DescribeAclsResponse.Resources")? {
+                match get_array_len(buf, flex, 1, "DescribeAclsResponse.Resources")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -635,7 +635,7 @@ pub mod response {
             )?;
             let f_pattern_type = get_i8(buf, "DescribeAclsResponse.DescribeAclsResource.PatternType")?;
             let f_acls = non_null(
-                match get_array_len(buf, flex, "DescribeAclsResponse.DescribeAclsResource.Acls")? {
+                match get_array_len(buf, flex, 1, "DescribeAclsResponse.DescribeAclsResource.Acls")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -84,7 +84,7 @@ pub mod request {
             }
             let flex = version >= 1;
             let f_components = non_null(
-                match get_array_len(buf, flex, "DescribeClientQuotasRequest.Components")? {
+                match get_array_len(buf, flex, 1, "DescribeClientQuotasRequest.Components")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -385,7 +385,7 @@ pub mod response {
             let f_throttle_time_ms = get_i32(buf, "DescribeClientQuotasResponse.ThrottleTimeMs")?;
             let f_error_code = get_i16(buf, "DescribeClientQuotasResponse.ErrorCode")?;
             let f_error_message = get_nullable_string(buf, flex, "DescribeClientQuotasResponse.ErrorMessage")?;
-            let f_entries = match get_array_len(buf, flex, "DescribeClientQuotasResponse.Entries")? {
+            let f_entries = match get_array_len(buf, flex, 1, "DescribeClientQuotasResponse.Entries")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -707,7 +707,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 1;
             let f_entity = non_null(
-                match get_array_len(buf, flex, "DescribeClientQuotasResponse.EntryData.Entity")? {
+                match get_array_len(buf, flex, 1, "DescribeClientQuotasResponse.EntryData.Entity")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -721,7 +721,7 @@ pub mod response {
                 version,
             )?;
             let f_values = non_null(
-                match get_array_len(buf, flex, "DescribeClientQuotasResponse.EntryData.Values")? {
+                match get_array_len(buf, flex, 1, "DescribeClientQuotasResponse.EntryData.Values")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

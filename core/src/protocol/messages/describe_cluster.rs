@@ -342,7 +342,7 @@ pub mod response {
             )?;
             let f_controller_id = BrokerId(get_i32(buf, "DescribeClusterResponse.ControllerId")?);
             let f_brokers = non_null(
-                match get_array_len(buf, flex, "DescribeClusterResponse.Brokers")? {
+                match get_array_len(buf, flex, 1, "DescribeClusterResponse.Brokers")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -109,7 +109,7 @@ pub mod request {
             }
             let flex = version >= 4;
             let f_resources = non_null(
-                match get_array_len(buf, flex, "DescribeConfigsRequest.Resources")? {
+                match get_array_len(buf, flex, 1, "DescribeConfigsRequest.Resources")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -273,25 +273,29 @@ pub mod request {
                 "DescribeConfigsRequest.DescribeConfigsResource.ResourceName",
                 version,
             )?;
-            let f_configuration_keys =
-                match get_array_len(buf, flex, "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys")? {
-                    None => None,
-                    Some(n) => {
-                        let mut v = Vec::with_capacity(n);
-                        for _ in 0..n {
-                            v.push(non_null(
-                                get_nullable_string(
-                                    buf,
-                                    flex,
-                                    "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys",
-                                )?,
+            let f_configuration_keys = match get_array_len(
+                buf,
+                flex,
+                1,
+                "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys",
+            )? {
+                None => None,
+                Some(n) => {
+                    let mut v = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        v.push(non_null(
+                            get_nullable_string(
+                                buf,
+                                flex,
                                 "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys",
-                                version,
-                            )?);
-                        }
-                        Some(v)
+                            )?,
+                            "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys",
+                            version,
+                        )?);
                     }
-                };
+                    Some(v)
+                }
+            };
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "DescribeConfigsResource.tagged fields")?;
@@ -416,7 +420,7 @@ pub mod response {
             let flex = version >= 4;
             let f_throttle_time_ms = get_i32(buf, "DescribeConfigsResponse.ThrottleTimeMs")?;
             let f_results = non_null(
-                match get_array_len(buf, flex, "DescribeConfigsResponse.Results")? {
+                match get_array_len(buf, flex, 1, "DescribeConfigsResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -794,7 +798,7 @@ pub mod response {
             let f_config_source = get_i8(buf, "DescribeConfigsResponse.DescribeConfigsResourceResult.ConfigSource")?;
             let f_is_sensitive = get_bool(buf, "DescribeConfigsResponse.DescribeConfigsResourceResult.IsSensitive")?;
             let f_synonyms = non_null(
-                match get_array_len(buf, flex, "DescribeConfigsResponse.DescribeConfigsResourceResult.Synonyms")? {
+                match get_array_len(buf, flex, 1, "DescribeConfigsResponse.DescribeConfigsResourceResult.Synonyms")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1015,7 +1019,7 @@ pub mod response {
                 version,
             )?;
             let f_configs = non_null(
-                match get_array_len(buf, flex, "DescribeConfigsResponse.DescribeConfigsResult.Configs")? {
+                match get_array_len(buf, flex, 1, "DescribeConfigsResponse.DescribeConfigsResult.Configs")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -76,7 +76,7 @@ pub mod request {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
-            let f_owners = match get_array_len(buf, flex, "DescribeDelegationTokenRequest.Owners")? {
+            let f_owners = match get_array_len(buf, flex, 1, "DescribeDelegationTokenRequest.Owners")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -349,7 +349,7 @@ pub mod response {
             let flex = version >= 2;
             let f_error_code = get_i16(buf, "DescribeDelegationTokenResponse.ErrorCode")?;
             let f_tokens = non_null(
-                match get_array_len(buf, flex, "DescribeDelegationTokenResponse.Tokens")? {
+                match get_array_len(buf, flex, 1, "DescribeDelegationTokenResponse.Tokens")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -810,7 +810,8 @@ pub mod response {
                 version,
             )?;
             let f_renewers = non_null(
-                match get_array_len(buf, flex, "DescribeDelegationTokenResponse.DescribedDelegationToken.Renewers")? {
+                match get_array_len(buf, flex, 1, "DescribeDelegationTokenResponse.DescribedDelegationToken.Renewers")?
+                {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

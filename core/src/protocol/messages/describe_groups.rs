@@ -97,7 +97,7 @@ pub mod request {
             }
             let flex = version >= 5;
             let f_groups = non_null(
-                match get_array_len(buf, flex, "DescribeGroupsRequest.Groups")? {
+                match get_array_len(buf, flex, 1, "DescribeGroupsRequest.Groups")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -244,7 +244,7 @@ pub mod response {
             let f_throttle_time_ms =
                 if version >= 1 { get_i32(buf, "DescribeGroupsResponse.ThrottleTimeMs")? } else { 0 };
             let f_groups = non_null(
-                match get_array_len(buf, flex, "DescribeGroupsResponse.Groups")? {
+                match get_array_len(buf, flex, 1, "DescribeGroupsResponse.Groups")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -753,7 +753,7 @@ pub mod response {
                 version,
             )?;
             let f_members = non_null(
-                match get_array_len(buf, flex, "DescribeGroupsResponse.DescribedGroup.Members")? {
+                match get_array_len(buf, flex, 1, "DescribeGroupsResponse.DescribedGroup.Members")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -76,7 +76,7 @@ pub mod request {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
-            let f_topics = match get_array_len(buf, flex, "DescribeLogDirsRequest.Topics")? {
+            let f_topics = match get_array_len(buf, flex, 1, "DescribeLogDirsRequest.Topics")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -200,7 +200,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DescribeLogDirsRequest.DescribableLogDirTopic.Partitions")? {
+                match get_array_len(buf, flex, 4, "DescribeLogDirsRequest.DescribableLogDirTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -347,7 +347,7 @@ pub mod response {
             let f_throttle_time_ms = get_i32(buf, "DescribeLogDirsResponse.ThrottleTimeMs")?;
             let f_error_code = if version >= 3 { get_i16(buf, "DescribeLogDirsResponse.ErrorCode")? } else { 0 };
             let f_results = non_null(
-                match get_array_len(buf, flex, "DescribeLogDirsResponse.Results")? {
+                match get_array_len(buf, flex, 1, "DescribeLogDirsResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -602,7 +602,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DescribeLogDirsResponse.DescribeLogDirsTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "DescribeLogDirsResponse.DescribeLogDirsTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -780,7 +780,7 @@ pub mod response {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DescribeLogDirsResponse.DescribeLogDirsResult.Topics")? {
+                match get_array_len(buf, flex, 1, "DescribeLogDirsResponse.DescribeLogDirsResult.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -73,7 +73,7 @@ pub mod request {
             }
             let flex = true;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DescribeProducersRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "DescribeProducersRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -190,7 +190,7 @@ pub mod request {
                 version,
             )?;
             let f_partition_indexes = non_null(
-                match get_array_len(buf, flex, "DescribeProducersRequest.TopicRequest.PartitionIndexes")? {
+                match get_array_len(buf, flex, 4, "DescribeProducersRequest.TopicRequest.PartitionIndexes")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -318,7 +318,7 @@ pub mod response {
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "DescribeProducersResponse.ThrottleTimeMs")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DescribeProducersResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "DescribeProducersResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -629,7 +629,7 @@ pub mod response {
             let f_error_message =
                 get_nullable_string(buf, flex, "DescribeProducersResponse.PartitionResponse.ErrorMessage")?;
             let f_active_producers = non_null(
-                match get_array_len(buf, flex, "DescribeProducersResponse.PartitionResponse.ActiveProducers")? {
+                match get_array_len(buf, flex, 1, "DescribeProducersResponse.PartitionResponse.ActiveProducers")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -752,7 +752,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DescribeProducersResponse.TopicResponse.Partitions")? {
+                match get_array_len(buf, flex, 1, "DescribeProducersResponse.TopicResponse.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

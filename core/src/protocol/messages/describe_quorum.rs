@@ -73,7 +73,7 @@ pub mod request {
             }
             let flex = true;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DescribeQuorumRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "DescribeQuorumRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -262,7 +262,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DescribeQuorumRequest.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "DescribeQuorumRequest.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -454,7 +454,7 @@ pub mod response {
                 Some(StrBytes::new())
             };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DescribeQuorumResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "DescribeQuorumResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -469,7 +469,7 @@ pub mod response {
             )?;
             let f_nodes = if version >= 2 {
                 non_null(
-                    match get_array_len(buf, flex, "DescribeQuorumResponse.Nodes")? {
+                    match get_array_len(buf, flex, 1, "DescribeQuorumResponse.Nodes")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -712,7 +712,7 @@ pub mod response {
             let f_leader_epoch = get_i32(buf, "DescribeQuorumResponse.PartitionData.LeaderEpoch")?;
             let f_high_watermark = get_i64(buf, "DescribeQuorumResponse.PartitionData.HighWatermark")?;
             let f_current_voters = non_null(
-                match get_array_len(buf, flex, "DescribeQuorumResponse.PartitionData.CurrentVoters")? {
+                match get_array_len(buf, flex, 1, "DescribeQuorumResponse.PartitionData.CurrentVoters")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -726,7 +726,7 @@ pub mod response {
                 version,
             )?;
             let f_observers = non_null(
-                match get_array_len(buf, flex, "DescribeQuorumResponse.PartitionData.Observers")? {
+                match get_array_len(buf, flex, 1, "DescribeQuorumResponse.PartitionData.Observers")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -862,7 +862,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DescribeQuorumResponse.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "DescribeQuorumResponse.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1127,7 +1127,7 @@ pub mod response {
                 if version >= 2 { BrokerId(get_i32(buf, "DescribeQuorumResponse.Node.NodeId")?) } else { BrokerId(0) };
             let f_listeners = if version >= 2 {
                 non_null(
-                    match get_array_len(buf, flex, "DescribeQuorumResponse.Node.Listeners")? {
+                    match get_array_len(buf, flex, 1, "DescribeQuorumResponse.Node.Listeners")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);

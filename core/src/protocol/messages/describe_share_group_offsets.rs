@@ -73,7 +73,7 @@ pub mod request {
             }
             let flex = true;
             let f_groups = non_null(
-                match get_array_len(buf, flex, "DescribeShareGroupOffsetsRequest.Groups")? {
+                match get_array_len(buf, flex, 1, "DescribeShareGroupOffsetsRequest.Groups")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -212,6 +212,7 @@ pub mod request {
                 match get_array_len(
                     buf,
                     flex,
+                    4,
                     "DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic.Partitions",
                 )? {
                     None => None,
@@ -366,6 +367,7 @@ pub mod request {
             let f_topics = match get_array_len(
                 buf,
                 flex,
+                1,
                 "DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup.Topics",
             )? {
                 None => None,
@@ -498,7 +500,7 @@ pub mod response {
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "DescribeShareGroupOffsetsResponse.ThrottleTimeMs")?;
             let f_groups = non_null(
-                match get_array_len(buf, flex, "DescribeShareGroupOffsetsResponse.Groups")? {
+                match get_array_len(buf, flex, 1, "DescribeShareGroupOffsetsResponse.Groups")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -853,6 +855,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic.Partitions",
                 )? {
                     None => None,
@@ -1036,6 +1039,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup.Topics",
                 )? {
                     None => None,

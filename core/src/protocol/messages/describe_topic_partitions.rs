@@ -105,7 +105,7 @@ pub mod request {
             }
             let flex = true;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DescribeTopicPartitionsRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "DescribeTopicPartitionsRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -443,7 +443,7 @@ pub mod response {
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "DescribeTopicPartitionsResponse.ThrottleTimeMs")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DescribeTopicPartitionsResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "DescribeTopicPartitionsResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -722,6 +722,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    4,
                     "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.ReplicaNodes",
                 )? {
                     None => None,
@@ -743,6 +744,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    4,
                     "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.IsrNodes",
                 )? {
                     None => None,
@@ -763,6 +765,7 @@ pub mod response {
             let f_eligible_leader_replicas = match get_array_len(
                 buf,
                 flex,
+                4,
                 "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.EligibleLeaderReplicas",
             )? {
                 None => None,
@@ -777,6 +780,7 @@ pub mod response {
             let f_last_known_elr = match get_array_len(
                 buf,
                 flex,
+                4,
                 "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.LastKnownElr",
             )? {
                 None => None,
@@ -795,6 +799,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    4,
                     "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.OfflineReplicas",
                 )? {
                     None => None,
@@ -1020,6 +1025,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic.Partitions",
                 )? {
                     None => None,

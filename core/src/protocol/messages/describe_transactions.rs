@@ -73,7 +73,7 @@ pub mod request {
             }
             let flex = true;
             let f_transactional_ids = non_null(
-                match get_array_len(buf, flex, "DescribeTransactionsRequest.TransactionalIds")? {
+                match get_array_len(buf, flex, 1, "DescribeTransactionsRequest.TransactionalIds")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -213,7 +213,7 @@ pub mod response {
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "DescribeTransactionsResponse.ThrottleTimeMs")?;
             let f_transaction_states = non_null(
-                match get_array_len(buf, flex, "DescribeTransactionsResponse.TransactionStates")? {
+                match get_array_len(buf, flex, 1, "DescribeTransactionsResponse.TransactionStates")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -331,7 +331,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "DescribeTransactionsResponse.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 4, "DescribeTransactionsResponse.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -544,7 +544,7 @@ pub mod response {
             let f_producer_id = ProducerId(get_i64(buf, "DescribeTransactionsResponse.TransactionState.ProducerId")?);
             let f_producer_epoch = get_i16(buf, "DescribeTransactionsResponse.TransactionState.ProducerEpoch")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "DescribeTransactionsResponse.TransactionState.Topics")? {
+                match get_array_len(buf, flex, 1, "DescribeTransactionsResponse.TransactionState.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -76,7 +76,7 @@ pub mod request {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = true;
-            let f_users = match get_array_len(buf, flex, "DescribeUserScramCredentialsRequest.Users")? {
+            let f_users = match get_array_len(buf, flex, 1, "DescribeUserScramCredentialsRequest.Users")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -323,7 +323,7 @@ pub mod response {
             let f_error_code = get_i16(buf, "DescribeUserScramCredentialsResponse.ErrorCode")?;
             let f_error_message = get_nullable_string(buf, flex, "DescribeUserScramCredentialsResponse.ErrorMessage")?;
             let f_results = non_null(
-                match get_array_len(buf, flex, "DescribeUserScramCredentialsResponse.Results")? {
+                match get_array_len(buf, flex, 1, "DescribeUserScramCredentialsResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -604,6 +604,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult.CredentialInfos",
                 )? {
                     None => None,

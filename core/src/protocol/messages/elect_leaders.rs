@@ -110,7 +110,7 @@ pub mod request {
             }
             let flex = version >= 2;
             let f_election_type = if version >= 1 { get_i8(buf, "ElectLeadersRequest.ElectionType")? } else { 0 };
-            let f_topic_partitions = match get_array_len(buf, flex, "ElectLeadersRequest.TopicPartitions")? {
+            let f_topic_partitions = match get_array_len(buf, flex, 1, "ElectLeadersRequest.TopicPartitions")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -236,7 +236,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ElectLeadersRequest.TopicPartitions.Partitions")? {
+                match get_array_len(buf, flex, 4, "ElectLeadersRequest.TopicPartitions.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -387,7 +387,7 @@ pub mod response {
             let f_throttle_time_ms = get_i32(buf, "ElectLeadersResponse.ThrottleTimeMs")?;
             let f_error_code = if version >= 1 { get_i16(buf, "ElectLeadersResponse.ErrorCode")? } else { 0 };
             let f_replica_election_results = non_null(
-                match get_array_len(buf, flex, "ElectLeadersResponse.ReplicaElectionResults")? {
+                match get_array_len(buf, flex, 1, "ElectLeadersResponse.ReplicaElectionResults")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -636,7 +636,7 @@ pub mod response {
                 version,
             )?;
             let f_partition_result = non_null(
-                match get_array_len(buf, flex, "ElectLeadersResponse.ReplicaElectionResult.PartitionResult")? {
+                match get_array_len(buf, flex, 1, "ElectLeadersResponse.ReplicaElectionResult.PartitionResult")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -110,7 +110,7 @@ pub mod request {
             let flex = version >= 1;
             let f_cluster_id = get_nullable_string(buf, flex, "EndQuorumEpochRequest.ClusterId")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "EndQuorumEpochRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "EndQuorumEpochRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -125,7 +125,7 @@ pub mod request {
             )?;
             let f_leader_endpoints = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "EndQuorumEpochRequest.LeaderEndpoints")? {
+                    match get_array_len(buf, flex, 1, "EndQuorumEpochRequest.LeaderEndpoints")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -419,7 +419,7 @@ pub mod request {
             let f_leader_epoch = get_i32(buf, "EndQuorumEpochRequest.PartitionData.LeaderEpoch")?;
             let f_preferred_successors = if version <= 0 {
                 non_null(
-                    match get_array_len(buf, flex, "EndQuorumEpochRequest.PartitionData.PreferredSuccessors")? {
+                    match get_array_len(buf, flex, 4, "EndQuorumEpochRequest.PartitionData.PreferredSuccessors")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -437,7 +437,7 @@ pub mod request {
             };
             let f_preferred_candidates = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "EndQuorumEpochRequest.PartitionData.PreferredCandidates")? {
+                    match get_array_len(buf, flex, 1, "EndQuorumEpochRequest.PartitionData.PreferredCandidates")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -569,7 +569,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "EndQuorumEpochRequest.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "EndQuorumEpochRequest.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -885,7 +885,7 @@ pub mod response {
             let flex = version >= 1;
             let f_error_code = get_i16(buf, "EndQuorumEpochResponse.ErrorCode")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "EndQuorumEpochResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "EndQuorumEpochResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -908,7 +908,7 @@ pub mod response {
                         0 if version >= 1 => {
                             let declared = data.len();
                             f_node_endpoints = non_null(
-                                match get_array_len(&mut data, true, "EndQuorumEpochResponse.NodeEndpoints")? {
+                                match get_array_len(&mut data, true, 1, "EndQuorumEpochResponse.NodeEndpoints")? {
                                     None => None,
                                     Some(n) => {
                                         let mut v = Vec::with_capacity(n);
@@ -1159,7 +1159,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "EndQuorumEpochResponse.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "EndQuorumEpochResponse.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -279,7 +279,7 @@ pub mod request {
             let f_session_id = if version >= 7 { get_i32(buf, "FetchRequest.SessionId")? } else { 0 };
             let f_session_epoch = if version >= 7 { get_i32(buf, "FetchRequest.SessionEpoch")? } else { -1 };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "FetchRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "FetchRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -294,7 +294,7 @@ pub mod request {
             )?;
             let f_forgotten_topics_data = if version >= 7 {
                 non_null(
-                    match get_array_len(buf, flex, "FetchRequest.ForgottenTopicsData")? {
+                    match get_array_len(buf, flex, 1, "FetchRequest.ForgottenTopicsData")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -864,7 +864,7 @@ pub mod request {
             };
             let f_topic_id = if version >= 13 { get_uuid(buf, "FetchRequest.FetchTopic.TopicId")? } else { Uuid::ZERO };
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "FetchRequest.FetchTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "FetchRequest.FetchTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1013,7 +1013,7 @@ pub mod request {
                 if version >= 13 { get_uuid(buf, "FetchRequest.ForgottenTopic.TopicId")? } else { Uuid::ZERO };
             let f_partitions = if version >= 7 {
                 non_null(
-                    match get_array_len(buf, flex, "FetchRequest.ForgottenTopic.Partitions")? {
+                    match get_array_len(buf, flex, 4, "FetchRequest.ForgottenTopic.Partitions")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -1223,7 +1223,7 @@ pub mod response {
             let f_error_code = if version >= 7 { get_i16(buf, "FetchResponse.ErrorCode")? } else { 0 };
             let f_session_id = if version >= 7 { get_i32(buf, "FetchResponse.SessionId")? } else { 0 };
             let f_responses = non_null(
-                match get_array_len(buf, flex, "FetchResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "FetchResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1246,7 +1246,7 @@ pub mod response {
                         0 if version >= 16 => {
                             let declared = data.len();
                             f_node_endpoints = non_null(
-                                match get_array_len(&mut data, true, "FetchResponse.NodeEndpoints")? {
+                                match get_array_len(&mut data, true, 1, "FetchResponse.NodeEndpoints")? {
                                     None => None,
                                     Some(n) => {
                                         let mut v = Vec::with_capacity(n);
@@ -1955,7 +1955,7 @@ pub mod response {
             let mut f_current_leader = LeaderIdAndEpoch::default();
             let mut f_snapshot_id = SnapshotId::default();
             let f_aborted_transactions =
-                match get_array_len(buf, flex, "FetchResponse.PartitionData.AbortedTransactions")? {
+                match get_array_len(buf, flex, 1, "FetchResponse.PartitionData.AbortedTransactions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -2162,7 +2162,7 @@ pub mod response {
             let f_topic_id =
                 if version >= 13 { get_uuid(buf, "FetchResponse.FetchableTopicResponse.TopicId")? } else { Uuid::ZERO };
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "FetchResponse.FetchableTopicResponse.Partitions")? {
+                match get_array_len(buf, flex, 1, "FetchResponse.FetchableTopicResponse.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -135,7 +135,7 @@ pub mod request {
             let f_replica_id = BrokerId(get_i32(buf, "FetchSnapshotRequest.ReplicaId")?);
             let f_max_bytes = get_i32(buf, "FetchSnapshotRequest.MaxBytes")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "FetchSnapshotRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "FetchSnapshotRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -527,7 +527,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "FetchSnapshotRequest.TopicSnapshot.Partitions")? {
+                match get_array_len(buf, flex, 1, "FetchSnapshotRequest.TopicSnapshot.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -712,7 +712,7 @@ pub mod response {
             let f_throttle_time_ms = get_i32(buf, "FetchSnapshotResponse.ThrottleTimeMs")?;
             let f_error_code = get_i16(buf, "FetchSnapshotResponse.ErrorCode")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "FetchSnapshotResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "FetchSnapshotResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -735,7 +735,7 @@ pub mod response {
                         0 if version >= 1 => {
                             let declared = data.len();
                             f_node_endpoints = non_null(
-                                match get_array_len(&mut data, true, "FetchSnapshotResponse.NodeEndpoints")? {
+                                match get_array_len(&mut data, true, 1, "FetchSnapshotResponse.NodeEndpoints")? {
                                     None => None,
                                     Some(n) => {
                                         let mut v = Vec::with_capacity(n);
@@ -1257,7 +1257,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "FetchSnapshotResponse.TopicSnapshot.Partitions")? {
+                match get_array_len(buf, flex, 1, "FetchSnapshotResponse.TopicSnapshot.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

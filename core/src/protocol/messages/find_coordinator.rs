@@ -132,7 +132,7 @@ pub mod request {
             let f_key_type = if version >= 1 { get_i8(buf, "FindCoordinatorRequest.KeyType")? } else { 0 };
             let f_coordinator_keys = if version >= 4 {
                 non_null(
-                    match get_array_len(buf, flex, "FindCoordinatorRequest.CoordinatorKeys")? {
+                    match get_array_len(buf, flex, 1, "FindCoordinatorRequest.CoordinatorKeys")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -427,7 +427,7 @@ pub mod response {
             let f_port = if version <= 3 { get_i32(buf, "FindCoordinatorResponse.Port")? } else { 0 };
             let f_coordinators = if version >= 4 {
                 non_null(
-                    match get_array_len(buf, flex, "FindCoordinatorResponse.Coordinators")? {
+                    match get_array_len(buf, flex, 1, "FindCoordinatorResponse.Coordinators")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);

@@ -283,7 +283,7 @@ pub mod response {
             let f_client_instance_id = get_uuid(buf, "GetTelemetrySubscriptionsResponse.ClientInstanceId")?;
             let f_subscription_id = get_i32(buf, "GetTelemetrySubscriptionsResponse.SubscriptionId")?;
             let f_accepted_compression_types = non_null(
-                match get_array_len(buf, flex, "GetTelemetrySubscriptionsResponse.AcceptedCompressionTypes")? {
+                match get_array_len(buf, flex, 1, "GetTelemetrySubscriptionsResponse.AcceptedCompressionTypes")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -300,7 +300,7 @@ pub mod response {
             let f_telemetry_max_bytes = get_i32(buf, "GetTelemetrySubscriptionsResponse.TelemetryMaxBytes")?;
             let f_delta_temporality = get_bool(buf, "GetTelemetrySubscriptionsResponse.DeltaTemporality")?;
             let f_requested_metrics = non_null(
-                match get_array_len(buf, flex, "GetTelemetrySubscriptionsResponse.RequestedMetrics")? {
+                match get_array_len(buf, flex, 1, "GetTelemetrySubscriptionsResponse.RequestedMetrics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -88,7 +88,7 @@ pub mod request {
             }
             let flex = version >= 1;
             let f_resources = non_null(
-                match get_array_len(buf, flex, "IncrementalAlterConfigsRequest.Resources")? {
+                match get_array_len(buf, flex, 1, "IncrementalAlterConfigsRequest.Resources")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -364,7 +364,7 @@ pub mod request {
                 version,
             )?;
             let f_configs = non_null(
-                match get_array_len(buf, flex, "IncrementalAlterConfigsRequest.AlterConfigsResource.Configs")? {
+                match get_array_len(buf, flex, 1, "IncrementalAlterConfigsRequest.AlterConfigsResource.Configs")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -502,7 +502,7 @@ pub mod response {
             let flex = version >= 1;
             let f_throttle_time_ms = get_i32(buf, "IncrementalAlterConfigsResponse.ThrottleTimeMs")?;
             let f_responses = non_null(
-                match get_array_len(buf, flex, "IncrementalAlterConfigsResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "IncrementalAlterConfigsResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

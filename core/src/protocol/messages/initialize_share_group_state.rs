@@ -93,7 +93,7 @@ pub mod request {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "InitializeShareGroupStateRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "InitializeShareGroupStateRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -318,7 +318,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "InitializeShareGroupStateRequest.InitializeStateData.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "InitializeShareGroupStateRequest.InitializeStateData.Partitions")? {
+                match get_array_len(buf, flex, 1, "InitializeShareGroupStateRequest.InitializeStateData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -431,7 +431,7 @@ pub mod response {
             }
             let flex = true;
             let f_results = non_null(
-                match get_array_len(buf, flex, "InitializeShareGroupStateResponse.Results")? {
+                match get_array_len(buf, flex, 1, "InitializeShareGroupStateResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -665,7 +665,8 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "InitializeShareGroupStateResponse.InitializeStateResult.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "InitializeShareGroupStateResponse.InitializeStateResult.Partitions")? {
+                match get_array_len(buf, flex, 1, "InitializeShareGroupStateResponse.InitializeStateResult.Partitions")?
+                {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

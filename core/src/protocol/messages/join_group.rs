@@ -218,7 +218,7 @@ pub mod request {
                 version,
             )?;
             let f_protocols = non_null(
-                match get_array_len(buf, flex, "JoinGroupRequest.Protocols")? {
+                match get_array_len(buf, flex, 1, "JoinGroupRequest.Protocols")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -652,7 +652,7 @@ pub mod response {
                 version,
             )?;
             let f_members = non_null(
-                match get_array_len(buf, flex, "JoinGroupResponse.Members")? {
+                match get_array_len(buf, flex, 1, "JoinGroupResponse.Members")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -109,7 +109,7 @@ impl Codec for LeaderChangeMessage {
         let f_version = get_i16(buf, "LeaderChangeMessage.Version")?;
         let f_leader_id = BrokerId(get_i32(buf, "LeaderChangeMessage.LeaderId")?);
         let f_voters = non_null(
-            match get_array_len(buf, flex, "LeaderChangeMessage.Voters")? {
+            match get_array_len(buf, flex, 1, "LeaderChangeMessage.Voters")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -123,7 +123,7 @@ impl Codec for LeaderChangeMessage {
             version,
         )?;
         let f_granting_voters = non_null(
-            match get_array_len(buf, flex, "LeaderChangeMessage.GrantingVoters")? {
+            match get_array_len(buf, flex, 1, "LeaderChangeMessage.GrantingVoters")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);

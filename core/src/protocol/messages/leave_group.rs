@@ -127,7 +127,7 @@ pub mod request {
             };
             let f_members = if version >= 3 {
                 non_null(
-                    match get_array_len(buf, flex, "LeaveGroupRequest.Members")? {
+                    match get_array_len(buf, flex, 1, "LeaveGroupRequest.Members")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -498,7 +498,7 @@ pub mod response {
             let f_error_code = get_i16(buf, "LeaveGroupResponse.ErrorCode")?;
             let f_members = if version >= 3 {
                 non_null(
-                    match get_array_len(buf, flex, "LeaveGroupResponse.Members")? {
+                    match get_array_len(buf, flex, 1, "LeaveGroupResponse.Members")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);

@@ -83,7 +83,7 @@ pub mod request {
             let flex = true;
             let f_resource_types = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "ListConfigResourcesRequest.ResourceTypes")? {
+                    match get_array_len(buf, flex, 1, "ListConfigResourcesRequest.ResourceTypes")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -235,7 +235,7 @@ pub mod response {
             let f_throttle_time_ms = get_i32(buf, "ListConfigResourcesResponse.ThrottleTimeMs")?;
             let f_error_code = get_i16(buf, "ListConfigResourcesResponse.ErrorCode")?;
             let f_config_resources = non_null(
-                match get_array_len(buf, flex, "ListConfigResourcesResponse.ConfigResources")? {
+                match get_array_len(buf, flex, 1, "ListConfigResourcesResponse.ConfigResources")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -100,7 +100,7 @@ pub mod request {
             let flex = version >= 3;
             let f_states_filter = if version >= 4 {
                 non_null(
-                    match get_array_len(buf, flex, "ListGroupsRequest.StatesFilter")? {
+                    match get_array_len(buf, flex, 1, "ListGroupsRequest.StatesFilter")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -122,7 +122,7 @@ pub mod request {
             };
             let f_types_filter = if version >= 5 {
                 non_null(
-                    match get_array_len(buf, flex, "ListGroupsRequest.TypesFilter")? {
+                    match get_array_len(buf, flex, 1, "ListGroupsRequest.TypesFilter")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -292,7 +292,7 @@ pub mod response {
             let f_throttle_time_ms = if version >= 1 { get_i32(buf, "ListGroupsResponse.ThrottleTimeMs")? } else { 0 };
             let f_error_code = get_i16(buf, "ListGroupsResponse.ErrorCode")?;
             let f_groups = non_null(
-                match get_array_len(buf, flex, "ListGroupsResponse.Groups")? {
+                match get_array_len(buf, flex, 1, "ListGroupsResponse.Groups")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -122,7 +122,7 @@ pub mod request {
             let f_replica_id = BrokerId(get_i32(buf, "ListOffsetsRequest.ReplicaId")?);
             let f_isolation_level = if version >= 2 { get_i8(buf, "ListOffsetsRequest.IsolationLevel")? } else { 0 };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "ListOffsetsRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "ListOffsetsRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -375,7 +375,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ListOffsetsRequest.ListOffsetsTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "ListOffsetsRequest.ListOffsetsTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -505,7 +505,7 @@ pub mod response {
             let flex = version >= 6;
             let f_throttle_time_ms = if version >= 2 { get_i32(buf, "ListOffsetsResponse.ThrottleTimeMs")? } else { 0 };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "ListOffsetsResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "ListOffsetsResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -784,7 +784,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ListOffsetsResponse.ListOffsetsTopicResponse.Partitions")? {
+                match get_array_len(buf, flex, 1, "ListOffsetsResponse.ListOffsetsTopicResponse.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

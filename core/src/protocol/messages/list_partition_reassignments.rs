@@ -88,7 +88,7 @@ pub mod request {
             }
             let flex = true;
             let f_timeout_ms = get_i32(buf, "ListPartitionReassignmentsRequest.TimeoutMs")?;
-            let f_topics = match get_array_len(buf, flex, "ListPartitionReassignmentsRequest.Topics")? {
+            let f_topics = match get_array_len(buf, flex, 1, "ListPartitionReassignmentsRequest.Topics")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -227,6 +227,7 @@ pub mod request {
                 match get_array_len(
                     buf,
                     flex,
+                    4,
                     "ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics.PartitionIndexes",
                 )? {
                     None => None,
@@ -402,7 +403,7 @@ pub mod response {
             let f_error_code = get_i16(buf, "ListPartitionReassignmentsResponse.ErrorCode")?;
             let f_error_message = get_nullable_string(buf, flex, "ListPartitionReassignmentsResponse.ErrorMessage")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "ListPartitionReassignmentsResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "ListPartitionReassignmentsResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -582,6 +583,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    4,
                     "ListPartitionReassignmentsResponse.OngoingPartitionReassignment.Replicas",
                 )? {
                     None => None,
@@ -603,6 +605,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    4,
                     "ListPartitionReassignmentsResponse.OngoingPartitionReassignment.AddingReplicas",
                 )? {
                     None => None,
@@ -624,6 +627,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    4,
                     "ListPartitionReassignmentsResponse.OngoingPartitionReassignment.RemovingReplicas",
                 )? {
                     None => None,
@@ -772,6 +776,7 @@ pub mod response {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "ListPartitionReassignmentsResponse.OngoingTopicReassignment.Partitions",
                 )? {
                     None => None,

@@ -149,7 +149,7 @@ pub mod request {
             }
             let flex = true;
             let f_state_filters = non_null(
-                match get_array_len(buf, flex, "ListTransactionsRequest.StateFilters")? {
+                match get_array_len(buf, flex, 1, "ListTransactionsRequest.StateFilters")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -167,7 +167,7 @@ pub mod request {
                 version,
             )?;
             let f_producer_id_filters = non_null(
-                match get_array_len(buf, flex, "ListTransactionsRequest.ProducerIdFilters")? {
+                match get_array_len(buf, flex, 8, "ListTransactionsRequest.ProducerIdFilters")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -365,7 +365,7 @@ pub mod response {
             let f_throttle_time_ms = get_i32(buf, "ListTransactionsResponse.ThrottleTimeMs")?;
             let f_error_code = get_i16(buf, "ListTransactionsResponse.ErrorCode")?;
             let f_unknown_state_filters = non_null(
-                match get_array_len(buf, flex, "ListTransactionsResponse.UnknownStateFilters")? {
+                match get_array_len(buf, flex, 1, "ListTransactionsResponse.UnknownStateFilters")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -383,7 +383,7 @@ pub mod response {
                 version,
             )?;
             let f_transaction_states = non_null(
-                match get_array_len(buf, flex, "ListTransactionsResponse.TransactionStates")? {
+                match get_array_len(buf, flex, 1, "ListTransactionsResponse.TransactionStates")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -144,7 +144,7 @@ pub mod request {
             }
             let flex = version >= 9;
             let f_topics = {
-                let v = match get_array_len(buf, flex, "MetadataRequest.Topics")? {
+                let v = match get_array_len(buf, flex, 1, "MetadataRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -511,7 +511,7 @@ pub mod response {
             let flex = version >= 9;
             let f_throttle_time_ms = if version >= 3 { get_i32(buf, "MetadataResponse.ThrottleTimeMs")? } else { 0 };
             let f_brokers = non_null(
-                match get_array_len(buf, flex, "MetadataResponse.Brokers")? {
+                match get_array_len(buf, flex, 1, "MetadataResponse.Brokers")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -538,7 +538,7 @@ pub mod response {
             let f_controller_id =
                 if version >= 1 { BrokerId(get_i32(buf, "MetadataResponse.ControllerId")?) } else { BrokerId(-1) };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "MetadataResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "MetadataResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -937,7 +937,7 @@ pub mod response {
             let f_leader_epoch =
                 if version >= 7 { get_i32(buf, "MetadataResponse.MetadataResponsePartition.LeaderEpoch")? } else { -1 };
             let f_replica_nodes = non_null(
-                match get_array_len(buf, flex, "MetadataResponse.MetadataResponsePartition.ReplicaNodes")? {
+                match get_array_len(buf, flex, 4, "MetadataResponse.MetadataResponsePartition.ReplicaNodes")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -951,7 +951,7 @@ pub mod response {
                 version,
             )?;
             let f_isr_nodes = non_null(
-                match get_array_len(buf, flex, "MetadataResponse.MetadataResponsePartition.IsrNodes")? {
+                match get_array_len(buf, flex, 4, "MetadataResponse.MetadataResponsePartition.IsrNodes")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -966,7 +966,7 @@ pub mod response {
             )?;
             let f_offline_replicas = if version >= 5 {
                 non_null(
-                    match get_array_len(buf, flex, "MetadataResponse.MetadataResponsePartition.OfflineReplicas")? {
+                    match get_array_len(buf, flex, 4, "MetadataResponse.MetadataResponsePartition.OfflineReplicas")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -1193,7 +1193,7 @@ pub mod response {
             let f_is_internal =
                 if version >= 1 { get_bool(buf, "MetadataResponse.MetadataResponseTopic.IsInternal")? } else { false };
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "MetadataResponse.MetadataResponseTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "MetadataResponse.MetadataResponseTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

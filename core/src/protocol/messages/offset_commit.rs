@@ -185,7 +185,7 @@ pub mod request {
             let f_retention_time_ms =
                 if version <= 4 { get_i64(buf, "OffsetCommitRequest.RetentionTimeMs")? } else { -1 };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "OffsetCommitRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "OffsetCommitRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -514,7 +514,7 @@ pub mod request {
                 Uuid::ZERO
             };
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "OffsetCommitRequest.OffsetCommitRequestTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "OffsetCommitRequest.OffsetCommitRequestTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -655,7 +655,7 @@ pub mod response {
             let f_throttle_time_ms =
                 if version >= 3 { get_i32(buf, "OffsetCommitResponse.ThrottleTimeMs")? } else { 0 };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "OffsetCommitResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "OffsetCommitResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -901,7 +901,7 @@ pub mod response {
                 Uuid::ZERO
             };
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "OffsetCommitResponse.OffsetCommitResponseTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "OffsetCommitResponse.OffsetCommitResponseTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

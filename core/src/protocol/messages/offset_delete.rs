@@ -85,7 +85,7 @@ pub mod request {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, false, "OffsetDeleteRequest.Topics")? {
+                match get_array_len(buf, false, 1, "OffsetDeleteRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -238,7 +238,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, false, "OffsetDeleteRequest.OffsetDeleteRequestTopic.Partitions")? {
+                match get_array_len(buf, false, 1, "OffsetDeleteRequest.OffsetDeleteRequestTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -360,7 +360,7 @@ pub mod response {
             let f_error_code = get_i16(buf, "OffsetDeleteResponse.ErrorCode")?;
             let f_throttle_time_ms = get_i32(buf, "OffsetDeleteResponse.ThrottleTimeMs")?;
             let f_topics = non_null(
-                match get_array_len(buf, false, "OffsetDeleteResponse.Topics")? {
+                match get_array_len(buf, false, 1, "OffsetDeleteResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -538,7 +538,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, false, "OffsetDeleteResponse.OffsetDeleteResponseTopic.Partitions")? {
+                match get_array_len(buf, false, 1, "OffsetDeleteResponse.OffsetDeleteResponseTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

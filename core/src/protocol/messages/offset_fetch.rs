@@ -157,7 +157,7 @@ pub mod request {
             };
             let f_topics = if version <= 7 {
                 {
-                    let v = match get_array_len(buf, flex, "OffsetFetchRequest.Topics")? {
+                    let v = match get_array_len(buf, flex, 1, "OffsetFetchRequest.Topics")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -177,7 +177,7 @@ pub mod request {
             };
             let f_groups = if version >= 8 {
                 non_null(
-                    match get_array_len(buf, flex, "OffsetFetchRequest.Groups")? {
+                    match get_array_len(buf, flex, 1, "OffsetFetchRequest.Groups")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -359,7 +359,7 @@ pub mod request {
             };
             let f_partition_indexes = if version <= 7 {
                 non_null(
-                    match get_array_len(buf, flex, "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes")? {
+                    match get_array_len(buf, flex, 4, "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -530,7 +530,7 @@ pub mod request {
             };
             let f_partition_indexes = if version >= 8 {
                 non_null(
-                    match get_array_len(buf, flex, "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes")? {
+                    match get_array_len(buf, flex, 4, "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -756,7 +756,7 @@ pub mod request {
                 if version >= 9 { get_i32(buf, "OffsetFetchRequest.OffsetFetchRequestGroup.MemberEpoch")? } else { -1 };
             let f_topics = if version >= 8 {
                 {
-                    let v = match get_array_len(buf, flex, "OffsetFetchRequest.OffsetFetchRequestGroup.Topics")? {
+                    let v = match get_array_len(buf, flex, 1, "OffsetFetchRequest.OffsetFetchRequestGroup.Topics")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -962,7 +962,7 @@ pub mod response {
             let f_throttle_time_ms = if version >= 3 { get_i32(buf, "OffsetFetchResponse.ThrottleTimeMs")? } else { 0 };
             let f_topics = if version <= 7 {
                 non_null(
-                    match get_array_len(buf, flex, "OffsetFetchResponse.Topics")? {
+                    match get_array_len(buf, flex, 1, "OffsetFetchResponse.Topics")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -982,7 +982,7 @@ pub mod response {
                 if (2..=7).contains(&version) { get_i16(buf, "OffsetFetchResponse.ErrorCode")? } else { 0 };
             let f_groups = if version >= 8 {
                 non_null(
-                    match get_array_len(buf, flex, "OffsetFetchResponse.Groups")? {
+                    match get_array_len(buf, flex, 1, "OffsetFetchResponse.Groups")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -1394,7 +1394,7 @@ pub mod response {
             };
             let f_partitions = if version <= 7 {
                 non_null(
-                    match get_array_len(buf, flex, "OffsetFetchResponse.OffsetFetchResponseTopic.Partitions")? {
+                    match get_array_len(buf, flex, 1, "OffsetFetchResponse.OffsetFetchResponseTopic.Partitions")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -1810,7 +1810,7 @@ pub mod response {
             };
             let f_partitions = if version >= 8 {
                 non_null(
-                    match get_array_len(buf, flex, "OffsetFetchResponse.OffsetFetchResponseTopics.Partitions")? {
+                    match get_array_len(buf, flex, 1, "OffsetFetchResponse.OffsetFetchResponseTopics.Partitions")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -1987,7 +1987,7 @@ pub mod response {
             };
             let f_topics = if version >= 8 {
                 non_null(
-                    match get_array_len(buf, flex, "OffsetFetchResponse.OffsetFetchResponseGroup.Topics")? {
+                    match get_array_len(buf, flex, 1, "OffsetFetchResponse.OffsetFetchResponseGroup.Topics")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);

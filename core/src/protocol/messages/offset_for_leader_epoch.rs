@@ -95,7 +95,7 @@ pub mod request {
                 BrokerId(-2)
             };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "OffsetForLeaderEpochRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "OffsetForLeaderEpochRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -336,7 +336,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -464,7 +464,7 @@ pub mod response {
             let flex = version >= 4;
             let f_throttle_time_ms = get_i32(buf, "OffsetForLeaderEpochResponse.ThrottleTimeMs")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "OffsetForLeaderEpochResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "OffsetForLeaderEpochResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -724,7 +724,8 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Partitions")? {
+                match get_array_len(buf, flex, 1, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Partitions")?
+                {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -117,7 +117,7 @@ pub mod request {
             let f_acks = get_i16(buf, "ProduceRequest.Acks")?;
             let f_timeout_ms = get_i32(buf, "ProduceRequest.TimeoutMs")?;
             let f_topic_data = non_null(
-                match get_array_len(buf, flex, "ProduceRequest.TopicData")? {
+                match get_array_len(buf, flex, 1, "ProduceRequest.TopicData")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -366,7 +366,7 @@ pub mod request {
             let f_topic_id =
                 if version >= 13 { get_uuid(buf, "ProduceRequest.TopicProduceData.TopicId")? } else { Uuid::ZERO };
             let f_partition_data = non_null(
-                match get_array_len(buf, flex, "ProduceRequest.TopicProduceData.PartitionData")? {
+                match get_array_len(buf, flex, 1, "ProduceRequest.TopicProduceData.PartitionData")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -541,7 +541,7 @@ pub mod response {
             }
             let flex = version >= 9;
             let f_responses = non_null(
-                match get_array_len(buf, flex, "ProduceResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "ProduceResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -565,7 +565,7 @@ pub mod response {
                         0 if version >= 10 => {
                             let declared = data.len();
                             f_node_endpoints = non_null(
-                                match get_array_len(&mut data, true, "ProduceResponse.NodeEndpoints")? {
+                                match get_array_len(&mut data, true, 1, "ProduceResponse.NodeEndpoints")? {
                                     None => None,
                                     Some(n) => {
                                         let mut v = Vec::with_capacity(n);
@@ -1089,7 +1089,7 @@ pub mod response {
             };
             let f_record_errors = if version >= 8 {
                 non_null(
-                    match get_array_len(buf, flex, "ProduceResponse.PartitionProduceResponse.RecordErrors")? {
+                    match get_array_len(buf, flex, 1, "ProduceResponse.PartitionProduceResponse.RecordErrors")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -1286,7 +1286,7 @@ pub mod response {
             let f_topic_id =
                 if version >= 13 { get_uuid(buf, "ProduceResponse.TopicProduceResponse.TopicId")? } else { Uuid::ZERO };
             let f_partition_responses = non_null(
-                match get_array_len(buf, flex, "ProduceResponse.TopicProduceResponse.PartitionResponses")? {
+                match get_array_len(buf, flex, 1, "ProduceResponse.TopicProduceResponse.PartitionResponses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

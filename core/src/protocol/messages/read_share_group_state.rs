@@ -93,7 +93,7 @@ pub mod request {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "ReadShareGroupStateRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "ReadShareGroupStateRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -291,7 +291,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ReadShareGroupStateRequest.ReadStateData.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ReadShareGroupStateRequest.ReadStateData.Partitions")? {
+                match get_array_len(buf, flex, 1, "ReadShareGroupStateRequest.ReadStateData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -404,7 +404,7 @@ pub mod response {
             }
             let flex = true;
             let f_results = non_null(
-                match get_array_len(buf, flex, "ReadShareGroupStateResponse.Results")? {
+                match get_array_len(buf, flex, 1, "ReadShareGroupStateResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -702,7 +702,7 @@ pub mod response {
             let f_state_epoch = get_i32(buf, "ReadShareGroupStateResponse.PartitionResult.StateEpoch")?;
             let f_start_offset = get_i64(buf, "ReadShareGroupStateResponse.PartitionResult.StartOffset")?;
             let f_state_batches = non_null(
-                match get_array_len(buf, flex, "ReadShareGroupStateResponse.PartitionResult.StateBatches")? {
+                match get_array_len(buf, flex, 1, "ReadShareGroupStateResponse.PartitionResult.StateBatches")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -821,7 +821,7 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ReadShareGroupStateResponse.ReadStateResult.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ReadShareGroupStateResponse.ReadStateResult.Partitions")? {
+                match get_array_len(buf, flex, 1, "ReadShareGroupStateResponse.ReadStateResult.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

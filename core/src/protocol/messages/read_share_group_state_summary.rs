@@ -93,7 +93,7 @@ pub mod request {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "ReadShareGroupStateSummaryRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "ReadShareGroupStateSummaryRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -300,7 +300,8 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ReadShareGroupStateSummaryRequest.ReadStateSummaryData.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ReadShareGroupStateSummaryRequest.ReadStateSummaryData.Partitions")? {
+                match get_array_len(buf, flex, 1, "ReadShareGroupStateSummaryRequest.ReadStateSummaryData.Partitions")?
+                {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -413,7 +414,7 @@ pub mod response {
             }
             let flex = true;
             let f_results = non_null(
-                match get_array_len(buf, flex, "ReadShareGroupStateSummaryResponse.Results")? {
+                match get_array_len(buf, flex, 1, "ReadShareGroupStateSummaryResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -720,8 +721,12 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ReadShareGroupStateSummaryResponse.ReadStateSummaryResult.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ReadShareGroupStateSummaryResponse.ReadStateSummaryResult.Partitions")?
-                {
+                match get_array_len(
+                    buf,
+                    flex,
+                    1,
+                    "ReadShareGroupStateSummaryResponse.ReadStateSummaryResult.Partitions",
+                )? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -160,7 +160,7 @@ pub mod response {
             }
             let f_error_code = get_i16(buf, "SaslHandshakeResponse.ErrorCode")?;
             let f_mechanisms = non_null(
-                match get_array_len(buf, false, "SaslHandshakeResponse.Mechanisms")? {
+                match get_array_len(buf, false, 1, "SaslHandshakeResponse.Mechanisms")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

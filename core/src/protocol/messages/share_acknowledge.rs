@@ -146,7 +146,7 @@ pub mod request {
             let f_is_renew_ack =
                 if version >= 2 { get_bool(buf, "ShareAcknowledgeRequest.IsRenewAck")? } else { false };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "ShareAcknowledgeRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "ShareAcknowledgeRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -300,7 +300,7 @@ pub mod request {
             let f_first_offset = get_i64(buf, "ShareAcknowledgeRequest.AcknowledgementBatch.FirstOffset")?;
             let f_last_offset = get_i64(buf, "ShareAcknowledgeRequest.AcknowledgementBatch.LastOffset")?;
             let f_acknowledge_types = non_null(
-                match get_array_len(buf, flex, "ShareAcknowledgeRequest.AcknowledgementBatch.AcknowledgeTypes")? {
+                match get_array_len(buf, flex, 1, "ShareAcknowledgeRequest.AcknowledgementBatch.AcknowledgeTypes")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -423,7 +423,12 @@ pub mod request {
             let flex = true;
             let f_partition_index = get_i32(buf, "ShareAcknowledgeRequest.AcknowledgePartition.PartitionIndex")?;
             let f_acknowledgement_batches = non_null(
-                match get_array_len(buf, flex, "ShareAcknowledgeRequest.AcknowledgePartition.AcknowledgementBatches")? {
+                match get_array_len(
+                    buf,
+                    flex,
+                    1,
+                    "ShareAcknowledgeRequest.AcknowledgePartition.AcknowledgementBatches",
+                )? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -534,7 +539,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ShareAcknowledgeRequest.AcknowledgeTopic.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ShareAcknowledgeRequest.AcknowledgeTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "ShareAcknowledgeRequest.AcknowledgeTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -724,7 +729,7 @@ pub mod response {
             let f_acquisition_lock_timeout_ms =
                 if version >= 2 { get_i32(buf, "ShareAcknowledgeResponse.AcquisitionLockTimeoutMs")? } else { 0 };
             let f_responses = non_null(
-                match get_array_len(buf, flex, "ShareAcknowledgeResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "ShareAcknowledgeResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -738,7 +743,7 @@ pub mod response {
                 version,
             )?;
             let f_node_endpoints = non_null(
-                match get_array_len(buf, flex, "ShareAcknowledgeResponse.NodeEndpoints")? {
+                match get_array_len(buf, flex, 1, "ShareAcknowledgeResponse.NodeEndpoints")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1108,7 +1113,8 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse.Partitions")? {
+                match get_array_len(buf, flex, 1, "ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse.Partitions")?
+                {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

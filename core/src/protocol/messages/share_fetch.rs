@@ -238,7 +238,7 @@ pub mod request {
                 if version >= 2 { get_i8(buf, "ShareFetchRequest.ShareAcquireMode")? } else { 0 };
             let f_is_renew_ack = if version >= 2 { get_bool(buf, "ShareFetchRequest.IsRenewAck")? } else { false };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "ShareFetchRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "ShareFetchRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -252,7 +252,7 @@ pub mod request {
                 version,
             )?;
             let f_forgotten_topics_data = non_null(
-                match get_array_len(buf, flex, "ShareFetchRequest.ForgottenTopicsData")? {
+                match get_array_len(buf, flex, 1, "ShareFetchRequest.ForgottenTopicsData")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -419,7 +419,7 @@ pub mod request {
             let f_first_offset = get_i64(buf, "ShareFetchRequest.AcknowledgementBatch.FirstOffset")?;
             let f_last_offset = get_i64(buf, "ShareFetchRequest.AcknowledgementBatch.LastOffset")?;
             let f_acknowledge_types = non_null(
-                match get_array_len(buf, flex, "ShareFetchRequest.AcknowledgementBatch.AcknowledgeTypes")? {
+                match get_array_len(buf, flex, 1, "ShareFetchRequest.AcknowledgementBatch.AcknowledgeTypes")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -547,7 +547,7 @@ pub mod request {
             let f_partition_index = get_i32(buf, "ShareFetchRequest.FetchPartition.PartitionIndex")?;
             let f_partition_max_bytes = 0;
             let f_acknowledgement_batches = non_null(
-                match get_array_len(buf, flex, "ShareFetchRequest.FetchPartition.AcknowledgementBatches")? {
+                match get_array_len(buf, flex, 1, "ShareFetchRequest.FetchPartition.AcknowledgementBatches")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -656,7 +656,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ShareFetchRequest.FetchTopic.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ShareFetchRequest.FetchTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "ShareFetchRequest.FetchTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -760,7 +760,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ShareFetchRequest.ForgottenTopic.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ShareFetchRequest.ForgottenTopic.Partitions")? {
+                match get_array_len(buf, flex, 4, "ShareFetchRequest.ForgottenTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -947,7 +947,7 @@ pub mod response {
             let f_error_message = get_nullable_string(buf, flex, "ShareFetchResponse.ErrorMessage")?;
             let f_acquisition_lock_timeout_ms = get_i32(buf, "ShareFetchResponse.AcquisitionLockTimeoutMs")?;
             let f_responses = non_null(
-                match get_array_len(buf, flex, "ShareFetchResponse.Responses")? {
+                match get_array_len(buf, flex, 1, "ShareFetchResponse.Responses")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -961,7 +961,7 @@ pub mod response {
                 version,
             )?;
             let f_node_endpoints = non_null(
-                match get_array_len(buf, flex, "ShareFetchResponse.NodeEndpoints")? {
+                match get_array_len(buf, flex, 1, "ShareFetchResponse.NodeEndpoints")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1380,7 +1380,7 @@ pub mod response {
                 version,
             )?;
             let f_acquired_records = non_null(
-                match get_array_len(buf, flex, "ShareFetchResponse.PartitionData.AcquiredRecords")? {
+                match get_array_len(buf, flex, 1, "ShareFetchResponse.PartitionData.AcquiredRecords")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1519,7 +1519,7 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ShareFetchResponse.ShareFetchableTopicResponse.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ShareFetchResponse.ShareFetchableTopicResponse.Partitions")? {
+                match get_array_len(buf, flex, 1, "ShareFetchResponse.ShareFetchableTopicResponse.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -88,7 +88,7 @@ pub mod request {
             }
             let flex = true;
             let f_group_ids = non_null(
-                match get_array_len(buf, flex, "ShareGroupDescribeRequest.GroupIds")? {
+                match get_array_len(buf, flex, 1, "ShareGroupDescribeRequest.GroupIds")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -230,7 +230,7 @@ pub mod response {
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "ShareGroupDescribeResponse.ThrottleTimeMs")?;
             let f_groups = non_null(
-                match get_array_len(buf, flex, "ShareGroupDescribeResponse.Groups")? {
+                match get_array_len(buf, flex, 1, "ShareGroupDescribeResponse.Groups")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -433,7 +433,7 @@ pub mod response {
                 version,
             )?;
             let f_subscribed_topic_names = non_null(
-                match get_array_len(buf, flex, "ShareGroupDescribeResponse.Member.SubscribedTopicNames")? {
+                match get_array_len(buf, flex, 1, "ShareGroupDescribeResponse.Member.SubscribedTopicNames")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -703,7 +703,7 @@ pub mod response {
                 version,
             )?;
             let f_members = non_null(
-                match get_array_len(buf, flex, "ShareGroupDescribeResponse.DescribedGroup.Members")? {
+                match get_array_len(buf, flex, 1, "ShareGroupDescribeResponse.DescribedGroup.Members")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -865,7 +865,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ShareGroupDescribeResponse.TopicPartitions.Partitions")? {
+                match get_array_len(buf, flex, 4, "ShareGroupDescribeResponse.TopicPartitions.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -966,7 +966,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_topic_partitions = non_null(
-                match get_array_len(buf, flex, "ShareGroupDescribeResponse.Assignment.TopicPartitions")? {
+                match get_array_len(buf, flex, 1, "ShareGroupDescribeResponse.Assignment.TopicPartitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -149,7 +149,7 @@ pub mod request {
             let f_member_epoch = get_i32(buf, "ShareGroupHeartbeatRequest.MemberEpoch")?;
             let f_rack_id = get_nullable_string(buf, flex, "ShareGroupHeartbeatRequest.RackId")?;
             let f_subscribed_topic_names =
-                match get_array_len(buf, flex, "ShareGroupHeartbeatRequest.SubscribedTopicNames")? {
+                match get_array_len(buf, flex, 1, "ShareGroupHeartbeatRequest.SubscribedTopicNames")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -492,7 +492,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_topic_partitions = non_null(
-                match get_array_len(buf, flex, "ShareGroupHeartbeatResponse.Assignment.TopicPartitions")? {
+                match get_array_len(buf, flex, 1, "ShareGroupHeartbeatResponse.Assignment.TopicPartitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -595,7 +595,7 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "ShareGroupHeartbeatResponse.TopicPartitions.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "ShareGroupHeartbeatResponse.TopicPartitions.Partitions")? {
+                match get_array_len(buf, flex, 4, "ShareGroupHeartbeatResponse.TopicPartitions.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

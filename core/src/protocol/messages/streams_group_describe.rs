@@ -109,7 +109,7 @@ pub mod request {
             }
             let flex = true;
             let f_group_ids = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeRequest.GroupIds")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeRequest.GroupIds")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -260,7 +260,7 @@ pub mod response {
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "StreamsGroupDescribeResponse.ThrottleTimeMs")?;
             let f_groups = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Groups")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Groups")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -460,7 +460,7 @@ pub mod response {
                 version,
             )?;
             let f_source_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Subtopology.SourceTopics")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Subtopology.SourceTopics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -483,7 +483,7 @@ pub mod response {
                 version,
             )?;
             let f_repartition_sink_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Subtopology.RepartitionSinkTopics")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Subtopology.RepartitionSinkTopics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -506,7 +506,7 @@ pub mod response {
                 version,
             )?;
             let f_state_changelog_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Subtopology.StateChangelogTopics")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Subtopology.StateChangelogTopics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -520,7 +520,7 @@ pub mod response {
                 version,
             )?;
             let f_repartition_source_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Subtopology.RepartitionSourceTopics")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Subtopology.RepartitionSourceTopics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -651,17 +651,17 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_epoch = get_i32(buf, "StreamsGroupDescribeResponse.Topology.Epoch")?;
-            let f_subtopologies = match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Topology.Subtopologies")?
-            {
-                None => None,
-                Some(n) => {
-                    let mut v = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        v.push(Subtopology::decode(buf, version)?);
+            let f_subtopologies =
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Topology.Subtopologies")? {
+                    None => None,
+                    Some(n) => {
+                        let mut v = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            v.push(Subtopology::decode(buf, version)?);
+                        }
+                        Some(v)
                     }
-                    Some(v)
-                }
-            };
+                };
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "Topology.tagged fields")?;
@@ -962,7 +962,7 @@ pub mod response {
                 Some(Endpoint::decode(buf, version)?)
             };
             let f_client_tags = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Member.ClientTags")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Member.ClientTags")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -976,7 +976,7 @@ pub mod response {
                 version,
             )?;
             let f_task_offsets = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Member.TaskOffsets")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Member.TaskOffsets")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -990,7 +990,7 @@ pub mod response {
                 version,
             )?;
             let f_task_end_offsets = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Member.TaskEndOffsets")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Member.TaskEndOffsets")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1380,7 +1380,7 @@ pub mod response {
                 Some(Topology::decode(buf, version)?)
             };
             let f_members = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.DescribedGroup.Members")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.DescribedGroup.Members")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1790,7 +1790,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_active_tasks = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Assignment.ActiveTasks")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Assignment.ActiveTasks")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1804,7 +1804,7 @@ pub mod response {
                 version,
             )?;
             let f_standby_tasks = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Assignment.StandbyTasks")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Assignment.StandbyTasks")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1818,7 +1818,7 @@ pub mod response {
                 version,
             )?;
             let f_warmup_tasks = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.Assignment.WarmupTasks")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.Assignment.WarmupTasks")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1938,7 +1938,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.TaskIds.Partitions")? {
+                match get_array_len(buf, flex, 4, "StreamsGroupDescribeResponse.TaskIds.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -2178,7 +2178,7 @@ pub mod response {
             let f_partitions = get_i32(buf, "StreamsGroupDescribeResponse.TopicInfo.Partitions")?;
             let f_replication_factor = get_i16(buf, "StreamsGroupDescribeResponse.TopicInfo.ReplicationFactor")?;
             let f_topic_configs = non_null(
-                match get_array_len(buf, flex, "StreamsGroupDescribeResponse.TopicInfo.TopicConfigs")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.TopicInfo.TopicConfigs")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -2327,7 +2327,8 @@ pub mod response {
             let flex = true;
             let f_subtopologies = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "StreamsGroupDescribeResponse.TopologyDescription.Subtopologies")? {
+                    match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.TopologyDescription.Subtopologies")?
+                    {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -2345,7 +2346,8 @@ pub mod response {
             };
             let f_global_stores = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "StreamsGroupDescribeResponse.TopologyDescription.GlobalStores")? {
+                    match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.TopologyDescription.GlobalStores")?
+                    {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -2512,8 +2514,12 @@ pub mod response {
             };
             let f_nodes = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "StreamsGroupDescribeResponse.TopologyDescriptionSubtopology.Nodes")?
-                    {
+                    match get_array_len(
+                        buf,
+                        flex,
+                        1,
+                        "StreamsGroupDescribeResponse.TopologyDescriptionSubtopology.Nodes",
+                    )? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -2808,8 +2814,12 @@ pub mod response {
             };
             let f_source_topics = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "StreamsGroupDescribeResponse.TopologyDescriptionNode.SourceTopics")?
-                    {
+                    match get_array_len(
+                        buf,
+                        flex,
+                        1,
+                        "StreamsGroupDescribeResponse.TopologyDescriptionNode.SourceTopics",
+                    )? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -2855,7 +2865,7 @@ pub mod response {
             };
             let f_stores = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "StreamsGroupDescribeResponse.TopologyDescriptionNode.Stores")? {
+                    match get_array_len(buf, flex, 1, "StreamsGroupDescribeResponse.TopologyDescriptionNode.Stores")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);
@@ -2881,7 +2891,12 @@ pub mod response {
             };
             let f_successors = if version >= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "StreamsGroupDescribeResponse.TopologyDescriptionNode.Successors")? {
+                    match get_array_len(
+                        buf,
+                        flex,
+                        1,
+                        "StreamsGroupDescribeResponse.TopologyDescriptionNode.Successors",
+                    )? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);

@@ -348,7 +348,7 @@ pub mod request {
             } else {
                 Some(Topology::decode(buf, version)?)
             };
-            let f_active_tasks = match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.ActiveTasks")? {
+            let f_active_tasks = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.ActiveTasks")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -358,7 +358,7 @@ pub mod request {
                     Some(v)
                 }
             };
-            let f_standby_tasks = match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.StandbyTasks")? {
+            let f_standby_tasks = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.StandbyTasks")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -368,7 +368,7 @@ pub mod request {
                     Some(v)
                 }
             };
-            let f_warmup_tasks = match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.WarmupTasks")? {
+            let f_warmup_tasks = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.WarmupTasks")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -384,7 +384,7 @@ pub mod request {
             } else {
                 Some(Endpoint::decode(buf, version)?)
             };
-            let f_client_tags = match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.ClientTags")? {
+            let f_client_tags = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.ClientTags")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -394,7 +394,7 @@ pub mod request {
                     Some(v)
                 }
             };
-            let f_task_offsets = match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.TaskOffsets")? {
+            let f_task_offsets = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.TaskOffsets")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -404,7 +404,7 @@ pub mod request {
                     Some(v)
                 }
             };
-            let f_task_end_offsets = match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.TaskEndOffsets")? {
+            let f_task_end_offsets = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.TaskEndOffsets")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -630,7 +630,7 @@ pub mod request {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_source_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.CopartitionGroup.SourceTopics")? {
+                match get_array_len(buf, flex, 2, "StreamsGroupHeartbeatRequest.CopartitionGroup.SourceTopics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -644,7 +644,7 @@ pub mod request {
                 version,
             )?;
             let f_source_topic_regex = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.CopartitionGroup.SourceTopicRegex")? {
+                match get_array_len(buf, flex, 2, "StreamsGroupHeartbeatRequest.CopartitionGroup.SourceTopicRegex")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -658,8 +658,12 @@ pub mod request {
                 version,
             )?;
             let f_repartition_source_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.CopartitionGroup.RepartitionSourceTopics")?
-                {
+                match get_array_len(
+                    buf,
+                    flex,
+                    2,
+                    "StreamsGroupHeartbeatRequest.CopartitionGroup.RepartitionSourceTopics",
+                )? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -899,7 +903,7 @@ pub mod request {
                 version,
             )?;
             let f_source_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.Subtopology.SourceTopics")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.Subtopology.SourceTopics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -922,7 +926,7 @@ pub mod request {
                 version,
             )?;
             let f_source_topic_regex = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.Subtopology.SourceTopicRegex")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.Subtopology.SourceTopicRegex")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -944,7 +948,7 @@ pub mod request {
                 version,
             )?;
             let f_state_changelog_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.Subtopology.StateChangelogTopics")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.Subtopology.StateChangelogTopics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -958,7 +962,7 @@ pub mod request {
                 version,
             )?;
             let f_repartition_sink_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.Subtopology.RepartitionSinkTopics")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.Subtopology.RepartitionSinkTopics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -981,7 +985,7 @@ pub mod request {
                 version,
             )?;
             let f_repartition_source_topics = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.Subtopology.RepartitionSourceTopics")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.Subtopology.RepartitionSourceTopics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -995,7 +999,7 @@ pub mod request {
                 version,
             )?;
             let f_copartition_groups = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.Subtopology.CopartitionGroups")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.Subtopology.CopartitionGroups")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1134,7 +1138,7 @@ pub mod request {
             let flex = true;
             let f_epoch = get_i32(buf, "StreamsGroupHeartbeatRequest.Topology.Epoch")?;
             let f_subtopologies = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.Topology.Subtopologies")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.Topology.Subtopologies")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1371,7 +1375,7 @@ pub mod request {
             let f_partitions = get_i32(buf, "StreamsGroupHeartbeatRequest.TopicInfo.Partitions")?;
             let f_replication_factor = get_i16(buf, "StreamsGroupHeartbeatRequest.TopicInfo.ReplicationFactor")?;
             let f_topic_configs = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.TopicInfo.TopicConfigs")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatRequest.TopicInfo.TopicConfigs")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -1697,7 +1701,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatRequest.TaskIds.Partitions")? {
+                match get_array_len(buf, flex, 4, "StreamsGroupHeartbeatRequest.TaskIds.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -2069,7 +2073,7 @@ pub mod response {
             let f_task_offset_interval_ms = get_i32(buf, "StreamsGroupHeartbeatResponse.TaskOffsetIntervalMs")?;
             let f_acceptable_recovery_lag =
                 if version >= 1 { get_i64(buf, "StreamsGroupHeartbeatResponse.AcceptableRecoveryLag")? } else { -1 };
-            let f_status = match get_array_len(buf, flex, "StreamsGroupHeartbeatResponse.Status")? {
+            let f_status = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatResponse.Status")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -2079,7 +2083,7 @@ pub mod response {
                     Some(v)
                 }
             };
-            let f_active_tasks = match get_array_len(buf, flex, "StreamsGroupHeartbeatResponse.ActiveTasks")? {
+            let f_active_tasks = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatResponse.ActiveTasks")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -2089,7 +2093,7 @@ pub mod response {
                     Some(v)
                 }
             };
-            let f_standby_tasks = match get_array_len(buf, flex, "StreamsGroupHeartbeatResponse.StandbyTasks")? {
+            let f_standby_tasks = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatResponse.StandbyTasks")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -2099,7 +2103,7 @@ pub mod response {
                     Some(v)
                 }
             };
-            let f_warmup_tasks = match get_array_len(buf, flex, "StreamsGroupHeartbeatResponse.WarmupTasks")? {
+            let f_warmup_tasks = match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatResponse.WarmupTasks")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -2116,7 +2120,7 @@ pub mod response {
             };
             let f_endpoint_information_epoch = get_i32(buf, "StreamsGroupHeartbeatResponse.EndpointInformationEpoch")?;
             let f_partitions_by_user_endpoint =
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatResponse.PartitionsByUserEndpoint")? {
+                match get_array_len(buf, flex, 1, "StreamsGroupHeartbeatResponse.PartitionsByUserEndpoint")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -2323,7 +2327,12 @@ pub mod response {
             let flex = true;
             let f_user_endpoint = Endpoint::decode(buf, version)?;
             let f_active_partitions = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatResponse.EndpointToPartitions.ActivePartitions")? {
+                match get_array_len(
+                    buf,
+                    flex,
+                    1,
+                    "StreamsGroupHeartbeatResponse.EndpointToPartitions.ActivePartitions",
+                )? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -2337,8 +2346,12 @@ pub mod response {
                 version,
             )?;
             let f_standby_partitions = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatResponse.EndpointToPartitions.StandbyPartitions")?
-                {
+                match get_array_len(
+                    buf,
+                    flex,
+                    1,
+                    "StreamsGroupHeartbeatResponse.EndpointToPartitions.StandbyPartitions",
+                )? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -2554,7 +2567,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatResponse.TopicPartition.Partitions")? {
+                match get_array_len(buf, flex, 4, "StreamsGroupHeartbeatResponse.TopicPartition.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -2670,7 +2683,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "StreamsGroupHeartbeatResponse.TaskIds.Partitions")? {
+                match get_array_len(buf, flex, 4, "StreamsGroupHeartbeatResponse.TaskIds.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

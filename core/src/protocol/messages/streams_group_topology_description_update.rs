@@ -266,6 +266,7 @@ pub mod request {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "StreamsGroupTopologyDescriptionUpdateRequest.TopologyDescription.Subtopologies",
                 )? {
                     None => None,
@@ -284,6 +285,7 @@ pub mod request {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "StreamsGroupTopologyDescriptionUpdateRequest.TopologyDescription.GlobalStores",
                 )? {
                     None => None,
@@ -425,6 +427,7 @@ pub mod request {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "StreamsGroupTopologyDescriptionUpdateRequest.TopologyDescriptionSubtopology.Nodes",
                 )? {
                     None => None,
@@ -664,6 +667,7 @@ pub mod request {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "StreamsGroupTopologyDescriptionUpdateRequest.TopologyDescriptionNode.SourceTopics",
                 )? {
                     None => None,
@@ -697,6 +701,7 @@ pub mod request {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "StreamsGroupTopologyDescriptionUpdateRequest.TopologyDescriptionNode.Stores",
                 )? {
                     None => None,
@@ -723,6 +728,7 @@ pub mod request {
                 match get_array_len(
                     buf,
                     flex,
+                    1,
                     "StreamsGroupTopologyDescriptionUpdateRequest.TopologyDescriptionNode.Successors",
                 )? {
                     None => None,

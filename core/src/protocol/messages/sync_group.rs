@@ -235,7 +235,7 @@ pub mod request {
                 None
             };
             let f_assignments = non_null(
-                match get_array_len(buf, flex, "SyncGroupRequest.Assignments")? {
+                match get_array_len(buf, flex, 1, "SyncGroupRequest.Assignments")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

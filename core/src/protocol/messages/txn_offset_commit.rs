@@ -232,7 +232,7 @@ pub mod request {
                 None
             };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "TxnOffsetCommitRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "TxnOffsetCommitRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -582,7 +582,7 @@ pub mod request {
                 Uuid::ZERO
             };
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -720,7 +720,7 @@ pub mod response {
             let flex = version >= 3;
             let f_throttle_time_ms = get_i32(buf, "TxnOffsetCommitResponse.ThrottleTimeMs")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "TxnOffsetCommitResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "TxnOffsetCommitResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -975,7 +975,7 @@ pub mod response {
                 Uuid::ZERO
             };
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Partitions")? {
+                match get_array_len(buf, flex, 1, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

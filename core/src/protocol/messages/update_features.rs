@@ -110,7 +110,7 @@ pub mod request {
             let flex = true;
             let f_timeout_ms = get_i32(buf, "UpdateFeaturesRequest.timeoutMs")?;
             let f_feature_updates = non_null(
-                match get_array_len(buf, flex, "UpdateFeaturesRequest.FeatureUpdates")? {
+                match get_array_len(buf, flex, 1, "UpdateFeaturesRequest.FeatureUpdates")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -442,7 +442,7 @@ pub mod response {
             let f_error_message = get_nullable_string(buf, flex, "UpdateFeaturesResponse.ErrorMessage")?;
             let f_results = if version <= 1 {
                 non_null(
-                    match get_array_len(buf, flex, "UpdateFeaturesResponse.Results")? {
+                    match get_array_len(buf, flex, 1, "UpdateFeaturesResponse.Results")? {
                         None => None,
                         Some(n) => {
                             let mut v = Vec::with_capacity(n);

@@ -144,7 +144,7 @@ pub mod request {
             let f_voter_id = get_i32(buf, "UpdateRaftVoterRequest.VoterId")?;
             let f_voter_directory_id = get_uuid(buf, "UpdateRaftVoterRequest.VoterDirectoryId")?;
             let f_listeners = non_null(
-                match get_array_len(buf, flex, "UpdateRaftVoterRequest.Listeners")? {
+                match get_array_len(buf, flex, 1, "UpdateRaftVoterRequest.Listeners")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -105,7 +105,7 @@ pub mod request {
             let f_cluster_id = get_nullable_string(buf, flex, "VoteRequest.ClusterId")?;
             let f_voter_id = if version >= 1 { BrokerId(get_i32(buf, "VoteRequest.VoterId")?) } else { BrokerId(-1) };
             let f_topics = non_null(
-                match get_array_len(buf, flex, "VoteRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "VoteRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -430,7 +430,7 @@ pub mod request {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "VoteRequest.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "VoteRequest.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -596,7 +596,7 @@ pub mod response {
             let flex = true;
             let f_error_code = get_i16(buf, "VoteResponse.ErrorCode")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "VoteResponse.Topics")? {
+                match get_array_len(buf, flex, 1, "VoteResponse.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -619,7 +619,7 @@ pub mod response {
                         0 if version >= 1 => {
                             let declared = data.len();
                             f_node_endpoints = non_null(
-                                match get_array_len(&mut data, true, "VoteResponse.NodeEndpoints")? {
+                                match get_array_len(&mut data, true, 1, "VoteResponse.NodeEndpoints")? {
                                     None => None,
                                     Some(n) => {
                                         let mut v = Vec::with_capacity(n);
@@ -885,7 +885,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "VoteResponse.TopicData.Partitions")? {
+                match get_array_len(buf, flex, 1, "VoteResponse.TopicData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

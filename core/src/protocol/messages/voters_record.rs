@@ -77,7 +77,7 @@ impl Codec for VotersRecord {
         let flex = true;
         let f_version = get_i16(buf, "VotersRecord.Version")?;
         let f_voters = non_null(
-            match get_array_len(buf, flex, "VotersRecord.Voters")? {
+            match get_array_len(buf, flex, 1, "VotersRecord.Voters")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);
@@ -417,7 +417,7 @@ impl Codec for Voter {
         let f_voter_id = BrokerId(get_i32(buf, "VotersRecord.Voter.VoterId")?);
         let f_voter_directory_id = get_uuid(buf, "VotersRecord.Voter.VoterDirectoryId")?;
         let f_endpoints = non_null(
-            match get_array_len(buf, flex, "VotersRecord.Voter.Endpoints")? {
+            match get_array_len(buf, flex, 1, "VotersRecord.Voter.Endpoints")? {
                 None => None,
                 Some(n) => {
                     let mut v = Vec::with_capacity(n);

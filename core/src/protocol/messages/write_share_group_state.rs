@@ -93,7 +93,7 @@ pub mod request {
                 version,
             )?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "WriteShareGroupStateRequest.Topics")? {
+                match get_array_len(buf, flex, 1, "WriteShareGroupStateRequest.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -391,7 +391,7 @@ pub mod request {
                 -1
             };
             let f_state_batches = non_null(
-                match get_array_len(buf, flex, "WriteShareGroupStateRequest.PartitionData.StateBatches")? {
+                match get_array_len(buf, flex, 1, "WriteShareGroupStateRequest.PartitionData.StateBatches")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -509,7 +509,7 @@ pub mod request {
             let flex = true;
             let f_topic_id = get_uuid(buf, "WriteShareGroupStateRequest.WriteStateData.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "WriteShareGroupStateRequest.WriteStateData.Partitions")? {
+                match get_array_len(buf, flex, 1, "WriteShareGroupStateRequest.WriteStateData.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -622,7 +622,7 @@ pub mod response {
             }
             let flex = true;
             let f_results = non_null(
-                match get_array_len(buf, flex, "WriteShareGroupStateResponse.Results")? {
+                match get_array_len(buf, flex, 1, "WriteShareGroupStateResponse.Results")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -850,7 +850,7 @@ pub mod response {
             let flex = true;
             let f_topic_id = get_uuid(buf, "WriteShareGroupStateResponse.WriteStateResult.TopicId")?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "WriteShareGroupStateResponse.WriteStateResult.Partitions")? {
+                match get_array_len(buf, flex, 1, "WriteShareGroupStateResponse.WriteStateResult.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);

@@ -73,7 +73,7 @@ pub mod request {
             }
             let flex = true;
             let f_markers = non_null(
-                match get_array_len(buf, flex, "WriteTxnMarkersRequest.Markers")? {
+                match get_array_len(buf, flex, 1, "WriteTxnMarkersRequest.Markers")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -199,7 +199,7 @@ pub mod request {
                 version,
             )?;
             let f_partition_indexes = non_null(
-                match get_array_len(buf, flex, "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes")? {
+                match get_array_len(buf, flex, 4, "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -365,7 +365,7 @@ pub mod request {
             let f_producer_epoch = get_i16(buf, "WriteTxnMarkersRequest.WritableTxnMarker.ProducerEpoch")?;
             let f_transaction_result = get_bool(buf, "WriteTxnMarkersRequest.WritableTxnMarker.TransactionResult")?;
             let f_topics = non_null(
-                match get_array_len(buf, flex, "WriteTxnMarkersRequest.WritableTxnMarker.Topics")? {
+                match get_array_len(buf, flex, 1, "WriteTxnMarkersRequest.WritableTxnMarker.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -498,7 +498,7 @@ pub mod response {
             }
             let flex = true;
             let f_markers = non_null(
-                match get_array_len(buf, flex, "WriteTxnMarkersResponse.Markers")? {
+                match get_array_len(buf, flex, 1, "WriteTxnMarkersResponse.Markers")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -723,7 +723,7 @@ pub mod response {
                 version,
             )?;
             let f_partitions = non_null(
-                match get_array_len(buf, flex, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Partitions")? {
+                match get_array_len(buf, flex, 1, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Partitions")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
@@ -837,7 +837,7 @@ pub mod response {
             let flex = true;
             let f_producer_id = ProducerId(get_i64(buf, "WriteTxnMarkersResponse.WritableTxnMarkerResult.ProducerId")?);
             let f_topics = non_null(
-                match get_array_len(buf, flex, "WriteTxnMarkersResponse.WritableTxnMarkerResult.Topics")? {
+                match get_array_len(buf, flex, 1, "WriteTxnMarkersResponse.WritableTxnMarkerResult.Topics")? {
                     None => None,
                     Some(n) => {
                         let mut v = Vec::with_capacity(n);
