@@ -291,7 +291,13 @@ fn parse_fields(spec: &mut Spec, fields: &[Value], owner: &str) -> Result<Vec<Fi
         };
         let tag = match f.get("tag") {
             None => None,
-            Some(v) => Some(v.as_u64().and_then(|t| u32::try_from(t).ok()).ok_or(format!("{ctx}: bad tag"))?),
+            // Tags are numbers, though some specs write them as strings.
+            Some(v) => Some(
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                    .and_then(|t| u32::try_from(t).ok())
+                    .ok_or(format!("{ctx}: bad tag {v}"))?,
+            ),
         };
         if tag.is_some() != !tagged.is_empty() {
             return Err(format!("{ctx}: tag and taggedVersions must come together"));
