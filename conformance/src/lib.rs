@@ -1,6 +1,8 @@
 //! Conformance material for sansa: golden vectors written by Apache Kafka's Java client
 //! (`conformance/vectors/`), and helpers to read them.
 
+pub mod records_json;
+
 use std::path::{Path, PathBuf};
 
 /// The directory holding the committed golden vectors.

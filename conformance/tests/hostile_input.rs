@@ -152,7 +152,8 @@ fn truncated_messages_are_errors() {
         let mut cuts: Vec<usize> = (0..n.min(16)).chain(n.saturating_sub(16)..n).collect();
         cuts.extend((0..16).map(|_| rng.below(n)));
         for cut in cuts {
-            let decoded = probe(kind, key, v.version, &v.bytes[..cut], &format!("seed {} {} cut {cut}", seed(), v.name));
+            let decoded =
+                probe(kind, key, v.version, &v.bytes[..cut], &format!("seed {} {} cut {cut}", seed(), v.name));
             assert!(!decoded, "{} cut to {cut} of {n} bytes still decoded", v.name);
         }
     }

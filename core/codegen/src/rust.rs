@@ -37,17 +37,37 @@ pub fn snake(name: &str) -> String {
 }
 
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn", "for",
-    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
+    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static",
     "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do",
     "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
 ];
 
 /// Type names the generated code refers to unqualified; a spec struct may not shadow them.
 const RESERVED_TYPES: &[&str] = &[
-    "Bytes", "BytesMut", "StrBytes", "Uuid", "TopicName", "GroupId", "TransactionalId", "BrokerId", "ProducerId",
-    "RawTaggedField", "DecodeError", "EncodeError", "Codec", "Message", "Request", "Response", "VersionRange",
-    "ApiKey", "Vec", "Option", "Result", "String", "Default",
+    "Bytes",
+    "BytesMut",
+    "StrBytes",
+    "Uuid",
+    "TopicName",
+    "GroupId",
+    "TransactionalId",
+    "BrokerId",
+    "ProducerId",
+    "RawTaggedField",
+    "DecodeError",
+    "EncodeError",
+    "Codec",
+    "Message",
+    "Request",
+    "Response",
+    "VersionRange",
+    "ApiKey",
+    "Vec",
+    "Option",
+    "Result",
+    "String",
+    "Default",
 ];
 
 pub fn field_ident(name: &str) -> String {
@@ -223,7 +243,8 @@ fn int_literal(v: &Value, t: &Type, ctx: &str) -> Result<String, String> {
 /// The default value expression of a field, as the specs define it.
 fn default_expr(ctx: &Ctx<'_>, f: &Field) -> Result<String, String> {
     let where_ = format!("{}.{}", ctx.spec.name, f.name);
-    let is_null = matches!(&f.default, Some(Value::String(s)) if s == "null") || matches!(&f.default, Some(Value::Null));
+    let is_null =
+        matches!(&f.default, Some(Value::String(s)) if s == "null") || matches!(&f.default, Some(Value::Null));
     if is_null {
         if !ctx.is_option(f) && !f.nullable.is_empty() {
             // Nullable only outside the versions we generate: treat as the type's own default.
@@ -252,7 +273,9 @@ fn default_expr(ctx: &Ctx<'_>, f: &Field) -> Result<String, String> {
         },
         Type::Float64 => match &f.default {
             Some(Value::Number(n)) => format!("{:?}", n.as_f64().unwrap_or(0.0)),
-            Some(Value::String(s)) if !is_null => format!("{:?}", s.parse::<f64>().map_err(|e| format!("{where_}: {e}"))?),
+            Some(Value::String(s)) if !is_null => {
+                format!("{:?}", s.parse::<f64>().map_err(|e| format!("{where_}: {e}"))?)
+            }
             _ => "0.0".into(),
         },
         Type::Uuid => "Uuid::ZERO".into(),
@@ -261,7 +284,8 @@ fn default_expr(ctx: &Ctx<'_>, f: &Field) -> Result<String, String> {
                 Some(Value::String(s)) if !is_null => s.clone(),
                 _ => String::new(),
             };
-            let inner = if s.is_empty() { "StrBytes::new()".into() } else { format!("StrBytes::from_static_str({s:?})") };
+            let inner =
+                if s.is_empty() { "StrBytes::new()".into() } else { format!("StrBytes::from_static_str({s:?})") };
             match entity_newtype(f, &f.ty) {
                 Some(nt) => format!("{nt}({inner})"),
                 None => inner,
@@ -291,7 +315,7 @@ fn differs_from_default(ctx: &Ctx<'_>, f: &Field) -> Result<String, String> {
 
 /// Expression decoding a non-null value of type `t` from `buf`, or for nullable-capable types
 /// an `Option`. Returns (expr, yields_option).
-fn decode_value(ctx: &Ctx<'_>, f: &Field, t: &Type, buf: &str, compact: &str, what: &str) -> (String, bool) {
+fn decode_value(f: &Field, t: &Type, buf: &str, compact: &str, what: &str) -> (String, bool) {
     let wrap = |e: String| match entity_newtype(f, t) {
         Some(nt) => format!("{nt}({e})"),
         None => e,
@@ -315,7 +339,7 @@ fn decode_value(ctx: &Ctx<'_>, f: &Field, t: &Type, buf: &str, compact: &str, wh
         }
         Type::Bytes | Type::Records => (format!("get_nullable_bytes({buf}, {compact}, {what})?"), true),
         Type::Array(inner) => {
-            let (elem, elem_opt) = decode_value(ctx, f, inner, buf, compact, what);
+            let (elem, elem_opt) = decode_value(f, inner, buf, compact, what);
             let elem = if elem_opt { format!("non_null({elem}, {what}, version)?") } else { elem };
             let min = fixed_size(inner).unwrap_or(1);
             (
@@ -344,7 +368,7 @@ fn decode_field(ctx: &Ctx<'_>, f: &Field, buf: &str, compact: &str, what: &str) 
         }
         return format!("{n}::decode({buf}, version)?");
     }
-    let (e, yields_option) = decode_value(ctx, f, &f.ty, buf, compact, what);
+    let (e, yields_option) = decode_value(f, &f.ty, buf, compact, what);
     if !yields_option {
         return if is_option { format!("Some({e})") } else { e };
     }
@@ -387,7 +411,7 @@ fn encode_value(f: &Field, t: &Type, v: &str, compact: &str, what: &str) -> Stri
     }
 }
 
-fn len_value(f: &Field, t: &Type, v: &str, compact: &str) -> String {
+fn len_value(t: &Type, v: &str, compact: &str) -> String {
     if let Some(n) = fixed_size(t) {
         return n.to_string();
     }
@@ -399,7 +423,7 @@ fn len_value(f: &Field, t: &Type, v: &str, compact: &str) -> String {
             match fixed_size(inner) {
                 Some(n) => format!("{prefix} + {v}.len() * {n}"),
                 None => {
-                    let el = len_value(f, inner, "e", compact);
+                    let el = len_value(inner, "e", compact);
                     format!("{prefix} + {v}.iter().map(|e| {el}).sum::<usize>()")
                 }
             }
@@ -471,13 +495,13 @@ fn len_field(ctx: &Ctx<'_>, f: &Field, compact: &str) -> String {
         };
         format!(
             "match &self.{id} {{ Some(v) => {marker}{}, None => {} }}",
-            len_value(f, &f.ty, "v", compact),
+            len_value(&f.ty, "v", compact),
             null_len(&f.ty, compact)
         )
     } else {
         match fixed_size(&f.ty) {
             Some(n) => n.to_string(),
-            None => format!("{{ let v = &self.{id}; {} }}", len_value(f, &f.ty, "v", compact)),
+            None => format!("{{ let v = &self.{id}; {} }}", len_value(&f.ty, "v", compact)),
         }
     }
 }
@@ -486,7 +510,8 @@ fn len_field(ctx: &Ctx<'_>, f: &Field, compact: &str) -> String {
 // Structs
 
 fn doc_for_field(ctx: &Ctx<'_>, f: &Field) -> String {
-    let mut d = format!("/// `{}`: {}, versions {}", f.name, f.ty.spec_name(), f.versions.intersect(ctx.valid).describe());
+    let mut d =
+        format!("/// `{}`: {}, versions {}", f.name, f.ty.spec_name(), f.versions.intersect(ctx.valid).describe());
     let nullable = ctx.nullable_in_field(f);
     if !nullable.is_empty() {
         let _ = write!(d, "; may be null in {}", nullable.describe());
@@ -512,12 +537,7 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
 
     // Type definition.
     if top {
-        let _ = writeln!(
-            out,
-            "/// The `{}` message body, valid in versions {}.",
-            s.name,
-            valid.describe()
-        );
+        let _ = writeln!(out, "/// The `{}` message body, valid in versions {}.", s.name, valid.describe());
     } else {
         let _ = writeln!(out, "/// The `{}` structure of `{}`.", s.name, ctx.spec.name);
     }
@@ -630,8 +650,14 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
                     body = encode_field(ctx, f, "true", &what, &name_lit(f)),
                 );
             }
-            let _ = writeln!(out, "put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, u32::MAX);");
-            let _ = writeln!(out, "for f in &self.unknown_tagged_fields[next_unknown..] {{ put_raw_tagged_field(buf, f); }}");
+            let _ = writeln!(
+                out,
+                "put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, u32::MAX);"
+            );
+            let _ = writeln!(
+                out,
+                "for f in &self.unknown_tagged_fields[next_unknown..] {{ put_raw_tagged_field(buf, f); }}"
+            );
         }
         let _ = writeln!(
             out,
@@ -728,7 +754,11 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
         }
     }
     if flexible {
-        let _ = writeln!(out, "if flex {{ let {}num_tagged = self.unknown_tagged_fields.len();", if tagged.is_empty() { "" } else { "mut " });
+        let _ = writeln!(
+            out,
+            "if flex {{ let {}num_tagged = self.unknown_tagged_fields.len();",
+            if tagged.is_empty() { "" } else { "mut " }
+        );
         for f in &tagged {
             let tc = ctx.cond(f.tagged);
             let _ = writeln!(
@@ -765,7 +795,7 @@ fn name_version_param(out: &mut String, start: usize) {
 // ---------------------------------------------------------------------------------------
 // Test value generation: every field that exists in a version gets a non-default value.
 
-fn populated_value(ctx: &Ctx<'_>, f: &Field, t: &Type, seed: usize) -> String {
+fn populated_value(f: &Field, t: &Type, seed: usize) -> String {
     let wrap = |e: String| match entity_newtype(f, t) {
         Some(nt) => format!("{nt}({e})"),
         None => e,
@@ -784,7 +814,8 @@ fn populated_value(ctx: &Ctx<'_>, f: &Field, t: &Type, seed: usize) -> String {
     };
     match t {
         Type::Bool => {
-            let def = matches!(&f.default, Some(Value::Bool(true))) || matches!(&f.default, Some(Value::String(s)) if s == "true");
+            let def = matches!(&f.default, Some(Value::Bool(true)))
+                || matches!(&f.default, Some(Value::String(s)) if s == "true");
             (!def).to_string()
         }
         Type::Int8 | Type::Int16 | Type::Int32 | Type::Int64 | Type::Uint16 | Type::Uint32 => {
@@ -795,8 +826,8 @@ fn populated_value(ctx: &Ctx<'_>, f: &Field, t: &Type, seed: usize) -> String {
         Type::String => wrap(format!("StrBytes::from_static_str(\"{}-{seed}\")", f.name)),
         Type::Bytes | Type::Records => format!("Bytes::from_static(&[{}, 1, 2, 3])", seed % 256),
         Type::Array(inner) => {
-            let a = populated_value(ctx, f, inner, seed + 1);
-            let b = populated_value(ctx, f, inner, seed + 2);
+            let a = populated_value(f, inner, seed + 1);
+            let b = populated_value(f, inner, seed + 2);
             format!("vec![{a}, {b}]")
         }
         Type::Struct(n) => format!("populated_{}(version)", snake(n)),
@@ -816,7 +847,7 @@ fn emit_populated(out: &mut String, ctx: &Ctx<'_>, s: &Struct) -> Result<(), Str
         if c == "false" {
             continue;
         }
-        let mut val = populated_value(ctx, f, &f.ty, i * 3 + s.name.len());
+        let mut val = populated_value(f, &f.ty, i * 3 + s.name.len());
         if ctx.is_option(f) {
             val = format!("Some({val})");
         }
@@ -1064,6 +1095,15 @@ fn emit_mod(apis: &[Api<'_>], others: &[&Spec]) -> String {
             let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
             let _ = writeln!(out, "{kind}Body::{base}(_) => ApiKey::{base},");
         }
+        let _ = writeln!(
+            out,
+            "}}\n}}\n\n/// The default body of API `key`.\npub fn default_for(key: ApiKey) -> Self {{\nmatch key {{"
+        );
+        for a in apis {
+            let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
+            let spec = if kind == "Request" { a.request } else { a.response };
+            let _ = writeln!(out, "ApiKey::{base} => {kind}Body::{base}({}::default()),", spec.name);
+        }
         let _ = writeln!(out, "}}\n}}\n\n/// Encodes the body at `version`, appending to `buf`.\npub fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {{\nmatch self {{");
         for a in apis {
             let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
@@ -1151,7 +1191,8 @@ fn emit_error_codes(table: &str) -> Result<String, String> {
         let _ = writeln!(out, "ErrorCode::{} => \"{}\",", variant(&r.name), r.name);
     }
     out.push_str("ErrorCode::Unknown(_) => \"UNKNOWN\",\n}\n}\n\n/// Whether Kafka classes the error as retriable: the same request may succeed later.\npub const fn is_retriable(self) -> bool {\nmatches!(self, ");
-    let retriable: Vec<String> = rows.iter().filter(|r| r.retriable).map(|r| format!("ErrorCode::{}", variant(&r.name))).collect();
+    let retriable: Vec<String> =
+        rows.iter().filter(|r| r.retriable).map(|r| format!("ErrorCode::{}", variant(&r.name))).collect();
     out.push_str(&retriable.join(" | "));
     out.push_str(")\n}\n\n/// A short explanation of the error.\npub const fn description(self) -> &'static str {\nmatch self {\n");
     for r in &rows {

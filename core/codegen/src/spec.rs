@@ -299,7 +299,7 @@ fn parse_fields(spec: &mut Spec, fields: &[Value], owner: &str) -> Result<Vec<Fi
                     .ok_or(format!("{ctx}: bad tag {v}"))?,
             ),
         };
-        if tag.is_some() != !tagged.is_empty() {
+        if tag.is_some() == tagged.is_empty() {
             return Err(format!("{ctx}: tag and taggedVersions must come together"));
         }
         let field = Field {

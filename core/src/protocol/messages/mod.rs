@@ -1228,6 +1228,145 @@ impl RequestBody {
         }
     }
 
+    /// The default body of API `key`.
+    pub fn default_for(key: ApiKey) -> Self {
+        match key {
+            ApiKey::Produce => RequestBody::Produce(ProduceRequest::default()),
+            ApiKey::Fetch => RequestBody::Fetch(FetchRequest::default()),
+            ApiKey::ListOffsets => RequestBody::ListOffsets(ListOffsetsRequest::default()),
+            ApiKey::Metadata => RequestBody::Metadata(MetadataRequest::default()),
+            ApiKey::OffsetCommit => RequestBody::OffsetCommit(OffsetCommitRequest::default()),
+            ApiKey::OffsetFetch => RequestBody::OffsetFetch(OffsetFetchRequest::default()),
+            ApiKey::FindCoordinator => RequestBody::FindCoordinator(FindCoordinatorRequest::default()),
+            ApiKey::JoinGroup => RequestBody::JoinGroup(JoinGroupRequest::default()),
+            ApiKey::Heartbeat => RequestBody::Heartbeat(HeartbeatRequest::default()),
+            ApiKey::LeaveGroup => RequestBody::LeaveGroup(LeaveGroupRequest::default()),
+            ApiKey::SyncGroup => RequestBody::SyncGroup(SyncGroupRequest::default()),
+            ApiKey::DescribeGroups => RequestBody::DescribeGroups(DescribeGroupsRequest::default()),
+            ApiKey::ListGroups => RequestBody::ListGroups(ListGroupsRequest::default()),
+            ApiKey::SaslHandshake => RequestBody::SaslHandshake(SaslHandshakeRequest::default()),
+            ApiKey::ApiVersions => RequestBody::ApiVersions(ApiVersionsRequest::default()),
+            ApiKey::CreateTopics => RequestBody::CreateTopics(CreateTopicsRequest::default()),
+            ApiKey::DeleteTopics => RequestBody::DeleteTopics(DeleteTopicsRequest::default()),
+            ApiKey::DeleteRecords => RequestBody::DeleteRecords(DeleteRecordsRequest::default()),
+            ApiKey::InitProducerId => RequestBody::InitProducerId(InitProducerIdRequest::default()),
+            ApiKey::OffsetForLeaderEpoch => RequestBody::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default()),
+            ApiKey::AddPartitionsToTxn => RequestBody::AddPartitionsToTxn(AddPartitionsToTxnRequest::default()),
+            ApiKey::AddOffsetsToTxn => RequestBody::AddOffsetsToTxn(AddOffsetsToTxnRequest::default()),
+            ApiKey::EndTxn => RequestBody::EndTxn(EndTxnRequest::default()),
+            ApiKey::WriteTxnMarkers => RequestBody::WriteTxnMarkers(WriteTxnMarkersRequest::default()),
+            ApiKey::TxnOffsetCommit => RequestBody::TxnOffsetCommit(TxnOffsetCommitRequest::default()),
+            ApiKey::DescribeAcls => RequestBody::DescribeAcls(DescribeAclsRequest::default()),
+            ApiKey::CreateAcls => RequestBody::CreateAcls(CreateAclsRequest::default()),
+            ApiKey::DeleteAcls => RequestBody::DeleteAcls(DeleteAclsRequest::default()),
+            ApiKey::DescribeConfigs => RequestBody::DescribeConfigs(DescribeConfigsRequest::default()),
+            ApiKey::AlterConfigs => RequestBody::AlterConfigs(AlterConfigsRequest::default()),
+            ApiKey::AlterReplicaLogDirs => RequestBody::AlterReplicaLogDirs(AlterReplicaLogDirsRequest::default()),
+            ApiKey::DescribeLogDirs => RequestBody::DescribeLogDirs(DescribeLogDirsRequest::default()),
+            ApiKey::SaslAuthenticate => RequestBody::SaslAuthenticate(SaslAuthenticateRequest::default()),
+            ApiKey::CreatePartitions => RequestBody::CreatePartitions(CreatePartitionsRequest::default()),
+            ApiKey::CreateDelegationToken => {
+                RequestBody::CreateDelegationToken(CreateDelegationTokenRequest::default())
+            }
+            ApiKey::RenewDelegationToken => RequestBody::RenewDelegationToken(RenewDelegationTokenRequest::default()),
+            ApiKey::ExpireDelegationToken => {
+                RequestBody::ExpireDelegationToken(ExpireDelegationTokenRequest::default())
+            }
+            ApiKey::DescribeDelegationToken => {
+                RequestBody::DescribeDelegationToken(DescribeDelegationTokenRequest::default())
+            }
+            ApiKey::DeleteGroups => RequestBody::DeleteGroups(DeleteGroupsRequest::default()),
+            ApiKey::ElectLeaders => RequestBody::ElectLeaders(ElectLeadersRequest::default()),
+            ApiKey::IncrementalAlterConfigs => {
+                RequestBody::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
+            }
+            ApiKey::AlterPartitionReassignments => {
+                RequestBody::AlterPartitionReassignments(AlterPartitionReassignmentsRequest::default())
+            }
+            ApiKey::ListPartitionReassignments => {
+                RequestBody::ListPartitionReassignments(ListPartitionReassignmentsRequest::default())
+            }
+            ApiKey::OffsetDelete => RequestBody::OffsetDelete(OffsetDeleteRequest::default()),
+            ApiKey::DescribeClientQuotas => RequestBody::DescribeClientQuotas(DescribeClientQuotasRequest::default()),
+            ApiKey::AlterClientQuotas => RequestBody::AlterClientQuotas(AlterClientQuotasRequest::default()),
+            ApiKey::DescribeUserScramCredentials => {
+                RequestBody::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::default())
+            }
+            ApiKey::AlterUserScramCredentials => {
+                RequestBody::AlterUserScramCredentials(AlterUserScramCredentialsRequest::default())
+            }
+            ApiKey::Vote => RequestBody::Vote(VoteRequest::default()),
+            ApiKey::BeginQuorumEpoch => RequestBody::BeginQuorumEpoch(BeginQuorumEpochRequest::default()),
+            ApiKey::EndQuorumEpoch => RequestBody::EndQuorumEpoch(EndQuorumEpochRequest::default()),
+            ApiKey::DescribeQuorum => RequestBody::DescribeQuorum(DescribeQuorumRequest::default()),
+            ApiKey::AlterPartition => RequestBody::AlterPartition(AlterPartitionRequest::default()),
+            ApiKey::UpdateFeatures => RequestBody::UpdateFeatures(UpdateFeaturesRequest::default()),
+            ApiKey::Envelope => RequestBody::Envelope(EnvelopeRequest::default()),
+            ApiKey::FetchSnapshot => RequestBody::FetchSnapshot(FetchSnapshotRequest::default()),
+            ApiKey::DescribeCluster => RequestBody::DescribeCluster(DescribeClusterRequest::default()),
+            ApiKey::DescribeProducers => RequestBody::DescribeProducers(DescribeProducersRequest::default()),
+            ApiKey::BrokerRegistration => RequestBody::BrokerRegistration(BrokerRegistrationRequest::default()),
+            ApiKey::BrokerHeartbeat => RequestBody::BrokerHeartbeat(BrokerHeartbeatRequest::default()),
+            ApiKey::UnregisterBroker => RequestBody::UnregisterBroker(UnregisterBrokerRequest::default()),
+            ApiKey::DescribeTransactions => RequestBody::DescribeTransactions(DescribeTransactionsRequest::default()),
+            ApiKey::ListTransactions => RequestBody::ListTransactions(ListTransactionsRequest::default()),
+            ApiKey::AllocateProducerIds => RequestBody::AllocateProducerIds(AllocateProducerIdsRequest::default()),
+            ApiKey::ConsumerGroupHeartbeat => {
+                RequestBody::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default())
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                RequestBody::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default())
+            }
+            ApiKey::ControllerRegistration => {
+                RequestBody::ControllerRegistration(ControllerRegistrationRequest::default())
+            }
+            ApiKey::GetTelemetrySubscriptions => {
+                RequestBody::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::default())
+            }
+            ApiKey::PushTelemetry => RequestBody::PushTelemetry(PushTelemetryRequest::default()),
+            ApiKey::AssignReplicasToDirs => RequestBody::AssignReplicasToDirs(AssignReplicasToDirsRequest::default()),
+            ApiKey::ListConfigResources => RequestBody::ListConfigResources(ListConfigResourcesRequest::default()),
+            ApiKey::DescribeTopicPartitions => {
+                RequestBody::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default())
+            }
+            ApiKey::ShareGroupHeartbeat => RequestBody::ShareGroupHeartbeat(ShareGroupHeartbeatRequest::default()),
+            ApiKey::ShareGroupDescribe => RequestBody::ShareGroupDescribe(ShareGroupDescribeRequest::default()),
+            ApiKey::ShareFetch => RequestBody::ShareFetch(ShareFetchRequest::default()),
+            ApiKey::ShareAcknowledge => RequestBody::ShareAcknowledge(ShareAcknowledgeRequest::default()),
+            ApiKey::AddRaftVoter => RequestBody::AddRaftVoter(AddRaftVoterRequest::default()),
+            ApiKey::RemoveRaftVoter => RequestBody::RemoveRaftVoter(RemoveRaftVoterRequest::default()),
+            ApiKey::UpdateRaftVoter => RequestBody::UpdateRaftVoter(UpdateRaftVoterRequest::default()),
+            ApiKey::InitializeShareGroupState => {
+                RequestBody::InitializeShareGroupState(InitializeShareGroupStateRequest::default())
+            }
+            ApiKey::ReadShareGroupState => RequestBody::ReadShareGroupState(ReadShareGroupStateRequest::default()),
+            ApiKey::WriteShareGroupState => RequestBody::WriteShareGroupState(WriteShareGroupStateRequest::default()),
+            ApiKey::DeleteShareGroupState => {
+                RequestBody::DeleteShareGroupState(DeleteShareGroupStateRequest::default())
+            }
+            ApiKey::ReadShareGroupStateSummary => {
+                RequestBody::ReadShareGroupStateSummary(ReadShareGroupStateSummaryRequest::default())
+            }
+            ApiKey::StreamsGroupHeartbeat => {
+                RequestBody::StreamsGroupHeartbeat(StreamsGroupHeartbeatRequest::default())
+            }
+            ApiKey::StreamsGroupDescribe => RequestBody::StreamsGroupDescribe(StreamsGroupDescribeRequest::default()),
+            ApiKey::DescribeShareGroupOffsets => {
+                RequestBody::DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest::default())
+            }
+            ApiKey::AlterShareGroupOffsets => {
+                RequestBody::AlterShareGroupOffsets(AlterShareGroupOffsetsRequest::default())
+            }
+            ApiKey::DeleteShareGroupOffsets => {
+                RequestBody::DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest::default())
+            }
+            ApiKey::StreamsGroupTopologyDescriptionUpdate => RequestBody::StreamsGroupTopologyDescriptionUpdate(
+                StreamsGroupTopologyDescriptionUpdateRequest::default(),
+            ),
+            ApiKey::UnregisterController => RequestBody::UnregisterController(UnregisterControllerRequest::default()),
+        }
+    }
+
     /// Encodes the body at `version`, appending to `buf`.
     pub fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         match self {
@@ -2427,6 +2566,145 @@ impl ResponseBody {
             ResponseBody::DeleteShareGroupOffsets(_) => ApiKey::DeleteShareGroupOffsets,
             ResponseBody::StreamsGroupTopologyDescriptionUpdate(_) => ApiKey::StreamsGroupTopologyDescriptionUpdate,
             ResponseBody::UnregisterController(_) => ApiKey::UnregisterController,
+        }
+    }
+
+    /// The default body of API `key`.
+    pub fn default_for(key: ApiKey) -> Self {
+        match key {
+            ApiKey::Produce => ResponseBody::Produce(ProduceResponse::default()),
+            ApiKey::Fetch => ResponseBody::Fetch(FetchResponse::default()),
+            ApiKey::ListOffsets => ResponseBody::ListOffsets(ListOffsetsResponse::default()),
+            ApiKey::Metadata => ResponseBody::Metadata(MetadataResponse::default()),
+            ApiKey::OffsetCommit => ResponseBody::OffsetCommit(OffsetCommitResponse::default()),
+            ApiKey::OffsetFetch => ResponseBody::OffsetFetch(OffsetFetchResponse::default()),
+            ApiKey::FindCoordinator => ResponseBody::FindCoordinator(FindCoordinatorResponse::default()),
+            ApiKey::JoinGroup => ResponseBody::JoinGroup(JoinGroupResponse::default()),
+            ApiKey::Heartbeat => ResponseBody::Heartbeat(HeartbeatResponse::default()),
+            ApiKey::LeaveGroup => ResponseBody::LeaveGroup(LeaveGroupResponse::default()),
+            ApiKey::SyncGroup => ResponseBody::SyncGroup(SyncGroupResponse::default()),
+            ApiKey::DescribeGroups => ResponseBody::DescribeGroups(DescribeGroupsResponse::default()),
+            ApiKey::ListGroups => ResponseBody::ListGroups(ListGroupsResponse::default()),
+            ApiKey::SaslHandshake => ResponseBody::SaslHandshake(SaslHandshakeResponse::default()),
+            ApiKey::ApiVersions => ResponseBody::ApiVersions(ApiVersionsResponse::default()),
+            ApiKey::CreateTopics => ResponseBody::CreateTopics(CreateTopicsResponse::default()),
+            ApiKey::DeleteTopics => ResponseBody::DeleteTopics(DeleteTopicsResponse::default()),
+            ApiKey::DeleteRecords => ResponseBody::DeleteRecords(DeleteRecordsResponse::default()),
+            ApiKey::InitProducerId => ResponseBody::InitProducerId(InitProducerIdResponse::default()),
+            ApiKey::OffsetForLeaderEpoch => ResponseBody::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::default()),
+            ApiKey::AddPartitionsToTxn => ResponseBody::AddPartitionsToTxn(AddPartitionsToTxnResponse::default()),
+            ApiKey::AddOffsetsToTxn => ResponseBody::AddOffsetsToTxn(AddOffsetsToTxnResponse::default()),
+            ApiKey::EndTxn => ResponseBody::EndTxn(EndTxnResponse::default()),
+            ApiKey::WriteTxnMarkers => ResponseBody::WriteTxnMarkers(WriteTxnMarkersResponse::default()),
+            ApiKey::TxnOffsetCommit => ResponseBody::TxnOffsetCommit(TxnOffsetCommitResponse::default()),
+            ApiKey::DescribeAcls => ResponseBody::DescribeAcls(DescribeAclsResponse::default()),
+            ApiKey::CreateAcls => ResponseBody::CreateAcls(CreateAclsResponse::default()),
+            ApiKey::DeleteAcls => ResponseBody::DeleteAcls(DeleteAclsResponse::default()),
+            ApiKey::DescribeConfigs => ResponseBody::DescribeConfigs(DescribeConfigsResponse::default()),
+            ApiKey::AlterConfigs => ResponseBody::AlterConfigs(AlterConfigsResponse::default()),
+            ApiKey::AlterReplicaLogDirs => ResponseBody::AlterReplicaLogDirs(AlterReplicaLogDirsResponse::default()),
+            ApiKey::DescribeLogDirs => ResponseBody::DescribeLogDirs(DescribeLogDirsResponse::default()),
+            ApiKey::SaslAuthenticate => ResponseBody::SaslAuthenticate(SaslAuthenticateResponse::default()),
+            ApiKey::CreatePartitions => ResponseBody::CreatePartitions(CreatePartitionsResponse::default()),
+            ApiKey::CreateDelegationToken => {
+                ResponseBody::CreateDelegationToken(CreateDelegationTokenResponse::default())
+            }
+            ApiKey::RenewDelegationToken => ResponseBody::RenewDelegationToken(RenewDelegationTokenResponse::default()),
+            ApiKey::ExpireDelegationToken => {
+                ResponseBody::ExpireDelegationToken(ExpireDelegationTokenResponse::default())
+            }
+            ApiKey::DescribeDelegationToken => {
+                ResponseBody::DescribeDelegationToken(DescribeDelegationTokenResponse::default())
+            }
+            ApiKey::DeleteGroups => ResponseBody::DeleteGroups(DeleteGroupsResponse::default()),
+            ApiKey::ElectLeaders => ResponseBody::ElectLeaders(ElectLeadersResponse::default()),
+            ApiKey::IncrementalAlterConfigs => {
+                ResponseBody::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default())
+            }
+            ApiKey::AlterPartitionReassignments => {
+                ResponseBody::AlterPartitionReassignments(AlterPartitionReassignmentsResponse::default())
+            }
+            ApiKey::ListPartitionReassignments => {
+                ResponseBody::ListPartitionReassignments(ListPartitionReassignmentsResponse::default())
+            }
+            ApiKey::OffsetDelete => ResponseBody::OffsetDelete(OffsetDeleteResponse::default()),
+            ApiKey::DescribeClientQuotas => ResponseBody::DescribeClientQuotas(DescribeClientQuotasResponse::default()),
+            ApiKey::AlterClientQuotas => ResponseBody::AlterClientQuotas(AlterClientQuotasResponse::default()),
+            ApiKey::DescribeUserScramCredentials => {
+                ResponseBody::DescribeUserScramCredentials(DescribeUserScramCredentialsResponse::default())
+            }
+            ApiKey::AlterUserScramCredentials => {
+                ResponseBody::AlterUserScramCredentials(AlterUserScramCredentialsResponse::default())
+            }
+            ApiKey::Vote => ResponseBody::Vote(VoteResponse::default()),
+            ApiKey::BeginQuorumEpoch => ResponseBody::BeginQuorumEpoch(BeginQuorumEpochResponse::default()),
+            ApiKey::EndQuorumEpoch => ResponseBody::EndQuorumEpoch(EndQuorumEpochResponse::default()),
+            ApiKey::DescribeQuorum => ResponseBody::DescribeQuorum(DescribeQuorumResponse::default()),
+            ApiKey::AlterPartition => ResponseBody::AlterPartition(AlterPartitionResponse::default()),
+            ApiKey::UpdateFeatures => ResponseBody::UpdateFeatures(UpdateFeaturesResponse::default()),
+            ApiKey::Envelope => ResponseBody::Envelope(EnvelopeResponse::default()),
+            ApiKey::FetchSnapshot => ResponseBody::FetchSnapshot(FetchSnapshotResponse::default()),
+            ApiKey::DescribeCluster => ResponseBody::DescribeCluster(DescribeClusterResponse::default()),
+            ApiKey::DescribeProducers => ResponseBody::DescribeProducers(DescribeProducersResponse::default()),
+            ApiKey::BrokerRegistration => ResponseBody::BrokerRegistration(BrokerRegistrationResponse::default()),
+            ApiKey::BrokerHeartbeat => ResponseBody::BrokerHeartbeat(BrokerHeartbeatResponse::default()),
+            ApiKey::UnregisterBroker => ResponseBody::UnregisterBroker(UnregisterBrokerResponse::default()),
+            ApiKey::DescribeTransactions => ResponseBody::DescribeTransactions(DescribeTransactionsResponse::default()),
+            ApiKey::ListTransactions => ResponseBody::ListTransactions(ListTransactionsResponse::default()),
+            ApiKey::AllocateProducerIds => ResponseBody::AllocateProducerIds(AllocateProducerIdsResponse::default()),
+            ApiKey::ConsumerGroupHeartbeat => {
+                ResponseBody::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse::default())
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                ResponseBody::ConsumerGroupDescribe(ConsumerGroupDescribeResponse::default())
+            }
+            ApiKey::ControllerRegistration => {
+                ResponseBody::ControllerRegistration(ControllerRegistrationResponse::default())
+            }
+            ApiKey::GetTelemetrySubscriptions => {
+                ResponseBody::GetTelemetrySubscriptions(GetTelemetrySubscriptionsResponse::default())
+            }
+            ApiKey::PushTelemetry => ResponseBody::PushTelemetry(PushTelemetryResponse::default()),
+            ApiKey::AssignReplicasToDirs => ResponseBody::AssignReplicasToDirs(AssignReplicasToDirsResponse::default()),
+            ApiKey::ListConfigResources => ResponseBody::ListConfigResources(ListConfigResourcesResponse::default()),
+            ApiKey::DescribeTopicPartitions => {
+                ResponseBody::DescribeTopicPartitions(DescribeTopicPartitionsResponse::default())
+            }
+            ApiKey::ShareGroupHeartbeat => ResponseBody::ShareGroupHeartbeat(ShareGroupHeartbeatResponse::default()),
+            ApiKey::ShareGroupDescribe => ResponseBody::ShareGroupDescribe(ShareGroupDescribeResponse::default()),
+            ApiKey::ShareFetch => ResponseBody::ShareFetch(ShareFetchResponse::default()),
+            ApiKey::ShareAcknowledge => ResponseBody::ShareAcknowledge(ShareAcknowledgeResponse::default()),
+            ApiKey::AddRaftVoter => ResponseBody::AddRaftVoter(AddRaftVoterResponse::default()),
+            ApiKey::RemoveRaftVoter => ResponseBody::RemoveRaftVoter(RemoveRaftVoterResponse::default()),
+            ApiKey::UpdateRaftVoter => ResponseBody::UpdateRaftVoter(UpdateRaftVoterResponse::default()),
+            ApiKey::InitializeShareGroupState => {
+                ResponseBody::InitializeShareGroupState(InitializeShareGroupStateResponse::default())
+            }
+            ApiKey::ReadShareGroupState => ResponseBody::ReadShareGroupState(ReadShareGroupStateResponse::default()),
+            ApiKey::WriteShareGroupState => ResponseBody::WriteShareGroupState(WriteShareGroupStateResponse::default()),
+            ApiKey::DeleteShareGroupState => {
+                ResponseBody::DeleteShareGroupState(DeleteShareGroupStateResponse::default())
+            }
+            ApiKey::ReadShareGroupStateSummary => {
+                ResponseBody::ReadShareGroupStateSummary(ReadShareGroupStateSummaryResponse::default())
+            }
+            ApiKey::StreamsGroupHeartbeat => {
+                ResponseBody::StreamsGroupHeartbeat(StreamsGroupHeartbeatResponse::default())
+            }
+            ApiKey::StreamsGroupDescribe => ResponseBody::StreamsGroupDescribe(StreamsGroupDescribeResponse::default()),
+            ApiKey::DescribeShareGroupOffsets => {
+                ResponseBody::DescribeShareGroupOffsets(DescribeShareGroupOffsetsResponse::default())
+            }
+            ApiKey::AlterShareGroupOffsets => {
+                ResponseBody::AlterShareGroupOffsets(AlterShareGroupOffsetsResponse::default())
+            }
+            ApiKey::DeleteShareGroupOffsets => {
+                ResponseBody::DeleteShareGroupOffsets(DeleteShareGroupOffsetsResponse::default())
+            }
+            ApiKey::StreamsGroupTopologyDescriptionUpdate => ResponseBody::StreamsGroupTopologyDescriptionUpdate(
+                StreamsGroupTopologyDescriptionUpdateResponse::default(),
+            ),
+            ApiKey::UnregisterController => ResponseBody::UnregisterController(UnregisterControllerResponse::default()),
         }
     }
 
