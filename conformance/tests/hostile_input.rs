@@ -240,3 +240,61 @@ fn random_streams_never_panic_the_frame_decoder() {
         }
     }
 }
+
+#[test]
+fn mutated_record_buffers_never_panic_or_overallocate() {
+    use sansa::protocol::records::{decode_batches, DecodeOptions};
+    use sansa_conformance::read_records_vectors;
+
+    const CAP: usize = 1 << 20;
+    let mut rng = Rng(seed() ^ 4);
+    let vectors = read_records_vectors(&vectors_dir().join("records.tsv")).expect("records.tsv");
+    let mut outcomes = [0usize; 2];
+    for v in &vectors {
+        for round in 0..200 {
+            let mut m = v.bytes.clone();
+            if round % 4 == 0 {
+                m.truncate(rng.below(m.len()));
+            } else {
+                for _ in 0..1 + rng.below(3) {
+                    let at = rng.below(m.len());
+                    m[at] = match rng.below(3) {
+                        0 => m[at] ^ (1 << rng.below(8)),
+                        1 => 0xff,
+                        _ => rng.next() as u8,
+                    };
+                }
+            }
+            for verify_crc in [true, false] {
+                let options = DecodeOptions::new().verify_crc(verify_crc).max_decompressed_size(CAP);
+                let input = Bytes::from(m.clone());
+                let (ok, peak) = measure(|| {
+                    let mut all_ok = true;
+                    for batch in decode_batches(input, &options) {
+                        match batch {
+                            Ok(b) => {
+                                for r in b.records() {
+                                    let _ = (r.key.as_ref().map(|k| k.len()), r.value.as_ref().map(|v| v.len()));
+                                }
+                            }
+                            Err(_) => {
+                                all_ok = false;
+                                break;
+                            }
+                        }
+                    }
+                    all_ok
+                });
+                outcomes[usize::from(ok)] += 1;
+                assert!(
+                    peak <= allocation_bound(m.len()) + 4 * CAP,
+                    "seed {} {} round {round}: {} input bytes allocated {peak}",
+                    seed(),
+                    v.name,
+                    m.len()
+                );
+            }
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "mutations decoded {outcomes:?} (err, ok)");
+}
