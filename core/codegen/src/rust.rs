@@ -152,8 +152,11 @@ impl Ctx<'_> {
     }
 }
 
-/// The newtype wrapping an entity-typed scalar, if any.
+/// The newtype wrapping an entity-typed scalar, if any. Error codes become [`ErrorCode`].
 fn entity_newtype(f: &Field, t: &Type) -> Option<&'static str> {
+    if *t == Type::Int16 && f.name.ends_with("ErrorCode") {
+        return Some("ErrorCode");
+    }
     match (f.entity.as_deref()?, t) {
         ("topicName", Type::String) => Some("TopicName"),
         ("groupId", Type::String) => Some("GroupId"),
@@ -161,6 +164,15 @@ fn entity_newtype(f: &Field, t: &Type) -> Option<&'static str> {
         ("brokerId", Type::Int32) => Some("BrokerId"),
         ("producerId", Type::Int64) => Some("ProducerId"),
         _ => None,
+    }
+}
+
+/// Wraps a wire value in its newtype.
+fn wrap_newtype(nt: &str, e: &str) -> String {
+    if nt == "ErrorCode" {
+        format!("ErrorCode::from_i16({e})")
+    } else {
+        format!("{nt}({e})")
     }
 }
 
@@ -261,7 +273,7 @@ fn default_expr(ctx: &Ctx<'_>, f: &Field) -> Result<String, String> {
                 _ => "0".into(),
             };
             match entity_newtype(f, t) {
-                Some(nt) => format!("{nt}({lit})"),
+                Some(nt) => wrap_newtype(nt, &lit),
                 None => lit,
             }
         }
@@ -317,7 +329,7 @@ fn differs_from_default(ctx: &Ctx<'_>, f: &Field) -> Result<String, String> {
 /// an `Option`. Returns (expr, yields_option).
 fn decode_value(f: &Field, t: &Type, buf: &str, compact: &str, what: &str) -> (String, bool) {
     let wrap = |e: String| match entity_newtype(f, t) {
-        Some(nt) => format!("{nt}({e})"),
+        Some(nt) => wrap_newtype(nt, &e),
         None => e,
     };
     match t {
@@ -389,8 +401,11 @@ fn decode_field(ctx: &Ctx<'_>, f: &Field, buf: &str, compact: &str, what: &str) 
 
 /// Statements encoding the non-null value `v` (an expression of reference type) of type `t`.
 fn encode_value(f: &Field, t: &Type, v: &str, compact: &str, what: &str) -> String {
-    let is_newtype = entity_newtype(f, t).is_some();
-    let num = |put: &str| if is_newtype { format!("buf.{put}({v}.0);") } else { format!("buf.{put}(*{v});") };
+    let num = |put: &str| match entity_newtype(f, t) {
+        Some("ErrorCode") => format!("buf.{put}({v}.code());"),
+        Some(_) => format!("buf.{put}({v}.0);"),
+        None => format!("buf.{put}(*{v});"),
+    };
     match t {
         Type::Bool => format!("buf.put_u8(u8::from(*{v}));"),
         Type::Int8 => num("put_i8"),
@@ -797,7 +812,7 @@ fn name_version_param(out: &mut String, start: usize) {
 
 fn populated_value(f: &Field, t: &Type, seed: usize) -> String {
     let wrap = |e: String| match entity_newtype(f, t) {
-        Some(nt) => format!("{nt}({e})"),
+        Some(nt) => wrap_newtype(nt, &e),
         None => e,
     };
     let n = 7 + (seed % 50) as i64;
@@ -867,7 +882,7 @@ fn emit_populated(out: &mut String, ctx: &Ctx<'_>, s: &Struct) -> Result<(), Str
 // ---------------------------------------------------------------------------------------
 // Files
 
-const PRELUDE: &str = "#[allow(unused_imports)]\nuse bytes::{BufMut, Bytes, BytesMut};\n#[allow(unused_imports)]\nuse crate::protocol::message::{Codec, Message, VersionRange};\n#[allow(unused_imports)]\nuse crate::protocol::primitives::*;\n#[allow(unused_imports)]\nuse crate::protocol::types::*;\n";
+const PRELUDE: &str = "#[allow(unused_imports)]\nuse bytes::{BufMut, Bytes, BytesMut};\n#[allow(unused_imports)]\nuse crate::protocol::message::{Codec, Message, VersionRange};\n#[allow(unused_imports)]\nuse crate::protocol::messages::ErrorCode;\n#[allow(unused_imports)]\nuse crate::protocol::primitives::*;\n#[allow(unused_imports)]\nuse crate::protocol::types::*;\n";
 
 /// The stable version range (unstable top version excluded) and the full one.
 pub fn stable_range(spec: &Spec, unstable: bool) -> Versions {
@@ -995,8 +1010,8 @@ pub fn generate(specs: &[Spec], error_codes: &str) -> Result<Files, String> {
             api.response.name
         );
         out.push_str(TEST_PRELUDE);
-        let _ = writeln!(out, "mod request_values {{\nuse super::super::request::*;\nuse bytes::Bytes;\nuse crate::protocol::primitives::RawTaggedField;\nuse crate::protocol::types::*;\n{req_tests}}}");
-        let _ = writeln!(out, "mod response_values {{\nuse super::super::response::*;\nuse bytes::Bytes;\nuse crate::protocol::primitives::RawTaggedField;\nuse crate::protocol::types::*;\n{resp_tests}}}");
+        let _ = writeln!(out, "mod request_values {{\nuse super::super::request::*;\nuse crate::protocol::messages::ErrorCode;\nuse bytes::Bytes;\nuse crate::protocol::primitives::RawTaggedField;\nuse crate::protocol::types::*;\n{req_tests}}}");
+        let _ = writeln!(out, "mod response_values {{\nuse super::super::response::*;\nuse crate::protocol::messages::ErrorCode;\nuse bytes::Bytes;\nuse crate::protocol::primitives::RawTaggedField;\nuse crate::protocol::types::*;\n{resp_tests}}}");
         let _ = writeln!(out, "use request_values::*;\nuse response_values::*;");
         out.push_str(&round_trip_tests(&api.request.name, &snake(&api.request.name)));
         out.push_str(&round_trip_tests(&api.response.name, &snake(&api.response.name)));

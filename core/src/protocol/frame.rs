@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn api_versions_response_always_uses_header_v0() {
-        let resp = ResponseBody::from(ApiVersionsResponse::default().with_error_code(ErrorCode::None.code()));
+        let resp = ResponseBody::from(ApiVersionsResponse::default().with_error_code(ErrorCode::UnsupportedVersion));
         let mut wire = BytesMut::new();
         encode_response(&mut wire, 42, 3, &resp).unwrap();
         let frame = FrameDecoder::default().decode(&mut wire).unwrap().unwrap();

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -686,6 +688,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -699,7 +703,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-5.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 4-5.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ResultsByTransaction`: []AddPartitionsToTxnResult, versions 4-5.
         pub results_by_transaction: Vec<AddPartitionsToTxnResult>,
         /// `ResultsByTopicV3AndBelow`: []AddPartitionsToTxnTopicResult, versions 0-3.
@@ -712,7 +716,7 @@ pub mod response {
         fn default() -> Self {
             AddPartitionsToTxnResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 results_by_transaction: Vec::new(),
                 results_by_topic_v3_and_below: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -727,7 +731,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -756,7 +760,7 @@ pub mod response {
             if version >= 4 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             }
             if version >= 4 {
@@ -812,7 +816,11 @@ pub mod response {
             }
             let flex = version >= 3;
             let f_throttle_time_ms = get_i32(buf, "AddPartitionsToTxnResponse.ThrottleTimeMs")?;
-            let f_error_code = if version >= 4 { get_i16(buf, "AddPartitionsToTxnResponse.ErrorCode")? } else { 0 };
+            let f_error_code = if version >= 4 {
+                ErrorCode::from_i16(get_i16(buf, "AddPartitionsToTxnResponse.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let f_results_by_transaction = if version >= 4 {
                 non_null(
                     match get_array_len(buf, flex, 1, "AddPartitionsToTxnResponse.ResultsByTransaction")? {
@@ -1221,7 +1229,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0-5.
         pub partition_index: i32,
         /// `PartitionErrorCode`: int16, versions 0-5.
-        pub partition_error_code: i16,
+        pub partition_error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
@@ -1230,7 +1238,7 @@ pub mod response {
         fn default() -> Self {
             AddPartitionsToTxnPartitionResult {
                 partition_index: 0,
-                partition_error_code: 0,
+                partition_error_code: ErrorCode::from_i16(0),
                 unknown_tagged_fields: Vec::new(),
             }
         }
@@ -1243,7 +1251,7 @@ pub mod response {
             self
         }
         /// Sets `PartitionErrorCode`.
-        pub fn with_partition_error_code(mut self, value: i16) -> Self {
+        pub fn with_partition_error_code(mut self, value: ErrorCode) -> Self {
             self.partition_error_code = value;
             self
         }
@@ -1258,7 +1266,7 @@ pub mod response {
             }
             {
                 let v = &self.partition_error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if flex {
                 let num_tagged = self.unknown_tagged_fields.len();
@@ -1279,8 +1287,10 @@ pub mod response {
             let flex = version >= 3;
             let f_partition_index =
                 get_i32(buf, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionIndex")?;
-            let f_partition_error_code =
-                get_i16(buf, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionErrorCode")?;
+            let f_partition_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionErrorCode",
+            )?);
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "AddPartitionsToTxnPartitionResult.tagged fields")?;
@@ -1343,6 +1353,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1421,6 +1432,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1431,7 +1443,7 @@ mod tests {
                 v.throttle_time_ms = 33;
             }
             if version >= 4 {
-                v.error_code = 36;
+                v.error_code = ErrorCode::from_i16(36);
             }
             if version >= 4 {
                 v.results_by_transaction = vec![
@@ -1496,7 +1508,7 @@ mod tests {
                 v.partition_index = 40;
             }
             if true {
-                v.partition_error_code = 43;
+                v.partition_error_code = ErrorCode::from_i16(43);
             }
             if version >= 3 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

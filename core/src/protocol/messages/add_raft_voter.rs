@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -339,6 +341,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -352,7 +356,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-1.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -363,7 +367,7 @@ pub mod response {
         fn default() -> Self {
             AddRaftVoterResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -377,7 +381,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -400,7 +404,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -431,7 +435,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "AddRaftVoterResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "AddRaftVoterResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "AddRaftVoterResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "AddRaftVoterResponse.ErrorMessage")?;
             let mut unknown_tagged_fields = Vec::new();
             if flex {
@@ -506,6 +510,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -556,6 +561,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -566,7 +572,7 @@ mod tests {
                 v.throttle_time_ms = 27;
             }
             if true {
-                v.error_code = 30;
+                v.error_code = ErrorCode::from_i16(30);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-26"));

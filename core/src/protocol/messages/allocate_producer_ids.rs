@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -125,6 +127,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -138,7 +142,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ProducerIdStart`: int64, versions 0; holds a producerId.
         pub producer_id_start: ProducerId,
         /// `ProducerIdLen`: int32, versions 0.
@@ -151,7 +155,7 @@ pub mod response {
         fn default() -> Self {
             AllocateProducerIdsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 producer_id_start: ProducerId(0),
                 producer_id_len: 0,
                 unknown_tagged_fields: Vec::new(),
@@ -166,7 +170,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -194,7 +198,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.producer_id_start;
@@ -225,7 +229,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "AllocateProducerIdsResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "AllocateProducerIdsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "AllocateProducerIdsResponse.ErrorCode")?);
             let f_producer_id_start = ProducerId(get_i64(buf, "AllocateProducerIdsResponse.ProducerIdStart")?);
             let f_producer_id_len = get_i32(buf, "AllocateProducerIdsResponse.ProducerIdLen")?;
             let mut unknown_tagged_fields = Vec::new();
@@ -300,6 +304,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -320,6 +325,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -330,7 +336,7 @@ mod tests {
                 v.throttle_time_ms = 34;
             }
             if true {
-                v.error_code = 37;
+                v.error_code = ErrorCode::from_i16(37);
             }
             if true {
                 v.producer_id_start = ProducerId(40);

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -471,6 +473,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -713,7 +717,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct EntryData {
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// `Entity`: []EntityData, versions 0-1.
@@ -725,7 +729,7 @@ pub mod response {
     impl Default for EntryData {
         fn default() -> Self {
             EntryData {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 entity: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -735,7 +739,7 @@ pub mod response {
 
     impl EntryData {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -756,7 +760,7 @@ pub mod response {
             let flex = version >= 1;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -792,7 +796,7 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 1;
-            let f_error_code = get_i16(buf, "AlterClientQuotasResponse.EntryData.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "AlterClientQuotasResponse.EntryData.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "AlterClientQuotasResponse.EntryData.ErrorMessage")?;
             let f_entity = non_null(
                 match get_array_len(buf, flex, 1, "AlterClientQuotasResponse.EntryData.Entity")? {
@@ -878,6 +882,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -946,6 +951,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -983,7 +989,7 @@ mod tests {
         pub(super) fn populated_entry_data(version: i16) -> EntryData {
             let mut v = EntryData::default();
             if true {
-                v.error_code = 16;
+                v.error_code = ErrorCode::from_i16(16);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-12"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -381,6 +383,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -515,7 +519,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct AlterConfigsResourceResponse {
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-2; may be null in 0-2.
         pub error_message: Option<StrBytes>,
         /// `ResourceType`: int8, versions 0-2.
@@ -529,7 +533,7 @@ pub mod response {
     impl Default for AlterConfigsResourceResponse {
         fn default() -> Self {
             AlterConfigsResourceResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 resource_type: 0,
                 resource_name: StrBytes::new(),
@@ -540,7 +544,7 @@ pub mod response {
 
     impl AlterConfigsResourceResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -566,7 +570,7 @@ pub mod response {
             let flex = version >= 2;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -611,7 +615,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 2;
-            let f_error_code = get_i16(buf, "AlterConfigsResponse.AlterConfigsResourceResponse.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "AlterConfigsResponse.AlterConfigsResourceResponse.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "AlterConfigsResponse.AlterConfigsResourceResponse.ErrorMessage")?;
             let f_resource_type = get_i8(buf, "AlterConfigsResponse.AlterConfigsResourceResponse.ResourceType")?;
@@ -692,6 +697,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -746,6 +752,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -771,7 +778,7 @@ mod tests {
         pub(super) fn populated_alter_configs_resource_response(version: i16) -> AlterConfigsResourceResponse {
             let mut v = AlterConfigsResourceResponse::default();
             if true {
-                v.error_code = 35;
+                v.error_code = ErrorCode::from_i16(35);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-31"));

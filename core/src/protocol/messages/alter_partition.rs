@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -588,6 +590,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -601,7 +605,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 2-3.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 2-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Topics`: []TopicData, versions 2-3.
         pub topics: Vec<TopicData>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -612,7 +616,7 @@ pub mod response {
         fn default() -> Self {
             AlterPartitionResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 topics: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -626,7 +630,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -649,7 +653,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.topics;
@@ -679,7 +683,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "AlterPartitionResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "AlterPartitionResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "AlterPartitionResponse.ErrorCode")?);
             let f_topics = non_null(
                 match get_array_len(buf, flex, 1, "AlterPartitionResponse.Topics")? {
                     None => None,
@@ -743,7 +747,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 2-3.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 2-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `LeaderId`: int32, versions 2-3; holds a brokerId.
         pub leader_id: BrokerId,
         /// `LeaderEpoch`: int32, versions 2-3.
@@ -762,7 +766,7 @@ pub mod response {
         fn default() -> Self {
             PartitionData {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 leader_id: BrokerId(0),
                 leader_epoch: 0,
                 isr: Vec::new(),
@@ -780,7 +784,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -820,7 +824,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.leader_id;
@@ -860,7 +864,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_partition_index = get_i32(buf, "AlterPartitionResponse.PartitionData.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "AlterPartitionResponse.PartitionData.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "AlterPartitionResponse.PartitionData.ErrorCode")?);
             let f_leader_id = BrokerId(get_i32(buf, "AlterPartitionResponse.PartitionData.LeaderId")?);
             let f_leader_epoch = get_i32(buf, "AlterPartitionResponse.PartitionData.LeaderEpoch")?;
             let f_isr = non_null(
@@ -1058,6 +1062,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1138,6 +1143,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1148,7 +1154,7 @@ mod tests {
                 v.throttle_time_ms = 29;
             }
             if true {
-                v.error_code = 32;
+                v.error_code = ErrorCode::from_i16(32);
             }
             if true {
                 v.topics = vec![populated_topic_data(version), populated_topic_data(version)];
@@ -1166,7 +1172,7 @@ mod tests {
                 v.partition_index = 20;
             }
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if true {
                 v.leader_id = BrokerId(26);

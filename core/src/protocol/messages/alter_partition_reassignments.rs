@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -437,6 +439,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -452,7 +456,7 @@ pub mod response {
         /// `AllowReplicationFactorChange`: bool, versions 1.
         pub allow_replication_factor_change: bool,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// `Responses`: []ReassignableTopicResponse, versions 0-1.
@@ -466,7 +470,7 @@ pub mod response {
             AlterPartitionReassignmentsResponse {
                 throttle_time_ms: 0,
                 allow_replication_factor_change: true,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 responses: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -486,7 +490,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -520,7 +524,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -568,7 +572,7 @@ pub mod response {
             } else {
                 true
             };
-            let f_error_code = get_i16(buf, "AlterPartitionReassignmentsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "AlterPartitionReassignmentsResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "AlterPartitionReassignmentsResponse.ErrorMessage")?;
             let f_responses = non_null(
                 match get_array_len(buf, flex, 1, "AlterPartitionReassignmentsResponse.Responses")? {
@@ -642,7 +646,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0-1.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -653,7 +657,7 @@ pub mod response {
         fn default() -> Self {
             ReassignablePartitionResponse {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -667,7 +671,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -687,7 +691,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -727,8 +731,10 @@ pub mod response {
             let flex = true;
             let f_partition_index =
                 get_i32(buf, "AlterPartitionReassignmentsResponse.ReassignablePartitionResponse.PartitionIndex")?;
-            let f_error_code =
-                get_i16(buf, "AlterPartitionReassignmentsResponse.ReassignablePartitionResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "AlterPartitionReassignmentsResponse.ReassignablePartitionResponse.ErrorCode",
+            )?);
             let f_error_message = get_nullable_string(
                 buf,
                 flex,
@@ -936,6 +942,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -992,6 +999,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1007,7 +1015,7 @@ mod tests {
                 v.allow_replication_factor_change = false;
             }
             if true {
-                v.error_code = 48;
+                v.error_code = ErrorCode::from_i16(48);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-44"));
@@ -1031,7 +1039,7 @@ mod tests {
                 v.partition_index = 36;
             }
             if true {
-                v.error_code = 39;
+                v.error_code = ErrorCode::from_i16(39);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-35"));

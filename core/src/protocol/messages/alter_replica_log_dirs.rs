@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -371,6 +373,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -507,14 +511,18 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 1-2.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 1-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
 
     impl Default for AlterReplicaLogDirPartitionResult {
         fn default() -> Self {
-            AlterReplicaLogDirPartitionResult { partition_index: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+            AlterReplicaLogDirPartitionResult {
+                partition_index: 0,
+                error_code: ErrorCode::from_i16(0),
+                unknown_tagged_fields: Vec::new(),
+            }
         }
     }
 
@@ -525,7 +533,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -540,7 +548,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if flex {
                 let num_tagged = self.unknown_tagged_fields.len();
@@ -561,7 +569,10 @@ pub mod response {
             let flex = version >= 2;
             let f_partition_index =
                 get_i32(buf, "AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult.ErrorCode",
+            )?);
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "AlterReplicaLogDirPartitionResult.tagged fields")?;
@@ -763,6 +774,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -813,6 +825,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -843,7 +856,7 @@ mod tests {
                 v.partition_index = 40;
             }
             if true {
-                v.error_code = 43;
+                v.error_code = ErrorCode::from_i16(43);
             }
             if version >= 2 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -392,6 +394,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -405,7 +409,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// `Responses`: []AlterShareGroupOffsetsResponseTopic, versions 0.
@@ -418,7 +422,7 @@ pub mod response {
         fn default() -> Self {
             AlterShareGroupOffsetsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 responses: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -433,7 +437,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -461,7 +465,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -499,7 +503,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "AlterShareGroupOffsetsResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "AlterShareGroupOffsetsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "AlterShareGroupOffsetsResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "AlterShareGroupOffsetsResponse.ErrorMessage")?;
             let f_responses = non_null(
                 match get_array_len(buf, flex, 1, "AlterShareGroupOffsetsResponse.Responses")? {
@@ -569,7 +573,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -580,7 +584,7 @@ pub mod response {
         fn default() -> Self {
             AlterShareGroupOffsetsResponsePartition {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 unknown_tagged_fields: Vec::new(),
             }
@@ -594,7 +598,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -614,7 +618,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -654,8 +658,10 @@ pub mod response {
             let flex = true;
             let f_partition_index =
                 get_i32(buf, "AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition.PartitionIndex")?;
-            let f_error_code =
-                get_i16(buf, "AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition.ErrorCode",
+            )?);
             let f_error_message = get_nullable_string(
                 buf,
                 flex,
@@ -887,6 +893,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -947,6 +954,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -957,7 +965,7 @@ mod tests {
                 v.throttle_time_ms = 37;
             }
             if true {
-                v.error_code = 40;
+                v.error_code = ErrorCode::from_i16(40);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-36"));
@@ -983,7 +991,7 @@ mod tests {
                 v.partition_index = 46;
             }
             if true {
-                v.error_code = 49;
+                v.error_code = ErrorCode::from_i16(49);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-45"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -448,6 +450,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -588,7 +592,7 @@ pub mod response {
         /// `User`: string, versions 0.
         pub user: StrBytes,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -599,7 +603,7 @@ pub mod response {
         fn default() -> Self {
             AlterUserScramCredentialsResult {
                 user: StrBytes::new(),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -613,7 +617,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -638,7 +642,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -685,8 +689,10 @@ pub mod response {
                 "AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult.User",
                 version,
             )?;
-            let f_error_code =
-                get_i16(buf, "AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult.ErrorCode",
+            )?);
             let f_error_message = get_nullable_string(
                 buf,
                 flex,
@@ -762,6 +768,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -823,6 +830,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -853,7 +861,7 @@ mod tests {
                 v.user = StrBytes::from_static_str("User-31");
             }
             if true {
-                v.error_code = 41;
+                v.error_code = ErrorCode::from_i16(41);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-37"));

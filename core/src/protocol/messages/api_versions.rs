@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -218,6 +220,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -229,7 +233,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct ApiVersionsResponse {
         /// `ErrorCode`: int16, versions 0-5.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ApiKeys`: []ApiVersion, versions 0-5.
         pub api_keys: Vec<ApiVersion>,
         /// `ThrottleTimeMs`: int32, versions 1-5.
@@ -249,7 +253,7 @@ pub mod response {
     impl Default for ApiVersionsResponse {
         fn default() -> Self {
             ApiVersionsResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 api_keys: Vec::new(),
                 throttle_time_ms: 0,
                 supported_features: Vec::new(),
@@ -263,7 +267,7 @@ pub mod response {
 
     impl ApiVersionsResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -307,7 +311,7 @@ pub mod response {
             let flex = version >= 3;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.api_keys;
@@ -412,7 +416,7 @@ pub mod response {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 3;
-            let f_error_code = get_i16(buf, "ApiVersionsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ApiVersionsResponse.ErrorCode")?);
             let f_api_keys = non_null(
                 match get_array_len(buf, flex, 1, "ApiVersionsResponse.ApiKeys")? {
                     None => None,
@@ -991,6 +995,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1017,6 +1022,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1024,7 +1030,7 @@ mod tests {
         pub(super) fn populated_api_versions_response(version: i16) -> ApiVersionsResponse {
             let mut v = ApiVersionsResponse::default();
             if true {
-                v.error_code = 26;
+                v.error_code = ErrorCode::from_i16(26);
             }
             if true {
                 v.api_keys = vec![populated_api_version(version), populated_api_version(version)];

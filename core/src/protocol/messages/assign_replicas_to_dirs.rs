@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -443,6 +445,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -456,7 +460,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Directories`: []DirectoryData, versions 0.
         pub directories: Vec<DirectoryData>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -467,7 +471,7 @@ pub mod response {
         fn default() -> Self {
             AssignReplicasToDirsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 directories: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -481,7 +485,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -504,7 +508,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.directories;
@@ -534,7 +538,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "AssignReplicasToDirsResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "AssignReplicasToDirsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "AssignReplicasToDirsResponse.ErrorCode")?);
             let f_directories = non_null(
                 match get_array_len(buf, flex, 1, "AssignReplicasToDirsResponse.Directories")? {
                     None => None,
@@ -598,14 +602,14 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
 
     impl Default for PartitionData {
         fn default() -> Self {
-            PartitionData { partition_index: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+            PartitionData { partition_index: 0, error_code: ErrorCode::from_i16(0), unknown_tagged_fields: Vec::new() }
         }
     }
 
@@ -616,7 +620,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -631,7 +635,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if flex {
                 let num_tagged = self.unknown_tagged_fields.len();
@@ -648,7 +652,8 @@ pub mod response {
         fn decode(buf: &mut Bytes, _version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_partition_index = get_i32(buf, "AssignReplicasToDirsResponse.PartitionData.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "AssignReplicasToDirsResponse.PartitionData.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "AssignReplicasToDirsResponse.PartitionData.ErrorCode")?);
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "PartitionData.tagged fields")?;
@@ -915,6 +920,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -980,6 +986,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -990,7 +997,7 @@ mod tests {
                 v.throttle_time_ms = 35;
             }
             if true {
-                v.error_code = 38;
+                v.error_code = ErrorCode::from_i16(38);
             }
             if true {
                 v.directories = vec![populated_directory_data(version), populated_directory_data(version)];
@@ -1008,7 +1015,7 @@ mod tests {
                 v.partition_index = 20;
             }
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if true {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -607,6 +609,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -618,7 +622,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct BeginQuorumEpochResponse {
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Topics`: []TopicData, versions 0-1.
         pub topics: Vec<TopicData>,
         /// `NodeEndpoints`: []NodeEndpoint, versions 1; tagged (tag 0) in 1+.
@@ -630,7 +634,7 @@ pub mod response {
     impl Default for BeginQuorumEpochResponse {
         fn default() -> Self {
             BeginQuorumEpochResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 topics: Vec::new(),
                 node_endpoints: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -640,7 +644,7 @@ pub mod response {
 
     impl BeginQuorumEpochResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -664,7 +668,7 @@ pub mod response {
             let flex = version >= 1;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.topics;
@@ -725,7 +729,7 @@ pub mod response {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 1;
-            let f_error_code = get_i16(buf, "BeginQuorumEpochResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "BeginQuorumEpochResponse.ErrorCode")?);
             let f_topics = non_null(
                 match get_array_len(buf, flex, 1, "BeginQuorumEpochResponse.Topics")? {
                     None => None,
@@ -816,7 +820,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0-1.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `LeaderId`: int32, versions 0-1; holds a brokerId.
         pub leader_id: BrokerId,
         /// `LeaderEpoch`: int32, versions 0-1.
@@ -829,7 +833,7 @@ pub mod response {
         fn default() -> Self {
             PartitionData {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 leader_id: BrokerId(0),
                 leader_epoch: 0,
                 unknown_tagged_fields: Vec::new(),
@@ -844,7 +848,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -869,7 +873,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.leader_id;
@@ -894,7 +898,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 1;
             let f_partition_index = get_i32(buf, "BeginQuorumEpochResponse.PartitionData.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "BeginQuorumEpochResponse.PartitionData.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "BeginQuorumEpochResponse.PartitionData.ErrorCode")?);
             let f_leader_id = BrokerId(get_i32(buf, "BeginQuorumEpochResponse.PartitionData.LeaderId")?);
             let f_leader_epoch = get_i32(buf, "BeginQuorumEpochResponse.PartitionData.LeaderEpoch")?;
             let mut unknown_tagged_fields = Vec::new();
@@ -1215,6 +1219,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1295,6 +1300,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1302,7 +1308,7 @@ mod tests {
         pub(super) fn populated_begin_quorum_epoch_response(version: i16) -> BeginQuorumEpochResponse {
             let mut v = BeginQuorumEpochResponse::default();
             if true {
-                v.error_code = 31;
+                v.error_code = ErrorCode::from_i16(31);
             }
             if true {
                 v.topics = vec![populated_topic_data(version), populated_topic_data(version)];
@@ -1323,7 +1329,7 @@ mod tests {
                 v.partition_index = 20;
             }
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if true {
                 v.leader_id = BrokerId(26);

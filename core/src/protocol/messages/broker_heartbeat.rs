@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -324,6 +326,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -337,7 +341,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-2.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `IsCaughtUp`: bool, versions 0-2.
         pub is_caught_up: bool,
         /// `IsFenced`: bool, versions 0-2.
@@ -352,7 +356,7 @@ pub mod response {
         fn default() -> Self {
             BrokerHeartbeatResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 is_caught_up: false,
                 is_fenced: true,
                 should_shut_down: false,
@@ -368,7 +372,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -401,7 +405,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.is_caught_up;
@@ -436,7 +440,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "BrokerHeartbeatResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "BrokerHeartbeatResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "BrokerHeartbeatResponse.ErrorCode")?);
             let f_is_caught_up = get_bool(buf, "BrokerHeartbeatResponse.IsCaughtUp")?;
             let f_is_fenced = get_bool(buf, "BrokerHeartbeatResponse.IsFenced")?;
             let f_should_shut_down = get_bool(buf, "BrokerHeartbeatResponse.ShouldShutDown")?;
@@ -514,6 +518,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -549,6 +554,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -559,7 +565,7 @@ mod tests {
                 v.throttle_time_ms = 30;
             }
             if true {
-                v.error_code = 33;
+                v.error_code = ErrorCode::from_i16(33);
             }
             if true {
                 v.is_caught_up = true;

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -582,6 +584,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -595,7 +599,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-4.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-4.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `BrokerEpoch`: int64, versions 0-4.
         pub broker_epoch: i64,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -606,7 +610,7 @@ pub mod response {
         fn default() -> Self {
             BrokerRegistrationResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 broker_epoch: -1,
                 unknown_tagged_fields: Vec::new(),
             }
@@ -620,7 +624,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -643,7 +647,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.broker_epoch;
@@ -670,7 +674,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "BrokerRegistrationResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "BrokerRegistrationResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "BrokerRegistrationResponse.ErrorCode")?);
             let f_broker_epoch = get_i64(buf, "BrokerRegistrationResponse.BrokerEpoch")?;
             let mut unknown_tagged_fields = Vec::new();
             if flex {
@@ -742,6 +746,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -822,6 +827,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -832,7 +838,7 @@ mod tests {
                 v.throttle_time_ms = 33;
             }
             if true {
-                v.error_code = 36;
+                v.error_code = ErrorCode::from_i16(36);
             }
             if true {
                 v.broker_epoch = 39;

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -153,6 +155,8 @@ pub mod request {
 pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
+    #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
     #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
@@ -614,7 +618,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DescribedGroup {
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// `GroupId`: string, versions 0-1; holds a groupId.
@@ -638,7 +642,7 @@ pub mod response {
     impl Default for DescribedGroup {
         fn default() -> Self {
             DescribedGroup {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 group_id: GroupId(StrBytes::new()),
                 group_state: StrBytes::new(),
@@ -654,7 +658,7 @@ pub mod response {
 
     impl DescribedGroup {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -705,7 +709,7 @@ pub mod response {
             let flex = true;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -780,7 +784,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
-            let f_error_code = get_i16(buf, "ConsumerGroupDescribeResponse.DescribedGroup.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "ConsumerGroupDescribeResponse.DescribedGroup.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "ConsumerGroupDescribeResponse.DescribedGroup.ErrorMessage")?;
             let f_group_id = non_null(
@@ -1138,6 +1143,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1161,6 +1167,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1228,7 +1235,7 @@ mod tests {
         pub(super) fn populated_described_group(version: i16) -> DescribedGroup {
             let mut v = DescribedGroup::default();
             if true {
-                v.error_code = 21;
+                v.error_code = ErrorCode::from_i16(21);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-17"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -486,6 +488,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -499,7 +503,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-1.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// `MemberId`: string, versions 0-1; may be null in 0-1.
@@ -518,7 +522,7 @@ pub mod response {
         fn default() -> Self {
             ConsumerGroupHeartbeatResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 member_id: None,
                 member_epoch: 0,
@@ -536,7 +540,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -579,7 +583,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -635,7 +639,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "ConsumerGroupHeartbeatResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "ConsumerGroupHeartbeatResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ConsumerGroupHeartbeatResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "ConsumerGroupHeartbeatResponse.ErrorMessage")?;
             let f_member_id = get_nullable_string(buf, flex, "ConsumerGroupHeartbeatResponse.MemberId")?;
             let f_member_epoch = get_i32(buf, "ConsumerGroupHeartbeatResponse.MemberEpoch")?;
@@ -927,6 +931,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -990,6 +995,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1000,7 +1006,7 @@ mod tests {
                 v.throttle_time_ms = 37;
             }
             if true {
-                v.error_code = 40;
+                v.error_code = ErrorCode::from_i16(40);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-36"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -316,6 +318,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -446,7 +450,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct AclCreationResult {
         /// `ErrorCode`: int16, versions 1-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-3; may be null in 1-3.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -455,13 +459,17 @@ pub mod response {
 
     impl Default for AclCreationResult {
         fn default() -> Self {
-            AclCreationResult { error_code: 0, error_message: Some(StrBytes::new()), unknown_tagged_fields: Vec::new() }
+            AclCreationResult {
+                error_code: ErrorCode::from_i16(0),
+                error_message: Some(StrBytes::new()),
+                unknown_tagged_fields: Vec::new(),
+            }
         }
     }
 
     impl AclCreationResult {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -477,7 +485,7 @@ pub mod response {
             let flex = version >= 2;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -509,7 +517,7 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 2;
-            let f_error_code = get_i16(buf, "CreateAclsResponse.AclCreationResult.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "CreateAclsResponse.AclCreationResult.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "CreateAclsResponse.AclCreationResult.ErrorMessage")?;
             let mut unknown_tagged_fields = Vec::new();
             if flex {
@@ -572,6 +580,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -619,6 +628,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -641,7 +651,7 @@ mod tests {
         pub(super) fn populated_acl_creation_result(version: i16) -> AclCreationResult {
             let mut v = AclCreationResult::default();
             if true {
-                v.error_code = 24;
+                v.error_code = ErrorCode::from_i16(24);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-20"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -384,6 +386,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -395,7 +399,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct CreateDelegationTokenResponse {
         /// `ErrorCode`: int16, versions 1-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `PrincipalType`: string, versions 1-3.
         pub principal_type: StrBytes,
         /// `PrincipalName`: string, versions 1-3.
@@ -423,7 +427,7 @@ pub mod response {
     impl Default for CreateDelegationTokenResponse {
         fn default() -> Self {
             CreateDelegationTokenResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 principal_type: StrBytes::new(),
                 principal_name: StrBytes::new(),
                 token_requester_principal_type: StrBytes::new(),
@@ -441,7 +445,7 @@ pub mod response {
 
     impl CreateDelegationTokenResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -505,7 +509,7 @@ pub mod response {
             let flex = version >= 2;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.principal_type;
@@ -595,7 +599,7 @@ pub mod response {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
-            let f_error_code = get_i16(buf, "CreateDelegationTokenResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "CreateDelegationTokenResponse.ErrorCode")?);
             let f_principal_type = non_null(
                 get_nullable_string(buf, flex, "CreateDelegationTokenResponse.PrincipalType")?,
                 "CreateDelegationTokenResponse.PrincipalType",
@@ -746,6 +750,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -787,6 +792,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -794,7 +800,7 @@ mod tests {
         pub(super) fn populated_create_delegation_token_response(version: i16) -> CreateDelegationTokenResponse {
             let mut v = CreateDelegationTokenResponse::default();
             if true {
-                v.error_code = 36;
+                v.error_code = ErrorCode::from_i16(36);
             }
             if true {
                 v.principal_type = StrBytes::from_static_str("PrincipalType-32");

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -412,6 +414,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -548,7 +552,7 @@ pub mod response {
         /// `Name`: string, versions 0-3; holds a topicName.
         pub name: TopicName,
         /// `ErrorCode`: int16, versions 0-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-3; may be null in 0-3.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -559,7 +563,7 @@ pub mod response {
         fn default() -> Self {
             CreatePartitionsTopicResult {
                 name: TopicName(StrBytes::new()),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 unknown_tagged_fields: Vec::new(),
             }
@@ -573,7 +577,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -598,7 +602,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -642,7 +646,8 @@ pub mod response {
                 "CreatePartitionsResponse.CreatePartitionsTopicResult.Name",
                 version,
             )?;
-            let f_error_code = get_i16(buf, "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorMessage")?;
             let mut unknown_tagged_fields = Vec::new();
@@ -715,6 +720,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -771,6 +777,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -799,7 +806,7 @@ mod tests {
                 v.name = TopicName(StrBytes::from_static_str("Name-27"));
             }
             if true {
-                v.error_code = 37;
+                v.error_code = ErrorCode::from_i16(37);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-33"));

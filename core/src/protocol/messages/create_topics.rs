@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -563,6 +565,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -928,11 +932,11 @@ pub mod response {
         /// `TopicId`: uuid, versions 7.
         pub topic_id: Uuid,
         /// `ErrorCode`: int16, versions 2-7.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 2-7; may be null in 2-7.
         pub error_message: Option<StrBytes>,
         /// `TopicConfigErrorCode`: int16, versions 5-7; tagged (tag 0) in 5+.
-        pub topic_config_error_code: i16,
+        pub topic_config_error_code: ErrorCode,
         /// `NumPartitions`: int32, versions 5-7.
         pub num_partitions: i32,
         /// `ReplicationFactor`: int16, versions 5-7.
@@ -948,9 +952,9 @@ pub mod response {
             CreatableTopicResult {
                 name: TopicName(StrBytes::new()),
                 topic_id: Uuid::ZERO,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
-                topic_config_error_code: 0,
+                topic_config_error_code: ErrorCode::from_i16(0),
                 num_partitions: -1,
                 replication_factor: -1,
                 configs: Some(Vec::new()),
@@ -971,7 +975,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -981,7 +985,7 @@ pub mod response {
             self
         }
         /// Sets `TopicConfigErrorCode`.
-        pub fn with_topic_config_error_code(mut self, value: i16) -> Self {
+        pub fn with_topic_config_error_code(mut self, value: ErrorCode) -> Self {
             self.topic_config_error_code = value;
             self
         }
@@ -1017,7 +1021,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -1063,18 +1067,18 @@ pub mod response {
             }
             if flex {
                 let mut num_tagged = self.unknown_tagged_fields.len();
-                if version >= 5 && self.topic_config_error_code != 0 {
+                if version >= 5 && self.topic_config_error_code != ErrorCode::from_i16(0) {
                     num_tagged += 1;
                 }
                 put_uvarint(buf, num_tagged as u32);
                 let mut next_unknown = 0;
-                if version >= 5 && self.topic_config_error_code != 0 {
+                if version >= 5 && self.topic_config_error_code != ErrorCode::from_i16(0) {
                     put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, 0);
                     put_uvarint(buf, 0);
                     put_uvarint(buf, (2) as u32);
                     {
                         let v = &self.topic_config_error_code;
-                        buf.put_i16(*v);
+                        buf.put_i16(v.code());
                     }
                 }
                 put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, u32::MAX);
@@ -1102,10 +1106,11 @@ pub mod response {
             } else {
                 Uuid::ZERO
             };
-            let f_error_code = get_i16(buf, "CreateTopicsResponse.CreatableTopicResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "CreateTopicsResponse.CreatableTopicResult.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "CreateTopicsResponse.CreatableTopicResult.ErrorMessage")?;
-            let mut f_topic_config_error_code = 0;
+            let mut f_topic_config_error_code = ErrorCode::from_i16(0);
             let f_num_partitions = if version >= 5 {
                 get_i32(buf, "CreateTopicsResponse.CreatableTopicResult.NumPartitions")?
             } else {
@@ -1147,8 +1152,10 @@ pub mod response {
                     match tag {
                         0 if version >= 5 => {
                             let declared = data.len();
-                            f_topic_config_error_code =
-                                get_i16(&mut data, "CreateTopicsResponse.CreatableTopicResult.TopicConfigErrorCode")?;
+                            f_topic_config_error_code = ErrorCode::from_i16(get_i16(
+                                &mut data,
+                                "CreateTopicsResponse.CreatableTopicResult.TopicConfigErrorCode",
+                            )?);
                             finish_tagged_field(
                                 &data,
                                 tag,
@@ -1205,7 +1212,7 @@ pub mod response {
             }
             if flex {
                 let mut num_tagged = self.unknown_tagged_fields.len();
-                if version >= 5 && self.topic_config_error_code != 0 {
+                if version >= 5 && self.topic_config_error_code != ErrorCode::from_i16(0) {
                     num_tagged += 1;
                     let size = 2;
                     len += uvarint_len(0) + uvarint_len(size as u32) + size;
@@ -1248,6 +1255,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1328,6 +1336,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1380,13 +1389,13 @@ mod tests {
                 v.topic_id = Uuid::from_bytes([24; 16]);
             }
             if true {
-                v.error_code = 33;
+                v.error_code = ErrorCode::from_i16(33);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-29"));
             }
             if version >= 5 {
-                v.topic_config_error_code = 39;
+                v.topic_config_error_code = ErrorCode::from_i16(39);
             }
             if version >= 5 {
                 v.num_partitions = 42;

@@ -4,6 +4,8 @@
 #[allow(unused_imports)]
 use crate::protocol::message::{Codec, Message, VersionRange};
 #[allow(unused_imports)]
+use crate::protocol::messages::ErrorCode;
+#[allow(unused_imports)]
 use crate::protocol::primitives::*;
 #[allow(unused_imports)]
 use crate::protocol::types::*;

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -331,6 +333,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -465,7 +469,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DeleteAclsMatchingAcl {
         /// `ErrorCode`: int16, versions 1-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-3; may be null in 1-3.
         pub error_message: Option<StrBytes>,
         /// `ResourceType`: int8, versions 1-3.
@@ -489,7 +493,7 @@ pub mod response {
     impl Default for DeleteAclsMatchingAcl {
         fn default() -> Self {
             DeleteAclsMatchingAcl {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 resource_type: 0,
                 resource_name: StrBytes::new(),
@@ -505,7 +509,7 @@ pub mod response {
 
     impl DeleteAclsMatchingAcl {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -556,7 +560,7 @@ pub mod response {
             let flex = version >= 2;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -621,7 +625,7 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 2;
-            let f_error_code = get_i16(buf, "DeleteAclsResponse.DeleteAclsMatchingAcl.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DeleteAclsResponse.DeleteAclsMatchingAcl.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "DeleteAclsResponse.DeleteAclsMatchingAcl.ErrorMessage")?;
             let f_resource_type = get_i8(buf, "DeleteAclsResponse.DeleteAclsMatchingAcl.ResourceType")?;
@@ -705,7 +709,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DeleteAclsFilterResult {
         /// `ErrorCode`: int16, versions 1-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-3; may be null in 1-3.
         pub error_message: Option<StrBytes>,
         /// `MatchingAcls`: []DeleteAclsMatchingAcl, versions 1-3.
@@ -717,7 +721,7 @@ pub mod response {
     impl Default for DeleteAclsFilterResult {
         fn default() -> Self {
             DeleteAclsFilterResult {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 matching_acls: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -727,7 +731,7 @@ pub mod response {
 
     impl DeleteAclsFilterResult {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -748,7 +752,7 @@ pub mod response {
             let flex = version >= 2;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -787,7 +791,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 2;
-            let f_error_code = get_i16(buf, "DeleteAclsResponse.DeleteAclsFilterResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "DeleteAclsResponse.DeleteAclsFilterResult.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "DeleteAclsResponse.DeleteAclsFilterResult.ErrorMessage")?;
             let f_matching_acls = non_null(
@@ -874,6 +879,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -921,6 +927,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -944,7 +951,7 @@ mod tests {
         pub(super) fn populated_delete_acls_matching_acl(version: i16) -> DeleteAclsMatchingAcl {
             let mut v = DeleteAclsMatchingAcl::default();
             if true {
-                v.error_code = 28;
+                v.error_code = ErrorCode::from_i16(28);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-24"));
@@ -980,7 +987,7 @@ mod tests {
         pub(super) fn populated_delete_acls_filter_result(version: i16) -> DeleteAclsFilterResult {
             let mut v = DeleteAclsFilterResult::default();
             if true {
-                v.error_code = 29;
+                v.error_code = ErrorCode::from_i16(29);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-25"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -131,6 +133,8 @@ pub mod request {
 pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
+    #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
     #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
@@ -264,7 +268,7 @@ pub mod response {
         /// `GroupId`: string, versions 0-3; holds a groupId.
         pub group_id: GroupId,
         /// `ErrorCode`: int16, versions 0-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 3; may be null in 3.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -275,7 +279,7 @@ pub mod response {
         fn default() -> Self {
             DeletableGroupResult {
                 group_id: GroupId(StrBytes::new()),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 unknown_tagged_fields: Vec::new(),
             }
@@ -289,7 +293,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -309,7 +313,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if version >= 3 {
                 match &self.error_message {
@@ -355,7 +359,8 @@ pub mod response {
                 "DeleteGroupsResponse.DeletableGroupResult.GroupId",
                 version,
             )?;
-            let f_error_code = get_i16(buf, "DeleteGroupsResponse.DeletableGroupResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "DeleteGroupsResponse.DeletableGroupResult.ErrorCode")?);
             let f_error_message = if version >= 3 {
                 {
                     let v = get_nullable_string(buf, flex, "DeleteGroupsResponse.DeletableGroupResult.ErrorMessage")?;
@@ -442,6 +447,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -462,6 +468,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -487,7 +494,7 @@ mod tests {
                 v.group_id = GroupId(StrBytes::from_static_str("GroupId-20"));
             }
             if true {
-                v.error_code = 30;
+                v.error_code = ErrorCode::from_i16(30);
             }
             if version >= 3 {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-26"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -346,6 +348,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -480,7 +484,7 @@ pub mod response {
         /// `LowWatermark`: int64, versions 0-2.
         pub low_watermark: i64,
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
@@ -490,7 +494,7 @@ pub mod response {
             DeleteRecordsPartitionResult {
                 partition_index: 0,
                 low_watermark: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 unknown_tagged_fields: Vec::new(),
             }
         }
@@ -508,7 +512,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -527,7 +531,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if flex {
                 let num_tagged = self.unknown_tagged_fields.len();
@@ -548,7 +552,8 @@ pub mod response {
             let flex = version >= 2;
             let f_partition_index = get_i32(buf, "DeleteRecordsResponse.DeleteRecordsPartitionResult.PartitionIndex")?;
             let f_low_watermark = get_i64(buf, "DeleteRecordsResponse.DeleteRecordsPartitionResult.LowWatermark")?;
-            let f_error_code = get_i16(buf, "DeleteRecordsResponse.DeleteRecordsPartitionResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "DeleteRecordsResponse.DeleteRecordsPartitionResult.ErrorCode")?);
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "DeleteRecordsPartitionResult.tagged fields")?;
@@ -736,6 +741,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -787,6 +793,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -818,7 +825,7 @@ mod tests {
                 v.low_watermark = 38;
             }
             if true {
-                v.error_code = 41;
+                v.error_code = ErrorCode::from_i16(41);
             }
             if version >= 2 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -246,6 +248,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -259,7 +263,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// `Responses`: []DeleteShareGroupOffsetsResponseTopic, versions 0.
@@ -272,7 +276,7 @@ pub mod response {
         fn default() -> Self {
             DeleteShareGroupOffsetsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 responses: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -287,7 +291,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -315,7 +319,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -353,7 +357,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "DeleteShareGroupOffsetsResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "DeleteShareGroupOffsetsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DeleteShareGroupOffsetsResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "DeleteShareGroupOffsetsResponse.ErrorMessage")?;
             let f_responses = non_null(
                 match get_array_len(buf, flex, 1, "DeleteShareGroupOffsetsResponse.Responses")? {
@@ -425,7 +429,7 @@ pub mod response {
         /// `TopicId`: uuid, versions 0.
         pub topic_id: Uuid,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -437,7 +441,7 @@ pub mod response {
             DeleteShareGroupOffsetsResponseTopic {
                 topic_name: TopicName(StrBytes::new()),
                 topic_id: Uuid::ZERO,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 unknown_tagged_fields: Vec::new(),
             }
@@ -456,7 +460,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -485,7 +489,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -535,8 +539,10 @@ pub mod response {
             )?;
             let f_topic_id =
                 get_uuid(buf, "DeleteShareGroupOffsetsResponse.DeleteShareGroupOffsetsResponseTopic.TopicId")?;
-            let f_error_code =
-                get_i16(buf, "DeleteShareGroupOffsetsResponse.DeleteShareGroupOffsetsResponseTopic.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "DeleteShareGroupOffsetsResponse.DeleteShareGroupOffsetsResponseTopic.ErrorCode",
+            )?);
             let f_error_message = get_nullable_string(
                 buf,
                 flex,
@@ -614,6 +620,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -651,6 +658,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -661,7 +669,7 @@ mod tests {
                 v.throttle_time_ms = 38;
             }
             if true {
-                v.error_code = 41;
+                v.error_code = ErrorCode::from_i16(41);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-37"));
@@ -690,7 +698,7 @@ mod tests {
                 v.topic_id = Uuid::from_bytes([40; 16]);
             }
             if true {
-                v.error_code = 49;
+                v.error_code = ErrorCode::from_i16(49);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-45"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -336,6 +338,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -474,7 +478,7 @@ pub mod response {
         /// `TopicId`: uuid, versions 6.
         pub topic_id: Uuid,
         /// `ErrorCode`: int16, versions 1-6.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 5-6; may be null in 5-6.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -486,7 +490,7 @@ pub mod response {
             DeletableTopicResult {
                 name: Some(TopicName(StrBytes::new())),
                 topic_id: Uuid::ZERO,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 unknown_tagged_fields: Vec::new(),
             }
@@ -505,7 +509,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -539,7 +543,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if version >= 5 {
                 match &self.error_message {
@@ -596,7 +600,8 @@ pub mod response {
             } else {
                 Uuid::ZERO
             };
-            let f_error_code = get_i16(buf, "DeleteTopicsResponse.DeletableTopicResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "DeleteTopicsResponse.DeletableTopicResult.ErrorCode")?);
             let f_error_message = if version >= 5 {
                 {
                     let v = get_nullable_string(buf, flex, "DeleteTopicsResponse.DeletableTopicResult.ErrorMessage")?;
@@ -687,6 +692,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -728,6 +734,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -757,7 +764,7 @@ mod tests {
                 v.topic_id = Uuid::from_bytes([24; 16]);
             }
             if true {
-                v.error_code = 33;
+                v.error_code = ErrorCode::from_i16(33);
             }
             if version >= 5 {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-29"));

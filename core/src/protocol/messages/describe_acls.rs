@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -225,6 +227,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -238,7 +242,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 1-3.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 1-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-3; may be null in 1-3.
         pub error_message: Option<StrBytes>,
         /// `Resources`: []DescribeAclsResource, versions 1-3.
@@ -251,7 +255,7 @@ pub mod response {
         fn default() -> Self {
             DescribeAclsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 resources: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -266,7 +270,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -294,7 +298,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -332,7 +336,7 @@ pub mod response {
             }
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "DescribeAclsResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "DescribeAclsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DescribeAclsResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "DescribeAclsResponse.ErrorMessage")?;
             let f_resources = non_null(
                 match get_array_len(buf, flex, 1, "DescribeAclsResponse.Resources")? {
@@ -720,6 +724,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -755,6 +760,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -765,7 +771,7 @@ mod tests {
                 v.throttle_time_ms = 27;
             }
             if true {
-                v.error_code = 30;
+                v.error_code = ErrorCode::from_i16(30);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-26"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -272,6 +274,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -285,7 +289,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-1.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// `Entries`: []EntryData, versions 0-1; may be null in 0-1.
@@ -298,7 +302,7 @@ pub mod response {
         fn default() -> Self {
             DescribeClientQuotasResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 entries: Some(Vec::new()),
                 unknown_tagged_fields: Vec::new(),
@@ -313,7 +317,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -341,7 +345,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -383,7 +387,7 @@ pub mod response {
             }
             let flex = version >= 1;
             let f_throttle_time_ms = get_i32(buf, "DescribeClientQuotasResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "DescribeClientQuotasResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DescribeClientQuotasResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "DescribeClientQuotasResponse.ErrorMessage")?;
             let f_entries = match get_array_len(buf, flex, 1, "DescribeClientQuotasResponse.Entries")? {
                 None => None,
@@ -798,6 +802,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -836,6 +841,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -846,7 +852,7 @@ mod tests {
                 v.throttle_time_ms = 35;
             }
             if true {
-                v.error_code = 38;
+                v.error_code = ErrorCode::from_i16(38);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-34"));

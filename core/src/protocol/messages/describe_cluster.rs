@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -168,6 +170,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -181,7 +185,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-2.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-2; may be null in 0-2.
         pub error_message: Option<StrBytes>,
         /// `EndpointType`: int8, versions 1-2.
@@ -202,7 +206,7 @@ pub mod response {
         fn default() -> Self {
             DescribeClusterResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 endpoint_type: 1,
                 cluster_id: StrBytes::new(),
@@ -221,7 +225,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -269,7 +273,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -332,7 +336,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "DescribeClusterResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "DescribeClusterResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DescribeClusterResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "DescribeClusterResponse.ErrorMessage")?;
             let f_endpoint_type = if version >= 1 { get_i8(buf, "DescribeClusterResponse.EndpointType")? } else { 1 };
             let f_cluster_id = non_null(
@@ -619,6 +623,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -642,6 +647,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -652,7 +658,7 @@ mod tests {
                 v.throttle_time_ms = 30;
             }
             if true {
-                v.error_code = 33;
+                v.error_code = ErrorCode::from_i16(33);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-29"));

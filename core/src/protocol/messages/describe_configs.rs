@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -343,6 +345,8 @@ pub mod request {
 pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
+    #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
     #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
@@ -898,7 +902,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DescribeConfigsResult {
         /// `ErrorCode`: int16, versions 1-4.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-4; may be null in 1-4.
         pub error_message: Option<StrBytes>,
         /// `ResourceType`: int8, versions 1-4.
@@ -914,7 +918,7 @@ pub mod response {
     impl Default for DescribeConfigsResult {
         fn default() -> Self {
             DescribeConfigsResult {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 resource_type: 0,
                 resource_name: StrBytes::new(),
@@ -926,7 +930,7 @@ pub mod response {
 
     impl DescribeConfigsResult {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -957,7 +961,7 @@ pub mod response {
             let flex = version >= 4;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -1009,7 +1013,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 4;
-            let f_error_code = get_i16(buf, "DescribeConfigsResponse.DescribeConfigsResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "DescribeConfigsResponse.DescribeConfigsResult.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "DescribeConfigsResponse.DescribeConfigsResult.ErrorMessage")?;
             let f_resource_type = get_i8(buf, "DescribeConfigsResponse.DescribeConfigsResult.ResourceType")?;
@@ -1109,6 +1114,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1154,6 +1160,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1229,7 +1236,7 @@ mod tests {
         pub(super) fn populated_describe_configs_result(version: i16) -> DescribeConfigsResult {
             let mut v = DescribeConfigsResult::default();
             if true {
-                v.error_code = 28;
+                v.error_code = ErrorCode::from_i16(28);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-24"));

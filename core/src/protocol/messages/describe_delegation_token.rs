@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -257,6 +259,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -268,7 +272,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DescribeDelegationTokenResponse {
         /// `ErrorCode`: int16, versions 1-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Tokens`: []DescribedDelegationToken, versions 1-3.
         pub tokens: Vec<DescribedDelegationToken>,
         /// `ThrottleTimeMs`: int32, versions 1-3.
@@ -280,7 +284,7 @@ pub mod response {
     impl Default for DescribeDelegationTokenResponse {
         fn default() -> Self {
             DescribeDelegationTokenResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 tokens: Vec::new(),
                 throttle_time_ms: 0,
                 unknown_tagged_fields: Vec::new(),
@@ -290,7 +294,7 @@ pub mod response {
 
     impl DescribeDelegationTokenResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -314,7 +318,7 @@ pub mod response {
             let flex = version >= 2;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.tokens;
@@ -347,7 +351,7 @@ pub mod response {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
-            let f_error_code = get_i16(buf, "DescribeDelegationTokenResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DescribeDelegationTokenResponse.ErrorCode")?);
             let f_tokens = non_null(
                 match get_array_len(buf, flex, 1, "DescribeDelegationTokenResponse.Tokens")? {
                     None => None,
@@ -927,6 +931,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -962,6 +967,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -969,7 +975,7 @@ mod tests {
         pub(super) fn populated_describe_delegation_token_response(version: i16) -> DescribeDelegationTokenResponse {
             let mut v = DescribeDelegationTokenResponse::default();
             if true {
-                v.error_code = 38;
+                v.error_code = ErrorCode::from_i16(38);
             }
             if true {
                 v.tokens =

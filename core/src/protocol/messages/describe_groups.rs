@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -164,6 +166,8 @@ pub mod request {
 pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
+    #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
     #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
@@ -559,7 +563,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DescribedGroup {
         /// `ErrorCode`: int16, versions 0-6.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 6; may be null in 6.
         pub error_message: Option<StrBytes>,
         /// `GroupId`: string, versions 0-6; holds a groupId.
@@ -581,7 +585,7 @@ pub mod response {
     impl Default for DescribedGroup {
         fn default() -> Self {
             DescribedGroup {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 group_id: GroupId(StrBytes::new()),
                 group_state: StrBytes::new(),
@@ -596,7 +600,7 @@ pub mod response {
 
     impl DescribedGroup {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -642,7 +646,7 @@ pub mod response {
             let flex = version >= 5;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if version >= 6 {
                 match &self.error_message {
@@ -717,7 +721,7 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 5;
-            let f_error_code = get_i16(buf, "DescribeGroupsResponse.DescribedGroup.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DescribeGroupsResponse.DescribedGroup.ErrorCode")?);
             let f_error_message = if version >= 6 {
                 {
                     let v = get_nullable_string(buf, flex, "DescribeGroupsResponse.DescribedGroup.ErrorMessage")?;
@@ -867,6 +871,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -890,6 +895,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -939,7 +945,7 @@ mod tests {
         pub(super) fn populated_described_group(version: i16) -> DescribedGroup {
             let mut v = DescribedGroup::default();
             if true {
-                v.error_code = 21;
+                v.error_code = ErrorCode::from_i16(21);
             }
             if version >= 6 {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-17"));

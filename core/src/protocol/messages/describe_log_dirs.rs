@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -252,6 +254,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -265,7 +269,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 1-5.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 3-5.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Results`: []DescribeLogDirsResult, versions 1-5.
         pub results: Vec<DescribeLogDirsResult>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -276,7 +280,7 @@ pub mod response {
         fn default() -> Self {
             DescribeLogDirsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 results: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -290,7 +294,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -314,7 +318,7 @@ pub mod response {
             if version >= 3 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             }
             {
@@ -345,7 +349,11 @@ pub mod response {
             }
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "DescribeLogDirsResponse.ThrottleTimeMs")?;
-            let f_error_code = if version >= 3 { get_i16(buf, "DescribeLogDirsResponse.ErrorCode")? } else { 0 };
+            let f_error_code = if version >= 3 {
+                ErrorCode::from_i16(get_i16(buf, "DescribeLogDirsResponse.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let f_results = non_null(
                 match get_array_len(buf, flex, 1, "DescribeLogDirsResponse.Results")? {
                     None => None,
@@ -653,7 +661,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DescribeLogDirsResult {
         /// `ErrorCode`: int16, versions 1-5.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `LogDir`: string, versions 1-5.
         pub log_dir: StrBytes,
         /// `Topics`: []DescribeLogDirsTopic, versions 1-5.
@@ -671,7 +679,7 @@ pub mod response {
     impl Default for DescribeLogDirsResult {
         fn default() -> Self {
             DescribeLogDirsResult {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 log_dir: StrBytes::new(),
                 topics: Vec::new(),
                 total_bytes: -1,
@@ -684,7 +692,7 @@ pub mod response {
 
     impl DescribeLogDirsResult {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -720,7 +728,7 @@ pub mod response {
             let flex = version >= 2;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.log_dir;
@@ -773,7 +781,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 2;
-            let f_error_code = get_i16(buf, "DescribeLogDirsResponse.DescribeLogDirsResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "DescribeLogDirsResponse.DescribeLogDirsResult.ErrorCode")?);
             let f_log_dir = non_null(
                 get_nullable_string(buf, flex, "DescribeLogDirsResponse.DescribeLogDirsResult.LogDir")?,
                 "DescribeLogDirsResponse.DescribeLogDirsResult.LogDir",
@@ -890,6 +899,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -925,6 +935,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -935,7 +946,7 @@ mod tests {
                 v.throttle_time_ms = 30;
             }
             if version >= 3 {
-                v.error_code = 33;
+                v.error_code = ErrorCode::from_i16(33);
             }
             if true {
                 v.results =
@@ -990,7 +1001,7 @@ mod tests {
         pub(super) fn populated_describe_log_dirs_result(version: i16) -> DescribeLogDirsResult {
             let mut v = DescribeLogDirsResult::default();
             if true {
-                v.error_code = 28;
+                v.error_code = ErrorCode::from_i16(28);
             }
             if true {
                 v.log_dir = StrBytes::from_static_str("LogDir-24");

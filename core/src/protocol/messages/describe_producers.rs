@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -241,6 +243,8 @@ pub mod request {
 pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
+    #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
     #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
@@ -532,7 +536,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// `ActiveProducers`: []ProducerState, versions 0.
@@ -545,7 +549,7 @@ pub mod response {
         fn default() -> Self {
             PartitionResponse {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 active_producers: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -560,7 +564,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -585,7 +589,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -625,7 +629,8 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_partition_index = get_i32(buf, "DescribeProducersResponse.PartitionResponse.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "DescribeProducersResponse.PartitionResponse.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "DescribeProducersResponse.PartitionResponse.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "DescribeProducersResponse.PartitionResponse.ErrorMessage")?;
             let f_active_producers = non_null(
@@ -829,6 +834,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -861,6 +867,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -913,7 +920,7 @@ mod tests {
                 v.partition_index = 24;
             }
             if true {
-                v.error_code = 27;
+                v.error_code = ErrorCode::from_i16(27);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-23"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -314,6 +316,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -325,7 +329,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DescribeQuorumResponse {
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 2; may be null in 2.
         pub error_message: Option<StrBytes>,
         /// `Topics`: []TopicData, versions 0-2.
@@ -339,7 +343,7 @@ pub mod response {
     impl Default for DescribeQuorumResponse {
         fn default() -> Self {
             DescribeQuorumResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 topics: Vec::new(),
                 nodes: Vec::new(),
@@ -350,7 +354,7 @@ pub mod response {
 
     impl DescribeQuorumResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -379,7 +383,7 @@ pub mod response {
             let flex = true;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if version >= 2 {
                 match &self.error_message {
@@ -438,7 +442,7 @@ pub mod response {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = true;
-            let f_error_code = get_i16(buf, "DescribeQuorumResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DescribeQuorumResponse.ErrorCode")?);
             let f_error_message = if version >= 2 {
                 {
                     let v = get_nullable_string(buf, flex, "DescribeQuorumResponse.ErrorMessage")?;
@@ -546,7 +550,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0-2.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 2; may be null in 2.
         pub error_message: Option<StrBytes>,
         /// `LeaderId`: int32, versions 0-2; holds a brokerId.
@@ -567,7 +571,7 @@ pub mod response {
         fn default() -> Self {
             PartitionData {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 leader_id: BrokerId(0),
                 leader_epoch: 0,
@@ -586,7 +590,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -631,7 +635,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if version >= 2 {
                 match &self.error_message {
@@ -693,7 +697,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_partition_index = get_i32(buf, "DescribeQuorumResponse.PartitionData.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "DescribeQuorumResponse.PartitionData.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DescribeQuorumResponse.PartitionData.ErrorCode")?);
             let f_error_message = if version >= 2 {
                 {
                     let v = get_nullable_string(buf, flex, "DescribeQuorumResponse.PartitionData.ErrorMessage")?;
@@ -1371,6 +1375,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1415,6 +1420,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1422,7 +1428,7 @@ mod tests {
         pub(super) fn populated_describe_quorum_response(version: i16) -> DescribeQuorumResponse {
             let mut v = DescribeQuorumResponse::default();
             if true {
-                v.error_code = 29;
+                v.error_code = ErrorCode::from_i16(29);
             }
             if version >= 2 {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-25"));
@@ -1446,7 +1452,7 @@ mod tests {
                 v.partition_index = 20;
             }
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if version >= 2 {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-19"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -420,6 +422,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -566,7 +570,7 @@ pub mod response {
         /// `Lag`: int64, versions 1.
         pub lag: i64,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -580,7 +584,7 @@ pub mod response {
                 start_offset: 0,
                 leader_epoch: 0,
                 lag: -1,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 unknown_tagged_fields: Vec::new(),
             }
@@ -609,7 +613,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -643,7 +647,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -698,8 +702,10 @@ pub mod response {
             } else {
                 -1
             };
-            let f_error_code =
-                get_i16(buf, "DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition.ErrorCode",
+            )?);
             let f_error_message = get_nullable_string(
                 buf,
                 flex,
@@ -918,7 +924,7 @@ pub mod response {
         /// `Topics`: []DescribeShareGroupOffsetsResponseTopic, versions 0-1.
         pub topics: Vec<DescribeShareGroupOffsetsResponseTopic>,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -930,7 +936,7 @@ pub mod response {
             DescribeShareGroupOffsetsResponseGroup {
                 group_id: GroupId(StrBytes::new()),
                 topics: Vec::new(),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 unknown_tagged_fields: Vec::new(),
             }
@@ -949,7 +955,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -987,7 +993,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -1054,8 +1060,10 @@ pub mod response {
                 "DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup.Topics",
                 version,
             )?;
-            let f_error_code =
-                get_i16(buf, "DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup.ErrorCode",
+            )?);
             let f_error_message = get_nullable_string(
                 buf,
                 flex,
@@ -1136,6 +1144,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1193,6 +1202,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1234,7 +1244,7 @@ mod tests {
                 v.lag = 8;
             }
             if true {
-                v.error_code = 11;
+                v.error_code = ErrorCode::from_i16(11);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-57"));
@@ -1283,7 +1293,7 @@ mod tests {
                 ];
             }
             if true {
-                v.error_code = 51;
+                v.error_code = ErrorCode::from_i16(51);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-47"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -346,6 +348,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -511,7 +515,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DescribeTopicPartitionsResponsePartition {
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `PartitionIndex`: int32, versions 0.
         pub partition_index: i32,
         /// `LeaderId`: int32, versions 0; holds a brokerId.
@@ -535,7 +539,7 @@ pub mod response {
     impl Default for DescribeTopicPartitionsResponsePartition {
         fn default() -> Self {
             DescribeTopicPartitionsResponsePartition {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 partition_index: 0,
                 leader_id: BrokerId(0),
                 leader_epoch: -1,
@@ -551,7 +555,7 @@ pub mod response {
 
     impl DescribeTopicPartitionsResponsePartition {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -602,7 +606,7 @@ pub mod response {
             let flex = true;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.partition_index;
@@ -706,8 +710,10 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
-            let f_error_code =
-                get_i16(buf, "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.ErrorCode",
+            )?);
             let f_partition_index = get_i32(
                 buf,
                 "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.PartitionIndex",
@@ -879,7 +885,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DescribeTopicPartitionsResponseTopic {
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Name`: string, versions 0; may be null in 0; holds a topicName.
         pub name: Option<TopicName>,
         /// `TopicId`: uuid, versions 0.
@@ -897,7 +903,7 @@ pub mod response {
     impl Default for DescribeTopicPartitionsResponseTopic {
         fn default() -> Self {
             DescribeTopicPartitionsResponseTopic {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 name: Some(TopicName(StrBytes::new())),
                 topic_id: Uuid::ZERO,
                 is_internal: false,
@@ -910,7 +916,7 @@ pub mod response {
 
     impl DescribeTopicPartitionsResponseTopic {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -946,7 +952,7 @@ pub mod response {
             let flex = true;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.name {
                 Some(v) => {
@@ -1009,8 +1015,10 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
-            let f_error_code =
-                get_i16(buf, "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic.ErrorCode",
+            )?);
             let f_name = get_nullable_string(
                 buf,
                 flex,
@@ -1212,6 +1220,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1262,6 +1271,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1292,7 +1302,7 @@ mod tests {
         ) -> DescribeTopicPartitionsResponsePartition {
             let mut v = DescribeTopicPartitionsResponsePartition::default();
             if true {
-                v.error_code = 47;
+                v.error_code = ErrorCode::from_i16(47);
             }
             if true {
                 v.partition_index = 50;
@@ -1330,7 +1340,7 @@ mod tests {
         ) -> DescribeTopicPartitionsResponseTopic {
             let mut v = DescribeTopicPartitionsResponseTopic::default();
             if true {
-                v.error_code = 43;
+                v.error_code = ErrorCode::from_i16(43);
             }
             if true {
                 v.name = Some(TopicName(StrBytes::from_static_str("Name-39")));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -132,6 +134,8 @@ pub mod request {
 pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
+    #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
     #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
@@ -382,7 +386,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct TransactionState {
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `TransactionalId`: string, versions 0; holds a transactionalId.
         pub transactional_id: TransactionalId,
         /// `TransactionState`: string, versions 0.
@@ -404,7 +408,7 @@ pub mod response {
     impl Default for TransactionState {
         fn default() -> Self {
             TransactionState {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 transactional_id: TransactionalId(StrBytes::new()),
                 transaction_state: StrBytes::new(),
                 transaction_timeout_ms: 0,
@@ -419,7 +423,7 @@ pub mod response {
 
     impl TransactionState {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -465,7 +469,7 @@ pub mod response {
             let flex = true;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.transactional_id;
@@ -525,7 +529,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
-            let f_error_code = get_i16(buf, "DescribeTransactionsResponse.TransactionState.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "DescribeTransactionsResponse.TransactionState.ErrorCode")?);
             let f_transactional_id = non_null(
                 get_nullable_string(buf, flex, "DescribeTransactionsResponse.TransactionState.TransactionalId")?
                     .map(TransactionalId),
@@ -640,6 +645,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -660,6 +666,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -697,7 +704,7 @@ mod tests {
         pub(super) fn populated_transaction_state(version: i16) -> TransactionState {
             let mut v = TransactionState::default();
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if true {
                 v.transactional_id = TransactionalId(StrBytes::from_static_str("TransactionalId-19"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -208,6 +210,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -221,7 +225,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// `Results`: []DescribeUserScramCredentialsResult, versions 0.
@@ -234,7 +238,7 @@ pub mod response {
         fn default() -> Self {
             DescribeUserScramCredentialsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 results: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -249,7 +253,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -277,7 +281,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -320,7 +324,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "DescribeUserScramCredentialsResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "DescribeUserScramCredentialsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "DescribeUserScramCredentialsResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "DescribeUserScramCredentialsResponse.ErrorMessage")?;
             let f_results = non_null(
                 match get_array_len(buf, flex, 1, "DescribeUserScramCredentialsResponse.Results")? {
@@ -475,7 +479,7 @@ pub mod response {
         /// `User`: string, versions 0.
         pub user: StrBytes,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// `CredentialInfos`: []CredentialInfo, versions 0.
@@ -488,7 +492,7 @@ pub mod response {
         fn default() -> Self {
             DescribeUserScramCredentialsResult {
                 user: StrBytes::new(),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 credential_infos: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -503,7 +507,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -533,7 +537,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -593,8 +597,10 @@ pub mod response {
                 "DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult.User",
                 version,
             )?;
-            let f_error_code =
-                get_i16(buf, "DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult.ErrorCode",
+            )?);
             let f_error_message = get_nullable_string(
                 buf,
                 flex,
@@ -694,6 +700,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -725,6 +732,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -737,7 +745,7 @@ mod tests {
                 v.throttle_time_ms = 43;
             }
             if true {
-                v.error_code = 46;
+                v.error_code = ErrorCode::from_i16(46);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-42"));
@@ -778,7 +786,7 @@ mod tests {
                 v.user = StrBytes::from_static_str("User-34");
             }
             if true {
-                v.error_code = 44;
+                v.error_code = ErrorCode::from_i16(44);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-40"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -288,6 +290,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -301,7 +305,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-2.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 1-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ReplicaElectionResults`: []ReplicaElectionResult, versions 0-2.
         pub replica_election_results: Vec<ReplicaElectionResult>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -312,7 +316,7 @@ pub mod response {
         fn default() -> Self {
             ElectLeadersResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 replica_election_results: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -326,7 +330,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -350,10 +354,10 @@ pub mod response {
             if version >= 1 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             } else if !(version >= 1) {
-                if self.error_code != 0 {
+                if self.error_code != ErrorCode::from_i16(0) {
                     return Err(EncodeError::FieldNotInVersion { field: "ElectLeadersResponse.ErrorCode", version });
                 }
             }
@@ -385,7 +389,11 @@ pub mod response {
             }
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "ElectLeadersResponse.ThrottleTimeMs")?;
-            let f_error_code = if version >= 1 { get_i16(buf, "ElectLeadersResponse.ErrorCode")? } else { 0 };
+            let f_error_code = if version >= 1 {
+                ErrorCode::from_i16(get_i16(buf, "ElectLeadersResponse.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let f_replica_election_results = non_null(
                 match get_array_len(buf, flex, 1, "ElectLeadersResponse.ReplicaElectionResults")? {
                     None => None,
@@ -451,7 +459,7 @@ pub mod response {
         /// `PartitionId`: int32, versions 0-2.
         pub partition_id: i32,
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-2; may be null in 0-2.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -462,7 +470,7 @@ pub mod response {
         fn default() -> Self {
             PartitionResult {
                 partition_id: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -476,7 +484,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -496,7 +504,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -526,7 +534,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 2;
             let f_partition_id = get_i32(buf, "ElectLeadersResponse.PartitionResult.PartitionId")?;
-            let f_error_code = get_i16(buf, "ElectLeadersResponse.PartitionResult.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ElectLeadersResponse.PartitionResult.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "ElectLeadersResponse.PartitionResult.ErrorMessage")?;
             let mut unknown_tagged_fields = Vec::new();
             if flex {
@@ -713,6 +721,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -752,6 +761,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -762,7 +772,7 @@ mod tests {
                 v.throttle_time_ms = 27;
             }
             if version >= 1 {
-                v.error_code = 30;
+                v.error_code = ErrorCode::from_i16(30);
             }
             if true {
                 v.replica_election_results =
@@ -781,7 +791,7 @@ mod tests {
                 v.partition_id = 22;
             }
             if true {
-                v.error_code = 25;
+                v.error_code = ErrorCode::from_i16(25);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-21"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -765,6 +767,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -776,7 +780,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct EndQuorumEpochResponse {
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Topics`: []TopicData, versions 0-1.
         pub topics: Vec<TopicData>,
         /// `NodeEndpoints`: []NodeEndpoint, versions 1; tagged (tag 0) in 1+.
@@ -788,7 +792,7 @@ pub mod response {
     impl Default for EndQuorumEpochResponse {
         fn default() -> Self {
             EndQuorumEpochResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 topics: Vec::new(),
                 node_endpoints: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -798,7 +802,7 @@ pub mod response {
 
     impl EndQuorumEpochResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -822,7 +826,7 @@ pub mod response {
             let flex = version >= 1;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.topics;
@@ -883,7 +887,7 @@ pub mod response {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 1;
-            let f_error_code = get_i16(buf, "EndQuorumEpochResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "EndQuorumEpochResponse.ErrorCode")?);
             let f_topics = non_null(
                 match get_array_len(buf, flex, 1, "EndQuorumEpochResponse.Topics")? {
                     None => None,
@@ -974,7 +978,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0-1.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `LeaderId`: int32, versions 0-1; holds a brokerId.
         pub leader_id: BrokerId,
         /// `LeaderEpoch`: int32, versions 0-1.
@@ -987,7 +991,7 @@ pub mod response {
         fn default() -> Self {
             PartitionData {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 leader_id: BrokerId(0),
                 leader_epoch: 0,
                 unknown_tagged_fields: Vec::new(),
@@ -1002,7 +1006,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1027,7 +1031,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.leader_id;
@@ -1052,7 +1056,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 1;
             let f_partition_index = get_i32(buf, "EndQuorumEpochResponse.PartitionData.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "EndQuorumEpochResponse.PartitionData.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "EndQuorumEpochResponse.PartitionData.ErrorCode")?);
             let f_leader_id = BrokerId(get_i32(buf, "EndQuorumEpochResponse.PartitionData.LeaderId")?);
             let f_leader_epoch = get_i32(buf, "EndQuorumEpochResponse.PartitionData.LeaderEpoch")?;
             let mut unknown_tagged_fields = Vec::new();
@@ -1373,6 +1377,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1468,6 +1473,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1475,7 +1481,7 @@ mod tests {
         pub(super) fn populated_end_quorum_epoch_response(version: i16) -> EndQuorumEpochResponse {
             let mut v = EndQuorumEpochResponse::default();
             if true {
-                v.error_code = 29;
+                v.error_code = ErrorCode::from_i16(29);
             }
             if true {
                 v.topics = vec![populated_topic_data(version), populated_topic_data(version)];
@@ -1496,7 +1502,7 @@ mod tests {
                 v.partition_index = 20;
             }
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if true {
                 v.leader_id = BrokerId(26);

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -163,6 +165,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -176,7 +180,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-5.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-5.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ProducerId`: int64, versions 5; holds a producerId.
         pub producer_id: ProducerId,
         /// `ProducerEpoch`: int16, versions 5.
@@ -189,7 +193,7 @@ pub mod response {
         fn default() -> Self {
             EndTxnResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 producer_id: ProducerId(-1),
                 producer_epoch: -1,
                 unknown_tagged_fields: Vec::new(),
@@ -204,7 +208,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -232,7 +236,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if version >= 5 {
                 {
@@ -264,7 +268,7 @@ pub mod response {
             }
             let flex = version >= 3;
             let f_throttle_time_ms = get_i32(buf, "EndTxnResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "EndTxnResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "EndTxnResponse.ErrorCode")?);
             let f_producer_id =
                 if version >= 5 { ProducerId(get_i64(buf, "EndTxnResponse.ProducerId")?) } else { ProducerId(-1) };
             let f_producer_epoch = if version >= 5 { get_i16(buf, "EndTxnResponse.ProducerEpoch")? } else { -1 };
@@ -344,6 +348,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -370,6 +375,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -380,7 +386,7 @@ mod tests {
                 v.throttle_time_ms = 21;
             }
             if true {
-                v.error_code = 24;
+                v.error_code = ErrorCode::from_i16(24);
             }
             if version >= 5 {
                 v.producer_id = ProducerId(27);

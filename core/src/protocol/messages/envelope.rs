@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -162,6 +164,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -175,14 +179,18 @@ pub mod response {
         /// `ResponseData`: bytes, versions 0; may be null in 0.
         pub response_data: Option<Bytes>,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
 
     impl Default for EnvelopeResponse {
         fn default() -> Self {
-            EnvelopeResponse { response_data: None, error_code: 0, unknown_tagged_fields: Vec::new() }
+            EnvelopeResponse {
+                response_data: None,
+                error_code: ErrorCode::from_i16(0),
+                unknown_tagged_fields: Vec::new(),
+            }
         }
     }
 
@@ -193,7 +201,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -215,7 +223,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if flex {
                 let num_tagged = self.unknown_tagged_fields.len();
@@ -238,7 +246,7 @@ pub mod response {
             }
             let flex = true;
             let f_response_data = get_nullable_bytes(buf, flex, "EnvelopeResponse.ResponseData")?;
-            let f_error_code = get_i16(buf, "EnvelopeResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "EnvelopeResponse.ErrorCode")?);
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "EnvelopeResponse.tagged fields")?;
@@ -306,6 +314,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -329,6 +338,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -339,7 +349,7 @@ mod tests {
                 v.response_data = Some(Bytes::from_static(&[16, 1, 2, 3]));
             }
             if true {
-                v.error_code = 26;
+                v.error_code = ErrorCode::from_i16(26);
             }
             if true {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

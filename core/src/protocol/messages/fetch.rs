@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -1075,6 +1077,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -1088,7 +1092,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 4-18.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 7-18.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `SessionId`: int32, versions 7-18.
         pub session_id: i32,
         /// `Responses`: []FetchableTopicResponse, versions 4-18.
@@ -1103,7 +1107,7 @@ pub mod response {
         fn default() -> Self {
             FetchResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 session_id: 0,
                 responses: Vec::new(),
                 node_endpoints: Vec::new(),
@@ -1119,7 +1123,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1153,7 +1157,7 @@ pub mod response {
             if version >= 7 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             }
             if version >= 7 {
@@ -1220,7 +1224,11 @@ pub mod response {
             }
             let flex = version >= 12;
             let f_throttle_time_ms = get_i32(buf, "FetchResponse.ThrottleTimeMs")?;
-            let f_error_code = if version >= 7 { get_i16(buf, "FetchResponse.ErrorCode")? } else { 0 };
+            let f_error_code = if version >= 7 {
+                ErrorCode::from_i16(get_i16(buf, "FetchResponse.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let f_session_id = if version >= 7 { get_i32(buf, "FetchResponse.SessionId")? } else { 0 };
             let f_responses = non_null(
                 match get_array_len(buf, flex, 1, "FetchResponse.Responses")? {
@@ -1703,7 +1711,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 4-18.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 4-18.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `HighWatermark`: int64, versions 4-18.
         pub high_watermark: i64,
         /// `LastStableOffset`: int64, versions 4-18.
@@ -1730,7 +1738,7 @@ pub mod response {
         fn default() -> Self {
             PartitionData {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 high_watermark: 0,
                 last_stable_offset: -1,
                 log_start_offset: -1,
@@ -1752,7 +1760,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1812,7 +1820,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.high_watermark;
@@ -1946,7 +1954,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 12;
             let f_partition_index = get_i32(buf, "FetchResponse.PartitionData.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "FetchResponse.PartitionData.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "FetchResponse.PartitionData.ErrorCode")?);
             let f_high_watermark = get_i64(buf, "FetchResponse.PartitionData.HighWatermark")?;
             let f_last_stable_offset = get_i64(buf, "FetchResponse.PartitionData.LastStableOffset")?;
             let f_log_start_offset =
@@ -2431,6 +2439,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -2565,6 +2574,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -2575,7 +2585,7 @@ mod tests {
                 v.throttle_time_ms = 20;
             }
             if version >= 7 {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if version >= 7 {
                 v.session_id = 26;
@@ -2660,7 +2670,7 @@ mod tests {
                 v.partition_index = 20;
             }
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if true {
                 v.high_watermark = 26;

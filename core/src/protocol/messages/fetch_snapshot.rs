@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -579,6 +581,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -592,7 +596,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-1.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Topics`: []TopicSnapshot, versions 0-1.
         pub topics: Vec<TopicSnapshot>,
         /// `NodeEndpoints`: []NodeEndpoint, versions 1; tagged (tag 0) in 1+.
@@ -605,7 +609,7 @@ pub mod response {
         fn default() -> Self {
             FetchSnapshotResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 topics: Vec::new(),
                 node_endpoints: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -620,7 +624,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -648,7 +652,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.topics;
@@ -710,7 +714,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "FetchSnapshotResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "FetchSnapshotResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "FetchSnapshotResponse.ErrorCode")?);
             let f_topics = non_null(
                 match get_array_len(buf, flex, 1, "FetchSnapshotResponse.Topics")? {
                     None => None,
@@ -976,7 +980,7 @@ pub mod response {
         /// `Index`: int32, versions 0-1.
         pub index: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `SnapshotId`: SnapshotId, versions 0-1.
         pub snapshot_id: SnapshotId,
         /// `CurrentLeader`: LeaderIdAndEpoch, versions 0-1; tagged (tag 0) in 0+.
@@ -995,7 +999,7 @@ pub mod response {
         fn default() -> Self {
             PartitionSnapshot {
                 index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 snapshot_id: SnapshotId::default(),
                 current_leader: LeaderIdAndEpoch::default(),
                 size: 0,
@@ -1013,7 +1017,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1053,7 +1057,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.snapshot_id;
@@ -1114,7 +1118,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_index = get_i32(buf, "FetchSnapshotResponse.PartitionSnapshot.Index")?;
-            let f_error_code = get_i16(buf, "FetchSnapshotResponse.PartitionSnapshot.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "FetchSnapshotResponse.PartitionSnapshot.ErrorCode")?);
             let f_snapshot_id = SnapshotId::decode(buf, version)?;
             let mut f_current_leader = LeaderIdAndEpoch::default();
             let f_size = get_i64(buf, "FetchSnapshotResponse.PartitionSnapshot.Size")?;
@@ -1471,6 +1475,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1551,6 +1556,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1561,7 +1567,7 @@ mod tests {
                 v.throttle_time_ms = 28;
             }
             if true {
-                v.error_code = 31;
+                v.error_code = ErrorCode::from_i16(31);
             }
             if true {
                 v.topics = vec![populated_topic_snapshot(version), populated_topic_snapshot(version)];
@@ -1612,7 +1618,7 @@ mod tests {
                 v.index = 24;
             }
             if true {
-                v.error_code = 27;
+                v.error_code = ErrorCode::from_i16(27);
             }
             if true {
                 v.snapshot_id = populated_snapshot_id(version);

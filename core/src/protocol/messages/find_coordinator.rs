@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -210,6 +212,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -223,7 +227,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 1-6.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-3.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-3; may be null in 1-3.
         pub error_message: Option<StrBytes>,
         /// `NodeId`: int32, versions 0-3; holds a brokerId.
@@ -242,7 +246,7 @@ pub mod response {
         fn default() -> Self {
             FindCoordinatorResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 node_id: BrokerId(0),
                 host: StrBytes::new(),
@@ -260,7 +264,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -306,10 +310,10 @@ pub mod response {
             if version <= 3 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             } else if !(version <= 3) {
-                if self.error_code != 0 {
+                if self.error_code != ErrorCode::from_i16(0) {
                     return Err(EncodeError::FieldNotInVersion { field: "FindCoordinatorResponse.ErrorCode", version });
                 }
             }
@@ -398,7 +402,11 @@ pub mod response {
             let flex = version >= 3;
             let f_throttle_time_ms =
                 if version >= 1 { get_i32(buf, "FindCoordinatorResponse.ThrottleTimeMs")? } else { 0 };
-            let f_error_code = if version <= 3 { get_i16(buf, "FindCoordinatorResponse.ErrorCode")? } else { 0 };
+            let f_error_code = if version <= 3 {
+                ErrorCode::from_i16(get_i16(buf, "FindCoordinatorResponse.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let f_error_message = if (1..=3).contains(&version) {
                 {
                     let v = get_nullable_string(buf, flex, "FindCoordinatorResponse.ErrorMessage")?;
@@ -526,7 +534,7 @@ pub mod response {
         /// `Port`: int32, versions 4-6.
         pub port: i32,
         /// `ErrorCode`: int16, versions 4-6.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 4-6; may be null in 4-6.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -540,7 +548,7 @@ pub mod response {
                 node_id: BrokerId(0),
                 host: StrBytes::new(),
                 port: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -569,7 +577,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -626,10 +634,10 @@ pub mod response {
             if version >= 4 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             } else if !(version >= 4) {
-                if self.error_code != 0 {
+                if self.error_code != ErrorCode::from_i16(0) {
                     return Err(EncodeError::FieldNotInVersion { field: "Coordinator.ErrorCode", version });
                 }
             }
@@ -690,8 +698,11 @@ pub mod response {
                 StrBytes::new()
             };
             let f_port = if version >= 4 { get_i32(buf, "FindCoordinatorResponse.Coordinator.Port")? } else { 0 };
-            let f_error_code =
-                if version >= 4 { get_i16(buf, "FindCoordinatorResponse.Coordinator.ErrorCode")? } else { 0 };
+            let f_error_code = if version >= 4 {
+                ErrorCode::from_i16(get_i16(buf, "FindCoordinatorResponse.Coordinator.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let f_error_message = if version >= 4 {
                 {
                     let v = get_nullable_string(buf, flex, "FindCoordinatorResponse.Coordinator.ErrorMessage")?;
@@ -797,6 +808,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -823,6 +835,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -833,7 +846,7 @@ mod tests {
                 v.throttle_time_ms = 30;
             }
             if version <= 3 {
-                v.error_code = 33;
+                v.error_code = ErrorCode::from_i16(33);
             }
             if (1..=3).contains(&version) {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-29"));
@@ -872,7 +885,7 @@ mod tests {
                 v.port = 27;
             }
             if version >= 4 {
-                v.error_code = 30;
+                v.error_code = ErrorCode::from_i16(30);
             }
             if version >= 4 {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-26"));

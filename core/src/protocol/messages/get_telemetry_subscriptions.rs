@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -108,6 +110,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -121,7 +125,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ClientInstanceId`: uuid, versions 0.
         pub client_instance_id: Uuid,
         /// `SubscriptionId`: int32, versions 0.
@@ -144,7 +148,7 @@ pub mod response {
         fn default() -> Self {
             GetTelemetrySubscriptionsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 client_instance_id: Uuid::ZERO,
                 subscription_id: 0,
                 accepted_compression_types: Vec::new(),
@@ -164,7 +168,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -217,7 +221,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.client_instance_id;
@@ -279,7 +283,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "GetTelemetrySubscriptionsResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "GetTelemetrySubscriptionsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "GetTelemetrySubscriptionsResponse.ErrorCode")?);
             let f_client_instance_id = get_uuid(buf, "GetTelemetrySubscriptionsResponse.ClientInstanceId")?;
             let f_subscription_id = get_i32(buf, "GetTelemetrySubscriptionsResponse.SubscriptionId")?;
             let f_accepted_compression_types = non_null(
@@ -406,6 +410,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -423,6 +428,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -435,7 +441,7 @@ mod tests {
                 v.throttle_time_ms = 40;
             }
             if true {
-                v.error_code = 43;
+                v.error_code = ErrorCode::from_i16(43);
             }
             if true {
                 v.client_instance_id = Uuid::from_bytes([40; 16]);

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -241,6 +243,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -254,7 +258,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-6.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-6.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ProducerId`: int64, versions 0-6; holds a producerId.
         pub producer_id: ProducerId,
         /// `ProducerEpoch`: int16, versions 0-6.
@@ -271,7 +275,7 @@ pub mod response {
         fn default() -> Self {
             InitProducerIdResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 producer_id: ProducerId(-1),
                 producer_epoch: 0,
                 ongoing_txn_producer_id: ProducerId(-1),
@@ -288,7 +292,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -326,7 +330,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.producer_id;
@@ -383,7 +387,7 @@ pub mod response {
             }
             let flex = version >= 2;
             let f_throttle_time_ms = get_i32(buf, "InitProducerIdResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "InitProducerIdResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "InitProducerIdResponse.ErrorCode")?);
             let f_producer_id = ProducerId(get_i64(buf, "InitProducerIdResponse.ProducerId")?);
             let f_producer_epoch = get_i16(buf, "InitProducerIdResponse.ProducerEpoch")?;
             let f_ongoing_txn_producer_id = if version >= 6 {
@@ -474,6 +478,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -506,6 +511,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -516,7 +522,7 @@ mod tests {
                 v.throttle_time_ms = 29;
             }
             if true {
-                v.error_code = 32;
+                v.error_code = ErrorCode::from_i16(32);
             }
             if true {
                 v.producer_id = ProducerId(35);

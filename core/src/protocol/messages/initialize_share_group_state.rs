@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -367,6 +369,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -486,7 +490,7 @@ pub mod response {
         /// `Partition`: int32, versions 0.
         pub partition: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -495,7 +499,12 @@ pub mod response {
 
     impl Default for PartitionResult {
         fn default() -> Self {
-            PartitionResult { partition: 0, error_code: 0, error_message: None, unknown_tagged_fields: Vec::new() }
+            PartitionResult {
+                partition: 0,
+                error_code: ErrorCode::from_i16(0),
+                error_message: None,
+                unknown_tagged_fields: Vec::new(),
+            }
         }
     }
 
@@ -506,7 +515,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -526,7 +535,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -556,7 +565,8 @@ pub mod response {
         fn decode(buf: &mut Bytes, _version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_partition = get_i32(buf, "InitializeShareGroupStateResponse.PartitionResult.Partition")?;
-            let f_error_code = get_i16(buf, "InitializeShareGroupStateResponse.PartitionResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "InitializeShareGroupStateResponse.PartitionResult.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "InitializeShareGroupStateResponse.PartitionResult.ErrorMessage")?;
             let mut unknown_tagged_fields = Vec::new();
@@ -740,6 +750,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -793,6 +804,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -818,7 +830,7 @@ mod tests {
                 v.partition = 22;
             }
             if true {
-                v.error_code = 25;
+                v.error_code = ErrorCode::from_i16(25);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-21"));

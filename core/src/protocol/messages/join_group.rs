@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -427,6 +429,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -440,7 +444,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 2-9.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-9.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `GenerationId`: int32, versions 0-9.
         pub generation_id: i32,
         /// `ProtocolType`: string, versions 7-9; may be null in 7-9.
@@ -463,7 +467,7 @@ pub mod response {
         fn default() -> Self {
             JoinGroupResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 generation_id: -1,
                 protocol_type: None,
                 protocol_name: Some(StrBytes::new()),
@@ -483,7 +487,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -538,7 +542,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.generation_id;
@@ -619,7 +623,7 @@ pub mod response {
             }
             let flex = version >= 6;
             let f_throttle_time_ms = if version >= 2 { get_i32(buf, "JoinGroupResponse.ThrottleTimeMs")? } else { 0 };
-            let f_error_code = get_i16(buf, "JoinGroupResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "JoinGroupResponse.ErrorCode")?);
             let f_generation_id = get_i32(buf, "JoinGroupResponse.GenerationId")?;
             let f_protocol_type = if version >= 7 {
                 {
@@ -936,6 +940,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -992,6 +997,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1002,7 +1008,7 @@ mod tests {
                 v.throttle_time_ms = 24;
             }
             if true {
-                v.error_code = 27;
+                v.error_code = ErrorCode::from_i16(27);
             }
             if true {
                 v.generation_id = 30;

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -396,6 +398,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -409,7 +413,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 1-5.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-5.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Members`: []MemberResponse, versions 3-5.
         pub members: Vec<MemberResponse>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -420,7 +424,7 @@ pub mod response {
         fn default() -> Self {
             LeaveGroupResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 members: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -434,7 +438,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -459,7 +463,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if version >= 3 {
                 {
@@ -495,7 +499,7 @@ pub mod response {
             }
             let flex = version >= 4;
             let f_throttle_time_ms = if version >= 1 { get_i32(buf, "LeaveGroupResponse.ThrottleTimeMs")? } else { 0 };
-            let f_error_code = get_i16(buf, "LeaveGroupResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "LeaveGroupResponse.ErrorCode")?);
             let f_members = if version >= 3 {
                 non_null(
                     match get_array_len(buf, flex, 1, "LeaveGroupResponse.Members")? {
@@ -569,7 +573,7 @@ pub mod response {
         /// `GroupInstanceId`: string, versions 3-5; may be null in 3-5.
         pub group_instance_id: Option<StrBytes>,
         /// `ErrorCode`: int16, versions 3-5.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
@@ -579,7 +583,7 @@ pub mod response {
             MemberResponse {
                 member_id: StrBytes::new(),
                 group_instance_id: Some(StrBytes::new()),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 unknown_tagged_fields: Vec::new(),
             }
         }
@@ -597,7 +601,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -645,10 +649,10 @@ pub mod response {
             if version >= 3 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             } else if !(version >= 3) {
-                if self.error_code != 0 {
+                if self.error_code != ErrorCode::from_i16(0) {
                     return Err(EncodeError::FieldNotInVersion { field: "MemberResponse.ErrorCode", version });
                 }
             }
@@ -689,8 +693,11 @@ pub mod response {
             } else {
                 Some(StrBytes::new())
             };
-            let f_error_code =
-                if version >= 3 { get_i16(buf, "LeaveGroupResponse.MemberResponse.ErrorCode")? } else { 0 };
+            let f_error_code = if version >= 3 {
+                ErrorCode::from_i16(get_i16(buf, "LeaveGroupResponse.MemberResponse.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "MemberResponse.tagged fields")?;
@@ -767,6 +774,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -808,6 +816,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -818,7 +827,7 @@ mod tests {
                 v.throttle_time_ms = 25;
             }
             if true {
-                v.error_code = 28;
+                v.error_code = ErrorCode::from_i16(28);
             }
             if version >= 3 {
                 v.members = vec![populated_member_response(version), populated_member_response(version)];
@@ -839,7 +848,7 @@ mod tests {
                 v.group_instance_id = Some(StrBytes::from_static_str("GroupInstanceId-17"));
             }
             if version >= 3 {
-                v.error_code = 27;
+                v.error_code = ErrorCode::from_i16(27);
             }
             if version >= 4 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -142,6 +144,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -155,7 +159,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-1.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ConfigResources`: []ConfigResource, versions 0-1.
         pub config_resources: Vec<ConfigResource>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -166,7 +170,7 @@ pub mod response {
         fn default() -> Self {
             ListConfigResourcesResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 config_resources: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -180,7 +184,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -203,7 +207,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.config_resources;
@@ -233,7 +237,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "ListConfigResourcesResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "ListConfigResourcesResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ListConfigResourcesResponse.ErrorCode")?);
             let f_config_resources = non_null(
                 match get_array_len(buf, flex, 1, "ListConfigResourcesResponse.ConfigResources")? {
                     None => None,
@@ -423,6 +427,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -440,6 +445,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -450,7 +456,7 @@ mod tests {
                 v.throttle_time_ms = 34;
             }
             if true {
-                v.error_code = 37;
+                v.error_code = ErrorCode::from_i16(37);
             }
             if true {
                 v.config_resources = vec![populated_config_resource(version), populated_config_resource(version)];

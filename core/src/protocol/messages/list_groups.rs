@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -197,6 +199,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -210,7 +214,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 1-5.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-5.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Groups`: []ListedGroup, versions 0-5.
         pub groups: Vec<ListedGroup>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -221,7 +225,7 @@ pub mod response {
         fn default() -> Self {
             ListGroupsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 groups: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -235,7 +239,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -260,7 +264,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.groups;
@@ -290,7 +294,7 @@ pub mod response {
             }
             let flex = version >= 3;
             let f_throttle_time_ms = if version >= 1 { get_i32(buf, "ListGroupsResponse.ThrottleTimeMs")? } else { 0 };
-            let f_error_code = get_i16(buf, "ListGroupsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ListGroupsResponse.ErrorCode")?);
             let f_groups = non_null(
                 match get_array_len(buf, flex, 1, "ListGroupsResponse.Groups")? {
                     None => None,
@@ -547,6 +551,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -569,6 +574,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -579,7 +585,7 @@ mod tests {
                 v.throttle_time_ms = 25;
             }
             if true {
-                v.error_code = 28;
+                v.error_code = ErrorCode::from_i16(28);
             }
             if true {
                 v.groups = vec![populated_listed_group(version), populated_listed_group(version)];

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -427,6 +429,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -563,7 +567,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 1-11.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 1-11.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Timestamp`: int64, versions 1-11.
         pub timestamp: i64,
         /// `Offset`: int64, versions 1-11.
@@ -578,7 +582,7 @@ pub mod response {
         fn default() -> Self {
             ListOffsetsPartitionResponse {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 timestamp: -1,
                 offset: -1,
                 leader_epoch: -1,
@@ -594,7 +598,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -624,7 +628,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.timestamp;
@@ -665,7 +669,8 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 6;
             let f_partition_index = get_i32(buf, "ListOffsetsResponse.ListOffsetsPartitionResponse.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "ListOffsetsResponse.ListOffsetsPartitionResponse.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "ListOffsetsResponse.ListOffsetsPartitionResponse.ErrorCode")?);
             let f_timestamp = get_i64(buf, "ListOffsetsResponse.ListOffsetsPartitionResponse.Timestamp")?;
             let f_offset = get_i64(buf, "ListOffsetsResponse.ListOffsetsPartitionResponse.Offset")?;
             let f_leader_epoch = if version >= 4 {
@@ -861,6 +866,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -921,6 +927,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -949,7 +956,7 @@ mod tests {
                 v.partition_index = 35;
             }
             if true {
-                v.error_code = 38;
+                v.error_code = ErrorCode::from_i16(38);
             }
             if true {
                 v.timestamp = 41;

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -288,6 +290,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -301,7 +305,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// `Topics`: []OngoingTopicReassignment, versions 0.
@@ -314,7 +318,7 @@ pub mod response {
         fn default() -> Self {
             ListPartitionReassignmentsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 topics: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -329,7 +333,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -357,7 +361,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -400,7 +404,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "ListPartitionReassignmentsResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "ListPartitionReassignmentsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ListPartitionReassignmentsResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "ListPartitionReassignmentsResponse.ErrorMessage")?;
             let f_topics = non_null(
                 match get_array_len(buf, flex, 1, "ListPartitionReassignmentsResponse.Topics")? {
@@ -855,6 +859,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -895,6 +900,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -907,7 +913,7 @@ mod tests {
                 v.throttle_time_ms = 41;
             }
             if true {
-                v.error_code = 44;
+                v.error_code = ErrorCode::from_i16(44);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-40"));

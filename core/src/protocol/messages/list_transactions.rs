@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -257,6 +259,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -270,7 +274,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-2.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `UnknownStateFilters`: []string, versions 0-2.
         pub unknown_state_filters: Vec<StrBytes>,
         /// `TransactionStates`: []TransactionState, versions 0-2.
@@ -283,7 +287,7 @@ pub mod response {
         fn default() -> Self {
             ListTransactionsResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 unknown_state_filters: Vec::new(),
                 transaction_states: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -298,7 +302,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -326,7 +330,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.unknown_state_filters;
@@ -363,7 +367,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "ListTransactionsResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "ListTransactionsResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ListTransactionsResponse.ErrorCode")?);
             let f_unknown_state_filters = non_null(
                 match get_array_len(buf, flex, 1, "ListTransactionsResponse.UnknownStateFilters")? {
                     None => None,
@@ -611,6 +615,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -638,6 +643,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -648,7 +654,7 @@ mod tests {
                 v.throttle_time_ms = 31;
             }
             if true {
-                v.error_code = 34;
+                v.error_code = ErrorCode::from_i16(34);
             }
             if true {
                 v.unknown_state_filters = vec![

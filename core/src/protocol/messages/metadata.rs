@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -343,6 +345,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -366,7 +370,7 @@ pub mod response {
         /// `ClusterAuthorizedOperations`: int32, versions 8-10.
         pub cluster_authorized_operations: i32,
         /// `ErrorCode`: int16, versions 13.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
@@ -380,7 +384,7 @@ pub mod response {
                 controller_id: BrokerId(-1),
                 topics: Vec::new(),
                 cluster_authorized_operations: -2147483648,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 unknown_tagged_fields: Vec::new(),
             }
         }
@@ -418,7 +422,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -486,7 +490,7 @@ pub mod response {
             if version >= 13 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             }
             if flex {
@@ -556,7 +560,11 @@ pub mod response {
             } else {
                 -2147483648
             };
-            let f_error_code = if version >= 13 { get_i16(buf, "MetadataResponse.ErrorCode")? } else { 0 };
+            let f_error_code = if version >= 13 {
+                ErrorCode::from_i16(get_i16(buf, "MetadataResponse.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "MetadataResponse.tagged fields")?;
@@ -794,7 +802,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct MetadataResponsePartition {
         /// `ErrorCode`: int16, versions 0-13.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `PartitionIndex`: int32, versions 0-13.
         pub partition_index: i32,
         /// `LeaderId`: int32, versions 0-13; holds a brokerId.
@@ -814,7 +822,7 @@ pub mod response {
     impl Default for MetadataResponsePartition {
         fn default() -> Self {
             MetadataResponsePartition {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 partition_index: 0,
                 leader_id: BrokerId(0),
                 leader_epoch: -1,
@@ -828,7 +836,7 @@ pub mod response {
 
     impl MetadataResponsePartition {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -869,7 +877,7 @@ pub mod response {
             let flex = version >= 9;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.partition_index;
@@ -931,7 +939,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 9;
-            let f_error_code = get_i16(buf, "MetadataResponse.MetadataResponsePartition.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "MetadataResponse.MetadataResponsePartition.ErrorCode")?);
             let f_partition_index = get_i32(buf, "MetadataResponse.MetadataResponsePartition.PartitionIndex")?;
             let f_leader_id = BrokerId(get_i32(buf, "MetadataResponse.MetadataResponsePartition.LeaderId")?);
             let f_leader_epoch =
@@ -1044,7 +1053,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct MetadataResponseTopic {
         /// `ErrorCode`: int16, versions 0-13.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Name`: string, versions 0-13; may be null in 12-13; holds a topicName.
         pub name: Option<TopicName>,
         /// `TopicId`: uuid, versions 10-13.
@@ -1062,7 +1071,7 @@ pub mod response {
     impl Default for MetadataResponseTopic {
         fn default() -> Self {
             MetadataResponseTopic {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 name: Some(TopicName(StrBytes::new())),
                 topic_id: Uuid::ZERO,
                 is_internal: false,
@@ -1075,7 +1084,7 @@ pub mod response {
 
     impl MetadataResponseTopic {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1111,7 +1120,7 @@ pub mod response {
             let flex = version >= 9;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.name {
                 Some(v) => {
@@ -1174,7 +1183,7 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 9;
-            let f_error_code = get_i16(buf, "MetadataResponse.MetadataResponseTopic.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "MetadataResponse.MetadataResponseTopic.ErrorCode")?);
             let f_name = {
                 let v = get_nullable_string(buf, flex, "MetadataResponse.MetadataResponseTopic.Name")?.map(TopicName);
                 if v.is_none() && !(version >= 12) {
@@ -1293,6 +1302,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1335,6 +1345,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1361,7 +1372,7 @@ mod tests {
                 v.cluster_authorized_operations = 38;
             }
             if version >= 13 {
-                v.error_code = 41;
+                v.error_code = ErrorCode::from_i16(41);
             }
             if version >= 9 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];
@@ -1394,7 +1405,7 @@ mod tests {
         pub(super) fn populated_metadata_response_partition(version: i16) -> MetadataResponsePartition {
             let mut v = MetadataResponsePartition::default();
             if true {
-                v.error_code = 32;
+                v.error_code = ErrorCode::from_i16(32);
             }
             if true {
                 v.partition_index = 35;
@@ -1424,7 +1435,7 @@ mod tests {
         pub(super) fn populated_metadata_response_topic(version: i16) -> MetadataResponseTopic {
             let mut v = MetadataResponseTopic::default();
             if true {
-                v.error_code = 28;
+                v.error_code = ErrorCode::from_i16(28);
             }
             if true {
                 v.name = Some(TopicName(StrBytes::from_static_str("Name-24")));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -576,6 +578,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -713,14 +717,18 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 2-10.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 2-10.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
 
     impl Default for OffsetCommitResponsePartition {
         fn default() -> Self {
-            OffsetCommitResponsePartition { partition_index: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+            OffsetCommitResponsePartition {
+                partition_index: 0,
+                error_code: ErrorCode::from_i16(0),
+                unknown_tagged_fields: Vec::new(),
+            }
         }
     }
 
@@ -731,7 +739,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -746,7 +754,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if flex {
                 let num_tagged = self.unknown_tagged_fields.len();
@@ -766,7 +774,8 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 8;
             let f_partition_index = get_i32(buf, "OffsetCommitResponse.OffsetCommitResponsePartition.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "OffsetCommitResponse.OffsetCommitResponsePartition.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "OffsetCommitResponse.OffsetCommitResponsePartition.ErrorCode")?);
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "OffsetCommitResponsePartition.tagged fields")?;
@@ -988,6 +997,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1065,6 +1075,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1093,7 +1104,7 @@ mod tests {
                 v.partition_index = 36;
             }
             if true {
-                v.error_code = 39;
+                v.error_code = ErrorCode::from_i16(39);
             }
             if version >= 8 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -275,6 +277,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -286,7 +290,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct OffsetDeleteResponse {
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `Topics`: []OffsetDeleteResponseTopic, versions 0.
@@ -298,7 +302,7 @@ pub mod response {
     impl Default for OffsetDeleteResponse {
         fn default() -> Self {
             OffsetDeleteResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 throttle_time_ms: 0,
                 topics: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -308,7 +312,7 @@ pub mod response {
 
     impl OffsetDeleteResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -331,7 +335,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.throttle_time_ms;
@@ -357,7 +361,7 @@ pub mod response {
             if !Self::VERSIONS.contains(version) {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
-            let f_error_code = get_i16(buf, "OffsetDeleteResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "OffsetDeleteResponse.ErrorCode")?);
             let f_throttle_time_ms = get_i32(buf, "OffsetDeleteResponse.ThrottleTimeMs")?;
             let f_topics = non_null(
                 match get_array_len(buf, false, 1, "OffsetDeleteResponse.Topics")? {
@@ -407,14 +411,18 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
 
     impl Default for OffsetDeleteResponsePartition {
         fn default() -> Self {
-            OffsetDeleteResponsePartition { partition_index: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+            OffsetDeleteResponsePartition {
+                partition_index: 0,
+                error_code: ErrorCode::from_i16(0),
+                unknown_tagged_fields: Vec::new(),
+            }
         }
     }
 
@@ -425,7 +433,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -439,7 +447,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if !self.unknown_tagged_fields.is_empty() {
                 return Err(EncodeError::FieldNotInVersion {
@@ -452,7 +460,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, _version: i16) -> Result<Self, DecodeError> {
             let f_partition_index = get_i32(buf, "OffsetDeleteResponse.OffsetDeleteResponsePartition.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "OffsetDeleteResponse.OffsetDeleteResponsePartition.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "OffsetDeleteResponse.OffsetDeleteResponsePartition.ErrorCode")?);
             let unknown_tagged_fields = Vec::new();
             Ok(OffsetDeleteResponsePartition {
                 partition_index: f_partition_index,
@@ -600,6 +609,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -644,6 +654,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -651,7 +662,7 @@ mod tests {
         pub(super) fn populated_offset_delete_response(version: i16) -> OffsetDeleteResponse {
             let mut v = OffsetDeleteResponse::default();
             if true {
-                v.error_code = 27;
+                v.error_code = ErrorCode::from_i16(27);
             }
             if true {
                 v.throttle_time_ms = 30;
@@ -672,7 +683,7 @@ mod tests {
                 v.partition_index = 36;
             }
             if true {
-                v.error_code = 39;
+                v.error_code = ErrorCode::from_i16(39);
             }
             v
         }

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -838,6 +840,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -853,7 +857,7 @@ pub mod response {
         /// `Topics`: []OffsetFetchResponseTopic, versions 1-7.
         pub topics: Vec<OffsetFetchResponseTopic>,
         /// `ErrorCode`: int16, versions 2-7.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Groups`: []OffsetFetchResponseGroup, versions 8-10.
         pub groups: Vec<OffsetFetchResponseGroup>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -865,7 +869,7 @@ pub mod response {
             OffsetFetchResponse {
                 throttle_time_ms: 0,
                 topics: Vec::new(),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 groups: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -884,7 +888,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -923,7 +927,7 @@ pub mod response {
             if (2..=7).contains(&version) {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             }
             if version >= 8 {
@@ -978,8 +982,11 @@ pub mod response {
             } else {
                 Vec::new()
             };
-            let f_error_code =
-                if (2..=7).contains(&version) { get_i16(buf, "OffsetFetchResponse.ErrorCode")? } else { 0 };
+            let f_error_code = if (2..=7).contains(&version) {
+                ErrorCode::from_i16(get_i16(buf, "OffsetFetchResponse.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let f_groups = if version >= 8 {
                 non_null(
                     match get_array_len(buf, flex, 1, "OffsetFetchResponse.Groups")? {
@@ -1066,7 +1073,7 @@ pub mod response {
         /// `Metadata`: string, versions 1-7; may be null in 1-7.
         pub metadata: Option<StrBytes>,
         /// `ErrorCode`: int16, versions 1-7.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
@@ -1078,7 +1085,7 @@ pub mod response {
                 committed_offset: 0,
                 committed_leader_epoch: -1,
                 metadata: Some(StrBytes::new()),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 unknown_tagged_fields: Vec::new(),
             }
         }
@@ -1106,7 +1113,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1185,10 +1192,10 @@ pub mod response {
             if version <= 7 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             } else if !(version <= 7) {
-                if self.error_code != 0 {
+                if self.error_code != ErrorCode::from_i16(0) {
                     return Err(EncodeError::FieldNotInVersion {
                         field: "OffsetFetchResponsePartition.ErrorCode",
                         version,
@@ -1243,9 +1250,9 @@ pub mod response {
                 Some(StrBytes::new())
             };
             let f_error_code = if version <= 7 {
-                get_i16(buf, "OffsetFetchResponse.OffsetFetchResponsePartition.ErrorCode")?
+                ErrorCode::from_i16(get_i16(buf, "OffsetFetchResponse.OffsetFetchResponsePartition.ErrorCode")?)
             } else {
-                0
+                ErrorCode::from_i16(0)
             };
             let mut unknown_tagged_fields = Vec::new();
             if flex {
@@ -1460,7 +1467,7 @@ pub mod response {
         /// `Metadata`: string, versions 8-10; may be null in 8-10.
         pub metadata: Option<StrBytes>,
         /// `ErrorCode`: int16, versions 8-10.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
@@ -1472,7 +1479,7 @@ pub mod response {
                 committed_offset: 0,
                 committed_leader_epoch: -1,
                 metadata: Some(StrBytes::new()),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 unknown_tagged_fields: Vec::new(),
             }
         }
@@ -1500,7 +1507,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1579,10 +1586,10 @@ pub mod response {
             if version >= 8 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             } else if !(version >= 8) {
-                if self.error_code != 0 {
+                if self.error_code != ErrorCode::from_i16(0) {
                     return Err(EncodeError::FieldNotInVersion {
                         field: "OffsetFetchResponsePartitions.ErrorCode",
                         version,
@@ -1637,9 +1644,9 @@ pub mod response {
                 Some(StrBytes::new())
             };
             let f_error_code = if version >= 8 {
-                get_i16(buf, "OffsetFetchResponse.OffsetFetchResponsePartitions.ErrorCode")?
+                ErrorCode::from_i16(get_i16(buf, "OffsetFetchResponse.OffsetFetchResponsePartitions.ErrorCode")?)
             } else {
-                0
+                ErrorCode::from_i16(0)
             };
             let mut unknown_tagged_fields = Vec::new();
             if flex {
@@ -1880,7 +1887,7 @@ pub mod response {
         /// `Topics`: []OffsetFetchResponseTopics, versions 8-10.
         pub topics: Vec<OffsetFetchResponseTopics>,
         /// `ErrorCode`: int16, versions 8-10.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
@@ -1890,7 +1897,7 @@ pub mod response {
             OffsetFetchResponseGroup {
                 group_id: GroupId(StrBytes::new()),
                 topics: Vec::new(),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 unknown_tagged_fields: Vec::new(),
             }
         }
@@ -1908,7 +1915,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1948,10 +1955,10 @@ pub mod response {
             if version >= 8 {
                 {
                     let v = &self.error_code;
-                    buf.put_i16(*v);
+                    buf.put_i16(v.code());
                 }
             } else if !(version >= 8) {
-                if self.error_code != 0 {
+                if self.error_code != ErrorCode::from_i16(0) {
                     return Err(EncodeError::FieldNotInVersion {
                         field: "OffsetFetchResponseGroup.ErrorCode",
                         version,
@@ -2003,8 +2010,11 @@ pub mod response {
             } else {
                 Vec::new()
             };
-            let f_error_code =
-                if version >= 8 { get_i16(buf, "OffsetFetchResponse.OffsetFetchResponseGroup.ErrorCode")? } else { 0 };
+            let f_error_code = if version >= 8 {
+                ErrorCode::from_i16(get_i16(buf, "OffsetFetchResponse.OffsetFetchResponseGroup.ErrorCode")?)
+            } else {
+                ErrorCode::from_i16(0)
+            };
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "OffsetFetchResponseGroup.tagged fields")?;
@@ -2081,6 +2091,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -2168,6 +2179,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -2184,7 +2196,7 @@ mod tests {
                 ];
             }
             if (2..=7).contains(&version) {
-                v.error_code = 32;
+                v.error_code = ErrorCode::from_i16(32);
             }
             if version >= 8 {
                 v.groups = vec![
@@ -2214,7 +2226,7 @@ mod tests {
                 v.metadata = Some(StrBytes::from_static_str("Metadata-37"));
             }
             if version <= 7 {
-                v.error_code = 47;
+                v.error_code = ErrorCode::from_i16(47);
             }
             if version >= 6 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];
@@ -2256,7 +2268,7 @@ mod tests {
                 v.metadata = Some(StrBytes::from_static_str("Metadata-38"));
             }
             if version >= 8 {
-                v.error_code = 48;
+                v.error_code = ErrorCode::from_i16(48);
             }
             if version >= 6 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];
@@ -2298,7 +2310,7 @@ mod tests {
                 ];
             }
             if version >= 8 {
-                v.error_code = 37;
+                v.error_code = ErrorCode::from_i16(37);
             }
             if version >= 6 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -388,6 +390,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -522,7 +526,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct EpochEndOffset {
         /// `ErrorCode`: int16, versions 2-4.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Partition`: int32, versions 2-4.
         pub partition: i32,
         /// `LeaderEpoch`: int32, versions 2-4.
@@ -536,7 +540,7 @@ pub mod response {
     impl Default for EpochEndOffset {
         fn default() -> Self {
             EpochEndOffset {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 partition: 0,
                 leader_epoch: -1,
                 end_offset: -1,
@@ -547,7 +551,7 @@ pub mod response {
 
     impl EpochEndOffset {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -573,7 +577,7 @@ pub mod response {
             let flex = version >= 4;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.partition;
@@ -601,7 +605,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 4;
-            let f_error_code = get_i16(buf, "OffsetForLeaderEpochResponse.EpochEndOffset.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "OffsetForLeaderEpochResponse.EpochEndOffset.ErrorCode")?);
             let f_partition = get_i32(buf, "OffsetForLeaderEpochResponse.EpochEndOffset.Partition")?;
             let f_leader_epoch = get_i32(buf, "OffsetForLeaderEpochResponse.EpochEndOffset.LeaderEpoch")?;
             let f_end_offset = get_i64(buf, "OffsetForLeaderEpochResponse.EpochEndOffset.EndOffset")?;
@@ -802,6 +807,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -858,6 +864,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -883,7 +890,7 @@ mod tests {
         pub(super) fn populated_epoch_end_offset(version: i16) -> EpochEndOffset {
             let mut v = EpochEndOffset::default();
             if true {
-                v.error_code = 21;
+                v.error_code = ErrorCode::from_i16(21);
             }
             if true {
                 v.partition = 24;

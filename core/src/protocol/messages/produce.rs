@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -427,6 +429,8 @@ pub mod request {
 pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
+    #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
     #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
@@ -901,7 +905,7 @@ pub mod response {
         /// `Index`: int32, versions 3-13.
         pub index: i32,
         /// `ErrorCode`: int16, versions 3-13.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `BaseOffset`: int64, versions 3-13.
         pub base_offset: i64,
         /// `LogAppendTimeMs`: int64, versions 3-13.
@@ -922,7 +926,7 @@ pub mod response {
         fn default() -> Self {
             PartitionProduceResponse {
                 index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 base_offset: 0,
                 log_append_time_ms: -1,
                 log_start_offset: -1,
@@ -941,7 +945,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -986,7 +990,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.base_offset;
@@ -1079,7 +1083,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = version >= 9;
             let f_index = get_i32(buf, "ProduceResponse.PartitionProduceResponse.Index")?;
-            let f_error_code = get_i16(buf, "ProduceResponse.PartitionProduceResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ProduceResponse.PartitionProduceResponse.ErrorCode")?);
             let f_base_offset = get_i64(buf, "ProduceResponse.PartitionProduceResponse.BaseOffset")?;
             let f_log_append_time_ms = get_i64(buf, "ProduceResponse.PartitionProduceResponse.LogAppendTimeMs")?;
             let f_log_start_offset = if version >= 5 {
@@ -1558,6 +1562,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1618,6 +1623,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1677,7 +1683,7 @@ mod tests {
                 v.index = 31;
             }
             if true {
-                v.error_code = 34;
+                v.error_code = ErrorCode::from_i16(34);
             }
             if true {
                 v.base_offset = 37;

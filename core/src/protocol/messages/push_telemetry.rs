@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -181,6 +183,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -194,14 +198,18 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
 
     impl Default for PushTelemetryResponse {
         fn default() -> Self {
-            PushTelemetryResponse { throttle_time_ms: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+            PushTelemetryResponse {
+                throttle_time_ms: 0,
+                error_code: ErrorCode::from_i16(0),
+                unknown_tagged_fields: Vec::new(),
+            }
         }
     }
 
@@ -212,7 +220,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -230,7 +238,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if flex {
                 let num_tagged = self.unknown_tagged_fields.len();
@@ -253,7 +261,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "PushTelemetryResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "PushTelemetryResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "PushTelemetryResponse.ErrorCode")?);
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "PushTelemetryResponse.tagged fields")?;
@@ -322,6 +330,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -351,6 +360,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -361,7 +371,7 @@ mod tests {
                 v.throttle_time_ms = 28;
             }
             if true {
-                v.error_code = 31;
+                v.error_code = ErrorCode::from_i16(31);
             }
             if true {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -340,6 +342,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -582,7 +586,7 @@ pub mod response {
         /// `Partition`: int32, versions 0.
         pub partition: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// `StateEpoch`: int32, versions 0.
@@ -599,7 +603,7 @@ pub mod response {
         fn default() -> Self {
             PartitionResult {
                 partition: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 state_epoch: 0,
                 start_offset: 0,
@@ -616,7 +620,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -651,7 +655,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -696,7 +700,8 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_partition = get_i32(buf, "ReadShareGroupStateResponse.PartitionResult.Partition")?;
-            let f_error_code = get_i16(buf, "ReadShareGroupStateResponse.PartitionResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "ReadShareGroupStateResponse.PartitionResult.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "ReadShareGroupStateResponse.PartitionResult.ErrorMessage")?;
             let f_state_epoch = get_i32(buf, "ReadShareGroupStateResponse.PartitionResult.StateEpoch")?;
@@ -895,6 +900,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -945,6 +951,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -988,7 +995,7 @@ mod tests {
                 v.partition = 22;
             }
             if true {
-                v.error_code = 25;
+                v.error_code = ErrorCode::from_i16(25);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-21"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -128,6 +130,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -139,7 +143,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct RenewDelegationTokenResponse {
         /// `ErrorCode`: int16, versions 1-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ExpiryTimestampMs`: int64, versions 1-2.
         pub expiry_timestamp_ms: i64,
         /// `ThrottleTimeMs`: int32, versions 1-2.
@@ -151,7 +155,7 @@ pub mod response {
     impl Default for RenewDelegationTokenResponse {
         fn default() -> Self {
             RenewDelegationTokenResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 expiry_timestamp_ms: 0,
                 throttle_time_ms: 0,
                 unknown_tagged_fields: Vec::new(),
@@ -161,7 +165,7 @@ pub mod response {
 
     impl RenewDelegationTokenResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -185,7 +189,7 @@ pub mod response {
             let flex = version >= 2;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.expiry_timestamp_ms;
@@ -215,7 +219,7 @@ pub mod response {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
-            let f_error_code = get_i16(buf, "RenewDelegationTokenResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "RenewDelegationTokenResponse.ErrorCode")?);
             let f_expiry_timestamp_ms = get_i64(buf, "RenewDelegationTokenResponse.ExpiryTimestampMs")?;
             let f_throttle_time_ms = get_i32(buf, "RenewDelegationTokenResponse.ThrottleTimeMs")?;
             let mut unknown_tagged_fields = Vec::new();
@@ -288,6 +292,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -308,6 +313,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -315,7 +321,7 @@ mod tests {
         pub(super) fn populated_renew_delegation_token_response(version: i16) -> RenewDelegationTokenResponse {
             let mut v = RenewDelegationTokenResponse::default();
             if true {
-                v.error_code = 35;
+                v.error_code = ErrorCode::from_i16(35);
             }
             if true {
                 v.expiry_timestamp_ms = 38;

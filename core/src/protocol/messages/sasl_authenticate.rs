@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -115,6 +117,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -126,7 +130,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct SaslAuthenticateResponse {
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-2; may be null in 0-2.
         pub error_message: Option<StrBytes>,
         /// `AuthBytes`: bytes, versions 0-2.
@@ -140,7 +144,7 @@ pub mod response {
     impl Default for SaslAuthenticateResponse {
         fn default() -> Self {
             SaslAuthenticateResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 auth_bytes: Bytes::new(),
                 session_lifetime_ms: 0,
@@ -151,7 +155,7 @@ pub mod response {
 
     impl SaslAuthenticateResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -180,7 +184,7 @@ pub mod response {
             let flex = version >= 2;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -220,7 +224,7 @@ pub mod response {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
-            let f_error_code = get_i16(buf, "SaslAuthenticateResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "SaslAuthenticateResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "SaslAuthenticateResponse.ErrorMessage")?;
             let f_auth_bytes = non_null(
                 get_nullable_bytes(buf, flex, "SaslAuthenticateResponse.AuthBytes")?,
@@ -309,6 +313,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -326,6 +331,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -333,7 +339,7 @@ mod tests {
         pub(super) fn populated_sasl_authenticate_response(version: i16) -> SaslAuthenticateResponse {
             let mut v = SaslAuthenticateResponse::default();
             if true {
-                v.error_code = 31;
+                v.error_code = ErrorCode::from_i16(31);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-27"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -92,6 +94,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -103,7 +107,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct SaslHandshakeResponse {
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Mechanisms`: []string, versions 0-1.
         pub mechanisms: Vec<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -112,13 +116,17 @@ pub mod response {
 
     impl Default for SaslHandshakeResponse {
         fn default() -> Self {
-            SaslHandshakeResponse { error_code: 0, mechanisms: Vec::new(), unknown_tagged_fields: Vec::new() }
+            SaslHandshakeResponse {
+                error_code: ErrorCode::from_i16(0),
+                mechanisms: Vec::new(),
+                unknown_tagged_fields: Vec::new(),
+            }
         }
     }
 
     impl SaslHandshakeResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -136,7 +144,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.mechanisms;
@@ -158,7 +166,7 @@ pub mod response {
             if !Self::VERSIONS.contains(version) {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
-            let f_error_code = get_i16(buf, "SaslHandshakeResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "SaslHandshakeResponse.ErrorCode")?);
             let f_mechanisms = non_null(
                 match get_array_len(buf, false, 1, "SaslHandshakeResponse.Mechanisms")? {
                     None => None,
@@ -230,6 +238,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -244,6 +253,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -251,7 +261,7 @@ mod tests {
         pub(super) fn populated_sasl_handshake_response(version: i16) -> SaslHandshakeResponse {
             let mut v = SaslHandshakeResponse::default();
             if true {
-                v.error_code = 28;
+                v.error_code = ErrorCode::from_i16(28);
             }
             if true {
                 v.mechanisms =

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -588,6 +590,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -601,7 +605,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 1-2.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 1-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-2; may be null in 1-2.
         pub error_message: Option<StrBytes>,
         /// `AcquisitionLockTimeoutMs`: int32, versions 2.
@@ -618,7 +622,7 @@ pub mod response {
         fn default() -> Self {
             ShareAcknowledgeResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 acquisition_lock_timeout_ms: 0,
                 responses: Vec::new(),
@@ -635,7 +639,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -673,7 +677,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -724,7 +728,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "ShareAcknowledgeResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "ShareAcknowledgeResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ShareAcknowledgeResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "ShareAcknowledgeResponse.ErrorMessage")?;
             let f_acquisition_lock_timeout_ms =
                 if version >= 2 { get_i32(buf, "ShareAcknowledgeResponse.AcquisitionLockTimeoutMs")? } else { 0 };
@@ -907,7 +911,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 1-2.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 1-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-2; may be null in 1-2.
         pub error_message: Option<StrBytes>,
         /// `CurrentLeader`: LeaderIdAndEpoch, versions 1-2.
@@ -920,7 +924,7 @@ pub mod response {
         fn default() -> Self {
             PartitionData {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 current_leader: LeaderIdAndEpoch::default(),
                 unknown_tagged_fields: Vec::new(),
@@ -935,7 +939,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -960,7 +964,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -994,7 +998,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_partition_index = get_i32(buf, "ShareAcknowledgeResponse.PartitionData.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "ShareAcknowledgeResponse.PartitionData.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ShareAcknowledgeResponse.PartitionData.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "ShareAcknowledgeResponse.PartitionData.ErrorMessage")?;
             let f_current_leader = LeaderIdAndEpoch::decode(buf, version)?;
@@ -1319,6 +1323,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1397,6 +1402,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1407,7 +1413,7 @@ mod tests {
                 v.throttle_time_ms = 31;
             }
             if true {
-                v.error_code = 34;
+                v.error_code = ErrorCode::from_i16(34);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-30"));
@@ -1452,7 +1458,7 @@ mod tests {
                 v.partition_index = 20;
             }
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-19"));

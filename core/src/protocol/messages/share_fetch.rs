@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -809,6 +811,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -822,7 +826,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 1-2.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 1-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-2; may be null in 1-2.
         pub error_message: Option<StrBytes>,
         /// `AcquisitionLockTimeoutMs`: int32, versions 1-2.
@@ -839,7 +843,7 @@ pub mod response {
         fn default() -> Self {
             ShareFetchResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 acquisition_lock_timeout_ms: 0,
                 responses: Vec::new(),
@@ -856,7 +860,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -894,7 +898,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -943,7 +947,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "ShareFetchResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "ShareFetchResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ShareFetchResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "ShareFetchResponse.ErrorMessage")?;
             let f_acquisition_lock_timeout_ms = get_i32(buf, "ShareFetchResponse.AcquisitionLockTimeoutMs")?;
             let f_responses = non_null(
@@ -1226,11 +1230,11 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 1-2.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 1-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1-2; may be null in 1-2.
         pub error_message: Option<StrBytes>,
         /// `AcknowledgeErrorCode`: int16, versions 1-2.
-        pub acknowledge_error_code: i16,
+        pub acknowledge_error_code: ErrorCode,
         /// `AcknowledgeErrorMessage`: string, versions 1-2; may be null in 1-2.
         pub acknowledge_error_message: Option<StrBytes>,
         /// `CurrentLeader`: LeaderIdAndEpoch, versions 1-2.
@@ -1247,9 +1251,9 @@ pub mod response {
         fn default() -> Self {
             PartitionData {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
-                acknowledge_error_code: 0,
+                acknowledge_error_code: ErrorCode::from_i16(0),
                 acknowledge_error_message: None,
                 current_leader: LeaderIdAndEpoch::default(),
                 records: Bytes::new(),
@@ -1266,7 +1270,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1276,7 +1280,7 @@ pub mod response {
             self
         }
         /// Sets `AcknowledgeErrorCode`.
-        pub fn with_acknowledge_error_code(mut self, value: i16) -> Self {
+        pub fn with_acknowledge_error_code(mut self, value: ErrorCode) -> Self {
             self.acknowledge_error_code = value;
             self
         }
@@ -1311,7 +1315,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -1323,7 +1327,7 @@ pub mod response {
             }
             {
                 let v = &self.acknowledge_error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.acknowledge_error_message {
                 Some(v) => {
@@ -1368,9 +1372,10 @@ pub mod response {
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_partition_index = get_i32(buf, "ShareFetchResponse.PartitionData.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "ShareFetchResponse.PartitionData.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ShareFetchResponse.PartitionData.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "ShareFetchResponse.PartitionData.ErrorMessage")?;
-            let f_acknowledge_error_code = get_i16(buf, "ShareFetchResponse.PartitionData.AcknowledgeErrorCode")?;
+            let f_acknowledge_error_code =
+                ErrorCode::from_i16(get_i16(buf, "ShareFetchResponse.PartitionData.AcknowledgeErrorCode")?);
             let f_acknowledge_error_message =
                 get_nullable_string(buf, flex, "ShareFetchResponse.PartitionData.AcknowledgeErrorMessage")?;
             let f_current_leader = LeaderIdAndEpoch::decode(buf, version)?;
@@ -1724,6 +1729,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1838,6 +1844,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1848,7 +1855,7 @@ mod tests {
                 v.throttle_time_ms = 25;
             }
             if true {
-                v.error_code = 28;
+                v.error_code = ErrorCode::from_i16(28);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-24"));
@@ -1911,13 +1918,13 @@ mod tests {
                 v.partition_index = 20;
             }
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-19"));
             }
             if true {
-                v.acknowledge_error_code = 29;
+                v.acknowledge_error_code = ErrorCode::from_i16(29);
             }
             if true {
                 v.acknowledge_error_message = Some(StrBytes::from_static_str("AcknowledgeErrorMessage-25"));

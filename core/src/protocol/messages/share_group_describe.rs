@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -153,6 +155,8 @@ pub mod request {
 pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
+    #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
     #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
@@ -521,7 +525,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct DescribedGroup {
         /// `ErrorCode`: int16, versions 1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1; may be null in 1.
         pub error_message: Option<StrBytes>,
         /// `GroupId`: string, versions 1; holds a groupId.
@@ -545,7 +549,7 @@ pub mod response {
     impl Default for DescribedGroup {
         fn default() -> Self {
             DescribedGroup {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 group_id: GroupId(StrBytes::new()),
                 group_state: StrBytes::new(),
@@ -561,7 +565,7 @@ pub mod response {
 
     impl DescribedGroup {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -612,7 +616,7 @@ pub mod response {
             let flex = true;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -682,7 +686,8 @@ pub mod response {
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
             let flex = true;
-            let f_error_code = get_i16(buf, "ShareGroupDescribeResponse.DescribedGroup.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "ShareGroupDescribeResponse.DescribedGroup.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "ShareGroupDescribeResponse.DescribedGroup.ErrorMessage")?;
             let f_group_id = non_null(
@@ -1039,6 +1044,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1062,6 +1068,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1117,7 +1124,7 @@ mod tests {
         pub(super) fn populated_described_group(version: i16) -> DescribedGroup {
             let mut v = DescribedGroup::default();
             if true {
-                v.error_code = 21;
+                v.error_code = ErrorCode::from_i16(21);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-17"));

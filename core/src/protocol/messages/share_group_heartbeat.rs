@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -228,6 +230,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -241,7 +245,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 1.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 1; may be null in 1.
         pub error_message: Option<StrBytes>,
         /// `MemberId`: string, versions 1; may be null in 1.
@@ -260,7 +264,7 @@ pub mod response {
         fn default() -> Self {
             ShareGroupHeartbeatResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 member_id: None,
                 member_epoch: 0,
@@ -278,7 +282,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -321,7 +325,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -377,7 +381,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "ShareGroupHeartbeatResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "ShareGroupHeartbeatResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "ShareGroupHeartbeatResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "ShareGroupHeartbeatResponse.ErrorMessage")?;
             let f_member_id = get_nullable_string(buf, flex, "ShareGroupHeartbeatResponse.MemberId")?;
             let f_member_epoch = get_i32(buf, "ShareGroupHeartbeatResponse.MemberEpoch")?;
@@ -669,6 +673,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -701,6 +706,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -711,7 +717,7 @@ mod tests {
                 v.throttle_time_ms = 34;
             }
             if true {
-                v.error_code = 37;
+                v.error_code = ErrorCode::from_i16(37);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-33"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -1753,6 +1755,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -1766,7 +1770,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-1.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-1.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-1; may be null in 0-1.
         pub error_message: Option<StrBytes>,
         /// `MemberId`: string, versions 0-1.
@@ -1803,7 +1807,7 @@ pub mod response {
         fn default() -> Self {
             StreamsGroupHeartbeatResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 member_id: StrBytes::new(),
                 member_epoch: 0,
@@ -1830,7 +1834,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -1918,7 +1922,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -2056,7 +2060,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "StreamsGroupHeartbeatResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "StreamsGroupHeartbeatResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "StreamsGroupHeartbeatResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "StreamsGroupHeartbeatResponse.ErrorMessage")?;
             let f_member_id = non_null(
                 get_nullable_string(buf, flex, "StreamsGroupHeartbeatResponse.MemberId")?,
@@ -2852,6 +2856,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -3073,6 +3078,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -3083,7 +3089,7 @@ mod tests {
                 v.throttle_time_ms = 36;
             }
             if true {
-                v.error_code = 39;
+                v.error_code = ErrorCode::from_i16(39);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-35"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -912,6 +914,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -925,7 +929,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0; may be null in 0.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -936,7 +940,7 @@ pub mod response {
         fn default() -> Self {
             StreamsGroupTopologyDescriptionUpdateResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: None,
                 unknown_tagged_fields: Vec::new(),
             }
@@ -950,7 +954,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -973,7 +977,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -1009,7 +1013,8 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "StreamsGroupTopologyDescriptionUpdateResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "StreamsGroupTopologyDescriptionUpdateResponse.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "StreamsGroupTopologyDescriptionUpdateResponse.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "StreamsGroupTopologyDescriptionUpdateResponse.ErrorMessage")?;
             let mut unknown_tagged_fields = Vec::new();
@@ -1086,6 +1091,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1197,6 +1203,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1209,7 +1216,7 @@ mod tests {
                 v.throttle_time_ms = 52;
             }
             if true {
-                v.error_code = 55;
+                v.error_code = ErrorCode::from_i16(55);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-51"));

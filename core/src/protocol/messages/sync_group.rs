@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -436,6 +438,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -449,7 +453,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 1-5.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-5.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ProtocolType`: string, versions 5; may be null in 5.
         pub protocol_type: Option<StrBytes>,
         /// `ProtocolName`: string, versions 5; may be null in 5.
@@ -464,7 +468,7 @@ pub mod response {
         fn default() -> Self {
             SyncGroupResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 protocol_type: None,
                 protocol_name: None,
                 assignment: Bytes::new(),
@@ -480,7 +484,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -515,7 +519,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if version >= 5 {
                 match &self.protocol_type {
@@ -576,7 +580,7 @@ pub mod response {
             }
             let flex = version >= 4;
             let f_throttle_time_ms = if version >= 1 { get_i32(buf, "SyncGroupResponse.ThrottleTimeMs")? } else { 0 };
-            let f_error_code = get_i16(buf, "SyncGroupResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "SyncGroupResponse.ErrorCode")?);
             let f_protocol_type = if version >= 5 {
                 {
                     let v = get_nullable_string(buf, flex, "SyncGroupResponse.ProtocolType")?;
@@ -693,6 +697,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -746,6 +751,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -756,7 +762,7 @@ mod tests {
                 v.throttle_time_ms = 24;
             }
             if true {
-                v.error_code = 27;
+                v.error_code = ErrorCode::from_i16(27);
             }
             if version >= 5 {
                 v.protocol_type = Some(StrBytes::from_static_str("ProtocolType-23"));

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -644,6 +646,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -780,14 +784,18 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0-6.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0-6.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
         pub unknown_tagged_fields: Vec<RawTaggedField>,
     }
 
     impl Default for TxnOffsetCommitResponsePartition {
         fn default() -> Self {
-            TxnOffsetCommitResponsePartition { partition_index: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+            TxnOffsetCommitResponsePartition {
+                partition_index: 0,
+                error_code: ErrorCode::from_i16(0),
+                unknown_tagged_fields: Vec::new(),
+            }
         }
     }
 
@@ -798,7 +806,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -813,7 +821,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if flex {
                 let num_tagged = self.unknown_tagged_fields.len();
@@ -834,7 +842,10 @@ pub mod response {
             let flex = version >= 3;
             let f_partition_index =
                 get_i32(buf, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(
+                buf,
+                "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.ErrorCode",
+            )?);
             let mut unknown_tagged_fields = Vec::new();
             if flex {
                 let n = get_uvarint(buf, "TxnOffsetCommitResponsePartition.tagged fields")?;
@@ -1062,6 +1073,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1145,6 +1157,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1173,7 +1186,7 @@ mod tests {
                 v.partition_index = 39;
             }
             if true {
-                v.error_code = 42;
+                v.error_code = ErrorCode::from_i16(42);
             }
             if version >= 3 {
                 v.unknown_tagged_fields = vec![RawTaggedField { tag: 9000, data: Bytes::from_static(&[1, 2]) }];

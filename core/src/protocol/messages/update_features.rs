@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -329,6 +331,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -342,7 +346,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0-2.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-2; may be null in 0-2.
         pub error_message: Option<StrBytes>,
         /// `Results`: []UpdatableFeatureResult, versions 0-1.
@@ -355,7 +359,7 @@ pub mod response {
         fn default() -> Self {
             UpdateFeaturesResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 results: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -370,7 +374,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -398,7 +402,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -438,7 +442,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "UpdateFeaturesResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "UpdateFeaturesResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "UpdateFeaturesResponse.ErrorCode")?);
             let f_error_message = get_nullable_string(buf, flex, "UpdateFeaturesResponse.ErrorMessage")?;
             let f_results = if version <= 1 {
                 non_null(
@@ -514,7 +518,7 @@ pub mod response {
         /// `Feature`: string, versions 0-2.
         pub feature: StrBytes,
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `ErrorMessage`: string, versions 0-2; may be null in 0-2.
         pub error_message: Option<StrBytes>,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -525,7 +529,7 @@ pub mod response {
         fn default() -> Self {
             UpdatableFeatureResult {
                 feature: StrBytes::new(),
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 error_message: Some(StrBytes::new()),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -539,7 +543,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -564,7 +568,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             match &self.error_message {
                 Some(v) => {
@@ -601,7 +605,8 @@ pub mod response {
                 "UpdateFeaturesResponse.UpdatableFeatureResult.Feature",
                 version,
             )?;
-            let f_error_code = get_i16(buf, "UpdateFeaturesResponse.UpdatableFeatureResult.ErrorCode")?;
+            let f_error_code =
+                ErrorCode::from_i16(get_i16(buf, "UpdateFeaturesResponse.UpdatableFeatureResult.ErrorCode")?);
             let f_error_message =
                 get_nullable_string(buf, flex, "UpdateFeaturesResponse.UpdatableFeatureResult.ErrorMessage")?;
             let mut unknown_tagged_fields = Vec::new();
@@ -674,6 +679,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -718,6 +724,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -728,7 +735,7 @@ mod tests {
                 v.throttle_time_ms = 29;
             }
             if true {
-                v.error_code = 32;
+                v.error_code = ErrorCode::from_i16(32);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-28"));
@@ -750,7 +757,7 @@ mod tests {
                 v.feature = StrBytes::from_static_str("Feature-22");
             }
             if true {
-                v.error_code = 32;
+                v.error_code = ErrorCode::from_i16(32);
             }
             if true {
                 v.error_message = Some(StrBytes::from_static_str("ErrorMessage-28"));

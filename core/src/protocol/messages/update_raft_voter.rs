@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -428,6 +430,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -441,7 +445,7 @@ pub mod response {
         /// `ThrottleTimeMs`: int32, versions 0.
         pub throttle_time_ms: i32,
         /// `ErrorCode`: int16, versions 0.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `CurrentLeader`: CurrentLeader, versions 0; tagged (tag 0) in 0+.
         pub current_leader: CurrentLeader,
         /// Tagged fields this version of sansa does not know, kept to be re-encoded.
@@ -452,7 +456,7 @@ pub mod response {
         fn default() -> Self {
             UpdateRaftVoterResponse {
                 throttle_time_ms: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 current_leader: CurrentLeader::default(),
                 unknown_tagged_fields: Vec::new(),
             }
@@ -466,7 +470,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -489,7 +493,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             if flex {
                 let mut num_tagged = self.unknown_tagged_fields.len();
@@ -532,7 +536,7 @@ pub mod response {
             }
             let flex = true;
             let f_throttle_time_ms = get_i32(buf, "UpdateRaftVoterResponse.ThrottleTimeMs")?;
-            let f_error_code = get_i16(buf, "UpdateRaftVoterResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "UpdateRaftVoterResponse.ErrorCode")?);
             let mut f_current_leader = CurrentLeader::default();
             let mut unknown_tagged_fields = Vec::new();
             if flex {
@@ -746,6 +750,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -811,6 +816,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -821,7 +827,7 @@ mod tests {
                 v.throttle_time_ms = 30;
             }
             if true {
-                v.error_code = 33;
+                v.error_code = ErrorCode::from_i16(33);
             }
             if true {
                 v.current_leader = populated_current_leader(version);

@@ -9,6 +9,8 @@ pub mod request {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -482,6 +484,8 @@ pub mod response {
     #[allow(unused_imports)]
     use crate::protocol::message::{Codec, Message, VersionRange};
     #[allow(unused_imports)]
+    use crate::protocol::messages::ErrorCode;
+    #[allow(unused_imports)]
     use crate::protocol::primitives::*;
     #[allow(unused_imports)]
     use crate::protocol::types::*;
@@ -493,7 +497,7 @@ pub mod response {
     #[non_exhaustive]
     pub struct VoteResponse {
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `Topics`: []TopicData, versions 0-2.
         pub topics: Vec<TopicData>,
         /// `NodeEndpoints`: []NodeEndpoint, versions 1-2; tagged (tag 0) in 1+.
@@ -505,7 +509,7 @@ pub mod response {
     impl Default for VoteResponse {
         fn default() -> Self {
             VoteResponse {
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 topics: Vec::new(),
                 node_endpoints: Vec::new(),
                 unknown_tagged_fields: Vec::new(),
@@ -515,7 +519,7 @@ pub mod response {
 
     impl VoteResponse {
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -539,7 +543,7 @@ pub mod response {
             let flex = true;
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.topics;
@@ -594,7 +598,7 @@ pub mod response {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = true;
-            let f_error_code = get_i16(buf, "VoteResponse.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "VoteResponse.ErrorCode")?);
             let f_topics = non_null(
                 match get_array_len(buf, flex, 1, "VoteResponse.Topics")? {
                     None => None,
@@ -685,7 +689,7 @@ pub mod response {
         /// `PartitionIndex`: int32, versions 0-2.
         pub partition_index: i32,
         /// `ErrorCode`: int16, versions 0-2.
-        pub error_code: i16,
+        pub error_code: ErrorCode,
         /// `LeaderId`: int32, versions 0-2; holds a brokerId.
         pub leader_id: BrokerId,
         /// `LeaderEpoch`: int32, versions 0-2.
@@ -700,7 +704,7 @@ pub mod response {
         fn default() -> Self {
             PartitionData {
                 partition_index: 0,
-                error_code: 0,
+                error_code: ErrorCode::from_i16(0),
                 leader_id: BrokerId(0),
                 leader_epoch: 0,
                 vote_granted: false,
@@ -716,7 +720,7 @@ pub mod response {
             self
         }
         /// Sets `ErrorCode`.
-        pub fn with_error_code(mut self, value: i16) -> Self {
+        pub fn with_error_code(mut self, value: ErrorCode) -> Self {
             self.error_code = value;
             self
         }
@@ -746,7 +750,7 @@ pub mod response {
             }
             {
                 let v = &self.error_code;
-                buf.put_i16(*v);
+                buf.put_i16(v.code());
             }
             {
                 let v = &self.leader_id;
@@ -775,7 +779,7 @@ pub mod response {
         fn decode(buf: &mut Bytes, _version: i16) -> Result<Self, DecodeError> {
             let flex = true;
             let f_partition_index = get_i32(buf, "VoteResponse.PartitionData.PartitionIndex")?;
-            let f_error_code = get_i16(buf, "VoteResponse.PartitionData.ErrorCode")?;
+            let f_error_code = ErrorCode::from_i16(get_i16(buf, "VoteResponse.PartitionData.ErrorCode")?);
             let f_leader_id = BrokerId(get_i32(buf, "VoteResponse.PartitionData.LeaderId")?);
             let f_leader_epoch = get_i32(buf, "VoteResponse.PartitionData.LeaderEpoch")?;
             let f_vote_granted = get_bool(buf, "VoteResponse.PartitionData.VoteGranted")?;
@@ -1096,6 +1100,7 @@ mod tests {
 
     mod request_values {
         use super::super::request::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1167,6 +1172,7 @@ mod tests {
     }
     mod response_values {
         use super::super::response::*;
+        use crate::protocol::messages::ErrorCode;
         use crate::protocol::primitives::RawTaggedField;
         use crate::protocol::types::*;
         use bytes::Bytes;
@@ -1174,7 +1180,7 @@ mod tests {
         pub(super) fn populated_vote_response(version: i16) -> VoteResponse {
             let mut v = VoteResponse::default();
             if true {
-                v.error_code = 19;
+                v.error_code = ErrorCode::from_i16(19);
             }
             if true {
                 v.topics = vec![populated_topic_data(version), populated_topic_data(version)];
@@ -1195,7 +1201,7 @@ mod tests {
                 v.partition_index = 20;
             }
             if true {
-                v.error_code = 23;
+                v.error_code = ErrorCode::from_i16(23);
             }
             if true {
                 v.leader_id = BrokerId(26);
