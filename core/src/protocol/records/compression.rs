@@ -1,0 +1,654 @@
+//! Compression codecs for record batches and legacy wrapper messages.
+//!
+//! Decompression never trusts a size written in the compressed data: output grows only as
+//! bytes are actually produced, and stops with an error once it passes the caller's limit.
+//! Snappy is the one codec whose decoder needs the output size up front; there the declared
+//! size is checked against both the limit and the most that the input bytes could expand to.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+use bytes::{BufMut, BytesMut};
+
+use super::error::RecordsEncodeError;
+
+/// The codec id stored in the low three bits of a batch's (or legacy message's) attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum CompressionType {
+    /// Records are stored as they are.
+    #[default]
+    None,
+    /// gzip (deflate with the gzip container).
+    Gzip,
+    /// Snappy; Java clients use the xerial framing, others raw blocks.
+    Snappy,
+    /// LZ4 frame format.
+    Lz4,
+    /// Zstandard; only allowed in magic 2 batches.
+    Zstd,
+}
+
+impl CompressionType {
+    /// The id written in the attributes.
+    pub const fn id(self) -> u8 {
+        match self {
+            CompressionType::None => 0,
+            CompressionType::Gzip => 1,
+            CompressionType::Snappy => 2,
+            CompressionType::Lz4 => 3,
+            CompressionType::Zstd => 4,
+        }
+    }
+
+    /// The codec for an attributes id, if it is one Kafka defines.
+    pub const fn from_id(id: u8) -> Option<Self> {
+        Some(match id {
+            0 => CompressionType::None,
+            1 => CompressionType::Gzip,
+            2 => CompressionType::Snappy,
+            3 => CompressionType::Lz4,
+            4 => CompressionType::Zstd,
+            _ => return None,
+        })
+    }
+
+    /// The name Kafka uses in `compression.type`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CompressionType::None => "none",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+}
+
+impl fmt::Display for CompressionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A `compression.type` value that is not one of Kafka's codec names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown compression type {0:?}")]
+pub struct UnknownCompressionName(pub String);
+
+impl FromStr for CompressionType {
+    type Err = UnknownCompressionName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "none" => CompressionType::None,
+            "gzip" => CompressionType::Gzip,
+            "snappy" => CompressionType::Snappy,
+            "lz4" => CompressionType::Lz4,
+            "zstd" => CompressionType::Zstd,
+            _ => return Err(UnknownCompressionName(s.to_owned())),
+        })
+    }
+}
+
+/// How to compress a batch being written: the codec and, where it has one, its level.
+///
+/// Levels follow Kafka's `compression.<codec>.level` settings and their ranges. The LZ4 level
+/// is validated and kept for configuration parity, but the pure-Rust LZ4 backend only has its
+/// fast compressor, so every level produces the same output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// No compression.
+    #[default]
+    None,
+    /// gzip at `level` (1..=9, or -1 for the zlib default, which is 6).
+    Gzip {
+        /// Deflate level.
+        level: i32,
+    },
+    /// Snappy, written with xerial framing as the Java client does.
+    Snappy,
+    /// LZ4 frames with 64 KiB independent blocks, as the Java client writes them.
+    Lz4 {
+        /// Level (1..=17); see the type docs.
+        level: i32,
+    },
+    /// Zstandard at `level` (zstd's negative fast levels up to 22).
+    Zstd {
+        /// Zstandard level.
+        level: i32,
+    },
+}
+
+impl Compression {
+    /// Kafka's default gzip level: zlib's default.
+    pub const GZIP_DEFAULT_LEVEL: i32 = -1;
+    /// Kafka's default LZ4 level.
+    pub const LZ4_DEFAULT_LEVEL: i32 = 9;
+    /// Kafka's default zstd level.
+    pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
+
+    /// gzip at Kafka's default level.
+    pub const fn gzip() -> Self {
+        Compression::Gzip { level: Self::GZIP_DEFAULT_LEVEL }
+    }
+
+    /// Snappy.
+    pub const fn snappy() -> Self {
+        Compression::Snappy
+    }
+
+    /// LZ4 at Kafka's default level.
+    pub const fn lz4() -> Self {
+        Compression::Lz4 { level: Self::LZ4_DEFAULT_LEVEL }
+    }
+
+    /// zstd at Kafka's default level.
+    pub const fn zstd() -> Self {
+        Compression::Zstd { level: Self::ZSTD_DEFAULT_LEVEL }
+    }
+
+    /// The given codec at Kafka's default level.
+    pub const fn from_type(codec: CompressionType) -> Self {
+        match codec {
+            CompressionType::None => Compression::None,
+            CompressionType::Gzip => Self::gzip(),
+            CompressionType::Snappy => Self::snappy(),
+            CompressionType::Lz4 => Self::lz4(),
+            CompressionType::Zstd => Self::zstd(),
+        }
+    }
+
+    /// The codec id this writes into the attributes.
+    pub const fn codec(&self) -> CompressionType {
+        match self {
+            Compression::None => CompressionType::None,
+            Compression::Gzip { .. } => CompressionType::Gzip,
+            Compression::Snappy => CompressionType::Snappy,
+            Compression::Lz4 { .. } => CompressionType::Lz4,
+            Compression::Zstd { .. } => CompressionType::Zstd,
+        }
+    }
+
+    /// Checks the level against the range Kafka accepts for the codec.
+    pub fn validate(&self) -> Result<(), RecordsEncodeError> {
+        let ok = match *self {
+            Compression::None | Compression::Snappy => true,
+            Compression::Gzip { level } => level == -1 || (1..=9).contains(&level),
+            Compression::Lz4 { level } => (1..=17).contains(&level),
+            Compression::Zstd { level } => zstd::compression_level_range().contains(&level),
+        };
+        if ok {
+            Ok(())
+        } else {
+            let level = match *self {
+                Compression::Gzip { level } | Compression::Lz4 { level } | Compression::Zstd { level } => level,
+                _ => 0,
+            };
+            Err(RecordsEncodeError::InvalidCompressionLevel { codec: self.codec(), level })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decompression
+
+/// Why a payload could not be decompressed; the caller adds where it was.
+#[derive(Debug)]
+pub(crate) enum DecompressError {
+    /// The output passed the limit.
+    TooLarge,
+    /// The codec rejected the input.
+    Corrupt(String),
+}
+
+impl From<io::Error> for DecompressError {
+    fn from(e: io::Error) -> Self {
+        DecompressError::Corrupt(e.to_string())
+    }
+}
+
+/// Decompresses `input`, producing at most `limit` bytes. `magic` selects the LZ4 header
+/// quirk of magic 0 messages.
+pub(crate) fn decompress(
+    codec: CompressionType,
+    input: &[u8],
+    limit: usize,
+    magic: i8,
+) -> Result<Vec<u8>, DecompressError> {
+    match codec {
+        CompressionType::None => {
+            if input.len() > limit {
+                return Err(DecompressError::TooLarge);
+            }
+            Ok(input.to_vec())
+        }
+        CompressionType::Gzip => read_capped(flate2::bufread::MultiGzDecoder::new(input), input.len(), limit),
+        CompressionType::Snappy => snappy_decompress(input, limit),
+        CompressionType::Lz4 => lz4_decompress(input, limit, magic),
+        CompressionType::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
+            decoder.window_log_max(zstd_window_log_max(limit))?;
+            read_capped(decoder, input.len(), limit)
+        }
+    }
+}
+
+/// Reads a streaming decoder to its end, failing once more than `limit` bytes come out. The
+/// buffer grows with the output actually produced, not with any size the stream declares.
+/// (A hand-rolled loop: `read_to_end` makes many small reads, which made zstd 4x slower.)
+fn read_capped<R: Read>(mut reader: R, input_len: usize, limit: usize) -> Result<Vec<u8>, DecompressError> {
+    let ceiling = limit.saturating_add(1);
+    let initial = input_len.saturating_mul(4).max(4096).min(ceiling);
+    let mut out = Vec::new();
+    let mut filled = 0;
+    loop {
+        if filled == out.len() {
+            let grown = out.len().saturating_mul(2).max(initial).min(ceiling);
+            if grown == out.len() {
+                return Err(DecompressError::TooLarge);
+            }
+            out.resize(grown, 0);
+        }
+        match reader.read(&mut out[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if filled > limit {
+        return Err(DecompressError::TooLarge);
+    }
+    out.truncate(filled);
+    Ok(out)
+}
+
+/// zstd sizes its working window from the frame header. Bounding the window by the output
+/// limit keeps that allocation honest, but never below 8 MiB (what zstd level 19 uses when
+/// the producer did not know the size up front) so that ordinary frames always decode, and
+/// never above zstd's own default ceiling of 128 MiB.
+fn zstd_window_log_max(limit: usize) -> u32 {
+    let needed = usize::BITS - limit.saturating_sub(1).leading_zeros();
+    needed.clamp(23, 27)
+}
+
+/// The header snappy-java writes before its length-prefixed blocks: a magic string, then the
+/// format version and the lowest compatible version as big-endian int32s.
+pub(crate) const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+const XERIAL_HEADER_LEN: usize = 16;
+/// snappy-java's default block size, which Kafka's Java producer uses.
+const XERIAL_BLOCK_SIZE: usize = 32 * 1024;
+/// No snappy element expands by more than this factor (a 3-byte copy yields at most 64
+/// bytes), so a larger declared length cannot be genuine.
+const SNAPPY_MAX_EXPANSION: usize = 22;
+
+fn snappy_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
+    if input.len() >= XERIAL_HEADER_LEN && input[..8] == XERIAL_MAGIC {
+        let mut out = Vec::new();
+        let mut rest = &input[XERIAL_HEADER_LEN..];
+        while !rest.is_empty() {
+            // snappy-java accepts several streams written back to back; a block length can
+            // never start with 0x82 (it would be negative), so the check is unambiguous.
+            if rest.len() >= XERIAL_HEADER_LEN && rest[..8] == XERIAL_MAGIC {
+                rest = &rest[XERIAL_HEADER_LEN..];
+                continue;
+            }
+            let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+                return Err(DecompressError::Corrupt("xerial snappy: truncated block length".into()));
+            };
+            let len = i32::from_be_bytes(*len);
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&l| l <= tail.len())
+                .ok_or_else(|| DecompressError::Corrupt(format!("xerial snappy: invalid block length {len}")))?;
+            let (block, tail) = tail.split_at(len);
+            snappy_block_into(block, &mut out, limit)?;
+            rest = tail;
+        }
+        Ok(out)
+    } else {
+        let mut out = Vec::new();
+        snappy_block_into(input, &mut out, limit)?;
+        Ok(out)
+    }
+}
+
+/// Decompresses one raw snappy block onto the end of `out`.
+fn snappy_block_into(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), DecompressError> {
+    let declared = snap::raw::decompress_len(block).map_err(|e| DecompressError::Corrupt(e.to_string()))?;
+    if declared > limit.saturating_sub(out.len()) {
+        return Err(DecompressError::TooLarge);
+    }
+    if declared > block.len().saturating_mul(SNAPPY_MAX_EXPANSION) {
+        return Err(DecompressError::Corrupt(format!(
+            "snappy: block of {} bytes claims {declared} bytes of output",
+            block.len()
+        )));
+    }
+    if declared == 0 {
+        // An empty block still has to be well formed: a zero-length varint and nothing else.
+        return if block.len() == 1 {
+            Ok(())
+        } else {
+            Err(DecompressError::Corrupt("snappy: malformed empty block".into()))
+        };
+    }
+    let start = out.len();
+    out.resize(start + declared, 0);
+    let n = snap::raw::Decoder::new()
+        .decompress(block, &mut out[start..])
+        .map_err(|e| DecompressError::Corrupt(e.to_string()))?;
+    out.truncate(start + n);
+    Ok(())
+}
+
+const LZ4_FRAME_MAGIC: [u8; 4] = 0x184D_2204u32.to_le_bytes();
+
+/// Kafka's magic 0 writers computed the LZ4 frame header checksum over the frame magic as
+/// well as the descriptor, and Kafka skips that check for magic 0. The standard decoder
+/// always checks it, so for magic 0 the header byte is recomputed before decoding.
+fn lz4_decompress(input: &[u8], limit: usize, magic: i8) -> Result<Vec<u8>, DecompressError> {
+    if magic == 0 {
+        if let Some(descriptor_end) = lz4_descriptor_end(input) {
+            let mut header = [0u8; 4 + 14 + 1];
+            let header_len = descriptor_end + 1;
+            header[..header_len].copy_from_slice(&input[..header_len]);
+            header[descriptor_end] = lz4_header_checksum(&input[4..descriptor_end]);
+            let reader = (&header[..header_len]).chain(&input[header_len..]);
+            return read_capped(lz4_flex::frame::FrameDecoder::new(reader), input.len(), limit);
+        }
+    }
+    read_capped(lz4_flex::frame::FrameDecoder::new(input), input.len(), limit)
+}
+
+/// Where the header checksum byte sits in an LZ4 frame, if the header is all there.
+fn lz4_descriptor_end(input: &[u8]) -> Option<usize> {
+    if input.len() < 7 || input[..4] != LZ4_FRAME_MAGIC {
+        return None;
+    }
+    let flg = input[4];
+    let end = 6 + if flg & 0x08 != 0 { 8 } else { 0 } + if flg & 0x01 != 0 { 4 } else { 0 };
+    (input.len() > end).then_some(end)
+}
+
+/// The frame header checksum: the second byte of the xxHash32 of the descriptor.
+fn lz4_header_checksum(descriptor: &[u8]) -> u8 {
+    (xxh32(descriptor, 0) >> 8) as u8
+}
+
+/// xxHash32, needed only for LZ4 frame header checksums (the LZ4 crate keeps its own
+/// implementation private).
+pub(crate) fn xxh32(input: &[u8], seed: u32) -> u32 {
+    const P1: u32 = 0x9E37_79B1;
+    const P2: u32 = 0x85EB_CA77;
+    const P3: u32 = 0xC2B2_AE3D;
+    const P4: u32 = 0x27D4_EB2F;
+    const P5: u32 = 0x1656_67B1;
+    let round = |acc: u32, lane: u32| acc.wrapping_add(lane.wrapping_mul(P2)).rotate_left(13).wrapping_mul(P1);
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+
+    let mut rest = input;
+    let mut h = if input.len() >= 16 {
+        let mut v = [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)];
+        while rest.len() >= 16 {
+            for (i, acc) in v.iter_mut().enumerate() {
+                *acc = round(*acc, word(&rest[4 * i..]));
+            }
+            rest = &rest[16..];
+        }
+        v[0].rotate_left(1)
+            .wrapping_add(v[1].rotate_left(7))
+            .wrapping_add(v[2].rotate_left(12))
+            .wrapping_add(v[3].rotate_left(18))
+    } else {
+        seed.wrapping_add(P5)
+    };
+    h = h.wrapping_add(input.len() as u32);
+    while rest.len() >= 4 {
+        h = h.wrapping_add(word(rest).wrapping_mul(P3)).rotate_left(17).wrapping_mul(P4);
+        rest = &rest[4..];
+    }
+    for &b in rest {
+        h = h.wrapping_add(u32::from(b).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+    }
+    h ^= h >> 15;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 13;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 16)
+}
+
+// ---------------------------------------------------------------------------------------
+// Compression
+
+/// Codec state kept between batches so that each batch does not pay for a fresh context.
+#[derive(Default)]
+pub(crate) struct Compressors {
+    zstd: Option<(i32, zstd::bulk::Compressor<'static>)>,
+}
+
+impl fmt::Debug for Compressors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compressors").field("zstd_level", &self.zstd.as_ref().map(|(l, _)| *l)).finish()
+    }
+}
+
+/// Compresses `input` onto the end of `out`. `magic` selects the LZ4 header quirk of magic 0.
+pub(crate) fn compress(
+    compression: Compression,
+    input: &[u8],
+    out: &mut BytesMut,
+    magic: i8,
+    ctx: &mut Compressors,
+) -> Result<(), RecordsEncodeError> {
+    let codec = compression.codec();
+    let fail = |e: &dyn fmt::Display| RecordsEncodeError::Compress { codec, reason: e.to_string() };
+    match compression {
+        Compression::None => out.extend_from_slice(input),
+        Compression::Gzip { level } => {
+            let level = if level < 0 { 6 } else { level as u32 };
+            let mut encoder = flate2::write::GzEncoder::new((&mut *out).writer(), flate2::Compression::new(level));
+            encoder.write_all(input).map_err(|e| fail(&e))?;
+            encoder.finish().map_err(|e| fail(&e))?;
+        }
+        Compression::Snappy => {
+            out.extend_from_slice(&XERIAL_MAGIC);
+            out.put_i32(1); // format version
+            out.put_i32(1); // oldest version that can read it
+            let mut encoder = snap::raw::Encoder::new();
+            for block in input.chunks(XERIAL_BLOCK_SIZE) {
+                let len_at = out.len();
+                out.put_i32(0);
+                let start = out.len();
+                out.resize(start + snap::raw::max_compress_len(block.len()), 0);
+                let n = encoder.compress(block, &mut out[start..]).map_err(|e| fail(&e))?;
+                out.truncate(start + n);
+                out[len_at..start].copy_from_slice(&(n as i32).to_be_bytes());
+            }
+        }
+        Compression::Lz4 { .. } => lz4_compress(input, out, magic == 0).map_err(|e| fail(&e))?,
+        Compression::Zstd { level } => {
+            let compressor = match &mut ctx.zstd {
+                Some((current, c)) if *current == level => c,
+                slot => {
+                    let c = zstd::bulk::Compressor::new(level).map_err(|e| fail(&e))?;
+                    &mut slot.insert((level, c)).1
+                }
+            };
+            let start = out.len();
+            out.resize(start + zstd::zstd_safe::compress_bound(input.len()), 0);
+            let n = compressor.compress_to_buffer(input, &mut out[start..]).map_err(|e| fail(&e))?;
+            out.truncate(start + n);
+        }
+    }
+    Ok(())
+}
+
+/// Writes an LZ4 frame the way Kafka's Java client does: 64 KiB independent blocks, no
+/// checksums beyond the header's, a block stored raw when compressing would not shrink it.
+fn lz4_compress(
+    input: &[u8],
+    out: &mut BytesMut,
+    broken_header_checksum: bool,
+) -> Result<(), lz4_flex::block::CompressError> {
+    const BLOCK: usize = 64 * 1024;
+    const FLG: u8 = 0b0110_0000; // version 01, independent blocks
+    const BD: u8 = 0b0100_0000; // 64 KiB maximum block size
+    let header_start = out.len();
+    out.extend_from_slice(&LZ4_FRAME_MAGIC);
+    out.extend_from_slice(&[FLG, BD]);
+    let checked = if broken_header_checksum { &out[header_start..] } else { &out[header_start + 4..] };
+    let hc = lz4_header_checksum(checked);
+    out.put_u8(hc);
+    for block in input.chunks(BLOCK) {
+        let len_at = out.len();
+        out.put_u32_le(0);
+        let start = out.len();
+        out.resize(start + lz4_flex::block::get_maximum_output_size(block.len()), 0);
+        let n = lz4_flex::block::compress_into(block, &mut out[start..])?;
+        let size = if n < block.len() {
+            out.truncate(start + n);
+            n as u32
+        } else {
+            out.truncate(start);
+            out.extend_from_slice(block);
+            block.len() as u32 | 0x8000_0000
+        };
+        out[len_at..start].copy_from_slice(&size.to_le_bytes());
+    }
+    out.put_u32_le(0); // end mark
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(len: usize) -> Vec<u8> {
+        let words: [&[u8]; 6] = [b"kafka ", b"record ", b"batch ", b"offset ", b"topic ", b"sansa "];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(words[(state % 6) as usize]);
+            if state % 11 == 0 {
+                out.extend_from_slice(&state.to_le_bytes());
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn xxh32_matches_reference_values() {
+        assert_eq!(xxh32(b"", 0), 0x02CC_5D05);
+        assert_eq!(xxh32(b"a", 0), 0x550D_7456);
+        assert_eq!(xxh32(b"abc", 0), 0x32D1_53FF);
+        assert_eq!(xxh32(b"Nobody inspects the spammish repetition", 0), 0xE229_3B2F);
+    }
+
+    #[test]
+    fn every_codec_round_trips_for_both_magics() {
+        for len in [0, 1, 100, 70_000, 200_000] {
+            let data = sample(len);
+            for c in [Compression::gzip(), Compression::snappy(), Compression::lz4(), Compression::zstd()] {
+                for magic in [0i8, 2] {
+                    if magic == 0 && c.codec() == CompressionType::Zstd {
+                        continue;
+                    }
+                    let mut out = BytesMut::new();
+                    compress(c, &data, &mut out, magic, &mut Compressors::default()).unwrap();
+                    let back = decompress(c.codec(), &out, usize::MAX, magic).unwrap();
+                    assert_eq!(back, data, "{c:?} len {len} magic {magic}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lz4_frames_from_the_standard_encoder_decode() {
+        use lz4_flex::frame::{BlockMode, FrameEncoder, FrameInfo};
+        let data = sample(150_000);
+        let info = FrameInfo::new().content_checksum(true).block_checksums(true).block_mode(BlockMode::Linked);
+        let mut enc = FrameEncoder::with_frame_info(info, Vec::new());
+        enc.write_all(&data).unwrap();
+        let frame = enc.finish().unwrap();
+        // The standard encoder's header checksum must equal ours.
+        let end = lz4_descriptor_end(&frame).unwrap();
+        assert_eq!(frame[end], lz4_header_checksum(&frame[4..end]));
+        assert_eq!(decompress(CompressionType::Lz4, &frame, usize::MAX, 2).unwrap(), data);
+        assert_eq!(decompress(CompressionType::Lz4, &frame, usize::MAX, 0).unwrap(), data);
+    }
+
+    #[test]
+    fn lz4_magic_0_uses_the_old_header_checksum() {
+        let data = sample(1000);
+        let mut v0 = BytesMut::new();
+        compress(Compression::lz4(), &data, &mut v0, 0, &mut Compressors::default()).unwrap();
+        let mut v2 = BytesMut::new();
+        compress(Compression::lz4(), &data, &mut v2, 2, &mut Compressors::default()).unwrap();
+        assert_eq!(v0[6], (xxh32(&v0[..6], 0) >> 8) as u8);
+        assert_eq!(v2[6], (xxh32(&v2[4..6], 0) >> 8) as u8);
+        assert_ne!(v0[6], v2[6]);
+        assert_eq!(v0[7..], v2[7..]);
+        // Magic 0 readers accept either checksum; newer readers insist on the correct one.
+        assert_eq!(decompress(CompressionType::Lz4, &v0, usize::MAX, 0).unwrap(), data);
+        assert_eq!(decompress(CompressionType::Lz4, &v2, usize::MAX, 0).unwrap(), data);
+        assert!(decompress(CompressionType::Lz4, &v0, usize::MAX, 1).is_err());
+    }
+
+    #[test]
+    fn snappy_accepts_raw_and_xerial() {
+        let data = sample(100_000);
+        let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        assert_eq!(decompress(CompressionType::Snappy, &raw, usize::MAX, 2).unwrap(), data);
+
+        let mut xerial = BytesMut::new();
+        compress(Compression::Snappy, &data, &mut xerial, 2, &mut Compressors::default()).unwrap();
+        assert_eq!(xerial[..8], XERIAL_MAGIC);
+        assert_eq!(decompress(CompressionType::Snappy, &xerial, usize::MAX, 2).unwrap(), data);
+
+        // Two xerial streams back to back read as one.
+        let mut twice = xerial.to_vec();
+        twice.extend_from_slice(&xerial);
+        let mut expected = data.clone();
+        expected.extend_from_slice(&data);
+        assert_eq!(decompress(CompressionType::Snappy, &twice, usize::MAX, 2).unwrap(), expected);
+    }
+
+    #[test]
+    fn output_limit_is_enforced_for_every_codec() {
+        let zeros = vec![0u8; 4 << 20];
+        for c in [Compression::gzip(), Compression::snappy(), Compression::lz4(), Compression::zstd()] {
+            let mut out = BytesMut::new();
+            compress(c, &zeros, &mut out, 2, &mut Compressors::default()).unwrap();
+            assert!(out.len() < zeros.len() / 10, "{c:?} compressed to {}", out.len());
+            assert!(matches!(decompress(c.codec(), &out, 1 << 20, 2), Err(DecompressError::TooLarge)), "{c:?}");
+            assert_eq!(decompress(c.codec(), &out, 4 << 20, 2).unwrap().len(), 4 << 20);
+        }
+    }
+
+    #[test]
+    fn snappy_declared_length_is_not_trusted() {
+        // A varint claiming 2^31 bytes, followed by almost nothing.
+        let bomb = [0x80, 0x80, 0x80, 0x80, 0x08, 0x00];
+        assert!(matches!(decompress(CompressionType::Snappy, &bomb, usize::MAX, 2), Err(DecompressError::Corrupt(_))));
+        assert!(matches!(decompress(CompressionType::Snappy, &bomb, 1 << 20, 2), Err(DecompressError::TooLarge)));
+    }
+
+    #[test]
+    fn levels_are_validated() {
+        assert!(Compression::Gzip { level: 0 }.validate().is_err());
+        assert!(Compression::Gzip { level: -1 }.validate().is_ok());
+        assert!(Compression::Lz4 { level: 18 }.validate().is_err());
+        assert!(Compression::Zstd { level: 23 }.validate().is_err());
+        assert!(Compression::Zstd { level: -5 }.validate().is_ok());
+        assert_eq!("zstd".parse::<CompressionType>().unwrap(), CompressionType::Zstd);
+        assert!("brotli".parse::<CompressionType>().is_err());
+    }
+}
