@@ -1,7 +1,50 @@
 //! sansa: an Apache Kafka client whose protocol logic is pure and IO-free.
 //!
 //! This crate is the core: the wire protocol (every Kafka API as typed messages generated from
-//! Apache Kafka's own specs, record batches with compression and CRC32C) and, in time, the
-//! client state machines. Runtime adapters drive it on tokio, async-std/smol, or std sockets.
+//! Apache Kafka's own specs, record batches with compression and CRC32C) and the client state
+//! machine [`Client`], which owns connections, API version negotiation, metadata and
+//! coordinator lookups. It never touches a socket, a clock, a thread or the operating
+//! system's randomness: runtime adapters (`sansa-tokio`, `sansa-async-std`, `sansa-blocking`)
+//! drive it, and tests drive it with a virtual clock.
+//!
+//! # The driver loop
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use sansa::{Client, Config, Event, Input, Transmit};
+//!
+//! let mut client = Client::new(Config::new("127.0.0.1:9092").unwrap(), Instant::now());
+//! let id = client.check_version(Instant::now(), sansa::Target::AnyBroker);
+//! loop {
+//!     let now = Instant::now();
+//!     while let Some(t) = client.poll_transmit(now) {
+//!         match t {
+//!             Transmit::Open { conn, address } => { /* connect, later feed Input::Connected or Input::Closed */ }
+//!             Transmit::Send { conn, bytes } => { /* write all bytes to the socket */ }
+//!             Transmit::Close { conn } => { /* drop the socket */ }
+//!             _ => {}
+//!         }
+//!     }
+//!     let deadline = client.poll_timeout();
+//!     while let Some(event) = client.poll_event() {
+//!         if let Event::Versions { id: done, result } = event { assert_eq!(done, id); println!("{result:?}"); return; }
+//!     }
+//!     // Wait for socket readiness, a command, or `deadline`; then, with a fresh `now`:
+//!     //   client.handle_input(now, Input::Received { conn, data })   for bytes read
+//!     //   client.handle_timeout(now)                                 when the deadline passes
+//! #   break;
+//! }
+//! ```
 
+pub mod backoff;
+mod client;
+pub mod cluster;
+pub mod config;
+pub mod connection;
 pub mod protocol;
+pub mod rand;
+
+pub use client::{
+    BrokerVersions, Client, CloseCause, ConnId, Event, Input, Node, RequestError, RequestId, Response, Target, Transmit,
+};
+pub use config::{BrokerAddress, Config, ConfigError};

@@ -1135,7 +1135,18 @@ fn emit_mod(apis: &[Api<'_>], others: &[&Spec]) -> String {
             let spec = if kind == "Request" { a.request } else { a.response };
             let _ = writeln!(out, "ApiKey::{base} => {kind}Body::{base}({}::decode(buf, version)?),", spec.name);
         }
-        let _ = writeln!(out, "}})\n}}\n}}\n");
+        let _ = writeln!(out, "}})\n}}");
+        if kind == "Response" {
+            let _ = writeln!(out, "\n/// The response's top-level error code, for APIs that have one.\npub fn error_code(&self) -> Option<ErrorCode> {{\nmatch self {{");
+            for a in apis {
+                let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
+                if a.response.fields.iter().any(|f| f.name == "ErrorCode" && f.ty == Type::Int16) {
+                    let _ = writeln!(out, "ResponseBody::{base}(m) => Some(m.error_code),");
+                }
+            }
+            let _ = writeln!(out, "_ => None,\n}}\n}}");
+        }
+        let _ = writeln!(out, "}}\n");
         for a in apis {
             let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
             let spec = if kind == "Request" { a.request } else { a.response };

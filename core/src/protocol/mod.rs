@@ -2,6 +2,7 @@
 //! batches, and frame handling.
 
 pub mod frame;
+pub mod kafka_release;
 pub mod message;
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod messages;
