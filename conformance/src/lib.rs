@@ -1,6 +1,7 @@
 //! Conformance material for sansa: golden vectors written by Apache Kafka's Java client
 //! (`conformance/vectors/`), and helpers to read them.
 
+pub mod live;
 pub mod records_json;
 
 use std::path::{Path, PathBuf};

@@ -363,7 +363,7 @@ impl Client {
     /// A client that has not connected anywhere yet; the first command opens connections.
     pub fn new(config: Config, now: Instant) -> Self {
         Client {
-            rng: Rng::new(config.rng_seed),
+            rng: Rng::new(config.rng_seed.unwrap_or(0)),
             next_conn: 0,
             next_request: 0,
             slots: BTreeMap::new(),

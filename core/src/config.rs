@@ -105,9 +105,9 @@ pub struct Config {
     pub client_software_name: String,
     /// Reported to brokers in ApiVersions (`client.software.version`).
     pub client_software_version: String,
-    /// Seed of the core's random choices (jitter, broker picks). Drivers draw it from the
-    /// operating system unless the application pins it; simulations pin it.
-    pub rng_seed: u64,
+    /// Seed of the core's random choices (jitter, broker picks). When `None`, drivers draw
+    /// one from the operating system; simulations pin it.
+    pub rng_seed: Option<u64>,
     /// Properties given to [`Config::from_properties`] that this configuration does not use
     /// (producer or consumer settings, typos); the Java client warns about these.
     pub unused_properties: Vec<String>,
@@ -128,7 +128,7 @@ impl Default for Config {
             max_frame_size: crate::protocol::DEFAULT_MAX_FRAME_SIZE,
             client_software_name: "sansa".into(),
             client_software_version: env!("CARGO_PKG_VERSION").into(),
-            rng_seed: 0,
+            rng_seed: None,
             unused_properties: Vec::new(),
         }
     }
@@ -222,7 +222,7 @@ impl Config {
 
     /// Sets [`Config::rng_seed`].
     pub fn with_rng_seed(mut self, seed: u64) -> Self {
-        self.rng_seed = seed;
+        self.rng_seed = Some(seed);
         self
     }
 

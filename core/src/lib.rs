@@ -41,6 +41,7 @@ mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod driver;
 pub mod protocol;
 pub mod rand;
 
