@@ -35,6 +35,39 @@ conformance/java/run.sh verify "$batches" | grep -v '^ok '
 step "API versions Kafka still marks unstable (feature unstable-versions) round-trip too"
 cargo test -q -p sansa --features unstable-versions --lib protocol::messages 2>&1 | grep -E '^test result' 
 
+step "live suite on all three runtimes against a real 3-broker Kafka ${KAFKA_BOOTSTRAP:+(using KAFKA_BOOTSTRAP)}"
+kafka=conformance/kafka/kafka
+started_kafka=()
+stop_kafka() { for v in "${started_kafka[@]}"; do "$kafka" down --version "$v" >/dev/null 2>&1 || true; done; }
+trap stop_kafka EXIT
+external="${KAFKA_BOOTSTRAP:+yes}"
+if [ -z "$external" ]; then
+  "$kafka" down --version 4.3 --brokers 3 >/dev/null 2>&1 || true
+  started_kafka+=(4.3)
+  KAFKA_BOOTSTRAP="$("$kafka" up --brokers 3 --version 4.3 | tail -n 1)"
+  export KAFKA_BROKERS=3 KAFKA_CRASH_TESTS=1
+fi
+export KAFKA_BOOTSTRAP
+for crate in sansa-tokio sansa-async-std sansa-blocking; do
+  cargo test -q -p "$crate" --test live -- --ignored --test-threads 1 2>&1 | tee target/live-$crate.txt | grep -E '^(test result|live scenario)' || true
+  grep -q 'test result: ok' target/live-$crate.txt || { cat target/live-$crate.txt; exit 1; }
+done
+
+step "sansa check-version against Kafka 4.3 and 3.9"
+cargo build -q -p sansa-cli
+sansa=target/debug/sansa
+out="$("$sansa" check-version -b "$KAFKA_BOOTSTRAP")"; echo "4.3 cluster: $out"
+[ -n "$external" ] || grep -qx 'Apache Kafka 4.3' <<<"$out"
+"$sansa" check-version --verbose -b "$KAFKA_BOOTSTRAP" >target/check-version-4.3.txt
+if grep -q 'unusable\|unknown to sansa' target/check-version-4.3.txt; then cat target/check-version-4.3.txt; exit 1; fi
+"$sansa" metadata -b "$KAFKA_BOOTSTRAP" >/dev/null
+"$sansa" request -b "$KAFKA_BOOTSTRAP" ApiVersions --json '{}' >/dev/null
+started_kafka+=(3.9)
+bootstrap_39="$("$kafka" up --brokers 1 --version 3.9 | tail -n 1)"
+out="$("$sansa" check-version -b "$bootstrap_39")"; echo "3.9 cluster: $out"
+grep -qx 'Apache Kafka 3.9' <<<"$out"
+"$kafka" down --version 3.9 >/dev/null
+
 step "benchmarks compile and run once"
 cargo bench -q -p sansa --bench records -- --test >/dev/null
 

@@ -2,6 +2,7 @@
 //! (`conformance/vectors/`), and helpers to read them.
 
 pub mod live;
+pub mod loopback;
 pub mod records_json;
 
 use std::path::{Path, PathBuf};

@@ -89,6 +89,21 @@ pub enum CloseCause {
     Local(String),
 }
 
+impl From<&std::io::Error> for CloseCause {
+    /// Classifies a socket error the way drivers report it.
+    fn from(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::ConnectionRefused => CloseCause::Refused,
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof => CloseCause::PeerClosed,
+            _ => CloseCause::Io(e.to_string()),
+        }
+    }
+}
+
 /// Inputs from the driver.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -361,6 +376,8 @@ pub struct Client {
 
 impl Client {
     /// A client that has not connected anywhere yet; the first command opens connections.
+    /// Without [`Config::rng_seed`], random choices start from seed 0: drivers fill the seed
+    /// in from the operating system, simulations pin it.
     pub fn new(config: Config, now: Instant) -> Self {
         Client {
             rng: Rng::new(config.rng_seed.unwrap_or(0)),
@@ -459,6 +476,9 @@ impl Client {
     /// connection closes and [`Event::Closed`] is emitted.
     pub fn close(&mut self, now: Instant) {
         self.closing = true;
+        // The client's own metadata refreshes have no one waiting for them.
+        self.pending.retain(|p| !matches!(p.work, Work::Metadata { user: None, .. }));
+        self.schedule.in_flight = false;
         self.pump(now);
     }
 

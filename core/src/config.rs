@@ -226,6 +226,28 @@ impl Config {
         self
     }
 
+    /// Checks what the builder methods cannot: a configuration assembled field by field may
+    /// lack bootstrap servers or hold zero where a positive value is needed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bootstrap_servers.is_empty() {
+            return Err(ConfigError::NoBootstrapServers);
+        }
+        let positive = |key: &str, value: String, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::InvalidValue { key: key.into(), value, reason: "must be greater than zero" })
+            }
+        };
+        positive(
+            "max.in.flight.requests.per.connection",
+            self.max_in_flight_per_connection.to_string(),
+            self.max_in_flight_per_connection > 0,
+        )?;
+        positive("request.timeout.ms", format!("{:?}", self.request_timeout), !self.request_timeout.is_zero())?;
+        positive("max frame size", self.max_frame_size.to_string(), self.max_frame_size > 0)
+    }
+
     /// Builds a configuration from Java-style properties. Keys this configuration does not
     /// use are kept in [`Config::unused_properties`]; malformed values are errors.
     pub fn from_properties<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, ConfigError> {
@@ -299,5 +321,8 @@ mod tests {
             Err(ConfigError::InvalidValue { .. })
         ));
         assert_eq!(Config::from_properties([("client.id", "x")]), Err(ConfigError::NoBootstrapServers));
+        assert_eq!(Config::default().validate(), Err(ConfigError::NoBootstrapServers));
+        assert!(Config::new("a:1").unwrap().validate().is_ok());
+        assert!(Config::new("a:1").unwrap().with_request_timeout(Duration::ZERO).validate().is_err());
     }
 }

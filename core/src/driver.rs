@@ -55,16 +55,44 @@ pub enum Outcome {
     Closed,
 }
 
+impl Outcome {
+    /// The answer to a [`Command::Request`]; `ClientClosed` for any other outcome.
+    pub fn into_response(self) -> Result<Response, RequestError> {
+        match self {
+            Outcome::Response(r) => r,
+            _ => Err(RequestError::ClientClosed),
+        }
+    }
+
+    /// The answer to a [`Command::Metadata`]; `ClientClosed` for any other outcome.
+    pub fn into_metadata(self) -> Result<ClusterMetadata, RequestError> {
+        match self {
+            Outcome::Metadata(r) => r,
+            _ => Err(RequestError::ClientClosed),
+        }
+    }
+
+    /// The answer to a [`Command::CheckVersion`]; `ClientClosed` for any other outcome.
+    pub fn into_versions(self) -> Result<BrokerVersions, RequestError> {
+        match self {
+            Outcome::Versions(r) => r,
+            _ => Err(RequestError::ClientClosed),
+        }
+    }
+}
+
 /// Routes events to waiters of type `W`.
 #[derive(Debug)]
 pub struct Dispatcher<W> {
     waiters: BTreeMap<RequestId, W>,
     close_waiters: Vec<W>,
+    /// Outcomes known without asking the client (closing an already closed client).
+    ready: Vec<(W, Outcome)>,
 }
 
 impl<W> Default for Dispatcher<W> {
     fn default() -> Self {
-        Dispatcher { waiters: BTreeMap::new(), close_waiters: Vec::new() }
+        Dispatcher { waiters: BTreeMap::new(), close_waiters: Vec::new(), ready: Vec::new() }
     }
 }
 
@@ -80,6 +108,11 @@ impl<W> Dispatcher<W> {
             Command::Request { target, body, version } => client.request(now, target, *body, version),
             Command::Metadata { topics } => client.refresh_metadata(now, topics),
             Command::CheckVersion { target } => client.check_version(now, target),
+            Command::Close if client.is_closed() => {
+                // The client emits `Closed` once; later closers are answered at once.
+                self.ready.push((waiter, Outcome::Closed));
+                return;
+            }
             Command::Close => {
                 self.close_waiters.push(waiter);
                 client.close(now);
@@ -92,7 +125,7 @@ impl<W> Dispatcher<W> {
     /// Takes every event from the client and pairs it with its waiter. Events nobody waits for
     /// (the waiter went away) are dropped.
     pub fn drain(&mut self, client: &mut Client) -> Vec<(W, Outcome)> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.ready);
         while let Some(event) = client.poll_event() {
             let (id, outcome) = match event {
                 Event::Response { id, result } => (id, Outcome::Response(result)),
@@ -112,6 +145,6 @@ impl<W> Dispatcher<W> {
 
     /// Whether anyone still waits for an outcome.
     pub fn is_idle(&self) -> bool {
-        self.waiters.is_empty() && self.close_waiters.is_empty()
+        self.waiters.is_empty() && self.close_waiters.is_empty() && self.ready.is_empty()
     }
 }

@@ -556,7 +556,11 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
     } else {
         let _ = writeln!(out, "/// The `{}` structure of `{}`.", s.name, ctx.spec.name);
     }
-    let _ = writeln!(out, "#[derive(Debug, Clone, PartialEq)]\n#[non_exhaustive]\npub struct {} {{", s.name);
+    let _ = writeln!(
+        out,
+        "#[derive(Debug, Clone, PartialEq)]\n#[cfg_attr(feature = \"serde\", derive(serde::Serialize, serde::Deserialize))]\n#[cfg_attr(feature = \"serde\", serde(default))]\n#[non_exhaustive]\npub struct {} {{",
+        s.name
+    );
     for f in &fields {
         let _ = writeln!(out, "{}\npub {}: {},", doc_for_field(ctx, f), field_ident(&f.name), field_rust_type(ctx, f));
     }
@@ -1082,7 +1086,7 @@ fn emit_mod(apis: &[Api<'_>], others: &[&Spec]) -> String {
         let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
         let _ = writeln!(out, "ApiKey::{base} => \"{base}\",");
     }
-    out.push_str("}\n}\n\n/// The versions sansa can speak (unstable ones only with the `unstable-versions` feature).\npub const fn versions(self) -> VersionRange {\nmatch self {\n");
+    out.push_str("}\n}\n\n/// The API with this name (as Kafka spells it, case and `_`/`-` ignored), if known.\npub fn from_name(name: &str) -> Option<ApiKey> {\nlet wanted: String = name.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_lowercase();\nApiKey::ALL.iter().copied().find(|k| k.name().to_ascii_lowercase() == wanted)\n}\n\n/// The versions sansa can speak (unstable ones only with the `unstable-versions` feature).\npub const fn versions(self) -> VersionRange {\nmatch self {\n");
     for a in apis {
         let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
         let _ = writeln!(out, "ApiKey::{base} => <{} as Message>::VERSIONS,", a.request.name);
@@ -1156,6 +1160,19 @@ fn emit_mod(apis: &[Api<'_>], others: &[&Spec]) -> String {
                 spec.name
             );
         }
+        let _ = writeln!(out, "#[cfg(feature = \"serde\")]\nimpl serde::Serialize for {kind}Body {{\nfn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {{\nmatch self {{");
+        for a in apis {
+            let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
+            let _ = writeln!(out, "{kind}Body::{base}(m) => m.serialize(s),");
+        }
+        let _ = writeln!(out, "}}\n}}\n}}\n");
+        let _ = writeln!(out, "#[cfg(feature = \"serde\")]\nimpl {kind}Body {{\n/// Deserializes the body of API `key` (the JSON carries no API tag).\npub fn deserialize_for<'de, D: serde::Deserializer<'de>>(key: ApiKey, d: D) -> Result<Self, D::Error> {{\nuse serde::Deserialize;\nOk(match key {{");
+        for a in apis {
+            let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
+            let spec = if kind == "Request" { a.request } else { a.response };
+            let _ = writeln!(out, "ApiKey::{base} => {kind}Body::{base}({}::deserialize(d)?),", spec.name);
+        }
+        let _ = writeln!(out, "}})\n}}\n}}\n");
     }
     out
 }
@@ -1228,7 +1245,7 @@ fn emit_error_codes(table: &str) -> Result<String, String> {
     for r in &rows {
         let _ = write!(out, "ErrorCode::{}, ", variant(&r.name));
     }
-    out.push_str("];\n}\n\nimpl From<i16> for ErrorCode {\nfn from(code: i16) -> Self {\nErrorCode::from_i16(code)\n}\n}\n\nimpl std::fmt::Display for ErrorCode {\nfn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {\nwrite!(f, \"{} ({}): {}\", self.name(), self.code(), self.description())\n}\n}\n\nimpl std::error::Error for ErrorCode {}\n");
+    out.push_str("];\n}\n\nimpl From<i16> for ErrorCode {\nfn from(code: i16) -> Self {\nErrorCode::from_i16(code)\n}\n}\n\nimpl std::fmt::Display for ErrorCode {\nfn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {\nwrite!(f, \"{} ({}): {}\", self.name(), self.code(), self.description())\n}\n}\n\nimpl std::error::Error for ErrorCode {}\n\n#[cfg(feature = \"serde\")]\nimpl serde::Serialize for ErrorCode {\nfn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {\ns.serialize_i16(self.code())\n}\n}\n\n#[cfg(feature = \"serde\")]\nimpl<'de> serde::Deserialize<'de> for ErrorCode {\nfn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {\n<i16 as serde::Deserialize>::deserialize(d).map(ErrorCode::from_i16)\n}\n}\n");
     Ok(out)
 }
 

@@ -14,4 +14,4 @@ pub use frame::{FrameDecoder, FrameError, DEFAULT_MAX_FRAME_SIZE};
 pub use message::{Codec, Message, Request, Response, VersionRange};
 pub use messages::{ApiKey, ErrorCode, RequestBody, ResponseBody};
 pub use primitives::{DecodeError, EncodeError, RawTaggedField};
-pub use types::{BrokerId, GroupId, ProducerId, StrBytes, TopicName, TransactionalId, Uuid};
+pub use types::{BrokerId, GroupId, InvalidUuid, ProducerId, StrBytes, TopicName, TransactionalId, Uuid};

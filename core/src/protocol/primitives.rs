@@ -451,6 +451,7 @@ pub fn bytes_len(v: Option<&[u8]>, compact: bool) -> usize {
 
 /// A tagged field that this version of sansa does not know, kept so it can be re-encoded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RawTaggedField {
     /// Tag number.
     pub tag: u32,

@@ -122,6 +122,49 @@ impl Uuid {
     }
 }
 
+impl std::str::FromStr for Uuid {
+    type Err = InvalidUuid;
+
+    /// Parses Kafka's form: 22 characters of URL-safe base64 without padding.
+    fn from_str(s: &str) -> Result<Self, InvalidUuid> {
+        let digit = |c: u8| -> Result<u32, InvalidUuid> {
+            Ok(match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'-' => 62,
+                b'_' => 63,
+                _ => return Err(InvalidUuid),
+            }
+            .into())
+        };
+        let chars = s.as_bytes();
+        if chars.len() != 22 {
+            return Err(InvalidUuid);
+        }
+        let mut out = [0u8; 16];
+        let mut o = 0;
+        for chunk in chars.chunks(4) {
+            let mut n = 0u32;
+            for (i, c) in chunk.iter().enumerate() {
+                n |= digit(*c)? << (18 - 6 * i);
+            }
+            for i in 0..chunk.len() - 1 {
+                if o < 16 {
+                    out[o] = (n >> (16 - 8 * i)) as u8;
+                    o += 1;
+                }
+            }
+        }
+        Ok(Uuid(out))
+    }
+}
+
+/// A string that is not a Kafka UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a Kafka UUID (22 characters of URL-safe base64)")]
+pub struct InvalidUuid;
+
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -143,10 +186,41 @@ impl fmt::Debug for Uuid {
     }
 }
 
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::{StrBytes, Uuid};
+
+    impl serde::Serialize for StrBytes {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(self.as_str())
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for StrBytes {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            String::deserialize(d).map(StrBytes::from)
+        }
+    }
+
+    impl serde::Serialize for Uuid {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Uuid {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = String::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        }
+    }
+}
+
 macro_rules! string_newtype {
     ($($(#[$doc:meta])* $name:ident;)*) => {$(
         $(#[$doc])*
         #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
         pub struct $name(pub StrBytes);
 
         impl Deref for $name {
@@ -187,6 +261,7 @@ macro_rules! int_newtype {
     ($($(#[$doc:meta])* $name:ident($ty:ty);)*) => {$(
         $(#[$doc])*
         #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
         pub struct $name(pub $ty);
 
         impl Deref for $name {
@@ -241,5 +316,7 @@ mod tests {
         ]);
         assert_eq!(u.to_string(), "ASNFZ4mrze_-3LqYdlQyEA");
         assert_eq!(Uuid::ZERO.to_string(), "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!("ASNFZ4mrze_-3LqYdlQyEA".parse::<Uuid>().unwrap(), u);
+        assert!("ASNFZ4mrze_-3LqYdlQyE!".parse::<Uuid>().is_err());
     }
 }

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AddOffsetsToTxnRequest` message body, valid in versions 0-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddOffsetsToTxnRequest {
         /// `TransactionalId`: string, versions 0-4; holds a transactionalId.
@@ -185,6 +187,8 @@ pub mod response {
 
     /// The `AddOffsetsToTxnResponse` message body, valid in versions 0-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddOffsetsToTxnResponse {
         /// `ThrottleTimeMs`: int32, versions 0-4.

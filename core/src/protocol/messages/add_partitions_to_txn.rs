@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AddPartitionsToTxnRequest` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddPartitionsToTxnRequest {
         /// `Transactions`: []AddPartitionsToTxnTransaction, versions 4-5.
@@ -295,6 +297,8 @@ pub mod request {
 
     /// The `AddPartitionsToTxnTransaction` structure of `AddPartitionsToTxnRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddPartitionsToTxnTransaction {
         /// `TransactionalId`: string, versions 4-5; holds a transactionalId.
@@ -554,6 +558,8 @@ pub mod request {
 
     /// The `AddPartitionsToTxnTopic` structure of `AddPartitionsToTxnRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddPartitionsToTxnTopic {
         /// `Name`: string, versions 0-5; holds a topicName.
@@ -698,6 +704,8 @@ pub mod response {
 
     /// The `AddPartitionsToTxnResponse` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddPartitionsToTxnResponse {
         /// `ThrottleTimeMs`: int32, versions 0-5.
@@ -912,6 +920,8 @@ pub mod response {
 
     /// The `AddPartitionsToTxnResult` structure of `AddPartitionsToTxnResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddPartitionsToTxnResult {
         /// `TransactionalId`: string, versions 4-5; holds a transactionalId.
@@ -1085,6 +1095,8 @@ pub mod response {
 
     /// The `AddPartitionsToTxnTopicResult` structure of `AddPartitionsToTxnResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddPartitionsToTxnTopicResult {
         /// `Name`: string, versions 0-5; holds a topicName.
@@ -1224,6 +1236,8 @@ pub mod response {
 
     /// The `AddPartitionsToTxnPartitionResult` structure of `AddPartitionsToTxnResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddPartitionsToTxnPartitionResult {
         /// `PartitionIndex`: int32, versions 0-5.

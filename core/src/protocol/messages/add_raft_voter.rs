@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AddRaftVoterRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddRaftVoterRequest {
         /// `ClusterId`: string, versions 0-1; may be null in 0-1.
@@ -225,6 +227,8 @@ pub mod request {
 
     /// The `Listener` structure of `AddRaftVoterRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Listener {
         /// `Name`: string, versions 0-1.
@@ -351,6 +355,8 @@ pub mod response {
 
     /// The `AddRaftVoterResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AddRaftVoterResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AllocateProducerIdsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AllocateProducerIdsRequest {
         /// `BrokerId`: int32, versions 0; holds a brokerId.
@@ -137,6 +139,8 @@ pub mod response {
 
     /// The `AllocateProducerIdsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AllocateProducerIdsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AlterClientQuotasRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterClientQuotasRequest {
         /// `Entries`: []EntryData, versions 0-1.
@@ -138,6 +140,8 @@ pub mod request {
 
     /// The `EntityData` structure of `AlterClientQuotasRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EntityData {
         /// `EntityType`: string, versions 0-1.
@@ -241,6 +245,8 @@ pub mod request {
 
     /// The `OpData` structure of `AlterClientQuotasRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OpData {
         /// `Key`: string, versions 0-1.
@@ -346,6 +352,8 @@ pub mod request {
 
     /// The `EntryData` structure of `AlterClientQuotasRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EntryData {
         /// `Entity`: []EntityData, versions 0-1.
@@ -483,6 +491,8 @@ pub mod response {
 
     /// The `AlterClientQuotasResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterClientQuotasResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -606,6 +616,8 @@ pub mod response {
 
     /// The `EntityData` structure of `AlterClientQuotasResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EntityData {
         /// `EntityType`: string, versions 0-1.
@@ -714,6 +726,8 @@ pub mod response {
 
     /// The `EntryData` structure of `AlterClientQuotasResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EntryData {
         /// `ErrorCode`: int16, versions 0-1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AlterConfigsRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterConfigsRequest {
         /// `Resources`: []AlterConfigsResource, versions 0-2.
@@ -138,6 +140,8 @@ pub mod request {
 
     /// The `AlterableConfig` structure of `AlterConfigsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterableConfig {
         /// `Name`: string, versions 0-2.
@@ -237,6 +241,8 @@ pub mod request {
 
     /// The `AlterConfigsResource` structure of `AlterConfigsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterConfigsResource {
         /// `ResourceType`: int8, versions 0-2.
@@ -393,6 +399,8 @@ pub mod response {
 
     /// The `AlterConfigsResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterConfigsResponse {
         /// `ThrottleTimeMs`: int32, versions 0-2.
@@ -516,6 +524,8 @@ pub mod response {
 
     /// The `AlterConfigsResourceResponse` structure of `AlterConfigsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterConfigsResourceResponse {
         /// `ErrorCode`: int16, versions 0-2.

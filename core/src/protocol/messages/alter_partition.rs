@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AlterPartitionRequest` message body, valid in versions 2-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterPartitionRequest {
         /// `BrokerId`: int32, versions 2-3; holds a brokerId.
@@ -161,6 +163,8 @@ pub mod request {
 
     /// The `BrokerState` structure of `AlterPartitionRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct BrokerState {
         /// `BrokerId`: int32, versions 3; holds a brokerId.
@@ -267,6 +271,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `AlterPartitionRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 2-3.
@@ -482,6 +488,8 @@ pub mod request {
 
     /// The `TopicData` structure of `AlterPartitionRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicId`: uuid, versions 2-3.
@@ -600,6 +608,8 @@ pub mod response {
 
     /// The `AlterPartitionResponse` message body, valid in versions 2-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterPartitionResponse {
         /// `ThrottleTimeMs`: int32, versions 2-3.
@@ -742,6 +752,8 @@ pub mod response {
 
     /// The `PartitionData` structure of `AlterPartitionResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 2-3.
@@ -929,6 +941,8 @@ pub mod response {
 
     /// The `TopicData` structure of `AlterPartitionResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicId`: uuid, versions 2-3.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AlterPartitionReassignmentsRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterPartitionReassignmentsRequest {
         /// `TimeoutMs`: int32, versions 0-1.
@@ -176,6 +178,8 @@ pub mod request {
 
     /// The `ReassignablePartition` structure of `AlterPartitionReassignmentsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReassignablePartition {
         /// `PartitionIndex`: int32, versions 0-1.
@@ -305,6 +309,8 @@ pub mod request {
 
     /// The `ReassignableTopic` structure of `AlterPartitionReassignmentsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReassignableTopic {
         /// `Name`: string, versions 0-1; holds a topicName.
@@ -449,6 +455,8 @@ pub mod response {
 
     /// The `AlterPartitionReassignmentsResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterPartitionReassignmentsResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -641,6 +649,8 @@ pub mod response {
 
     /// The `ReassignablePartitionResponse` structure of `AlterPartitionReassignmentsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReassignablePartitionResponse {
         /// `PartitionIndex`: int32, versions 0-1.
@@ -778,6 +788,8 @@ pub mod response {
 
     /// The `ReassignableTopicResponse` structure of `AlterPartitionReassignmentsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReassignableTopicResponse {
         /// `Name`: string, versions 0-1; holds a topicName.

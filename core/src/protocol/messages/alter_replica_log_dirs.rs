@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AlterReplicaLogDirsRequest` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterReplicaLogDirsRequest {
         /// `Dirs`: []AlterReplicaLogDir, versions 1-2.
@@ -125,6 +127,8 @@ pub mod request {
 
     /// The `AlterReplicaLogDirTopic` structure of `AlterReplicaLogDirsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterReplicaLogDirTopic {
         /// `Name`: string, versions 1-2; holds a topicName.
@@ -255,6 +259,8 @@ pub mod request {
 
     /// The `AlterReplicaLogDir` structure of `AlterReplicaLogDirsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterReplicaLogDir {
         /// `Path`: string, versions 1-2.
@@ -383,6 +389,8 @@ pub mod response {
 
     /// The `AlterReplicaLogDirsResponse` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterReplicaLogDirsResponse {
         /// `ThrottleTimeMs`: int32, versions 1-2.
@@ -506,6 +514,8 @@ pub mod response {
 
     /// The `AlterReplicaLogDirPartitionResult` structure of `AlterReplicaLogDirsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterReplicaLogDirPartitionResult {
         /// `PartitionIndex`: int32, versions 1-2.
@@ -606,6 +616,8 @@ pub mod response {
 
     /// The `AlterReplicaLogDirTopicResult` structure of `AlterReplicaLogDirsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterReplicaLogDirTopicResult {
         /// `TopicName`: string, versions 1-2; holds a topicName.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AlterShareGroupOffsetsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterShareGroupOffsetsRequest {
         /// `GroupId`: string, versions 0; holds a groupId.
@@ -149,6 +151,8 @@ pub mod request {
 
     /// The `AlterShareGroupOffsetsRequestPartition` structure of `AlterShareGroupOffsetsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterShareGroupOffsetsRequestPartition {
         /// `PartitionIndex`: int32, versions 0.
@@ -247,6 +251,8 @@ pub mod request {
 
     /// The `AlterShareGroupOffsetsRequestTopic` structure of `AlterShareGroupOffsetsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterShareGroupOffsetsRequestTopic {
         /// `TopicName`: string, versions 0; holds a topicName.
@@ -404,6 +410,8 @@ pub mod response {
 
     /// The `AlterShareGroupOffsetsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterShareGroupOffsetsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -568,6 +576,8 @@ pub mod response {
 
     /// The `AlterShareGroupOffsetsResponsePartition` structure of `AlterShareGroupOffsetsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterShareGroupOffsetsResponsePartition {
         /// `PartitionIndex`: int32, versions 0.
@@ -705,6 +715,8 @@ pub mod response {
 
     /// The `AlterShareGroupOffsetsResponseTopic` structure of `AlterShareGroupOffsetsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterShareGroupOffsetsResponseTopic {
         /// `TopicName`: string, versions 0; holds a topicName.

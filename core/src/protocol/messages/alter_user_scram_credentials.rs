@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AlterUserScramCredentialsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterUserScramCredentialsRequest {
         /// `Deletions`: []ScramCredentialDeletion, versions 0.
@@ -165,6 +167,8 @@ pub mod request {
 
     /// The `ScramCredentialDeletion` structure of `AlterUserScramCredentialsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ScramCredentialDeletion {
         /// `Name`: string, versions 0.
@@ -265,6 +269,8 @@ pub mod request {
 
     /// The `ScramCredentialUpsertion` structure of `AlterUserScramCredentialsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ScramCredentialUpsertion {
         /// `Name`: string, versions 0.
@@ -460,6 +466,8 @@ pub mod response {
 
     /// The `AlterUserScramCredentialsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterUserScramCredentialsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -587,6 +595,8 @@ pub mod response {
 
     /// The `AlterUserScramCredentialsResult` structure of `AlterUserScramCredentialsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterUserScramCredentialsResult {
         /// `User`: string, versions 0.

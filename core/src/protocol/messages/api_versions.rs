@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ApiVersionsRequest` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ApiVersionsRequest {
         /// `ClientSoftwareName`: string, versions 3-5.
@@ -230,6 +232,8 @@ pub mod response {
 
     /// The `ApiVersionsResponse` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ApiVersionsResponse {
         /// `ErrorCode`: int16, versions 0-5.
@@ -561,6 +565,8 @@ pub mod response {
 
     /// The `ApiVersion` structure of `ApiVersionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ApiVersion {
         /// `ApiKey`: int16, versions 0-5.
@@ -664,6 +670,8 @@ pub mod response {
 
     /// The `SupportedFeatureKey` structure of `ApiVersionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SupportedFeatureKey {
         /// `Name`: string, versions 3-5.
@@ -812,6 +820,8 @@ pub mod response {
 
     /// The `FinalizedFeatureKey` structure of `ApiVersionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FinalizedFeatureKey {
         /// `Name`: string, versions 3-5.

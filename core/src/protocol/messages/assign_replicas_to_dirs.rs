@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `AssignReplicasToDirsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AssignReplicasToDirsRequest {
         /// `BrokerId`: int32, versions 0; holds a brokerId.
@@ -161,6 +163,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `AssignReplicasToDirsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0.
@@ -233,6 +237,8 @@ pub mod request {
 
     /// The `TopicData` structure of `AssignReplicasToDirsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicId`: uuid, versions 0.
@@ -337,6 +343,8 @@ pub mod request {
 
     /// The `DirectoryData` structure of `AssignReplicasToDirsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DirectoryData {
         /// `Id`: uuid, versions 0.
@@ -455,6 +463,8 @@ pub mod response {
 
     /// The `AssignReplicasToDirsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AssignReplicasToDirsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -597,6 +607,8 @@ pub mod response {
 
     /// The `PartitionData` structure of `AssignReplicasToDirsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0.
@@ -683,6 +695,8 @@ pub mod response {
 
     /// The `TopicData` structure of `AssignReplicasToDirsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicId`: uuid, versions 0.
@@ -787,6 +801,8 @@ pub mod response {
 
     /// The `DirectoryData` structure of `AssignReplicasToDirsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DirectoryData {
         /// `Id`: uuid, versions 0.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `BeginQuorumEpochRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct BeginQuorumEpochRequest {
         /// `ClusterId`: string, versions 0-1; may be null in 0-1.
@@ -215,6 +217,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `BeginQuorumEpochRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0-1.
@@ -346,6 +350,8 @@ pub mod request {
 
     /// The `TopicData` structure of `BeginQuorumEpochRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicName`: string, versions 0-1; holds a topicName.
@@ -461,6 +467,8 @@ pub mod request {
 
     /// The `LeaderEndpoint` structure of `BeginQuorumEpochRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct LeaderEndpoint {
         /// `Name`: string, versions 1.
@@ -619,6 +627,8 @@ pub mod response {
 
     /// The `BeginQuorumEpochResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct BeginQuorumEpochResponse {
         /// `ErrorCode`: int16, versions 0-1.
@@ -815,6 +825,8 @@ pub mod response {
 
     /// The `PartitionData` structure of `BeginQuorumEpochResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0-1.
@@ -938,6 +950,8 @@ pub mod response {
 
     /// The `TopicData` structure of `BeginQuorumEpochResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicName`: string, versions 0-1; holds a topicName.
@@ -1053,6 +1067,8 @@ pub mod response {
 
     /// The `NodeEndpoint` structure of `BeginQuorumEpochResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct NodeEndpoint {
         /// `NodeId`: int32, versions 1; holds a brokerId.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `BrokerHeartbeatRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct BrokerHeartbeatRequest {
         /// `BrokerId`: int32, versions 0-2; holds a brokerId.
@@ -336,6 +338,8 @@ pub mod response {
 
     /// The `BrokerHeartbeatResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct BrokerHeartbeatResponse {
         /// `ThrottleTimeMs`: int32, versions 0-2.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `BrokerRegistrationRequest` message body, valid in versions 0-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct BrokerRegistrationRequest {
         /// `BrokerId`: int32, versions 0-4; holds a brokerId.
@@ -328,6 +330,8 @@ pub mod request {
 
     /// The `Listener` structure of `BrokerRegistrationRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Listener {
         /// `Name`: string, versions 0-4.
@@ -465,6 +469,8 @@ pub mod request {
 
     /// The `Feature` structure of `BrokerRegistrationRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Feature {
         /// `Name`: string, versions 0-4.
@@ -594,6 +600,8 @@ pub mod response {
 
     /// The `BrokerRegistrationResponse` message body, valid in versions 0-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct BrokerRegistrationResponse {
         /// `ThrottleTimeMs`: int32, versions 0-4.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ConsumerGroupDescribeRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ConsumerGroupDescribeRequest {
         /// `GroupIds`: []string, versions 0-1; holds a groupId.
@@ -166,6 +168,8 @@ pub mod response {
 
     /// The `ConsumerGroupDescribeResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ConsumerGroupDescribeResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -289,6 +293,8 @@ pub mod response {
 
     /// The `Member` structure of `ConsumerGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Member {
         /// `MemberId`: string, versions 0-1.
@@ -615,6 +621,8 @@ pub mod response {
 
     /// The `DescribedGroup` structure of `ConsumerGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribedGroup {
         /// `ErrorCode`: int16, versions 0-1.
@@ -883,6 +891,8 @@ pub mod response {
 
     /// The `TopicPartitions` structure of `ConsumerGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicPartitions {
         /// `TopicId`: uuid, versions 0-1.
@@ -1023,6 +1033,8 @@ pub mod response {
 
     /// The `Assignment` structure of `ConsumerGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Assignment {
         /// `TopicPartitions`: []TopicPartitions, versions 0-1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ConsumerGroupHeartbeatRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ConsumerGroupHeartbeatRequest {
         /// `GroupId`: string, versions 0-1; holds a groupId.
@@ -380,6 +382,8 @@ pub mod request {
 
     /// The `TopicPartitions` structure of `ConsumerGroupHeartbeatRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicPartitions {
         /// `TopicId`: uuid, versions 0-1.
@@ -498,6 +502,8 @@ pub mod response {
 
     /// The `ConsumerGroupHeartbeatResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ConsumerGroupHeartbeatResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -707,6 +713,8 @@ pub mod response {
 
     /// The `Assignment` structure of `ConsumerGroupHeartbeatResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Assignment {
         /// `TopicPartitions`: []TopicPartitions, versions 0-1.
@@ -798,6 +806,8 @@ pub mod response {
 
     /// The `TopicPartitions` structure of `ConsumerGroupHeartbeatResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicPartitions {
         /// `TopicId`: uuid, versions 0-1.

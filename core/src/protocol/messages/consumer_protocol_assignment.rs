@@ -14,6 +14,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// The `ConsumerProtocolAssignment` message body, valid in versions 0-3.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct ConsumerProtocolAssignment {
     /// `AssignedPartitions`: []TopicPartition, versions 0-3.
@@ -125,6 +127,8 @@ impl Message for ConsumerProtocolAssignment {
 
 /// The `TopicPartition` structure of `ConsumerProtocolAssignment`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct TopicPartition {
     /// `Topic`: string, versions 0-3; holds a topicName.

@@ -14,6 +14,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// The `ConsumerProtocolSubscription` message body, valid in versions 0-3.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct ConsumerProtocolSubscription {
     /// `Topics`: []string, versions 0-3.
@@ -235,6 +237,8 @@ impl Message for ConsumerProtocolSubscription {
 
 /// The `TopicPartition` structure of `ConsumerProtocolSubscription`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct TopicPartition {
     /// `Topic`: string, versions 1-3; holds a topicName.

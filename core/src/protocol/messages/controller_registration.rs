@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ControllerRegistrationRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ControllerRegistrationRequest {
         /// `ControllerId`: int32, versions 0.
@@ -210,6 +212,8 @@ pub mod request {
 
     /// The `Listener` structure of `ControllerRegistrationRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Listener {
         /// `Name`: string, versions 0.
@@ -347,6 +351,8 @@ pub mod request {
 
     /// The `Feature` structure of `ControllerRegistrationRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Feature {
         /// `Name`: string, versions 0.
@@ -476,6 +482,8 @@ pub mod response {
 
     /// The `ControllerRegistrationResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ControllerRegistrationResponse {
         /// `ThrottleTimeMs`: int32, versions 0.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `CreateAclsRequest` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreateAclsRequest {
         /// `Creations`: []AclCreation, versions 1-3.
@@ -125,6 +127,8 @@ pub mod request {
 
     /// The `AclCreation` structure of `CreateAclsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AclCreation {
         /// `ResourceType`: int8, versions 1-3.
@@ -328,6 +332,8 @@ pub mod response {
 
     /// The `CreateAclsResponse` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreateAclsResponse {
         /// `ThrottleTimeMs`: int32, versions 1-3.
@@ -447,6 +453,8 @@ pub mod response {
 
     /// The `AclCreationResult` structure of `CreateAclsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AclCreationResult {
         /// `ErrorCode`: int16, versions 1-3.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `CreateDelegationTokenRequest` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreateDelegationTokenRequest {
         /// `OwnerPrincipalType`: string, versions 3; may be null in 3.
@@ -262,6 +264,8 @@ pub mod request {
 
     /// The `CreatableRenewers` structure of `CreateDelegationTokenRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatableRenewers {
         /// `PrincipalType`: string, versions 1-3.
@@ -396,6 +400,8 @@ pub mod response {
 
     /// The `CreateDelegationTokenResponse` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreateDelegationTokenResponse {
         /// `ErrorCode`: int16, versions 1-3.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `CreatePartitionsRequest` message body, valid in versions 0-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatePartitionsRequest {
         /// `Topics`: []CreatePartitionsTopic, versions 0-3.
@@ -161,6 +163,8 @@ pub mod request {
 
     /// The `CreatePartitionsAssignment` structure of `CreatePartitionsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatePartitionsAssignment {
         /// `BrokerIds`: []int32, versions 0-3; holds a brokerId.
@@ -264,6 +268,8 @@ pub mod request {
 
     /// The `CreatePartitionsTopic` structure of `CreatePartitionsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatePartitionsTopic {
         /// `Name`: string, versions 0-3; holds a topicName.
@@ -424,6 +430,8 @@ pub mod response {
 
     /// The `CreatePartitionsResponse` message body, valid in versions 0-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatePartitionsResponse {
         /// `ThrottleTimeMs`: int32, versions 0-3.
@@ -547,6 +555,8 @@ pub mod response {
 
     /// The `CreatePartitionsTopicResult` structure of `CreatePartitionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatePartitionsTopicResult {
         /// `Name`: string, versions 0-3; holds a topicName.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `CreateTopicsRequest` message body, valid in versions 2-7.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreateTopicsRequest {
         /// `Topics`: []CreatableTopic, versions 2-7.
@@ -161,6 +163,8 @@ pub mod request {
 
     /// The `CreatableReplicaAssignment` structure of `CreateTopicsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatableReplicaAssignment {
         /// `PartitionIndex`: int32, versions 2-7.
@@ -272,6 +276,8 @@ pub mod request {
 
     /// The `CreatableTopicConfig` structure of `CreateTopicsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatableTopicConfig {
         /// `Name`: string, versions 2-7.
@@ -378,6 +384,8 @@ pub mod request {
 
     /// The `CreatableTopic` structure of `CreateTopicsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatableTopic {
         /// `Name`: string, versions 2-7; holds a topicName.
@@ -575,6 +583,8 @@ pub mod response {
 
     /// The `CreateTopicsResponse` message body, valid in versions 2-7.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreateTopicsResponse {
         /// `ThrottleTimeMs`: int32, versions 2-7.
@@ -694,6 +704,8 @@ pub mod response {
 
     /// The `CreatableTopicConfigs` structure of `CreateTopicsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatableTopicConfigs {
         /// `Name`: string, versions 5-7.
@@ -925,6 +937,8 @@ pub mod response {
 
     /// The `CreatableTopicResult` structure of `CreateTopicsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CreatableTopicResult {
         /// `Name`: string, versions 2-7; holds a topicName.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DeleteAclsRequest` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteAclsRequest {
         /// `Filters`: []DeleteAclsFilter, versions 1-3.
@@ -125,6 +127,8 @@ pub mod request {
 
     /// The `DeleteAclsFilter` structure of `DeleteAclsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteAclsFilter {
         /// `ResourceTypeFilter`: int8, versions 1-3.
@@ -343,6 +347,8 @@ pub mod response {
 
     /// The `DeleteAclsResponse` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteAclsResponse {
         /// `ThrottleTimeMs`: int32, versions 1-3.
@@ -466,6 +472,8 @@ pub mod response {
 
     /// The `DeleteAclsMatchingAcl` structure of `DeleteAclsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteAclsMatchingAcl {
         /// `ErrorCode`: int16, versions 1-3.
@@ -706,6 +714,8 @@ pub mod response {
 
     /// The `DeleteAclsFilterResult` structure of `DeleteAclsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteAclsFilterResult {
         /// `ErrorCode`: int16, versions 1-3.

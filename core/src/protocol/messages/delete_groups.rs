@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DeleteGroupsRequest` message body, valid in versions 0-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteGroupsRequest {
         /// `GroupsNames`: []string, versions 0-3; holds a groupId.
@@ -144,6 +146,8 @@ pub mod response {
 
     /// The `DeleteGroupsResponse` message body, valid in versions 0-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteGroupsResponse {
         /// `ThrottleTimeMs`: int32, versions 0-3.
@@ -263,6 +267,8 @@ pub mod response {
 
     /// The `DeletableGroupResult` structure of `DeleteGroupsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeletableGroupResult {
         /// `GroupId`: string, versions 0-3; holds a groupId.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DeleteRecordsRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteRecordsRequest {
         /// `Topics`: []DeleteRecordsTopic, versions 0-2.
@@ -138,6 +140,8 @@ pub mod request {
 
     /// The `DeleteRecordsPartition` structure of `DeleteRecordsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteRecordsPartition {
         /// `PartitionIndex`: int32, versions 0-2.
@@ -226,6 +230,8 @@ pub mod request {
 
     /// The `DeleteRecordsTopic` structure of `DeleteRecordsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteRecordsTopic {
         /// `Name`: string, versions 0-2; holds a topicName.
@@ -358,6 +364,8 @@ pub mod response {
 
     /// The `DeleteRecordsResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteRecordsResponse {
         /// `ThrottleTimeMs`: int32, versions 0-2.
@@ -477,6 +485,8 @@ pub mod response {
 
     /// The `DeleteRecordsPartitionResult` structure of `DeleteRecordsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteRecordsPartitionResult {
         /// `PartitionIndex`: int32, versions 0-2.
@@ -589,6 +599,8 @@ pub mod response {
 
     /// The `DeleteRecordsTopicResult` structure of `DeleteRecordsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteRecordsTopicResult {
         /// `Name`: string, versions 0-2; holds a topicName.

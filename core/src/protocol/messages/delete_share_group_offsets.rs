@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DeleteShareGroupOffsetsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteShareGroupOffsetsRequest {
         /// `GroupId`: string, versions 0; holds a groupId.
@@ -149,6 +151,8 @@ pub mod request {
 
     /// The `DeleteShareGroupOffsetsRequestTopic` structure of `DeleteShareGroupOffsetsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteShareGroupOffsetsRequestTopic {
         /// `TopicName`: string, versions 0; holds a topicName.
@@ -258,6 +262,8 @@ pub mod response {
 
     /// The `DeleteShareGroupOffsetsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteShareGroupOffsetsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -422,6 +428,8 @@ pub mod response {
 
     /// The `DeleteShareGroupOffsetsResponseTopic` structure of `DeleteShareGroupOffsetsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteShareGroupOffsetsResponseTopic {
         /// `TopicName`: string, versions 0; holds a topicName.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DeleteShareGroupStateRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteShareGroupStateRequest {
         /// `GroupId`: string, versions 0.
@@ -149,6 +151,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `DeleteShareGroupStateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `Partition`: int32, versions 0.
@@ -221,6 +225,8 @@ pub mod request {
 
     /// The `DeleteStateData` structure of `DeleteShareGroupStateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteStateData {
         /// `TopicId`: uuid, versions 0.
@@ -339,6 +345,8 @@ pub mod response {
 
     /// The `DeleteShareGroupStateResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteShareGroupStateResponse {
         /// `Results`: []DeleteStateResult, versions 0.
@@ -445,6 +453,8 @@ pub mod response {
 
     /// The `PartitionResult` structure of `DeleteShareGroupStateResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionResult {
         /// `Partition`: int32, versions 0.
@@ -567,6 +577,8 @@ pub mod response {
 
     /// The `DeleteStateResult` structure of `DeleteShareGroupStateResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteStateResult {
         /// `TopicId`: uuid, versions 0.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DeleteTopicsRequest` message body, valid in versions 1-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteTopicsRequest {
         /// `Topics`: []DeleteTopicState, versions 6.
@@ -205,6 +207,8 @@ pub mod request {
 
     /// The `DeleteTopicState` structure of `DeleteTopicsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteTopicState {
         /// `Name`: string, versions 6; may be null in 6; holds a topicName.
@@ -348,6 +352,8 @@ pub mod response {
 
     /// The `DeleteTopicsResponse` message body, valid in versions 1-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeleteTopicsResponse {
         /// `ThrottleTimeMs`: int32, versions 1-6.
@@ -471,6 +477,8 @@ pub mod response {
 
     /// The `DeletableTopicResult` structure of `DeleteTopicsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DeletableTopicResult {
         /// `Name`: string, versions 1-6; may be null in 6; holds a topicName.

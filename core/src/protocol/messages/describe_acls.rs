@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeAclsRequest` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeAclsRequest {
         /// `ResourceTypeFilter`: int8, versions 1-3.
@@ -237,6 +239,8 @@ pub mod response {
 
     /// The `DescribeAclsResponse` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeAclsResponse {
         /// `ThrottleTimeMs`: int32, versions 1-3.
@@ -401,6 +405,8 @@ pub mod response {
 
     /// The `AclDescription` structure of `DescribeAclsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AclDescription {
         /// `Principal`: string, versions 1-3.
@@ -538,6 +544,8 @@ pub mod response {
 
     /// The `DescribeAclsResource` structure of `DescribeAclsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeAclsResource {
         /// `ResourceType`: int8, versions 1-3.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeClientQuotasRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeClientQuotasRequest {
         /// `Components`: []ComponentData, versions 0-1.
@@ -138,6 +140,8 @@ pub mod request {
 
     /// The `ComponentData` structure of `DescribeClientQuotasRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ComponentData {
         /// `EntityType`: string, versions 0-1.
@@ -284,6 +288,8 @@ pub mod response {
 
     /// The `DescribeClientQuotasResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeClientQuotasResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -450,6 +456,8 @@ pub mod response {
 
     /// The `EntityData` structure of `DescribeClientQuotasResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EntityData {
         /// `EntityType`: string, versions 0-1.
@@ -558,6 +566,8 @@ pub mod response {
 
     /// The `ValueData` structure of `DescribeClientQuotasResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ValueData {
         /// `Key`: string, versions 0-1.
@@ -650,6 +660,8 @@ pub mod response {
 
     /// The `EntryData` structure of `DescribeClientQuotasResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EntryData {
         /// `Entity`: []EntityData, versions 0-1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeClusterRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeClusterRequest {
         /// `IncludeClusterAuthorizedOperations`: bool, versions 0-2.
@@ -180,6 +182,8 @@ pub mod response {
 
     /// The `DescribeClusterResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeClusterResponse {
         /// `ThrottleTimeMs`: int32, versions 0-2.
@@ -422,6 +426,8 @@ pub mod response {
 
     /// The `DescribeClusterBroker` structure of `DescribeClusterResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeClusterBroker {
         /// `BrokerId`: int32, versions 0-2; holds a brokerId.

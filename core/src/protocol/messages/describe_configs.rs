@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeConfigsRequest` message body, valid in versions 1-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeConfigsRequest {
         /// `Resources`: []DescribeConfigsResource, versions 1-4.
@@ -173,6 +175,8 @@ pub mod request {
 
     /// The `DescribeConfigsResource` structure of `DescribeConfigsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeConfigsResource {
         /// `ResourceType`: int8, versions 1-4.
@@ -356,6 +360,8 @@ pub mod response {
 
     /// The `DescribeConfigsResponse` message body, valid in versions 1-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeConfigsResponse {
         /// `ThrottleTimeMs`: int32, versions 1-4.
@@ -479,6 +485,8 @@ pub mod response {
 
     /// The `DescribeConfigsSynonym` structure of `DescribeConfigsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeConfigsSynonym {
         /// `Name`: string, versions 1-4.
@@ -609,6 +617,8 @@ pub mod response {
 
     /// The `DescribeConfigsResourceResult` structure of `DescribeConfigsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeConfigsResourceResult {
         /// `Name`: string, versions 1-4.
@@ -899,6 +909,8 @@ pub mod response {
 
     /// The `DescribeConfigsResult` structure of `DescribeConfigsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeConfigsResult {
         /// `ErrorCode`: int16, versions 1-4.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeDelegationTokenRequest` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeDelegationTokenRequest {
         /// `Owners`: []DescribeDelegationTokenOwner, versions 1-3; may be null in 1-3.
@@ -127,6 +129,8 @@ pub mod request {
 
     /// The `DescribeDelegationTokenOwner` structure of `DescribeDelegationTokenRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeDelegationTokenOwner {
         /// `PrincipalType`: string, versions 1-3.
@@ -269,6 +273,8 @@ pub mod response {
 
     /// The `DescribeDelegationTokenResponse` message body, valid in versions 1-3.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeDelegationTokenResponse {
         /// `ErrorCode`: int16, versions 1-3.
@@ -411,6 +417,8 @@ pub mod response {
 
     /// The `DescribedDelegationTokenRenewer` structure of `DescribeDelegationTokenResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribedDelegationTokenRenewer {
         /// `PrincipalType`: string, versions 1-3.
@@ -539,6 +547,8 @@ pub mod response {
 
     /// The `DescribedDelegationToken` structure of `DescribeDelegationTokenResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribedDelegationToken {
         /// `PrincipalType`: string, versions 1-3.

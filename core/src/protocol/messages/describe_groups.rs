@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeGroupsRequest` message body, valid in versions 0-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeGroupsRequest {
         /// `Groups`: []string, versions 0-6; holds a groupId.
@@ -177,6 +179,8 @@ pub mod response {
 
     /// The `DescribeGroupsResponse` message body, valid in versions 0-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeGroupsResponse {
         /// `ThrottleTimeMs`: int32, versions 1-6.
@@ -301,6 +305,8 @@ pub mod response {
 
     /// The `DescribedGroupMember` structure of `DescribeGroupsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribedGroupMember {
         /// `MemberId`: string, versions 0-6.
@@ -560,6 +566,8 @@ pub mod response {
 
     /// The `DescribedGroup` structure of `DescribeGroupsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribedGroup {
         /// `ErrorCode`: int16, versions 0-6.

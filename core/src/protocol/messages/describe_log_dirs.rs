@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeLogDirsRequest` message body, valid in versions 1-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeLogDirsRequest {
         /// `Topics`: []DescribableLogDirTopic, versions 1-5; may be null in 1-5.
@@ -127,6 +129,8 @@ pub mod request {
 
     /// The `DescribableLogDirTopic` structure of `DescribeLogDirsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribableLogDirTopic {
         /// `Topic`: string, versions 1-5; holds a topicName.
@@ -264,6 +268,8 @@ pub mod response {
 
     /// The `DescribeLogDirsResponse` message body, valid in versions 1-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeLogDirsResponse {
         /// `ThrottleTimeMs`: int32, versions 1-5.
@@ -414,6 +420,8 @@ pub mod response {
 
     /// The `DescribeLogDirsPartition` structure of `DescribeLogDirsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeLogDirsPartition {
         /// `PartitionIndex`: int32, versions 1-5.
@@ -540,6 +548,8 @@ pub mod response {
 
     /// The `DescribeLogDirsTopic` structure of `DescribeLogDirsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeLogDirsTopic {
         /// `Name`: string, versions 1-5; holds a topicName.
@@ -658,6 +668,8 @@ pub mod response {
 
     /// The `DescribeLogDirsResult` structure of `DescribeLogDirsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeLogDirsResult {
         /// `ErrorCode`: int16, versions 1-5.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeProducersRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeProducersRequest {
         /// `Topics`: []TopicRequest, versions 0.
@@ -125,6 +127,8 @@ pub mod request {
 
     /// The `TopicRequest` structure of `DescribeProducersRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicRequest {
         /// `Name`: string, versions 0; holds a topicName.
@@ -254,6 +258,8 @@ pub mod response {
 
     /// The `DescribeProducersResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeProducersResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -377,6 +383,8 @@ pub mod response {
 
     /// The `ProducerState` structure of `DescribeProducersResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ProducerState {
         /// `ProducerId`: int64, versions 0; holds a producerId.
@@ -531,6 +539,8 @@ pub mod response {
 
     /// The `PartitionResponse` structure of `DescribeProducersResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionResponse {
         /// `PartitionIndex`: int32, versions 0.
@@ -690,6 +700,8 @@ pub mod response {
 
     /// The `TopicResponse` structure of `DescribeProducersResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicResponse {
         /// `Name`: string, versions 0; holds a topicName.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeQuorumRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeQuorumRequest {
         /// `Topics`: []TopicData, versions 0-2.
@@ -125,6 +127,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `DescribeQuorumRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0-2.
@@ -197,6 +201,8 @@ pub mod request {
 
     /// The `TopicData` structure of `DescribeQuorumRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicName`: string, versions 0-2; holds a topicName.
@@ -326,6 +332,8 @@ pub mod response {
 
     /// The `DescribeQuorumResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeQuorumResponse {
         /// `ErrorCode`: int16, versions 0-2.
@@ -545,6 +553,8 @@ pub mod response {
 
     /// The `PartitionData` structure of `DescribeQuorumResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0-2.
@@ -799,6 +809,8 @@ pub mod response {
 
     /// The `TopicData` structure of `DescribeQuorumResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicName`: string, versions 0-2; holds a topicName.
@@ -914,6 +926,8 @@ pub mod response {
 
     /// The `Listener` structure of `DescribeQuorumResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Listener {
         /// `Name`: string, versions 2.
@@ -1058,6 +1072,8 @@ pub mod response {
 
     /// The `Node` structure of `DescribeQuorumResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Node {
         /// `NodeId`: int32, versions 2; holds a brokerId.
@@ -1183,6 +1199,8 @@ pub mod response {
 
     /// The `ReplicaState` structure of `DescribeQuorumResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReplicaState {
         /// `ReplicaId`: int32, versions 0-2; holds a brokerId.

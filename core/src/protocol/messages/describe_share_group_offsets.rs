@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeShareGroupOffsetsRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeShareGroupOffsetsRequest {
         /// `Groups`: []DescribeShareGroupOffsetsRequestGroup, versions 0-1.
@@ -125,6 +127,8 @@ pub mod request {
 
     /// The `DescribeShareGroupOffsetsRequestTopic` structure of `DescribeShareGroupOffsetsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeShareGroupOffsetsRequestTopic {
         /// `TopicName`: string, versions 0-1; holds a topicName.
@@ -271,6 +275,8 @@ pub mod request {
 
     /// The `DescribeShareGroupOffsetsRequestGroup` structure of `DescribeShareGroupOffsetsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeShareGroupOffsetsRequestGroup {
         /// `GroupId`: string, versions 0-1; holds a groupId.
@@ -432,6 +438,8 @@ pub mod response {
 
     /// The `DescribeShareGroupOffsetsResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeShareGroupOffsetsResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -559,6 +567,8 @@ pub mod response {
 
     /// The `DescribeShareGroupOffsetsResponsePartition` structure of `DescribeShareGroupOffsetsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeShareGroupOffsetsResponsePartition {
         /// `PartitionIndex`: int32, versions 0-1.
@@ -758,6 +768,8 @@ pub mod response {
 
     /// The `DescribeShareGroupOffsetsResponseTopic` structure of `DescribeShareGroupOffsetsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeShareGroupOffsetsResponseTopic {
         /// `TopicName`: string, versions 0-1; holds a topicName.
@@ -917,6 +929,8 @@ pub mod response {
 
     /// The `DescribeShareGroupOffsetsResponseGroup` structure of `DescribeShareGroupOffsetsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeShareGroupOffsetsResponseGroup {
         /// `GroupId`: string, versions 0-1; holds a groupId.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeTopicPartitionsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeTopicPartitionsRequest {
         /// `Topics`: []TopicRequest, versions 0.
@@ -173,6 +175,8 @@ pub mod request {
 
     /// The `TopicRequest` structure of `DescribeTopicPartitionsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicRequest {
         /// `Name`: string, versions 0; holds a topicName.
@@ -252,6 +256,8 @@ pub mod request {
 
     /// The `Cursor` structure of `DescribeTopicPartitionsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Cursor {
         /// `TopicName`: string, versions 0; holds a topicName.
@@ -358,6 +364,8 @@ pub mod response {
 
     /// The `DescribeTopicPartitionsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeTopicPartitionsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -512,6 +520,8 @@ pub mod response {
 
     /// The `DescribeTopicPartitionsResponsePartition` structure of `DescribeTopicPartitionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeTopicPartitionsResponsePartition {
         /// `ErrorCode`: int16, versions 0.
@@ -882,6 +892,8 @@ pub mod response {
 
     /// The `DescribeTopicPartitionsResponseTopic` structure of `DescribeTopicPartitionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeTopicPartitionsResponseTopic {
         /// `ErrorCode`: int16, versions 0.
@@ -1099,6 +1111,8 @@ pub mod response {
 
     /// The `Cursor` structure of `DescribeTopicPartitionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Cursor {
         /// `TopicName`: string, versions 0; holds a topicName.

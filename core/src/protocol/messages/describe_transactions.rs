@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeTransactionsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeTransactionsRequest {
         /// `TransactionalIds`: []string, versions 0; holds a transactionalId.
@@ -145,6 +147,8 @@ pub mod response {
 
     /// The `DescribeTransactionsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeTransactionsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -272,6 +276,8 @@ pub mod response {
 
     /// The `TopicData` structure of `DescribeTransactionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `Topic`: string, versions 0; holds a topicName.
@@ -383,6 +389,8 @@ pub mod response {
 
     /// The `TransactionState` structure of `DescribeTransactionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TransactionState {
         /// `ErrorCode`: int16, versions 0.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `DescribeUserScramCredentialsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeUserScramCredentialsRequest {
         /// `Users`: []UserName, versions 0; may be null in 0.
@@ -127,6 +129,8 @@ pub mod request {
 
     /// The `UserName` structure of `DescribeUserScramCredentialsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct UserName {
         /// `Name`: string, versions 0.
@@ -220,6 +224,8 @@ pub mod response {
 
     /// The `DescribeUserScramCredentialsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeUserScramCredentialsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -389,6 +395,8 @@ pub mod response {
 
     /// The `CredentialInfo` structure of `DescribeUserScramCredentialsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CredentialInfo {
         /// `Mechanism`: int8, versions 0.
@@ -474,6 +482,8 @@ pub mod response {
 
     /// The `DescribeUserScramCredentialsResult` structure of `DescribeUserScramCredentialsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribeUserScramCredentialsResult {
         /// `User`: string, versions 0.

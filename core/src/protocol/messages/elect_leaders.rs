@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ElectLeadersRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ElectLeadersRequest {
         /// `ElectionType`: int8, versions 1-2.
@@ -171,6 +173,8 @@ pub mod request {
 
     /// The `TopicPartitions` structure of `ElectLeadersRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicPartitions {
         /// `Topic`: string, versions 0-2; holds a topicName.
@@ -300,6 +304,8 @@ pub mod response {
 
     /// The `ElectLeadersResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ElectLeadersResponse {
         /// `ThrottleTimeMs`: int32, versions 0-2.
@@ -454,6 +460,8 @@ pub mod response {
 
     /// The `PartitionResult` structure of `ElectLeadersResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionResult {
         /// `PartitionId`: int32, versions 0-2.
@@ -574,6 +582,8 @@ pub mod response {
 
     /// The `ReplicaElectionResult` structure of `ElectLeadersResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReplicaElectionResult {
         /// `Topic`: string, versions 0-2; holds a topicName.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `EndQuorumEpochRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EndQuorumEpochRequest {
         /// `ClusterId`: string, versions 0-1; may be null in 0-1.
@@ -195,6 +197,8 @@ pub mod request {
 
     /// The `ReplicaInfo` structure of `EndQuorumEpochRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReplicaInfo {
         /// `CandidateId`: int32, versions 1; holds a brokerId.
@@ -312,6 +316,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `EndQuorumEpochRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0-1.
@@ -504,6 +510,8 @@ pub mod request {
 
     /// The `TopicData` structure of `EndQuorumEpochRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicName`: string, versions 0-1; holds a topicName.
@@ -619,6 +627,8 @@ pub mod request {
 
     /// The `LeaderEndpoint` structure of `EndQuorumEpochRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct LeaderEndpoint {
         /// `Name`: string, versions 1.
@@ -777,6 +787,8 @@ pub mod response {
 
     /// The `EndQuorumEpochResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EndQuorumEpochResponse {
         /// `ErrorCode`: int16, versions 0-1.
@@ -973,6 +985,8 @@ pub mod response {
 
     /// The `PartitionData` structure of `EndQuorumEpochResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0-1.
@@ -1096,6 +1110,8 @@ pub mod response {
 
     /// The `TopicData` structure of `EndQuorumEpochResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicName`: string, versions 0-1; holds a topicName.
@@ -1211,6 +1227,8 @@ pub mod response {
 
     /// The `NodeEndpoint` structure of `EndQuorumEpochResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct NodeEndpoint {
         /// `NodeId`: int32, versions 1; holds a brokerId.

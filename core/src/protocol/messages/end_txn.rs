@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `EndTxnRequest` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EndTxnRequest {
         /// `TransactionalId`: string, versions 0-5; holds a transactionalId.
@@ -175,6 +177,8 @@ pub mod response {
 
     /// The `EndTxnResponse` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EndTxnResponse {
         /// `ThrottleTimeMs`: int32, versions 0-5.

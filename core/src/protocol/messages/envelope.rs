@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `EnvelopeRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EnvelopeRequest {
         /// `RequestData`: bytes, versions 0.
@@ -174,6 +176,8 @@ pub mod response {
 
     /// The `EnvelopeResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EnvelopeResponse {
         /// `ResponseData`: bytes, versions 0; may be null in 0.

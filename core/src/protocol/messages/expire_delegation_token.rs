@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ExpireDelegationTokenRequest` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ExpireDelegationTokenRequest {
         /// `Hmac`: bytes, versions 1-2.
@@ -148,6 +150,8 @@ pub mod response {
 
     /// The `ExpireDelegationTokenResponse` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ExpireDelegationTokenResponse {
         /// `ErrorCode`: int16, versions 1-2.

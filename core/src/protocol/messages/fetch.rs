@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `FetchRequest` message body, valid in versions 4-18.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FetchRequest {
         /// `ClusterId`: string, versions 12-18; may be null in 12-18; tagged (tag 0) in 12+.
@@ -428,6 +430,8 @@ pub mod request {
 
     /// The `ReplicaState` structure of `FetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReplicaState {
         /// `ReplicaId`: int32, versions 15-18; holds a brokerId.
@@ -534,6 +538,8 @@ pub mod request {
 
     /// The `FetchPartition` structure of `FetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FetchPartition {
         /// `Partition`: int32, versions 4-18.
@@ -778,6 +784,8 @@ pub mod request {
 
     /// The `FetchTopic` structure of `FetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FetchTopic {
         /// `Topic`: string, versions 4-12; holds a topicName.
@@ -919,6 +927,8 @@ pub mod request {
 
     /// The `ForgottenTopic` structure of `FetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ForgottenTopic {
         /// `Topic`: string, versions 7-12; holds a topicName.
@@ -1087,6 +1097,8 @@ pub mod response {
 
     /// The `FetchResponse` message body, valid in versions 4-18.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FetchResponse {
         /// `ThrottleTimeMs`: int32, versions 4-18.
@@ -1323,6 +1335,8 @@ pub mod response {
 
     /// The `EpochEndOffset` structure of `FetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EpochEndOffset {
         /// `Epoch`: int32, versions 12-18.
@@ -1424,6 +1438,8 @@ pub mod response {
 
     /// The `LeaderIdAndEpoch` structure of `FetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct LeaderIdAndEpoch {
         /// `LeaderId`: int32, versions 12-18; holds a brokerId.
@@ -1533,6 +1549,8 @@ pub mod response {
 
     /// The `SnapshotId` structure of `FetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SnapshotId {
         /// `EndOffset`: int64, versions 4-18.
@@ -1618,6 +1636,8 @@ pub mod response {
 
     /// The `AbortedTransaction` structure of `FetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AbortedTransaction {
         /// `ProducerId`: int64, versions 4-18; holds a producerId.
@@ -1706,6 +1726,8 @@ pub mod response {
 
     /// The `PartitionData` structure of `FetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 4-18.
@@ -2078,6 +2100,8 @@ pub mod response {
 
     /// The `FetchableTopicResponse` structure of `FetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FetchableTopicResponse {
         /// `Topic`: string, versions 4-12; holds a topicName.
@@ -2228,6 +2252,8 @@ pub mod response {
 
     /// The `NodeEndpoint` structure of `FetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct NodeEndpoint {
         /// `NodeId`: int32, versions 16-18; holds a brokerId.

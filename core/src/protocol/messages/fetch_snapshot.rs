@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `FetchSnapshotRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FetchSnapshotRequest {
         /// `ClusterId`: string, versions 0-1; may be null in 0-1; tagged (tag 0) in 0+.
@@ -208,6 +210,8 @@ pub mod request {
 
     /// The `SnapshotId` structure of `FetchSnapshotRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SnapshotId {
         /// `EndOffset`: int64, versions 0-1.
@@ -293,6 +297,8 @@ pub mod request {
 
     /// The `PartitionSnapshot` structure of `FetchSnapshotRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionSnapshot {
         /// `Partition`: int32, versions 0-1.
@@ -462,6 +468,8 @@ pub mod request {
 
     /// The `TopicSnapshot` structure of `FetchSnapshotRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicSnapshot {
         /// `Name`: string, versions 0-1; holds a topicName.
@@ -591,6 +599,8 @@ pub mod response {
 
     /// The `FetchSnapshotResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FetchSnapshotResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -802,6 +812,8 @@ pub mod response {
 
     /// The `SnapshotId` structure of `FetchSnapshotResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SnapshotId {
         /// `EndOffset`: int64, versions 0-1.
@@ -887,6 +899,8 @@ pub mod response {
 
     /// The `LeaderIdAndEpoch` structure of `FetchSnapshotResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct LeaderIdAndEpoch {
         /// `LeaderId`: int32, versions 0-1; holds a brokerId.
@@ -975,6 +989,8 @@ pub mod response {
 
     /// The `PartitionSnapshot` structure of `FetchSnapshotResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionSnapshot {
         /// `Index`: int32, versions 0-1.
@@ -1194,6 +1210,8 @@ pub mod response {
 
     /// The `TopicSnapshot` structure of `FetchSnapshotResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicSnapshot {
         /// `Name`: string, versions 0-1; holds a topicName.
@@ -1309,6 +1327,8 @@ pub mod response {
 
     /// The `NodeEndpoint` structure of `FetchSnapshotResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct NodeEndpoint {
         /// `NodeId`: int32, versions 1; holds a brokerId.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `FindCoordinatorRequest` message body, valid in versions 0-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FindCoordinatorRequest {
         /// `Key`: string, versions 0-3.
@@ -222,6 +224,8 @@ pub mod response {
 
     /// The `FindCoordinatorResponse` message body, valid in versions 0-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FindCoordinatorResponse {
         /// `ThrottleTimeMs`: int32, versions 1-6.
@@ -523,6 +527,8 @@ pub mod response {
 
     /// The `Coordinator` structure of `FindCoordinatorResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Coordinator {
         /// `Key`: string, versions 4-6.

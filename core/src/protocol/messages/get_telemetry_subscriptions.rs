@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `GetTelemetrySubscriptionsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct GetTelemetrySubscriptionsRequest {
         /// `ClientInstanceId`: uuid, versions 0.
@@ -120,6 +122,8 @@ pub mod response {
 
     /// The `GetTelemetrySubscriptionsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct GetTelemetrySubscriptionsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.

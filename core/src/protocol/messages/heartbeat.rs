@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `HeartbeatRequest` message body, valid in versions 0-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct HeartbeatRequest {
         /// `GroupId`: string, versions 0-4; holds a groupId.
@@ -217,6 +219,8 @@ pub mod response {
 
     /// The `HeartbeatResponse` message body, valid in versions 0-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct HeartbeatResponse {
         /// `ThrottleTimeMs`: int32, versions 1-4.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `IncrementalAlterConfigsRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct IncrementalAlterConfigsRequest {
         /// `Resources`: []AlterConfigsResource, versions 0-1.
@@ -146,6 +148,8 @@ pub mod request {
 
     /// The `AlterableConfig` structure of `IncrementalAlterConfigsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterableConfig {
         /// `Name`: string, versions 0-1.
@@ -278,6 +282,8 @@ pub mod request {
 
     /// The `AlterConfigsResource` structure of `IncrementalAlterConfigsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterConfigsResource {
         /// `ResourceType`: int8, versions 0-1.
@@ -434,6 +440,8 @@ pub mod response {
 
     /// The `IncrementalAlterConfigsResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct IncrementalAlterConfigsResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -561,6 +569,8 @@ pub mod response {
 
     /// The `AlterConfigsResourceResponse` structure of `IncrementalAlterConfigsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AlterConfigsResourceResponse {
         /// `ErrorCode`: int16, versions 0-1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `InitProducerIdRequest` message body, valid in versions 0-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct InitProducerIdRequest {
         /// `TransactionalId`: string, versions 0-6; may be null in 0-6; holds a transactionalId.
@@ -253,6 +255,8 @@ pub mod response {
 
     /// The `InitProducerIdResponse` message body, valid in versions 0-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct InitProducerIdResponse {
         /// `ThrottleTimeMs`: int32, versions 0-6.

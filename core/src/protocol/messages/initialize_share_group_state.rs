@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `InitializeShareGroupStateRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct InitializeShareGroupStateRequest {
         /// `GroupId`: string, versions 0.
@@ -149,6 +151,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `InitializeShareGroupStateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `Partition`: int32, versions 0.
@@ -252,6 +256,8 @@ pub mod request {
 
     /// The `InitializeStateData` structure of `InitializeShareGroupStateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct InitializeStateData {
         /// `TopicId`: uuid, versions 0.
@@ -379,6 +385,8 @@ pub mod response {
 
     /// The `InitializeShareGroupStateResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct InitializeShareGroupStateResponse {
         /// `Results`: []InitializeStateResult, versions 0.
@@ -485,6 +493,8 @@ pub mod response {
 
     /// The `PartitionResult` structure of `InitializeShareGroupStateResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionResult {
         /// `Partition`: int32, versions 0.
@@ -607,6 +617,8 @@ pub mod response {
 
     /// The `InitializeStateResult` structure of `InitializeShareGroupStateResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct InitializeStateResult {
         /// `TopicId`: uuid, versions 0.

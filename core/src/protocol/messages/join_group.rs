@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `JoinGroupRequest` message body, valid in versions 0-9.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct JoinGroupRequest {
         /// `GroupId`: string, versions 0-9; holds a groupId.
@@ -319,6 +321,8 @@ pub mod request {
 
     /// The `JoinGroupRequestProtocol` structure of `JoinGroupRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct JoinGroupRequestProtocol {
         /// `Name`: string, versions 0-9.
@@ -439,6 +443,8 @@ pub mod response {
 
     /// The `JoinGroupResponse` message body, valid in versions 0-9.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct JoinGroupResponse {
         /// `ThrottleTimeMs`: int32, versions 2-9.
@@ -743,6 +749,8 @@ pub mod response {
 
     /// The `JoinGroupResponseMember` structure of `JoinGroupResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct JoinGroupResponseMember {
         /// `MemberId`: string, versions 0-9.

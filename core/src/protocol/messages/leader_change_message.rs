@@ -14,6 +14,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// The `LeaderChangeMessage` message body, valid in versions 0-1.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct LeaderChangeMessage {
     /// `Version`: int16, versions 0-1.
@@ -187,6 +189,8 @@ impl Message for LeaderChangeMessage {
 
 /// The `Voter` structure of `LeaderChangeMessage`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct Voter {
     /// `VoterId`: int32, versions 0-1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `LeaveGroupRequest` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct LeaveGroupRequest {
         /// `GroupId`: string, versions 0-5; holds a groupId.
@@ -199,6 +201,8 @@ pub mod request {
 
     /// The `MemberIdentity` structure of `LeaveGroupRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct MemberIdentity {
         /// `MemberId`: string, versions 3-5.
@@ -408,6 +412,8 @@ pub mod response {
 
     /// The `LeaveGroupResponse` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct LeaveGroupResponse {
         /// `ThrottleTimeMs`: int32, versions 1-5.
@@ -566,6 +572,8 @@ pub mod response {
 
     /// The `MemberResponse` structure of `LeaveGroupResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct MemberResponse {
         /// `MemberId`: string, versions 3-5.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ListConfigResourcesRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListConfigResourcesRequest {
         /// `ResourceTypes`: []int8, versions 1.
@@ -154,6 +156,8 @@ pub mod response {
 
     /// The `ListConfigResourcesResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListConfigResourcesResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -296,6 +300,8 @@ pub mod response {
 
     /// The `ConfigResource` structure of `ListConfigResourcesResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ConfigResource {
         /// `ResourceName`: string, versions 0-1.

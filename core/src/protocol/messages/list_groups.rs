@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ListGroupsRequest` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListGroupsRequest {
         /// `StatesFilter`: []string, versions 4-5.
@@ -209,6 +211,8 @@ pub mod response {
 
     /// The `ListGroupsResponse` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListGroupsResponse {
         /// `ThrottleTimeMs`: int32, versions 1-5.
@@ -355,6 +359,8 @@ pub mod response {
 
     /// The `ListedGroup` structure of `ListGroupsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListedGroup {
         /// `GroupId`: string, versions 0-5; holds a groupId.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ListOffsetsRequest` message body, valid in versions 1-11.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListOffsetsRequest {
         /// `ReplicaId`: int32, versions 1-11; holds a brokerId.
@@ -188,6 +190,8 @@ pub mod request {
 
     /// The `ListOffsetsPartition` structure of `ListOffsetsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListOffsetsPartition {
         /// `PartitionIndex`: int32, versions 1-11.
@@ -307,6 +311,8 @@ pub mod request {
 
     /// The `ListOffsetsTopic` structure of `ListOffsetsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListOffsetsTopic {
         /// `Name`: string, versions 1-11; holds a topicName.
@@ -439,6 +445,8 @@ pub mod response {
 
     /// The `ListOffsetsResponse` message body, valid in versions 1-11.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListOffsetsResponse {
         /// `ThrottleTimeMs`: int32, versions 2-11.
@@ -562,6 +570,8 @@ pub mod response {
 
     /// The `ListOffsetsPartitionResponse` structure of `ListOffsetsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListOffsetsPartitionResponse {
         /// `PartitionIndex`: int32, versions 1-11.
@@ -719,6 +729,8 @@ pub mod response {
 
     /// The `ListOffsetsTopicResponse` structure of `ListOffsetsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListOffsetsTopicResponse {
         /// `Name`: string, versions 1-11; holds a topicName.

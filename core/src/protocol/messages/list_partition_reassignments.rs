@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ListPartitionReassignmentsRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListPartitionReassignmentsRequest {
         /// `TimeoutMs`: int32, versions 0.
@@ -140,6 +142,8 @@ pub mod request {
 
     /// The `ListPartitionReassignmentsTopics` structure of `ListPartitionReassignmentsRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListPartitionReassignmentsTopics {
         /// `Name`: string, versions 0; holds a topicName.
@@ -300,6 +304,8 @@ pub mod response {
 
     /// The `ListPartitionReassignmentsResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListPartitionReassignmentsResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -469,6 +475,8 @@ pub mod response {
 
     /// The `OngoingPartitionReassignment` structure of `ListPartitionReassignmentsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OngoingPartitionReassignment {
         /// `PartitionIndex`: int32, versions 0.
@@ -695,6 +703,8 @@ pub mod response {
 
     /// The `OngoingTopicReassignment` structure of `ListPartitionReassignmentsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OngoingTopicReassignment {
         /// `Name`: string, versions 0; holds a topicName.

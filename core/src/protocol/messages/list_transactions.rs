@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ListTransactionsRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListTransactionsRequest {
         /// `StateFilters`: []string, versions 0-2.
@@ -269,6 +271,8 @@ pub mod response {
 
     /// The `ListTransactionsResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ListTransactionsResponse {
         /// `ThrottleTimeMs`: int32, versions 0-2.
@@ -450,6 +454,8 @@ pub mod response {
 
     /// The `TransactionState` structure of `ListTransactionsResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TransactionState {
         /// `TransactionalId`: string, versions 0-2; holds a transactionalId.

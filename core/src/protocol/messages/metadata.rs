@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `MetadataRequest` message body, valid in versions 0-13.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct MetadataRequest {
         /// `Topics`: []MetadataRequestTopic, versions 0-13; may be null in 1-13.
@@ -224,6 +226,8 @@ pub mod request {
 
     /// The `MetadataRequestTopic` structure of `MetadataRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct MetadataRequestTopic {
         /// `TopicId`: uuid, versions 10-13.
@@ -355,6 +359,8 @@ pub mod response {
 
     /// The `MetadataResponse` message body, valid in versions 0-13.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct MetadataResponse {
         /// `ThrottleTimeMs`: int32, versions 3-13.
@@ -633,6 +639,8 @@ pub mod response {
 
     /// The `MetadataResponseBroker` structure of `MetadataResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct MetadataResponseBroker {
         /// `NodeId`: int32, versions 0-13; holds a brokerId.
@@ -799,6 +807,8 @@ pub mod response {
 
     /// The `MetadataResponsePartition` structure of `MetadataResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct MetadataResponsePartition {
         /// `ErrorCode`: int16, versions 0-13.
@@ -1050,6 +1060,8 @@ pub mod response {
 
     /// The `MetadataResponseTopic` structure of `MetadataResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct MetadataResponseTopic {
         /// `ErrorCode`: int16, versions 0-13.

@@ -706,6 +706,12 @@ impl ApiKey {
         }
     }
 
+    /// The API with this name (as Kafka spells it, case and `_`/`-` ignored), if known.
+    pub fn from_name(name: &str) -> Option<ApiKey> {
+        let wanted: String = name.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_lowercase();
+        ApiKey::ALL.iter().copied().find(|k| k.name().to_ascii_lowercase() == wanted)
+    }
+
     /// The versions sansa can speak (unstable ones only with the `unstable-versions` feature).
     pub const fn versions(self) -> VersionRange {
         match self {
@@ -2283,6 +2289,274 @@ impl From<UnregisterControllerRequest> for RequestBody {
     }
 }
 
+#[cfg(feature = "serde")]
+impl serde::Serialize for RequestBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RequestBody::Produce(m) => m.serialize(s),
+            RequestBody::Fetch(m) => m.serialize(s),
+            RequestBody::ListOffsets(m) => m.serialize(s),
+            RequestBody::Metadata(m) => m.serialize(s),
+            RequestBody::OffsetCommit(m) => m.serialize(s),
+            RequestBody::OffsetFetch(m) => m.serialize(s),
+            RequestBody::FindCoordinator(m) => m.serialize(s),
+            RequestBody::JoinGroup(m) => m.serialize(s),
+            RequestBody::Heartbeat(m) => m.serialize(s),
+            RequestBody::LeaveGroup(m) => m.serialize(s),
+            RequestBody::SyncGroup(m) => m.serialize(s),
+            RequestBody::DescribeGroups(m) => m.serialize(s),
+            RequestBody::ListGroups(m) => m.serialize(s),
+            RequestBody::SaslHandshake(m) => m.serialize(s),
+            RequestBody::ApiVersions(m) => m.serialize(s),
+            RequestBody::CreateTopics(m) => m.serialize(s),
+            RequestBody::DeleteTopics(m) => m.serialize(s),
+            RequestBody::DeleteRecords(m) => m.serialize(s),
+            RequestBody::InitProducerId(m) => m.serialize(s),
+            RequestBody::OffsetForLeaderEpoch(m) => m.serialize(s),
+            RequestBody::AddPartitionsToTxn(m) => m.serialize(s),
+            RequestBody::AddOffsetsToTxn(m) => m.serialize(s),
+            RequestBody::EndTxn(m) => m.serialize(s),
+            RequestBody::WriteTxnMarkers(m) => m.serialize(s),
+            RequestBody::TxnOffsetCommit(m) => m.serialize(s),
+            RequestBody::DescribeAcls(m) => m.serialize(s),
+            RequestBody::CreateAcls(m) => m.serialize(s),
+            RequestBody::DeleteAcls(m) => m.serialize(s),
+            RequestBody::DescribeConfigs(m) => m.serialize(s),
+            RequestBody::AlterConfigs(m) => m.serialize(s),
+            RequestBody::AlterReplicaLogDirs(m) => m.serialize(s),
+            RequestBody::DescribeLogDirs(m) => m.serialize(s),
+            RequestBody::SaslAuthenticate(m) => m.serialize(s),
+            RequestBody::CreatePartitions(m) => m.serialize(s),
+            RequestBody::CreateDelegationToken(m) => m.serialize(s),
+            RequestBody::RenewDelegationToken(m) => m.serialize(s),
+            RequestBody::ExpireDelegationToken(m) => m.serialize(s),
+            RequestBody::DescribeDelegationToken(m) => m.serialize(s),
+            RequestBody::DeleteGroups(m) => m.serialize(s),
+            RequestBody::ElectLeaders(m) => m.serialize(s),
+            RequestBody::IncrementalAlterConfigs(m) => m.serialize(s),
+            RequestBody::AlterPartitionReassignments(m) => m.serialize(s),
+            RequestBody::ListPartitionReassignments(m) => m.serialize(s),
+            RequestBody::OffsetDelete(m) => m.serialize(s),
+            RequestBody::DescribeClientQuotas(m) => m.serialize(s),
+            RequestBody::AlterClientQuotas(m) => m.serialize(s),
+            RequestBody::DescribeUserScramCredentials(m) => m.serialize(s),
+            RequestBody::AlterUserScramCredentials(m) => m.serialize(s),
+            RequestBody::Vote(m) => m.serialize(s),
+            RequestBody::BeginQuorumEpoch(m) => m.serialize(s),
+            RequestBody::EndQuorumEpoch(m) => m.serialize(s),
+            RequestBody::DescribeQuorum(m) => m.serialize(s),
+            RequestBody::AlterPartition(m) => m.serialize(s),
+            RequestBody::UpdateFeatures(m) => m.serialize(s),
+            RequestBody::Envelope(m) => m.serialize(s),
+            RequestBody::FetchSnapshot(m) => m.serialize(s),
+            RequestBody::DescribeCluster(m) => m.serialize(s),
+            RequestBody::DescribeProducers(m) => m.serialize(s),
+            RequestBody::BrokerRegistration(m) => m.serialize(s),
+            RequestBody::BrokerHeartbeat(m) => m.serialize(s),
+            RequestBody::UnregisterBroker(m) => m.serialize(s),
+            RequestBody::DescribeTransactions(m) => m.serialize(s),
+            RequestBody::ListTransactions(m) => m.serialize(s),
+            RequestBody::AllocateProducerIds(m) => m.serialize(s),
+            RequestBody::ConsumerGroupHeartbeat(m) => m.serialize(s),
+            RequestBody::ConsumerGroupDescribe(m) => m.serialize(s),
+            RequestBody::ControllerRegistration(m) => m.serialize(s),
+            RequestBody::GetTelemetrySubscriptions(m) => m.serialize(s),
+            RequestBody::PushTelemetry(m) => m.serialize(s),
+            RequestBody::AssignReplicasToDirs(m) => m.serialize(s),
+            RequestBody::ListConfigResources(m) => m.serialize(s),
+            RequestBody::DescribeTopicPartitions(m) => m.serialize(s),
+            RequestBody::ShareGroupHeartbeat(m) => m.serialize(s),
+            RequestBody::ShareGroupDescribe(m) => m.serialize(s),
+            RequestBody::ShareFetch(m) => m.serialize(s),
+            RequestBody::ShareAcknowledge(m) => m.serialize(s),
+            RequestBody::AddRaftVoter(m) => m.serialize(s),
+            RequestBody::RemoveRaftVoter(m) => m.serialize(s),
+            RequestBody::UpdateRaftVoter(m) => m.serialize(s),
+            RequestBody::InitializeShareGroupState(m) => m.serialize(s),
+            RequestBody::ReadShareGroupState(m) => m.serialize(s),
+            RequestBody::WriteShareGroupState(m) => m.serialize(s),
+            RequestBody::DeleteShareGroupState(m) => m.serialize(s),
+            RequestBody::ReadShareGroupStateSummary(m) => m.serialize(s),
+            RequestBody::StreamsGroupHeartbeat(m) => m.serialize(s),
+            RequestBody::StreamsGroupDescribe(m) => m.serialize(s),
+            RequestBody::DescribeShareGroupOffsets(m) => m.serialize(s),
+            RequestBody::AlterShareGroupOffsets(m) => m.serialize(s),
+            RequestBody::DeleteShareGroupOffsets(m) => m.serialize(s),
+            RequestBody::StreamsGroupTopologyDescriptionUpdate(m) => m.serialize(s),
+            RequestBody::UnregisterController(m) => m.serialize(s),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl RequestBody {
+    /// Deserializes the body of API `key` (the JSON carries no API tag).
+    pub fn deserialize_for<'de, D: serde::Deserializer<'de>>(key: ApiKey, d: D) -> Result<Self, D::Error> {
+        use serde::Deserialize;
+        Ok(match key {
+            ApiKey::Produce => RequestBody::Produce(ProduceRequest::deserialize(d)?),
+            ApiKey::Fetch => RequestBody::Fetch(FetchRequest::deserialize(d)?),
+            ApiKey::ListOffsets => RequestBody::ListOffsets(ListOffsetsRequest::deserialize(d)?),
+            ApiKey::Metadata => RequestBody::Metadata(MetadataRequest::deserialize(d)?),
+            ApiKey::OffsetCommit => RequestBody::OffsetCommit(OffsetCommitRequest::deserialize(d)?),
+            ApiKey::OffsetFetch => RequestBody::OffsetFetch(OffsetFetchRequest::deserialize(d)?),
+            ApiKey::FindCoordinator => RequestBody::FindCoordinator(FindCoordinatorRequest::deserialize(d)?),
+            ApiKey::JoinGroup => RequestBody::JoinGroup(JoinGroupRequest::deserialize(d)?),
+            ApiKey::Heartbeat => RequestBody::Heartbeat(HeartbeatRequest::deserialize(d)?),
+            ApiKey::LeaveGroup => RequestBody::LeaveGroup(LeaveGroupRequest::deserialize(d)?),
+            ApiKey::SyncGroup => RequestBody::SyncGroup(SyncGroupRequest::deserialize(d)?),
+            ApiKey::DescribeGroups => RequestBody::DescribeGroups(DescribeGroupsRequest::deserialize(d)?),
+            ApiKey::ListGroups => RequestBody::ListGroups(ListGroupsRequest::deserialize(d)?),
+            ApiKey::SaslHandshake => RequestBody::SaslHandshake(SaslHandshakeRequest::deserialize(d)?),
+            ApiKey::ApiVersions => RequestBody::ApiVersions(ApiVersionsRequest::deserialize(d)?),
+            ApiKey::CreateTopics => RequestBody::CreateTopics(CreateTopicsRequest::deserialize(d)?),
+            ApiKey::DeleteTopics => RequestBody::DeleteTopics(DeleteTopicsRequest::deserialize(d)?),
+            ApiKey::DeleteRecords => RequestBody::DeleteRecords(DeleteRecordsRequest::deserialize(d)?),
+            ApiKey::InitProducerId => RequestBody::InitProducerId(InitProducerIdRequest::deserialize(d)?),
+            ApiKey::OffsetForLeaderEpoch => {
+                RequestBody::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::deserialize(d)?)
+            }
+            ApiKey::AddPartitionsToTxn => RequestBody::AddPartitionsToTxn(AddPartitionsToTxnRequest::deserialize(d)?),
+            ApiKey::AddOffsetsToTxn => RequestBody::AddOffsetsToTxn(AddOffsetsToTxnRequest::deserialize(d)?),
+            ApiKey::EndTxn => RequestBody::EndTxn(EndTxnRequest::deserialize(d)?),
+            ApiKey::WriteTxnMarkers => RequestBody::WriteTxnMarkers(WriteTxnMarkersRequest::deserialize(d)?),
+            ApiKey::TxnOffsetCommit => RequestBody::TxnOffsetCommit(TxnOffsetCommitRequest::deserialize(d)?),
+            ApiKey::DescribeAcls => RequestBody::DescribeAcls(DescribeAclsRequest::deserialize(d)?),
+            ApiKey::CreateAcls => RequestBody::CreateAcls(CreateAclsRequest::deserialize(d)?),
+            ApiKey::DeleteAcls => RequestBody::DeleteAcls(DeleteAclsRequest::deserialize(d)?),
+            ApiKey::DescribeConfigs => RequestBody::DescribeConfigs(DescribeConfigsRequest::deserialize(d)?),
+            ApiKey::AlterConfigs => RequestBody::AlterConfigs(AlterConfigsRequest::deserialize(d)?),
+            ApiKey::AlterReplicaLogDirs => {
+                RequestBody::AlterReplicaLogDirs(AlterReplicaLogDirsRequest::deserialize(d)?)
+            }
+            ApiKey::DescribeLogDirs => RequestBody::DescribeLogDirs(DescribeLogDirsRequest::deserialize(d)?),
+            ApiKey::SaslAuthenticate => RequestBody::SaslAuthenticate(SaslAuthenticateRequest::deserialize(d)?),
+            ApiKey::CreatePartitions => RequestBody::CreatePartitions(CreatePartitionsRequest::deserialize(d)?),
+            ApiKey::CreateDelegationToken => {
+                RequestBody::CreateDelegationToken(CreateDelegationTokenRequest::deserialize(d)?)
+            }
+            ApiKey::RenewDelegationToken => {
+                RequestBody::RenewDelegationToken(RenewDelegationTokenRequest::deserialize(d)?)
+            }
+            ApiKey::ExpireDelegationToken => {
+                RequestBody::ExpireDelegationToken(ExpireDelegationTokenRequest::deserialize(d)?)
+            }
+            ApiKey::DescribeDelegationToken => {
+                RequestBody::DescribeDelegationToken(DescribeDelegationTokenRequest::deserialize(d)?)
+            }
+            ApiKey::DeleteGroups => RequestBody::DeleteGroups(DeleteGroupsRequest::deserialize(d)?),
+            ApiKey::ElectLeaders => RequestBody::ElectLeaders(ElectLeadersRequest::deserialize(d)?),
+            ApiKey::IncrementalAlterConfigs => {
+                RequestBody::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::deserialize(d)?)
+            }
+            ApiKey::AlterPartitionReassignments => {
+                RequestBody::AlterPartitionReassignments(AlterPartitionReassignmentsRequest::deserialize(d)?)
+            }
+            ApiKey::ListPartitionReassignments => {
+                RequestBody::ListPartitionReassignments(ListPartitionReassignmentsRequest::deserialize(d)?)
+            }
+            ApiKey::OffsetDelete => RequestBody::OffsetDelete(OffsetDeleteRequest::deserialize(d)?),
+            ApiKey::DescribeClientQuotas => {
+                RequestBody::DescribeClientQuotas(DescribeClientQuotasRequest::deserialize(d)?)
+            }
+            ApiKey::AlterClientQuotas => RequestBody::AlterClientQuotas(AlterClientQuotasRequest::deserialize(d)?),
+            ApiKey::DescribeUserScramCredentials => {
+                RequestBody::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::deserialize(d)?)
+            }
+            ApiKey::AlterUserScramCredentials => {
+                RequestBody::AlterUserScramCredentials(AlterUserScramCredentialsRequest::deserialize(d)?)
+            }
+            ApiKey::Vote => RequestBody::Vote(VoteRequest::deserialize(d)?),
+            ApiKey::BeginQuorumEpoch => RequestBody::BeginQuorumEpoch(BeginQuorumEpochRequest::deserialize(d)?),
+            ApiKey::EndQuorumEpoch => RequestBody::EndQuorumEpoch(EndQuorumEpochRequest::deserialize(d)?),
+            ApiKey::DescribeQuorum => RequestBody::DescribeQuorum(DescribeQuorumRequest::deserialize(d)?),
+            ApiKey::AlterPartition => RequestBody::AlterPartition(AlterPartitionRequest::deserialize(d)?),
+            ApiKey::UpdateFeatures => RequestBody::UpdateFeatures(UpdateFeaturesRequest::deserialize(d)?),
+            ApiKey::Envelope => RequestBody::Envelope(EnvelopeRequest::deserialize(d)?),
+            ApiKey::FetchSnapshot => RequestBody::FetchSnapshot(FetchSnapshotRequest::deserialize(d)?),
+            ApiKey::DescribeCluster => RequestBody::DescribeCluster(DescribeClusterRequest::deserialize(d)?),
+            ApiKey::DescribeProducers => RequestBody::DescribeProducers(DescribeProducersRequest::deserialize(d)?),
+            ApiKey::BrokerRegistration => RequestBody::BrokerRegistration(BrokerRegistrationRequest::deserialize(d)?),
+            ApiKey::BrokerHeartbeat => RequestBody::BrokerHeartbeat(BrokerHeartbeatRequest::deserialize(d)?),
+            ApiKey::UnregisterBroker => RequestBody::UnregisterBroker(UnregisterBrokerRequest::deserialize(d)?),
+            ApiKey::DescribeTransactions => {
+                RequestBody::DescribeTransactions(DescribeTransactionsRequest::deserialize(d)?)
+            }
+            ApiKey::ListTransactions => RequestBody::ListTransactions(ListTransactionsRequest::deserialize(d)?),
+            ApiKey::AllocateProducerIds => {
+                RequestBody::AllocateProducerIds(AllocateProducerIdsRequest::deserialize(d)?)
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                RequestBody::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::deserialize(d)?)
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                RequestBody::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::deserialize(d)?)
+            }
+            ApiKey::ControllerRegistration => {
+                RequestBody::ControllerRegistration(ControllerRegistrationRequest::deserialize(d)?)
+            }
+            ApiKey::GetTelemetrySubscriptions => {
+                RequestBody::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::deserialize(d)?)
+            }
+            ApiKey::PushTelemetry => RequestBody::PushTelemetry(PushTelemetryRequest::deserialize(d)?),
+            ApiKey::AssignReplicasToDirs => {
+                RequestBody::AssignReplicasToDirs(AssignReplicasToDirsRequest::deserialize(d)?)
+            }
+            ApiKey::ListConfigResources => {
+                RequestBody::ListConfigResources(ListConfigResourcesRequest::deserialize(d)?)
+            }
+            ApiKey::DescribeTopicPartitions => {
+                RequestBody::DescribeTopicPartitions(DescribeTopicPartitionsRequest::deserialize(d)?)
+            }
+            ApiKey::ShareGroupHeartbeat => {
+                RequestBody::ShareGroupHeartbeat(ShareGroupHeartbeatRequest::deserialize(d)?)
+            }
+            ApiKey::ShareGroupDescribe => RequestBody::ShareGroupDescribe(ShareGroupDescribeRequest::deserialize(d)?),
+            ApiKey::ShareFetch => RequestBody::ShareFetch(ShareFetchRequest::deserialize(d)?),
+            ApiKey::ShareAcknowledge => RequestBody::ShareAcknowledge(ShareAcknowledgeRequest::deserialize(d)?),
+            ApiKey::AddRaftVoter => RequestBody::AddRaftVoter(AddRaftVoterRequest::deserialize(d)?),
+            ApiKey::RemoveRaftVoter => RequestBody::RemoveRaftVoter(RemoveRaftVoterRequest::deserialize(d)?),
+            ApiKey::UpdateRaftVoter => RequestBody::UpdateRaftVoter(UpdateRaftVoterRequest::deserialize(d)?),
+            ApiKey::InitializeShareGroupState => {
+                RequestBody::InitializeShareGroupState(InitializeShareGroupStateRequest::deserialize(d)?)
+            }
+            ApiKey::ReadShareGroupState => {
+                RequestBody::ReadShareGroupState(ReadShareGroupStateRequest::deserialize(d)?)
+            }
+            ApiKey::WriteShareGroupState => {
+                RequestBody::WriteShareGroupState(WriteShareGroupStateRequest::deserialize(d)?)
+            }
+            ApiKey::DeleteShareGroupState => {
+                RequestBody::DeleteShareGroupState(DeleteShareGroupStateRequest::deserialize(d)?)
+            }
+            ApiKey::ReadShareGroupStateSummary => {
+                RequestBody::ReadShareGroupStateSummary(ReadShareGroupStateSummaryRequest::deserialize(d)?)
+            }
+            ApiKey::StreamsGroupHeartbeat => {
+                RequestBody::StreamsGroupHeartbeat(StreamsGroupHeartbeatRequest::deserialize(d)?)
+            }
+            ApiKey::StreamsGroupDescribe => {
+                RequestBody::StreamsGroupDescribe(StreamsGroupDescribeRequest::deserialize(d)?)
+            }
+            ApiKey::DescribeShareGroupOffsets => {
+                RequestBody::DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest::deserialize(d)?)
+            }
+            ApiKey::AlterShareGroupOffsets => {
+                RequestBody::AlterShareGroupOffsets(AlterShareGroupOffsetsRequest::deserialize(d)?)
+            }
+            ApiKey::DeleteShareGroupOffsets => {
+                RequestBody::DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest::deserialize(d)?)
+            }
+            ApiKey::StreamsGroupTopologyDescriptionUpdate => RequestBody::StreamsGroupTopologyDescriptionUpdate(
+                StreamsGroupTopologyDescriptionUpdateRequest::deserialize(d)?,
+            ),
+            ApiKey::UnregisterController => {
+                RequestBody::UnregisterController(UnregisterControllerRequest::deserialize(d)?)
+            }
+        })
+    }
+}
+
 /// Any response body, tagged by API.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -3687,5 +3961,273 @@ impl From<StreamsGroupTopologyDescriptionUpdateResponse> for ResponseBody {
 impl From<UnregisterControllerResponse> for ResponseBody {
     fn from(m: UnregisterControllerResponse) -> Self {
         ResponseBody::UnregisterController(m)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for ResponseBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ResponseBody::Produce(m) => m.serialize(s),
+            ResponseBody::Fetch(m) => m.serialize(s),
+            ResponseBody::ListOffsets(m) => m.serialize(s),
+            ResponseBody::Metadata(m) => m.serialize(s),
+            ResponseBody::OffsetCommit(m) => m.serialize(s),
+            ResponseBody::OffsetFetch(m) => m.serialize(s),
+            ResponseBody::FindCoordinator(m) => m.serialize(s),
+            ResponseBody::JoinGroup(m) => m.serialize(s),
+            ResponseBody::Heartbeat(m) => m.serialize(s),
+            ResponseBody::LeaveGroup(m) => m.serialize(s),
+            ResponseBody::SyncGroup(m) => m.serialize(s),
+            ResponseBody::DescribeGroups(m) => m.serialize(s),
+            ResponseBody::ListGroups(m) => m.serialize(s),
+            ResponseBody::SaslHandshake(m) => m.serialize(s),
+            ResponseBody::ApiVersions(m) => m.serialize(s),
+            ResponseBody::CreateTopics(m) => m.serialize(s),
+            ResponseBody::DeleteTopics(m) => m.serialize(s),
+            ResponseBody::DeleteRecords(m) => m.serialize(s),
+            ResponseBody::InitProducerId(m) => m.serialize(s),
+            ResponseBody::OffsetForLeaderEpoch(m) => m.serialize(s),
+            ResponseBody::AddPartitionsToTxn(m) => m.serialize(s),
+            ResponseBody::AddOffsetsToTxn(m) => m.serialize(s),
+            ResponseBody::EndTxn(m) => m.serialize(s),
+            ResponseBody::WriteTxnMarkers(m) => m.serialize(s),
+            ResponseBody::TxnOffsetCommit(m) => m.serialize(s),
+            ResponseBody::DescribeAcls(m) => m.serialize(s),
+            ResponseBody::CreateAcls(m) => m.serialize(s),
+            ResponseBody::DeleteAcls(m) => m.serialize(s),
+            ResponseBody::DescribeConfigs(m) => m.serialize(s),
+            ResponseBody::AlterConfigs(m) => m.serialize(s),
+            ResponseBody::AlterReplicaLogDirs(m) => m.serialize(s),
+            ResponseBody::DescribeLogDirs(m) => m.serialize(s),
+            ResponseBody::SaslAuthenticate(m) => m.serialize(s),
+            ResponseBody::CreatePartitions(m) => m.serialize(s),
+            ResponseBody::CreateDelegationToken(m) => m.serialize(s),
+            ResponseBody::RenewDelegationToken(m) => m.serialize(s),
+            ResponseBody::ExpireDelegationToken(m) => m.serialize(s),
+            ResponseBody::DescribeDelegationToken(m) => m.serialize(s),
+            ResponseBody::DeleteGroups(m) => m.serialize(s),
+            ResponseBody::ElectLeaders(m) => m.serialize(s),
+            ResponseBody::IncrementalAlterConfigs(m) => m.serialize(s),
+            ResponseBody::AlterPartitionReassignments(m) => m.serialize(s),
+            ResponseBody::ListPartitionReassignments(m) => m.serialize(s),
+            ResponseBody::OffsetDelete(m) => m.serialize(s),
+            ResponseBody::DescribeClientQuotas(m) => m.serialize(s),
+            ResponseBody::AlterClientQuotas(m) => m.serialize(s),
+            ResponseBody::DescribeUserScramCredentials(m) => m.serialize(s),
+            ResponseBody::AlterUserScramCredentials(m) => m.serialize(s),
+            ResponseBody::Vote(m) => m.serialize(s),
+            ResponseBody::BeginQuorumEpoch(m) => m.serialize(s),
+            ResponseBody::EndQuorumEpoch(m) => m.serialize(s),
+            ResponseBody::DescribeQuorum(m) => m.serialize(s),
+            ResponseBody::AlterPartition(m) => m.serialize(s),
+            ResponseBody::UpdateFeatures(m) => m.serialize(s),
+            ResponseBody::Envelope(m) => m.serialize(s),
+            ResponseBody::FetchSnapshot(m) => m.serialize(s),
+            ResponseBody::DescribeCluster(m) => m.serialize(s),
+            ResponseBody::DescribeProducers(m) => m.serialize(s),
+            ResponseBody::BrokerRegistration(m) => m.serialize(s),
+            ResponseBody::BrokerHeartbeat(m) => m.serialize(s),
+            ResponseBody::UnregisterBroker(m) => m.serialize(s),
+            ResponseBody::DescribeTransactions(m) => m.serialize(s),
+            ResponseBody::ListTransactions(m) => m.serialize(s),
+            ResponseBody::AllocateProducerIds(m) => m.serialize(s),
+            ResponseBody::ConsumerGroupHeartbeat(m) => m.serialize(s),
+            ResponseBody::ConsumerGroupDescribe(m) => m.serialize(s),
+            ResponseBody::ControllerRegistration(m) => m.serialize(s),
+            ResponseBody::GetTelemetrySubscriptions(m) => m.serialize(s),
+            ResponseBody::PushTelemetry(m) => m.serialize(s),
+            ResponseBody::AssignReplicasToDirs(m) => m.serialize(s),
+            ResponseBody::ListConfigResources(m) => m.serialize(s),
+            ResponseBody::DescribeTopicPartitions(m) => m.serialize(s),
+            ResponseBody::ShareGroupHeartbeat(m) => m.serialize(s),
+            ResponseBody::ShareGroupDescribe(m) => m.serialize(s),
+            ResponseBody::ShareFetch(m) => m.serialize(s),
+            ResponseBody::ShareAcknowledge(m) => m.serialize(s),
+            ResponseBody::AddRaftVoter(m) => m.serialize(s),
+            ResponseBody::RemoveRaftVoter(m) => m.serialize(s),
+            ResponseBody::UpdateRaftVoter(m) => m.serialize(s),
+            ResponseBody::InitializeShareGroupState(m) => m.serialize(s),
+            ResponseBody::ReadShareGroupState(m) => m.serialize(s),
+            ResponseBody::WriteShareGroupState(m) => m.serialize(s),
+            ResponseBody::DeleteShareGroupState(m) => m.serialize(s),
+            ResponseBody::ReadShareGroupStateSummary(m) => m.serialize(s),
+            ResponseBody::StreamsGroupHeartbeat(m) => m.serialize(s),
+            ResponseBody::StreamsGroupDescribe(m) => m.serialize(s),
+            ResponseBody::DescribeShareGroupOffsets(m) => m.serialize(s),
+            ResponseBody::AlterShareGroupOffsets(m) => m.serialize(s),
+            ResponseBody::DeleteShareGroupOffsets(m) => m.serialize(s),
+            ResponseBody::StreamsGroupTopologyDescriptionUpdate(m) => m.serialize(s),
+            ResponseBody::UnregisterController(m) => m.serialize(s),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl ResponseBody {
+    /// Deserializes the body of API `key` (the JSON carries no API tag).
+    pub fn deserialize_for<'de, D: serde::Deserializer<'de>>(key: ApiKey, d: D) -> Result<Self, D::Error> {
+        use serde::Deserialize;
+        Ok(match key {
+            ApiKey::Produce => ResponseBody::Produce(ProduceResponse::deserialize(d)?),
+            ApiKey::Fetch => ResponseBody::Fetch(FetchResponse::deserialize(d)?),
+            ApiKey::ListOffsets => ResponseBody::ListOffsets(ListOffsetsResponse::deserialize(d)?),
+            ApiKey::Metadata => ResponseBody::Metadata(MetadataResponse::deserialize(d)?),
+            ApiKey::OffsetCommit => ResponseBody::OffsetCommit(OffsetCommitResponse::deserialize(d)?),
+            ApiKey::OffsetFetch => ResponseBody::OffsetFetch(OffsetFetchResponse::deserialize(d)?),
+            ApiKey::FindCoordinator => ResponseBody::FindCoordinator(FindCoordinatorResponse::deserialize(d)?),
+            ApiKey::JoinGroup => ResponseBody::JoinGroup(JoinGroupResponse::deserialize(d)?),
+            ApiKey::Heartbeat => ResponseBody::Heartbeat(HeartbeatResponse::deserialize(d)?),
+            ApiKey::LeaveGroup => ResponseBody::LeaveGroup(LeaveGroupResponse::deserialize(d)?),
+            ApiKey::SyncGroup => ResponseBody::SyncGroup(SyncGroupResponse::deserialize(d)?),
+            ApiKey::DescribeGroups => ResponseBody::DescribeGroups(DescribeGroupsResponse::deserialize(d)?),
+            ApiKey::ListGroups => ResponseBody::ListGroups(ListGroupsResponse::deserialize(d)?),
+            ApiKey::SaslHandshake => ResponseBody::SaslHandshake(SaslHandshakeResponse::deserialize(d)?),
+            ApiKey::ApiVersions => ResponseBody::ApiVersions(ApiVersionsResponse::deserialize(d)?),
+            ApiKey::CreateTopics => ResponseBody::CreateTopics(CreateTopicsResponse::deserialize(d)?),
+            ApiKey::DeleteTopics => ResponseBody::DeleteTopics(DeleteTopicsResponse::deserialize(d)?),
+            ApiKey::DeleteRecords => ResponseBody::DeleteRecords(DeleteRecordsResponse::deserialize(d)?),
+            ApiKey::InitProducerId => ResponseBody::InitProducerId(InitProducerIdResponse::deserialize(d)?),
+            ApiKey::OffsetForLeaderEpoch => {
+                ResponseBody::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::deserialize(d)?)
+            }
+            ApiKey::AddPartitionsToTxn => ResponseBody::AddPartitionsToTxn(AddPartitionsToTxnResponse::deserialize(d)?),
+            ApiKey::AddOffsetsToTxn => ResponseBody::AddOffsetsToTxn(AddOffsetsToTxnResponse::deserialize(d)?),
+            ApiKey::EndTxn => ResponseBody::EndTxn(EndTxnResponse::deserialize(d)?),
+            ApiKey::WriteTxnMarkers => ResponseBody::WriteTxnMarkers(WriteTxnMarkersResponse::deserialize(d)?),
+            ApiKey::TxnOffsetCommit => ResponseBody::TxnOffsetCommit(TxnOffsetCommitResponse::deserialize(d)?),
+            ApiKey::DescribeAcls => ResponseBody::DescribeAcls(DescribeAclsResponse::deserialize(d)?),
+            ApiKey::CreateAcls => ResponseBody::CreateAcls(CreateAclsResponse::deserialize(d)?),
+            ApiKey::DeleteAcls => ResponseBody::DeleteAcls(DeleteAclsResponse::deserialize(d)?),
+            ApiKey::DescribeConfigs => ResponseBody::DescribeConfigs(DescribeConfigsResponse::deserialize(d)?),
+            ApiKey::AlterConfigs => ResponseBody::AlterConfigs(AlterConfigsResponse::deserialize(d)?),
+            ApiKey::AlterReplicaLogDirs => {
+                ResponseBody::AlterReplicaLogDirs(AlterReplicaLogDirsResponse::deserialize(d)?)
+            }
+            ApiKey::DescribeLogDirs => ResponseBody::DescribeLogDirs(DescribeLogDirsResponse::deserialize(d)?),
+            ApiKey::SaslAuthenticate => ResponseBody::SaslAuthenticate(SaslAuthenticateResponse::deserialize(d)?),
+            ApiKey::CreatePartitions => ResponseBody::CreatePartitions(CreatePartitionsResponse::deserialize(d)?),
+            ApiKey::CreateDelegationToken => {
+                ResponseBody::CreateDelegationToken(CreateDelegationTokenResponse::deserialize(d)?)
+            }
+            ApiKey::RenewDelegationToken => {
+                ResponseBody::RenewDelegationToken(RenewDelegationTokenResponse::deserialize(d)?)
+            }
+            ApiKey::ExpireDelegationToken => {
+                ResponseBody::ExpireDelegationToken(ExpireDelegationTokenResponse::deserialize(d)?)
+            }
+            ApiKey::DescribeDelegationToken => {
+                ResponseBody::DescribeDelegationToken(DescribeDelegationTokenResponse::deserialize(d)?)
+            }
+            ApiKey::DeleteGroups => ResponseBody::DeleteGroups(DeleteGroupsResponse::deserialize(d)?),
+            ApiKey::ElectLeaders => ResponseBody::ElectLeaders(ElectLeadersResponse::deserialize(d)?),
+            ApiKey::IncrementalAlterConfigs => {
+                ResponseBody::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::deserialize(d)?)
+            }
+            ApiKey::AlterPartitionReassignments => {
+                ResponseBody::AlterPartitionReassignments(AlterPartitionReassignmentsResponse::deserialize(d)?)
+            }
+            ApiKey::ListPartitionReassignments => {
+                ResponseBody::ListPartitionReassignments(ListPartitionReassignmentsResponse::deserialize(d)?)
+            }
+            ApiKey::OffsetDelete => ResponseBody::OffsetDelete(OffsetDeleteResponse::deserialize(d)?),
+            ApiKey::DescribeClientQuotas => {
+                ResponseBody::DescribeClientQuotas(DescribeClientQuotasResponse::deserialize(d)?)
+            }
+            ApiKey::AlterClientQuotas => ResponseBody::AlterClientQuotas(AlterClientQuotasResponse::deserialize(d)?),
+            ApiKey::DescribeUserScramCredentials => {
+                ResponseBody::DescribeUserScramCredentials(DescribeUserScramCredentialsResponse::deserialize(d)?)
+            }
+            ApiKey::AlterUserScramCredentials => {
+                ResponseBody::AlterUserScramCredentials(AlterUserScramCredentialsResponse::deserialize(d)?)
+            }
+            ApiKey::Vote => ResponseBody::Vote(VoteResponse::deserialize(d)?),
+            ApiKey::BeginQuorumEpoch => ResponseBody::BeginQuorumEpoch(BeginQuorumEpochResponse::deserialize(d)?),
+            ApiKey::EndQuorumEpoch => ResponseBody::EndQuorumEpoch(EndQuorumEpochResponse::deserialize(d)?),
+            ApiKey::DescribeQuorum => ResponseBody::DescribeQuorum(DescribeQuorumResponse::deserialize(d)?),
+            ApiKey::AlterPartition => ResponseBody::AlterPartition(AlterPartitionResponse::deserialize(d)?),
+            ApiKey::UpdateFeatures => ResponseBody::UpdateFeatures(UpdateFeaturesResponse::deserialize(d)?),
+            ApiKey::Envelope => ResponseBody::Envelope(EnvelopeResponse::deserialize(d)?),
+            ApiKey::FetchSnapshot => ResponseBody::FetchSnapshot(FetchSnapshotResponse::deserialize(d)?),
+            ApiKey::DescribeCluster => ResponseBody::DescribeCluster(DescribeClusterResponse::deserialize(d)?),
+            ApiKey::DescribeProducers => ResponseBody::DescribeProducers(DescribeProducersResponse::deserialize(d)?),
+            ApiKey::BrokerRegistration => ResponseBody::BrokerRegistration(BrokerRegistrationResponse::deserialize(d)?),
+            ApiKey::BrokerHeartbeat => ResponseBody::BrokerHeartbeat(BrokerHeartbeatResponse::deserialize(d)?),
+            ApiKey::UnregisterBroker => ResponseBody::UnregisterBroker(UnregisterBrokerResponse::deserialize(d)?),
+            ApiKey::DescribeTransactions => {
+                ResponseBody::DescribeTransactions(DescribeTransactionsResponse::deserialize(d)?)
+            }
+            ApiKey::ListTransactions => ResponseBody::ListTransactions(ListTransactionsResponse::deserialize(d)?),
+            ApiKey::AllocateProducerIds => {
+                ResponseBody::AllocateProducerIds(AllocateProducerIdsResponse::deserialize(d)?)
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                ResponseBody::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse::deserialize(d)?)
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                ResponseBody::ConsumerGroupDescribe(ConsumerGroupDescribeResponse::deserialize(d)?)
+            }
+            ApiKey::ControllerRegistration => {
+                ResponseBody::ControllerRegistration(ControllerRegistrationResponse::deserialize(d)?)
+            }
+            ApiKey::GetTelemetrySubscriptions => {
+                ResponseBody::GetTelemetrySubscriptions(GetTelemetrySubscriptionsResponse::deserialize(d)?)
+            }
+            ApiKey::PushTelemetry => ResponseBody::PushTelemetry(PushTelemetryResponse::deserialize(d)?),
+            ApiKey::AssignReplicasToDirs => {
+                ResponseBody::AssignReplicasToDirs(AssignReplicasToDirsResponse::deserialize(d)?)
+            }
+            ApiKey::ListConfigResources => {
+                ResponseBody::ListConfigResources(ListConfigResourcesResponse::deserialize(d)?)
+            }
+            ApiKey::DescribeTopicPartitions => {
+                ResponseBody::DescribeTopicPartitions(DescribeTopicPartitionsResponse::deserialize(d)?)
+            }
+            ApiKey::ShareGroupHeartbeat => {
+                ResponseBody::ShareGroupHeartbeat(ShareGroupHeartbeatResponse::deserialize(d)?)
+            }
+            ApiKey::ShareGroupDescribe => ResponseBody::ShareGroupDescribe(ShareGroupDescribeResponse::deserialize(d)?),
+            ApiKey::ShareFetch => ResponseBody::ShareFetch(ShareFetchResponse::deserialize(d)?),
+            ApiKey::ShareAcknowledge => ResponseBody::ShareAcknowledge(ShareAcknowledgeResponse::deserialize(d)?),
+            ApiKey::AddRaftVoter => ResponseBody::AddRaftVoter(AddRaftVoterResponse::deserialize(d)?),
+            ApiKey::RemoveRaftVoter => ResponseBody::RemoveRaftVoter(RemoveRaftVoterResponse::deserialize(d)?),
+            ApiKey::UpdateRaftVoter => ResponseBody::UpdateRaftVoter(UpdateRaftVoterResponse::deserialize(d)?),
+            ApiKey::InitializeShareGroupState => {
+                ResponseBody::InitializeShareGroupState(InitializeShareGroupStateResponse::deserialize(d)?)
+            }
+            ApiKey::ReadShareGroupState => {
+                ResponseBody::ReadShareGroupState(ReadShareGroupStateResponse::deserialize(d)?)
+            }
+            ApiKey::WriteShareGroupState => {
+                ResponseBody::WriteShareGroupState(WriteShareGroupStateResponse::deserialize(d)?)
+            }
+            ApiKey::DeleteShareGroupState => {
+                ResponseBody::DeleteShareGroupState(DeleteShareGroupStateResponse::deserialize(d)?)
+            }
+            ApiKey::ReadShareGroupStateSummary => {
+                ResponseBody::ReadShareGroupStateSummary(ReadShareGroupStateSummaryResponse::deserialize(d)?)
+            }
+            ApiKey::StreamsGroupHeartbeat => {
+                ResponseBody::StreamsGroupHeartbeat(StreamsGroupHeartbeatResponse::deserialize(d)?)
+            }
+            ApiKey::StreamsGroupDescribe => {
+                ResponseBody::StreamsGroupDescribe(StreamsGroupDescribeResponse::deserialize(d)?)
+            }
+            ApiKey::DescribeShareGroupOffsets => {
+                ResponseBody::DescribeShareGroupOffsets(DescribeShareGroupOffsetsResponse::deserialize(d)?)
+            }
+            ApiKey::AlterShareGroupOffsets => {
+                ResponseBody::AlterShareGroupOffsets(AlterShareGroupOffsetsResponse::deserialize(d)?)
+            }
+            ApiKey::DeleteShareGroupOffsets => {
+                ResponseBody::DeleteShareGroupOffsets(DeleteShareGroupOffsetsResponse::deserialize(d)?)
+            }
+            ApiKey::StreamsGroupTopologyDescriptionUpdate => ResponseBody::StreamsGroupTopologyDescriptionUpdate(
+                StreamsGroupTopologyDescriptionUpdateResponse::deserialize(d)?,
+            ),
+            ApiKey::UnregisterController => {
+                ResponseBody::UnregisterController(UnregisterControllerResponse::deserialize(d)?)
+            }
+        })
     }
 }

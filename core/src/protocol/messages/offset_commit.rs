@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `OffsetCommitRequest` message body, valid in versions 2-10.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetCommitRequest {
         /// `GroupId`: string, versions 2-10; holds a groupId.
@@ -263,6 +265,8 @@ pub mod request {
 
     /// The `OffsetCommitRequestPartition` structure of `OffsetCommitRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetCommitRequestPartition {
         /// `PartitionIndex`: int32, versions 2-10.
@@ -416,6 +420,8 @@ pub mod request {
 
     /// The `OffsetCommitRequestTopic` structure of `OffsetCommitRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetCommitRequestTopic {
         /// `Name`: string, versions 2-9; holds a topicName.
@@ -588,6 +594,8 @@ pub mod response {
 
     /// The `OffsetCommitResponse` message body, valid in versions 2-10.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetCommitResponse {
         /// `ThrottleTimeMs`: int32, versions 3-10.
@@ -712,6 +720,8 @@ pub mod response {
 
     /// The `OffsetCommitResponsePartition` structure of `OffsetCommitResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetCommitResponsePartition {
         /// `PartitionIndex`: int32, versions 2-10.
@@ -809,6 +819,8 @@ pub mod response {
 
     /// The `OffsetCommitResponseTopic` structure of `OffsetCommitResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetCommitResponseTopic {
         /// `Name`: string, versions 2-9; holds a topicName.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `OffsetDeleteRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetDeleteRequest {
         /// `GroupId`: string, versions 0; holds a groupId.
@@ -126,6 +128,8 @@ pub mod request {
 
     /// The `OffsetDeleteRequestPartition` structure of `OffsetDeleteRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetDeleteRequestPartition {
         /// `PartitionIndex`: int32, versions 0.
@@ -178,6 +182,8 @@ pub mod request {
 
     /// The `OffsetDeleteRequestTopic` structure of `OffsetDeleteRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetDeleteRequestTopic {
         /// `Name`: string, versions 0; holds a topicName.
@@ -287,6 +293,8 @@ pub mod response {
 
     /// The `OffsetDeleteResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetDeleteResponse {
         /// `ErrorCode`: int16, versions 0.
@@ -406,6 +414,8 @@ pub mod response {
 
     /// The `OffsetDeleteResponsePartition` structure of `OffsetDeleteResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetDeleteResponsePartition {
         /// `PartitionIndex`: int32, versions 0.
@@ -480,6 +490,8 @@ pub mod response {
 
     /// The `OffsetDeleteResponseTopic` structure of `OffsetDeleteResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetDeleteResponseTopic {
         /// `Name`: string, versions 0; holds a topicName.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `OffsetFetchRequest` message body, valid in versions 1-10.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchRequest {
         /// `GroupId`: string, versions 1-7; holds a groupId.
@@ -260,6 +262,8 @@ pub mod request {
 
     /// The `OffsetFetchRequestTopic` structure of `OffsetFetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchRequestTopic {
         /// `Name`: string, versions 1-7; holds a topicName.
@@ -416,6 +420,8 @@ pub mod request {
 
     /// The `OffsetFetchRequestTopics` structure of `OffsetFetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchRequestTopics {
         /// `Name`: string, versions 8-9; holds a topicName.
@@ -595,6 +601,8 @@ pub mod request {
 
     /// The `OffsetFetchRequestGroup` structure of `OffsetFetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchRequestGroup {
         /// `GroupId`: string, versions 8-10; holds a groupId.
@@ -850,6 +858,8 @@ pub mod response {
 
     /// The `OffsetFetchResponse` message body, valid in versions 1-10.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchResponse {
         /// `ThrottleTimeMs`: int32, versions 3-10.
@@ -1062,6 +1072,8 @@ pub mod response {
 
     /// The `OffsetFetchResponsePartition` structure of `OffsetFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchResponsePartition {
         /// `PartitionIndex`: int32, versions 1-7.
@@ -1306,6 +1318,8 @@ pub mod response {
 
     /// The `OffsetFetchResponseTopic` structure of `OffsetFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchResponseTopic {
         /// `Name`: string, versions 1-7; holds a topicName.
@@ -1456,6 +1470,8 @@ pub mod response {
 
     /// The `OffsetFetchResponsePartitions` structure of `OffsetFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchResponsePartitions {
         /// `PartitionIndex`: int32, versions 8-10.
@@ -1700,6 +1716,8 @@ pub mod response {
 
     /// The `OffsetFetchResponseTopics` structure of `OffsetFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchResponseTopics {
         /// `Name`: string, versions 8-9; holds a topicName.
@@ -1880,6 +1898,8 @@ pub mod response {
 
     /// The `OffsetFetchResponseGroup` structure of `OffsetFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetFetchResponseGroup {
         /// `GroupId`: string, versions 8-10; holds a groupId.

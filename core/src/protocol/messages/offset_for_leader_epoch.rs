@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `OffsetForLeaderEpochRequest` message body, valid in versions 2-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetForLeaderEpochRequest {
         /// `ReplicaId`: int32, versions 3-4; holds a brokerId.
@@ -150,6 +152,8 @@ pub mod request {
 
     /// The `OffsetForLeaderPartition` structure of `OffsetForLeaderEpochRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetForLeaderPartition {
         /// `Partition`: int32, versions 2-4.
@@ -262,6 +266,8 @@ pub mod request {
 
     /// The `OffsetForLeaderTopic` structure of `OffsetForLeaderEpochRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetForLeaderTopic {
         /// `Topic`: string, versions 2-4; holds a topicName.
@@ -400,6 +406,8 @@ pub mod response {
 
     /// The `OffsetForLeaderEpochResponse` message body, valid in versions 2-4.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetForLeaderEpochResponse {
         /// `ThrottleTimeMs`: int32, versions 2-4.
@@ -523,6 +531,8 @@ pub mod response {
 
     /// The `EpochEndOffset` structure of `OffsetForLeaderEpochResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EpochEndOffset {
         /// `ErrorCode`: int16, versions 2-4.
@@ -647,6 +657,8 @@ pub mod response {
 
     /// The `OffsetForLeaderTopicResult` structure of `OffsetForLeaderEpochResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct OffsetForLeaderTopicResult {
         /// `Topic`: string, versions 2-4; holds a topicName.

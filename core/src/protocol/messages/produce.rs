@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ProduceRequest` message body, valid in versions 3-13.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ProduceRequest {
         /// `TransactionalId`: string, versions 3-13; may be null in 3-13; holds a transactionalId.
@@ -181,6 +183,8 @@ pub mod request {
 
     /// The `PartitionProduceData` structure of `ProduceRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionProduceData {
         /// `Index`: int32, versions 3-13.
@@ -276,6 +280,8 @@ pub mod request {
 
     /// The `TopicProduceData` structure of `ProduceRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicProduceData {
         /// `Name`: string, versions 3-12; holds a topicName.
@@ -440,6 +446,8 @@ pub mod response {
 
     /// The `ProduceResponse` message body, valid in versions 3-13.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ProduceResponse {
         /// `Responses`: []TopicProduceResponse, versions 3-13.
@@ -630,6 +638,8 @@ pub mod response {
 
     /// The `BatchIndexAndErrorMessage` structure of `ProduceResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct BatchIndexAndErrorMessage {
         /// `BatchIndex`: int32, versions 8-13.
@@ -791,6 +801,8 @@ pub mod response {
 
     /// The `LeaderIdAndEpoch` structure of `ProduceResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct LeaderIdAndEpoch {
         /// `LeaderId`: int32, versions 10-13; holds a brokerId.
@@ -900,6 +912,8 @@ pub mod response {
 
     /// The `PartitionProduceResponse` structure of `ProduceResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionProduceResponse {
         /// `Index`: int32, versions 3-13.
@@ -1198,6 +1212,8 @@ pub mod response {
 
     /// The `TopicProduceResponse` structure of `ProduceResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicProduceResponse {
         /// `Name`: string, versions 3-12; holds a topicName.
@@ -1348,6 +1364,8 @@ pub mod response {
 
     /// The `NodeEndpoint` structure of `ProduceResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct NodeEndpoint {
         /// `NodeId`: int32, versions 10-13; holds a brokerId.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `PushTelemetryRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PushTelemetryRequest {
         /// `ClientInstanceId`: uuid, versions 0.
@@ -193,6 +195,8 @@ pub mod response {
 
     /// The `PushTelemetryResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PushTelemetryResponse {
         /// `ThrottleTimeMs`: int32, versions 0.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ReadShareGroupStateRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReadShareGroupStateRequest {
         /// `GroupId`: string, versions 0.
@@ -149,6 +151,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `ReadShareGroupStateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `Partition`: int32, versions 0.
@@ -234,6 +238,8 @@ pub mod request {
 
     /// The `ReadStateData` structure of `ReadShareGroupStateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReadStateData {
         /// `TopicId`: uuid, versions 0.
@@ -352,6 +358,8 @@ pub mod response {
 
     /// The `ReadShareGroupStateResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReadShareGroupStateResponse {
         /// `Results`: []ReadStateResult, versions 0.
@@ -458,6 +466,8 @@ pub mod response {
 
     /// The `StateBatch` structure of `ReadShareGroupStateResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct StateBatch {
         /// `FirstOffset`: int64, versions 0.
@@ -581,6 +591,8 @@ pub mod response {
 
     /// The `PartitionResult` structure of `ReadShareGroupStateResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionResult {
         /// `Partition`: int32, versions 0.
@@ -767,6 +779,8 @@ pub mod response {
 
     /// The `ReadStateResult` structure of `ReadShareGroupStateResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReadStateResult {
         /// `TopicId`: uuid, versions 0.

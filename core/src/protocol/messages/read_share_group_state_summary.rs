@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ReadShareGroupStateSummaryRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReadShareGroupStateSummaryRequest {
         /// `GroupId`: string, versions 0-1.
@@ -149,6 +151,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `ReadShareGroupStateSummaryRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `Partition`: int32, versions 0-1.
@@ -234,6 +238,8 @@ pub mod request {
 
     /// The `ReadStateSummaryData` structure of `ReadShareGroupStateSummaryRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReadStateSummaryData {
         /// `TopicId`: uuid, versions 0-1.
@@ -362,6 +368,8 @@ pub mod response {
 
     /// The `ReadShareGroupStateSummaryResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReadShareGroupStateSummaryResponse {
         /// `Results`: []ReadStateSummaryResult, versions 0-1.
@@ -468,6 +476,8 @@ pub mod response {
 
     /// The `PartitionResult` structure of `ReadShareGroupStateSummaryResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionResult {
         /// `Partition`: int32, versions 0-1.
@@ -658,6 +668,8 @@ pub mod response {
 
     /// The `ReadStateSummaryResult` structure of `ReadShareGroupStateSummaryResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ReadStateSummaryResult {
         /// `TopicId`: uuid, versions 0-1.

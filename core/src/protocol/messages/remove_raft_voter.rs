@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `RemoveRaftVoterRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct RemoveRaftVoterRequest {
         /// `ClusterId`: string, versions 0; may be null in 0.
@@ -163,6 +165,8 @@ pub mod response {
 
     /// The `RemoveRaftVoterResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct RemoveRaftVoterResponse {
         /// `ThrottleTimeMs`: int32, versions 0.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `RenewDelegationTokenRequest` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct RenewDelegationTokenRequest {
         /// `Hmac`: bytes, versions 1-2.
@@ -140,6 +142,8 @@ pub mod response {
 
     /// The `RenewDelegationTokenResponse` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct RenewDelegationTokenResponse {
         /// `ErrorCode`: int16, versions 1-2.

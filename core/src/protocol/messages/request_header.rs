@@ -14,6 +14,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// The `RequestHeader` message body, valid in versions 1-2.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct RequestHeader {
     /// `RequestApiKey`: int16, versions 1-2.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `SaslAuthenticateRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SaslAuthenticateRequest {
         /// `AuthBytes`: bytes, versions 0-2.
@@ -127,6 +129,8 @@ pub mod response {
 
     /// The `SaslAuthenticateResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SaslAuthenticateResponse {
         /// `ErrorCode`: int16, versions 0-2.

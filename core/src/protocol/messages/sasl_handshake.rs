@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `SaslHandshakeRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SaslHandshakeRequest {
         /// `Mechanism`: string, versions 0-1.
@@ -104,6 +106,8 @@ pub mod response {
 
     /// The `SaslHandshakeResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SaslHandshakeResponse {
         /// `ErrorCode`: int16, versions 0-1.

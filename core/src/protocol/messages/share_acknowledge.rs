@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ShareAcknowledgeRequest` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareAcknowledgeRequest {
         /// `GroupId`: string, versions 1-2; may be null in 1-2; holds a groupId.
@@ -217,6 +219,8 @@ pub mod request {
 
     /// The `AcknowledgementBatch` structure of `ShareAcknowledgeRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AcknowledgementBatch {
         /// `FirstOffset`: int64, versions 1-2.
@@ -353,6 +357,8 @@ pub mod request {
 
     /// The `AcknowledgePartition` structure of `ShareAcknowledgeRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AcknowledgePartition {
         /// `PartitionIndex`: int32, versions 1-2.
@@ -479,6 +485,8 @@ pub mod request {
 
     /// The `AcknowledgeTopic` structure of `ShareAcknowledgeRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AcknowledgeTopic {
         /// `TopicId`: uuid, versions 1-2.
@@ -600,6 +608,8 @@ pub mod response {
 
     /// The `ShareAcknowledgeResponse` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareAcknowledgeResponse {
         /// `ThrottleTimeMs`: int32, versions 1-2.
@@ -818,6 +828,8 @@ pub mod response {
 
     /// The `LeaderIdAndEpoch` structure of `ShareAcknowledgeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct LeaderIdAndEpoch {
         /// `LeaderId`: int32, versions 1-2.
@@ -906,6 +918,8 @@ pub mod response {
 
     /// The `PartitionData` structure of `ShareAcknowledgeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 1-2.
@@ -1045,6 +1059,8 @@ pub mod response {
 
     /// The `ShareAcknowledgeTopicResponse` structure of `ShareAcknowledgeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareAcknowledgeTopicResponse {
         /// `TopicId`: uuid, versions 1-2.
@@ -1163,6 +1179,8 @@ pub mod response {
 
     /// The `NodeEndpoint` structure of `ShareAcknowledgeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct NodeEndpoint {
         /// `NodeId`: int32, versions 1-2; holds a brokerId.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ShareFetchRequest` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareFetchRequest {
         /// `GroupId`: string, versions 1-2; may be null in 1-2; holds a groupId.
@@ -342,6 +344,8 @@ pub mod request {
 
     /// The `AcknowledgementBatch` structure of `ShareFetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AcknowledgementBatch {
         /// `FirstOffset`: int64, versions 1-2.
@@ -472,6 +476,8 @@ pub mod request {
 
     /// The `FetchPartition` structure of `ShareFetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FetchPartition {
         /// `PartitionIndex`: int32, versions 1-2.
@@ -599,6 +605,8 @@ pub mod request {
 
     /// The `FetchTopic` structure of `ShareFetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FetchTopic {
         /// `TopicId`: uuid, versions 1-2.
@@ -703,6 +711,8 @@ pub mod request {
 
     /// The `ForgottenTopic` structure of `ShareFetchRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ForgottenTopic {
         /// `TopicId`: uuid, versions 1-2.
@@ -821,6 +831,8 @@ pub mod response {
 
     /// The `ShareFetchResponse` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareFetchResponse {
         /// `ThrottleTimeMs`: int32, versions 1-2.
@@ -1034,6 +1046,8 @@ pub mod response {
 
     /// The `LeaderIdAndEpoch` structure of `ShareFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct LeaderIdAndEpoch {
         /// `LeaderId`: int32, versions 1-2.
@@ -1122,6 +1136,8 @@ pub mod response {
 
     /// The `AcquiredRecords` structure of `ShareFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct AcquiredRecords {
         /// `FirstOffset`: int64, versions 1-2.
@@ -1225,6 +1241,8 @@ pub mod response {
 
     /// The `PartitionData` structure of `ShareFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 1-2.
@@ -1458,6 +1476,8 @@ pub mod response {
 
     /// The `ShareFetchableTopicResponse` structure of `ShareFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareFetchableTopicResponse {
         /// `TopicId`: uuid, versions 1-2.
@@ -1569,6 +1589,8 @@ pub mod response {
 
     /// The `NodeEndpoint` structure of `ShareFetchResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct NodeEndpoint {
         /// `NodeId`: int32, versions 1-2; holds a brokerId.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ShareGroupDescribeRequest` message body, valid in versions 1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareGroupDescribeRequest {
         /// `GroupIds`: []string, versions 1; holds a groupId.
@@ -166,6 +168,8 @@ pub mod response {
 
     /// The `ShareGroupDescribeResponse` message body, valid in versions 1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareGroupDescribeResponse {
         /// `ThrottleTimeMs`: int32, versions 1.
@@ -289,6 +293,8 @@ pub mod response {
 
     /// The `Member` structure of `ShareGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Member {
         /// `MemberId`: string, versions 1.
@@ -522,6 +528,8 @@ pub mod response {
 
     /// The `DescribedGroup` structure of `ShareGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribedGroup {
         /// `ErrorCode`: int16, versions 1.
@@ -785,6 +793,8 @@ pub mod response {
 
     /// The `TopicPartitions` structure of `ShareGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicPartitions {
         /// `TopicId`: uuid, versions 1.
@@ -924,6 +934,8 @@ pub mod response {
 
     /// The `Assignment` structure of `ShareGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Assignment {
         /// `TopicPartitions`: []TopicPartitions, versions 1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `ShareGroupHeartbeatRequest` message body, valid in versions 1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareGroupHeartbeatRequest {
         /// `GroupId`: string, versions 1; holds a groupId.
@@ -240,6 +242,8 @@ pub mod response {
 
     /// The `ShareGroupHeartbeatResponse` message body, valid in versions 1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct ShareGroupHeartbeatResponse {
         /// `ThrottleTimeMs`: int32, versions 1.
@@ -449,6 +453,8 @@ pub mod response {
 
     /// The `Assignment` structure of `ShareGroupHeartbeatResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Assignment {
         /// `TopicPartitions`: []TopicPartitions, versions 1.
@@ -540,6 +546,8 @@ pub mod response {
 
     /// The `TopicPartitions` structure of `ShareGroupHeartbeatResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicPartitions {
         /// `TopicId`: uuid, versions 1.

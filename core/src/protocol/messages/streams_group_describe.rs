@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `StreamsGroupDescribeRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct StreamsGroupDescribeRequest {
         /// `GroupIds`: []string, versions 0-1; holds a groupId.
@@ -196,6 +198,8 @@ pub mod response {
 
     /// The `StreamsGroupDescribeResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct StreamsGroupDescribeResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -319,6 +323,8 @@ pub mod response {
 
     /// The `Subtopology` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Subtopology {
         /// `SubtopologyId`: string, versions 0-1.
@@ -593,6 +599,8 @@ pub mod response {
 
     /// The `Topology` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Topology {
         /// `Epoch`: int32, versions 0-1.
@@ -700,6 +708,8 @@ pub mod response {
 
     /// The `Member` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Member {
         /// `MemberId`: string, versions 0-1.
@@ -1105,6 +1115,8 @@ pub mod response {
 
     /// The `DescribedGroup` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct DescribedGroup {
         /// `ErrorCode`: int16, versions 0-1.
@@ -1508,6 +1520,8 @@ pub mod response {
 
     /// The `Endpoint` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Endpoint {
         /// `Host`: string, versions 0-1.
@@ -1600,6 +1614,8 @@ pub mod response {
 
     /// The `TaskOffset` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TaskOffset {
         /// `SubtopologyId`: string, versions 0-1.
@@ -1715,6 +1731,8 @@ pub mod response {
 
     /// The `Assignment` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Assignment {
         /// `ActiveTasks`: []TaskIds, versions 0-1.
@@ -1880,6 +1898,8 @@ pub mod response {
 
     /// The `TaskIds` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TaskIds {
         /// `SubtopologyId`: string, versions 0-1.
@@ -1991,6 +2011,8 @@ pub mod response {
 
     /// The `KeyValue` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct KeyValue {
         /// `Key`: string, versions 0-1.
@@ -2090,6 +2112,8 @@ pub mod response {
 
     /// The `TopicInfo` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicInfo {
         /// `Name`: string, versions 0-1; holds a topicName.
@@ -2239,6 +2263,8 @@ pub mod response {
 
     /// The `TopologyDescription` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopologyDescription {
         /// `Subtopologies`: []TopologyDescriptionSubtopology, versions 1.
@@ -2411,6 +2437,8 @@ pub mod response {
 
     /// The `TopologyDescriptionSubtopology` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopologyDescriptionSubtopology {
         /// `SubtopologyId`: string, versions 1.
@@ -2583,6 +2611,8 @@ pub mod response {
 
     /// The `TopologyDescriptionNode` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopologyDescriptionNode {
         /// `Name`: string, versions 1.
@@ -2996,6 +3026,8 @@ pub mod response {
 
     /// The `TopologyDescriptionGlobalStore` structure of `StreamsGroupDescribeResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopologyDescriptionGlobalStore {
         /// `Source`: TopologyDescriptionNode, versions 1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `StreamsGroupHeartbeatRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct StreamsGroupHeartbeatRequest {
         /// `GroupId`: string, versions 0-1; holds a groupId.
@@ -537,6 +539,8 @@ pub mod request {
 
     /// The `CopartitionGroup` structure of `StreamsGroupHeartbeatRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CopartitionGroup {
         /// `SourceTopics`: []int16, versions 0-1.
@@ -725,6 +729,8 @@ pub mod request {
 
     /// The `Subtopology` structure of `StreamsGroupHeartbeatRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Subtopology {
         /// `SubtopologyId`: string, versions 0-1.
@@ -1081,6 +1087,8 @@ pub mod request {
 
     /// The `Topology` structure of `StreamsGroupHeartbeatRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Topology {
         /// `Epoch`: int32, versions 0-1.
@@ -1185,6 +1193,8 @@ pub mod request {
 
     /// The `KeyValue` structure of `StreamsGroupHeartbeatRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct KeyValue {
         /// `Key`: string, versions 0-1.
@@ -1284,6 +1294,8 @@ pub mod request {
 
     /// The `TopicInfo` structure of `StreamsGroupHeartbeatRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicInfo {
         /// `Name`: string, versions 0-1; holds a topicName.
@@ -1433,6 +1445,8 @@ pub mod request {
 
     /// The `Endpoint` structure of `StreamsGroupHeartbeatRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Endpoint {
         /// `Host`: string, versions 0-1.
@@ -1525,6 +1539,8 @@ pub mod request {
 
     /// The `TaskOffset` structure of `StreamsGroupHeartbeatRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TaskOffset {
         /// `SubtopologyId`: string, versions 0-1.
@@ -1640,6 +1656,8 @@ pub mod request {
 
     /// The `TaskIds` structure of `StreamsGroupHeartbeatRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TaskIds {
         /// `SubtopologyId`: string, versions 0-1.
@@ -1765,6 +1783,8 @@ pub mod response {
 
     /// The `StreamsGroupHeartbeatResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct StreamsGroupHeartbeatResponse {
         /// `ThrottleTimeMs`: int32, versions 0-1.
@@ -2238,6 +2258,8 @@ pub mod response {
 
     /// The `EndpointToPartitions` structure of `StreamsGroupHeartbeatResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct EndpointToPartitions {
         /// `UserEndpoint`: Endpoint, versions 0-1.
@@ -2412,6 +2434,8 @@ pub mod response {
 
     /// The `Status` structure of `StreamsGroupHeartbeatResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Status {
         /// `StatusCode`: int8, versions 0-1.
@@ -2504,6 +2528,8 @@ pub mod response {
 
     /// The `TopicPartition` structure of `StreamsGroupHeartbeatResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicPartition {
         /// `Topic`: string, versions 0-1; holds a topicName.
@@ -2619,6 +2645,8 @@ pub mod response {
 
     /// The `TaskIds` structure of `StreamsGroupHeartbeatResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TaskIds {
         /// `SubtopologyId`: string, versions 0-1.
@@ -2735,6 +2763,8 @@ pub mod response {
 
     /// The `Endpoint` structure of `StreamsGroupHeartbeatResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Endpoint {
         /// `Host`: string, versions 0-1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `StreamsGroupTopologyDescriptionUpdateRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct StreamsGroupTopologyDescriptionUpdateRequest {
         /// `GroupId`: string, versions 0; holds a groupId.
@@ -185,6 +187,8 @@ pub mod request {
 
     /// The `TopologyDescription` structure of `StreamsGroupTopologyDescriptionUpdateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopologyDescription {
         /// `Subtopologies`: []TopologyDescriptionSubtopology, versions 0.
@@ -341,6 +345,8 @@ pub mod request {
 
     /// The `TopologyDescriptionSubtopology` structure of `StreamsGroupTopologyDescriptionUpdateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopologyDescriptionSubtopology {
         /// `SubtopologyId`: string, versions 0.
@@ -483,6 +489,8 @@ pub mod request {
 
     /// The `TopologyDescriptionNode` structure of `StreamsGroupTopologyDescriptionUpdateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopologyDescriptionNode {
         /// `Name`: string, versions 0.
@@ -812,6 +820,8 @@ pub mod request {
 
     /// The `TopologyDescriptionGlobalStore` structure of `StreamsGroupTopologyDescriptionUpdateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopologyDescriptionGlobalStore {
         /// `Source`: TopologyDescriptionNode, versions 0.
@@ -924,6 +934,8 @@ pub mod response {
 
     /// The `StreamsGroupTopologyDescriptionUpdateResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct StreamsGroupTopologyDescriptionUpdateResponse {
         /// `ThrottleTimeMs`: int32, versions 0.

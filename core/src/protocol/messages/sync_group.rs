@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `SyncGroupRequest` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SyncGroupRequest {
         /// `GroupId`: string, versions 0-5; holds a groupId.
@@ -323,6 +325,8 @@ pub mod request {
 
     /// The `SyncGroupRequestAssignment` structure of `SyncGroupRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SyncGroupRequestAssignment {
         /// `MemberId`: string, versions 0-5.
@@ -448,6 +452,8 @@ pub mod response {
 
     /// The `SyncGroupResponse` message body, valid in versions 0-5.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct SyncGroupResponse {
         /// `ThrottleTimeMs`: int32, versions 1-5.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `TxnOffsetCommitRequest` message body, valid in versions 0-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TxnOffsetCommitRequest {
         /// `TransactionalId`: string, versions 0-6; holds a transactionalId.
@@ -319,6 +321,8 @@ pub mod request {
 
     /// The `TxnOffsetCommitRequestPartition` structure of `TxnOffsetCommitRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TxnOffsetCommitRequestPartition {
         /// `PartitionIndex`: int32, versions 0-6.
@@ -477,6 +481,8 @@ pub mod request {
 
     /// The `TxnOffsetCommitRequestTopic` structure of `TxnOffsetCommitRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TxnOffsetCommitRequestTopic {
         /// `Name`: string, versions 0-5; holds a topicName.
@@ -656,6 +662,8 @@ pub mod response {
 
     /// The `TxnOffsetCommitResponse` message body, valid in versions 0-6.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TxnOffsetCommitResponse {
         /// `ThrottleTimeMs`: int32, versions 0-6.
@@ -779,6 +787,8 @@ pub mod response {
 
     /// The `TxnOffsetCommitResponsePartition` structure of `TxnOffsetCommitResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TxnOffsetCommitResponsePartition {
         /// `PartitionIndex`: int32, versions 0-6.
@@ -879,6 +889,8 @@ pub mod response {
 
     /// The `TxnOffsetCommitResponseTopic` structure of `TxnOffsetCommitResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TxnOffsetCommitResponseTopic {
         /// `Name`: string, versions 0-5; holds a topicName.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `UnregisterBrokerRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct UnregisterBrokerRequest {
         /// `BrokerId`: int32, versions 0; holds a brokerId.
@@ -120,6 +122,8 @@ pub mod response {
 
     /// The `UnregisterBrokerResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct UnregisterBrokerResponse {
         /// `ThrottleTimeMs`: int32, versions 0.

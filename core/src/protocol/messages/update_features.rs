@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `UpdateFeaturesRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct UpdateFeaturesRequest {
         /// `timeoutMs`: int32, versions 0-2.
@@ -173,6 +175,8 @@ pub mod request {
 
     /// The `FeatureUpdateKey` structure of `UpdateFeaturesRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct FeatureUpdateKey {
         /// `Feature`: string, versions 0-2.
@@ -341,6 +345,8 @@ pub mod response {
 
     /// The `UpdateFeaturesResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct UpdateFeaturesResponse {
         /// `ThrottleTimeMs`: int32, versions 0-2.
@@ -513,6 +519,8 @@ pub mod response {
 
     /// The `UpdatableFeatureResult` structure of `UpdateFeaturesResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct UpdatableFeatureResult {
         /// `Feature`: string, versions 0-2.

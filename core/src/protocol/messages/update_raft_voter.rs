@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `UpdateRaftVoterRequest` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct UpdateRaftVoterRequest {
         /// `ClusterId`: string, versions 0; may be null in 0.
@@ -216,6 +218,8 @@ pub mod request {
 
     /// The `Listener` structure of `UpdateRaftVoterRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct Listener {
         /// `Name`: string, versions 0.
@@ -328,6 +332,8 @@ pub mod request {
 
     /// The `KRaftVersionFeature` structure of `UpdateRaftVoterRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct KRaftVersionFeature {
         /// `MinSupportedVersion`: int16, versions 0.
@@ -440,6 +446,8 @@ pub mod response {
 
     /// The `UpdateRaftVoterResponse` message body, valid in versions 0.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct UpdateRaftVoterResponse {
         /// `ThrottleTimeMs`: int32, versions 0.
@@ -591,6 +599,8 @@ pub mod response {
 
     /// The `CurrentLeader` structure of `UpdateRaftVoterResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct CurrentLeader {
         /// `LeaderId`: int32, versions 0; holds a brokerId.

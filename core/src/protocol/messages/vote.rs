@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `VoteRequest` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct VoteRequest {
         /// `ClusterId`: string, versions 0-2; may be null in 0-2.
@@ -164,6 +166,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `VoteRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0-2.
@@ -365,6 +369,8 @@ pub mod request {
 
     /// The `TopicData` structure of `VoteRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicName`: string, versions 0-2; holds a topicName.
@@ -494,6 +500,8 @@ pub mod response {
 
     /// The `VoteResponse` message body, valid in versions 0-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct VoteResponse {
         /// `ErrorCode`: int16, versions 0-2.
@@ -684,6 +692,8 @@ pub mod response {
 
     /// The `PartitionData` structure of `VoteResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `PartitionIndex`: int32, versions 0-2.
@@ -822,6 +832,8 @@ pub mod response {
 
     /// The `TopicData` structure of `VoteResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct TopicData {
         /// `TopicName`: string, versions 0-2; holds a topicName.
@@ -937,6 +949,8 @@ pub mod response {
 
     /// The `NodeEndpoint` structure of `VoteResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct NodeEndpoint {
         /// `NodeId`: int32, versions 1-2; holds a brokerId.

@@ -14,6 +14,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// The `VotersRecord` message body, valid in versions 0.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct VotersRecord {
     /// `Version`: int16, versions 0.
@@ -130,6 +132,8 @@ impl Message for VotersRecord {
 
 /// The `Endpoint` structure of `VotersRecord`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct Endpoint {
     /// `Name`: string, versions 0.
@@ -242,6 +246,8 @@ impl Codec for Endpoint {
 
 /// The `KRaftVersionFeature` structure of `VotersRecord`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct KRaftVersionFeature {
     /// `MinSupportedVersion`: int16, versions 0.
@@ -331,6 +337,8 @@ impl Codec for KRaftVersionFeature {
 
 /// The `Voter` structure of `VotersRecord`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct Voter {
     /// `VoterId`: int32, versions 0; holds a brokerId.

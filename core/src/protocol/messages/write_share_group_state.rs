@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `WriteShareGroupStateRequest` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WriteShareGroupStateRequest {
         /// `GroupId`: string, versions 0-1.
@@ -149,6 +151,8 @@ pub mod request {
 
     /// The `StateBatch` structure of `WriteShareGroupStateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct StateBatch {
         /// `FirstOffset`: int64, versions 0-1.
@@ -272,6 +276,8 @@ pub mod request {
 
     /// The `PartitionData` structure of `WriteShareGroupStateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionData {
         /// `Partition`: int32, versions 0-1.
@@ -452,6 +458,8 @@ pub mod request {
 
     /// The `WriteStateData` structure of `WriteShareGroupStateRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WriteStateData {
         /// `TopicId`: uuid, versions 0-1.
@@ -570,6 +578,8 @@ pub mod response {
 
     /// The `WriteShareGroupStateResponse` message body, valid in versions 0-1.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WriteShareGroupStateResponse {
         /// `Results`: []WriteStateResult, versions 0-1.
@@ -676,6 +686,8 @@ pub mod response {
 
     /// The `PartitionResult` structure of `WriteShareGroupStateResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct PartitionResult {
         /// `Partition`: int32, versions 0-1.
@@ -798,6 +810,8 @@ pub mod response {
 
     /// The `WriteStateResult` structure of `WriteShareGroupStateResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WriteStateResult {
         /// `TopicId`: uuid, versions 0-1.

@@ -19,6 +19,8 @@ pub mod request {
 
     /// The `WriteTxnMarkersRequest` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WriteTxnMarkersRequest {
         /// `Markers`: []WritableTxnMarker, versions 1-2.
@@ -125,6 +127,8 @@ pub mod request {
 
     /// The `WritableTxnMarkerTopic` structure of `WriteTxnMarkersRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WritableTxnMarkerTopic {
         /// `Name`: string, versions 1-2; holds a topicName.
@@ -249,6 +253,8 @@ pub mod request {
 
     /// The `WritableTxnMarker` structure of `WriteTxnMarkersRequest`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WritableTxnMarker {
         /// `ProducerId`: int64, versions 1-2; holds a producerId.
@@ -446,6 +452,8 @@ pub mod response {
 
     /// The `WriteTxnMarkersResponse` message body, valid in versions 1-2.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WriteTxnMarkersResponse {
         /// `Markers`: []WritableTxnMarkerResult, versions 1-2.
@@ -552,6 +560,8 @@ pub mod response {
 
     /// The `WritableTxnMarkerPartitionResult` structure of `WriteTxnMarkersResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WritableTxnMarkerPartitionResult {
         /// `PartitionIndex`: int32, versions 1-2.
@@ -652,6 +662,8 @@ pub mod response {
 
     /// The `WritableTxnMarkerTopicResult` structure of `WriteTxnMarkersResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WritableTxnMarkerTopicResult {
         /// `Name`: string, versions 1-2; holds a topicName.
@@ -782,6 +794,8 @@ pub mod response {
 
     /// The `WritableTxnMarkerResult` structure of `WriteTxnMarkersResponse`.
     #[derive(Debug, Clone, PartialEq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+    #[cfg_attr(feature = "serde", serde(default))]
     #[non_exhaustive]
     pub struct WritableTxnMarkerResult {
         /// `ProducerId`: int64, versions 1-2; holds a producerId.

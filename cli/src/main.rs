@@ -1,0 +1,251 @@
+//! `sansa`: probe Kafka brokers, inspect metadata, and send any request written as JSON.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sansa::cluster::ClusterMetadata;
+use sansa::protocol::{ApiKey, BrokerId, GroupId, RequestBody, TopicName, TransactionalId};
+use sansa::{BrokerVersions, Config, Target};
+use sansa_tokio::KafkaClient;
+use serde_json::{json, Value};
+
+#[derive(Parser, Debug)]
+#[command(name = "sansa", version, about = "An Apache Kafka client: probe brokers, read metadata, send raw requests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+struct Connection {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    #[arg(short = 'b', long = "bootstrap-server", env = "KAFKA_BOOTSTRAP")]
+    bootstrap: String,
+    /// Per-request timeout in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Client id sent to the broker.
+    #[arg(long, default_value = "sansa-cli")]
+    client_id: String,
+}
+
+impl Connection {
+    fn config(&self) -> Result<Config, String> {
+        Ok(Config::new(&self.bootstrap)
+            .map_err(|e| e.to_string())?
+            .with_client_id(self.client_id.clone())
+            .with_request_timeout(Duration::from_millis(self.timeout_ms)))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Tell which Apache Kafka release a broker runs, from the API versions it advertises.
+    CheckVersion {
+        #[command(flatten)]
+        conn: Connection,
+        /// List every API with the broker's version range and the version sansa would use.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Show brokers, topics, partitions, leaders and in-sync replicas.
+    Metadata {
+        #[command(flatten)]
+        conn: Connection,
+        /// Only these topics (repeatable); every topic when absent.
+        #[arg(short, long = "topic")]
+        topics: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send any Kafka request written as JSON and print the response as JSON.
+    ///
+    /// Fields are the generated message fields in snake_case; omitted fields take their
+    /// defaults. Example: sansa request -b localhost:9092 Metadata --json '{"topics": null}'
+    Request {
+        #[command(flatten)]
+        conn: Connection,
+        /// The API, as Kafka names it (e.g. Metadata, ListOffsets, DescribeConfigs).
+        api: String,
+        /// The request body as JSON.
+        #[arg(long, default_value = "{}")]
+        json: String,
+        /// Send at this version instead of the highest both sides support.
+        #[arg(long)]
+        version: Option<i16>,
+        /// Send to this broker id.
+        #[arg(long, conflicts_with_all = ["controller", "group", "transactional_id"])]
+        broker: Option<i32>,
+        /// Send to the controller.
+        #[arg(long)]
+        controller: bool,
+        /// Send to this consumer group's coordinator.
+        #[arg(long)]
+        group: Option<String>,
+        /// Send to this transactional id's coordinator.
+        #[arg(long)]
+        transactional_id: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::CheckVersion { conn, verbose } => {
+            let client = KafkaClient::connect(conn.config()?).map_err(|e| e.to_string())?;
+            let versions = client.check_version(Target::AnyBroker).await.map_err(|e| e.to_string())?;
+            client.close().await;
+            print!("{}", render_versions(&versions, verbose));
+            Ok(())
+        }
+        Command::Metadata { conn, topics, json } => {
+            let client = KafkaClient::connect(conn.config()?).map_err(|e| e.to_string())?;
+            let wanted = (!topics.is_empty()).then(|| topics.iter().map(|t| TopicName::from(t.as_str())).collect());
+            let md = client.metadata(wanted).await.map_err(|e| e.to_string())?;
+            client.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&metadata_json(&md)).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", render_metadata(&md));
+            }
+            Ok(())
+        }
+        Command::Request { conn, api, json, version, broker, controller, group, transactional_id } => {
+            let key = ApiKey::from_name(&api)
+                .ok_or_else(|| format!("unknown API {api:?}; try e.g. Metadata or ApiVersions"))?;
+            let value: Value = serde_json::from_str(&json).map_err(|e| format!("--json is not valid JSON: {e}"))?;
+            let body = RequestBody::deserialize_for(key, value)
+                .map_err(|e| format!("--json does not fit {key}Request: {e}"))?;
+            let target = if let Some(id) = broker {
+                Target::Broker(BrokerId(id))
+            } else if controller {
+                Target::Controller
+            } else if let Some(g) = group {
+                Target::GroupCoordinator(GroupId::from(g))
+            } else if let Some(t) = transactional_id {
+                Target::TransactionCoordinator(TransactionalId::from(t))
+            } else {
+                Target::AnyBroker
+            };
+            let client = KafkaClient::connect(conn.config()?).map_err(|e| e.to_string())?;
+            let response = match version {
+                Some(v) => client.request_version(target, body, v).await,
+                None => client.request(target, body).await,
+            }
+            .map_err(|e| e.to_string())?;
+            client.close().await;
+            let out = json!({
+                "node": response.node.to_string(),
+                "address": response.address.to_string(),
+                "version": response.version,
+                "body": response.body,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+    }
+}
+
+/// The first line names the release; with `verbose`, one line per API in the format of
+/// Kafka's kafka-broker-api-versions tool.
+fn render_versions(v: &BrokerVersions, verbose: bool) -> String {
+    let mut out = format!("{}\n", v.release);
+    if !verbose {
+        return out;
+    }
+    out.push_str(&format!("{} ({}):\n", v.address, v.node));
+    let advertised: Vec<(i16, i16, i16)> = v.api_versions.iter().map(|(k, r)| (k, r.min, r.max)).collect();
+    for (key, min, max) in &advertised {
+        let line = match ApiKey::from_i16(*key) {
+            Some(api) => {
+                let usable = match v.api_versions.negotiate(api) {
+                    Ok(version) => format!("[usable: {version}]"),
+                    Err(_) if api.versions().max < *min => "[unusable: broker too new]".to_string(),
+                    Err(_) => "[unusable: broker too old]".to_string(),
+                };
+                format!("\t{}({key}): {min} to {max} {usable}", api.name())
+            }
+            None => format!("\tUNKNOWN({key}): {min} to {max} [unknown to sansa]"),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for api in ApiKey::ALL {
+        if !api.versions().is_empty() && v.api_versions.get(api.as_i16()).is_none() {
+            out.push_str(&format!("\t{}({}): UNSUPPORTED\n", api.name(), api.as_i16()));
+        }
+    }
+    out
+}
+
+fn render_metadata(md: &ClusterMetadata) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("cluster {}\n", md.cluster_id.as_deref().unwrap_or("(unknown id)")));
+    out.push_str(&format!("{} brokers:\n", md.brokers.len()));
+    for b in md.brokers.values() {
+        let controller = if md.controller == Some(b.id) { " (controller)" } else { "" };
+        let rack = b.rack.as_ref().map(|r| format!(" rack {r}")).unwrap_or_default();
+        out.push_str(&format!("  broker {} at {}{rack}{controller}\n", b.id, b.address));
+    }
+    out.push_str(&format!("{} topics:\n", md.topics.len()));
+    for t in md.topics.values() {
+        let error = if t.error.is_ok() { String::new() } else { format!(" error {}", t.error.name()) };
+        out.push_str(&format!("  topic \"{}\" with {} partitions{error}\n", t.name, t.partitions.len()));
+        for p in &t.partitions {
+            let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
+            let ids = |v: &[BrokerId]| v.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+            out.push_str(&format!(
+                "    partition {}, leader {leader}, replicas: {}, isrs: {}\n",
+                p.index,
+                ids(&p.replicas),
+                ids(&p.isr)
+            ));
+        }
+    }
+    out
+}
+
+fn metadata_json(md: &ClusterMetadata) -> Value {
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    json!({
+        "cluster_id": md.cluster_id,
+        "controller": md.controller.map(|c| c.0),
+        "brokers": md.brokers.values().map(|b| json!({
+            "id": b.id.0, "host": b.address.host, "port": b.address.port, "rack": b.rack,
+        })).collect::<Vec<_>>(),
+        "topics": md.topics.values().map(|t| json!({
+            "name": t.name.to_string(),
+            "id": t.id.to_string(),
+            "internal": t.internal,
+            "error": t.error.name(),
+            "partitions": t.partitions.iter().map(|p| json!({
+                "partition": p.index,
+                "leader": p.leader.map(|l| l.0),
+                "leader_epoch": p.leader_epoch,
+                "replicas": ids(&p.replicas),
+                "isr": ids(&p.isr),
+                "offline_replicas": ids(&p.offline_replicas),
+                "error": p.error.name(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}

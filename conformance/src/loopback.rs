@@ -1,0 +1,117 @@
+//! A scripted broker on a loopback TCP socket, for the runtime crates' tests: it speaks the
+//! real wire protocol through sansa's codecs, advertises every API sansa knows, lists itself
+//! as broker 1 in Metadata, and answers anything else with that API's default response. A
+//! `silent` broker accepts connections and never answers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+
+use bytes::BytesMut;
+use sansa::protocol::frame::{decode_request, encode_response, FrameDecoder};
+use sansa::protocol::messages::api_versions::response::ApiVersion;
+use sansa::protocol::messages::metadata::response::MetadataResponseBroker;
+use sansa::protocol::messages::{ApiVersionsResponse, MetadataResponse};
+use sansa::protocol::{ApiKey, BrokerId, RequestBody, ResponseBody};
+
+/// A running scripted broker. Its threads live as long as the test process.
+#[derive(Debug)]
+pub struct ScriptedBroker {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// One message per connection that ended (closed by the client or failed).
+    pub closed: mpsc::Receiver<()>,
+    open: Arc<AtomicUsize>,
+}
+
+impl ScriptedBroker {
+    /// Starts a broker on an ephemeral port of 127.0.0.1.
+    pub fn start(silent: bool) -> ScriptedBroker {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let (tx, closed) = mpsc::channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        let counter = open.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let tx = tx.clone();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let counter = counter.clone();
+                thread::spawn(move || {
+                    serve(stream, addr.port(), silent);
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                    let _ = tx.send(());
+                });
+            }
+        });
+        ScriptedBroker { addr, closed, open }
+    }
+
+    /// Connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(mut stream: TcpStream, port: u16, silent: bool) {
+    let decoder = FrameDecoder::default();
+    let mut inbound = BytesMut::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if silent {
+            continue;
+        }
+        inbound.extend_from_slice(&buf[..n]);
+        let mut out = BytesMut::new();
+        loop {
+            let frame = match decoder.decode(&mut inbound) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => return,
+            };
+            let Ok((header, body)) = decode_request(frame) else { return };
+            let version = header.request_api_version;
+            if encode_response(&mut out, header.correlation_id, version, &answer(&body, port)).is_err() {
+                return;
+            }
+        }
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+fn answer(body: &RequestBody, port: u16) -> ResponseBody {
+    match body {
+        RequestBody::ApiVersions(_) => ApiVersionsResponse::default()
+            .with_api_keys(
+                ApiKey::ALL
+                    .iter()
+                    .filter(|k| !k.versions().is_empty())
+                    .map(|k| {
+                        ApiVersion::default()
+                            .with_api_key(k.as_i16())
+                            .with_min_version(k.versions().min)
+                            .with_max_version(k.versions().max)
+                    })
+                    .collect(),
+            )
+            .into(),
+        RequestBody::Metadata(_) => MetadataResponse::default()
+            .with_brokers(vec![MetadataResponseBroker::default()
+                .with_node_id(BrokerId(1))
+                .with_host("127.0.0.1".into())
+                .with_port(i32::from(port))])
+            .with_cluster_id(Some("loopback".into()))
+            .with_controller_id(BrokerId(1))
+            .into(),
+        other => ResponseBody::default_for(other.api_key()),
+    }
+}

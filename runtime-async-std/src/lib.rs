@@ -1,0 +1,371 @@
+//! Drives the [`sansa`] Kafka client core on [`async_io`]: the same code runs under
+//! async-std and smol (and any executor whose tasks may block on `async-io`'s reactor).
+//!
+//! This crate does not pick an executor, so it cannot spawn tasks itself.
+//! [`KafkaClient::connect`] returns the handle together with a [`Driver`]: a
+//! `Future<Output = ()> + Send + 'static` that owns the core [`sansa::Client`] and every
+//! connection. **Spawn it on your executor** (`async_std::task::spawn(driver)` or
+//! `smol::spawn(driver).detach()`); until it runs, calls on the handle wait. The driver
+//! finishes after [`KafkaClient::close`] or once every handle is dropped; later calls return
+//! [`RequestError::ClientClosed`].
+//!
+//! # Quickstart
+//!
+//! ```no_run
+//! use sansa::protocol::messages::MetadataRequest;
+//! use sansa::Target;
+//! use sansa_async_std::KafkaClient;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! async_std::task::block_on(async {
+//!     let (client, driver) = KafkaClient::from_properties([("bootstrap.servers", "localhost:9092")])?;
+//!     async_std::task::spawn(driver); // with smol: smol::spawn(driver).detach();
+//!
+//!     let versions = client.check_version(Target::AnyBroker).await?;
+//!     println!("connected to {}", versions.release);
+//!     let cluster = client.metadata(None).await?;
+//!     println!("{} brokers", cluster.brokers.len());
+//!     let response = client.request(Target::AnyBroker, MetadataRequest::default().with_topics(Some(vec![]))).await?;
+//!     println!("answered by {}", response.node);
+//!     client.close().await;
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_channel::{Receiver, Sender};
+use async_io::{Async, Timer};
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite, Stream};
+use sansa::cluster::ClusterMetadata;
+use sansa::driver::{Command, Dispatcher, Outcome};
+use sansa::protocol::{RequestBody, TopicName};
+use sansa::{
+    BrokerAddress, BrokerVersions, Client, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response,
+    Target, Transmit,
+};
+
+/// A one-shot reply channel from the driver to one caller.
+type Waiter = Sender<Outcome>;
+
+/// A handle to a Kafka client run by its [`Driver`]. Clone it freely; every clone talks to
+/// the same connections. When the last clone is dropped the client closes, letting requests
+/// in flight finish first.
+#[derive(Debug, Clone)]
+pub struct KafkaClient {
+    commands: Sender<(Command, Waiter)>,
+}
+
+impl KafkaClient {
+    /// Creates the client and its [`Driver`], which the caller must spawn; no I/O happens
+    /// until the first command. Errors only for bad config.
+    pub fn connect(mut config: Config) -> Result<(KafkaClient, Driver), ConfigError> {
+        if config.bootstrap_servers.is_empty() {
+            return Err(ConfigError::NoBootstrapServers);
+        }
+        if config.rng_seed.is_none() {
+            config.rng_seed = Some(RandomState::new().build_hasher().finish());
+        }
+        let (tx, rx) = async_channel::unbounded();
+        let driver = Driver {
+            client: Client::new(config, Instant::now()),
+            dispatcher: Dispatcher::new(),
+            commands: Box::pin(rx),
+            commands_open: true,
+            conns: HashMap::new(),
+            deadline: None,
+            timer: Timer::never(),
+            timer_at: None,
+            buf: vec![0; 64 * 1024],
+            done: false,
+        };
+        Ok((KafkaClient { commands: tx }, driver))
+    }
+
+    /// [`KafkaClient::connect`] with a configuration from Java-style properties.
+    pub fn from_properties<'a>(
+        props: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(KafkaClient, Driver), ConfigError> {
+        Self::connect(Config::from_properties(props)?)
+    }
+
+    /// Sends `body` to `target` at the highest version both sides support.
+    pub async fn request(&self, target: Target, body: impl Into<RequestBody>) -> Result<Response, RequestError> {
+        let command = Command::Request { target, body: Box::new(body.into()), version: None };
+        response(self.call(command).await)
+    }
+
+    /// Sends `body` to `target` at `version`.
+    pub async fn request_version(
+        &self,
+        target: Target,
+        body: impl Into<RequestBody>,
+        version: i16,
+    ) -> Result<Response, RequestError> {
+        let command = Command::Request { target, body: Box::new(body.into()), version: Some(version) };
+        response(self.call(command).await)
+    }
+
+    /// Fetches metadata for `topics` (every topic when `None`).
+    pub async fn metadata(&self, topics: Option<Vec<TopicName>>) -> Result<ClusterMetadata, RequestError> {
+        self.call(Command::Metadata { topics }).await.map_or(Err(RequestError::ClientClosed), Outcome::into_metadata)
+    }
+
+    /// Connects to `target` and reports its API versions and the Kafka release they indicate.
+    pub async fn check_version(&self, target: Target) -> Result<BrokerVersions, RequestError> {
+        self.call(Command::CheckVersion { target })
+            .await
+            .map_or(Err(RequestError::ClientClosed), Outcome::into_versions)
+    }
+
+    /// Lets in-flight requests finish or time out, then closes every connection. Later calls
+    /// on any clone return [`RequestError::ClientClosed`].
+    pub async fn close(&self) {
+        let _ = self.call(Command::Close).await;
+    }
+
+    /// `None` when the driver is gone (or went away before answering).
+    async fn call(&self, command: Command) -> Option<Outcome> {
+        let (waiter, rx) = async_channel::bounded(1);
+        // Unbounded, so this fails only when the driver is gone.
+        self.commands.try_send((command, waiter)).ok()?;
+        rx.recv().await.ok()
+    }
+}
+
+fn response(outcome: Option<Outcome>) -> Result<Response, RequestError> {
+    outcome.map_or(Err(RequestError::ClientClosed), Outcome::into_response)
+}
+
+type Connecting = Pin<Box<dyn Future<Output = Result<Async<TcpStream>, CloseCause>> + Send>>;
+
+/// The driver's side of one connection.
+struct Conn {
+    /// Set until the socket is connected.
+    connecting: Option<Connecting>,
+    stream: Option<Async<TcpStream>>,
+    /// Bytes not yet written, in order.
+    out: VecDeque<Bytes>,
+}
+
+/// Steps of work done per [`Driver::poll`] before yielding to other tasks.
+const STEPS_PER_POLL: usize = 64;
+/// Reads per connection per step, so one busy socket cannot starve the rest.
+const READS_PER_STEP: usize = 16;
+
+/// The task that owns the client and every connection; spawn it on your executor. It
+/// multiplexes the command channel, all sockets and one timer itself, so it needs no other
+/// tasks. It completes once the client is closed and no one waits for an answer.
+#[must_use = "the driver does nothing unless spawned"]
+pub struct Driver {
+    client: Client,
+    dispatcher: Dispatcher<Waiter>,
+    /// Pinned because the receiver is `!Unpin`; the driver itself stays `Unpin`.
+    commands: Pin<Box<Receiver<(Command, Waiter)>>>,
+    commands_open: bool,
+    conns: HashMap<ConnId, Conn>,
+    /// The client's `poll_timeout` after the last call.
+    deadline: Option<Instant>,
+    timer: Timer,
+    /// What `timer` is armed for; `None` when unarmed or already fired.
+    timer_at: Option<Instant>,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl fmt::Debug for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("connections", &self.conns.len())
+            .field("deadline", &self.deadline)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        for _ in 0..STEPS_PER_POLL {
+            if this.done || (this.client.is_closed() && this.dispatcher.is_idle()) {
+                this.finish();
+                return Poll::Ready(());
+            }
+            if !this.step(cx) {
+                // Every source returned Pending, so each has our waker.
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Driver {
+    /// Polls every source once and feeds what is ready to the client. Returns whether
+    /// anything happened.
+    fn step(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        if self.commands_open {
+            match self.commands.as_mut().poll_next(cx) {
+                Poll::Ready(Some((command, waiter))) => {
+                    let now = Instant::now();
+                    self.dispatcher.submit(&mut self.client, now, command, waiter);
+                    self.after(now);
+                    progressed = true;
+                }
+                Poll::Ready(None) => {
+                    // Every handle is gone: finish what is in flight, then exit.
+                    self.commands_open = false;
+                    let now = Instant::now();
+                    self.client.close(now);
+                    self.after(now);
+                    progressed = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+
+        let mut inputs = Vec::new();
+        let buf = &mut self.buf;
+        self.conns.retain(|&id, conn| poll_conn(id, conn, cx, buf, &mut inputs));
+        for input in inputs {
+            let now = Instant::now();
+            self.client.handle_input(now, input);
+            self.after(now);
+            progressed = true;
+        }
+
+        if let Some(d) = self.deadline {
+            if self.timer_at != Some(d) {
+                self.timer.set_at(d);
+                self.timer_at = Some(d);
+            }
+            // Also checked directly: a busy driver may never let the timer fire.
+            let fired = matches!(Pin::new(&mut self.timer).poll_next(cx), Poll::Ready(Some(_)));
+            let now = Instant::now();
+            if fired || now >= d {
+                self.timer_at = None;
+                self.client.handle_timeout(now);
+                self.after(now);
+                progressed = true;
+            }
+        }
+        progressed
+    }
+
+    /// Drains the client's outputs after a command, input or timeout, in the order the core
+    /// asks for: transmits, the next deadline, then completed commands.
+    fn after(&mut self, now: Instant) {
+        while let Some(t) = self.client.poll_transmit(now) {
+            self.apply(t);
+        }
+        self.deadline = self.client.poll_timeout();
+        for (waiter, outcome) in self.dispatcher.drain(&mut self.client) {
+            let _ = waiter.try_send(outcome);
+        }
+    }
+
+    fn apply(&mut self, t: Transmit) {
+        match t {
+            Transmit::Open { conn, address } => {
+                let conn_state = Conn { connecting: Some(Box::pin(open(address))), stream: None, out: VecDeque::new() };
+                self.conns.insert(conn, conn_state);
+            }
+            Transmit::Send { conn, bytes } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.out.push_back(bytes);
+                }
+            }
+            // Dropping the socket (or the connect future) closes it.
+            Transmit::Close { conn } => drop(self.conns.remove(&conn)),
+            _ => {}
+        }
+    }
+
+    /// Drops every socket, and every command still queued so that its caller sees
+    /// `ClientClosed` at once.
+    fn finish(&mut self) {
+        self.done = true;
+        self.conns.clear();
+        self.commands.close();
+        while self.commands.try_recv().is_ok() {}
+    }
+}
+
+/// Advances one connection as far as it goes without blocking, pushing what happened onto
+/// `inputs`. Returns false once the connection is gone (after reporting why).
+fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, buf: &mut [u8], inputs: &mut Vec<Input>) -> bool {
+    let closed = |inputs: &mut Vec<Input>, cause| {
+        inputs.push(Input::Closed { conn: id, cause });
+        false
+    };
+    if let Some(connecting) = &mut conn.connecting {
+        match connecting.as_mut().poll(cx) {
+            Poll::Pending => return true,
+            Poll::Ready(Err(cause)) => return closed(inputs, cause),
+            Poll::Ready(Ok(stream)) => {
+                conn.connecting = None;
+                conn.stream = Some(stream);
+                inputs.push(Input::Connected { conn: id });
+            }
+        }
+    }
+    let Some(stream) = &mut conn.stream else { return true };
+    while let Some(front) = conn.out.front_mut() {
+        match Pin::new(&mut *stream).poll_write(cx, front) {
+            Poll::Ready(Ok(0)) => return closed(inputs, CloseCause::Io("the socket accepted no bytes".into())),
+            Poll::Ready(Ok(n)) if n >= front.len() => drop(conn.out.pop_front()),
+            Poll::Ready(Ok(n)) => *front = front.slice(n..),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(e)) => return closed(inputs, CloseCause::from(&e)),
+            Poll::Pending => break,
+        }
+    }
+    for _ in 0..READS_PER_STEP {
+        match Pin::new(&mut *stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(0)) => return closed(inputs, CloseCause::PeerClosed),
+            Poll::Ready(Ok(n)) => {
+                let data = Bytes::copy_from_slice(&buf[..n.min(buf.len())]);
+                inputs.push(Input::Received { conn: id, data });
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(e)) => return closed(inputs, CloseCause::from(&e)),
+            Poll::Pending => return true,
+        }
+    }
+    // More may be waiting, and no waker was registered for it.
+    cx.waker().wake_by_ref();
+    true
+}
+
+/// Resolves the host off the reactor thread and tries each address in turn.
+async fn open(address: BrokerAddress) -> Result<Async<TcpStream>, CloseCause> {
+    let BrokerAddress { host, port } = address;
+    let lookup = host.clone();
+    let addrs: Vec<SocketAddr> =
+        blocking::unblock(move || (lookup.as_str(), port).to_socket_addrs().map(Iterator::collect))
+            .await
+            .unwrap_or_default();
+    let mut last = CloseCause::UnknownHost(host);
+    for addr in addrs {
+        match Async::<TcpStream>::connect(addr).await {
+            Ok(s) => return s.get_ref().set_nodelay(true).map(|()| s).map_err(|e| CloseCause::from(&e)),
+            Err(e) => last = CloseCause::from(&e),
+        }
+    }
+    Err(last)
+}
