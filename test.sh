@@ -49,7 +49,7 @@ if [ -z "$external" ]; then
 fi
 export KAFKA_BOOTSTRAP
 for crate in sansa-tokio sansa-async-std sansa-blocking; do
-  cargo test -q -p "$crate" --test live -- --ignored --test-threads 1 2>&1 | tee target/live-$crate.txt | grep -E '^(test result|live scenario)' || true
+  cargo test -q -p "$crate" --test live -- --ignored --test-threads 1 --nocapture 2>&1 | tee target/live-$crate.txt | grep -E '^(test result|live scenario)' || true
   grep -q 'test result: ok' target/live-$crate.txt || { cat target/live-$crate.txt; exit 1; }
 done
 
