@@ -142,41 +142,65 @@ pub fn produce_then_fetch_byte_identical<R: LiveRuntime>(rt: &R, replication: i1
     b.finish().expect("finish");
     let batch = batch.freeze();
 
-    let versions = client.check_version(Target::Broker(leader)).expect("versions").api_versions;
-    let produce_v = versions.negotiate(ApiKey::Produce).expect("produce version");
-    let fetch_v = versions.negotiate(ApiKey::Fetch).expect("fetch version");
-    let mut topic_data = TopicProduceData::default()
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch.clone()))]);
-    if produce_v >= 13 {
-        topic_data = topic_data.with_topic_id(topic.id);
-    } else {
-        topic_data = topic_data.with_name(topic.name.clone());
-    }
-    let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![topic_data]);
-    let r = client.request(Target::Broker(leader), produce.into());
-    let ResponseBody::Produce(p) = body(&r) else { panic!("Produce answer") };
-    let part = &p.responses[0].partition_responses[0];
-    assert_eq!(part.error_code, ErrorCode::None, "{part:?}");
-    let base_offset = part.base_offset;
+    // Leadership can move right after creation (a preferred-leader election, a broker that
+    // just restarted): like any client, refresh metadata and retry on the retriable errors.
+    let retry = |attempt: u32, code: ErrorCode| {
+        assert!(code.is_retriable() && attempt < 20, "attempt {attempt}: {code}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let leader_of = || {
+        let md = client.metadata(Some(vec![topic.name.clone()])).expect("metadata");
+        md.topic(&name).and_then(|t| t.partitions[0].leader).unwrap_or(leader)
+    };
+    let mut attempt = 0;
+    let (leader, base_offset) = loop {
+        let leader = leader_of();
+        let versions = client.check_version(Target::Broker(leader)).expect("versions").api_versions;
+        let produce_v = versions.negotiate(ApiKey::Produce).expect("produce version");
+        let mut topic_data = TopicProduceData::default()
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch.clone()))]);
+        topic_data =
+            if produce_v >= 13 { topic_data.with_topic_id(topic.id) } else { topic_data.with_name(topic.name.clone()) };
+        let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![topic_data]);
+        let r = client.request(Target::Broker(leader), produce.into());
+        let ResponseBody::Produce(p) = body(&r) else { panic!("Produce answer") };
+        let part = &p.responses[0].partition_responses[0];
+        if part.error_code.is_ok() {
+            break (leader, part.base_offset);
+        }
+        attempt += 1;
+        retry(attempt, part.error_code);
+    };
 
-    let mut fetch_topic = FetchTopic::default().with_partitions(vec![FetchPartition::default()
-        .with_partition(0)
-        .with_fetch_offset(base_offset)
-        .with_partition_max_bytes(1 << 20)]);
-    if fetch_v >= 13 {
-        fetch_topic = fetch_topic.with_topic_id(topic.id);
-    } else {
-        fetch_topic = fetch_topic.with_topic(topic.name.clone());
-    }
-    let fetch = FetchRequest::default()
-        .with_max_wait_ms(1000)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![fetch_topic]);
-    let r = client.request(Target::Broker(leader), fetch.into());
-    let ResponseBody::Fetch(f) = body(&r) else { panic!("Fetch answer") };
-    let data = &f.responses[0].partitions[0];
-    assert_eq!(data.error_code, ErrorCode::None);
+    let mut attempt = 0;
+    let data = loop {
+        let leader = if attempt == 0 { leader } else { leader_of() };
+        let versions = client.check_version(Target::Broker(leader)).expect("versions").api_versions;
+        let fetch_v = versions.negotiate(ApiKey::Fetch).expect("fetch version");
+        let partition = FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(base_offset)
+            .with_partition_max_bytes(1 << 20);
+        let fetch_topic = FetchTopic::default().with_partitions(vec![partition]);
+        let fetch_topic = if fetch_v >= 13 {
+            fetch_topic.with_topic_id(topic.id)
+        } else {
+            fetch_topic.with_topic(topic.name.clone())
+        };
+        let fetch = FetchRequest::default()
+            .with_max_wait_ms(1000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_topic]);
+        let r = client.request(Target::Broker(leader), fetch.into());
+        let ResponseBody::Fetch(f) = body(&r) else { panic!("Fetch answer") };
+        let data = f.responses[0].partitions[0].clone();
+        if data.error_code.is_ok() {
+            break data;
+        }
+        attempt += 1;
+        retry(attempt, data.error_code);
+    };
     let fetched = data.records.clone().expect("records");
     assert!(fetched.len() >= batch.len(), "fetched {} bytes, sent {}", fetched.len(), batch.len());
     // Base offset (0..8) and partition leader epoch (12..16) are the broker's; the rest,
