@@ -14,80 +14,15 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use sansa::protocol::frame::{encode_request, encode_response};
-use sansa::protocol::messages::*;
 use sansa::protocol::{ApiKey, RequestBody, ResponseBody};
 use sansa_fuzz::api_input_prefix;
 
-macro_rules! defaults {
-    ($body:ident; $($t:ident),* $(,)?) => {
-        vec![$($body::from(<$t>::default())),*]
-    };
-}
-
 fn default_requests() -> Vec<RequestBody> {
-    defaults!(RequestBody;
-    ProduceRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, FindCoordinatorRequest, JoinGroupRequest, HeartbeatRequest,
-    LeaveGroupRequest, SyncGroupRequest, DescribeGroupsRequest, ListGroupsRequest,
-    SaslHandshakeRequest, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DeleteRecordsRequest, InitProducerIdRequest, OffsetForLeaderEpochRequest,
-    AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest, WriteTxnMarkersRequest,
-    TxnOffsetCommitRequest, DescribeAclsRequest, CreateAclsRequest, DeleteAclsRequest,
-    DescribeConfigsRequest, AlterConfigsRequest, AlterReplicaLogDirsRequest,
-    DescribeLogDirsRequest, SaslAuthenticateRequest, CreatePartitionsRequest,
-    CreateDelegationTokenRequest, RenewDelegationTokenRequest, ExpireDelegationTokenRequest,
-    DescribeDelegationTokenRequest, DeleteGroupsRequest, ElectLeadersRequest,
-    IncrementalAlterConfigsRequest, AlterPartitionReassignmentsRequest,
-    ListPartitionReassignmentsRequest, OffsetDeleteRequest, DescribeClientQuotasRequest,
-    AlterClientQuotasRequest, DescribeUserScramCredentialsRequest,
-    AlterUserScramCredentialsRequest, VoteRequest, BeginQuorumEpochRequest, EndQuorumEpochRequest,
-    DescribeQuorumRequest, AlterPartitionRequest, UpdateFeaturesRequest, EnvelopeRequest,
-    FetchSnapshotRequest, DescribeClusterRequest, DescribeProducersRequest,
-    BrokerRegistrationRequest, BrokerHeartbeatRequest, UnregisterBrokerRequest,
-    DescribeTransactionsRequest, ListTransactionsRequest, AllocateProducerIdsRequest,
-    ConsumerGroupHeartbeatRequest, ConsumerGroupDescribeRequest, ControllerRegistrationRequest,
-    GetTelemetrySubscriptionsRequest, PushTelemetryRequest, AssignReplicasToDirsRequest,
-    ListConfigResourcesRequest, DescribeTopicPartitionsRequest, ShareGroupHeartbeatRequest,
-    ShareGroupDescribeRequest, ShareFetchRequest, ShareAcknowledgeRequest, AddRaftVoterRequest,
-    RemoveRaftVoterRequest, UpdateRaftVoterRequest, InitializeShareGroupStateRequest,
-    ReadShareGroupStateRequest, WriteShareGroupStateRequest, DeleteShareGroupStateRequest,
-    ReadShareGroupStateSummaryRequest, StreamsGroupHeartbeatRequest, StreamsGroupDescribeRequest,
-    DescribeShareGroupOffsetsRequest, AlterShareGroupOffsetsRequest,
-    DeleteShareGroupOffsetsRequest, StreamsGroupTopologyDescriptionUpdateRequest,
-    UnregisterControllerRequest,    )
+    ApiKey::ALL.iter().map(|k| RequestBody::default_for(*k)).collect()
 }
 
 fn default_responses() -> Vec<ResponseBody> {
-    defaults!(ResponseBody;
-    ProduceResponse, FetchResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse,
-    OffsetFetchResponse, FindCoordinatorResponse, JoinGroupResponse, HeartbeatResponse,
-    LeaveGroupResponse, SyncGroupResponse, DescribeGroupsResponse, ListGroupsResponse,
-    SaslHandshakeResponse, ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse,
-    DeleteRecordsResponse, InitProducerIdResponse, OffsetForLeaderEpochResponse,
-    AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, WriteTxnMarkersResponse,
-    TxnOffsetCommitResponse, DescribeAclsResponse, CreateAclsResponse, DeleteAclsResponse,
-    DescribeConfigsResponse, AlterConfigsResponse, AlterReplicaLogDirsResponse,
-    DescribeLogDirsResponse, SaslAuthenticateResponse, CreatePartitionsResponse,
-    CreateDelegationTokenResponse, RenewDelegationTokenResponse, ExpireDelegationTokenResponse,
-    DescribeDelegationTokenResponse, DeleteGroupsResponse, ElectLeadersResponse,
-    IncrementalAlterConfigsResponse, AlterPartitionReassignmentsResponse,
-    ListPartitionReassignmentsResponse, OffsetDeleteResponse, DescribeClientQuotasResponse,
-    AlterClientQuotasResponse, DescribeUserScramCredentialsResponse,
-    AlterUserScramCredentialsResponse, VoteResponse, BeginQuorumEpochResponse,
-    EndQuorumEpochResponse, DescribeQuorumResponse, AlterPartitionResponse, UpdateFeaturesResponse,
-    EnvelopeResponse, FetchSnapshotResponse, DescribeClusterResponse, DescribeProducersResponse,
-    BrokerRegistrationResponse, BrokerHeartbeatResponse, UnregisterBrokerResponse,
-    DescribeTransactionsResponse, ListTransactionsResponse, AllocateProducerIdsResponse,
-    ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse, ControllerRegistrationResponse,
-    GetTelemetrySubscriptionsResponse, PushTelemetryResponse, AssignReplicasToDirsResponse,
-    ListConfigResourcesResponse, DescribeTopicPartitionsResponse, ShareGroupHeartbeatResponse,
-    ShareGroupDescribeResponse, ShareFetchResponse, ShareAcknowledgeResponse, AddRaftVoterResponse,
-    RemoveRaftVoterResponse, UpdateRaftVoterResponse, InitializeShareGroupStateResponse,
-    ReadShareGroupStateResponse, WriteShareGroupStateResponse, DeleteShareGroupStateResponse,
-    ReadShareGroupStateSummaryResponse, StreamsGroupHeartbeatResponse,
-    StreamsGroupDescribeResponse, DescribeShareGroupOffsetsResponse,
-    AlterShareGroupOffsetsResponse, DeleteShareGroupOffsetsResponse,
-    StreamsGroupTopologyDescriptionUpdateResponse, UnregisterControllerResponse,    )
+    ApiKey::ALL.iter().map(|k| ResponseBody::default_for(*k)).collect()
 }
 
 fn write(dir: &Path, name: &str, data: &[u8]) {
