@@ -1,7 +1,7 @@
 //! Simulated tests of the client: a virtual clock and a scripted broker that speaks the real
 //! wire protocol through the generated codecs. No sockets, no sleeps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -132,6 +132,8 @@ struct Sim {
     events: Vec<Event>,
     /// Answers chopped into pieces of this many bytes (0 = whole).
     chunk: usize,
+    /// Deliver the answers of different connections byte by byte, alternating between them.
+    interleave: bool,
     opened: Vec<BrokerAddress>,
 }
 
@@ -154,6 +156,7 @@ impl Sim {
             conns: BTreeMap::new(),
             events: Vec::new(),
             chunk: 0,
+            interleave: false,
             opened: Vec::new(),
         }
     }
@@ -203,6 +206,9 @@ impl Sim {
             if inputs.is_empty() {
                 return;
             }
+            if self.interleave {
+                inputs = interleave_bytes(inputs);
+            }
             for i in inputs {
                 self.client.handle_input(self.now, i);
             }
@@ -225,6 +231,30 @@ impl Sim {
             _ => None,
         })
     }
+}
+
+/// Splits every `Received` into single bytes and alternates between connections, keeping
+/// each connection's own order; other inputs come first.
+fn interleave_bytes(inputs: Vec<Input>) -> Vec<Input> {
+    let mut out = Vec::new();
+    let mut streams: Vec<(ConnId, VecDeque<u8>)> = Vec::new();
+    for i in inputs {
+        match i {
+            Input::Received { conn, data } => match streams.iter_mut().find(|(c, _)| *c == conn) {
+                Some((_, q)) => q.extend(data.iter()),
+                None => streams.push((conn, data.iter().copied().collect())),
+            },
+            other => out.push(other),
+        }
+    }
+    while streams.iter().any(|(_, q)| !q.is_empty()) {
+        for (conn, q) in streams.iter_mut().rev() {
+            if let Some(b) = q.pop_front() {
+                out.push(Input::Received { conn: *conn, data: Bytes::copy_from_slice(&[b]) });
+            }
+        }
+    }
+    out
 }
 
 fn heartbeat() -> RequestBody {
@@ -447,4 +477,27 @@ fn spurious_timeouts_do_nothing_and_time_only_moves_forward() {
     sim.run();
     assert!(sim.response(id).unwrap().is_ok());
     assert_eq!(sim.events.len(), 1);
+}
+
+#[test]
+fn responses_interleaved_across_connections_reach_their_requests() {
+    let mut sim = Sim::new("127.0.0.1:9092", |c| c);
+    sim.client.refresh_metadata(sim.now, None);
+    sim.run();
+    sim.interleave = true;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        for target in [Target::Broker(BrokerId(1)), Target::Broker(BrokerId(2)), Target::Bootstrap(0)] {
+            ids.push((target.clone(), sim.client.request(sim.now, target, heartbeat(), None)));
+        }
+    }
+    sim.run();
+    assert!(sim.opened.len() >= 3, "three connections: {:?}", sim.opened);
+    for (target, id) in ids {
+        let r = sim.response(id).unwrap().as_ref().unwrap();
+        match target {
+            Target::Broker(b) => assert_eq!(r.node, Node::Broker(b)),
+            _ => assert_eq!(r.node, Node::Bootstrap(0)),
+        }
+    }
 }
