@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use sansa::cluster::ClusterMetadata;
 use sansa::protocol::{ApiKey, BrokerId, GroupId, RequestBody, TopicName, TransactionalId};
 use sansa::{BrokerVersions, Config, Target};
+use sansa_conformance::fake_cluster::FakeClusterConfig;
+use sansa_conformance::fake_server::FakeServer;
 use sansa_tokio::KafkaClient;
 use serde_json::{json, Value};
 
@@ -88,10 +90,30 @@ enum Command {
         #[arg(long)]
         transactional_id: Option<String>,
     },
+    /// Serve a fake Kafka cluster on loopback for testing applications without Kafka; prints
+    /// its bootstrap address and runs until interrupted.
+    FakeCluster {
+        /// Number of brokers (ids 1..=N).
+        #[arg(long, default_value_t = 3)]
+        brokers: usize,
+        /// Where the first broker listens (`host:port`); the others take the next ports.
+        /// Ephemeral ports on 127.0.0.1 when absent.
+        #[arg(long)]
+        listen: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::FakeCluster { brokers, listen } = &cli.command {
+        return match fake_cluster(*brokers, listen.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -108,8 +130,30 @@ fn main() -> ExitCode {
     }
 }
 
+fn fake_cluster(brokers: usize, listen: Option<&str>) -> Result<(), String> {
+    if brokers == 0 {
+        return Err("--brokers must be at least 1".into());
+    }
+    let (host, port) = match listen {
+        Some(l) => {
+            let a = sansa::BrokerAddress::parse(l).map_err(|e| e.to_string())?;
+            (a.host, Some(a.port))
+        }
+        None => ("127.0.0.1".to_string(), None),
+    };
+    let config = FakeClusterConfig { brokers, ..FakeClusterConfig::default() };
+    let server = FakeServer::start(config, &host, port).map_err(|e| format!("could not listen on {host}: {e}"))?;
+    println!("{}", server.bootstrap());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
+}
+
 async fn run(command: Command) -> Result<(), String> {
     match command {
+        Command::FakeCluster { .. } => Ok(()),
         Command::CheckVersion { conn, verbose } => {
             let client = KafkaClient::connect(conn.config()?).map_err(|e| e.to_string())?;
             let versions = client.check_version(Target::AnyBroker).await.map_err(|e| e.to_string())?;

@@ -1,6 +1,8 @@
 //! Conformance material for sansa: golden vectors written by Apache Kafka's Java client
 //! (`conformance/vectors/`), and helpers to read them.
 
+pub mod fake_cluster;
+pub mod fake_server;
 pub mod live;
 pub mod loopback;
 pub mod records_json;

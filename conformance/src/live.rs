@@ -41,9 +41,24 @@ pub trait LiveRuntime {
     fn connect(&self, config: Config) -> Self::Client;
 }
 
-/// The cluster to test against, from `KAFKA_BOOTSTRAP` (set by `./test.sh`).
+thread_local! {
+    static BOOTSTRAP: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The cluster to test against: the one [`with_bootstrap`] names on this thread, else
+/// `KAFKA_BOOTSTRAP` (set by `./test.sh`).
 pub fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").expect("KAFKA_BOOTSTRAP is not set: run the live suite through ./test.sh")
+    BOOTSTRAP.with(|b| b.borrow().clone()).unwrap_or_else(|| {
+        std::env::var("KAFKA_BOOTSTRAP").expect("KAFKA_BOOTSTRAP is not set: run the live suite through ./test.sh")
+    })
+}
+
+/// Runs `f` with [`bootstrap`] answering `address` on this thread (for a fake cluster).
+pub fn with_bootstrap<T>(address: &str, f: impl FnOnce() -> T) -> T {
+    let previous = BOOTSTRAP.with(|b| b.replace(Some(address.to_string())));
+    let out = f();
+    BOOTSTRAP.with(|b| *b.borrow_mut() = previous);
+    out
 }
 
 fn config(bootstrap: &str) -> Config {
@@ -330,9 +345,16 @@ pub fn broker_killed_and_restarted<R: LiveRuntime>(rt: &R) {
     client.close();
 }
 
-/// Every scenario that needs only the running cluster.
+/// Every scenario, against the cluster `KAFKA_BOOTSTRAP` names (`KAFKA_BROKERS` brokers;
+/// crash tests when `KAFKA_CRASH_TESTS` is set).
 pub fn run_all<R: LiveRuntime>(rt: &R) {
     let brokers: usize = std::env::var("KAFKA_BROKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    run_scenarios(rt, brokers, std::env::var_os("KAFKA_CRASH_TESTS").is_some());
+}
+
+/// Every scenario against a cluster of `brokers` brokers at [`bootstrap`]; the crash test
+/// needs the cluster started by `conformance/kafka/kafka`.
+pub fn run_scenarios<R: LiveRuntime>(rt: &R, brokers: usize, crash_tests: bool) {
     let replication = if brokers >= 3 { 3 } else { 1 };
     type Scenario<'a> = (&'static str, Box<dyn Fn() + 'a>);
     let scenarios: Vec<Scenario<'_>> = vec![
@@ -345,7 +367,7 @@ pub fn run_all<R: LiveRuntime>(rt: &R) {
         ("connection_failures_are_typed_and_timely", Box::new(|| connection_failures_are_typed_and_timely(rt))),
     ];
     let mut scenarios = scenarios;
-    if brokers >= 3 && std::env::var_os("KAFKA_CRASH_TESTS").is_some() {
+    if brokers >= 3 && crash_tests {
         scenarios.push(("broker_killed_and_restarted", Box::new(|| broker_killed_and_restarted(rt))));
     }
     for (name, f) in scenarios {

@@ -1,10 +1,13 @@
-//! The shared live scenarios against a real Kafka cluster (`./test.sh` sets `KAFKA_BOOTSTRAP`).
+//! The shared live scenarios against a real Kafka cluster (`./test.sh` sets `KAFKA_BOOTSTRAP`),
+//! and the same scenarios against sansa's fake cluster over loopback, which must behave alike.
 
 use sansa::cluster::ClusterMetadata;
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{BrokerVersions, Config, RequestError, Response, Target};
 use sansa_blocking::KafkaClient;
-use sansa_conformance::live::{run_all, LiveClient, LiveRuntime};
+use sansa_conformance::fake_cluster::FakeClusterConfig;
+use sansa_conformance::fake_server::FakeServer;
+use sansa_conformance::live::{run_all, run_scenarios, with_bootstrap, LiveClient, LiveRuntime};
 
 struct Runtime;
 
@@ -46,4 +49,11 @@ impl LiveClient for Live {
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_suite() {
     run_all(&Runtime);
+}
+
+#[test]
+fn live_scenarios_against_the_fake_cluster() {
+    let server = FakeServer::start(FakeClusterConfig { brokers: 3, ..FakeClusterConfig::default() }, "127.0.0.1", None)
+        .expect("fake cluster listens");
+    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime, 3, false));
 }

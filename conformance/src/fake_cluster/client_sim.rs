@@ -1,0 +1,160 @@
+//! End to end in-process: sansa's sans-IO `Client` against the fake cluster, with a virtual
+//! clock and no sockets.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use sansa::protocol::frame::FrameDecoder;
+use sansa::protocol::messages::create_topics::request::CreatableTopic;
+use sansa::protocol::messages::fetch::request::{FetchPartition, FetchTopic};
+use sansa::protocol::messages::produce::request::{PartitionProduceData, TopicProduceData};
+use sansa::protocol::messages::{CreateTopicsRequest, FetchRequest, MetadataRequest, ProduceRequest};
+use sansa::protocol::records::{decode_batches, BatchParams, DecodeOptions, RecordBatchEncoder};
+use sansa::protocol::{BrokerId, ErrorCode, RequestBody, ResponseBody, TopicName};
+use sansa::{BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, RequestId, Response, Target, Transmit};
+
+use super::{FakeCluster, FakeClusterConfig};
+
+struct Sim {
+    client: Client,
+    cluster: FakeCluster,
+    now: Instant,
+    by_address: BTreeMap<BrokerAddress, i32>,
+    conns: BTreeMap<ConnId, (i32, BytesMut)>,
+    events: Vec<Event>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        let mut cluster = FakeCluster::new(FakeClusterConfig {
+            brokers: 3,
+            cluster_id: "sim".into(),
+            default_partitions: 1,
+            auto_create_topics: false,
+        });
+        let mut by_address = BTreeMap::new();
+        for id in cluster.broker_ids() {
+            let port = 19_091 + id as u16;
+            cluster.set_address(id, "127.0.0.1", port);
+            by_address.insert(BrokerAddress::new("127.0.0.1", port), id);
+        }
+        let now = Instant::now();
+        let client = Client::new(Config::new("127.0.0.1:19092").unwrap(), now);
+        Sim { client, cluster, now, by_address, conns: BTreeMap::new(), events: Vec::new() }
+    }
+
+    fn run(&mut self) {
+        loop {
+            let mut inputs = Vec::new();
+            while let Some(t) = self.client.poll_transmit(self.now) {
+                match t {
+                    Transmit::Open { conn, address } => match self.by_address.get(&address) {
+                        Some(id) => {
+                            self.conns.insert(conn, (*id, BytesMut::new()));
+                            inputs.push(Input::Connected { conn });
+                        }
+                        None => inputs.push(Input::Closed { conn, cause: CloseCause::Refused }),
+                    },
+                    Transmit::Send { conn, bytes } => {
+                        let Some((id, inbound)) = self.conns.get_mut(&conn) else { continue };
+                        inbound.extend_from_slice(&bytes);
+                        let mut out = BytesMut::new();
+                        while let Some(frame) = FrameDecoder::default().decode(inbound).unwrap() {
+                            if let Some(answer) = self.cluster.handle_frame(self.now, *id, frame).unwrap() {
+                                out.extend_from_slice(&answer);
+                            }
+                        }
+                        if !out.is_empty() {
+                            inputs.push(Input::Received { conn, data: out.freeze() });
+                        }
+                    }
+                    Transmit::Close { conn } => {
+                        self.conns.remove(&conn);
+                    }
+                    other => panic!("unexpected transmit {other:?}"),
+                }
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.events.push(e);
+            }
+            if inputs.is_empty() {
+                return;
+            }
+            for i in inputs {
+                self.client.handle_input(self.now, i);
+            }
+        }
+    }
+
+    fn call(&mut self, target: Target, body: RequestBody) -> Response {
+        let id: RequestId = self.client.request(self.now, target, body, None);
+        self.run();
+        self.events
+            .iter()
+            .find_map(|e| match e {
+                Event::Response { id: i, result } if *i == id => Some(result.clone()),
+                _ => None,
+            })
+            .expect("a response")
+            .expect("no request error")
+    }
+}
+
+#[test]
+fn client_creates_produces_and_fetches_against_the_fake_cluster() {
+    let mut sim = Sim::new();
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName::from("events"))
+        .with_num_partitions(2)
+        .with_replication_factor(-1)]);
+    let r = sim.call(Target::Controller, create.into());
+    let Some(ResponseBody::CreateTopics(r)) = r.body else { panic!("{r:?}") };
+    assert_eq!(r.topics[0].error_code, ErrorCode::None);
+
+    let md = sim.call(Target::AnyBroker, MetadataRequest::default().with_topics(None).into());
+    let Some(ResponseBody::Metadata(md)) = md.body else { panic!() };
+    let topic = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "events")).unwrap();
+    let leader = topic.partitions[0].leader_id;
+    let topic_id = topic.topic_id;
+
+    let mut records = BytesMut::new();
+    let mut enc = RecordBatchEncoder::new();
+    let mut b = enc.begin(&mut records, BatchParams::new()).unwrap();
+    b.append(5, None, Some(b"hello"), &[]).unwrap();
+    b.append(6, None, Some(b"world"), &[]).unwrap();
+    b.finish().unwrap();
+    let records = records.freeze();
+
+    // The client picks the highest common version, 13, where topics go by id.
+    let produce =
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_topic_id(topic_id)
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+    let produce = sim.call(Target::Broker(leader), produce.into());
+    assert_eq!(produce.version, 13);
+    let Some(ResponseBody::Produce(p)) = produce.body else { panic!() };
+    assert_eq!(p.responses[0].partition_responses[0].error_code, ErrorCode::None);
+    assert_eq!(p.responses[0].partition_responses[0].base_offset, 0);
+
+    let fetch = FetchRequest::default().with_max_bytes(1 << 20).with_replica_id(BrokerId(-1)).with_topics(vec![
+        FetchTopic::default().with_topic_id(topic_id).with_partitions(vec![FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(0)
+            .with_partition_max_bytes(1 << 20)]),
+    ]);
+    let f = sim.call(Target::Broker(leader), fetch.into());
+    assert!(f.version >= 13, "fetch by topic id");
+    let Some(ResponseBody::Fetch(f)) = f.body else { panic!() };
+    let part = &f.responses[0].partitions[0];
+    assert_eq!(part.error_code, ErrorCode::None);
+    assert_eq!(part.high_watermark, 2);
+    let values: Vec<_> = decode_batches(part.records.clone().unwrap(), &DecodeOptions::new())
+        .flat_map(|b| b.unwrap().into_records())
+        .map(|r| (r.offset, r.value.unwrap()))
+        .collect();
+    assert_eq!(values, vec![(0, "hello".into()), (1, "world".into())]);
+}

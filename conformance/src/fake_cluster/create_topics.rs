@@ -1,0 +1,55 @@
+//! CreateTopics: TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS (<= 0 other than -1 meaning the
+//! default), INVALID_REPLICATION_FACTOR (more than the brokers, or <= 0 other than -1).
+//! Explicit assignments and configs are ignored.
+
+use sansa::protocol::messages::create_topics::response::CreatableTopicResult;
+use sansa::protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use sansa::protocol::{ErrorCode, StrBytes};
+
+use super::FakeCluster;
+
+pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let brokers = cluster.brokers.len();
+    let mut results = Vec::new();
+    for t in req.topics {
+        let name = t.name.as_str().to_string();
+        let partitions = if t.num_partitions == -1 { cluster.config.default_partitions } else { t.num_partitions };
+        let rf = if t.replication_factor == -1 { brokers.min(3) as i16 } else { t.replication_factor };
+        let error =
+            if cluster.topics.contains_key(&name) || results.iter().any(|r: &CreatableTopicResult| r.name == t.name) {
+                Some((ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists.")))
+            } else if name.is_empty() {
+                Some((ErrorCode::InvalidTopicException, "Topic name is empty.".to_string()))
+            } else if partitions <= 0 {
+                Some((ErrorCode::InvalidPartitions, "Number of partitions must be larger than 0.".to_string()))
+            } else if rf <= 0 || rf as usize > brokers {
+                Some((
+                    ErrorCode::InvalidReplicationFactor,
+                    format!("Replication factor: {rf} larger than available brokers: {brokers}."),
+                ))
+            } else {
+                None
+            };
+        let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+        match error {
+            Some((code, message)) => {
+                r.error_code = code;
+                r.error_message = Some(StrBytes::from(message));
+            }
+            None => {
+                let id = if req.validate_only { None } else { Some(cluster.create_topic(&name, partitions, rf)) };
+                if version >= 5 {
+                    r.num_partitions = partitions;
+                    r.replication_factor = rf;
+                }
+                if version >= 7 {
+                    if let Some(id) = id {
+                        r.topic_id = id;
+                    }
+                }
+            }
+        }
+        results.push(r);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
