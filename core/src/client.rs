@@ -14,7 +14,7 @@ use crate::protocol::messages::find_coordinator::request::FindCoordinatorRequest
 use crate::protocol::messages::metadata::request::MetadataRequestTopic;
 use crate::protocol::messages::MetadataRequest;
 use crate::protocol::{
-    BrokerId, DecodeError, EncodeError, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName,
+    ApiKey, BrokerId, DecodeError, EncodeError, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName,
     TransactionalId,
 };
 use crate::rand::Rng;
@@ -657,7 +657,7 @@ impl Client {
         if let Some(node) = best {
             return Resolved::Node(node);
         }
-        if self.slots.values().any(|s| !s.conn.is_ready() || s.conn.in_flight_len() >= max) && !self.slots.is_empty() {
+        if self.slots.values().any(|s| !s.conn.is_ready() || s.conn.in_flight_len() >= max) {
             // A connection is opening, or every ready one is full: wait for it.
             if let Some(s) = self.slots.values().find(|s| !s.conn.is_ready()) {
                 return Resolved::Node(s.node);
@@ -821,23 +821,22 @@ impl Client {
     }
 
     /// Sends a pending item on a ready connection.
-    fn dispatch(&mut self, now: Instant, conn: ConnId, p: Pending) {
+    fn dispatch(&mut self, now: Instant, conn: ConnId, mut p: Pending) {
         let Some(slot) = self.slots.get_mut(&conn) else { return };
         let address = slot.address.clone();
         let node = slot.node;
         let Some(versions) = slot.conn.versions().cloned() else { return };
-        let (body, pinned) = match &p.work {
+        let (api, pinned) = match &p.work {
             Work::CheckVersion => {
                 let release = infer_release(&versions.iter().map(|(k, r)| (k, r.min, r.max)).collect::<Vec<_>>());
                 let result = Ok(BrokerVersions { node, address, api_versions: versions, release });
                 self.complete(p.id, &p.work, result.map(VersionsOrResponse::Versions));
                 return;
             }
-            Work::User { body, version } => (body.clone(), *version),
-            Work::Metadata { topics, .. } => (metadata_request(topics.as_deref()), None),
-            Work::FindCoordinator(key) => (find_coordinator_request(key, &versions), None),
+            Work::User { body, version } => (body.api_key(), *version),
+            Work::Metadata { .. } => (ApiKey::Metadata, None),
+            Work::FindCoordinator(_) => (ApiKey::FindCoordinator, None),
         };
-        let api = body.api_key();
         let version = match pinned {
             Some(v) => versions.check(api, v),
             None => versions.negotiate(api),
@@ -846,10 +845,12 @@ impl Client {
             Ok(v) => v,
             Err(error) => return self.fail_pending(now, p, RequestError::Version { address, error }),
         };
-        // FindCoordinator before v4 names one key in a different field; rebuild for the version.
-        let body = match &p.work {
-            Work::FindCoordinator(key) => find_coordinator_for_version(key, version),
-            _ => body,
+        let body = match &mut p.work {
+            // The token only routes the answer, so the body moves out instead of being copied.
+            Work::User { body, .. } => std::mem::replace(body, RequestBody::default_for(api)),
+            Work::Metadata { topics, .. } => metadata_request(topics.as_deref()),
+            Work::FindCoordinator(key) => find_coordinator_request(key, version),
+            Work::CheckVersion => return,
         };
         let deadline = now + self.config.request_timeout;
         let fire_and_forget = slot.conn.send(now, &body, version, Token { pending: p, deadline });
@@ -1109,12 +1110,8 @@ fn metadata_request(topics: Option<&[TopicName]>) -> RequestBody {
     MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(false).into()
 }
 
-fn find_coordinator_request(key: &CoordinatorKey, _versions: &BrokerApiVersions) -> RequestBody {
-    find_coordinator_for_version(key, 0)
-}
-
 /// FindCoordinator names one key (`Key`) before v4 and a list (`CoordinatorKeys`) from v4.
-fn find_coordinator_for_version(key: &CoordinatorKey, version: i16) -> RequestBody {
+fn find_coordinator_request(key: &CoordinatorKey, version: i16) -> RequestBody {
     let (key_type, name): (i8, StrBytes) = match key {
         CoordinatorKey::Group(g) => (0, g.0.clone()),
         CoordinatorKey::Transaction(t) => (1, t.0.clone()),
