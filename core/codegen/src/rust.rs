@@ -1149,6 +1149,27 @@ fn emit_mod(apis: &[Api<'_>], others: &[&Spec]) -> String {
                 }
             }
             let _ = writeln!(out, "_ => None,\n}}\n}}");
+            let has_error = |a: &&Api<'_>| a.response.fields.iter().any(|f| f.name == "ErrorCode" && f.ty == Type::Int16);
+            let has_throttle =
+                |a: &&Api<'_>| a.response.fields.iter().any(|f| f.name == "ThrottleTimeMs" && f.ty == Type::Int32);
+            let _ = writeln!(out, "\n/// Sets the top-level error code; false for APIs without one.\npub fn set_error_code(&mut self, code: ErrorCode) -> bool {{\nmatch self {{");
+            for a in apis.iter().filter(has_error) {
+                let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
+                let _ = writeln!(out, "ResponseBody::{base}(m) => {{ m.error_code = code; true }}");
+            }
+            let _ = writeln!(out, "_ => false,\n}}\n}}");
+            let _ = writeln!(out, "\n/// The broker's throttle time in milliseconds, for APIs that carry one (KIP-219).\npub fn throttle_time_ms(&self) -> Option<i32> {{\nmatch self {{");
+            for a in apis.iter().filter(has_throttle) {
+                let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
+                let _ = writeln!(out, "ResponseBody::{base}(m) => Some(m.throttle_time_ms),");
+            }
+            let _ = writeln!(out, "_ => None,\n}}\n}}");
+            let _ = writeln!(out, "\n/// Sets the throttle time; false for APIs without one. Versions that lack the field do not encode it.\npub fn set_throttle_time_ms(&mut self, ms: i32) -> bool {{\nmatch self {{");
+            for a in apis.iter().filter(has_throttle) {
+                let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
+                let _ = writeln!(out, "ResponseBody::{base}(m) => {{ m.throttle_time_ms = ms; true }}");
+            }
+            let _ = writeln!(out, "_ => false,\n}}\n}}");
         }
         let _ = writeln!(out, "}}\n");
         for a in apis {

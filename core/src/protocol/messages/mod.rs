@@ -3416,6 +3416,653 @@ impl ResponseBody {
             _ => None,
         }
     }
+
+    /// Sets the top-level error code; false for APIs without one.
+    pub fn set_error_code(&mut self, code: ErrorCode) -> bool {
+        match self {
+            ResponseBody::Fetch(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::Metadata(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::OffsetFetch(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::FindCoordinator(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::JoinGroup(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::Heartbeat(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::LeaveGroup(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::SyncGroup(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ListGroups(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::SaslHandshake(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ApiVersions(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::InitProducerId(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::AddPartitionsToTxn(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::AddOffsetsToTxn(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::EndTxn(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::DescribeAcls(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::DescribeLogDirs(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::SaslAuthenticate(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::CreateDelegationToken(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::RenewDelegationToken(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ExpireDelegationToken(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::DescribeDelegationToken(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ElectLeaders(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::AlterPartitionReassignments(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ListPartitionReassignments(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::OffsetDelete(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::DescribeClientQuotas(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::DescribeUserScramCredentials(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::Vote(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::BeginQuorumEpoch(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::EndQuorumEpoch(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::DescribeQuorum(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::AlterPartition(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::UpdateFeatures(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::Envelope(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::FetchSnapshot(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::DescribeCluster(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::BrokerRegistration(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::BrokerHeartbeat(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::UnregisterBroker(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ListTransactions(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::AllocateProducerIds(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ConsumerGroupHeartbeat(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ControllerRegistration(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::GetTelemetrySubscriptions(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::PushTelemetry(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::AssignReplicasToDirs(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ListConfigResources(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ShareGroupHeartbeat(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ShareFetch(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::ShareAcknowledge(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::AddRaftVoter(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::RemoveRaftVoter(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::UpdateRaftVoter(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::StreamsGroupHeartbeat(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::AlterShareGroupOffsets(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::DeleteShareGroupOffsets(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::StreamsGroupTopologyDescriptionUpdate(m) => {
+                m.error_code = code;
+                true
+            }
+            ResponseBody::UnregisterController(m) => {
+                m.error_code = code;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The broker's throttle time in milliseconds, for APIs that carry one (KIP-219).
+    pub fn throttle_time_ms(&self) -> Option<i32> {
+        match self {
+            ResponseBody::Produce(m) => Some(m.throttle_time_ms),
+            ResponseBody::Fetch(m) => Some(m.throttle_time_ms),
+            ResponseBody::ListOffsets(m) => Some(m.throttle_time_ms),
+            ResponseBody::Metadata(m) => Some(m.throttle_time_ms),
+            ResponseBody::OffsetCommit(m) => Some(m.throttle_time_ms),
+            ResponseBody::OffsetFetch(m) => Some(m.throttle_time_ms),
+            ResponseBody::FindCoordinator(m) => Some(m.throttle_time_ms),
+            ResponseBody::JoinGroup(m) => Some(m.throttle_time_ms),
+            ResponseBody::Heartbeat(m) => Some(m.throttle_time_ms),
+            ResponseBody::LeaveGroup(m) => Some(m.throttle_time_ms),
+            ResponseBody::SyncGroup(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeGroups(m) => Some(m.throttle_time_ms),
+            ResponseBody::ListGroups(m) => Some(m.throttle_time_ms),
+            ResponseBody::ApiVersions(m) => Some(m.throttle_time_ms),
+            ResponseBody::CreateTopics(m) => Some(m.throttle_time_ms),
+            ResponseBody::DeleteTopics(m) => Some(m.throttle_time_ms),
+            ResponseBody::DeleteRecords(m) => Some(m.throttle_time_ms),
+            ResponseBody::InitProducerId(m) => Some(m.throttle_time_ms),
+            ResponseBody::OffsetForLeaderEpoch(m) => Some(m.throttle_time_ms),
+            ResponseBody::AddPartitionsToTxn(m) => Some(m.throttle_time_ms),
+            ResponseBody::AddOffsetsToTxn(m) => Some(m.throttle_time_ms),
+            ResponseBody::EndTxn(m) => Some(m.throttle_time_ms),
+            ResponseBody::TxnOffsetCommit(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeAcls(m) => Some(m.throttle_time_ms),
+            ResponseBody::CreateAcls(m) => Some(m.throttle_time_ms),
+            ResponseBody::DeleteAcls(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeConfigs(m) => Some(m.throttle_time_ms),
+            ResponseBody::AlterConfigs(m) => Some(m.throttle_time_ms),
+            ResponseBody::AlterReplicaLogDirs(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeLogDirs(m) => Some(m.throttle_time_ms),
+            ResponseBody::CreatePartitions(m) => Some(m.throttle_time_ms),
+            ResponseBody::CreateDelegationToken(m) => Some(m.throttle_time_ms),
+            ResponseBody::RenewDelegationToken(m) => Some(m.throttle_time_ms),
+            ResponseBody::ExpireDelegationToken(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeDelegationToken(m) => Some(m.throttle_time_ms),
+            ResponseBody::DeleteGroups(m) => Some(m.throttle_time_ms),
+            ResponseBody::ElectLeaders(m) => Some(m.throttle_time_ms),
+            ResponseBody::IncrementalAlterConfigs(m) => Some(m.throttle_time_ms),
+            ResponseBody::AlterPartitionReassignments(m) => Some(m.throttle_time_ms),
+            ResponseBody::ListPartitionReassignments(m) => Some(m.throttle_time_ms),
+            ResponseBody::OffsetDelete(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeClientQuotas(m) => Some(m.throttle_time_ms),
+            ResponseBody::AlterClientQuotas(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeUserScramCredentials(m) => Some(m.throttle_time_ms),
+            ResponseBody::AlterUserScramCredentials(m) => Some(m.throttle_time_ms),
+            ResponseBody::AlterPartition(m) => Some(m.throttle_time_ms),
+            ResponseBody::UpdateFeatures(m) => Some(m.throttle_time_ms),
+            ResponseBody::FetchSnapshot(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeCluster(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeProducers(m) => Some(m.throttle_time_ms),
+            ResponseBody::BrokerRegistration(m) => Some(m.throttle_time_ms),
+            ResponseBody::BrokerHeartbeat(m) => Some(m.throttle_time_ms),
+            ResponseBody::UnregisterBroker(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeTransactions(m) => Some(m.throttle_time_ms),
+            ResponseBody::ListTransactions(m) => Some(m.throttle_time_ms),
+            ResponseBody::AllocateProducerIds(m) => Some(m.throttle_time_ms),
+            ResponseBody::ConsumerGroupHeartbeat(m) => Some(m.throttle_time_ms),
+            ResponseBody::ConsumerGroupDescribe(m) => Some(m.throttle_time_ms),
+            ResponseBody::ControllerRegistration(m) => Some(m.throttle_time_ms),
+            ResponseBody::GetTelemetrySubscriptions(m) => Some(m.throttle_time_ms),
+            ResponseBody::PushTelemetry(m) => Some(m.throttle_time_ms),
+            ResponseBody::AssignReplicasToDirs(m) => Some(m.throttle_time_ms),
+            ResponseBody::ListConfigResources(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeTopicPartitions(m) => Some(m.throttle_time_ms),
+            ResponseBody::ShareGroupHeartbeat(m) => Some(m.throttle_time_ms),
+            ResponseBody::ShareGroupDescribe(m) => Some(m.throttle_time_ms),
+            ResponseBody::ShareFetch(m) => Some(m.throttle_time_ms),
+            ResponseBody::ShareAcknowledge(m) => Some(m.throttle_time_ms),
+            ResponseBody::AddRaftVoter(m) => Some(m.throttle_time_ms),
+            ResponseBody::RemoveRaftVoter(m) => Some(m.throttle_time_ms),
+            ResponseBody::UpdateRaftVoter(m) => Some(m.throttle_time_ms),
+            ResponseBody::StreamsGroupHeartbeat(m) => Some(m.throttle_time_ms),
+            ResponseBody::StreamsGroupDescribe(m) => Some(m.throttle_time_ms),
+            ResponseBody::DescribeShareGroupOffsets(m) => Some(m.throttle_time_ms),
+            ResponseBody::AlterShareGroupOffsets(m) => Some(m.throttle_time_ms),
+            ResponseBody::DeleteShareGroupOffsets(m) => Some(m.throttle_time_ms),
+            ResponseBody::StreamsGroupTopologyDescriptionUpdate(m) => Some(m.throttle_time_ms),
+            ResponseBody::UnregisterController(m) => Some(m.throttle_time_ms),
+            _ => None,
+        }
+    }
+
+    /// Sets the throttle time; false for APIs without one. Versions that lack the field do not encode it.
+    pub fn set_throttle_time_ms(&mut self, ms: i32) -> bool {
+        match self {
+            ResponseBody::Produce(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::Fetch(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ListOffsets(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::Metadata(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::OffsetCommit(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::OffsetFetch(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::FindCoordinator(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::JoinGroup(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::Heartbeat(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::LeaveGroup(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::SyncGroup(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeGroups(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ListGroups(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ApiVersions(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::CreateTopics(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DeleteTopics(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DeleteRecords(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::InitProducerId(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::OffsetForLeaderEpoch(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AddPartitionsToTxn(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AddOffsetsToTxn(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::EndTxn(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::TxnOffsetCommit(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeAcls(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::CreateAcls(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DeleteAcls(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeConfigs(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AlterConfigs(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AlterReplicaLogDirs(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeLogDirs(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::CreatePartitions(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::CreateDelegationToken(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::RenewDelegationToken(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ExpireDelegationToken(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeDelegationToken(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DeleteGroups(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ElectLeaders(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::IncrementalAlterConfigs(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AlterPartitionReassignments(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ListPartitionReassignments(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::OffsetDelete(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeClientQuotas(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AlterClientQuotas(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeUserScramCredentials(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AlterUserScramCredentials(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AlterPartition(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::UpdateFeatures(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::FetchSnapshot(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeCluster(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeProducers(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::BrokerRegistration(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::BrokerHeartbeat(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::UnregisterBroker(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeTransactions(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ListTransactions(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AllocateProducerIds(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ConsumerGroupHeartbeat(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ConsumerGroupDescribe(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ControllerRegistration(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::GetTelemetrySubscriptions(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::PushTelemetry(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AssignReplicasToDirs(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ListConfigResources(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeTopicPartitions(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ShareGroupHeartbeat(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ShareGroupDescribe(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ShareFetch(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::ShareAcknowledge(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AddRaftVoter(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::RemoveRaftVoter(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::UpdateRaftVoter(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::StreamsGroupHeartbeat(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::StreamsGroupDescribe(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DescribeShareGroupOffsets(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::AlterShareGroupOffsets(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::DeleteShareGroupOffsets(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::StreamsGroupTopologyDescriptionUpdate(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            ResponseBody::UnregisterController(m) => {
+                m.throttle_time_ms = ms;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<ProduceResponse> for ResponseBody {
