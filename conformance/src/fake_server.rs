@@ -1,30 +1,76 @@
-//! The fake cluster served over loopback TCP: one listener per broker, one thread per
-//! connection, all sharing one [`FakeCluster`] behind a mutex. For tests in any runtime and
-//! for `sansa fake-cluster`.
+//! The fake cluster served over loopback TCP, for tests in any runtime and for
+//! `sansa fake-cluster` and `sansa demo`: one listener per broker, one reader thread per
+//! connection, and a timer thread, all sharing one [`FakeCluster`] behind a mutex. The real
+//! clock drives the cluster's timers here.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use sansa::protocol::frame::FrameDecoder;
 
-use crate::fake_cluster::{FakeCluster, FakeClusterConfig};
+use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput};
 
-/// A running fake cluster on loopback. Its threads live as long as the process.
+/// How often the timer thread looks for due timers (fetch max-wait, delays, session timeouts).
+const TICK: Duration = Duration::from_millis(2);
+
+/// A running fake cluster on loopback. It serves until dropped.
 #[derive(Debug)]
 pub struct FakeServer {
     bootstrap: String,
     addresses: Vec<SocketAddr>,
-    cluster: Arc<Mutex<FakeCluster>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    next_conn: AtomicU64,
+    stopped: AtomicBool,
+}
+
+#[derive(Debug)]
+struct State {
+    cluster: FakeCluster,
+    writers: BTreeMap<FakeConnId, TcpStream>,
+}
+
+impl State {
+    /// Carries out what the cluster asked for.
+    fn flush(&mut self) {
+        while let Some(out) = self.cluster.poll_output() {
+            match out {
+                FakeOutput::Send { conn, bytes } => {
+                    let failed = self.writers.get_mut(&conn).is_some_and(|w| w.write_all(&bytes).is_err());
+                    if failed {
+                        self.cluster.handle_disconnect(conn);
+                        if let Some(w) = self.writers.remove(&conn) {
+                            let _ = w.shutdown(Shutdown::Both);
+                        }
+                    }
+                }
+                FakeOutput::Close { conn } => {
+                    if let Some(w) = self.writers.remove(&conn) {
+                        let _ = w.shutdown(Shutdown::Both);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl FakeServer {
     /// Binds one listener per broker on `host` (ports from `first_port` upwards, or ephemeral
-    /// ports when `None`) and starts serving.
-    pub fn start(config: FakeClusterConfig, host: &str, first_port: Option<u16>) -> io::Result<FakeServer> {
+    /// ports when `None`) and starts serving. Wall-clock times start at the real time.
+    pub fn start(mut config: FakeClusterConfig, host: &str, first_port: Option<u16>) -> io::Result<FakeServer> {
+        // Real wall-clock time is the point of serving over TCP; the simulator keeps the fixed one.
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        config.start_time_ms = i64::try_from(wall).unwrap_or(i64::MAX);
         let mut cluster = FakeCluster::new(config);
         let ids = cluster.broker_ids();
         let mut listeners = Vec::new();
@@ -35,20 +81,20 @@ impl FakeServer {
             cluster.set_address(*id, &addr.ip().to_string(), addr.port());
             listeners.push((*id, listener, addr));
         }
-        let cluster = Arc::new(Mutex::new(cluster));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { cluster, writers: BTreeMap::new() }),
+            next_conn: AtomicU64::new(1),
+            stopped: AtomicBool::new(false),
+        });
         let addresses: Vec<SocketAddr> = listeners.iter().map(|(_, _, a)| *a).collect();
         for (id, listener, _) in listeners {
-            let cluster = cluster.clone();
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    let Ok(stream) = stream else { continue };
-                    let cluster = cluster.clone();
-                    thread::spawn(move || serve(stream, id, &cluster));
-                }
-            });
+            let shared = shared.clone();
+            thread::spawn(move || accept_loop(&listener, id, &shared));
         }
+        let timer = shared.clone();
+        thread::spawn(move || timer_loop(&timer));
         let bootstrap = addresses.iter().map(SocketAddr::to_string).collect::<Vec<_>>().join(",");
-        Ok(FakeServer { bootstrap, addresses, cluster })
+        Ok(FakeServer { bootstrap, addresses, shared })
     }
 
     /// The bootstrap list, `host:port,...`.
@@ -61,42 +107,105 @@ impl FakeServer {
         &self.addresses
     }
 
-    /// The cluster, to inspect or to change while it serves.
-    pub fn cluster(&self) -> Arc<Mutex<FakeCluster>> {
-        self.cluster.clone()
+    /// Runs `f` on the cluster (to inspect it, inject faults, stop or start brokers), then
+    /// carries out whatever that asked for on the connections.
+    pub fn with_cluster<R>(&self, f: impl FnOnce(&mut FakeCluster) -> R) -> R {
+        let mut state = lock(&self.shared);
+        let r = f(&mut state.cluster);
+        state.flush();
+        r
     }
 }
 
-fn serve(mut stream: TcpStream, broker: i32, cluster: &Mutex<FakeCluster>) {
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        let mut state = lock(&self.shared);
+        for (conn, w) in std::mem::take(&mut state.writers) {
+            let _ = w.shutdown(Shutdown::Both);
+            state.cluster.handle_disconnect(conn);
+        }
+        drop(state);
+        // Wake the accept loops so that they see the flag and release their ports.
+        for addr in &self.addresses {
+            let _ = TcpStream::connect_timeout(addr, Duration::from_millis(100));
+        }
+    }
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    // A panicking reader thread must not take the whole server down with it.
+    shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn accept_loop(listener: &TcpListener, broker: i32, shared: &Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let conn = FakeConnId(shared.next_conn.fetch_add(1, Ordering::SeqCst));
+        let Ok(writer) = stream.try_clone() else { continue };
+        {
+            let mut state = lock(shared);
+            // A stopped broker cannot refuse at the TCP level here (its port stays bound), so
+            // it accepts and hangs up at once.
+            if state.cluster.handle_connect(Instant::now(), broker, conn).is_err() {
+                let _ = stream.shutdown(Shutdown::Both);
+                continue;
+            }
+            state.writers.insert(conn, writer);
+        }
+        let shared = shared.clone();
+        thread::spawn(move || read_loop(stream, conn, &shared));
+    }
+}
+
+fn read_loop(mut stream: TcpStream, conn: FakeConnId, shared: &Shared) {
     let _ = stream.set_nodelay(true);
     let decoder = FrameDecoder::default();
     let mut inbound = BytesMut::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         inbound.extend_from_slice(&buf[..n]);
+        let mut state = lock(shared);
         loop {
-            let frame = match decoder.decode(&mut inbound) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(_) => return,
-            };
-            let answer = {
-                let Ok(mut c) = cluster.lock() else { return };
-                c.handle_frame(Instant::now(), broker, frame)
-            };
-            match answer {
-                Ok(Some(bytes)) => {
-                    if stream.write_all(&bytes).is_err() {
-                        return;
-                    }
+            match decoder.decode(&mut inbound) {
+                Ok(Some(frame)) => {
+                    let _ = state.cluster.handle_frame(Instant::now(), conn, frame);
                 }
-                Ok(None) => {}
-                Err(_) => return,
+                Ok(None) => break,
+                Err(_) => {
+                    state.cluster.handle_disconnect(conn);
+                    break;
+                }
             }
         }
+        state.flush();
+        if !state.cluster.is_connected(conn) {
+            break;
+        }
+    }
+    let mut state = lock(shared);
+    state.cluster.handle_disconnect(conn);
+    if let Some(w) = state.writers.remove(&conn) {
+        let _ = w.shutdown(Shutdown::Both);
+    }
+    state.flush();
+}
+
+fn timer_loop(shared: &Shared) {
+    while !shared.stopped.load(Ordering::SeqCst) {
+        thread::sleep(TICK);
+        let mut state = lock(shared);
+        let now = Instant::now();
+        if state.cluster.poll_timeout().is_some_and(|t| t <= now) {
+            state.cluster.handle_timeout(now);
+        }
+        state.flush();
     }
 }

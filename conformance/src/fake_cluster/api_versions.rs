@@ -1,7 +1,9 @@
-//! ApiVersions: every implemented API at sansa's full version range.
+//! ApiVersions: what the emulated release advertises for the implemented APIs.
 
 use sansa::protocol::messages::ApiVersionsResponse;
 
-pub(crate) fn handle() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(super::advertised())
+use super::FakeCluster;
+
+pub(crate) fn handle(cluster: &FakeCluster) -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_api_keys(cluster.advertised_list())
 }

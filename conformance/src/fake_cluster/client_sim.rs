@@ -14,14 +14,15 @@ use sansa::protocol::records::{decode_batches, BatchParams, DecodeOptions, Recor
 use sansa::protocol::{BrokerId, ErrorCode, RequestBody, ResponseBody, TopicName};
 use sansa::{BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, RequestId, Response, Target, Transmit};
 
-use super::{FakeCluster, FakeClusterConfig};
+use super::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput};
 
 struct Sim {
     client: Client,
     cluster: FakeCluster,
     now: Instant,
     by_address: BTreeMap<BrokerAddress, i32>,
-    conns: BTreeMap<ConnId, (i32, BytesMut)>,
+    conns: BTreeMap<ConnId, (FakeConnId, BytesMut)>,
+    next_conn: u64,
     events: Vec<Event>,
 }
 
@@ -32,6 +33,7 @@ impl Sim {
             cluster_id: "sim".into(),
             default_partitions: 1,
             auto_create_topics: false,
+            ..FakeClusterConfig::default()
         });
         let mut by_address = BTreeMap::new();
         for id in cluster.broker_ids() {
@@ -41,7 +43,7 @@ impl Sim {
         }
         let now = Instant::now();
         let client = Client::new(Config::new("127.0.0.1:19092").unwrap(), now);
-        Sim { client, cluster, now, by_address, conns: BTreeMap::new(), events: Vec::new() }
+        Sim { client, cluster, now, by_address, conns: BTreeMap::new(), next_conn: 0, events: Vec::new() }
     }
 
     fn run(&mut self) {
@@ -51,18 +53,26 @@ impl Sim {
                 match t {
                     Transmit::Open { conn, address } => match self.by_address.get(&address) {
                         Some(id) => {
-                            self.conns.insert(conn, (*id, BytesMut::new()));
+                            self.next_conn += 1;
+                            let fake = FakeConnId(self.next_conn);
+                            self.cluster.handle_connect(self.now, *id, fake).unwrap();
+                            self.conns.insert(conn, (fake, BytesMut::new()));
                             inputs.push(Input::Connected { conn });
                         }
                         None => inputs.push(Input::Closed { conn, cause: CloseCause::Refused }),
                     },
                     Transmit::Send { conn, bytes } => {
-                        let Some((id, inbound)) = self.conns.get_mut(&conn) else { continue };
+                        let Some((fake, inbound)) = self.conns.get_mut(&conn) else { continue };
                         inbound.extend_from_slice(&bytes);
-                        let mut out = BytesMut::new();
+                        let fake = *fake;
                         while let Some(frame) = FrameDecoder::default().decode(inbound).unwrap() {
-                            if let Some(answer) = self.cluster.handle_frame(self.now, *id, frame).unwrap() {
-                                out.extend_from_slice(&answer);
+                            self.cluster.handle_frame(self.now, fake, frame).unwrap();
+                        }
+                        let mut out = BytesMut::new();
+                        while let Some(o) = self.cluster.poll_output() {
+                            match o {
+                                FakeOutput::Send { conn: c, bytes } if c == fake => out.extend_from_slice(&bytes),
+                                other => panic!("unexpected output {other:?}"),
                             }
                         }
                         if !out.is_empty() {
@@ -70,7 +80,9 @@ impl Sim {
                         }
                     }
                     Transmit::Close { conn } => {
-                        self.conns.remove(&conn);
+                        if let Some((fake, _)) = self.conns.remove(&conn) {
+                            self.cluster.handle_disconnect(fake);
+                        }
                     }
                     other => panic!("unexpected transmit {other:?}"),
                 }

@@ -1,18 +1,25 @@
 //! A sans-IO fake Kafka cluster: brokers, topics and partition logs held in memory, answering
 //! real request frames with real response frames through sansa's generated codecs.
 //!
-//! First cut: ApiVersions, Metadata, CreateTopics, DeleteTopics, Produce, Fetch, ListOffsets
-//! and FindCoordinator. Other APIs are not advertised; a request for one is refused like an
-//! unknown API (the server closes the connection). Fetch answers at once: `max_wait_ms` and
-//! `min_bytes` are ignored. There is no replication, no transactions, no idempotence checks,
-//! no fetch sessions (session id 0 is always answered) and no quotas.
+//! Whoever carries the bytes (the loopback [`crate::fake_server`], the simulator, a test)
+//! registers each client connection with [`FakeCluster::handle_connect`], feeds request frames
+//! with [`FakeCluster::handle_frame`], and sends on what [`FakeCluster::poll_output`] returns.
+//! Like a broker, the cluster answers one request per connection at a time: a request that
+//! waits (a JoinGroup for the rest of its group, a Fetch for `max_wait_ms`, an injected delay)
+//! holds back the requests behind it. Timers are virtual: [`FakeCluster::poll_timeout`] says
+//! when to call [`FakeCluster::handle_timeout`].
+//!
+//! Faults ([`Fault`]) and topology changes (brokers down and up, leader moves, offline
+//! partitions) can be applied at any time. The advertised ApiVersions follow a Kafka release
+//! ([`FakeClusterConfig::release`], 4.3 by default), so older brokers can be emulated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sansa::protocol::frame::{decode_request, encode_response};
+use sansa::protocol::kafka_release::{advertised_by, ClusterMode, KafkaRelease};
 use sansa::protocol::messages::api_versions::response::ApiVersion;
 use sansa::protocol::messages::ApiVersionsResponse;
 use sansa::protocol::{ApiKey, DecodeError, EncodeError, ErrorCode, RequestBody, ResponseBody, Uuid};
@@ -22,6 +29,7 @@ mod api_versions;
 mod client_sim;
 mod create_topics;
 mod delete_topics;
+mod faults;
 mod fetch;
 mod find_coordinator;
 mod list_offsets;
@@ -30,7 +38,10 @@ mod produce;
 #[cfg(test)]
 mod tests;
 
-/// The APIs the fake cluster implements, advertised in ApiVersions.
+pub use faults::{Fault, FaultAction};
+
+/// The APIs the fake cluster implements. Of these, it advertises those its emulated release
+/// has, at that release's versions (clipped to what sansa's codecs know).
 pub const IMPLEMENTED_APIS: &[ApiKey] = &[
     ApiKey::Produce,
     ApiKey::Fetch,
@@ -40,6 +51,24 @@ pub const IMPLEMENTED_APIS: &[ApiKey] = &[
     ApiKey::ApiVersions,
     ApiKey::CreateTopics,
     ApiKey::DeleteTopics,
+];
+
+/// APIs whose errors live per topic or partition (or whose top-level error is not the one
+/// clients act on): an injected `Error` fault is applied by their handlers to each matching
+/// entry rather than as a top-level error.
+const PER_ENTRY_ERROR_APIS: &[ApiKey] = &[
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::Metadata,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::CreatePartitions,
+    ApiKey::DeleteRecords,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::DescribeConfigs,
+    ApiKey::FindCoordinator,
 ];
 
 /// How to build a [`FakeCluster`].
@@ -53,6 +82,15 @@ pub struct FakeClusterConfig {
     pub default_partitions: i32,
     /// Create unknown topics named in Metadata requests that allow it.
     pub auto_create_topics: bool,
+    /// The Kafka release (KRaft mode) whose ApiVersions the brokers advertise.
+    pub release: KafkaRelease,
+    /// Wall-clock time, in milliseconds since the epoch, at the first instant the cluster
+    /// sees; later wall-clock times (log append times, ListOffsets by time) advance with the
+    /// virtual clock. Fixed by default so that runs are reproducible.
+    pub start_time_ms: i64,
+    /// How long a new classic group waits for more members before its first rebalance
+    /// completes (Kafka's `group.initial.rebalance.delay.ms`, 3 s by default there).
+    pub group_initial_rebalance_delay: Duration,
 }
 
 impl Default for FakeClusterConfig {
@@ -62,11 +100,56 @@ impl Default for FakeClusterConfig {
             cluster_id: "sansa-fake-cluster".to_string(),
             default_partitions: 1,
             auto_create_topics: true,
+            release: KafkaRelease::V4_3,
+            start_time_ms: 1_767_225_600_000, // 2026-01-01T00:00:00Z
+            group_initial_rebalance_delay: Duration::ZERO,
         }
     }
 }
 
-/// Why a frame could not be answered. The server should close the connection.
+/// One client connection to one broker, named by whoever carries its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FakeConnId(pub u64);
+
+/// What the cluster wants done on its connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FakeOutput {
+    /// Write these bytes (one or more complete response frames) to the connection.
+    Send {
+        /// The connection.
+        conn: FakeConnId,
+        /// Response frames, size prefixes included.
+        bytes: Bytes,
+    },
+    /// Close the connection; the cluster has forgotten it.
+    Close {
+        /// The connection.
+        conn: FakeConnId,
+    },
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The broker is stopped.
+    BrokerDown(i32),
+    /// No broker has this id.
+    UnknownBroker(i32),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::BrokerDown(id) => write!(f, "broker {id} is down"),
+            ConnectError::UnknownBroker(id) => write!(f, "no broker with id {id}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Why a frame could not be answered. The connection is closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FakeError {
@@ -76,10 +159,12 @@ pub enum FakeError {
     Encode(EncodeError),
     /// The API is known to sansa but not implemented (nor advertised) by the fake cluster.
     UnsupportedApi(ApiKey),
-    /// The API version is outside the supported range.
+    /// The API version is outside the advertised range.
     UnsupportedVersion(ApiKey, i16),
     /// The frame was received by a broker id that does not exist.
     UnknownBroker(i32),
+    /// The frame arrived on a connection that was never opened or is closed.
+    UnknownConnection(FakeConnId),
 }
 
 impl fmt::Display for FakeError {
@@ -88,8 +173,9 @@ impl fmt::Display for FakeError {
             FakeError::Decode(e) => write!(f, "malformed request: {e}"),
             FakeError::Encode(e) => write!(f, "cannot encode response: {e}"),
             FakeError::UnsupportedApi(k) => write!(f, "API {} is not implemented by the fake cluster", k.name()),
-            FakeError::UnsupportedVersion(k, v) => write!(f, "{} has no version {v}", k.name()),
+            FakeError::UnsupportedVersion(k, v) => write!(f, "{} version {v} is not advertised", k.name()),
             FakeError::UnknownBroker(id) => write!(f, "no broker with id {id}"),
+            FakeError::UnknownConnection(c) => write!(f, "connection {} is not open", c.0),
         }
     }
 }
@@ -106,6 +192,62 @@ impl From<EncodeError> for FakeError {
     fn from(e: EncodeError) -> Self {
         FakeError::Encode(e)
     }
+}
+
+/// Names a response that a handler will give later, with [`FakeCluster::complete`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Ticket(u64);
+
+/// What a handler knows about the request it is handling.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    pub(crate) now: Instant,
+    pub(crate) broker: i32,
+    pub(crate) conn: FakeConnId,
+    pub(crate) version: i16,
+    /// The ticket to keep when answering later ([`Reply::Parked`]).
+    pub(crate) ticket: Ticket,
+}
+
+/// A handler's answer.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// Answer now.
+    Now(ResponseBody),
+    /// No response is due (produce with acks=0).
+    Silent,
+    /// The handler kept `ctx.ticket` and will call [`FakeCluster::complete`] later.
+    Parked,
+}
+
+impl<T: Into<ResponseBody>> From<T> for Reply {
+    fn from(body: T) -> Reply {
+        Reply::Now(body.into())
+    }
+}
+
+#[derive(Debug)]
+struct ParkedSlot {
+    conn: FakeConnId,
+    correlation_id: i32,
+    version: i16,
+    throttle_ms: Option<i32>,
+}
+
+#[derive(Debug)]
+enum ConnState {
+    Ready,
+    /// Waiting for a parked response.
+    Parked(Ticket),
+    /// An injected delay: handle `frame` (without consulting faults again) at `until`.
+    Delayed { until: Instant, frame: Bytes },
+}
+
+#[derive(Debug)]
+struct Conn {
+    broker: i32,
+    state: ConnState,
+    queued: VecDeque<Bytes>,
 }
 
 /// One stored batch: its bytes with base offset and leader epoch patched in.
@@ -139,15 +281,26 @@ pub(crate) struct Topic {
 pub(crate) struct Broker {
     pub(crate) host: String,
     pub(crate) port: u16,
+    pub(crate) up: bool,
 }
 
-/// An in-memory Kafka cluster without IO. Feed it request frames with
-/// [`FakeCluster::handle_frame`] and send back what it returns.
+/// An in-memory Kafka cluster without IO. See the module documentation for the driving loop.
 #[derive(Debug)]
 pub struct FakeCluster {
     pub(crate) config: FakeClusterConfig,
     pub(crate) brokers: BTreeMap<i32, Broker>,
     pub(crate) topics: BTreeMap<String, Topic>,
+    /// Advertised (min, max) per API.
+    advertised: BTreeMap<ApiKey, (i16, i16)>,
+    faults: faults::Faults,
+    conns: BTreeMap<FakeConnId, Conn>,
+    parked: BTreeMap<Ticket, ParkedSlot>,
+    next_ticket: u64,
+    /// Connections whose parked response was given and may have queued frames to handle.
+    runnable: BTreeSet<FakeConnId>,
+    outputs: VecDeque<FakeOutput>,
+    /// The first instant seen, for wall-clock times.
+    origin: Option<Instant>,
     /// Counter behind topic ids.
     uuid_counter: u64,
     /// Rotates the first leader of each new topic.
@@ -160,19 +313,58 @@ impl FakeCluster {
     pub fn new(config: FakeClusterConfig) -> Self {
         let n = config.brokers.max(1);
         let brokers = (1..=n as i32)
-            .map(|id| (id, Broker { host: "localhost".to_string(), port: 9091u16.saturating_add(id as u16) }))
+            .map(|id| {
+                let port = 9091u16.saturating_add(id as u16);
+                (id, Broker { host: "localhost".to_string(), port, up: true })
+            })
             .collect();
-        FakeCluster { config, brokers, topics: BTreeMap::new(), uuid_counter: 0, leader_rotation: 0 }
+        let advertised = advertised_for(config.release);
+        FakeCluster {
+            config,
+            brokers,
+            topics: BTreeMap::new(),
+            advertised,
+            faults: faults::Faults::default(),
+            conns: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            next_ticket: 0,
+            runnable: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            origin: None,
+            uuid_counter: 0,
+            leader_rotation: 0,
+        }
+    }
+
+    /// The configuration the cluster was built with.
+    pub fn config(&self) -> &FakeClusterConfig {
+        &self.config
     }
 
     /// Where broker `id` is reachable, advertised in Metadata/FindCoordinator.
     pub fn set_address(&mut self, id: i32, host: &str, port: u16) {
-        self.brokers.insert(id, Broker { host: host.to_string(), port });
+        let up = self.brokers.get(&id).is_none_or(|b| b.up);
+        self.brokers.insert(id, Broker { host: host.to_string(), port, up });
     }
 
-    /// The broker ids, ascending.
+    /// The broker ids, ascending, whether up or down.
     pub fn broker_ids(&self) -> Vec<i32> {
         self.brokers.keys().copied().collect()
+    }
+
+    /// The ids of the brokers that are up, ascending.
+    pub fn live_broker_ids(&self) -> Vec<i32> {
+        self.brokers.iter().filter(|(_, b)| b.up).map(|(id, _)| *id).collect()
+    }
+
+    /// Whether broker `id` exists and is up.
+    pub fn is_up(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| b.up)
+    }
+
+    /// The active controller: the lowest live broker id (-1 when every broker is down).
+    pub fn controller_id(&self) -> i32 {
+        self.live_broker_ids().first().copied().unwrap_or(-1)
     }
 
     /// The id of topic `name`, if it exists.
@@ -180,9 +372,24 @@ impl FakeCluster {
         self.topics.get(name).map(|t| t.id)
     }
 
-    /// The leader of a partition, if it exists.
+    /// The topic names, ascending.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics.keys().cloned().collect()
+    }
+
+    /// The number of partitions of topic `name`, if it exists.
+    pub fn partition_count(&self, name: &str) -> Option<usize> {
+        self.topics.get(name).map(|t| t.partitions.len())
+    }
+
+    /// The leader of a partition (-1 when offline), if the partition exists.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
         self.partition(topic, partition).map(|p| p.leader)
+    }
+
+    /// The leader epoch of a partition, if it exists.
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.partition(topic, partition).map(|p| p.leader_epoch)
     }
 
     /// The log end offset (high watermark) of a partition, if it exists.
@@ -194,11 +401,23 @@ impl FakeCluster {
         self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)
     }
 
+    pub(crate) fn partition_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Partition> {
+        self.topics.get_mut(topic)?.partitions.get_mut(usize::try_from(partition).ok()?)
+    }
+
     pub(crate) fn topic_name_by_id(&self, id: Uuid) -> Option<String> {
         if id.is_zero() {
             return None;
         }
         self.topics.iter().find(|(_, t)| t.id == id).map(|(n, _)| n.clone())
+    }
+
+    /// Wall-clock milliseconds at `now`: the configured start time plus the virtual time
+    /// elapsed since the first instant the cluster saw.
+    pub(crate) fn wall_clock_ms(&mut self, now: Instant) -> i64 {
+        let origin = *self.origin.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(origin).as_millis();
+        self.config.start_time_ms.saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX))
     }
 
     /// A random-looking but deterministic id (splitmix64 over a counter); never zero.
@@ -223,40 +442,310 @@ impl FakeCluster {
 
     /// Creates a topic (the caller has validated the arguments). Leaders go round-robin over
     /// the brokers; replicas are the leader and the next brokers, `replication_factor` of them
-    /// (-1: up to 3).
+    /// (-1: up to 3). A partition whose preferred leader is down is led by its first live
+    /// replica, or is offline.
     pub fn create_topic(&mut self, name: &str, partitions: i32, replication_factor: i16) -> Uuid {
+        let id = self.next_uuid();
+        self.topics.insert(name.to_string(), Topic { id, partitions: Vec::new() });
+        self.add_partitions(name, partitions, replication_factor);
+        id
+    }
+
+    /// Appends `count` partitions to an existing topic, placed as [`FakeCluster::create_topic`]
+    /// places them.
+    pub(crate) fn add_partitions(&mut self, name: &str, count: i32, replication_factor: i16) {
         let ids = self.broker_ids();
         let n = ids.len();
         let rf = if replication_factor <= 0 { n.min(3) } else { (replication_factor as usize).min(n) };
         let start = self.leader_rotation;
         self.leader_rotation = self.leader_rotation.wrapping_add(1);
-        let parts = (0..partitions.max(0) as usize)
-            .map(|p| {
-                let first = (start + p) % n;
-                Partition {
-                    leader: ids[first],
-                    replicas: (0..rf).map(|r| ids[(first + r) % n]).collect(),
-                    leader_epoch: 0,
-                    log_start_offset: 0,
-                    next_offset: 0,
-                    batches: Vec::new(),
-                }
-            })
-            .collect();
-        let id = self.next_uuid();
-        self.topics.insert(name.to_string(), Topic { id, partitions: parts });
-        id
+        let live: BTreeSet<i32> = self.live_broker_ids().into_iter().collect();
+        let Some(topic) = self.topics.get_mut(name) else { return };
+        let existing = topic.partitions.len();
+        for p in existing..existing + count.max(0) as usize {
+            let first = (start + p) % n;
+            let replicas: Vec<i32> = (0..rf).map(|r| ids[(first + r) % n]).collect();
+            let leader = replicas.iter().copied().find(|r| live.contains(r)).unwrap_or(-1);
+            topic.partitions.push(Partition {
+                leader,
+                replicas,
+                leader_epoch: 0,
+                log_start_offset: 0,
+                next_offset: 0,
+                batches: Vec::new(),
+            });
+        }
     }
 
-    /// One request frame (without its size prefix) received by broker `broker`; returns the
-    /// complete response frame (with size prefix) to send back, or `None` when no response is
-    /// due (produce with acks=0). Malformed frames return `Err` (the server closes the
-    /// connection).
-    pub fn handle_frame(&mut self, now: Instant, broker: i32, frame: Bytes) -> Result<Option<Bytes>, FakeError> {
-        let _ = now;
-        if !self.brokers.contains_key(&broker) {
-            return Err(FakeError::UnknownBroker(broker));
+    // ---- Faults and topology changes ----
+
+    /// Adds a fault rule; rules apply in the order they were added.
+    pub fn inject(&mut self, fault: Fault) {
+        self.faults.push(fault);
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// Whether any fault rule is left.
+    pub fn has_faults(&self) -> bool {
+        !self.faults.is_empty()
+    }
+
+    /// Restricts (or widens) what the brokers advertise for `api`: `None` removes it from
+    /// ApiVersions and refuses its requests, as a broker without it would.
+    pub fn set_api_versions(&mut self, api: ApiKey, range: Option<(i16, i16)>) {
+        match range {
+            Some(r) => self.advertised.insert(api, r),
+            None => self.advertised.remove(&api),
+        };
+    }
+
+    /// Advertises what a broker of `release` does (KRaft mode), for the implemented APIs.
+    pub fn emulate_release(&mut self, release: KafkaRelease) {
+        self.config.release = release;
+        self.advertised = advertised_for(release);
+    }
+
+    /// The advertised (min, max) of `api`, if advertised.
+    pub fn advertised_versions(&self, api: ApiKey) -> Option<(i16, i16)> {
+        self.advertised.get(&api).copied()
+    }
+
+    /// Stops broker `id`: its connections close, new ones are refused, and each partition it
+    /// led moves to its first live replica (or goes offline) with a new leader epoch.
+    pub fn stop_broker(&mut self, id: i32) {
+        let Some(b) = self.brokers.get_mut(&id) else { return };
+        if !b.up {
+            return;
         }
+        b.up = false;
+        let doomed: Vec<FakeConnId> = self.conns.iter().filter(|(_, c)| c.broker == id).map(|(k, _)| *k).collect();
+        for conn in doomed {
+            self.close(conn);
+        }
+        let live: BTreeSet<i32> = self.live_broker_ids().into_iter().collect();
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                if p.leader == id {
+                    p.leader = p.replicas.iter().copied().find(|r| live.contains(r)).unwrap_or(-1);
+                    p.leader_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// Restarts broker `id`. Offline partitions it replicates come back with it as leader; the
+    /// others keep their current leader (no preferred-leader election).
+    pub fn start_broker(&mut self, id: i32) {
+        let Some(b) = self.brokers.get_mut(&id) else { return };
+        if b.up {
+            return;
+        }
+        b.up = true;
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                if p.leader == -1 && p.replicas.contains(&id) {
+                    p.leader = id;
+                    p.leader_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// Moves a partition's leadership to `to` (a live replica), bumping the leader epoch.
+    pub fn move_leader(&mut self, topic: &str, partition: i32, to: i32) -> Result<(), String> {
+        let up = self.is_up(to);
+        let p = self.partition_mut(topic, partition).ok_or_else(|| format!("no partition {topic}-{partition}"))?;
+        if !p.replicas.contains(&to) {
+            return Err(format!("broker {to} does not replicate {topic}-{partition}"));
+        }
+        if !up {
+            return Err(format!("broker {to} is down"));
+        }
+        if p.leader != to {
+            p.leader = to;
+            p.leader_epoch += 1;
+        }
+        Ok(())
+    }
+
+    /// Takes a partition offline (no leader, LEADER_NOT_AVAILABLE / NOT_LEADER_OR_FOLLOWER to
+    /// clients) until [`FakeCluster::move_leader`] or a broker restart gives it one.
+    pub fn set_partition_offline(&mut self, topic: &str, partition: i32) -> Result<(), String> {
+        let p = self.partition_mut(topic, partition).ok_or_else(|| format!("no partition {topic}-{partition}"))?;
+        if p.leader != -1 {
+            p.leader = -1;
+            p.leader_epoch += 1;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn take_partition_error(
+        &mut self,
+        api: ApiKey,
+        broker: i32,
+        topic: &str,
+        partition: Option<i32>,
+    ) -> Option<ErrorCode> {
+        if self.faults.is_empty() {
+            return None;
+        }
+        self.faults.take_partition_error(api, broker, topic, partition)
+    }
+
+    // ---- Connections ----
+
+    /// A client opened connection `conn` to broker `broker`.
+    pub fn handle_connect(&mut self, now: Instant, broker: i32, conn: FakeConnId) -> Result<(), ConnectError> {
+        self.wall_clock_ms(now);
+        match self.brokers.get(&broker) {
+            None => Err(ConnectError::UnknownBroker(broker)),
+            Some(b) if !b.up => Err(ConnectError::BrokerDown(broker)),
+            Some(_) => {
+                self.conns.insert(conn, Conn { broker, state: ConnState::Ready, queued: VecDeque::new() });
+                Ok(())
+            }
+        }
+    }
+
+    /// The client closed `conn` (or it broke). Its pending answers are dropped.
+    pub fn handle_disconnect(&mut self, conn: FakeConnId) {
+        self.forget(conn);
+    }
+
+    /// Whether `conn` is open.
+    pub fn is_connected(&self, conn: FakeConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    /// One request frame (without its size prefix) received on `conn`. Answers are queued for
+    /// [`FakeCluster::poll_output`]. A frame that cannot be answered closes the connection
+    /// (a `Close` output) and is reported here when it was handled at once.
+    pub fn handle_frame(&mut self, now: Instant, conn: FakeConnId, frame: Bytes) -> Result<(), FakeError> {
+        let Some(c) = self.conns.get_mut(&conn) else { return Err(FakeError::UnknownConnection(conn)) };
+        let result = if matches!(c.state, ConnState::Ready) && c.queued.is_empty() {
+            self.process(now, conn, frame, true)
+        } else {
+            c.queued.push_back(frame);
+            Ok(())
+        };
+        self.run_queued(now);
+        result
+    }
+
+    /// When [`FakeCluster::handle_timeout`] is next due, if anything waits on time.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let delays = self.conns.values().filter_map(|c| match c.state {
+            ConnState::Delayed { until, .. } => Some(until),
+            _ => None,
+        });
+        delays.min()
+    }
+
+    /// Time has reached `now`: delayed requests are handled, and timers fire.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<FakeConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state, ConnState::Delayed { until, .. } if until <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for conn in due {
+            let Some(c) = self.conns.get_mut(&conn) else { continue };
+            if let ConnState::Delayed { frame, .. } = std::mem::replace(&mut c.state, ConnState::Ready) {
+                let _ = self.process(now, conn, frame, false);
+                self.runnable.insert(conn);
+            }
+        }
+        self.run_queued(now);
+    }
+
+    /// The next thing to do on a connection.
+    pub fn poll_output(&mut self) -> Option<FakeOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// Convenience for tests: handles one frame on a fresh connection to `broker` and returns
+    /// the bytes sent back at once (`None` when nothing was), then forgets the connection.
+    pub fn answer(&mut self, now: Instant, broker: i32, frame: Bytes) -> Result<Option<Bytes>, FakeError> {
+        let conn = FakeConnId(u64::MAX - self.next_ticket);
+        self.handle_connect(now, broker, conn).map_err(|_| FakeError::UnknownBroker(broker))?;
+        let result = self.handle_frame(now, conn, frame);
+        let mut answer = BytesMut::new();
+        let mut kept = VecDeque::new();
+        while let Some(o) = self.outputs.pop_front() {
+            match o {
+                FakeOutput::Send { conn: c, bytes } if c == conn => answer.extend_from_slice(&bytes),
+                FakeOutput::Close { conn: c } if c == conn => {}
+                other => kept.push_back(other),
+            }
+        }
+        self.outputs = kept;
+        self.forget(conn);
+        result?;
+        Ok((!answer.is_empty()).then(|| answer.freeze()))
+    }
+
+    /// Gives the parked response `ticket`: encodes it for its connection, which then handles
+    /// the requests queued behind it. A ticket whose connection has gone is ignored.
+    pub(crate) fn complete(&mut self, ticket: Ticket, mut body: ResponseBody) {
+        let Some(slot) = self.parked.remove(&ticket) else { return };
+        let Some(c) = self.conns.get_mut(&slot.conn) else { return };
+        c.state = ConnState::Ready;
+        if let Some(ms) = slot.throttle_ms {
+            body.set_throttle_time_ms(ms);
+        }
+        match encode(slot.correlation_id, slot.version, &body) {
+            Ok(bytes) => self.outputs.push_back(FakeOutput::Send { conn: slot.conn, bytes }),
+            Err(_) => self.close(slot.conn),
+        }
+        self.runnable.insert(slot.conn);
+    }
+
+    /// Whether the parked response `ticket` is still wanted.
+    pub(crate) fn is_parked(&self, ticket: Ticket) -> bool {
+        self.parked.contains_key(&ticket)
+    }
+
+    fn close(&mut self, conn: FakeConnId) {
+        if self.forget(conn) {
+            self.outputs.push_back(FakeOutput::Close { conn });
+        }
+    }
+
+    fn forget(&mut self, conn: FakeConnId) -> bool {
+        self.parked.retain(|_, slot| slot.conn != conn);
+        self.runnable.remove(&conn);
+        self.conns.remove(&conn).is_some()
+    }
+
+    fn run_queued(&mut self, now: Instant) {
+        while let Some(conn) = self.runnable.pop_first() {
+            loop {
+                let Some(c) = self.conns.get_mut(&conn) else { break };
+                if !matches!(c.state, ConnState::Ready) {
+                    break;
+                }
+                let Some(frame) = c.queued.pop_front() else { break };
+                let _ = self.process(now, conn, frame, true);
+            }
+        }
+    }
+
+    /// Handles one frame on a ready connection.
+    fn process(&mut self, now: Instant, conn: FakeConnId, frame: Bytes, with_faults: bool) -> Result<(), FakeError> {
+        let result = self.try_process(now, conn, frame, with_faults);
+        if result.is_err() {
+            self.close(conn);
+        }
+        result
+    }
+
+    fn try_process(&mut self, now: Instant, conn: FakeConnId, frame: Bytes, with_faults: bool) -> Result<(), FakeError> {
+        let Some(broker) = self.conns.get(&conn).map(|c| c.broker) else { return Ok(()) };
         if frame.len() < 8 {
             return Err(DecodeError::Truncated { what: "RequestHeader", needed: 8, remaining: frame.len() }.into());
         }
@@ -264,50 +753,130 @@ impl FakeCluster {
         let version = i16::from_be_bytes([frame[2], frame[3]]);
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
         let api_key = ApiKey::from_i16(key).ok_or(DecodeError::UnknownApiKey(key))?;
-        let range = api_key.versions();
-        if api_key == ApiKey::ApiVersions && !(range.min..=range.max).contains(&version) {
+        let advertised = self.advertised.get(&api_key).copied();
+        if api_key == ApiKey::ApiVersions && advertised.is_none_or(|(lo, hi)| !(lo..=hi).contains(&version)) {
             // Like Kafka: answer with a v0 body holding the error and the ranges, so that the
             // client can pick a version it shares with us.
             let body = ApiVersionsResponse::default()
                 .with_error_code(ErrorCode::UnsupportedVersion)
-                .with_api_keys(advertised());
-            return encode(correlation_id, 0, &ResponseBody::from(body)).map(Some);
+                .with_api_keys(self.advertised_list());
+            let bytes = encode(correlation_id, 0, &ResponseBody::from(body))?;
+            self.outputs.push_back(FakeOutput::Send { conn, bytes });
+            return Ok(());
         }
-        if !IMPLEMENTED_APIS.contains(&api_key) {
-            return Err(FakeError::UnsupportedApi(api_key));
-        }
-        if !(range.min..=range.max).contains(&version) {
+        let Some((lo, hi)) = advertised else { return Err(FakeError::UnsupportedApi(api_key)) };
+        if !(lo..=hi).contains(&version) {
             return Err(FakeError::UnsupportedVersion(api_key, version));
         }
-        let (header, body) = decode_request(frame)?;
-        let correlation_id = header.correlation_id;
-        let response: Option<ResponseBody> = match body {
-            RequestBody::ApiVersions(_) => Some(api_versions::handle().into()),
-            RequestBody::Metadata(r) => Some(metadata::handle(self, version, r).into()),
-            RequestBody::CreateTopics(r) => Some(create_topics::handle(self, version, r).into()),
-            RequestBody::DeleteTopics(r) => Some(delete_topics::handle(self, version, r).into()),
-            RequestBody::Produce(r) => produce::handle(self, broker, version, r).map(Into::into),
-            RequestBody::Fetch(r) => Some(fetch::handle(self, broker, version, r).into()),
-            RequestBody::ListOffsets(r) => Some(list_offsets::handle(self, broker, version, r).into()),
-            RequestBody::FindCoordinator(r) => Some(find_coordinator::handle(self, version, r).into()),
-            other => return Err(FakeError::UnsupportedApi(other.api_key())),
-        };
-        match response {
-            Some(body) => encode(correlation_id, version, &body).map(Some),
-            None => Ok(None),
+        let mut throttle_ms = None;
+        if with_faults && !self.faults.is_empty() {
+            let top_level =
+                !PER_ENTRY_ERROR_APIS.contains(&api_key) && ResponseBody::default_for(api_key).error_code().is_some();
+            match self.faults.take_request_fault(api_key, broker, top_level) {
+                None => {}
+                Some(FaultAction::Error(code)) => {
+                    decode_request(frame)?;
+                    let mut body = ResponseBody::default_for(api_key);
+                    body.set_error_code(code);
+                    let bytes = encode(correlation_id, version, &body)?;
+                    self.outputs.push_back(FakeOutput::Send { conn, bytes });
+                    return Ok(());
+                }
+                Some(FaultAction::Delay(d)) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.state = ConnState::Delayed { until: now + d, frame };
+                    }
+                    return Ok(());
+                }
+                Some(FaultAction::Disconnect) => {
+                    self.close(conn);
+                    return Ok(());
+                }
+                Some(FaultAction::Swallow) => {
+                    let ticket = self.new_ticket();
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.state = ConnState::Parked(ticket);
+                    }
+                    return Ok(());
+                }
+                Some(FaultAction::Throttle(d)) => {
+                    throttle_ms = Some(i32::try_from(d.as_millis()).unwrap_or(i32::MAX));
+                }
+            }
         }
+        let (header, body) = decode_request(frame)?;
+        let ticket = self.new_ticket();
+        let ctx = Ctx { now, broker, conn, version, ticket };
+        let reply = self.dispatch(ctx, body)?;
+        match reply {
+            Reply::Now(mut body) => {
+                if let Some(ms) = throttle_ms {
+                    body.set_throttle_time_ms(ms);
+                }
+                let bytes = encode(header.correlation_id, version, &body)?;
+                self.outputs.push_back(FakeOutput::Send { conn, bytes });
+            }
+            Reply::Silent => {}
+            Reply::Parked => {
+                self.parked.insert(ticket, ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms });
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.state = ConnState::Parked(ticket);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn new_ticket(&mut self) -> Ticket {
+        self.next_ticket += 1;
+        Ticket(self.next_ticket)
+    }
+
+    /// One handler module per API.
+    fn dispatch(&mut self, ctx: Ctx, body: RequestBody) -> Result<Reply, FakeError> {
+        let version = ctx.version;
+        let broker = ctx.broker;
+        Ok(match body {
+            RequestBody::ApiVersions(_) => api_versions::handle(self).into(),
+            RequestBody::Metadata(r) => metadata::handle(self, version, r).into(),
+            RequestBody::CreateTopics(r) => create_topics::handle(self, version, r).into(),
+            RequestBody::DeleteTopics(r) => delete_topics::handle(self, version, r).into(),
+            RequestBody::Produce(r) => match produce::handle(self, broker, version, r) {
+                Some(r) => r.into(),
+                None => Reply::Silent,
+            },
+            RequestBody::Fetch(r) => fetch::handle(self, broker, version, r).into(),
+            RequestBody::ListOffsets(r) => list_offsets::handle(self, broker, version, r).into(),
+            RequestBody::FindCoordinator(r) => find_coordinator::handle(self, version, r).into(),
+            other => return Err(FakeError::UnsupportedApi(other.api_key())),
+        })
+    }
+
+    /// The ApiVersions entries, ascending by key.
+    pub(crate) fn advertised_list(&self) -> Vec<ApiVersion> {
+        self.advertised
+            .iter()
+            .map(|(k, (lo, hi))| {
+                ApiVersion::default().with_api_key(k.as_i16()).with_min_version(*lo).with_max_version(*hi)
+            })
+            .collect()
     }
 }
 
-/// The ApiVersions entries: every implemented API at sansa's full range.
-pub(crate) fn advertised() -> Vec<ApiVersion> {
-    IMPLEMENTED_APIS
-        .iter()
-        .map(|k| {
-            let r = k.versions();
-            ApiVersion::default().with_api_key(k.as_i16()).with_min_version(r.min).with_max_version(r.max)
-        })
-        .collect()
+/// What a KRaft broker of `release` advertises, restricted to the implemented APIs and to the
+/// versions sansa's codecs know.
+fn advertised_for(release: KafkaRelease) -> BTreeMap<ApiKey, (i16, i16)> {
+    let table = advertised_by(release, ClusterMode::KRaft).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for api in IMPLEMENTED_APIS {
+        let Some((_, lo, hi)) = table.iter().find(|(k, _, _)| *k == api.as_i16()) else { continue };
+        let ours = api.versions();
+        let (lo, hi) = ((*lo).max(ours.min), (*hi).min(ours.max));
+        if lo <= hi {
+            out.insert(*api, (lo, hi));
+        }
+    }
+    out
 }
 
 fn encode(correlation_id: i32, version: i16, body: &ResponseBody) -> Result<Bytes, FakeError> {

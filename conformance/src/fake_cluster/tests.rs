@@ -22,6 +22,7 @@ fn cluster() -> FakeCluster {
         cluster_id: "test".into(),
         default_partitions: 2,
         auto_create_topics: false,
+        ..FakeClusterConfig::default()
     })
 }
 
@@ -29,7 +30,7 @@ fn call_raw(c: &mut FakeCluster, broker: i32, version: i16, body: RequestBody) -
     let mut buf = BytesMut::new();
     encode_request(&mut buf, 7, Some("test"), version, &body).unwrap();
     let frame = FrameDecoder::default().decode(&mut buf).unwrap().unwrap();
-    c.handle_frame(Instant::now(), broker, frame)
+    c.answer(Instant::now(), broker, frame)
 }
 
 fn call(c: &mut FakeCluster, broker: i32, version: i16, body: impl Into<RequestBody>) -> ResponseBody {
@@ -101,12 +102,15 @@ fn fetch_req(version: i16, name: &str, id: Uuid, partition: i32, offset: i64) ->
 #[test]
 fn api_versions_advertises_implemented_apis_and_downgrades() {
     let mut c = cluster();
-    let max = ApiKey::ApiVersions.versions().max;
+    let max = c.advertised_versions(ApiKey::ApiVersions).unwrap().1;
     let ResponseBody::ApiVersions(r) = call(&mut c, 1, max, ApiVersionsRequest::default()) else { panic!() };
     assert_eq!(r.error_code, ErrorCode::None);
     assert_eq!(r.api_keys.len(), super::IMPLEMENTED_APIS.len());
+    // Kafka 4.3's ranges by default.
     let fetch = r.api_keys.iter().find(|k| k.api_key == ApiKey::Fetch.as_i16()).unwrap();
-    assert_eq!((fetch.min_version, fetch.max_version), (ApiKey::Fetch.versions().min, ApiKey::Fetch.versions().max));
+    assert_eq!((fetch.min_version, fetch.max_version), (4, 18));
+    let produce = r.api_keys.iter().find(|k| k.api_key == ApiKey::Produce.as_i16()).unwrap();
+    assert_eq!((produce.min_version, produce.max_version), (3, 13));
 
     // A version from the future: the header is read as far as the correlation id, the answer
     // is a v0 body.
@@ -115,7 +119,7 @@ fn api_versions_advertises_implemented_apis_and_downgrades() {
     frame.extend_from_slice(&(max + 1).to_be_bytes());
     frame.extend_from_slice(&42i32.to_be_bytes());
     frame.extend_from_slice(&[0xff, 0xff, 0, 0, 0]);
-    let mut answer = BytesMut::from(&c.handle_frame(Instant::now(), 1, frame.freeze()).unwrap().unwrap()[..]);
+    let mut answer = BytesMut::from(&c.answer(Instant::now(), 1, frame.freeze()).unwrap().unwrap()[..]);
     let f = FrameDecoder::default().decode(&mut answer).unwrap().unwrap();
     let (corr, ResponseBody::ApiVersions(r)) = decode_response(f, ApiKey::ApiVersions, 0).unwrap() else { panic!() };
     assert_eq!(corr, 42);
@@ -314,6 +318,6 @@ fn unimplemented_api_and_malformed_frames_are_errors() {
     let mut c = cluster();
     let err = call_raw(&mut c, 1, 4, HeartbeatRequest::default().into()).unwrap_err();
     assert_eq!(err, FakeError::UnsupportedApi(ApiKey::Heartbeat));
-    assert!(c.handle_frame(Instant::now(), 1, Bytes::from_static(&[0, 3, 0])).is_err());
-    assert!(c.handle_frame(Instant::now(), 9, Bytes::from_static(&[0, 3, 0, 12, 0, 0, 0, 1])).is_err());
+    assert!(c.answer(Instant::now(), 1, Bytes::from_static(&[0, 3, 0])).is_err());
+    assert!(c.answer(Instant::now(), 9, Bytes::from_static(&[0, 3, 0, 12, 0, 0, 0, 1])).is_err());
 }
