@@ -1,19 +1,21 @@
-//! Metadata: brokers, controller (broker 1), topics with ids, partitions with leaders,
-//! replicas and ISR. Unknown topics are UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID when asked
-//! by id) unless auto-creation is on and the request allows it.
+//! Metadata: live brokers, controller (the lowest live id), topics with ids, partitions with
+//! leaders, replicas and ISR (the live replicas). Unknown topics are UNKNOWN_TOPIC_OR_PARTITION
+//! (UNKNOWN_TOPIC_ID when asked by id) unless auto-creation is on and the request allows it. An
+//! offline partition has leader -1 and LEADER_NOT_AVAILABLE. Injected errors apply per topic.
 
 use sansa::protocol::messages::metadata::response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use sansa::protocol::messages::{MetadataRequest, MetadataResponse};
-use sansa::protocol::{BrokerId, ErrorCode, StrBytes, TopicName};
+use sansa::protocol::{ApiKey, BrokerId, ErrorCode, StrBytes, TopicName};
 
 use super::FakeCluster;
 
-pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: MetadataRequest) -> MetadataResponse {
+pub(crate) fn handle(cluster: &mut FakeCluster, broker: i32, version: i16, req: MetadataRequest) -> MetadataResponse {
     let brokers = cluster
         .brokers
         .iter()
+        .filter(|(_, b)| b.up)
         .map(|(id, b)| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(*id))
@@ -72,9 +74,16 @@ pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: MetadataReque
             }
         }
     }
+    for t in &mut topics {
+        let name = t.name.as_ref().map(|n| n.as_str().to_string()).unwrap_or_default();
+        if let Some(code) = cluster.take_partition_error(ApiKey::Metadata, broker, &name, None) {
+            t.error_code = code;
+            t.partitions.clear();
+        }
+    }
     let mut resp = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     if version >= 1 {
-        resp.controller_id = BrokerId(1);
+        resp.controller_id = BrokerId(cluster.controller_id());
     }
     if version >= 2 {
         resp.cluster_id = Some(StrBytes::from(cluster.config.cluster_id.as_str()));
@@ -90,11 +99,15 @@ fn describe(cluster: &FakeCluster, version: i16, name: &str) -> MetadataResponse
         .enumerate()
         .map(|(i, p)| {
             let nodes: Vec<BrokerId> = p.replicas.iter().map(|r| BrokerId(*r)).collect();
+            let isr: Vec<BrokerId> = p.replicas.iter().filter(|r| cluster.is_up(**r)).map(|r| BrokerId(*r)).collect();
             let mut r = MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
                 .with_leader_id(BrokerId(p.leader))
-                .with_replica_nodes(nodes.clone())
-                .with_isr_nodes(nodes);
+                .with_replica_nodes(nodes)
+                .with_isr_nodes(isr);
+            if p.leader == -1 {
+                r.error_code = ErrorCode::LeaderNotAvailable;
+            }
             if version >= 7 {
                 r.leader_epoch = p.leader_epoch;
             }

@@ -838,7 +838,7 @@ impl FakeCluster {
         let broker = ctx.broker;
         Ok(match body {
             RequestBody::ApiVersions(_) => api_versions::handle(self).into(),
-            RequestBody::Metadata(r) => metadata::handle(self, version, r).into(),
+            RequestBody::Metadata(r) => metadata::handle(self, broker, version, r).into(),
             RequestBody::CreateTopics(r) => create_topics::handle(self, version, r).into(),
             RequestBody::DeleteTopics(r) => delete_topics::handle(self, version, r).into(),
             RequestBody::Produce(r) => match produce::handle(self, broker, version, r) {
@@ -847,7 +847,7 @@ impl FakeCluster {
             },
             RequestBody::Fetch(r) => fetch::handle(self, broker, version, r).into(),
             RequestBody::ListOffsets(r) => list_offsets::handle(self, broker, version, r).into(),
-            RequestBody::FindCoordinator(r) => find_coordinator::handle(self, version, r).into(),
+            RequestBody::FindCoordinator(r) => find_coordinator::handle(self, broker, version, r).into(),
             other => return Err(FakeError::UnsupportedApi(other.api_key())),
         })
     }
