@@ -298,7 +298,7 @@ fn create_topic_errors_and_delete() {
 fn find_coordinator_is_deterministic_single_and_batched() {
     let mut c = cluster();
     c.set_address(2, "h2", 1234);
-    let expect = super::find_coordinator::coordinator_for(&c, "group-x");
+    let expect = super::find_coordinator::coordinator_for(&c, "group-x").unwrap();
     let req = FindCoordinatorRequest::default().with_key(StrBytes::from("group-x"));
     let ResponseBody::FindCoordinator(r) = call(&mut c, 1, 3, req) else { panic!() };
     assert_eq!(*r.node_id, expect);
