@@ -1,5 +1,7 @@
 //! `sansa`: probe Kafka brokers, inspect metadata, and send any request written as JSON.
 
+mod demo;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -90,6 +92,20 @@ enum Command {
         #[arg(long)]
         transactional_id: Option<String>,
     },
+    /// Run sansa's main job end to end: check-version, metadata, topic creation, and a
+    /// produce-then-fetch round trip, timing each step. Starts a 3-broker fake cluster in this
+    /// process unless `-b` names a real one.
+    Demo {
+        /// A real cluster's bootstrap servers; a fake cluster in this process when absent.
+        #[arg(short = 'b', long = "bootstrap-server")]
+        bootstrap: Option<String>,
+        /// Records produced to each of the topic's 3 partitions.
+        #[arg(long, default_value_t = 10_000)]
+        records: usize,
+        /// Bytes per record value.
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+    },
     /// Serve a fake Kafka cluster on loopback for testing applications without Kafka; prints
     /// its bootstrap address and runs until interrupted.
     FakeCluster {
@@ -154,6 +170,9 @@ fn fake_cluster(brokers: usize, listen: Option<&str>) -> Result<(), String> {
 async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::FakeCluster { .. } => Ok(()),
+        Command::Demo { bootstrap, records, value_size } => {
+            demo::run(demo::DemoOptions { bootstrap, records, value_size }).await
+        }
         Command::CheckVersion { conn, verbose } => {
             let client = KafkaClient::connect(conn.config()?).map_err(|e| e.to_string())?;
             let versions = client.check_version(Target::AnyBroker).await.map_err(|e| e.to_string())?;

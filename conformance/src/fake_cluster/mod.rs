@@ -240,7 +240,10 @@ enum ConnState {
     /// Waiting for a parked response.
     Parked(Ticket),
     /// An injected delay: handle `frame` (without consulting faults again) at `until`.
-    Delayed { until: Instant, frame: Bytes },
+    Delayed {
+        until: Instant,
+        frame: Bytes,
+    },
 }
 
 #[derive(Debug)]
@@ -744,7 +747,13 @@ impl FakeCluster {
         result
     }
 
-    fn try_process(&mut self, now: Instant, conn: FakeConnId, frame: Bytes, with_faults: bool) -> Result<(), FakeError> {
+    fn try_process(
+        &mut self,
+        now: Instant,
+        conn: FakeConnId,
+        frame: Bytes,
+        with_faults: bool,
+    ) -> Result<(), FakeError> {
         let Some(broker) = self.conns.get(&conn).map(|c| c.broker) else { return Ok(()) };
         if frame.len() < 8 {
             return Err(DecodeError::Truncated { what: "RequestHeader", needed: 8, remaining: frame.len() }.into());
@@ -818,7 +827,8 @@ impl FakeCluster {
             }
             Reply::Silent => {}
             Reply::Parked => {
-                self.parked.insert(ticket, ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms });
+                self.parked
+                    .insert(ticket, ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms });
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.state = ConnState::Parked(ticket);
                 }

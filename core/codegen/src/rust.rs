@@ -1149,7 +1149,8 @@ fn emit_mod(apis: &[Api<'_>], others: &[&Spec]) -> String {
                 }
             }
             let _ = writeln!(out, "_ => None,\n}}\n}}");
-            let has_error = |a: &&Api<'_>| a.response.fields.iter().any(|f| f.name == "ErrorCode" && f.ty == Type::Int16);
+            let has_error =
+                |a: &&Api<'_>| a.response.fields.iter().any(|f| f.name == "ErrorCode" && f.ty == Type::Int16);
             let has_throttle =
                 |a: &&Api<'_>| a.response.fields.iter().any(|f| f.name == "ThrottleTimeMs" && f.ty == Type::Int32);
             let _ = writeln!(out, "\n/// Sets the top-level error code; false for APIs without one.\npub fn set_error_code(&mut self, code: ErrorCode) -> bool {{\nmatch self {{");
