@@ -29,6 +29,8 @@ mod api_versions;
 mod client_sim;
 mod create_topics;
 mod delete_topics;
+#[cfg(test)]
+mod fault_tests;
 mod faults;
 mod fetch;
 mod find_coordinator;
