@@ -1,6 +1,7 @@
 //! Conformance material for sansa: golden vectors written by Apache Kafka's Java client
 //! (`conformance/vectors/`), and helpers to read them.
 
+pub mod differential;
 pub mod fake_cluster;
 pub mod fake_server;
 pub mod live;

@@ -5,6 +5,7 @@ use sansa::cluster::ClusterMetadata;
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{BrokerVersions, Config, RequestError, Response, Target};
 use sansa_blocking::KafkaClient;
+use sansa_conformance::differential;
 use sansa_conformance::fake_cluster::FakeClusterConfig;
 use sansa_conformance::fake_server::FakeServer;
 use sansa_conformance::live::{run_all, run_scenarios, with_bootstrap, LiveClient, LiveRuntime};
@@ -56,4 +57,51 @@ fn live_scenarios_against_the_fake_cluster() {
     let server = FakeServer::start(FakeClusterConfig { brokers: 3, ..FakeClusterConfig::default() }, "127.0.0.1", None)
         .expect("fake cluster listens");
     with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime, 3, false));
+}
+
+fn probe(bootstrap: &str, suffix: &str) -> differential::Answers {
+    let config = Config::new(bootstrap).expect("bootstrap").with_client_id("sansa-differential").with_rng_seed(11);
+    let client = Runtime.connect(config);
+    let answers = differential::run_probes(&client, suffix);
+    client.close();
+    answers
+}
+
+fn fake_server() -> FakeServer {
+    FakeServer::start(FakeClusterConfig { brokers: 3, ..FakeClusterConfig::default() }, "127.0.0.1", None)
+        .expect("fake cluster listens")
+}
+
+/// The differential test: the same probes against real Kafka and the fake cluster give the
+/// same answers, apart from the documented differences. Writes `target/differential.md`.
+#[test]
+#[ignore = "needs Kafka: ./test.sh runs it"]
+fn fake_cluster_answers_like_kafka() {
+    let bootstrap = std::env::var("KAFKA_BOOTSTRAP").expect("KAFKA_BOOTSTRAP is set by ./test.sh");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let suffix = format!("{nanos:x}");
+    let real = probe(&bootstrap, &suffix);
+    let server = fake_server();
+    let fake = probe(server.bootstrap(), &suffix);
+    let diffs = differential::differences(&real, &fake);
+    let report = differential::report(&diffs, real.len());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/differential.md");
+    let _ = std::fs::write(&path, &report);
+    let dump = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/differential-answers.json");
+    let _ =
+        std::fs::write(&dump, serde_json::to_string_pretty(&serde_json::json!({"real": real, "fake": fake})).unwrap());
+    println!("{report}");
+    let unexplained = differential::unexplained(&diffs);
+    assert!(unexplained.is_empty(), "{} unexplained differences:\n{report}", unexplained.len());
+}
+
+/// The probes are deterministic against the fake cluster: two fresh clusters answer alike.
+#[test]
+fn differential_probes_agree_between_two_fake_clusters() {
+    let (a, b) = (fake_server(), fake_server());
+    let first = probe(a.bootstrap(), "same");
+    let second = probe(b.bootstrap(), "same");
+    assert!(first.len() > 40, "{} answers", first.len());
+    let diffs = differential::differences(&first, &second);
+    assert!(diffs.is_empty(), "{diffs:#?}");
 }

@@ -1,6 +1,7 @@
-//! CreateTopics: TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS (<= 0 other than -1 meaning the
-//! default), INVALID_REPLICATION_FACTOR (more than the brokers, or <= 0 other than -1).
-//! Explicit assignments and configs are ignored.
+//! CreateTopics: TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION (Kafka's naming rules, and
+//! names that collide once '.' and '_' are treated alike), INVALID_PARTITIONS (<= 0 other than
+//! -1 meaning the default), INVALID_REPLICATION_FACTOR (more than the brokers, or <= 0 other
+//! than -1). Explicit assignments are ignored.
 
 use sansa::protocol::messages::create_topics::response::CreatableTopicResult;
 use sansa::protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
@@ -15,22 +16,25 @@ pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsR
         let name = t.name.as_str().to_string();
         let partitions = if t.num_partitions == -1 { cluster.config.default_partitions } else { t.num_partitions };
         let rf = if t.replication_factor == -1 { brokers.min(3) as i16 } else { t.replication_factor };
-        let error =
-            if cluster.topics.contains_key(&name) || results.iter().any(|r: &CreatableTopicResult| r.name == t.name) {
-                Some((ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists.")))
-            } else if name.is_empty() {
-                Some((ErrorCode::InvalidTopicException, "Topic name is empty.".to_string()))
-            } else if partitions <= 0 {
-                Some((ErrorCode::InvalidPartitions, "Number of partitions must be larger than 0.".to_string()))
-            } else if rf <= 0 || rf as usize > brokers {
-                Some((
-                    ErrorCode::InvalidReplicationFactor,
-                    format!("Replication factor: {rf} larger than available brokers: {brokers}."),
-                ))
-            } else {
-                None
-            };
-        let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+        let error = if cluster.topics.contains_key(&name)
+            || results.iter().any(|r: &CreatableTopicResult| r.name == t.name)
+        {
+            Some((ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists.")))
+        } else if let Some(why) = invalid_name(&name) {
+            Some((ErrorCode::InvalidTopicException, why))
+        } else if let Some(other) = cluster.topics.keys().find(|n| collision_key(n) == collision_key(&name)) {
+            Some((ErrorCode::InvalidTopicException, format!("Topic '{name}' collides with existing topic: {other}")))
+        } else if partitions <= 0 {
+            Some((ErrorCode::InvalidPartitions, "Number of partitions must be larger than 0.".to_string()))
+        } else if rf <= 0 || rf as usize > brokers {
+            Some((
+                ErrorCode::InvalidReplicationFactor,
+                format!("Replication factor: {rf} larger than available brokers: {brokers}."),
+            ))
+        } else {
+            None
+        };
+        let mut r = CreatableTopicResult::default().with_name(t.name.clone()).with_error_message(None);
         match error {
             Some((code, message)) => {
                 r.error_code = code;
@@ -52,4 +56,29 @@ pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsR
         results.push(r);
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Why Kafka would refuse `name` as a topic name, if it would.
+pub(crate) fn invalid_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("Topic name is illegal, it can't be empty".to_string());
+    }
+    if name == "." || name == ".." {
+        return Some("Topic name cannot be \".\" or \"..\"".to_string());
+    }
+    if name.len() > 249 {
+        return Some(format!("Topic name is illegal, it can't be longer than 249 characters, topic name: {name}"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Some(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    None
+}
+
+/// '.' and '_' collide in metric names, so Kafka refuses a topic differing from another only
+/// by them.
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
 }

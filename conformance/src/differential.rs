@@ -1,0 +1,611 @@
+//! The differential test: one script of requests runs against real Kafka and against the fake
+//! cluster, and the answers are compared field by field.
+//!
+//! Each probe sends requests through a [`LiveClient`] (building later requests from earlier
+//! answers: leaders, member ids, offsets) and records every answer as JSON. Fields that differ
+//! between any two clusters by nature (ids, hosts, ports, timestamps, error message texts) are
+//! masked before the comparison. What remains must be equal, except for the deliberate
+//! differences listed in [`KNOWN_DIFFERENCES`], each with its reason.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use serde_json::{json, Value};
+
+use sansa::protocol::messages::create_partitions::request::CreatePartitionsTopic;
+use sansa::protocol::messages::create_topics::request::CreatableTopic;
+use sansa::protocol::messages::delete_records::request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use sansa::protocol::messages::delete_topics::request::DeleteTopicState;
+use sansa::protocol::messages::describe_configs::request::DescribeConfigsResource;
+use sansa::protocol::messages::fetch::request::{FetchPartition, FetchTopic};
+use sansa::protocol::messages::join_group::request::JoinGroupRequestProtocol;
+use sansa::protocol::messages::leave_group::request::MemberIdentity;
+use sansa::protocol::messages::list_offsets::request::{ListOffsetsPartition, ListOffsetsTopic};
+use sansa::protocol::messages::metadata::request::MetadataRequestTopic;
+use sansa::protocol::messages::offset_commit::request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use sansa::protocol::messages::offset_fetch::request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
+use sansa::protocol::messages::produce::request::{PartitionProduceData, TopicProduceData};
+use sansa::protocol::messages::sync_group::request::SyncGroupRequestAssignment;
+use sansa::protocol::messages::*;
+use sansa::protocol::records::{decode_batches, BatchParams, DecodeOptions, RecordBatchEncoder};
+use sansa::protocol::{ApiKey, BrokerId, GroupId, ProducerId, RequestBody, ResponseBody, StrBytes, TopicName};
+use sansa::{RequestError, Target};
+
+use crate::fake_cluster::IMPLEMENTED_APIS;
+use crate::live::LiveClient;
+
+/// A difference the fake cluster keeps on purpose: answers at paths starting with `path`
+/// may differ, for `reason`.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownDifference {
+    /// `probe/step` then the JSON path, as in [`Difference::path`]; a prefix.
+    pub path: &'static str,
+    /// Why the fake cluster differs there.
+    pub reason: &'static str,
+}
+
+/// The deliberate differences between the fake cluster and Kafka 4.3 that the probes see.
+pub const KNOWN_DIFFERENCES: &[KnownDifference] = &[];
+
+/// One field that differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// `probe/step` and the JSON path of the field, e.g. `produce/first.responses[0]...`.
+    pub path: String,
+    /// The value from real Kafka.
+    pub real: String,
+    /// The value from the fake cluster.
+    pub fake: String,
+}
+
+/// Field names masked before comparing: values that differ between any two clusters.
+const MASKED: &[&str] = &[
+    "throttle_time_ms",
+    "topic_id",
+    "host",
+    "port",
+    "node_id",
+    "leader_id",
+    "leader",
+    "controller_id",
+    "cluster_id",
+    "member_id",
+    "error_message",
+    "producer_id",
+    "timestamp",
+    "log_append_time_ms",
+    "records",
+    "replica_nodes",
+    "isr_nodes",
+    "offline_replicas",
+    "cluster_authorized_operations",
+    "topic_authorized_operations",
+    "authorized_operations",
+    "client_host",
+    "current_leader",
+    "node_endpoints",
+    "session_id",
+    "unknown_tagged_fields",
+    "documentation",
+    "synonyms",
+    "leader_epoch",
+    "brokers",
+    "coordinators",
+];
+
+/// The probes' answers, by `probe/step`, masked.
+pub type Answers = BTreeMap<String, Value>;
+
+/// Runs every probe against the cluster `client` talks to. `suffix` makes topic and group
+/// names unique (the same suffix for both clusters keeps the answers comparable).
+pub fn run_probes<C: LiveClient>(client: &C, suffix: &str) -> Answers {
+    let mut p = Probe { client, answers: Answers::new(), probe: "" };
+    let topic = format!("sansa-diff-{suffix}");
+    p.api_versions();
+    p.topics(&topic, suffix);
+    let leader = p.leader(&topic, 0);
+    p.produce_fetch_list(&topic, leader);
+    p.idempotence(&topic, leader);
+    p.groups(&topic, suffix);
+    p.admin(&topic, leader);
+    p.answers
+}
+
+/// Field-by-field differences between two probe runs.
+pub fn differences(real: &Answers, fake: &Answers) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = real.keys().chain(fake.keys()).collect();
+    for key in keys {
+        let null = Value::Null;
+        diff_values(key, real.get(key).unwrap_or(&null), fake.get(key).unwrap_or(&null), &mut out);
+    }
+    out
+}
+
+/// The differences not explained by [`KNOWN_DIFFERENCES`].
+pub fn unexplained(diffs: &[Difference]) -> Vec<&Difference> {
+    diffs.iter().filter(|d| !KNOWN_DIFFERENCES.iter().any(|k| d.path.starts_with(k.path))).collect()
+}
+
+/// A Markdown report: every difference, explained or not.
+pub fn report(diffs: &[Difference], probes: usize) -> String {
+    let mut s = format!("# Differential test: Kafka 4.3 vs the fake cluster\n\n{probes} answers compared.\n\n");
+    if diffs.is_empty() {
+        s.push_str("No differences.\n");
+    }
+    for d in diffs {
+        let why = KNOWN_DIFFERENCES
+            .iter()
+            .find(|k| d.path.starts_with(k.path))
+            .map_or("UNEXPLAINED".to_string(), |k| format!("known: {}", k.reason));
+        s.push_str(&format!("- `{}`: real {} / fake {} ({why})\n", d.path, d.real, d.fake));
+    }
+    s
+}
+
+fn diff_values(path: &str, a: &Value, b: &Value, out: &mut Vec<Difference>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let null = Value::Null;
+                diff_values(&format!("{path}.{k}"), x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                diff_values(&format!("{path}[{i}]"), u, v, out);
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(Difference { path: path.to_string(), real: short(a), fake: short(b) }),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 120 {
+        format!("{}…", &s[..s.char_indices().take_while(|(i, _)| *i < 117).last().map_or(0, |(i, c)| i + c.len_utf8())])
+    } else {
+        s
+    }
+}
+
+/// Masks volatile fields, recursively. Negative ids (-1: none) are kept, since "none" versus
+/// "some broker" is observable and comparable.
+fn mask(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    if k == "error_message" && v.as_str() == Some("") {
+                        // Clients read an empty message and a null one alike.
+                        (k, Value::Null)
+                    } else if MASKED.contains(&k.as_str()) {
+                        let keep = matches!(&v, Value::Number(n) if n.as_i64().is_some_and(|n| n < 0))
+                            || v.is_null()
+                            || matches!(&v, Value::String(s) if s.is_empty());
+                        let masked = if keep { v } else { Value::String("<masked>".into()) };
+                        (k, masked)
+                    } else {
+                        (k, mask(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(mask).collect()),
+        other => other,
+    }
+}
+
+struct Probe<'a, C: LiveClient> {
+    client: &'a C,
+    answers: Answers,
+    probe: &'static str,
+}
+
+impl<C: LiveClient> Probe<'_, C> {
+    /// Sends one request and records its masked answer under `step`; returns the raw answer.
+    fn call(&mut self, step: &str, target: Target, body: impl Into<RequestBody>) -> Option<ResponseBody> {
+        let body = body.into();
+        let key = format!("{}/{step}", self.probe);
+        match self.client.request(target, body) {
+            Ok(r) => {
+                let value = match &r.body {
+                    Some(b) => mask(body_json(b)),
+                    None => Value::String("no response body".into()),
+                };
+                self.answers.insert(key, json!({ "version": r.version, "body": value }));
+                r.body
+            }
+            Err(e) => {
+                self.answers.insert(key, json!({ "error": error_kind(&e) }));
+                None
+            }
+        }
+    }
+
+    fn note(&mut self, step: &str, value: Value) {
+        self.answers.insert(format!("{}/{step}", self.probe), value);
+    }
+
+    fn api_versions(&mut self) {
+        self.probe = "api_versions";
+        let versions = match self.client.check_version(Target::AnyBroker) {
+            Ok(v) => v,
+            Err(e) => return self.note("ranges", json!({ "error": error_kind(&e) })),
+        };
+        let mut ranges = serde_json::Map::new();
+        for api in IMPLEMENTED_APIS {
+            let r = versions.api_versions.get(api.as_i16());
+            ranges.insert(api.name().to_string(), r.map_or(Value::Null, |r| json!([r.min, r.max])));
+        }
+        self.note("ranges", Value::Object(ranges));
+    }
+
+    fn topics(&mut self, topic: &str, suffix: &str) {
+        self.probe = "topics";
+        let create = |name: &str, partitions: i32, rf: i16| {
+            CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName::from(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(rf)])
+        };
+        self.call("create", Target::Controller, create(topic, 3, 3));
+        self.wait_for_leaders(topic, 3);
+        self.call("create_again", Target::Controller, create(topic, 3, 3));
+        self.call("zero_partitions", Target::Controller, create(&format!("sansa-diff-zero-{suffix}"), 0, 3));
+        self.call("too_many_replicas", Target::Controller, create(&format!("sansa-diff-rf-{suffix}"), 1, 4));
+        self.call("bad_name", Target::Controller, create("sansa diff bad name!", 1, 3));
+        let md = |names: &[&str], auto: bool| {
+            MetadataRequest::default().with_allow_auto_topic_creation(auto).with_topics(Some(
+                names.iter().map(|n| MetadataRequestTopic::default().with_name(Some(TopicName::from(*n)))).collect(),
+            ))
+        };
+        self.call("metadata", Target::AnyBroker, md(&[topic], false));
+        self.call("metadata_missing", Target::AnyBroker, md(&[&format!("sansa-diff-missing-{suffix}")], false));
+    }
+
+    fn wait_for_leaders(&mut self, topic: &str, partitions: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(md) = self.client.metadata(Some(vec![TopicName::from(topic)])) {
+                if md.topic(topic).is_some_and(|t| {
+                    t.partitions.len() == partitions && t.partitions.iter().all(|p| p.leader.is_some())
+                }) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn leader(&self, topic: &str, partition: i32) -> BrokerId {
+        let md = self.client.metadata(Some(vec![TopicName::from(topic)])).expect("metadata");
+        md.topic(topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.index == partition))
+            .and_then(|p| p.leader)
+            .expect("a leader")
+    }
+
+    fn follower(&self, topic: &str, partition: i32) -> BrokerId {
+        let md = self.client.metadata(Some(vec![TopicName::from(topic)])).expect("metadata");
+        let p = md.topic(topic).and_then(|t| t.partitions.iter().find(|p| p.index == partition)).expect("partition");
+        *p.replicas.iter().find(|r| Some(**r) != p.leader).expect("a follower")
+    }
+
+    fn produce_request(&self, topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
+        // Produce v13 names topics by id; the client picks v13 on both clusters.
+        let id =
+            self.client.metadata(Some(vec![TopicName::from(topic)])).ok().and_then(|md| md.topic(topic).map(|t| t.id));
+        let data = TopicProduceData::default()
+            .with_name(TopicName::from(topic))
+            .with_topic_id(id.unwrap_or_default())
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))]);
+        ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![data])
+    }
+
+    fn fetch_request(&self, topic: &str, partition: i32, offset: i64) -> FetchRequest {
+        let id =
+            self.client.metadata(Some(vec![TopicName::from(topic)])).ok().and_then(|md| md.topic(topic).map(|t| t.id));
+        FetchRequest::default().with_max_wait_ms(100).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName::from(topic))
+                .with_topic_id(id.unwrap_or_default())
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)]),
+        ])
+    }
+
+    fn list_offsets(&mut self, step: &str, topic: &str, leader: BrokerId, timestamp: i64) -> Option<(i64, i64)> {
+        let req =
+            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName::from(topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(timestamp)])]);
+        match self.call(step, Target::Broker(leader), req) {
+            Some(ResponseBody::ListOffsets(r)) => {
+                r.topics.first().and_then(|t| t.partitions.first()).map(|p| (p.offset, p.timestamp))
+            }
+            _ => None,
+        }
+    }
+
+    fn produce_fetch_list(&mut self, topic: &str, leader: BrokerId) {
+        self.probe = "produce";
+        let base_ts = 1_700_000_000_000i64;
+        for (step, n, ts) in [("first", 2, base_ts), ("second", 3, base_ts + 10_000), ("third", 1, base_ts + 5_000)] {
+            let req = self.produce_request(topic, 0, -1, batch(n, ts, None));
+            self.call(step, Target::Broker(leader), req);
+        }
+        let follower = self.follower(topic, 0);
+        let req = self.produce_request(topic, 0, -1, batch(1, base_ts, None));
+        self.call("to_follower", Target::Broker(follower), req);
+        let req = self.produce_request(topic, 99, -1, batch(1, base_ts, None));
+        self.call("unknown_partition", Target::Broker(leader), req);
+        let req = self.produce_request(topic, 0, 2, batch(1, base_ts, None));
+        self.call("acks_2", Target::Broker(leader), req);
+        let mut corrupt = BytesMut::from(&batch(1, base_ts, None)[..]);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        let req = self.produce_request(topic, 0, -1, corrupt.freeze());
+        self.call("corrupt", Target::Broker(leader), req);
+
+        self.probe = "fetch";
+        for (step, offset) in [("from_0", 0), ("from_3", 3), ("at_end", 6)] {
+            let req = self.fetch_request(topic, 0, offset);
+            let body = self.call(step, Target::Broker(leader), req);
+            if let Some(ResponseBody::Fetch(f)) = body {
+                let records = f.responses.first().and_then(|t| t.partitions.first()).and_then(|p| p.records.clone());
+                self.note(&format!("{step}_records"), records_json(records));
+            }
+        }
+        let req = self.fetch_request(topic, 0, 100);
+        self.call("out_of_range", Target::Broker(leader), req);
+        let req = self.fetch_request(topic, 0, 0);
+        self.call("from_follower", Target::Broker(follower), req);
+
+        self.probe = "list_offsets";
+        self.list_offsets("earliest", topic, leader, -2);
+        self.list_offsets("latest", topic, leader, -1);
+        self.list_offsets("max_timestamp", topic, leader, -3);
+        self.list_offsets("by_time", topic, leader, base_ts + 1);
+        self.list_offsets("by_time_after_all", topic, leader, base_ts + 1_000_000);
+    }
+
+    fn idempotence(&mut self, topic: &str, leader: BrokerId) {
+        self.probe = "idempotence";
+        let init = InitProducerIdRequest::default()
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let Some(ResponseBody::InitProducerId(r)) = self.call("init", Target::AnyBroker, init) else { return };
+        let pid = (r.producer_id.0, r.producer_epoch);
+        let req = self.produce_request(topic, 1, -1, batch(2, 1_700_000_000_000, Some((pid.0, pid.1, 0))));
+        let leader1 = self.leader(topic, 1);
+        let _ = leader;
+        self.call("seq_0", Target::Broker(leader1), req.clone());
+        self.call("duplicate", Target::Broker(leader1), req);
+        let req = self.produce_request(topic, 1, -1, batch(1, 1_700_000_000_000, Some((pid.0, pid.1, 2))));
+        self.call("seq_2", Target::Broker(leader1), req);
+        let req = self.produce_request(topic, 1, -1, batch(1, 1_700_000_000_000, Some((pid.0, pid.1, 7))));
+        self.call("gap", Target::Broker(leader1), req);
+        if pid.1 > 0 {
+            let req = self.produce_request(topic, 1, -1, batch(1, 1_700_000_000_000, Some((pid.0, pid.1 - 1, 3))));
+            self.call("old_epoch", Target::Broker(leader1), req);
+        }
+    }
+
+    fn groups(&mut self, topic: &str, suffix: &str) {
+        self.probe = "groups";
+        let group = GroupId::from(format!("sansa-diff-group-{suffix}").as_str());
+        let target = Target::GroupCoordinator(group.clone());
+        self.call(
+            "find_coordinator",
+            Target::AnyBroker,
+            FindCoordinatorRequest::default()
+                .with_key_type(0)
+                .with_coordinator_keys(vec![StrBytes::from(group.as_str())])
+                .with_key(StrBytes::from(group.as_str())),
+        );
+        let join = |member: &str| {
+            JoinGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_session_timeout_ms(30_000)
+                .with_rebalance_timeout_ms(30_000)
+                .with_member_id(StrBytes::from(member))
+                .with_protocol_type(StrBytes::from("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from("range"))
+                    .with_metadata(Bytes::from_static(b"subscription"))])
+        };
+        let member = match self.call("join_without_id", target.clone(), join("")) {
+            Some(ResponseBody::JoinGroup(r)) => r.member_id.as_str().to_string(),
+            _ => String::new(),
+        };
+        let generation = match self.call("join", target.clone(), join(&member)) {
+            Some(ResponseBody::JoinGroup(r)) => r.generation_id,
+            _ => -1,
+        };
+        self.call(
+            "sync",
+            target.clone(),
+            SyncGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_generation_id(generation)
+                .with_member_id(StrBytes::from(member.as_str()))
+                .with_protocol_type(Some(StrBytes::from("consumer")))
+                .with_protocol_name(Some(StrBytes::from("range")))
+                .with_assignments(vec![SyncGroupRequestAssignment::default()
+                    .with_member_id(StrBytes::from(member.as_str()))
+                    .with_assignment(Bytes::from_static(b"assignment"))]),
+        );
+        let heartbeat = |generation: i32| {
+            HeartbeatRequest::default()
+                .with_group_id(group.clone())
+                .with_generation_id(generation)
+                .with_member_id(StrBytes::from(member.as_str()))
+        };
+        self.call("heartbeat", target.clone(), heartbeat(generation));
+        self.call("heartbeat_bad_generation", target.clone(), heartbeat(generation + 5));
+        let commit = |generation: i32, offset: i64| {
+            OffsetCommitRequest::default()
+                .with_group_id(group.clone())
+                .with_generation_id_or_member_epoch(generation)
+                .with_member_id(StrBytes::from(member.as_str()))
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName::from(topic))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(-1)
+                        .with_committed_metadata(Some(StrBytes::from("meta")))])])
+        };
+        self.call("commit", target.clone(), commit(generation, 4));
+        self.call("commit_bad_generation", target.clone(), commit(generation + 5, 5));
+        let fetch = OffsetFetchRequest::default().with_group_id(group.clone()).with_groups(vec![
+            OffsetFetchRequestGroup::default().with_group_id(group.clone()).with_member_epoch(-1).with_topics(Some(
+                vec![OffsetFetchRequestTopics::default()
+                    .with_name(TopicName::from(topic))
+                    .with_partition_indexes(vec![0, 1])],
+            )),
+        ]);
+        self.call("offset_fetch", target.clone(), fetch);
+        self.call("describe", target.clone(), DescribeGroupsRequest::default().with_groups(vec![group.clone()]));
+        self.call(
+            "leave",
+            target.clone(),
+            LeaveGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_member_id(StrBytes::from(member.as_str()))
+                .with_members(vec![MemberIdentity::default().with_member_id(StrBytes::from(member.as_str()))]),
+        );
+        self.call(
+            "describe_after_leave",
+            target.clone(),
+            DescribeGroupsRequest::default().with_groups(vec![group.clone()]),
+        );
+        let listed = match self.client.request(Target::Broker(self.coordinator(&group)), ListGroupsRequest::default().into()) {
+            Ok(r) => match r.body {
+                Some(ResponseBody::ListGroups(l)) => json!(l.groups.iter().filter(|g| g.group_id == group).map(|g| json!({
+                    "state": g.group_state.as_str(), "type": g.group_type.as_str(), "protocol_type": g.protocol_type.as_str()
+                })).collect::<Vec<_>>()),
+                _ => Value::Null,
+            },
+            Err(e) => json!({ "error": error_kind(&e) }),
+        };
+        self.note("list", listed);
+        let unknown = GroupId::from(format!("sansa-diff-nobody-{suffix}").as_str());
+        self.call(
+            "offset_fetch_unknown_group",
+            Target::GroupCoordinator(unknown.clone()),
+            OffsetFetchRequest::default().with_group_id(unknown.clone()).with_groups(vec![
+                OffsetFetchRequestGroup::default().with_group_id(unknown).with_member_epoch(-1).with_topics(Some(
+                    vec![OffsetFetchRequestTopics::default()
+                        .with_name(TopicName::from(topic))
+                        .with_partition_indexes(vec![0])],
+                )),
+            ]),
+        );
+    }
+
+    fn coordinator(&self, group: &GroupId) -> BrokerId {
+        let req = FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from(group.as_str())]);
+        match self.client.request(Target::AnyBroker, req.into()).ok().and_then(|r| r.body) {
+            Some(ResponseBody::FindCoordinator(f)) => f.coordinators.first().map_or(BrokerId(1), |c| c.node_id),
+            _ => BrokerId(1),
+        }
+    }
+
+    fn admin(&mut self, topic: &str, leader: BrokerId) {
+        self.probe = "admin";
+        let delete = |offset: i64| {
+            DeleteRecordsRequest::default().with_timeout_ms(30_000).with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(TopicName::from(topic))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(offset)])])
+        };
+        self.call("delete_records", Target::Broker(leader), delete(2));
+        self.call("delete_records_beyond_end", Target::Broker(leader), delete(1000));
+        let req = self.fetch_request(topic, 0, 0);
+        self.call("fetch_below_start", Target::Broker(leader), req);
+        self.list_offsets("earliest_after_delete", topic, leader, -2);
+        let grow = |count: i32| {
+            CreatePartitionsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName::from(topic)).with_count(count)])
+        };
+        self.call("create_partitions", Target::Controller, grow(5));
+        self.wait_for_leaders(topic, 5);
+        self.call("shrink_partitions", Target::Controller, grow(2));
+        let keys = ["cleanup.policy", "retention.ms", "max.message.bytes", "message.timestamp.type", "segment.bytes"];
+        let describe = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from(topic))
+            .with_configuration_keys(Some(keys.iter().map(|k| StrBytes::from(*k)).collect()))]);
+        self.call("describe_configs", Target::AnyBroker, describe);
+        let delete = DeleteTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topic_names(vec![TopicName::from(topic)])
+            .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName::from(topic)))]);
+        self.call("delete_topic", Target::Controller, delete);
+        let _ = ApiKey::Produce;
+    }
+}
+
+/// `n` records from offset delta 0 with timestamps `ts`, `ts+1`, ...; idempotent when `producer`
+/// is `(id, epoch, first sequence)`.
+fn batch(n: i32, ts: i64, producer: Option<(i64, i16, i32)>) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut params = BatchParams::new();
+    if let Some((id, epoch, seq)) = producer {
+        params.producer_id = id;
+        params.producer_epoch = epoch;
+        params.base_sequence = seq;
+    }
+    let mut enc = RecordBatchEncoder::new();
+    let mut b = enc.begin(&mut out, params).expect("begin");
+    for i in 0..n {
+        b.append(ts + i64::from(i), Some(format!("k{i}").as_bytes()), Some(format!("v{i}").as_bytes()), &[])
+            .expect("append");
+    }
+    b.finish().expect("finish");
+    out.freeze()
+}
+
+/// The offsets and values of fetched records, for comparison without the masked raw bytes.
+fn records_json(records: Option<Bytes>) -> Value {
+    let Some(records) = records else { return Value::Null };
+    let mut out = Vec::new();
+    for b in decode_batches(records, &DecodeOptions::new()) {
+        match b {
+            Ok(b) => {
+                for r in b.into_records() {
+                    out.push(json!([r.offset, r.timestamp, r.value.map(|v| String::from_utf8_lossy(&v).into_owned())]));
+                }
+            }
+            Err(e) => out.push(json!({ "error": e.to_string() })),
+        }
+    }
+    Value::Array(out)
+}
+
+fn body_json(body: &ResponseBody) -> Value {
+    match serde_json::to_value(body) {
+        // An externally tagged enum: keep the message only.
+        Ok(Value::Object(m)) if m.len() == 1 => m.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null),
+        Ok(v) => v,
+        Err(e) => json!({ "serialize_error": e.to_string() }),
+    }
+}
+
+fn error_kind(e: &RequestError) -> String {
+    let s = format!("{e:?}");
+    s.split(['(', ' ', '{']).next().unwrap_or("error").to_string()
+}
