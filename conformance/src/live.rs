@@ -310,30 +310,72 @@ pub fn connection_failures_are_typed_and_timely<R: LiveRuntime>(rt: &R) {
     let _ = holder.join();
 }
 
-/// Runs `conformance/kafka/kafka ARGS` (the script that started the cluster).
-fn kafka_script(args: &[&str]) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/kafka");
-    let status = std::process::Command::new(script).args(args).status().expect("run conformance/kafka/kafka");
-    assert!(status.success(), "kafka {args:?} failed");
+/// Stops and restarts brokers of the cluster under test.
+pub trait ClusterControl {
+    /// Kills broker `id` (SIGKILL for a real broker).
+    fn kill(&self, id: i32);
+    /// Starts broker `id` again.
+    fn start(&self, id: i32);
+}
+
+/// The 3-node cluster started by `conformance/kafka/kafka`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KafkaScript;
+
+impl KafkaScript {
+    /// Runs `conformance/kafka/kafka ARGS` (the script that started the cluster).
+    fn run(args: &[&str]) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/kafka");
+        let status = std::process::Command::new(script).args(args).status().expect("run conformance/kafka/kafka");
+        assert!(status.success(), "kafka {args:?} failed");
+    }
+}
+
+impl ClusterControl for KafkaScript {
+    fn kill(&self, id: i32) {
+        KafkaScript::run(&["kill-node", &id.to_string(), "--brokers", "3"]);
+    }
+
+    fn start(&self, id: i32) {
+        KafkaScript::run(&["start-node", &id.to_string(), "--brokers", "3"]);
+    }
+}
+
+impl ClusterControl for crate::fake_server::FakeServer {
+    fn kill(&self, id: i32) {
+        self.with_cluster(|c| c.stop_broker(id));
+    }
+
+    fn start(&self, id: i32) {
+        self.with_cluster(|c| c.start_broker(id));
+    }
 }
 
 /// A broker killed mid-run gives typed errors; once it is back, the same client reconnects
-/// and succeeds. Needs a 3-node cluster started by the script (so the rest stays up).
-pub fn broker_killed_and_restarted<R: LiveRuntime>(rt: &R) {
+/// and succeeds. Needs a cluster of 3 brokers or more (so the rest stays up).
+pub fn broker_killed_and_restarted<R: LiveRuntime>(rt: &R, control: &dyn ClusterControl) {
     let client = rt.connect(config(&bootstrap()).with_request_timeout(Duration::from_secs(3)));
     let md = client.metadata(None).expect("metadata");
     let victim = *md.brokers.keys().last().expect("a broker");
     let ping = || client.request(Target::Broker(victim), MetadataRequest::default().with_topics(Some(vec![])).into());
     assert!(ping().is_ok(), "broker {victim} answers before the crash");
-    kafka_script(&["kill-node", &victim.to_string(), "--brokers", "3"]);
+    control.kill(victim.0);
     let err = ping().expect_err("the broker is down");
+    // Which error depends on timing: the connection breaks, the reconnect fails, or metadata
+    // fetched meanwhile no longer lists the broker (KRaft drops fenced brokers).
     assert!(
-        matches!(err, RequestError::Disconnected { .. } | RequestError::Unreachable { .. } | RequestError::Timeout(_)),
+        matches!(
+            err,
+            RequestError::Disconnected { .. }
+                | RequestError::Unreachable { .. }
+                | RequestError::Timeout(_)
+                | RequestError::UnknownBroker(_)
+        ),
         "{err:?}"
     );
     // The rest of the cluster still answers.
     assert!(client.metadata(None).is_ok(), "metadata from the surviving brokers");
-    kafka_script(&["start-node", &victim.to_string(), "--brokers", "3"]);
+    control.start(victim.0);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match ping() {
@@ -349,12 +391,13 @@ pub fn broker_killed_and_restarted<R: LiveRuntime>(rt: &R) {
 /// crash tests when `KAFKA_CRASH_TESTS` is set).
 pub fn run_all<R: LiveRuntime>(rt: &R) {
     let brokers: usize = std::env::var("KAFKA_BROKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    run_scenarios(rt, brokers, std::env::var_os("KAFKA_CRASH_TESTS").is_some());
+    let crash = std::env::var_os("KAFKA_CRASH_TESTS").is_some();
+    run_scenarios(rt, brokers, crash.then_some(&KafkaScript as &dyn ClusterControl));
 }
 
-/// Every scenario against a cluster of `brokers` brokers at [`bootstrap`]; the crash test
-/// needs the cluster started by `conformance/kafka/kafka`.
-pub fn run_scenarios<R: LiveRuntime>(rt: &R, brokers: usize, crash_tests: bool) {
+/// Every scenario against a cluster of `brokers` brokers at [`bootstrap`]; the crash test runs
+/// when `control` can stop and start its brokers.
+pub fn run_scenarios<R: LiveRuntime>(rt: &R, brokers: usize, control: Option<&dyn ClusterControl>) {
     let replication = if brokers >= 3 { 3 } else { 1 };
     type Scenario<'a> = (&'static str, Box<dyn Fn() + 'a>);
     let scenarios: Vec<Scenario<'_>> = vec![
@@ -367,8 +410,8 @@ pub fn run_scenarios<R: LiveRuntime>(rt: &R, brokers: usize, crash_tests: bool) 
         ("connection_failures_are_typed_and_timely", Box::new(|| connection_failures_are_typed_and_timely(rt))),
     ];
     let mut scenarios = scenarios;
-    if brokers >= 3 && crash_tests {
-        scenarios.push(("broker_killed_and_restarted", Box::new(|| broker_killed_and_restarted(rt))));
+    if let Some(control) = control.filter(|_| brokers >= 3) {
+        scenarios.push(("broker_killed_and_restarted", Box::new(move || broker_killed_and_restarted(rt, control))));
     }
     for (name, f) in scenarios {
         let started = Instant::now();

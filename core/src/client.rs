@@ -295,6 +295,8 @@ struct Pending {
     id: RequestId,
     target: Target,
     work: Work,
+    /// When the application (or the client itself) asked for it.
+    issued: Instant,
     deadline: Instant,
     not_before: Option<Instant>,
     last_failure: Option<(BrokerAddress, CloseCause)>,
@@ -327,6 +329,8 @@ struct MetadataSchedule {
     next_refresh: Instant,
     in_flight: bool,
     failures: u32,
+    /// When the last metadata answer arrived.
+    updated_at: Option<Instant>,
 }
 
 enum Resolved {
@@ -390,7 +394,12 @@ impl Client {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             cluster: ClusterMetadata::default(),
-            schedule: MetadataSchedule { next_refresh: now + config.metadata_max_age, in_flight: false, failures: 0 },
+            schedule: MetadataSchedule {
+                next_refresh: now + config.metadata_max_age,
+                in_flight: false,
+                failures: 0,
+                updated_at: None,
+            },
             tracked_topics: BTreeSet::new(),
             coordinators: BTreeMap::new(),
             closing: false,
@@ -430,7 +439,15 @@ impl Client {
             return id;
         }
         let deadline = now + self.config.request_timeout;
-        self.pending.push_back(Pending { id, target, work, deadline, not_before: None, last_failure: None });
+        self.pending.push_back(Pending {
+            id,
+            target,
+            work,
+            issued: now,
+            deadline,
+            not_before: None,
+            last_failure: None,
+        });
         self.pump(now);
         id
     }
@@ -458,6 +475,7 @@ impl Client {
             id,
             target: Target::AnyBroker,
             work,
+            issued: now,
             deadline,
             not_before: None,
             last_failure: None,
@@ -620,6 +638,7 @@ impl Client {
             id,
             target: Target::AnyBroker,
             work: Work::Metadata { topics, user: None },
+            issued: now,
             deadline: now + self.config.request_timeout,
             not_before: None,
             last_failure: None,
@@ -677,7 +696,8 @@ impl Client {
         }
     }
 
-    fn resolve(&mut self, now: Instant, target: &Target) -> Resolved {
+    /// Where a request issued at `issued` should go now.
+    fn resolve(&mut self, now: Instant, target: &Target, issued: Instant) -> Resolved {
         match target {
             Target::AnyBroker => self.pick_any(now),
             Target::Bootstrap(i) => {
@@ -688,9 +708,12 @@ impl Client {
                 }
             }
             Target::Broker(id) => {
+                // A broker missing from metadata older than the request may have joined (or
+                // come back) since: fail only once metadata fetched after the request lacks it.
+                let fresh = self.schedule.updated_at.is_some_and(|t| t >= issued);
                 if self.cluster.broker(*id).is_some() {
                     Resolved::Node(Node::Broker(*id))
-                } else if self.cluster.is_known() && !self.schedule.in_flight {
+                } else if self.cluster.is_known() && !self.schedule.in_flight && fresh {
                     Resolved::Fail(RequestError::UnknownBroker(*id))
                 } else {
                     self.want_refresh(now);
@@ -728,6 +751,7 @@ impl Client {
                 id,
                 target: Target::AnyBroker,
                 work: Work::FindCoordinator(key),
+                issued: now,
                 deadline: now + self.config.request_timeout,
                 not_before: None,
                 last_failure: None,
@@ -745,7 +769,7 @@ impl Client {
                 continue;
             }
             let target = self.pending[i].target.clone();
-            let node = match self.resolve(now, &target) {
+            let node = match self.resolve(now, &target, self.pending[i].issued) {
                 Resolved::Node(n) => n,
                 Resolved::Wait => {
                     i += 1;
@@ -893,6 +917,7 @@ impl Client {
                     Work::Metadata { topics, user } => {
                         let ResponseBody::Metadata(m) = body else { return };
                         self.cluster.apply(now, &m, topics.is_none());
+                        self.schedule.updated_at = Some(now);
                         if user.is_none() {
                             self.schedule.in_flight = false;
                             self.schedule.failures = 0;

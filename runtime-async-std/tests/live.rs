@@ -1,5 +1,5 @@
 //! The shared live scenarios against a real Kafka cluster (`KAFKA_BOOTSTRAP`), once under
-//! async-std and once under smol.
+//! async-std and once under smol; and the same against sansa's fake cluster over loopback.
 
 mod common;
 
@@ -8,7 +8,9 @@ use sansa::cluster::ClusterMetadata;
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{BrokerVersions, Config, RequestError, Response, Target};
 use sansa_async_std::KafkaClient;
-use sansa_conformance::live::{run_all, LiveClient, LiveRuntime};
+use sansa_conformance::fake_cluster::FakeClusterConfig;
+use sansa_conformance::fake_server::FakeServer;
+use sansa_conformance::live::{run_all, run_scenarios, with_bootstrap, LiveClient, LiveRuntime};
 
 struct Runtime(Exec);
 
@@ -58,4 +60,19 @@ fn live_suite_async_std() {
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_suite_smol() {
     run_all(&Runtime(Exec::Smol));
+}
+
+fn against_the_fake_cluster(exec: Exec) {
+    let server = FakeServer::start(FakeClusterConfig::default(), "127.0.0.1", None).expect("fake cluster listens");
+    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime(exec), 3, Some(&server)));
+}
+
+#[test]
+fn live_scenarios_against_the_fake_cluster_async_std() {
+    against_the_fake_cluster(Exec::AsyncStd);
+}
+
+#[test]
+fn live_scenarios_against_the_fake_cluster_smol() {
+    against_the_fake_cluster(Exec::Smol);
 }

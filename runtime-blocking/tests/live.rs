@@ -56,7 +56,7 @@ fn live_suite() {
 fn live_scenarios_against_the_fake_cluster() {
     let server = FakeServer::start(FakeClusterConfig { brokers: 3, ..FakeClusterConfig::default() }, "127.0.0.1", None)
         .expect("fake cluster listens");
-    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime, 3, false));
+    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime, 3, Some(&server)));
 }
 
 fn probe(bootstrap: &str, suffix: &str) -> differential::Answers {

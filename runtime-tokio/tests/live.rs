@@ -1,4 +1,5 @@
-//! The live scenario suite against a real Kafka cluster (`./test.sh` starts one).
+//! The live scenario suite against a real Kafka cluster (`./test.sh` starts one), and against
+//! sansa's fake cluster over loopback.
 
 mod common;
 
@@ -7,7 +8,9 @@ use std::sync::OnceLock;
 use sansa::cluster::ClusterMetadata;
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{BrokerVersions, Config, RequestError, Response, Target};
-use sansa_conformance::live::{LiveClient, LiveRuntime};
+use sansa_conformance::fake_cluster::FakeClusterConfig;
+use sansa_conformance::fake_server::FakeServer;
+use sansa_conformance::live::{run_scenarios, with_bootstrap, LiveClient, LiveRuntime};
 use sansa_tokio::KafkaClient;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -54,4 +57,10 @@ impl LiveClient for Blocking {
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_suite() {
     sansa_conformance::live::run_all(&Runtime)
+}
+
+#[test]
+fn live_scenarios_against_the_fake_cluster() {
+    let server = FakeServer::start(FakeClusterConfig::default(), "127.0.0.1", None).expect("fake cluster listens");
+    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime, 3, Some(&server)));
 }

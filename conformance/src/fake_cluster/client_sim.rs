@@ -12,7 +12,10 @@ use sansa::protocol::messages::produce::request::{PartitionProduceData, TopicPro
 use sansa::protocol::messages::{CreateTopicsRequest, FetchRequest, MetadataRequest, ProduceRequest};
 use sansa::protocol::records::{decode_batches, BatchParams, DecodeOptions, RecordBatchEncoder};
 use sansa::protocol::{BrokerId, ErrorCode, RequestBody, ResponseBody, TopicName};
-use sansa::{BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, RequestId, Response, Target, Transmit};
+use sansa::{
+    BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, RequestError, RequestId, Response, Target,
+    Transmit,
+};
 
 use super::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput};
 
@@ -55,9 +58,12 @@ impl Sim {
                         Some(id) => {
                             self.next_conn += 1;
                             let fake = FakeConnId(self.next_conn);
-                            self.cluster.handle_connect(self.now, *id, fake).unwrap();
-                            self.conns.insert(conn, (fake, BytesMut::new()));
-                            inputs.push(Input::Connected { conn });
+                            if self.cluster.handle_connect(self.now, *id, fake).is_ok() {
+                                self.conns.insert(conn, (fake, BytesMut::new()));
+                                inputs.push(Input::Connected { conn });
+                            } else {
+                                inputs.push(Input::Closed { conn, cause: CloseCause::Refused });
+                            }
                         }
                         None => inputs.push(Input::Closed { conn, cause: CloseCause::Refused }),
                     },
@@ -75,6 +81,7 @@ impl Sim {
                                 other => panic!("unexpected output {other:?}"),
                             }
                         }
+
                         if !out.is_empty() {
                             inputs.push(Input::Received { conn, data: out.freeze() });
                         }
@@ -99,17 +106,41 @@ impl Sim {
         }
     }
 
+    #[track_caller]
     fn call(&mut self, target: Target, body: RequestBody) -> Response {
+        self.try_call(target, body).expect("no request error")
+    }
+
+    #[track_caller]
+    fn try_call(&mut self, target: Target, body: RequestBody) -> Result<Response, RequestError> {
         let id: RequestId = self.client.request(self.now, target, body, None);
         self.run();
-        self.events
-            .iter()
-            .find_map(|e| match e {
+        // Follow the client's timers (backoffs, refreshes) until the outcome arrives.
+        for _ in 0..100 {
+            let outcome = self.events.iter().find_map(|e| match e {
                 Event::Response { id: i, result } if *i == id => Some(result.clone()),
                 _ => None,
-            })
-            .expect("a response")
-            .expect("no request error")
+            });
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+            let Some(t) = self.client.poll_timeout() else { break };
+            self.now = self.now.max(t);
+            self.client.handle_timeout(self.now);
+            self.run();
+        }
+        panic!("no outcome for request {id:?}")
+    }
+
+    /// Closes the client's connections that the cluster closed.
+    fn deliver_closes(&mut self) {
+        while let Some(o) = self.cluster.poll_output() {
+            let FakeOutput::Close { conn: fake } = o else { panic!("unexpected output {o:?}") };
+            let Some(conn) = self.conns.iter().find(|(_, (f, _))| *f == fake).map(|(c, _)| *c) else { continue };
+            self.conns.remove(&conn);
+            self.client.handle_input(self.now, Input::Closed { conn, cause: CloseCause::PeerClosed });
+        }
+        self.run();
     }
 }
 
@@ -169,4 +200,26 @@ fn client_creates_produces_and_fetches_against_the_fake_cluster() {
         .map(|r| (r.offset, r.value.unwrap()))
         .collect();
     assert_eq!(values, vec![(0, "hello".into()), (1, "world".into())]);
+}
+
+#[test]
+fn a_broker_that_left_metadata_is_found_again_after_it_returns() {
+    let mut sim = Sim::new();
+    let ping = || MetadataRequest::default().with_topics(Some(vec![])).into();
+    assert!(sim.try_call(Target::Broker(BrokerId(3)), ping()).is_ok());
+    sim.cluster.stop_broker(3);
+    sim.deliver_closes();
+    // Metadata now lacks broker 3: a request for it fails once metadata newer than it says so.
+    let md = sim.call(Target::AnyBroker, MetadataRequest::default().with_topics(None).into());
+    let Some(ResponseBody::Metadata(md)) = md.body else { panic!() };
+    assert_eq!(md.brokers.len(), 2);
+    sim.client.refresh_metadata(sim.now, None);
+    sim.run();
+    sim.now += std::time::Duration::from_millis(10);
+    assert!(matches!(sim.try_call(Target::Broker(BrokerId(3)), ping()), Err(RequestError::UnknownBroker(BrokerId(3)))));
+    // Back again: the client's metadata is older than the next request, so it refreshes first.
+    sim.cluster.start_broker(3);
+    sim.now += std::time::Duration::from_millis(10);
+    let r = sim.try_call(Target::Broker(BrokerId(3)), ping()).expect("broker 3 found after a refresh");
+    assert_eq!(r.address.port, 19_094);
 }
