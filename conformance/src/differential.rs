@@ -92,6 +92,9 @@ const MASKED: &[&str] = &[
     "leader_epoch",
     "brokers",
     "coordinators",
+    "log_dir",
+    "total_bytes",
+    "usable_bytes",
 ];
 
 /// The probes' answers, by `probe/step`, masked.
@@ -536,6 +539,12 @@ impl<C: LiveClient> Probe<'_, C> {
         let req = self.fetch_request(topic, 0, 0);
         self.call("fetch_below_start", Target::Broker(leader), req);
         self.list_offsets("earliest_after_delete", topic, leader, -2);
+        let dirs = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            sansa::protocol::messages::describe_log_dirs::request::DescribableLogDirTopic::default()
+                .with_topic(TopicName::from(topic))
+                .with_partitions(vec![0, 1, 2]),
+        ]));
+        self.call("describe_log_dirs", Target::Broker(leader), dirs);
         let grow = |count: i32| {
             CreatePartitionsRequest::default()
                 .with_timeout_ms(30_000)

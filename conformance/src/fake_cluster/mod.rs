@@ -29,6 +29,7 @@ mod api_versions;
 mod client_sim;
 mod create_topics;
 mod delete_topics;
+mod describe_log_dirs;
 #[cfg(test)]
 mod fault_tests;
 mod faults;
@@ -53,6 +54,7 @@ pub const IMPLEMENTED_APIS: &[ApiKey] = &[
     ApiKey::ApiVersions,
     ApiKey::CreateTopics,
     ApiKey::DeleteTopics,
+    ApiKey::DescribeLogDirs,
 ];
 
 /// APIs whose errors live per topic or partition (or whose top-level error is not the one
@@ -860,6 +862,7 @@ impl FakeCluster {
             RequestBody::Fetch(r) => fetch::handle(self, broker, version, r).into(),
             RequestBody::ListOffsets(r) => list_offsets::handle(self, broker, version, r).into(),
             RequestBody::FindCoordinator(r) => find_coordinator::handle(self, broker, version, r).into(),
+            RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(self, broker, r).into(),
             other => return Err(FakeError::UnsupportedApi(other.api_key())),
         })
     }

@@ -321,3 +321,34 @@ fn unimplemented_api_and_malformed_frames_are_errors() {
     assert!(c.answer(Instant::now(), 1, Bytes::from_static(&[0, 3, 0])).is_err());
     assert!(c.answer(Instant::now(), 9, Bytes::from_static(&[0, 3, 0, 12, 0, 0, 0, 1])).is_err());
 }
+
+#[test]
+fn describe_log_dirs_reports_the_replicas_each_broker_hosts() {
+    let mut c = cluster();
+    let id = create(&mut c, 7, "sized", 3, 1).topics[0].topic_id;
+    let leader = c.leader("sized", 0).unwrap();
+    let records = batch(&["a", "bb", "ccc"]);
+    let ResponseBody::Produce(_) = call(&mut c, leader, 9, produce_req(9, "sized", id, 0, -1, records.clone())) else {
+        panic!()
+    };
+    for broker in c.broker_ids() {
+        let ResponseBody::DescribeLogDirs(r) =
+            call(&mut c, broker, 4, DescribeLogDirsRequest::default().with_topics(None))
+        else {
+            panic!()
+        };
+        assert_eq!(r.results.len(), 1);
+        let dir = &r.results[0];
+        let hosted: Vec<(i32, i64)> = dir
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.partition_size)))
+            .collect();
+        let expected: Vec<(i32, i64)> = (0..3)
+            .filter(|p| c.leader("sized", *p) == Some(broker))
+            .map(|p| (p, if p == 0 { records.len() as i64 } else { 0 }))
+            .collect();
+        assert_eq!(hosted, expected, "broker {broker}");
+        assert_eq!(dir.total_bytes - dir.usable_bytes, expected.iter().map(|(_, s)| s).sum::<i64>());
+    }
+}
