@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sansa::cluster::ClusterMetadata;
+use sansa::protocol::kafka_release::KafkaRelease;
 use sansa::protocol::{ApiKey, BrokerId, GroupId, RequestBody, TopicName, TransactionalId};
 use sansa::{BrokerVersions, Config, Target};
 use sansa_conformance::fake_cluster::FakeClusterConfig;
@@ -116,13 +117,16 @@ enum Command {
         /// Ephemeral ports on 127.0.0.1 when absent.
         #[arg(long)]
         listen: Option<String>,
+        /// Advertise the API versions of this Kafka release (KRaft mode), e.g. 2.8 or 3.9.
+        #[arg(long, default_value = "4.3")]
+        release: String,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::FakeCluster { brokers, listen } = &cli.command {
-        return match fake_cluster(*brokers, listen.as_deref()) {
+    if let Command::FakeCluster { brokers, listen, release } = &cli.command {
+        return match fake_cluster(*brokers, listen.as_deref(), release) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -146,10 +150,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn fake_cluster(brokers: usize, listen: Option<&str>) -> Result<(), String> {
+fn fake_cluster(brokers: usize, listen: Option<&str>, release: &str) -> Result<(), String> {
     if brokers == 0 {
         return Err("--brokers must be at least 1".into());
     }
+    let release = sansa::protocol::kafka_release::RELEASES
+        .iter()
+        .copied()
+        .filter(|r| *r >= KafkaRelease::V2_8)
+        .find(|r| r.to_string() == release)
+        .ok_or_else(|| {
+            format!("--release {release:?}: a KRaft release from 2.8 to {} is needed", KafkaRelease::NEWEST)
+        })?;
     let (host, port) = match listen {
         Some(l) => {
             let a = sansa::BrokerAddress::parse(l).map_err(|e| e.to_string())?;
@@ -157,7 +169,7 @@ fn fake_cluster(brokers: usize, listen: Option<&str>) -> Result<(), String> {
         }
         None => ("127.0.0.1".to_string(), None),
     };
-    let config = FakeClusterConfig { brokers, ..FakeClusterConfig::default() };
+    let config = FakeClusterConfig { brokers, release, ..FakeClusterConfig::default() };
     let server = FakeServer::start(config, &host, port).map_err(|e| format!("could not listen on {host}: {e}"))?;
     println!("{}", server.bootstrap());
     use std::io::Write as _;

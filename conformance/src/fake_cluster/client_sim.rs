@@ -223,3 +223,24 @@ fn a_broker_that_left_metadata_is_found_again_after_it_returns() {
     let r = sim.try_call(Target::Broker(BrokerId(3)), ping()).expect("broker 3 found after a refresh");
     assert_eq!(r.address.port, 19_094);
 }
+
+#[test]
+fn check_version_reads_the_release_the_fake_cluster_emulates() {
+    use sansa::protocol::kafka_release::KafkaRelease;
+    for release in [KafkaRelease::V2_8, KafkaRelease::V3_9, KafkaRelease::V4_3] {
+        let mut sim = Sim::new();
+        sim.cluster.emulate_release(release);
+        let id = sim.client.check_version(sim.now, Target::AnyBroker);
+        sim.run();
+        let versions = sim
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::Versions { id: i, result } if *i == id => Some(result.clone()),
+                _ => None,
+            })
+            .expect("an outcome")
+            .expect("versions");
+        assert_eq!(versions.release.to_string(), format!("Apache Kafka {release}"));
+    }
+}
