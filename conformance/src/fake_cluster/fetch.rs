@@ -377,6 +377,8 @@ fn read_partition(cluster: &FakeCluster, plan: &Plan, pp: &PlanPart, budget: &mu
             })
             .collect();
         r.aborted_transactions = Some(aborted);
+    } else {
+        r.aborted_transactions = None;
     }
     r.records = Some(records.freeze());
     r
