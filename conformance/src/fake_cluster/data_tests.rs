@@ -234,6 +234,12 @@ fn produce_acks_limits_offline_and_injected_errors() {
     let mut two = BytesMut::from(&batch(&["a"])[..]);
     two.extend_from_slice(&batch(&["b"]));
     assert_eq!(h.produce(leader, 12, "t", 0, -1, two.freeze()).error_code, ErrorCode::InvalidRecord);
+    // A batch whose last offset delta disagrees with its records.
+    let mut lying = BytesMut::from(&batch(&["a", "b"])[..]);
+    lying[23..27].copy_from_slice(&(-5i32).to_be_bytes());
+    let crc = crc32c::crc32c(&lying[21..]);
+    lying[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(h.produce(leader, 12, "t", 0, -1, lying.freeze()).error_code, ErrorCode::InvalidRecord);
     assert_eq!(h.produce(leader, 12, "t", 0, -1, batch(&["ok"])).error_code, ErrorCode::None);
 
     // An injected error hits one partition of the request only.

@@ -5,6 +5,7 @@
 //! - Waiting: when fewer than `min_bytes` are readable, no partition has an error and
 //!   `max_wait_ms` > 0, the request is parked until an append (or a leader change) makes
 //!   enough bytes readable, or `max_wait_ms` passes; it is answered with what is there then.
+//!   Requests queued behind a fetch answered by a topology change run at the next input.
 //! - Sessions (KIP-227, v7+): epoch 0 opens a session (replacing the named one), epoch -1
 //!   fetches without one (closing the named one), higher epochs are incremental: partitions in
 //!   the request are added or updated, forgotten ones dropped, and the answer holds only the

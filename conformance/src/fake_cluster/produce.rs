@@ -258,6 +258,13 @@ fn single_batch(records: &Bytes) -> Result<RecordBatch, Refused> {
     if first.size_in_bytes() != records.len() {
         return Err(refuse(ErrorCode::InvalidRecord, "Produce requests must carry exactly one record batch."));
     }
+    // Offsets must run from the base without gaps, as Kafka's validator requires; this also
+    // keeps a hostile `last_offset_delta` from moving the log end backwards.
+    let count = first.records().len();
+    let sequential = first.records().iter().enumerate().all(|(i, r)| r.offset == first.base_offset() + i as i64);
+    if count == 0 || !sequential || i64::from(first.last_offset_delta()) != count as i64 - 1 {
+        return Err(refuse(ErrorCode::InvalidRecord, "Record offsets in the batch are not sequential."));
+    }
     Ok(first)
 }
 
