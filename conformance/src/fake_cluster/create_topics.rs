@@ -1,13 +1,17 @@
 //! CreateTopics: TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION (Kafka's naming rules, and
 //! names that collide once '.' and '_' are treated alike), INVALID_PARTITIONS (<= 0 other than
 //! -1 meaning the default), INVALID_REPLICATION_FACTOR (more than the brokers, or <= 0 other
-//! than -1). Explicit assignments are ignored.
+//! than -1). Configs are validated like Kafka's (INVALID_CONFIG for unknown names and bad
+//! values, INVALID_REQUEST for null values), kept on the topic, and listed in v5+ answers.
+//! Explicit assignments are ignored.
 
-use sansa::protocol::messages::create_topics::response::CreatableTopicResult;
+use std::collections::BTreeMap;
+
+use sansa::protocol::messages::create_topics::response::{CreatableTopicConfigs, CreatableTopicResult};
 use sansa::protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use sansa::protocol::{ErrorCode, StrBytes};
 
-use super::FakeCluster;
+use super::{topic_config, FakeCluster};
 
 pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let brokers = cluster.brokers.len();
@@ -16,6 +20,26 @@ pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsR
         let name = t.name.as_str().to_string();
         let partitions = if t.num_partitions == -1 { cluster.config.default_partitions } else { t.num_partitions };
         let rf = if t.replication_factor == -1 { brokers.min(3) as i16 } else { t.replication_factor };
+        let mut configs = BTreeMap::new();
+        let mut config_error = None;
+        for c in &t.configs {
+            let key = c.name.as_str().to_string();
+            match &c.value {
+                None => {
+                    config_error =
+                        Some((ErrorCode::InvalidRequest, format!("Null value not supported for topic configs: {key}")))
+                }
+                Some(v) => match topic_config::validate(&key, v.as_str()) {
+                    Ok(()) => {
+                        configs.insert(key, v.as_str().to_string());
+                    }
+                    Err(m) => config_error = Some((ErrorCode::InvalidConfig, m)),
+                },
+            }
+            if config_error.is_some() {
+                break;
+            }
+        }
         let error = if cluster.topics.contains_key(&name)
             || results.iter().any(|r: &CreatableTopicResult| r.name == t.name)
         {
@@ -32,7 +56,7 @@ pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsR
                 format!("Replication factor: {rf} larger than available brokers: {brokers}."),
             ))
         } else {
-            None
+            config_error
         };
         let mut r = CreatableTopicResult::default().with_name(t.name.clone()).with_error_message(None);
         match error {
@@ -45,6 +69,24 @@ pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsR
                 if version >= 5 {
                     r.num_partitions = partitions;
                     r.replication_factor = rf;
+                    r.configs = Some(
+                        topic_config::TOPIC_CONFIGS
+                            .iter()
+                            .map(|d| {
+                                let (value, source) = match configs.get(d.name) {
+                                    Some(v) => (v.clone(), 1),
+                                    None => (d.default.to_string(), 5),
+                                };
+                                CreatableTopicConfigs::default()
+                                    .with_name(StrBytes::from(d.name))
+                                    .with_value(Some(StrBytes::from(value)))
+                                    .with_config_source(source)
+                            })
+                            .collect(),
+                    );
+                }
+                if let Some(topic) = cluster.topics.get_mut(&name).filter(|_| id.is_some()) {
+                    topic.configs = configs;
                 }
                 if version >= 7 {
                     if let Some(id) = id {

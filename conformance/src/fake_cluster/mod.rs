@@ -24,22 +24,31 @@ use sansa::protocol::messages::api_versions::response::ApiVersion;
 use sansa::protocol::messages::ApiVersionsResponse;
 use sansa::protocol::{ApiKey, DecodeError, EncodeError, ErrorCode, RequestBody, ResponseBody, Uuid};
 
+mod add_partitions_to_txn;
 mod api_versions;
 #[cfg(test)]
 mod client_sim;
+mod create_partitions;
 mod create_topics;
+#[cfg(test)]
+mod data_tests;
+mod delete_records;
 mod delete_topics;
+mod describe_configs;
 mod describe_log_dirs;
+mod end_txn;
 #[cfg(test)]
 mod fault_tests;
 mod faults;
 mod fetch;
 mod find_coordinator;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
 #[cfg(test)]
 mod tests;
+mod topic_config;
 
 pub use faults::{Fault, FaultAction};
 
@@ -54,6 +63,12 @@ pub const IMPLEMENTED_APIS: &[ApiKey] = &[
     ApiKey::ApiVersions,
     ApiKey::CreateTopics,
     ApiKey::DeleteTopics,
+    ApiKey::InitProducerId,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::DeleteRecords,
+    ApiKey::CreatePartitions,
+    ApiKey::DescribeConfigs,
     ApiKey::DescribeLogDirs,
 ];
 
@@ -207,6 +222,7 @@ pub(crate) struct Ticket(u64);
 pub(crate) struct Ctx {
     pub(crate) now: Instant,
     pub(crate) broker: i32,
+    #[allow(dead_code)] // for handlers that track connections
     pub(crate) conn: FakeConnId,
     pub(crate) version: i16,
     /// The ticket to keep when answering later ([`Reply::Parked`]).
@@ -215,6 +231,7 @@ pub(crate) struct Ctx {
 
 /// A handler's answer.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // short-lived; boxing every response would cost more
 pub(crate) enum Reply {
     /// Answer now.
     Now(ResponseBody),
@@ -222,6 +239,8 @@ pub(crate) enum Reply {
     Silent,
     /// The handler kept `ctx.ticket` and will call [`FakeCluster::complete`] later.
     Parked,
+    /// Close the connection without answering (an acks=0 produce that failed).
+    Close,
 }
 
 impl<T: Into<ResponseBody>> From<T> for Reply {
@@ -242,7 +261,7 @@ struct ParkedSlot {
 enum ConnState {
     Ready,
     /// Waiting for a parked response.
-    Parked(Ticket),
+    Parked(#[allow(dead_code)] Ticket),
     /// An injected delay: handle `frame` (without consulting faults again) at `until`.
     Delayed {
         until: Instant,
@@ -276,12 +295,18 @@ pub(crate) struct Partition {
     /// The log end offset, also the high watermark (no replication lag).
     pub(crate) next_offset: i64,
     pub(crate) batches: Vec<StoredBatch>,
+    /// Idempotent and transactional producers that wrote here, by producer id.
+    pub(crate) producers: BTreeMap<i64, produce::ProducerEntry>,
+    /// Aborted transactions, in marker order.
+    pub(crate) aborted: Vec<produce::AbortedTxn>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Topic {
     pub(crate) id: Uuid,
     pub(crate) partitions: Vec<Partition>,
+    /// Topic config overrides (from CreateTopics), by name.
+    pub(crate) configs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -312,6 +337,10 @@ pub struct FakeCluster {
     uuid_counter: u64,
     /// Rotates the first leader of each new topic.
     leader_rotation: usize,
+    /// Producer ids and transactions (the transaction coordinators' state).
+    pub(crate) txns: init_producer_id::TxnCoordinator,
+    /// Fetch sessions and fetches waiting for data.
+    pub(crate) fetches: fetch::FetchState,
 }
 
 impl FakeCluster {
@@ -340,6 +369,8 @@ impl FakeCluster {
             origin: None,
             uuid_counter: 0,
             leader_rotation: 0,
+            txns: init_producer_id::TxnCoordinator::default(),
+            fetches: fetch::FetchState::default(),
         }
     }
 
@@ -453,7 +484,7 @@ impl FakeCluster {
     /// replica, or is offline.
     pub fn create_topic(&mut self, name: &str, partitions: i32, replication_factor: i16) -> Uuid {
         let id = self.next_uuid();
-        self.topics.insert(name.to_string(), Topic { id, partitions: Vec::new() });
+        self.topics.insert(name.to_string(), Topic { id, partitions: Vec::new(), configs: BTreeMap::new() });
         self.add_partitions(name, partitions, replication_factor);
         id
     }
@@ -480,6 +511,8 @@ impl FakeCluster {
                 log_start_offset: 0,
                 next_offset: 0,
                 batches: Vec::new(),
+                producers: BTreeMap::new(),
+                aborted: Vec::new(),
             });
         }
     }
@@ -542,6 +575,7 @@ impl FakeCluster {
                 }
             }
         }
+        fetch::wake(self);
     }
 
     /// Restarts broker `id`. Offline partitions it replicates come back with it as leader; the
@@ -560,6 +594,7 @@ impl FakeCluster {
                 }
             }
         }
+        fetch::wake(self);
     }
 
     /// Moves a partition's leadership to `to` (a live replica), bumping the leader epoch.
@@ -576,6 +611,7 @@ impl FakeCluster {
             p.leader = to;
             p.leader_epoch += 1;
         }
+        fetch::wake(self);
         Ok(())
     }
 
@@ -587,6 +623,7 @@ impl FakeCluster {
             p.leader = -1;
             p.leader_epoch += 1;
         }
+        fetch::wake(self);
         Ok(())
     }
 
@@ -649,7 +686,7 @@ impl FakeCluster {
             ConnState::Delayed { until, .. } => Some(until),
             _ => None,
         });
-        delays.min()
+        delays.chain(self.fetches.next_deadline()).min()
     }
 
     /// Time has reached `now`: delayed requests are handled, and timers fire.
@@ -667,6 +704,7 @@ impl FakeCluster {
                 self.runnable.insert(conn);
             }
         }
+        fetch::handle_timeout(self, now);
         self.run_queued(now);
     }
 
@@ -731,8 +769,7 @@ impl FakeCluster {
 
     fn run_queued(&mut self, now: Instant) {
         while let Some(conn) = self.runnable.pop_first() {
-            loop {
-                let Some(c) = self.conns.get_mut(&conn) else { break };
+            while let Some(c) = self.conns.get_mut(&conn) {
                 if !matches!(c.state, ConnState::Ready) {
                     break;
                 }
@@ -830,6 +867,7 @@ impl FakeCluster {
                 self.outputs.push_back(FakeOutput::Send { conn, bytes });
             }
             Reply::Silent => {}
+            Reply::Close => self.close(conn),
             Reply::Parked => {
                 self.parked
                     .insert(ticket, ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms });
@@ -855,12 +893,15 @@ impl FakeCluster {
             RequestBody::Metadata(r) => metadata::handle(self, broker, version, r).into(),
             RequestBody::CreateTopics(r) => create_topics::handle(self, version, r).into(),
             RequestBody::DeleteTopics(r) => delete_topics::handle(self, version, r).into(),
-            RequestBody::Produce(r) => match produce::handle(self, broker, version, r) {
-                Some(r) => r.into(),
-                None => Reply::Silent,
-            },
-            RequestBody::Fetch(r) => fetch::handle(self, broker, version, r).into(),
-            RequestBody::ListOffsets(r) => list_offsets::handle(self, broker, version, r).into(),
+            RequestBody::Produce(r) => produce::handle(self, ctx, r),
+            RequestBody::Fetch(r) => fetch::handle(self, ctx, r),
+            RequestBody::ListOffsets(r) => list_offsets::handle(self, ctx, r).into(),
+            RequestBody::InitProducerId(r) => init_producer_id::handle(self, ctx, r).into(),
+            RequestBody::AddPartitionsToTxn(r) => add_partitions_to_txn::handle(self, ctx, r).into(),
+            RequestBody::EndTxn(r) => end_txn::handle(self, ctx, r).into(),
+            RequestBody::DeleteRecords(r) => delete_records::handle(self, ctx, r).into(),
+            RequestBody::CreatePartitions(r) => create_partitions::handle(self, ctx, r).into(),
+            RequestBody::DescribeConfigs(r) => describe_configs::handle(self, ctx, r).into(),
             RequestBody::FindCoordinator(r) => find_coordinator::handle(self, broker, version, r).into(),
             RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(self, broker, r).into(),
             other => return Err(FakeError::UnsupportedApi(other.api_key())),

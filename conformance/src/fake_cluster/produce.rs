@@ -1,55 +1,130 @@
-//! Produce: validates the v2 batches, assigns offsets by patching each batch's base offset and
-//! partition leader epoch (the CRC does not cover them) and appends. Topics by name before v13,
-//! by id from v13. acks=0 gets no response. acks is otherwise not checked (no replication).
+//! Produce: validates the v2 batch of each partition, checks the producer's epoch and
+//! sequence like Kafka's producer state, assigns offsets by patching the batch's base offset
+//! and partition leader epoch (outside the CRC) and appends. Topics by name before v13, by id
+//! from v13.
+//!
+//! - acks must be -1, 0 or 1 (INVALID_REQUIRED_ACKS); acks=0 gets no response, and a failed
+//!   acks=0 request closes the connection as Kafka does.
+//! - acks=-1 needs `min.insync.replicas` live replicas (NOT_ENOUGH_REPLICAS); no replication is
+//!   modelled otherwise, so acks=1 and acks=-1 both answer at once.
+//! - One batch per partition (INVALID_RECORD otherwise); a batch over `max.message.bytes` is
+//!   MESSAGE_TOO_LARGE, a partition's records over `segment.bytes` RECORD_LIST_TOO_LARGE.
+//! - `message.timestamp.type=LogAppendTime` stamps the batch (attribute and max timestamp,
+//!   CRC recomputed) with the broker's wall clock. Timestamps are not range-checked.
+//! - Idempotence: per (partition, producer id) the epoch and the last five batches. A retried
+//!   batch (same epoch and sequence range) answers with its first offset and is not appended;
+//!   an older epoch is INVALID_PRODUCER_EPOCH; a new epoch must start at sequence 0 and a known
+//!   epoch must continue it, else OUT_OF_ORDER_SEQUENCE_NUMBER. A producer with no state may
+//!   start at any sequence (Kafka since KIP-360 no longer answers UNKNOWN_PRODUCER_ID here).
+//! - Transactions: a transactional batch opens a transaction on the partition (and joins the
+//!   partition to its producer's transaction, as with transactions v2); a non-transactional
+//!   batch while one is open is INVALID_TXN_STATE. Partition membership is not verified.
+
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use sansa::protocol::messages::produce::response::{PartitionProduceResponse, TopicProduceResponse};
+use sansa::protocol::messages::produce::response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
 use sansa::protocol::messages::{ProduceRequest, ProduceResponse};
-use sansa::protocol::records::{decode_batches, DecodeOptions};
-use sansa::protocol::{ErrorCode, StrBytes};
+use sansa::protocol::records::{decode_batches, DecodeOptions, RecordBatch};
+use sansa::protocol::{ApiKey, BrokerId, ErrorCode, StrBytes};
 
-use super::{FakeCluster, StoredBatch};
+use super::{fetch, topic_config, Ctx, FakeCluster, Partition, Reply, StoredBatch};
 
-pub(crate) fn handle(
-    cluster: &mut FakeCluster,
-    broker: i32,
-    version: i16,
-    req: ProduceRequest,
-) -> Option<ProduceResponse> {
+/// How many batches per producer are remembered for duplicate detection (Kafka's value).
+const DEDUP_WINDOW: usize = 5;
+
+/// What a partition remembers of one idempotent or transactional producer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProducerEntry {
+    pub(crate) epoch: i16,
+    /// The last appended batches, oldest first.
+    pub(crate) batches: VecDeque<BatchMeta>,
+    /// First offset of the producer's open transaction on this partition.
+    pub(crate) txn_first_offset: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchMeta {
+    pub(crate) first_seq: i32,
+    pub(crate) last_seq: i32,
+    pub(crate) base_offset: i64,
+    pub(crate) last_offset: i64,
+}
+
+/// An aborted transaction on a partition, for read_committed fetches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AbortedTxn {
+    pub(crate) producer_id: i64,
+    pub(crate) first_offset: i64,
+    /// Offset of the ABORT marker.
+    pub(crate) last_offset: i64,
+}
+
+impl Partition {
+    /// The last stable offset: the first offset of the oldest open transaction, or the high
+    /// watermark.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.producers.values().filter_map(|p| p.txn_first_offset).min().unwrap_or(self.next_offset)
+    }
+}
+
+/// Why a partition's records were refused.
+struct Refused {
+    code: ErrorCode,
+    message: String,
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refused {
+    Refused { code, message: message.into() }
+}
+
+/// What an accepted append did.
+struct Appended {
+    base_offset: i64,
+    log_append_time: i64,
+}
+
+pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: ProduceRequest) -> Reply {
+    let version = ctx.version;
+    let valid_acks = matches!(req.acks, -1..=1);
     let mut responses = Vec::new();
+    let mut failed = false;
+    let mut appended = false;
+    let mut leaders = Vec::new();
     for t in req.topic_data {
         let name = if version >= 13 { cluster.topic_name_by_id(t.topic_id) } else { Some(t.name.as_str().to_string()) };
-        let unknown = if version >= 13 { ErrorCode::UnknownTopicId } else { ErrorCode::UnknownTopicOrPartition };
         let mut partitions = Vec::new();
         for p in t.partition_data {
             let mut r = PartitionProduceResponse::default().with_index(p.index);
-            let Some(partition) = name
-                .as_ref()
-                .and_then(|n| cluster.topics.get_mut(n))
-                .and_then(|topic| usize::try_from(p.index).ok().and_then(|i| topic.partitions.get_mut(i)))
-            else {
-                r.error_code = if name.as_ref().is_some_and(|n| cluster.topics.contains_key(n)) {
-                    ErrorCode::UnknownTopicOrPartition
-                } else {
-                    unknown
-                };
-                partitions.push(r);
-                continue;
+            let result = if valid_acks {
+                produce_one(cluster, ctx, name.as_deref(), p.index, req.acks, p.records.unwrap_or_default())
+            } else {
+                Err(refuse(ErrorCode::InvalidRequiredAcks, ""))
             };
-            if partition.leader != broker {
-                r.error_code = ErrorCode::NotLeaderOrFollower;
-                partitions.push(r);
-                continue;
-            }
-            match append(partition, p.records.unwrap_or_default()) {
-                Ok(base) => {
-                    r.base_offset = base;
-                    r.log_start_offset = partition.log_start_offset;
+            match result {
+                Ok(a) => {
+                    r.base_offset = a.base_offset;
+                    r.log_append_time_ms = a.log_append_time;
+                    if let Some(part) = name.as_deref().and_then(|n| cluster.partition(n, p.index)) {
+                        r.log_start_offset = part.log_start_offset;
+                    }
+                    appended = true;
                 }
-                Err(message) => {
-                    r.error_code = ErrorCode::CorruptMessage;
-                    if version >= 8 {
-                        r.error_message = Some(StrBytes::from(message));
+                Err(e) => {
+                    failed = true;
+                    r.error_code = e.code;
+                    if version >= 8 && !e.message.is_empty() {
+                        r.error_message = Some(StrBytes::from(e.message));
+                    }
+                    if e.code == ErrorCode::NotLeaderOrFollower && version >= 10 {
+                        if let Some(part) = name.as_deref().and_then(|n| cluster.partition(n, p.index)) {
+                            r.current_leader = LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(part.leader))
+                                .with_leader_epoch(part.leader_epoch);
+                            leaders.push(part.leader);
+                        }
                     }
                 }
             }
@@ -63,43 +138,234 @@ pub(crate) fn handle(
         }
         responses.push(tr);
     }
-    (req.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    if appended {
+        fetch::wake(cluster);
+    }
+    if req.acks == 0 {
+        return if failed { Reply::Close } else { Reply::Silent };
+    }
+    let mut body = ProduceResponse::default().with_responses(responses);
+    if version >= 10 {
+        body.node_endpoints = node_endpoints(cluster, leaders);
+    }
+    body.into()
 }
 
-/// Validates and appends the batches in `records`; returns the first assigned offset.
-pub(crate) fn append(partition: &mut super::Partition, records: Bytes) -> Result<i64, String> {
+/// Endpoints of these brokers (KIP-951 hints), ascending and without duplicates.
+pub(crate) fn node_endpoints(cluster: &FakeCluster, mut ids: Vec<i32>) -> Vec<NodeEndpoint> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .filter_map(|id| {
+            let b = cluster.brokers.get(&id).filter(|b| b.up)?;
+            Some(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from(b.host.as_str()))
+                    .with_port(i32::from(b.port)),
+            )
+        })
+        .collect()
+}
+
+fn produce_one(
+    cluster: &mut FakeCluster,
+    ctx: Ctx,
+    name: Option<&str>,
+    index: i32,
+    acks: i16,
+    records: Bytes,
+) -> Result<Appended, Refused> {
+    let Some(name) = name else {
+        let code = if ctx.version >= 13 { ErrorCode::UnknownTopicId } else { ErrorCode::UnknownTopicOrPartition };
+        return Err(refuse(code, ""));
+    };
+    if let Some(code) = cluster.take_partition_error(ApiKey::Produce, ctx.broker, name, Some(index)) {
+        return Err(refuse(code, ""));
+    }
+    let live = cluster.live_broker_ids();
+    let now_ms = cluster.wall_clock_ms(ctx.now);
+    let Some(topic) = cluster.topics.get_mut(name) else {
+        return Err(refuse(ErrorCode::UnknownTopicOrPartition, ""));
+    };
+    let configs = &topic.configs;
+    let max_message = topic_config::number(configs, "max.message.bytes");
+    let segment = topic_config::number(configs, "segment.bytes");
+    let min_isr = topic_config::number(configs, "min.insync.replicas");
+    let log_append_time = topic_config::value(configs, "message.timestamp.type") == Some("LogAppendTime");
+    let Some(partition) = usize::try_from(index).ok().and_then(|i| topic.partitions.get_mut(i)) else {
+        return Err(refuse(ErrorCode::UnknownTopicOrPartition, ""));
+    };
+    if partition.leader != ctx.broker {
+        return Err(refuse(ErrorCode::NotLeaderOrFollower, ""));
+    }
+    let batch = single_batch(&records)?;
+    let size = records.len() as i64;
+    if size > segment {
+        return Err(refuse(
+            ErrorCode::RecordListTooLarge,
+            format!(
+                "Message batch size is {size} bytes which exceeds the maximum configured segment size of {segment}."
+            ),
+        ));
+    }
+    if size > max_message {
+        return Err(refuse(
+            ErrorCode::MessageTooLarge,
+            format!("The batch size is {size} bytes, larger than max.message.bytes {max_message}."),
+        ));
+    }
+    if batch.is_control() {
+        return Err(refuse(ErrorCode::InvalidRecord, "Clients may not write control batches."));
+    }
+    if acks == -1 {
+        let isr = partition.replicas.iter().filter(|r| live.contains(r)).count() as i64;
+        if isr < min_isr {
+            return Err(refuse(
+                ErrorCode::NotEnoughReplicas,
+                format!(
+                    "The size of the current ISR {isr} is insufficient to satisfy the min.isr requirement of {min_isr}"
+                ),
+            ));
+        }
+    }
+    if let Some(base_offset) = check_producer(partition, &batch)? {
+        return Ok(Appended { base_offset, log_append_time: -1 });
+    }
+    let stamp = log_append_time.then_some(now_ms);
+    let base = append_batch(partition, &records, batch.last_offset_delta(), batch.max_timestamp(), stamp);
+    record_producer(partition, &batch, base);
+    if batch.is_transactional() && batch.producer_id() >= 0 {
+        cluster.txns.join_on_produce(batch.producer_id(), name, index);
+    }
+    Ok(Appended { base_offset: base, log_append_time: stamp.unwrap_or(-1) })
+}
+
+/// The one v2 batch a Produce (v3+) partition must carry.
+fn single_batch(records: &Bytes) -> Result<RecordBatch, Refused> {
     if records.is_empty() {
-        return Err("no record batches".to_string());
+        return Err(refuse(ErrorCode::InvalidRecord, "Produce requests must carry exactly one record batch."));
     }
     let mut batches = decode_batches(records.clone(), &DecodeOptions::new());
-    let mut parsed = Vec::new();
-    let mut pos = 0usize;
-    for b in batches.by_ref() {
-        let b = b.map_err(|e| e.to_string())?;
-        if b.magic() != 2 {
-            return Err(format!("unsupported magic {}", b.magic()));
-        }
-        let size = b.size_in_bytes();
-        parsed.push((pos, size, b.last_offset_delta(), b.max_timestamp()));
-        pos += size;
+    let first = match batches.next() {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => return Err(refuse(ErrorCode::CorruptMessage, e.to_string())),
+        None => return Err(refuse(ErrorCode::CorruptMessage, "truncated record batch")),
+    };
+    if first.magic() != 2 {
+        return Err(refuse(ErrorCode::InvalidRecord, format!("Unsupported magic {}.", first.magic())));
     }
-    if batches.partial().is_some() || pos != records.len() {
-        return Err("truncated record batch".to_string());
+    if first.size_in_bytes() != records.len() {
+        return Err(refuse(ErrorCode::InvalidRecord, "Produce requests must carry exactly one record batch."));
     }
-    let first = partition.next_offset;
-    for (start, size, last_delta, max_ts) in parsed {
-        let mut bytes = BytesMut::from(&records[start..start + size]);
-        let base = partition.next_offset;
-        bytes[0..8].copy_from_slice(&base.to_be_bytes());
-        bytes[12..16].copy_from_slice(&partition.leader_epoch.to_be_bytes());
-        let next = base + i64::from(last_delta) + 1;
-        partition.batches.push(StoredBatch {
-            base_offset: base,
-            next_offset: next,
-            max_timestamp: max_ts,
-            bytes: bytes.freeze(),
-        });
-        partition.next_offset = next;
+    // Offsets must run from the base without gaps, as Kafka's validator requires; this also
+    // keeps a hostile `last_offset_delta` from moving the log end backwards.
+    let count = first.records().len();
+    let sequential = first.records().iter().enumerate().all(|(i, r)| r.offset == first.base_offset() + i as i64);
+    if count == 0 || !sequential || i64::from(first.last_offset_delta()) != count as i64 - 1 {
+        return Err(refuse(ErrorCode::InvalidRecord, "Record offsets in the batch are not sequential."));
     }
     Ok(first)
+}
+
+/// Kafka's producer-state checks. `Ok(Some(offset))` is a duplicate of an appended batch.
+fn check_producer(partition: &Partition, batch: &RecordBatch) -> Result<Option<i64>, Refused> {
+    let pid = batch.producer_id();
+    if pid < 0 {
+        return Ok(None);
+    }
+    let epoch = batch.producer_epoch();
+    let (first, last) = (batch.base_sequence(), batch.last_sequence());
+    let Some(entry) = partition.producers.get(&pid) else { return Ok(None) };
+    if epoch < entry.epoch {
+        return Err(refuse(
+            ErrorCode::InvalidProducerEpoch,
+            format!("Epoch of producer {pid} is {epoch}, which is smaller than the last seen epoch {}", entry.epoch),
+        ));
+    }
+    if epoch == entry.epoch {
+        if let Some(dup) = entry.batches.iter().find(|b| b.first_seq == first && b.last_seq == last) {
+            return Ok(Some(dup.base_offset));
+        }
+    }
+    if epoch != entry.epoch {
+        if first != 0 {
+            return Err(refuse(
+                ErrorCode::OutOfOrderSequenceNumber,
+                format!("Invalid sequence number for new epoch {epoch} of producer {pid}: {first} (must be 0)"),
+            ));
+        }
+    } else if let Some(prev) = entry.batches.back() {
+        let in_sequence = i64::from(first) == i64::from(prev.last_seq) + 1 || (first == 0 && prev.last_seq == i32::MAX);
+        if !in_sequence {
+            return Err(refuse(
+                ErrorCode::OutOfOrderSequenceNumber,
+                format!(
+                    "Out of order sequence number for producer {pid}: {first} (incoming), {} (current end)",
+                    prev.last_seq
+                ),
+            ));
+        }
+    }
+    if entry.txn_first_offset.is_some() && !batch.is_transactional() {
+        return Err(refuse(ErrorCode::InvalidTxnState, format!("Expected a transactional write from producer {pid}")));
+    }
+    Ok(None)
+}
+
+fn record_producer(partition: &mut Partition, batch: &RecordBatch, base: i64) {
+    let pid = batch.producer_id();
+    if pid < 0 {
+        return;
+    }
+    let entry = partition.producers.entry(pid).or_default();
+    if entry.epoch != batch.producer_epoch() {
+        entry.epoch = batch.producer_epoch();
+        entry.batches.clear();
+    }
+    entry.batches.push_back(BatchMeta {
+        first_seq: batch.base_sequence(),
+        last_seq: batch.last_sequence(),
+        base_offset: base,
+        last_offset: base + i64::from(batch.last_offset_delta()),
+    });
+    while entry.batches.len() > DEDUP_WINDOW {
+        entry.batches.pop_front();
+    }
+    if batch.is_transactional() && entry.txn_first_offset.is_none() {
+        entry.txn_first_offset = Some(base);
+    }
+}
+
+/// Appends one validated v2 batch at the log end; returns its base offset. With
+/// `log_append_time`, the batch is stamped with it (attributes, max timestamp, CRC).
+pub(crate) fn append_batch(
+    partition: &mut Partition,
+    batch: &[u8],
+    last_offset_delta: i32,
+    max_timestamp: i64,
+    log_append_time: Option<i64>,
+) -> i64 {
+    let mut bytes = BytesMut::from(batch);
+    let base = partition.next_offset;
+    bytes[0..8].copy_from_slice(&base.to_be_bytes());
+    bytes[12..16].copy_from_slice(&partition.leader_epoch.to_be_bytes());
+    let mut max_ts = max_timestamp;
+    if let Some(t) = log_append_time {
+        let attributes = i16::from_be_bytes([bytes[21], bytes[22]]) | 0x08;
+        bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+        bytes[35..43].copy_from_slice(&t.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        max_ts = t;
+    }
+    let next = base + i64::from(last_offset_delta) + 1;
+    partition.batches.push(StoredBatch {
+        base_offset: base,
+        next_offset: next,
+        max_timestamp: max_ts,
+        bytes: bytes.freeze(),
+    });
+    partition.next_offset = next;
+    base
 }
