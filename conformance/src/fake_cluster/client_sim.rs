@@ -45,7 +45,7 @@ impl Sim {
             by_address.insert(BrokerAddress::new("127.0.0.1", port), id);
         }
         let now = Instant::now();
-        let client = Client::new(Config::new("127.0.0.1:19092").unwrap(), now);
+        let client = Client::new(Config::new("127.0.0.1:19092").unwrap().with_rng_seed(1), now);
         Sim { client, cluster, now, by_address, conns: BTreeMap::new(), next_conn: 0, events: Vec::new() }
     }
 

@@ -607,11 +607,18 @@ fn fetch_leader_epochs_and_hints() {
     assert_eq!(code(h.fetch(other, 12, with_epoch(1))), ErrorCode::None);
     assert_eq!(code(h.fetch(other, 12, with_epoch(-1))), ErrorCode::None);
 
-    // By topic id at v16+: the old leader points at the new one, with its endpoint.
-    let id = h.c.topic_id("e").unwrap();
+    // The old leader is still a replica: consumers may read from it (KIP-392).
+    assert_eq!(code(h.fetch(leader, 12, with_epoch(-1))), ErrorCode::None);
+
+    // By topic id at v16+: a broker without a replica points at the leader, with its endpoint.
+    h.create("f", 1, 2, &[]);
+    let leader = h.leader("f", 0);
+    let outsider = h.c.broker_ids().into_iter().find(|b| !h.c.partition("f", 0).unwrap().replicas.contains(b)).unwrap();
+    let id = h.c.topic_id("f").unwrap();
     let req = FetchRequest::default()
         .with_topics(vec![FetchTopic::default().with_topic_id(id).with_partitions(vec![fetch_part(0, 0)])]);
-    let f = h.fetch(leader, 17, req);
+    let f = h.fetch(outsider, 17, req);
+    let other = leader;
     let p = &f.responses[0].partitions[0];
     assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower);
     assert_eq!(*p.current_leader.leader_id, other);
@@ -680,7 +687,8 @@ fn delete_records_then_fetch_below_start() {
 
     let f = h.fetch(leader, 12, fetch_req("d", vec![fetch_part(0, 0)]));
     let p = &f.responses[0].partitions[0];
-    assert_eq!((p.error_code, p.log_start_offset), (ErrorCode::OffsetOutOfRange, 2));
+    // Like Kafka, an out-of-range answer carries -1 offsets; ListOffsets tells the new start.
+    assert_eq!((p.error_code, p.log_start_offset, p.high_watermark), (ErrorCode::OffsetOutOfRange, -1, -1));
     let f = h.fetch(leader, 12, fetch_req("d", vec![fetch_part(0, 2)]));
     assert_eq!(values(&f.responses[0].partitions[0]), vec![(2, "c".to_string())]);
     assert_eq!(h.list_offsets(leader, "d", -2, 0).offset, 2);

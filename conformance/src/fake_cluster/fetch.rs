@@ -312,7 +312,13 @@ fn read(cluster: &FakeCluster, plan: &Plan) -> Read {
 fn read_partition(cluster: &FakeCluster, plan: &Plan, pp: &PlanPart, budget: &mut usize, first: bool) -> PartitionData {
     let version = plan.version;
     let (name, _, index) = &pp.key;
-    let mut r = PartitionData::default().with_partition_index(*index);
+    // Like Kafka, an error answer carries -1 offsets and no aborted-transaction list.
+    let mut r = PartitionData::default()
+        .with_partition_index(*index)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_aborted_transactions(None);
     if let Some(code) = pp.injected {
         r.error_code = code;
         return r;
@@ -333,7 +339,10 @@ fn read_partition(cluster: &FakeCluster, plan: &Plan, pp: &PlanPart, budget: &mu
         }
         r
     };
-    if part.leader != plan.broker {
+    // Consumers may read from followers since KIP-392 (Fetch v11); with instant replication a
+    // follower holds exactly what the leader does.
+    let follower_read = version >= 11 && part.leader != -1 && part.replicas.contains(&plan.broker);
+    if part.leader != plan.broker && !follower_read {
         return leader_hint(r, ErrorCode::NotLeaderOrFollower);
     }
     if pp.current_leader_epoch >= 0 {
@@ -345,14 +354,14 @@ fn read_partition(cluster: &FakeCluster, plan: &Plan, pp: &PlanPart, budget: &mu
             return r;
         }
     }
-    let lso = part.last_stable_offset();
-    r.high_watermark = part.next_offset;
-    r.last_stable_offset = if version >= 4 { lso } else { -1 };
-    r.log_start_offset = if version >= 5 { part.log_start_offset } else { -1 };
     if pp.fetch_offset < part.log_start_offset || pp.fetch_offset > part.next_offset {
         r.error_code = ErrorCode::OffsetOutOfRange;
         return r;
     }
+    let lso = part.last_stable_offset();
+    r.high_watermark = part.next_offset;
+    r.last_stable_offset = if version >= 4 { lso } else { -1 };
+    r.log_start_offset = if version >= 5 { part.log_start_offset } else { -1 };
     let upper = if plan.read_committed { lso } else { part.next_offset };
     let limit = if pp.max_bytes <= 0 { usize::MAX } else { pp.max_bytes as usize };
     let mut records = BytesMut::new();

@@ -51,6 +51,9 @@ pub(crate) struct BatchMeta {
     pub(crate) last_seq: i32,
     pub(crate) base_offset: i64,
     pub(crate) last_offset: i64,
+    /// The batch's max timestamp as stored (the append time for LogAppendTime topics); Kafka
+    /// answers a duplicate with it as the log append time.
+    pub(crate) timestamp: i64,
 }
 
 /// An aborted transaction on a partition, for read_committed fetches.
@@ -115,7 +118,22 @@ pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: ProduceRequest) -
                 Err(e) => {
                     failed = true;
                     r.error_code = e.code;
-                    if version >= 8 && !e.message.is_empty() {
+                    r.base_offset = -1;
+                    r.log_start_offset = -1;
+                    // Producer-state refusals come from the log itself: Kafka reports its start
+                    // offset and no message. It explains invalid records, not corrupt ones.
+                    let from_log = matches!(
+                        e.code,
+                        ErrorCode::OutOfOrderSequenceNumber
+                            | ErrorCode::InvalidProducerEpoch
+                            | ErrorCode::InvalidTxnState
+                    );
+                    if from_log {
+                        if let Some(part) = name.as_deref().and_then(|n| cluster.partition(n, p.index)) {
+                            r.log_start_offset = part.log_start_offset;
+                        }
+                    }
+                    if version >= 8 && !e.message.is_empty() && e.code != ErrorCode::CorruptMessage && !from_log {
                         r.error_message = Some(StrBytes::from(e.message));
                     }
                     if e.code == ErrorCode::NotLeaderOrFollower && version >= 10 {
@@ -229,12 +247,12 @@ fn produce_one(
             ));
         }
     }
-    if let Some(base_offset) = check_producer(partition, &batch)? {
-        return Ok(Appended { base_offset, log_append_time: -1 });
+    if let Some(duplicate) = check_producer(partition, &batch)? {
+        return Ok(duplicate);
     }
     let stamp = log_append_time.then_some(now_ms);
     let base = append_batch(partition, &records, batch.last_offset_delta(), batch.max_timestamp(), stamp);
-    record_producer(partition, &batch, base);
+    record_producer(partition, &batch, base, stamp.unwrap_or(batch.max_timestamp()));
     if batch.is_transactional() && batch.producer_id() >= 0 {
         cluster.txns.join_on_produce(batch.producer_id(), name, index);
     }
@@ -268,8 +286,8 @@ fn single_batch(records: &Bytes) -> Result<RecordBatch, Refused> {
     Ok(first)
 }
 
-/// Kafka's producer-state checks. `Ok(Some(offset))` is a duplicate of an appended batch.
-fn check_producer(partition: &Partition, batch: &RecordBatch) -> Result<Option<i64>, Refused> {
+/// Kafka's producer-state checks. `Ok(Some(appended))` is a duplicate of an appended batch.
+fn check_producer(partition: &Partition, batch: &RecordBatch) -> Result<Option<Appended>, Refused> {
     let pid = batch.producer_id();
     if pid < 0 {
         return Ok(None);
@@ -285,7 +303,7 @@ fn check_producer(partition: &Partition, batch: &RecordBatch) -> Result<Option<i
     }
     if epoch == entry.epoch {
         if let Some(dup) = entry.batches.iter().find(|b| b.first_seq == first && b.last_seq == last) {
-            return Ok(Some(dup.base_offset));
+            return Ok(Some(Appended { base_offset: dup.base_offset, log_append_time: dup.timestamp }));
         }
     }
     if epoch != entry.epoch {
@@ -313,7 +331,7 @@ fn check_producer(partition: &Partition, batch: &RecordBatch) -> Result<Option<i
     Ok(None)
 }
 
-fn record_producer(partition: &mut Partition, batch: &RecordBatch, base: i64) {
+fn record_producer(partition: &mut Partition, batch: &RecordBatch, base: i64, timestamp: i64) {
     let pid = batch.producer_id();
     if pid < 0 {
         return;
@@ -328,6 +346,7 @@ fn record_producer(partition: &mut Partition, batch: &RecordBatch, base: i64) {
         last_seq: batch.last_sequence(),
         base_offset: base,
         last_offset: base + i64::from(batch.last_offset_delta()),
+        timestamp,
     });
     while entry.batches.len() > DEDUP_WINDOW {
         entry.batches.pop_front();
