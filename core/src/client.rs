@@ -751,6 +751,8 @@ impl Client {
                 i += 1;
                 continue;
             }
+            // Passed: no longer a deadline for `poll_timeout`, even if the item has to wait.
+            self.pending[i].not_before = None;
             let target = self.pending[i].target.clone();
             let node = match self.resolve(now, &target) {
                 Resolved::Node(n) => n,
