@@ -4,6 +4,7 @@
 //!   seeds per second, and last `N seeds, F failures`. Exits 0 only without failures.
 //! - `sim --seed S`: runs one seed and describes it.
 //! - `sim --seed S --trace-hash`: prints only the trace hash.
+//! - `sim --seed S --trace`: also prints the whole trace.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use sansa_conformance::sim::{run_scenario, run_seed, Scenario};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sim --seeds A..B | --seed S [--trace-hash]");
+    eprintln!("usage: sim --seeds A..B | --seed S [--trace-hash | --trace]");
     ExitCode::from(2)
 }
 
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let mut seeds: Option<(u64, u64)> = None;
     let mut seed: Option<u64> = None;
     let mut hash_only = false;
+    let mut full_trace = false;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -35,13 +37,14 @@ fn main() -> ExitCode {
                 i += 1;
             }
             "--trace-hash" => hash_only = true,
+            "--trace" => full_trace = true,
             _ => return usage(),
         }
         i += 1;
     }
     match (seeds, seed) {
         (Some((a, b)), None) => run_many(a, b),
-        (None, Some(s)) => run_one(s, hash_only),
+        (None, Some(s)) => run_one(s, hash_only, full_trace),
         _ => usage(),
     }
 }
@@ -72,7 +75,7 @@ fn run_many(a: u64, b: u64) -> ExitCode {
     }
 }
 
-fn run_one(seed: u64, hash_only: bool) -> ExitCode {
+fn run_one(seed: u64, hash_only: bool, full_trace: bool) -> ExitCode {
     let scenario = Scenario::from_seed(seed);
     let (sim, report) = run_scenario(&scenario);
     if hash_only {
@@ -103,6 +106,12 @@ fn run_one(seed: u64, hash_only: bool) -> ExitCode {
         let name = format!("{e:?}");
         let name = name.split([' ', '{']).next().unwrap_or("").to_string();
         *kinds.entry(name).or_default() += 1;
+    }
+    if full_trace {
+        println!("trace:");
+        for (at, e) in sim.trace().events() {
+            println!("  {:>12.6}s  {e}", at.as_secs_f64());
+        }
     }
     println!("trace: {} events {kinds:?}", sim.trace().events().len());
     println!("outcomes: {:?}", report.outcomes);
