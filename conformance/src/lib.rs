@@ -7,6 +7,7 @@ pub mod fake_server;
 pub mod live;
 pub mod loopback;
 pub mod records_json;
+pub mod sim;
 
 use std::path::{Path, PathBuf};
 

@@ -570,6 +570,13 @@ impl Client {
         if now >= self.schedule.next_refresh && !self.schedule.in_flight && !self.closing {
             self.schedule_refresh(now);
         }
+        // A backoff that has run out is no deadline any more: left in place, `poll_timeout`
+        // would keep answering this instant and the driver would spin.
+        for h in self.health.values_mut() {
+            if h.retry_at.is_some_and(|t| t <= now) {
+                h.retry_at = None;
+            }
+        }
         self.pump(now);
     }
 
@@ -768,6 +775,8 @@ impl Client {
                 i += 1;
                 continue;
             }
+            // Passed: no longer a deadline for `poll_timeout`, even if the item has to wait.
+            self.pending[i].not_before = None;
             let target = self.pending[i].target.clone();
             let node = match self.resolve(now, &target, self.pending[i].issued) {
                 Resolved::Node(n) => n,

@@ -501,3 +501,23 @@ fn responses_interleaved_across_connections_reach_their_requests() {
         }
     }
 }
+
+#[test]
+fn an_expired_reconnect_backoff_is_not_a_deadline_forever() {
+    // Bootstrap #0 refuses, so it backs off; the refresh goes to #1, which never answers, and
+    // a controller-bound request waits for it. Once #0's backoff has passed, the next deadline
+    // must lie in the future, or a driver would spin on it.
+    let mut sim = Sim::new("127.0.0.1:9999,127.0.0.1:9092", |c| c);
+    sim.brokers.get_mut(&BrokerAddress::parse("127.0.0.1:9092").unwrap()).unwrap().mute = true;
+    let id = sim.client.request(sim.now, Target::Controller, heartbeat(), None);
+    sim.run();
+    assert_eq!(sim.opened.len(), 2, "refused by #0, then #1: {:?}", sim.opened);
+    for _ in 0..3 {
+        assert!(sim.advance(Duration::from_secs(60)));
+        if sim.response(id).is_some() {
+            break;
+        }
+        let next = sim.client.poll_timeout().expect("the request's deadline");
+        assert!(next > sim.now, "deadline {:?} is not after now", next - sim.now);
+    }
+}

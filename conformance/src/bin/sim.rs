@@ -1,0 +1,131 @@
+//! Runs the deterministic simulator over seeds.
+//!
+//! - `sim --seeds A..B`: runs seeds A to B-1; prints failures in full, progress sparsely,
+//!   seeds per second, and last `N seeds, F failures`. Exits 0 only without failures.
+//! - `sim --seed S`: runs one seed and describes it.
+//! - `sim --seed S --trace-hash`: prints only the trace hash.
+//! - `sim --seed S --trace`: also prints the whole trace.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use sansa_conformance::sim::{run_scenario, run_seed, Scenario};
+
+fn usage() -> ExitCode {
+    eprintln!("usage: sim --seeds A..B | --seed S [--trace-hash | --trace]");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut seeds: Option<(u64, u64)> = None;
+    let mut seed: Option<u64> = None;
+    let mut hash_only = false;
+    let mut full_trace = false;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--seeds" => {
+                let Some((a, b)) = args.get(i + 1).and_then(|s| s.split_once("..")) else { return usage() };
+                let (Ok(a), Ok(b)) = (a.parse(), b.parse()) else { return usage() };
+                seeds = Some((a, b));
+                i += 1;
+            }
+            "--seed" => {
+                let Some(Ok(s)) = args.get(i + 1).map(|s| s.parse()) else { return usage() };
+                seed = Some(s);
+                i += 1;
+            }
+            "--trace-hash" => hash_only = true,
+            "--trace" => full_trace = true,
+            _ => return usage(),
+        }
+        i += 1;
+    }
+    match (seeds, seed) {
+        (Some((a, b)), None) => run_many(a, b),
+        (None, Some(s)) => run_one(s, hash_only, full_trace),
+        _ => usage(),
+    }
+}
+
+fn run_many(a: u64, b: u64) -> ExitCode {
+    // Wall-clock time here only measures throughput; it never reaches a simulation.
+    let started = Instant::now();
+    let total = b.saturating_sub(a);
+    let mut failures = 0u64;
+    let step = (total / 10).max(1);
+    for (n, seed) in (a..b).enumerate() {
+        let (_, report) = run_seed(seed);
+        if report.failed() {
+            failures += 1;
+            println!("{}", report.failure_text());
+        }
+        if (n as u64 + 1) % step == 0 {
+            eprintln!("{}/{total} seeds, {failures} failures", n + 1);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("{:.1} seeds/second ({total} seeds in {secs:.2}s)", total as f64 / secs.max(1e-9));
+    println!("{total} seeds, {failures} failures");
+    if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run_one(seed: u64, hash_only: bool, full_trace: bool) -> ExitCode {
+    let scenario = Scenario::from_seed(seed);
+    let (sim, report) = run_scenario(&scenario);
+    if hash_only {
+        println!("{:016x}", report.trace_hash);
+        return if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    }
+    let c = &scenario.config;
+    println!("seed {seed}");
+    println!("cluster: {} brokers, topics {:?}, bootstrap via brokers {:?}", c.brokers, c.topics, c.bootstrap);
+    println!(
+        "client: request timeout {:?}, setup timeout {:?}, reconnect backoff {:?}..{:?}, metadata max age {:?}",
+        c.request_timeout, c.connection_setup_timeout, c.reconnect_backoff.0, c.reconnect_backoff.1, c.metadata_max_age
+    );
+    println!("network: {:?}", c.profile);
+    println!("faults end at {:.3}s; schedule:", scenario.faults_end.as_secs_f64());
+    for (at, a) in &scenario.actions {
+        println!("  {:>10.3}s  {a:?}", at.as_secs_f64());
+    }
+    println!("commands:");
+    for (id, r) in sim.requests() {
+        let outcome = r.outcomes.first().map_or("NONE".to_string(), |(t, e)| {
+            format!("{} after {:.3}s", sansa_conformance::sim::scenario::outcome_kind(e), (*t - r.issued).as_secs_f64())
+        });
+        println!("  #{:<4} {:>10.3}s  {:<60} {outcome}", id.0, r.issued.as_secs_f64(), r.what);
+    }
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for (_, e) in sim.trace().events() {
+        let name = format!("{e:?}");
+        let name = name.split([' ', '{']).next().unwrap_or("").to_string();
+        *kinds.entry(name).or_default() += 1;
+    }
+    if full_trace {
+        println!("trace:");
+        for (at, e) in sim.trace().events() {
+            println!("  {:>12.6}s  {e}", at.as_secs_f64());
+        }
+    }
+    println!("trace: {} events {kinds:?}", sim.trace().events().len());
+    println!("outcomes: {:?}", report.outcomes);
+    println!(
+        "{} steps, {:.3}s virtual, trace hash {:016x}",
+        report.steps,
+        report.virtual_time.as_secs_f64(),
+        report.trace_hash
+    );
+    if report.failed() {
+        println!("{}", report.failure_text());
+        ExitCode::FAILURE
+    } else {
+        println!("ok");
+        ExitCode::SUCCESS
+    }
+}
