@@ -218,17 +218,6 @@ fn short(v: &Value) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn known_paths_match_by_prefix_with_one_segment_wildcards() {
-        assert!(super::prefix_matches("a/b.topics.*.configs.x", "a/b.topics.my-topic.configs.x.value"));
-        assert!(!super::prefix_matches("a/b.topics.*.configs.x", "a/b.topics.my.topic.configs.x"));
-        assert!(super::prefix_matches("a/b[0]", "a/b[0].c"));
-        assert!(!super::prefix_matches("a/b[0]", "a/c[0]"));
-    }
-}
-
 /// Masks volatile fields, recursively. Negative ids (-1: none) are kept, since "none" versus
 /// "some broker" is observable and comparable.
 fn mask(v: Value) -> Value {
@@ -763,4 +752,15 @@ fn error_kind(e: &RequestError) -> String {
     }
     let s = format!("{e:?}");
     s.split(['(', ' ', '{']).next().unwrap_or("error").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn known_paths_match_by_prefix_with_one_segment_wildcards() {
+        assert!(super::prefix_matches("a/b.topics.*.configs.x", "a/b.topics.my-topic.configs.x.value"));
+        assert!(!super::prefix_matches("a/b.topics.*.configs.x", "a/b.topics.my.topic.configs.x"));
+        assert!(super::prefix_matches("a/b[0]", "a/b[0].c"));
+        assert!(!super::prefix_matches("a/b[0]", "a/c[0]"));
+    }
 }

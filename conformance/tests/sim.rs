@@ -191,20 +191,13 @@ fn a_seed_replays_to_the_same_trace_hash() {
     assert_ne!(a.trace_hash, c.trace_hash);
 }
 
-/// Violations of `request-timeout-bound` are a known client bug, reported and not yet fixed:
-/// a request's in-flight deadline starts when it is written, not when it was issued, so time
-/// spent waiting for a connection or a handshake is not counted. The `sim` binary counts them
-/// as failures; this sweep tolerates that one invariant only, so that any other breaks it.
-const KNOWN_CLIENT_BUGS: &[&str] = &["request-timeout-bound"];
-
 #[test]
 fn fifty_seeds_keep_every_invariant() {
     let mut failures = Vec::new();
     for seed in 0..50 {
         let (sim, report) = run_seed(seed);
         assert!(sim.steps() > 0);
-        let unknown = report.violations.iter().any(|v| !KNOWN_CLIENT_BUGS.contains(&v.invariant));
-        if report.error.is_some() || unknown {
+        if report.error.is_some() || !report.violations.is_empty() {
             failures.push(report.failure_text());
         }
     }

@@ -553,7 +553,7 @@ impl Client {
                 slot.conn.opened_at.is_none() && slot.created + self.config.connection_setup_timeout <= now;
             let handshake_expired =
                 !slot.conn.is_ready() && slot.conn.opened_at.is_some_and(|t| t + self.config.request_timeout <= now);
-            let request_expired = slot.conn.oldest_in_flight().is_some_and(|f| f.token.deadline <= now);
+            let request_expired = slot.conn.in_flight_tokens().any(|t| t.deadline <= now);
             let idle = slot.conn.is_ready()
                 && slot.conn.in_flight_len() == 0
                 && slot.conn.last_activity + self.config.connections_max_idle <= now;
@@ -611,8 +611,9 @@ impl Client {
                 Some(t) if !slot.conn.is_ready() => consider(t + self.config.request_timeout),
                 Some(_) => {}
             }
-            if let Some(f) = slot.conn.oldest_in_flight() {
-                consider(f.token.deadline);
+            // Deadlines run from submission, so a later request may expire first.
+            if let Some(deadline) = slot.conn.in_flight_tokens().map(|t| t.deadline).min() {
+                consider(deadline);
             } else if slot.conn.is_ready() {
                 consider(slot.conn.last_activity + self.config.connections_max_idle);
             }
@@ -885,7 +886,9 @@ impl Client {
             Work::FindCoordinator(key) => find_coordinator_request(key, version),
             Work::CheckVersion => return,
         };
-        let deadline = now + self.config.request_timeout;
+        // The timeout runs from submission, as `Config::request_timeout` says: time spent waiting
+        // for a connection counts.
+        let deadline = p.deadline;
         let fire_and_forget = slot.conn.send(now, &body, version, Token { pending: p, deadline });
         match fire_and_forget {
             Ok(None) => {}
@@ -988,7 +991,7 @@ impl Client {
         self.pending.push_back(p);
     }
 
-    /// Times out the oldest request on `conn`; the connection closes, as responses come in
+    /// Times out the requests on `conn` whose deadline passed; the connection closes, as responses come in
     /// order and the late one would block the rest.
     fn expire_in_flight(&mut self, now: Instant, conn: ConnId) {
         let Some(slot) = self.slots.get_mut(&conn) else { return };
@@ -997,9 +1000,8 @@ impl Client {
         self.slots.remove(&conn);
         self.transmits.push_back(Transmit::Close { conn });
         self.forget_conn(conn);
-        let mut first = true;
         for token in expired {
-            let err = if first && token.deadline <= now {
+            let err = if token.deadline <= now {
                 RequestError::Timeout(self.config.request_timeout)
             } else {
                 RequestError::Disconnected {
@@ -1007,7 +1009,6 @@ impl Client {
                     cause: CloseCause::Local("request timed out".into()),
                 }
             };
-            first = false;
             self.fail_pending(now, token.pending, err);
         }
     }

@@ -261,9 +261,9 @@ impl<T> Connection<T> {
         self.in_flight.iter().any(|f| pred(&f.token))
     }
 
-    /// The oldest request in flight, whose response comes next.
-    pub fn oldest_in_flight(&self) -> Option<&InFlight<T>> {
-        self.in_flight.front()
+    /// The tokens of the requests in flight, oldest first.
+    pub fn in_flight_tokens(&self) -> impl Iterator<Item = &T> + '_ {
+        self.in_flight.iter().map(|f| &f.token)
     }
 
     /// Feeds received bytes. Returns what completed; an error means the connection must close.
