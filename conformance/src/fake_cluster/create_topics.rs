@@ -3,17 +3,22 @@
 //! -1 meaning the default), INVALID_REPLICATION_FACTOR (more than the brokers, or <= 0 other
 //! than -1). Configs are validated like Kafka's (INVALID_CONFIG for unknown names and bad
 //! values, INVALID_REQUEST for null values), kept on the topic, and listed in v5+ answers.
-//! Explicit assignments are ignored.
+//! Explicit assignments are ignored. Injected errors apply per topic.
 
 use std::collections::BTreeMap;
 
 use sansa::protocol::messages::create_topics::response::{CreatableTopicConfigs, CreatableTopicResult};
 use sansa::protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-use sansa::protocol::{ErrorCode, StrBytes};
+use sansa::protocol::{ApiKey, ErrorCode, StrBytes};
 
 use super::{topic_config, FakeCluster};
 
-pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub(crate) fn handle(
+    cluster: &mut FakeCluster,
+    broker: i32,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let brokers = cluster.brokers.len();
     let mut results = Vec::new();
     for t in req.topics {
@@ -40,8 +45,10 @@ pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsR
                 break;
             }
         }
-        let error = if cluster.topics.contains_key(&name)
-            || results.iter().any(|r: &CreatableTopicResult| r.name == t.name)
+        let injected = cluster.take_partition_error(ApiKey::CreateTopics, broker, &name, None);
+        let error = if let Some(code) = injected {
+            Some((code, String::new()))
+        } else if cluster.topics.contains_key(&name) || results.iter().any(|r: &CreatableTopicResult| r.name == t.name)
         {
             Some((ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists.")))
         } else if let Some(why) = invalid_name(&name) {
@@ -62,7 +69,7 @@ pub(crate) fn handle(cluster: &mut FakeCluster, version: i16, req: CreateTopicsR
         match error {
             Some((code, message)) => {
                 r.error_code = code;
-                r.error_message = Some(StrBytes::from(message));
+                r.error_message = (!message.is_empty()).then(|| StrBytes::from(message));
             }
             None => {
                 let id = if req.validate_only { None } else { Some(cluster.create_topic(&name, partitions, rf)) };

@@ -238,3 +238,34 @@ fn emulated_releases_advertise_their_versions() {
     let conn = h.connect(1, 1);
     assert_eq!(h.send(conn, 12, metadata_request()), Err(FakeError::UnsupportedApi(ApiKey::Metadata)));
 }
+
+#[test]
+fn injected_errors_reach_create_and_delete_topics() {
+    use sansa::protocol::messages::create_topics::request::CreatableTopic;
+    use sansa::protocol::messages::delete_topics::request::DeleteTopicState;
+    use sansa::protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest};
+    let mut h = Harness::new();
+    let conn = h.connect(1, 1);
+    h.cluster.inject(Fault::error(ErrorCode::NotController).on_api(ApiKey::CreateTopics).on_topic("new"));
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        CreatableTopic::default().with_name(TopicName::from("new")).with_num_partitions(1).with_replication_factor(1),
+        CreatableTopic::default().with_name(TopicName::from("other")).with_num_partitions(1).with_replication_factor(1),
+    ]);
+    h.send(conn, 7, create).unwrap();
+    let out = h.outputs();
+    let FakeOutput::Send { bytes, .. } = &out[0] else { panic!() };
+    let (_, ResponseBody::CreateTopics(r)) = &decode(bytes, ApiKey::CreateTopics, 7)[0] else { panic!() };
+    let codes: Vec<ErrorCode> = r.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, vec![ErrorCode::NotController, ErrorCode::None]);
+    assert!(h.cluster.topic_id("new").is_none(), "a refused topic is not created");
+
+    h.cluster.inject(Fault::error(ErrorCode::RequestTimedOut).on_api(ApiKey::DeleteTopics));
+    let delete = DeleteTopicsRequest::default()
+        .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName::from("other")))]);
+    h.send(conn, 6, delete).unwrap();
+    let out = h.outputs();
+    let FakeOutput::Send { bytes, .. } = &out[0] else { panic!() };
+    let (_, ResponseBody::DeleteTopics(r)) = &decode(bytes, ApiKey::DeleteTopics, 6)[0] else { panic!() };
+    assert_eq!(r.responses[0].error_code, ErrorCode::RequestTimedOut);
+    assert!(h.cluster.topic_id("other").is_some(), "the topic survives");
+}

@@ -891,8 +891,8 @@ impl FakeCluster {
         Ok(match body {
             RequestBody::ApiVersions(_) => api_versions::handle(self).into(),
             RequestBody::Metadata(r) => metadata::handle(self, broker, version, r).into(),
-            RequestBody::CreateTopics(r) => create_topics::handle(self, version, r).into(),
-            RequestBody::DeleteTopics(r) => delete_topics::handle(self, version, r).into(),
+            RequestBody::CreateTopics(r) => create_topics::handle(self, broker, version, r).into(),
+            RequestBody::DeleteTopics(r) => delete_topics::handle(self, broker, version, r).into(),
             RequestBody::Produce(r) => produce::handle(self, ctx, r),
             RequestBody::Fetch(r) => fetch::handle(self, ctx, r),
             RequestBody::ListOffsets(r) => list_offsets::handle(self, ctx, r).into(),
