@@ -110,7 +110,12 @@ impl Faults {
     /// The request-wide fault for a request: a rule without a topic filter. `Error` rules are
     /// only taken when `top_level_error` (the API has a top-level error code and is not one
     /// whose errors live per topic or partition); the others are taken for any API.
-    pub(crate) fn take_request_fault(&mut self, api: ApiKey, broker: i32, top_level_error: bool) -> Option<FaultAction> {
+    pub(crate) fn take_request_fault(
+        &mut self,
+        api: ApiKey,
+        broker: i32,
+        top_level_error: bool,
+    ) -> Option<FaultAction> {
         let i = self.rules.iter().position(|r| {
             r.topic.is_none()
                 && r.matches_request(api, broker)

@@ -19,7 +19,12 @@ pub(crate) fn coordinator_for(cluster: &FakeCluster, key: &str) -> Option<i32> {
     Some(ids[(hash % ids.len() as u64) as usize])
 }
 
-pub(crate) fn handle(cluster: &mut FakeCluster, broker: i32, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub(crate) fn handle(
+    cluster: &mut FakeCluster,
+    broker: i32,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let keys: Vec<StrBytes> = if version < 4 { vec![req.key.clone()] } else { req.coordinator_keys };
     let mut coordinators = Vec::new();
     for key in keys {
@@ -30,7 +35,10 @@ pub(crate) fn handle(cluster: &mut FakeCluster, broker: i32, version: i16, req: 
             (None, None) => c.error_code = ErrorCode::CoordinatorNotAvailable,
             (None, Some(id)) => {
                 let b = &cluster.brokers[&id];
-                c = c.with_node_id(BrokerId(id)).with_host(StrBytes::from(b.host.as_str())).with_port(i32::from(b.port));
+                c = c
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from(b.host.as_str()))
+                    .with_port(i32::from(b.port));
             }
         }
         coordinators.push(c);

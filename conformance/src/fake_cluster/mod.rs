@@ -32,6 +32,9 @@ mod delete_topics;
 mod faults;
 mod fetch;
 mod find_coordinator;
+mod groups;
+#[cfg(test)]
+mod groups_tests;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -51,6 +54,10 @@ pub const IMPLEMENTED_APIS: &[ApiKey] = &[
     ApiKey::ApiVersions,
     ApiKey::CreateTopics,
     ApiKey::DeleteTopics,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
 ];
 
 /// APIs whose errors live per topic or partition (or whose top-level error is not the one
@@ -240,7 +247,10 @@ enum ConnState {
     /// Waiting for a parked response.
     Parked(Ticket),
     /// An injected delay: handle `frame` (without consulting faults again) at `until`.
-    Delayed { until: Instant, frame: Bytes },
+    Delayed {
+        until: Instant,
+        frame: Bytes,
+    },
 }
 
 #[derive(Debug)]
@@ -305,6 +315,8 @@ pub struct FakeCluster {
     uuid_counter: u64,
     /// Rotates the first leader of each new topic.
     leader_rotation: usize,
+    /// Consumer groups and committed offsets.
+    pub(crate) groups: groups::Groups,
 }
 
 impl FakeCluster {
@@ -333,6 +345,7 @@ impl FakeCluster {
             origin: None,
             uuid_counter: 0,
             leader_rotation: 0,
+            groups: groups::Groups::default(),
         }
     }
 
@@ -642,7 +655,7 @@ impl FakeCluster {
             ConnState::Delayed { until, .. } => Some(until),
             _ => None,
         });
-        delays.min()
+        delays.chain(self.groups.poll_timeout()).min()
     }
 
     /// Time has reached `now`: delayed requests are handled, and timers fire.
@@ -660,6 +673,7 @@ impl FakeCluster {
                 self.runnable.insert(conn);
             }
         }
+        groups::handle_timeout(self, now);
         self.run_queued(now);
     }
 
@@ -744,7 +758,13 @@ impl FakeCluster {
         result
     }
 
-    fn try_process(&mut self, now: Instant, conn: FakeConnId, frame: Bytes, with_faults: bool) -> Result<(), FakeError> {
+    fn try_process(
+        &mut self,
+        now: Instant,
+        conn: FakeConnId,
+        frame: Bytes,
+        with_faults: bool,
+    ) -> Result<(), FakeError> {
         let Some(broker) = self.conns.get(&conn).map(|c| c.broker) else { return Ok(()) };
         if frame.len() < 8 {
             return Err(DecodeError::Truncated { what: "RequestHeader", needed: 8, remaining: frame.len() }.into());
@@ -805,6 +825,7 @@ impl FakeCluster {
             }
         }
         let (header, body) = decode_request(frame)?;
+        self.groups.client_id = header.client_id.as_deref().unwrap_or_default().to_string();
         let ticket = self.new_ticket();
         let ctx = Ctx { now, broker, conn, version, ticket };
         let reply = self.dispatch(ctx, body)?;
@@ -818,7 +839,8 @@ impl FakeCluster {
             }
             Reply::Silent => {}
             Reply::Parked => {
-                self.parked.insert(ticket, ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms });
+                self.parked
+                    .insert(ticket, ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms });
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.state = ConnState::Parked(ticket);
                 }
@@ -848,6 +870,10 @@ impl FakeCluster {
             RequestBody::Fetch(r) => fetch::handle(self, broker, version, r).into(),
             RequestBody::ListOffsets(r) => list_offsets::handle(self, broker, version, r).into(),
             RequestBody::FindCoordinator(r) => find_coordinator::handle(self, broker, version, r).into(),
+            RequestBody::JoinGroup(r) => groups::classic::join(self, ctx, r),
+            RequestBody::SyncGroup(r) => groups::classic::sync(self, ctx, r),
+            RequestBody::Heartbeat(r) => groups::classic::heartbeat(self, ctx, r).into(),
+            RequestBody::LeaveGroup(r) => groups::classic::leave(self, ctx, r),
             other => return Err(FakeError::UnsupportedApi(other.api_key())),
         })
     }
