@@ -9,7 +9,7 @@ use sansa::protocol::messages::join_group::request::JoinGroupRequestProtocol;
 use sansa::protocol::messages::leave_group::request::MemberIdentity;
 use sansa::protocol::messages::sync_group::request::SyncGroupRequestAssignment;
 use sansa::protocol::messages::*;
-use sansa::protocol::{ApiKey, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes};
+use sansa::protocol::{ApiKey, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName};
 
 use super::find_coordinator::coordinator_for;
 use super::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput, Fault};
@@ -390,4 +390,241 @@ fn wrong_broker_gets_not_coordinator_and_injected_faults_apply() {
     let c = n.connect(other);
     let code = join_resp(n.call(c, 9, join_req("", None, &["range"]))).error_code;
     assert_eq!(code, ErrorCode::MemberIdRequired, "the coordinator moved to the last live broker");
+}
+
+fn commit_req(member: &str, generation: i32, topic: &str, partition: i32, offset: i64) -> OffsetCommitRequest {
+    use sansa::protocol::messages::offset_commit::request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId::from(GROUP))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from(member))
+        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(TopicName::from(topic)).with_partitions(vec![
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(3)
+                .with_committed_metadata(Some(StrBytes::from("meta"))),
+        ])])
+}
+
+fn commit(n: &mut Net, conn: FakeConnId, version: i16, req: OffsetCommitRequest) -> ErrorCode {
+    match n.call(conn, version, req) {
+        ResponseBody::OffsetCommit(r) => r.topics[0].partitions[0].error_code,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn offsets_commit_and_fetch_with_generation_checks() {
+    let (mut n, [lc, fc], [leader, follower], gen) = stable_pair();
+    n.c.create_topic("t", 2, 1);
+    assert_eq!(commit(&mut n, lc, 8, commit_req(&leader, gen, "t", 0, 42)), ErrorCode::None);
+    assert_eq!(commit(&mut n, fc, 8, commit_req(&follower, gen + 1, "t", 1, 7)), ErrorCode::IllegalGeneration);
+    assert_eq!(commit(&mut n, fc, 8, commit_req("ghost", gen, "t", 1, 7)), ErrorCode::UnknownMemberId);
+    assert_eq!(commit(&mut n, fc, 8, commit_req("", -1, "t", 1, 7)), ErrorCode::UnknownMemberId, "group not empty");
+    assert_eq!(commit(&mut n, fc, 8, commit_req(&follower, gen, "nope", 0, 7)), ErrorCode::UnknownTopicOrPartition);
+    assert_eq!(commit(&mut n, fc, 8, commit_req(&follower, gen, "t", 9, 7)), ErrorCode::UnknownTopicOrPartition);
+    n.c.inject(Fault::error(ErrorCode::UnstableOffsetCommit).on_api(ApiKey::OffsetCommit).on_partition("t", 1));
+    assert_eq!(commit(&mut n, fc, 8, commit_req(&follower, gen, "t", 1, 7)), ErrorCode::UnstableOffsetCommit);
+    assert_eq!(commit(&mut n, fc, 2, commit_req(&follower, gen, "t", 1, 7)), ErrorCode::None);
+
+    // v7: one group, topics by name; null topics means all.
+    use sansa::protocol::messages::offset_fetch::request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic};
+    let req = OffsetFetchRequest::default().with_group_id(GroupId::from(GROUP)).with_topics(Some(vec![
+        OffsetFetchRequestTopic::default().with_name(TopicName::from("t")).with_partition_indexes(vec![0, 1]),
+        OffsetFetchRequestTopic::default().with_name(TopicName::from("u")).with_partition_indexes(vec![0]),
+    ]));
+    let ResponseBody::OffsetFetch(r) = n.call(lc, 7, req) else { panic!() };
+    assert_eq!(r.error_code, ErrorCode::None);
+    let p0 = &r.topics[0].partitions[0];
+    assert_eq!((p0.committed_offset, p0.committed_leader_epoch, p0.metadata.as_deref()), (42, 3, Some("meta")));
+    assert_eq!(r.topics[0].partitions[1].committed_offset, 7);
+    assert_eq!(r.topics[0].partitions[1].committed_leader_epoch, -1, "v2 carries no leader epoch");
+    assert_eq!(r.topics[1].partitions[0].committed_offset, -1);
+
+    // v8: a batch of groups, including an unknown one; an injected per-partition error.
+    n.c.inject(Fault::error(ErrorCode::UnstableOffsetCommit).on_api(ApiKey::OffsetFetch).on_partition("t", 1));
+    let req = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default().with_group_id(GroupId::from(GROUP)).with_topics(None),
+        OffsetFetchRequestGroup::default().with_group_id(GroupId::from("elsewhere")).with_topics(None),
+    ]);
+    let ResponseBody::OffsetFetch(r) = n.call(lc, 8, req) else { panic!() };
+    let all: Vec<(i32, i64, ErrorCode)> = r.groups[0].topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+        .collect();
+    assert_eq!(all, vec![(0, 42, ErrorCode::None), (1, -1, ErrorCode::UnstableOffsetCommit)]);
+    let other = &r.groups[1];
+    let expect = if coordinator_for(&n.c, "elsewhere") == Some(n.coordinator()) {
+        ErrorCode::None
+    } else {
+        ErrorCode::NotCoordinator
+    };
+    assert_eq!(other.error_code, expect);
+
+    // Once everybody left, a simple commit (generation -1) is accepted; unknown groups get one.
+    for (c, m) in [(lc, &leader), (fc, &follower)] {
+        let req =
+            LeaveGroupRequest::default().with_group_id(GroupId::from(GROUP)).with_member_id(StrBytes::from(m.as_str()));
+        n.call(c, 1, req);
+    }
+    assert_eq!(commit(&mut n, fc, 8, commit_req("", -1, "t", 1, 9)), ErrorCode::None);
+    assert_eq!(commit(&mut n, fc, 9, commit_req("x", 3, "t", 1, 9).with_group_id(GroupId::from("zz"))), {
+        if coordinator_for(&n.c, "zz") == Some(n.coordinator()) {
+            ErrorCode::GroupIdNotFound
+        } else {
+            ErrorCode::NotCoordinator
+        }
+    });
+}
+
+#[test]
+fn list_and_describe_groups() {
+    let (mut n, [lc, _], [leader, follower], _) = stable_pair();
+    let ResponseBody::ListGroups(r) = n.call(lc, 5, ListGroupsRequest::default()) else { panic!() };
+    assert_eq!(r.groups.len(), 1);
+    let g = &r.groups[0];
+    assert_eq!((g.group_id.as_str(), g.protocol_type.as_str()), (GROUP, "consumer"));
+    assert_eq!((g.group_state.as_str(), g.group_type.as_str()), ("Stable", "classic"));
+    let req = ListGroupsRequest::default().with_states_filter(vec![StrBytes::from("empty")]);
+    let ResponseBody::ListGroups(r) = n.call(lc, 4, req) else { panic!() };
+    assert!(r.groups.is_empty());
+    let req = ListGroupsRequest::default().with_types_filter(vec![StrBytes::from("Consumer")]);
+    let ResponseBody::ListGroups(r) = n.call(lc, 5, req) else { panic!() };
+    assert!(r.groups.is_empty());
+    // Another broker lists nothing.
+    let other = n.c.live_broker_ids().into_iter().find(|b| *b != n.coordinator()).unwrap();
+    let oc = n.connect(other);
+    let ResponseBody::ListGroups(r) = n.call(oc, 5, ListGroupsRequest::default()) else { panic!() };
+    assert!(r.groups.is_empty());
+
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId::from(GROUP), GroupId::from("ghost")]);
+    let ResponseBody::DescribeGroups(r) = n.call(lc, 6, req) else { panic!() };
+    let g = &r.groups[0];
+    assert_eq!(
+        (g.error_code, g.group_state.as_str(), g.protocol_type.as_str()),
+        (ErrorCode::None, "Stable", "consumer")
+    );
+    assert_eq!(g.protocol_data.as_str(), prefs(&n, &leader)[0]);
+    let ids: Vec<&str> = g.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert!(ids.contains(&leader.as_str()) && ids.contains(&follower.as_str()));
+    let lm = g.members.iter().find(|m| m.member_id.as_str() == leader).unwrap();
+    assert_eq!((&lm.member_assignment[..], lm.client_id.as_str()), (&b"A"[..], "client-a"));
+    assert_eq!(lm.member_metadata, Bytes::from(format!("meta-{}", prefs(&n, &leader)[0])));
+    let ghost = &r.groups[1];
+    if coordinator_for(&n.c, "ghost") == Some(n.coordinator()) {
+        assert_eq!((ghost.error_code, ghost.group_state.as_str()), (ErrorCode::GroupIdNotFound, "Dead"));
+    } else {
+        assert_eq!(ghost.error_code, ErrorCode::NotCoordinator);
+    }
+
+    // A rebalance shows in the state, without metadata.
+    n.send(lc, 9, join_req(&leader, None, prefs(&n, &leader)));
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId::from(GROUP)]);
+    let mc = n.member_conn();
+    let ResponseBody::DescribeGroups(r) = n.call(mc, 5, req) else { panic!() };
+    assert_eq!(r.groups[0].group_state.as_str(), "PreparingRebalance");
+    assert!(r.groups[0].members.iter().all(|m| m.member_metadata.is_empty()));
+}
+
+fn cgh(
+    member: &str,
+    epoch: i32,
+    topics: Option<&[&str]>,
+    owned: Option<Vec<(sansa::protocol::Uuid, Vec<i32>)>>,
+) -> ConsumerGroupHeartbeatRequest {
+    use sansa::protocol::messages::consumer_group_heartbeat::request::TopicPartitions;
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId::from(GROUP))
+        .with_member_id(StrBytes::from(member))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(if epoch == 0 { 20_000 } else { -1 })
+        .with_subscribed_topic_names(topics.map(|t| t.iter().map(|n| TopicName::from(*n)).collect()))
+        .with_topic_partitions(owned.map(|o| {
+            o.into_iter().map(|(id, ps)| TopicPartitions::default().with_topic_id(id).with_partitions(ps)).collect()
+        }))
+}
+
+fn cg(n: &mut Net, conn: FakeConnId, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
+    match n.call(conn, 1, req) {
+        ResponseBody::ConsumerGroupHeartbeat(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn assigned(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
+    r.assignment.as_ref().map(|a| a.topic_partitions.iter().flat_map(|t| t.partitions.iter().copied()).collect())
+}
+
+#[test]
+fn consumer_group_heartbeat_join_assign_revoke_leave_and_fence() {
+    let mut n = Net::new(Duration::ZERO);
+    let t = n.c.create_topic("t", 4, 1);
+    let (c1, c2) = (n.member_conn(), n.member_conn());
+    let r = cg(&mut n, c1, cgh("m1", 0, Some(&["t"]), Some(vec![])));
+    assert_eq!(r.error_code, ErrorCode::None, "{:?}", r.error_message);
+    assert_eq!((r.member_epoch, r.heartbeat_interval_ms), (1, 5_000));
+    assert_eq!(assigned(&r), Some(vec![0, 1, 2, 3]));
+
+    // A second member: epoch 2; it must wait for m1 to revoke what moves to it.
+    let r = cg(&mut n, c2, cgh("m2", 0, Some(&["t"]), Some(vec![])));
+    assert_eq!((r.member_epoch, assigned(&r)), (2, Some(vec![])));
+    let r = cg(&mut n, c1, cgh("m1", 1, None, None));
+    assert_eq!((r.member_epoch, assigned(&r)), (1, Some(vec![0, 2])), "revoke 1 and 3 first");
+    let r = cg(&mut n, c1, cgh("m1", 1, None, Some(vec![(t, vec![0, 2])])));
+    assert_eq!((r.member_epoch, assigned(&r)), (2, None), "revoked: epoch 2, nothing new to tell");
+    let r = cg(&mut n, c2, cgh("m2", 2, None, None));
+    assert_eq!((r.member_epoch, assigned(&r)), (2, Some(vec![1, 3])));
+    let state = |n: &mut Net| {
+        let mc = n.member_conn();
+        let ResponseBody::ListGroups(r) = n.call(mc, 5, ListGroupsRequest::default()) else { panic!() };
+        (r.groups[0].group_state.to_string(), r.groups[0].group_type.to_string())
+    };
+    assert_eq!(state(&mut n), ("Stable".to_string(), "consumer".to_string()));
+
+    // Fencing and unknown members.
+    assert_eq!(cg(&mut n, c1, cgh("m1", 5, None, None)).error_code, ErrorCode::FencedMemberEpoch);
+    assert_eq!(cg(&mut n, c1, cgh("m9", 2, None, None)).error_code, ErrorCode::UnknownMemberId);
+    assert_eq!(cg(&mut n, c1, cgh("", 0, Some(&["t"]), Some(vec![]))).error_code, ErrorCode::InvalidRequest);
+
+    // Commits need the member's current epoch.
+    n.c.create_topic("t2", 1, 1);
+    assert_eq!(commit(&mut n, c1, 9, commit_req("m1", 1, "t", 0, 5)), ErrorCode::StaleMemberEpoch);
+    assert_eq!(commit(&mut n, c1, 9, commit_req("m1", 2, "t", 0, 5)), ErrorCode::None);
+
+    // m2 leaves: m1 gets everything at epoch 3.
+    let r = cg(&mut n, c2, cgh("m2", -1, None, None));
+    assert_eq!((r.error_code, r.member_epoch), (ErrorCode::None, -1));
+    let r = cg(&mut n, c1, cgh("m1", 2, None, None));
+    assert_eq!((r.member_epoch, assigned(&r)), (3, Some(vec![0, 1, 2, 3])));
+
+    // m1 stops heartbeating: after the session timeout the group is empty.
+    n.advance(Duration::from_secs(46));
+    assert_eq!(cg(&mut n, c1, cgh("m1", 3, None, None)).error_code, ErrorCode::UnknownMemberId);
+    assert_eq!(state(&mut n).0, "Empty");
+    // A classic join on a non-empty consumer group is refused.
+    cg(&mut n, c1, cgh("m3", 0, Some(&["t"]), Some(vec![])));
+    assert_eq!(
+        join_resp(n.call(c2, 9, join_req("", None, &["range"]))).error_code,
+        ErrorCode::InconsistentGroupProtocol
+    );
+}
+
+#[test]
+fn consumer_group_static_member_leaves_and_returns_with_its_partitions() {
+    let mut n = Net::new(Duration::ZERO);
+    n.c.create_topic("t", 2, 1);
+    let c = n.member_conn();
+    let join = |m: &str| cgh(m, 0, Some(&["t"]), Some(vec![])).with_instance_id(Some(StrBytes::from("i1")));
+    let r = cg(&mut n, c, join("a"));
+    assert_eq!((r.member_epoch, assigned(&r)), (1, Some(vec![0, 1])));
+    // Still in use: another incarnation cannot join.
+    assert_eq!(cg(&mut n, c, join("b")).error_code, ErrorCode::UnreleasedInstanceId);
+    let r = cg(&mut n, c, cgh("a", -2, None, None).with_instance_id(Some(StrBytes::from("i1"))));
+    assert_eq!(r.member_epoch, -2);
+    let r = cg(&mut n, c, join("b"));
+    assert_eq!((r.error_code, r.member_epoch, assigned(&r)), (ErrorCode::None, 1, Some(vec![0, 1])), "no rebalance");
+    let r = cg(&mut n, c, cgh("a", 1, None, None).with_instance_id(Some(StrBytes::from("i1"))));
+    assert_eq!(r.error_code, ErrorCode::FencedInstanceId);
 }

@@ -58,6 +58,11 @@ pub const IMPLEMENTED_APIS: &[ApiKey] = &[
     ApiKey::SyncGroup,
     ApiKey::Heartbeat,
     ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+    ApiKey::ConsumerGroupHeartbeat,
 ];
 
 /// APIs whose errors live per topic or partition (or whose top-level error is not the one
@@ -874,6 +879,11 @@ impl FakeCluster {
             RequestBody::SyncGroup(r) => groups::classic::sync(self, ctx, r),
             RequestBody::Heartbeat(r) => groups::classic::heartbeat(self, ctx, r).into(),
             RequestBody::LeaveGroup(r) => groups::classic::leave(self, ctx, r),
+            RequestBody::OffsetCommit(r) => groups::offsets::commit(self, ctx, r).into(),
+            RequestBody::OffsetFetch(r) => groups::offsets::fetch(self, ctx, r).into(),
+            RequestBody::ListGroups(r) => groups::listing::list(self, ctx, r).into(),
+            RequestBody::DescribeGroups(r) => groups::listing::describe(self, ctx, r).into(),
+            RequestBody::ConsumerGroupHeartbeat(r) => groups::consumer::heartbeat(self, ctx, r).into(),
             other => return Err(FakeError::UnsupportedApi(other.api_key())),
         })
     }

@@ -679,6 +679,33 @@ impl ClassicGroup {
         }
     }
 
+    /// Kafka's checks of a (non-transactional) OffsetCommit against a classic group.
+    pub(crate) fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ErrorCode> {
+        if self.state == ClassicState::Dead {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        if generation < 0 && self.state == ClassicState::Empty {
+            return Ok(());
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            self.validate_member(member_id, instance_id)?;
+            if generation != self.generation {
+                return Err(ErrorCode::IllegalGeneration);
+            }
+        } else if self.state != ClassicState::Empty {
+            return Err(ErrorCode::UnknownMemberId);
+        }
+        if self.state == ClassicState::CompletingRebalance {
+            return Err(ErrorCode::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
     fn heartbeat(&mut self, now: Instant, req: &HeartbeatRequest) -> ErrorCode {
         if self.state == ClassicState::Dead {
             return ErrorCode::CoordinatorNotAvailable;

@@ -24,14 +24,17 @@
 //!
 //! Simplifications (each observable at most as noted):
 //! - Group state is never written to a log: no `__consumer_offsets` topic, no load delay.
-//! - No maximum group size, no offset retention/expiry, no transactional offsets.
-//! - Member ids are `<client id or instance id>-<uuid>` with a deterministic uuid.
-//! - `client_host` reads `/127.0.0.1`.
-//! - Classic members cannot join a consumer group nor consumer members a classic group
-//!   (no online migration): INCONSISTENT_GROUP_PROTOCOL / GROUP_ID_NOT_FOUND.
-//! - Consumer groups: one server assignor (`uniform`, also answering to `range`), which
-//!   spreads each topic's partitions round-robin over its subscribers; no regex subscriptions
-//!   (INVALID_REQUEST); subscriptions to unknown topics are kept and assigned once they exist.
+//! - No maximum group size, no offset retention/expiry, no transactional offsets, no
+//!   DeleteGroups/OffsetDelete, no ConsumerGroupDescribe.
+//! - Member ids are `<client id or instance id>-<uuid>` with a deterministic uuid;
+//!   `client_host` reads `/127.0.0.1`.
+//! - No online migration between protocols: a classic JoinGroup to a non-empty consumer group
+//!   gets INCONSISTENT_GROUP_PROTOCOL, its SyncGroup/Heartbeat/LeaveGroup UNKNOWN_MEMBER_ID;
+//!   a ConsumerGroupHeartbeat to a non-empty classic group gets GROUP_ID_NOT_FOUND.
+//! - Consumer groups: one server assignor (`uniform`, also answering to `range`), not sticky;
+//!   no regex subscriptions (INVALID_REQUEST); a fixed 45 s session and 5 s heartbeat interval.
+//! - A zero initial rebalance delay completes a new group's first join at once (Kafka fires
+//!   a zero-length timer).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -43,8 +46,8 @@ use super::{Ctx, FakeCluster, Reply, Ticket};
 
 pub(crate) mod classic;
 pub(crate) mod consumer;
-// pub(crate) mod listing;
-// pub(crate) mod offsets;
+pub(crate) mod listing;
+pub(crate) mod offsets;
 
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms` defaults.
 const MIN_SESSION_TIMEOUT: Duration = Duration::from_millis(6_000);
@@ -109,8 +112,8 @@ impl Groups {
         format!("{prefix}-{}", self.uuid_string())
     }
 
-    /// A deterministic UUID in Java's textual form.
-    pub(crate) fn uuid_string(&mut self) -> String {
+    /// 16 deterministic, random-looking bytes.
+    pub(crate) fn uuid_bytes(&mut self) -> [u8; 16] {
         fn mix(mut z: u64) -> u64 {
             z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -120,7 +123,15 @@ impl Groups {
         self.id_counter += 1;
         let hi = mix(self.id_counter ^ 0x6a09_e667_f3bc_c908);
         let lo = mix(hi);
-        let h = format!("{hi:016x}{lo:016x}");
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&hi.to_be_bytes());
+        b[8..].copy_from_slice(&lo.to_be_bytes());
+        b
+    }
+
+    /// A deterministic UUID in Java's textual form.
+    pub(crate) fn uuid_string(&mut self) -> String {
+        let h: String = self.uuid_bytes().iter().map(|b| format!("{b:02x}")).collect();
         format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
     }
 }
@@ -153,13 +164,12 @@ pub(crate) fn finish(cluster: &mut FakeCluster, ctx: &Ctx, own: Option<ResponseB
 
 /// Fires the group timers due at `now`.
 pub(crate) fn handle_timeout(cluster: &mut FakeCluster, now: Instant) {
-    let topics = consumer::TopicView::of(cluster);
     let g = &mut cluster.groups;
     let mut outbox = std::mem::take(&mut g.outbox);
     for group in g.groups.values_mut() {
         match group {
             Group::Classic(c) => c.handle_timeout(now, &mut outbox),
-            Group::Consumer(c) => c.handle_timeout(now, &topics),
+            Group::Consumer(c) => c.handle_timeout(now),
         }
     }
     for (ticket, body) in outbox {
