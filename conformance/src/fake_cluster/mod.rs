@@ -42,6 +42,9 @@ mod fault_tests;
 mod faults;
 mod fetch;
 mod find_coordinator;
+mod groups;
+#[cfg(test)]
+mod groups_tests;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -70,6 +73,15 @@ pub const IMPLEMENTED_APIS: &[ApiKey] = &[
     ApiKey::CreatePartitions,
     ApiKey::DescribeConfigs,
     ApiKey::DescribeLogDirs,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+    ApiKey::ConsumerGroupHeartbeat,
 ];
 
 /// APIs whose errors live per topic or partition (or whose top-level error is not the one
@@ -341,6 +353,8 @@ pub struct FakeCluster {
     pub(crate) txns: init_producer_id::TxnCoordinator,
     /// Fetch sessions and fetches waiting for data.
     pub(crate) fetches: fetch::FetchState,
+    /// Consumer groups and committed offsets.
+    pub(crate) groups: groups::Groups,
 }
 
 impl FakeCluster {
@@ -371,6 +385,7 @@ impl FakeCluster {
             leader_rotation: 0,
             txns: init_producer_id::TxnCoordinator::default(),
             fetches: fetch::FetchState::default(),
+            groups: groups::Groups::default(),
         }
     }
 
@@ -686,7 +701,7 @@ impl FakeCluster {
             ConnState::Delayed { until, .. } => Some(until),
             _ => None,
         });
-        delays.chain(self.fetches.next_deadline()).min()
+        delays.chain(self.fetches.next_deadline()).chain(self.groups.poll_timeout()).min()
     }
 
     /// Time has reached `now`: delayed requests are handled, and timers fire.
@@ -705,6 +720,7 @@ impl FakeCluster {
             }
         }
         fetch::handle_timeout(self, now);
+        groups::handle_timeout(self, now);
         self.run_queued(now);
     }
 
@@ -855,6 +871,7 @@ impl FakeCluster {
             }
         }
         let (header, body) = decode_request(frame)?;
+        self.groups.client_id = header.client_id.as_deref().unwrap_or_default().to_string();
         let ticket = self.new_ticket();
         let ctx = Ctx { now, broker, conn, version, ticket };
         let reply = self.dispatch(ctx, body)?;
@@ -904,6 +921,15 @@ impl FakeCluster {
             RequestBody::DescribeConfigs(r) => describe_configs::handle(self, ctx, r).into(),
             RequestBody::FindCoordinator(r) => find_coordinator::handle(self, broker, version, r).into(),
             RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(self, broker, r).into(),
+            RequestBody::JoinGroup(r) => groups::classic::join(self, ctx, r),
+            RequestBody::SyncGroup(r) => groups::classic::sync(self, ctx, r),
+            RequestBody::Heartbeat(r) => groups::classic::heartbeat(self, ctx, r).into(),
+            RequestBody::LeaveGroup(r) => groups::classic::leave(self, ctx, r),
+            RequestBody::OffsetCommit(r) => groups::offsets::commit(self, ctx, r).into(),
+            RequestBody::OffsetFetch(r) => groups::offsets::fetch(self, ctx, r).into(),
+            RequestBody::ListGroups(r) => groups::listing::list(self, ctx, r).into(),
+            RequestBody::DescribeGroups(r) => groups::listing::describe(self, ctx, r).into(),
+            RequestBody::ConsumerGroupHeartbeat(r) => groups::consumer::heartbeat(self, ctx, r).into(),
             other => return Err(FakeError::UnsupportedApi(other.api_key())),
         })
     }

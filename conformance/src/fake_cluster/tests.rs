@@ -316,8 +316,8 @@ fn find_coordinator_is_deterministic_single_and_batched() {
 #[test]
 fn unimplemented_api_and_malformed_frames_are_errors() {
     let mut c = cluster();
-    let err = call_raw(&mut c, 1, 4, HeartbeatRequest::default().into()).unwrap_err();
-    assert_eq!(err, FakeError::UnsupportedApi(ApiKey::Heartbeat));
+    let err = call_raw(&mut c, 1, 2, DescribeDelegationTokenRequest::default().into()).unwrap_err();
+    assert_eq!(err, FakeError::UnsupportedApi(ApiKey::DescribeDelegationToken));
     assert!(c.answer(Instant::now(), 1, Bytes::from_static(&[0, 3, 0])).is_err());
     assert!(c.answer(Instant::now(), 9, Bytes::from_static(&[0, 3, 0, 12, 0, 0, 0, 1])).is_err());
 }
