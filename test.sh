@@ -35,6 +35,20 @@ conformance/java/run.sh verify "$batches" | grep -v '^ok '
 step "API versions Kafka still marks unstable (feature unstable-versions) round-trip too"
 cargo test -q -p sansa --features unstable-versions --lib protocol::messages 2>&1 | grep -E '^test result' 
 
+step "simulator: 500 seeded runs of client and fake cluster under faults; a replay repeats its trace"
+cargo build -q --release -p sansa-conformance --bin sim
+target/release/sim --seeds 0..500 >target/sim.txt 2>&1 || true
+tail -n 2 target/sim.txt
+tail -n 1 target/sim.txt | grep -qx '500 seeds, 0 failures' || { cat target/sim.txt; exit 1; }
+first="$(target/release/sim --seed 4242 --trace-hash)"
+second="$(target/release/sim --seed 4242 --trace-hash)"
+echo "seed 4242 trace hash: $first, then $second"
+[ -n "$first" ] && [ "$first" = "$second" ]
+
+step "sansa demo against an in-process fake cluster"
+cargo build -q -p sansa-cli
+target/debug/sansa demo --records 2000
+
 step "live suite on all three runtimes against a real 3-broker Kafka ${KAFKA_BOOTSTRAP:+(using KAFKA_BOOTSTRAP)}"
 kafka=conformance/kafka/kafka
 started_kafka=()
@@ -52,9 +66,12 @@ for crate in sansa-tokio sansa-async-std sansa-blocking; do
   cargo test -q -p "$crate" --test live -- --ignored --test-threads 1 --nocapture 2>&1 | tee target/live-$crate.txt | grep -E '^(test result|live scenario)' || true
   grep -q 'test result: ok' target/live-$crate.txt || { cat target/live-$crate.txt; exit 1; }
 done
+echo "differential test (sansa-blocking): $(grep -c '^- ' target/differential.md) known differences, report in target/differential.md"
+
+step "sansa demo against the real cluster"
+target/debug/sansa demo -b "$KAFKA_BOOTSTRAP" --records 2000
 
 step "sansa check-version against Kafka 4.3 and 3.9"
-cargo build -q -p sansa-cli
 sansa=target/debug/sansa
 out="$("$sansa" check-version -b "$KAFKA_BOOTSTRAP")"; echo "4.3 cluster: $out"
 [ -n "$external" ] || grep -qx 'Apache Kafka 4.3' <<<"$out"
