@@ -97,17 +97,7 @@ fn grow(
             let live = cluster.live_broker_ids();
             let Some(topic) = cluster.topics.get_mut(name) else { return Ok(()) };
             for replicas in a {
-                let leader = replicas.iter().copied().find(|r| live.contains(r)).unwrap_or(-1);
-                topic.partitions.push(Partition {
-                    leader,
-                    replicas,
-                    leader_epoch: 0,
-                    log_start_offset: 0,
-                    next_offset: 0,
-                    batches: Vec::new(),
-                    producers: Default::default(),
-                    aborted: Vec::new(),
-                });
+                topic.partitions.push(Partition::new(replicas, |r| live.contains(&r)));
             }
         }
     }

@@ -313,6 +313,23 @@ pub(crate) struct Partition {
     pub(crate) aborted: Vec<produce::AbortedTxn>,
 }
 
+impl Partition {
+    /// An empty partition on `replicas`, led by the first live one (offline when none is).
+    pub(crate) fn new(replicas: Vec<i32>, is_live: impl Fn(i32) -> bool) -> Partition {
+        let leader = replicas.iter().copied().find(|r| is_live(*r)).unwrap_or(-1);
+        Partition {
+            leader,
+            replicas,
+            leader_epoch: 0,
+            log_start_offset: 0,
+            next_offset: 0,
+            batches: Vec::new(),
+            producers: BTreeMap::new(),
+            aborted: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Topic {
     pub(crate) id: Uuid,
@@ -518,17 +535,7 @@ impl FakeCluster {
         for p in existing..existing + count.max(0) as usize {
             let first = (start + p) % n;
             let replicas: Vec<i32> = (0..rf).map(|r| ids[(first + r) % n]).collect();
-            let leader = replicas.iter().copied().find(|r| live.contains(r)).unwrap_or(-1);
-            topic.partitions.push(Partition {
-                leader,
-                replicas,
-                leader_epoch: 0,
-                log_start_offset: 0,
-                next_offset: 0,
-                batches: Vec::new(),
-                producers: BTreeMap::new(),
-                aborted: Vec::new(),
-            });
+            topic.partitions.push(Partition::new(replicas, |r| live.contains(&r)));
         }
     }
 
