@@ -413,7 +413,15 @@ fn transactions_read_committed_and_aborted_list() {
     assert_eq!(add_partitions(&mut h, coord, tid, pid, epoch, "tx"), ErrorCode::None);
     let txb =
         |seq, vals: &[&str]| batch_with(BatchParams::new().producer(pid, epoch, seq).transactional(true), vals, None);
-    assert_eq!(h.produce(leader, 12, "tx", 0, -1, txb(0, &["t0", "t1"])).base_offset, 0);
+    // Transactional records must name their transactional id in the request.
+    let refused = h.produce(leader, 12, "tx", 0, -1, txb(0, &["t0", "t1"]));
+    assert_eq!(refused.error_code, ErrorCode::TransactionalIdAuthorizationFailed);
+    let txp = |h: &mut H, records| {
+        let req = produce_req("tx", 0, -1, records).with_transactional_id(Some(TransactionalId::from(tid)));
+        let ResponseBody::Produce(r) = h.call(leader, 12, req) else { panic!() };
+        r.responses[0].partition_responses[0].clone()
+    };
+    assert_eq!(txp(&mut h, txb(0, &["t0", "t1"])).base_offset, 0);
     assert_eq!(h.produce(leader, 12, "tx", 0, -1, batch(&["plain"])).base_offset, 2);
 
     let rc = |parts| fetch_req("tx", parts).with_isolation_level(1);
@@ -439,7 +447,7 @@ fn transactions_read_committed_and_aborted_list() {
 
     // An aborted transaction shows up in the aborted list.
     assert_eq!(add_partitions(&mut h, coord, tid, pid, epoch, "tx"), ErrorCode::None);
-    assert_eq!(h.produce(leader, 12, "tx", 0, -1, txb(2, &["gone"])).base_offset, 4);
+    assert_eq!(txp(&mut h, txb(2, &["gone"])).base_offset, 4);
     // A non-transactional write from the same producer meanwhile is refused.
     let plain = batch_with(BatchParams::new().producer(pid, epoch, 3), &["x"], None);
     assert_eq!(h.produce(leader, 12, "tx", 0, -1, plain).error_code, ErrorCode::InvalidTxnState);
@@ -457,14 +465,14 @@ fn transactions_read_committed_and_aborted_list() {
 
     // InitProducerId during an open transaction aborts it and asks for a retry.
     assert_eq!(add_partitions(&mut h, coord, tid, pid, epoch, "tx"), ErrorCode::None);
-    assert_eq!(h.produce(leader, 12, "tx", 0, -1, txb(3, &["open"])).error_code, ErrorCode::None);
+    assert_eq!(txp(&mut h, txb(3, &["open"])).error_code, ErrorCode::None);
     assert_eq!(init_pid(&mut h, coord, 4, Some(tid), None).error_code, ErrorCode::ConcurrentTransactions);
     assert_eq!(h.list_offsets(leader, "tx", -1, 1).offset, h.c.log_end_offset("tx", 0).unwrap());
     let again = init_pid(&mut h, coord, 4, Some(tid), None);
     assert_eq!(again.error_code, ErrorCode::None);
     assert!(again.producer_epoch > epoch + 1);
     // The old epoch is fenced on the partition too.
-    assert_eq!(h.produce(leader, 12, "tx", 0, -1, txb(4, &["zombie"])).error_code, ErrorCode::InvalidProducerEpoch);
+    assert_eq!(txp(&mut h, txb(4, &["zombie"])).error_code, ErrorCode::InvalidProducerEpoch);
 }
 
 #[test]

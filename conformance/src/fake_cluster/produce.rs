@@ -92,6 +92,14 @@ struct Appended {
 pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: ProduceRequest) -> Reply {
     let version = ctx.version;
     let valid_acks = matches!(req.acks, -1..=1);
+    // Like Kafka, transactional records need the request to name their transactional id;
+    // otherwise every partition is refused, as an authorization failure.
+    let unauthorized = req.transactional_id.is_none()
+        && req
+            .topic_data
+            .iter()
+            .flat_map(|t| &t.partition_data)
+            .any(|p| p.records.as_ref().is_some_and(is_transactional));
     let mut responses = Vec::new();
     let mut failed = false;
     let mut appended = false;
@@ -101,7 +109,9 @@ pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: ProduceRequest) -
         let mut partitions = Vec::new();
         for p in t.partition_data {
             let mut r = PartitionProduceResponse::default().with_index(p.index);
-            let result = if valid_acks {
+            let result = if unauthorized {
+                Err(refuse(ErrorCode::TransactionalIdAuthorizationFailed, ""))
+            } else if valid_acks {
                 produce_one(cluster, ctx, name.as_deref(), p.index, req.acks, p.records.unwrap_or_default())
             } else {
                 Err(refuse(ErrorCode::InvalidRequiredAcks, ""))
@@ -257,6 +267,11 @@ fn produce_one(
         cluster.txns.join_on_produce(batch.producer_id(), name, index);
     }
     Ok(Appended { base_offset: base, log_append_time: stamp.unwrap_or(-1) })
+}
+
+/// Whether `records` starts with a transactional v2 batch (attributes bit 4).
+fn is_transactional(records: &Bytes) -> bool {
+    records.len() >= 23 && records[16] == 2 && i16::from_be_bytes([records[21], records[22]]) & 0x10 != 0
 }
 
 /// The one v2 batch a Produce (v3+) partition must carry.
