@@ -787,9 +787,12 @@ impl<C: LiveClient> Probe<'_, C> {
         ]));
         self.call("describe_log_dirs", Target::Broker(leader), dirs);
         let grow = |count: i32| {
-            CreatePartitionsRequest::default()
-                .with_timeout_ms(30_000)
-                .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName::from(topic)).with_count(count)])
+            CreatePartitionsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(TopicName::from(topic))
+                    .with_count(count)
+                    .with_assignments(None),
+            ])
         };
         self.call("create_partitions", Target::Controller, grow(5));
         self.wait_for_leaders(topic, 5);
@@ -887,8 +890,11 @@ fn records_json(records: Option<Bytes>) -> Value {
     for b in decode_batches(records, &DecodeOptions::new()) {
         match b {
             Ok(b) => {
+                // A control batch's timestamp is the broker's clock, not ours.
+                let control = b.is_control();
                 for r in b.into_records() {
-                    out.push(json!([r.offset, r.timestamp, r.value.map(|v| String::from_utf8_lossy(&v).into_owned())]));
+                    let ts = if control { json!("control") } else { json!(r.timestamp) };
+                    out.push(json!([r.offset, ts, r.value.map(|v| String::from_utf8_lossy(&v).into_owned())]));
                 }
             }
             Err(e) => out.push(json!({ "error": e.to_string() })),
