@@ -151,6 +151,7 @@ pub fn run_probes<C: LiveClient>(client: &C, suffix: &str) -> Answers {
     p.produce_fetch_list(&topic, leader);
     p.idempotence(&topic, leader);
     p.groups(&topic, suffix);
+    p.static_member(&topic, suffix);
     p.consumer_group(&topic, suffix);
     p.transactions(&topic, suffix);
     p.fetch_sessions(&topic, leader);
@@ -293,7 +294,21 @@ impl<C: LiveClient> Probe<'_, C> {
     fn call(&mut self, step: &str, target: Target, body: impl Into<RequestBody>) -> Option<ResponseBody> {
         let body = body.into();
         let key = format!("{}/{step}", self.probe);
-        match self.client.request(target, body) {
+        // Like any client, wait out a coordinator that is moving or loading (a fresh cluster
+        // creates its offsets and transaction topics on first use).
+        let mut answer = self.client.request(target.clone(), body.clone());
+        for _ in 0..40 {
+            let moving = matches!(&answer, Ok(r) if r.body.as_ref().and_then(ResponseBody::error_code).is_some_and(|c| matches!(
+                c,
+                ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::CoordinatorLoadInProgress
+            )));
+            if !moving {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            answer = self.client.request(target.clone(), body.clone());
+        }
+        match answer {
             Ok(r) => {
                 let value = match &r.body {
                     Some(b) => mask(body_json(b)),
@@ -601,6 +616,64 @@ impl<C: LiveClient> Probe<'_, C> {
         let unknown = GroupId::from(format!("sansa-diff-nobody-{suffix}").as_str());
         let fetch = offset_fetch(fetch_version, &unknown, topic, topic_id, &[0]);
         self.call("offset_fetch_unknown_group", Target::GroupCoordinator(unknown), fetch);
+    }
+
+    /// A static member (KIP-345): joins, restarts under a new member id without a rebalance,
+    /// fences its old id, leaves by instance id.
+    fn static_member(&mut self, topic: &str, suffix: &str) {
+        self.probe = "static_member";
+        let group = GroupId::from(format!("sansa-diff-static-{suffix}").as_str());
+        let target = Target::GroupCoordinator(group.clone());
+        let instance = StrBytes::from("instance-1");
+        let join = |member: &str| {
+            JoinGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_session_timeout_ms(30_000)
+                .with_rebalance_timeout_ms(30_000)
+                .with_member_id(StrBytes::from(member))
+                .with_group_instance_id(Some(instance.clone()))
+                .with_protocol_type(StrBytes::from("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from("range"))
+                    .with_metadata(subscription(topic))])
+        };
+        let (first, generation) = match self.call("join", target.clone(), join("")) {
+            Some(ResponseBody::JoinGroup(r)) => (r.member_id.as_str().to_string(), r.generation_id),
+            _ => return,
+        };
+        let sync = SyncGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from(first.as_str()))
+            .with_group_instance_id(Some(instance.clone()))
+            .with_protocol_type(Some(StrBytes::from("consumer")))
+            .with_protocol_name(Some(StrBytes::from("range")))
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from(first.as_str()))
+                .with_assignment(assignment(topic))]);
+        self.call("sync", target.clone(), sync);
+        // The process restarts: same instance id, no member id.
+        let second = match self.call("rejoin", target.clone(), join("")) {
+            Some(ResponseBody::JoinGroup(r)) => r.member_id.as_str().to_string(),
+            _ => return,
+        };
+        self.note("new_member_id", json!(second != first));
+        let heartbeat = |member: &str| {
+            HeartbeatRequest::default()
+                .with_group_id(group.clone())
+                .with_generation_id(generation)
+                .with_member_id(StrBytes::from(member))
+                .with_group_instance_id(Some(instance.clone()))
+        };
+        self.call("heartbeat_old_id", target.clone(), heartbeat(&first));
+        self.call("heartbeat_new_id", target.clone(), heartbeat(&second));
+        self.call("describe", target.clone(), DescribeGroupsRequest::default().with_groups(vec![group.clone()]));
+        let leave =
+            LeaveGroupRequest::default().with_group_id(group.clone()).with_members(vec![MemberIdentity::default()
+                .with_member_id(StrBytes::from(""))
+                .with_group_instance_id(Some(instance.clone()))]);
+        self.call("leave_by_instance", target.clone(), leave);
+        self.call("describe_after_leave", target, DescribeGroupsRequest::default().with_groups(vec![group]));
     }
 
     /// KIP-848: join, heartbeat until the assignment shows, leave.
