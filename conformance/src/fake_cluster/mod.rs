@@ -490,20 +490,10 @@ impl FakeCluster {
         self.config.start_time_ms.saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX))
     }
 
-    /// A random-looking but deterministic id (splitmix64 over a counter); never zero.
+    /// A random-looking but deterministic topic id; never zero.
     fn next_uuid(&mut self) -> Uuid {
-        fn mix(mut z: u64) -> u64 {
-            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
         self.uuid_counter += 1;
-        let hi = mix(self.uuid_counter.wrapping_mul(2));
-        let lo = mix(self.uuid_counter.wrapping_mul(2).wrapping_add(1));
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&hi.to_be_bytes());
-        b[8..].copy_from_slice(&lo.to_be_bytes());
+        let mut b = id_bytes(self.uuid_counter, TOPIC_IDS);
         if b == [0; 16] {
             b[15] = 1;
         }
@@ -950,6 +940,20 @@ impl FakeCluster {
             })
             .collect()
     }
+}
+
+/// Streams of [`id_bytes`], so that topic ids and member ids never coincide.
+const TOPIC_IDS: u64 = 0;
+pub(crate) const MEMBER_IDS: u64 = 0x6a09_e667_f3bc_c908;
+
+/// 16 random-looking bytes, deterministic in (`counter`, `stream`): ids stay the same from run
+/// to run, so that simulations replay.
+pub(crate) fn id_bytes(counter: u64, stream: u64) -> [u8; 16] {
+    let mut rng = sansa::rand::Rng::new(counter.wrapping_mul(2) ^ stream);
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&rng.next_u64().to_be_bytes());
+    b[8..].copy_from_slice(&rng.next_u64().to_be_bytes());
+    b
 }
 
 /// What a KRaft broker of `release` advertises, restricted to the implemented APIs and to the

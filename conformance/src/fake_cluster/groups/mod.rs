@@ -114,19 +114,8 @@ impl Groups {
 
     /// 16 deterministic, random-looking bytes.
     pub(crate) fn uuid_bytes(&mut self) -> [u8; 16] {
-        fn mix(mut z: u64) -> u64 {
-            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
         self.id_counter += 1;
-        let hi = mix(self.id_counter ^ 0x6a09_e667_f3bc_c908);
-        let lo = mix(hi);
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&hi.to_be_bytes());
-        b[8..].copy_from_slice(&lo.to_be_bytes());
-        b
+        super::id_bytes(self.id_counter, super::MEMBER_IDS)
     }
 
     /// A deterministic UUID in Java's textual form.
