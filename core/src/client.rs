@@ -302,6 +302,13 @@ struct Pending {
     last_failure: Option<(BrokerAddress, CloseCause)>,
 }
 
+impl Pending {
+    /// Work asked for at `now`, due within `timeout`.
+    fn new(id: RequestId, target: Target, work: Work, now: Instant, timeout: Duration) -> Pending {
+        Pending { id, target, work, issued: now, deadline: now + timeout, not_before: None, last_failure: None }
+    }
+}
+
 /// What a response in flight belongs to.
 #[derive(Debug)]
 struct Token {
@@ -434,22 +441,18 @@ impl Client {
 
     fn submit(&mut self, now: Instant, target: Target, work: Work) -> RequestId {
         let id = self.next_id();
+        self.submit_as(now, id, target, work);
+        id
+    }
+
+    /// Queues `work` under an id already taken (work that carries its own id).
+    fn submit_as(&mut self, now: Instant, id: RequestId, target: Target, work: Work) {
         if self.closing {
             self.complete(id, &work, Err(RequestError::ClientClosed));
-            return id;
+            return;
         }
-        let deadline = now + self.config.request_timeout;
-        self.pending.push_back(Pending {
-            id,
-            target,
-            work,
-            issued: now,
-            deadline,
-            not_before: None,
-            last_failure: None,
-        });
+        self.pending.push_back(Pending::new(id, target, work, now, self.config.request_timeout));
         self.pump(now);
-        id
     }
 
     /// Sends `body` to `target` at the highest version both sides support, or at `version`
@@ -465,22 +468,7 @@ impl Client {
             self.tracked_topics.extend(t.iter().cloned());
         }
         let id = self.next_id();
-        let work = Work::Metadata { topics, user: Some(id) };
-        if self.closing {
-            self.complete(id, &work, Err(RequestError::ClientClosed));
-            return id;
-        }
-        let deadline = now + self.config.request_timeout;
-        self.pending.push_back(Pending {
-            id,
-            target: Target::AnyBroker,
-            work,
-            issued: now,
-            deadline,
-            not_before: None,
-            last_failure: None,
-        });
-        self.pump(now);
+        self.submit_as(now, id, Target::AnyBroker, Work::Metadata { topics, user: Some(id) });
         id
     }
 
@@ -642,15 +630,8 @@ impl Client {
         self.schedule.in_flight = true;
         let id = self.next_id();
         let topics = Some(self.tracked_topics.iter().cloned().collect());
-        self.pending.push_back(Pending {
-            id,
-            target: Target::AnyBroker,
-            work: Work::Metadata { topics, user: None },
-            issued: now,
-            deadline: now + self.config.request_timeout,
-            not_before: None,
-            last_failure: None,
-        });
+        let work = Work::Metadata { topics, user: None };
+        self.pending.push_back(Pending::new(id, Target::AnyBroker, work, now, self.config.request_timeout));
     }
 
     /// Asks for a metadata refresh soon unless one is already under way.
@@ -755,15 +736,8 @@ impl Client {
                 .any(|s| s.conn.has_in_flight(|t| matches!(&t.pending.work, Work::FindCoordinator(k) if *k == key)));
         if !looking {
             let id = self.next_id();
-            self.pending.push_back(Pending {
-                id,
-                target: Target::AnyBroker,
-                work: Work::FindCoordinator(key),
-                issued: now,
-                deadline: now + self.config.request_timeout,
-                not_before: None,
-                last_failure: None,
-            });
+            let work = Work::FindCoordinator(key);
+            self.pending.push_back(Pending::new(id, Target::AnyBroker, work, now, self.config.request_timeout));
         }
         Resolved::Wait
     }
