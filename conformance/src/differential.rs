@@ -149,7 +149,7 @@ pub fn run_probes<C: LiveClient>(client: &C, suffix: &str) -> Answers {
     p.topics(&topic, suffix);
     let leader = p.leader(&topic, 0);
     p.produce_fetch_list(&topic, leader);
-    p.idempotence(&topic, leader);
+    p.idempotence(&topic);
     p.groups(&topic, suffix);
     p.static_member(&topic, suffix);
     p.consumer_group(&topic, suffix);
@@ -324,6 +324,21 @@ impl<C: LiveClient> Probe<'_, C> {
         }
     }
 
+    /// InitProducerId as step `init`, retried while Kafka answers a retriable error (the first
+    /// producer id of a fresh cluster waits for the transaction state to load).
+    fn init_producer_id(&mut self, target: Target, init: InitProducerIdRequest) -> Option<InitProducerIdResponse> {
+        for _ in 0..40 {
+            match self.call("init", target.clone(), init.clone()) {
+                Some(ResponseBody::InitProducerId(r)) if r.error_code.is_retriable() => {
+                    std::thread::sleep(Duration::from_millis(250))
+                }
+                Some(ResponseBody::InitProducerId(r)) => return Some(r),
+                _ => return None,
+            }
+        }
+        None
+    }
+
     fn note(&mut self, step: &str, value: Value) {
         self.answers.insert(format!("{}/{step}", self.probe), value);
     }
@@ -478,7 +493,7 @@ impl<C: LiveClient> Probe<'_, C> {
         self.list_offsets("by_time_after_all", topic, leader, base_ts + 1_000_000);
     }
 
-    fn idempotence(&mut self, topic: &str, leader: BrokerId) {
+    fn idempotence(&mut self, topic: &str) {
         self.probe = "idempotence";
         let init = InitProducerIdRequest::default()
             .with_transactional_id(None)
@@ -487,17 +502,7 @@ impl<C: LiveClient> Probe<'_, C> {
             .with_producer_epoch(-1);
         // The first producer id of a fresh cluster may need retries while Kafka loads its
         // transaction state; a client retries retriable errors.
-        let mut answer = None;
-        for _ in 0..40 {
-            answer = self.call("init", Target::AnyBroker, init.clone());
-            match &answer {
-                Some(ResponseBody::InitProducerId(r)) if r.error_code.is_retriable() => {
-                    std::thread::sleep(Duration::from_millis(250))
-                }
-                _ => break,
-            }
-        }
-        let Some(ResponseBody::InitProducerId(r)) = answer else { return };
+        let Some(r) = self.init_producer_id(Target::AnyBroker, init.clone()) else { return };
         self.call(
             "init_empty_transactional_id",
             Target::AnyBroker,
@@ -506,7 +511,6 @@ impl<C: LiveClient> Probe<'_, C> {
         let pid = (r.producer_id.0, r.producer_epoch);
         let req = self.produce_request(topic, 1, -1, batch(2, 1_700_000_000_000, Some((pid.0, pid.1, 0))));
         let leader1 = self.leader(topic, 1);
-        let _ = leader;
         self.call("seq_0", Target::Broker(leader1), req.clone());
         self.call("duplicate", Target::Broker(leader1), req);
         let req = self.produce_request(topic, 1, -1, batch(1, 1_700_000_000_000, Some((pid.0, pid.1, 2))));
@@ -530,17 +534,7 @@ impl<C: LiveClient> Probe<'_, C> {
             FindCoordinatorRequest::default().with_key(StrBytes::from(group.as_str()))
         };
         self.call("find_coordinator", Target::AnyBroker, find);
-        let join = |member: &str| {
-            JoinGroupRequest::default()
-                .with_group_id(group.clone())
-                .with_session_timeout_ms(30_000)
-                .with_rebalance_timeout_ms(30_000)
-                .with_member_id(StrBytes::from(member))
-                .with_protocol_type(StrBytes::from("consumer"))
-                .with_protocols(vec![JoinGroupRequestProtocol::default()
-                    .with_name(StrBytes::from("range"))
-                    .with_metadata(subscription(topic))])
-        };
+        let join = |member: &str| join_request(&group, topic, member, None);
         let member = match self.call("join_without_id", target.clone(), join("")) {
             Some(ResponseBody::JoinGroup(r)) => r.member_id.as_str().to_string(),
             _ => String::new(),
@@ -625,18 +619,7 @@ impl<C: LiveClient> Probe<'_, C> {
         let group = GroupId::from(format!("sansa-diff-static-{suffix}").as_str());
         let target = Target::GroupCoordinator(group.clone());
         let instance = StrBytes::from("instance-1");
-        let join = |member: &str| {
-            JoinGroupRequest::default()
-                .with_group_id(group.clone())
-                .with_session_timeout_ms(30_000)
-                .with_rebalance_timeout_ms(30_000)
-                .with_member_id(StrBytes::from(member))
-                .with_group_instance_id(Some(instance.clone()))
-                .with_protocol_type(StrBytes::from("consumer"))
-                .with_protocols(vec![JoinGroupRequestProtocol::default()
-                    .with_name(StrBytes::from("range"))
-                    .with_metadata(subscription(topic))])
-        };
+        let join = |member: &str| join_request(&group, topic, member, Some(instance.clone()));
         let (first, generation) = match self.call("join", target.clone(), join("")) {
             Some(ResponseBody::JoinGroup(r)) => (r.member_id.as_str().to_string(), r.generation_id),
             _ => return,
@@ -716,17 +699,7 @@ impl<C: LiveClient> Probe<'_, C> {
             .with_transaction_timeout_ms(60_000)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
-        let mut answer = None;
-        for _ in 0..40 {
-            answer = self.call("init", target.clone(), init.clone());
-            match &answer {
-                Some(ResponseBody::InitProducerId(r)) if r.error_code.is_retriable() => {
-                    std::thread::sleep(Duration::from_millis(250))
-                }
-                _ => break,
-            }
-        }
-        let Some(ResponseBody::InitProducerId(r)) = answer else { return };
+        let Some(r) = self.init_producer_id(target.clone(), init) else { return };
         let (pid, epoch) = (r.producer_id, r.producer_epoch);
         let add = AddPartitionsToTxnRequest::default().with_transactions(vec![
             sansa::protocol::messages::add_partitions_to_txn::request::AddPartitionsToTxnTransaction::default()
@@ -881,8 +854,21 @@ impl<C: LiveClient> Probe<'_, C> {
             .with_topic_names(vec![TopicName::from(topic)])
             .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName::from(topic)))]);
         self.call("delete_topic", Target::Controller, delete);
-        let _ = ApiKey::Produce;
     }
+}
+
+/// A consumer's JoinGroup for `topic` under the range assignor; static with an instance id.
+fn join_request(group: &GroupId, topic: &str, member: &str, instance: Option<StrBytes>) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(group.clone())
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(StrBytes::from(member))
+        .with_group_instance_id(instance)
+        .with_protocol_type(StrBytes::from("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from("range"))
+            .with_metadata(subscription(topic))])
 }
 
 /// A consumer's subscription to `topic`, as the classic consumer protocol encodes it (Kafka
