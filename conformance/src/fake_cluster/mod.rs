@@ -234,8 +234,6 @@ pub(crate) struct Ticket(u64);
 pub(crate) struct Ctx {
     pub(crate) now: Instant,
     pub(crate) broker: i32,
-    #[allow(dead_code)] // for handlers that track connections
-    pub(crate) conn: FakeConnId,
     pub(crate) version: i16,
     /// The ticket to keep when answering later ([`Reply::Parked`]).
     pub(crate) ticket: Ticket,
@@ -272,8 +270,8 @@ struct ParkedSlot {
 #[derive(Debug)]
 enum ConnState {
     Ready,
-    /// Waiting for a parked response.
-    Parked(#[allow(dead_code)] Ticket),
+    /// Waiting for a parked response (or, for a swallowed request, forever).
+    Parked,
     /// An injected delay: handle `frame` (without consulting faults again) at `until`.
     Delayed {
         until: Instant,
@@ -856,9 +854,8 @@ impl FakeCluster {
                     return Ok(());
                 }
                 Some(FaultAction::Swallow) => {
-                    let ticket = self.new_ticket();
                     if let Some(c) = self.conns.get_mut(&conn) {
-                        c.state = ConnState::Parked(ticket);
+                        c.state = ConnState::Parked;
                     }
                     return Ok(());
                 }
@@ -870,7 +867,7 @@ impl FakeCluster {
         let (header, body) = decode_request(frame)?;
         self.groups.client_id = header.client_id.as_deref().unwrap_or_default().to_string();
         let ticket = self.new_ticket();
-        let ctx = Ctx { now, broker, conn, version, ticket };
+        let ctx = Ctx { now, broker, version, ticket };
         let reply = self.dispatch(ctx, body)?;
         match reply {
             Reply::Now(mut body) => {
@@ -886,7 +883,7 @@ impl FakeCluster {
                 self.parked
                     .insert(ticket, ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms });
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.state = ConnState::Parked(ticket);
+                    c.state = ConnState::Parked;
                 }
             }
         }
