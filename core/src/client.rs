@@ -383,6 +383,8 @@ pub struct Client {
     coordinators: BTreeMap<CoordinatorKey, BrokerId>,
     closing: bool,
     closed: bool,
+    #[cfg(feature = "plants")]
+    plant: Option<crate::plants::Plant>,
 }
 
 impl Client {
@@ -411,6 +413,8 @@ impl Client {
             coordinators: BTreeMap::new(),
             closing: false,
             closed: false,
+            #[cfg(feature = "plants")]
+            plant: None,
             config,
         }
     }
@@ -430,6 +434,12 @@ impl Client {
     /// Whether [`Event::Closed`] has been emitted.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Arms a deliberate bug (simulator only; see [`crate::plants`]).
+    #[cfg(feature = "plants")]
+    pub fn plant(&mut self, plant: crate::plants::Plant) {
+        self.plant = Some(plant);
     }
 
     // ---- C: commands -----------------------------------------------------------------

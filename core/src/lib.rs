@@ -42,6 +42,8 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod driver;
+#[cfg(feature = "plants")]
+pub mod plants;
 pub mod protocol;
 pub mod rand;
 
