@@ -1,4 +1,8 @@
-//! The client façade: the one type a runtime adapter drives.
+//! The client façade: the one type a runtime adapter drives. It is a router: it owns
+//! connections (one per broker and [`Role`]), node health and reconnect backoff, target
+//! resolution, negotiated versions, the in-flight table and a timer table; the inner machines
+//! (metadata, coordinators, the application's requests, version checks) own everything else
+//! and trade typed requests and responses with it (see [`crate::machine`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -6,18 +10,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::cluster::{needs_quick_refresh, ClusterMetadata};
+use crate::cluster::refresh::MetadataRefresh;
+use crate::cluster::ClusterMetadata;
 use crate::config::{BrokerAddress, Config};
-use crate::connection::{BrokerApiVersions, ConnEvent, Connection, ConnectionError, VersionError};
-use crate::protocol::kafka_release::{infer_release, ReleaseGuess};
-use crate::protocol::messages::find_coordinator::request::FindCoordinatorRequest;
-use crate::protocol::messages::metadata::request::MetadataRequestTopic;
-use crate::protocol::messages::MetadataRequest;
+use crate::connection::{BrokerApiVersions, ConnEvent, Connection, Expiry, LocalClose, Timeouts, VersionError};
+use crate::coordinator::{CoordinatorKey, Coordinators};
+pub use crate::machine::Role;
+use crate::machine::{Ctx, Failure, Link, Machine, Outgoing, Owner, Signal, Tag};
+use crate::protocol::kafka_release::ReleaseGuess;
 use crate::protocol::{
-    ApiKey, BrokerId, DecodeError, EncodeError, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName,
-    TransactionalId,
+    BrokerId, DecodeError, EncodeError, ErrorCode, GroupId, RequestBody, ResponseBody, TopicName, TransactionalId,
 };
 use crate::rand::Rng;
+use crate::requests::Requests;
+use crate::timer::TimerTable;
+use crate::versions::VersionChecks;
 
 /// Identifies one connection attempt. Never reused, so a late event for a closed connection
 /// cannot be mistaken for a new one.
@@ -86,7 +93,7 @@ pub enum CloseCause {
     Io(String),
     /// The client closed it: a protocol violation, a request timeout, or idleness.
     #[error("closed by the client: {0}")]
-    Local(String),
+    Local(LocalClose),
 }
 
 impl From<&std::io::Error> for CloseCause {
@@ -268,59 +275,22 @@ pub enum Event {
     Closed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum CoordinatorKey {
-    Group(GroupId),
-    Transaction(TransactionalId),
-}
-
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // most work is user requests; boxing would allocate for each
-enum Work {
-    User {
-        body: RequestBody,
-        version: Option<i16>,
-    },
-    CheckVersion,
-    /// `user` is set when the application asked; `None` for the client's own refreshes.
-    Metadata {
-        topics: Option<Vec<TopicName>>,
-        user: Option<RequestId>,
-    },
-    FindCoordinator(CoordinatorKey),
-}
-
-#[derive(Debug)]
-struct Pending {
-    id: RequestId,
-    target: Target,
-    work: Work,
-    /// When the application (or the client itself) asked for it.
-    issued: Instant,
-    deadline: Instant,
-    not_before: Option<Instant>,
-    last_failure: Option<(BrokerAddress, CloseCause)>,
-}
-
-impl Pending {
-    /// Work asked for at `now`, due within `timeout`.
-    fn new(id: RequestId, target: Target, work: Work, now: Instant, timeout: Duration) -> Pending {
-        Pending { id, target, work, issued: now, deadline: now + timeout, not_before: None, last_failure: None }
-    }
-}
-
-/// What a response in flight belongs to.
+/// What a request in flight carries, to route its answer.
 #[derive(Debug)]
 struct Token {
-    pending: Pending,
+    owner: Owner,
+    tag: Tag,
     deadline: Instant,
+    timeout: Duration,
+    /// Its entry in the timer table.
+    timer: u64,
 }
 
 #[derive(Debug)]
 struct Slot {
     node: Node,
+    role: Role,
     address: BrokerAddress,
-    created: Instant,
     conn: Connection<Token>,
 }
 
@@ -328,22 +298,44 @@ struct Slot {
 struct Health {
     failures: u32,
     retry_at: Option<Instant>,
-    last_failure: Option<CloseCause>,
 }
 
-#[derive(Debug)]
-struct MetadataSchedule {
-    next_refresh: Instant,
-    in_flight: bool,
-    failures: u32,
-    /// When the last metadata answer arrived.
-    updated_at: Option<Instant>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum RouterTimer {
+    /// A connection's own deadline (connect, handshake, idle).
+    Conn(ConnId),
+    /// A request's deadline, by its timer id.
+    Request(ConnId, u64),
+    /// A node's reconnect backoff ends.
+    Backoff(Node),
 }
 
 enum Resolved {
     Node(Node),
     Wait,
-    Fail(RequestError),
+    Fail { error: RequestError, issued_before: Instant },
+}
+
+/// The inner machines, in the fixed order the router consults them.
+#[derive(Debug)]
+struct Machines {
+    metadata: MetadataRefresh,
+    coordinators: Coordinators,
+    requests: Requests,
+    versions: VersionChecks,
+}
+
+impl Machines {
+    const ORDER: [Owner; 4] = [Owner::Metadata, Owner::Coordinator, Owner::Requests, Owner::Versions];
+
+    fn get(&mut self, owner: Owner) -> &mut dyn Machine {
+        match owner {
+            Owner::Metadata => &mut self.metadata,
+            Owner::Coordinator => &mut self.coordinators,
+            Owner::Requests => &mut self.requests,
+            Owner::Versions => &mut self.versions,
+        }
+    }
 }
 
 /// A Kafka client as a pure state machine: bytes and timestamps in, bytes and timer requests
@@ -352,7 +344,7 @@ enum Resolved {
 ///
 /// The driver loop (see the crate docs) calls it in four ways:
 ///
-/// - **A — getters** on `&self`: [`Client::metadata`], [`Client::config`].
+/// - **A — getters** on `&self`: [`Client::metadata`], [`Client::config`], [`Client::is_closed`].
 /// - **B — inputs**: [`Client::handle_input`] with what a socket did, and
 ///   [`Client::handle_timeout`] when the deadline from [`Client::poll_timeout`] passes.
 /// - **C — commands** from the application, each returning a [`RequestId`]:
@@ -365,22 +357,30 @@ enum Resolved {
 ///
 /// Time only moves forward: pass the driver's current `Instant` every time. A spurious
 /// `handle_timeout` does nothing.
+///
+/// Each broker gets up to one connection per [`Role`]: fetches, which the broker may hold for
+/// their `max_wait_ms`, travel apart from produce, group, admin and metadata traffic.
+/// Randomness comes from [`Config::rng_seed`], forked into one stream per machine.
 #[derive(Debug)]
 pub struct Client {
     config: Config,
     rng: Rng,
     next_conn: u64,
     next_request: u64,
+    next_timer: u64,
     slots: BTreeMap<ConnId, Slot>,
-    by_node: BTreeMap<Node, ConnId>,
+    by_node: BTreeMap<(Node, Role), ConnId>,
     health: BTreeMap<Node, Health>,
-    pending: VecDeque<Pending>,
+    failures: BTreeMap<Node, Failure>,
+    last_failure: Option<Failure>,
+    timers: TimerTable<RouterTimer>,
+    cluster: ClusterMetadata,
+    signals: Vec<Signal>,
+    machines: Machines,
+    /// Which machine `poll_request` asks first next, so none starves the others.
+    first_asked: usize,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    cluster: ClusterMetadata,
-    schedule: MetadataSchedule,
-    tracked_topics: BTreeSet<TopicName>,
-    coordinators: BTreeMap<CoordinatorKey, BrokerId>,
     closing: bool,
     closed: bool,
     #[cfg(feature = "plants")]
@@ -392,25 +392,29 @@ impl Client {
     /// Without [`Config::rng_seed`], random choices start from seed 0: drivers fill the seed
     /// in from the operating system, simulations pin it.
     pub fn new(config: Config, now: Instant) -> Self {
+        let seed = config.rng_seed.unwrap_or(0);
         Client {
-            rng: Rng::new(config.rng_seed.unwrap_or(0)),
+            rng: Rng::stream(seed, "router"),
             next_conn: 0,
             next_request: 0,
+            next_timer: 0,
             slots: BTreeMap::new(),
             by_node: BTreeMap::new(),
             health: BTreeMap::new(),
-            pending: VecDeque::new(),
+            failures: BTreeMap::new(),
+            last_failure: None,
+            timers: TimerTable::default(),
+            cluster: ClusterMetadata::default(),
+            signals: Vec::new(),
+            machines: Machines {
+                metadata: MetadataRefresh::new(now, config.metadata_max_age, seed),
+                coordinators: Coordinators::new(seed),
+                requests: Requests::default(),
+                versions: VersionChecks::default(),
+            },
+            first_asked: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            cluster: ClusterMetadata::default(),
-            schedule: MetadataSchedule {
-                next_refresh: now + config.metadata_max_age,
-                in_flight: false,
-                failures: 0,
-                updated_at: None,
-            },
-            tracked_topics: BTreeSet::new(),
-            coordinators: BTreeMap::new(),
             closing: false,
             closed: false,
             #[cfg(feature = "plants")]
@@ -440,6 +444,9 @@ impl Client {
     #[cfg(feature = "plants")]
     pub fn plant(&mut self, plant: crate::plants::Plant) {
         self.plant = Some(plant);
+        for slot in self.slots.values_mut() {
+            slot.conn.swap_owners = plant == crate::plants::Plant::SwapOwners;
+        }
     }
 
     // ---- C: commands -----------------------------------------------------------------
@@ -449,53 +456,56 @@ impl Client {
         RequestId(self.next_request)
     }
 
-    fn submit(&mut self, now: Instant, target: Target, work: Work) -> RequestId {
-        let id = self.next_id();
-        self.submit_as(now, id, target, work);
-        id
-    }
-
-    /// Queues `work` under an id already taken (work that carries its own id).
-    fn submit_as(&mut self, now: Instant, id: RequestId, target: Target, work: Work) {
-        if self.closing {
-            self.complete(id, &work, Err(RequestError::ClientClosed));
-            return;
-        }
-        self.pending.push_back(Pending::new(id, target, work, now, self.config.request_timeout));
-        self.pump(now);
-    }
-
     /// Sends `body` to `target` at the highest version both sides support, or at `version`
-    /// when given. The answer arrives as [`Event::Response`].
+    /// when given. The answer arrives as [`Event::Response`]. The request has
+    /// `request.timeout.ms` from now, a Fetch its `max_wait_ms` on top, a JoinGroup at least
+    /// its rebalance timeout; a Fetch travels on the broker's fetch connection.
     pub fn request(&mut self, now: Instant, target: Target, body: RequestBody, version: Option<i16>) -> RequestId {
-        self.submit(now, target, Work::User { body, version })
+        let id = self.next_id();
+        if self.closing {
+            self.events.push_back(Event::Response { id, result: Err(RequestError::ClientClosed) });
+            return id;
+        }
+        let (machines, ctx) = self.split();
+        machines.requests.submit(now, id, target, body, version, &ctx);
+        self.settle(now);
+        id
     }
 
     /// Fetches metadata for `topics` (every topic when `None`) and answers with
     /// [`Event::Metadata`]. Named topics are also kept fresh by later periodic refreshes.
     pub fn refresh_metadata(&mut self, now: Instant, topics: Option<Vec<TopicName>>) -> RequestId {
-        if let Some(t) = &topics {
-            self.tracked_topics.extend(t.iter().cloned());
-        }
         let id = self.next_id();
-        self.submit_as(now, id, Target::AnyBroker, Work::Metadata { topics, user: Some(id) });
+        if self.closing {
+            self.events.push_back(Event::Metadata { id, result: Err(RequestError::ClientClosed) });
+            return id;
+        }
+        self.machines.metadata.refresh(now, id, topics, self.config.request_timeout);
+        self.settle(now);
         id
     }
 
     /// Connects to `target` and reports the API versions it advertises and the Kafka release
     /// they indicate, as [`Event::Versions`].
     pub fn check_version(&mut self, now: Instant, target: Target) -> RequestId {
-        self.submit(now, target, Work::CheckVersion)
+        let id = self.next_id();
+        if self.closing {
+            self.events.push_back(Event::Versions { id, result: Err(RequestError::ClientClosed) });
+            return id;
+        }
+        self.machines.versions.submit(now, id, target, self.config.request_timeout);
+        self.settle(now);
+        id
     }
 
     /// Stops taking commands; requests already submitted complete or time out, then every
     /// connection closes and [`Event::Closed`] is emitted.
     pub fn close(&mut self, now: Instant) {
         self.closing = true;
-        // The client's own metadata refreshes have no one waiting for them.
-        self.pending.retain(|p| !matches!(p.work, Work::Metadata { user: None, .. }));
-        self.schedule.in_flight = false;
-        self.pump(now);
+        for owner in Machines::ORDER {
+            self.machines.get(owner).close(now);
+        }
+        self.settle(now);
     }
 
     // ---- B: inputs -------------------------------------------------------------------
@@ -506,76 +516,39 @@ impl Client {
             Input::Connected { conn } => {
                 if let Some(slot) = self.slots.get_mut(&conn) {
                     slot.conn.on_connected(now);
+                    self.arm_conn_timer(conn);
                 }
             }
-            Input::Received { conn, data } => {
-                let Some(slot) = self.slots.get_mut(&conn) else { return };
-                match slot.conn.on_bytes(now, &data) {
-                    Ok(events) => {
-                        let node = slot.node;
-                        for e in events {
-                            self.on_conn_event(now, conn, node, e);
-                        }
-                    }
-                    Err(e) => self.close_conn(now, conn, CloseCause::Local(protocol_violation(&e)), true),
-                }
-            }
+            Input::Received { conn, data } => self.on_received(now, conn, data),
             Input::Closed { conn, cause } => self.close_conn(now, conn, cause, false),
         }
-        self.pump(now);
+        self.settle(now);
     }
 
-    /// Advances timers: request and connect timeouts, idle connections, backoff expiry and
-    /// periodic metadata refresh.
+    /// Advances timers: request and connect timeouts, idle connections, backoff expiry, and
+    /// each machine's own (periodic metadata refresh, lookup retries, queued deadlines).
     pub fn handle_timeout(&mut self, now: Instant) {
-        // Requests that ran out of time while waiting to be sent.
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].deadline <= now {
-                if let Some(p) = self.pending.remove(i) {
-                    let err = match p.last_failure.clone() {
-                        Some((address, cause)) => RequestError::Unreachable { address, cause },
-                        None => RequestError::Timeout(self.config.request_timeout),
-                    };
-                    self.fail_pending(now, p, err);
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                RouterTimer::Conn(conn) => self.on_conn_timer(now, conn),
+                RouterTimer::Request(conn, _) => self.expire_in_flight(now, conn),
+                // Passed: no longer a deadline, so a driver never spins on it.
+                RouterTimer::Backoff(node) => {
+                    if let Some(h) = self.health.get_mut(&node) {
+                        h.retry_at = None;
+                    }
                 }
-            } else {
-                i += 1;
             }
         }
-        // Connections: setup timeouts, handshake and request timeouts, idleness.
-        let ids: Vec<ConnId> = self.slots.keys().copied().collect();
-        for id in ids {
-            let Some(slot) = self.slots.get(&id) else { continue };
-            let setup_expired =
-                slot.conn.opened_at.is_none() && slot.created + self.config.connection_setup_timeout <= now;
-            let handshake_expired =
-                !slot.conn.is_ready() && slot.conn.opened_at.is_some_and(|t| t + self.config.request_timeout <= now);
-            let request_expired = slot.conn.in_flight_tokens().any(|t| t.deadline <= now);
-            let idle = slot.conn.is_ready()
-                && slot.conn.in_flight_len() == 0
-                && slot.conn.last_activity + self.config.connections_max_idle <= now;
-            if setup_expired {
-                self.close_conn(now, id, CloseCause::ConnectTimeout, true);
-            } else if handshake_expired {
-                self.close_conn(now, id, CloseCause::Local("no answer to ApiVersions".into()), true);
-            } else if request_expired {
-                self.expire_in_flight(now, id);
-            } else if idle {
-                self.close_conn(now, id, CloseCause::Local("idle".into()), true);
+        for owner in Machines::ORDER {
+            {
+                let (machines, mut ctx) = self.split();
+                let ctx = &mut ctx;
+                let m = machines.get(owner);
+                m.handle_timeout(now, ctx);
             }
         }
-        if now >= self.schedule.next_refresh && !self.schedule.in_flight && !self.closing {
-            self.schedule_refresh(now);
-        }
-        // A backoff that has run out is no deadline any more: left in place, `poll_timeout`
-        // would keep answering this instant and the driver would spin.
-        for h in self.health.values_mut() {
-            if h.retry_at.is_some_and(|t| t <= now) {
-                h.retry_at = None;
-            }
-        }
-        self.pump(now);
+        self.settle(now);
     }
 
     // ---- D: outputs ------------------------------------------------------------------
@@ -595,38 +568,17 @@ impl Client {
 
     /// When [`Client::handle_timeout`] must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut soonest: Option<Instant> = None;
-        let mut consider = |t: Instant| soonest = Some(soonest.map_or(t, |s| s.min(t)));
-        for p in &self.pending {
-            consider(p.deadline);
-            if let Some(t) = p.not_before {
-                consider(t);
-            }
-        }
-        for slot in self.slots.values() {
-            match slot.conn.opened_at {
-                None => consider(slot.created + self.config.connection_setup_timeout),
-                Some(t) if !slot.conn.is_ready() => consider(t + self.config.request_timeout),
-                Some(_) => {}
-            }
-            // Deadlines run from submission, so a later request may expire first.
-            if let Some(deadline) = slot.conn.in_flight_tokens().map(|t| t.deadline).min() {
-                consider(deadline);
-            } else if slot.conn.is_ready() {
-                consider(slot.conn.last_activity + self.config.connections_max_idle);
-            }
-        }
-        if !self.pending.is_empty() {
-            for h in self.health.values() {
-                if let Some(t) = h.retry_at {
-                    consider(t);
-                }
-            }
-        }
-        if !self.closing && !self.schedule.in_flight {
-            consider(self.schedule.next_refresh);
-        }
-        soonest
+        let m = &self.machines;
+        [
+            self.timers.soonest(),
+            m.metadata.poll_timeout(),
+            m.coordinators.poll_timeout(),
+            m.requests.poll_timeout(),
+            m.versions.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next completed command.
@@ -634,89 +586,167 @@ impl Client {
         self.events.pop_front()
     }
 
-    // ---- internals -------------------------------------------------------------------
+    // ---- the router ------------------------------------------------------------------
 
-    fn schedule_refresh(&mut self, now: Instant) {
-        self.schedule.in_flight = true;
-        let id = self.next_id();
-        let topics = Some(self.tracked_topics.iter().cloned().collect());
-        let work = Work::Metadata { topics, user: None };
-        self.pending.push_back(Pending::new(id, Target::AnyBroker, work, now, self.config.request_timeout));
+    /// The machines, and a [`Ctx`] over the rest of the router for calling them.
+    fn split(&mut self) -> (&mut Machines, Ctx<'_>) {
+        let ctx = Ctx {
+            config: &self.config,
+            cluster: &mut self.cluster,
+            failures: &self.failures,
+            last_failure: self.last_failure.as_ref(),
+            signals: &mut self.signals,
+            #[cfg(feature = "plants")]
+            plant: self.plant,
+        };
+        (&mut self.machines, ctx)
     }
 
-    /// Asks for a metadata refresh soon unless one is already under way.
-    fn want_refresh(&mut self, now: Instant) {
-        if !self.schedule.in_flight && !self.closing {
-            self.schedule_refresh(now);
-        }
-    }
-
-    fn address_of(&self, node: Node) -> Option<BrokerAddress> {
-        match node {
-            Node::Bootstrap(i) => self.config.bootstrap_servers.get(i).cloned(),
-            Node::Broker(id) => self.cluster.broker(id).map(|b| b.address.clone()),
-        }
-    }
-
-    fn in_backoff(&self, node: Node, now: Instant) -> bool {
-        self.health.get(&node).and_then(|h| h.retry_at).is_some_and(|t| t > now)
-    }
-
-    /// Picks the node for `AnyBroker`: the least loaded ready connection; otherwise wait for
-    /// one being opened; otherwise open one to a known broker, then a bootstrap address.
-    fn pick_any(&mut self, now: Instant) -> Resolved {
-        let max = self.config.max_in_flight_per_connection;
-        let best = self
-            .slots
-            .values()
-            .filter(|s| s.conn.is_ready() && s.conn.in_flight_len() < max)
-            .min_by_key(|s| (s.conn.in_flight_len(), s.node))
-            .map(|s| s.node);
-        if let Some(node) = best {
-            return Resolved::Node(node);
-        }
-        if self.slots.values().any(|s| !s.conn.is_ready() || s.conn.in_flight_len() >= max) {
-            // A connection is opening, or every ready one is full: wait for it.
-            if let Some(s) = self.slots.values().find(|s| !s.conn.is_ready()) {
-                return Resolved::Node(s.node);
+    /// After every input or command: apply what machines signalled, send what can go,
+    /// collect outcomes, and finish closing once nothing is left.
+    fn settle(&mut self, now: Instant) {
+        self.apply_signals(now);
+        self.pump(now);
+        for owner in Machines::ORDER {
+            while let Some(e) = self.machines.get(owner).poll_event() {
+                self.events.push_back(e);
             }
-            return Resolved::Wait;
         }
-        let mut brokers: Vec<Node> = self.cluster.brokers.keys().map(|id| Node::Broker(*id)).collect();
-        if !brokers.is_empty() {
-            let start = self.rng.below(brokers.len() as u64) as usize;
-            brokers.rotate_left(start);
-        }
-        let bootstrap = (0..self.config.bootstrap_servers.len()).map(Node::Bootstrap);
-        let candidates: Vec<Node> = brokers.into_iter().chain(bootstrap).collect();
-        match candidates.iter().find(|n| !self.in_backoff(**n, now)) {
-            Some(n) => Resolved::Node(*n),
-            None => Resolved::Wait,
+        self.finish_close();
+    }
+
+    fn apply_signals(&mut self, now: Instant) {
+        while !self.signals.is_empty() {
+            for signal in std::mem::take(&mut self.signals) {
+                match signal {
+                    Signal::RefreshMetadata => self.want_refresh(now),
+                    Signal::CoordinatorStale(key) => self.machines.coordinators.invalidate(&key),
+                    Signal::FailTarget { target, error, issued_before } => {
+                        for owner in Machines::ORDER {
+                            self.machines.get(owner).fail_target(now, &target, &error, issued_before);
+                        }
+                    }
+                }
+            }
         }
     }
 
-    /// Where a request issued at `issued` should go now.
-    fn resolve(&mut self, now: Instant, target: &Target, issued: Instant) -> Resolved {
+    fn want_refresh(&mut self, now: Instant) {
+        if !self.closing {
+            self.machines.metadata.want_refresh(now);
+        }
+    }
+
+    /// Moves work forward: each round, every machine names the targets it has work for;
+    /// each target is resolved to a node, a connection opened if needed, and one request
+    /// pulled per ready connection with room. Rounds repeat while requests go out.
+    fn pump(&mut self, now: Instant) {
+        let mut wanted = BTreeSet::new();
+        let mut last_round = BTreeSet::new();
+        loop {
+            wanted.clear();
+            for owner in Machines::ORDER {
+                self.machines.get(owner).wanted(now, &mut wanted);
+            }
+            let mut progress = false;
+            for (target, role) in &wanted {
+                let node = match self.resolve(now, target, *role) {
+                    Resolved::Node(n) => n,
+                    Resolved::Wait => continue,
+                    Resolved::Fail { error, issued_before } => {
+                        self.signals.push(Signal::FailTarget { target: target.clone(), error, issued_before });
+                        continue;
+                    }
+                };
+                let Some(conn) = self.ready_connection(now, node, *role) else { continue };
+                progress |= self.pull(now, conn, target);
+            }
+            self.apply_signals(now);
+            // Resolving may have created work (a lookup, a refresh): one more round then.
+            if !progress && wanted == last_round {
+                break;
+            }
+            std::mem::swap(&mut wanted, &mut last_round);
+        }
+    }
+
+    /// Asks the machines, in turn, for one request for `target` on `conn`; sends it.
+    fn pull(&mut self, now: Instant, conn: ConnId, target: &Target) -> bool {
+        let n = Machines::ORDER.len();
+        for i in 0..n {
+            let owner = Machines::ORDER[(self.first_asked + i) % n];
+            let Some(slot) = self.slots.get(&conn) else { return false };
+            let Some(versions) = slot.conn.versions() else { return false };
+            let link = Link { node: slot.node, address: &slot.address, versions };
+            let mut ctx = Ctx {
+                config: &self.config,
+                cluster: &mut self.cluster,
+                failures: &self.failures,
+                last_failure: self.last_failure.as_ref(),
+                signals: &mut self.signals,
+                #[cfg(feature = "plants")]
+                plant: self.plant,
+            };
+            if let Some(out) = self.machines.get(owner).poll_request(now, target, &link, &mut ctx) {
+                self.first_asked = (self.first_asked + i + 1) % n;
+                self.send(now, conn, owner, out);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn send(&mut self, now: Instant, conn: ConnId, owner: Owner, out: Outgoing) {
+        let Some(slot) = self.slots.get_mut(&conn) else { return };
+        self.next_timer += 1;
+        let timer = self.next_timer;
+        let token = Token { owner, tag: out.tag, deadline: out.deadline, timeout: out.timeout, timer };
+        let (node, address) = (slot.node, slot.address.clone());
+        match slot.conn.send(now, &out.body, out.version, token, out.expects_response) {
+            Ok(None) => self.timers.set(RouterTimer::Request(conn, timer), out.deadline),
+            Ok(Some(token)) => {
+                let response = Response { node, address, version: out.version, body: None };
+                {
+                    let (machines, mut ctx) = self.split();
+                    let ctx = &mut ctx;
+                    let m = machines.get(owner);
+                    m.handle_response(now, token.tag, Ok(response), ctx);
+                }
+            }
+            Err((e, token)) => {
+                let (machines, mut ctx) = self.split();
+                let ctx = &mut ctx;
+                let m = machines.get(owner);
+                m.handle_response(now, token.tag, Err(RequestError::Encode(e)), ctx);
+            }
+        }
+        self.arm_conn_timer(conn);
+    }
+
+    /// Where requests for `target` go now.
+    fn resolve(&mut self, now: Instant, target: &Target, role: Role) -> Resolved {
         match target {
-            Target::AnyBroker => self.pick_any(now),
+            Target::AnyBroker => self.pick_any(now, role),
             Target::Bootstrap(i) => {
                 if *i < self.config.bootstrap_servers.len() {
                     Resolved::Node(Node::Bootstrap(*i))
                 } else {
-                    Resolved::Fail(RequestError::UnknownBootstrap(*i))
+                    Resolved::Fail { error: RequestError::UnknownBootstrap(*i), issued_before: now }
                 }
             }
             Target::Broker(id) => {
-                // A broker missing from metadata older than the request may have joined (or
-                // come back) since: fail only once metadata fetched after the request lacks it.
-                let fresh = self.schedule.updated_at.is_some_and(|t| t >= issued);
                 if self.cluster.broker(*id).is_some() {
-                    Resolved::Node(Node::Broker(*id))
-                } else if self.cluster.is_known() && !self.schedule.in_flight && fresh {
-                    Resolved::Fail(RequestError::UnknownBroker(*id))
-                } else {
-                    self.want_refresh(now);
-                    Resolved::Wait
+                    return Resolved::Node(Node::Broker(*id));
+                }
+                // A broker missing from metadata older than a request may have joined (or come
+                // back) since: fail only the requests that metadata fetched after them lacks.
+                let settled = self.cluster.is_known() && !self.machines.metadata.refresh_pending(now);
+                self.want_refresh(now);
+                match self.cluster.updated_at {
+                    Some(at) if settled => {
+                        Resolved::Fail { error: RequestError::UnknownBroker(*id), issued_before: at }
+                    }
+                    _ => Resolved::Wait,
                 }
             }
             Target::Controller => match self.cluster.controller {
@@ -726,420 +756,267 @@ impl Client {
                     Resolved::Wait
                 }
             },
-            Target::GroupCoordinator(g) => self.resolve_coordinator(now, CoordinatorKey::Group(g.clone())),
-            Target::TransactionCoordinator(t) => self.resolve_coordinator(now, CoordinatorKey::Transaction(t.clone())),
+            Target::GroupCoordinator(_) | Target::TransactionCoordinator(_) => {
+                let Some(key) = CoordinatorKey::of(target) else { return Resolved::Wait };
+                let (machines, ctx) = self.split();
+                let found = machines.coordinators.resolve(now, &key, &ctx);
+                match found {
+                    Some(id) if self.cluster.broker(id).is_some() => Resolved::Node(Node::Broker(id)),
+                    Some(_) => {
+                        self.want_refresh(now);
+                        Resolved::Wait
+                    }
+                    None => Resolved::Wait,
+                }
+            }
         }
     }
 
-    fn resolve_coordinator(&mut self, now: Instant, key: CoordinatorKey) -> Resolved {
-        if let Some(id) = self.coordinators.get(&key) {
-            if self.cluster.broker(*id).is_some() {
-                return Resolved::Node(Node::Broker(*id));
+    /// Picks the node for `AnyBroker`: the least loaded ready connection of `role`; otherwise
+    /// wait for one being opened; otherwise open one to a known broker, then a bootstrap
+    /// address.
+    fn pick_any(&mut self, now: Instant, role: Role) -> Resolved {
+        let max = self.config.max_in_flight_per_connection;
+        let mut opening = None;
+        let mut any_full = false;
+        let mut best: Option<(usize, Node)> = None;
+        for s in self.slots.values().filter(|s| s.role == role) {
+            let load = s.conn.in_flight_len();
+            if !s.conn.is_ready() {
+                opening = opening.or(Some(s.node));
+            } else if load >= max {
+                any_full = true;
+            } else if best.is_none_or(|b| (load, s.node) < b) {
+                best = Some((load, s.node));
             }
-            self.want_refresh(now);
+        }
+        if let Some((_, node)) = best {
+            return Resolved::Node(node);
+        }
+        if let Some(node) = opening {
+            return Resolved::Node(node);
+        }
+        if any_full {
             return Resolved::Wait;
         }
-        let looking = self.pending.iter().any(|p| matches!(&p.work, Work::FindCoordinator(k) if *k == key))
-            || self
-                .slots
-                .values()
-                .any(|s| s.conn.has_in_flight(|t| matches!(&t.pending.work, Work::FindCoordinator(k) if *k == key)));
-        if !looking {
-            let id = self.next_id();
-            let work = Work::FindCoordinator(key);
-            self.pending.push_back(Pending::new(id, Target::AnyBroker, work, now, self.config.request_timeout));
+        let mut brokers: Vec<Node> = self.cluster.brokers.keys().map(|id| Node::Broker(*id)).collect();
+        if !brokers.is_empty() {
+            let start = self.rng.below(brokers.len() as u64) as usize;
+            brokers.rotate_left(start);
         }
-        Resolved::Wait
-    }
-
-    /// Moves pending work forward: resolves targets, opens connections, sends what can go.
-    fn pump(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].not_before.is_some_and(|t| t > now) {
-                i += 1;
-                continue;
-            }
-            // Passed: no longer a deadline for `poll_timeout`, even if the item has to wait.
-            self.pending[i].not_before = None;
-            let target = self.pending[i].target.clone();
-            let node = match self.resolve(now, &target, self.pending[i].issued) {
-                Resolved::Node(n) => n,
-                Resolved::Wait => {
-                    i += 1;
-                    continue;
-                }
-                Resolved::Fail(e) => {
-                    if let Some(p) = self.pending.remove(i) {
-                        self.fail_pending(now, p, e);
-                    }
-                    continue;
-                }
-            };
-            match self.by_node.get(&node).copied() {
-                None => {
-                    if !self.in_backoff(node, now) {
-                        self.open(now, node);
-                    } else if let Some((addr, cause)) = self.last_failure_of(node) {
-                        self.pending[i].last_failure = Some((addr, cause));
-                    }
-                    i += 1;
-                }
-                Some(conn) => {
-                    let (ready, full) = match self.slots.get(&conn) {
-                        Some(s) => {
-                            (s.conn.is_ready(), s.conn.in_flight_len() >= self.config.max_in_flight_per_connection)
-                        }
-                        None => (false, true),
-                    };
-                    if !ready || full {
-                        i += 1;
-                        continue;
-                    }
-                    if let Some(p) = self.pending.remove(i) {
-                        self.dispatch(now, conn, p);
-                    }
-                }
-            }
-        }
-        if self.closing
-            && !self.closed
-            && self.pending.is_empty()
-            && self.slots.values().all(|s| s.conn.in_flight_len() == 0)
-        {
-            let ids: Vec<ConnId> = self.slots.keys().copied().collect();
-            for id in ids {
-                self.slots.remove(&id);
-                self.transmits.push_back(Transmit::Close { conn: id });
-            }
-            self.by_node.clear();
-            self.closed = true;
-            self.events.push_back(Event::Closed);
+        let bootstrap = (0..self.config.bootstrap_servers.len()).map(Node::Bootstrap);
+        match brokers.into_iter().chain(bootstrap).find(|n| !self.in_backoff(*n, now)) {
+            Some(n) => Resolved::Node(n),
+            None => Resolved::Wait,
         }
     }
 
-    fn last_failure_of(&self, node: Node) -> Option<(BrokerAddress, CloseCause)> {
-        let cause = self.health.get(&node)?.last_failure.clone()?;
-        Some((self.address_of(node)?, cause))
+    fn in_backoff(&self, node: Node, now: Instant) -> bool {
+        self.health.get(&node).and_then(|h| h.retry_at).is_some_and(|t| t > now)
     }
 
-    fn open(&mut self, now: Instant, node: Node) {
+    fn address_of(&self, node: Node) -> Option<BrokerAddress> {
+        match node {
+            Node::Bootstrap(i) => self.config.bootstrap_servers.get(i).cloned(),
+            Node::Broker(id) => self.cluster.broker(id).map(|b| b.address.clone()),
+        }
+    }
+
+    /// The ready connection to `node` for `role` with room for a request; opens one when
+    /// there is none and the node is not backing off.
+    fn ready_connection(&mut self, now: Instant, node: Node, role: Role) -> Option<ConnId> {
+        #[cfg(feature = "plants")]
+        let role = if self.plant == Some(crate::plants::Plant::FetchOnSharedConnection) { Role::General } else { role };
+        match self.by_node.get(&(node, role)) {
+            Some(id) => {
+                let slot = self.slots.get(id)?;
+                let room = slot.conn.in_flight_len() < self.config.max_in_flight_per_connection;
+                (slot.conn.is_ready() && room).then_some(*id)
+            }
+            None => {
+                if !self.in_backoff(node, now) {
+                    self.open(now, node, role);
+                }
+                None
+            }
+        }
+    }
+
+    fn open(&mut self, now: Instant, node: Node, role: Role) {
         let Some(address) = self.address_of(node) else { return };
         self.next_conn += 1;
         let id = ConnId(self.next_conn);
-        let conn = Connection::new(
+        #[allow(unused_mut)]
+        let mut conn = Connection::new(
             now,
             self.config.max_frame_size,
             &self.config.client_id,
             (&self.config.client_software_name, &self.config.client_software_version),
         );
-        self.slots.insert(id, Slot { node, address: address.clone(), created: now, conn });
-        self.by_node.insert(node, id);
+        #[cfg(feature = "plants")]
+        {
+            conn.swap_owners = self.plant == Some(crate::plants::Plant::SwapOwners);
+        }
+        self.slots.insert(id, Slot { node, role, address: address.clone(), conn });
+        self.by_node.insert((node, role), id);
         self.transmits.push_back(Transmit::Open { conn: id, address });
+        self.arm_conn_timer(id);
     }
 
-    /// Sends a pending item on a ready connection.
-    fn dispatch(&mut self, now: Instant, conn: ConnId, mut p: Pending) {
-        let Some(slot) = self.slots.get_mut(&conn) else { return };
-        let address = slot.address.clone();
-        let node = slot.node;
-        let Some(versions) = slot.conn.versions().cloned() else { return };
-        let (api, pinned) = match &p.work {
-            Work::CheckVersion => {
-                let release = infer_release(&versions.iter().map(|(k, r)| (k, r.min, r.max)).collect::<Vec<_>>());
-                let result = Ok(BrokerVersions { node, address, api_versions: versions, release });
-                self.complete(p.id, &p.work, result.map(VersionsOrResponse::Versions));
-                return;
-            }
-            Work::User { body, version } => (body.api_key(), *version),
-            Work::Metadata { .. } => (ApiKey::Metadata, None),
-            Work::FindCoordinator(_) => (ApiKey::FindCoordinator, None),
-        };
-        let version = match pinned {
-            Some(v) => versions.check(api, v),
-            None => versions.negotiate(api),
-        };
-        let version = match version {
-            Ok(v) => v,
-            Err(error) => return self.fail_pending(now, p, RequestError::Version { address, error }),
-        };
-        let body = match &mut p.work {
-            // The token only routes the answer, so the body moves out instead of being copied.
-            Work::User { body, .. } => std::mem::replace(body, RequestBody::default_for(api)),
-            Work::Metadata { topics, .. } => metadata_request(topics.as_deref()),
-            Work::FindCoordinator(key) => find_coordinator_request(key, version),
-            Work::CheckVersion => return,
-        };
-        // The timeout runs from submission, as `Config::request_timeout` says: time spent waiting
-        // for a connection counts.
-        let deadline = p.deadline;
-        let fire_and_forget = slot.conn.send(now, &body, version, Token { pending: p, deadline });
-        match fire_and_forget {
-            Ok(None) => {}
-            Ok(Some(token)) => {
-                let result = Ok(Response { node, address, version, body: None });
-                self.complete(token.pending.id, &token.pending.work, result.map(VersionsOrResponse::Response));
-            }
-            Err((e, token)) => self.fail_pending(now, token.pending, RequestError::Encode(e)),
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.config.connection_setup_timeout,
+            handshake: self.config.request_timeout,
+            idle: self.config.connections_max_idle,
         }
     }
 
-    fn on_conn_event(&mut self, now: Instant, conn: ConnId, node: Node, event: ConnEvent<Token>) {
-        match event {
-            ConnEvent::Ready => {
-                self.health.remove(&node);
-            }
-            ConnEvent::Response { token, version, result } => {
-                let address =
-                    self.slots.get(&conn).map(|s| s.address.clone()).unwrap_or_else(|| BrokerAddress::new("?", 0));
-                let p = token.pending;
-                let body = match result {
-                    Ok(b) => b,
-                    Err(error) => {
-                        self.fail_pending(now, p, RequestError::InvalidResponse { address, error });
-                        return;
-                    }
+    fn arm_conn_timer(&mut self, conn: ConnId) {
+        let timeouts = self.timeouts();
+        match self.slots.get(&conn).and_then(|s| s.conn.poll_timeout(timeouts)) {
+            Some((at, _)) => self.timers.set(RouterTimer::Conn(conn), at),
+            None => self.timers.cancel(&RouterTimer::Conn(conn)),
+        }
+    }
+
+    fn on_conn_timer(&mut self, now: Instant, conn: ConnId) {
+        let timeouts = self.timeouts();
+        let Some(slot) = self.slots.get(&conn) else { return };
+        match slot.conn.poll_timeout(timeouts) {
+            Some((at, expiry)) if at <= now => {
+                let cause = match expiry {
+                    Expiry::Connect => CloseCause::ConnectTimeout,
+                    Expiry::Handshake => CloseCause::Local(LocalClose::HandshakeTimeout),
+                    Expiry::Idle => CloseCause::Local(LocalClose::Idle),
                 };
-                match &p.work {
-                    Work::User { .. } => {
-                        if let (Some(code), Some(key)) = (body.error_code(), coordinator_key(&p.target)) {
-                            if matches!(code, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) {
-                                self.coordinators.remove(&key);
-                            }
-                        }
-                        let result = Ok(Response { node, address, version, body: Some(body) });
-                        self.complete(p.id, &p.work, result.map(VersionsOrResponse::Response));
-                    }
-                    Work::Metadata { topics, user } => {
-                        let ResponseBody::Metadata(m) = body else { return };
-                        self.cluster.apply(now, &m, topics.is_none());
-                        self.schedule.updated_at = Some(now);
-                        if user.is_none() {
-                            self.schedule.in_flight = false;
-                            self.schedule.failures = 0;
-                            self.schedule.next_refresh = now + self.config.metadata_max_age;
-                        }
-                        if needs_quick_refresh(&m) {
-                            let delay = self.config.retry_backoff.delay(1, &mut self.rng);
-                            self.schedule.next_refresh = self.schedule.next_refresh.min(now + delay);
-                        }
-                        if let Some(id) = user {
-                            self.events.push_back(Event::Metadata { id: *id, result: Ok(self.cluster.clone()) });
-                        }
-                    }
-                    Work::FindCoordinator(key) => {
-                        let ResponseBody::FindCoordinator(r) = body else { return };
-                        // v4+ answers per key; older versions answer at the top level.
-                        let (error, node_id) = match r.coordinators.first() {
-                            Some(c) => (c.error_code, c.node_id),
-                            None => (r.error_code, r.node_id),
-                        };
-                        if error.is_ok() {
-                            self.coordinators.insert(key.clone(), node_id);
-                            if self.cluster.broker(node_id).is_none() {
-                                self.want_refresh(now);
-                            }
-                        } else if error.is_retriable() || error == ErrorCode::CoordinatorNotAvailable {
-                            self.retry_later(now, p);
-                        } else {
-                            let err = RequestError::Coordinator(error);
-                            self.fail_waiters(now, key, err);
-                        }
-                    }
-                    Work::CheckVersion => {}
-                }
+                self.close_conn(now, conn, cause, true);
             }
+            _ => self.arm_conn_timer(conn),
         }
     }
 
-    /// Fails every pending request waiting for the coordinator `key`.
-    fn fail_waiters(&mut self, now: Instant, key: &CoordinatorKey, err: RequestError) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            if coordinator_key(&self.pending[i].target).as_ref() == Some(key) {
-                if let Some(p) = self.pending.remove(i) {
-                    self.fail_pending(now, p, err.clone());
-                }
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    fn retry_later(&mut self, now: Instant, mut p: Pending) {
-        let delay = self.config.retry_backoff.delay(1 + self.schedule.failures, &mut self.rng);
-        p.not_before = Some(now + delay);
-        if p.deadline <= now + delay {
-            p.deadline = now + delay + self.config.request_timeout;
-        }
-        self.pending.push_back(p);
-    }
-
-    /// Times out the requests on `conn` whose deadline passed; the connection closes, as responses come in
-    /// order and the late one would block the rest.
-    fn expire_in_flight(&mut self, now: Instant, conn: ConnId) {
+    fn on_received(&mut self, now: Instant, conn: ConnId, data: Bytes) {
         let Some(slot) = self.slots.get_mut(&conn) else { return };
-        let expired: Vec<Token> = slot.conn.drain_in_flight().map(|f| f.token).collect();
-        let address = slot.address.clone();
-        self.slots.remove(&conn);
-        self.transmits.push_back(Transmit::Close { conn });
-        self.forget_conn(conn);
-        for token in expired {
-            let err = if token.deadline <= now {
-                RequestError::Timeout(self.config.request_timeout)
-            } else {
-                RequestError::Disconnected {
-                    address: address.clone(),
-                    cause: CloseCause::Local("request timed out".into()),
+        let (node, address) = (slot.node, slot.address.clone());
+        match slot.conn.on_bytes(now, data) {
+            Ok(events) => {
+                for event in events {
+                    match event {
+                        ConnEvent::Ready => {
+                            self.health.remove(&node);
+                            self.timers.cancel(&RouterTimer::Backoff(node));
+                        }
+                        ConnEvent::Response { token, version, result } => {
+                            self.timers.cancel(&RouterTimer::Request(conn, token.timer));
+                            let result = match result {
+                                Ok(body) => Ok(Response { node, address: address.clone(), version, body: Some(body) }),
+                                Err(error) => Err(RequestError::InvalidResponse { address: address.clone(), error }),
+                            };
+                            {
+                                let (machines, mut ctx) = self.split();
+                                let ctx = &mut ctx;
+                                let m = machines.get(token.owner);
+                                m.handle_response(now, token.tag, result, ctx);
+                            }
+                        }
+                    }
                 }
-            };
-            self.fail_pending(now, token.pending, err);
+                self.arm_conn_timer(conn);
+            }
+            Err(e) => self.close_conn(now, conn, CloseCause::Local(LocalClose::ProtocolViolation(e)), true),
         }
     }
 
-    fn forget_conn(&mut self, conn: ConnId) {
-        self.by_node.retain(|_, c| *c != conn);
+    /// A request on `conn` ran out of time: the connection closes, as answers come in order
+    /// and the late one would hold up the rest; the others in flight fail as disconnected.
+    fn expire_in_flight(&mut self, now: Instant, conn: ConnId) {
+        let Some(mut slot) = self.slots.remove(&conn) else { return };
+        self.forget_conn(conn, &slot);
+        self.transmits.push_back(Transmit::Close { conn });
+        let tokens: Vec<Token> = slot.conn.drain_in_flight().map(|f| f.token).collect();
+        for token in tokens {
+            self.timers.cancel(&RouterTimer::Request(conn, token.timer));
+            let error = if token.deadline <= now {
+                RequestError::Timeout(token.timeout)
+            } else {
+                let cause = CloseCause::Local(LocalClose::RequestTimeout);
+                RequestError::Disconnected { address: slot.address.clone(), cause }
+            };
+            {
+                let (machines, mut ctx) = self.split();
+                let ctx = &mut ctx;
+                let m = machines.get(token.owner);
+                m.handle_response(now, token.tag, Err(error), ctx);
+            }
+        }
+    }
+
+    fn forget_conn(&mut self, conn: ConnId, slot: &Slot) {
+        if self.by_node.get(&(slot.node, slot.role)) == Some(&conn) {
+            self.by_node.remove(&(slot.node, slot.role));
+        }
+        self.timers.cancel(&RouterTimer::Conn(conn));
     }
 
     /// Closes `conn`: fails what was in flight, records the failure for backoff.
     fn close_conn(&mut self, now: Instant, conn: ConnId, cause: CloseCause, tell_driver: bool) {
         let Some(mut slot) = self.slots.remove(&conn) else { return };
-        self.forget_conn(conn);
+        self.forget_conn(conn, &slot);
         if tell_driver {
             self.transmits.push_back(Transmit::Close { conn });
         }
-        let idle = matches!(&cause, CloseCause::Local(r) if r == "idle");
-        let opened_without_handshake = slot.conn.opened_at.is_some() && !slot.conn.is_ready();
+        let idle = cause == CloseCause::Local(LocalClose::Idle);
+        let before_handshake = slot.conn.is_open() && !slot.conn.is_ready();
         if !idle {
             let health = self.health.entry(slot.node).or_default();
             health.failures = health.failures.saturating_add(1);
-            let delay = self.config.reconnect_backoff.delay(health.failures, &mut self.rng);
-            health.retry_at = Some(now + delay);
-            health.last_failure = Some(cause.clone());
+            let retry_at = now + self.config.reconnect_backoff.delay(health.failures, &mut self.rng);
+            health.retry_at = Some(retry_at);
+            self.timers.set(RouterTimer::Backoff(slot.node), retry_at);
+            let failure = Failure { address: slot.address.clone(), cause: cause.clone(), at: now };
+            self.failures.insert(slot.node, failure.clone());
+            self.last_failure = Some(failure);
             // The broker may have moved or died: metadata should say.
-            if matches!(slot.node, Node::Broker(_)) {
+            #[cfg(feature = "plants")]
+            let refresh = self.plant != Some(crate::plants::Plant::NoRefreshOnBrokerLoss);
+            #[cfg(not(feature = "plants"))]
+            let refresh = true;
+            if matches!(slot.node, Node::Broker(_)) && refresh {
                 self.want_refresh(now);
             }
         }
-        let address = slot.address.clone();
-        let in_flight: Vec<Token> = slot.conn.drain_in_flight().map(|f| f.token).collect();
-        for token in in_flight {
-            let err = RequestError::Disconnected { address: address.clone(), cause: cause.clone() };
-            self.fail_pending(now, token.pending, err);
+        let tokens: Vec<Token> = slot.conn.drain_in_flight().map(|f| f.token).collect();
+        for token in tokens {
+            self.timers.cancel(&RouterTimer::Request(conn, token.timer));
+            let error = RequestError::Disconnected { address: slot.address.clone(), cause: cause.clone() };
+            {
+                let (machines, mut ctx) = self.split();
+                let ctx = &mut ctx;
+                let m = machines.get(token.owner);
+                m.handle_response(now, token.tag, Err(error), ctx);
+            }
         }
-        // Waiting requests learn why their broker is unreachable; a broker that hangs up on
-        // ApiVersions is older than Kafka 0.10, which check_version reports as such.
-        let mut i = 0;
-        while i < self.pending.len() {
-            let targets_node = match &self.pending[i].target {
-                Target::Bootstrap(b) => Node::Bootstrap(*b) == slot.node,
-                Target::Broker(id) => Node::Broker(*id) == slot.node,
-                Target::AnyBroker => true,
-                _ => false,
-            };
-            if !targets_node {
-                i += 1;
-                continue;
-            }
-            if opened_without_handshake && matches!(self.pending[i].work, Work::CheckVersion) && !idle {
-                if let Some(p) = self.pending.remove(i) {
-                    let versions = BrokerVersions {
-                        node: slot.node,
-                        address: address.clone(),
-                        api_versions: BrokerApiVersions::default(),
-                        release: ReleaseGuess::OlderThan0_10,
-                    };
-                    self.complete(p.id, &p.work, Ok(VersionsOrResponse::Versions(versions)));
-                }
-                continue;
-            }
-            self.pending[i].last_failure = Some((address.clone(), cause.clone()));
-            i += 1;
+        for owner in Machines::ORDER {
+            self.machines.get(owner).handle_closed(now, slot.node, &slot.address, before_handshake && !idle);
         }
     }
 
-    /// Fails a pending item: internal work is retried with backoff until its deadline; the
-    /// application's commands get the error.
-    fn fail_pending(&mut self, now: Instant, p: Pending, err: RequestError) {
-        match &p.work {
-            Work::Metadata { user: None, .. } => {
-                self.schedule.failures = self.schedule.failures.saturating_add(1);
-                self.schedule.in_flight = false;
-                let delay = self.config.retry_backoff.delay(self.schedule.failures, &mut self.rng);
-                self.schedule.next_refresh = now + delay;
-            }
-            Work::FindCoordinator(key) => {
-                if p.deadline > now && !matches!(err, RequestError::Version { .. }) {
-                    self.retry_later(now, p);
-                } else {
-                    let key = key.clone();
-                    self.fail_waiters(now, &key, err);
-                }
-            }
-            _ => self.complete(p.id, &p.work, Err(err)),
+    /// Once closing and nothing is left, closes every connection and emits `Closed`.
+    fn finish_close(&mut self) {
+        if !self.closing || self.closed {
+            return;
         }
-    }
-
-    fn complete(&mut self, id: RequestId, work: &Work, result: Result<VersionsOrResponse, RequestError>) {
-        let event = match work {
-            Work::User { .. } => Event::Response {
-                id,
-                result: result.and_then(|r| match r {
-                    VersionsOrResponse::Response(r) => Ok(r),
-                    VersionsOrResponse::Versions(_) => Err(RequestError::ClientClosed),
-                }),
-            },
-            Work::CheckVersion => Event::Versions {
-                id,
-                result: result.and_then(|r| match r {
-                    VersionsOrResponse::Versions(v) => Ok(v),
-                    VersionsOrResponse::Response(_) => Err(RequestError::ClientClosed),
-                }),
-            },
-            Work::Metadata { user: Some(uid), .. } => {
-                Event::Metadata { id: *uid, result: result.map(|_| self.cluster.clone()) }
-            }
-            Work::Metadata { user: None, .. } | Work::FindCoordinator(_) => return,
-        };
-        self.events.push_back(event);
-    }
-}
-
-#[allow(clippy::large_enum_variant)] // lives for one call
-enum VersionsOrResponse {
-    Response(Response),
-    Versions(BrokerVersions),
-}
-
-fn coordinator_key(target: &Target) -> Option<CoordinatorKey> {
-    match target {
-        Target::GroupCoordinator(g) => Some(CoordinatorKey::Group(g.clone())),
-        Target::TransactionCoordinator(t) => Some(CoordinatorKey::Transaction(t.clone())),
-        _ => None,
-    }
-}
-
-fn protocol_violation(e: &ConnectionError) -> String {
-    format!("protocol violation: {e}")
-}
-
-fn metadata_request(topics: Option<&[TopicName]>) -> RequestBody {
-    let topics =
-        topics.map(|t| t.iter().map(|name| MetadataRequestTopic::default().with_name(Some(name.clone()))).collect());
-    MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(false).into()
-}
-
-/// FindCoordinator names one key (`Key`) before v4 and a list (`CoordinatorKeys`) from v4.
-fn find_coordinator_request(key: &CoordinatorKey, version: i16) -> RequestBody {
-    let (key_type, name): (i8, StrBytes) = match key {
-        CoordinatorKey::Group(g) => (0, g.0.clone()),
-        CoordinatorKey::Transaction(t) => (1, t.0.clone()),
-    };
-    let req = FindCoordinatorRequest::default().with_key_type(key_type);
-    if version >= 4 {
-        req.with_coordinator_keys(vec![name]).into()
-    } else {
-        req.with_key(name).into()
+        let idle = Machines::ORDER.iter().all(|o| self.machines.get(*o).is_idle());
+        if !idle || self.slots.values().any(|s| s.conn.in_flight_len() > 0) {
+            return;
+        }
+        for (id, _) in std::mem::take(&mut self.slots) {
+            self.transmits.push_back(Transmit::Close { conn: id });
+        }
+        self.by_node.clear();
+        self.timers = TimerTable::default();
+        self.closed = true;
+        self.events.push_back(Event::Closed);
     }
 }
 

@@ -11,8 +11,8 @@ use crate::protocol::frame::{decode_request, encode_response, FrameDecoder};
 use crate::protocol::messages::api_versions::response::ApiVersion;
 use crate::protocol::messages::metadata::response::{MetadataResponseBroker, MetadataResponseTopic};
 use crate::protocol::messages::{
-    ApiVersionsResponse, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, MetadataResponse,
-    ProduceRequest, RequestHeader,
+    ApiVersionsResponse, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, RequestHeader,
 };
 use crate::protocol::ApiKey;
 

@@ -41,13 +41,20 @@ mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+mod coordinator;
 pub mod driver;
+mod machine;
 #[cfg(feature = "plants")]
 pub mod plants;
 pub mod protocol;
 pub mod rand;
+mod requests;
+mod timer;
+mod versions;
 
 pub use client::{
-    BrokerVersions, Client, CloseCause, ConnId, Event, Input, Node, RequestError, RequestId, Response, Target, Transmit,
+    BrokerVersions, Client, CloseCause, ConnId, Event, Input, Node, RequestError, RequestId, Response, Role, Target,
+    Transmit,
 };
 pub use config::{BrokerAddress, Config, ConfigError};
+pub use connection::LocalClose;

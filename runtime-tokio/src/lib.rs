@@ -303,7 +303,7 @@ async fn read_loop(conn: ConnId, mut reader: OwnedReadHalf, inputs: &mpsc::Sende
                 let data = buf.split().freeze();
                 if inputs.send(Input::Received { conn, data }).await.is_err() {
                     // The driver is gone; nobody cares why this ends.
-                    return CloseCause::Local("driver stopped".into());
+                    return CloseCause::Local(sansa::LocalClose::DriverStopped);
                 }
             }
             Err(e) => return CloseCause::from(&e),

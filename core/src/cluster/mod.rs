@@ -1,6 +1,8 @@
 //! What the client knows about the cluster: brokers, topics, partitions with their leaders,
 //! and group/transaction coordinators. Built from Metadata and FindCoordinator responses.
 
+pub(crate) mod refresh;
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 

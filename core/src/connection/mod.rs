@@ -2,13 +2,21 @@
 //!
 //! It frames requests (size prefix, header with correlation id and client id, body), splits
 //! the inbound stream into frames at any byte boundary, matches responses to requests by
-//! correlation id (Kafka answers in order on a connection), and negotiates API versions with
-//! ApiVersions when it opens.
+//! correlation id (Kafka answers in order on a connection), negotiates API versions with
+//! ApiVersions when it opens, and keeps its own deadlines (connect, handshake, idle).
 //!
-//! States, in order: `Connecting` (waiting for the driver's TCP connect) → `Handshaking`
-//! (ApiVersions sent, falling back to the version the broker names when it answers
-//! UNSUPPORTED_VERSION) → `Ready` → closed (dropped by the client). Any protocol violation is
-//! fatal: the connection reports it and the client closes it.
+//! # States
+//!
+//! | state | left when | to |
+//! |---|---|---|
+//! | `Connecting` | the driver reports the TCP connection open | `ApiVersions` |
+//! | `ApiVersions { version }` | the broker answers (UNSUPPORTED_VERSION: resent at the version it names) | `Ready` |
+//! | `Ready` | the client closes it, or a protocol violation | dropped |
+//!
+//! Any protocol violation is fatal: the connection reports it and the client closes it with
+//! a typed [`LocalClose`]. Security slots in as two more states with the same shape: a TLS
+//! handshake between `Connecting` and `ApiVersions` (a byte transform under the framing),
+//! and SASL authentication between `ApiVersions` and `Ready` (requests framed like any other).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -112,14 +120,58 @@ pub enum ConnectionError {
     HandshakeRefused(ErrorCode),
 }
 
+/// Why the client itself closed a connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalClose {
+    /// A request on it got no answer within its deadline; later answers would queue behind it.
+    #[error("a request timed out")]
+    RequestTimeout,
+    /// The broker did not answer ApiVersions in time.
+    #[error("no answer to ApiVersions")]
+    HandshakeTimeout,
+    /// Nothing moved on it for `connections.max.idle.ms`.
+    #[error("idle")]
+    Idle,
+    /// The broker broke the protocol.
+    #[error("protocol violation: {0}")]
+    ProtocolViolation(ConnectionError),
+    /// The client closed.
+    #[error("the client closed")]
+    ClientClosed,
+    /// The driver that carried the bytes stopped.
+    #[error("the driver stopped")]
+    DriverStopped,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Connecting,
-    /// ApiVersions sent at this version.
-    Handshaking {
+    /// ApiVersions sent at `version`, with this correlation id.
+    ApiVersions {
         version: i16,
+        correlation_id: i32,
     },
     Ready,
+}
+
+/// A deadline the connection keeps, and what passing it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// The TCP connection did not open in time.
+    Connect,
+    /// ApiVersions got no answer in time.
+    Handshake,
+    /// Idle for too long.
+    Idle,
+}
+
+/// The connection's timeouts, from the client configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub connect: std::time::Duration,
+    pub handshake: std::time::Duration,
+    pub idle: std::time::Duration,
 }
 
 /// A request sent on this connection and not yet answered.
@@ -151,15 +203,17 @@ pub(crate) struct Connection<T> {
     next_correlation_id: i32,
     in_flight: VecDeque<InFlight<T>>,
     versions: Option<BrokerApiVersions>,
-    /// Correlation id of the ApiVersions request while handshaking.
-    handshake_correlation: Option<i32>,
     client_id: String,
     software_name: StrBytes,
     software_version: StrBytes,
+    created: Instant,
     /// Set when the TCP connection opened (distinguishes "refused" from "hung up").
-    pub opened_at: Option<Instant>,
+    opened_at: Option<Instant>,
     /// Last time bytes moved either way, for idle expiry.
-    pub last_activity: Instant,
+    last_activity: Instant,
+    /// Plant `SwapOwners`: answers reach the owner of the request behind them.
+    #[cfg(feature = "plants")]
+    pub(crate) swap_owners: bool,
 }
 
 impl<T> Connection<T> {
@@ -172,12 +226,31 @@ impl<T> Connection<T> {
             next_correlation_id: 0,
             in_flight: VecDeque::new(),
             versions: None,
-            handshake_correlation: None,
             client_id: client_id.to_string(),
             software_name: StrBytes::from(software.0),
             software_version: StrBytes::from(software.1),
+            created: now,
             opened_at: None,
             last_activity: now,
+            #[cfg(feature = "plants")]
+            swap_owners: false,
+        }
+    }
+
+    /// Whether the TCP connection opened (a close before the handshake then means the
+    /// broker hung up on ApiVersions, as brokers older than 0.10 do).
+    pub fn is_open(&self) -> bool {
+        self.opened_at.is_some()
+    }
+
+    /// The connection's next deadline: connect, then handshake, then idleness (only while
+    /// nothing is in flight; requests keep their own deadlines).
+    pub fn poll_timeout(&self, t: Timeouts) -> Option<(Instant, Expiry)> {
+        match (&self.state, self.opened_at) {
+            (State::Connecting, _) | (_, None) => Some((self.created + t.connect, Expiry::Connect)),
+            (State::ApiVersions { .. }, Some(opened)) => Some((opened + t.handshake, Expiry::Handshake)),
+            (State::Ready, Some(_)) if self.in_flight.is_empty() => Some((self.last_activity + t.idle, Expiry::Idle)),
+            (State::Ready, Some(_)) => None,
         }
     }
 
@@ -207,8 +280,7 @@ impl<T> Connection<T> {
         let correlation_id = self.take_correlation_id();
         // The request is built from constants and always encodes.
         if encode_request(&mut self.outbound, correlation_id, Some(&self.client_id), version, &body.into()).is_ok() {
-            self.state = State::Handshaking { version };
-            self.handshake_correlation = Some(correlation_id);
+            self.state = State::ApiVersions { version, correlation_id };
         }
     }
 
@@ -218,16 +290,17 @@ impl<T> Connection<T> {
         id
     }
 
-    /// Frames `body` at `version` for sending. Returns `Ok(true)` when a response will come
-    /// back and the token is kept, `Ok(false)` for fire-and-forget requests (produce with
-    /// acks=0), whose token is handed back.
-    /// An encoding error hands the token back too, so the caller can report it.
+    /// Frames `body` at `version` for sending. Returns `Ok(None)` when a response will come
+    /// back and the token is kept, `Ok(Some(token))` for requests that get no answer (produce
+    /// with acks=0), whose token is handed back at once. An encoding error hands the token
+    /// back too, so the caller can report it.
     pub fn send(
         &mut self,
         now: Instant,
         body: &RequestBody,
         version: i16,
         token: T,
+        expects_response: bool,
     ) -> Result<Option<T>, (EncodeError, T)> {
         let correlation_id = self.next_correlation_id;
         if let Err(e) = encode_request(&mut self.outbound, correlation_id, Some(&self.client_id), version, body) {
@@ -235,7 +308,7 @@ impl<T> Connection<T> {
         }
         self.take_correlation_id();
         self.last_activity = now;
-        if matches!(body, RequestBody::Produce(p) if p.acks == 0) {
+        if !expects_response {
             return Ok(Some(token));
         }
         self.in_flight.push_back(InFlight { correlation_id, api_key: body.api_key(), version, token });
@@ -256,44 +329,53 @@ impl<T> Connection<T> {
         self.in_flight.drain(..)
     }
 
-    /// Whether any request in flight carries a token matching `pred`.
-    pub fn has_in_flight(&self, pred: impl Fn(&T) -> bool) -> bool {
-        self.in_flight.iter().any(|f| pred(&f.token))
-    }
-
-    /// The tokens of the requests in flight, oldest first.
-    pub fn in_flight_tokens(&self) -> impl Iterator<Item = &T> + '_ {
-        self.in_flight.iter().map(|f| &f.token)
-    }
-
     /// Feeds received bytes. Returns what completed; an error means the connection must close.
-    pub fn on_bytes(&mut self, now: Instant, data: &[u8]) -> Result<Vec<ConnEvent<T>>, ConnectionError> {
+    /// Frames are sliced out of `data` without copying; only a frame split across reads is
+    /// gathered in a buffer.
+    pub fn on_bytes(&mut self, now: Instant, mut data: Bytes) -> Result<Vec<ConnEvent<T>>, ConnectionError> {
         self.last_activity = now;
-        self.inbound.extend_from_slice(data);
         let mut events = Vec::new();
-        while let Some(frame) = self.decoder.decode(&mut self.inbound)? {
-            let correlation_id = response_correlation_id(&frame).map_err(ConnectionError::Handshake)?;
-            if let State::Handshaking { version } = self.state {
-                if Some(correlation_id) != self.handshake_correlation {
-                    return Err(ConnectionError::UnexpectedCorrelation {
-                        found: correlation_id,
-                        expected: self.handshake_correlation,
-                    });
-                }
-                if self.on_handshake_response(frame, version)? {
-                    events.push(ConnEvent::Ready);
-                }
-                continue;
+        if self.inbound.is_empty() {
+            while let Some(frame) = self.decoder.decode_bytes(&mut data)? {
+                self.on_frame(frame, &mut events)?;
             }
-            let expected = self.in_flight.front().map(|f| f.correlation_id);
-            let f = match self.in_flight.pop_front() {
-                Some(f) if f.correlation_id == correlation_id => f,
-                _ => return Err(ConnectionError::UnexpectedCorrelation { found: correlation_id, expected }),
-            };
-            let result = decode_body(frame, f.api_key, f.version);
-            events.push(ConnEvent::Response { token: f.token, version: f.version, result });
+            if data.is_empty() {
+                return Ok(events);
+            }
+        }
+        self.inbound.extend_from_slice(&data);
+        while let Some(frame) = self.decoder.decode(&mut self.inbound)? {
+            self.on_frame(frame, &mut events)?;
         }
         Ok(events)
+    }
+
+    fn on_frame(&mut self, frame: Bytes, events: &mut Vec<ConnEvent<T>>) -> Result<(), ConnectionError> {
+        let correlation_id = response_correlation_id(&frame).map_err(ConnectionError::Handshake)?;
+        if let State::ApiVersions { version, correlation_id: expected } = self.state {
+            if correlation_id != expected {
+                return Err(ConnectionError::UnexpectedCorrelation { found: correlation_id, expected: Some(expected) });
+            }
+            if self.on_handshake_response(frame, version)? {
+                events.push(ConnEvent::Ready);
+            }
+            return Ok(());
+        }
+        let expected = self.in_flight.front().map(|f| f.correlation_id);
+        #[allow(unused_mut)]
+        let mut f = match self.in_flight.pop_front() {
+            Some(f) if f.correlation_id == correlation_id => f,
+            _ => return Err(ConnectionError::UnexpectedCorrelation { found: correlation_id, expected }),
+        };
+        #[cfg(feature = "plants")]
+        if self.swap_owners {
+            if let Some(next) = self.in_flight.front_mut() {
+                std::mem::swap(&mut f.token, &mut next.token);
+            }
+        }
+        let result = decode_body(frame, f.api_key, f.version);
+        events.push(ConnEvent::Response { token: f.token, version: f.version, result });
+        Ok(())
     }
 
     /// Handles the ApiVersions answer. Returns true once ready; false when it retried at an
@@ -314,7 +396,6 @@ impl<T> Connection<T> {
                     parsed.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)),
                 ));
                 self.state = State::Ready;
-                self.handshake_correlation = None;
                 Ok(true)
             }
             ErrorCode::UnsupportedVersion => {

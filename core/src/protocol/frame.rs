@@ -69,6 +69,21 @@ impl FrameDecoder {
     /// `Ok(None)` while the frame is incomplete; call again after more bytes arrive. Never
     /// reserves memory for a frame before its bytes are there.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        let Some(size) = self.complete_frame_size(buf)? else { return Ok(None) };
+        buf.advance(4);
+        Ok(Some(buf.split_to(size).freeze()))
+    }
+
+    /// Like [`FrameDecoder::decode`], but slices the frame out of `buf` without copying: the
+    /// fast path for bytes that arrive holding whole frames.
+    pub fn decode_bytes(&self, buf: &mut Bytes) -> Result<Option<Bytes>, FrameError> {
+        let Some(size) = self.complete_frame_size(buf)? else { return Ok(None) };
+        buf.advance(4);
+        Ok(Some(buf.split_to(size)))
+    }
+
+    /// The size of the frame at the front of `buf` once all of it is there.
+    fn complete_frame_size(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
         if buf.len() < 4 {
             // A peer that is not Kafka may be recognised before four bytes arrive only in
             // theory; wait for the full prefix so that a slow Kafka broker is never misjudged.
@@ -83,11 +98,7 @@ impl FrameDecoder {
         if size > self.max_frame_size {
             return Err(foreign_protocol(&prefix).unwrap_or(FrameError::TooLarge { size, max: self.max_frame_size }));
         }
-        if buf.len() < 4 + size {
-            return Ok(None);
-        }
-        buf.advance(4);
-        Ok(Some(buf.split_to(size).freeze()))
+        Ok((buf.len() >= 4 + size).then_some(size))
     }
 }
 
