@@ -6,7 +6,7 @@
 //! the client (transmits, then events) and the cluster (outputs). Ties go in that order, so a
 //! run is a pure function of its configuration. Every step lands in the [`Trace`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -200,8 +200,8 @@ struct AddrState {
     last_failure: Option<Duration>,
     /// The last time a connection to it ended, for any reason.
     last_close: Option<Duration>,
-    /// The client's current connection to it.
-    live: Option<ConnId>,
+    /// The client's current connections to it (one per role: fetches travel apart).
+    live: BTreeSet<ConnId>,
 }
 
 #[derive(Debug)]
@@ -906,7 +906,7 @@ impl Sim {
             }
         }
         if let Some(st) = self.addr_state.get_mut(address) {
-            st.live = Some(conn);
+            st.live.insert(conn);
         }
         self.conn_track.insert(
             conn,
@@ -942,9 +942,7 @@ impl Sim {
         let Some(c) = self.conn_track.remove(&conn) else { return };
         let now = self.now;
         let st = self.addr_state.entry(c.address).or_default();
-        if st.live == Some(conn) {
-            st.live = None;
-        }
+        st.live.remove(&conn);
         st.last_close = Some(now);
         if told || !c.ready {
             st.failures = if c.ready { 1 } else { st.failures + 1 };
@@ -968,7 +966,7 @@ impl Sim {
             }
             let Some(known) = self.client.metadata().broker(BrokerId(broker)) else { continue };
             let Some(st) = self.addr_state.get(&known.address) else { continue };
-            if st.live.is_some() {
+            if !st.live.is_empty() {
                 continue;
             }
             if let Some(t) = st.last_close {
