@@ -87,5 +87,6 @@ grep -qx 'Apache Kafka 3.9' <<<"$out"
 
 step "benchmarks compile and run once"
 cargo bench -q -p sansa --bench records -- --test >/dev/null
+cargo bench -q -p sansa-conformance --bench requests -- --test >/dev/null
 
 printf '\nall checks passed in %ss\n' "$(( $(date +%s) - start ))"
