@@ -49,6 +49,9 @@ step "sansa demo against an in-process fake cluster"
 cargo build -q -p sansa-cli
 target/debug/sansa demo --records 2000
 
+step "your own event loop: sansa::Client driven by a hand-written mio loop, no async runtime"
+cargo run -q -p sansa-conformance --example own_event_loop
+
 step "live suite on all three runtimes against a real 3-broker Kafka ${KAFKA_BOOTSTRAP:+(using KAFKA_BOOTSTRAP)}"
 kafka=conformance/kafka/kafka
 started_kafka=()
@@ -87,5 +90,6 @@ grep -qx 'Apache Kafka 3.9' <<<"$out"
 
 step "benchmarks compile and run once"
 cargo bench -q -p sansa --bench records -- --test >/dev/null
+cargo bench -q -p sansa-conformance --bench requests -- --test >/dev/null
 
 printf '\nall checks passed in %ss\n' "$(( $(date +%s) - start ))"
