@@ -4,7 +4,7 @@
 //! (metadata, coordinators, the application's requests, version checks) own everything else
 //! and trade typed requests and responses with it (see [`crate::machine`]).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -379,6 +379,8 @@ pub struct Client {
     machines: Machines,
     /// Which machine `poll_request` asks first next, so none starves the others.
     first_asked: usize,
+    /// The pump's lists of wanted targets (this round's and the last), reused.
+    scratch: (Vec<(Target, Role)>, Vec<(Target, Role)>),
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     closing: bool,
@@ -413,6 +415,7 @@ impl Client {
                 versions: VersionChecks::default(),
             },
             first_asked: 0,
+            scratch: (Vec::new(), Vec::new()),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             closing: false,
@@ -583,6 +586,13 @@ impl Client {
 
     /// The next completed command.
     pub fn poll_event(&mut self) -> Option<Event> {
+        // Machines hold their own outcomes (moved once, not through a second queue); the
+        // router's own (refusals while closing, then `Closed`) come after them.
+        for owner in Machines::ORDER {
+            if let Some(e) = self.machines.get(owner).poll_event() {
+                return Some(e);
+            }
+        }
         self.events.pop_front()
     }
 
@@ -602,16 +612,11 @@ impl Client {
         (&mut self.machines, ctx)
     }
 
-    /// After every input or command: apply what machines signalled, send what can go,
-    /// collect outcomes, and finish closing once nothing is left.
+    /// After every input or command: apply what machines signalled, send what can go, and
+    /// finish closing once nothing is left.
     fn settle(&mut self, now: Instant) {
         self.apply_signals(now);
         self.pump(now);
-        for owner in Machines::ORDER {
-            while let Some(e) = self.machines.get(owner).poll_event() {
-                self.events.push_back(e);
-            }
-        }
         self.finish_close();
     }
 
@@ -641,13 +646,16 @@ impl Client {
     /// each target is resolved to a node, a connection opened if needed, and one request
     /// pulled per ready connection with room. Rounds repeat while requests go out.
     fn pump(&mut self, now: Instant) {
-        let mut wanted = BTreeSet::new();
-        let mut last_round = BTreeSet::new();
+        // Scratch lists kept across calls, so a round allocates nothing.
+        let (mut wanted, mut last_round) = std::mem::take(&mut self.scratch);
+        last_round.clear();
         loop {
             wanted.clear();
             for owner in Machines::ORDER {
                 self.machines.get(owner).wanted(now, &mut wanted);
             }
+            wanted.sort_unstable();
+            wanted.dedup();
             let mut progress = false;
             for (target, role) in &wanted {
                 let node = match self.resolve(now, target, *role) {
@@ -668,6 +676,7 @@ impl Client {
             }
             std::mem::swap(&mut wanted, &mut last_round);
         }
+        self.scratch = (wanted, last_round);
     }
 
     /// Asks the machines, in turn, for one request for `target` on `conn`; sends it.

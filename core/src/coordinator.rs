@@ -11,7 +11,7 @@
 //! The router asks [`Coordinators::resolve`] for each coordinator-bound target; a miss
 //! starts a lookup.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use crate::client::{Event, RequestError, Response, Target};
@@ -139,9 +139,9 @@ impl Coordinators {
 }
 
 impl Machine for Coordinators {
-    fn wanted(&self, _now: Instant, out: &mut BTreeSet<(Target, Role)>) {
+    fn wanted(&self, _now: Instant, out: &mut Vec<(Target, Role)>) {
         if self.due.iter().any(|k| self.is_due(k)) {
-            out.insert((Target::AnyBroker, Role::General));
+            out.push((Target::AnyBroker, Role::General));
         }
     }
 

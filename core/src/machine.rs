@@ -17,7 +17,6 @@
 //! Adding a machine touches the core only: a module implementing [`Machine`], a variant of
 //! [`Owner`], a field in the router's machine list, and its commands on [`crate::Client`].
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::client::{CloseCause, Event, Node, RequestError, Response, Target};
@@ -131,8 +130,8 @@ impl Ctx<'_> {
 
 /// The verbs every inner machine shares (see the module docs).
 pub(crate) trait Machine: std::fmt::Debug {
-    /// Adds each `(target, role)` it has a request ready for at `now`.
-    fn wanted(&self, now: Instant, out: &mut BTreeSet<(Target, Role)>);
+    /// Adds each `(target, role)` it has a request ready for at `now` (duplicates are fine).
+    fn wanted(&self, now: Instant, out: &mut Vec<(Target, Role)>);
 
     /// The next request for `target` on `link`, built for the link's versions; `None` when it
     /// has nothing more for it now.

@@ -9,20 +9,21 @@
 //! NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE — at the top level or inside (OffsetCommit and
 //! TxnOffsetCommit answer per partition) — makes the coordinator be looked up again.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::client::{Event, RequestError, RequestId, Response, Target};
 use crate::coordinator::CoordinatorKey;
 use crate::machine::{Ctx, Link, Machine, Outgoing, Role, Signal, Tag};
 use crate::protocol::{ErrorCode, RequestBody, ResponseBody};
-use crate::timer::TimerTable;
+use crate::timer::{Slab, TimerTable};
 
 /// Extra time a JoinGroup gets beyond its rebalance timeout, as the Java client allows.
 const JOIN_GROUP_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 struct Queued {
+    tag: Tag,
     id: RequestId,
     target: Target,
     role: Role,
@@ -34,7 +35,8 @@ struct Queued {
 
 #[derive(Debug, Default)]
 struct Queue {
-    tags: VecDeque<Tag>,
+    /// `(tag, slot)` in submission order.
+    tags: VecDeque<(Tag, usize)>,
     /// Entries in `tags` still waiting (the rest expired or failed).
     live: usize,
 }
@@ -42,7 +44,9 @@ struct Queue {
 /// The raw-request machine.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
-    queued: BTreeMap<Tag, Queued>,
+    items: Slab<Queued>,
+    /// Where each waiting request sits in `items`.
+    queued: BTreeMap<Tag, usize>,
     queues: BTreeMap<(Target, Role), Queue>,
     deadlines: TimerTable<Tag>,
     /// Sent and awaiting an answer: who asked, and where it went.
@@ -66,15 +70,18 @@ impl Requests {
         let role = role_for(&body, ctx);
         let tag = id.0;
         self.deadlines.set(tag, now + timeout);
-        let queue = self.queues.entry((target.clone(), role)).or_default();
-        queue.tags.push_back(tag);
+        let key = (target.clone(), role);
+        let slot = self.items.insert(Queued { tag, id, target, role, body, version, issued: now, timeout });
+        self.queued.insert(tag, slot);
+        let queue = self.queues.entry(key).or_default();
+        queue.tags.push_back((tag, slot));
         queue.live += 1;
-        self.queued.insert(tag, Queued { id, target, role, body, version, issued: now, timeout });
     }
 
     /// Drops a queued request (expired or failed) from its queue's live count.
     fn unqueue(&mut self, tag: Tag) -> Option<Queued> {
-        let q = self.queued.remove(&tag)?;
+        let slot = self.queued.remove(&tag)?;
+        let q = self.items.remove(slot)?;
         self.deadlines.cancel(&tag);
         let key = (q.target.clone(), q.role);
         if let Some(queue) = self.queues.get_mut(&key) {
@@ -88,7 +95,7 @@ impl Requests {
 }
 
 impl Machine for Requests {
-    fn wanted(&self, _now: Instant, out: &mut BTreeSet<(Target, Role)>) {
+    fn wanted(&self, _now: Instant, out: &mut Vec<(Target, Role)>) {
         out.extend(self.queues.keys().cloned());
     }
 
@@ -101,8 +108,8 @@ impl Machine for Requests {
     ) -> Option<Outgoing> {
         for role in [Role::General, Role::Fetch] {
             let key = (target.clone(), role);
-            while let Some(tag) = self.queues.get_mut(&key).and_then(|q| q.tags.pop_front()) {
-                if !self.queued.contains_key(&tag) {
+            while let Some((tag, slot)) = self.queues.get_mut(&key).and_then(|q| q.tags.pop_front()) {
+                if self.items.get(slot).is_none_or(|q| q.tag != tag) {
                     continue; // expired or failed while it waited
                 }
                 let Some(q) = self.unqueue(tag) else { continue };
@@ -173,9 +180,10 @@ impl Machine for Requests {
     fn fail_target(&mut self, _now: Instant, target: &Target, error: &RequestError, issued_before: Instant) {
         let keys: Vec<(Target, Role)> = self.queues.keys().filter(|(t, _)| t == target).cloned().collect();
         for key in keys {
-            let tags: Vec<Tag> = self.queues.get(&key).map(|q| q.tags.iter().copied().collect()).unwrap_or_default();
-            for tag in tags {
-                if self.queued.get(&tag).is_some_and(|q| q.issued <= issued_before) {
+            let tags: Vec<(Tag, usize)> =
+                self.queues.get(&key).map(|q| q.tags.iter().copied().collect()).unwrap_or_default();
+            for (tag, slot) in tags {
+                if self.items.get(slot).is_some_and(|q| q.tag == tag && q.issued <= issued_before) {
                     if let Some(q) = self.unqueue(tag) {
                         self.events.push_back(Event::Response { id: q.id, result: Err(error.clone()) });
                     }

@@ -81,3 +81,43 @@ mod tests {
         assert_eq!(timers.soonest(), None);
     }
 }
+
+/// A slab: values stay where they were put until removed, so large requests are moved once
+/// in and once out, never shifted about as a tree's nodes split and merge.
+#[derive(Debug)]
+pub(crate) struct Slab<T> {
+    entries: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab { entries: Vec::new(), free: Vec::new() }
+    }
+}
+
+impl<T> Slab<T> {
+    /// Stores `value`; returns its slot.
+    pub fn insert(&mut self, value: T) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot] = Some(value);
+                slot
+            }
+            None => {
+                self.entries.push(Some(value));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    pub fn get(&self, slot: usize) -> Option<&T> {
+        self.entries.get(slot)?.as_ref()
+    }
+
+    pub fn remove(&mut self, slot: usize) -> Option<T> {
+        let value = self.entries.get_mut(slot)?.take()?;
+        self.free.push(slot);
+        Some(value)
+    }
+}

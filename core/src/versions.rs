@@ -5,7 +5,7 @@
 //! ApiVersions handshake is the answer). A broker that accepts the connection and hangs up
 //! before answering ApiVersions is older than Kafka 0.10, and is reported as such.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::client::{BrokerVersions, Event, Node, RequestError, RequestId, Response, Target};
@@ -63,7 +63,7 @@ fn targets_node(target: &Target, node: Node) -> bool {
 }
 
 impl Machine for VersionChecks {
-    fn wanted(&self, _now: Instant, out: &mut BTreeSet<(Target, Role)>) {
+    fn wanted(&self, _now: Instant, out: &mut Vec<(Target, Role)>) {
         out.extend(self.by_target.keys().map(|t| (t.clone(), Role::General)));
     }
 
@@ -74,7 +74,8 @@ impl Machine for VersionChecks {
         link: &Link<'_>,
         _ctx: &mut Ctx<'_>,
     ) -> Option<Outgoing> {
-        let tags: Vec<Tag> = self.by_target.get(target).map(|q| q.iter().copied().collect()).unwrap_or_default();
+        let Some(queue) = self.by_target.get(target) else { return None };
+        let tags: Vec<Tag> = queue.iter().copied().collect();
         let ranges: Vec<(i16, i16, i16)> = link.versions.iter().map(|(k, r)| (k, r.min, r.max)).collect();
         let release = infer_release(&ranges);
         for tag in tags {

@@ -117,9 +117,9 @@ impl MetadataRefresh {
 }
 
 impl Machine for MetadataRefresh {
-    fn wanted(&self, now: Instant, out: &mut BTreeSet<(Target, Role)>) {
+    fn wanted(&self, now: Instant, out: &mut Vec<(Target, Role)>) {
         if !self.user.is_empty() || self.periodic_due(now) {
-            out.insert((Target::AnyBroker, Role::General));
+            out.push((Target::AnyBroker, Role::General));
         }
     }
 
