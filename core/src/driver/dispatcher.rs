@@ -165,6 +165,15 @@ impl Dispatcher {
         }
     }
 
+    /// Refuses every command from now on: those queued and later ones report
+    /// [`DriverGone`](super::outcome::DriverGone). For a driver that ends its loop but is not
+    /// dropped at once; dropping the dispatcher does the same.
+    pub fn close_intake(&mut self) {
+        self.intake.close();
+        while self.intake.try_recv().is_ok() {}
+        self.intake_open = false;
+    }
+
     /// Whether the driver loop may end: the client is closed and nothing waits for an
     /// outcome. Commands still on the intake then report
     /// [`DriverGone`](super::outcome::DriverGone) as the dispatcher is dropped.
