@@ -22,8 +22,15 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// Bounds every wait that must succeed, so a bug fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(5);
 
+/// No timer runs in these tests, so one arbitrary instant serves as `now` throughout.
+#[allow(clippy::disallowed_methods)]
+fn t0() -> Instant {
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
+
 fn started(capacity: usize) -> (Handle, Dispatcher) {
-    start(Config::new("127.0.0.1:9092").unwrap(), Instant::now(), capacity).unwrap()
+    start(Config::new("127.0.0.1:9092").unwrap(), t0(), capacity).unwrap()
 }
 
 /// Counts wake-ups, to see which futures were told to try again.
@@ -46,7 +53,7 @@ fn take_one(dispatcher: &mut Dispatcher) -> bool {
     let (_, waker) = counting_waker();
     match dispatcher.poll_intake(&mut Context::from_waker(&waker)) {
         Poll::Ready(intake) => {
-            dispatcher.handle_intake(Instant::now(), intake);
+            dispatcher.handle_intake(t0(), intake);
             true
         }
         Poll::Pending => false,
@@ -55,18 +62,18 @@ fn take_one(dispatcher: &mut Dispatcher) -> bool {
 
 #[test]
 fn a_bad_config_is_refused_with_its_typed_error() {
-    assert_eq!(start(Config::default(), Instant::now(), 8).err(), Some(ConfigError::NoBootstrapServers));
+    assert_eq!(start(Config::default(), t0(), 8).err(), Some(ConfigError::NoBootstrapServers));
 
     let mut no_in_flight = Config::new("127.0.0.1:9092").unwrap();
     no_in_flight.max_in_flight_per_connection = 0;
     assert!(matches!(
-        start(no_in_flight, Instant::now(), 8),
+        start(no_in_flight, t0(), 8),
         Err(ConfigError::InvalidValue { key, .. }) if key == "max.in.flight.requests.per.connection"
     ));
 
     let zero_timeout = Config::new("127.0.0.1:9092").unwrap().with_request_timeout(Duration::ZERO);
     assert!(matches!(
-        start(zero_timeout, Instant::now(), 8),
+        start(zero_timeout, t0(), 8),
         Err(ConfigError::InvalidValue { key, .. }) if key == "request.timeout.ms"
     ));
 }
@@ -76,7 +83,7 @@ fn the_seed_is_filled_only_when_absent() {
     let (_, dispatcher) = started(8);
     assert!(dispatcher.client().config().rng_seed.is_some());
     let given = Config::new("127.0.0.1:9092").unwrap().with_rng_seed(42);
-    let (_, dispatcher) = start(given, Instant::now(), 8).unwrap();
+    let (_, dispatcher) = start(given, t0(), 8).unwrap();
     assert_eq!(dispatcher.client().config().rng_seed, Some(42));
 }
 
@@ -179,9 +186,9 @@ fn a_full_intake_blocks_a_blocking_sender_until_the_driver_takes_one() {
 fn step(dispatcher: &mut Dispatcher) {
     block_on(async {
         let intake = dispatcher.recv_intake().await;
-        dispatcher.handle_intake(Instant::now(), intake);
+        dispatcher.handle_intake(t0(), intake);
     });
-    let now = Instant::now();
+    let now = t0();
     while dispatcher.poll_transmit(now).is_some() {}
     dispatcher.deliver();
 }
