@@ -33,56 +33,41 @@
 //! # }
 //! ```
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite, Stream};
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{Command, Dispatcher, Outcome};
+use sansa::driver::{self, Dispatcher, Handle, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
-    BrokerAddress, BrokerVersions, Client, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response,
-    Target, Transmit,
+    BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
+    Transmit,
 };
-
-/// A one-shot reply channel from the driver to one caller.
-type Waiter = Sender<Outcome>;
 
 /// A handle to a Kafka client run by its [`Driver`]. Clone it freely; every clone talks to
 /// the same connections. When the last clone is dropped the client closes, letting requests
 /// in flight finish first.
 #[derive(Debug, Clone)]
 pub struct KafkaClient {
-    commands: Sender<(Command, Waiter)>,
+    handle: Handle,
 }
 
 impl KafkaClient {
     /// Creates the client and its [`Driver`], which the caller must spawn; no I/O happens
-    /// until the first command. Errors only for bad config.
-    pub fn connect(mut config: Config) -> Result<(KafkaClient, Driver), ConfigError> {
-        if config.bootstrap_servers.is_empty() {
-            return Err(ConfigError::NoBootstrapServers);
-        }
-        if config.rng_seed.is_none() {
-            config.rng_seed = Some(RandomState::new().build_hasher().finish());
-        }
-        let (tx, rx) = async_channel::unbounded();
+    /// until the first command. Errors only for a config that [`Config::validate`] refuses.
+    pub fn connect(config: Config) -> Result<(KafkaClient, Driver), ConfigError> {
+        let (handle, dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         let driver = Driver {
-            client: Client::new(config, Instant::now()),
-            dispatcher: Dispatcher::new(),
-            commands: Box::pin(rx),
-            commands_open: true,
+            dispatcher,
             conns: HashMap::new(),
             deadline: None,
             timer: Timer::never(),
@@ -90,7 +75,7 @@ impl KafkaClient {
             buf: vec![0; 64 * 1024],
             done: false,
         };
-        Ok((KafkaClient { commands: tx }, driver))
+        Ok((KafkaClient { handle }, driver))
     }
 
     /// [`KafkaClient::connect`] with a configuration from Java-style properties.
@@ -102,8 +87,7 @@ impl KafkaClient {
 
     /// Sends `body` to `target` at the highest version both sides support.
     pub async fn request(&self, target: Target, body: impl Into<RequestBody>) -> Result<Response, RequestError> {
-        let command = Command::Request { target, body: Box::new(body.into()), version: None };
-        response(self.call(command).await)
+        self.handle.request(target, body.into(), None).await
     }
 
     /// Sends `body` to `target` at `version`.
@@ -113,39 +97,24 @@ impl KafkaClient {
         body: impl Into<RequestBody>,
         version: i16,
     ) -> Result<Response, RequestError> {
-        let command = Command::Request { target, body: Box::new(body.into()), version: Some(version) };
-        response(self.call(command).await)
+        self.handle.request(target, body.into(), Some(version)).await
     }
 
     /// Fetches metadata for `topics` (every topic when `None`).
     pub async fn metadata(&self, topics: Option<Vec<TopicName>>) -> Result<ClusterMetadata, RequestError> {
-        self.call(Command::Metadata { topics }).await.map_or(Err(RequestError::ClientClosed), Outcome::into_metadata)
+        self.handle.metadata(topics).await
     }
 
     /// Connects to `target` and reports its API versions and the Kafka release they indicate.
     pub async fn check_version(&self, target: Target) -> Result<BrokerVersions, RequestError> {
-        self.call(Command::CheckVersion { target })
-            .await
-            .map_or(Err(RequestError::ClientClosed), Outcome::into_versions)
+        self.handle.check_version(target).await
     }
 
     /// Lets in-flight requests finish or time out, then closes every connection. Later calls
     /// on any clone return [`RequestError::ClientClosed`].
     pub async fn close(&self) {
-        let _ = self.call(Command::Close).await;
+        self.handle.close().await;
     }
-
-    /// `None` when the driver is gone (or went away before answering).
-    async fn call(&self, command: Command) -> Option<Outcome> {
-        let (waiter, rx) = async_channel::bounded(1);
-        // Unbounded, so this fails only when the driver is gone.
-        self.commands.try_send((command, waiter)).ok()?;
-        rx.recv().await.ok()
-    }
-}
-
-fn response(outcome: Option<Outcome>) -> Result<Response, RequestError> {
-    outcome.map_or(Err(RequestError::ClientClosed), Outcome::into_response)
 }
 
 type Connecting = Pin<Box<dyn Future<Output = Result<Async<TcpStream>, CloseCause>> + Send>>;
@@ -169,11 +138,7 @@ const READS_PER_STEP: usize = 16;
 /// tasks. It completes once the client is closed and no one waits for an answer.
 #[must_use = "the driver does nothing unless spawned"]
 pub struct Driver {
-    client: Client,
-    dispatcher: Dispatcher<Waiter>,
-    /// Pinned because the receiver is `!Unpin`; the driver itself stays `Unpin`.
-    commands: Pin<Box<Receiver<(Command, Waiter)>>>,
-    commands_open: bool,
+    dispatcher: Dispatcher,
     conns: HashMap<ConnId, Conn>,
     /// The client's `poll_timeout` after the last call.
     deadline: Option<Instant>,
@@ -200,7 +165,7 @@ impl Future for Driver {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         for _ in 0..STEPS_PER_POLL {
-            if this.done || (this.client.is_closed() && this.dispatcher.is_idle()) {
+            if this.done || this.dispatcher.is_finished() {
                 this.finish();
                 return Poll::Ready(());
             }
@@ -219,24 +184,11 @@ impl Driver {
     /// anything happened.
     fn step(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progressed = false;
-        if self.commands_open {
-            match self.commands.as_mut().poll_next(cx) {
-                Poll::Ready(Some((command, waiter))) => {
-                    let now = Instant::now();
-                    self.dispatcher.submit(&mut self.client, now, command, waiter);
-                    self.after(now);
-                    progressed = true;
-                }
-                Poll::Ready(None) => {
-                    // Every handle is gone: finish what is in flight, then exit.
-                    self.commands_open = false;
-                    let now = Instant::now();
-                    self.client.close(now);
-                    self.after(now);
-                    progressed = true;
-                }
-                Poll::Pending => {}
-            }
+        if let Poll::Ready(intake) = self.dispatcher.poll_intake(cx) {
+            let now = Instant::now();
+            self.dispatcher.handle_intake(now, intake);
+            self.after(now);
+            progressed = true;
         }
 
         let mut inputs = Vec::new();
@@ -244,7 +196,7 @@ impl Driver {
         self.conns.retain(|&id, conn| poll_conn(id, conn, cx, buf, &mut inputs));
         for input in inputs {
             let now = Instant::now();
-            self.client.handle_input(now, input);
+            self.dispatcher.handle_input(now, input);
             self.after(now);
             progressed = true;
         }
@@ -259,7 +211,7 @@ impl Driver {
             let now = Instant::now();
             if fired || now >= d {
                 self.timer_at = None;
-                self.client.handle_timeout(now);
+                self.dispatcher.handle_timeout(now);
                 self.after(now);
                 progressed = true;
             }
@@ -270,13 +222,11 @@ impl Driver {
     /// Drains the client's outputs after a command, input or timeout, in the order the core
     /// asks for: transmits, the next deadline, then completed commands.
     fn after(&mut self, now: Instant) {
-        while let Some(t) = self.client.poll_transmit(now) {
+        while let Some(t) = self.dispatcher.poll_transmit(now) {
             self.apply(t);
         }
-        self.deadline = self.client.poll_timeout();
-        for (waiter, outcome) in self.dispatcher.drain(&mut self.client) {
-            let _ = waiter.try_send(outcome);
-        }
+        self.deadline = self.dispatcher.poll_timeout();
+        self.dispatcher.deliver();
     }
 
     fn apply(&mut self, t: Transmit) {
@@ -301,8 +251,7 @@ impl Driver {
     fn finish(&mut self) {
         self.done = true;
         self.conns.clear();
-        self.commands.close();
-        while self.commands.try_recv().is_ok() {}
+        self.dispatcher.close_intake();
     }
 }
 

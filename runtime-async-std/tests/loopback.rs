@@ -215,3 +215,18 @@ fn bad_config_is_an_error() {
     assert!(matches!(err, Err(ConfigError::InvalidValue { .. })));
     assert!(KafkaClient::from_properties([("bootstrap.servers", "localhost:9092")]).is_ok());
 }
+
+#[test]
+fn a_config_that_validate_refuses_is_refused() {
+    let mut no_in_flight = Config::new("localhost:9092").expect("config");
+    no_in_flight.max_in_flight_per_connection = 0;
+    assert!(matches!(
+        KafkaClient::connect(no_in_flight),
+        Err(ConfigError::InvalidValue { key, .. }) if key == "max.in.flight.requests.per.connection"
+    ));
+    let zero_timeout = Config::new("localhost:9092").expect("config").with_request_timeout(Duration::ZERO);
+    assert!(matches!(
+        KafkaClient::connect(zero_timeout),
+        Err(ConfigError::InvalidValue { key, .. }) if key == "request.timeout.ms"
+    ));
+}

@@ -29,70 +29,50 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::pin::pin;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use async_channel::{Receiver, Sender};
 use bytes::Bytes;
+use futures_lite::Stream;
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{Command, Dispatcher, Outcome};
+use sansa::driver::outcome::Reply;
+use sansa::driver::{self, Dispatcher, Handle, Intake, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
-    BrokerAddress, BrokerVersions, Client, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response,
-    Target, Transmit,
+    BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
+    Transmit,
 };
 
-/// A one-shot reply channel from the driver to one caller.
-type Waiter = SyncSender<Outcome>;
-
-/// Everything the driver thread waits for, on one channel.
-enum Msg {
-    Command(Command, Waiter),
-    Input(Input),
-    /// The last [`KafkaClient`] clone was dropped.
-    HandlesGone,
-}
+/// Inputs queued from connection threads to the driver; bounded so a driver that falls
+/// behind stops the sockets from reading instead of buffering without limit.
+const INPUT_QUEUE: usize = 256;
 
 /// A handle to a Kafka client driven by a background thread. Clone it freely; every clone
 /// talks to the same connections. When the last clone is dropped the client closes, letting
 /// requests in flight (including [`PendingResponse`]s) finish first.
 #[derive(Debug, Clone)]
 pub struct KafkaClient {
-    handle: Arc<Handle>,
-}
-
-#[derive(Debug)]
-struct Handle {
-    tx: Sender<Msg>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        let _ = self.tx.send(Msg::HandlesGone);
-    }
+    handle: Handle,
 }
 
 impl KafkaClient {
-    /// Starts the driver; no I/O happens until the first command. Errors only for bad config.
-    pub fn connect(mut config: Config) -> Result<KafkaClient, ConfigError> {
-        if config.bootstrap_servers.is_empty() {
-            return Err(ConfigError::NoBootstrapServers);
-        }
-        if config.rng_seed.is_none() {
-            config.rng_seed = Some(RandomState::new().build_hasher().finish());
-        }
-        let (tx, rx) = mpsc::channel();
-        let client = Client::new(config, Instant::now());
-        let inputs = tx.clone();
-        // If the thread cannot start, `rx` is dropped and every call reports ClientClosed.
-        let _ = thread::Builder::new().name("sansa-driver".into()).spawn(move || drive(client, rx, inputs));
-        Ok(KafkaClient { handle: Arc::new(Handle { tx }) })
+    /// Starts the driver; no I/O happens until the first command. Errors only for a config
+    /// that [`Config::validate`] refuses.
+    pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
+        let (handle, dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
+        let (inputs_tx, inputs) = async_channel::bounded(INPUT_QUEUE);
+        // If the thread cannot start, the dispatcher is dropped and every call reports ClientClosed.
+        let _ = thread::Builder::new().name("sansa-driver".into()).spawn(move || drive(dispatcher, inputs, inputs_tx));
+        Ok(KafkaClient { handle })
     }
 
     /// [`KafkaClient::connect`] with a configuration from Java-style properties.
@@ -105,7 +85,7 @@ impl KafkaClient {
     /// Sends `body` to `target` at the highest version both sides support and waits for the
     /// answer.
     pub fn request(&self, target: Target, body: impl Into<RequestBody>) -> Result<Response, RequestError> {
-        self.send(target, body).wait()
+        self.handle.request_blocking(target, body.into(), None)
     }
 
     /// Sends `body` to `target` at `version` and waits for the answer.
@@ -115,78 +95,83 @@ impl KafkaClient {
         body: impl Into<RequestBody>,
         version: i16,
     ) -> Result<Response, RequestError> {
-        self.submit(Command::Request { target, body: Box::new(body.into()), version: Some(version) }).wait()
+        self.handle.request_blocking(target, body.into(), Some(version))
     }
 
-    /// Submits a request without waiting; [`PendingResponse::wait`] gets the answer.
+    /// Submits a request, blocking only while the driver's intake is full;
+    /// [`PendingResponse::wait`] gets the answer.
     pub fn send(&self, target: Target, body: impl Into<RequestBody>) -> PendingResponse {
-        self.submit(Command::Request { target, body: Box::new(body.into()), version: None })
+        PendingResponse { reply: self.handle.send_request_blocking(target, body.into(), None) }
     }
 
     /// Fetches metadata for `topics` (every topic when `None`).
     pub fn metadata(&self, topics: Option<Vec<TopicName>>) -> Result<ClusterMetadata, RequestError> {
-        self.submit(Command::Metadata { topics })
-            .outcome()
-            .map_or(Err(RequestError::ClientClosed), Outcome::into_metadata)
+        self.handle.metadata_blocking(topics)
     }
 
     /// Connects to `target` and reports its API versions and the Kafka release they indicate.
     pub fn check_version(&self, target: Target) -> Result<BrokerVersions, RequestError> {
-        self.submit(Command::CheckVersion { target })
-            .outcome()
-            .map_or(Err(RequestError::ClientClosed), Outcome::into_versions)
+        self.handle.check_version_blocking(target)
     }
 
     /// Lets in-flight requests finish or time out, then closes every connection. Later calls
     /// on any clone return [`RequestError::ClientClosed`].
     pub fn close(&self) {
-        let _ = self.submit(Command::Close).outcome();
-    }
-
-    fn submit(&self, command: Command) -> PendingResponse {
-        let (waiter, rx) = mpsc::sync_channel(1);
-        // On failure the waiter is dropped with the message, so `rx` reports the driver gone.
-        let _ = self.handle.tx.send(Msg::Command(command, waiter));
-        PendingResponse { rx }
+        self.handle.close_blocking();
     }
 }
 
 /// A request submitted with [`KafkaClient::send`] whose answer has not been collected yet.
 #[derive(Debug)]
 pub struct PendingResponse {
-    rx: Receiver<Outcome>,
+    reply: Reply<Result<Response, RequestError>>,
 }
 
 impl PendingResponse {
     /// Blocks until the answer arrives (at the latest when the request times out).
     pub fn wait(self) -> Result<Response, RequestError> {
-        response(self.outcome())
+        self.reply.recv_blocking()?
     }
 
     /// Waits at most `timeout`; `None` if the answer has not arrived by then. Once this
     /// returned `Some`, the answer has been taken: do not wait again.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Response, RequestError>> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(o) => Some(response(Some(o))),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => Some(Err(RequestError::ClientClosed)),
-        }
-    }
-
-    fn outcome(self) -> Option<Outcome> {
-        self.rx.recv().ok()
+        let answer = block_on_until(Some(Instant::now() + timeout), self.reply.recv())?;
+        Some(answer.map_err(RequestError::from).and_then(|r| r))
     }
 }
 
-fn response(outcome: Option<Outcome>) -> Result<Response, RequestError> {
-    outcome.map_or(Err(RequestError::ClientClosed), Outcome::into_response)
+/// Runs `future` on this thread until it completes or `deadline` passes.
+fn block_on_until<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Output> {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
+        }
+        // Parking may end early (an unpark from an earlier wake); polling again is harmless.
+        match deadline {
+            None => thread::park(),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => thread::park_timeout(left),
+                _ => return None,
+            },
+        }
+    }
 }
 
 /// The driver's side of one connection.
 #[derive(Debug)]
 struct Conn {
     /// Bytes for the writer thread.
-    writer: Sender<Bytes>,
+    writer: mpsc::Sender<Bytes>,
     socket: Arc<Mutex<Socket>>,
 }
 
@@ -208,42 +193,52 @@ impl Conn {
     }
 }
 
-fn drive(mut client: Client, rx: Receiver<Msg>, inputs: Sender<Msg>) {
-    let mut dispatcher = Dispatcher::<Waiter>::new();
+fn drive(mut dispatcher: Dispatcher, inputs: Receiver<Input>, inputs_tx: Sender<Input>) {
+    let mut inputs = pin!(inputs);
     let mut conns: HashMap<ConnId, Conn> = HashMap::new();
     loop {
         let now = Instant::now();
-        while let Some(t) = client.poll_transmit(now) {
-            apply(t, &mut conns, &inputs);
+        while let Some(t) = dispatcher.poll_transmit(now) {
+            if let Some(failed) = apply(t, &mut conns, &inputs_tx) {
+                dispatcher.handle_input(now, failed);
+            }
         }
-        let deadline = client.poll_timeout();
-        for (waiter, outcome) in dispatcher.drain(&mut client) {
-            let _ = waiter.send(outcome);
-        }
-        if client.is_closed() && dispatcher.is_idle() {
+        let deadline = dispatcher.poll_timeout();
+        dispatcher.deliver();
+        if dispatcher.is_finished() {
             break;
         }
-        let msg = match deadline {
-            Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-            None => match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => break,
-            },
-        };
+        // Both sources are polled on each wake-up, so a busy intake cannot starve the sockets.
+        let woke = block_on_until(
+            deadline,
+            std::future::poll_fn(|cx| {
+                let intake: Option<Intake> = match dispatcher.poll_intake(cx) {
+                    Poll::Ready(intake) => Some(intake),
+                    Poll::Pending => None,
+                };
+                let input = match inputs.as_mut().poll_next(cx) {
+                    Poll::Ready(input) => input,
+                    Poll::Pending => None,
+                };
+                if intake.is_none() && input.is_none() {
+                    Poll::Pending
+                } else {
+                    Poll::Ready((intake, input))
+                }
+            }),
+        );
         let now = Instant::now();
-        match msg {
-            Some(Msg::Command(command, waiter)) => dispatcher.submit(&mut client, now, command, waiter),
-            Some(Msg::Input(input)) if accept(&input, &mut conns) => client.handle_input(now, input),
-            Some(Msg::HandlesGone) => client.close(now),
-            Some(Msg::Input(_)) | None => {}
+        if let Some((intake, input)) = woke {
+            if let Some(intake) = intake {
+                dispatcher.handle_intake(now, intake);
+            }
+            if let Some(input) = input.filter(|i| accept(i, &mut conns)) {
+                dispatcher.handle_input(now, input);
+            }
         }
-        // Also on a busy channel, which may never let recv_timeout time out.
+        // Also on busy sources, which may never let the wait time out.
         if deadline.is_some_and(|d| now >= d) {
-            client.handle_timeout(now);
+            dispatcher.handle_timeout(now);
         }
     }
     for conn in conns.into_values() {
@@ -260,7 +255,9 @@ fn accept(input: &Input, conns: &mut HashMap<ConnId, Conn>) -> bool {
     }
 }
 
-fn apply(t: Transmit, conns: &mut HashMap<ConnId, Conn>, inputs: &Sender<Msg>) {
+/// Carries out one transmit. A connection whose thread cannot start is reported closed by
+/// the return value: the driver thread must not wait on its own full input queue.
+fn apply(t: Transmit, conns: &mut HashMap<ConnId, Conn>, inputs: &Sender<Input>) -> Option<Input> {
     match t {
         Transmit::Open { conn, address } => {
             let (writer, bytes) = mpsc::channel();
@@ -270,12 +267,8 @@ fn apply(t: Transmit, conns: &mut HashMap<ConnId, Conn>, inputs: &Sender<Msg>) {
                 .name(format!("sansa-conn-{}", conn.0))
                 .spawn(move || connection(conn, &address, &tx, bytes, &shared));
             match spawned {
-                Ok(_) => {
-                    conns.insert(conn, Conn { writer, socket });
-                }
-                Err(e) => {
-                    let _ = inputs.send(Msg::Input(Input::Closed { conn, cause: CloseCause::Io(e.to_string()) }));
-                }
+                Ok(_) => drop(conns.insert(conn, Conn { writer, socket })),
+                Err(e) => return Some(Input::Closed { conn, cause: CloseCause::Io(e.to_string()) }),
             }
         }
         Transmit::Send { conn, bytes } => {
@@ -290,12 +283,19 @@ fn apply(t: Transmit, conns: &mut HashMap<ConnId, Conn>, inputs: &Sender<Msg>) {
         }
         _ => {}
     }
+    None
 }
 
 /// One connection's thread: connect, start the writer, then read until the socket closes.
-fn connection(conn: ConnId, address: &BrokerAddress, tx: &Sender<Msg>, bytes: Receiver<Bytes>, socket: &Mutex<Socket>) {
+fn connection(
+    conn: ConnId,
+    address: &BrokerAddress,
+    tx: &Sender<Input>,
+    bytes: mpsc::Receiver<Bytes>,
+    socket: &Mutex<Socket>,
+) {
     let closed = |cause| {
-        let _ = tx.send(Msg::Input(Input::Closed { conn, cause }));
+        let _ = tx.send_blocking(Input::Closed { conn, cause });
     };
     let stream = match open(address) {
         Ok(s) => Arc::new(s),
@@ -316,7 +316,7 @@ fn connection(conn: ConnId, address: &BrokerAddress, tx: &Sender<Msg>, bytes: Re
         let _ = stream.shutdown(Shutdown::Both);
         return closed(CloseCause::Io(e.to_string()));
     }
-    if tx.send(Msg::Input(Input::Connected { conn })).is_err() {
+    if tx.send_blocking(Input::Connected { conn }).is_err() {
         return;
     }
     let mut buf = vec![0u8; 64 * 1024];
@@ -325,7 +325,7 @@ fn connection(conn: ConnId, address: &BrokerAddress, tx: &Sender<Msg>, bytes: Re
             Ok(0) => return closed(CloseCause::PeerClosed),
             Ok(n) => {
                 let data = Bytes::copy_from_slice(&buf[..n]);
-                if tx.send(Msg::Input(Input::Received { conn, data })).is_err() {
+                if tx.send_blocking(Input::Received { conn, data }).is_err() {
                     return; // driver gone
                 }
             }
@@ -335,12 +335,12 @@ fn connection(conn: ConnId, address: &BrokerAddress, tx: &Sender<Msg>, bytes: Re
     }
 }
 
-fn write_loop(conn: ConnId, stream: &TcpStream, tx: &Sender<Msg>, bytes: Receiver<Bytes>) {
+fn write_loop(conn: ConnId, stream: &TcpStream, tx: &Sender<Input>, bytes: mpsc::Receiver<Bytes>) {
     // Ends when the driver drops the sender (the connection closed).
     for chunk in bytes {
         let mut w = stream;
         if let Err(e) = w.write_all(&chunk) {
-            let _ = tx.send(Msg::Input(Input::Closed { conn, cause: CloseCause::from(&e) }));
+            let _ = tx.send_blocking(Input::Closed { conn, cause: CloseCause::from(&e) });
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }

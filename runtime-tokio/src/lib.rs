@@ -26,24 +26,21 @@
 //! ```
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{Command, Dispatcher, Outcome};
+use sansa::driver::{self, Dispatcher, Handle, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
-    BrokerAddress, BrokerVersions, Client, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response,
-    Target, Transmit,
+    BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
+    Transmit,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-type Waiter = oneshot::Sender<Outcome>;
 
 /// Inputs queued from connections to the driver; bounded so a driver that falls behind stops
 /// the sockets from reading instead of buffering without limit.
@@ -56,32 +53,22 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// A handle to a Kafka client running on tokio. Clones share one driver task.
 #[derive(Debug, Clone)]
 pub struct KafkaClient {
-    commands: mpsc::UnboundedSender<(Command, Waiter)>,
+    handle: Handle,
 }
 
 impl KafkaClient {
-    /// Starts the driver; no I/O happens until the first command. Errors only for bad config.
+    /// Starts the driver; no I/O happens until the first command. Errors only for a config
+    /// that [`Config::validate`] refuses.
     ///
     /// # Panics
     ///
     /// When called outside a tokio runtime.
-    pub fn connect(mut config: Config) -> Result<KafkaClient, ConfigError> {
-        if config.bootstrap_servers.is_empty() {
-            return Err(ConfigError::NoBootstrapServers);
-        }
-        if config.rng_seed.is_none() {
-            config.rng_seed = Some(std::collections::hash_map::RandomState::new().build_hasher().finish());
-        }
-        let (commands, command_rx) = mpsc::unbounded_channel();
+    pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
+        let (handle, dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
-        let driver = Driver {
-            client: Client::new(config, Instant::now()),
-            dispatcher: Dispatcher::new(),
-            conns: HashMap::new(),
-            input_tx,
-        };
-        tokio::spawn(driver.run(command_rx, input_rx));
-        Ok(KafkaClient { commands })
+        let driver = Driver { dispatcher, conns: HashMap::new(), input_tx };
+        tokio::spawn(driver.run(input_rx));
+        Ok(KafkaClient { handle })
     }
 
     /// Starts a client from Java-style properties (`bootstrap.servers`, `request.timeout.ms`, ...).
@@ -93,7 +80,7 @@ impl KafkaClient {
 
     /// Sends `body` to `target` at the highest version both sides support.
     pub async fn request(&self, target: Target, body: impl Into<RequestBody>) -> Result<Response, RequestError> {
-        self.send_request(target, body.into(), None).await
+        self.handle.request(target, body.into(), None).await
     }
 
     /// Sends `body` to `target` at `version`.
@@ -103,42 +90,22 @@ impl KafkaClient {
         body: impl Into<RequestBody>,
         version: i16,
     ) -> Result<Response, RequestError> {
-        self.send_request(target, body.into(), Some(version)).await
+        self.handle.request(target, body.into(), Some(version)).await
     }
 
     /// Fetches metadata for `topics` (every topic when `None`); named topics are kept fresh.
     pub async fn metadata(&self, topics: Option<Vec<TopicName>>) -> Result<ClusterMetadata, RequestError> {
-        self.call(Command::Metadata { topics }).await.map_or(Err(RequestError::ClientClosed), Outcome::into_metadata)
+        self.handle.metadata(topics).await
     }
 
     /// Reports the API versions `target` advertises and the Kafka release they indicate.
     pub async fn check_version(&self, target: Target) -> Result<BrokerVersions, RequestError> {
-        self.call(Command::CheckVersion { target })
-            .await
-            .map_or(Err(RequestError::ClientClosed), Outcome::into_versions)
+        self.handle.check_version(target).await
     }
 
     /// Lets in-flight requests finish or time out, then closes every connection.
     pub async fn close(&self) {
-        self.call(Command::Close).await;
-    }
-
-    async fn send_request(
-        &self,
-        target: Target,
-        body: RequestBody,
-        version: Option<i16>,
-    ) -> Result<Response, RequestError> {
-        self.call(Command::Request { target, body: Box::new(body), version })
-            .await
-            .map_or(Err(RequestError::ClientClosed), Outcome::into_response)
-    }
-
-    /// `None` when the driver is gone.
-    async fn call(&self, command: Command) -> Option<Outcome> {
-        let (waiter, outcome) = oneshot::channel();
-        self.commands.send((command, waiter)).ok()?;
-        outcome.await.ok()
+        self.handle.close().await;
     }
 }
 
@@ -148,31 +115,23 @@ struct Conn {
     task: JoinHandle<()>,
 }
 
-/// Owns the client; the only place it is touched.
+/// Owns the dispatcher (and so the client); the only place it is touched.
 struct Driver {
-    client: Client,
-    dispatcher: Dispatcher<Waiter>,
+    dispatcher: Dispatcher,
     conns: HashMap<ConnId, Conn>,
     input_tx: mpsc::Sender<Input>,
 }
 
 impl Driver {
-    async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<(Command, Waiter)>,
-        mut inputs: mpsc::Receiver<Input>,
-    ) {
-        let mut handles_alive = true;
+    async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         loop {
             let now = Instant::now();
-            while let Some(t) = self.client.poll_transmit(now) {
+            while let Some(t) = self.dispatcher.poll_transmit(now) {
                 self.apply(t);
             }
-            let deadline = self.client.poll_timeout();
-            for (waiter, outcome) in self.dispatcher.drain(&mut self.client) {
-                let _ = waiter.send(outcome); // the caller may have stopped waiting
-            }
-            if self.client.is_closed() && self.dispatcher.is_idle() {
+            let deadline = self.dispatcher.poll_timeout();
+            self.dispatcher.deliver();
+            if self.dispatcher.is_finished() {
                 break;
             }
             let sleep = async {
@@ -183,15 +142,8 @@ impl Driver {
             };
             tokio::select! {
                 Some(input) = inputs.recv() => self.handle_input(input),
-                command = commands.recv(), if handles_alive => match command {
-                    Some((command, waiter)) => self.dispatcher.submit(&mut self.client, Instant::now(), command, waiter),
-                    None => {
-                        // Every handle is gone: finish what is in flight, then stop.
-                        handles_alive = false;
-                        self.client.close(Instant::now());
-                    }
-                },
-                () = sleep => self.client.handle_timeout(Instant::now()),
+                intake = self.dispatcher.recv_intake() => self.dispatcher.handle_intake(Instant::now(), intake),
+                () = sleep => self.dispatcher.handle_timeout(Instant::now()),
             }
         }
         for (_, conn) in self.conns.drain() {
@@ -211,7 +163,7 @@ impl Driver {
         if matches!(input, Input::Closed { .. }) {
             self.conns.remove(&conn);
         }
-        self.client.handle_input(Instant::now(), input);
+        self.dispatcher.handle_input(Instant::now(), input);
     }
 
     fn apply(&mut self, transmit: Transmit) {

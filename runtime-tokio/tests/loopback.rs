@@ -129,3 +129,14 @@ fn config_errors_come_back_before_anything_runs() {
     let err = KafkaClient::from_properties([("client.id", "x")]).unwrap_err();
     assert_eq!(err, sansa::ConfigError::NoBootstrapServers);
 }
+
+#[test]
+fn a_config_that_validate_refuses_is_refused_before_anything_runs() {
+    assert_eq!(KafkaClient::connect(Config::default()).err(), Some(sansa::ConfigError::NoBootstrapServers));
+    let mut no_in_flight = Config::new("127.0.0.1:9092").unwrap();
+    no_in_flight.max_in_flight_per_connection = 0;
+    assert!(matches!(
+        KafkaClient::connect(no_in_flight),
+        Err(sansa::ConfigError::InvalidValue { key, .. }) if key == "max.in.flight.requests.per.connection"
+    ));
+}

@@ -1,0 +1,213 @@
+//! The driver's side: owns the client, takes commands off the intake, and routes each
+//! finished event to the handle that waits for it. Deterministic: waiters live in a
+//! `BTreeMap` keyed by request id.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_channel::{Receiver, WeakSender};
+use futures_core::Stream;
+
+use super::outcome::{Nudge, Replier};
+use super::{Command, Msg};
+use crate::client::{BrokerVersions, Client, Event, Input, RequestError, RequestId, Response, Transmit};
+use crate::cluster::ClusterMetadata;
+
+/// Owns the [`Client`] inside an adapter's driver loop (see the [module docs](super)). Each
+/// `handle_*` call is followed, as for the client, by draining [`Dispatcher::poll_transmit`],
+/// then [`Dispatcher::poll_timeout`], then [`Dispatcher::deliver`].
+pub struct Dispatcher {
+    client: Client,
+    /// Pinned because the receiver is `!Unpin`; the dispatcher itself stays `Unpin`.
+    intake: Pin<Box<Receiver<Msg>>>,
+    /// False once every handle is gone and the client was told to close.
+    intake_open: bool,
+    nudge: Nudge,
+    waiting: BTreeMap<RequestId, Waiting>,
+    closing: Vec<Replier<()>>,
+}
+
+/// Something [`Dispatcher::poll_intake`] took off the intake, for [`Dispatcher::handle_intake`].
+pub struct Intake(Taken);
+
+enum Taken {
+    Msg(Msg),
+    /// Every handle is gone.
+    HandlesGone,
+}
+
+/// A replier waiting for the event of one request id.
+enum Waiting {
+    Response(Replier<Result<Response, RequestError>>),
+    Metadata(Replier<Result<ClusterMetadata, RequestError>>),
+    Versions(Replier<Result<BrokerVersions, RequestError>>),
+}
+
+impl Dispatcher {
+    pub(super) fn new(client: Client, intake: Receiver<Msg>, weak: WeakSender<Msg>) -> Dispatcher {
+        Dispatcher {
+            client,
+            intake: Box::pin(intake),
+            intake_open: true,
+            nudge: Nudge::new(weak),
+            waiting: BTreeMap::new(),
+            closing: Vec::new(),
+        }
+    }
+
+    /// The client, for its getters.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A [`Nudge`] that wakes this driver, for the [`outcome`](super::outcome) primitives that
+    /// hold work back until the application acts.
+    pub fn nudge(&self) -> Nudge {
+        self.nudge.clone()
+    }
+
+    /// [`Client::poll_transmit`]: call until `None` after every `handle_*` call.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.client.poll_transmit(now)
+    }
+
+    /// [`Client::poll_timeout`]: when to call [`Dispatcher::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.client.poll_timeout()
+    }
+
+    /// [`Client::handle_input`]: bytes, connects and closes from the adapter's sockets.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.client.handle_input(now, input);
+    }
+
+    /// [`Client::handle_timeout`]: call at (or after) the deadline from `poll_timeout`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.client.handle_timeout(now);
+    }
+
+    /// Registers the waker and reports whether the intake has something; once every handle
+    /// is gone and that was handled, stays pending for good.
+    pub fn poll_intake(&mut self, cx: &mut Context<'_>) -> Poll<Intake> {
+        if !self.intake_open {
+            return Poll::Pending;
+        }
+        self.intake.as_mut().poll_next(cx).map(|msg| Intake(msg.map_or(Taken::HandlesGone, Taken::Msg)))
+    }
+
+    /// [`Dispatcher::poll_intake`] as a future, for `select!`-style waiting.
+    pub fn recv_intake(&mut self) -> impl Future<Output = Intake> + '_ {
+        std::future::poll_fn(move |cx| self.poll_intake(cx))
+    }
+
+    /// Feeds what [`Dispatcher::poll_intake`] took to the client: a command is submitted, the
+    /// last handle going away closes the client (requests in flight finish first).
+    pub fn handle_intake(&mut self, now: Instant, intake: Intake) {
+        match intake.0 {
+            Taken::Msg(Msg::Command(command)) => self.submit(now, command),
+            // The next pass of the loop looks again at whatever was held back.
+            Taken::Msg(Msg::Nudge(queued)) => queued.store(false, Ordering::SeqCst),
+            Taken::HandlesGone => {
+                self.intake_open = false;
+                self.client.close(now);
+            }
+        }
+    }
+
+    fn submit(&mut self, now: Instant, command: Command) {
+        let (id, waiting) = match command {
+            Command::Request { target, body, version, reply } => {
+                (self.client.request(now, target, *body, version), Waiting::Response(reply))
+            }
+            Command::Metadata { topics, reply } => {
+                (self.client.refresh_metadata(now, topics), Waiting::Metadata(reply))
+            }
+            Command::CheckVersion { target, reply } => {
+                (self.client.check_version(now, target), Waiting::Versions(reply))
+            }
+            // The client emits `Closed` once; later closers are answered at once.
+            Command::Close { reply } if self.client.is_closed() => return reply.send(()),
+            Command::Close { reply } => {
+                self.closing.push(reply);
+                return self.client.close(now);
+            }
+        };
+        self.waiting.insert(id, waiting);
+    }
+
+    /// Takes every event from the client and completes the handle waiting for it; never
+    /// blocks. Events nobody waits for any more are dropped.
+    pub fn deliver(&mut self) {
+        while let Some(event) = self.client.poll_event() {
+            match event {
+                Event::Response { id, result } => {
+                    if let Some(Waiting::Response(reply)) = self.waiting.remove(&id) {
+                        reply.send(result);
+                    }
+                }
+                Event::Metadata { id, result } => {
+                    if let Some(Waiting::Metadata(reply)) = self.waiting.remove(&id) {
+                        reply.send(result);
+                    }
+                }
+                Event::Versions { id, result } => {
+                    if let Some(Waiting::Versions(reply)) = self.waiting.remove(&id) {
+                        reply.send(result);
+                    }
+                }
+                Event::Closed => self.closing.drain(..).for_each(|reply| reply.send(())),
+            }
+        }
+    }
+
+    /// Refuses every command from now on: those queued and later ones report
+    /// [`DriverGone`](super::outcome::DriverGone). For a driver that ends its loop but is not
+    /// dropped at once; dropping the dispatcher does the same.
+    pub fn close_intake(&mut self) {
+        self.intake.close();
+        while self.intake.try_recv().is_ok() {}
+        self.intake_open = false;
+    }
+
+    /// Whether the driver loop may end: the client is closed and nothing waits for an
+    /// outcome. Commands still on the intake then report
+    /// [`DriverGone`](super::outcome::DriverGone) as the dispatcher is dropped.
+    pub fn is_finished(&self) -> bool {
+        self.client.is_closed() && self.waiting.is_empty() && self.closing.is_empty()
+    }
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("intake_open", &self.intake_open)
+            .field("queued_commands", &self.intake.len())
+            .field("waiting", &self.waiting.len())
+            .field("closing", &self.closing.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Intake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match &self.0 {
+            Taken::Msg(Msg::Command(_)) => "Command",
+            Taken::Msg(Msg::Nudge(_)) => "Nudge",
+            Taken::HandlesGone => "HandlesGone",
+        };
+        f.debug_tuple("Intake").field(&what).finish()
+    }
+}
+
+#[cfg(test)]
+impl Dispatcher {
+    /// Messages waiting on the intake.
+    pub(super) fn queued(&self) -> usize {
+        self.intake.len()
+    }
+}

@@ -1,0 +1,109 @@
+//! The adapter boundary: everything a runtime adapter shares, minus sockets, timers and
+//! spawning. No executor, no clock, no thread lives here; this module only moves commands
+//! and outcomes between application handles and the driver loop that owns the [`Client`].
+//!
+//! [`start`] validates the configuration once for every runtime and splits a client into a
+//! [`Handle`] (typed methods, `async` and `_blocking`, behind a bounded intake) and a
+//! [`Dispatcher`] (the driver's side: it owns the client, takes commands off the intake and
+//! routes each finished event to the handle that waits for it). Outcomes travel through the
+//! primitives of [`outcome`]: one-shot replies, multi-stage outcomes, bounded item streams and
+//! acknowledgements back to the driver.
+//!
+//! An adapter's driver loop, with the runtime's own waiting in the middle:
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use sansa::driver::{self, DEFAULT_INTAKE_CAPACITY};
+//! use sansa::{Config, Target};
+//!
+//! let (handle, mut dispatcher) =
+//!     driver::start(Config::new("127.0.0.1:9092").unwrap(), Instant::now(), DEFAULT_INTAKE_CAPACITY).unwrap();
+//! // Application tasks or threads call `handle.check_version(Target::AnyBroker).await`, ...
+//! # let _ = (&handle, Target::AnyBroker);
+//! loop {
+//!     let now = Instant::now();
+//!     while let Some(t) = dispatcher.poll_transmit(now) { /* open, write, close sockets */ }
+//!     let deadline = dispatcher.poll_timeout();
+//!     dispatcher.deliver(); // completes waiting handles; never blocks
+//!     if dispatcher.is_finished() { break; }
+//!     // Wait for: socket input -> dispatcher.handle_input(now, input)
+//!     //           the intake (dispatcher.recv_intake().await or poll_intake) -> handle_intake(now, intake)
+//!     //           `deadline` -> dispatcher.handle_timeout(now)
+//! #   break;
+//! }
+//! ```
+//!
+//! [`Client`]: crate::Client
+
+mod dispatcher;
+mod handle;
+pub mod outcome;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use dispatcher::{Dispatcher, Intake};
+pub use handle::Handle;
+
+use crate::client::{BrokerVersions, Client, RequestError, Response, Target};
+use crate::cluster::ClusterMetadata;
+use crate::config::{Config, ConfigError};
+use crate::protocol::{RequestBody, TopicName};
+use outcome::Replier;
+
+/// Commands the intake holds unless an adapter asks for another bound: enough to keep many
+/// requests pipelined, small enough that a stalled driver pushes back on its callers.
+pub const DEFAULT_INTAKE_CAPACITY: usize = 1024;
+
+/// Validates `config`, gives it an OS-seeded [`Config::rng_seed`] when it has none, and
+/// creates the client with its handle and dispatcher. The intake holds at most
+/// `intake_capacity` commands (at least one). Call it once per client, from the adapter's
+/// constructor; no I/O happens until the dispatcher's first transmit is applied.
+pub fn start(mut config: Config, now: Instant, intake_capacity: usize) -> Result<(Handle, Dispatcher), ConfigError> {
+    config.validate()?;
+    if config.rng_seed.is_none() {
+        // The one place that draws randomness from the OS; the seed makes every later draw
+        // reproducible.
+        config.rng_seed = Some(RandomState::new().build_hasher().finish());
+    }
+    let (tx, rx) = async_channel::bounded(intake_capacity.max(1));
+    let dispatcher = Dispatcher::new(Client::new(config, now), rx, tx.downgrade());
+    Ok((Handle::new(tx), dispatcher))
+}
+
+/// What travels on the intake.
+enum Msg {
+    Command(Command),
+    /// From [`outcome::Nudge`]: look again at what is held back. The flag lets the next nudge
+    /// through once this one is taken.
+    Nudge(Arc<AtomicBool>),
+}
+
+/// A command from a [`Handle`], carrying the replier for its outcome.
+#[allow(clippy::large_enum_variant)] // moved once, from a handle to the dispatcher
+enum Command {
+    Request {
+        target: Target,
+        body: Box<RequestBody>,
+        version: Option<i16>,
+        reply: Replier<Result<Response, RequestError>>,
+    },
+    Metadata {
+        topics: Option<Vec<TopicName>>,
+        reply: Replier<Result<ClusterMetadata, RequestError>>,
+    },
+    CheckVersion {
+        target: Target,
+        reply: Replier<Result<BrokerVersions, RequestError>>,
+    },
+    /// Completes once everything in flight finished.
+    Close {
+        reply: Replier<()>,
+    },
+}
+
+#[cfg(test)]
+mod tests;

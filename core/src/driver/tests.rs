@@ -1,0 +1,276 @@
+//! The adapter boundary without sockets: async sides polled by hand or with
+//! `futures_lite::future::block_on`, blocking sides on threads.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use futures_lite::future::block_on;
+
+use super::outcome::{ack, items, reply, staged, DriverGone, Stage, TooManyStages};
+use super::{start, Dispatcher, Handle};
+use crate::client::{RequestError, Target};
+use crate::config::{Config, ConfigError};
+use crate::protocol::messages::MetadataRequest;
+
+/// Long enough that a thread which could go on has gone on.
+const SETTLE: Duration = Duration::from_millis(100);
+/// Bounds every wait that must succeed, so a bug fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// No timer runs in these tests, so one arbitrary instant serves as `now` throughout.
+#[allow(clippy::disallowed_methods)]
+fn t0() -> Instant {
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
+
+fn started(capacity: usize) -> (Handle, Dispatcher) {
+    start(Config::new("127.0.0.1:9092").unwrap(), t0(), capacity).unwrap()
+}
+
+/// Counts wake-ups, to see which futures were told to try again.
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<Wakes>, Waker) {
+    let wakes = Arc::new(Wakes::default());
+    (wakes.clone(), Waker::from(wakes))
+}
+
+/// Takes one message off the intake, if there is one, and feeds it to the client.
+fn take_one(dispatcher: &mut Dispatcher) -> bool {
+    let (_, waker) = counting_waker();
+    match dispatcher.poll_intake(&mut Context::from_waker(&waker)) {
+        Poll::Ready(intake) => {
+            dispatcher.handle_intake(t0(), intake);
+            true
+        }
+        Poll::Pending => false,
+    }
+}
+
+#[test]
+fn a_bad_config_is_refused_with_its_typed_error() {
+    assert_eq!(start(Config::default(), t0(), 8).err(), Some(ConfigError::NoBootstrapServers));
+
+    let mut no_in_flight = Config::new("127.0.0.1:9092").unwrap();
+    no_in_flight.max_in_flight_per_connection = 0;
+    assert!(matches!(
+        start(no_in_flight, t0(), 8),
+        Err(ConfigError::InvalidValue { key, .. }) if key == "max.in.flight.requests.per.connection"
+    ));
+
+    let zero_timeout = Config::new("127.0.0.1:9092").unwrap().with_request_timeout(Duration::ZERO);
+    assert!(matches!(
+        start(zero_timeout, t0(), 8),
+        Err(ConfigError::InvalidValue { key, .. }) if key == "request.timeout.ms"
+    ));
+}
+
+#[test]
+fn the_seed_is_filled_only_when_absent() {
+    let (_, dispatcher) = started(8);
+    assert!(dispatcher.client().config().rng_seed.is_some());
+    let given = Config::new("127.0.0.1:9092").unwrap().with_rng_seed(42);
+    let (_, dispatcher) = start(given, t0(), 8).unwrap();
+    assert_eq!(dispatcher.client().config().rng_seed, Some(42));
+}
+
+#[test]
+fn stages_arrive_in_order_then_the_final_one() {
+    let (mut tx, rx) = staged::<&str, u32>(2);
+    assert_eq!(rx.try_next(), None);
+    tx.progress("accepted").unwrap();
+    tx.progress("sealed").unwrap();
+    assert_eq!(tx.progress("one too many"), Err(TooManyStages { declared: 2 }));
+    tx.finish(7);
+    block_on(async {
+        assert_eq!(rx.next().await, Ok(Stage::Progress("accepted")));
+        assert_eq!(rx.next().await, Ok(Stage::Progress("sealed")));
+        assert_eq!(rx.next().await, Ok(Stage::Final(7)));
+        assert_eq!(rx.next().await, Err(DriverGone));
+    });
+
+    let (mut tx, rx) = staged::<&str, u32>(1);
+    tx.progress("accepted").unwrap();
+    tx.finish(8);
+    assert_eq!(block_on(rx.finish()), Ok(8), "finish skips the progress stages");
+}
+
+#[test]
+fn a_sender_dropped_before_the_final_stage_reports_driver_gone() {
+    let (mut tx, rx) = staged::<&str, u32>(1);
+    tx.progress("accepted").unwrap();
+    drop(tx);
+    assert_eq!(rx.finish_blocking(), Err(DriverGone));
+
+    let (replier, answer) = reply::<u32>();
+    assert!(replier.is_wanted());
+    drop(answer);
+    assert!(!replier.is_wanted(), "the driver sees that nobody waits");
+}
+
+#[test]
+fn a_blocked_receiver_wakes_at_each_stage() {
+    let (mut tx, rx) = staged::<&str, u32>(1);
+    let (seen_tx, seen) = mpsc::channel();
+    let app = thread::spawn(move || {
+        for _ in 0..2 {
+            seen_tx.send(rx.next_blocking()).unwrap();
+        }
+    });
+    assert!(seen.recv_timeout(SETTLE).is_err(), "nothing arrived yet");
+    tx.progress("accepted").unwrap();
+    assert_eq!(seen.recv_timeout(PATIENCE).unwrap(), Ok(Stage::Progress("accepted")));
+    assert!(seen.recv_timeout(SETTLE).is_err(), "still waiting for the final stage");
+    tx.finish(3);
+    assert_eq!(seen.recv_timeout(PATIENCE).unwrap(), Ok(Stage::Final(3)));
+    app.join().unwrap();
+}
+
+#[test]
+fn a_full_intake_makes_an_async_sender_pend_until_the_driver_takes_one() {
+    let (handle, mut dispatcher) = started(1);
+    let (wakes, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut first = pin!(handle.metadata(None));
+    let mut second = pin!(handle.check_version(Target::AnyBroker));
+
+    assert!(first.as_mut().poll(&mut cx).is_pending(), "submitted, waiting for its answer");
+    assert_eq!(dispatcher.queued(), 1);
+    assert!(second.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(dispatcher.queued(), 1, "the second command is held back, not queued");
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+
+    assert!(take_one(&mut dispatcher));
+    assert!(wakes.0.load(Ordering::SeqCst) >= 1, "room freed wakes the waiting sender");
+    assert!(second.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(dispatcher.queued(), 1, "now the second command is queued");
+}
+
+#[test]
+fn a_full_intake_blocks_a_blocking_sender_until_the_driver_takes_one() {
+    let (handle, mut dispatcher) = started(1);
+    let (sent_tx, sent) = mpsc::channel();
+    let app = thread::spawn(move || {
+        let first = handle.send_request_blocking(Target::AnyBroker, MetadataRequest::default().into(), None);
+        sent_tx.send(1).unwrap();
+        let second = handle.send_request_blocking(Target::AnyBroker, MetadataRequest::default().into(), None);
+        sent_tx.send(2).unwrap();
+        (first, second)
+    });
+    assert_eq!(sent.recv_timeout(PATIENCE), Ok(1));
+    assert!(sent.recv_timeout(SETTLE).is_err(), "the second send blocks on the full intake");
+    assert!(take_one(&mut dispatcher));
+    assert_eq!(sent.recv_timeout(PATIENCE), Ok(2));
+    let (first, second) = app.join().unwrap();
+
+    // The driver goes away with the second command still queued: both callers hear it.
+    drop(dispatcher);
+    assert_eq!(first.recv_blocking(), Err(DriverGone));
+    assert_eq!(second.recv_blocking(), Err(DriverGone));
+}
+
+/// One pass of a driver loop that waits for the intake.
+fn step(dispatcher: &mut Dispatcher) {
+    block_on(async {
+        let intake = dispatcher.recv_intake().await;
+        dispatcher.handle_intake(t0(), intake);
+    });
+    let now = t0();
+    while dispatcher.poll_transmit(now).is_some() {}
+    dispatcher.deliver();
+}
+
+#[test]
+fn commands_reach_the_client_and_outcomes_their_callers() {
+    let (handle, mut dispatcher) = started(4);
+    let app = thread::spawn(move || {
+        handle.close_blocking();
+        handle.metadata_blocking(None)
+    });
+    step(&mut dispatcher);
+    assert!(dispatcher.client().is_closed());
+    step(&mut dispatcher);
+    assert_eq!(app.join().unwrap(), Err(RequestError::ClientClosed), "a closed client takes no requests");
+    assert!(dispatcher.is_finished());
+}
+
+#[test]
+fn the_last_handle_dropped_closes_the_client() {
+    let (handle, mut dispatcher) = started(4);
+    let clone = handle.clone();
+    drop(handle);
+    assert!(!take_one(&mut dispatcher), "a clone is still alive");
+    drop(clone);
+    step(&mut dispatcher);
+    assert!(dispatcher.is_finished());
+    assert!(!take_one(&mut dispatcher), "the intake stays quiet after the last handle went");
+}
+
+#[test]
+fn a_full_stream_holds_the_driver_back_until_the_application_takes_an_item() {
+    let (handle, mut dispatcher) = started(4);
+    let (tx, rx) = items::<u32>(2, dispatcher.nudge());
+    assert_eq!(tx.room(), 2);
+    tx.try_send(1).unwrap();
+    tx.try_send(2).unwrap();
+    assert_eq!(tx.try_send(3), Err(3), "full: the item comes back");
+    assert!(!take_one(&mut dispatcher), "nothing to wake the driver yet");
+
+    assert_eq!(block_on(rx.next()), Some(1));
+    assert!(take_one(&mut dispatcher), "taking from a full stream nudges the driver");
+    assert_eq!(tx.room(), 1);
+    tx.try_send(3).unwrap();
+    drop(tx);
+    assert_eq!(rx.try_next(), Some(2));
+    assert!(!take_one(&mut dispatcher), "the stream was not full: no nudge");
+    assert_eq!(rx.next_blocking(), Some(3));
+    assert_eq!(rx.next_blocking(), None, "ended once the driver dropped its end");
+    drop(handle);
+}
+
+#[test]
+fn a_blocked_stream_reader_wakes_when_the_driver_sends() {
+    let (_handle, dispatcher) = started(4);
+    let (tx, rx) = items::<u32>(1, dispatcher.nudge());
+    let (seen_tx, seen) = mpsc::channel();
+    let app = thread::spawn(move || {
+        while let Some(item) = rx.next_blocking() {
+            seen_tx.send(item).unwrap();
+        }
+    });
+    assert!(seen.recv_timeout(SETTLE).is_err());
+    tx.try_send(10).unwrap();
+    assert_eq!(seen.recv_timeout(PATIENCE), Ok(10));
+    drop(tx);
+    app.join().unwrap();
+}
+
+#[test]
+fn an_ack_reaches_the_driver_and_nudges_it_once() {
+    let (_handle, mut dispatcher) = started(4);
+    let (first, pending_first) = ack(dispatcher.nudge());
+    let (second, pending_second) = ack(dispatcher.nudge());
+    assert!(!pending_first.is_acked());
+    first.ack();
+    drop(second); // a forgotten token acknowledges too
+    assert!(pending_first.is_acked() && pending_second.is_acked());
+    assert!(take_one(&mut dispatcher));
+    assert!(!take_one(&mut dispatcher), "two nudges before the driver ran cost one wake-up");
+
+    let (third, _pending) = ack(dispatcher.nudge());
+    third.ack();
+    assert!(take_one(&mut dispatcher), "a nudge after the driver ran wakes it again");
+}
