@@ -265,6 +265,18 @@ struct ParkedSlot {
     correlation_id: i32,
     version: i16,
     throttle_ms: Option<i32>,
+    /// What becomes of the answer (a `LoseResponse` or `ApplyThenDisconnect` fault).
+    fate: Fate,
+}
+
+/// What becomes of a handled request's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Send,
+    /// Dropped; the connection stays blocked, as after `Swallow`.
+    Lose,
+    /// The connection is closed instead.
+    Disconnect,
 }
 
 #[derive(Debug)]
@@ -750,6 +762,12 @@ impl FakeCluster {
     pub(crate) fn complete(&mut self, ticket: Ticket, mut body: ResponseBody) {
         let Some(slot) = self.parked.remove(&ticket) else { return };
         let Some(c) = self.conns.get_mut(&slot.conn) else { return };
+        match slot.fate {
+            Fate::Send => {}
+            // The connection stays parked with nothing left to wake it.
+            Fate::Lose => return,
+            Fate::Disconnect => return self.close(slot.conn),
+        }
         c.state = ConnState::Ready;
         if let Some(ms) = slot.throttle_ms {
             body.set_throttle_time_ms(ms);
@@ -830,6 +848,7 @@ impl FakeCluster {
             return Err(FakeError::UnsupportedVersion(api_key, version));
         }
         let mut throttle_ms = None;
+        let mut fate = Fate::Send;
         if with_faults && !self.faults.is_empty() {
             let top_level =
                 !PER_ENTRY_ERROR_APIS.contains(&api_key) && ResponseBody::default_for(api_key).error_code().is_some();
@@ -862,6 +881,8 @@ impl FakeCluster {
                 Some(FaultAction::Throttle(d)) => {
                     throttle_ms = Some(i32::try_from(d.as_millis()).unwrap_or(i32::MAX));
                 }
+                Some(FaultAction::LoseResponse) => fate = Fate::Lose,
+                Some(FaultAction::ApplyThenDisconnect) => fate = Fate::Disconnect,
             }
         }
         let (header, body) = decode_request(frame)?;
@@ -869,19 +890,24 @@ impl FakeCluster {
         let ticket = self.new_ticket();
         let ctx = Ctx { now, broker, version, ticket };
         let reply = self.dispatch(ctx, body)?;
-        match reply {
-            Reply::Now(mut body) => {
+        match (reply, fate) {
+            (Reply::Close, _) | (Reply::Now(_) | Reply::Silent, Fate::Disconnect) => self.close(conn),
+            (Reply::Now(_) | Reply::Silent, Fate::Lose) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.state = ConnState::Parked;
+                }
+            }
+            (Reply::Now(mut body), Fate::Send) => {
                 if let Some(ms) = throttle_ms {
                     body.set_throttle_time_ms(ms);
                 }
                 let bytes = encode(header.correlation_id, version, &body)?;
                 self.outputs.push_back(FakeOutput::Send { conn, bytes });
             }
-            Reply::Silent => {}
-            Reply::Close => self.close(conn),
-            Reply::Parked => {
-                self.parked
-                    .insert(ticket, ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms });
+            (Reply::Silent, Fate::Send) => {}
+            (Reply::Parked, fate) => {
+                let slot = ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms, fate };
+                self.parked.insert(ticket, slot);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.state = ConnState::Parked;
                 }
