@@ -14,15 +14,23 @@ use sansa::protocol::{ApiKey, ErrorCode};
 
 use super::{Ctx, FakeCluster, Partition};
 
-pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub(crate) fn handle(
+    cluster: &mut FakeCluster,
+    ctx: Ctx,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let mut topics = Vec::new();
     for t in req.topics {
         let mut partitions = Vec::new();
         for p in t.partitions {
             let mut r = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
             let current = if ctx.version >= 2 { p.current_leader_epoch } else { -1 };
-            let injected =
-                cluster.take_partition_error(ApiKey::OffsetForLeaderEpoch, ctx.broker, t.topic.as_str(), Some(p.partition));
+            let injected = cluster.take_partition_error(
+                ApiKey::OffsetForLeaderEpoch,
+                ctx.broker,
+                t.topic.as_str(),
+                Some(p.partition),
+            );
             match (injected, cluster.partition(t.topic.as_str(), p.partition)) {
                 (Some(code), _) => r.error_code = code,
                 (None, None) => r.error_code = ErrorCode::UnknownTopicOrPartition,

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::produce::{BatchMeta, DEDUP_WINDOW};
-use super::{fetch, produce, topic_config, FakeCluster, Partition};
+use super::{fetch, produce, FakeCluster, Partition};
 
 /// How followers keep up with their leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -275,7 +275,8 @@ impl FakeCluster {
     /// Whether an out-of-sync replica may lead `topic`.
     fn unclean_allowed(&self, topic: &str) -> bool {
         let cluster_wide = matches!(self.config.replication, Replication::Lagging { unclean_election: true, .. });
-        match self.topics.get(topic).and_then(|t| topic_config::value(&t.configs, "unclean.leader.election.enable")) {
+        // Only an override counts: the cluster-wide setting stands in for the broker default.
+        match self.topics.get(topic).and_then(|t| t.configs.get("unclean.leader.election.enable")) {
             Some(v) => v.trim().eq_ignore_ascii_case("true"),
             None => cluster_wide,
         }
