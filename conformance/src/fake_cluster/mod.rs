@@ -12,6 +12,8 @@
 //! Faults ([`Fault`]) and topology changes (brokers down and up, leader moves, offline
 //! partitions) can be applied at any time. The advertised ApiVersions follow a Kafka release
 //! ([`FakeClusterConfig::release`], 4.3 by default), so older brokers can be emulated.
+//! Replication is instant by default; [`Replication::Lagging`] models followers that lag, an
+//! ISR, a high watermark and truncating leader elections (see `replication.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;

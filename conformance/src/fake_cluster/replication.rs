@@ -379,7 +379,9 @@ pub(crate) fn settle(cluster: &mut FakeCluster, now: Instant) {
             if leader == -1 {
                 continue;
             }
-            let epoch_start = p.epoch_starts().last().map_or(0, |(_, s)| *s);
+            // Only needed (and a walk over the log) when some follower is out of the ISR.
+            let out_of_sync = p.repl.as_ref().is_some_and(|r| r.leo.keys().any(|f| !r.isr.contains(f)));
+            let epoch_start = if out_of_sync { p.epoch_starts().last().map_or(0, |(_, s)| *s) } else { 0 };
             let Some(r) = &mut p.repl else { continue };
             if r.scheduled < end {
                 r.pending.push_back((now + r.delay, end));
