@@ -95,9 +95,10 @@ fn grow(
         None => cluster.add_partitions(name, added as i32, rf as i16),
         Some(a) => {
             let live = cluster.live_broker_ids();
+            let replication = cluster.config.replication;
             let Some(topic) = cluster.topics.get_mut(name) else { return Ok(()) };
             for replicas in a {
-                topic.partitions.push(Partition::new(replicas, |r| live.contains(&r)));
+                topic.partitions.push(Partition::new(replicas, |r| live.contains(&r), replication));
             }
         }
     }

@@ -28,8 +28,9 @@ pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: DeleteRecordsRequ
                 (None, None) => r.error_code = ErrorCode::UnknownTopicOrPartition,
                 (None, Some(part)) if part.leader != ctx.broker => r.error_code = ErrorCode::NotLeaderOrFollower,
                 (None, Some(part)) => {
-                    let target = if p.offset == -1 { part.next_offset } else { p.offset };
-                    if target < 0 || target > part.next_offset {
+                    let hw = part.high_watermark();
+                    let target = if p.offset == -1 { hw } else { p.offset };
+                    if target < 0 || target > hw {
                         r.error_code = ErrorCode::OffsetOutOfRange;
                     } else {
                         if target > part.log_start_offset {

@@ -1,5 +1,5 @@
-//! Fault injection: rules that make the next N matching requests fail, stall, hang up or be
-//! throttled. Rules are kept in insertion order; the first matching rule with uses left wins.
+//! Fault injection: rules that make the next N matching requests fail, stall, hang up, be
+//! throttled, or be applied with their answer lost. Rules are kept in insertion order; the first matching rule with uses left wins.
 
 use std::time::Duration;
 
@@ -18,6 +18,12 @@ pub enum FaultAction {
     Disconnect,
     /// Read the request and never answer it; the connection answers nothing after it.
     Swallow,
+    /// Handle the request (append the records, store the commit, join the group...), then
+    /// drop its answer; the connection answers nothing after it, as with `Swallow`. The
+    /// client's retry of work already done is the classic source of duplicates.
+    LoseResponse,
+    /// Handle the request, then close the connection instead of answering.
+    ApplyThenDisconnect,
     /// Answer normally with `throttle_time_ms` set to this long (KIP-219).
     Throttle(Duration),
 }

@@ -15,7 +15,8 @@
 //!   (Kafka's 1000 by default); when full, a session idle for two minutes is evicted, else the
 //!   new fetch gets no session (id 0). Simplified: no eviction by size or privilege.
 //! - read_committed reads up to the last stable offset and lists the aborted transactions
-//!   overlapping the returned data; read_uncommitted reads to the high watermark.
+//!   overlapping the returned data; read_uncommitted reads to the high watermark (which lags
+//!   the log end with [`super::Replication::Lagging`]; past the log end is OFFSET_OUT_OF_RANGE).
 //! - `current_leader_epoch` (v9+) older than the leader's is FENCED_LEADER_EPOCH, newer is
 //!   UNKNOWN_LEADER_EPOCH; NOT_LEADER_OR_FOLLOWER carries the leader (v12+) and its endpoint
 //!   (v16+). No diverging-epoch detection; `preferred_read_replica` stays -1.
@@ -339,8 +340,8 @@ fn read_partition(cluster: &FakeCluster, plan: &Plan, pp: &PlanPart, budget: &mu
         }
         r
     };
-    // Consumers may read from followers since KIP-392 (Fetch v11); with instant replication a
-    // follower holds exactly what the leader does.
+    // Consumers may read from followers since KIP-392 (Fetch v11), up to what the follower
+    // holds.
     let follower_read = version >= 11 && part.leader != -1 && part.replicas.contains(&plan.broker);
     if part.leader != plan.broker && !follower_read {
         return leader_hint(r, ErrorCode::NotLeaderOrFollower);
@@ -354,15 +355,18 @@ fn read_partition(cluster: &FakeCluster, plan: &Plan, pp: &PlanPart, budget: &mu
             return r;
         }
     }
-    if pp.fetch_offset < part.log_start_offset || pp.fetch_offset > part.next_offset {
+    let log_end = part.replica_log_end(plan.broker);
+    if pp.fetch_offset < part.log_start_offset || pp.fetch_offset > log_end {
         r.error_code = ErrorCode::OffsetOutOfRange;
         return r;
     }
-    let lso = part.last_stable_offset();
-    r.high_watermark = part.next_offset;
+    // Consumers read below the high watermark only, as on a Kafka broker.
+    let hw = part.high_watermark().min(log_end);
+    let lso = part.last_stable_offset().min(hw);
+    r.high_watermark = hw;
     r.last_stable_offset = if version >= 4 { lso } else { -1 };
     r.log_start_offset = if version >= 5 { part.log_start_offset } else { -1 };
-    let upper = if plan.read_committed { lso } else { part.next_offset };
+    let upper = if plan.read_committed { lso } else { hw };
     let limit = if pp.max_bytes <= 0 { usize::MAX } else { pp.max_bytes as usize };
     let mut records = BytesMut::new();
     let mut end = pp.fetch_offset;

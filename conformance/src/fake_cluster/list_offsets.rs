@@ -3,7 +3,7 @@
 //! v8+: the log start, there being no tiered storage), latest tiered (-5, v9+: -1, nothing is
 //! tiered) and by timestamp (the first record at or after it, below the high watermark or
 //! last stable offset; -1 when none). Answers carry the leader epoch the offset was written in
-//! (v4+). NOT_LEADER_OR_FOLLOWER off the leader; FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH
+//! (v4+). Latest and lookups by time stop at the high watermark. NOT_LEADER_OR_FOLLOWER off the leader; FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH
 //! against `current_leader_epoch`.
 
 use sansa::protocol::messages::list_offsets::response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -11,6 +11,7 @@ use sansa::protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sansa::protocol::records::{decode_batches, DecodeOptions};
 use sansa::protocol::{ApiKey, ErrorCode};
 
+use super::replication::batch_epoch;
 use super::{Ctx, FakeCluster, Partition};
 
 pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -56,12 +57,12 @@ fn epoch_at(part: &Partition, offset: i64) -> i32 {
     part.batches
         .iter()
         .find(|b| b.next_offset > offset && b.base_offset <= offset)
-        .map_or(part.leader_epoch, |b| i32::from_be_bytes([b.bytes[12], b.bytes[13], b.bytes[14], b.bytes[15]]))
+        .map_or(part.leader_epoch, |b| batch_epoch(&b.bytes))
 }
 
 /// (offset, timestamp, leader epoch) for one lookup.
 fn lookup(part: &Partition, timestamp: i64, read_committed: bool) -> (i64, i64, i32) {
-    let fetchable = if read_committed { part.last_stable_offset() } else { part.next_offset };
+    let fetchable = if read_committed { part.last_stable_offset() } else { part.high_watermark() };
     match timestamp {
         -2 | -4 => (part.log_start_offset, -1, epoch_at(part, part.log_start_offset)),
         -1 => (fetchable, -1, part.leader_epoch),

@@ -12,6 +12,8 @@
 //! Faults ([`Fault`]) and topology changes (brokers down and up, leader moves, offline
 //! partitions) can be applied at any time. The advertised ApiVersions follow a Kafka release
 //! ([`FakeClusterConfig::release`], 4.3 by default), so older brokers can be emulated.
+//! Replication is instant by default; [`Replication::Lagging`] models followers that lag, an
+//! ISR, a high watermark and truncating leader elections (see `replication.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -48,12 +50,19 @@ mod groups_tests;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
+mod records;
+mod replication;
+#[cfg(test)]
+mod replication_tests;
 #[cfg(test)]
 mod tests;
 mod topic_config;
 
 pub use faults::{Fault, FaultAction};
+pub use records::StoredRecord;
+pub use replication::Replication;
 
 /// The APIs the fake cluster implements. Of these, it advertises those its emulated release
 /// has, at that release's versions (clipped to what sansa's codecs know).
@@ -82,6 +91,7 @@ pub const IMPLEMENTED_APIS: &[ApiKey] = &[
     ApiKey::ListGroups,
     ApiKey::DescribeGroups,
     ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::OffsetForLeaderEpoch,
 ];
 
 /// APIs whose errors live per topic or partition (or whose top-level error is not the one
@@ -100,6 +110,7 @@ const PER_ENTRY_ERROR_APIS: &[ApiKey] = &[
     ApiKey::OffsetFetch,
     ApiKey::DescribeConfigs,
     ApiKey::FindCoordinator,
+    ApiKey::OffsetForLeaderEpoch,
 ];
 
 /// How to build a [`FakeCluster`].
@@ -122,6 +133,8 @@ pub struct FakeClusterConfig {
     /// How long a new classic group waits for more members before its first rebalance
     /// completes (Kafka's `group.initial.rebalance.delay.ms`, 3 s by default there).
     pub group_initial_rebalance_delay: Duration,
+    /// How followers keep up: [`Replication::Instant`] by default (no lag, no loss).
+    pub replication: Replication,
 }
 
 impl Default for FakeClusterConfig {
@@ -134,6 +147,7 @@ impl Default for FakeClusterConfig {
             release: KafkaRelease::V4_3,
             start_time_ms: 1_767_225_600_000, // 2026-01-01T00:00:00Z
             group_initial_rebalance_delay: Duration::ZERO,
+            replication: Replication::Instant,
         }
     }
 }
@@ -265,6 +279,18 @@ struct ParkedSlot {
     correlation_id: i32,
     version: i16,
     throttle_ms: Option<i32>,
+    /// What becomes of the answer (a `LoseResponse` or `ApplyThenDisconnect` fault).
+    fate: Fate,
+}
+
+/// What becomes of a handled request's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Send,
+    /// Dropped; the connection stays blocked, as after `Swallow`.
+    Lose,
+    /// The connection is closed instead.
+    Disconnect,
 }
 
 #[derive(Debug)]
@@ -302,20 +328,24 @@ pub(crate) struct Partition {
     pub(crate) replicas: Vec<i32>,
     pub(crate) leader_epoch: i32,
     pub(crate) log_start_offset: i64,
-    /// The log end offset, also the high watermark (no replication lag).
+    /// The leader's log end offset (the high watermark too, with instant replication).
     pub(crate) next_offset: i64,
     pub(crate) batches: Vec<StoredBatch>,
     /// Idempotent and transactional producers that wrote here, by producer id.
     pub(crate) producers: BTreeMap<i64, produce::ProducerEntry>,
     /// Aborted transactions, in marker order.
     pub(crate) aborted: Vec<produce::AbortedTxn>,
+    /// Followers, ISR and high watermark; `None` with instant replication.
+    pub(crate) repl: Option<replication::ReplicaSet>,
 }
 
 impl Partition {
     /// An empty partition on `replicas`, led by the first live one (offline when none is).
-    pub(crate) fn new(replicas: Vec<i32>, is_live: impl Fn(i32) -> bool) -> Partition {
+    pub(crate) fn new(replicas: Vec<i32>, is_live: impl Fn(i32) -> bool, replication: Replication) -> Partition {
         let leader = replicas.iter().copied().find(|r| is_live(*r)).unwrap_or(-1);
+        let repl = replication::ReplicaSet::new(replication, &replicas, leader, &is_live);
         Partition {
+            repl,
             leader,
             replicas,
             leader_epoch: 0,
@@ -368,6 +398,10 @@ pub struct FakeCluster {
     pub(crate) txns: init_producer_id::TxnCoordinator,
     /// Fetch sessions and fetches waiting for data.
     pub(crate) fetches: fetch::FetchState,
+    /// acks=all produces waiting for the ISR.
+    pub(crate) produces: produce::ProduceWaits,
+    /// Brokers whose followers stopped copying ([`FakeCluster::pause_replication`]).
+    pub(crate) paused_followers: BTreeSet<i32>,
     /// Consumer groups and committed offsets.
     pub(crate) groups: groups::Groups,
 }
@@ -400,6 +434,8 @@ impl FakeCluster {
             leader_rotation: 0,
             txns: init_producer_id::TxnCoordinator::default(),
             fetches: fetch::FetchState::default(),
+            produces: produce::ProduceWaits::default(),
+            paused_followers: BTreeSet::new(),
             groups: groups::Groups::default(),
         }
     }
@@ -460,7 +496,8 @@ impl FakeCluster {
         self.partition(topic, partition).map(|p| p.leader_epoch)
     }
 
-    /// The log end offset (high watermark) of a partition, if it exists.
+    /// The leader's log end offset of a partition, if it exists (also the high watermark
+    /// with [`Replication::Instant`]; see [`FakeCluster::high_watermark`]).
     pub fn log_end_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.partition(topic, partition).map(|p| p.next_offset)
     }
@@ -523,7 +560,7 @@ impl FakeCluster {
         for p in existing..existing + count.max(0) as usize {
             let first = (start + p) % n;
             let replicas: Vec<i32> = (0..rf).map(|r| ids[(first + r) % n]).collect();
-            topic.partitions.push(Partition::new(replicas, |r| live.contains(&r)));
+            topic.partitions.push(Partition::new(replicas, |r| live.contains(&r), self.config.replication));
         }
     }
 
@@ -565,7 +602,10 @@ impl FakeCluster {
     }
 
     /// Stops broker `id`: its connections close, new ones are refused, and each partition it
-    /// led moves to its first live replica (or goes offline) with a new leader epoch.
+    /// led moves to its first live replica (or goes offline) with a new leader epoch. With
+    /// [`Replication::Lagging`] it leaves the ISRs, the new leader is a live ISR member (or,
+    /// where unclean election is allowed, any live replica) and longer logs are truncated to
+    /// its log end.
     pub fn stop_broker(&mut self, id: i32) {
         let Some(b) = self.brokers.get_mut(&id) else { return };
         if !b.up {
@@ -576,53 +616,26 @@ impl FakeCluster {
         for conn in doomed {
             self.close(conn);
         }
-        let live: BTreeSet<i32> = self.live_broker_ids().into_iter().collect();
-        for topic in self.topics.values_mut() {
-            for p in &mut topic.partitions {
-                if p.leader == id {
-                    p.leader = p.replicas.iter().copied().find(|r| live.contains(r)).unwrap_or(-1);
-                    p.leader_epoch += 1;
-                }
-            }
-        }
-        fetch::wake(self);
+        self.elect_leaders(Some(id));
     }
 
-    /// Restarts broker `id`. Offline partitions it replicates come back with it as leader; the
-    /// others keep their current leader (no preferred-leader election).
+    /// Restarts broker `id`. Offline partitions it replicates come back with it as leader (with
+    /// [`Replication::Lagging`]: if it is their last ISR member, or unclean election is
+    /// allowed); the others keep their current leader (no preferred-leader election).
     pub fn start_broker(&mut self, id: i32) {
         let Some(b) = self.brokers.get_mut(&id) else { return };
         if b.up {
             return;
         }
         b.up = true;
-        for topic in self.topics.values_mut() {
-            for p in &mut topic.partitions {
-                if p.leader == -1 && p.replicas.contains(&id) {
-                    p.leader = id;
-                    p.leader_epoch += 1;
-                }
-            }
-        }
-        fetch::wake(self);
+        self.elect_leaders(None);
     }
 
-    /// Moves a partition's leadership to `to` (a live replica), bumping the leader epoch.
+    /// Moves a partition's leadership to `to` (a live replica), bumping the leader epoch. With
+    /// [`Replication::Lagging`], `to` must be in the ISR (or the partition offline and unclean
+    /// election allowed), and the other replicas are truncated to its log end.
     pub fn move_leader(&mut self, topic: &str, partition: i32, to: i32) -> Result<(), String> {
-        let up = self.is_up(to);
-        let p = self.partition_mut(topic, partition).ok_or_else(|| format!("no partition {topic}-{partition}"))?;
-        if !p.replicas.contains(&to) {
-            return Err(format!("broker {to} does not replicate {topic}-{partition}"));
-        }
-        if !up {
-            return Err(format!("broker {to} is down"));
-        }
-        if p.leader != to {
-            p.leader = to;
-            p.leader_epoch += 1;
-        }
-        fetch::wake(self);
-        Ok(())
+        self.move_leader_to(topic, partition, to)
     }
 
     /// Takes a partition offline (no leader, LEADER_NOT_AVAILABLE / NOT_LEADER_OR_FOLLOWER to
@@ -630,10 +643,10 @@ impl FakeCluster {
     pub fn set_partition_offline(&mut self, topic: &str, partition: i32) -> Result<(), String> {
         let p = self.partition_mut(topic, partition).ok_or_else(|| format!("no partition {topic}-{partition}"))?;
         if p.leader != -1 {
-            p.leader = -1;
-            p.leader_epoch += 1;
+            p.set_leader(-1);
         }
         fetch::wake(self);
+        produce::wake(self);
         Ok(())
     }
 
@@ -686,7 +699,7 @@ impl FakeCluster {
             c.queued.push_back(frame);
             Ok(())
         };
-        self.run_queued(now);
+        self.settle_and_run(now);
         result
     }
 
@@ -696,7 +709,12 @@ impl FakeCluster {
             ConnState::Delayed { until, .. } => Some(until),
             _ => None,
         });
-        delays.chain(self.fetches.next_deadline()).chain(self.groups.poll_timeout()).min()
+        delays
+            .chain(self.fetches.next_deadline())
+            .chain(self.groups.poll_timeout())
+            .chain(self.produces.next_deadline())
+            .chain(replication::poll_timeout(self))
+            .min()
     }
 
     /// Time has reached `now`: delayed requests are handled, and timers fire.
@@ -714,9 +732,11 @@ impl FakeCluster {
                 self.runnable.insert(conn);
             }
         }
+        replication::settle(self, now);
+        produce::handle_timeout(self, now);
         fetch::handle_timeout(self, now);
         groups::handle_timeout(self, now);
-        self.run_queued(now);
+        self.settle_and_run(now);
     }
 
     /// The next thing to do on a connection.
@@ -750,6 +770,12 @@ impl FakeCluster {
     pub(crate) fn complete(&mut self, ticket: Ticket, mut body: ResponseBody) {
         let Some(slot) = self.parked.remove(&ticket) else { return };
         let Some(c) = self.conns.get_mut(&slot.conn) else { return };
+        match slot.fate {
+            Fate::Send => {}
+            // The connection stays parked with nothing left to wake it.
+            Fate::Lose => return,
+            Fate::Disconnect => return self.close(slot.conn),
+        }
         c.state = ConnState::Ready;
         if let Some(ms) = slot.throttle_ms {
             body.set_throttle_time_ms(ms);
@@ -776,6 +802,18 @@ impl FakeCluster {
         self.parked.retain(|_, slot| slot.conn != conn);
         self.runnable.remove(&conn);
         self.conns.remove(&conn).is_some()
+    }
+
+    /// Lets replication catch up with what was just handled, then handles the requests
+    /// that answers unblocked, until neither has anything left.
+    fn settle_and_run(&mut self, now: Instant) {
+        loop {
+            replication::settle(self, now);
+            if self.runnable.is_empty() {
+                return;
+            }
+            self.run_queued(now);
+        }
     }
 
     fn run_queued(&mut self, now: Instant) {
@@ -830,6 +868,7 @@ impl FakeCluster {
             return Err(FakeError::UnsupportedVersion(api_key, version));
         }
         let mut throttle_ms = None;
+        let mut fate = Fate::Send;
         if with_faults && !self.faults.is_empty() {
             let top_level =
                 !PER_ENTRY_ERROR_APIS.contains(&api_key) && ResponseBody::default_for(api_key).error_code().is_some();
@@ -862,6 +901,8 @@ impl FakeCluster {
                 Some(FaultAction::Throttle(d)) => {
                     throttle_ms = Some(i32::try_from(d.as_millis()).unwrap_or(i32::MAX));
                 }
+                Some(FaultAction::LoseResponse) => fate = Fate::Lose,
+                Some(FaultAction::ApplyThenDisconnect) => fate = Fate::Disconnect,
             }
         }
         let (header, body) = decode_request(frame)?;
@@ -869,19 +910,24 @@ impl FakeCluster {
         let ticket = self.new_ticket();
         let ctx = Ctx { now, broker, version, ticket };
         let reply = self.dispatch(ctx, body)?;
-        match reply {
-            Reply::Now(mut body) => {
+        match (reply, fate) {
+            (Reply::Close, _) | (Reply::Now(_) | Reply::Silent, Fate::Disconnect) => self.close(conn),
+            (Reply::Now(_) | Reply::Silent, Fate::Lose) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.state = ConnState::Parked;
+                }
+            }
+            (Reply::Now(mut body), Fate::Send) => {
                 if let Some(ms) = throttle_ms {
                     body.set_throttle_time_ms(ms);
                 }
                 let bytes = encode(header.correlation_id, version, &body)?;
                 self.outputs.push_back(FakeOutput::Send { conn, bytes });
             }
-            Reply::Silent => {}
-            Reply::Close => self.close(conn),
-            Reply::Parked => {
-                self.parked
-                    .insert(ticket, ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms });
+            (Reply::Silent, Fate::Send) => {}
+            (Reply::Parked, fate) => {
+                let slot = ParkedSlot { conn, correlation_id: header.correlation_id, version, throttle_ms, fate };
+                self.parked.insert(ticket, slot);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.state = ConnState::Parked;
                 }
@@ -924,6 +970,7 @@ impl FakeCluster {
             RequestBody::ListGroups(r) => groups::listing::list(self, ctx, r).into(),
             RequestBody::DescribeGroups(r) => groups::listing::describe(self, ctx, r).into(),
             RequestBody::ConsumerGroupHeartbeat(r) => groups::consumer::heartbeat(self, ctx, r).into(),
+            RequestBody::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(self, ctx, r).into(),
             other => return Err(FakeError::UnsupportedApi(other.api_key())),
         })
     }

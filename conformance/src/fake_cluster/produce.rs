@@ -5,8 +5,12 @@
 //!
 //! - acks must be -1, 0 or 1 (INVALID_REQUIRED_ACKS); acks=0 gets no response, and a failed
 //!   acks=0 request closes the connection as Kafka does.
-//! - acks=-1 needs `min.insync.replicas` live replicas (NOT_ENOUGH_REPLICAS); no replication is
-//!   modelled otherwise, so acks=1 and acks=-1 both answer at once.
+//! - acks=-1 needs `min.insync.replicas` in-sync replicas (NOT_ENOUGH_REPLICAS; the live
+//!   replicas with instant replication). acks=1 answers after the leader's append; acks=-1
+//!   once the high watermark covers the records (at once with instant replication), else it
+//!   waits for the ISR ([`ProduceWaits`]) up to `timeout_ms`: REQUEST_TIMED_OUT then,
+//!   NOT_LEADER_OR_FOLLOWER if leadership moved meanwhile, NOT_ENOUGH_REPLICAS_AFTER_APPEND
+//!   if the ISR shrank below `min.insync.replicas`. A retried duplicate waits the same way.
 //! - One batch per partition (INVALID_RECORD otherwise); a batch over `max.message.bytes` is
 //!   MESSAGE_TOO_LARGE, a partition's records over `segment.bytes` RECORD_LIST_TOO_LARGE.
 //! - `message.timestamp.type=LogAppendTime` stamps the batch (attribute and max timestamp,
@@ -20,7 +24,8 @@
 //!   partition to its producer's transaction, as with transactions v2); a non-transactional
 //!   batch while one is open is INVALID_TXN_STATE. Partition membership is not verified.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sansa::protocol::messages::produce::response::{
@@ -30,10 +35,10 @@ use sansa::protocol::messages::{ProduceRequest, ProduceResponse};
 use sansa::protocol::records::{decode_batches, DecodeOptions, RecordBatch};
 use sansa::protocol::{ApiKey, BrokerId, ErrorCode, StrBytes};
 
-use super::{fetch, topic_config, Ctx, FakeCluster, Partition, Reply, StoredBatch};
+use super::{fetch, topic_config, Ctx, FakeCluster, Partition, Reply, StoredBatch, Ticket};
 
 /// How many batches per producer are remembered for duplicate detection (Kafka's value).
-const DEDUP_WINDOW: usize = 5;
+pub(crate) const DEDUP_WINDOW: usize = 5;
 
 /// What a partition remembers of one idempotent or transactional producer.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +74,8 @@ impl Partition {
     /// The last stable offset: the first offset of the oldest open transaction, or the high
     /// watermark.
     pub(crate) fn last_stable_offset(&self) -> i64 {
-        self.producers.values().filter_map(|p| p.txn_first_offset).min().unwrap_or(self.next_offset)
+        let hw = self.high_watermark();
+        self.producers.values().filter_map(|p| p.txn_first_offset).min().map_or(hw, |o| o.min(hw))
     }
 }
 
@@ -87,6 +93,44 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Refused {
 struct Appended {
     base_offset: i64,
     log_append_time: i64,
+    /// Offset after the batch's last record: the high watermark acks=all waits for.
+    end: i64,
+    min_isr: i64,
+}
+
+/// acks=all produces waiting for the ISR to hold their records.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProduceWaits {
+    parked: Vec<ParkedProduce>,
+}
+
+impl ProduceWaits {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.parked.iter().map(|p| p.deadline).min()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ParkedProduce {
+    ticket: Ticket,
+    deadline: Instant,
+    /// The answer, with the partitions still waiting marked in `waits`.
+    body: ProduceResponse,
+    waits: Vec<Wait>,
+}
+
+/// One partition of a parked produce.
+#[derive(Debug, Clone)]
+struct Wait {
+    /// Indexes into the answer's topics and their partitions.
+    at: (usize, usize),
+    topic: String,
+    partition: i32,
+    /// Leadership when appended; a change ends the wait.
+    leader: i32,
+    leader_epoch: i32,
+    end: i64,
+    min_isr: i64,
 }
 
 pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: ProduceRequest) -> Reply {
@@ -104,6 +148,7 @@ pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: ProduceRequest) -
     let mut failed = false;
     let mut appended = false;
     let mut leaders = Vec::new();
+    let mut waits = Vec::new();
     for t in req.topic_data {
         let name = if version >= 13 { cluster.topic_name_by_id(t.topic_id) } else { Some(t.name.as_str().to_string()) };
         let mut partitions = Vec::new();
@@ -122,6 +167,17 @@ pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: ProduceRequest) -
                     r.log_append_time_ms = a.log_append_time;
                     if let Some(part) = name.as_deref().and_then(|n| cluster.partition(n, p.index)) {
                         r.log_start_offset = part.log_start_offset;
+                        if req.acks == -1 && part.high_watermark() < a.end {
+                            waits.push(Wait {
+                                at: (responses.len(), partitions.len()),
+                                topic: name.clone().unwrap_or_default(),
+                                partition: p.index,
+                                leader: part.leader,
+                                leader_epoch: part.leader_epoch,
+                                end: a.end,
+                                min_isr: a.min_isr,
+                            });
+                        }
                     }
                     appended = true;
                 }
@@ -176,7 +232,69 @@ pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: ProduceRequest) -
     if version >= 10 {
         body.node_endpoints = node_endpoints(cluster, leaders);
     }
-    body.into()
+    if waits.is_empty() {
+        return body.into();
+    }
+    // Kafka starts each waiting partition as timed out and clears it when the ISR has it.
+    for w in &waits {
+        set_error(&mut body, w.at, ErrorCode::RequestTimedOut);
+    }
+    let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
+    cluster.produces.parked.push(ParkedProduce { ticket: ctx.ticket, deadline: ctx.now + timeout, body, waits });
+    Reply::Parked
+}
+
+fn set_error(body: &mut ProduceResponse, (t, p): (usize, usize), code: ErrorCode) {
+    if let Some(r) = body.responses.get_mut(t).and_then(|t| t.partition_responses.get_mut(p)) {
+        r.error_code = code;
+    }
+}
+
+/// Replication or leadership changed: answers the parked acks=all produces that are done.
+pub(crate) fn wake(cluster: &mut FakeCluster) {
+    complete_parked(cluster, None);
+}
+
+/// Answers the parked acks=all produces whose timeout has passed at `now`.
+pub(crate) fn handle_timeout(cluster: &mut FakeCluster, now: Instant) {
+    complete_parked(cluster, Some(now));
+}
+
+fn complete_parked(cluster: &mut FakeCluster, now: Option<Instant>) {
+    if cluster.produces.parked.is_empty() {
+        return;
+    }
+    let live: BTreeSet<i32> = cluster.live_broker_ids().into_iter().collect();
+    for mut p in std::mem::take(&mut cluster.produces.parked) {
+        if !cluster.is_parked(p.ticket) {
+            continue;
+        }
+        let mut waiting = Vec::new();
+        for w in std::mem::take(&mut p.waits) {
+            let outcome = match cluster.partition(&w.topic, w.partition) {
+                Some(part) if part.leader == w.leader && part.leader_epoch == w.leader_epoch => {
+                    if part.high_watermark() < w.end {
+                        None
+                    } else if (part.in_sync(&live).len() as i64) < w.min_isr {
+                        Some(ErrorCode::NotEnoughReplicasAfterAppend)
+                    } else {
+                        Some(ErrorCode::None)
+                    }
+                }
+                _ => Some(ErrorCode::NotLeaderOrFollower),
+            };
+            match outcome {
+                Some(code) => set_error(&mut p.body, w.at, code),
+                None => waiting.push(w),
+            }
+        }
+        p.waits = waiting;
+        if p.waits.is_empty() || now.is_some_and(|n| n >= p.deadline) {
+            cluster.complete(p.ticket, p.body.into());
+        } else {
+            cluster.produces.parked.push(p);
+        }
+    }
 }
 
 /// Endpoints of these brokers (KIP-951 hints), ascending and without duplicates.
@@ -211,7 +329,7 @@ fn produce_one(
     if let Some(code) = cluster.take_partition_error(ApiKey::Produce, ctx.broker, name, Some(index)) {
         return Err(refuse(code, ""));
     }
-    let live = cluster.live_broker_ids();
+    let live: BTreeSet<i32> = cluster.live_broker_ids().into_iter().collect();
     let now_ms = cluster.wall_clock_ms(ctx.now);
     let Some(topic) = cluster.topics.get_mut(name) else {
         return Err(refuse(ErrorCode::UnknownTopicOrPartition, ""));
@@ -247,7 +365,7 @@ fn produce_one(
         return Err(refuse(ErrorCode::InvalidRecord, "Clients may not write control batches."));
     }
     if acks == -1 {
-        let isr = partition.replicas.iter().filter(|r| live.contains(r)).count() as i64;
+        let isr = partition.in_sync(&live).len() as i64;
         if isr < min_isr {
             return Err(refuse(
                 ErrorCode::NotEnoughReplicas,
@@ -257,7 +375,8 @@ fn produce_one(
             ));
         }
     }
-    if let Some(duplicate) = check_producer(partition, &batch)? {
+    if let Some(mut duplicate) = check_producer(partition, &batch)? {
+        duplicate.min_isr = min_isr;
         return Ok(duplicate);
     }
     let stamp = log_append_time.then_some(now_ms);
@@ -266,7 +385,14 @@ fn produce_one(
     if batch.is_transactional() && batch.producer_id() >= 0 {
         cluster.txns.join_on_produce(batch.producer_id(), name, index);
     }
-    Ok(Appended { base_offset: base, log_append_time: stamp.unwrap_or(-1) })
+    let end = partition.next_offset;
+    if let Some(r) = &mut partition.repl {
+        // A leader alone in the ISR moves the high watermark itself.
+        if r.isr.len() <= 1 {
+            r.high_watermark = end;
+        }
+    }
+    Ok(Appended { base_offset: base, log_append_time: stamp.unwrap_or(-1), end, min_isr })
 }
 
 /// Whether `records` starts with a transactional v2 batch (attributes bit 4).
@@ -318,7 +444,12 @@ fn check_producer(partition: &Partition, batch: &RecordBatch) -> Result<Option<A
     }
     if epoch == entry.epoch {
         if let Some(dup) = entry.batches.iter().find(|b| b.first_seq == first && b.last_seq == last) {
-            return Ok(Some(Appended { base_offset: dup.base_offset, log_append_time: dup.timestamp }));
+            return Ok(Some(Appended {
+                base_offset: dup.base_offset,
+                log_append_time: dup.timestamp,
+                end: dup.last_offset + 1,
+                min_isr: 1,
+            }));
         }
     }
     if epoch != entry.epoch {
