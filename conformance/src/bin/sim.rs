@@ -5,15 +5,29 @@
 //! - `sim --seed S`: runs one seed and describes it.
 //! - `sim --seed S --trace-hash`: prints only the trace hash.
 //! - `sim --seed S --trace`: also prints the whole trace.
+//! - `--clients N` with either: every scenario gets exactly N clients (else 1 to 4).
+//! - `sim --plants [--max-seeds N]`: arms each plant of `sansa::plants::Plant::ALL` on every
+//!   client and runs seeds (300 by default) until an invariant catches it; prints
+//!   `PLANT: caught at seed S` or `PLANT: not caught in N seeds` per plant, then
+//!   `P plants, C caught`. Exits 0 only when every plant was caught.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use sansa_conformance::sim::{run_scenario, run_seed, Scenario};
+use sansa::plants::Plant;
+use sansa_conformance::sim::plants::{hunt, report};
+use sansa_conformance::sim::{run_scenario, Scenario};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sim --seeds A..B | --seed S [--trace-hash | --trace]");
+    eprintln!("usage: sim --seeds A..B | --seed S [--trace-hash | --trace] [--clients N] | --plants [--max-seeds N]");
     ExitCode::from(2)
+}
+
+fn scenario(seed: u64, clients: Option<usize>) -> Scenario {
+    match clients {
+        Some(n) => Scenario::with_clients(seed, n),
+        None => Scenario::from_seed(seed),
+    }
 }
 
 fn main() -> ExitCode {
@@ -22,6 +36,9 @@ fn main() -> ExitCode {
     let mut seed: Option<u64> = None;
     let mut hash_only = false;
     let mut full_trace = false;
+    let mut clients: Option<usize> = None;
+    let mut plants = false;
+    let mut max_seeds = 300u64;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -36,27 +53,62 @@ fn main() -> ExitCode {
                 seed = Some(s);
                 i += 1;
             }
+            "--clients" => {
+                let Some(Ok(n)) = args.get(i + 1).map(|s| s.parse()) else { return usage() };
+                clients = Some(n);
+                i += 1;
+            }
+            "--max-seeds" => {
+                let Some(Ok(n)) = args.get(i + 1).map(|s| s.parse()) else { return usage() };
+                max_seeds = n;
+                i += 1;
+            }
+            "--plants" => plants = true,
             "--trace-hash" => hash_only = true,
             "--trace" => full_trace = true,
             _ => return usage(),
         }
         i += 1;
     }
+    if plants {
+        return run_plants(max_seeds);
+    }
     match (seeds, seed) {
-        (Some((a, b)), None) => run_many(a, b),
-        (None, Some(s)) => run_one(s, hash_only, full_trace),
+        (Some((a, b)), None) => run_many(a, b, clients),
+        (None, Some(s)) => run_one(s, clients, hash_only, full_trace),
         _ => usage(),
     }
 }
 
-fn run_many(a: u64, b: u64) -> ExitCode {
+fn run_plants(max_seeds: u64) -> ExitCode {
+    let mut results = Vec::new();
+    for plant in Plant::ALL {
+        let r = hunt(plant, max_seeds);
+        if let Some((_, broke)) = &r.caught {
+            eprintln!("{}: broke {broke:?}", plant.name());
+        }
+        println!("{}", r.line());
+        results.push(r);
+    }
+    let (lines, all) = report(&results);
+    if let Some(last) = lines.last() {
+        println!("{last}");
+    }
+    if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run_many(a: u64, b: u64, clients: Option<usize>) -> ExitCode {
     // Wall-clock time here only measures throughput; it never reaches a simulation.
     let started = Instant::now();
     let total = b.saturating_sub(a);
     let mut failures = 0u64;
     let step = (total / 10).max(1);
     for (n, seed) in (a..b).enumerate() {
-        let (_, report) = run_seed(seed);
+        let (_, report) = run_scenario(&scenario(seed, clients));
         if report.failed() {
             failures += 1;
             println!("{}", report.failure_text());
@@ -75,8 +127,8 @@ fn run_many(a: u64, b: u64) -> ExitCode {
     }
 }
 
-fn run_one(seed: u64, hash_only: bool, full_trace: bool) -> ExitCode {
-    let scenario = Scenario::from_seed(seed);
+fn run_one(seed: u64, clients: Option<usize>, hash_only: bool, full_trace: bool) -> ExitCode {
+    let scenario = scenario(seed, clients);
     let (sim, report) = run_scenario(&scenario);
     if hash_only {
         println!("{:016x}", report.trace_hash);
@@ -84,11 +136,13 @@ fn run_one(seed: u64, hash_only: bool, full_trace: bool) -> ExitCode {
     }
     let c = &scenario.config;
     println!("seed {seed}");
-    println!("cluster: {} brokers, topics {:?}, bootstrap via brokers {:?}", c.brokers, c.topics, c.bootstrap);
-    println!(
-        "client: request timeout {:?}, setup timeout {:?}, reconnect backoff {:?}..{:?}, metadata max age {:?}",
-        c.request_timeout, c.connection_setup_timeout, c.reconnect_backoff.0, c.reconnect_backoff.1, c.metadata_max_age
-    );
+    println!("cluster: {} brokers, topics {:?}", c.brokers, c.topics);
+    for (i, k) in c.clients.iter().enumerate() {
+        println!(
+            "client {i}: bootstrap via brokers {:?}, request timeout {:?}, setup timeout {:?}, reconnect backoff {:?}..{:?}, metadata max age {:?}",
+            k.bootstrap, k.request_timeout, k.connection_setup_timeout, k.reconnect_backoff.0, k.reconnect_backoff.1, k.metadata_max_age
+        );
+    }
     println!("network: {:?}", c.profile);
     println!("faults end at {:.3}s; schedule:", scenario.faults_end.as_secs_f64());
     for (at, a) in &scenario.actions {
@@ -99,7 +153,7 @@ fn run_one(seed: u64, hash_only: bool, full_trace: bool) -> ExitCode {
         let outcome = r.outcomes.first().map_or("NONE".to_string(), |(t, e)| {
             format!("{} after {:.3}s", sansa_conformance::sim::scenario::outcome_kind(e), (*t - r.issued).as_secs_f64())
         });
-        println!("  #{:<4} {:>10.3}s  {:<60} {outcome}", id.0, r.issued.as_secs_f64(), r.what);
+        println!("  {:<8} {:>10.3}s  {:<60} {outcome}", id.to_string(), r.issued.as_secs_f64(), r.what);
     }
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();
     for (_, e) in sim.trace().events() {
@@ -115,6 +169,14 @@ fn run_one(seed: u64, hash_only: bool, full_trace: bool) -> ExitCode {
     }
     println!("trace: {} events {kinds:?}", sim.trace().events().len());
     println!("outcomes: {:?}", report.outcomes);
+    let h = sim.history();
+    let acked = h.records().values().filter(|r| !r.acks.is_empty()).count();
+    println!(
+        "records: {} sent, {acked} acked, {} consumed; {} probes",
+        h.records().len(),
+        h.consumed_records().len(),
+        sim.probes().len()
+    );
     println!(
         "{} steps, {:.3}s virtual, trace hash {:016x}",
         report.steps,

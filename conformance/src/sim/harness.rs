@@ -1,10 +1,14 @@
-//! The simulator proper: one thread, one virtual clock, one seeded random stream, driving a
-//! [`sansa::Client`] against a [`FakeCluster`] through the [`Netem`] network.
+//! The simulator proper: one thread, one virtual clock, seeded random streams, driving one or
+//! more [`sansa::Client`]s against one [`FakeCluster`] through the [`Netem`] network.
 //!
-//! [`Sim::step`] advances to the earliest of: a scheduled [`Action`] (a workload command or a
-//! fault), a network delivery, the cluster's timer, the client's timer; applies it; then drains
-//! the client (transmits, then events) and the cluster (outputs). Ties go in that order, so a
-//! run is a pure function of its configuration. Every step lands in the [`Trace`].
+//! Each client has its own connection namespace: its `ConnId` `c` becomes the network's and
+//! the cluster's connection `client << 32 | c` ([`wire_conn`]), so the clients never collide.
+//!
+//! [`Sim::step`] advances to the earliest of: a scheduled [`Action`] (a workload command, a
+//! probe retry or a fault), a network delivery, the cluster's timer, each client's timer;
+//! applies it; then drains every client (transmits, then events) and the cluster (outputs).
+//! Ties go in that order, clients by index, so a run is a pure function of its configuration.
+//! Every step lands in the [`Trace`]; records produced and consumed land in the [`History`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -12,21 +16,23 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sansa::backoff::Backoff;
-use sansa::protocol::frame::FrameDecoder;
+use sansa::plants::Plant;
+use sansa::protocol::frame::{decode_request, decode_response, encode_request, FrameDecoder};
 use sansa::protocol::messages::create_topics::request::CreatableTopic;
 use sansa::protocol::messages::fetch::request::{FetchPartition, FetchTopic};
 use sansa::protocol::messages::list_offsets::request::{ListOffsetsPartition, ListOffsetsTopic};
 use sansa::protocol::messages::produce::request::{PartitionProduceData, TopicProduceData};
 use sansa::protocol::messages::{
-    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, ProduceRequest,
 };
-use sansa::protocol::records::{BatchParams, RecordBatchEncoder};
-use sansa::protocol::{BrokerId, GroupId, RequestBody, TopicName};
+use sansa::protocol::records::{decode_batches, BatchParams, DecodeOptions, RecordBatchEncoder};
+use sansa::protocol::{ApiKey, BrokerId, ErrorCode, GroupId, RequestBody, ResponseBody, TopicName, Uuid};
 use sansa::rand::Rng;
 use sansa::{
     BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, RequestError, RequestId, Target, Transmit,
 };
 
+use super::history::{Consumed, History, RecordId};
 use super::netem::{DropKind, LinkProfile, NetEvent, Netem};
 use super::trace::{Trace, TraceEvent};
 use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput, Fault};
@@ -34,39 +40,44 @@ use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput
 /// Steps at one virtual instant before the run counts as a livelock.
 pub const LIVELOCK_STEPS: u64 = 20_000;
 
-/// How to set a simulation up.
+/// The OffsetFetch version the workload pins: the last one with a top-level error code, so
+/// that NOT_COORDINATOR is where the client's raw-request path looks for it.
+pub const OFFSET_FETCH_VERSION: i16 = 7;
+
+/// Pause between a failed probe attempt and the next.
+pub const PROBE_RETRY: Duration = Duration::from_millis(100);
+
+/// The network's and the cluster's id for client `client`'s connection `conn`.
+pub fn wire_conn(client: usize, conn: ConnId) -> u64 {
+    ((client as u64) << 32) | (conn.0 & 0xffff_ffff)
+}
+
+/// The client and its `ConnId` behind a network connection id.
+pub fn split_conn(wire: u64) -> (usize, ConnId) {
+    ((wire >> 32) as usize, ConnId(wire & 0xffff_ffff))
+}
+
+/// One client's configuration.
 #[derive(Debug, Clone)]
-pub struct SimConfig {
-    /// Seeds every random choice: the client's, the network's and the simulator's.
-    pub seed: u64,
-    /// Number of brokers (ids `1..=brokers`), reachable at `broker-<id>:9092`.
-    pub brokers: usize,
-    /// Topics created before the run: name and partition count.
-    pub topics: Vec<(String, i32)>,
+pub struct ClientConfig {
     /// Brokers reached through the bootstrap aliases `bootstrap-<i>:9092`, in order.
     pub bootstrap: Vec<i32>,
-    /// Profile of every link.
-    pub profile: LinkProfile,
-    /// The client's `request.timeout.ms`.
+    /// `request.timeout.ms`.
     pub request_timeout: Duration,
-    /// The client's `socket.connection.setup.timeout.ms`.
+    /// `socket.connection.setup.timeout.ms`.
     pub connection_setup_timeout: Duration,
-    /// The client's `reconnect.backoff.ms` and `reconnect.backoff.max.ms`.
+    /// `reconnect.backoff.ms` and `reconnect.backoff.max.ms`.
     pub reconnect_backoff: (Duration, Duration),
-    /// The client's `retry.backoff.ms` and `retry.backoff.max.ms`.
+    /// `retry.backoff.ms` and `retry.backoff.max.ms`.
     pub retry_backoff: (Duration, Duration),
-    /// The client's `metadata.max.age.ms`.
+    /// `metadata.max.age.ms`.
     pub metadata_max_age: Duration,
 }
 
-impl Default for SimConfig {
+impl Default for ClientConfig {
     fn default() -> Self {
-        SimConfig {
-            seed: 0,
-            brokers: 3,
-            topics: vec![("events".into(), 3), ("logs".into(), 2)],
+        ClientConfig {
             bootstrap: vec![1],
-            profile: LinkProfile::default(),
             request_timeout: Duration::from_secs(10),
             connection_setup_timeout: Duration::from_secs(3),
             reconnect_backoff: (Duration::from_millis(50), Duration::from_millis(1000)),
@@ -76,8 +87,55 @@ impl Default for SimConfig {
     }
 }
 
+/// How to set a simulation up.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seeds every random choice: the clients', the network's and the simulator's.
+    pub seed: u64,
+    /// Number of brokers (ids `1..=brokers`), reachable at `broker-<id>:9092`.
+    pub brokers: usize,
+    /// Topics created before the run: name and partition count.
+    pub topics: Vec<(String, i32)>,
+    /// Profile of every link.
+    pub profile: LinkProfile,
+    /// One entry per client; client `i` has index `i` everywhere.
+    pub clients: Vec<ClientConfig>,
+    /// A deliberate bug armed on every client.
+    pub plant: Option<Plant>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 0,
+            brokers: 3,
+            topics: vec![("events".into(), 3), ("logs".into(), 2)],
+            profile: LinkProfile::default(),
+            clients: vec![ClientConfig::default()],
+            plant: None,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Sets every client's request timeout.
+    pub fn with_request_timeout(mut self, d: Duration) -> Self {
+        for c in &mut self.clients {
+            c.request_timeout = d;
+        }
+        self
+    }
+
+    /// `n` clients with the first one's configuration.
+    pub fn with_clients(mut self, n: usize) -> Self {
+        let first = self.clients.first().cloned().unwrap_or_default();
+        self.clients = vec![first; n.max(1)];
+        self
+    }
+}
+
 /// A command of the workload. Commands that name a partition pick it when issued, by index
-/// over the topics that exist then, and go to its current leader.
+/// over the topics that exist then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {
     /// A Metadata request for every topic, to any broker.
@@ -90,22 +148,47 @@ pub enum Work {
     ToBroker(i32),
     /// CreateTopics to the controller.
     CreateTopic { name: String, partitions: i32 },
-    /// Produce one batch to a partition's leader.
+    /// Produce one batch of identifiable records (`c{client}-{seq}`) to a partition's
+    /// current leader in the cluster.
     Produce { pick: u64 },
-    /// Fetch from a partition's leader.
+    /// Like [`Work::Produce`], but to the leader the client's own metadata names, as a
+    /// producer would (the cluster's leader when the client knows none).
+    ProduceViaMetadata { pick: u64 },
+    /// Fetch a partition from offset 0 at its leader; what it reads is recorded as consumed.
     Fetch { pick: u64 },
+    /// A long poll: Fetch at the log end with `max_wait_ms`, which the broker holds.
+    LongPoll { pick: u64, wait_ms: i32 },
     /// ListOffsets (latest) at a partition's leader.
     ListOffsets { pick: u64 },
     /// A Metadata request routed to a group's coordinator (looked up with FindCoordinator).
     Coordinator { group: String },
+    /// OffsetFetch for a group at its coordinator, which answers NOT_COORDINATOR when it is not.
+    OffsetFetch { group: String },
+}
+
+impl Work {
+    /// The probe kinds liveness checks: one request of each kind the workload has.
+    pub fn kinds(pick: u64) -> Vec<Work> {
+        vec![
+            Work::Metadata,
+            Work::RefreshMetadata,
+            Work::CheckVersion(None),
+            Work::ProduceViaMetadata { pick },
+            Work::Fetch { pick },
+            Work::ListOffsets { pick },
+            Work::OffsetFetch { group: "live".into() },
+        ]
+    }
 }
 
 /// Something scheduled: a command, a fault or a topology change.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// Issue a command.
-    Issue(Work),
-    /// Cut the client off from a broker.
+    /// A client issues a command.
+    Issue { client: usize, work: Work },
+    /// A probe tries again.
+    RetryProbe(usize),
+    /// Cut every client off from a broker.
     Partition(i32),
     /// Undo [`Action::Partition`].
     Heal(i32),
@@ -119,7 +202,7 @@ pub enum Action {
     Offline { pick: u64 },
     /// Add a fault rule to the cluster.
     Inject(Fault),
-    /// Drop one of the client's open connections.
+    /// Drop one of the clients' open connections.
     Drop { pick: u64, kind: DropKind },
     /// Change the links to one broker (`None`: back to the default).
     Profile { broker: i32, profile: Option<LinkProfile> },
@@ -171,6 +254,31 @@ impl fmt::Display for SimError {
 
 impl std::error::Error for SimError {}
 
+/// A command of one client: the client's index and its request id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CmdId {
+    /// Which client.
+    pub client: usize,
+    /// The id that client gave it.
+    pub id: RequestId,
+}
+
+impl fmt::Display for CmdId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.client, self.id.0)
+    }
+}
+
+/// What a request was about, to check its answer against (a swapped answer has the wrong
+/// type or names the wrong partition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    /// The API of the request.
+    pub api: ApiKey,
+    /// The one partition it named, with the topic's id.
+    pub partition: Option<(String, Uuid, i32)>,
+}
+
 /// One command of the workload and what became of it.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
@@ -180,6 +288,18 @@ pub struct RequestRecord {
     pub broker: Option<i32>,
     /// When it was issued.
     pub issued: Duration,
+    /// How long after `issued` it must resolve: the client's request timeout, plus the
+    /// broker's hold for a long poll.
+    pub deadline: Duration,
+    /// For raw requests: the API and partition asked about.
+    pub asked: Option<Asked>,
+    /// The records it carried.
+    pub records: Vec<RecordId>,
+    /// The probe it is an attempt of.
+    pub probe: Option<usize>,
+    /// It must succeed within this long of being issued (a request that must not wait
+    /// behind another one).
+    pub latency_bound: Option<Duration>,
     /// Every outcome reported for it (exactly one is right), with its time.
     pub outcomes: Vec<(Duration, Event)>,
 }
@@ -189,6 +309,27 @@ impl RequestRecord {
     pub fn outcome(&self) -> Option<&Event> {
         self.outcomes.first().map(|(_, e)| e)
     }
+}
+
+/// A request that must succeed within a bound: retried on failure (after a metadata refresh
+/// when the answer says the client's view is stale, as a producer would) until it succeeds
+/// or the bound has passed.
+#[derive(Debug, Clone)]
+pub struct ProbeRecord {
+    /// Why it exists (`liveness`, `coordinator moved`, ...).
+    pub why: String,
+    /// Which client.
+    pub client: usize,
+    /// What it asks.
+    pub work: Work,
+    /// When it started.
+    pub started: Duration,
+    /// It must succeed by `started + bound`.
+    pub bound: Duration,
+    /// Every attempt, with its outcome kind once known.
+    pub attempts: Vec<(CmdId, Option<String>)>,
+    /// When it succeeded.
+    pub succeeded: Option<Duration>,
 }
 
 /// Per-address view of reconnects, derived from what crosses the client's API.
@@ -211,6 +352,19 @@ struct ConnTrack {
     /// A whole response frame reached the client: the ApiVersions handshake is done.
     ready: bool,
     inbound: BytesMut,
+    /// Bytes the client wrote, not yet a whole request frame.
+    outbound: BytesMut,
+}
+
+/// One client and the simulator's bookkeeping about it.
+#[derive(Debug)]
+struct Slot {
+    client: Client,
+    config: ClientConfig,
+    reconnect: Backoff,
+    addr_state: BTreeMap<BrokerAddress, AddrState>,
+    conn_track: BTreeMap<ConnId, ConnTrack>,
+    next_record: u64,
 }
 
 /// A simulation run. See the module docs.
@@ -218,7 +372,7 @@ struct ConnTrack {
 pub struct Sim {
     origin: Instant,
     now: Duration,
-    client: Client,
+    slots: Vec<Slot>,
     cluster: FakeCluster,
     net: Netem,
     rng: Rng,
@@ -226,21 +380,21 @@ pub struct Sim {
     actions: BTreeMap<(Duration, u64), Action>,
     seq: u64,
     trace: Trace,
-    requests: BTreeMap<RequestId, RequestRecord>,
+    requests: BTreeMap<CmdId, RequestRecord>,
+    unresolved: BTreeSet<CmdId>,
     stray: Vec<(Duration, String)>,
     violations: Vec<Violation>,
-    addr_state: BTreeMap<BrokerAddress, AddrState>,
-    conn_track: BTreeMap<ConnId, ConnTrack>,
-    reconnect: Backoff,
-    request_timeout: Duration,
+    probes: Vec<ProbeRecord>,
+    history: History,
     steps: u64,
     stalled: u64,
     faults_over: bool,
+    convergence: Option<String>,
     decoder: FrameDecoder,
 }
 
 impl Sim {
-    /// Builds the cluster, its topics, the network and the client; nothing runs yet.
+    /// Builds the cluster, its topics, the network and the clients; nothing runs yet.
     pub fn new(cfg: &SimConfig) -> Self {
         // The one real clock reading: an origin that every virtual time is an offset from.
         // Nothing observable (trace, hash, choices) depends on its value.
@@ -257,29 +411,47 @@ impl Sim {
             cluster.set_address(id, &host, 9092);
             addresses.insert(BrokerAddress::new(host, 9092), id);
         }
-        let mut bootstrap = Vec::new();
-        for (i, id) in cfg.bootstrap.iter().enumerate() {
-            let address = BrokerAddress::new(format!("bootstrap-{i}"), 9092);
-            bootstrap.push(address.to_string());
-            addresses.insert(address, *id);
-        }
         for (name, partitions) in &cfg.topics {
             cluster.create_topic(name, *partitions, -1);
         }
-        let config = Config::new(&bootstrap.join(","))
-            .expect("bootstrap aliases parse")
-            .with_rng_seed(cfg.seed)
-            .with_request_timeout(cfg.request_timeout)
-            .with_connection_setup_timeout(cfg.connection_setup_timeout)
-            .with_reconnect_backoff(cfg.reconnect_backoff.0, cfg.reconnect_backoff.1)
-            .with_retry_backoff(cfg.retry_backoff.0, cfg.retry_backoff.1)
-            .with_metadata_max_age(cfg.metadata_max_age);
-        let reconnect = config.reconnect_backoff;
-        let client = Client::new(config, origin);
+        let mut slots = Vec::new();
+        for (index, cc) in cfg.clients.iter().enumerate() {
+            let mut bootstrap = Vec::new();
+            for (i, id) in cc.bootstrap.iter().enumerate() {
+                let address = BrokerAddress::new(format!("bootstrap-{i}"), 9092);
+                bootstrap.push(address.to_string());
+                // Every client's alias `bootstrap-i` names the same broker: the first
+                // client's choice wins, later clients reuse the aliases in their own order.
+                addresses.entry(address).or_insert(*id);
+            }
+            // Client 0 keeps the seed itself, so a one-client run draws as it always did.
+            let seed = cfg.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let config = Config::new(&bootstrap.join(","))
+                .expect("bootstrap aliases parse")
+                .with_rng_seed(seed)
+                .with_request_timeout(cc.request_timeout)
+                .with_connection_setup_timeout(cc.connection_setup_timeout)
+                .with_reconnect_backoff(cc.reconnect_backoff.0, cc.reconnect_backoff.1)
+                .with_retry_backoff(cc.retry_backoff.0, cc.retry_backoff.1)
+                .with_metadata_max_age(cc.metadata_max_age);
+            let reconnect = config.reconnect_backoff;
+            let mut client = Client::new(config, origin);
+            if let Some(p) = cfg.plant {
+                client.plant(p);
+            }
+            slots.push(Slot {
+                client,
+                config: cc.clone(),
+                reconnect,
+                addr_state: BTreeMap::new(),
+                conn_track: BTreeMap::new(),
+                next_record: 0,
+            });
+        }
         Sim {
             origin,
             now: Duration::ZERO,
-            client,
+            slots,
             cluster,
             net: Netem::new(cfg.seed ^ 0x6e65_7465_6d00_0000, cfg.profile),
             rng: Rng::new(cfg.seed ^ 0x0073_696d_0000_0000),
@@ -288,15 +460,15 @@ impl Sim {
             seq: 0,
             trace: Trace::default(),
             requests: BTreeMap::new(),
+            unresolved: BTreeSet::new(),
             stray: Vec::new(),
             violations: Vec::new(),
-            addr_state: BTreeMap::new(),
-            conn_track: BTreeMap::new(),
-            reconnect,
-            request_timeout: cfg.request_timeout,
+            probes: Vec::new(),
+            history: History::new(),
             steps: 0,
             stalled: 0,
             faults_over: false,
+            convergence: None,
             decoder: FrameDecoder::new(64 << 20),
         }
     }
@@ -308,9 +480,24 @@ impl Sim {
         self.now
     }
 
-    /// The client.
+    /// Client 0.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.slots[0].client
+    }
+
+    /// Client `i`.
+    pub fn client_at(&self, i: usize) -> &Client {
+        &self.slots[i].client
+    }
+
+    /// How many clients there are.
+    pub fn clients(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Client `i`'s configuration.
+    pub fn client_config(&self, i: usize) -> &ClientConfig {
+        &self.slots[i].config
     }
 
     /// The cluster.
@@ -326,6 +513,11 @@ impl Sim {
     /// The network.
     pub fn net(&self) -> &Netem {
         &self.net
+    }
+
+    /// The network, to change directly.
+    pub fn net_mut(&mut self) -> &mut Netem {
+        &mut self.net
     }
 
     /// The trace.
@@ -344,18 +536,18 @@ impl Sim {
     }
 
     /// Every command issued, by id.
-    pub fn requests(&self) -> &BTreeMap<RequestId, RequestRecord> {
+    pub fn requests(&self) -> &BTreeMap<CmdId, RequestRecord> {
         &self.requests
     }
 
     /// One command's record.
-    pub fn record(&self, id: RequestId) -> Option<&RequestRecord> {
+    pub fn record(&self, id: CmdId) -> Option<&RequestRecord> {
         self.requests.get(&id)
     }
 
     /// Commands without an outcome yet.
     pub fn outstanding(&self) -> usize {
-        self.requests.values().filter(|r| r.outcomes.is_empty()).count()
+        self.unresolved.len()
     }
 
     /// Outcomes for ids never issued.
@@ -373,14 +565,39 @@ impl Sim {
         self.violations.push(Violation { invariant, at: self.now, detail });
     }
 
-    /// The client's request timeout.
+    /// The probes, by index.
+    pub fn probes(&self) -> &[ProbeRecord] {
+        &self.probes
+    }
+
+    /// The record-level history.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The history, to record into (the workload's producers and consumers do).
+    pub fn history_mut(&mut self) -> &mut History {
+        &mut self.history
+    }
+
+    /// Client 0's request timeout.
     pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
+        self.slots[0].config.request_timeout
     }
 
     /// Whether [`Action::EndFaults`] ran.
     pub fn faults_over(&self) -> bool {
         self.faults_over
+    }
+
+    /// Why metadata did not converge after the faults, once that was checked.
+    pub fn convergence(&self) -> Option<&str> {
+        self.convergence.as_deref()
+    }
+
+    /// Records the outcome of the convergence check.
+    pub fn set_convergence(&mut self, failure: Option<String>) {
+        self.convergence = failure;
     }
 
     fn instant(&self) -> Instant {
@@ -400,33 +617,103 @@ impl Sim {
         self.actions.insert((at, self.seq), action);
     }
 
-    /// Issues a command now.
-    pub fn issue(&mut self, work: Work) -> RequestId {
+    /// Client 0 issues a command now.
+    pub fn issue(&mut self, work: Work) -> CmdId {
+        self.issue_on(0, work)
+    }
+
+    /// Client `client` issues a command now.
+    pub fn issue_on(&mut self, client: usize, work: Work) -> CmdId {
+        self.issue_full(client, work, None, None)
+    }
+
+    /// Issues a command that must succeed within `bound` of now.
+    pub fn issue_bounded(&mut self, client: usize, work: Work, bound: Duration) -> CmdId {
+        self.issue_full(client, work, None, Some(bound))
+    }
+
+    fn issue_full(&mut self, client: usize, work: Work, probe: Option<usize>, bound: Option<Duration>) -> CmdId {
         let now = self.instant();
         let what = format!("{work:?}");
-        let (id, broker) = match work {
-            Work::RefreshMetadata => (self.client.refresh_metadata(now, None), None),
+        let mut deadline = self.slots[client].config.request_timeout;
+        let (id, broker, asked, records) = match work {
+            Work::RefreshMetadata => (self.slots[client].client.refresh_metadata(now, None), None, None, Vec::new()),
             Work::CheckVersion(b) => {
                 let target = b.map_or(Target::AnyBroker, |b| Target::Broker(BrokerId(b)));
-                (self.client.check_version(now, target), b)
+                (self.slots[client].client.check_version(now, target), b, None, Vec::new())
             }
             other => {
-                let (target, body) = self.build(&other);
-                let broker = match &target {
+                let built = self.build(client, &other);
+                if let Work::LongPoll { wait_ms, .. } = other {
+                    deadline += Duration::from_millis(wait_ms.max(0) as u64);
+                }
+                let broker = match &built.target {
                     Target::Broker(b) => Some(b.0),
                     _ => None,
                 };
-                (self.client.request(now, target, body, None), broker)
+                let asked = Asked { api: built.body.api_key(), partition: built.partition.clone() };
+                let id = self.slots[client].client.request(now, built.target, built.body, built.version);
+                (id, broker, Some(asked), built.records)
             }
         };
+        let cmd = CmdId { client, id };
         let what = match broker {
             Some(b) => format!("{what} -> broker {b}"),
             None => what,
         };
-        self.trace.push(self.now, TraceEvent::Issue { id: id.0, what: what.clone() });
-        self.requests.insert(id, RequestRecord { what, broker, issued: self.now, outcomes: Vec::new() });
+        if let Some((topic, _, partition)) = asked.as_ref().and_then(|a| a.partition.clone()) {
+            for r in &records {
+                self.history.sent(self.now, *r, &topic, partition, Some(cmd));
+            }
+        }
+        self.trace.push(self.now, TraceEvent::Issue { id: wire_conn(client, ConnId(id.0)), what: what.clone() });
+        self.requests.insert(
+            cmd,
+            RequestRecord {
+                what,
+                broker,
+                issued: self.now,
+                deadline,
+                asked,
+                records,
+                probe,
+                latency_bound: bound,
+                outcomes: Vec::new(),
+            },
+        );
+        self.unresolved.insert(cmd);
         self.drain();
-        id
+        cmd
+    }
+
+    /// Starts a probe: `work` on `client`, retried until it succeeds, which it must within
+    /// `bound`.
+    pub fn probe(&mut self, why: &str, client: usize, work: Work, bound: Duration) -> usize {
+        let index = self.probes.len();
+        self.probes.push(ProbeRecord {
+            why: why.to_string(),
+            client,
+            work: work.clone(),
+            started: self.now,
+            bound,
+            attempts: Vec::new(),
+            succeeded: None,
+        });
+        self.probe_attempt(index);
+        index
+    }
+
+    fn probe_attempt(&mut self, index: usize) {
+        let (client, work) = (self.probes[index].client, self.probes[index].work.clone());
+        let cmd = self.issue_full(client, work, Some(index), None);
+        if !self.probes[index].attempts.iter().any(|(c, _)| *c == cmd) {
+            self.probes[index].attempts.push((cmd, None));
+        }
+    }
+
+    /// Probes that have not succeeded yet and may still.
+    pub fn probes_pending(&self) -> usize {
+        self.probes.iter().filter(|p| p.succeeded.is_none() && self.now <= p.started + p.bound).count()
     }
 
     /// A partition by index over every partition that exists now, with its leader (or a
@@ -450,57 +737,104 @@ impl Sim {
         Some((t, p, leader))
     }
 
-    fn build(&mut self, work: &Work) -> (Target, RequestBody) {
+    /// The leader of `topic`/`partition` as client `client` believes it.
+    fn believed_leader(&self, client: usize, topic: &str, partition: i32) -> Option<i32> {
+        let md = self.slots[client].client.metadata();
+        let t = md.topic(topic)?;
+        t.partitions.iter().find(|p| p.index == partition).and_then(|p| p.leader).map(|l| l.0)
+    }
+
+    fn build(&mut self, client: usize, work: &Work) -> Built {
         let all_topics = || MetadataRequest::default().with_topics(None).into();
+        let plain = |target, body| Built { target, body, version: None, partition: None, records: Vec::new() };
         match work {
-            Work::Metadata => (Target::AnyBroker, all_topics()),
-            Work::ToBroker(b) => (Target::Broker(BrokerId(*b)), all_topics()),
-            Work::Coordinator { group } => (
+            Work::Metadata => plain(Target::AnyBroker, all_topics()),
+            Work::ToBroker(b) => plain(Target::Broker(BrokerId(*b)), all_topics()),
+            Work::Coordinator { group } => plain(
                 Target::GroupCoordinator(GroupId::from(group.as_str())),
                 MetadataRequest::default().with_topics(Some(vec![])).into(),
             ),
+            Work::OffsetFetch { group } => {
+                // v7 names the group at the top (the per-group list is v8+).
+                let body = OffsetFetchRequest::default().with_group_id(GroupId::from(group.as_str())).with_topics(None);
+                Built {
+                    target: Target::GroupCoordinator(GroupId::from(group.as_str())),
+                    body: body.into(),
+                    version: Some(OFFSET_FETCH_VERSION),
+                    partition: None,
+                    records: Vec::new(),
+                }
+            }
             Work::CreateTopic { name, partitions } => {
                 let req =
                     CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![CreatableTopic::default()
                         .with_name(TopicName::from(name.as_str()))
                         .with_num_partitions(*partitions)
                         .with_replication_factor(-1)]);
-                (Target::Controller, req.into())
+                plain(Target::Controller, req.into())
             }
-            Work::Produce { pick } | Work::Fetch { pick } | Work::ListOffsets { pick } => {
+            Work::Produce { pick }
+            | Work::ProduceViaMetadata { pick }
+            | Work::Fetch { pick }
+            | Work::LongPoll { pick, .. }
+            | Work::ListOffsets { pick } => {
                 let Some((topic, partition, leader)) = self.pick_partition(*pick) else {
-                    return (Target::AnyBroker, all_topics());
+                    return plain(Target::AnyBroker, all_topics());
+                };
+                let leader = match work {
+                    Work::ProduceViaMetadata { .. } => {
+                        self.believed_leader(client, &topic, partition).filter(|l| *l >= 0).unwrap_or(leader)
+                    }
+                    _ => leader,
                 };
                 let id = self.cluster.topic_id(&topic).unwrap_or_default();
+                let mut records = Vec::new();
+                let fetch = |offset: i64, wait: i32| -> RequestBody {
+                    FetchRequest::default()
+                        .with_max_bytes(1 << 20)
+                        .with_max_wait_ms(wait)
+                        .with_min_bytes(1)
+                        .with_replica_id(BrokerId(-1))
+                        .with_topics(vec![FetchTopic::default()
+                            .with_topic(TopicName::from(topic.as_str()))
+                            .with_topic_id(id)
+                            .with_partitions(vec![FetchPartition::default()
+                                .with_partition(partition)
+                                .with_fetch_offset(offset)
+                                .with_partition_max_bytes(1 << 20)])])
+                        .into()
+                };
                 let body: RequestBody = match work {
-                    Work::Produce { .. } => {
-                        let mut records = BytesMut::new();
+                    Work::Produce { .. } | Work::ProduceViaMetadata { .. } => {
+                        let n = 1 + self.rng.below(3);
+                        let slot = &mut self.slots[client];
+                        for _ in 0..n {
+                            records.push(RecordId { client, seq: slot.next_record });
+                            slot.next_record += 1;
+                        }
+                        let mut bytes = BytesMut::new();
                         let mut enc = RecordBatchEncoder::new();
-                        if let Ok(mut b) = enc.begin(&mut records, BatchParams::new()) {
-                            let value = format!("v{}", self.rng.next_u64());
-                            let _ = b.append(1_700_000_000_000, None, Some(value.as_bytes()), &[]);
+                        if let Ok(mut b) = enc.begin(&mut bytes, BatchParams::new()) {
+                            for r in &records {
+                                let _ = b.append(1_700_000_000_000, None, Some(r.value().as_bytes()), &[]);
+                            }
                             let _ = b.finish();
                         }
                         ProduceRequest::default()
                             .with_acks(-1)
                             .with_timeout_ms(5_000)
-                            .with_topic_data(vec![TopicProduceData::default().with_topic_id(id).with_partition_data(
-                                vec![PartitionProduceData::default()
+                            .with_topic_data(vec![TopicProduceData::default()
+                                .with_name(TopicName::from(topic.as_str()))
+                                .with_topic_id(id)
+                                .with_partition_data(vec![PartitionProduceData::default()
                                     .with_index(partition)
-                                    .with_records(Some(records.freeze()))],
-                            )])
+                                    .with_records(Some(bytes.freeze()))])])
                             .into()
                     }
-                    Work::Fetch { .. } => FetchRequest::default()
-                        .with_max_bytes(1 << 20)
-                        .with_replica_id(BrokerId(-1))
-                        .with_topics(vec![FetchTopic::default().with_topic_id(id).with_partitions(vec![
-                            FetchPartition::default()
-                                .with_partition(partition)
-                                .with_fetch_offset(0)
-                                .with_partition_max_bytes(1 << 20),
-                        ])])
-                        .into(),
+                    Work::Fetch { .. } => fetch(0, 0),
+                    Work::LongPoll { wait_ms, .. } => {
+                        fetch(self.cluster.log_end_offset(&topic, partition).unwrap_or(0), *wait_ms)
+                    }
                     _ => ListOffsetsRequest::default()
                         .with_replica_id(BrokerId(-1))
                         .with_topics(vec![ListOffsetsTopic::default()
@@ -510,22 +844,44 @@ impl Sim {
                                 .with_timestamp(-1)])])
                         .into(),
                 };
-                (Target::Broker(BrokerId(leader)), body)
+                Built {
+                    target: Target::Broker(BrokerId(leader)),
+                    body,
+                    version: None,
+                    partition: Some((topic, id, partition)),
+                    records,
+                }
             }
-            Work::RefreshMetadata | Work::CheckVersion(_) => (Target::AnyBroker, all_topics()),
+            Work::RefreshMetadata | Work::CheckVersion(_) => plain(Target::AnyBroker, all_topics()),
         }
     }
 
     // ---- running ----
 
+    /// The next time something is due, and what: 0 an action, 1 the network, 2 the cluster,
+    /// 3 + i client i. Ties go to the lowest.
+    fn next_due(&self) -> Option<(Duration, usize)> {
+        let mut best: Option<(Duration, usize)> = None;
+        let mut consider = |t: Option<Duration>, who: usize| {
+            if let Some(t) = t {
+                if best.is_none_or(|(b, _)| t < b) {
+                    best = Some((t, who));
+                }
+            }
+        };
+        consider(self.actions.keys().next().map(|k| k.0), 0);
+        consider(self.net.next_time(), 1);
+        consider(self.cluster.poll_timeout().map(|t| self.offset(t)), 2);
+        for (i, s) in self.slots.iter().enumerate() {
+            consider(s.client.poll_timeout().map(|t| self.offset(t)), 3 + i);
+        }
+        best
+    }
+
     /// Advances to the next thing that happens and applies it. `Ok(false)` when nothing is
     /// left to happen at all.
     pub fn step(&mut self) -> Result<bool, SimError> {
-        let action_t = self.actions.keys().next().map(|k| k.0);
-        let net_t = self.net.next_time();
-        let cluster_t = self.cluster.poll_timeout().map(|t| self.offset(t));
-        let client_t = self.client.poll_timeout().map(|t| self.offset(t));
-        let Some(next) = [action_t, net_t, cluster_t, client_t].into_iter().flatten().min() else {
+        let Some((next, who)) = self.next_due() else {
             return Ok(false);
         };
         let t = next.max(self.now);
@@ -540,20 +896,25 @@ impl Sim {
         }
         self.steps += 1;
         let now = self.instant();
-        if action_t == Some(next) {
-            if let Some((_, action)) = self.actions.pop_first() {
-                self.apply_action(action);
+        match who {
+            0 => {
+                if let Some((_, action)) = self.actions.pop_first() {
+                    self.apply_action(action);
+                }
             }
-        } else if net_t == Some(next) {
-            if let Some(e) = self.net.pop_due(self.now) {
-                self.apply_net(e);
+            1 => {
+                if let Some(e) = self.net.pop_due(self.now) {
+                    self.apply_net(e);
+                }
             }
-        } else if cluster_t == Some(next) {
-            self.trace.push(self.now, TraceEvent::ClusterTimeout);
-            self.cluster.handle_timeout(now);
-        } else {
-            self.trace.push(self.now, TraceEvent::ClientTimeout);
-            self.client.handle_timeout(now);
+            2 => {
+                self.trace.push(self.now, TraceEvent::ClusterTimeout);
+                self.cluster.handle_timeout(now);
+            }
+            i => {
+                self.trace.push(self.now, TraceEvent::ClientTimeout { client: i - 3 });
+                self.slots[i - 3].client.handle_timeout(now);
+            }
         }
         self.drain();
         self.check_reconnect_deadlines();
@@ -562,22 +923,11 @@ impl Sim {
 
     /// Runs every step due up to `until`, then sets the clock to `until`.
     pub fn drive(&mut self, until: Duration) -> Result<(), SimError> {
-        loop {
-            let next = [
-                self.actions.keys().next().map(|k| k.0),
-                self.net.next_time(),
-                self.cluster.poll_timeout().map(|t| self.offset(t)),
-                self.client.poll_timeout().map(|t| self.offset(t)),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            match next {
-                Some(t) if t <= until => {
-                    self.step()?;
-                }
-                _ => break,
+        while let Some((t, _)) = self.next_due() {
+            if t > until {
+                break;
             }
+            self.step()?;
         }
         self.now = self.now.max(until);
         Ok(())
@@ -587,7 +937,7 @@ impl Sim {
     /// `max_steps` steps. Returns the steps taken.
     pub fn drive_bounded(&mut self, max_steps: u64) -> Result<u64, SimError> {
         let mut n = 0;
-        while self.outstanding() > 0 || !self.actions.is_empty() {
+        while !self.unresolved.is_empty() || !self.actions.is_empty() {
             if n >= max_steps {
                 return Err(SimError::StepCap { at: self.now, steps: n, outstanding: self.outstanding() });
             }
@@ -599,18 +949,20 @@ impl Sim {
         Ok(n)
     }
 
-    /// Drains the client and the cluster until neither has anything to say.
+    /// Drains every client and the cluster until none has anything to say.
     fn drain(&mut self) {
         let now = self.instant();
         loop {
             let mut progressed = false;
-            while let Some(t) = self.client.poll_transmit(now) {
-                progressed = true;
-                self.apply_transmit(t);
-            }
-            while let Some(e) = self.client.poll_event() {
-                progressed = true;
-                self.record_event(e);
+            for i in 0..self.slots.len() {
+                while let Some(t) = self.slots[i].client.poll_transmit(now) {
+                    progressed = true;
+                    self.apply_transmit(i, t);
+                }
+                while let Some(e) = self.slots[i].client.poll_event() {
+                    progressed = true;
+                    self.record_event(i, e);
+                }
             }
             while let Some(o) = self.cluster.poll_output() {
                 progressed = true;
@@ -628,7 +980,7 @@ impl Sim {
         }
     }
 
-    fn record_event(&mut self, e: Event) {
+    fn record_event(&mut self, client: usize, e: Event) {
         let (id, outcome) = match &e {
             Event::Response { id, result } => {
                 (*id, summarize(result.as_ref().map(|r| r.body.as_ref().and_then(|b| b.error_code()))))
@@ -637,95 +989,230 @@ impl Sim {
             Event::Versions { id, result } => (*id, summarize(result.as_ref().map(|_| None))),
             _ => return,
         };
-        self.trace.push(self.now, TraceEvent::Outcome { id: id.0, outcome: outcome.clone() });
-        match self.requests.get_mut(&id) {
-            Some(r) => r.outcomes.push((self.now, e)),
-            None => self.stray.push((self.now, format!("#{} {outcome}", id.0))),
+        let cmd = CmdId { client, id };
+        self.trace
+            .push(self.now, TraceEvent::Outcome { id: wire_conn(client, ConnId(id.0)), outcome: outcome.clone() });
+        let Some(r) = self.requests.get_mut(&cmd) else {
+            self.stray.push((self.now, format!("{cmd} {outcome}")));
+            return;
+        };
+        r.outcomes.push((self.now, e));
+        if r.outcomes.len() > 1 {
+            return;
+        }
+        self.unresolved.remove(&cmd);
+        let (records, asked, probe) = (r.records.clone(), r.asked.clone(), r.probe);
+        let event = &r.outcomes[0].1;
+        let verdict = verdict(event, asked.as_ref());
+        self.learn(client, &records, asked.as_ref(), cmd);
+        if let Some(index) = probe {
+            self.on_probe_outcome(index, cmd, verdict);
         }
     }
 
-    fn apply_transmit(&mut self, t: Transmit) {
-        match t {
-            Transmit::Open { conn, address } => {
-                self.trace.push(self.now, TraceEvent::Open { conn: conn.0, address: address.to_string() });
-                self.on_open(conn, &address);
-                let broker = self.addresses.get(&address).copied();
-                self.net.open(self.now, conn, broker, &address.host);
-            }
-            Transmit::Send { conn, bytes } => {
-                self.trace.push(self.now, TraceEvent::Send { conn: conn.0, len: bytes.len() });
-                let ok = self.net.link(conn).is_some_and(|l| l.client_open && l.connected);
-                if !ok {
-                    self.violate("no-send-on-dead-connection", format!("Send on c{} which is not open", conn.0));
+    /// Feeds the history from a command's outcome: acks and failures of the records it
+    /// carried, records a Fetch read.
+    fn learn(&mut self, client: usize, records: &[RecordId], asked: Option<&Asked>, cmd: CmdId) {
+        let Some(r) = self.requests.get(&cmd) else { return };
+        let Some((_, event)) = r.outcomes.first() else { return };
+        let now = self.now;
+        let Some(Asked { partition: Some((topic, id, partition)), .. }) = asked else { return };
+        match event {
+            Event::Response { result: Ok(resp), .. } => match &resp.body {
+                Some(ResponseBody::Produce(p)) if !records.is_empty() => {
+                    let answer = p
+                        .responses
+                        .iter()
+                        .filter(|t| t.topic_id == *id || t.name.as_str() == topic)
+                        .flat_map(|t| &t.partition_responses)
+                        .find(|x| x.index == *partition);
+                    for (i, rec) in records.iter().enumerate() {
+                        match answer {
+                            Some(a) if a.error_code == ErrorCode::None => {
+                                self.history.acked(now, *rec, a.index, a.base_offset + i as i64)
+                            }
+                            Some(a) => self.history.failed(now, *rec, &format!("{:?}", a.error_code)),
+                            None => self.history.failed(now, *rec, "no answer for the partition"),
+                        }
+                    }
                 }
-                self.net.send(self.now, conn, bytes, true);
-            }
-            Transmit::Close { conn } => {
-                self.trace.push(self.now, TraceEvent::ClientClose { conn: conn.0 });
-                if self.net.link(conn).is_some_and(|l| l.client_open) {
-                    self.on_gone(conn, false);
+                Some(ResponseBody::Fetch(f)) => {
+                    let mut read = Vec::new();
+                    for t in f.responses.iter().filter(|t| t.topic_id == *id || t.topic.as_str() == topic) {
+                        for p in &t.partitions {
+                            let Some(bytes) = p.records.clone() else { continue };
+                            for batch in decode_batches(bytes, &DecodeOptions::new()).flatten() {
+                                for rec in batch.records() {
+                                    read.push((p.partition_index, rec.offset, rec.value.clone()));
+                                }
+                            }
+                        }
+                    }
+                    for (p, offset, value) in read {
+                        self.history.consumed(Consumed {
+                            at: now,
+                            client,
+                            topic: topic.clone(),
+                            partition: p,
+                            offset,
+                            value,
+                        });
+                    }
                 }
-                self.net.client_close(self.now, conn);
+                _ => {
+                    for rec in records {
+                        self.history.failed(now, *rec, "answer of another kind");
+                    }
+                }
+            },
+            Event::Response { result: Err(e), .. } => {
+                for rec in records {
+                    self.history.failed(now, *rec, error_kind(e));
+                }
             }
             _ => {}
         }
     }
 
-    /// Tells the client that `conn` closed.
-    fn close_client_side(&mut self, conn: ConnId, cause: CloseCause) {
-        let Some(link) = self.net.link_mut(conn) else { return };
+    fn on_probe_outcome(&mut self, index: usize, cmd: CmdId, verdict: Verdict) {
+        let now = self.now;
+        let p = &mut self.probes[index];
+        // An attempt may resolve while it is being issued, before the probe lists it.
+        match p.attempts.iter_mut().find(|(c, _)| *c == cmd) {
+            Some(a) => a.1 = Some(format!("{verdict:?}")),
+            None => p.attempts.push((cmd, Some(format!("{verdict:?}")))),
+        }
+        if p.succeeded.is_some() {
+            return;
+        }
+        if verdict == Verdict::Success {
+            p.succeeded = Some(now);
+            return;
+        }
+        if now + PROBE_RETRY > p.started + p.bound {
+            return;
+        }
+        let client = p.client;
+        if verdict == Verdict::StaleView {
+            // What a producer does on NOT_LEADER / UNKNOWN_TOPIC: ask for fresh metadata.
+            self.at(now, Action::Issue { client, work: Work::RefreshMetadata });
+        }
+        self.at(now + PROBE_RETRY, Action::RetryProbe(index));
+    }
+
+    fn apply_transmit(&mut self, client: usize, t: Transmit) {
+        match t {
+            Transmit::Open { conn, address } => {
+                let wire = wire_conn(client, conn);
+                self.trace.push(self.now, TraceEvent::Open { conn: wire, address: address.to_string() });
+                self.on_open(client, conn, &address);
+                let broker = self.addresses.get(&address).copied();
+                self.net.open(self.now, ConnId(wire), broker, &address.host);
+            }
+            Transmit::Send { conn, bytes } => {
+                let wire = ConnId(wire_conn(client, conn));
+                self.trace.push(self.now, TraceEvent::Send { conn: wire.0, len: bytes.len() });
+                let ok = self.net.link(wire).is_some_and(|l| l.client_open && l.connected);
+                if !ok {
+                    self.violate("no-send-on-dead-connection", format!("Send on c{} which is not open", wire.0));
+                }
+                self.observe_requests(client, conn, &bytes);
+                self.net.send(self.now, wire, bytes, true);
+            }
+            Transmit::Close { conn } => {
+                let wire = ConnId(wire_conn(client, conn));
+                self.trace.push(self.now, TraceEvent::ClientClose { conn: wire.0 });
+                if self.net.link(wire).is_some_and(|l| l.client_open) {
+                    self.on_gone(client, conn, false);
+                }
+                self.net.client_close(self.now, wire);
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads the request frames a client writes, to note the order its records go out in.
+    fn observe_requests(&mut self, client: usize, conn: ConnId, bytes: &Bytes) {
+        let Some(track) = self.slots[client].conn_track.get_mut(&conn) else { return };
+        track.outbound.extend_from_slice(bytes);
+        let mut frames = Vec::new();
+        while let Ok(Some(frame)) = self.decoder.decode(&mut track.outbound) {
+            frames.push(frame);
+        }
+        for frame in frames {
+            let Ok((_, RequestBody::Produce(p))) = decode_request(frame) else { continue };
+            for t in &p.topic_data {
+                for part in &t.partition_data {
+                    let Some(records) = part.records.clone() else { continue };
+                    for batch in decode_batches(records, &DecodeOptions::new()).flatten() {
+                        for r in batch.records() {
+                            if let Some(v) = &r.value {
+                                self.history.on_wire(wire_conn(client, conn), v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the client that `conn` (a network id) closed.
+    fn close_client_side(&mut self, wire: ConnId, cause: CloseCause) {
+        let Some(link) = self.net.link_mut(wire) else { return };
         if !link.client_open {
             return;
         }
         link.client_open = false;
-        self.trace.push(self.now, TraceEvent::Closed { conn: conn.0, cause: cause.to_string() });
-        self.on_gone(conn, true);
-        self.client.handle_input(self.origin + self.now, Input::Closed { conn, cause });
+        self.trace.push(self.now, TraceEvent::Closed { conn: wire.0, cause: cause.to_string() });
+        let (client, conn) = split_conn(wire.0);
+        self.on_gone(client, conn, true);
+        self.slots[client].client.handle_input(self.origin + self.now, Input::Closed { conn, cause });
     }
 
-    fn close_server_side(&mut self, conn: ConnId) {
-        let Some(link) = self.net.link_mut(conn) else { return };
+    fn close_server_side(&mut self, wire: ConnId) {
+        let Some(link) = self.net.link_mut(wire) else { return };
         if !link.server_open {
             return;
         }
         link.server_open = false;
-        self.trace.push(self.now, TraceEvent::ServerGone { conn: conn.0 });
-        self.cluster.handle_disconnect(FakeConnId(conn.0));
+        self.trace.push(self.now, TraceEvent::ServerGone { conn: wire.0 });
+        self.cluster.handle_disconnect(FakeConnId(wire.0));
     }
 
     fn apply_net(&mut self, e: NetEvent) {
         let now = self.instant();
         match e {
-            NetEvent::ConnectDone { conn, broker } => {
-                let Some(link) = self.net.link(conn) else { return };
+            NetEvent::ConnectDone { conn: wire, broker } => {
+                let Some(link) = self.net.link(wire) else { return };
                 if !link.client_open || self.net.is_partitioned(broker) {
                     return;
                 }
-                match self.cluster.handle_connect(now, broker, FakeConnId(conn.0)) {
+                match self.cluster.handle_connect(now, broker, FakeConnId(wire.0)) {
                     Ok(()) => {
-                        if let Some(link) = self.net.link_mut(conn) {
+                        if let Some(link) = self.net.link_mut(wire) {
                             link.server_open = true;
                             link.connected = true;
                         }
-                        if let Some(c) = self.conn_track.get_mut(&conn) {
+                        let (client, conn) = split_conn(wire.0);
+                        if let Some(c) = self.slots[client].conn_track.get_mut(&conn) {
                             c.connected = true;
                         }
-                        self.trace.push(self.now, TraceEvent::Connected { conn: conn.0 });
-                        self.client.handle_input(now, Input::Connected { conn });
+                        self.trace.push(self.now, TraceEvent::Connected { conn: wire.0 });
+                        self.slots[client].client.handle_input(now, Input::Connected { conn });
                     }
-                    Err(_) => self.close_client_side(conn, CloseCause::Refused),
+                    Err(_) => self.close_client_side(wire, CloseCause::Refused),
                 }
             }
             NetEvent::ConnectFailed { conn, cause } => self.close_client_side(conn, cause),
-            NetEvent::ToServer { conn, bytes } => {
-                let Some(link) = self.net.link_mut(conn) else { return };
+            NetEvent::ToServer { conn: wire, bytes } => {
+                let Some(link) = self.net.link_mut(wire) else { return };
                 if link.doomed || !link.server_open {
                     return;
                 }
                 link.server_buf.extend_from_slice(&bytes);
                 let mut buf = std::mem::take(&mut link.server_buf);
-                self.trace.push(self.now, TraceEvent::ToServer { conn: conn.0, len: bytes.len() });
-                let fake = FakeConnId(conn.0);
+                self.trace.push(self.now, TraceEvent::ToServer { conn: wire.0, len: bytes.len() });
+                let fake = FakeConnId(wire.0);
                 loop {
                     match self.decoder.decode(&mut buf) {
                         Ok(Some(frame)) => {
@@ -738,23 +1225,24 @@ impl Sim {
                         Err(_) => {
                             // Not Kafka: the broker hangs up.
                             self.cluster.handle_disconnect(fake);
-                            self.net.server_close(self.now, conn);
+                            self.net.server_close(self.now, wire);
                             break;
                         }
                     }
                 }
-                if let Some(link) = self.net.link_mut(conn) {
+                if let Some(link) = self.net.link_mut(wire) {
                     link.server_buf = buf;
                 }
             }
-            NetEvent::ToClient { conn, bytes } => {
-                let Some(link) = self.net.link(conn) else { return };
+            NetEvent::ToClient { conn: wire, bytes } => {
+                let Some(link) = self.net.link(wire) else { return };
                 if link.doomed || !link.client_open {
                     return;
                 }
-                self.trace.push(self.now, TraceEvent::ToClient { conn: conn.0, len: bytes.len() });
-                self.on_client_bytes(conn, &bytes);
-                self.client.handle_input(now, Input::Received { conn, data: bytes });
+                self.trace.push(self.now, TraceEvent::ToClient { conn: wire.0, len: bytes.len() });
+                let (client, conn) = split_conn(wire.0);
+                self.on_client_bytes(client, conn, &bytes);
+                self.slots[client].client.handle_input(now, Input::Received { conn, data: bytes });
             }
             NetEvent::ServerFin { conn } => {
                 if self.net.link(conn).is_some_and(|l| !l.doomed) {
@@ -774,19 +1262,20 @@ impl Sim {
     }
 
     fn apply_action(&mut self, action: Action) {
-        if self.faults_over && !matches!(action, Action::Issue(_) | Action::EndFaults) {
+        if self.faults_over && !matches!(action, Action::Issue { .. } | Action::RetryProbe(_) | Action::EndFaults) {
             return;
         }
         match action {
-            Action::Issue(work) => {
-                self.issue(work);
+            Action::Issue { client, work } => {
+                self.issue_on(client, work);
             }
+            Action::RetryProbe(index) => self.probe_attempt(index),
             Action::Partition(b) => {
-                self.fault(format!("partition client | broker {b}"));
+                self.fault(format!("partition clients | broker {b}"));
                 self.net.partition(self.now, b);
             }
             Action::Heal(b) => {
-                self.fault(format!("heal client | broker {b}"));
+                self.fault(format!("heal clients | broker {b}"));
                 self.net.heal(b);
             }
             Action::StopBroker(b) => {
@@ -870,34 +1359,96 @@ impl Sim {
         self.drain();
     }
 
+    /// Lets faults happen again after [`Sim::end_faults`] (for a scripted episode after the
+    /// random ones).
+    pub fn resume_faults(&mut self) {
+        self.faults_over = false;
+    }
+
     /// A value in `0..n` from the simulator's own random stream.
     pub fn below(&mut self, n: u64) -> u64 {
         self.rng.below(n)
     }
 
+    /// Reads every partition's log from the cluster (through its own Fetch handling, on a
+    /// connection of its own, without faults or network) into the history.
+    pub fn read_logs(&mut self) {
+        let now = self.instant();
+        let (lo, hi) = self.cluster.advertised_versions(ApiKey::Fetch).unwrap_or((4, 4));
+        let version = hi.clamp(lo, 16);
+        for topic in self.cluster.topic_names() {
+            let id = self.cluster.topic_id(&topic).unwrap_or_default();
+            for partition in 0..self.cluster.partition_count(&topic).unwrap_or(0) as i32 {
+                let end = self.cluster.log_end_offset(&topic, partition).unwrap_or(0);
+                let mut log: Vec<(i64, Option<Bytes>)> = Vec::new();
+                let mut next = 0i64;
+                let leader = self.cluster.leader(&topic, partition).unwrap_or(-1);
+                while next < end && leader >= 0 {
+                    let body: RequestBody = FetchRequest::default()
+                        .with_max_bytes(64 << 20)
+                        .with_replica_id(BrokerId(-1))
+                        .with_topics(vec![FetchTopic::default()
+                            .with_topic(TopicName::from(topic.as_str()))
+                            .with_topic_id(id)
+                            .with_partitions(vec![FetchPartition::default()
+                                .with_partition(partition)
+                                .with_fetch_offset(next)
+                                .with_partition_max_bytes(64 << 20)])])
+                        .into();
+                    let mut frame = BytesMut::new();
+                    if encode_request(&mut frame, 1, Some("sim-reader"), version, &body).is_err() {
+                        break;
+                    }
+                    let frame = frame.split_off(4).freeze();
+                    let Ok(Some(mut answer)) = self.cluster.answer(now, leader, frame) else { break };
+                    let answer = answer.split_off(4);
+                    let Ok((_, ResponseBody::Fetch(f))) = decode_response(answer, ApiKey::Fetch, version) else {
+                        break;
+                    };
+                    let before = next;
+                    for p in f.responses.iter().flat_map(|t| &t.partitions) {
+                        let Some(bytes) = p.records.clone() else { continue };
+                        for batch in decode_batches(bytes, &DecodeOptions::new()).flatten() {
+                            for r in batch.records() {
+                                if r.offset >= next {
+                                    log.push((r.offset, r.value.clone()));
+                                    next = r.offset + 1;
+                                }
+                            }
+                        }
+                    }
+                    if next == before {
+                        break;
+                    }
+                }
+                self.history.set_log(&topic, partition, log);
+            }
+        }
+    }
+
     // ---- reconnect bookkeeping (invariants c and d) ----
 
     /// The least delay after `failures` consecutive failures, jitter included.
-    fn backoff_floor(&self, failures: u32) -> Duration {
-        let b = self.reconnect;
+    fn backoff_floor(&self, client: usize, failures: u32) -> Duration {
+        let b = self.slots[client].reconnect;
         let max = b.max.max(b.initial);
         let exp = failures.saturating_sub(1).min(30);
         let base = b.initial.saturating_mul(1u32 << exp).min(max);
         base.mul_f64(0.8).saturating_sub(Duration::from_micros(1))
     }
 
-    fn on_open(&mut self, conn: ConnId, address: &BrokerAddress) {
+    fn on_open(&mut self, client: usize, conn: ConnId, address: &BrokerAddress) {
         let floor = {
-            let st = self.addr_state.entry(address.clone()).or_default();
+            let st = self.slots[client].addr_state.entry(address.clone()).or_default();
             st.last_failure.map(|t| (t, st.failures))
         };
         if let Some((t, failures)) = floor {
-            let lo = self.backoff_floor(failures);
+            let lo = self.backoff_floor(client, failures);
             if self.now < t + lo {
                 self.violate(
                     "reconnect-backoff-min",
                     format!(
-                        "c{} opens {address} {:?} after failure #{failures} at {:.6}s; the backoff is at least {lo:?}",
+                        "client {client} c{} opens {address} {:?} after failure #{failures} at {:.6}s; the backoff is at least {lo:?}",
                         conn.0,
                         self.now - t,
                         t.as_secs_f64()
@@ -905,17 +1456,25 @@ impl Sim {
                 );
             }
         }
-        if let Some(st) = self.addr_state.get_mut(address) {
+        let slot = &mut self.slots[client];
+        if let Some(st) = slot.addr_state.get_mut(address) {
             st.live.insert(conn);
         }
-        self.conn_track.insert(
+        slot.conn_track.insert(
             conn,
-            ConnTrack { address: address.clone(), connected: false, ready: false, inbound: BytesMut::new() },
+            ConnTrack {
+                address: address.clone(),
+                connected: false,
+                ready: false,
+                inbound: BytesMut::new(),
+                outbound: BytesMut::new(),
+            },
         );
     }
 
-    fn on_client_bytes(&mut self, conn: ConnId, bytes: &Bytes) {
-        let Some(c) = self.conn_track.get_mut(&conn) else { return };
+    fn on_client_bytes(&mut self, client: usize, conn: ConnId, bytes: &Bytes) {
+        let slot = &mut self.slots[client];
+        let Some(c) = slot.conn_track.get_mut(&conn) else { return };
         if c.ready {
             return;
         }
@@ -926,7 +1485,7 @@ impl Sim {
                 c.ready = true;
                 c.inbound = BytesMut::new();
                 let address = c.address.clone();
-                if let Some(st) = self.addr_state.get_mut(&address) {
+                if let Some(st) = slot.addr_state.get_mut(&address) {
                     st.failures = 0;
                     st.last_failure = None;
                 }
@@ -938,10 +1497,11 @@ impl Sim {
     /// client itself. A connection that ends before its handshake is surely a failure the
     /// client backs off from; one closed by the client after it may be idleness or a request
     /// timeout, which it does not back off from.
-    fn on_gone(&mut self, conn: ConnId, told: bool) {
-        let Some(c) = self.conn_track.remove(&conn) else { return };
+    fn on_gone(&mut self, client: usize, conn: ConnId, told: bool) {
+        let slot = &mut self.slots[client];
+        let Some(c) = slot.conn_track.remove(&conn) else { return };
         let now = self.now;
-        let st = self.addr_state.entry(c.address).or_default();
+        let st = slot.addr_state.entry(c.address).or_default();
         st.live.remove(&conn);
         st.last_close = Some(now);
         if told || !c.ready {
@@ -956,41 +1516,127 @@ impl Sim {
     /// A command addressed to one broker the client knows must get a connection attempt
     /// within the largest backoff of the last connection's end.
     fn check_reconnect_deadlines(&mut self) {
-        let b = self.reconnect;
-        let hi = b.max.max(b.initial).mul_f64(1.2) + Duration::from_millis(1);
         let mut found = Vec::new();
-        for (id, r) in &self.requests {
+        for cmd in &self.unresolved {
+            let Some(r) = self.requests.get(cmd) else { continue };
             let Some(broker) = r.broker else { continue };
-            if !r.outcomes.is_empty() {
-                continue;
-            }
-            let Some(known) = self.client.metadata().broker(BrokerId(broker)) else { continue };
-            let Some(st) = self.addr_state.get(&known.address) else { continue };
+            let slot = &self.slots[cmd.client];
+            let b = slot.reconnect;
+            let hi = b.max.max(b.initial).mul_f64(1.2) + Duration::from_millis(1);
+            let Some(known) = slot.client.metadata().broker(BrokerId(broker)) else { continue };
+            let Some(st) = slot.addr_state.get(&known.address) else { continue };
             if !st.live.is_empty() {
                 continue;
             }
             if let Some(t) = st.last_close {
                 if self.now > t + hi && r.issued < self.now {
-                    found.push((known.address.clone(), t, id.0));
+                    found.push((cmd.client, known.address.clone(), t, *cmd));
                 }
             }
         }
-        for (address, t, id) in found {
+        for (client, address, t, cmd) in found {
             self.violate(
                 "reconnect-backoff-max",
                 format!(
-                    "#{id} waits for {address}, which closed at {:.6}s and has not been reopened {:?} later",
+                    "{cmd} waits for {address}, which closed at {:.6}s and has not been reopened {:?} later",
                     t.as_secs_f64(),
                     self.now - t
                 ),
             );
-            if let Some(st) = self.addr_state.get_mut(&address) {
+            if let Some(st) = self.slots[client].addr_state.get_mut(&address) {
                 st.last_close = None;
             }
         }
     }
 }
 
+/// A request ready for `Client::request`, with what the history needs to know about it.
+struct Built {
+    target: Target,
+    body: RequestBody,
+    version: Option<i16>,
+    partition: Option<(String, Uuid, i32)>,
+    records: Vec<RecordId>,
+}
+
+/// How an outcome counts for a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request did what it asked, without an error anywhere in the answer.
+    Success,
+    /// The answer says the client's metadata is stale (NOT_LEADER, UNKNOWN_TOPIC, ...).
+    StaleView,
+    /// Any other error.
+    Failure,
+}
+
+/// Judges an outcome: a transport error, a top-level error code, or an error code on the
+/// partition asked about all count against it.
+pub fn verdict(e: &Event, asked: Option<&Asked>) -> Verdict {
+    let code = match e {
+        Event::Metadata { result: Ok(_), .. } | Event::Versions { result: Ok(_), .. } => return Verdict::Success,
+        Event::Response { result: Ok(r), .. } => match &r.body {
+            None => return Verdict::Success,
+            Some(body) => {
+                if asked.is_some_and(|a| a.api != body.api_key()) {
+                    return Verdict::Failure;
+                }
+                body.error_code().filter(|c| *c != ErrorCode::None).or_else(|| partition_error(body))
+            }
+        },
+        // The client's metadata names a leader it has no address for: a producer asks for
+        // fresh metadata then.
+        Event::Response { result: Err(RequestError::UnknownBroker(_)), .. } => return Verdict::StaleView,
+        _ => return Verdict::Failure,
+    };
+    match code {
+        None => Verdict::Success,
+        Some(
+            ErrorCode::NotLeaderOrFollower
+            | ErrorCode::UnknownTopicOrPartition
+            | ErrorCode::LeaderNotAvailable
+            | ErrorCode::FencedLeaderEpoch
+            | ErrorCode::UnknownLeaderEpoch,
+        ) => Verdict::StaleView,
+        Some(_) => Verdict::Failure,
+    }
+}
+
+/// The first error code on a partition of a data answer.
+fn partition_error(body: &ResponseBody) -> Option<ErrorCode> {
+    let codes: Vec<ErrorCode> = match body {
+        ResponseBody::Produce(p) => {
+            p.responses.iter().flat_map(|t| &t.partition_responses).map(|x| x.error_code).collect()
+        }
+        ResponseBody::Fetch(f) => f.responses.iter().flat_map(|t| &t.partitions).map(|x| x.error_code).collect(),
+        ResponseBody::ListOffsets(l) => l.topics.iter().flat_map(|t| &t.partitions).map(|x| x.error_code).collect(),
+        ResponseBody::OffsetFetch(o) => o.groups.iter().map(|g| g.error_code).collect(),
+        _ => Vec::new(),
+    };
+    codes.into_iter().find(|c| *c != ErrorCode::None)
+}
+
+/// The partitions an answer names: (topic name, topic id, partition).
+pub fn answered_partitions(body: &ResponseBody) -> Vec<(String, Uuid, i32)> {
+    match body {
+        ResponseBody::Produce(p) => p
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter().map(|x| (t.name.to_string(), t.topic_id, x.index)))
+            .collect(),
+        ResponseBody::Fetch(f) => f
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|x| (t.topic.to_string(), t.topic_id, x.partition_index)))
+            .collect(),
+        ResponseBody::ListOffsets(l) => l
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|x| (t.name.to_string(), Uuid::default(), x.partition_index)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
 /// A short, stable description of an outcome: `ok` with the response's error code, or the
 /// error's kind.
 fn summarize(result: Result<Option<sansa::protocol::ErrorCode>, &RequestError>) -> String {

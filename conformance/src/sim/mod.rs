@@ -1,15 +1,19 @@
-//! A deterministic simulator: sansa's sans-IO [`sansa::Client`] against the in-memory
+//! A deterministic simulator: sansa's sans-IO [`sansa::Client`]s against the in-memory
 //! [`crate::fake_cluster::FakeCluster`], over an emulated network ([`netem`]) with a virtual
-//! clock, one seeded random stream per component, scheduled faults, and invariants checked
-//! after every run.
+//! clock, one seeded random stream per component, scheduled faults, a record-level history,
+//! and invariants checked after every run.
 //!
 //! - [`netem`]: per-connection byte streams with latency, chunked slow delivery, drops and
 //!   partitions.
-//! - [`harness`]: [`Sim`], with [`Sim::step`], [`Sim::drive`] and [`Sim::drive_bounded`]; the
-//!   online invariants (reconnect backoff bounds, no sends on dead connections).
-//! - [`scenario`]: a [`Scenario`] from a seed, [`run_seed`], and the after-run invariants
-//!   (exactly one outcome per command, outcomes within the request timeout, metadata
-//!   convergence after the faults end).
+//! - [`harness`]: [`Sim`], with one to many clients (each its own connection namespace),
+//!   [`Sim::step`], [`Sim::drive`], [`Sim::drive_bounded`], probes; the online checks
+//!   (reconnect backoff bounds, no sends on dead connections).
+//! - [`history`]: every record produced (sent, acked, failed), consumed, and what the
+//!   cluster stored.
+//! - [`invariants`]: the [`Invariant`] trait and the [`Registry`] machines add theirs to.
+//! - [`scenario`]: a [`Scenario`] from a seed, [`run_seed`], convergence, liveness probes and
+//!   the scripted episodes aimed at the plants.
+//! - [`plants`]: the `--plants` runner.
 //! - [`trace`]: the event trace and its stable hash.
 //!
 //! Nothing reads the real clock except one origin `Instant` per run, and only durations since
@@ -17,11 +21,16 @@
 //! `cargo run --release -p sansa-conformance --bin sim -- --seeds 0..500`.
 
 pub mod harness;
+pub mod history;
+pub mod invariants;
 pub mod netem;
+pub mod plants;
 pub mod scenario;
 pub mod trace;
 
-pub use harness::{Action, RequestRecord, Sim, SimConfig, SimError, Violation, Work};
+pub use harness::{Action, ClientConfig, CmdId, RequestRecord, Sim, SimConfig, SimError, Violation, Work};
+pub use history::{History, RecordId};
+pub use invariants::{Invariant, Registry, World};
 pub use netem::{DropKind, LinkProfile, Netem};
-pub use scenario::{run_scenario, run_seed, RunReport, Scenario};
+pub use scenario::{run_planted, run_scenario, run_seed, RunReport, Scenario};
 pub use trace::{Trace, TraceEvent};

@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use sansa::plants::Plant;
 use sansa::protocol::{ApiKey, BrokerId, ErrorCode};
 use sansa::rand::Rng;
 use sansa::Event;
 
-use super::harness::{Action, Sim, SimConfig, SimError, Violation, Work};
+use super::harness::{Action, ClientConfig, Sim, SimConfig, SimError, Violation, Work};
+use super::invariants::{Registry, World};
 use super::netem::{DropKind, LinkProfile};
 use crate::fake_cluster::{Fault, FaultAction};
 
@@ -21,12 +23,14 @@ pub const MAX_STEPS: u64 = 2_000_000;
 pub struct Scenario {
     /// The seed.
     pub seed: u64,
-    /// Cluster, client and network.
+    /// Cluster, clients and network.
     pub config: SimConfig,
     /// The workload and the faults, by time.
     pub actions: Vec<(Duration, Action)>,
     /// When every fault ends.
     pub faults_end: Duration,
+    /// A fault in the schedule may apply a request and lose its answer.
+    pub loses_answers: bool,
 }
 
 fn ms(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
@@ -37,39 +41,75 @@ fn one_of<T: Clone>(rng: &mut Rng, xs: &[T]) -> T {
     xs[rng.below(xs.len() as u64) as usize].clone()
 }
 
+/// Error codes injected into answers.
+const INJECTED_ERRORS: &[ErrorCode] = &[
+    ErrorCode::NotLeaderOrFollower,
+    ErrorCode::LeaderNotAvailable,
+    ErrorCode::CoordinatorNotAvailable,
+    ErrorCode::NotCoordinator,
+    ErrorCode::RequestTimedOut,
+    ErrorCode::UnknownServerError,
+    ErrorCode::NotController,
+    ErrorCode::BrokerNotAvailable,
+];
+
+/// Request faults other than error codes and delays, each with whether it may apply a
+/// request and lose its answer (then an acked-elsewhere record may be stored twice by a
+/// retrying producer). The fake cluster's `FaultAction::LoseResponse` and
+/// `FaultAction::ApplyThenDisconnect` join this list as `(.., true)`.
+fn request_faults() -> Vec<(FaultAction, bool)> {
+    vec![
+        (FaultAction::Swallow, false),
+        (FaultAction::Disconnect, false),
+        (FaultAction::Throttle(Duration::from_millis(100)), false),
+    ]
+}
+
+/// One client's configuration, drawn.
+fn client_config(rng: &mut Rng, brokers: usize) -> ClientConfig {
+    let bootstrap = (0..1 + rng.below(2)).map(|_| 1 + rng.below(brokers as u64) as i32).collect();
+    let initial = ms(rng, 20, 200);
+    ClientConfig {
+        bootstrap,
+        request_timeout: one_of(rng, &[Duration::from_secs(2), Duration::from_secs(5), Duration::from_secs(10)]),
+        connection_setup_timeout: ms(rng, 500, 3_000),
+        reconnect_backoff: (initial, initial + ms(rng, 200, 2_000)),
+        retry_backoff: (ms(rng, 50, 200), Duration::from_secs(1)),
+        metadata_max_age: ms(rng, 5_000, 60_000),
+    }
+}
+
 impl Scenario {
-    /// The scenario of `seed`.
+    /// The scenario of `seed`, with 1 to 4 clients.
     pub fn from_seed(seed: u64) -> Self {
+        Self::build(seed, None)
+    }
+
+    /// The scenario of `seed` with exactly `clients` clients.
+    pub fn with_clients(seed: u64, clients: usize) -> Self {
+        Self::build(seed, Some(clients.max(1)))
+    }
+
+    fn build(seed: u64, clients: Option<usize>) -> Self {
         let mut rng = Rng::new(seed ^ 0x5ce7_a210_0000_0000);
         let brokers = 3 + rng.below(3) as usize;
         let topics = (0..1 + rng.below(3)).map(|i| (format!("t{i}"), 1 + rng.below(4) as i32)).collect();
-        let bootstrap = (0..1 + rng.below(2)).map(|_| 1 + rng.below(brokers as u64) as i32).collect();
-        let initial = ms(&mut rng, 20, 200);
-        let config = SimConfig {
-            seed,
-            brokers,
-            topics,
-            bootstrap,
-            profile: LinkProfile::random(&mut rng),
-            request_timeout: one_of(
-                &mut rng,
-                &[Duration::from_secs(2), Duration::from_secs(5), Duration::from_secs(10)],
-            ),
-            connection_setup_timeout: ms(&mut rng, 500, 3_000),
-            reconnect_backoff: (initial, initial + ms(&mut rng, 200, 2_000)),
-            retry_backoff: (ms(&mut rng, 50, 200), Duration::from_secs(1)),
-            metadata_max_age: ms(&mut rng, 5_000, 60_000),
-        };
+        let profile = LinkProfile::random(&mut rng);
+        let n = clients.unwrap_or(1 + rng.below(4) as usize);
+        let clients: Vec<ClientConfig> = (0..n).map(|_| client_config(&mut rng, brokers)).collect();
+        let config = SimConfig { seed, brokers, topics, profile, clients, plant: None };
         let faults_end = ms(&mut rng, 5_000, 40_000);
         let mut actions = Vec::new();
-        let commands = 10 + rng.below(31);
+        let commands = 10 + rng.below(31) + 10 * (n as u64 - 1);
         let horizon = faults_end.as_millis() as u64 + 5_000;
         let mut created = 0;
+        let mut loses_answers = false;
         for _ in 0..commands {
             let at = ms(&mut rng, 0, horizon);
+            let client = rng.below(n as u64) as usize;
             let b = 1 + rng.below(brokers as u64) as i32;
             let pick = rng.next_u64();
-            let work = match rng.below(20) {
+            let work = match rng.below(24) {
                 0..=2 => Work::Metadata,
                 3 => Work::RefreshMetadata,
                 4 => Work::CheckVersion(if rng.below(2) == 0 { None } else { Some(b) }),
@@ -78,12 +118,15 @@ impl Scenario {
                     created += 1;
                     Work::CreateTopic { name: format!("new{created}"), partitions: 1 + rng.below(3) as i32 }
                 }
-                9..=12 => Work::Produce { pick },
-                13..=14 => Work::Fetch { pick },
-                15..=16 => Work::ListOffsets { pick },
+                9..=11 => Work::Produce { pick },
+                12..=13 => Work::ProduceViaMetadata { pick },
+                14..=15 => Work::Fetch { pick },
+                16 => Work::LongPoll { pick, wait_ms: 50 + rng.below(500) as i32 },
+                17..=18 => Work::ListOffsets { pick },
+                19..=20 => Work::OffsetFetch { group: format!("g{}", rng.below(4)) },
                 _ => Work::Coordinator { group: format!("g{}", rng.below(4)) },
             };
-            actions.push((at, Action::Issue(work)));
+            actions.push((at, Action::Issue { client, work }));
         }
         let faults = rng.below(12);
         let end = faults_end.as_millis() as u64;
@@ -100,6 +143,7 @@ impl Scenario {
                     ApiKey::Fetch,
                     ApiKey::ListOffsets,
                     ApiKey::FindCoordinator,
+                    ApiKey::OffsetFetch,
                     ApiKey::CreateTopics,
                     ApiKey::ApiVersions,
                 ],
@@ -121,19 +165,7 @@ impl Scenario {
                 2 => actions.push((at, Action::MoveLeader { pick: rng.next_u64() })),
                 3 => actions.push((at, Action::Offline { pick: rng.next_u64() })),
                 4 | 5 => {
-                    let code = one_of(
-                        &mut rng,
-                        &[
-                            ErrorCode::NotLeaderOrFollower,
-                            ErrorCode::LeaderNotAvailable,
-                            ErrorCode::CoordinatorNotAvailable,
-                            ErrorCode::NotCoordinator,
-                            ErrorCode::RequestTimedOut,
-                            ErrorCode::UnknownServerError,
-                            ErrorCode::NotController,
-                            ErrorCode::BrokerNotAvailable,
-                        ],
-                    );
+                    let code = one_of(&mut rng, INJECTED_ERRORS);
                     actions.push((at, Action::Inject(scoped(Fault::error(code), &mut rng))));
                 }
                 6 => {
@@ -141,14 +173,8 @@ impl Scenario {
                     actions.push((at, Action::Inject(scoped(Fault::new(FaultAction::Delay(d)), &mut rng))));
                 }
                 7 => {
-                    let action = one_of(
-                        &mut rng,
-                        &[
-                            FaultAction::Swallow,
-                            FaultAction::Disconnect,
-                            FaultAction::Throttle(Duration::from_millis(100)),
-                        ],
-                    );
+                    let (action, loses) = one_of(&mut rng, &request_faults());
+                    loses_answers |= loses;
                     actions.push((at, Action::Inject(scoped(Fault::new(action), &mut rng))));
                 }
                 8 | 9 => {
@@ -172,7 +198,7 @@ impl Scenario {
         actions.push((faults_end, Action::EndFaults));
         // Stable order by time; same-time actions keep their drawing order.
         actions.sort_by_key(|(t, _)| *t);
-        Scenario { seed, config, actions, faults_end }
+        Scenario { seed, config, actions, faults_end, loses_answers }
     }
 }
 
@@ -225,24 +251,37 @@ impl RunReport {
 
 /// Runs the scenario of `seed` and checks every invariant.
 pub fn run_seed(seed: u64) -> (Sim, RunReport) {
-    let scenario = Scenario::from_seed(seed);
-    run_scenario(&scenario)
+    run_scenario(&Scenario::from_seed(seed))
+}
+
+/// Runs `scenario` with `plant` armed on every client.
+pub fn run_planted(scenario: &Scenario, plant: Option<Plant>) -> (Sim, RunReport) {
+    let mut s = scenario.clone();
+    s.config.plant = plant;
+    run_scenario(&s)
 }
 
 /// Runs `scenario`: the workload under faults until every command has an outcome and the
-/// faults have ended, then metadata convergence; then checks the invariants.
+/// faults have ended; metadata convergence; liveness probes; the scripted episodes; then
+/// reads the logs and checks the standard invariants.
 pub fn run_scenario(scenario: &Scenario) -> (Sim, RunReport) {
     let mut sim = Sim::new(&scenario.config);
+    sim.history_mut().duplicates_allowed = scenario.loses_answers;
     for (at, a) in &scenario.actions {
         sim.at(*at, a.clone());
     }
     let mut error = sim.drive_bounded(MAX_STEPS).err();
     if error.is_none() {
-        if let Err(e) = converge(&mut sim) {
-            error = Some(e);
-        }
+        error = converge(&mut sim).err();
     }
-    check_outcomes(&mut sim);
+    if error.is_none() {
+        error = liveness_probes(&mut sim).err();
+    }
+    if error.is_none() {
+        error = episodes(&mut sim).err();
+    }
+    sim.read_logs();
+    let violations = Registry::standard().check(&World::of(&sim));
     let mut outcomes = BTreeMap::new();
     for r in sim.requests().values() {
         for (_, e) in &r.outcomes {
@@ -256,7 +295,7 @@ pub fn run_scenario(scenario: &Scenario) -> (Sim, RunReport) {
         virtual_time: sim.now(),
         commands: sim.requests().len(),
         outcomes,
-        violations: sim.violations().to_vec(),
+        violations,
         error,
         trace_tail: sim.trace().tail(40),
     };
@@ -277,36 +316,51 @@ pub fn outcome_kind(e: &Event) -> String {
     }
 }
 
-/// Invariant (b): once faults are over, a metadata refresh brings the client's view to the
-/// cluster's truth. Retries a failed refresh a few times (the network is healthy by then, so
-/// failures point at the client).
+/// Once faults are over, a metadata refresh brings every client's view to the cluster's
+/// truth. Retries a failed refresh a few times (the network is healthy by then, so failures
+/// point at the client). The result lands in [`Sim::convergence`].
 pub fn converge(sim: &mut Sim) -> Result<(), SimError> {
     if !sim.faults_over() {
         sim.end_faults();
     }
-    let mut last = String::new();
-    for _ in 0..3 {
-        let id = sim.issue(Work::RefreshMetadata);
-        sim.drive_bounded(MAX_STEPS)?;
-        let ok = matches!(sim.record(id).and_then(|r| r.outcome()), Some(Event::Metadata { result: Ok(_), .. }));
-        if ok {
-            match metadata_diff(sim) {
-                None => return Ok(()),
-                Some(d) => last = d,
+    let mut failure = None;
+    for client in 0..sim.clients() {
+        let mut last = String::new();
+        let mut converged = false;
+        for _ in 0..3 {
+            let id = sim.issue_on(client, Work::RefreshMetadata);
+            sim.drive_bounded(MAX_STEPS)?;
+            let ok = matches!(sim.record(id).and_then(|r| r.outcome()), Some(Event::Metadata { result: Ok(_), .. }));
+            if ok {
+                match metadata_diff_of(sim, client) {
+                    None => {
+                        converged = true;
+                        break;
+                    }
+                    Some(d) => last = d,
+                }
+            } else {
+                last = format!("refresh {id} failed: {:?}", sim.record(id).and_then(|r| r.outcome()));
             }
-        } else {
-            last = format!("refresh #{} failed: {:?}", id.0, sim.record(id).and_then(|r| r.outcome()));
+            let until = sim.now() + Duration::from_secs(1);
+            sim.drive(until)?;
         }
-        let until = sim.now() + Duration::from_secs(1);
-        sim.drive(until)?;
+        if !converged && failure.is_none() {
+            failure = Some(format!("client {client}: {last}"));
+        }
     }
-    sim.violate("metadata-converges", last);
+    sim.set_convergence(failure);
     Ok(())
 }
 
-/// How the client's metadata differs from the cluster, if it does.
+/// How client 0's metadata differs from the cluster, if it does.
 pub fn metadata_diff(sim: &Sim) -> Option<String> {
-    let md = sim.client().metadata();
+    metadata_diff_of(sim, 0)
+}
+
+/// How client `client`'s metadata differs from the cluster, if it does.
+pub fn metadata_diff_of(sim: &Sim, client: usize) -> Option<String> {
+    let md = sim.client_at(client).metadata();
     let cluster = sim.cluster();
     let want: Vec<(i32, String)> =
         cluster.live_broker_ids().into_iter().map(|id| (id, format!("broker-{id}:9092"))).collect();
@@ -340,45 +394,177 @@ pub fn metadata_diff(sim: &Sim) -> Option<String> {
     None
 }
 
-/// Invariants (a) and (e): every command has exactly one outcome, no outcome is for an
-/// unknown command, and none comes later than the request timeout after the command.
-pub fn check_outcomes(sim: &mut Sim) {
-    let slack = Duration::from_millis(1);
-    let limit = sim.request_timeout() + slack;
-    let mut found = Vec::new();
-    for (id, r) in sim.requests() {
-        match r.outcomes.len() {
-            0 => found.push((
-                "exactly-one-outcome",
-                format!("#{} {} (issued {:.6}s) has no outcome", id.0, r.what, r.issued.as_secs_f64()),
-            )),
-            1 => {}
-            n => found.push(("exactly-one-outcome", format!("#{} {} has {n} outcomes", id.0, r.what))),
+/// How long a client may take to serve a request once nothing is wrong: two request
+/// timeouts (one may be spent on a connection that died with the faults), a full reconnect
+/// backoff, and a second for lookups.
+pub fn liveness_bound(sim: &Sim, client: usize) -> Duration {
+    let c = sim.client_config(client);
+    c.request_timeout * 2 + c.reconnect_backoff.1 + Duration::from_secs(1)
+}
+
+/// After the last fault heals, a request of each kind succeeds on every client within
+/// [`liveness_bound`].
+pub fn liveness_probes(sim: &mut Sim) -> Result<(), SimError> {
+    let pick = sim.below(1 << 20);
+    for client in 0..sim.clients() {
+        let bound = liveness_bound(sim, client);
+        for work in Work::kinds(pick) {
+            sim.probe("liveness", client, work, bound);
         }
-        if let Some((at, e)) = r.outcomes.first() {
-            if *at > r.issued + limit {
-                found.push((
-                    "request-timeout-bound",
-                    format!(
-                        "#{} {} issued {:.6}s, outcome {} after {:?} (request timeout {:?})",
-                        id.0,
-                        r.what,
-                        r.issued.as_secs_f64(),
-                        outcome_kind(e),
-                        *at - r.issued,
-                        sim.request_timeout()
-                    ),
-                ));
+    }
+    sim.drive_bounded(MAX_STEPS)?;
+    Ok(())
+}
+
+/// The coordinator the fake cluster picks for `group` among `live` brokers: the same FNV-1a
+/// rule as its FindCoordinator handler (checked against the cluster's own answers by the
+/// coordinator episode, which probes it).
+fn coordinator_for(group: &str, live: &[i32]) -> Option<i32> {
+    let mut h = super::trace::Fnv::default();
+    h.bytes(group.as_bytes());
+    (!live.is_empty()).then(|| live[(h.finish() % live.len() as u64) as usize])
+}
+
+/// The partition pick (for [`Work`]) of the first partition `broker` leads, if any.
+fn pick_led_by(sim: &Sim, broker: i32) -> Option<u64> {
+    let c = sim.cluster();
+    let mut index = 0u64;
+    for t in c.topic_names() {
+        for p in 0..c.partition_count(&t).unwrap_or(0) as i32 {
+            if c.leader(&t, p) == Some(broker) {
+                return Some(index);
+            }
+            index += 1;
+        }
+    }
+    None
+}
+
+/// The cluster's leader of the partition `pick` names (picks index every partition).
+fn leader_of_pick(sim: &Sim, pick: u64) -> Option<i32> {
+    let c = sim.cluster();
+    let all: Vec<(String, i32)> = c
+        .topic_names()
+        .into_iter()
+        .flat_map(|t| (0..c.partition_count(&t).unwrap_or(0) as i32).map(move |p| (t.clone(), p)))
+        .collect();
+    let (t, p) = all.get((pick % all.len().max(1) as u64) as usize)?;
+    c.leader(t, *p)
+}
+
+/// Scripted episodes after the random part, each aimed at one way a client goes wrong; the
+/// invariants judge them like everything else. Links are calm during them, so that latency
+/// bounds mean something.
+pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
+    for b in sim.cluster().broker_ids() {
+        sim.net_mut().set_profile(b, Some(LinkProfile::default()));
+    }
+    let clients = sim.clients();
+    let live = sim.cluster().live_broker_ids();
+
+    // Two requests of different kinds and a produce in flight on one connection next to a
+    // long poll: each answer must be its own request's (swapped owners), and the ones
+    // beside the poll must not wait for it (fetches on the shared connection).
+    let b = live[sim.below(live.len() as u64) as usize];
+    if let Some(pick) = pick_led_by(sim, b) {
+        for client in 0..clients {
+            let warm = sim.issue_on(client, Work::ToBroker(b));
+            sim.drive_bounded(MAX_STEPS)?;
+            let _ = warm;
+            sim.issue_on(client, Work::LongPoll { pick, wait_ms: 1_500 });
+            sim.issue_bounded(client, Work::ToBroker(b), Duration::from_millis(300));
+            sim.issue_bounded(client, Work::Produce { pick }, Duration::from_millis(300));
+            sim.issue_bounded(client, Work::ListOffsets { pick }, Duration::from_millis(300));
+        }
+        sim.drive_bounded(MAX_STEPS)?;
+    }
+
+    // Retriable failures of the client's own lookups: FindCoordinator says not available,
+    // a metadata refresh loses its connection. Whoever waits must still be served.
+    sim.resume_faults();
+    let now = sim.now();
+    sim.at(
+        now,
+        Action::Inject(Fault::error(ErrorCode::CoordinatorNotAvailable).on_api(ApiKey::FindCoordinator).times(2)),
+    );
+    sim.at(now, Action::Inject(Fault::new(FaultAction::Disconnect).on_api(ApiKey::Metadata).times(1)));
+    sim.drive(now)?;
+    for client in 0..clients {
+        sim.issue_on(client, Work::RefreshMetadata);
+        let bound = liveness_bound(sim, client);
+        sim.probe("lookup retried", client, Work::OffsetFetch { group: format!("lookup{client}") }, bound);
+    }
+    sim.drive_bounded(MAX_STEPS)?;
+    sim.end_faults();
+
+    // The coordinator moves while its old broker stays up: a broker stops and the group's
+    // coordinator changes. Requests to the group must follow it (NOT_COORDINATOR from the
+    // old one).
+    let live = sim.cluster().live_broker_ids();
+    let moved = (0..16).find_map(|g| {
+        let group = format!("move{g}");
+        let before = coordinator_for(&group, &live)?;
+        live.iter().filter(|y| **y != before).find_map(|y| {
+            let rest: Vec<i32> = live.iter().copied().filter(|b| b != y).collect();
+            (coordinator_for(&group, &rest)? != before).then(|| (group.clone(), *y))
+        })
+    });
+    if let Some((group, stopped)) = moved {
+        for client in 0..clients {
+            let bound = liveness_bound(sim, client);
+            sim.probe("coordinator warm", client, Work::OffsetFetch { group: group.clone() }, bound);
+        }
+        sim.drive_bounded(MAX_STEPS)?;
+        sim.resume_faults();
+        let now = sim.now();
+        sim.at(now, Action::StopBroker(stopped));
+        sim.drive(now + Duration::from_millis(200))?;
+        for client in 0..clients {
+            let bound = liveness_bound(sim, client);
+            sim.probe("coordinator moved", client, Work::OffsetFetch { group: group.clone() }, bound);
+        }
+        sim.drive_bounded(MAX_STEPS)?;
+        sim.end_faults();
+    }
+
+    // A partition's leader stops while every client is connected to it: the clients must
+    // learn the new leader from the lost connection, well before their periodic refresh.
+    let live = sim.cluster().live_broker_ids();
+    let leader = live[sim.below(live.len() as u64) as usize];
+    if let Some(pick) = pick_led_by(sim, leader) {
+        for client in 0..clients {
+            sim.issue_on(client, Work::ToBroker(leader));
+        }
+        sim.drive_bounded(MAX_STEPS)?;
+        sim.resume_faults();
+        let now = sim.now();
+        sim.at(now, Action::StopBroker(leader));
+        sim.drive(now + Duration::from_millis(100))?;
+        if leader_of_pick(sim, pick).is_some_and(|l| l >= 0) {
+            for client in 0..clients {
+                let c = sim.client_config(client);
+                let bound = (c.reconnect_backoff.1 + Duration::from_secs(2)).min(c.metadata_max_age / 2);
+                sim.probe("leader lost", client, Work::ProduceViaMetadata { pick }, bound);
             }
         }
+        sim.drive_bounded(MAX_STEPS)?;
+        sim.end_faults();
     }
-    for (at, s) in sim.stray_outcomes() {
-        found.push((
-            "exactly-one-outcome",
-            format!("outcome {s} at {:.6}s for a command never issued", at.as_secs_f64()),
-        ));
+
+    // Requests queued for a broker nobody can reach must still fail by their deadline.
+    let live = sim.cluster().live_broker_ids();
+    let cut = live[sim.below(live.len() as u64) as usize];
+    sim.resume_faults();
+    let now = sim.now();
+    sim.at(now, Action::Partition(cut));
+    sim.drive(now + Duration::from_millis(10))?;
+    for client in 0..clients {
+        sim.issue_on(client, Work::ToBroker(cut));
     }
-    for (inv, d) in found {
-        sim.violate(inv, d);
-    }
+    let longest = (0..clients).map(|c| sim.client_config(c).request_timeout).max().unwrap_or_default();
+    sim.at(sim.now() + longest * 2, Action::Heal(cut));
+    sim.drive_bounded(MAX_STEPS)?;
+    sim.end_faults();
+    sim.drive_bounded(MAX_STEPS)?;
+    Ok(())
 }

@@ -44,7 +44,8 @@ impl Fnv {
 /// What happened, from the simulator's point of view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TraceEvent {
-    /// The workload issued a command.
+    /// The workload issued a command; ids and connections are namespaced by client
+    /// (`client << 32 | id`).
     Issue { id: u64, what: String },
     /// A command completed; `outcome` is a short summary (`ok` with an error code, or the
     /// error's kind).
@@ -67,8 +68,8 @@ pub enum TraceEvent {
     ServerGone { conn: u64 },
     /// The broker closed the connection.
     ServerClose { conn: u64 },
-    /// `Client::handle_timeout`.
-    ClientTimeout,
+    /// `Client::handle_timeout` of one client.
+    ClientTimeout { client: usize },
     /// `FakeCluster::handle_timeout`.
     ClusterTimeout,
     /// A scheduled fault or topology change.
@@ -129,7 +130,10 @@ impl TraceEvent {
                 h.u64(11);
                 h.u64(*conn);
             }
-            TraceEvent::ClientTimeout => h.u64(12),
+            TraceEvent::ClientTimeout { client } => {
+                h.u64(12);
+                h.u64(*client as u64);
+            }
             TraceEvent::ClusterTimeout => h.u64(13),
             TraceEvent::Fault { what } => {
                 h.u64(14);
@@ -142,20 +146,32 @@ impl TraceEvent {
 impl fmt::Display for TraceEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TraceEvent::Issue { id, what } => write!(f, "issue #{id} {what}"),
-            TraceEvent::Outcome { id, outcome } => write!(f, "outcome #{id} {outcome}"),
-            TraceEvent::Open { conn, address } => write!(f, "c{conn} open {address}"),
-            TraceEvent::Send { conn, len } => write!(f, "c{conn} send {len}B"),
-            TraceEvent::ClientClose { conn } => write!(f, "c{conn} closed by client"),
-            TraceEvent::Connected { conn } => write!(f, "c{conn} connected"),
-            TraceEvent::Closed { conn, cause } => write!(f, "c{conn} closed: {cause}"),
-            TraceEvent::ToClient { conn, len } => write!(f, "c{conn} -> client {len}B"),
-            TraceEvent::ToServer { conn, len } => write!(f, "c{conn} -> broker {len}B"),
-            TraceEvent::ServerGone { conn } => write!(f, "c{conn} gone at the broker"),
-            TraceEvent::ServerClose { conn } => write!(f, "c{conn} closed by the broker"),
-            TraceEvent::ClientTimeout => write!(f, "client timeout"),
+            TraceEvent::Issue { id, what } => write!(f, "issue #{} {what}", Ns(*id)),
+            TraceEvent::Outcome { id, outcome } => write!(f, "outcome #{} {outcome}", Ns(*id)),
+            TraceEvent::Open { conn, address } => write!(f, "c{} open {address}", Ns(*conn)),
+            TraceEvent::Send { conn, len } => write!(f, "c{} send {len}B", Ns(*conn)),
+            TraceEvent::ClientClose { conn } => write!(f, "c{} closed by client", Ns(*conn)),
+            TraceEvent::Connected { conn } => write!(f, "c{} connected", Ns(*conn)),
+            TraceEvent::Closed { conn, cause } => write!(f, "c{} closed: {cause}", Ns(*conn)),
+            TraceEvent::ToClient { conn, len } => write!(f, "c{} -> client {len}B", Ns(*conn)),
+            TraceEvent::ToServer { conn, len } => write!(f, "c{} -> broker {len}B", Ns(*conn)),
+            TraceEvent::ServerGone { conn } => write!(f, "c{} gone at the broker", Ns(*conn)),
+            TraceEvent::ServerClose { conn } => write!(f, "c{} closed by the broker", Ns(*conn)),
+            TraceEvent::ClientTimeout { client } => write!(f, "client {client} timeout"),
             TraceEvent::ClusterTimeout => write!(f, "cluster timeout"),
             TraceEvent::Fault { what } => write!(f, "fault: {what}"),
+        }
+    }
+}
+
+/// A namespaced id (`client << 32 | id`), shown as `id` for client 0 and `client.id` else.
+struct Ns(u64);
+
+impl fmt::Display for Ns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 >> 32 {
+            0 => write!(f, "{}", self.0),
+            client => write!(f, "{client}.{}", self.0 & 0xffff_ffff),
         }
     }
 }
