@@ -291,13 +291,15 @@ struct Slot {
     node: Node,
     role: Role,
     address: BrokerAddress,
+    opened: Instant,
     conn: Connection<Token>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Health {
     failures: u32,
     retry_at: Option<Instant>,
+    last_failure: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -866,7 +868,7 @@ impl Client {
         {
             conn.swap_owners = self.plant == Some(crate::plants::Plant::SwapOwners);
         }
-        self.slots.insert(id, Slot { node, role, address: address.clone(), conn });
+        self.slots.insert(id, Slot { node, role, address: address.clone(), opened: now, conn });
         self.by_node.insert((node, role), id);
         self.transmits.push_back(Transmit::Open { conn: id, address });
         self.arm_conn_timer(id);
@@ -906,15 +908,18 @@ impl Client {
 
     fn on_received(&mut self, now: Instant, conn: ConnId, data: Bytes) {
         let Some(slot) = self.slots.get_mut(&conn) else { return };
-        let (node, address) = (slot.node, slot.address.clone());
+        let (node, address, opened) = (slot.node, slot.address.clone(), slot.opened);
         match slot.conn.on_bytes(now, data) {
             Ok(events) => {
                 for event in events {
                     match event {
-                        ConnEvent::Ready => {
+                        // The node is reachable again, unless another of its connections failed
+                        // since this one was opened: then that one's backoff stands.
+                        ConnEvent::Ready if self.health.get(&node).is_none_or(|h| h.last_failure <= opened) => {
                             self.health.remove(&node);
                             self.timers.cancel(&RouterTimer::Backoff(node));
                         }
+                        ConnEvent::Ready => {}
                         ConnEvent::Response { token, version, result } => {
                             self.timers.cancel(&RouterTimer::Request(conn, token.timer));
                             let result = match result {
@@ -977,8 +982,10 @@ impl Client {
         let idle = cause == CloseCause::Local(LocalClose::Idle);
         let before_handshake = slot.conn.is_open() && !slot.conn.is_ready();
         if !idle {
-            let health = self.health.entry(slot.node).or_default();
+            let health =
+                self.health.entry(slot.node).or_insert(Health { failures: 0, retry_at: None, last_failure: now });
             health.failures = health.failures.saturating_add(1);
+            health.last_failure = now;
             let retry_at = now + self.config.reconnect_backoff.delay(health.failures, &mut self.rng);
             health.retry_at = Some(retry_at);
             self.timers.set(RouterTimer::Backoff(slot.node), retry_at);

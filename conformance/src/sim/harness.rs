@@ -35,7 +35,7 @@ use sansa::{
 use super::history::{Consumed, History, RecordId};
 use super::netem::{DropKind, LinkProfile, NetEvent, Netem};
 use super::trace::{Trace, TraceEvent};
-use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput, Fault};
+use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput, Fault, Replication};
 
 /// Steps at one virtual instant before the run counts as a livelock.
 pub const LIVELOCK_STEPS: u64 = 20_000;
@@ -102,6 +102,10 @@ pub struct SimConfig {
     pub clients: Vec<ClientConfig>,
     /// A deliberate bug armed on every client.
     pub plant: Option<Plant>,
+    /// How followers copy leaders: at once, or lagging (then acks=all answers wait for the
+    /// in-sync replicas, consumers see only what is below the high watermark, and a leader
+    /// change truncates what the new leader never had).
+    pub replication: Replication,
 }
 
 impl Default for SimConfig {
@@ -113,6 +117,7 @@ impl Default for SimConfig {
             profile: LinkProfile::default(),
             clients: vec![ClientConfig::default()],
             plant: None,
+            replication: Replication::Instant,
         }
     }
 }
@@ -403,6 +408,7 @@ impl Sim {
             brokers: cfg.brokers,
             cluster_id: "sim".into(),
             auto_create_topics: false,
+            replication: cfg.replication.clone(),
             ..FakeClusterConfig::default()
         });
         let mut addresses = BTreeMap::new();

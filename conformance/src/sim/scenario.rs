@@ -13,7 +13,7 @@ use sansa::Event;
 use super::harness::{Action, ClientConfig, Sim, SimConfig, SimError, Violation, Work};
 use super::invariants::{Registry, World};
 use super::netem::{DropKind, LinkProfile};
-use crate::fake_cluster::{Fault, FaultAction};
+use crate::fake_cluster::{Fault, FaultAction, Replication};
 
 /// Steps allowed per phase of a run before it counts as stuck.
 pub const MAX_STEPS: u64 = 2_000_000;
@@ -62,6 +62,9 @@ fn request_faults() -> Vec<(FaultAction, bool)> {
         (FaultAction::Swallow, false),
         (FaultAction::Disconnect, false),
         (FaultAction::Throttle(Duration::from_millis(100)), false),
+        // Applied, then the answer is lost: a retry may store a record twice.
+        (FaultAction::LoseResponse, true),
+        (FaultAction::ApplyThenDisconnect, true),
     ]
 }
 
@@ -97,7 +100,13 @@ impl Scenario {
         let profile = LinkProfile::random(&mut rng);
         let n = clients.unwrap_or(1 + rng.below(4) as usize);
         let clients: Vec<ClientConfig> = (0..n).map(|_| client_config(&mut rng, brokers)).collect();
-        let config = SimConfig { seed, brokers, topics, profile, clients, plant: None };
+        let mut config =
+            SimConfig { seed, brokers, topics, profile, clients, plant: None, replication: Replication::Instant };
+        // Drawn from a stream of its own, so the rest of the scenario is the same either way.
+        let mut replication_rng = Rng::stream(seed, "sim-replication");
+        if replication_rng.below(3) == 0 {
+            config.replication = Replication::lagging(ms(&mut replication_rng, 2, 80));
+        }
         let faults_end = ms(&mut rng, 5_000, 40_000);
         let mut actions = Vec::new();
         let commands = 10 + rng.below(31) + 10 * (n as u64 - 1);
