@@ -23,7 +23,7 @@ use crate::protocol::{
 };
 use crate::rand::Rng;
 use crate::requests::Requests;
-use crate::timer::TimerTable;
+use crate::timer::{Deadlines, TimerTable};
 use crate::versions::VersionChecks;
 
 /// Identifies one connection attempt. Never reused, so a late event for a closed connection
@@ -306,8 +306,6 @@ struct Health {
 enum RouterTimer {
     /// A connection's own deadline (connect, handshake, idle).
     Conn(ConnId),
-    /// A request's deadline, by its timer id.
-    Request(ConnId, u64),
     /// A node's reconnect backoff ends.
     Backoff(Node),
 }
@@ -376,13 +374,19 @@ pub struct Client {
     failures: BTreeMap<Node, Failure>,
     last_failure: Option<Failure>,
     timers: TimerTable<RouterTimer>,
+    /// Deadlines of requests in flight, by connection and timer id.
+    request_deadlines: Deadlines<(ConnId, u64)>,
+    /// Set when resolving a target created work (a lookup, a refresh): the pump goes round again.
+    work_created: bool,
+    /// Events a connection produced on one input, reused.
+    conn_events: Vec<ConnEvent<Token>>,
     cluster: ClusterMetadata,
     signals: Vec<Signal>,
     machines: Machines,
     /// Which machine `poll_request` asks first next, so none starves the others.
     first_asked: usize,
-    /// The pump's lists of wanted targets (this round's and the last), reused.
-    scratch: (Vec<(Target, Role)>, Vec<(Target, Role)>),
+    /// The pump's list of wanted targets, reused.
+    scratch: Vec<(Target, Role)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     closing: bool,
@@ -408,6 +412,9 @@ impl Client {
             failures: BTreeMap::new(),
             last_failure: None,
             timers: TimerTable::default(),
+            request_deadlines: Deadlines::default(),
+            work_created: false,
+            conn_events: Vec::new(),
             cluster: ClusterMetadata::default(),
             signals: Vec::new(),
             machines: Machines {
@@ -417,7 +424,7 @@ impl Client {
                 versions: VersionChecks::default(),
             },
             first_asked: 0,
-            scratch: (Vec::new(), Vec::new()),
+            scratch: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             closing: false,
@@ -536,7 +543,6 @@ impl Client {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 RouterTimer::Conn(conn) => self.on_conn_timer(now, conn),
-                RouterTimer::Request(conn, _) => self.expire_in_flight(now, conn),
                 // Passed: no longer a deadline, so a driver never spins on it.
                 RouterTimer::Backoff(node) => {
                     if let Some(h) = self.health.get_mut(&node) {
@@ -545,13 +551,12 @@ impl Client {
                 }
             }
         }
+        while let Some((conn, _)) = self.request_deadlines.pop_due(now) {
+            self.expire_in_flight(now, conn);
+        }
         for owner in Machines::ORDER {
-            {
-                let (machines, mut ctx) = self.split();
-                let ctx = &mut ctx;
-                let m = machines.get(owner);
-                m.handle_timeout(now, ctx);
-            }
+            let (machines, mut ctx) = self.split();
+            machines.get(owner).handle_timeout(now, &mut ctx);
         }
         self.settle(now);
     }
@@ -576,6 +581,7 @@ impl Client {
         let m = &self.machines;
         [
             self.timers.soonest(),
+            self.request_deadlines.soonest(),
             m.metadata.poll_timeout(),
             m.coordinators.poll_timeout(),
             m.requests.poll_timeout(),
@@ -640,7 +646,7 @@ impl Client {
 
     fn want_refresh(&mut self, now: Instant) {
         if !self.closing {
-            self.machines.metadata.want_refresh(now);
+            self.work_created |= self.machines.metadata.want_refresh(now);
         }
     }
 
@@ -648,16 +654,19 @@ impl Client {
     /// each target is resolved to a node, a connection opened if needed, and one request
     /// pulled per ready connection with room. Rounds repeat while requests go out.
     fn pump(&mut self, now: Instant) {
-        // Scratch lists kept across calls, so a round allocates nothing.
-        let (mut wanted, mut last_round) = std::mem::take(&mut self.scratch);
-        last_round.clear();
+        // A scratch list kept across calls, so a round allocates nothing.
+        let mut wanted = std::mem::take(&mut self.scratch);
         loop {
             wanted.clear();
             for owner in Machines::ORDER {
                 self.machines.get(owner).wanted(now, &mut wanted);
             }
+            if wanted.is_empty() {
+                break;
+            }
             wanted.sort_unstable();
             wanted.dedup();
+            self.work_created = false;
             let mut progress = false;
             for (target, role) in &wanted {
                 let node = match self.resolve(now, target, *role) {
@@ -673,12 +682,11 @@ impl Client {
             }
             self.apply_signals(now);
             // Resolving may have created work (a lookup, a refresh): one more round then.
-            if !progress && wanted == last_round {
+            if !progress && !self.work_created {
                 break;
             }
-            std::mem::swap(&mut wanted, &mut last_round);
         }
-        self.scratch = (wanted, last_round);
+        self.scratch = wanted;
     }
 
     /// Asks the machines, in turn, for one request for `target` on `conn`; sends it.
@@ -714,22 +722,12 @@ impl Client {
         let token = Token { owner, tag: out.tag, deadline: out.deadline, timeout: out.timeout, timer };
         let (node, address) = (slot.node, slot.address.clone());
         match slot.conn.send(now, &out.body, out.version, token, out.expects_response) {
-            Ok(None) => self.timers.set(RouterTimer::Request(conn, timer), out.deadline),
+            Ok(None) => self.request_deadlines.insert(out.deadline, (conn, timer)),
             Ok(Some(token)) => {
                 let response = Response { node, address, version: out.version, body: None };
-                {
-                    let (machines, mut ctx) = self.split();
-                    let ctx = &mut ctx;
-                    let m = machines.get(owner);
-                    m.handle_response(now, token.tag, Ok(response), ctx);
-                }
+                self.answer(now, owner, token.tag, Ok(response));
             }
-            Err((e, token)) => {
-                let (machines, mut ctx) = self.split();
-                let ctx = &mut ctx;
-                let m = machines.get(owner);
-                m.handle_response(now, token.tag, Err(RequestError::Encode(e)), ctx);
-            }
+            Err((e, token)) => self.answer(now, owner, token.tag, Err(RequestError::Encode(e))),
         }
         self.arm_conn_timer(conn);
     }
@@ -770,7 +768,8 @@ impl Client {
             Target::GroupCoordinator(_) | Target::TransactionCoordinator(_) => {
                 let Some(key) = CoordinatorKey::of(target) else { return Resolved::Wait };
                 let (machines, ctx) = self.split();
-                let found = machines.coordinators.resolve(now, &key, &ctx);
+                let (found, started) = machines.coordinators.resolve(now, &key, &ctx);
+                self.work_created |= started;
                 match found {
                     Some(id) if self.cluster.broker(id).is_some() => Resolved::Node(Node::Broker(id)),
                     Some(_) => {
@@ -908,37 +907,41 @@ impl Client {
 
     fn on_received(&mut self, now: Instant, conn: ConnId, data: Bytes) {
         let Some(slot) = self.slots.get_mut(&conn) else { return };
-        let (node, address, opened) = (slot.node, slot.address.clone(), slot.opened);
-        match slot.conn.on_bytes(now, data) {
-            Ok(events) => {
-                for event in events {
-                    match event {
-                        // The node is reachable again, unless another of its connections failed
-                        // since this one was opened: then that one's backoff stands.
-                        ConnEvent::Ready if self.health.get(&node).is_none_or(|h| h.last_failure <= opened) => {
-                            self.health.remove(&node);
-                            self.timers.cancel(&RouterTimer::Backoff(node));
-                        }
-                        ConnEvent::Ready => {}
-                        ConnEvent::Response { token, version, result } => {
-                            self.timers.cancel(&RouterTimer::Request(conn, token.timer));
-                            let result = match result {
-                                Ok(body) => Ok(Response { node, address: address.clone(), version, body: Some(body) }),
-                                Err(error) => Err(RequestError::InvalidResponse { address: address.clone(), error }),
-                            };
-                            {
-                                let (machines, mut ctx) = self.split();
-                                let ctx = &mut ctx;
-                                let m = machines.get(token.owner);
-                                m.handle_response(now, token.tag, result, ctx);
-                            }
-                        }
-                    }
+        let (node, opened) = (slot.node, slot.opened);
+        let mut events = std::mem::take(&mut self.conn_events);
+        let outcome = slot.conn.on_bytes(now, data, &mut events);
+        // What completed before a protocol violation still counts.
+        for event in events.drain(..) {
+            match event {
+                // The node is reachable again, unless another of its connections failed since
+                // this one was opened: then that one's backoff stands.
+                ConnEvent::Ready if self.health.get(&node).is_none_or(|h| h.last_failure <= opened) => {
+                    self.health.remove(&node);
+                    self.timers.cancel(&RouterTimer::Backoff(node));
                 }
-                self.arm_conn_timer(conn);
+                ConnEvent::Ready => {}
+                ConnEvent::Response { token, version, result } => {
+                    self.request_deadlines.remove(token.deadline, (conn, token.timer));
+                    let Some(address) = self.slots.get(&conn).map(|s| s.address.clone()) else { break };
+                    let result = match result {
+                        Ok(body) => Ok(Response { node, address, version, body: Some(body) }),
+                        Err(error) => Err(RequestError::InvalidResponse { address, error }),
+                    };
+                    self.answer(now, token.owner, token.tag, result);
+                }
             }
+        }
+        self.conn_events = events;
+        match outcome {
+            Ok(()) => self.arm_conn_timer(conn),
             Err(e) => self.close_conn(now, conn, CloseCause::Local(LocalClose::ProtocolViolation(e)), true),
         }
+    }
+
+    /// Hands a request's outcome to the machine that owns it.
+    fn answer(&mut self, now: Instant, owner: Owner, tag: Tag, result: Result<Response, RequestError>) {
+        let (machines, mut ctx) = self.split();
+        machines.get(owner).handle_response(now, tag, result, &mut ctx);
     }
 
     /// A request on `conn` ran out of time: the connection closes, as answers come in order
@@ -949,19 +952,14 @@ impl Client {
         self.transmits.push_back(Transmit::Close { conn });
         let tokens: Vec<Token> = slot.conn.drain_in_flight().map(|f| f.token).collect();
         for token in tokens {
-            self.timers.cancel(&RouterTimer::Request(conn, token.timer));
+            self.request_deadlines.remove(token.deadline, (conn, token.timer));
             let error = if token.deadline <= now {
                 RequestError::Timeout(token.timeout)
             } else {
                 let cause = CloseCause::Local(LocalClose::RequestTimeout);
                 RequestError::Disconnected { address: slot.address.clone(), cause }
             };
-            {
-                let (machines, mut ctx) = self.split();
-                let ctx = &mut ctx;
-                let m = machines.get(token.owner);
-                m.handle_response(now, token.tag, Err(error), ctx);
-            }
+            self.answer(now, token.owner, token.tag, Err(error));
         }
     }
 
@@ -1003,14 +1001,9 @@ impl Client {
         }
         let tokens: Vec<Token> = slot.conn.drain_in_flight().map(|f| f.token).collect();
         for token in tokens {
-            self.timers.cancel(&RouterTimer::Request(conn, token.timer));
+            self.request_deadlines.remove(token.deadline, (conn, token.timer));
             let error = RequestError::Disconnected { address: slot.address.clone(), cause: cause.clone() };
-            {
-                let (machines, mut ctx) = self.split();
-                let ctx = &mut ctx;
-                let m = machines.get(token.owner);
-                m.handle_response(now, token.tag, Err(error), ctx);
-            }
+            self.answer(now, token.owner, token.tag, Err(error));
         }
         for owner in Machines::ORDER {
             self.machines.get(owner).handle_closed(now, slot.node, &slot.address, before_handshake && !idle);
@@ -1031,6 +1024,7 @@ impl Client {
         }
         self.by_node.clear();
         self.timers = TimerTable::default();
+        self.request_deadlines.clear();
         self.closed = true;
         self.events.push_back(Event::Closed);
     }

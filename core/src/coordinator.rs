@@ -84,17 +84,19 @@ impl Coordinators {
     }
 
     /// The coordinator for `key` if known; otherwise starts a lookup (once) and answers `None`.
-    pub fn resolve(&mut self, now: Instant, key: &CoordinatorKey, ctx: &Ctx<'_>) -> Option<BrokerId> {
+    /// The flag says whether a lookup started.
+    pub fn resolve(&mut self, now: Instant, key: &CoordinatorKey, ctx: &Ctx<'_>) -> (Option<BrokerId>, bool) {
         if let Some(id) = self.cache.get(key) {
-            return Some(*id);
+            return (Some(*id), false);
         }
-        if !self.lookups.contains_key(key) {
+        let start = !self.lookups.contains_key(key);
+        if start {
             let deadline = now + ctx.config.request_timeout;
             let lookup = Lookup { started: now, deadline, failures: 0, in_flight: None, stuck: false };
             self.lookups.insert(key.clone(), lookup);
             self.due.push_back(key.clone());
         }
-        None
+        (None, start)
     }
 
     /// Forgets `key`'s coordinator: the next request for it looks it up again.

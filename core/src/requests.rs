@@ -16,7 +16,10 @@ use crate::client::{Event, RequestError, RequestId, Response, Target};
 use crate::coordinator::CoordinatorKey;
 use crate::machine::{Ctx, Link, Machine, Outgoing, Role, Signal, Tag};
 use crate::protocol::{ErrorCode, RequestBody, ResponseBody};
-use crate::timer::{Slab, TimerTable};
+use crate::timer::Deadlines;
+
+/// Emptied queues kept before a sweep removes them.
+const EMPTY_QUEUES_KEPT: usize = 64;
 
 /// Extra time a JoinGroup gets beyond its rebalance timeout, as the Java client allows.
 const JOIN_GROUP_GRACE: Duration = Duration::from_secs(5);
@@ -25,30 +28,46 @@ const JOIN_GROUP_GRACE: Duration = Duration::from_secs(5);
 struct Queued {
     tag: Tag,
     id: RequestId,
-    target: Target,
-    role: Role,
-    body: RequestBody,
+    /// `None` once it expired or failed while waiting: skipped when its turn comes.
+    body: Option<RequestBody>,
     version: Option<i16>,
     issued: Instant,
     timeout: Duration,
 }
 
+impl Queued {
+    fn deadline(&self) -> Instant {
+        self.issued + self.timeout
+    }
+}
+
+/// Requests for one `(target, role)`, in submission order. Tags grow with submission, so a
+/// request is found by binary search; one that leaves early is emptied in place.
 #[derive(Debug, Default)]
 struct Queue {
-    /// `(tag, slot)` in submission order.
-    tags: VecDeque<(Tag, usize)>,
-    /// Entries in `tags` still waiting (the rest expired or failed).
+    items: VecDeque<Queued>,
+    /// Entries still waiting.
     live: usize,
+    /// Emptied and counted in `Requests::empty_queues`.
+    emptied: bool,
+}
+
+impl Queue {
+    fn find(&mut self, tag: Tag) -> Option<&mut Queued> {
+        let i = self.items.binary_search_by_key(&tag, |q| q.tag).ok()?;
+        self.items.get_mut(i)
+    }
 }
 
 /// The raw-request machine.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
-    items: Slab<Queued>,
-    /// Where each waiting request sits in `items`.
-    queued: BTreeMap<Tag, usize>,
+    /// Queues by target; an emptied queue stays for the next request to the same target
+    /// (the common case), and empty ones are swept once there are many.
     queues: BTreeMap<(Target, Role), Queue>,
-    deadlines: TimerTable<Tag>,
+    empty_queues: usize,
+    /// Deadlines of waiting requests, with the queue each waits in.
+    deadlines: Deadlines<(Tag, Target, Role)>,
     /// Sent and awaiting an answer: who asked, and where it went.
     sent: BTreeMap<Tag, (RequestId, Target)>,
     events: VecDeque<Event>,
@@ -69,34 +88,35 @@ impl Requests {
         let timeout = timeout_for(&body, ctx.config.request_timeout);
         let role = role_for(&body, ctx);
         let tag = id.0;
-        self.deadlines.set(tag, now + timeout);
-        let key = (target.clone(), role);
-        let slot = self.items.insert(Queued { tag, id, target, role, body, version, issued: now, timeout });
-        self.queued.insert(tag, slot);
-        let queue = self.queues.entry(key).or_default();
-        queue.tags.push_back((tag, slot));
+        self.deadlines.insert(now + timeout, (tag, target.clone(), role));
+        let queue = self.queues.entry((target, role)).or_default();
+        if queue.emptied {
+            queue.emptied = false;
+            self.empty_queues -= 1;
+        }
+        queue.items.push_back(Queued { tag, id, body: Some(body), version, issued: now, timeout });
         queue.live += 1;
     }
 
-    /// Drops a queued request (expired or failed) from its queue's live count.
-    fn unqueue(&mut self, tag: Tag) -> Option<Queued> {
-        let slot = self.queued.remove(&tag)?;
-        let q = self.items.remove(slot)?;
-        self.deadlines.cancel(&tag);
-        let key = (q.target.clone(), q.role);
-        if let Some(queue) = self.queues.get_mut(&key) {
-            queue.live -= 1;
-            if queue.live == 0 {
-                self.queues.remove(&key);
-            }
+    /// Takes a waiting request out of line (it expired or failed), reporting `error`.
+    fn abandon(&mut self, key: &(Target, Role), tag: Tag, error: RequestError) {
+        let Some(queue) = self.queues.get_mut(key) else { return };
+        let Some(q) = queue.find(tag) else { return };
+        if q.body.take().is_none() {
+            return;
         }
-        Some(q)
+        let id = q.id;
+        queue.live -= 1;
+        if queue.live == 0 {
+            self.queues.remove(key);
+        }
+        self.events.push_back(Event::Response { id, result: Err(error) });
     }
 }
 
 impl Machine for Requests {
     fn wanted(&self, _now: Instant, out: &mut Vec<(Target, Role)>) {
-        out.extend(self.queues.keys().cloned());
+        out.extend(self.queues.iter().filter(|(_, q)| q.live > 0).map(|(k, _)| k.clone()));
     }
 
     fn poll_request(
@@ -108,12 +128,13 @@ impl Machine for Requests {
     ) -> Option<Outgoing> {
         for role in [Role::General, Role::Fetch] {
             let key = (target.clone(), role);
-            while let Some((tag, slot)) = self.queues.get_mut(&key).and_then(|q| q.tags.pop_front()) {
-                if self.items.get(slot).is_none_or(|q| q.tag != tag) {
-                    continue; // expired or failed while it waited
-                }
-                let Some(q) = self.unqueue(tag) else { continue };
-                let api = q.body.api_key();
+            let Some(queue) = self.queues.get_mut(&key) else { continue };
+            while let Some(q) = queue.items.pop_front() {
+                let deadline = q.deadline();
+                let Some(body) = q.body else { continue }; // left while it waited
+                queue.live -= 1;
+                self.deadlines.remove(deadline, (q.tag, target.clone(), role));
+                let api = body.api_key();
                 let version = match q.version {
                     Some(v) => link.versions.check(api, v),
                     None => link.versions.negotiate(api),
@@ -126,16 +147,17 @@ impl Machine for Requests {
                         continue;
                     }
                 };
-                let expects_response = !matches!(&q.body, RequestBody::Produce(p) if p.acks == 0);
-                self.sent.insert(tag, (q.id, q.target));
-                return Some(Outgoing {
-                    body: q.body,
-                    version,
-                    tag,
-                    deadline: q.issued + q.timeout,
-                    timeout: q.timeout,
-                    expects_response,
-                });
+                if queue.live == 0 {
+                    queue.emptied = true;
+                    self.empty_queues += 1;
+                    if self.empty_queues > EMPTY_QUEUES_KEPT {
+                        self.queues.retain(|_, q| q.live > 0);
+                        self.empty_queues = 0;
+                    }
+                }
+                let expects_response = !matches!(&body, RequestBody::Produce(p) if p.acks == 0);
+                self.sent.insert(q.tag, (q.id, target.clone()));
+                return Some(Outgoing { body, version, tag: q.tag, deadline, timeout: q.timeout, expects_response });
             }
         }
         None
@@ -161,11 +183,11 @@ impl Machine for Requests {
         if ctx.planted(crate::plants::Plant::IgnoreQueuedDeadline) {
             return;
         }
-        while let Some(tag) = self.deadlines.pop_due(now) {
-            if let Some(q) = self.unqueue(tag) {
-                let error = ctx.unsent_error(&q.target, q.issued, q.timeout);
-                self.events.push_back(Event::Response { id: q.id, result: Err(error) });
-            }
+        while let Some((tag, target, role)) = self.deadlines.pop_due(now) {
+            let key = (target, role);
+            let Some(q) = self.queues.get_mut(&key).and_then(|queue| queue.find(tag)) else { continue };
+            let error = ctx.unsent_error(&key.0, q.issued, q.timeout);
+            self.abandon(&key, tag, error);
         }
     }
 
@@ -178,22 +200,24 @@ impl Machine for Requests {
     }
 
     fn fail_target(&mut self, _now: Instant, target: &Target, error: &RequestError, issued_before: Instant) {
-        let keys: Vec<(Target, Role)> = self.queues.keys().filter(|(t, _)| t == target).cloned().collect();
-        for key in keys {
-            let tags: Vec<(Tag, usize)> =
-                self.queues.get(&key).map(|q| q.tags.iter().copied().collect()).unwrap_or_default();
-            for (tag, slot) in tags {
-                if self.items.get(slot).is_some_and(|q| q.tag == tag && q.issued <= issued_before) {
-                    if let Some(q) = self.unqueue(tag) {
-                        self.events.push_back(Event::Response { id: q.id, result: Err(error.clone()) });
-                    }
-                }
+        for role in [Role::General, Role::Fetch] {
+            let key = (target.clone(), role);
+            let Some(queue) = self.queues.get(&key) else { continue };
+            let failing: Vec<(Tag, Instant)> = queue
+                .items
+                .iter()
+                .filter(|q| q.body.is_some() && q.issued <= issued_before)
+                .map(|q| (q.tag, q.deadline()))
+                .collect();
+            for (tag, deadline) in failing {
+                self.deadlines.remove(deadline, (tag, target.clone(), role));
+                self.abandon(&key, tag, error.clone());
             }
         }
     }
 
     fn is_idle(&self) -> bool {
-        self.queued.is_empty()
+        self.queues.values().all(|q| q.live == 0)
     }
 }
 

@@ -55,6 +55,46 @@ impl<K: Ord + Clone> TimerTable<K> {
     }
 }
 
+/// Deadlines whose owners remember them: one ordered set, so adding and removing one is a
+/// single tree operation (the hot path of every request).
+#[derive(Debug, Clone)]
+pub(crate) struct Deadlines<K: Ord> {
+    set: BTreeSet<(Instant, K)>,
+}
+
+impl<K: Ord> Default for Deadlines<K> {
+    fn default() -> Self {
+        Deadlines { set: BTreeSet::new() }
+    }
+}
+
+impl<K: Ord> Deadlines<K> {
+    pub fn insert(&mut self, at: Instant, key: K) {
+        self.set.insert((at, key));
+    }
+
+    /// Removes the deadline `at` of `key`, as it was inserted.
+    pub fn remove(&mut self, at: Instant, key: K) {
+        self.set.remove(&(at, key));
+    }
+
+    pub fn soonest(&self) -> Option<Instant> {
+        self.set.first().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns the earliest key due at or before `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<K> {
+        if self.set.first()?.0 > now {
+            return None;
+        }
+        self.set.pop_first().map(|(_, k)| k)
+    }
+
+    pub fn clear(&mut self) {
+        self.set.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,44 +120,21 @@ mod tests {
         assert_eq!(timers.pop_due(at(40)), Some("b"));
         assert_eq!(timers.soonest(), None);
     }
-}
 
-/// A slab: values stay where they were put until removed, so large requests are moved once
-/// in and once out, never shifted about as a tree's nodes split and merge.
-#[derive(Debug)]
-pub(crate) struct Slab<T> {
-    entries: Vec<Option<T>>,
-    free: Vec<usize>,
-}
-
-impl<T> Default for Slab<T> {
-    fn default() -> Self {
-        Slab { entries: Vec::new(), free: Vec::new() }
-    }
-}
-
-impl<T> Slab<T> {
-    /// Stores `value`; returns its slot.
-    pub fn insert(&mut self, value: T) -> usize {
-        match self.free.pop() {
-            Some(slot) => {
-                self.entries[slot] = Some(value);
-                slot
-            }
-            None => {
-                self.entries.push(Some(value));
-                self.entries.len() - 1
-            }
-        }
-    }
-
-    pub fn get(&self, slot: usize) -> Option<&T> {
-        self.entries.get(slot)?.as_ref()
-    }
-
-    pub fn remove(&mut self, slot: usize) -> Option<T> {
-        let value = self.entries.get_mut(slot)?.take()?;
-        self.free.push(slot);
-        Some(value)
+    #[test]
+    #[allow(clippy::disallowed_methods)] // an arbitrary origin for a virtual clock
+    fn deadlines_pop_in_time_order() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut d = Deadlines::default();
+        d.insert(at(20), 2);
+        d.insert(at(10), 1);
+        d.insert(at(30), 3);
+        d.remove(at(20), 2);
+        assert_eq!(d.soonest(), Some(at(10)));
+        assert_eq!(d.pop_due(at(5)), None);
+        assert_eq!(d.pop_due(at(40)), Some(1));
+        assert_eq!(d.pop_due(at(40)), Some(3));
+        assert_eq!(d.pop_due(at(40)), None);
     }
 }

@@ -74,7 +74,7 @@ impl Machine for VersionChecks {
         link: &Link<'_>,
         _ctx: &mut Ctx<'_>,
     ) -> Option<Outgoing> {
-        let Some(queue) = self.by_target.get(target) else { return None };
+        let queue = self.by_target.get(target)?;
         let tags: Vec<Tag> = queue.iter().copied().collect();
         let ranges: Vec<(i16, i16, i16)> = link.versions.iter().map(|(k, r)| (k, r.min, r.max)).collect();
         let release = infer_release(&ranges);

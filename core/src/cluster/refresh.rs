@@ -93,12 +93,14 @@ impl MetadataRefresh {
         self.queued.push_back(tag);
     }
 
-    /// Asks for a refresh soon, unless one is under way.
-    pub fn want_refresh(&mut self, now: Instant) {
+    /// Asks for a refresh soon, unless one is under way. Returns whether that is news.
+    pub fn want_refresh(&mut self, now: Instant) -> bool {
         if self.in_flight.is_none() && !self.closing && !self.stuck && self.next_refresh > now {
             self.next_refresh = now;
             self.timers.set(Timer::Periodic, now);
+            return true;
         }
+        false
     }
 
     /// Whether a refresh of the client's own is due or on the wire: newer metadata is coming.

@@ -329,25 +329,30 @@ impl<T> Connection<T> {
         self.in_flight.drain(..)
     }
 
-    /// Feeds received bytes. Returns what completed; an error means the connection must close.
+    /// Feeds received bytes; what completed is appended to `events`. An error means the
+    /// connection must close (events before it still happened).
     /// Frames are sliced out of `data` without copying; only a frame split across reads is
     /// gathered in a buffer.
-    pub fn on_bytes(&mut self, now: Instant, mut data: Bytes) -> Result<Vec<ConnEvent<T>>, ConnectionError> {
+    pub fn on_bytes(
+        &mut self,
+        now: Instant,
+        mut data: Bytes,
+        events: &mut Vec<ConnEvent<T>>,
+    ) -> Result<(), ConnectionError> {
         self.last_activity = now;
-        let mut events = Vec::new();
         if self.inbound.is_empty() {
             while let Some(frame) = self.decoder.decode_bytes(&mut data)? {
-                self.on_frame(frame, &mut events)?;
+                self.on_frame(frame, events)?;
             }
             if data.is_empty() {
-                return Ok(events);
+                return Ok(());
             }
         }
         self.inbound.extend_from_slice(&data);
         while let Some(frame) = self.decoder.decode(&mut self.inbound)? {
-            self.on_frame(frame, &mut events)?;
+            self.on_frame(frame, events)?;
         }
-        Ok(events)
+        Ok(())
     }
 
     fn on_frame(&mut self, frame: Bytes, events: &mut Vec<ConnEvent<T>>) -> Result<(), ConnectionError> {
