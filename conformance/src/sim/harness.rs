@@ -408,7 +408,7 @@ impl Sim {
             brokers: cfg.brokers,
             cluster_id: "sim".into(),
             auto_create_topics: false,
-            replication: cfg.replication.clone(),
+            replication: cfg.replication,
             ..FakeClusterConfig::default()
         });
         let mut addresses = BTreeMap::new();
