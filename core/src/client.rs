@@ -696,7 +696,7 @@ impl Client {
             let owner = Machines::ORDER[(self.first_asked + i) % n];
             let Some(slot) = self.slots.get(&conn) else { return false };
             let Some(versions) = slot.conn.versions() else { return false };
-            let link = Link { node: slot.node, address: &slot.address, versions };
+            let link = Link { node: slot.node, role: slot.role, address: &slot.address, versions };
             let mut ctx = Ctx {
                 config: &self.config,
                 cluster: &mut self.cluster,

@@ -26,6 +26,10 @@ struct Broker {
     seen: Vec<(RequestHeader, RequestBody)>,
     /// Answers held back instead of sent.
     mute: bool,
+    /// Requests of this API are never answered.
+    hold: Option<ApiKey>,
+    /// Answers used instead of the default for an API.
+    answers: Vec<(ApiKey, ResponseBody)>,
     brokers: Vec<(i32, u16)>,
 }
 
@@ -41,6 +45,8 @@ impl Broker {
             inbound: BytesMut::new(),
             seen: Vec::new(),
             mute: false,
+            hold: None,
+            answers: Vec::new(),
             brokers: vec![(1, 9092), (2, 9093)],
         }
     }
@@ -109,7 +115,11 @@ impl Broker {
                 RequestBody::Produce(p) if p.acks == 0 => None,
                 other => Some(ResponseBody::default_for(other.api_key())),
             };
-            let mute = self.mute && !matches!(body, RequestBody::ApiVersions(_));
+            let answer = match self.answers.iter().find(|(api, _)| *api == body.api_key()) {
+                Some((_, a)) => Some(a.clone()),
+                None => answer,
+            };
+            let mute = (self.mute && !matches!(body, RequestBody::ApiVersions(_))) || self.hold == Some(body.api_key());
             self.seen.push((header.clone(), body));
             if let (Some(a), false) = (answer, mute) {
                 encode_response(&mut out, header.correlation_id, version, &a).unwrap();
@@ -135,6 +145,8 @@ struct Sim {
     /// Deliver the answers of different connections byte by byte, alternating between them.
     interleave: bool,
     opened: Vec<BrokerAddress>,
+    /// The connection and API of every request the brokers read, in order.
+    carried: Vec<(ConnId, ApiKey)>,
 }
 
 impl Sim {
@@ -158,6 +170,7 @@ impl Sim {
             chunk: 0,
             interleave: false,
             opened: Vec::new(),
+            carried: Vec::new(),
         }
     }
 
@@ -183,7 +196,12 @@ impl Sim {
                             inputs.push(Input::Closed { conn, cause: CloseCause::PeerClosed });
                             continue;
                         }
-                        let answer = self.brokers.get_mut(&addr).unwrap().receive(&bytes);
+                        let broker = self.brokers.get_mut(&addr).unwrap();
+                        let before = broker.seen.len();
+                        let answer = broker.receive(&bytes);
+                        for (h, _) in &broker.seen[before..] {
+                            self.carried.push((conn, ApiKey::from_i16(h.request_api_key).unwrap()));
+                        }
                         if answer.is_empty() {
                             continue;
                         }
@@ -520,4 +538,80 @@ fn an_expired_reconnect_backoff_is_not_a_deadline_forever() {
         let next = sim.client.poll_timeout().expect("the request's deadline");
         assert!(next > sim.now, "deadline {:?} is not after now", next - sim.now);
     }
+}
+
+fn fetch(max_wait_ms: i32) -> RequestBody {
+    crate::protocol::messages::FetchRequest::default().with_max_wait_ms(max_wait_ms).into()
+}
+
+#[test]
+fn a_fetch_travels_on_its_own_connection_so_nothing_waits_behind_it() {
+    let mut sim = Sim::new("127.0.0.1:9092", |c| c);
+    sim.brokers.get_mut(&BrokerAddress::parse("127.0.0.1:9092").unwrap()).unwrap().hold = Some(ApiKey::Fetch);
+    let parked = sim.client.request(sim.now, Target::Bootstrap(0), fetch(30_000), None);
+    let beats: Vec<RequestId> =
+        (0..3).map(|_| sim.client.request(sim.now, Target::Bootstrap(0), heartbeat(), None)).collect();
+    sim.run();
+    assert!(sim.response(parked).is_none(), "the broker holds the fetch");
+    for id in beats {
+        assert!(sim.response(id).unwrap().is_ok(), "heartbeats answered while the fetch waits");
+    }
+    let conn_of = |api| sim.carried.iter().find(|(_, a)| *a == api).map(|(c, _)| *c).unwrap();
+    assert_ne!(conn_of(ApiKey::Fetch), conn_of(ApiKey::Heartbeat));
+    assert_eq!(sim.opened.len(), 2, "one connection per role: {:?}", sim.opened);
+}
+
+#[test]
+fn each_request_gets_its_own_deadline() {
+    let timeout = Duration::from_secs(2);
+    let join = crate::protocol::messages::JoinGroupRequest::default()
+        .with_group_id("g".into())
+        .with_rebalance_timeout_ms(10_000)
+        .into();
+    // One request per run: a request that times out closes its connection, failing the
+    // others on it as disconnected, as the Java client does.
+    let cases =
+        [(heartbeat(), timeout), (fetch(5_000), timeout + Duration::from_secs(5)), (join, Duration::from_secs(15))];
+    for (body, deadline) in cases {
+        let mut sim = Sim::new("127.0.0.1:9092", |c| c.with_request_timeout(timeout));
+        sim.brokers.get_mut(&BrokerAddress::parse("127.0.0.1:9092").unwrap()).unwrap().mute = true;
+        let start = sim.now;
+        let api = body.api_key();
+        let id = sim.client.request(sim.now, Target::Bootstrap(0), body, None);
+        sim.run();
+        while sim.response(id).is_none() && sim.advance(Duration::from_secs(60)) {}
+        assert!(matches!(sim.response(id), Some(Err(RequestError::Timeout(t))) if *t == deadline), "{api:?}");
+        assert_eq!(sim.now - start, deadline, "{api:?} failed at its own deadline");
+    }
+}
+
+#[test]
+fn not_coordinator_inside_an_offset_commit_makes_the_coordinator_be_looked_up_again() {
+    use crate::protocol::messages::offset_commit::response::{
+        OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+    };
+    use crate::protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+    let mut sim = Sim::new("127.0.0.1:9092", |c| c);
+    sim.client.refresh_metadata(sim.now, None);
+    sim.run();
+    // The coordinator (broker 2) answers a commit with NOT_COORDINATOR for one partition only:
+    // the response has no top-level error code.
+    let stale = OffsetCommitResponse::default().with_topics(vec![OffsetCommitResponseTopic::default()
+        .with_name("t".into())
+        .with_partitions(vec![
+            OffsetCommitResponsePartition::default().with_partition_index(0),
+            OffsetCommitResponsePartition::default().with_partition_index(1).with_error_code(ErrorCode::NotCoordinator),
+        ])]);
+    let coordinator = BrokerAddress::parse("127.0.0.1:9093").unwrap();
+    sim.brokers.get_mut(&coordinator).unwrap().answers.push((ApiKey::OffsetCommit, stale.into()));
+    let lookups = |sim: &Sim| sim.carried.iter().filter(|(_, a)| *a == ApiKey::FindCoordinator).count();
+    let target = Target::GroupCoordinator("g".into());
+    let commit = sim.client.request(sim.now, target.clone(), OffsetCommitRequest::default().into(), None);
+    sim.run();
+    assert!(sim.response(commit).unwrap().is_ok());
+    assert_eq!(lookups(&sim), 1);
+    let beat = sim.client.request(sim.now, target, heartbeat(), None);
+    sim.run();
+    assert!(sim.response(beat).unwrap().is_ok());
+    assert_eq!(lookups(&sim), 2, "the coordinator was looked up again");
 }

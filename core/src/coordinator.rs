@@ -148,7 +148,7 @@ impl Machine for Coordinators {
     }
 
     fn poll_request(&mut self, now: Instant, target: &Target, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
-        if *target != Target::AnyBroker {
+        if *target != Target::AnyBroker || link.role != Role::General {
             return None;
         }
         while let Some(key) = self.due.pop_front() {

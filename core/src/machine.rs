@@ -53,6 +53,8 @@ pub enum Role {
 #[derive(Debug)]
 pub(crate) struct Link<'a> {
     pub node: Node,
+    /// Only requests for this role belong on it.
+    pub role: Role,
     pub address: &'a BrokerAddress,
     pub versions: &'a BrokerApiVersions,
 }

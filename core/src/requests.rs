@@ -126,41 +126,43 @@ impl Machine for Requests {
         link: &Link<'_>,
         _ctx: &mut Ctx<'_>,
     ) -> Option<Outgoing> {
-        for role in [Role::General, Role::Fetch] {
-            let key = (target.clone(), role);
-            let Some(queue) = self.queues.get_mut(&key) else { continue };
-            while let Some(q) = queue.items.pop_front() {
-                let deadline = q.deadline();
-                let Some(body) = q.body else { continue }; // left while it waited
-                queue.live -= 1;
-                self.deadlines.remove(deadline, (q.tag, target.clone(), role));
-                let api = body.api_key();
-                let version = match q.version {
-                    Some(v) => link.versions.check(api, v),
-                    None => link.versions.negotiate(api),
-                };
-                let version = match version {
-                    Ok(v) => v,
-                    Err(error) => {
-                        let error = RequestError::Version { address: link.address.clone(), error };
-                        self.events.push_back(Event::Response { id: q.id, result: Err(error) });
-                        continue;
-                    }
-                };
-                if queue.live == 0 {
-                    queue.emptied = true;
-                    self.empty_queues += 1;
-                    if self.empty_queues > EMPTY_QUEUES_KEPT {
-                        self.queues.retain(|_, q| q.live > 0);
-                        self.empty_queues = 0;
-                    }
+        let role = link.role;
+        let key = (target.clone(), role);
+        let queue = self.queues.get_mut(&key)?;
+        let mut outgoing = None;
+        while let Some(q) = queue.items.pop_front() {
+            let deadline = q.deadline();
+            let Some(body) = q.body else { continue }; // left while it waited
+            queue.live -= 1;
+            self.deadlines.remove(deadline, (q.tag, target.clone(), role));
+            let api = body.api_key();
+            let version = match q.version {
+                Some(v) => link.versions.check(api, v),
+                None => link.versions.negotiate(api),
+            };
+            match version {
+                Ok(version) => {
+                    let expects_response = !matches!(&body, RequestBody::Produce(p) if p.acks == 0);
+                    self.sent.insert(q.tag, (q.id, target.clone()));
+                    let timeout = q.timeout;
+                    outgoing = Some(Outgoing { body, version, tag: q.tag, deadline, timeout, expects_response });
+                    break;
                 }
-                let expects_response = !matches!(&body, RequestBody::Produce(p) if p.acks == 0);
-                self.sent.insert(q.tag, (q.id, target.clone()));
-                return Some(Outgoing { body, version, tag: q.tag, deadline, timeout: q.timeout, expects_response });
+                Err(error) => {
+                    let error = RequestError::Version { address: link.address.clone(), error };
+                    self.events.push_back(Event::Response { id: q.id, result: Err(error) });
+                }
             }
         }
-        None
+        if queue.live == 0 && !queue.emptied {
+            queue.emptied = true;
+            self.empty_queues += 1;
+            if self.empty_queues > EMPTY_QUEUES_KEPT {
+                self.queues.retain(|_, q| q.live > 0);
+                self.empty_queues = 0;
+            }
+        }
+        outgoing
     }
 
     fn handle_response(&mut self, _now: Instant, tag: Tag, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {

@@ -126,7 +126,7 @@ impl Machine for MetadataRefresh {
     }
 
     fn poll_request(&mut self, now: Instant, target: &Target, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
-        if *target != Target::AnyBroker {
+        if *target != Target::AnyBroker || link.role != Role::General {
             return None;
         }
         let version = match link.versions.negotiate(ApiKey::Metadata) {
