@@ -1,19 +1,19 @@
 //! Your own event loop: `sansa::Client` driven by a hand-written mio readiness loop, no async
-//! runtime. Against a fake cluster on 127.0.0.1 (or `-b host:port`) it checks the version, creates
-//! a topic, produces a record batch and fetches it back.
-//! Run: `cargo run -p sansa-conformance --example own_event_loop [-- -b host:port]`
+//! runtime. Against a fake cluster on 127.0.0.1 it checks the version, reads metadata, produces
+//! a record batch and fetches it back.
+//! Run: `cargo run -p sansa-conformance --example own_event_loop`
 
 use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::ToSocketAddrs;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use sansa::protocol::messages::fetch::request::{FetchPartition, FetchTopic};
 use sansa::protocol::messages::produce::request::{PartitionProduceData, ProduceRequest, TopicProduceData};
-use sansa::protocol::messages::{create_topics::request::CreatableTopic, CreateTopicsRequest, FetchRequest};
+use sansa::protocol::messages::FetchRequest;
 use sansa::protocol::records::{decode_batches, BatchParams, DecodeOptions, RecordBatchEncoder};
 use sansa::protocol::{ErrorCode, RequestBody, ResponseBody, TopicName};
 use sansa::{BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, Response, Target, Transmit};
@@ -140,12 +140,9 @@ fn write_buffered(socket: &mut Socket) -> io::Result<()> {
 }
 
 fn main() -> Result<()> {
-    // With `-b host:port` this talks to that cluster; otherwise a fake one serves until main returns.
-    let fake = match std::env::args().skip_while(|a| a != "-b").nth(1) {
-        Some(bootstrap) => Err(bootstrap),
-        None => Ok(FakeServer::start(FakeClusterConfig::default(), "127.0.0.1", None)?),
-    };
-    let bootstrap = fake.as_ref().map_or_else(Clone::clone, |server| server.bootstrap().to_string());
+    // A fake Kafka cluster on loopback, serving until main returns.
+    let fake = FakeServer::start(FakeClusterConfig::default(), "127.0.0.1", None)?;
+    let bootstrap = fake.bootstrap().to_string();
     let client = Client::new(Config::new(&bootstrap)?.with_client_id("own-event-loop"), Instant::now());
     let mut driver = Driver { client, sockets: BTreeMap::new(), poll: Poll::new()? };
 
@@ -153,31 +150,21 @@ fn main() -> Result<()> {
     let Event::Versions { result, .. } = driver.next_event()? else { unreachable!("one command at a time") };
     println!("check-version: {} at {bootstrap}", result?.release);
 
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
-    let name = TopicName::from(format!("own-event-loop-{millis}"));
-    let topic = CreatableTopic::default().with_name(name.clone()).with_num_partitions(1).with_replication_factor(-1);
-    let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![topic]);
-    let ResponseBody::CreateTopics(created) = driver.request(Target::Controller, create)? else { unreachable!() };
-    created.topics.iter().find(|t| t.error_code == ErrorCode::None).ok_or(format!("{:?}", created.topics))?;
-    // A real cluster elects the new partition's leader shortly after CreateTopics answers.
-    let (topic_id, leader) = loop {
-        driver.client.refresh_metadata(Instant::now(), Some(vec![name.clone()]));
-        let Event::Metadata { result, .. } = driver.next_event()? else { unreachable!("one command at a time") };
-        let metadata = result?;
-        let topic = metadata.topic(&name.to_string()).ok_or("the new topic is missing from metadata")?;
-        if let Some(leader) = topic.partitions.first().and_then(|p| p.leader) {
-            println!("metadata: {} brokers; created topic {name}, led by broker {leader}", metadata.brokers.len());
-            break (topic.id, leader);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let name = TopicName::from("own-event-loop");
+    fake.with_cluster(|cluster| cluster.create_topic(&name.to_string(), 1, 3));
+    driver.client.refresh_metadata(Instant::now(), Some(vec![name.clone()]));
+    let Event::Metadata { result, .. } = driver.next_event()? else { unreachable!("one command at a time") };
+    let metadata = result?;
+    let topic = metadata.topic(&name.to_string()).ok_or("the new topic is missing from metadata")?;
+    let (topic_id, leader) = (topic.id, topic.partitions.first().and_then(|p| p.leader).ok_or("no leader")?);
+    println!("metadata: {} brokers; created topic {name}, led by broker {leader}", metadata.brokers.len());
 
     let values = ["written", "by", "a", "hand-written", "event", "loop"];
     let mut records = BytesMut::new();
     let mut encoder = RecordBatchEncoder::new();
     let mut batch = encoder.begin(&mut records, BatchParams::new())?;
     for value in values {
-        batch.append(millis, None, Some(value.as_bytes()), &[])?;
+        batch.append(0, None, Some(value.as_bytes()), &[])?; // timestamp 0 is valid and keeps this short
     }
     batch.finish()?;
     // Name and id both: the encoder writes whichever the negotiated version carries.
@@ -187,8 +174,7 @@ fn main() -> Result<()> {
     let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(data);
     let ResponseBody::Produce(produced) = driver.request(Target::Broker(leader), produce)? else { unreachable!() };
     let answer = produced.responses.first().and_then(|t| t.partition_responses.first());
-    let answer = answer.filter(|p| p.error_code == ErrorCode::None).ok_or(format!("produce: {answer:?}"))?;
-    let base_offset = answer.base_offset;
+    let base_offset = answer.filter(|p| p.error_code == ErrorCode::None).ok_or(format!("{answer:?}"))?.base_offset;
     println!("produced {} records at offset {base_offset}", values.len());
 
     let partition = FetchPartition::default().with_fetch_offset(base_offset).with_partition_max_bytes(1 << 20);
@@ -196,14 +182,11 @@ fn main() -> Result<()> {
     let fetch = FetchRequest::default().with_topics(vec![topic]);
     let ResponseBody::Fetch(fetched) = driver.request(Target::Broker(leader), fetch)? else { unreachable!() };
     let answer = fetched.responses.first().and_then(|t| t.partitions.first());
-    let answer = answer.filter(|p| p.error_code == ErrorCode::None).ok_or(format!("fetch: {answer:?}"))?;
-    let batches = decode_batches(answer.records.clone().unwrap_or_default(), &DecodeOptions::new());
-    let read_back: Vec<_> = batches
-        .collect::<std::result::Result<Vec<_>, _>>()?
-        .into_iter()
-        .flat_map(|b| b.into_records())
-        .filter_map(|r| r.value)
-        .collect();
+    let records = answer.filter(|p| p.error_code == ErrorCode::None).ok_or(format!("{answer:?}"))?.records.clone();
+    let mut read_back = Vec::new();
+    for batch in decode_batches(records.unwrap_or_default(), &DecodeOptions::new()) {
+        read_back.extend(batch?.into_records().into_iter().filter_map(|r| r.value));
+    }
     if read_back != values.map(str::as_bytes) {
         return Err(format!("fetched {read_back:?}, produced {values:?}").into());
     }
