@@ -45,6 +45,10 @@ second="$(target/release/sim --seed 4242 --trace-hash)"
 echo "seed 4242 trace hash: $first, then $second"
 [ -n "$first" ] && [ "$first" = "$second" ]
 
+step "simulator: every planted bug is caught by an invariant"
+target/release/sim --plants 2>/dev/null | tee target/sim-plants.txt
+tail -n 1 target/sim-plants.txt | grep -qE '^([0-9]+) plants, \1 caught$'
+
 step "sansa demo against an in-process fake cluster"
 cargo build -q -p sansa-cli
 target/debug/sansa demo --records 2000

@@ -91,3 +91,8 @@ pub fn read_records_vectors(path: &Path) -> std::io::Result<Vec<RecordsVector>> 
         })
         .collect())
 }
+
+/// The README's examples, compiled as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -56,6 +56,16 @@ pub struct KafkaClient {
     handle: Handle,
 }
 
+/// Every command of the shared handle (`sansa::driver::Handle`), so a machine the core gains
+/// reaches applications without a change here.
+impl std::ops::Deref for KafkaClient {
+    type Target = Handle;
+
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
 impl KafkaClient {
     /// Starts the driver; no I/O happens until the first command. Errors only for a config
     /// that [`Config::validate`] refuses.

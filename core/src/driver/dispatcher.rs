@@ -182,6 +182,14 @@ impl Dispatcher {
     }
 }
 
+impl Drop for Dispatcher {
+    /// Commands still queued hold their callers' reply slots, and the queue outlives the
+    /// dispatcher while a handle lives: drain it, or those callers would wait forever.
+    fn drop(&mut self) {
+        self.close_intake();
+    }
+}
+
 impl fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dispatcher")

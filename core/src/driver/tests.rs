@@ -274,3 +274,19 @@ fn an_ack_reaches_the_driver_and_nudges_it_once() {
     third.ack();
     assert!(take_one(&mut dispatcher), "a nudge after the driver ran wakes it again");
 }
+
+#[test]
+fn a_command_queued_when_the_driver_stops_reports_driver_gone() {
+    let (handle, dispatcher) = started(8);
+    let (done_tx, done) = mpsc::channel();
+    let caller = handle.clone();
+    thread::spawn(move || {
+        let _ = done_tx.send(caller.metadata_blocking(None));
+    });
+    // Let the command reach the intake, then stop the driver without taking it while a
+    // handle still keeps the queue alive.
+    thread::sleep(SETTLE);
+    drop(dispatcher);
+    assert_eq!(done.recv_timeout(PATIENCE), Ok(Err(RequestError::ClientClosed)));
+    assert_eq!(handle.metadata_blocking(None), Err(RequestError::ClientClosed));
+}
