@@ -468,16 +468,27 @@ impl Client {
         RequestId(self.next_request)
     }
 
+    /// A new command's id, or `Err(id)` when the client is closing: then the command is
+    /// answered at once with the event `refusal` builds from the id.
+    fn admit(&mut self, refusal: impl FnOnce(RequestId) -> Event) -> Result<RequestId, RequestId> {
+        let id = self.next_id();
+        if self.closing {
+            self.events.push_back(refusal(id));
+            return Err(id);
+        }
+        Ok(id)
+    }
+
     /// Sends `body` to `target` at the highest version both sides support, or at `version`
     /// when given. The answer arrives as [`Event::Response`]. The request has
     /// `request.timeout.ms` from now, a Fetch its `max_wait_ms` on top, a JoinGroup at least
     /// its rebalance timeout; a Fetch travels on the broker's fetch connection.
     pub fn request(&mut self, now: Instant, target: Target, body: RequestBody, version: Option<i16>) -> RequestId {
-        let id = self.next_id();
-        if self.closing {
-            self.events.push_back(Event::Response { id, result: Err(RequestError::ClientClosed) });
-            return id;
-        }
+        let refused = |id| Event::Response { id, result: Err(RequestError::ClientClosed) };
+        let id = match self.admit(refused) {
+            Ok(id) => id,
+            Err(id) => return id,
+        };
         let (machines, ctx) = self.split();
         machines.requests.submit(now, id, target, body, version, &ctx);
         self.settle(now);
@@ -487,11 +498,10 @@ impl Client {
     /// Fetches metadata for `topics` (every topic when `None`) and answers with
     /// [`Event::Metadata`]. Named topics are also kept fresh by later periodic refreshes.
     pub fn refresh_metadata(&mut self, now: Instant, topics: Option<Vec<TopicName>>) -> RequestId {
-        let id = self.next_id();
-        if self.closing {
-            self.events.push_back(Event::Metadata { id, result: Err(RequestError::ClientClosed) });
-            return id;
-        }
+        let id = match self.admit(|id| Event::Metadata { id, result: Err(RequestError::ClientClosed) }) {
+            Ok(id) => id,
+            Err(id) => return id,
+        };
         self.machines.metadata.refresh(now, id, topics, self.config.request_timeout);
         self.settle(now);
         id
@@ -500,11 +510,10 @@ impl Client {
     /// Connects to `target` and reports the API versions it advertises and the Kafka release
     /// they indicate, as [`Event::Versions`].
     pub fn check_version(&mut self, now: Instant, target: Target) -> RequestId {
-        let id = self.next_id();
-        if self.closing {
-            self.events.push_back(Event::Versions { id, result: Err(RequestError::ClientClosed) });
-            return id;
-        }
+        let id = match self.admit(|id| Event::Versions { id, result: Err(RequestError::ClientClosed) }) {
+            Ok(id) => id,
+            Err(id) => return id,
+        };
         self.machines.versions.submit(now, id, target, self.config.request_timeout);
         self.settle(now);
         id
