@@ -102,6 +102,8 @@ pub struct SimConfig {
     pub clients: Vec<ClientConfig>,
     /// A deliberate bug armed on every client.
     pub plant: Option<Plant>,
+    /// A produce command carries 1 to this many records.
+    pub max_records_per_produce: u64,
     /// How followers copy leaders: at once, or lagging (then acks=all answers wait for the
     /// in-sync replicas, consumers see only what is below the high watermark, and a leader
     /// change truncates what the new leader never had).
@@ -117,6 +119,7 @@ impl Default for SimConfig {
             profile: LinkProfile::default(),
             clients: vec![ClientConfig::default()],
             plant: None,
+            max_records_per_produce: 3,
             replication: Replication::Instant,
         }
     }
@@ -359,6 +362,8 @@ struct ConnTrack {
     inbound: BytesMut,
     /// Bytes the client wrote, not yet a whole request frame.
     outbound: BytesMut,
+    /// The APIs it carried (the ApiVersions handshake aside): fetches travel apart.
+    carried: BTreeSet<ApiKey>,
 }
 
 /// One client and the simulator's bookkeeping about it.
@@ -381,6 +386,7 @@ pub struct Sim {
     cluster: FakeCluster,
     net: Netem,
     rng: Rng,
+    max_records_per_produce: u64,
     addresses: BTreeMap<BrokerAddress, i32>,
     actions: BTreeMap<(Duration, u64), Action>,
     seq: u64,
@@ -461,6 +467,7 @@ impl Sim {
             cluster,
             net: Netem::new(cfg.seed ^ 0x6e65_7465_6d00_0000, cfg.profile),
             rng: Rng::new(cfg.seed ^ 0x0073_696d_0000_0000),
+            max_records_per_produce: cfg.max_records_per_produce.max(1),
             addresses,
             actions: BTreeMap::new(),
             seq: 0,
@@ -812,7 +819,7 @@ impl Sim {
                 };
                 let body: RequestBody = match work {
                     Work::Produce { .. } | Work::ProduceViaMetadata { .. } => {
-                        let n = 1 + self.rng.below(3);
+                        let n = 1 + self.rng.below(self.max_records_per_produce);
                         let slot = &mut self.slots[client];
                         for _ in 0..n {
                             records.push(RecordId { client, seq: slot.next_record });
@@ -1146,7 +1153,9 @@ impl Sim {
             frames.push(frame);
         }
         for frame in frames {
-            let Ok((_, RequestBody::Produce(p))) = decode_request(frame) else { continue };
+            let Ok((_, body)) = decode_request(frame) else { continue };
+            self.check_fetches_apart(client, conn, body.api_key());
+            let RequestBody::Produce(p) = body else { continue };
             for t in &p.topic_data {
                 for part in &t.partition_data {
                     let Some(records) = part.records.clone() else { continue };
@@ -1159,6 +1168,21 @@ impl Sim {
                     }
                 }
             }
+        }
+    }
+
+    /// A connection carries fetches, which the broker may hold for their wait, or everything
+    /// else, never both: nothing may queue behind a long poll.
+    fn check_fetches_apart(&mut self, client: usize, conn: ConnId, api: ApiKey) {
+        let Some(track) = self.slots[client].conn_track.get_mut(&conn) else { return };
+        if api == ApiKey::ApiVersions || !track.carried.insert(api) {
+            return;
+        }
+        let fetch = track.carried.contains(&ApiKey::Fetch);
+        if fetch && track.carried.len() > 1 {
+            let carried: Vec<&str> = track.carried.iter().map(|a| a.name()).collect();
+            let detail = format!("client {client} c{} carried {}", conn.0, carried.join(", "));
+            self.violate("fetches-travel-apart", detail);
         }
     }
 
@@ -1474,6 +1498,7 @@ impl Sim {
                 ready: false,
                 inbound: BytesMut::new(),
                 outbound: BytesMut::new(),
+                carried: BTreeSet::new(),
             },
         );
     }

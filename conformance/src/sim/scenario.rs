@@ -100,8 +100,7 @@ impl Scenario {
         let profile = LinkProfile::random(&mut rng);
         let n = clients.unwrap_or(1 + rng.below(4) as usize);
         let clients: Vec<ClientConfig> = (0..n).map(|_| client_config(&mut rng, brokers)).collect();
-        let mut config =
-            SimConfig { seed, brokers, topics, profile, clients, plant: None, replication: Replication::Instant };
+        let mut config = SimConfig { seed, brokers, topics, profile, clients, ..SimConfig::default() };
         // Drawn from a stream of its own, so the rest of the scenario is the same either way.
         let mut replication_rng = Rng::stream(seed, "sim-replication");
         if replication_rng.below(3) == 0 {
