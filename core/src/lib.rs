@@ -2,10 +2,12 @@
 //!
 //! This crate is the core: the wire protocol (every Kafka API as typed messages generated from
 //! Apache Kafka's own specs, record batches with compression and CRC32C) and the client state
-//! machine [`Client`], which owns connections, API version negotiation, metadata and
-//! coordinator lookups. It never touches a socket, a clock, a thread or the operating
-//! system's randomness: runtime adapters (`sansa-tokio`, `sansa-async-std`, `sansa-blocking`)
-//! drive it, and tests drive it with a virtual clock.
+//! machine [`Client`]. The client is a router — connections per broker and [`Role`], version
+//! negotiation, backoff, target resolution, in-flight requests and timers — around inner
+//! machines (metadata refresh, coordinator lookup, raw requests, version checks) that trade
+//! typed requests and responses with it. It never touches a socket, a clock, a thread or the
+//! operating system's randomness: runtime adapters (`sansa-tokio`, `sansa-async-std`,
+//! `sansa-blocking`, all built on [`driver`]) drive it, and tests drive it with a virtual clock.
 //!
 //! # The driver loop
 //!
