@@ -222,7 +222,7 @@ impl fmt::Debug for Nudge {
 pub fn items<T>(capacity: usize, nudge: Nudge) -> (ItemSender<T>, Items<T>) {
     let (tx, rx) = async_channel::bounded(capacity.max(1));
     let wants_room = Arc::new(AtomicBool::new(false));
-    (ItemSender { tx, wants_room: wants_room.clone() }, Items { rx, wants_room, nudge })
+    (ItemSender { tx, wants_room: wants_room.clone() }, Items { rx: Box::pin(rx), wants_room, nudge })
 }
 
 /// The driver's end of an [`Items`] stream. Dropping it ends the stream once the
@@ -266,7 +266,8 @@ impl<T> fmt::Debug for ItemSender<T> {
 
 /// The application's end of a bounded stream of items from the driver.
 pub struct Items<T> {
-    rx: Receiver<T>,
+    /// Boxed so that `Items` is `Unpin` and can be polled as a `Stream` without `unsafe`.
+    rx: std::pin::Pin<Box<Receiver<T>>>,
     wants_room: Arc<AtomicBool>,
     nudge: Nudge,
 }
@@ -297,6 +298,20 @@ impl<T> Items<T> {
         if self.wants_room.swap(false, Ordering::SeqCst) {
             self.nudge.nudge();
         }
+    }
+}
+
+/// The same stream for `async` code that composes streams: `None` once the driver ended it.
+impl<T> futures_core::Stream for Items<T> {
+    type Item = T;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        let this = self.get_mut();
+        let polled = this.rx.as_mut().poll_next(cx);
+        if let std::task::Poll::Ready(Some(_)) = &polled {
+            this.taken();
+        }
+        polled
     }
 }
 

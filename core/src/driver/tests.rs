@@ -290,3 +290,20 @@ fn a_command_queued_when_the_driver_stops_reports_driver_gone() {
     assert_eq!(done.recv_timeout(PATIENCE), Ok(Err(RequestError::ClientClosed)));
     assert_eq!(handle.metadata_blocking(None), Err(RequestError::ClientClosed));
 }
+
+#[test]
+fn items_compose_as_a_stream_and_still_nudge_the_driver_when_full() {
+    use futures_lite::StreamExt;
+    let (handle, mut dispatcher) = started(4);
+    let (tx, mut rx) = items::<u32>(2, dispatcher.nudge());
+    tx.try_send(1).unwrap();
+    tx.try_send(2).unwrap();
+    assert_eq!(tx.try_send(3), Err(3));
+    assert_eq!(block_on(StreamExt::next(&mut rx)), Some(1));
+    assert!(take_one(&mut dispatcher), "taking from a full stream nudges the driver");
+    tx.try_send(3).unwrap();
+    drop(tx);
+    let rest: Vec<u32> = block_on(rx.collect());
+    assert_eq!(rest, vec![2, 3], "then it ends");
+    drop(handle);
+}
