@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use sansa::backoff::Backoff;
 use sansa::plants::Plant;
-use sansa::protocol::frame::{decode_request, decode_response, encode_request, FrameDecoder};
+use sansa::protocol::frame::{decode_request, FrameDecoder};
 use sansa::protocol::messages::create_topics::request::CreatableTopic;
 use sansa::protocol::messages::fetch::request::{FetchPartition, FetchTopic};
 use sansa::protocol::messages::list_offsets::request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -1400,57 +1400,17 @@ impl Sim {
         self.rng.below(n)
     }
 
-    /// Reads every partition's log from the cluster (through its own Fetch handling, on a
-    /// connection of its own, without faults or network) into the history.
+    /// Reads every partition's log from the cluster into the history: the records a consumer
+    /// could read, below the high watermark (an acks=all answer waits until its records are
+    /// there, so every record acked to a producer is among them).
     pub fn read_logs(&mut self) {
-        let now = self.instant();
-        let (lo, hi) = self.cluster.advertised_versions(ApiKey::Fetch).unwrap_or((4, 4));
-        let version = hi.clamp(lo, 16);
         for topic in self.cluster.topic_names() {
-            let id = self.cluster.topic_id(&topic).unwrap_or_default();
             for partition in 0..self.cluster.partition_count(&topic).unwrap_or(0) as i32 {
-                let end = self.cluster.log_end_offset(&topic, partition).unwrap_or(0);
-                let mut log: Vec<(i64, Option<Bytes>)> = Vec::new();
-                let mut next = 0i64;
-                let leader = self.cluster.leader(&topic, partition).unwrap_or(-1);
-                while next < end && leader >= 0 {
-                    let body: RequestBody = FetchRequest::default()
-                        .with_max_bytes(64 << 20)
-                        .with_replica_id(BrokerId(-1))
-                        .with_topics(vec![FetchTopic::default()
-                            .with_topic(TopicName::from(topic.as_str()))
-                            .with_topic_id(id)
-                            .with_partitions(vec![FetchPartition::default()
-                                .with_partition(partition)
-                                .with_fetch_offset(next)
-                                .with_partition_max_bytes(64 << 20)])])
-                        .into();
-                    let mut frame = BytesMut::new();
-                    if encode_request(&mut frame, 1, Some("sim-reader"), version, &body).is_err() {
-                        break;
-                    }
-                    let frame = frame.split_off(4).freeze();
-                    let Ok(Some(mut answer)) = self.cluster.answer(now, leader, frame) else { break };
-                    let answer = answer.split_off(4);
-                    let Ok((_, ResponseBody::Fetch(f))) = decode_response(answer, ApiKey::Fetch, version) else {
-                        break;
-                    };
-                    let before = next;
-                    for p in f.responses.iter().flat_map(|t| &t.partitions) {
-                        let Some(bytes) = p.records.clone() else { continue };
-                        for batch in decode_batches(bytes, &DecodeOptions::new()).flatten() {
-                            for r in batch.records() {
-                                if r.offset >= next {
-                                    log.push((r.offset, r.value.clone()));
-                                    next = r.offset + 1;
-                                }
-                            }
-                        }
-                    }
-                    if next == before {
-                        break;
-                    }
-                }
+                let log: Vec<(i64, Option<Bytes>)> = self
+                    .cluster
+                    .partition_log(&topic, partition)
+                    .map(|records| records.filter(|r| r.committed).map(|r| (r.offset, r.value)).collect())
+                    .unwrap_or_default();
                 self.history.set_log(&topic, partition, log);
             }
         }
