@@ -248,11 +248,11 @@ mod teeth {
     use bytes::Bytes;
     use sansa::protocol::{ApiKey, Uuid};
     use sansa::{Event, RequestError, RequestId};
-    use sansa_conformance::sim::harness::{Asked, ProbeRecord, RequestRecord};
+    use sansa_conformance::sim::harness::{Asked, ConnectionApis, ProbeRecord, RequestRecord};
     use sansa_conformance::sim::history::Consumed;
     use sansa_conformance::sim::invariants::{
-        AckOrderPerConnection, AckedInLogOnce, ConsumedMatchesLog, ExactlyOneOutcome, Invariant, Liveness,
-        NotBehindLongPoll, RecordOutcomes, ResolvesByDeadline,
+        AckOrderPerConnection, AckedInLogOnce, ConsumedMatchesLog, ExactlyOneOutcome, FetchesTravelApart, Invariant,
+        Liveness, NotBehindLongPoll, RecordOutcomes, ResolvesByDeadline,
     };
     use sansa_conformance::sim::{CmdId, History, RecordId, Trace, Work, World};
 
@@ -266,12 +266,23 @@ mod teeth {
         commands: &BTreeMap<CmdId, RequestRecord>,
         probes: &[ProbeRecord],
     ) -> Result<(), String> {
+        check_with_connections(inv, history, commands, probes, &ConnectionApis::new())
+    }
+
+    fn check_with_connections(
+        inv: &dyn Invariant,
+        history: &History,
+        commands: &BTreeMap<CmdId, RequestRecord>,
+        probes: &[ProbeRecord],
+        connection_apis: &ConnectionApis,
+    ) -> Result<(), String> {
         let trace = Trace::default();
         let world = World {
             commands,
             stray: &[],
             history,
             probes,
+            connection_apis,
             online: &[],
             convergence: None,
             trace: &trace,
@@ -412,6 +423,31 @@ mod teeth {
     }
 
     #[test]
+    fn fetches_travel_apart() {
+        let carried = |conns: &[(u64, &[ApiKey])]| -> ConnectionApis {
+            conns.iter().map(|(conn, apis)| (*conn, apis.iter().map(|a| (*a, secs(1.0))).collect())).collect()
+        };
+        let run = |apis: &ConnectionApis| {
+            check_with_connections(&FetchesTravelApart, &History::new(), &BTreeMap::new(), &[], apis)
+        };
+        // Each connection opens with ApiVersions; fetches on one, everything else on another.
+        let apart = carried(&[
+            (1, &[ApiKey::ApiVersions, ApiKey::Metadata, ApiKey::Produce]),
+            (2, &[ApiKey::ApiVersions, ApiKey::Fetch]),
+        ]);
+        assert_eq!(run(&apart), Ok(()));
+        // A Produce on the fetch connection.
+        let mixed = carried(&[
+            (1, &[ApiKey::ApiVersions, ApiKey::Metadata]),
+            (2, &[ApiKey::ApiVersions, ApiKey::Fetch, ApiKey::Produce]),
+        ]);
+        let detail = run(&mixed).unwrap_err();
+        assert!(detail.contains("connection 0x2 carried Fetch") && detail.contains("Produce"), "{detail}");
+        // A connection that never fetched may carry anything.
+        assert_eq!(run(&carried(&[(1, &[ApiKey::Metadata, ApiKey::ListOffsets, ApiKey::Produce])])), Ok(()));
+    }
+
+    #[test]
     fn liveness() {
         let h = History::new();
         let probe = |succeeded: Option<f64>| ProbeRecord {
@@ -448,4 +484,23 @@ fn plants_report_one_line_per_plant_then_the_total() {
     let r = hunt(Plant::SwapOwners, 2);
     let line = r.line();
     assert!(line == "swap-owners: not caught in 2 seeds" || line.starts_with("swap-owners: caught at seed "), "{line}");
+}
+
+// ---- connection roles ----
+
+/// The harness records what each connection carried, so `fetches-travel-apart` checks real
+/// traffic: in a run with fetches and produces, both show up, on different connections.
+#[test]
+fn fetches_and_produces_are_seen_on_connections_of_their_own() {
+    use sansa::protocol::ApiKey;
+    let (sim, report) = run_seed(7);
+    assert!(!report.failed(), "{}", report.failure_text());
+    let carrying = |api| sim.connection_apis().iter().filter(|(_, apis)| apis.contains_key(&api)).count();
+    assert!(carrying(ApiKey::Fetch) > 0 && carrying(ApiKey::Produce) > 0, "{:?}", sim.connection_apis());
+    let mixed = sim
+        .connection_apis()
+        .values()
+        .filter(|apis| apis.contains_key(&ApiKey::Fetch) && apis.contains_key(&ApiKey::Produce))
+        .count();
+    assert_eq!(mixed, 0);
 }

@@ -2,6 +2,9 @@
 //!
 //! - `sim --seeds A..B`: runs seeds A to B-1; prints failures in full, progress sparsely,
 //!   seeds per second, and last `N seeds, F failures`. Exits 0 only without failures.
+//! - `sim --seeds A..B --trace-hash`: prints only `SEED HASH` per seed and the final count
+//!   on stdout (failures, progress and speed go to stderr), so two runs can be diffed to
+//!   check that every seed replays.
 //! - `sim --seed S`: runs one seed and describes it.
 //! - `sim --seed S --trace-hash`: prints only the trace hash.
 //! - `sim --seed S --trace`: also prints the whole trace.
@@ -19,7 +22,9 @@ use sansa_conformance::sim::plants::{hunt, report};
 use sansa_conformance::sim::{run_scenario, Scenario};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sim --seeds A..B | --seed S [--trace-hash | --trace] [--clients N] | --plants [--max-seeds N]");
+    eprintln!(
+        "usage: sim --seeds A..B [--trace-hash] | --seed S [--trace-hash | --trace] [--clients N] | --plants [--max-seeds N]"
+    );
     ExitCode::from(2)
 }
 
@@ -74,7 +79,7 @@ fn main() -> ExitCode {
         return run_plants(max_seeds);
     }
     match (seeds, seed) {
-        (Some((a, b)), None) => run_many(a, b, clients),
+        (Some((a, b)), None) => run_many(a, b, clients, hash_only),
         (None, Some(s)) => run_one(s, clients, hash_only, full_trace),
         _ => usage(),
     }
@@ -101,7 +106,9 @@ fn run_plants(max_seeds: u64) -> ExitCode {
     }
 }
 
-fn run_many(a: u64, b: u64, clients: Option<usize>) -> ExitCode {
+/// With `hash_lines`, stdout holds only what a replay must reproduce: `SEED HASH` lines and
+/// the count; everything else (timing above all) goes to stderr.
+fn run_many(a: u64, b: u64, clients: Option<usize>, hash_lines: bool) -> ExitCode {
     // Wall-clock time here only measures throughput; it never reaches a simulation.
     let started = Instant::now();
     let total = b.saturating_sub(a);
@@ -109,16 +116,28 @@ fn run_many(a: u64, b: u64, clients: Option<usize>) -> ExitCode {
     let step = (total / 10).max(1);
     for (n, seed) in (a..b).enumerate() {
         let (_, report) = run_scenario(&scenario(seed, clients));
+        if hash_lines {
+            println!("{seed} {:016x}", report.trace_hash);
+        }
         if report.failed() {
             failures += 1;
-            println!("{}", report.failure_text());
+            if hash_lines {
+                eprintln!("{}", report.failure_text());
+            } else {
+                println!("{}", report.failure_text());
+            }
         }
         if (n as u64 + 1) % step == 0 {
             eprintln!("{}/{total} seeds, {failures} failures", n + 1);
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("{:.1} seeds/second ({total} seeds in {secs:.2}s)", total as f64 / secs.max(1e-9));
+    let speed = format!("{:.1} seeds/second ({total} seeds in {secs:.2}s)", total as f64 / secs.max(1e-9));
+    if hash_lines {
+        eprintln!("{speed}");
+    } else {
+        println!("{speed}");
+    }
     println!("{total} seeds, {failures} failures");
     if failures == 0 {
         ExitCode::SUCCESS

@@ -47,6 +47,10 @@ pub const OFFSET_FETCH_VERSION: i16 = 7;
 /// Pause between a failed probe attempt and the next.
 pub const PROBE_RETRY: Duration = Duration::from_millis(100);
 
+/// Per connection (its network id, [`wire_conn`]), every API it carried and when that API
+/// first went out on it.
+pub type ConnectionApis = BTreeMap<u64, BTreeMap<ApiKey, Duration>>;
+
 /// The network's and the cluster's id for client `client`'s connection `conn`.
 pub fn wire_conn(client: usize, conn: ConnId) -> u64 {
     ((client as u64) << 32) | (conn.0 & 0xffff_ffff)
@@ -362,8 +366,6 @@ struct ConnTrack {
     inbound: BytesMut,
     /// Bytes the client wrote, not yet a whole request frame.
     outbound: BytesMut,
-    /// The APIs it carried (the ApiVersions handshake aside): fetches travel apart.
-    carried: BTreeSet<ApiKey>,
 }
 
 /// One client and the simulator's bookkeeping about it.
@@ -397,6 +399,7 @@ pub struct Sim {
     violations: Vec<Violation>,
     probes: Vec<ProbeRecord>,
     history: History,
+    connection_apis: ConnectionApis,
     steps: u64,
     stalled: u64,
     faults_over: bool,
@@ -478,6 +481,7 @@ impl Sim {
             violations: Vec::new(),
             probes: Vec::new(),
             history: History::new(),
+            connection_apis: BTreeMap::new(),
             steps: 0,
             stalled: 0,
             faults_over: false,
@@ -581,6 +585,11 @@ impl Sim {
     /// The probes, by index.
     pub fn probes(&self) -> &[ProbeRecord] {
         &self.probes
+    }
+
+    /// The APIs each connection carried, with when each first went out.
+    pub fn connection_apis(&self) -> &ConnectionApis {
+        &self.connection_apis
     }
 
     /// The record-level history.
@@ -1152,37 +1161,29 @@ impl Sim {
         while let Ok(Some(frame)) = self.decoder.decode(&mut track.outbound) {
             frames.push(frame);
         }
+        let wire = wire_conn(client, conn);
         for frame in frames {
-            let Ok((_, body)) = decode_request(frame) else { continue };
-            self.check_fetches_apart(client, conn, body.api_key());
-            let RequestBody::Produce(p) = body else { continue };
+            // The API key leads the request header; only a Produce needs its body decoded.
+            let Some(api) = frame.get(..2).and_then(|k| ApiKey::from_i16(i16::from_be_bytes([k[0], k[1]]))) else {
+                continue;
+            };
+            self.connection_apis.entry(wire).or_default().entry(api).or_insert(self.now);
+            if api != ApiKey::Produce {
+                continue;
+            }
+            let Ok((_, RequestBody::Produce(p))) = decode_request(frame) else { continue };
             for t in &p.topic_data {
                 for part in &t.partition_data {
                     let Some(records) = part.records.clone() else { continue };
                     for batch in decode_batches(records, &DecodeOptions::new()).flatten() {
                         for r in batch.records() {
                             if let Some(v) = &r.value {
-                                self.history.on_wire(wire_conn(client, conn), v);
+                                self.history.on_wire(wire, v);
                             }
                         }
                     }
                 }
             }
-        }
-    }
-
-    /// A connection carries fetches, which the broker may hold for their wait, or everything
-    /// else, never both: nothing may queue behind a long poll.
-    fn check_fetches_apart(&mut self, client: usize, conn: ConnId, api: ApiKey) {
-        let Some(track) = self.slots[client].conn_track.get_mut(&conn) else { return };
-        if api == ApiKey::ApiVersions || !track.carried.insert(api) {
-            return;
-        }
-        let fetch = track.carried.contains(&ApiKey::Fetch);
-        if fetch && track.carried.len() > 1 {
-            let carried: Vec<&str> = track.carried.iter().map(|a| a.name()).collect();
-            let detail = format!("client {client} c{} carried {}", conn.0, carried.join(", "));
-            self.violate("fetches-travel-apart", detail);
         }
     }
 
@@ -1400,9 +1401,13 @@ impl Sim {
         self.rng.below(n)
     }
 
-    /// Reads every partition's log from the cluster into the history: the records a consumer
-    /// could read, below the high watermark (an acks=all answer waits until its records are
-    /// there, so every record acked to a producer is among them).
+    /// Reads every partition's log from the cluster into the history.
+    ///
+    /// Only records below the high watermark count: that is what Kafka keeps through a clean
+    /// leader change and what consumers may read, and every record acked with acks=all is
+    /// below it once acked. Records above it (lagging replication) may still be truncated,
+    /// so they prove neither a loss nor a duplicate. This is what the history saw when the
+    /// logs were read with consumer Fetch requests.
     pub fn read_logs(&mut self) {
         for topic in self.cluster.topic_names() {
             for partition in 0..self.cluster.partition_count(&topic).unwrap_or(0) as i32 {
@@ -1458,7 +1463,6 @@ impl Sim {
                 ready: false,
                 inbound: BytesMut::new(),
                 outbound: BytesMut::new(),
-                carried: BTreeSet::new(),
             },
         );
     }

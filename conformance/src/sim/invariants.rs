@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sansa::protocol::Uuid;
+use sansa::protocol::{ApiKey, Uuid};
 use sansa::Event;
 
-use super::harness::{answered_partitions, CmdId, ProbeRecord, RequestRecord, Sim, Violation};
+use super::harness::{answered_partitions, CmdId, ConnectionApis, ProbeRecord, RequestRecord, Sim, Violation};
 use super::history::{History, RecordId};
 use super::trace::Trace;
 
@@ -28,6 +28,8 @@ pub struct World<'a> {
     pub history: &'a History,
     /// Requests that had to succeed within a bound.
     pub probes: &'a [ProbeRecord],
+    /// The APIs each client connection carried.
+    pub connection_apis: &'a ConnectionApis,
     /// Violations noticed while running (reconnect bounds, sends on dead connections).
     pub online: &'a [Violation],
     /// Why metadata did not converge after the faults, if it did not.
@@ -46,6 +48,7 @@ impl<'a> World<'a> {
             stray: sim.stray_outcomes(),
             history: sim.history(),
             probes: sim.probes(),
+            connection_apis: sim.connection_apis(),
             online: sim.violations(),
             convergence: sim.convergence(),
             trace: sim.trace(),
@@ -107,6 +110,7 @@ impl Registry {
             .with(ConsumedMatchesLog)
             .with(Liveness)
             .with(NotBehindLongPoll)
+            .with(FetchesTravelApart)
     }
 
     /// Adds one.
@@ -420,6 +424,38 @@ impl Invariant for NotBehindLongPoll {
                     "{id} {} had to succeed within {bound:?}; got {:?}",
                     r.what,
                     r.outcomes.first().map(|(at, e)| (*at - r.issued, super::scenario::outcome_kind(e)))
+                ));
+            }
+        }
+        verdict(self.name(), world.now, problems)
+    }
+}
+
+/// No connection carries both Fetch and any other API (the ApiVersions handshake that opens
+/// every connection aside): a broker holds a Fetch for its max wait, and whatever shares its
+/// connection waits behind it. Unlike [`NotBehindLongPoll`], this sees a mix even when no
+/// timed request happened to be queued behind the poll.
+#[derive(Debug)]
+pub struct FetchesTravelApart;
+
+impl Invariant for FetchesTravelApart {
+    fn name(&self) -> &'static str {
+        "fetches-travel-apart"
+    }
+    fn check(&self, world: &World) -> Result<(), Violation> {
+        let mut problems = Vec::new();
+        for (conn, apis) in world.connection_apis {
+            let Some(fetch_at) = apis.get(&ApiKey::Fetch) else { continue };
+            let others: Vec<String> = apis
+                .iter()
+                .filter(|(api, _)| !matches!(api, ApiKey::Fetch | ApiKey::ApiVersions))
+                .map(|(api, at)| format!("{} at {:.6}s", api.name(), at.as_secs_f64()))
+                .collect();
+            if !others.is_empty() {
+                problems.push(format!(
+                    "connection {conn:#x} carried Fetch (first at {:.6}s) and {}",
+                    fetch_at.as_secs_f64(),
+                    others.join(", ")
                 ));
             }
         }
