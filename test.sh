@@ -44,6 +44,9 @@ first="$(target/release/sim --seed 4242 --trace-hash)"
 second="$(target/release/sim --seed 4242 --trace-hash)"
 echo "seed 4242 trace hash: $first, then $second"
 [ -n "$first" ] && [ "$first" = "$second" ]
+target/release/sim --seeds 0..200 --trace-hash >target/sim-hashes-1.txt 2>/dev/null
+target/release/sim --seeds 0..200 --trace-hash >target/sim-hashes-2.txt 2>/dev/null
+cmp target/sim-hashes-1.txt target/sim-hashes-2.txt && echo "seeds 0..200 replay with identical trace hashes"
 
 step "simulator: every planted bug is caught by an invariant"
 target/release/sim --plants 2>/dev/null | tee target/sim-plants.txt
