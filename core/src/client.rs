@@ -17,6 +17,7 @@ use crate::connection::{BrokerApiVersions, ConnEvent, Connection, Expiry, LocalC
 use crate::coordinator::{CoordinatorKey, Coordinators};
 pub use crate::machine::Role;
 use crate::machine::{Ctx, Failure, Link, Machine, Outgoing, Owner, Signal, Tag};
+use crate::producer::{Delivery, Producer, ProducerRecord, SendId, SendRefused};
 use crate::protocol::kafka_release::ReleaseGuess;
 use crate::protocol::{
     BrokerId, DecodeError, EncodeError, ErrorCode, GroupId, RequestBody, ResponseBody, TopicName, TransactionalId,
@@ -271,6 +272,13 @@ pub enum Event {
         /// What the broker advertised.
         result: Result<BrokerVersions, RequestError>,
     },
+    /// Records sent with [`Client::send`] were delivered, or failed: one event per batch.
+    Delivery(Delivery),
+    /// The outcome of [`Client::flush`]: every record sent before it has its outcome.
+    Flushed {
+        /// The command.
+        id: RequestId,
+    },
     /// [`Client::close`] finished: every request completed and every connection is closed.
     Closed,
 }
@@ -323,10 +331,11 @@ struct Machines {
     coordinators: Coordinators,
     requests: Requests,
     versions: VersionChecks,
+    producer: Producer,
 }
 
 impl Machines {
-    const ORDER: [Owner; 4] = [Owner::Metadata, Owner::Coordinator, Owner::Requests, Owner::Versions];
+    const ORDER: [Owner; 5] = [Owner::Metadata, Owner::Coordinator, Owner::Requests, Owner::Versions, Owner::Producer];
 
     fn get(&mut self, owner: Owner) -> &mut dyn Machine {
         match owner {
@@ -334,6 +343,7 @@ impl Machines {
             Owner::Coordinator => &mut self.coordinators,
             Owner::Requests => &mut self.requests,
             Owner::Versions => &mut self.versions,
+            Owner::Producer => &mut self.producer,
         }
     }
 }
@@ -422,6 +432,7 @@ impl Client {
                 coordinators: Coordinators::new(seed),
                 requests: Requests::default(),
                 versions: VersionChecks::default(),
+                producer: Producer::new(now, &config),
             },
             first_asked: 0,
             scratch: Vec::new(),
@@ -519,6 +530,67 @@ impl Client {
         id
     }
 
+    /// Takes a record into the producer's buffer, partitions it and appends it to its
+    /// partition's batch; its outcome arrives in an [`Event::Delivery`]. Refused, with the
+    /// record handed back, when `buffer.memory` is full (send again after deliveries free
+    /// room), when the client is closing, or when the producer failed for good. A record
+    /// that cannot be produced at all (too large, a partition the topic lacks) is taken and
+    /// fails in its delivery. Never blocks: a topic without metadata yet waits up to
+    /// `max.block.ms` inside the producer.
+    pub fn send(&mut self, now: Instant, record: ProducerRecord) -> Result<SendId, SendRefused> {
+        if self.closing {
+            return Err(SendRefused { reason: crate::producer::RefuseReason::Closed, record: Box::new(record) });
+        }
+        let (machines, mut ctx) = self.split();
+        let batches = machines.producer.batches_waiting();
+        let id = machines.producer.send(now, record, &mut ctx)?;
+        // Appending to a batch that is not ready changes nothing the router looks at; the
+        // pump runs when a batch filled up or the producer asked for something.
+        let changed = machines.producer.batches_waiting() != batches || machines.producer.flushing();
+        if changed || !self.signals.is_empty() {
+            self.settle(now);
+        }
+        Ok(id)
+    }
+
+    /// Answers with [`Event::Flushed`] once every record sent before it has its outcome;
+    /// meanwhile every batch is sent without waiting for `linger.ms`.
+    pub fn flush(&mut self, now: Instant) -> RequestId {
+        let id = self.next_id();
+        self.machines.producer.flush(id);
+        self.settle(now);
+        id
+    }
+
+    /// Fails every record not yet delivered with [`crate::producer::ProduceError::Closed`]
+    /// and stops the producer: what a close whose time ran out does.
+    pub fn abort_producer(&mut self, now: Instant) {
+        self.machines.producer.abort(now);
+        self.settle(now);
+    }
+
+    /// Tells the producer the wall-clock time: `unix_ms` milliseconds since the Unix epoch
+    /// at `now`. Records sent without a timestamp are stamped from it. Drivers call it once
+    /// at start; without it, time starts at the epoch (deterministic, for simulations).
+    pub fn set_wall_clock(&mut self, now: Instant, unix_ms: i64) {
+        self.machines.producer.set_wall_clock(now, unix_ms);
+    }
+
+    /// Bytes of records in the producer's buffer, not yet delivered.
+    pub fn producer_buffered(&self) -> usize {
+        self.machines.producer.buffered()
+    }
+
+    /// Records sent and not yet delivered or failed.
+    pub fn producer_outstanding(&self) -> usize {
+        self.machines.producer.outstanding()
+    }
+
+    /// Whether the producer writes idempotently (the configuration decides).
+    pub fn producer_idempotent(&self) -> bool {
+        self.machines.producer.is_idempotent()
+    }
+
     /// Stops taking commands; requests already submitted complete or time out, then every
     /// connection closes and [`Event::Closed`] is emitted.
     pub fn close(&mut self, now: Instant) {
@@ -595,6 +667,7 @@ impl Client {
             m.coordinators.poll_timeout(),
             m.requests.poll_timeout(),
             m.versions.poll_timeout(),
+            m.producer.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -643,6 +716,16 @@ impl Client {
                 match signal {
                     Signal::RefreshMetadata => self.want_refresh(now),
                     Signal::CoordinatorStale(key) => self.machines.coordinators.invalidate(&key),
+                    Signal::TrackTopic(topic) => {
+                        self.machines.metadata.track(topic);
+                        self.want_refresh(now);
+                    }
+                    Signal::MetadataChanged => {
+                        let (machines, mut ctx) = self.split();
+                        for owner in Machines::ORDER {
+                            machines.get(owner).handle_metadata(now, &mut ctx);
+                        }
+                    }
                     Signal::FailTarget { target, error, issued_before } => {
                         for owner in Machines::ORDER {
                             self.machines.get(owner).fail_target(now, &target, &error, issued_before);
@@ -717,14 +800,14 @@ impl Client {
             };
             if let Some(out) = self.machines.get(owner).poll_request(now, target, &link, &mut ctx) {
                 self.first_asked = (self.first_asked + i + 1) % n;
-                self.send(now, conn, owner, out);
+                self.transmit(now, conn, owner, out);
                 return true;
             }
         }
         false
     }
 
-    fn send(&mut self, now: Instant, conn: ConnId, owner: Owner, out: Outgoing) {
+    fn transmit(&mut self, now: Instant, conn: ConnId, owner: Owner, out: Outgoing) {
         let Some(slot) = self.slots.get_mut(&conn) else { return };
         self.next_timer += 1;
         let timer = self.next_timer;

@@ -73,6 +73,14 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A setting for something sansa does not do (yet); refused rather than ignored.
+    #[error("{key} is not supported: {reason}")]
+    Unsupported {
+        /// Property name.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// Configuration of the core client: connections, metadata and requests.
@@ -108,6 +116,8 @@ pub struct Config {
     /// Seed of the core's random choices (jitter, broker picks). When `None`, drivers draw
     /// one from the operating system; simulations pin it.
     pub rng_seed: Option<u64>,
+    /// The producer's settings.
+    pub producer: crate::producer::ProducerConfig,
     /// Properties given to [`Config::from_properties`] that this configuration does not use
     /// (producer or consumer settings, typos); the Java client warns about these.
     pub unused_properties: Vec<String>,
@@ -129,6 +139,7 @@ impl Default for Config {
             client_software_name: "sansa".into(),
             client_software_version: env!("CARGO_PKG_VERSION").into(),
             rng_seed: None,
+            producer: crate::producer::ProducerConfig::default(),
             unused_properties: Vec::new(),
         }
     }
@@ -245,7 +256,14 @@ impl Config {
             self.max_in_flight_per_connection > 0,
         )?;
         positive("request.timeout.ms", format!("{:?}", self.request_timeout), !self.request_timeout.is_zero())?;
-        positive("max frame size", self.max_frame_size.to_string(), self.max_frame_size > 0)
+        positive("max frame size", self.max_frame_size.to_string(), self.max_frame_size > 0)?;
+        self.producer.validate(self.max_in_flight_per_connection, self.request_timeout)
+    }
+
+    /// Sets [`Config::producer`].
+    pub fn with_producer(mut self, producer: crate::producer::ProducerConfig) -> Self {
+        self.producer = producer;
+        self
     }
 
     /// Builds a configuration from Java-style properties. Keys this configuration does not
@@ -254,6 +272,7 @@ impl Config {
         let mut c = Config::default();
         let mut have_bootstrap = false;
         let (mut reconnect_max, mut retry_max) = (None, None);
+        let mut levels = crate::producer::Levels::default();
         for (key, value) in props {
             match key {
                 "bootstrap.servers" => {
@@ -272,7 +291,11 @@ impl Config {
                 "max.in.flight.requests.per.connection" => c.max_in_flight_per_connection = parse_positive(key, value)?,
                 "client.software.name" => c.client_software_name = value.to_string(),
                 "client.software.version" => c.client_software_version = value.to_string(),
-                other => c.unused_properties.push(other.to_string()),
+                other => {
+                    if !c.producer.set_property(other, value, &mut levels)? {
+                        c.unused_properties.push(other.to_string());
+                    }
+                }
             }
         }
         if let Some(m) = reconnect_max {
@@ -281,6 +304,7 @@ impl Config {
         if let Some(m) = retry_max {
             c.retry_backoff.max = m;
         }
+        levels.apply(&mut c.producer);
         if !have_bootstrap {
             return Err(ConfigError::NoBootstrapServers);
         }
@@ -308,14 +332,16 @@ mod tests {
             ("client.id", "app"),
             ("request.timeout.ms", "1500"),
             ("reconnect.backoff.max.ms", "2000"),
-            ("linger.ms", "5"),
+            ("linger.ms", "7"),
+            ("fetch.min.bytes", "5"),
         ])
         .unwrap();
         assert_eq!(c.bootstrap_servers.len(), 2);
         assert_eq!(c.client_id, "app");
         assert_eq!(c.request_timeout, Duration::from_millis(1500));
         assert_eq!(c.reconnect_backoff.max, Duration::from_millis(2000));
-        assert_eq!(c.unused_properties, vec!["linger.ms".to_string()]);
+        assert_eq!(c.producer.linger, Duration::from_millis(7));
+        assert_eq!(c.unused_properties, vec!["fetch.min.bytes".to_string()]);
         assert!(matches!(
             Config::from_properties([("bootstrap.servers", "a:1"), ("request.timeout.ms", "soon")]),
             Err(ConfigError::InvalidValue { .. })

@@ -48,6 +48,7 @@ pub mod driver;
 mod machine;
 #[cfg(feature = "plants")]
 pub mod plants;
+pub mod producer;
 pub mod protocol;
 pub mod rand;
 mod requests;

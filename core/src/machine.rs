@@ -36,6 +36,7 @@ pub(crate) enum Owner {
     Coordinator,
     Requests,
     Versions,
+    Producer,
 }
 
 /// Which of a broker's connections a request travels on, so that nothing waits behind a
@@ -83,6 +84,10 @@ pub(crate) enum Signal {
     CoordinatorStale(CoordinatorKey),
     /// Requests for `target` issued at or before `issued_before` cannot be served: fail them.
     FailTarget { target: Target, error: RequestError, issued_before: Instant },
+    /// Keep this topic's metadata fresh (the producer sends to it).
+    TrackTopic(crate::protocol::TopicName),
+    /// Cluster metadata changed: machines that cache it read it again.
+    MetadataChanged,
 }
 
 /// A broker's last connection failure, for the errors of requests that waited for it.
@@ -157,6 +162,9 @@ pub(crate) trait Machine: std::fmt::Debug {
     /// A connection to `node` closed; `before_handshake` when it opened but ApiVersions never
     /// completed.
     fn handle_closed(&mut self, _now: Instant, _node: Node, _address: &BrokerAddress, _before_handshake: bool) {}
+
+    /// Cluster metadata changed.
+    fn handle_metadata(&mut self, _now: Instant, _ctx: &mut Ctx<'_>) {}
 
     /// The client is closing: drop work nobody waits for.
     fn close(&mut self, _now: Instant) {}

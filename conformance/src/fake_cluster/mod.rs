@@ -52,6 +52,8 @@ mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+#[cfg(test)]
+mod producer_tests;
 mod records;
 mod replication;
 #[cfg(test)]
@@ -59,6 +61,8 @@ mod replication_tests;
 #[cfg(test)]
 mod tests;
 mod topic_config;
+#[cfg(test)]
+pub(crate) mod world;
 
 pub use faults::{Fault, FaultAction};
 pub use records::StoredRecord;

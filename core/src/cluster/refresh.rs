@@ -93,6 +93,11 @@ impl MetadataRefresh {
         self.queued.push_back(tag);
     }
 
+    /// Keeps `topic` fresh in every refresh of the client's own.
+    pub fn track(&mut self, topic: TopicName) {
+        self.tracked_topics.insert(topic);
+    }
+
     /// Asks for a refresh soon, unless one is under way. Returns whether that is news.
     pub fn want_refresh(&mut self, now: Instant) -> bool {
         if self.in_flight.is_none() && !self.closing && !self.stuck && self.next_refresh > now {
@@ -178,6 +183,7 @@ impl Machine for MetadataRefresh {
             (Ok(m), user) => {
                 let all_topics = user.as_ref().is_some_and(|u| u.topics.is_none());
                 ctx.cluster.apply(now, &m, all_topics);
+                ctx.signals.push(crate::machine::Signal::MetadataChanged);
                 if user.is_none() {
                     self.in_flight = None;
                     self.failures = 0;

@@ -161,6 +161,7 @@ impl Dispatcher {
                     }
                 }
                 Event::Closed => self.closing.drain(..).for_each(|reply| reply.send(())),
+                Event::Delivery(_) | Event::Flushed { .. } => {}
             }
         }
     }

@@ -428,3 +428,112 @@ fn put_nullable(dst: &mut BytesMut, field: Option<&[u8]>) {
         }
     }
 }
+
+/// A v2 batch a producer fills over time and seals when it is sent: it owns its buffer, so
+/// it can stay open across calls, unlike [`RecordBatchBuilder`]. The header space is kept at
+/// the front, so sealing an uncompressed batch copies nothing. Producer id, epoch and base
+/// sequence are chosen at sealing time, when the batch is drained.
+#[derive(Debug)]
+pub struct OpenBatch {
+    buf: BytesMut,
+    count: i32,
+    base_timestamp: Option<i64>,
+    max_timestamp: i64,
+}
+
+impl OpenBatch {
+    /// An empty batch whose buffer starts with room for `capacity` bytes of records.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + capacity);
+        buf.put_bytes(0, RECORD_BATCH_OVERHEAD);
+        OpenBatch { buf, count: 0, base_timestamp: None, max_timestamp: NO_TIMESTAMP }
+    }
+
+    /// Appends a record at the next offset delta.
+    pub fn append(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<(), RecordsEncodeError> {
+        if self.count == i32::MAX {
+            return Err(RecordsEncodeError::TooManyRecords);
+        }
+        let base = *self.base_timestamp.get_or_insert(timestamp);
+        write_record(&mut self.buf, self.count, timestamp.wrapping_sub(base), key, value, headers)?;
+        self.count += 1;
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        Ok(())
+    }
+
+    /// The bytes one more record would add.
+    pub fn next_record_len(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> usize {
+        let delta = self.base_timestamp.map_or(0, |b| timestamp.wrapping_sub(b));
+        record_encoded_len(self.count, delta, key, value, headers)
+    }
+
+    /// Records appended.
+    pub fn record_count(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Size before compression, header included.
+    pub fn uncompressed_size(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Completes the batch with `params` (compression, producer state; `base_offset` is 0)
+    /// and returns its bytes. Compressed batches are assembled in `encoder`'s buffers.
+    pub fn seal(self, params: BatchParams, encoder: &mut RecordBatchEncoder) -> Result<BytesMut, RecordsEncodeError> {
+        if self.count == 0 {
+            return Err(RecordsEncodeError::EmptyBatch);
+        }
+        params.compression.validate()?;
+        let mut out = if params.compression == Compression::None {
+            self.buf
+        } else {
+            let mut out = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + self.buf.len() / 2);
+            out.put_bytes(0, RECORD_BATCH_OVERHEAD);
+            compression::compress(
+                params.compression,
+                &self.buf[RECORD_BATCH_OVERHEAD..],
+                &mut out,
+                MAGIC_V2,
+                &mut encoder.compressors,
+            )?;
+            out
+        };
+        let total = out.len();
+        let length =
+            i32::try_from(total - 12).map_err(|_| RecordsEncodeError::TooLong { field: "batch", len: total })?;
+        let fields = HeaderFields {
+            length,
+            last_offset_delta: self.count - 1,
+            base_timestamp: self.base_timestamp.unwrap_or(NO_TIMESTAMP),
+            max_timestamp: params.log_append_time.unwrap_or(self.max_timestamp),
+            count: self.count,
+        };
+        write_header(&mut out, 0, &params, &fields);
+        Ok(out)
+    }
+}
+
+/// Rewrites the producer id, epoch and base sequence of a sealed v2 batch (a producer whose
+/// epoch was bumped re-sequences what it had not yet got written) and its checksum.
+pub fn rewrite_producer_state(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    if batch.len() < RECORD_BATCH_OVERHEAD {
+        return;
+    }
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}

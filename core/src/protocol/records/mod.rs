@@ -32,7 +32,10 @@ mod error;
 mod legacy;
 
 pub use batch::{decode_batches, Batches, DecodeOptions, Header, PartialBatch, Record, RecordBatch, TimestampType};
-pub use builder::{record_encoded_len, write_empty_batch, BatchParams, RecordBatchBuilder, RecordBatchEncoder};
+pub use builder::{
+    record_encoded_len, rewrite_producer_state, write_empty_batch, BatchParams, OpenBatch, RecordBatchBuilder,
+    RecordBatchEncoder,
+};
 pub use compression::{Compression, CompressionType, UnknownCompressionName};
 pub use control::{ControlRecord, ControlRecordError, ControlRecordType, EndTxnMarker};
 pub use error::{Location, RecordsEncodeError, RecordsError};

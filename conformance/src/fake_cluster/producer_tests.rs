@@ -1,0 +1,268 @@
+//! The producer machine against the fake cluster, in memory with a virtual clock.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sansa::producer::partitioner::partition_for_key;
+use sansa::producer::{Acks, ProduceError, ProducerConfig, ProducerRecord, RecordMetadata, SendId};
+use sansa::protocol::records::Compression;
+use sansa::protocol::{ApiKey, ErrorCode};
+use sansa::{Config, Event};
+
+use super::world::World;
+use super::{FakeClusterConfig, Fault, FaultAction};
+
+fn world(producer: impl FnOnce(&mut ProducerConfig)) -> World {
+    let mut p = ProducerConfig::default();
+    producer(&mut p);
+    World::new(FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() }, |c: Config| {
+        c.with_producer(p)
+    })
+}
+
+/// Every record's outcome so far, by send id.
+fn outcomes(w: &World) -> BTreeMap<SendId, Result<RecordMetadata, ProduceError>> {
+    let mut out = BTreeMap::new();
+    for e in &w.events {
+        if let Event::Delivery(d) = e {
+            for (id, r) in d.outcomes() {
+                assert!(out.insert(id, r).is_none(), "{id:?} has two outcomes");
+            }
+        }
+    }
+    out
+}
+
+fn send_all(w: &mut World, records: impl IntoIterator<Item = ProducerRecord>) -> Vec<SendId> {
+    let ids: Vec<SendId> = records.into_iter().map(|r| w.client.send(w.now, r).expect("taken")).collect();
+    w.pump();
+    ids
+}
+
+fn settle(w: &mut World, ids: &[SendId], limit: Duration) -> BTreeMap<SendId, Result<RecordMetadata, ProduceError>> {
+    let all = |w: &World| {
+        let out = outcomes(w);
+        ids.iter().all(|id| out.contains_key(id))
+    };
+    let done = w.run_until(limit, all);
+    let out = outcomes(w);
+    assert!(done, "{} of {} records have an outcome; buffered {}", out.len(), ids.len(), w.client.producer_buffered());
+    out
+}
+
+/// (key, value) pairs of a partition's log, in offset order.
+fn log(w: &World, topic: &str, partition: i32) -> Vec<(Option<Bytes>, Option<Bytes>, i64)> {
+    w.cluster.partition_log(topic, partition).unwrap().map(|r| (r.key, r.value, r.offset)).collect()
+}
+
+#[test]
+fn keyed_records_land_where_java_puts_them_once_each_in_order() {
+    let mut w = world(|_| {});
+    w.cluster.create_topic("orders", 6, 3);
+    let records: Vec<ProducerRecord> = (0..3000)
+        .map(|i| {
+            ProducerRecord::new("orders", format!("value-{i}"))
+                .with_key(format!("key-{}", i % 97))
+                .with_header("h", format!("{i}"))
+        })
+        .collect();
+    let ids = send_all(&mut w, records);
+    let out = settle(&mut w, &ids, Duration::from_secs(10));
+    assert!(w.client.producer_idempotent());
+    let mut per_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        let m = out[id].as_ref().expect("delivered");
+        let key = format!("key-{}", i % 97);
+        assert_eq!(m.partition as u32, partition_for_key(key.as_bytes(), 6), "record {i}");
+        assert_eq!(m.serialized_key_size, Some(key.len()));
+        per_partition.entry(m.partition).or_default().push(m.offset.unwrap());
+    }
+    for (p, offsets) in per_partition {
+        // Offsets grow in send order, and the log holds each record once, in that order.
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "partition {p}");
+        let stored = log(&w, "orders", p);
+        assert_eq!(stored.len(), offsets.len());
+        let values: Vec<usize> = stored
+            .iter()
+            .map(|(_, v, _)| std::str::from_utf8(v.as_ref().unwrap()).unwrap()[6..].parse().unwrap())
+            .collect();
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "partition {p} out of order");
+    }
+    let first = w.cluster.partition_log("orders", 0).unwrap().next().unwrap();
+    assert!(first.producer_id >= 0 && first.sequence == 0, "idempotent batches carry a producer id and sequences");
+    assert_eq!(w.client.producer_buffered(), 0);
+}
+
+#[test]
+fn every_codec_round_trips_and_unkeyed_records_spread() {
+    for compression in
+        [Compression::None, Compression::gzip(), Compression::snappy(), Compression::lz4(), Compression::zstd()]
+    {
+        let mut w = world(|p| p.compression = compression);
+        w.cluster.create_topic("c", 3, 1);
+        let ids = send_all(&mut w, (0..2000).map(|i| ProducerRecord::new("c", format!("{i:0>90}"))));
+        let out = settle(&mut w, &ids, Duration::from_secs(10));
+        assert!(out.values().all(|r| r.is_ok()), "{compression:?}");
+        let total: usize = (0..3).map(|p| log(&w, "c", p).len()).sum();
+        assert_eq!(total, 2000, "{compression:?}");
+        let used = (0..3).filter(|p| !log(&w, "c", *p).is_empty()).count();
+        assert!(used >= 2, "sticky partitioning moves on after a batch ({compression:?})");
+    }
+}
+
+#[test]
+fn an_oversized_record_fails_alone() {
+    let mut w = world(|p| p.max_request_size = 10_000);
+    w.cluster.create_topic("t", 1, 1);
+    let big = ProducerRecord::new("t", vec![b'x'; 20_000]);
+    let ids = send_all(&mut w, [ProducerRecord::new("t", "a"), big, ProducerRecord::new("t", "b")]);
+    let out = settle(&mut w, &ids, Duration::from_secs(5));
+    assert!(out[&ids[0]].is_ok() && out[&ids[2]].is_ok());
+    assert!(
+        matches!(out[&ids[1]], Err(ProduceError::RecordTooLarge { setting: "max.request.size", .. })),
+        "{:?}",
+        out[&ids[1]]
+    );
+    assert_eq!(log(&w, "t", 0).len(), 2);
+}
+
+#[test]
+fn a_missing_topic_fails_after_max_block() {
+    let mut w = world(|p| p.max_block = Duration::from_secs(3));
+    let start = w.now;
+    let ids = send_all(&mut w, [ProducerRecord::new("nope", "x")]);
+    let out = settle(&mut w, &ids, Duration::from_secs(10));
+    match &out[&ids[0]] {
+        Err(ProduceError::TopicNotFound { waited, .. }) => assert!(*waited >= Duration::from_secs(3)),
+        other => panic!("{other:?}"),
+    }
+    let took = w.now - start;
+    assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(4), "{took:?}");
+}
+
+#[test]
+fn a_topic_created_while_records_wait_gets_them() {
+    let mut w = world(|_| {});
+    let ids = send_all(&mut w, [ProducerRecord::new("later", "x")]);
+    w.run_until(Duration::from_millis(500), |_| false);
+    w.cluster.create_topic("later", 1, 1);
+    let out = settle(&mut w, &ids, Duration::from_secs(5));
+    assert!(out[&ids[0]].is_ok(), "{:?}", out[&ids[0]]);
+}
+
+#[test]
+fn records_move_to_a_new_leader() {
+    let mut w = world(|_| {});
+    w.cluster.create_topic("m", 1, 3);
+    let first = send_all(&mut w, (0..100).map(|i| ProducerRecord::new("m", format!("{i}"))));
+    settle(&mut w, &first, Duration::from_secs(5));
+    let leader = w.cluster.leader("m", 0).unwrap();
+    let other = w.cluster.broker_ids().into_iter().find(|b| *b != leader).unwrap();
+    w.cluster.move_leader("m", 0, other).unwrap();
+    let second = send_all(&mut w, (100..200).map(|i| ProducerRecord::new("m", format!("{i}"))));
+    let out = settle(&mut w, &second, Duration::from_secs(10));
+    assert!(out.values().all(|r| r.is_ok()));
+    let values: Vec<usize> = log(&w, "m", 0)
+        .iter()
+        .map(|(_, v, _)| std::str::from_utf8(v.as_ref().unwrap()).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(values, (0..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn lost_answers_are_retried_without_duplicates() {
+    let mut w = world(|_| {});
+    w.cluster.create_topic("d", 2, 3);
+    w.cluster.inject(Fault::new(FaultAction::LoseResponse).on_api(ApiKey::Produce).times(3));
+    w.cluster.inject(Fault::new(FaultAction::ApplyThenDisconnect).on_api(ApiKey::Produce).times(2));
+    let ids =
+        send_all(&mut w, (0..1000).map(|i| ProducerRecord::new("d", format!("{i}")).with_key(format!("{}", i % 2))));
+    let out = settle(&mut w, &ids, Duration::from_secs(120));
+    assert!(out.values().all(|r| r.is_ok()), "{:?}", out.values().find(|r| r.is_err()));
+    let total: usize = (0..2).map(|p| log(&w, "d", p).len()).sum();
+    assert_eq!(total, 1000, "each acked record once");
+}
+
+#[test]
+fn retriable_errors_are_retried_and_fatal_ones_fail_the_batch() {
+    let mut w = world(|_| {});
+    w.cluster.create_topic("r", 1, 3);
+    w.cluster.inject(Fault::error(ErrorCode::NotEnoughReplicas).on_api(ApiKey::Produce).times(2));
+    let ids = send_all(&mut w, [ProducerRecord::new("r", "x")]);
+    let out = settle(&mut w, &ids, Duration::from_secs(10));
+    assert!(out[&ids[0]].is_ok());
+    w.cluster.inject(Fault::error(ErrorCode::TopicAuthorizationFailed).on_api(ApiKey::Produce));
+    let ids = send_all(&mut w, [ProducerRecord::new("r", "y")]);
+    let out = settle(&mut w, &ids, Duration::from_secs(10));
+    assert!(matches!(&out[&ids[0]], Err(ProduceError::Broker { error: ErrorCode::TopicAuthorizationFailed, .. })));
+}
+
+#[test]
+fn with_every_broker_down_records_fail_at_the_delivery_timeout() {
+    let mut w = world(|p| {
+        p.delivery_timeout = Duration::from_secs(40);
+    });
+    w.cluster.create_topic("x", 2, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("x", "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    let sent_at = w.now;
+    for b in w.cluster.broker_ids() {
+        w.stop_broker(b);
+    }
+    let ids = send_all(&mut w, (0..50).map(|i| ProducerRecord::new("x", format!("{i}"))));
+    let out = settle(&mut w, &ids, Duration::from_secs(120));
+    for r in out.values().skip(1) {
+        assert!(matches!(r, Err(ProduceError::DeliveryTimeout { .. })), "{r:?}");
+    }
+    let took = w.now - sent_at;
+    assert!(took <= Duration::from_secs(41), "{took:?}");
+    assert_eq!(w.client.producer_buffered(), 0);
+}
+
+#[test]
+fn acks_zero_completes_without_offsets() {
+    let mut w = world(|p| p.acks = Acks::None);
+    assert!(!w.client.producer_idempotent());
+    w.cluster.create_topic("z", 1, 1);
+    let ids = send_all(&mut w, (0..10).map(|i| ProducerRecord::new("z", format!("{i}"))));
+    let out = settle(&mut w, &ids, Duration::from_secs(5));
+    assert!(out.values().all(|r| r.as_ref().is_ok_and(|m| m.offset.is_none())));
+    assert_eq!(log(&w, "z", 0).len(), 10);
+}
+
+#[test]
+fn flush_answers_once_everything_before_it_is_delivered() {
+    let mut w = world(|p| p.linger = Duration::from_secs(30));
+    w.cluster.create_topic("f", 1, 1);
+    let ids = send_all(&mut w, (0..5).map(|i| ProducerRecord::new("f", format!("{i}"))));
+    let flush = w.client.flush(w.now);
+    let start = w.now;
+    assert!(w.run_until(Duration::from_secs(5), |w| w
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Flushed { id } if *id == flush))));
+    assert!(w.now - start < Duration::from_secs(1), "flush does not wait for linger.ms");
+    assert_eq!(outcomes(&w).len(), ids.len());
+}
+
+#[test]
+fn the_buffer_refuses_past_buffer_memory_and_frees_on_delivery() {
+    let mut w = world(|p| {
+        p.buffer_memory = 50_000;
+        p.linger = Duration::from_secs(1);
+    });
+    w.cluster.create_topic("b", 1, 1);
+    let mut taken = 0;
+    let refused = loop {
+        match w.client.send(w.now, ProducerRecord::new("b", vec![b'v'; 1000])) {
+            Ok(_) => taken += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(refused.reason, sansa::producer::RefuseReason::BufferFull));
+    assert!(w.client.producer_buffered() <= 50_000);
+    assert!((40..=50).contains(&taken), "{taken}");
+    w.run_until(Duration::from_secs(5), |w| w.client.producer_buffered() == 0);
+    assert!(w.client.send(w.now, *refused.record).is_ok());
+}

@@ -1,0 +1,1460 @@
+//! The producer machine: partitioning, the accumulator (per-partition batches with linger,
+//! batch size and buffer memory), delivery with retries and timeouts, and idempotence.
+//!
+//! Records arrive through [`crate::Client::send`]; each is partitioned and appended to its
+//! partition's open batch at once (encoded straight into the batch buffer), so a record costs
+//! one copy. Batches leave through the router's pull: when a connection to a partition leader
+//! is ready and has room, the producer seals the ready batches of the partitions that broker
+//! leads (at most one per partition per request, up to `max.request.size`) and builds the
+//! Produce request then, with sequence numbers assigned at that moment.
+//!
+//! | batch | on | next |
+//! |---|---|---|
+//! | open | full, `linger.ms` passed, flush or close | ready |
+//! | ready | its leader's connection pulls it (in order; see idempotence) | in flight |
+//! | in flight | success, or a duplicate of a written batch | done: delivered |
+//! | in flight | retriable error, attempts and time left | waiting `retry.backoff.ms`, then ready (in its place) |
+//! | in flight | MESSAGE_TOO_LARGE with several records | split into smaller batches, ready |
+//! | in flight | other error, or retries exhausted | done: failed |
+//! | any | `delivery.timeout.ms` after its first record | done: failed (an answer that comes later is only read for sequence bookkeeping) |
+//!
+//! **Idempotence** (on by default with acks=all): the producer gets an id and epoch with
+//! InitProducerId before any batch leaves; each partition numbers its records from 0. A batch
+//! keeps its sequence across retries, and a partition resends a numbered batch only when none
+//! of its batches is in flight, so retries go out in sequence order. The broker answers a
+//! resent batch it already wrote with the original offset. When a sequence gap is certain (the
+//! partition's first unresolved batch is refused with OUT_OF_ORDER_SEQUENCE_NUMBER or
+//! UNKNOWN_PRODUCER_ID, or a batch that may have been written expired), the producer bumps its
+//! epoch (KIP-360) once every batch that might be in the log has been resolved: every
+//! partition restarts at sequence 0 and batches not known to be written are renumbered.
+//! Batches refused outright are never in the log, and the broker never accepts a later
+//! sequence past a gap, so renumbering duplicates nothing that was acknowledged.
+
+mod config;
+pub mod partitioner;
+mod record;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+pub(crate) use config::Levels;
+pub use config::{Acks, PartitionerChoice, ProducerConfig};
+pub use record::{
+    Ack, Attempt, DeliveredRecord, Delivery, ProduceError, ProducerRecord, RecordMetadata, RefuseReason, SendId,
+    SendRefused,
+};
+
+use crate::client::{Event, RequestError, RequestId, Response, Target};
+use crate::cluster::ClusterMetadata;
+use crate::connection::VersionError;
+use crate::machine::{Ctx, Link, Machine, Outgoing, Role, Signal, Tag};
+use crate::protocol::messages::init_producer_id::request::InitProducerIdRequest;
+use crate::protocol::messages::produce::request::{PartitionProduceData, TopicProduceData};
+use crate::protocol::messages::{ProduceRequest, ProduceResponse};
+use crate::protocol::records::{rewrite_producer_state, BatchParams, OpenBatch, RecordBatchEncoder};
+use crate::protocol::{ApiKey, BrokerId, ErrorCode, ProducerId, RequestBody, ResponseBody, TopicName};
+use crate::rand::Rng;
+use crate::timer::Deadlines;
+use partitioner::{partition_for_key, BuiltinPartitioner, Partitioner, RoundRobin, TopicPartitions};
+
+/// Orders batches within a partition: creation order, then the pieces of a split batch.
+type BatchKey = (u64, u32);
+
+/// A record in a batch, as the producer remembers it until delivery.
+type Entry = DeliveredRecord;
+
+#[derive(Debug)]
+struct Batch {
+    key: BatchKey,
+    topic: TopicName,
+    partition: i32,
+    records: Vec<Entry>,
+    /// Records until the batch is sealed.
+    open: Option<OpenBatch>,
+    /// The wire bytes once sealed.
+    sealed: Option<Bytes>,
+    /// Uncompressed size, header included.
+    size: usize,
+    /// Buffer bytes its records hold.
+    buffered: usize,
+    created: Instant,
+    attempts: u32,
+    retry_at: Option<Instant>,
+    /// Base sequence and the epoch generation it was numbered under.
+    sequence: Option<(u32, i32)>,
+    /// The last attempt ended without an answer (disconnect, timeout): it may be in the log.
+    maybe_written: bool,
+    last_error: Option<Attempt>,
+    in_flight: bool,
+    /// Failed to the application while in flight; the answer only settles sequences.
+    abandoned: bool,
+}
+
+impl Batch {
+    fn deadline(&self, timeout: Duration) -> Instant {
+        self.created + timeout
+    }
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// Accepting records.
+    open: Option<Batch>,
+    /// Sealed or waiting batches, in key order; keys of batches that left early are skipped.
+    queue: VecDeque<BatchKey>,
+    in_flight: u32,
+    /// Next sequence to number a batch with.
+    next_sequence: i32,
+    /// Sequences numbered and not yet resolved (acked, or failed to the application).
+    pending_sequences: BTreeSet<i32>,
+    /// Frozen until the epoch bump: its numbered batches are not in the log.
+    needs_bump: bool,
+}
+
+#[derive(Debug)]
+struct TopicState {
+    partitions: Vec<PartitionState>,
+    /// Partitions with a known leader, ascending.
+    available: Vec<u32>,
+    /// Records sent before the topic's metadata was known, with when they arrived.
+    waiting: VecDeque<(SendId, Box<ProducerRecord>, Instant)>,
+    /// The error metadata last reported for the topic.
+    error: Option<ErrorCode>,
+    /// Compressed over uncompressed size of the last sealed batch, to size batches.
+    compression_ratio: f64,
+}
+
+impl TopicState {
+    fn new() -> Self {
+        TopicState {
+            partitions: Vec::new(),
+            available: Vec::new(),
+            waiting: VecDeque::new(),
+            error: None,
+            compression_ratio: 1.0,
+        }
+    }
+
+    fn known(&self) -> bool {
+        !self.partitions.is_empty()
+    }
+}
+
+/// The producer id state of an idempotent producer.
+#[derive(Debug, Clone, PartialEq)]
+enum Identity {
+    /// Idempotence is off.
+    Disabled,
+    /// Not asked for yet (no record sent).
+    Unknown,
+    /// InitProducerId is wanted (at `at`), `bump` carrying the id and epoch to bump.
+    Wanted {
+        at: Instant,
+        bump: Option<(ProducerId, i16)>,
+        failures: u32,
+    },
+    /// InitProducerId is in flight.
+    Requesting {
+        tag: Tag,
+        bump: Option<(ProducerId, i16)>,
+        failures: u32,
+    },
+    Ready {
+        id: ProducerId,
+        epoch: i16,
+    },
+    Fatal(ProduceError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Linger(u64),
+    Expire(u64, u32),
+    Retry(u64, u32),
+    Waiting(u64),
+    Identity,
+    /// Records wait for a topic's metadata: ask again.
+    Metadata,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    broker: BrokerId,
+    batches: Vec<BatchKey>,
+}
+
+#[derive(Debug)]
+struct Flush {
+    id: RequestId,
+    upto: SendId,
+    remaining: usize,
+}
+
+/// The producer machine (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Producer {
+    config: ProducerConfig,
+    idempotent: bool,
+    identity: Identity,
+    /// Bumped with each epoch, so batches numbered under an older one are recognised.
+    generation: u32,
+    bump_wanted: bool,
+    topics: BTreeMap<TopicName, TopicState>,
+    /// Partitions by leader, rebuilt when metadata changes.
+    leaders: BTreeMap<BrokerId, Vec<(TopicName, i32)>>,
+    /// Where each broker's next drain starts, so every partition gets its turn.
+    drain_start: BTreeMap<BrokerId, usize>,
+    /// Sealed batches by key, wherever they wait.
+    batches: BTreeMap<BatchKey, Batch>,
+    requests: BTreeMap<Tag, InFlight>,
+    timers: Deadlines<Timer>,
+    next_send: u64,
+    next_batch: u64,
+    next_tag: Tag,
+    /// Buffer bytes held by records not yet delivered.
+    buffered: usize,
+    /// Records not yet delivered.
+    outstanding: usize,
+    flushes: VecDeque<Flush>,
+    closing: bool,
+    /// Unix time in milliseconds at `clock_anchor`, for records without a timestamp.
+    unix_ms_at_anchor: i64,
+    clock_anchor: Instant,
+    events: VecDeque<Event>,
+    partitioner: BuiltinPartitioner,
+    round_robin: RoundRobin,
+    encoder: RecordBatchEncoder,
+    rng: Rng,
+}
+
+/// Extra room a batch keeps for the estimate of compressed size to be off.
+const COMPRESSION_MARGIN: f64 = 1.05;
+
+impl Producer {
+    pub fn new(now: Instant, config: &crate::Config) -> Self {
+        let p = config.producer.clone();
+        let idempotent = p.idempotent(config.max_in_flight_per_connection);
+        Producer {
+            partitioner: BuiltinPartitioner::new(p.batch_size, p.adaptive_partitioning),
+            idempotent,
+            identity: if idempotent { Identity::Unknown } else { Identity::Disabled },
+            generation: 0,
+            bump_wanted: false,
+            topics: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            drain_start: BTreeMap::new(),
+            batches: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            timers: Deadlines::default(),
+            next_send: 0,
+            next_batch: 0,
+            next_tag: 0,
+            buffered: 0,
+            outstanding: 0,
+            flushes: VecDeque::new(),
+            closing: false,
+            unix_ms_at_anchor: 0,
+            clock_anchor: now,
+            events: VecDeque::new(),
+            round_robin: RoundRobin::default(),
+            encoder: RecordBatchEncoder::new(),
+            rng: Rng::stream(config.rng_seed.unwrap_or(0), "producer"),
+            config: p,
+        }
+    }
+
+    /// Whether batches carry producer ids and sequences.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// Buffer bytes held by records not yet delivered.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Records sent and not yet delivered or failed.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// Sealed batches not yet sent (a cheap change detector for the router).
+    pub fn batches_waiting(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Whether a flush is in progress (every batch is ready then).
+    pub fn flushing(&self) -> bool {
+        !self.flushes.is_empty() || self.closing
+    }
+
+    /// Sets the wall clock: `unix_ms` is the Unix time in milliseconds at `now`.
+    pub fn set_wall_clock(&mut self, now: Instant, unix_ms: i64) {
+        self.clock_anchor = now;
+        self.unix_ms_at_anchor = unix_ms;
+    }
+
+    fn unix_ms(&self, now: Instant) -> i64 {
+        let since = now.saturating_duration_since(self.clock_anchor).as_millis() as i64;
+        self.unix_ms_at_anchor + since
+    }
+
+    // ---- sending -------------------------------------------------------------------------
+
+    /// Takes a record into the buffer, or refuses it (buffer full, closing, failed).
+    pub fn send(&mut self, now: Instant, record: ProducerRecord, ctx: &mut Ctx<'_>) -> Result<SendId, SendRefused> {
+        let refuse = |reason, record| Err(SendRefused { reason, record: Box::new(record) });
+        if self.closing {
+            return refuse(RefuseReason::Closed, record);
+        }
+        if let Identity::Fatal(e) = &self.identity {
+            return refuse(RefuseReason::Fatal(e.clone()), record);
+        }
+        let size = record.size_in_buffer();
+        if size <= self.config.buffer_memory && self.buffered + size > self.config.buffer_memory {
+            return refuse(RefuseReason::BufferFull, record);
+        }
+        self.next_send += 1;
+        let id = SendId(self.next_send);
+        self.outstanding += 1;
+        let limit = if size > self.config.max_request_size {
+            Some((self.config.max_request_size, "max.request.size"))
+        } else if size > self.config.buffer_memory {
+            Some((self.config.buffer_memory, "buffer.memory"))
+        } else {
+            None
+        };
+        if let Some((limit, setting)) = limit {
+            let error = ProduceError::RecordTooLarge { size, limit, setting };
+            self.fail_alone(id, &record, now, error);
+            return Ok(id);
+        }
+        if self.identity == Identity::Unknown {
+            self.identity = Identity::Wanted { at: now, bump: None, failures: 0 };
+        }
+        self.buffered += size;
+        let topic = match self.topics.get_mut(&record.topic) {
+            Some(t) => t,
+            None => {
+                ctx.signals.push(Signal::TrackTopic(record.topic.clone()));
+                let mut t = TopicState::new();
+                refresh_topic(&mut t, &record.topic, ctx.cluster);
+                self.topics.entry(record.topic.clone()).or_insert(t)
+            }
+        };
+        if !topic.known() || !topic.waiting.is_empty() {
+            topic.waiting.push_back((id, Box::new(record), now));
+            self.timers.insert(now + self.config.max_block, Timer::Waiting(id.0));
+            ctx.signals.push(Signal::RefreshMetadata);
+            return Ok(id);
+        }
+        self.place(now, id, record, size);
+        Ok(id)
+    }
+
+    /// Fails a record that never reached a batch.
+    fn fail_alone(&mut self, id: SendId, record: &ProducerRecord, now: Instant, error: ProduceError) {
+        let entry = DeliveredRecord {
+            id,
+            timestamp: record.timestamp.unwrap_or_else(|| self.unix_ms(now)),
+            key_size: record.key.as_ref().map(|k| k.len() as u32),
+            value_size: record.value.as_ref().map(|v| v.len() as u32),
+            offset_delta: 0,
+            buffer_size: record.size_in_buffer() as u32,
+        };
+        let delivery = Delivery {
+            topic: record.topic.clone(),
+            partition: record.partition.unwrap_or(-1),
+            records: vec![entry],
+            result: Err(error),
+        };
+        self.finish(delivery);
+    }
+
+    /// Partitions a record of a known topic and appends it to that partition's open batch.
+    fn place(&mut self, now: Instant, id: SendId, record: ProducerRecord, size: usize) {
+        let timestamp = record.timestamp.unwrap_or_else(|| self.unix_ms(now));
+        let Some(topic) = self.topics.get_mut(&record.topic) else { return };
+        let count = topic.partitions.len() as u32;
+        let view = TopicPartitions { count, available: &topic.available };
+        let partition = match record.partition {
+            Some(p) if p >= 0 && (p as u32) < count => p as u32,
+            Some(p) => {
+                let error =
+                    ProduceError::InvalidPartition { topic: record.topic.clone(), partition: p, count: count as usize };
+                self.buffered -= size;
+                return self.fail_alone(id, &record, now, error);
+            }
+            None => {
+                let custom = match &self.config.partitioner {
+                    PartitionerChoice::Default => None,
+                    PartitionerChoice::RoundRobin => self.round_robin.partition(&record.topic, None, None, &view),
+                    PartitionerChoice::Custom(p) => p
+                        .partition(&record.topic, record.key.as_deref(), record.value.as_deref(), &view)
+                        .filter(|x| *x < count),
+                };
+                match (custom, &record.key) {
+                    (Some(p), _) => p,
+                    (None, Some(key)) if !self.config.ignore_keys => partition_for_key(key, count),
+                    (None, _) => self.partitioner.partition(&record.topic, &view, &mut self.rng),
+                }
+            }
+        };
+        let ratio = topic.compression_ratio;
+        let state = &mut topic.partitions[partition as usize];
+        let batch_limit = self.config.batch_size;
+        // Seal the open batch when this record would take it past batch.size.
+        if let Some(open) = &state.open {
+            let builder = open.open.as_ref().expect("an open batch has its builder");
+            let next =
+                builder.next_record_len(timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers);
+            let estimated = ((builder.uncompressed_size() + next) as f64 * ratio * COMPRESSION_MARGIN) as usize;
+            if estimated > batch_limit || open.size + next > self.config.max_request_size {
+                let batch = state.open.take().expect("checked above");
+                state.queue.push_back(batch.key);
+                self.batches.insert(batch.key, batch);
+            }
+        }
+        if state.open.is_none() {
+            self.next_batch += 1;
+            let key = (self.next_batch, 0);
+            let capacity = batch_limit.max(size);
+            state.open = Some(Batch {
+                key,
+                topic: record.topic.clone(),
+                partition: partition as i32,
+                records: Vec::new(),
+                open: Some(OpenBatch::with_capacity(capacity.min(self.config.max_request_size))),
+                sealed: None,
+                size: crate::protocol::records::RECORD_BATCH_OVERHEAD,
+                buffered: 0,
+                created: now,
+                attempts: 0,
+                retry_at: None,
+                sequence: None,
+                maybe_written: false,
+                last_error: None,
+                in_flight: false,
+                abandoned: false,
+            });
+            self.timers.insert(now + self.config.linger, Timer::Linger(self.next_batch));
+            self.timers.insert(now + self.config.delivery_timeout, Timer::Expire(self.next_batch, 0));
+        }
+        let batch = state.open.as_mut().expect("created above");
+        let builder = batch.open.as_mut().expect("an open batch has its builder");
+        let before = builder.uncompressed_size();
+        let offset_delta = builder.record_count() as u32;
+        if builder.append(timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers).is_err() {
+            // Lengths past i32 cannot be encoded; the size checks make this unreachable in
+            // practice, but a record is never dropped silently.
+            self.buffered -= size;
+            let error = ProduceError::RecordTooLarge { size, limit: i32::MAX as usize, setting: "the record format" };
+            return self.fail_alone(id, &record, now, error);
+        }
+        let added = builder.uncompressed_size() - before;
+        batch.size += added;
+        batch.buffered += size;
+        batch.records.push(DeliveredRecord {
+            id,
+            timestamp,
+            key_size: record.key.as_ref().map(|k| k.len() as u32),
+            value_size: record.value.as_ref().map(|v| v.len() as u32),
+            offset_delta,
+            buffer_size: size as u32,
+        });
+        if record.partition.is_none() && (record.key.is_none() || self.config.ignore_keys) {
+            let view = TopicPartitions { count, available: &topic.available };
+            self.partitioner.appended(&record.topic, partition, added, &view, &mut self.rng);
+        }
+    }
+
+    /// Completes when every record sent so far is delivered or failed.
+    pub fn flush(&mut self, id: RequestId) {
+        if self.outstanding == 0 {
+            self.events.push_back(Event::Flushed { id });
+            return;
+        }
+        self.flushes.push_back(Flush { id, upto: SendId(self.next_send), remaining: self.outstanding });
+    }
+
+    /// Fails everything not yet delivered (a close that ran out of time).
+    pub fn abort(&mut self, now: Instant) {
+        self.closing = true;
+        for (_, topic) in std::mem::take(&mut self.topics) {
+            for (id, record, _) in topic.waiting {
+                self.buffered -= record.size_in_buffer();
+                self.fail_alone(id, &record, now, ProduceError::Closed);
+            }
+            for mut p in topic.partitions {
+                if let Some(b) = p.open.take() {
+                    self.fail_batch(b, ProduceError::Closed);
+                }
+            }
+        }
+        for (_, b) in std::mem::take(&mut self.batches) {
+            if !b.abandoned {
+                self.fail_batch(b, ProduceError::Closed);
+            }
+        }
+        self.requests.clear();
+        self.timers.clear();
+    }
+
+    // ---- metadata --------------------------------------------------------------------------
+
+    /// Metadata changed: partitions and leaders are read again, waiting records placed.
+    fn refresh(&mut self, now: Instant, cluster: &ClusterMetadata) {
+        self.leaders.clear();
+        let names: Vec<TopicName> = self.topics.keys().cloned().collect();
+        for name in names {
+            let topic = self.topics.get_mut(&name).expect("listed above");
+            refresh_topic(topic, &name, cluster);
+            if let Some(t) = cluster.topics.get(&name) {
+                for p in &t.partitions {
+                    if let (Some(leader), true) = (p.leader, (p.index as usize) < topic.partitions.len()) {
+                        self.leaders.entry(leader).or_default().push((name.clone(), p.index));
+                    }
+                }
+            }
+            let fatal = topic.error.filter(|e| !e.is_retriable());
+            if !topic.known() && fatal.is_none() {
+                continue;
+            }
+            let waiting = std::mem::take(&mut topic.waiting);
+            for (id, record, since) in waiting {
+                let size = record.size_in_buffer();
+                match fatal {
+                    None => self.place(now, id, *record, size),
+                    Some(error) => {
+                        self.buffered -= size;
+                        let waited = now.saturating_duration_since(since);
+                        let e = ProduceError::TopicNotFound { topic: name.clone(), waited, error: Some(error) };
+                        self.fail_alone(id, &record, now, e);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- draining --------------------------------------------------------------------------
+
+    /// Whether a partition's next batch may leave now.
+    fn partition_ready(&self, now: Instant, state: &PartitionState) -> bool {
+        if state.needs_bump {
+            return false;
+        }
+        let front = state.queue.iter().find_map(|k| self.batches.get(k).filter(|b| !b.in_flight));
+        match front {
+            Some(b) => self.batch_may_leave(now, state, b),
+            None => match &state.open {
+                Some(b) => {
+                    let lingered = now >= b.created + self.config.linger;
+                    (lingered || self.closing || !self.flushes.is_empty()) && self.batch_may_leave(now, state, b)
+                }
+                None => false,
+            },
+        }
+    }
+
+    fn batch_may_leave(&self, now: Instant, state: &PartitionState, b: &Batch) -> bool {
+        if b.retry_at.is_some_and(|t| t > now) {
+            return false;
+        }
+        if !self.idempotent {
+            return true;
+        }
+        match b.sequence {
+            // A numbered batch goes again only once its partition has nothing in flight.
+            Some(_) => state.in_flight == 0,
+            None => matches!(self.identity, Identity::Ready { .. }) && !self.bump_wanted,
+        }
+    }
+
+    /// Takes the next batch of a partition to send, sealing it if needed.
+    fn take_batch(&mut self, topic: &TopicName, partition: i32) -> Option<BatchKey> {
+        let state = &mut self.topics.get_mut(topic)?.partitions[partition as usize];
+        while let Some(k) = state.queue.front() {
+            match self.batches.get(k) {
+                None => {
+                    state.queue.pop_front();
+                }
+                Some(b) if b.in_flight => return None,
+                Some(_) => return state.queue.pop_front(),
+            }
+        }
+        let batch = state.open.take()?;
+        let key = batch.key;
+        self.batches.insert(key, batch);
+        Some(key)
+    }
+
+    /// Seals and numbers a batch about to leave; `None` if it cannot be encoded.
+    fn prepare(&mut self, key: BatchKey) -> Option<Bytes> {
+        let (pid, epoch) = match self.identity {
+            Identity::Ready { id, epoch } => (id.0, epoch),
+            _ => (-1, -1),
+        };
+        let generation = self.generation;
+        let batch = self.batches.get_mut(&key)?;
+        let topic = self.topics.get_mut(&batch.topic)?;
+        let state = &mut topic.partitions[batch.partition as usize];
+        let mut renumbered = false;
+        if self.idempotent && batch.sequence.is_none() {
+            let count = batch.records.len() as i32;
+            let base = state.next_sequence;
+            state.next_sequence = base.wrapping_add(count) & i32::MAX;
+            state.pending_sequences.insert(base);
+            batch.sequence = Some((generation, base));
+            renumbered = true;
+        }
+        let (sequence_pid, sequence_epoch, base) = match batch.sequence {
+            Some((_, base)) => (pid, epoch, base),
+            None => (-1, -1, -1),
+        };
+        if let Some(open) = batch.open.take() {
+            let uncompressed = open.uncompressed_size();
+            let params =
+                BatchParams::new().compression(self.config.compression).producer(sequence_pid, sequence_epoch, base);
+            match open.seal(params, &mut self.encoder) {
+                Ok(bytes) => {
+                    if uncompressed > 0 {
+                        topic.compression_ratio = (bytes.len() as f64 / uncompressed as f64).clamp(0.05, 1.0);
+                    }
+                    batch.sealed = Some(bytes.freeze());
+                }
+                Err(e) => {
+                    let error =
+                        ProduceError::Broker { error: ErrorCode::UnknownServerError, message: Some(e.to_string()) };
+                    batch.last_error = None;
+                    let b = self.batches.remove(&key)?;
+                    self.fail_batch(b, error);
+                    return None;
+                }
+            }
+        } else if renumbered {
+            let bytes = batch.sealed.take()?;
+            let mut fresh = BytesMut::from(&bytes[..]);
+            rewrite_producer_state(&mut fresh, sequence_pid, sequence_epoch, base);
+            batch.sealed = Some(fresh.freeze());
+        }
+        batch.sealed.clone()
+    }
+
+    fn build_request(
+        &mut self,
+        now: Instant,
+        broker: BrokerId,
+        link: &Link<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Outgoing> {
+        let partitions = self.leaders.get(&broker)?.clone();
+        if partitions.is_empty() {
+            return None;
+        }
+        // Record batches (magic 2) travel in Produce v3 and later.
+        let ours = ApiKey::Produce.versions();
+        let ours = crate::protocol::VersionRange { min: ours.min.max(3), max: ours.max };
+        let version = match link.versions.get(ApiKey::Produce.as_i16()) {
+            Some(theirs) if !ours.intersect(theirs).is_empty() => ours.intersect(theirs).max,
+            theirs => {
+                let error = match theirs {
+                    None => VersionError::ApiNotSupported(ApiKey::Produce),
+                    Some(broker) => VersionError::NoCommonVersion { api: ApiKey::Produce, broker, sansa: ours },
+                };
+                let error = RequestError::Version { address: link.address.clone(), error };
+                self.fail_broker(broker, ProduceError::Unsupported(Box::new(error)));
+                return None;
+            }
+        };
+        let start = self.drain_start.get(&broker).copied().unwrap_or(0) % partitions.len();
+        let mut taken: Vec<BatchKey> = Vec::new();
+        let mut size = 0usize;
+        let mut data: BTreeMap<TopicName, Vec<PartitionProduceData>> = BTreeMap::new();
+        for i in 0..partitions.len() {
+            let (topic, partition) = &partitions[(start + i) % partitions.len()];
+            let ready = self
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(*partition as usize))
+                .is_some_and(|s| self.partition_ready(now, s));
+            if !ready {
+                continue;
+            }
+            let next_size = self.peek_size(topic, *partition);
+            if !taken.is_empty() && size + next_size > self.config.max_request_size {
+                break;
+            }
+            let Some(key) = self.take_batch(topic, *partition) else { continue };
+            let Some(bytes) = self.prepare(key) else { continue };
+            size += bytes.len();
+            let batch = self.batches.get_mut(&key).expect("prepared above");
+            batch.in_flight = true;
+            batch.attempts += 1;
+            let state = &mut self.topics.get_mut(topic).expect("listed").partitions[*partition as usize];
+            state.in_flight += 1;
+            data.entry(topic.clone())
+                .or_default()
+                .push(PartitionProduceData::default().with_index(*partition).with_records(Some(bytes)));
+            taken.push(key);
+        }
+        self.drain_start.insert(broker, start + 1);
+        if taken.is_empty() {
+            return None;
+        }
+        let topic_data = data
+            .into_iter()
+            .map(|(name, partition_data)| {
+                let id = ctx.cluster.topics.get(&name).map(|t| t.id).unwrap_or_default();
+                TopicProduceData::default().with_name(name).with_topic_id(id).with_partition_data(partition_data)
+            })
+            .collect();
+        let timeout = ctx.config.request_timeout;
+        let body = ProduceRequest::default()
+            .with_acks(self.config.acks.wire())
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topic_data(topic_data);
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        self.requests.insert(tag, InFlight { broker, batches: taken });
+        Some(Outgoing {
+            body: RequestBody::Produce(body),
+            version,
+            tag,
+            deadline: now + timeout,
+            timeout,
+            expects_response: self.config.acks != Acks::None,
+        })
+    }
+
+    fn peek_size(&self, topic: &TopicName, partition: i32) -> usize {
+        let Some(state) = self.topics.get(topic).and_then(|t| t.partitions.get(partition as usize)) else { return 0 };
+        state
+            .queue
+            .iter()
+            .find_map(|k| self.batches.get(k))
+            .or(state.open.as_ref())
+            .map_or(0, |b| b.sealed.as_ref().map_or(b.size, Bytes::len))
+    }
+
+    /// Fails every waiting batch led by `broker` (it cannot take produce requests at all).
+    fn fail_broker(&mut self, broker: BrokerId, error: ProduceError) {
+        let partitions = self.leaders.get(&broker).cloned().unwrap_or_default();
+        for (topic, partition) in partitions {
+            while let Some(key) = self.take_batch(&topic, partition) {
+                if let Some(b) = self.batches.remove(&key) {
+                    self.fail_batch(b, error.clone());
+                }
+            }
+        }
+    }
+
+    // ---- answers -------------------------------------------------------------------------
+
+    fn handle_produce(&mut self, now: Instant, tag: Tag, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
+        let Some(request) = self.requests.remove(&tag) else { return };
+        let response = match result {
+            Ok(Response { body: Some(ResponseBody::Produce(r)), .. }) => Some(r),
+            Ok(Response { body: None, .. }) => {
+                // acks=0: written to the socket, which is all the broker will say.
+                for key in request.batches {
+                    self.complete(key, Ack { base_offset: None, log_append_time: None });
+                }
+                return;
+            }
+            Ok(_) => None,
+            Err(e) => {
+                let maybe_written = matches!(e, RequestError::Disconnected { .. } | RequestError::Timeout(_));
+                let refresh = !matches!(e, RequestError::ClientClosed);
+                if refresh {
+                    ctx.signals.push(Signal::RefreshMetadata);
+                }
+                for key in request.batches {
+                    self.retry_or_fail(now, key, Attempt::Request(e.clone()), maybe_written, ctx);
+                }
+                return;
+            }
+        };
+        let Some(response) = response else { return };
+        self.apply_leader_hints(&response, ctx);
+        for key in request.batches {
+            let Some(batch) = self.batches.get(&key) else { continue };
+            let answer = find_partition(&response, &batch.topic, ctx.cluster, batch.partition);
+            match answer {
+                None => self.retry_or_fail(
+                    now,
+                    key,
+                    Attempt::Broker {
+                        error: ErrorCode::UnknownServerError,
+                        message: Some("partition missing from the answer".into()),
+                    },
+                    true,
+                    ctx,
+                ),
+                Some(p) => self.handle_partition(now, key, p, request.broker, ctx),
+            }
+        }
+    }
+
+    fn handle_partition(
+        &mut self,
+        now: Instant,
+        key: BatchKey,
+        p: PartitionAnswer,
+        _broker: BrokerId,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let ack = Ack {
+            base_offset: (p.base_offset >= 0).then_some(p.base_offset),
+            log_append_time: (p.log_append_time >= 0).then_some(p.log_append_time),
+        };
+        match p.error {
+            ErrorCode::None => self.complete(key, ack),
+            ErrorCode::DuplicateSequenceNumber => self.complete(key, ack),
+            ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge
+                if self.batches.get(&key).is_some_and(|b| b.records.len() > 1) =>
+            {
+                self.split(now, key, ctx);
+            }
+            ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId if self.idempotent => {
+                let attempt = Attempt::Broker { error: p.error, message: p.message };
+                self.sequence_gap(now, key, attempt, ctx);
+            }
+            ErrorCode::InvalidProducerEpoch
+            | ErrorCode::ProducerFenced
+            | ErrorCode::ClusterAuthorizationFailed
+            | ErrorCode::TransactionalIdAuthorizationFailed
+                if self.idempotent =>
+            {
+                let error = ProduceError::Fatal(Box::new(Attempt::Broker { error: p.error, message: p.message }));
+                self.go_fatal(error);
+            }
+            code if code.is_retriable() => {
+                if invalidates_metadata(code) {
+                    ctx.signals.push(Signal::RefreshMetadata);
+                }
+                let hinted = p.new_leader;
+                self.retry_or_fail(now, key, Attempt::Broker { error: code, message: p.message }, false, ctx);
+                if hinted {
+                    // The answer named the new leader (KIP-951): go there without waiting.
+                    if let Some(b) = self.batches.get_mut(&key) {
+                        b.retry_at = None;
+                    }
+                }
+            }
+            code => {
+                let Some(b) = self.take_out(key) else { return };
+                self.fail_batch(b, ProduceError::Broker { error: code, message: p.message });
+            }
+        }
+    }
+
+    /// KIP-951: a Produce answer may name a partition's new leader and its address.
+    fn apply_leader_hints(&mut self, response: &ProduceResponse, ctx: &mut Ctx<'_>) {
+        let mut changed = false;
+        for e in &response.node_endpoints {
+            if ctx.cluster.brokers.contains_key(&e.node_id) {
+                continue;
+            }
+            let Ok(port) = u16::try_from(e.port) else { continue };
+            let broker = crate::cluster::Broker {
+                id: e.node_id,
+                address: crate::config::BrokerAddress::new(e.host.as_str(), port),
+                rack: e.rack.as_ref().map(|r| r.to_string()),
+            };
+            ctx.cluster.brokers.insert(e.node_id, broker);
+        }
+        for t in &response.responses {
+            let name = topic_name(t, ctx.cluster);
+            let Some(name) = name else { continue };
+            for p in &t.partition_responses {
+                let hint = &p.current_leader;
+                if hint.leader_id.0 < 0 || !ctx.cluster.brokers.contains_key(&hint.leader_id) {
+                    continue;
+                }
+                let Some(topic) = ctx.cluster.topics.get_mut(&name) else { continue };
+                let Some(part) = topic.partitions.iter_mut().find(|x| x.index == p.index) else { continue };
+                if hint.leader_epoch > part.leader_epoch {
+                    part.leader = Some(hint.leader_id);
+                    part.leader_epoch = hint.leader_epoch;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            let snapshot = ctx.cluster.clone();
+            self.rebuild_leaders(&snapshot);
+        }
+    }
+
+    fn rebuild_leaders(&mut self, cluster: &ClusterMetadata) {
+        self.leaders.clear();
+        for (name, topic) in &mut self.topics {
+            refresh_topic(topic, name, cluster);
+            if let Some(t) = cluster.topics.get(name) {
+                for p in &t.partitions {
+                    if let (Some(leader), true) = (p.leader, (p.index as usize) < topic.partitions.len()) {
+                        self.leaders.entry(leader).or_default().push((name.clone(), p.index));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes a batch from wherever it is tracked as in flight.
+    fn take_out(&mut self, key: BatchKey) -> Option<Batch> {
+        let mut b = self.batches.remove(&key)?;
+        if b.in_flight {
+            b.in_flight = false;
+            if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+                state.in_flight = state.in_flight.saturating_sub(1);
+            }
+        }
+        Some(b)
+    }
+
+    fn partition_mut(&mut self, topic: &TopicName, partition: i32) -> Option<&mut PartitionState> {
+        self.topics.get_mut(topic)?.partitions.get_mut(partition as usize)
+    }
+
+    fn complete(&mut self, key: BatchKey, ack: Ack) {
+        let Some(b) = self.take_out(key) else { return };
+        if let Some((generation, base)) = b.sequence {
+            if generation == self.generation {
+                if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+                    state.pending_sequences.remove(&base);
+                }
+            }
+        }
+        if b.abandoned {
+            return;
+        }
+        let delivery = Delivery { topic: b.topic, partition: b.partition, records: b.records, result: Ok(ack) };
+        self.release(b.buffered);
+        self.finish(delivery);
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.buffered = self.buffered.saturating_sub(bytes);
+    }
+
+    /// A batch failed on an attempt: retry it if it may, else fail it.
+    fn retry_or_fail(&mut self, now: Instant, key: BatchKey, attempt: Attempt, maybe_written: bool, ctx: &mut Ctx<'_>) {
+        let Some(mut b) = self.take_out(key) else { return };
+        b.maybe_written |= maybe_written;
+        let deadline = b.deadline(self.config.delivery_timeout);
+        if b.abandoned {
+            // Already failed to the application; nothing more to do.
+            return;
+        }
+        if b.attempts > self.config.retries {
+            let error = ProduceError::RetriesExhausted { attempts: b.attempts, last: Box::new(attempt) };
+            return self.fail_batch(b, error);
+        }
+        if now >= deadline {
+            let error =
+                ProduceError::DeliveryTimeout { timeout: self.config.delivery_timeout, last: Some(Box::new(attempt)) };
+            return self.fail_batch(b, error);
+        }
+        let delay = ctx.config.retry_backoff.delay(b.attempts, &mut self.rng);
+        b.retry_at = Some(now + delay);
+        b.last_error = Some(attempt);
+        self.timers.insert(now + delay, Timer::Retry(key.0, key.1));
+        self.requeue(b);
+    }
+
+    /// Puts a batch back in its partition's queue, in its place.
+    fn requeue(&mut self, b: Batch) {
+        let key = b.key;
+        let (topic, partition) = (b.topic.clone(), b.partition);
+        self.batches.insert(key, b);
+        if let Some(state) = self.partition_mut(&topic, partition) {
+            let at = state.queue.partition_point(|k| *k < key);
+            state.queue.insert(at, key);
+        }
+    }
+
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID for a numbered batch.
+    fn sequence_gap(&mut self, now: Instant, key: BatchKey, attempt: Attempt, ctx: &mut Ctx<'_>) {
+        let Some(b) = self.batches.get(&key) else { return };
+        let current = b.sequence.is_some_and(|(g, _)| g == self.generation);
+        let base = b.sequence.map(|(_, s)| s);
+        let (topic, partition) = (b.topic.clone(), b.partition);
+        let first = match (current, base, self.partition_mut(&topic, partition)) {
+            (true, Some(base), Some(state)) => state.pending_sequences.first() == Some(&base),
+            _ => false,
+        };
+        if first {
+            // Nothing before it is pending: the broker does not have it, nor anything after.
+            if let Some(state) = self.partition_mut(&topic, partition) {
+                state.needs_bump = true;
+            }
+            self.want_bump(now);
+        }
+        self.retry_or_fail(now, key, attempt, false, ctx);
+        if first {
+            if let Some(b) = self.batches.get_mut(&key) {
+                b.retry_at = None;
+            }
+        }
+    }
+
+    fn want_bump(&mut self, now: Instant) {
+        self.bump_wanted = true;
+        self.maybe_bump(now);
+    }
+
+    /// Starts the epoch bump once nothing that might be in the log is unresolved.
+    fn maybe_bump(&mut self, now: Instant) {
+        if !self.bump_wanted || !self.requests.is_empty() {
+            return;
+        }
+        let Identity::Ready { id, epoch } = self.identity else { return };
+        let generation = self.generation;
+        let blocked = self.batches.values().any(|b| {
+            b.maybe_written
+                && b.sequence.is_some_and(|(g, _)| g == generation)
+                && self.topics.get(&b.topic).is_some_and(|t| !t.partitions[b.partition as usize].needs_bump)
+        });
+        if blocked {
+            return;
+        }
+        self.identity = Identity::Wanted { at: now, bump: Some((id, epoch)), failures: 0 };
+    }
+
+    /// Epoch bumped: every partition restarts at 0; batches not in the log are renumbered.
+    fn start_generation(&mut self) {
+        self.generation += 1;
+        self.bump_wanted = false;
+        for topic in self.topics.values_mut() {
+            for state in &mut topic.partitions {
+                state.next_sequence = 0;
+                state.pending_sequences.clear();
+                state.needs_bump = false;
+            }
+        }
+        for b in self.batches.values_mut() {
+            if !b.in_flight {
+                b.sequence = None;
+                b.maybe_written = false;
+            }
+        }
+    }
+
+    fn split(&mut self, now: Instant, key: BatchKey, ctx: &mut Ctx<'_>) {
+        let Some(b) = self.take_out(key) else { return };
+        let Some(sealed) = b.sealed.clone() else { return };
+        let options = crate::protocol::records::DecodeOptions::new();
+        let decoded: Vec<_> = crate::protocol::records::decode_batches(sealed, &options).collect();
+        let records: Vec<crate::protocol::records::Record> = match decoded.into_iter().next() {
+            Some(Ok(batch)) => batch.into_records(),
+            _ => {
+                return self.fail_batch(
+                    b,
+                    ProduceError::Broker { error: ErrorCode::MessageTooLarge, message: Some("cannot split".into()) },
+                )
+            }
+        };
+        if let Some((_, base)) = b.sequence {
+            if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+                state.pending_sequences.remove(&base);
+                state.needs_bump = true;
+            }
+            self.want_bump(now);
+        }
+        let half = b.size / 2;
+        let mut pieces: Vec<Batch> = Vec::new();
+        let mut current: Option<Batch> = None;
+        for (i, (r, entry)) in records.iter().zip(b.records.iter()).enumerate() {
+            if current.as_ref().is_some_and(|c| c.size >= half.max(1).min(self.config.batch_size.max(half))) {
+                pieces.extend(current.take());
+            }
+            let piece = current.get_or_insert_with(|| Batch {
+                key: (b.key.0, b.key.1 * 64 + pieces.len() as u32 + 1),
+                topic: b.topic.clone(),
+                partition: b.partition,
+                records: Vec::new(),
+                open: Some(OpenBatch::with_capacity(half)),
+                sealed: None,
+                size: crate::protocol::records::RECORD_BATCH_OVERHEAD,
+                buffered: 0,
+                created: b.created,
+                attempts: b.attempts,
+                retry_at: None,
+                sequence: None,
+                maybe_written: false,
+                last_error: b.last_error.clone(),
+                in_flight: false,
+                abandoned: false,
+            });
+            let builder = piece.open.as_mut().expect("new piece");
+            let before = builder.uncompressed_size();
+            let ts = entry.timestamp;
+            let _ = builder.append(ts, r.key.as_deref(), r.value.as_deref(), &r.headers);
+            piece.size += builder.uncompressed_size() - before;
+            piece.buffered += entry.buffer_size as usize;
+            let mut e = *entry;
+            e.offset_delta = (piece.records.len()) as u32;
+            piece.records.push(e);
+            let _ = i;
+        }
+        pieces.extend(current);
+        let _ = ctx;
+        for p in pieces {
+            let (k0, k1) = p.key;
+            self.timers.insert(p.created + self.config.delivery_timeout, Timer::Expire(k0, k1));
+            self.requeue(p);
+        }
+    }
+
+    fn fail_batch(&mut self, mut b: Batch, error: ProduceError) {
+        // Its sequence is settled as far as ordering goes: later batches may be the first
+        // pending one now (see `sequence_gap`).
+        if let Some((generation, base)) = b.sequence {
+            if generation == self.generation {
+                if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+                    state.pending_sequences.remove(&base);
+                }
+            }
+        }
+        if b.in_flight {
+            // Its answer is still coming; keep it to settle sequences, tell the application now.
+            b.abandoned = true;
+            let delivery = Delivery {
+                topic: b.topic.clone(),
+                partition: b.partition,
+                records: std::mem::take(&mut b.records),
+                result: Err(error),
+            };
+            self.release(b.buffered);
+            b.buffered = 0;
+            self.batches.insert(b.key, b);
+            self.finish(delivery);
+            return;
+        }
+        let delivery = Delivery { topic: b.topic, partition: b.partition, records: b.records, result: Err(error) };
+        self.release(b.buffered);
+        self.finish(delivery);
+    }
+
+    fn go_fatal(&mut self, error: ProduceError) {
+        self.identity = Identity::Fatal(error.clone());
+        let keys: Vec<BatchKey> = self.batches.iter().filter(|(_, b)| !b.abandoned).map(|(k, _)| *k).collect();
+        for key in keys {
+            if let Some(b) = self.batches.remove(&key) {
+                let in_flight = b.in_flight;
+                if in_flight {
+                    if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+                        state.in_flight = state.in_flight.saturating_sub(1);
+                    }
+                }
+                let mut b = b;
+                b.in_flight = false;
+                self.fail_batch(b, error.clone());
+            }
+        }
+        let opens: Vec<Batch> =
+            self.topics.values_mut().flat_map(|t| t.partitions.iter_mut().filter_map(|p| p.open.take())).collect();
+        for b in opens {
+            self.fail_batch(b, error.clone());
+        }
+        for t in self.topics.values_mut() {
+            t.partitions.iter_mut().for_each(|p| p.queue.clear());
+        }
+        self.requests.clear();
+    }
+
+    /// Emits a delivery and settles flushes.
+    fn finish(&mut self, delivery: Delivery) {
+        let n = delivery.records.len();
+        self.outstanding = self.outstanding.saturating_sub(n);
+        for f in &mut self.flushes {
+            let before = delivery.records.partition_point(|r| r.id <= f.upto);
+            f.remaining = f.remaining.saturating_sub(before);
+        }
+        while self.flushes.front().is_some_and(|f| f.remaining == 0) {
+            let f = self.flushes.pop_front().expect("checked");
+            self.events.push_back(Event::Flushed { id: f.id });
+        }
+        // Flushes are answered in order; a later one may finish first only if earlier ones did.
+        self.events.push_back(Event::Delivery(delivery));
+    }
+
+    fn expire(&mut self, now: Instant, key: BatchKey) {
+        let timeout = self.config.delivery_timeout;
+        if let Some(b) = self.batches.get(&key) {
+            if b.abandoned || now < b.deadline(timeout) {
+                return;
+            }
+            let last = b.last_error.clone().map(Box::new);
+            let error = ProduceError::DeliveryTimeout { timeout, last };
+            let in_flight = b.in_flight;
+            let b = self.batches.remove(&key).expect("checked");
+            if !in_flight {
+                // Its queue entry is skipped when reached.
+            }
+            self.fail_batch(b, error);
+            return;
+        }
+        // Still the open batch of its partition?
+        let found = self.topics.iter().find_map(|(name, t)| {
+            t.partitions.iter().position(|p| p.open.as_ref().is_some_and(|b| b.key == key)).map(|i| (name.clone(), i))
+        });
+        if let Some((name, i)) = found {
+            let state = &mut self.topics.get_mut(&name).expect("found").partitions[i];
+            let b = state.open.take().expect("found");
+            let last = b.last_error.clone().map(Box::new);
+            let reason = if self.leaders.values().any(|v| v.iter().any(|(t, p)| *t == name && *p == i as i32)) {
+                last
+            } else {
+                Some(Box::new(Attempt::NoLeader))
+            };
+            self.fail_batch(b, ProduceError::DeliveryTimeout { timeout, last: reason });
+        }
+    }
+
+    fn expire_waiting(&mut self, now: Instant, id: u64) {
+        let found = self.topics.iter_mut().find_map(|(_, t)| {
+            let i = t.waiting.iter().position(|(s, _, _)| s.0 == id)?;
+            let error = t.error;
+            t.waiting.remove(i).map(|w| (w, error))
+        });
+        if let Some(((sid, record, since), error)) = found {
+            self.buffered -= record.size_in_buffer();
+            let waited = now.saturating_duration_since(since);
+            let topic = record.topic.clone();
+            self.fail_alone(sid, &record, now, ProduceError::TopicNotFound { topic, waited, error });
+        }
+    }
+
+    // ---- producer id -------------------------------------------------------------------------
+
+    fn identity_wanted(&self, now: Instant) -> bool {
+        matches!(self.identity, Identity::Wanted { at, .. } if at <= now)
+    }
+
+    fn build_init(&mut self, now: Instant, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
+        let Identity::Wanted { bump, failures, .. } = self.identity.clone() else { return None };
+        let version = match link.versions.negotiate(ApiKey::InitProducerId) {
+            Ok(v) => v,
+            Err(error) => {
+                let e = RequestError::Version { address: link.address.clone(), error };
+                self.go_fatal(ProduceError::Unsupported(Box::new(e)));
+                return None;
+            }
+        };
+        // KIP-360 bumps keep the id when the broker supports it (v3+) and the epoch has room.
+        let (id, epoch) = match bump {
+            Some((id, epoch)) if version >= 3 && epoch < i16::MAX - 1 => (id, epoch),
+            _ => (ProducerId(-1), -1),
+        };
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        self.identity = Identity::Requesting { tag, bump, failures };
+        let timeout = ctx.config.request_timeout;
+        let body = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(i32::MAX)
+            .with_producer_id(id)
+            .with_producer_epoch(epoch);
+        Some(Outgoing {
+            body: RequestBody::InitProducerId(body),
+            version,
+            tag,
+            deadline: now + timeout,
+            timeout,
+            expects_response: true,
+        })
+    }
+
+    fn handle_init(&mut self, now: Instant, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
+        let Identity::Requesting { bump, failures, .. } = self.identity.clone() else { return };
+        let error = match result {
+            Ok(Response { body: Some(ResponseBody::InitProducerId(r)), .. }) => {
+                if r.error_code == ErrorCode::None {
+                    self.identity = Identity::Ready { id: r.producer_id, epoch: r.producer_epoch };
+                    if bump.is_some() {
+                        self.start_generation();
+                    }
+                    return;
+                }
+                if !r.error_code.is_retriable() && r.error_code != ErrorCode::UnknownServerError {
+                    let error = ProduceError::Fatal(Box::new(Attempt::Broker { error: r.error_code, message: None }));
+                    return self.go_fatal(error);
+                }
+                ctx.signals.push(Signal::RefreshMetadata);
+                Attempt::Broker { error: r.error_code, message: None }
+            }
+            Ok(_) => Attempt::Broker { error: ErrorCode::UnknownServerError, message: None },
+            Err(e) => Attempt::Request(e),
+        };
+        let _ = error;
+        let failures = failures + 1;
+        let at = now + ctx.config.retry_backoff.delay(failures, &mut self.rng);
+        self.identity = Identity::Wanted { at, bump, failures };
+        self.timers.insert(at, Timer::Identity);
+    }
+}
+
+/// A Produce answer for one partition, as the producer reads it.
+#[derive(Debug)]
+struct PartitionAnswer {
+    error: ErrorCode,
+    message: Option<String>,
+    base_offset: i64,
+    log_append_time: i64,
+    /// The answer named a newer leader.
+    new_leader: bool,
+}
+
+fn topic_name(
+    t: &crate::protocol::messages::produce::response::TopicProduceResponse,
+    cluster: &ClusterMetadata,
+) -> Option<TopicName> {
+    if !t.name.is_empty() {
+        return Some(t.name.clone());
+    }
+    cluster.topics.iter().find(|(_, x)| x.id == t.topic_id).map(|(n, _)| n.clone())
+}
+
+fn find_partition(
+    response: &ProduceResponse,
+    topic: &TopicName,
+    cluster: &ClusterMetadata,
+    partition: i32,
+) -> Option<PartitionAnswer> {
+    let t = response.responses.iter().find(|t| topic_name(t, cluster).as_ref() == Some(topic))?;
+    let p = t.partition_responses.iter().find(|p| p.index == partition)?;
+    let mut message = p.error_message.as_ref().map(|m| m.to_string());
+    if let Some(first) = p.record_errors.first() {
+        let detail = first.batch_index_error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+        message = Some(format!("record {} of the batch: {}", first.batch_index, detail));
+    }
+    Some(PartitionAnswer {
+        error: p.error_code,
+        message,
+        base_offset: p.base_offset,
+        log_append_time: p.log_append_time_ms,
+        new_leader: p.current_leader.leader_id.0 >= 0,
+    })
+}
+
+/// Errors after which the producer's metadata is refreshed (Java's InvalidMetadataException).
+fn invalidates_metadata(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NotLeaderOrFollower
+            | ErrorCode::UnknownTopicOrPartition
+            | ErrorCode::LeaderNotAvailable
+            | ErrorCode::FencedLeaderEpoch
+            | ErrorCode::UnknownLeaderEpoch
+            | ErrorCode::KafkaStorageError
+            | ErrorCode::UnknownTopicId
+            | ErrorCode::InconsistentTopicId
+            | ErrorCode::NotEnoughReplicas
+    )
+}
+
+/// Reads a topic's partition count and leaders from metadata; partitions only grow.
+fn refresh_topic(topic: &mut TopicState, name: &TopicName, cluster: &ClusterMetadata) {
+    let Some(t) = cluster.topics.get(name) else { return };
+    topic.error = (t.error != ErrorCode::None).then_some(t.error);
+    if t.error != ErrorCode::None && t.partitions.is_empty() {
+        return;
+    }
+    let count = t.partitions.iter().map(|p| p.index + 1).max().unwrap_or(0).max(0) as usize;
+    while topic.partitions.len() < count {
+        topic.partitions.push(PartitionState::default());
+    }
+    topic.available =
+        t.partitions.iter().filter(|p| p.leader.is_some() && p.index >= 0).map(|p| p.index as u32).collect();
+}
+
+impl Machine for Producer {
+    fn wanted(&self, now: Instant, out: &mut Vec<(Target, Role)>) {
+        if self.identity_wanted(now) {
+            out.push((Target::AnyBroker, Role::General));
+        }
+        for (broker, partitions) in &self.leaders {
+            let ready = partitions.iter().any(|(topic, partition)| {
+                self.topics
+                    .get(topic)
+                    .and_then(|t| t.partitions.get(*partition as usize))
+                    .is_some_and(|s| self.partition_ready(now, s))
+            });
+            if ready {
+                out.push((Target::Broker(*broker), Role::General));
+            }
+        }
+    }
+
+    fn poll_request(&mut self, now: Instant, target: &Target, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
+        if link.role != Role::General {
+            return None;
+        }
+        match target {
+            Target::AnyBroker if self.identity_wanted(now) => self.build_init(now, link, ctx),
+            Target::Broker(id) => self.build_request(now, *id, link, ctx),
+            _ => None,
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, tag: Tag, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
+        if matches!(self.identity, Identity::Requesting { tag: t, .. } if t == tag) {
+            self.handle_init(now, result, ctx);
+        } else {
+            self.handle_produce(now, tag, result, ctx);
+        }
+        self.maybe_bump(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                // Due now: `wanted` sees the batch or the request.
+                Timer::Linger(_) | Timer::Retry(..) | Timer::Identity => {}
+                Timer::Expire(a, b) => self.expire(now, (a, b)),
+                Timer::Waiting(id) => self.expire_waiting(now, id),
+                Timer::Metadata => {
+                    if self.topics.values().any(|t| !t.waiting.is_empty()) {
+                        ctx.signals.push(Signal::RefreshMetadata);
+                    }
+                }
+            }
+        }
+        self.maybe_bump(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.soonest()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn fail_target(&mut self, _now: Instant, _target: &Target, _error: &RequestError, _issued_before: Instant) {
+        // Batches wait for their leader until their delivery timeout; InitProducerId retries.
+    }
+
+    fn handle_metadata(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        let snapshot = ctx.cluster.clone();
+        self.refresh(now, &snapshot);
+        if self.topics.values().any(|t| !t.waiting.is_empty()) {
+            // Not there yet (being created, or a typo): look again after a backoff.
+            self.timers.insert(now + ctx.config.retry_backoff.initial, Timer::Metadata);
+        }
+    }
+
+    fn close(&mut self, _now: Instant) {
+        self.closing = true;
+    }
+
+    fn is_idle(&self) -> bool {
+        self.outstanding == 0 && !matches!(self.identity, Identity::Requesting { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests;
