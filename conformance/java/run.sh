@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Golden test vectors from Apache Kafka's own Java classes.
 #
-#   conformance/java/run.sh generate OUTDIR   write messages.tsv, records.tsv, errors.tsv
+#   conformance/java/run.sh generate OUTDIR   write messages.tsv, records.tsv, errors.tsv, partitions.tsv
 #   conformance/java/run.sh verify DIR        check DIR/batches.tsv (and DIR/messages.tsv if present)
 #
 # The Kafka version comes from core/codegen/KAFKA_CLIENTS_VERSION and nowhere else. Maven is

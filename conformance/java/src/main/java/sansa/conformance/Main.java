@@ -17,7 +17,7 @@ import java.util.List;
  * Entry point.
  *
  * <pre>
- *   generate OUTDIR   write messages.tsv, records.tsv and errors.tsv (deterministic)
+ *   generate OUTDIR   write messages.tsv, records.tsv, errors.tsv and partitions.tsv (deterministic)
  *   verify DIR        check DIR/batches.tsv (record batches encoded by sansa) and, if present,
  *                     DIR/messages.tsv (message bodies) against Kafka's own reader
  * </pre>
@@ -70,6 +70,7 @@ public final class Main {
         writeLines(out.resolve("messages.tsv"), messages);
         writeLines(out.resolve("records.tsv"), records);
         writeLines(out.resolve("errors.tsv"), errors);
+        writeLines(out.resolve("partitions.tsv"), PartitionVectors.lines());
         return 0;
     }
 
