@@ -74,7 +74,7 @@ fn keyed_records_land_where_java_puts_them_once_each_in_order() {
     for (i, id) in ids.iter().enumerate() {
         let m = out[id].as_ref().expect("delivered");
         let key = format!("key-{}", i % 97);
-        assert_eq!(m.partition as u32, partition_for_key(key.as_bytes(), 6), "record {i}");
+        assert_eq!(m.partition as u32, partition_for_key(key.as_bytes(), 6).unwrap(), "record {i}");
         assert_eq!(m.serialized_key_size, Some(key.len()));
         per_partition.entry(m.partition).or_default().push(m.offset.unwrap());
     }

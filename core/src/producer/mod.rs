@@ -57,7 +57,7 @@ use crate::protocol::records::{rewrite_producer_state, BatchParams, OpenBatch, R
 use crate::protocol::{ApiKey, BrokerId, ErrorCode, ProducerId, RequestBody, ResponseBody, TopicName};
 use crate::rand::Rng;
 use crate::timer::Deadlines;
-use partitioner::{partition_for_key, BuiltinPartitioner, Partitioner, RoundRobin, TopicPartitions};
+use partitioner::{BuiltInPartitioner, Partitioner, Placement, QueueSize, RoundRobin, TopicPartitions};
 
 /// Orders batches within a partition: creation order, then the pieces of a split batch.
 type BatchKey = (u64, u32);
@@ -223,7 +223,9 @@ pub(crate) struct Producer {
     unix_ms_at_anchor: i64,
     clock_anchor: Instant,
     events: VecDeque<Event>,
-    partitioner: BuiltinPartitioner,
+    partitioner: BuiltInPartitioner,
+    /// When each broker last took a batch, for `partitioner.availability.timeout.ms`.
+    last_drain: BTreeMap<BrokerId, Instant>,
     round_robin: RoundRobin,
     encoder: RecordBatchEncoder,
     rng: Rng,
@@ -237,7 +239,8 @@ impl Producer {
         let p = config.producer.clone();
         let idempotent = p.idempotent(config.max_in_flight_per_connection);
         Producer {
-            partitioner: BuiltinPartitioner::new(p.batch_size, p.adaptive_partitioning),
+            partitioner: BuiltInPartitioner::new(p.batch_size, p.adaptive_partitioning).ignoring_keys(p.ignore_keys),
+            last_drain: BTreeMap::new(),
             idempotent,
             identity: if idempotent { Identity::Unknown } else { Identity::Disabled },
             generation: 0,
@@ -378,28 +381,37 @@ impl Producer {
         let timestamp = record.timestamp.unwrap_or_else(|| self.unix_ms(now));
         let Some(topic) = self.topics.get_mut(&record.topic) else { return };
         let count = topic.partitions.len() as u32;
-        let view = TopicPartitions { count, available: &topic.available };
-        let partition = match record.partition {
-            Some(p) if p >= 0 && (p as u32) < count => p as u32,
-            Some(p) => {
+        let view = TopicPartitions::new(count, &topic.available);
+        let placement = match record.partition {
+            Some(p) => u32::try_from(p).ok().map(Placement::Fixed),
+            None => {
+                let custom: Option<&dyn Partitioner> = match &self.config.partitioner {
+                    PartitionerChoice::Default => None,
+                    PartitionerChoice::RoundRobin => Some(&self.round_robin),
+                    PartitionerChoice::Custom(p) => Some(p.as_ref()),
+                };
+                let key = record.key.as_deref();
+                let mut placed =
+                    self.partitioner.place(custom, &record.topic, key, record.value.as_deref(), &view, &mut self.rng);
+                if let Some(Placement::Sticky(p)) = placed {
+                    // A switch deferred while the partition's last batch filled up is due now.
+                    if topic.partitions[p as usize].open.is_none() {
+                        self.partitioner.handle_append(&record.topic, p, 0, true, &view, &mut self.rng);
+                        placed = self.partitioner.partition(&record.topic, &view, &mut self.rng).map(Placement::Sticky);
+                    }
+                }
+                placed
+            }
+        };
+        let partition = match placement.map(Placement::partition) {
+            Some(p) if p < count => p,
+            other => {
+                let partition = other.map_or(-1, |p| p.min(i32::MAX as u32) as i32);
+                let partition = record.partition.unwrap_or(partition);
                 let error =
-                    ProduceError::InvalidPartition { topic: record.topic.clone(), partition: p, count: count as usize };
+                    ProduceError::InvalidPartition { topic: record.topic.clone(), partition, count: count as usize };
                 self.buffered -= size;
                 return self.fail_alone(id, &record, now, error);
-            }
-            None => {
-                let custom = match &self.config.partitioner {
-                    PartitionerChoice::Default => None,
-                    PartitionerChoice::RoundRobin => self.round_robin.partition(&record.topic, None, None, &view),
-                    PartitionerChoice::Custom(p) => p
-                        .partition(&record.topic, record.key.as_deref(), record.value.as_deref(), &view)
-                        .filter(|x| *x < count),
-                };
-                match (custom, &record.key) {
-                    (Some(p), _) => p,
-                    (None, Some(key)) if !self.config.ignore_keys => partition_for_key(key, count),
-                    (None, _) => self.partitioner.partition(&record.topic, &view, &mut self.rng),
-                }
             }
         };
         let ratio = topic.compression_ratio;
@@ -464,9 +476,11 @@ impl Producer {
             offset_delta,
             buffer_size: size as u32,
         });
-        if record.partition.is_none() && (record.key.is_none() || self.config.ignore_keys) {
-            let view = TopicPartitions { count, available: &topic.available };
-            self.partitioner.appended(&record.topic, partition, added, &view, &mut self.rng);
+        if let Some(Placement::Sticky(_)) = placement {
+            // Java lets the sticky partition move on once its batch is full.
+            let full = (batch.size as f64 * ratio) >= batch_limit as f64;
+            let view = TopicPartitions::new(count, &topic.available);
+            self.partitioner.handle_append(&record.topic, partition, added, full, &view, &mut self.rng);
         }
     }
 
@@ -703,6 +717,7 @@ impl Producer {
         if taken.is_empty() {
             return None;
         }
+        self.last_drain.insert(broker, now);
         let topic_data = data
             .into_iter()
             .map(|(name, partition_data)| {
@@ -778,6 +793,20 @@ impl Producer {
         };
         let Some(response) = response else { return };
         self.apply_leader_hints(&response, ctx);
+        if self.config.adaptive_partitioning {
+            let mut topics: Vec<TopicName> = Vec::new();
+            for key in &request.batches {
+                if let Some(b) = self.batches.get(key) {
+                    if topics.last() != Some(&b.topic) {
+                        topics.push(b.topic.clone());
+                    }
+                }
+            }
+            topics.dedup();
+            for t in topics {
+                self.update_load(now, &t);
+            }
+        }
         for key in request.batches {
             let Some(batch) = self.batches.get(&key) else { continue };
             let answer = find_partition(&response, &batch.topic, ctx.cluster, batch.partition);
@@ -886,6 +915,32 @@ impl Producer {
             let snapshot = ctx.cluster.clone();
             self.rebuild_leaders(&snapshot);
         }
+    }
+
+    /// Tells the partitioner each available partition's queue length (adaptive
+    /// partitioning); a partition whose leader took nothing for
+    /// `partitioner.availability.timeout.ms` while it had batches waiting is left out.
+    fn update_load(&mut self, now: Instant, topic: &TopicName) {
+        let Some(t) = self.topics.get(topic) else { return };
+        let timeout = self.config.partition_availability_timeout;
+        let mut sizes = Vec::with_capacity(t.available.len());
+        for &p in &t.available {
+            let Some(state) = t.partitions.get(p as usize) else { continue };
+            let queued =
+                state.queue.iter().filter(|k| self.batches.contains_key(k)).count() + usize::from(state.open.is_some());
+            if !timeout.is_zero() && queued > 0 {
+                let leader = self.leaders.iter().find(|(_, ps)| ps.iter().any(|(n, i)| n == topic && *i == p as i32));
+                let stuck = leader.is_some_and(|(b, _)| {
+                    self.last_drain.get(b).is_some_and(|at| now.saturating_duration_since(*at) > timeout)
+                });
+                if stuck {
+                    continue;
+                }
+            }
+            sizes.push(QueueSize { partition: p, batches: queued as u32 });
+        }
+        let count = t.partitions.len() as u32;
+        self.partitioner.handle_queue_sizes(topic, count, Some(&sizes));
     }
 
     fn rebuild_leaders(&mut self, cluster: &ClusterMetadata) {

@@ -38,7 +38,6 @@
 //! keep opening new, unfull batches on the same partition.
 
 // The accumulator, which calls the crate-private part, lands separately; drop this with it.
-#![cfg_attr(not(test), expect(dead_code))]
 
 use std::collections::BTreeMap;
 use std::fmt;
