@@ -75,7 +75,13 @@ impl KafkaClient {
     /// Creates the client and its [`Driver`], which the caller must spawn; no I/O happens
     /// until the first command. Errors only for a config that [`Config::validate`] refuses.
     pub fn connect(config: Config) -> Result<(KafkaClient, Driver), ConfigError> {
-        let (handle, dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
+        let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
+        dispatcher.set_wall_clock(Instant::now(), unix_ms());
+        let handle = handle.with_sleeper(std::sync::Arc::new(|d| {
+            Box::pin(async move {
+                Timer::after(d).await;
+            })
+        }));
         let driver = Driver {
             dispatcher,
             conns: HashMap::new(),
@@ -327,4 +333,9 @@ async fn open(address: BrokerAddress) -> Result<Async<TcpStream>, CloseCause> {
         }
     }
     Err(last)
+}
+
+/// Milliseconds since the Unix epoch, for the producer's record timestamps.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

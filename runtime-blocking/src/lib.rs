@@ -20,7 +20,7 @@
 //!
 //! // Submit many requests first, then wait for each: they are pipelined.
 //! let pending: Vec<_> =
-//!     (0..100).map(|_| client.send(Target::AnyBroker, MetadataRequest::default().with_topics(Some(vec![])))).collect();
+//!     (0..100).map(|_| client.submit(Target::AnyBroker, MetadataRequest::default().with_topics(Some(vec![])))).collect();
 //! for p in pending {
 //!     let response = p.wait()?;
 //!     println!("answered by {}", response.node);
@@ -45,7 +45,8 @@ use bytes::Bytes;
 use futures_lite::Stream;
 use sansa::cluster::ClusterMetadata;
 use sansa::driver::outcome::Reply;
-use sansa::driver::{self, Dispatcher, Handle, Intake, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, DeliveryFuture, Dispatcher, Handle, Intake, DEFAULT_INTAKE_CAPACITY};
+use sansa::producer::{ProduceError, ProducerRecord};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
@@ -78,7 +79,8 @@ impl KafkaClient {
     /// Starts the driver; no I/O happens until the first command. Errors only for a config
     /// that [`Config::validate`] refuses.
     pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
-        let (handle, dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
+        let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
+        dispatcher.set_wall_clock(Instant::now(), unix_ms());
         let (inputs_tx, inputs) = async_channel::bounded(INPUT_QUEUE);
         // If the thread cannot start, the dispatcher is dropped and every call reports ClientClosed.
         let _ = thread::Builder::new().name("sansa-driver".into()).spawn(move || drive(dispatcher, inputs, inputs_tx));
@@ -110,7 +112,7 @@ impl KafkaClient {
 
     /// Submits a request, blocking only while the driver's intake is full;
     /// [`PendingResponse::wait`] gets the answer.
-    pub fn send(&self, target: Target, body: impl Into<RequestBody>) -> PendingResponse {
+    pub fn submit(&self, target: Target, body: impl Into<RequestBody>) -> PendingResponse {
         PendingResponse { reply: self.handle.send_request_blocking(target, body.into(), None) }
     }
 
@@ -124,14 +126,33 @@ impl KafkaClient {
         self.handle.check_version_blocking(target)
     }
 
+    /// Produces a record: returns once it is in the producer's buffer (blocking up to
+    /// `max.block.ms` while `buffer.memory` is full) with its delivery's future;
+    /// [`DeliveryFuture::wait`] gets the outcome, like kafka-python's `future.get()`.
+    pub fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
+        self.handle.send_blocking(record)
+    }
+
+    /// Sends every buffered record now and returns once each record sent before the call
+    /// has its outcome.
+    pub fn flush(&self) {
+        self.handle.flush_blocking();
+    }
+
     /// Lets in-flight requests finish or time out, then closes every connection. Later calls
     /// on any clone return [`RequestError::ClientClosed`].
     pub fn close(&self) {
         self.handle.close_blocking();
     }
+
+    /// [`KafkaClient::close`], giving up after `timeout`: undelivered records then fail with
+    /// [`ProduceError::Closed`].
+    pub fn close_within(&self, timeout: Duration) {
+        self.handle.close_within_blocking(timeout);
+    }
 }
 
-/// A request submitted with [`KafkaClient::send`] whose answer has not been collected yet.
+/// A request submitted with [`KafkaClient::submit`] whose answer has not been collected yet.
 #[derive(Debug)]
 pub struct PendingResponse {
     reply: Reply<Result<Response, RequestError>>,
@@ -376,4 +397,9 @@ fn open(address: &BrokerAddress) -> Result<TcpStream, CloseCause> {
         }
     }
     Err(last)
+}
+
+/// Milliseconds since the Unix epoch, for the producer's record timestamps.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -29,7 +29,7 @@ impl LiveClient for Live {
 
     fn request_many(&self, requests: Vec<(Target, RequestBody)>) -> Vec<Result<Response, RequestError>> {
         // Submit everything first so the requests are pipelined.
-        let pending: Vec<_> = requests.into_iter().map(|(t, b)| self.0.send(t, b)).collect();
+        let pending: Vec<_> = requests.into_iter().map(|(t, b)| self.0.submit(t, b)).collect();
         pending.into_iter().map(|p| p.wait()).collect()
     }
 

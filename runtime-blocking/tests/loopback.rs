@@ -52,7 +52,7 @@ fn check_version_metadata_requests_and_close() {
     assert_eq!(r.version, 4);
 
     // 200 requests submitted before any is awaited.
-    let pending: Vec<PendingResponse> = (0..200).map(|_| client.send(Target::AnyBroker, empty_metadata())).collect();
+    let pending: Vec<PendingResponse> = (0..200).map(|_| client.submit(Target::AnyBroker, empty_metadata())).collect();
     for p in pending {
         let r = p.wait().expect("pipelined request");
         assert!(matches!(r.body, Some(ResponseBody::Metadata(_))));
@@ -85,7 +85,7 @@ fn many_threads_share_one_client() {
         .map(|i| {
             let c = client.clone();
             thread::spawn(move || {
-                let pending: Vec<_> = (0..25).map(|_| c.send(Target::AnyBroker, empty_metadata())).collect();
+                let pending: Vec<_> = (0..25).map(|_| c.submit(Target::AnyBroker, empty_metadata())).collect();
                 for p in pending {
                     p.wait().expect("request");
                 }
@@ -109,7 +109,7 @@ fn dropping_every_handle_closes_the_connections() {
     let client = client(b.addr, Duration::from_secs(10));
     let second = client.clone();
     client.check_version(Target::AnyBroker).expect("versions");
-    let pending = second.send(Target::AnyBroker, empty_metadata());
+    let pending = second.submit(Target::AnyBroker, empty_metadata());
     drop(client);
     drop(second);
     // Requests in flight still complete, then the driver closes its sockets.
@@ -146,7 +146,7 @@ fn silent_peer_times_out() {
     let timeout = Duration::from_secs(1);
     let client = client(b.addr, timeout);
     let started = Instant::now();
-    let pending = client.send(Target::AnyBroker, empty_metadata());
+    let pending = client.submit(Target::AnyBroker, empty_metadata());
     assert!(pending.wait_timeout(Duration::from_millis(200)).is_none(), "no answer yet");
     let err = pending.wait().expect_err("the peer never answers");
     assert!(

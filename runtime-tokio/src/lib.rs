@@ -26,6 +26,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -74,7 +75,9 @@ impl KafkaClient {
     ///
     /// When called outside a tokio runtime.
     pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
-        let (handle, dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
+        let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
+        dispatcher.set_wall_clock(Instant::now(), unix_ms());
+        let handle = handle.with_sleeper(Arc::new(|d| Box::pin(tokio::time::sleep(d))));
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
         let driver = Driver { dispatcher, conns: HashMap::new(), input_tx };
         tokio::spawn(driver.run(input_rx));
@@ -117,6 +120,11 @@ impl KafkaClient {
     pub async fn close(&self) {
         self.handle.close().await;
     }
+}
+
+/// Milliseconds since the Unix epoch, for the producer's record timestamps.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The driver's side of one connection task.

@@ -7,6 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -14,7 +15,9 @@ use async_channel::{Receiver, WeakSender};
 use futures_core::Stream;
 
 use super::outcome::{Nudge, Replier};
+use super::producer::{BufferGate, Pending};
 use super::{Command, Msg};
+use crate::producer::{ProduceError, RefuseReason};
 use crate::client::{BrokerVersions, Client, Event, Input, RequestError, RequestId, Response, Transmit};
 use crate::cluster::ClusterMetadata;
 
@@ -30,7 +33,17 @@ pub struct Dispatcher {
     nudge: Nudge,
     waiting: BTreeMap<RequestId, Waiting>,
     closing: Vec<Replier<()>>,
+    /// When a close with a timeout gives up on undelivered records.
+    close_deadline: Option<Instant>,
+    /// Records handed to the client, waiting for their outcome.
+    sends: Pending,
+    gate: Arc<BufferGate>,
+    flushes: BTreeMap<RequestId, Replier<()>>,
 }
+
+/// Commands taken off the intake per wake-up at most, so a burst of sends is handled in one
+/// pass of the driver loop without starving sockets and timers.
+const INTAKE_BURST: usize = 256;
 
 /// Something [`Dispatcher::poll_intake`] took off the intake, for [`Dispatcher::handle_intake`].
 pub struct Intake(Taken);
@@ -49,7 +62,7 @@ enum Waiting {
 }
 
 impl Dispatcher {
-    pub(super) fn new(client: Client, intake: Receiver<Msg>, weak: WeakSender<Msg>) -> Dispatcher {
+    pub(super) fn new(client: Client, intake: Receiver<Msg>, weak: WeakSender<Msg>, gate: Arc<BufferGate>) -> Dispatcher {
         Dispatcher {
             client,
             intake: Box::pin(intake),
@@ -57,7 +70,16 @@ impl Dispatcher {
             nudge: Nudge::new(weak),
             waiting: BTreeMap::new(),
             closing: Vec::new(),
+            close_deadline: None,
+            sends: Pending::default(),
+            gate,
+            flushes: BTreeMap::new(),
         }
+    }
+
+    /// [`Client::set_wall_clock`]: adapters call it once, at start.
+    pub fn set_wall_clock(&mut self, now: Instant, unix_ms: i64) {
+        self.client.set_wall_clock(now, unix_ms);
     }
 
     /// The client, for its getters.
@@ -78,7 +100,8 @@ impl Dispatcher {
 
     /// [`Client::poll_timeout`]: when to call [`Dispatcher::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.client.poll_timeout()
+        let close = self.close_deadline.filter(|_| !self.client.is_closed());
+        [self.client.poll_timeout(), close].into_iter().flatten().min()
     }
 
     /// [`Client::handle_input`]: bytes, connects and closes from the adapter's sockets.
@@ -88,6 +111,10 @@ impl Dispatcher {
 
     /// [`Client::handle_timeout`]: call at (or after) the deadline from `poll_timeout`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.close_deadline.is_some_and(|d| d <= now) {
+            self.close_deadline = None;
+            self.client.abort_producer(now);
+        }
         self.client.handle_timeout(now);
     }
 
@@ -109,7 +136,17 @@ impl Dispatcher {
     /// last handle going away closes the client (requests in flight finish first).
     pub fn handle_intake(&mut self, now: Instant, intake: Intake) {
         match intake.0 {
-            Taken::Msg(Msg::Command(command)) => self.submit(now, command),
+            Taken::Msg(Msg::Command(command)) => {
+                self.submit(now, command);
+                // More commands queued behind it (a burst of sends): take them in this pass.
+                for _ in 1..INTAKE_BURST {
+                    match self.intake.try_recv() {
+                        Ok(Msg::Command(command)) => self.submit(now, command),
+                        Ok(Msg::Nudge(queued)) => queued.store(false, Ordering::SeqCst),
+                        Err(_) => break,
+                    }
+                }
+            }
             // The next pass of the loop looks again at whatever was held back.
             Taken::Msg(Msg::Nudge(queued)) => queued.store(false, Ordering::SeqCst),
             Taken::HandlesGone => {
@@ -130,10 +167,36 @@ impl Dispatcher {
             Command::CheckVersion { target, reply } => {
                 (self.client.check_version(now, target), Waiting::Versions(reply))
             }
+            Command::Send { record, waiter, reserved } => {
+                match self.client.send(now, *record) {
+                    Ok(id) => self.sends.insert(id, waiter, reserved),
+                    Err(refused) => {
+                        self.gate.release(reserved);
+                        let error = match refused.reason {
+                            RefuseReason::Fatal(e) => e,
+                            RefuseReason::BufferFull => {
+                                ProduceError::BufferExhausted { waited: std::time::Duration::ZERO }
+                            }
+                            _ => ProduceError::Closed,
+                        };
+                        waiter.complete(Err(error));
+                    }
+                }
+                return;
+            }
+            Command::Flush { reply } => {
+                let id = self.client.flush(now);
+                self.flushes.insert(id, reply);
+                return;
+            }
             // The client emits `Closed` once; later closers are answered at once.
-            Command::Close { reply } if self.client.is_closed() => return reply.send(()),
-            Command::Close { reply } => {
+            Command::Close { reply, .. } if self.client.is_closed() => return reply.send(()),
+            Command::Close { reply, timeout } => {
                 self.closing.push(reply);
+                if let Some(t) = timeout {
+                    let deadline = now + t;
+                    self.close_deadline = Some(self.close_deadline.map_or(deadline, |d| d.min(deadline)));
+                }
                 return self.client.close(now);
             }
         };
@@ -161,7 +224,15 @@ impl Dispatcher {
                     }
                 }
                 Event::Closed => self.closing.drain(..).for_each(|reply| reply.send(())),
-                Event::Delivery(_) | Event::Flushed { .. } => {}
+                Event::Delivery(d) => {
+                    let freed = self.sends.deliver(&d);
+                    self.gate.release(freed);
+                }
+                Event::Flushed { id } => {
+                    if let Some(reply) = self.flushes.remove(&id) {
+                        reply.send(());
+                    }
+                }
             }
         }
     }
@@ -179,7 +250,11 @@ impl Dispatcher {
     /// outcome. Commands still on the intake then report
     /// [`DriverGone`](super::outcome::DriverGone) as the dispatcher is dropped.
     pub fn is_finished(&self) -> bool {
-        self.client.is_closed() && self.waiting.is_empty() && self.closing.is_empty()
+        self.client.is_closed()
+            && self.waiting.is_empty()
+            && self.closing.is_empty()
+            && self.sends.is_empty()
+            && self.flushes.is_empty()
     }
 }
 
@@ -188,6 +263,8 @@ impl Drop for Dispatcher {
     /// dispatcher while a handle lives: drain it, or those callers would wait forever.
     fn drop(&mut self) {
         self.close_intake();
+        let freed = self.sends.fail_all();
+        self.gate.release(freed);
     }
 }
 

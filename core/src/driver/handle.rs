@@ -1,10 +1,15 @@
 //! The application's side: typed methods, written once for every runtime, that put a command
 //! on the bounded intake and wait for its outcome.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_channel::Sender;
 
 use super::outcome::{reply, DriverGone, Reply};
+use super::producer::{BufferGate, DeliveryFuture, Sleeper, Waiter};
 use super::{Command, Msg};
+use crate::producer::{ProduceError, ProducerRecord, RecordMetadata};
 use crate::client::{BrokerVersions, RequestError, Response, Target};
 use crate::cluster::ClusterMetadata;
 use crate::protocol::{RequestBody, TopicName};
@@ -21,15 +26,115 @@ impl From<DriverGone> for RequestError {
 /// the driver takes one. Once the driver is gone every method reports
 /// [`RequestError::ClientClosed`]. When the last clone is dropped the driver closes the client,
 /// letting requests in flight finish first.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handle {
     intake: Sender<Msg>,
+    gate: Arc<BufferGate>,
+    sleeper: Option<Sleeper>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").field("intake", &self.intake).field("gate", &self.gate).finish_non_exhaustive()
+    }
 }
 
 impl Handle {
-    pub(super) fn new(intake: Sender<Msg>) -> Handle {
-        Handle { intake }
+    pub(super) fn new(intake: Sender<Msg>, gate: Arc<BufferGate>) -> Handle {
+        Handle { intake, gate, sleeper: None }
     }
+
+    /// Gives the handle the runtime's timer, for waits with a deadline in `async` methods (a
+    /// send waiting for buffer room). Runtime crates call it once; without it such a wait
+    /// parks a helper thread.
+    pub fn with_sleeper(mut self, sleeper: Sleeper) -> Handle {
+        self.sleeper = Some(sleeper);
+        self
+    }
+
+    // ---- producer ----------------------------------------------------------------------
+
+    /// Produces a record: returns once it is in the producer's buffer, waiting up to
+    /// `max.block.ms` for room in `buffer.memory`, with the future of its delivery. Errors
+    /// at once only for a record larger than `buffer.memory`, or a full buffer past
+    /// `max.block.ms`; every other failure arrives through the future.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
+        let reserved = record.size_in_buffer();
+        self.gate.reserve(reserved, self.sleeper.as_ref()).await?;
+        let (waiter, future) = Waiter::future();
+        self.submit(Command::Send { record: Box::new(record), waiter, reserved }).await;
+        Ok(future)
+    }
+
+    /// [`Handle::send`], blocking the thread while the buffer or the intake is full.
+    pub fn send_blocking(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
+        let reserved = record.size_in_buffer();
+        self.gate.reserve_blocking(reserved)?;
+        let (waiter, future) = Waiter::future();
+        self.submit_blocking(Command::Send { record: Box::new(record), waiter, reserved });
+        Ok(future)
+    }
+
+    /// [`Handle::send`] with a callback instead of a future: `callback` runs on the driver
+    /// when the outcome is known, so it must be quick (count, log, hand off to a channel).
+    /// When the send itself fails, the error is returned and the callback is not called.
+    pub async fn send_with_callback(
+        &self,
+        record: ProducerRecord,
+        callback: impl FnOnce(Result<RecordMetadata, ProduceError>) + Send + 'static,
+    ) -> Result<(), ProduceError> {
+        let reserved = record.size_in_buffer();
+        self.gate.reserve(reserved, self.sleeper.as_ref()).await?;
+        let waiter = Waiter::callback(Box::new(callback));
+        self.submit(Command::Send { record: Box::new(record), waiter, reserved }).await;
+        Ok(())
+    }
+
+    /// [`Handle::send_with_callback`], blocking the thread while the buffer or the intake is
+    /// full.
+    pub fn send_with_callback_blocking(
+        &self,
+        record: ProducerRecord,
+        callback: impl FnOnce(Result<RecordMetadata, ProduceError>) + Send + 'static,
+    ) -> Result<(), ProduceError> {
+        let reserved = record.size_in_buffer();
+        self.gate.reserve_blocking(reserved)?;
+        let waiter = Waiter::callback(Box::new(callback));
+        self.submit_blocking(Command::Send { record: Box::new(record), waiter, reserved });
+        Ok(())
+    }
+
+    /// Sends every buffered record without waiting for `linger.ms` and returns once each
+    /// record sent before the call has its outcome.
+    pub async fn flush(&self) {
+        let (reply, answer) = reply();
+        self.submit(Command::Flush { reply }).await;
+        let _ = answer.recv().await;
+    }
+
+    /// [`Handle::flush`], blocking the thread.
+    pub fn flush_blocking(&self) {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Flush { reply });
+        let _ = answer.recv_blocking();
+    }
+
+    /// [`Handle::close`] that gives up waiting after `timeout`: records not yet delivered
+    /// then fail with [`ProduceError::Closed`], each reported to its future or callback.
+    pub async fn close_within(&self, timeout: Duration) {
+        let (reply, answer) = reply();
+        self.submit(Command::Close { reply, timeout: Some(timeout) }).await;
+        let _ = answer.recv().await;
+    }
+
+    /// [`Handle::close_within`], blocking the thread.
+    pub fn close_within_blocking(&self, timeout: Duration) {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Close { reply, timeout: Some(timeout) });
+        let _ = answer.recv_blocking();
+    }
+
+    // ---- requests ----------------------------------------------------------------------
 
     /// Sends `body` to `target`, at `version` or else the highest version both sides support,
     /// and waits for the answer.
@@ -101,7 +206,7 @@ impl Handle {
     /// [`RequestError::ClientClosed`].
     pub async fn close(&self) {
         let (reply, answer) = reply();
-        self.submit(Command::Close { reply }).await;
+        self.submit(Command::Close { reply, timeout: None }).await;
         // A driver that went away has closed everything too.
         let _ = answer.recv().await;
     }
@@ -109,7 +214,7 @@ impl Handle {
     /// [`Handle::close`], blocking the thread.
     pub fn close_blocking(&self) {
         let (reply, answer) = reply();
-        self.submit_blocking(Command::Close { reply });
+        self.submit_blocking(Command::Close { reply, timeout: None });
         let _ = answer.recv_blocking();
     }
 

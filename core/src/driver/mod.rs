@@ -38,6 +38,7 @@
 mod dispatcher;
 mod handle;
 pub mod outcome;
+mod producer;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -47,10 +48,12 @@ use std::time::Instant;
 
 pub use dispatcher::{Dispatcher, Intake};
 pub use handle::Handle;
+pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper};
 
 use crate::client::{BrokerVersions, Client, RequestError, Response, Target};
 use crate::cluster::ClusterMetadata;
 use crate::config::{Config, ConfigError};
+use crate::producer::ProducerRecord;
 use crate::protocol::{RequestBody, TopicName};
 use outcome::Replier;
 
@@ -70,8 +73,9 @@ pub fn start(mut config: Config, now: Instant, intake_capacity: usize) -> Result
         config.rng_seed = Some(RandomState::new().build_hasher().finish());
     }
     let (tx, rx) = async_channel::bounded(intake_capacity.max(1));
-    let dispatcher = Dispatcher::new(Client::new(config, now), rx, tx.downgrade());
-    Ok((Handle::new(tx), dispatcher))
+    let gate = Arc::new(producer::BufferGate::new(config.producer.buffer_memory, config.producer.max_block));
+    let dispatcher = Dispatcher::new(Client::new(config, now), rx, tx.downgrade(), Arc::clone(&gate));
+    Ok((Handle::new(tx, gate), dispatcher))
 }
 
 /// What travels on the intake.
@@ -99,9 +103,21 @@ enum Command {
         target: Target,
         reply: Replier<Result<BrokerVersions, RequestError>>,
     },
-    /// Completes once everything in flight finished.
+    /// A record for the producer, with its bytes of `buffer.memory` already reserved.
+    Send {
+        record: Box<ProducerRecord>,
+        waiter: producer::Waiter,
+        reserved: usize,
+    },
+    /// Answers once every record sent before it has its outcome.
+    Flush {
+        reply: Replier<()>,
+    },
+    /// Completes once everything in flight finished; records still undelivered after
+    /// `timeout` fail.
     Close {
         reply: Replier<()>,
+        timeout: Option<std::time::Duration>,
     },
 }
 

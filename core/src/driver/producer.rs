@@ -1,0 +1,390 @@
+//! The producer's side of the adapter boundary: buffer backpressure shared by every handle,
+//! per-record delivery outcomes, and the dispatcher's table of records waiting for them.
+//!
+//! A send reserves its record's bytes of `buffer.memory` on the application's side before the
+//! record is queued for the driver, waiting up to `max.block.ms` for room; the bytes come back
+//! when the record's delivery is reported. So a burst of sends blocks (or waits) at the
+//! buffer instead of filling the intake, and the core never sees more than it has room for.
+//!
+//! This is the application's side of the boundary, so its waits read the clock: the core's
+//! machines still never do.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use event_listener::{Event, EventListener, Listener};
+
+use crate::producer::{Delivery, ProduceError, RecordMetadata, SendId};
+
+/// `buffer.memory`, as the handles reserve it.
+#[derive(Debug)]
+pub(crate) struct BufferGate {
+    used: Mutex<usize>,
+    limit: usize,
+    pub(crate) max_block: Duration,
+    freed: Event,
+}
+
+impl BufferGate {
+    pub(crate) fn new(limit: usize, max_block: Duration) -> Self {
+        BufferGate { used: Mutex::new(0), limit, max_block, freed: Event::new() }
+    }
+
+    fn try_reserve(&self, size: usize) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if *used + size <= self.limit {
+            *used += size;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives `size` bytes back and wakes senders waiting for room.
+    pub(crate) fn release(&self, size: usize) {
+        if size == 0 {
+            return;
+        }
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used = used.saturating_sub(size);
+        drop(used);
+        self.freed.notify(usize::MAX);
+    }
+
+    /// Reserves `size` bytes, waiting for room until `max.block.ms` has passed.
+    pub(crate) async fn reserve(&self, size: usize, sleeper: Option<&Sleeper>) -> Result<(), ProduceError> {
+        self.check(size)?;
+        let start = Instant::now();
+        loop {
+            if self.try_reserve(size) {
+                return Ok(());
+            }
+            let listener = self.freed.listen();
+            if self.try_reserve(size) {
+                return Ok(());
+            }
+            let left = self.max_block.saturating_sub(start.elapsed());
+            if left.is_zero() || !wait_async(listener, left, sleeper).await {
+                return Err(ProduceError::BufferExhausted { waited: start.elapsed() });
+            }
+        }
+    }
+
+    /// [`BufferGate::reserve`], blocking the thread.
+    pub(crate) fn reserve_blocking(&self, size: usize) -> Result<(), ProduceError> {
+        self.check(size)?;
+        let start = Instant::now();
+        loop {
+            if self.try_reserve(size) {
+                return Ok(());
+            }
+            let listener = self.freed.listen();
+            if self.try_reserve(size) {
+                return Ok(());
+            }
+            let left = self.max_block.saturating_sub(start.elapsed());
+            if left.is_zero() || listener.wait_timeout(left).is_none() {
+                return Err(ProduceError::BufferExhausted { waited: start.elapsed() });
+            }
+        }
+    }
+
+    fn check(&self, size: usize) -> Result<(), ProduceError> {
+        if size > self.limit {
+            return Err(ProduceError::RecordTooLarge { size, limit: self.limit, setting: "buffer.memory" });
+        }
+        Ok(())
+    }
+}
+
+/// The runtime's timer, for waits with a deadline on the application's side (a send waiting
+/// for buffer room at most `max.block.ms`): each runtime crate passes its own sleep.
+pub type Sleeper = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Waits for `listener` at most `left`; returns whether it fired. The deadline is the
+/// runtime's sleep when it gave one, else a [`Deadline`] thread.
+async fn wait_async(listener: EventListener, left: Duration, sleeper: Option<&Sleeper>) -> bool {
+    let deadline: Pin<Box<dyn Future<Output = ()> + Send>> = match sleeper {
+        Some(sleep) => sleep(left),
+        None => Box::pin(Deadline::new(left)),
+    };
+    let mut listener = std::pin::pin!(listener);
+    let mut deadline = deadline;
+    std::future::poll_fn(|cx| {
+        if listener.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// A deadline for executor-agnostic waits when no runtime timer was given: a sleeping thread
+/// wakes the task once. Used only when a send finds the buffer full.
+struct Deadline {
+    shared: Arc<Mutex<(bool, Option<std::task::Waker>)>>,
+    started: bool,
+    left: Duration,
+}
+
+impl Deadline {
+    fn new(left: Duration) -> Self {
+        Deadline { shared: Arc::new(Mutex::new((false, None))), started: false, left }
+    }
+}
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if s.0 {
+            return Poll::Ready(());
+        }
+        s.1 = Some(cx.waker().clone());
+        drop(s);
+        if !self.started {
+            self.started = true;
+            let shared = Arc::clone(&self.shared);
+            let left = self.left;
+            std::thread::spawn(move || {
+                std::thread::sleep(left);
+                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                s.0 = true;
+                if let Some(w) = s.1.take() {
+                    w.wake();
+                }
+            });
+        }
+        Poll::Pending
+    }
+}
+
+/// One record's outcome, shared by the driver (which fills it) and the application.
+#[derive(Debug)]
+struct Slot {
+    value: Mutex<Option<Result<RecordMetadata, ProduceError>>>,
+    ready: Event,
+}
+
+/// The outcome of one sent record: `.await` it, or [`DeliveryFuture::wait`] on a thread
+/// (kafka-python's `future.get()`), or [`DeliveryFuture::wait_timeout`].
+pub struct DeliveryFuture {
+    slot: Arc<Slot>,
+}
+
+impl fmt::Debug for DeliveryFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeliveryFuture").field("done", &self.is_done()).finish()
+    }
+}
+
+impl DeliveryFuture {
+    fn take(&self) -> Option<Result<RecordMetadata, ProduceError>> {
+        self.slot.value.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Whether the outcome is there.
+    pub fn is_done(&self) -> bool {
+        self.slot.value.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Blocks the thread until the record is delivered or failed.
+    pub fn wait(self) -> Result<RecordMetadata, ProduceError> {
+        loop {
+            if let Some(v) = self.take() {
+                return v;
+            }
+            let listener = self.slot.ready.listen();
+            if let Some(v) = self.take() {
+                return v;
+            }
+            listener.wait();
+        }
+    }
+
+    /// Blocks at most `timeout`; `None` when the outcome is not there yet (the future stays
+    /// usable).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<RecordMetadata, ProduceError>> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.take() {
+                return Some(v);
+            }
+            let listener = self.slot.ready.listen();
+            if let Some(v) = self.take() {
+                return Some(v);
+            }
+            listener.wait_deadline(end)?;
+        }
+    }
+}
+
+/// Waits for the outcome on any executor.
+pub struct DeliveryWait {
+    slot: Arc<Slot>,
+    listener: Option<EventListener>,
+}
+
+impl Future for DeliveryWait {
+    type Output = Result<RecordMetadata, ProduceError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            if let Some(v) = self.slot.value.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Poll::Ready(v);
+            }
+            match self.listener.as_mut() {
+                None => self.listener = Some(self.slot.ready.listen()),
+                Some(l) => {
+                    if Pin::new(l).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.listener = None;
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for DeliveryWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeliveryWait").finish_non_exhaustive()
+    }
+}
+
+impl IntoFuture for DeliveryFuture {
+    type Output = Result<RecordMetadata, ProduceError>;
+    type IntoFuture = DeliveryWait;
+
+    fn into_future(self) -> DeliveryWait {
+        DeliveryWait { slot: self.slot, listener: None }
+    }
+}
+
+/// A callback run on the driver when a record's outcome is known; it must be quick.
+pub type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>;
+
+enum Notify {
+    Future(Arc<Slot>),
+    Callback(Callback),
+}
+
+/// Who learns a record's outcome. Dropped unanswered (the driver went away with the record
+/// still on the intake), it reports [`ProduceError::Closed`]: nobody waits forever.
+pub(crate) struct Waiter(Option<Notify>);
+
+impl Waiter {
+    pub(crate) fn future() -> (Waiter, DeliveryFuture) {
+        let slot = Arc::new(Slot { value: Mutex::new(None), ready: Event::new() });
+        (Waiter(Some(Notify::Future(Arc::clone(&slot)))), DeliveryFuture { slot })
+    }
+
+    pub(crate) fn callback(f: Callback) -> Waiter {
+        Waiter(Some(Notify::Callback(f)))
+    }
+
+    pub(crate) fn complete(mut self, result: Result<RecordMetadata, ProduceError>) {
+        if let Some(n) = self.0.take() {
+            n.complete(result);
+        }
+    }
+}
+
+impl Notify {
+    fn complete(self, result: Result<RecordMetadata, ProduceError>) {
+        match self {
+            Notify::Future(slot) => {
+                *slot.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                slot.ready.notify(usize::MAX);
+            }
+            Notify::Callback(f) => f(result),
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if let Some(n) = self.0.take() {
+            n.complete(Err(ProduceError::Closed));
+        }
+    }
+}
+
+/// Records the driver handed the client, by send id (dense and growing): a ring indexed from
+/// the oldest one not yet delivered.
+#[derive(Default)]
+pub(crate) struct Pending {
+    base: u64,
+    slots: VecDeque<Option<(Waiter, usize)>>,
+    live: usize,
+}
+
+impl Pending {
+    pub(crate) fn insert(&mut self, id: SendId, waiter: Waiter, reserved: usize) {
+        if self.slots.is_empty() {
+            self.base = id.0;
+        }
+        while self.base + (self.slots.len() as u64) < id.0 {
+            self.slots.push_back(None);
+        }
+        if id.0 < self.base {
+            // Never happens (ids grow); complete rather than lose the waiter.
+            return waiter.complete(Err(ProduceError::Closed));
+        }
+        self.slots.push_back(Some((waiter, reserved)));
+        self.live += 1;
+    }
+
+    fn take(&mut self, id: SendId) -> Option<(Waiter, usize)> {
+        let index = usize::try_from(id.0.checked_sub(self.base)?).ok()?;
+        let taken = self.slots.get_mut(index)?.take();
+        if taken.is_some() {
+            self.live -= 1;
+        }
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        taken
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Completes every record of `delivery`; returns the buffer bytes to give back.
+    pub(crate) fn deliver(&mut self, delivery: &Delivery) -> usize {
+        let mut freed = 0;
+        for r in &delivery.records {
+            let Some((waiter, reserved)) = self.take(r.id) else { continue };
+            freed += reserved;
+            let result = match &delivery.result {
+                Ok(ack) => Ok(delivery.metadata_of(r, ack)),
+                Err(e) => Err(e.clone()),
+            };
+            waiter.complete(result);
+        }
+        freed
+    }
+
+    /// The driver is going away: every record still waiting fails.
+    pub(crate) fn fail_all(&mut self) -> usize {
+        let mut freed = 0;
+        for (waiter, reserved) in self.slots.drain(..).flatten() {
+            freed += reserved;
+            waiter.complete(Err(ProduceError::Closed));
+        }
+        self.live = 0;
+        freed
+    }
+}
