@@ -226,7 +226,7 @@ def nice_max(v):
 
 
 def svg_chart(rows, clients, by, meta):
-    bar, gap, left, top, plot_h, bottom = 16, 22, 70, 56, 280, 110
+    bar, gap, left, top, plot_h, bottom = 16, 22, 70, 66, 280, 100
     group = bar * len(clients) + gap
     width = left + group * len(rows) + 20
     height = top + plot_h + bottom

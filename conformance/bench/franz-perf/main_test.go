@@ -14,3 +14,14 @@ func TestPayloadMatchesJava(t *testing.T) {
 		t.Fatalf("got %s, want %s", b, want)
 	}
 }
+
+// The payload generator's own cost, which every client of the benchmark pays per record.
+func BenchmarkPayload1KB(b *testing.B) {
+	r := splitMix64{}
+	p := make([]byte, 1024)
+	for i := 0; i < b.N; i++ {
+		for j := range p {
+			p[j] = byte(r.nextIntBounded(26) + 65)
+		}
+	}
+}
