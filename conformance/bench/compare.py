@@ -228,7 +228,7 @@ def nice_max(v):
 def svg_chart(rows, clients, by, meta):
     bar, gap, left, top, plot_h, bottom = 16, 22, 70, 66, 280, 100
     group = bar * len(clients) + gap
-    width = left + group * len(rows) + 20
+    width = max(left + group * len(rows) + 20, 560)  # room for the title and legend
     height = top + plot_h + bottom
     vmax = nice_max(max([by[k]["records_per_s"] for k in by if ok(by[k])] or [1]))
     y = lambda v: top + plot_h - plot_h * v / vmax
