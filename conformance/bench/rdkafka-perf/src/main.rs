@@ -198,7 +198,7 @@ impl Stats {
         self.window_bytes += bytes;
         self.window_total_latency += latency as u64;
         self.window_max_latency = self.window_max_latency.max(latency);
-        if self.iteration % self.sampling == 0 {
+        if self.iteration.is_multiple_of(self.sampling) {
             self.latencies.push(latency);
         }
         self.iteration += 1;
@@ -314,7 +314,8 @@ fn main() {
             *b = (random.next_int_bounded(26) + 65) as u8;
         }
         let send_start = Instant::now();
-        let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&args.topic, ms_since(send_start)).payload(&payload);
+        let mut record =
+            BaseRecord::<(), [u8], usize>::with_opaque_to(&args.topic, ms_since(send_start)).payload(&payload);
         // librdkafka refuses (QueueFull) instead of blocking as Java's send does: serve delivery
         // reports until there is room, keeping the first attempt's time as the send time.
         loop {
