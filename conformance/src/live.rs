@@ -31,6 +31,8 @@ pub trait LiveClient: Send + Sync {
     fn check_version(&self, target: Target) -> Result<BrokerVersions, RequestError>;
     /// Closes the client, waiting for requests in flight.
     fn close(&self);
+    /// The shared handle, for its `_blocking` producer methods.
+    fn handle(&self) -> &sansa::driver::Handle;
 }
 
 /// A runtime under test.
@@ -65,7 +67,7 @@ fn config(bootstrap: &str) -> Config {
     Config::new(bootstrap).expect("bootstrap list").with_client_id("sansa-live").with_rng_seed(7)
 }
 
-fn unique_topic(prefix: &str) -> String {
+pub(crate) fn unique_topic(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{prefix}-{nanos:x}")
 }
@@ -94,7 +96,7 @@ pub fn metadata<R: LiveRuntime>(rt: &R, expected_brokers: usize) {
 }
 
 /// Creates a topic and waits until metadata shows a leader for every partition.
-fn create_topic(client: &impl LiveClient, name: &str, partitions: i32, replication: i16) -> ClusterMetadata {
+pub(crate) fn create_topic(client: &impl LiveClient, name: &str, partitions: i32, replication: i16) -> ClusterMetadata {
     let create = CreateTopicsRequest::default()
         .with_topics(vec![CreatableTopic::default()
             .with_name(name.into())
@@ -392,12 +394,14 @@ pub fn broker_killed_and_restarted<R: LiveRuntime>(rt: &R, control: &dyn Cluster
 pub fn run_all<R: LiveRuntime>(rt: &R) {
     let brokers: usize = std::env::var("KAFKA_BROKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let crash = std::env::var_os("KAFKA_CRASH_TESTS").is_some();
-    run_scenarios(rt, brokers, crash.then_some(&KafkaScript as &dyn ClusterControl));
+    // The 500,000 records through a leader crash; SANSA_CRASH_RECORDS overrides.
+    let records = std::env::var("SANSA_CRASH_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(500_000);
+    run_scenarios(rt, brokers, crash.then_some(&KafkaScript as &dyn ClusterControl), records);
 }
 
-/// Every scenario against a cluster of `brokers` brokers at [`bootstrap`]; the crash test runs
-/// when `control` can stop and start its brokers.
-pub fn run_scenarios<R: LiveRuntime>(rt: &R, brokers: usize, control: Option<&dyn ClusterControl>) {
+/// Every scenario against a cluster of `brokers` brokers at [`bootstrap`]; the crash tests run
+/// when `control` can stop and start its brokers, producing `crash_records` records.
+pub fn run_scenarios<R: LiveRuntime>(rt: &R, brokers: usize, control: Option<&dyn ClusterControl>, crash_records: u64) {
     let replication = if brokers >= 3 { 3 } else { 1 };
     type Scenario<'a> = (&'static str, Box<dyn Fn() + 'a>);
     let scenarios: Vec<Scenario<'_>> = vec![
@@ -408,10 +412,16 @@ pub fn run_scenarios<R: LiveRuntime>(rt: &R, brokers: usize, control: Option<&dy
         ("pipelined_requests", Box::new(|| pipelined_requests(rt))),
         ("first_bootstrap_address_dead", Box::new(|| first_bootstrap_address_dead(rt))),
         ("connection_failures_are_typed_and_timely", Box::new(|| connection_failures_are_typed_and_timely(rt))),
+        ("producer_round_trip", Box::new(|| crate::live_producer::producer_round_trip(rt, replication))),
+        ("producer_errors", Box::new(|| crate::live_producer::producer_errors(rt, replication))),
     ];
     let mut scenarios = scenarios;
     if let Some(control) = control.filter(|_| brokers >= 3) {
         scenarios.push(("broker_killed_and_restarted", Box::new(move || broker_killed_and_restarted(rt, control))));
+        scenarios.push((
+            "producer_survives_leader_kill",
+            Box::new(move || crate::live_producer::producer_survives_leader_kill(rt, control, crash_records)),
+        ));
     }
     for (name, f) in scenarios {
         let started = Instant::now();

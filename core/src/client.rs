@@ -716,8 +716,8 @@ impl Client {
                 match signal {
                     Signal::RefreshMetadata => self.want_refresh(now),
                     Signal::CoordinatorStale(key) => self.machines.coordinators.invalidate(&key),
-                    Signal::TrackTopic(topic) => {
-                        self.machines.metadata.track(topic);
+                    Signal::TrackTopic { topic, auto_create } => {
+                        self.machines.metadata.track(topic, auto_create);
                         self.want_refresh(now);
                     }
                     Signal::MetadataChanged => {

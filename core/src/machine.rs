@@ -84,8 +84,9 @@ pub(crate) enum Signal {
     CoordinatorStale(CoordinatorKey),
     /// Requests for `target` issued at or before `issued_before` cannot be served: fail them.
     FailTarget { target: Target, error: RequestError, issued_before: Instant },
-    /// Keep this topic's metadata fresh (the producer sends to it).
-    TrackTopic(crate::protocol::TopicName),
+    /// Keep this topic's metadata fresh (the producer sends to it); `auto_create` lets a
+    /// broker that allows it create the topic when metadata asks for it.
+    TrackTopic { topic: crate::protocol::TopicName, auto_create: bool },
     /// Cluster metadata changed: machines that cache it read it again.
     MetadataChanged,
 }

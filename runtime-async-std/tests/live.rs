@@ -48,6 +48,10 @@ impl LiveClient for Live {
     fn close(&self) {
         self.exec.block_on(self.client.close())
     }
+
+    fn handle(&self) -> &sansa::driver::Handle {
+        &self.client
+    }
 }
 
 #[test]
@@ -64,7 +68,7 @@ fn live_suite_smol() {
 
 fn against_the_fake_cluster(exec: Exec) {
     let server = FakeServer::start(FakeClusterConfig::default(), "127.0.0.1", None).expect("fake cluster listens");
-    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime(exec), 3, Some(&server)));
+    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime(exec), 3, Some(&server), 20_000));
 }
 
 #[test]

@@ -44,6 +44,10 @@ impl LiveClient for Live {
     fn close(&self) {
         self.0.close()
     }
+
+    fn handle(&self) -> &sansa::driver::Handle {
+        &self.0
+    }
 }
 
 #[test]
@@ -56,7 +60,7 @@ fn live_suite() {
 fn live_scenarios_against_the_fake_cluster() {
     let server = FakeServer::start(FakeClusterConfig { brokers: 3, ..FakeClusterConfig::default() }, "127.0.0.1", None)
         .expect("fake cluster listens");
-    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime, 3, Some(&server)));
+    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime, 3, Some(&server), 20_000));
 }
 
 fn probe(bootstrap: &str, suffix: &str) -> differential::Answers {

@@ -51,6 +51,10 @@ impl LiveClient for Blocking {
     fn close(&self) {
         runtime().block_on(self.0.close())
     }
+
+    fn handle(&self) -> &sansa::driver::Handle {
+        &self.0
+    }
 }
 
 #[test]
@@ -62,5 +66,5 @@ fn live_suite() {
 #[test]
 fn live_scenarios_against_the_fake_cluster() {
     let server = FakeServer::start(FakeClusterConfig::default(), "127.0.0.1", None).expect("fake cluster listens");
-    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime, 3, Some(&server)));
+    with_bootstrap(server.bootstrap(), || run_scenarios(&Runtime, 3, Some(&server), 20_000));
 }

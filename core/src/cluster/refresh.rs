@@ -41,6 +41,8 @@ enum Timer {
 #[derive(Debug)]
 pub(crate) struct MetadataRefresh {
     tracked_topics: BTreeSet<TopicName>,
+    /// Tracked topics a refresh may create.
+    auto_create_topics: BTreeSet<TopicName>,
     next_refresh: Instant,
     /// The client's own refresh on the wire.
     in_flight: Option<Tag>,
@@ -65,6 +67,7 @@ impl MetadataRefresh {
         timers.set(Timer::Periodic, now + max_age);
         MetadataRefresh {
             tracked_topics: BTreeSet::new(),
+            auto_create_topics: BTreeSet::new(),
             next_refresh: now + max_age,
             in_flight: None,
             stuck: false,
@@ -93,8 +96,12 @@ impl MetadataRefresh {
         self.queued.push_back(tag);
     }
 
-    /// Keeps `topic` fresh in every refresh of the client's own.
-    pub fn track(&mut self, topic: TopicName) {
+    /// Keeps `topic` fresh in every refresh of the client's own; with `auto_create`, those
+    /// refreshes let the broker create it (as the Java producer's do).
+    pub fn track(&mut self, topic: TopicName, auto_create: bool) {
+        if auto_create {
+            self.auto_create_topics.insert(topic.clone());
+        }
         self.tracked_topics.insert(topic);
     }
 
@@ -152,7 +159,7 @@ impl Machine for MetadataRefresh {
         while let Some(tag) = self.queued.pop_front() {
             let Some(u) = self.user.remove(&tag) else { continue };
             self.timers.cancel(&Timer::Deadline(tag));
-            let body = metadata_request(u.topics.as_deref());
+            let body = metadata_request(u.topics.as_deref(), false);
             let deadline = u.deadline;
             self.sent.insert(tag, u);
             return Some(Outgoing { body, version, tag, deadline, timeout, expects_response: true });
@@ -165,7 +172,7 @@ impl Machine for MetadataRefresh {
         self.in_flight = Some(tag);
         self.timers.cancel(&Timer::Periodic);
         let topics: Vec<TopicName> = self.tracked_topics.iter().cloned().collect();
-        let body = metadata_request(Some(&topics));
+        let body = metadata_request(Some(&topics), !self.auto_create_topics.is_empty());
         Some(Outgoing { body, version, tag, deadline: now + timeout, timeout, expects_response: true })
     }
 
@@ -252,8 +259,8 @@ impl Machine for MetadataRefresh {
     }
 }
 
-fn metadata_request(topics: Option<&[TopicName]>) -> RequestBody {
+fn metadata_request(topics: Option<&[TopicName]>, auto_create: bool) -> RequestBody {
     let topics =
         topics.map(|t| t.iter().map(|name| MetadataRequestTopic::default().with_name(Some(name.clone()))).collect());
-    MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(false).into()
+    MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(auto_create).into()
 }

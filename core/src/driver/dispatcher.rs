@@ -17,9 +17,9 @@ use futures_core::Stream;
 use super::outcome::{Nudge, Replier};
 use super::producer::{BufferGate, Pending};
 use super::{Command, Msg};
-use crate::producer::{ProduceError, RefuseReason};
 use crate::client::{BrokerVersions, Client, Event, Input, RequestError, RequestId, Response, Transmit};
 use crate::cluster::ClusterMetadata;
+use crate::producer::{ProduceError, RefuseReason};
 
 /// Owns the [`Client`] inside an adapter's driver loop (see the [module docs](super)). Each
 /// `handle_*` call is followed, as for the client, by draining [`Dispatcher::poll_transmit`],
@@ -62,7 +62,12 @@ enum Waiting {
 }
 
 impl Dispatcher {
-    pub(super) fn new(client: Client, intake: Receiver<Msg>, weak: WeakSender<Msg>, gate: Arc<BufferGate>) -> Dispatcher {
+    pub(super) fn new(
+        client: Client,
+        intake: Receiver<Msg>,
+        weak: WeakSender<Msg>,
+        gate: Arc<BufferGate>,
+    ) -> Dispatcher {
         Dispatcher {
             client,
             intake: Box::pin(intake),

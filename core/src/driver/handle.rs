@@ -9,9 +9,9 @@ use async_channel::Sender;
 use super::outcome::{reply, DriverGone, Reply};
 use super::producer::{BufferGate, DeliveryFuture, Sleeper, Waiter};
 use super::{Command, Msg};
-use crate::producer::{ProduceError, ProducerRecord, RecordMetadata};
 use crate::client::{BrokerVersions, RequestError, Response, Target};
 use crate::cluster::ClusterMetadata;
+use crate::producer::{ProduceError, ProducerRecord, RecordMetadata};
 use crate::protocol::{RequestBody, TopicName};
 
 impl From<DriverGone> for RequestError {

@@ -106,6 +106,9 @@ pub struct ProducerConfig {
     pub partition_availability_timeout: Duration,
     /// `partitioner.ignore.keys`: keyed records are spread like unkeyed ones.
     pub ignore_keys: bool,
+    /// `allow.auto.create.topics`: metadata requests for a topic the producer sends to let a
+    /// broker that allows it create the topic (true, as the Java producer always asks).
+    pub allow_auto_create_topics: bool,
 }
 
 impl Default for ProducerConfig {
@@ -125,6 +128,7 @@ impl Default for ProducerConfig {
             adaptive_partitioning: true,
             partition_availability_timeout: Duration::ZERO,
             ignore_keys: false,
+            allow_auto_create_topics: true,
         }
     }
 }
@@ -253,6 +257,9 @@ impl ProducerConfig {
             }
             "partitioner.availability.timeout.ms" => self.partition_availability_timeout = ms(v)?,
             "partitioner.ignore.keys" => self.ignore_keys = v.parse().map_err(|_| invalid("expected true or false"))?,
+            "allow.auto.create.topics" => {
+                self.allow_auto_create_topics = v.parse().map_err(|_| invalid("expected true or false"))?
+            }
             "transactional.id" | "transaction.timeout.ms" => {
                 return Err(ConfigError::Unsupported { key: key.into(), reason: "transactions are not supported yet" })
             }

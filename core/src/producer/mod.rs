@@ -341,7 +341,8 @@ impl Producer {
         let topic = match self.topics.get_mut(&record.topic) {
             Some(t) => t,
             None => {
-                ctx.signals.push(Signal::TrackTopic(record.topic.clone()));
+                let auto_create = self.config.allow_auto_create_topics;
+                ctx.signals.push(Signal::TrackTopic { topic: record.topic.clone(), auto_create });
                 let mut t = TopicState::new();
                 refresh_topic(&mut t, &record.topic, ctx.cluster);
                 self.topics.entry(record.topic.clone()).or_insert(t)
@@ -1228,12 +1229,12 @@ impl Producer {
             let before = delivery.records.partition_point(|r| r.id <= f.upto);
             f.remaining = f.remaining.saturating_sub(before);
         }
+        // The delivery goes first, so a flush answered by it never overtakes its records.
+        self.events.push_back(Event::Delivery(delivery));
         while self.flushes.front().is_some_and(|f| f.remaining == 0) {
             let f = self.flushes.pop_front().expect("checked");
             self.events.push_back(Event::Flushed { id: f.id });
         }
-        // Flushes are answered in order; a later one may finish first only if earlier ones did.
-        self.events.push_back(Event::Delivery(delivery));
     }
 
     fn expire(&mut self, now: Instant, key: BatchKey) {
