@@ -69,7 +69,7 @@ if [ -z "$external" ]; then
   "$kafka" down --version 4.3 --brokers 3 >/dev/null 2>&1 || true
   started_kafka+=(4.3)
   KAFKA_BOOTSTRAP="$("$kafka" up --brokers 3 --version 4.3 | tail -n 1)"
-  export KAFKA_BROKERS=3 KAFKA_CRASH_TESTS=1
+  export KAFKA_BROKERS=3 KAFKA_CRASH_TESTS=1 SANSA_JAVA_READBACK=1
 fi
 export KAFKA_BOOTSTRAP
 for crate in sansa-tokio sansa-async-std sansa-blocking; do

@@ -3,6 +3,8 @@
 #
 #   conformance/java/run.sh generate OUTDIR   write messages.tsv, records.tsv, errors.tsv, partitions.tsv
 #   conformance/java/run.sh verify DIR        check DIR/batches.tsv (and DIR/messages.tsv if present)
+#   conformance/java/run.sh readback BOOTSTRAP TOPIC
+#                                             print TOPIC's records as Kafka's consumer reads them
 #
 # The Kafka version comes from core/codegen/KAFKA_CLIENTS_VERSION and nowhere else. Maven is
 # tried offline first, so once the local repository (~/.m2) is warm no network is needed; the
@@ -13,9 +15,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 version_file="$root/core/codegen/KAFKA_CLIENTS_VERSION"
 
-usage() { echo "usage: $0 generate OUTDIR | verify DIR" >&2; exit 2; }
-[ $# -eq 2 ] || usage
-case "$1" in generate|verify) ;; *) usage ;; esac
+usage() { echo "usage: $0 generate OUTDIR | verify DIR | readback BOOTSTRAP TOPIC" >&2; exit 2; }
+case "$1" in generate|verify) [ $# -eq 2 ] || usage ;; readback) [ $# -eq 3 ] || usage ;; *) usage ;; esac
 
 [ -r "$version_file" ] || { echo "run.sh: cannot read $version_file" >&2; exit 2; }
 version="$(tr -d '[:space:]' < "$version_file")"
@@ -37,4 +38,4 @@ if [ ! -f "$stamp" ] || [ ! -f "$classpath_file" ] || [ ! -d "$target/classes" ]
   touch "$stamp"
 fi
 
-exec java -cp "$target/classes:$(cat "$classpath_file")" sansa.conformance.Main "$1" "$2"
+exec java -cp "$target/classes:$(cat "$classpath_file")" sansa.conformance.Main "$@"

@@ -123,7 +123,51 @@ pub fn producer_round_trip<R: LiveRuntime>(rt: &R, replication: i16) {
     }
     let total: usize = logs.values().map(BTreeMap::len).sum();
     assert_eq!(total, sent.len(), "each record stored once");
+    if std::env::var_os("SANSA_JAVA_READBACK").is_some() {
+        java_reads_back(&topic, &sent);
+    }
     admin.close();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Kafka's own consumer (conformance/java `readback`) reads `topic` and sees exactly `sent`.
+fn java_reads_back(topic: &str, sent: &[(ProducerRecord, RecordMetadata)]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("java/run.sh");
+    let out = std::process::Command::new(script).args(["readback", &bootstrap(), topic]).output().expect("run.sh");
+    assert!(out.status.success(), "readback failed: {}", String::from_utf8_lossy(&out.stderr));
+    let lines: BTreeMap<(i32, i64), String> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(3, '\t');
+            let p: i32 = f.next().unwrap().parse().unwrap();
+            let o: i64 = f.next().unwrap().parse().unwrap();
+            ((p, o), l.to_string())
+        })
+        .collect();
+    assert_eq!(lines.len(), sent.len(), "the Java consumer reads every record once");
+    for (r, m) in sent {
+        let offset = m.offset.unwrap();
+        let headers: Vec<String> = r
+            .headers
+            .iter()
+            .map(|h| format!("{}={}", hex(&h.key), h.value.as_deref().map_or("-".to_string(), hex)))
+            .collect();
+        let expected = format!(
+            "{}\t{}\tCreateTime\t{}\t{}\t{}\t{}",
+            m.partition,
+            offset,
+            r.timestamp.unwrap_or(m.timestamp),
+            r.key.as_deref().map_or("-".to_string(), hex),
+            r.value.as_deref().map_or("-".to_string(), hex),
+            if headers.is_empty() { "-".to_string() } else { headers.join(",") },
+        );
+        assert_eq!(lines[&(m.partition, offset)], expected, "as Java reads it");
+    }
+    eprintln!("the Java consumer read {} records byte-identical", sent.len());
 }
 
 /// An oversized record fails alone; a missing topic fails after `max.block.ms`; with no

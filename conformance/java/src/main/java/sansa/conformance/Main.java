@@ -20,6 +20,8 @@ import java.util.List;
  *   generate OUTDIR   write messages.tsv, records.tsv, errors.tsv and partitions.tsv (deterministic)
  *   verify DIR        check DIR/batches.tsv (record batches encoded by sansa) and, if present,
  *                     DIR/messages.tsv (message bodies) against Kafka's own reader
+ *   readback BOOTSTRAP TOPIC
+ *                     print every record of TOPIC as Kafka's own consumer reads it
  * </pre>
  */
 public final class Main {
@@ -28,8 +30,11 @@ public final class Main {
     }
 
     public static void main(String[] args) throws Exception {
+        if (args.length == 3 && args[0].equals("readback")) {
+            System.exit(ReadBack.run(args[1], args[2], System.out));
+        }
         if (args.length != 2 || !(args[0].equals("generate") || args[0].equals("verify"))) {
-            System.err.println("usage: generate OUTDIR | verify DIR");
+            System.err.println("usage: generate OUTDIR | verify DIR | readback BOOTSTRAP TOPIC");
             System.exit(2);
         }
         Path dir = Path.of(args[1]);
