@@ -52,6 +52,7 @@ pub mod producer;
 pub mod protocol;
 pub mod rand;
 mod requests;
+pub mod serialization;
 mod timer;
 mod versions;
 

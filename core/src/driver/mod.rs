@@ -39,6 +39,7 @@ mod dispatcher;
 mod handle;
 pub mod outcome;
 mod producer;
+mod typed;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -49,6 +50,7 @@ use std::time::Instant;
 pub use dispatcher::{Dispatcher, Intake};
 pub use handle::Handle;
 pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper};
+pub use typed::TypedProducer;
 
 use crate::client::{BrokerVersions, Client, RequestError, Response, Target};
 use crate::cluster::ClusterMetadata;

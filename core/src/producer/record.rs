@@ -162,6 +162,14 @@ pub enum ProduceError {
     /// The producer was closed before the record was delivered.
     #[error("the producer closed before the record was delivered")]
     Closed,
+    /// The key or value serializer refused.
+    #[error("could not serialize the {part}: {error}")]
+    Serialize {
+        /// `"key"` or `"value"`.
+        part: &'static str,
+        /// The serializer's reason.
+        error: crate::serialization::SerializeError,
+    },
     /// No room in `buffer.memory` within `max.block.ms`.
     #[error("no room in buffer.memory within max.block.ms ({waited:?})")]
     BufferExhausted {
