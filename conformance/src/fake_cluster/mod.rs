@@ -61,8 +61,7 @@ mod replication_tests;
 #[cfg(test)]
 mod tests;
 mod topic_config;
-#[cfg(test)]
-pub(crate) mod world;
+pub mod world;
 
 pub use faults::{Fault, FaultAction};
 pub use records::StoredRecord;

@@ -1,6 +1,7 @@
 //! A test world: sansa's sans-IO `Client` wired to the fake cluster in memory, with a virtual
 //! clock that jumps to whichever side's next deadline comes first. No network emulation
-//! (that is the simulator's job); faults come from the cluster's own rules.
+//! (that is the simulator's job); faults come from the cluster's own rules. Tests and
+//! benchmarks use it; so can applications testing their own code against sansa.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -12,18 +13,24 @@ use sansa::{BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, Tra
 use super::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput};
 
 /// Port of broker `id` in the world's addresses.
-pub(crate) fn port_of(id: i32) -> u16 {
+pub fn port_of(id: i32) -> u16 {
     19_091 + id as u16
 }
 
-pub(crate) struct World {
+/// A client and a fake cluster in one process, on a virtual clock.
+#[derive(Debug)]
+pub struct World {
+    /// The client under test.
     pub client: Client,
+    /// The cluster it talks to.
     pub cluster: FakeCluster,
+    /// The virtual clock.
     pub now: Instant,
     by_address: BTreeMap<BrokerAddress, i32>,
     conns: BTreeMap<ConnId, (FakeConnId, BytesMut)>,
     by_fake: BTreeMap<FakeConnId, ConnId>,
     next_conn: u64,
+    /// Every event the client emitted, in order.
     pub events: Vec<Event>,
 }
 

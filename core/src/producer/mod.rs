@@ -421,8 +421,8 @@ impl Producer {
         // Seal the open batch when this record would take it past batch.size.
         if let Some(open) = &state.open {
             let builder = open.open.as_ref().expect("an open batch has its builder");
-            let next =
-                builder.next_record_len(timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers);
+            // The upper bound, not the exact length: one length computation per record less.
+            let next = size - crate::protocol::records::RECORD_BATCH_OVERHEAD;
             let estimated = ((builder.uncompressed_size() + next) as f64 * ratio * COMPRESSION_MARGIN) as usize;
             if estimated > batch_limit || open.size + next > self.config.max_request_size {
                 let batch = state.open.take().expect("checked above");
@@ -477,9 +477,15 @@ impl Producer {
             offset_delta,
             buffer_size: size as u32,
         });
+        let full = (batch.size as f64 * ratio * COMPRESSION_MARGIN) >= batch_limit as f64;
+        if full {
+            // A full batch is ready at once (Java's `isFull`): into the queue with it.
+            let batch = state.open.take().expect("appended above");
+            state.queue.push_back(batch.key);
+            self.batches.insert(batch.key, batch);
+        }
         if let Some(Placement::Sticky(_)) = placement {
             // Java lets the sticky partition move on once its batch is full.
-            let full = (batch.size as f64 * ratio) >= batch_limit as f64;
             let view = TopicPartitions::new(count, &topic.available);
             self.partitioner.handle_append(&record.topic, partition, added, full, &view, &mut self.rng);
         }

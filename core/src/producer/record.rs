@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::client::RequestError;
-use crate::protocol::records::{record_encoded_len, Header, RECORD_BATCH_OVERHEAD};
+use crate::protocol::records::{Header, RECORD_BATCH_OVERHEAD};
 use crate::protocol::{ErrorCode, TopicName};
 
 /// Identifies one record given to [`crate::Client::send`]; its outcome arrives in an
@@ -69,10 +69,23 @@ impl ProducerRecord {
     }
 
     /// Bytes the record holds in the producer's buffer (`buffer.memory`) and counts against
-    /// `max.request.size`: its encoded size in a batch of its own, as Java estimates it.
+    /// `max.request.size`: an upper bound of its size in a batch of its own, as Java
+    /// estimates it (every varint at its longest), cheap enough to take on every send.
     pub fn size_in_buffer(&self) -> usize {
+        const VARINT: usize = 5;
+        const VARLONG: usize = 10;
+        let field = |b: Option<&[u8]>| VARINT + b.map_or(0, <[u8]>::len);
+        let headers: usize =
+            self.headers.iter().map(|h| field(Some(&h.key)) + field(h.value.as_deref())).sum::<usize>() + VARINT;
+        // Length, attributes, timestamp delta, offset delta, key, value, headers.
         RECORD_BATCH_OVERHEAD
-            + record_encoded_len(i32::MAX, i64::MAX, self.key.as_deref(), self.value.as_deref(), &self.headers)
+            + VARINT
+            + 1
+            + VARLONG
+            + VARINT
+            + field(self.key.as_deref())
+            + field(self.value.as_deref())
+            + headers
     }
 }
 
@@ -289,5 +302,27 @@ impl Delivery {
     /// Bytes the batch's records held in the buffer.
     pub fn buffer_size(&self) -> usize {
         self.records.iter().map(|r| r.buffer_size as usize).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::records::record_encoded_len;
+
+    #[test]
+    fn the_buffer_size_bounds_the_encoded_size() {
+        let long = vec![b'v'; 70_000];
+        let records = [
+            ProducerRecord::new("t", ""),
+            ProducerRecord::new("t", long.clone()).with_key("k").with_header("h", "v").with_header("h", long),
+            ProducerRecord { value: None, ..ProducerRecord::new("t", "") },
+        ];
+        for r in records {
+            let exact = RECORD_BATCH_OVERHEAD
+                + record_encoded_len(i32::MAX, i64::MIN, r.key.as_deref(), r.value.as_deref(), &r.headers);
+            assert!(r.size_in_buffer() >= exact, "{} < {exact}", r.size_in_buffer());
+            assert!(r.size_in_buffer() <= exact + 64, "a close bound");
+        }
     }
 }
