@@ -586,6 +586,12 @@ impl Client {
         self.machines.producer.outstanding()
     }
 
+    /// The producer's metrics by their Java names (`record-send-rate`, `batch-size-avg`,
+    /// `request-latency-max`, ...; see [`crate::producer`]'s metrics table), at `now`.
+    pub fn producer_metrics(&self, now: Instant) -> Vec<(&'static str, f64)> {
+        self.machines.producer.metrics(now)
+    }
+
     /// Whether the producer writes idempotently (the configuration decides).
     pub fn producer_idempotent(&self) -> bool {
         self.machines.producer.is_idempotent()

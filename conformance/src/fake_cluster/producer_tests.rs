@@ -266,3 +266,24 @@ fn the_buffer_refuses_past_buffer_memory_and_frees_on_delivery() {
     w.run_until(Duration::from_secs(5), |w| w.client.producer_buffered() == 0);
     assert!(w.client.send(w.now, *refused.record).is_ok());
 }
+
+#[test]
+fn metrics_count_what_the_producer_did_under_java_names() {
+    let mut w = world(|p| p.compression = Compression::lz4());
+    w.cluster.create_topic("m", 2, 1);
+    w.cluster.inject(Fault::error(ErrorCode::NotLeaderOrFollower).on_api(ApiKey::Produce).times(1));
+    let ids = send_all(&mut w, (0..500).map(|i| ProducerRecord::new("m", format!("{i:0>200}"))));
+    settle(&mut w, &ids, Duration::from_secs(10));
+    let bad = send_all(&mut w, [ProducerRecord::new("m", "x").with_partition(9)]);
+    settle(&mut w, &bad, Duration::from_secs(1));
+    let m: BTreeMap<&str, f64> = w.client.producer_metrics(w.now).into_iter().collect();
+    assert_eq!(m["record-send-total"], 500.0);
+    assert!(m["record-retry-total"] >= 1.0, "{m:?}");
+    assert_eq!(m["record-error-total"], 1.0);
+    assert!(m["compression-rate-avg"] < 0.5, "zero-padded values compress: {}", m["compression-rate-avg"]);
+    assert!(m["batch-size-avg"] > 0.0 && m["batch-size-max"] >= m["batch-size-avg"]);
+    assert!(m["records-per-request-avg"] >= 1.0);
+    assert!(m["request-latency-avg"] >= 0.0 && m["response-total"] >= m["request-total"] - 0.5);
+    assert_eq!(m["buffer-available-bytes"], m["buffer-total-bytes"]);
+    assert!(m["record-send-rate"] > 0.0);
+}

@@ -189,6 +189,12 @@ impl Dispatcher {
                 }
                 return;
             }
+            Command::Metrics { reply } => {
+                let mut metrics: BTreeMap<String, f64> =
+                    self.client.producer_metrics(now).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                metrics.insert("bufferpool-wait-time-ns-total".into(), self.gate.waited_ns() as f64);
+                return reply.send(metrics);
+            }
             Command::Flush { reply } => {
                 let id = self.client.flush(now);
                 self.flushes.insert(id, reply);

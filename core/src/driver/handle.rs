@@ -104,6 +104,23 @@ impl Handle {
         Ok(())
     }
 
+    /// The producer's metrics under the Java producer's names (`record-send-rate`,
+    /// `batch-size-avg`, `compression-rate-avg`, `request-latency-max`,
+    /// `buffer-available-bytes`, `bufferpool-wait-time-ns-total`, ...; the table is in
+    /// [`crate::producer::metrics`]). Empty once the driver is gone.
+    pub async fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let (reply, answer) = reply();
+        self.submit(Command::Metrics { reply }).await;
+        answer.recv().await.unwrap_or_default()
+    }
+
+    /// [`Handle::metrics`], blocking the thread.
+    pub fn metrics_blocking(&self) -> std::collections::BTreeMap<String, f64> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Metrics { reply });
+        answer.recv_blocking().unwrap_or_default()
+    }
+
     /// Sends every buffered record without waiting for `linger.ms` and returns once each
     /// record sent before the call has its outcome.
     pub async fn flush(&self) {

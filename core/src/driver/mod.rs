@@ -115,6 +115,10 @@ enum Command {
     Flush {
         reply: Replier<()>,
     },
+    /// The producer's metrics by Java name.
+    Metrics {
+        reply: Replier<std::collections::BTreeMap<String, f64>>,
+    },
     /// Completes once everything in flight finished; records still undelivered after
     /// `timeout` fail.
     Close {

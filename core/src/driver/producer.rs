@@ -26,6 +26,8 @@ use crate::producer::{Delivery, ProduceError, RecordMetadata, SendId};
 #[derive(Debug)]
 pub(crate) struct BufferGate {
     used: Mutex<usize>,
+    /// Nanoseconds sends spent waiting for room (`bufferpool-wait-time-ns-total`).
+    waited: std::sync::atomic::AtomicU64,
     limit: usize,
     pub(crate) max_block: Duration,
     freed: Event,
@@ -33,7 +35,16 @@ pub(crate) struct BufferGate {
 
 impl BufferGate {
     pub(crate) fn new(limit: usize, max_block: Duration) -> Self {
-        BufferGate { used: Mutex::new(0), limit, max_block, freed: Event::new() }
+        BufferGate { used: Mutex::new(0), waited: Default::default(), limit, max_block, freed: Event::new() }
+    }
+
+    pub(crate) fn waited_ns(&self) -> u64 {
+        self.waited.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn note_wait(&self, since: Instant) {
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.waited.fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn try_reserve(&self, size: usize) -> bool {
@@ -60,18 +71,24 @@ impl BufferGate {
     /// Reserves `size` bytes, waiting for room until `max.block.ms` has passed.
     pub(crate) async fn reserve(&self, size: usize, sleeper: Option<&Sleeper>) -> Result<(), ProduceError> {
         self.check(size)?;
+        if self.try_reserve(size) {
+            return Ok(());
+        }
         let start = Instant::now();
         loop {
-            if self.try_reserve(size) {
-                return Ok(());
-            }
             let listener = self.freed.listen();
             if self.try_reserve(size) {
+                self.note_wait(start);
                 return Ok(());
             }
             let left = self.max_block.saturating_sub(start.elapsed());
             if left.is_zero() || !wait_async(listener, left, sleeper).await {
+                self.note_wait(start);
                 return Err(ProduceError::BufferExhausted { waited: start.elapsed() });
+            }
+            if self.try_reserve(size) {
+                self.note_wait(start);
+                return Ok(());
             }
         }
     }
@@ -79,18 +96,24 @@ impl BufferGate {
     /// [`BufferGate::reserve`], blocking the thread.
     pub(crate) fn reserve_blocking(&self, size: usize) -> Result<(), ProduceError> {
         self.check(size)?;
+        if self.try_reserve(size) {
+            return Ok(());
+        }
         let start = Instant::now();
         loop {
-            if self.try_reserve(size) {
-                return Ok(());
-            }
             let listener = self.freed.listen();
             if self.try_reserve(size) {
+                self.note_wait(start);
                 return Ok(());
             }
             let left = self.max_block.saturating_sub(start.elapsed());
             if left.is_zero() || listener.wait_timeout(left).is_none() {
+                self.note_wait(start);
                 return Err(ProduceError::BufferExhausted { waited: start.elapsed() });
+            }
+            if self.try_reserve(size) {
+                self.note_wait(start);
+                return Ok(());
             }
         }
     }

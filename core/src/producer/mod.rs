@@ -31,6 +31,7 @@
 //! sequence past a gap, so renumbering duplicates nothing that was acknowledged.
 
 mod config;
+pub mod metrics;
 pub mod partitioner;
 mod record;
 
@@ -183,6 +184,7 @@ enum Timer {
 struct InFlight {
     broker: BrokerId,
     batches: Vec<BatchKey>,
+    sent: Instant,
 }
 
 #[derive(Debug)]
@@ -224,6 +226,9 @@ pub(crate) struct Producer {
     clock_anchor: Instant,
     events: VecDeque<Event>,
     partitioner: BuiltInPartitioner,
+    metrics: metrics::Metrics,
+    /// The latest `now` seen, for bookkeeping deep in calls that do not carry it.
+    clock: Instant,
     /// When each broker last took a batch, for `partitioner.availability.timeout.ms`.
     last_drain: BTreeMap<BrokerId, Instant>,
     round_robin: RoundRobin,
@@ -241,6 +246,8 @@ impl Producer {
         Producer {
             partitioner: BuiltInPartitioner::new(p.batch_size, p.adaptive_partitioning).ignoring_keys(p.ignore_keys),
             last_drain: BTreeMap::new(),
+            metrics: metrics::Metrics::new(now),
+            clock: now,
             idempotent,
             identity: if idempotent { Identity::Unknown } else { Identity::Disabled },
             generation: 0,
@@ -308,6 +315,7 @@ impl Producer {
 
     /// Takes a record into the buffer, or refuses it (buffer full, closing, failed).
     pub fn send(&mut self, now: Instant, record: ProducerRecord, ctx: &mut Ctx<'_>) -> Result<SendId, SendRefused> {
+        self.clock = now;
         let refuse = |reason, record| Err(SendRefused { reason, record: Box::new(record) });
         if self.closing {
             return refuse(RefuseReason::Closed, record);
@@ -469,6 +477,7 @@ impl Producer {
         let added = builder.uncompressed_size() - before;
         batch.size += added;
         batch.buffered += size;
+        self.metrics.record_appended(now, size);
         batch.records.push(DeliveredRecord {
             id,
             timestamp,
@@ -500,8 +509,14 @@ impl Producer {
         self.flushes.push_back(Flush { id, upto: SendId(self.next_send), remaining: self.outstanding });
     }
 
+    /// The producer's metrics by their Java names (see [`metrics`]).
+    pub fn metrics(&self, now: Instant) -> Vec<(&'static str, f64)> {
+        self.metrics.snapshot(now, self.requests.len(), self.config.buffer_memory, self.buffered)
+    }
+
     /// Fails everything not yet delivered (a close that ran out of time).
     pub fn abort(&mut self, now: Instant) {
+        self.clock = now;
         self.closing = true;
         for (_, topic) in std::mem::take(&mut self.topics) {
             for (id, record, _) in topic.waiting {
@@ -713,6 +728,8 @@ impl Producer {
             let batch = self.batches.get_mut(&key).expect("prepared above");
             batch.in_flight = true;
             batch.attempts += 1;
+            let age = now.saturating_duration_since(batch.created);
+            self.metrics.batch_sent(now, batch.records.len(), bytes.len(), batch.size, age, batch.attempts > 1);
             let state = &mut self.topics.get_mut(topic).expect("listed").partitions[*partition as usize];
             state.in_flight += 1;
             data.entry(topic.clone())
@@ -739,7 +756,9 @@ impl Producer {
             .with_topic_data(topic_data);
         self.next_tag += 1;
         let tag = self.next_tag;
-        self.requests.insert(tag, InFlight { broker, batches: taken });
+        let records: usize = taken.iter().filter_map(|k| self.batches.get(k)).map(|b| b.records.len()).sum();
+        self.metrics.request_sent(now, records);
+        self.requests.insert(tag, InFlight { broker, batches: taken, sent: now });
         Some(Outgoing {
             body: RequestBody::Produce(body),
             version,
@@ -799,6 +818,7 @@ impl Producer {
             }
         };
         let Some(response) = response else { return };
+        self.metrics.response(now, now.saturating_duration_since(request.sent), response.throttle_time_ms);
         self.apply_leader_hints(&response, ctx);
         if self.config.adaptive_partitioning {
             let mut topics: Vec<TopicName> = Vec::new();
@@ -1230,6 +1250,9 @@ impl Producer {
     /// Emits a delivery and settles flushes.
     fn finish(&mut self, delivery: Delivery) {
         let n = delivery.records.len();
+        if delivery.result.is_err() {
+            self.metrics.failed(self.clock, n);
+        }
         self.outstanding = self.outstanding.saturating_sub(n);
         for f in &mut self.flushes {
             let before = delivery.records.partition_point(|r| r.id <= f.upto);
@@ -1463,6 +1486,7 @@ impl Machine for Producer {
     }
 
     fn handle_response(&mut self, now: Instant, tag: Tag, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
+        self.clock = now;
         if matches!(self.identity, Identity::Requesting { tag: t, .. } if t == tag) {
             self.handle_init(now, result, ctx);
         } else {
@@ -1472,6 +1496,7 @@ impl Machine for Producer {
     }
 
     fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.clock = now;
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 // Due now: `wanted` sees the batch or the request.
