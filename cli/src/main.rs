@@ -1,7 +1,8 @@
 //! `sansa`: probe Kafka brokers, inspect metadata, send any request written as JSON, produce
-//! records from stdin.
+//! records from stdin, and measure the producer as kafka-producer-perf-test does.
 
 mod demo;
+mod perf;
 mod produce;
 mod props;
 
@@ -22,7 +23,7 @@ use serde_json::{json, Value};
 #[command(
     name = "sansa",
     version,
-    about = "An Apache Kafka client: probe brokers, read metadata, send raw requests, produce"
+    about = "An Apache Kafka client: probe brokers, read metadata, send raw requests, produce, measure"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -105,6 +106,11 @@ enum Command {
     ///
     /// Example: printf 'k1:v1\nk2:v2\n' | sansa produce -b localhost:9092 -t orders -k : -H source=cli -X acks=1
     Produce(produce::ProduceArgs),
+    /// Performance tests with the flags and output of Kafka's own tools.
+    Perf {
+        #[command(subcommand)]
+        command: perf::PerfCommand,
+    },
     /// Run sansa's main job end to end: check-version, metadata, topic creation, and a
     /// produce-then-fetch round trip, timing each step. Starts a 3-broker fake cluster in this
     /// process unless `-b` names a real one.
@@ -163,6 +169,11 @@ impl Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // perf builds the runtime its measurement wants.
+    let cli = match cli.command {
+        Command::Perf { command } => return Failure::exit(perf::run(command)),
+        command => Cli { command },
+    };
     if let Command::FakeCluster { brokers, listen, release } = &cli.command {
         return match fake_cluster(*brokers, listen.as_deref(), release) {
             Ok(()) => ExitCode::SUCCESS,
@@ -223,7 +234,7 @@ fn fake_cluster(brokers: usize, listen: Option<&str>, release: &str) -> Result<(
 async fn run(command: Command) -> Result<(), String> {
     match command {
         // Run by main before this point.
-        Command::FakeCluster { .. } | Command::Produce(_) => Ok(()),
+        Command::FakeCluster { .. } | Command::Produce(_) | Command::Perf { .. } => Ok(()),
         Command::Demo { bootstrap, records, value_size } => {
             demo::run(demo::DemoOptions { bootstrap, records, value_size }).await
         }
