@@ -388,14 +388,13 @@ async fn produce(args: &PerfProduceArgs, config: sansa::Config) -> Result<u64, F
     let topic = TopicName::from(args.topic.as_str());
     let size = args.record_size as usize;
     let bytes = u64::from(args.record_size);
-    let epoch = Instant::now();
-    let ms_since_epoch = move |t: Instant| t.saturating_duration_since(epoch).as_millis() as u64;
-    let stats = Arc::new(Mutex::new(Stats::new(args.num_records, epoch)));
     let mut random = SplitMix64::new(0);
-    let start = Instant::now();
-    lock(&stats).start = start;
-    lock(&stats).window_start = start;
     let mut throttler = Throttler::new(args.throughput);
+    let start = Instant::now();
+    // Latencies in whole milliseconds, as differences of millisecond clock readings (Java's
+    // currentTimeMillis), not rounded durations.
+    let ms_since_start = move |t: Instant| t.saturating_duration_since(start).as_millis() as u64;
+    let stats = Arc::new(Mutex::new(Stats::new(args.num_records, start)));
     for i in 0..args.num_records {
         // The producer holds each value until its batch is sent: a fresh buffer per record.
         let mut payload = vec![0u8; size];
@@ -409,14 +408,14 @@ async fn produce(args: &PerfProduceArgs, config: sansa::Config) -> Result<u64, F
             timestamp: None,
         };
         let send_start = Instant::now();
-        let sent_ms = ms_since_epoch(send_start);
+        let sent_ms = ms_since_start(send_start);
         let s = Arc::clone(&stats);
         let callback = move |result: Result<_, ProduceError>| {
             let now = Instant::now();
             let mut stats = lock(&s);
             match result {
                 Ok(_) => {
-                    let latency = ms_since_epoch(now).saturating_sub(sent_ms);
+                    let latency = ms_since_start(now).saturating_sub(sent_ms);
                     if let Some(line) = stats.record(i32::try_from(latency).unwrap_or(i32::MAX), bytes, now) {
                         println!("{line}");
                     }
