@@ -1,6 +1,10 @@
-//! `sansa`: probe Kafka brokers, inspect metadata, and send any request written as JSON.
+//! `sansa`: probe Kafka brokers, inspect metadata, send any request written as JSON, produce
+//! records from stdin, and measure the producer as kafka-producer-perf-test does.
 
 mod demo;
+mod perf;
+mod produce;
+mod props;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,7 +20,11 @@ use sansa_tokio::KafkaClient;
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
-#[command(name = "sansa", version, about = "An Apache Kafka client: probe brokers, read metadata, send raw requests")]
+#[command(
+    name = "sansa",
+    version,
+    about = "An Apache Kafka client: probe brokers, read metadata, send raw requests, produce, measure"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,6 +101,16 @@ enum Command {
         #[arg(long)]
         transactional_id: Option<String>,
     },
+    /// Produce records read from stdin, one per line, as the lines arrive. Prints a summary on
+    /// stderr at the end; exits 1 if any record failed, 2 for bad flags or properties.
+    ///
+    /// Example: printf 'k1:v1\nk2:v2\n' | sansa produce -b localhost:9092 -t orders -k : -H source=cli -X acks=1
+    Produce(produce::ProduceArgs),
+    /// Performance tests with the flags and output of Kafka's own tools.
+    Perf {
+        #[command(subcommand)]
+        command: perf::PerfCommand,
+    },
     /// Run sansa's main job end to end: check-version, metadata, topic creation, and a
     /// produce-then-fetch round trip, timing each step. Starts a 3-broker fake cluster in this
     /// process unless `-b` names a real one.
@@ -123,8 +141,39 @@ enum Command {
     },
 }
 
+/// Why `produce` or `perf` failed; the exit status tells which.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad flags, properties or configuration: nothing was sent (exit 2, as for clap's usage
+    /// errors).
+    Usage(String),
+    /// The command ran and something failed (exit 1).
+    Failed(String),
+}
+
+impl Failure {
+    fn exit(result: Result<(), Failure>) -> ExitCode {
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(Failure::Usage(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+            Err(Failure::Failed(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // perf builds the runtime its measurement wants.
+    let cli = match cli.command {
+        Command::Perf { command } => return Failure::exit(perf::run(command)),
+        command => Cli { command },
+    };
     if let Command::FakeCluster { brokers, listen, release } = &cli.command {
         return match fake_cluster(*brokers, listen.as_deref(), release) {
             Ok(()) => ExitCode::SUCCESS,
@@ -141,6 +190,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Produce(args) = cli.command {
+        return Failure::exit(runtime.block_on(produce::run(args)));
+    }
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -181,7 +233,8 @@ fn fake_cluster(brokers: usize, listen: Option<&str>, release: &str) -> Result<(
 
 async fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::FakeCluster { .. } => Ok(()),
+        // Run by main before this point.
+        Command::FakeCluster { .. } | Command::Produce(_) | Command::Perf { .. } => Ok(()),
         Command::Demo { bootstrap, records, value_size } => {
             demo::run(demo::DemoOptions { bootstrap, records, value_size }).await
         }
