@@ -287,6 +287,7 @@ fn perf_produce_exits_non_zero_with_the_failed_count() {
             server.bootstrap(),
             "--producer-props",
             "max.block.ms=300",
+            "allow.auto.create.topics=false",
         ],
         "",
     );
