@@ -3,16 +3,17 @@
 //! long it took; the first failure stops the demo with an error.
 
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sansa::cluster::ClusterMetadata;
+use sansa::producer::{ProducerConfig, ProducerRecord};
 use sansa::protocol::messages::create_topics::request::CreatableTopic;
 use sansa::protocol::messages::delete_topics::request::DeleteTopicState;
 use sansa::protocol::messages::fetch::request::{FetchPartition, FetchTopic};
-use sansa::protocol::messages::produce::request::{PartitionProduceData, TopicProduceData};
-use sansa::protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ProduceRequest};
-use sansa::protocol::records::{decode_batches, BatchParams, Compression, DecodeOptions, RecordBatchEncoder};
+use sansa::protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, FetchRequest};
+use sansa::protocol::records::{decode_batches, Compression, DecodeOptions};
 use sansa::protocol::{ApiKey, BrokerId, ErrorCode, ResponseBody, TopicName};
 use sansa::{Config, Target};
 use sansa_conformance::fake_cluster::FakeClusterConfig;
@@ -48,10 +49,13 @@ pub(crate) async fn run(options: DemoOptions) -> Result<(), String> {
             b
         }
     };
+    let mut producer = ProducerConfig::default();
+    producer.compression = Compression::lz4();
     let config = Config::new(&bootstrap)
         .map_err(|e| e.to_string())?
         .with_client_id("sansa-demo")
-        .with_request_timeout(Duration::from_secs(30));
+        .with_request_timeout(Duration::from_secs(30))
+        .with_producer(producer);
     let client = KafkaClient::connect(config).map_err(|e| e.to_string())?;
 
     let versions = client.check_version(Target::AnyBroker).await.map_err(|e| format!("check-version: {e}"))?;
@@ -92,7 +96,13 @@ pub(crate) async fn run(options: DemoOptions) -> Result<(), String> {
     let produced = produce(&client, &md, &name, &options).await?;
     let total = produced.iter().sum::<usize>();
     let bytes = total * options.value_size;
-    step.done_rate(&format!("produced {total} records ({} per partition, lz4, acks=all)", options.records), bytes);
+    step.done_rate(
+        &format!(
+            "produced {total} records with the producer ({} per partition, lz4, acks=all, idempotent)",
+            options.records
+        ),
+        bytes,
+    );
 
     let fetched = fetch(&client, &md, &name, &options).await?;
     step.done_rate(&format!("fetched {fetched} records back from the leaders, every value checked"), bytes);
@@ -175,51 +185,38 @@ fn leader_of(md: &ClusterMetadata, name: &str, partition: i32) -> Result<BrokerI
         .ok_or_else(|| format!("{name}-{partition} has no leader"))
 }
 
-/// One lz4 batch per partition, sent to each leader concurrently. Returns records per partition.
+/// Every record through the producer (lz4, acks=all, idempotent), each partition given its
+/// share explicitly so the fetch can check every value; the outcomes arrive by callback.
+/// Returns records per partition.
 async fn produce(
     client: &KafkaClient,
-    md: &ClusterMetadata,
+    _md: &ClusterMetadata,
     name: &str,
     options: &DemoOptions,
 ) -> Result<Vec<usize>, String> {
-    let topic = md.topic(name).ok_or("topic vanished")?;
-    let mut requests = Vec::new();
-    for partition in 0..PARTITIONS {
-        let leader = leader_of(md, name, partition)?;
-        let mut buf = BytesMut::new();
-        let mut encoder = RecordBatchEncoder::new();
-        let mut batch =
-            encoder.begin(&mut buf, BatchParams::new().compression(Compression::lz4())).map_err(|e| e.to_string())?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        for i in 0..options.records {
-            let key = format!("key-{i}");
-            batch
-                .append(now, Some(key.as_bytes()), Some(&value_of(partition, i, options.value_size)), &[])
-                .map_err(|e| e.to_string())?;
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..options.records {
+        for partition in 0..PARTITIONS {
+            let record = ProducerRecord::new(name, value_of(partition, i, options.value_size))
+                .with_key(format!("key-{i}"))
+                .with_partition(partition);
+            let failures = Arc::clone(&failures);
+            client
+                .send_with_callback(record, move |outcome| {
+                    if let Err(e) = outcome {
+                        failures.lock().unwrap_or_else(|e| e.into_inner()).push(e.to_string());
+                    }
+                })
+                .await
+                .map_err(|e| format!("produce: {e}"))?;
         }
-        batch.finish().map_err(|e| e.to_string())?;
-        let versions = client.check_version(Target::Broker(leader)).await.map_err(|e| e.to_string())?;
-        let by_id = versions.api_versions.negotiate(ApiKey::Produce).is_ok_and(|v| v >= 13);
-        let data = TopicProduceData::default().with_partition_data(vec![PartitionProduceData::default()
-            .with_index(partition)
-            .with_records(Some(buf.freeze()))]);
-        let data = if by_id { data.with_topic_id(topic.id) } else { data.with_name(topic.name.clone()) };
-        let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![data]);
-        let client = client.clone();
-        requests.push(tokio::spawn(async move { client.request(Target::Broker(leader), request).await }));
     }
-    let mut counts = Vec::new();
-    for (partition, answer) in requests.into_iter().enumerate() {
-        let answer = answer.await.map_err(|e| format!("produce task: {e}"))?;
-        let r = answer.map_err(|e| format!("produce to partition {partition}: {e}"))?;
-        let Some(ResponseBody::Produce(p)) = r.body else { return Err("produce: no answer".into()) };
-        let code = p.responses.first().and_then(|t| t.partition_responses.first()).map(|p| p.error_code);
-        if code != Some(ErrorCode::None) {
-            return Err(format!("produce to partition {partition}: {code:?}"));
-        }
-        counts.push(options.records);
+    client.flush().await;
+    let failures = failures.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(first) = failures.first() {
+        return Err(format!("{} records failed, the first: {first}", failures.len()));
     }
-    Ok(counts)
+    Ok(vec![options.records; PARTITIONS as usize])
 }
 
 /// Fetches every partition from offset 0 until all records are back, checking each value.
