@@ -81,6 +81,12 @@ echo "differential test (sansa-blocking): $(grep -c '^- ' target/differential.md
 step "sansa demo against the real cluster"
 target/debug/sansa demo -b "$KAFKA_BOOTSTRAP" --records 2000
 
+step "sansa produce and perf produce against the real cluster"
+topic="sansa-cli-$(date +%s)"
+seq 1 1000 | sed 's/^/key-/; s/$/::value/' | target/debug/sansa produce -b "$KAFKA_BOOTSTRAP" -t "$topic" -k :: -H src=test.sh -X acks=all
+target/debug/sansa perf produce --topic "$topic" --num-records 50000 --record-size 100 --throughput -1 \
+  --bootstrap-server "$KAFKA_BOOTSTRAP" --producer-props acks=all linger.ms=5 compression.type=lz4 | tail -n 2
+
 step "sansa check-version against Kafka 4.3 and 3.9"
 sansa=target/debug/sansa
 out="$("$sansa" check-version -b "$KAFKA_BOOTSTRAP")"; echo "4.3 cluster: $out"
@@ -98,5 +104,6 @@ grep -qx 'Apache Kafka 3.9' <<<"$out"
 step "benchmarks compile and run once"
 cargo bench -q -p sansa --bench records -- --test >/dev/null
 cargo bench -q -p sansa-conformance --bench requests -- --test >/dev/null
+cargo bench -q -p sansa-conformance --bench producer -- --test >/dev/null
 
 printf '\nall checks passed in %ss\n' "$(( $(date +%s) - start ))"
