@@ -173,7 +173,7 @@ impl Dispatcher {
                 (self.client.check_version(now, target), Waiting::Versions(reply))
             }
             Command::Send { record, waiter, reserved } => {
-                match self.client.send(now, *record) {
+                match self.client.send(now, record) {
                     Ok(id) => self.sends.insert(id, waiter, reserved),
                     Err(refused) => {
                         self.gate.release(reserved);

@@ -62,7 +62,7 @@ impl Handle {
         let reserved = record.size_in_buffer();
         self.gate.reserve(reserved, self.sleeper.as_ref()).await?;
         let (waiter, future) = Waiter::future();
-        self.submit(Command::Send { record: Box::new(record), waiter, reserved }).await;
+        self.submit(Command::Send { record, waiter, reserved }).await;
         Ok(future)
     }
 
@@ -71,7 +71,7 @@ impl Handle {
         let reserved = record.size_in_buffer();
         self.gate.reserve_blocking(reserved)?;
         let (waiter, future) = Waiter::future();
-        self.submit_blocking(Command::Send { record: Box::new(record), waiter, reserved });
+        self.submit_blocking(Command::Send { record, waiter, reserved });
         Ok(future)
     }
 
@@ -86,7 +86,7 @@ impl Handle {
         let reserved = record.size_in_buffer();
         self.gate.reserve(reserved, self.sleeper.as_ref()).await?;
         let waiter = Waiter::callback(Box::new(callback));
-        self.submit(Command::Send { record: Box::new(record), waiter, reserved }).await;
+        self.submit(Command::Send { record, waiter, reserved }).await;
         Ok(())
     }
 
@@ -100,7 +100,7 @@ impl Handle {
         let reserved = record.size_in_buffer();
         self.gate.reserve_blocking(reserved)?;
         let waiter = Waiter::callback(Box::new(callback));
-        self.submit_blocking(Command::Send { record: Box::new(record), waiter, reserved });
+        self.submit_blocking(Command::Send { record, waiter, reserved });
         Ok(())
     }
 

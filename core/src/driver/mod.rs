@@ -107,7 +107,7 @@ enum Command {
     },
     /// A record for the producer, with its bytes of `buffer.memory` already reserved.
     Send {
-        record: Box<ProducerRecord>,
+        record: ProducerRecord,
         waiter: producer::Waiter,
         reserved: usize,
     },

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -25,7 +26,8 @@ use crate::producer::{Delivery, ProduceError, RecordMetadata, SendId};
 /// `buffer.memory`, as the handles reserve it.
 #[derive(Debug)]
 pub(crate) struct BufferGate {
-    used: Mutex<usize>,
+    /// Bytes reserved; lock-free, as every send touches it.
+    used: AtomicUsize,
     /// Nanoseconds sends spent waiting for room (`bufferpool-wait-time-ns-total`).
     waited: std::sync::atomic::AtomicU64,
     limit: usize,
@@ -35,7 +37,7 @@ pub(crate) struct BufferGate {
 
 impl BufferGate {
     pub(crate) fn new(limit: usize, max_block: Duration) -> Self {
-        BufferGate { used: Mutex::new(0), waited: Default::default(), limit, max_block, freed: Event::new() }
+        BufferGate { used: AtomicUsize::new(0), waited: Default::default(), limit, max_block, freed: Event::new() }
     }
 
     pub(crate) fn waited_ns(&self) -> u64 {
@@ -48,13 +50,11 @@ impl BufferGate {
     }
 
     fn try_reserve(&self, size: usize) -> bool {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if *used + size <= self.limit {
-            *used += size;
-            true
-        } else {
-            false
-        }
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + size <= self.limit).then_some(used + size)
+            })
+            .is_ok()
     }
 
     /// Gives `size` bytes back and wakes senders waiting for room.
@@ -62,9 +62,7 @@ impl BufferGate {
         if size == 0 {
             return;
         }
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        *used = used.saturating_sub(size);
-        drop(used);
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(size)));
         self.freed.notify(usize::MAX);
     }
 
