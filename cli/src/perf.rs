@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sansa::driver::Handle;
 use sansa::producer::{ProduceError, ProducerRecord};
 use sansa::protocol::TopicName;
-use sansa_tokio::KafkaClient;
 
 use crate::props::{self, Props};
 use crate::Failure;
@@ -50,6 +50,20 @@ pub(crate) struct PerfProduceArgs {
     /// Bootstrap servers; overrides bootstrap.servers from the other flags.
     #[arg(long = "bootstrap-server", value_name = "HOST:PORT,...")]
     bootstrap_server: Option<String>,
+    /// Which sansa driver runs the producer (sansa's own flag, not Kafka's).
+    #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
+}
+
+/// The drivers `perf produce` can measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Runtime {
+    /// sansa-tokio, the sending loop and the driver on one current-thread runtime.
+    Tokio,
+    /// sansa-async-std under smol, the driver spawned on smol's executor.
+    Smol,
+    /// sansa-blocking: the sending loop on this thread, the driver on its own.
+    Blocking,
 }
 
 fn parse_word(s: &str) -> Result<(String, String), String> {
@@ -364,12 +378,41 @@ pub(crate) fn run(command: PerfCommand) -> Result<(), Failure> {
     let config = props::client_config(&all)?;
     // One thread for the sending loop and the driver: measured faster on 2 cores beside a local
     // broker than a driver thread of its own, and cheaper in CPU.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Failed(format!("could not start the runtime: {e}")))?;
-    let failed = runtime.block_on(produce(&args, config))?;
-    drop(runtime);
+    let failed = match args.runtime {
+        Runtime::Tokio => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Failed(format!("could not start the runtime: {e}")))?;
+            let failed = runtime.block_on(async {
+                let client = sansa_tokio::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
+                let failed = produce(&args, &client, |d| tokio::time::sleep(d)).await;
+                client.close().await;
+                Ok::<_, Failure>(failed)
+            })?;
+            drop(runtime);
+            failed
+        }
+        Runtime::Smol => smol::block_on(async {
+            let (client, driver) =
+                sansa_async_std::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
+            smol::spawn(driver).detach();
+            let failed = produce(&args, &client, |d| async move {
+                smol::Timer::after(d).await;
+            })
+            .await;
+            client.close().await;
+            Ok::<_, Failure>(failed)
+        })?,
+        Runtime::Blocking => {
+            let client = sansa_blocking::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
+            // The blocking handle's methods block; the loop is the same, polled to completion
+            // on this thread with sleeps as plain waits.
+            let failed = smol::block_on(produce_blocking(&args, &client));
+            client.close();
+            failed
+        }
+    };
     if let Some((user, system)) = cpu_seconds(ticks) {
         println!(
             "cpu: {user:.2} s user, {system:.2} s system, {:.2} s per million records",
@@ -382,9 +425,17 @@ pub(crate) fn run(command: PerfCommand) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The sending loop; returns how many records failed.
-async fn produce(args: &PerfProduceArgs, config: sansa::Config) -> Result<u64, Failure> {
-    let client = KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
+/// The sending loop on the blocking driver: every send blocks while the buffer is full.
+async fn produce_blocking(args: &PerfProduceArgs, client: &sansa_blocking::KafkaClient) -> u64 {
+    produce(args, client, |d| async move { std::thread::sleep(d) }).await
+}
+
+/// The sending loop on any driver's handle; returns how many records failed.
+async fn produce<F: std::future::Future<Output = ()>>(
+    args: &PerfProduceArgs,
+    client: &Handle,
+    sleep_for: impl Fn(Duration) -> F,
+) -> u64 {
     let topic = TopicName::from(args.topic.as_str());
     let size = args.record_size as usize;
     let bytes = u64::from(args.record_size);
@@ -427,24 +478,32 @@ async fn produce(args: &PerfProduceArgs, config: sansa::Config) -> Result<u64, F
                 }
             }
         };
-        if let Err(e) = client.send_with_callback(record, callback).await {
+        let sent = if args.runtime == Runtime::Blocking {
+            client.send_with_callback_blocking(record, callback)
+        } else {
+            client.send_with_callback(record, callback).await
+        };
+        if let Err(e) = sent {
             if lock(&stats).error() {
                 eprintln!("error: send failed: {e}");
             }
         }
         if throttler.should_throttle(i, send_start - start) {
             if let Some(sleep) = throttler.throttle() {
-                tokio::time::sleep(sleep).await;
+                sleep_for(sleep).await;
             }
         }
     }
     // As ProducerPerformance closes its producer before the final line: every outcome is in.
-    client.flush().await;
-    client.close().await;
+    if args.runtime == Runtime::Blocking {
+        client.flush_blocking();
+    } else {
+        client.flush().await;
+    }
     let mut stats = lock(&stats);
     println!("{}", stats.total_line(Instant::now()));
     let unaccounted = args.num_records.saturating_sub(stats.count + stats.errors());
-    Ok(stats.errors() + unaccounted)
+    stats.errors() + unaccounted
 }
 
 #[cfg(test)]
