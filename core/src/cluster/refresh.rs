@@ -43,6 +43,8 @@ pub(crate) struct MetadataRefresh {
     tracked_topics: BTreeSet<TopicName>,
     /// Tracked topics a refresh may create.
     auto_create_topics: BTreeSet<TopicName>,
+    /// A topic was tracked while a refresh was in flight: refresh again once it lands.
+    refresh_again: bool,
     next_refresh: Instant,
     /// The client's own refresh on the wire.
     in_flight: Option<Tag>,
@@ -68,6 +70,7 @@ impl MetadataRefresh {
         MetadataRefresh {
             tracked_topics: BTreeSet::new(),
             auto_create_topics: BTreeSet::new(),
+            refresh_again: false,
             next_refresh: now + max_age,
             in_flight: None,
             stuck: false,
@@ -102,7 +105,10 @@ impl MetadataRefresh {
         if auto_create {
             self.auto_create_topics.insert(topic.clone());
         }
-        self.tracked_topics.insert(topic);
+        // A refresh already on the wire does not name the new topic: another follows it.
+        if self.tracked_topics.insert(topic) && self.in_flight.is_some() {
+            self.refresh_again = true;
+        }
     }
 
     /// Asks for a refresh soon, unless one is under way. Returns whether that is news.
@@ -194,7 +200,8 @@ impl Machine for MetadataRefresh {
                 if user.is_none() {
                     self.in_flight = None;
                     self.failures = 0;
-                    self.schedule(now + ctx.config.metadata_max_age);
+                    let again = std::mem::take(&mut self.refresh_again);
+                    self.schedule(if again { now } else { now + ctx.config.metadata_max_age });
                 }
                 if needs_quick_refresh(&m) && self.in_flight.is_none() {
                     let delay = ctx.config.retry_backoff.delay(1, &mut self.rng);
