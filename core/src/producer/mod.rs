@@ -21,7 +21,10 @@
 //! **Idempotence** (on by default with acks=all): the producer gets an id and epoch with
 //! InitProducerId before any batch leaves; each partition numbers its records from 0. A batch
 //! keeps its sequence across retries, and a partition resends a numbered batch only when none
-//! of its batches is in flight, so retries go out in sequence order. The broker answers a
+//! of its batches is in flight, so retries go out in sequence order. A partition pipelines
+//! batches only once one of them was acknowledged under the current id and epoch: a broker
+//! that holds no state for the producer takes any sequence, so before that a batch could be
+//! written ahead of an earlier one refused with a retriable error. The broker answers a
 //! resent batch it already wrote with the original offset. When a sequence gap is certain (the
 //! partition's first unresolved batch is refused with OUT_OF_ORDER_SEQUENCE_NUMBER or
 //! UNKNOWN_PRODUCER_ID, or a batch that may have been written expired), the producer bumps its
@@ -112,6 +115,11 @@ struct PartitionState {
     pending_sequences: BTreeSet<i32>,
     /// Frozen until the epoch bump: its numbered batches are not in the log.
     needs_bump: bool,
+    /// A batch numbered under the current producer id and epoch was acknowledged here, so
+    /// the broker holds this producer's state for the partition. Until then its batches go
+    /// one at a time: a broker without state takes any sequence, so a batch behind one
+    /// refused with a retriable error would be written before it.
+    confirmed: bool,
 }
 
 #[derive(Debug)]
@@ -604,7 +612,11 @@ impl Producer {
         match b.sequence {
             // A numbered batch goes again only once its partition has nothing in flight.
             Some(_) => state.in_flight == 0,
-            None => matches!(self.identity, Identity::Ready { .. }) && !self.bump_wanted,
+            None => {
+                matches!(self.identity, Identity::Ready { .. })
+                    && !self.bump_wanted
+                    && (state.confirmed || state.in_flight == 0)
+            }
         }
     }
 
@@ -1006,6 +1018,7 @@ impl Producer {
             if generation == self.generation {
                 if let Some(state) = self.partition_mut(&b.topic, b.partition) {
                     state.pending_sequences.remove(&base);
+                    state.confirmed = true;
                 }
             }
         }
@@ -1114,6 +1127,7 @@ impl Producer {
                 state.next_sequence = 0;
                 state.pending_sequences.clear();
                 state.needs_bump = false;
+                state.confirmed = false;
             }
         }
         for b in self.batches.values_mut() {
