@@ -735,7 +735,15 @@ impl Producer {
                 break;
             }
             let Some(key) = self.take_batch(topic, *partition) else { continue };
+            #[cfg(feature = "plants")]
+            let before = self.partition_mut(topic, *partition).map(|s| s.next_sequence);
             let Some(bytes) = self.prepare(key) else { continue };
+            #[cfg(feature = "plants")]
+            if ctx.planted(crate::plants::Plant::ProducerSequenceNotAdvanced) {
+                if let (Some(before), Some(state)) = (before, self.partition_mut(topic, *partition)) {
+                    state.next_sequence = before;
+                }
+            }
             size += bytes.len();
             let batch = self.batches.get_mut(&key).expect("prepared above");
             batch.in_flight = true;
@@ -1052,11 +1060,24 @@ impl Producer {
                 ProduceError::DeliveryTimeout { timeout: self.config.delivery_timeout, last: Some(Box::new(attempt)) };
             return self.fail_batch(b, error);
         }
+        #[cfg(feature = "plants")]
+        if ctx.planted(crate::plants::Plant::ProducerDropOnRetry) {
+            return self.release(b.buffered);
+        }
         let delay = ctx.config.retry_backoff.delay(b.attempts, &mut self.rng);
         b.retry_at = Some(now + delay);
         b.last_error = Some(attempt);
         self.timers.insert(now + delay, Timer::Retry(key.0, key.1));
+        #[cfg(feature = "plants")]
+        let place = (b.topic.clone(), b.partition);
         self.requeue(b);
+        #[cfg(feature = "plants")]
+        if ctx.planted(crate::plants::Plant::ProducerRetryOutOfOrder) {
+            if let Some(state) = self.partition_mut(&place.0, place.1) {
+                state.queue.retain(|k| *k != key);
+                state.queue.push_back(key);
+            }
+        }
     }
 
     /// Puts a batch back in its partition's queue, in its place.
@@ -1080,6 +1101,8 @@ impl Producer {
             (true, Some(base), Some(state)) => state.pending_sequences.first() == Some(&base),
             _ => false,
         };
+        #[cfg(feature = "plants")]
+        let first = first && !ctx.planted(crate::plants::Plant::ProducerNoEpochBump);
         if first {
             // Nothing before it is pending: the broker does not have it, nor anything after.
             if let Some(state) = self.partition_mut(&topic, partition) {
