@@ -314,3 +314,25 @@ fn a_refused_first_batch_is_not_overtaken_by_the_batches_behind_it() {
         .collect();
     assert_eq!(values, (0..40).collect::<Vec<_>>(), "each record once, in send order");
 }
+
+/// A batch whose earlier attempt may have been written (its answer was lost) and whose retry
+/// is refused with OUT_OF_ORDER_SEQUENCE_NUMBER is retried as it is: renumbering it under a
+/// bumped epoch would write it a second time. Found by the simulator (seed 6074), where the
+/// refusal was injected on a retry after a lost answer.
+#[test]
+fn a_gap_refusal_of_a_batch_that_may_be_written_does_not_renumber_it() {
+    let mut w = world(|p| p.delivery_timeout = Duration::from_secs(60));
+    w.cluster.create_topic("g", 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("g", "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    w.cluster.inject(Fault::new(FaultAction::LoseResponse).on_api(ApiKey::Produce).times(1));
+    let ids = send_all(&mut w, [ProducerRecord::new("g", "once")]);
+    // The first attempt is written and its answer lost; the retry is refused as a gap.
+    w.run_until(Duration::from_secs(1), |_| false);
+    assert_eq!(log(&w, "g", 0).len(), 2);
+    w.cluster.inject(Fault::error(ErrorCode::OutOfOrderSequenceNumber).on_api(ApiKey::Produce).times(1));
+    let out = settle(&mut w, &ids, Duration::from_secs(120));
+    assert_eq!(out[&ids[0]].as_ref().map(|m| m.offset), Ok(Some(1)), "{out:?}");
+    let values: Vec<Bytes> = log(&w, "g", 0).into_iter().filter_map(|(_, v, _)| v).collect();
+    assert_eq!(values, [Bytes::from("warm"), Bytes::from("once")], "stored once");
+}

@@ -26,10 +26,11 @@
 //! that holds no state for the producer takes any sequence, so before that a batch could be
 //! written ahead of an earlier one refused with a retriable error. The broker answers a
 //! resent batch it already wrote with the original offset. When a sequence gap is certain (the
-//! partition's first unresolved batch is refused with OUT_OF_ORDER_SEQUENCE_NUMBER or
-//! UNKNOWN_PRODUCER_ID, or a batch that may have been written expired), the producer bumps its
-//! epoch (KIP-360) once every batch that might be in the log has been resolved: every
-//! partition restarts at sequence 0 and batches not known to be written are renumbered.
+//! partition's first unresolved batch, none of whose attempts may have been written, is
+//! refused with OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID, or a batch that may have
+//! been written expired), the producer bumps its epoch (KIP-360) once every batch that might
+//! be in the log has been resolved: every partition restarts at sequence 0 and batches not
+//! known to be written are renumbered.
 //! Batches refused outright are never in the log, and the broker never accepts a later
 //! sequence past a gap, so renumbering duplicates nothing that was acknowledged.
 
@@ -1094,7 +1095,11 @@ impl Producer {
     /// OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID for a numbered batch.
     fn sequence_gap(&mut self, now: Instant, key: BatchKey, attempt: Attempt, ctx: &mut Ctx<'_>) {
         let Some(b) = self.batches.get(&key) else { return };
-        let current = b.sequence.is_some_and(|(g, _)| g == self.generation);
+        // An earlier attempt that may have been written contradicts the refusal; renumbering
+        // the batch could store it twice, so it is retried as it is (a broker that has it
+        // answers the retry as a duplicate; one that truly lost track keeps refusing it until
+        // its delivery timeout).
+        let current = b.sequence.is_some_and(|(g, _)| g == self.generation) && !b.maybe_written;
         let base = b.sequence.map(|(_, s)| s);
         let (topic, partition) = (b.topic.clone(), b.partition);
         let first = match (current, base, self.partition_mut(&topic, partition)) {
