@@ -11,7 +11,7 @@ use sansa::protocol::{ApiKey, ErrorCode};
 use sansa::{Config, Event};
 
 use super::world::World;
-use super::{FakeClusterConfig, Fault, FaultAction};
+use super::{FakeClusterConfig, Fault, FaultAction, Replication};
 
 fn world(producer: impl FnOnce(&mut ProducerConfig)) -> World {
     let mut p = ProducerConfig::default();
@@ -334,5 +334,42 @@ fn a_gap_refusal_of_a_batch_that_may_be_written_does_not_renumber_it() {
     let out = settle(&mut w, &ids, Duration::from_secs(120));
     assert_eq!(out[&ids[0]].as_ref().map(|m| m.offset), Ok(Some(1)), "{out:?}");
     let values: Vec<Bytes> = log(&w, "g", 0).into_iter().filter_map(|(_, v, _)| v).collect();
+    assert_eq!(values, [Bytes::from("warm"), Bytes::from("once")], "stored once");
+}
+
+/// An acks=all batch waits at the leader for its followers; when leadership moves meanwhile,
+/// the answer is NOT_LEADER_OR_FOLLOWER although the batch was appended, and the new leader
+/// may hold it. Such a batch may be in the log: a gap refusal of its retry must not renumber
+/// it. Found by the simulator (seed 6331, a partition taken offline under a parked produce).
+#[test]
+fn a_batch_answered_not_leader_after_its_append_is_never_renumbered() {
+    let mut p = ProducerConfig::default();
+    p.delivery_timeout = Duration::from_secs(60);
+    let cluster = FakeClusterConfig {
+        auto_create_topics: false,
+        replication: Replication::lagging(Duration::from_millis(10)),
+        ..FakeClusterConfig::default()
+    };
+    let mut w = World::new(cluster, |c: Config| c.with_producer(p));
+    w.cluster.create_topic("l", 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("l", "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    let leader = w.cluster.leader("l", 0).unwrap();
+    let followers: Vec<i32> = w.cluster.broker_ids().into_iter().filter(|b| *b != leader).collect();
+    // One follower copies, the other is stuck: the produce waits for the high watermark.
+    w.cluster.pause_replication(followers[1]);
+    let ids = send_all(&mut w, [ProducerRecord::new("l", "once")]);
+    let first = followers[0];
+    let copied =
+        w.run_until(Duration::from_secs(1), |w| w.cluster.replica_log_end_offsets("l", 0).unwrap()[&first] == 2);
+    assert!(copied, "copied by the first follower");
+    assert!(!outcomes(&w).contains_key(&ids[0]), "still waiting for the stuck follower");
+    // Leadership moves to the follower that has the batch; the retry is refused as a gap.
+    w.cluster.inject(Fault::error(ErrorCode::OutOfOrderSequenceNumber).on_api(ApiKey::Produce).times(1));
+    w.cluster.move_leader("l", 0, followers[0]).unwrap();
+    w.cluster.resume_replication(followers[1]);
+    let out = settle(&mut w, &ids, Duration::from_secs(120));
+    assert_eq!(out[&ids[0]].as_ref().map(|m| m.offset), Ok(Some(1)), "{out:?}");
+    let values: Vec<Bytes> = log(&w, "l", 0).into_iter().filter_map(|(_, v, _)| v).collect();
     assert_eq!(values, [Bytes::from("warm"), Bytes::from("once")], "stored once");
 }

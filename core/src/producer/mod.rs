@@ -912,7 +912,8 @@ impl Producer {
                     ctx.signals.push(Signal::RefreshMetadata);
                 }
                 let hinted = p.new_leader;
-                self.retry_or_fail(now, key, Attempt::Broker { error: code, message: p.message }, false, ctx);
+                let appended = may_follow_append(code);
+                self.retry_or_fail(now, key, Attempt::Broker { error: code, message: p.message }, appended, ctx);
                 if hinted {
                     // The answer named the new leader (KIP-951): go there without waiting.
                     if let Some(b) = self.batches.get_mut(&key) {
@@ -1465,6 +1466,18 @@ fn find_partition(
         log_append_time: p.log_append_time_ms,
         new_leader: p.current_leader.leader_id.0 >= 0,
     })
+}
+
+/// Retriable errors a broker may answer after it appended the batch: an acks=all produce
+/// waits for the in-sync replicas after the append and ends with REQUEST_TIMED_OUT when
+/// they are slow, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank, or
+/// NOT_LEADER_OR_FOLLOWER when leadership moved meanwhile (and the new leader may hold the
+/// batch). The batch may be in the log then.
+fn may_follow_append(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicasAfterAppend | ErrorCode::NotLeaderOrFollower
+    )
 }
 
 /// Errors after which the producer's metadata is refreshed (Java's InvalidMetadataException).
