@@ -447,6 +447,8 @@ pub struct Sim {
     steps: u64,
     stalled: u64,
     faults_over: bool,
+    /// When the faults last ended.
+    faults_ended: Option<Duration>,
     convergence: Option<String>,
     decoder: FrameDecoder,
 }
@@ -536,6 +538,7 @@ impl Sim {
             steps: 0,
             stalled: 0,
             faults_over: false,
+            faults_ended: None,
             convergence: None,
             decoder: FrameDecoder::new(64 << 20),
         }
@@ -661,6 +664,11 @@ impl Sim {
     /// Whether [`Action::EndFaults`] ran.
     pub fn faults_over(&self) -> bool {
         self.faults_over
+    }
+
+    /// When the faults last ended ([`Sim::end_faults`]), if they did.
+    pub fn faults_ended_at(&self) -> Option<Duration> {
+        self.faults_ended
     }
 
     /// Why metadata did not converge after the faults, once that was checked.
@@ -1551,6 +1559,7 @@ impl Sim {
     pub fn end_faults(&mut self) {
         self.fault("faults end".into());
         self.faults_over = true;
+        self.faults_ended = Some(self.now);
         for b in self.net.partitions() {
             self.net.heal(b);
         }

@@ -407,6 +407,9 @@ pub fn run_scenario(scenario: &Scenario) -> (Sim, RunReport) {
         error = producer_recovery(&mut sim).err();
     }
     if error.is_none() {
+        error = quiet_after_faults(&mut sim).err();
+    }
+    if error.is_none() {
         error = episodes(&mut sim).err();
     }
     sim.read_logs();
@@ -571,6 +574,20 @@ pub fn producer_recovery(sim: &mut Sim) -> Result<(), SimError> {
         sim.issue_on(client, Work::Flush);
     }
     sim.drive_bounded(MAX_STEPS)?;
+    Ok(())
+}
+
+/// Runs until every request sent while the faults lasted has resolved: one request timeout
+/// (the longest of the clients') after the faults ended. A request the faults black-holed
+/// stays in flight until its timeout, and while the client's own metadata refresh does, no
+/// other refresh starts (Java waits for an in-flight metadata request the same way), so an
+/// episode starting earlier would time its bounds from a client still blind.
+pub fn quiet_after_faults(sim: &mut Sim) -> Result<(), SimError> {
+    let longest = (0..sim.clients()).map(|c| sim.client_config(c).request_timeout).max().unwrap_or_default();
+    let until = sim.faults_ended_at().unwrap_or_default() + longest;
+    if until > sim.now() {
+        sim.drive(until)?;
+    }
     Ok(())
 }
 
