@@ -1362,6 +1362,25 @@ impl Sim {
                 for part in &t.partition_data {
                     let Some(records) = part.records.clone() else { continue };
                     for batch in decode_batches(records, &DecodeOptions::new()).flatten() {
+                        let sends: Vec<SendKey> = batch
+                            .records()
+                            .iter()
+                            .filter_map(|r| r.value.as_deref().and_then(SendKey::parse))
+                            .collect();
+                        if let (Some(first), Some(last)) = (sends.first(), sends.last()) {
+                            let topic = match t.name.as_str() {
+                                "" => self.cluster.topic_name_by_id(t.topic_id).unwrap_or_default(),
+                                name => name.to_string(),
+                            };
+                            let what = format!(
+                                "{topic}-{} pid {} epoch {} seq {} {first}..{last}",
+                                part.index,
+                                batch.producer_id(),
+                                batch.producer_epoch(),
+                                batch.base_sequence()
+                            );
+                            self.trace.push(self.now, TraceEvent::Batch { conn: wire, what });
+                        }
                         for r in batch.records() {
                             if let Some(v) = &r.value {
                                 self.history.on_wire(wire, v);
