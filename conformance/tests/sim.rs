@@ -679,6 +679,17 @@ mod teeth {
         h.send_taken(key(2), SendEntry { must_ack: true, ..taken(2, true, Acks::All) });
         h.send_outcome(secs(3.0), key(2), Ok((0, Some(2))));
         assert_eq!(data_check(&inv, &h), Ok(()));
+        // A producer that failed for good on a broker error is excused.
+        h.send_taken(
+            key(4),
+            SendEntry {
+                must_ack: true,
+                id: None,
+                refused: Some("fatal-broker BrokerNotAvailable".into()),
+                ..taken(4, true, Acks::All)
+            },
+        );
+        assert_eq!(data_check(&inv, &h), Ok(()));
         h.send_taken(key(3), SendEntry { must_ack: true, ..taken(3, true, Acks::All) });
         h.send_outcome(secs(3.0), key(3), Err("delivery-timeout".into()));
         assert!(data_check(&inv, &h).unwrap_err().contains("p0-3"));

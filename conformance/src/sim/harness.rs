@@ -988,7 +988,13 @@ impl Sim {
                     slot.send_ids.insert(id, key.seq);
                     (Some(id), None)
                 }
-                Err(e) => (None, Some(e.reason.to_string())),
+                Err(e) => {
+                    let reason = match &e.reason {
+                        sansa::producer::RefuseReason::Fatal(f) => produce_error_kind(f),
+                        other => other.to_string(),
+                    };
+                    (None, Some(reason))
+                }
             };
             let what = format!(
                 "send {key} to {topic}{} {}",
@@ -1867,7 +1873,13 @@ pub fn produce_error_kind(e: &sansa::producer::ProduceError) -> String {
         E::Broker { error, .. } => format!("broker {error:?}"),
         E::DeliveryTimeout { .. } => "delivery-timeout".into(),
         E::RetriesExhausted { .. } => "retries-exhausted".into(),
-        E::Fatal(a) => format!("fatal {a}"),
+        // Java's producer fails for good on the same broker errors (see `ProducerRecovers`).
+        E::Fatal(a) => match &**a {
+            sansa::producer::Attempt::Broker { error, .. } if !error.is_retriable() => {
+                format!("fatal-broker {error:?}")
+            }
+            a => format!("fatal {a}"),
+        },
         E::Unsupported(_) => "unsupported".into(),
         E::Closed => "closed".into(),
         E::BufferExhausted { .. } => "buffer-exhausted".into(),

@@ -472,6 +472,12 @@ impl Invariant for FetchesTravelApart {
 
 // ---- the producer machine (records sent through `Client::send`) ----
 
+/// Refused or failed because its producer failed for good on a broker error.
+fn failed_for_good(e: &SendEntry) -> bool {
+    let fatal = |s: &str| s.starts_with("fatal-broker ");
+    e.refused.as_deref().is_some_and(fatal) || matches!(e.outcomes.first(), Some((_, Err(k))) if fatal(k))
+}
+
 /// Every record `Client::send` took (it returned a `SendId`) gets exactly one outcome in the
 /// delivery reports, none is missing once the faults are over and the run has drained, and no
 /// report names an id `send` never returned. A refused send (`SendRefused`) counts as
@@ -708,7 +714,10 @@ impl Invariant for ProducerDeliveryDeadline {
 
 /// Once the faults are over, the producer works again: records sent then, to partitions with
 /// a leader, are all acked. A producer that stays stuck after a fault (a partition refused
-/// forever, a producer id never recovered) breaks this.
+/// forever, a producer id never recovered) breaks this. Excused: a producer that failed for
+/// good on a broker error no retry fixes (`fatal-broker ..`: an injected BROKER_NOT_AVAILABLE
+/// answering InitProducerId, say), which Java's producer treats as fatal too; it refuses
+/// every send after that by design.
 #[derive(Debug)]
 pub struct ProducerRecovers;
 
@@ -724,7 +733,7 @@ impl Invariant for ProducerRecovers {
             .history
             .sends()
             .iter()
-            .filter(|(_, e)| e.must_ack && e.ack().is_none())
+            .filter(|(_, e)| e.must_ack && e.ack().is_none() && !failed_for_good(e))
             .map(|(key, e)| {
                 format!(
                     "{key} sent at {:.6}s to {}{} after the faults: {}",

@@ -549,6 +549,9 @@ pub fn liveness_probes(sim: &mut Sim) -> Result<(), SimError> {
     Ok(())
 }
 
+/// More than the buffer room a recovery record takes (its value is a few bytes).
+const RECOVERY_RECORD_ROOM: usize = 256;
+
 /// Once the faults are over, every producing client sends one record to each partition
 /// that has a leader, then flushes; each record must be acked (`producer-recovers`).
 pub fn producer_recovery(sim: &mut Sim) -> Result<(), SimError> {
@@ -564,10 +567,14 @@ pub fn producer_recovery(sim: &mut Sim) -> Result<(), SimError> {
         }
     }
     for client in 0..sim.clients() {
-        if sim.client_config(client).producer.is_none() {
-            continue;
-        }
+        let Some(limit) = sim.client_config(client).producer.as_ref().map(|p| p.buffer_memory) else { continue };
         for pick in &picks {
+            // A small buffer.memory holds a few of these records at a time: wait for room, as
+            // an application does.
+            if sim.client_at(client).producer_buffered() + RECOVERY_RECORD_ROOM > limit {
+                sim.issue_on(client, Work::Flush);
+                sim.drive_bounded(MAX_STEPS)?;
+            }
             let send = SendWork { pick: *pick, count: 1, keying: Keying::Partition, pad: 0, must_ack: true };
             sim.send_on(client, &send);
         }
