@@ -239,6 +239,60 @@ fn several_clients_replay_to_the_same_trace_and_keep_their_own_connections() {
     assert_ne!(one.trace_hash, three.trace_hash);
 }
 
+/// The producer workload reaches what its invariants are about: over a few seeds, records are
+/// acked by idempotent and by plain producers, refused for a full buffer, failed by the
+/// delivery timeout and by brokers, flushes answer, and the faults aimed at Produce (lost
+/// answers, sequence errors) happen.
+#[test]
+fn the_producer_workload_covers_its_cases() {
+    use sansa_conformance::sim::{Scenario, TraceEvent};
+    let mut kinds = std::collections::BTreeSet::new();
+    for seed in 0..40 {
+        let scenario = Scenario::from_seed(seed);
+        let (sim, report) = sansa_conformance::sim::run_scenario(&scenario);
+        assert!(!report.failed(), "{}", report.failure_text());
+        for e in sim.history().sends().values() {
+            let kind = match (&e.refused, e.outcomes.first()) {
+                (Some(_), _) => "refused".to_string(),
+                (None, Some((_, Ok(_)))) if e.idempotent => "acked idempotent".into(),
+                (None, Some((_, Ok(_)))) => "acked plain".into(),
+                (None, Some((_, Err(k)))) => k.split(' ').next().unwrap_or("").to_string(),
+                (None, None) => "none".into(),
+            };
+            kinds.insert(kind);
+        }
+        for (_, e) in sim.trace().events() {
+            match e {
+                TraceEvent::Outcome { outcome, .. } if outcome == "flushed" => {
+                    kinds.insert("flushed".into());
+                }
+                TraceEvent::Fault { what } if what.contains("Produce") => {
+                    for f in ["LoseResponse", "OutOfOrderSequenceNumber", "UnknownProducerId"] {
+                        if what.contains(f) {
+                            kinds.insert(f.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for want in [
+        "acked idempotent",
+        "acked plain",
+        "refused",
+        "delivery-timeout",
+        "broker",
+        "flushed",
+        "LoseResponse",
+        "OutOfOrderSequenceNumber",
+        "UnknownProducerId",
+    ] {
+        assert!(kinds.contains(want), "no {want} in {kinds:?}");
+    }
+    assert!(!kinds.contains("none"), "{kinds:?}");
+}
+
 // ---- invariants have teeth: each fails on a hand-made bad world ----
 
 mod teeth {
@@ -462,6 +516,183 @@ mod teeth {
         assert_eq!(check(&Liveness, &h, &BTreeMap::new(), &[probe(Some(14.0))]), Ok(()));
         assert!(check(&Liveness, &h, &BTreeMap::new(), &[probe(Some(16.0))]).is_err());
         assert!(check(&Liveness, &h, &BTreeMap::new(), &[probe(None)]).is_err());
+    }
+
+    // ---- the producer's invariants ----
+
+    use sansa::producer::{Acks, SendId};
+    use sansa_conformance::sim::invariants::{
+        ProducerAtLeastOnce, ProducerBufferBound, ProducerDeliveryDeadline, ProducerIdempotentExactlyOnceInOrder,
+        ProducerOneOutcome, ProducerRecovers,
+    };
+    use sansa_conformance::sim::{SendEntry, SendKey};
+
+    fn key(seq: u64) -> SendKey {
+        SendKey { client: 0, seq }
+    }
+
+    fn stored(k: SendKey) -> Option<Bytes> {
+        // Stored values carry padding after a colon.
+        Some(Bytes::from(format!("{}:...", k.value())))
+    }
+
+    fn taken(seq: u64, idempotent: bool, acks: Acks) -> SendEntry {
+        SendEntry {
+            topic: "t".into(),
+            key: None,
+            partition: None,
+            sent: secs(1.0),
+            id: Some(SendId(seq + 1)),
+            refused: None,
+            idempotent,
+            acks,
+            deadline: secs(31.0),
+            must_ack: false,
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Two records of an idempotent producer, acked at t-0@0 and @1 and stored there once.
+    fn sends(idempotent: bool, acks: Acks) -> History {
+        let mut h = History::new();
+        for seq in 0..2 {
+            h.send_taken(key(seq), taken(seq, idempotent, acks));
+            h.send_outcome(secs(2.0), key(seq), Ok((0, Some(seq as i64))));
+        }
+        h.set_log("t", 0, vec![(0, stored(key(0))), (1, stored(key(1)))]);
+        h.producer_sample(0, 1_000, 500, secs(1.0));
+        h.producer_end(0, 0, 0);
+        h
+    }
+
+    #[test]
+    fn producer_one_outcome() {
+        let inv = ProducerOneOutcome;
+        assert_eq!(data_check(&inv, &sends(true, Acks::All)), Ok(()));
+        // Taken and never resolved.
+        let mut h = sends(true, Acks::All);
+        h.send_taken(key(2), taken(2, true, Acks::All));
+        assert!(data_check(&inv, &h).unwrap_err().contains("p0-2 (send SendId(3)"));
+        // Two outcomes.
+        let mut h = sends(true, Acks::All);
+        h.send_outcome(secs(3.0), key(1), Err("delivery-timeout".into()));
+        assert!(data_check(&inv, &h).unwrap_err().contains("2 outcomes"));
+        // Refused: no outcome is right, one is wrong.
+        let mut h = sends(true, Acks::All);
+        h.send_taken(
+            key(2),
+            SendEntry { id: None, refused: Some("buffer.memory is full".into()), ..taken(2, true, Acks::All) },
+        );
+        assert_eq!(data_check(&inv, &h), Ok(()));
+        h.send_outcome(secs(3.0), key(2), Err("delivery-timeout".into()));
+        assert!(data_check(&inv, &h).unwrap_err().contains("refused"));
+        // A report for an id send never returned; records still outstanding at the end.
+        let mut h = sends(true, Acks::All);
+        h.stray_delivery(secs(3.0), "client 0 send SendId(9)".into());
+        assert!(data_check(&inv, &h).is_err());
+        let mut h = sends(true, Acks::All);
+        h.producer_end(0, 0, 2);
+        assert!(data_check(&inv, &h).unwrap_err().contains("outstanding"));
+    }
+
+    #[test]
+    fn producer_idempotent_exactly_once_in_order() {
+        let inv = ProducerIdempotentExactlyOnceInOrder;
+        assert_eq!(data_check(&inv, &sends(true, Acks::All)), Ok(()));
+        // Stored twice.
+        let mut h = sends(true, Acks::All);
+        h.set_log("t", 0, vec![(0, stored(key(0))), (1, stored(key(1))), (2, stored(key(1)))]);
+        assert!(data_check(&inv, &h).unwrap_err().contains("stored 2 times"));
+        // Acked, not stored.
+        let mut h = sends(true, Acks::All);
+        h.set_log("t", 0, vec![(0, stored(key(0)))]);
+        assert!(data_check(&inv, &h).unwrap_err().contains("not in the log"));
+        // Stored once each, but not where the acks said (a duplicate ack of another batch).
+        let mut h = sends(true, Acks::All);
+        h.set_log("t", 0, vec![(0, stored(key(0))), (1, stored(key(9))), (2, stored(key(1)))]);
+        assert!(data_check(&inv, &h).unwrap_err().contains("which holds"));
+        // Out of send order, acks matching the log.
+        let mut h = History::new();
+        for (seq, offset) in [(0, 1), (1, 0)] {
+            h.send_taken(key(seq), taken(seq, true, Acks::All));
+            h.send_outcome(secs(2.0), key(seq), Ok((0, Some(offset))));
+        }
+        h.set_log("t", 0, vec![(0, stored(key(1))), (1, stored(key(0)))]);
+        assert!(data_check(&inv, &h).unwrap_err().contains("sent p0-0 before p0-1"));
+        // None of this applies without idempotence.
+        let mut h = sends(false, Acks::All);
+        h.set_log("t", 0, vec![(0, stored(key(0))), (1, stored(key(1))), (2, stored(key(1)))]);
+        assert_eq!(data_check(&inv, &h), Ok(()));
+    }
+
+    #[test]
+    fn producer_at_least_once() {
+        let inv = ProducerAtLeastOnce;
+        assert_eq!(data_check(&inv, &sends(false, Acks::All)), Ok(()));
+        // Duplicates are allowed.
+        let mut h = sends(false, Acks::All);
+        h.set_log("t", 0, vec![(0, stored(key(0))), (1, stored(key(1))), (2, stored(key(1)))]);
+        assert_eq!(data_check(&inv, &h), Ok(()));
+        // A loss is not, nor an ack pointing elsewhere.
+        let mut h = sends(false, Acks::All);
+        h.set_log("t", 0, vec![(0, stored(key(0)))]);
+        assert!(data_check(&inv, &h).unwrap_err().contains("not in the log"));
+        let mut h = sends(false, Acks::Leader);
+        h.set_log("t", 0, vec![(0, stored(key(1))), (1, stored(key(0)))]);
+        assert!(data_check(&inv, &h).unwrap_err().contains("which holds"));
+        // acks=1 records may be lost when followers lag.
+        let mut h = sends(false, Acks::Leader);
+        h.set_log("t", 0, vec![(0, stored(key(0)))]);
+        h.acks1_may_be_lost = true;
+        assert_eq!(data_check(&inv, &h), Ok(()));
+    }
+
+    #[test]
+    fn producer_buffer_bound() {
+        let inv = ProducerBufferBound;
+        assert_eq!(data_check(&inv, &sends(true, Acks::All)), Ok(()));
+        let mut h = sends(true, Acks::All);
+        h.producer_sample(0, 1_000, 1_001, secs(1.5));
+        assert!(data_check(&inv, &h).unwrap_err().contains("held 1001 bytes"));
+        let mut h = sends(true, Acks::All);
+        h.producer_end(0, 80, 0);
+        assert!(data_check(&inv, &h).unwrap_err().contains("still holds 80 bytes"));
+    }
+
+    #[test]
+    fn producer_delivery_deadline() {
+        let inv = ProducerDeliveryDeadline;
+        assert_eq!(data_check(&inv, &sends(true, Acks::All)), Ok(()));
+        let mut h = sends(true, Acks::All);
+        h.send_taken(key(2), taken(2, true, Acks::All));
+        h.send_outcome(secs(31.0), key(2), Err("delivery-timeout".into()));
+        assert_eq!(data_check(&inv, &h), Ok(()));
+        h.send_taken(key(3), taken(3, true, Acks::All));
+        h.send_outcome(secs(31.01), key(3), Err("delivery-timeout".into()));
+        assert!(data_check(&inv, &h).unwrap_err().contains("p0-3"));
+    }
+
+    #[test]
+    fn producer_recovers() {
+        let inv = ProducerRecovers;
+        let mut h = sends(true, Acks::All);
+        h.send_taken(key(2), SendEntry { must_ack: true, ..taken(2, true, Acks::All) });
+        h.send_outcome(secs(3.0), key(2), Ok((0, Some(2))));
+        assert_eq!(data_check(&inv, &h), Ok(()));
+        // A producer that failed for good on a broker error is excused.
+        h.send_taken(
+            key(4),
+            SendEntry {
+                must_ack: true,
+                id: None,
+                refused: Some("fatal-broker BrokerNotAvailable".into()),
+                ..taken(4, true, Acks::All)
+            },
+        );
+        assert_eq!(data_check(&inv, &h), Ok(()));
+        h.send_taken(key(3), SendEntry { must_ack: true, ..taken(3, true, Acks::All) });
+        h.send_outcome(secs(3.0), key(3), Err("delivery-timeout".into()));
+        assert!(data_check(&inv, &h).unwrap_err().contains("p0-3"));
     }
 }
 

@@ -26,17 +26,33 @@ pub enum Plant {
     /// Losing a broker connection does not trigger a metadata refresh, so moved leaders stay
     /// unknown until the periodic refresh.
     NoRefreshOnBrokerLoss,
+    /// The producer numbers a batch without advancing its partition's next sequence, so the
+    /// next batch reuses the sequence (and a broker may take it for a duplicate).
+    ProducerSequenceNotAdvanced,
+    /// A certain sequence gap (OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID for the
+    /// partition's first unresolved batch) is retried as is, without the KIP-360 epoch bump:
+    /// the partition keeps being refused until its records time out.
+    ProducerNoEpochBump,
+    /// A batch that failed retriably goes back to the end of its partition's queue instead
+    /// of its place, behind batches created after it.
+    ProducerRetryOutOfOrder,
+    /// A batch that failed retriably is dropped without a delivery report.
+    ProducerDropOnRetry,
 }
 
 impl Plant {
     /// Every plant, in a fixed order.
-    pub const ALL: [Plant; 6] = [
+    pub const ALL: [Plant; 10] = [
         Plant::DropRetry,
         Plant::KeepStaleCoordinator,
         Plant::IgnoreQueuedDeadline,
         Plant::SwapOwners,
         Plant::FetchOnSharedConnection,
         Plant::NoRefreshOnBrokerLoss,
+        Plant::ProducerSequenceNotAdvanced,
+        Plant::ProducerNoEpochBump,
+        Plant::ProducerRetryOutOfOrder,
+        Plant::ProducerDropOnRetry,
     ];
 
     /// The plant's name as `sim --plants` prints it.
@@ -48,6 +64,10 @@ impl Plant {
             Plant::SwapOwners => "swap-owners",
             Plant::FetchOnSharedConnection => "fetch-on-shared-connection",
             Plant::NoRefreshOnBrokerLoss => "no-refresh-on-broker-loss",
+            Plant::ProducerSequenceNotAdvanced => "producer-sequence-not-advanced",
+            Plant::ProducerNoEpochBump => "producer-no-epoch-bump",
+            Plant::ProducerRetryOutOfOrder => "producer-retry-out-of-order",
+            Plant::ProducerDropOnRetry => "producer-drop-on-retry",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - `sim --seed S --trace-hash`: prints only the trace hash.
 //! - `sim --seed S --trace`: also prints the whole trace.
 //! - `--clients N` with either: every scenario gets exactly N clients (else 1 to 4).
+//! - `sim --seed S --plant NAME`: runs one seed with a plant armed (to see how it is caught).
 //! - `sim --plants [--max-seeds N]`: arms each plant of `sansa::plants::Plant::ALL` on every
 //!   client and runs seeds (300 by default) until an invariant catches it; prints
 //!   `PLANT: caught at seed S` or `PLANT: not caught in N seeds` per plant, then
@@ -23,7 +24,7 @@ use sansa_conformance::sim::{run_scenario, Scenario};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: sim --seeds A..B [--trace-hash] | --seed S [--trace-hash | --trace] [--clients N] | --plants [--max-seeds N]"
+        "usage: sim --seeds A..B [--trace-hash] | --seed S [--trace-hash | --trace] [--clients N] [--plant NAME] | --plants [--max-seeds N]"
     );
     ExitCode::from(2)
 }
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     let mut hash_only = false;
     let mut full_trace = false;
     let mut clients: Option<usize> = None;
+    let mut plant: Option<Plant> = None;
     let mut plants = false;
     let mut max_seeds = 300u64;
     let mut i = 0;
@@ -56,6 +58,13 @@ fn main() -> ExitCode {
             "--seed" => {
                 let Some(Ok(s)) = args.get(i + 1).map(|s| s.parse()) else { return usage() };
                 seed = Some(s);
+                i += 1;
+            }
+            "--plant" => {
+                let Some(p) = args.get(i + 1).and_then(|n| Plant::ALL.into_iter().find(|p| p.name() == n)) else {
+                    return usage();
+                };
+                plant = Some(p);
                 i += 1;
             }
             "--clients" => {
@@ -80,7 +89,7 @@ fn main() -> ExitCode {
     }
     match (seeds, seed) {
         (Some((a, b)), None) => run_many(a, b, clients, hash_only),
-        (None, Some(s)) => run_one(s, clients, hash_only, full_trace),
+        (None, Some(s)) => run_one(s, clients, plant, hash_only, full_trace),
         _ => usage(),
     }
 }
@@ -146,8 +155,9 @@ fn run_many(a: u64, b: u64, clients: Option<usize>, hash_lines: bool) -> ExitCod
     }
 }
 
-fn run_one(seed: u64, clients: Option<usize>, hash_only: bool, full_trace: bool) -> ExitCode {
-    let scenario = scenario(seed, clients);
+fn run_one(seed: u64, clients: Option<usize>, plant: Option<Plant>, hash_only: bool, full_trace: bool) -> ExitCode {
+    let mut scenario = scenario(seed, clients);
+    scenario.config.plant = plant;
     let (sim, report) = run_scenario(&scenario);
     if hash_only {
         println!("{:016x}", report.trace_hash);
@@ -185,6 +195,33 @@ fn run_one(seed: u64, clients: Option<usize>, hash_only: bool, full_trace: bool)
         for (at, e) in sim.trace().events() {
             println!("  {:>12.6}s  {e}", at.as_secs_f64());
         }
+        println!("sends:");
+        for (key, e) in sim.history().sends() {
+            let outcomes: Vec<String> =
+                e.outcomes.iter().map(|(t, o)| format!("{:.6}s {o:?}", t.as_secs_f64())).collect();
+            println!(
+                "  {key:<8} {:>10.6}s {}{} key {:?} id {:?} {} due {:.6}s: {}",
+                e.sent.as_secs_f64(),
+                e.topic,
+                e.partition.map_or(String::new(), |p| format!("-{p}")),
+                e.key,
+                e.id.map(|i| i.0),
+                e.refused.as_deref().unwrap_or(""),
+                e.deadline.as_secs_f64(),
+                outcomes.join(", ")
+            );
+        }
+        println!("logs:");
+        for ((t, p), log) in sim.history().logs() {
+            let values: Vec<String> = log
+                .iter()
+                .map(|(o, v)| {
+                    let v = v.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                    format!("{o}:{}", v.split(':').next().unwrap_or(""))
+                })
+                .collect();
+            println!("  {t}-{p}: {}", values.join(" "));
+        }
     }
     println!("trace: {} events {kinds:?}", sim.trace().events().len());
     println!("outcomes: {:?}", report.outcomes);
@@ -196,6 +233,36 @@ fn run_one(seed: u64, clients: Option<usize>, hash_only: bool, full_trace: bool)
         h.consumed_records().len(),
         sim.probes().len()
     );
+    let mut sends = std::collections::BTreeMap::<String, usize>::new();
+    for e in h.sends().values() {
+        let kind = match (&e.refused, e.outcomes.first()) {
+            (Some(r), _) => format!("refused {r}"),
+            (None, Some((_, Ok(_)))) => "acked".into(),
+            (None, Some((_, Err(k)))) => k.clone(),
+            (None, None) => "NONE".into(),
+        };
+        *sends.entry(kind).or_default() += 1;
+    }
+    let producers: Vec<String> = c
+        .clients
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| {
+            let p = k.producer.as_ref()?;
+            Some(format!(
+                "client {i}: acks {:?} idempotence {:?} {:?} batch {} linger {:?} buffer {} delivery timeout {:?}",
+                p.acks,
+                p.enable_idempotence,
+                p.compression,
+                p.batch_size,
+                p.linger,
+                p.buffer_memory,
+                p.delivery_timeout
+            ))
+        })
+        .collect();
+    println!("producers: {producers:#?}");
+    println!("sends: {sends:?}");
     println!(
         "{} steps, {:.3}s virtual, trace hash {:016x}",
         report.steps,

@@ -11,7 +11,7 @@ use sansa::protocol::{ApiKey, ErrorCode};
 use sansa::{Config, Event};
 
 use super::world::World;
-use super::{FakeClusterConfig, Fault, FaultAction};
+use super::{FakeClusterConfig, Fault, FaultAction, Replication};
 
 fn world(producer: impl FnOnce(&mut ProducerConfig)) -> World {
     let mut p = ProducerConfig::default();
@@ -286,4 +286,90 @@ fn metrics_count_what_the_producer_did_under_java_names() {
     assert!(m["request-latency-avg"] >= 0.0 && m["response-total"] >= m["request-total"] - 0.5);
     assert_eq!(m["buffer-available-bytes"], m["buffer-total-bytes"]);
     assert!(m["record-send-rate"] > 0.0);
+}
+
+/// A broker with no state for a producer id takes any sequence (Kafka does, since KIP-360).
+/// When the first batch of a fresh producer id on a partition is refused with a retriable
+/// error, the batches pipelined behind it must not be written before it: found by the
+/// simulator (seed 11 of the first producer sweep), where the retried first batch then
+/// came back OUT_OF_ORDER_SEQUENCE_NUMBER, the epoch was bumped, and it landed after them.
+#[test]
+fn a_refused_first_batch_is_not_overtaken_by_the_batches_behind_it() {
+    let mut w = world(|p| {
+        p.batch_size = 200;
+        p.linger = Duration::from_millis(1);
+    });
+    w.cluster.create_topic("o", 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("o", "warm").with_partition(0)]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    // A new topic: the producer's id has written nothing there yet.
+    w.cluster.create_topic("fresh", 1, 3);
+    w.cluster.inject(Fault::error(ErrorCode::NotEnoughReplicas).on_api(ApiKey::Produce).times(1));
+    let ids = send_all(&mut w, (0..40).map(|i| ProducerRecord::new("fresh", format!("{i:0>20}"))));
+    let out = settle(&mut w, &ids, Duration::from_secs(30));
+    assert!(out.values().all(|r| r.is_ok()), "{out:?}");
+    let values: Vec<usize> = log(&w, "fresh", 0)
+        .iter()
+        .map(|(_, v, _)| std::str::from_utf8(v.as_ref().unwrap()).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(values, (0..40).collect::<Vec<_>>(), "each record once, in send order");
+}
+
+/// A batch whose earlier attempt may have been written (its answer was lost) and whose retry
+/// is refused with OUT_OF_ORDER_SEQUENCE_NUMBER is retried as it is: renumbering it under a
+/// bumped epoch would write it a second time. Found by the simulator (seed 6074), where the
+/// refusal was injected on a retry after a lost answer.
+#[test]
+fn a_gap_refusal_of_a_batch_that_may_be_written_does_not_renumber_it() {
+    let mut w = world(|p| p.delivery_timeout = Duration::from_secs(60));
+    w.cluster.create_topic("g", 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("g", "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    w.cluster.inject(Fault::new(FaultAction::LoseResponse).on_api(ApiKey::Produce).times(1));
+    let ids = send_all(&mut w, [ProducerRecord::new("g", "once")]);
+    // The first attempt is written and its answer lost; the retry is refused as a gap.
+    w.run_until(Duration::from_secs(1), |_| false);
+    assert_eq!(log(&w, "g", 0).len(), 2);
+    w.cluster.inject(Fault::error(ErrorCode::OutOfOrderSequenceNumber).on_api(ApiKey::Produce).times(1));
+    let out = settle(&mut w, &ids, Duration::from_secs(120));
+    assert_eq!(out[&ids[0]].as_ref().map(|m| m.offset), Ok(Some(1)), "{out:?}");
+    let values: Vec<Bytes> = log(&w, "g", 0).into_iter().filter_map(|(_, v, _)| v).collect();
+    assert_eq!(values, [Bytes::from("warm"), Bytes::from("once")], "stored once");
+}
+
+/// An acks=all batch waits at the leader for its followers; when leadership moves meanwhile,
+/// the answer is NOT_LEADER_OR_FOLLOWER although the batch was appended, and the new leader
+/// may hold it. Such a batch may be in the log: a gap refusal of its retry must not renumber
+/// it. Found by the simulator (seed 6331, a partition taken offline under a parked produce).
+#[test]
+fn a_batch_answered_not_leader_after_its_append_is_never_renumbered() {
+    let mut p = ProducerConfig::default();
+    p.delivery_timeout = Duration::from_secs(60);
+    let cluster = FakeClusterConfig {
+        auto_create_topics: false,
+        replication: Replication::lagging(Duration::from_millis(10)),
+        ..FakeClusterConfig::default()
+    };
+    let mut w = World::new(cluster, |c: Config| c.with_producer(p));
+    w.cluster.create_topic("l", 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("l", "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    let leader = w.cluster.leader("l", 0).unwrap();
+    let followers: Vec<i32> = w.cluster.broker_ids().into_iter().filter(|b| *b != leader).collect();
+    // One follower copies, the other is stuck: the produce waits for the high watermark.
+    w.cluster.pause_replication(followers[1]);
+    let ids = send_all(&mut w, [ProducerRecord::new("l", "once")]);
+    let first = followers[0];
+    let copied =
+        w.run_until(Duration::from_secs(1), |w| w.cluster.replica_log_end_offsets("l", 0).unwrap()[&first] == 2);
+    assert!(copied, "copied by the first follower");
+    assert!(!outcomes(&w).contains_key(&ids[0]), "still waiting for the stuck follower");
+    // Leadership moves to the follower that has the batch; the retry is refused as a gap.
+    w.cluster.inject(Fault::error(ErrorCode::OutOfOrderSequenceNumber).on_api(ApiKey::Produce).times(1));
+    w.cluster.move_leader("l", 0, followers[0]).unwrap();
+    w.cluster.resume_replication(followers[1]);
+    let out = settle(&mut w, &ids, Duration::from_secs(120));
+    assert_eq!(out[&ids[0]].as_ref().map(|m| m.offset), Ok(Some(1)), "{out:?}");
+    let values: Vec<Bytes> = log(&w, "l", 0).into_iter().filter_map(|(_, v, _)| v).collect();
+    assert_eq!(values, [Bytes::from("warm"), Bytes::from("once")], "stored once");
 }

@@ -9,6 +9,11 @@
 //! applies it; then drains every client (transmits, then events) and the cluster (outputs).
 //! Ties go in that order, clients by index, so a run is a pure function of its configuration.
 //! Every step lands in the [`Trace`]; records produced and consumed land in the [`History`].
+//!
+//! Clients with a [`ClientConfig::producer`] also send identifiable records through
+//! [`sansa::Client::send`] ([`Action::Send`]) and flush ([`Work::Flush`]); each delivery
+//! report lands in the history, and after every step the harness notes what each producer's
+//! buffer holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use sansa::backoff::Backoff;
 use sansa::plants::Plant;
+use sansa::producer::{ProducerConfig, ProducerRecord, SendId};
 use sansa::protocol::frame::{decode_request, FrameDecoder};
 use sansa::protocol::messages::create_topics::request::CreatableTopic;
 use sansa::protocol::messages::fetch::request::{FetchPartition, FetchTopic};
@@ -32,7 +38,7 @@ use sansa::{
     BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, RequestError, RequestId, Target, Transmit,
 };
 
-use super::history::{Consumed, History, RecordId};
+use super::history::{Consumed, History, RecordId, SendEntry, SendKey};
 use super::netem::{DropKind, LinkProfile, NetEvent, Netem};
 use super::trace::{Trace, TraceEvent};
 use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput, Fault, Replication};
@@ -76,6 +82,9 @@ pub struct ClientConfig {
     pub retry_backoff: (Duration, Duration),
     /// `metadata.max.age.ms`.
     pub metadata_max_age: Duration,
+    /// The producer's settings when this client sends records through `Client::send`
+    /// ([`Action::Send`]); `None`: it does not.
+    pub producer: Option<ProducerConfig>,
 }
 
 impl Default for ClientConfig {
@@ -87,6 +96,7 @@ impl Default for ClientConfig {
             reconnect_backoff: (Duration::from_millis(50), Duration::from_millis(1000)),
             retry_backoff: (Duration::from_millis(100), Duration::from_millis(1000)),
             metadata_max_age: Duration::from_secs(60),
+            producer: None,
         }
     }
 }
@@ -176,6 +186,35 @@ pub enum Work {
     Coordinator { group: String },
     /// OffsetFetch for a group at its coordinator, which answers NOT_COORDINATOR when it is not.
     OffsetFetch { group: String },
+    /// `Client::flush`: answered once every record the client sent before has its outcome.
+    Flush,
+}
+
+/// How the records of one [`SendWork`] are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keying {
+    /// No key: the partitioner picks (sticky).
+    Unkeyed,
+    /// Keys from a small set of this many (`k0`, `k1`, ...), partitioned by murmur2.
+    Keyed(u32),
+    /// The partition the pick names, given explicitly.
+    Partition,
+}
+
+/// A burst of records sent through `Client::send` at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendWork {
+    /// The topic (and for [`Keying::Partition`] the partition), by index over the
+    /// partitions that exist when sent.
+    pub pick: u64,
+    /// How many records.
+    pub count: u32,
+    /// How they are placed.
+    pub keying: Keying,
+    /// Bytes of padding after each value's name, so batches fill at different rates.
+    pub pad: u32,
+    /// Sent after the faults ended: each record must be acked.
+    pub must_ack: bool,
 }
 
 impl Work {
@@ -198,6 +237,8 @@ impl Work {
 pub enum Action {
     /// A client issues a command.
     Issue { client: usize, work: Work },
+    /// A producing client sends records through `Client::send`.
+    Send { client: usize, send: SendWork },
     /// A probe tries again.
     RetryProbe(usize),
     /// Cut every client off from a broker.
@@ -377,6 +418,9 @@ struct Slot {
     addr_state: BTreeMap<BrokerAddress, AddrState>,
     conn_track: BTreeMap<ConnId, ConnTrack>,
     next_record: u64,
+    /// The next [`SendKey::seq`], and which send each id the client returned stands for.
+    next_send: u64,
+    send_ids: BTreeMap<SendId, u64>,
 }
 
 /// A simulation run. See the module docs.
@@ -403,6 +447,8 @@ pub struct Sim {
     steps: u64,
     stalled: u64,
     faults_over: bool,
+    /// When the faults last ended.
+    faults_ended: Option<Duration>,
     convergence: Option<String>,
     decoder: FrameDecoder,
 }
@@ -449,6 +495,11 @@ impl Sim {
                 .with_reconnect_backoff(cc.reconnect_backoff.0, cc.reconnect_backoff.1)
                 .with_retry_backoff(cc.retry_backoff.0, cc.retry_backoff.1)
                 .with_metadata_max_age(cc.metadata_max_age);
+            let config = match &cc.producer {
+                Some(p) => config.with_producer(p.clone()),
+                None => config,
+            };
+            config.validate().expect("the scenario draws valid client configurations");
             let reconnect = config.reconnect_backoff;
             let mut client = Client::new(config, origin);
             if let Some(p) = cfg.plant {
@@ -461,6 +512,8 @@ impl Sim {
                 addr_state: BTreeMap::new(),
                 conn_track: BTreeMap::new(),
                 next_record: 0,
+                next_send: 0,
+                send_ids: BTreeMap::new(),
             });
         }
         Sim {
@@ -485,6 +538,7 @@ impl Sim {
             steps: 0,
             stalled: 0,
             faults_over: false,
+            faults_ended: None,
             convergence: None,
             decoder: FrameDecoder::new(64 << 20),
         }
@@ -612,6 +666,11 @@ impl Sim {
         self.faults_over
     }
 
+    /// When the faults last ended ([`Sim::end_faults`]), if they did.
+    pub fn faults_ended_at(&self) -> Option<Duration> {
+        self.faults_ended
+    }
+
     /// Why metadata did not converge after the faults, once that was checked.
     pub fn convergence(&self) -> Option<&str> {
         self.convergence.as_deref()
@@ -663,6 +722,19 @@ impl Sim {
             Work::CheckVersion(b) => {
                 let target = b.map_or(Target::AnyBroker, |b| Target::Broker(BrokerId(b)));
                 (self.slots[client].client.check_version(now, target), b, None, Vec::new())
+            }
+            Work::Flush => {
+                // Due once the last record sent before it is due.
+                let due = self
+                    .history
+                    .sends()
+                    .iter()
+                    .filter(|(k, e)| k.client == client && e.id.is_some() && e.outcomes.is_empty())
+                    .map(|(_, e)| e.deadline)
+                    .max()
+                    .unwrap_or(self.now);
+                deadline = due.saturating_sub(self.now);
+                (self.slots[client].client.flush(now), None, None, Vec::new())
             }
             other => {
                 let built = self.build(client, &other);
@@ -874,8 +946,97 @@ impl Sim {
                     records,
                 }
             }
-            Work::RefreshMetadata | Work::CheckVersion(_) => plain(Target::AnyBroker, all_topics()),
+            Work::RefreshMetadata | Work::CheckVersion(_) | Work::Flush => plain(Target::AnyBroker, all_topics()),
         }
+    }
+
+    /// Client `client` sends the records of `work` through `Client::send` now; a client
+    /// without a producer configuration sends nothing. Returns the sends.
+    pub fn send_on(&mut self, client: usize, work: &SendWork) -> Vec<SendKey> {
+        let Some(config) = self.slots[client].config.producer.clone() else { return Vec::new() };
+        let Some((topic, partition, _)) = self.pick_partition(work.pick) else { return Vec::new() };
+        let now = self.instant();
+        let idempotent = self.slots[client].client.producer_idempotent();
+        // A record for a topic the client has no metadata for waits up to max.block.ms for it,
+        // and its delivery timeout starts once it has a partition.
+        let known = self.slots[client].client.metadata().topic(&topic).is_some_and(|t| !t.partitions.is_empty());
+        let wait = if known { Duration::ZERO } else { config.max_block };
+        let mut keys = Vec::new();
+        for i in 0..work.count {
+            let slot = &mut self.slots[client];
+            let key = SendKey { client, seq: slot.next_send };
+            slot.next_send += 1;
+            let mut value = key.value();
+            if work.pad > 0 {
+                value.push(':');
+                value.push_str(&".".repeat(work.pad as usize));
+            }
+            let mut record = ProducerRecord::new(topic.as_str(), value);
+            let mut record_key = None;
+            match work.keying {
+                Keying::Unkeyed => {}
+                Keying::Keyed(n) => {
+                    let k = format!("k{}", (work.pick / 7 + u64::from(i)) % u64::from(n.max(1)));
+                    record = record.with_key(k.clone());
+                    record_key = Some(k);
+                }
+                Keying::Partition => record = record.with_partition(partition),
+            }
+            let result = slot.client.send(now, record);
+            let (id, refused) = match result {
+                Ok(id) => {
+                    slot.send_ids.insert(id, key.seq);
+                    (Some(id), None)
+                }
+                Err(e) => {
+                    let reason = match &e.reason {
+                        sansa::producer::RefuseReason::Fatal(f) => produce_error_kind(f),
+                        other => other.to_string(),
+                    };
+                    (None, Some(reason))
+                }
+            };
+            let what = format!(
+                "send {key} to {topic}{} {}",
+                match work.keying {
+                    Keying::Partition => format!("-{partition}"),
+                    _ => String::new(),
+                },
+                refused.as_deref().map_or("taken".to_string(), |r| format!("refused: {r}"))
+            );
+            self.trace.push(self.now, TraceEvent::Issue { id: wire_conn(client, ConnId(u64::from(u32::MAX))), what });
+            self.history.send_taken(
+                key,
+                SendEntry {
+                    topic: topic.clone(),
+                    key: record_key,
+                    partition: (work.keying == Keying::Partition).then_some(partition),
+                    sent: self.now,
+                    id,
+                    refused,
+                    idempotent,
+                    acks: config.acks,
+                    deadline: self.now + wait + config.delivery_timeout,
+                    must_ack: work.must_ack,
+                    outcomes: Vec::new(),
+                },
+            );
+            keys.push(key);
+            // Deliveries the send caused (a record too large fails at once) come out now.
+            self.drain();
+        }
+        keys
+    }
+
+    /// Sends not yet resolved, and the latest time one of them is due.
+    pub fn sends_pending(&self) -> (usize, Duration) {
+        let mut n = 0;
+        let mut due = Duration::ZERO;
+        for e in self.history.sends().values().filter(|e| e.id.is_some() && e.outcomes.is_empty()) {
+            n += 1;
+            due = due.max(e.deadline);
+        }
+        (n, due)
     }
 
     // ---- running ----
@@ -955,11 +1116,16 @@ impl Sim {
         Ok(())
     }
 
-    /// Steps until every command has its outcome and no action is scheduled; at most
+    /// Steps until every command has its outcome, every record sent has its outcome (or is
+    /// past its due time by a second: then it never will) and no action is scheduled; at most
     /// `max_steps` steps. Returns the steps taken.
     pub fn drive_bounded(&mut self, max_steps: u64) -> Result<u64, SimError> {
         let mut n = 0;
-        while !self.unresolved.is_empty() || !self.actions.is_empty() {
+        let sends_waiting = |sim: &Sim| {
+            let (pending, due) = sim.sends_pending();
+            pending > 0 && sim.now <= due + Duration::from_secs(1)
+        };
+        while !self.unresolved.is_empty() || !self.actions.is_empty() || sends_waiting(self) {
             if n >= max_steps {
                 return Err(SimError::StepCap { at: self.now, steps: n, outstanding: self.outstanding() });
             }
@@ -1000,6 +1166,11 @@ impl Sim {
                 break;
             }
         }
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(p) = &slot.config.producer {
+                self.history.producer_sample(i, p.buffer_memory, slot.client.producer_buffered(), self.now);
+            }
+        }
     }
 
     fn record_event(&mut self, client: usize, e: Event) {
@@ -1009,6 +1180,8 @@ impl Sim {
             }
             Event::Metadata { id, result } => (*id, summarize(result.as_ref().map(|_| None))),
             Event::Versions { id, result } => (*id, summarize(result.as_ref().map(|_| None))),
+            Event::Flushed { id } => (*id, "flushed".to_string()),
+            Event::Delivery(d) => return self.on_delivery(client, d),
             _ => return,
         };
         let cmd = CmdId { client, id };
@@ -1029,6 +1202,25 @@ impl Sim {
         self.learn(client, &records, asked.as_ref(), cmd);
         if let Some(index) = probe {
             self.on_probe_outcome(index, cmd, verdict);
+        }
+    }
+
+    /// A delivery report: each record's outcome goes to the history.
+    fn on_delivery(&mut self, client: usize, d: &sansa::producer::Delivery) {
+        let outcome = match &d.result {
+            Ok(ack) => format!("acked at {}-{}@{:?}", d.topic, d.partition, ack.base_offset),
+            Err(e) => format!("failed: {}", produce_error_kind(e)),
+        };
+        let what = format!("delivery of {} records: {outcome}", d.records.len());
+        self.trace
+            .push(self.now, TraceEvent::Outcome { id: wire_conn(client, ConnId(u64::from(u32::MAX))), outcome: what });
+        for (id, result) in d.outcomes() {
+            let Some(seq) = self.slots[client].send_ids.get(&id).copied() else {
+                self.history.stray_delivery(self.now, format!("client {client} send {id:?}"));
+                continue;
+            };
+            let result = result.map(|m| (m.partition, m.offset)).map_err(|e| produce_error_kind(&e).to_string());
+            self.history.send_outcome(self.now, SendKey { client, seq }, result);
         }
     }
 
@@ -1176,6 +1368,25 @@ impl Sim {
                 for part in &t.partition_data {
                     let Some(records) = part.records.clone() else { continue };
                     for batch in decode_batches(records, &DecodeOptions::new()).flatten() {
+                        let sends: Vec<SendKey> = batch
+                            .records()
+                            .iter()
+                            .filter_map(|r| r.value.as_deref().and_then(SendKey::parse))
+                            .collect();
+                        if let (Some(first), Some(last)) = (sends.first(), sends.last()) {
+                            let topic = match t.name.as_str() {
+                                "" => self.cluster.topic_name_by_id(t.topic_id).unwrap_or_default(),
+                                name => name.to_string(),
+                            };
+                            let what = format!(
+                                "{topic}-{} pid {} epoch {} seq {} {first}..{last}",
+                                part.index,
+                                batch.producer_id(),
+                                batch.producer_epoch(),
+                                batch.base_sequence()
+                            );
+                            self.trace.push(self.now, TraceEvent::Batch { conn: wire, what });
+                        }
                         for r in batch.records() {
                             if let Some(v) = &r.value {
                                 self.history.on_wire(wire, v);
@@ -1293,12 +1504,17 @@ impl Sim {
     }
 
     fn apply_action(&mut self, action: Action) {
-        if self.faults_over && !matches!(action, Action::Issue { .. } | Action::RetryProbe(_) | Action::EndFaults) {
+        if self.faults_over
+            && !matches!(action, Action::Issue { .. } | Action::Send { .. } | Action::RetryProbe(_) | Action::EndFaults)
+        {
             return;
         }
         match action {
             Action::Issue { client, work } => {
                 self.issue_on(client, work);
+            }
+            Action::Send { client, send } => {
+                self.send_on(client, &send);
             }
             Action::RetryProbe(index) => self.probe_attempt(index),
             Action::Partition(b) => {
@@ -1368,6 +1584,7 @@ impl Sim {
     pub fn end_faults(&mut self) {
         self.fault("faults end".into());
         self.faults_over = true;
+        self.faults_ended = Some(self.now);
         for b in self.net.partitions() {
             self.net.heal(b);
         }
@@ -1417,6 +1634,11 @@ impl Sim {
                     .map(|records| records.filter(|r| r.committed).map(|r| (r.offset, r.value)).collect())
                     .unwrap_or_default();
                 self.history.set_log(&topic, partition, log);
+            }
+        }
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.config.producer.is_some() {
+                self.history.producer_end(i, slot.client.producer_buffered(), slot.client.producer_outstanding());
             }
         }
     }
@@ -1638,6 +1860,30 @@ fn summarize(result: Result<Option<sansa::protocol::ErrorCode>, &RequestError>) 
     match result {
         Ok(code) => format!("ok {}", code.map_or(0, |c| c.code())),
         Err(e) => error_kind(e).to_string(),
+    }
+}
+
+/// The kind of a produce error, without the details that vary.
+pub fn produce_error_kind(e: &sansa::producer::ProduceError) -> String {
+    use sansa::producer::ProduceError as E;
+    match e {
+        E::RecordTooLarge { .. } => "record-too-large".into(),
+        E::InvalidPartition { .. } => "invalid-partition".into(),
+        E::TopicNotFound { .. } => "topic-not-found".into(),
+        E::Broker { error, .. } => format!("broker {error:?}"),
+        E::DeliveryTimeout { .. } => "delivery-timeout".into(),
+        E::RetriesExhausted { .. } => "retries-exhausted".into(),
+        // Java's producer fails for good on the same broker errors (see `ProducerRecovers`).
+        E::Fatal(a) => match &**a {
+            sansa::producer::Attempt::Broker { error, .. } if !error.is_retriable() => {
+                format!("fatal-broker {error:?}")
+            }
+            a => format!("fatal {a}"),
+        },
+        E::Unsupported(_) => "unsupported".into(),
+        E::Closed => "closed".into(),
+        E::BufferExhausted { .. } => "buffer-exhausted".into(),
+        _ => "other".into(),
     }
 }
 

@@ -2,16 +2,18 @@
 //! (acked at a partition and offset, failed with an error), the order it went on the wire,
 //! who consumed it, and, at the end, what the fake cluster actually stored.
 //!
-//! Whatever produces records feeds it through the same calls: today the simulator's raw
-//! Produce requests, later the producer machine's delivery reports (`sent` when a record is
-//! accepted, `acked` / `failed` per delivery report) and the consumer's records (`consumed`).
-//! The data invariants in [`super::invariants`] read only this and the logs.
+//! Records come from two places. The simulator's raw Produce requests ([`RecordId`],
+//! `sent` / `acked` / `failed`) and the producer machine ([`SendKey`]: `send_taken` or
+//! `send_refused` when [`sansa::Client::send`] answers, `send_outcome` per record of each
+//! delivery report), with what each producer's buffer held. The data invariants in
+//! [`super::invariants`] read only this and the logs.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
+use sansa::producer::{Acks, SendId};
 
 use super::harness::CmdId;
 
@@ -42,6 +44,93 @@ impl fmt::Display for RecordId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "c{}-{}", self.client, self.seq)
     }
+}
+
+/// A record sent through [`sansa::Client::send`], named by its value `p{client}-{seq}`
+/// (padding may follow a `:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SendKey {
+    /// The client that sent it.
+    pub client: usize,
+    /// Its number among that client's sends.
+    pub seq: u64,
+}
+
+impl SendKey {
+    /// The record's value without padding.
+    pub fn value(&self) -> String {
+        self.to_string()
+    }
+
+    /// The send a value names, if it is one of ours.
+    pub fn parse(value: &[u8]) -> Option<SendKey> {
+        let s = std::str::from_utf8(value).ok()?.strip_prefix('p')?;
+        let s = s.split(':').next()?;
+        let (client, seq) = s.split_once('-')?;
+        Some(SendKey { client: client.parse().ok()?, seq: seq.parse().ok()? })
+    }
+}
+
+impl fmt::Display for SendKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}-{}", self.client, self.seq)
+    }
+}
+
+/// The outcome of one sent record: acked at (partition, offset), or failed with the error.
+pub type SendOutcome = Result<(i32, Option<i64>), String>;
+
+/// Everything known about one record sent through the producer machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendEntry {
+    /// Its topic.
+    pub topic: String,
+    /// Its key, if keyed.
+    pub key: Option<String>,
+    /// The partition the record named, if it named one.
+    pub partition: Option<i32>,
+    /// When it was handed to `Client::send`.
+    pub sent: Duration,
+    /// The id `send` gave it; `None` when the send was refused.
+    pub id: Option<SendId>,
+    /// Why `send` refused it.
+    pub refused: Option<String>,
+    /// Whether its producer writes idempotently.
+    pub idempotent: bool,
+    /// Its producer's acks.
+    pub acks: Acks,
+    /// Its outcome is due by then: the send, `max.block.ms` when its topic's metadata was
+    /// still unknown, and `delivery.timeout.ms`.
+    pub deadline: Duration,
+    /// Sent once the faults were over, to a partition with a leader: it must be acked.
+    pub must_ack: bool,
+    /// Every outcome reported for it, with its time (exactly one is right).
+    pub outcomes: Vec<(Duration, SendOutcome)>,
+}
+
+impl SendEntry {
+    /// Where it was acked, if it was (first outcome).
+    pub fn ack(&self) -> Option<(i32, Option<i64>)> {
+        match self.outcomes.first() {
+            Some((_, Ok(a))) => Some(*a),
+            _ => None,
+        }
+    }
+}
+
+/// What one client's producer held in its buffer over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProducerStats {
+    /// Its `buffer.memory`.
+    pub buffer_memory: usize,
+    /// The most `producer_buffered()` reported after any step, and when.
+    pub peak: usize,
+    /// When the peak was first seen.
+    pub peak_at: Duration,
+    /// `producer_buffered()` when the logs were read at the end.
+    pub buffered_at_end: usize,
+    /// `producer_outstanding()` when the logs were read at the end.
+    pub outstanding_at_end: usize,
 }
 
 /// A topic and partition.
@@ -101,6 +190,12 @@ pub struct History {
     /// A fault may have applied a request and then lost its answer, and the producer may
     /// retry: acked records may then be stored more than once.
     pub duplicates_allowed: bool,
+    sends: BTreeMap<SendKey, SendEntry>,
+    stray_deliveries: Vec<(Duration, String)>,
+    producers: BTreeMap<usize, ProducerStats>,
+    /// Followers lag (the replication is not instant): a leader change, even a clean one,
+    /// truncates what followers had not copied, acks=1 records included.
+    pub acks1_may_be_lost: bool,
 }
 
 impl History {
@@ -158,6 +253,68 @@ impl History {
     /// What the cluster stores in `topic`/`partition`: offset and value, ascending.
     pub fn set_log(&mut self, topic: &str, partition: i32, log: Vec<(i64, Option<Bytes>)>) {
         self.logs.insert((topic.to_string(), partition), log);
+    }
+
+    /// `Client::send` took a record (`entry.id` is set) or refused it (`entry.refused`).
+    pub fn send_taken(&mut self, key: SendKey, entry: SendEntry) {
+        self.sends.insert(key, entry);
+    }
+
+    /// A delivery report gave `key` an outcome.
+    pub fn send_outcome(&mut self, at: Duration, key: SendKey, outcome: SendOutcome) {
+        if let Some(e) = self.sends.get_mut(&key) {
+            e.outcomes.push((at, outcome));
+        }
+    }
+
+    /// A delivery report named a send id no send returned.
+    pub fn stray_delivery(&mut self, at: Duration, what: String) {
+        self.stray_deliveries.push((at, what));
+    }
+
+    /// Client `client`'s producer holds `buffered` bytes at `at`, of `buffer_memory`.
+    pub fn producer_sample(&mut self, client: usize, buffer_memory: usize, buffered: usize, at: Duration) {
+        let s = self.producers.entry(client).or_default();
+        s.buffer_memory = buffer_memory;
+        if buffered > s.peak {
+            s.peak = buffered;
+            s.peak_at = at;
+        }
+    }
+
+    /// What client `client`'s producer still holds at the end of the run.
+    pub fn producer_end(&mut self, client: usize, buffered: usize, outstanding: usize) {
+        let s = self.producers.entry(client).or_default();
+        s.buffered_at_end = buffered;
+        s.outstanding_at_end = outstanding;
+    }
+
+    /// Every record sent through the producer machine.
+    pub fn sends(&self) -> &BTreeMap<SendKey, SendEntry> {
+        &self.sends
+    }
+
+    /// Delivery reports for ids no send returned.
+    pub fn stray_deliveries(&self) -> &[(Duration, String)] {
+        &self.stray_deliveries
+    }
+
+    /// Each producing client's buffer use.
+    pub fn producers(&self) -> &BTreeMap<usize, ProducerStats> {
+        &self.producers
+    }
+
+    /// Where each record sent through the producer machine is stored.
+    pub fn stored_send_places(&self) -> BTreeMap<SendKey, Vec<(String, i32, i64)>> {
+        let mut places: BTreeMap<SendKey, Vec<(String, i32, i64)>> = BTreeMap::new();
+        for ((t, p), log) in &self.logs {
+            for (o, v) in log {
+                if let Some(k) = v.as_deref().and_then(SendKey::parse) {
+                    places.entry(k).or_default().push((t.clone(), *p, *o));
+                }
+            }
+        }
+        places
     }
 
     /// Every record, by id.

@@ -8,11 +8,13 @@
 //! - [`harness`]: [`Sim`], with one to many clients (each its own connection namespace),
 //!   [`Sim::step`], [`Sim::drive`], [`Sim::drive_bounded`], probes; the online checks
 //!   (reconnect backoff bounds, no sends on dead connections).
-//! - [`history`]: every record produced (sent, acked, failed), consumed, and what the
-//!   cluster stored.
+//! - [`history`]: every record produced (sent, acked, failed) by raw Produce requests or
+//!   through the producer machine (`Client::send` and its delivery reports, with each
+//!   producer's buffer use), consumed, and what the cluster stored.
 //! - [`invariants`]: the [`Invariant`] trait and the [`Registry`] machines add theirs to.
-//! - [`scenario`]: a [`Scenario`] from a seed, [`run_seed`], convergence, liveness probes and
-//!   the scripted episodes aimed at the plants.
+//! - [`scenario`]: a [`Scenario`] from a seed (raw requests, producers with their own
+//!   settings sending and flushing, faults aimed at Produce), [`run_seed`], convergence,
+//!   liveness probes, the producers' recovery and the scripted episodes aimed at the plants.
 //! - [`plants`]: the `--plants` runner.
 //! - [`trace`]: the event trace and its stable hash.
 //!
@@ -28,8 +30,10 @@ pub mod plants;
 pub mod scenario;
 pub mod trace;
 
-pub use harness::{Action, ClientConfig, CmdId, RequestRecord, Sim, SimConfig, SimError, Violation, Work};
-pub use history::{History, RecordId};
+pub use harness::{
+    Action, ClientConfig, CmdId, Keying, RequestRecord, SendWork, Sim, SimConfig, SimError, Violation, Work,
+};
+pub use history::{History, RecordId, SendEntry, SendKey};
 pub use invariants::{Invariant, Registry, World};
 pub use netem::{DropKind, LinkProfile, Netem};
 pub use scenario::{run_planted, run_scenario, run_seed, RunReport, Scenario};

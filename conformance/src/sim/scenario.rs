@@ -6,11 +6,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use sansa::plants::Plant;
+use sansa::producer::{Acks, ProducerConfig};
+use sansa::protocol::records::Compression;
 use sansa::protocol::{ApiKey, BrokerId, ErrorCode};
 use sansa::rand::Rng;
 use sansa::Event;
 
-use super::harness::{Action, ClientConfig, Sim, SimConfig, SimError, Violation, Work};
+use super::harness::{Action, ClientConfig, Keying, SendWork, Sim, SimConfig, SimError, Violation, Work};
 use super::invariants::{Registry, World};
 use super::netem::{DropKind, LinkProfile};
 use crate::fake_cluster::{Fault, FaultAction, Replication};
@@ -79,7 +81,59 @@ fn client_config(rng: &mut Rng, brokers: usize) -> ClientConfig {
         reconnect_backoff: (initial, initial + ms(rng, 200, 2_000)),
         retry_backoff: (ms(rng, 50, 200), Duration::from_secs(1)),
         metadata_max_age: ms(rng, 5_000, 60_000),
+        producer: None,
     }
+}
+
+/// Error codes injected into Produce answers on top of [`INJECTED_ERRORS`]: the idempotence
+/// errors (a gap the producer must bump its epoch for), errors the producer retries, and
+/// errors that fail a batch (leaving a sequence gap behind it).
+const PRODUCE_ERRORS: &[ErrorCode] = &[
+    ErrorCode::OutOfOrderSequenceNumber,
+    ErrorCode::UnknownProducerId,
+    ErrorCode::NotLeaderOrFollower,
+    ErrorCode::NotEnoughReplicas,
+    ErrorCode::NotEnoughReplicasAfterAppend,
+    ErrorCode::RequestTimedOut,
+    ErrorCode::CorruptMessage,
+    ErrorCode::UnknownServerError,
+    ErrorCode::InvalidRecord,
+];
+
+/// A producer's settings, drawn: idempotent with acks=all (the default) half the time, else
+/// acks=1 or acks=all without idempotence; sometimes compressed; batches and linger small so
+/// that batches fill, queue and retry; sometimes a small buffer.memory so that sends are
+/// refused; a delivery timeout from linger + request timeout (the least Java allows) to
+/// half a minute more.
+fn producer_config(rng: &mut Rng, request_timeout: Duration) -> ProducerConfig {
+    let mut p = ProducerConfig::default();
+    match rng.below(4) {
+        0 => p.acks = Acks::Leader,
+        1 => p.enable_idempotence = Some(false),
+        _ => {}
+    }
+    if p.enable_idempotence == Some(false) || p.acks == Acks::Leader {
+        p.retries = one_of(rng, &[p.retries, p.retries, 0, 2]);
+    }
+    p.compression = one_of(
+        rng,
+        &[
+            Compression::None,
+            Compression::None,
+            Compression::gzip(),
+            Compression::snappy(),
+            Compression::lz4(),
+            Compression::zstd(),
+        ],
+    );
+    p.batch_size = 100 + rng.below(1_500) as usize;
+    p.linger = ms(rng, 0, 50);
+    if rng.below(3) == 0 {
+        p.buffer_memory = 3_000 + rng.below(20_000) as usize;
+    }
+    p.max_block = ms(rng, 1_000, 15_000);
+    p.delivery_timeout = p.linger + request_timeout + ms(rng, 0, 30_000);
+    p
 }
 
 impl Scenario {
@@ -203,11 +257,74 @@ impl Scenario {
                 }
             }
         }
+        loses_answers |= producer_workload(seed, &mut config, horizon, faults_end, &mut actions);
         actions.push((faults_end, Action::EndFaults));
         // Stable order by time; same-time actions keep their drawing order.
         actions.sort_by_key(|(t, _)| *t);
         Scenario { seed, config, actions, faults_end, loses_answers }
     }
+}
+
+/// Producers for some clients, their sends and flushes, and faults aimed at Produce, drawn
+/// from a stream of their own (so the rest of the scenario is the same either way). Returns
+/// whether a fault may apply a Produce and lose its answer.
+fn producer_workload(
+    seed: u64,
+    config: &mut SimConfig,
+    horizon: u64,
+    faults_end: Duration,
+    actions: &mut Vec<(Duration, Action)>,
+) -> bool {
+    let mut rng = Rng::stream(seed, "sim-producers");
+    let brokers = config.brokers;
+    for (client, c) in config.clients.iter_mut().enumerate() {
+        if rng.below(4) == 0 {
+            continue;
+        }
+        c.producer = Some(producer_config(&mut rng, c.request_timeout));
+        for _ in 0..4 + rng.below(20) {
+            let at = ms(&mut rng, 0, horizon);
+            let keying = match rng.below(5) {
+                0 | 1 => Keying::Unkeyed,
+                2 | 3 => Keying::Keyed(1 + rng.below(12) as u32),
+                _ => Keying::Partition,
+            };
+            let send = SendWork {
+                pick: rng.next_u64(),
+                count: 1 + rng.below(15) as u32,
+                keying,
+                pad: rng.below(300) as u32,
+                must_ack: false,
+            };
+            actions.push((at, Action::Send { client, send }));
+        }
+        for _ in 0..rng.below(3) {
+            actions.push((ms(&mut rng, 0, horizon), Action::Issue { client, work: Work::Flush }));
+        }
+    }
+    let mut loses_answers = false;
+    let end = faults_end.as_millis() as u64;
+    for _ in 0..rng.below(8) {
+        let at = ms(&mut rng, 0, end);
+        let b = 1 + rng.below(brokers as u64) as i32;
+        let fault = match rng.below(6) {
+            0 => {
+                actions.push((at, Action::MoveLeader { pick: rng.next_u64() }));
+                continue;
+            }
+            1 => {
+                let (action, loses) = one_of(&mut rng, &request_faults());
+                loses_answers |= loses;
+                Fault::new(action)
+            }
+            2 => Fault::new(FaultAction::Delay(ms(&mut rng, 10, 5_000))),
+            _ => Fault::error(one_of(&mut rng, PRODUCE_ERRORS)),
+        };
+        let fault = fault.on_api(ApiKey::Produce);
+        let fault = if rng.below(2) == 0 { fault.on_broker(b) } else { fault };
+        actions.push((at, Action::Inject(fault.times(1 + rng.below(4) as u32))));
+    }
+    loses_answers
 }
 
 /// How a run went.
@@ -275,6 +392,7 @@ pub fn run_planted(scenario: &Scenario, plant: Option<Plant>) -> (Sim, RunReport
 pub fn run_scenario(scenario: &Scenario) -> (Sim, RunReport) {
     let mut sim = Sim::new(&scenario.config);
     sim.history_mut().duplicates_allowed = scenario.loses_answers;
+    sim.history_mut().acks1_may_be_lost = scenario.config.replication != Replication::Instant;
     for (at, a) in &scenario.actions {
         sim.at(*at, a.clone());
     }
@@ -284,6 +402,12 @@ pub fn run_scenario(scenario: &Scenario) -> (Sim, RunReport) {
     }
     if error.is_none() {
         error = liveness_probes(&mut sim).err();
+    }
+    if error.is_none() {
+        error = producer_recovery(&mut sim).err();
+    }
+    if error.is_none() {
+        error = quiet_after_faults(&mut sim).err();
     }
     if error.is_none() {
         error = episodes(&mut sim).err();
@@ -320,6 +444,7 @@ pub fn outcome_kind(e: &Event) -> String {
         Event::Response { result: Err(e), .. }
         | Event::Metadata { result: Err(e), .. }
         | Event::Versions { result: Err(e), .. } => super::harness::error_kind(e).into(),
+        Event::Flushed { .. } => "flushed".into(),
         _ => "other".into(),
     }
 }
@@ -421,6 +546,55 @@ pub fn liveness_probes(sim: &mut Sim) -> Result<(), SimError> {
         }
     }
     sim.drive_bounded(MAX_STEPS)?;
+    Ok(())
+}
+
+/// More than the buffer room a recovery record takes (its value is a few bytes).
+const RECOVERY_RECORD_ROOM: usize = 256;
+
+/// Once the faults are over, every producing client sends one record to each partition
+/// that has a leader, then flushes; each record must be acked (`producer-recovers`).
+pub fn producer_recovery(sim: &mut Sim) -> Result<(), SimError> {
+    let c = sim.cluster();
+    let mut picks = Vec::new();
+    let mut index = 0u64;
+    for t in c.topic_names() {
+        for p in 0..c.partition_count(&t).unwrap_or(0) as i32 {
+            if c.leader(&t, p).is_some_and(|l| l >= 0) {
+                picks.push(index);
+            }
+            index += 1;
+        }
+    }
+    for client in 0..sim.clients() {
+        let Some(limit) = sim.client_config(client).producer.as_ref().map(|p| p.buffer_memory) else { continue };
+        for pick in &picks {
+            // A small buffer.memory holds a few of these records at a time: wait for room, as
+            // an application does.
+            if sim.client_at(client).producer_buffered() + RECOVERY_RECORD_ROOM > limit {
+                sim.issue_on(client, Work::Flush);
+                sim.drive_bounded(MAX_STEPS)?;
+            }
+            let send = SendWork { pick: *pick, count: 1, keying: Keying::Partition, pad: 0, must_ack: true };
+            sim.send_on(client, &send);
+        }
+        sim.issue_on(client, Work::Flush);
+    }
+    sim.drive_bounded(MAX_STEPS)?;
+    Ok(())
+}
+
+/// Runs until every request sent while the faults lasted has resolved: one request timeout
+/// (the longest of the clients') after the faults ended. A request the faults black-holed
+/// stays in flight until its timeout, and while the client's own metadata refresh does, no
+/// other refresh starts (Java waits for an in-flight metadata request the same way), so an
+/// episode starting earlier would time its bounds from a client still blind.
+pub fn quiet_after_faults(sim: &mut Sim) -> Result<(), SimError> {
+    let longest = (0..sim.clients()).map(|c| sim.client_config(c).request_timeout).max().unwrap_or_default();
+    let until = sim.faults_ended_at().unwrap_or_default() + longest;
+    if until > sim.now() {
+        sim.drive(until)?;
+    }
     Ok(())
 }
 

@@ -74,6 +74,9 @@ pub enum TraceEvent {
     ClusterTimeout,
     /// A scheduled fault or topology change.
     Fault { what: String },
+    /// A producer's batch written to a connection: partition, producer id, epoch, sequence
+    /// and the records it carries.
+    Batch { conn: u64, what: String },
 }
 
 impl TraceEvent {
@@ -139,6 +142,11 @@ impl TraceEvent {
                 h.u64(14);
                 h.str(what);
             }
+            TraceEvent::Batch { conn, what } => {
+                h.u64(15);
+                h.u64(*conn);
+                h.str(what);
+            }
         }
     }
 }
@@ -160,6 +168,7 @@ impl fmt::Display for TraceEvent {
             TraceEvent::ClientTimeout { client } => write!(f, "client {client} timeout"),
             TraceEvent::ClusterTimeout => write!(f, "cluster timeout"),
             TraceEvent::Fault { what } => write!(f, "fault: {what}"),
+            TraceEvent::Batch { conn, what } => write!(f, "c{} batch {what}", Ns(*conn)),
         }
     }
 }

@@ -21,12 +21,16 @@
 //! **Idempotence** (on by default with acks=all): the producer gets an id and epoch with
 //! InitProducerId before any batch leaves; each partition numbers its records from 0. A batch
 //! keeps its sequence across retries, and a partition resends a numbered batch only when none
-//! of its batches is in flight, so retries go out in sequence order. The broker answers a
+//! of its batches is in flight, so retries go out in sequence order. A partition pipelines
+//! batches only once one of them was acknowledged under the current id and epoch: a broker
+//! that holds no state for the producer takes any sequence, so before that a batch could be
+//! written ahead of an earlier one refused with a retriable error. The broker answers a
 //! resent batch it already wrote with the original offset. When a sequence gap is certain (the
-//! partition's first unresolved batch is refused with OUT_OF_ORDER_SEQUENCE_NUMBER or
-//! UNKNOWN_PRODUCER_ID, or a batch that may have been written expired), the producer bumps its
-//! epoch (KIP-360) once every batch that might be in the log has been resolved: every
-//! partition restarts at sequence 0 and batches not known to be written are renumbered.
+//! partition's first unresolved batch, none of whose attempts may have been written, is
+//! refused with OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID, or a batch that may have
+//! been written expired), the producer bumps its epoch (KIP-360) once every batch that might
+//! be in the log has been resolved: every partition restarts at sequence 0 and batches not
+//! known to be written are renumbered.
 //! Batches refused outright are never in the log, and the broker never accepts a later
 //! sequence past a gap, so renumbering duplicates nothing that was acknowledged.
 
@@ -112,6 +116,11 @@ struct PartitionState {
     pending_sequences: BTreeSet<i32>,
     /// Frozen until the epoch bump: its numbered batches are not in the log.
     needs_bump: bool,
+    /// A batch numbered under the current producer id and epoch was acknowledged here, so
+    /// the broker holds this producer's state for the partition. Until then its batches go
+    /// one at a time: a broker without state takes any sequence, so a batch behind one
+    /// refused with a retriable error would be written before it.
+    confirmed: bool,
 }
 
 #[derive(Debug)]
@@ -604,7 +613,11 @@ impl Producer {
         match b.sequence {
             // A numbered batch goes again only once its partition has nothing in flight.
             Some(_) => state.in_flight == 0,
-            None => matches!(self.identity, Identity::Ready { .. }) && !self.bump_wanted,
+            None => {
+                matches!(self.identity, Identity::Ready { .. })
+                    && !self.bump_wanted
+                    && (state.confirmed || state.in_flight == 0)
+            }
         }
     }
 
@@ -723,7 +736,15 @@ impl Producer {
                 break;
             }
             let Some(key) = self.take_batch(topic, *partition) else { continue };
+            #[cfg(feature = "plants")]
+            let before = self.partition_mut(topic, *partition).map(|s| s.next_sequence);
             let Some(bytes) = self.prepare(key) else { continue };
+            #[cfg(feature = "plants")]
+            if ctx.planted(crate::plants::Plant::ProducerSequenceNotAdvanced) {
+                if let (Some(before), Some(state)) = (before, self.partition_mut(topic, *partition)) {
+                    state.next_sequence = before;
+                }
+            }
             size += bytes.len();
             let batch = self.batches.get_mut(&key).expect("prepared above");
             batch.in_flight = true;
@@ -891,7 +912,8 @@ impl Producer {
                     ctx.signals.push(Signal::RefreshMetadata);
                 }
                 let hinted = p.new_leader;
-                self.retry_or_fail(now, key, Attempt::Broker { error: code, message: p.message }, false, ctx);
+                let appended = may_follow_append(code);
+                self.retry_or_fail(now, key, Attempt::Broker { error: code, message: p.message }, appended, ctx);
                 if hinted {
                     // The answer named the new leader (KIP-951): go there without waiting.
                     if let Some(b) = self.batches.get_mut(&key) {
@@ -1006,6 +1028,7 @@ impl Producer {
             if generation == self.generation {
                 if let Some(state) = self.partition_mut(&b.topic, b.partition) {
                     state.pending_sequences.remove(&base);
+                    state.confirmed = true;
                 }
             }
         }
@@ -1039,11 +1062,24 @@ impl Producer {
                 ProduceError::DeliveryTimeout { timeout: self.config.delivery_timeout, last: Some(Box::new(attempt)) };
             return self.fail_batch(b, error);
         }
+        #[cfg(feature = "plants")]
+        if ctx.planted(crate::plants::Plant::ProducerDropOnRetry) {
+            return self.release(b.buffered);
+        }
         let delay = ctx.config.retry_backoff.delay(b.attempts, &mut self.rng);
         b.retry_at = Some(now + delay);
         b.last_error = Some(attempt);
         self.timers.insert(now + delay, Timer::Retry(key.0, key.1));
+        #[cfg(feature = "plants")]
+        let place = (b.topic.clone(), b.partition);
         self.requeue(b);
+        #[cfg(feature = "plants")]
+        if ctx.planted(crate::plants::Plant::ProducerRetryOutOfOrder) {
+            if let Some(state) = self.partition_mut(&place.0, place.1) {
+                state.queue.retain(|k| *k != key);
+                state.queue.push_back(key);
+            }
+        }
     }
 
     /// Puts a batch back in its partition's queue, in its place.
@@ -1060,13 +1096,19 @@ impl Producer {
     /// OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID for a numbered batch.
     fn sequence_gap(&mut self, now: Instant, key: BatchKey, attempt: Attempt, ctx: &mut Ctx<'_>) {
         let Some(b) = self.batches.get(&key) else { return };
-        let current = b.sequence.is_some_and(|(g, _)| g == self.generation);
+        // An earlier attempt that may have been written contradicts the refusal; renumbering
+        // the batch could store it twice, so it is retried as it is (a broker that has it
+        // answers the retry as a duplicate; one that truly lost track keeps refusing it until
+        // its delivery timeout).
+        let current = b.sequence.is_some_and(|(g, _)| g == self.generation) && !b.maybe_written;
         let base = b.sequence.map(|(_, s)| s);
         let (topic, partition) = (b.topic.clone(), b.partition);
         let first = match (current, base, self.partition_mut(&topic, partition)) {
             (true, Some(base), Some(state)) => state.pending_sequences.first() == Some(&base),
             _ => false,
         };
+        #[cfg(feature = "plants")]
+        let first = first && !ctx.planted(crate::plants::Plant::ProducerNoEpochBump);
         if first {
             // Nothing before it is pending: the broker does not have it, nor anything after.
             if let Some(state) = self.partition_mut(&topic, partition) {
@@ -1114,6 +1156,7 @@ impl Producer {
                 state.next_sequence = 0;
                 state.pending_sequences.clear();
                 state.needs_bump = false;
+                state.confirmed = false;
             }
         }
         for b in self.batches.values_mut() {
@@ -1423,6 +1466,18 @@ fn find_partition(
         log_append_time: p.log_append_time_ms,
         new_leader: p.current_leader.leader_id.0 >= 0,
     })
+}
+
+/// Retriable errors a broker may answer after it appended the batch: an acks=all produce
+/// waits for the in-sync replicas after the append and ends with REQUEST_TIMED_OUT when
+/// they are slow, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank, or
+/// NOT_LEADER_OR_FOLLOWER when leadership moved meanwhile (and the new leader may hold the
+/// batch). The batch may be in the log then.
+fn may_follow_append(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicasAfterAppend | ErrorCode::NotLeaderOrFollower
+    )
 }
 
 /// Errors after which the producer's metadata is refreshed (Java's InvalidMetadataException).
