@@ -27,8 +27,8 @@
 //! written ahead of an earlier one refused with a retriable error. The broker answers a
 //! resent batch it already wrote with the original offset. When a sequence gap is certain (the
 //! partition's first unresolved batch, none of whose attempts may have been written, is
-//! refused with OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID, or a batch that may have
-//! been written expired), the producer bumps its epoch (KIP-360) once every batch that might
+//! refused with OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID; a batch that may have been
+//! written and expired shows its gap this way, through the next batch's refusal), the producer bumps its epoch (KIP-360) once every batch that might
 //! be in the log has been resolved: every partition restarts at sequence 0 and batches not
 //! known to be written are renumbered.
 //! Batches refused outright are never in the log, and the broker never accepts a later

@@ -231,8 +231,8 @@ pub enum RefuseReason {
     /// The client is closing.
     #[error("the producer is closing")]
     Closed,
-    /// The producer failed for good.
-    #[error("the producer failed for good: {0}")]
+    /// The producer failed for good (the error says so itself).
+    #[error("{0}")]
     Fatal(ProduceError),
 }
 
