@@ -77,11 +77,14 @@ impl KafkaClient {
     pub fn connect(config: Config) -> Result<(KafkaClient, Driver), ConfigError> {
         let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
-        let handle = handle.with_sleeper(std::sync::Arc::new(|d| {
-            Box::pin(async move {
-                Timer::after(d).await;
-            })
-        }));
+        let handle = handle.with_timer(driver::Timer {
+            now: Instant::now,
+            sleep: Some(std::sync::Arc::new(|d| {
+                Box::pin(async move {
+                    Timer::after(d).await;
+                })
+            })),
+        });
         let driver = Driver {
             dispatcher,
             conns: HashMap::new(),

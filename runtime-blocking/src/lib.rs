@@ -81,6 +81,8 @@ impl KafkaClient {
     pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
         let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
+        // The blocking methods wait with a deadline on this clock; there is no async sleep here.
+        let handle = handle.with_timer(driver::Timer { now: Instant::now, sleep: None });
         let (inputs_tx, inputs) = async_channel::bounded(INPUT_QUEUE);
         // If the thread cannot start, the dispatcher is dropped and every call reports ClientClosed.
         let _ = thread::Builder::new().name("sansa-driver".into()).spawn(move || drive(dispatcher, inputs, inputs_tx));

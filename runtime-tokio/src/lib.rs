@@ -77,7 +77,10 @@ impl KafkaClient {
     pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
         let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
-        let handle = handle.with_sleeper(Arc::new(|d| Box::pin(tokio::time::sleep(d))));
+        let handle = handle.with_timer(driver::Timer {
+            now: Instant::now,
+            sleep: Some(Arc::new(|d| Box::pin(tokio::time::sleep(d)))),
+        });
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
         let driver = Driver { dispatcher, conns: HashMap::new(), input_tx };
         tokio::spawn(driver.run(input_rx));

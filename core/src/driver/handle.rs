@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_channel::Sender;
 
 use super::outcome::{reply, DriverGone, Reply};
-use super::producer::{BufferGate, DeliveryFuture, Sleeper, Waiter};
+use super::producer::{BufferGate, DeliveryFuture, Timer, Waiter};
 use super::{Command, Msg};
 use crate::client::{BrokerVersions, RequestError, Response, Target};
 use crate::cluster::ClusterMetadata;
@@ -30,7 +30,7 @@ impl From<DriverGone> for RequestError {
 pub struct Handle {
     intake: Sender<Msg>,
     gate: Arc<BufferGate>,
-    sleeper: Option<Sleeper>,
+    timer: Option<Timer>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -41,14 +41,15 @@ impl std::fmt::Debug for Handle {
 
 impl Handle {
     pub(super) fn new(intake: Sender<Msg>, gate: Arc<BufferGate>) -> Handle {
-        Handle { intake, gate, sleeper: None }
+        Handle { intake, gate, timer: None }
     }
 
-    /// Gives the handle the runtime's timer, for waits with a deadline in `async` methods (a
-    /// send waiting for buffer room). Runtime crates call it once; without it such a wait
-    /// parks a helper thread.
-    pub fn with_sleeper(mut self, sleeper: Sleeper) -> Handle {
-        self.sleeper = Some(sleeper);
+    /// Gives the handle the runtime's clock and timer, for waits with a deadline (a send
+    /// waiting up to `max.block.ms` for buffer room). Runtime crates call it once; without
+    /// it (or without its sleep, for the `async` methods) a send finding the buffer full
+    /// fails at once.
+    pub fn with_timer(mut self, timer: Timer) -> Handle {
+        self.timer = Some(timer);
         self
     }
 
@@ -60,7 +61,7 @@ impl Handle {
     /// `max.block.ms`; every other failure arrives through the future.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
         let reserved = record.size_in_buffer();
-        self.gate.reserve(reserved, self.sleeper.as_ref()).await?;
+        self.gate.reserve(reserved, self.timer.as_ref()).await?;
         let (waiter, future) = Waiter::future();
         self.submit(Command::Send { record, waiter, reserved }).await;
         Ok(future)
@@ -69,7 +70,7 @@ impl Handle {
     /// [`Handle::send`], blocking the thread while the buffer or the intake is full.
     pub fn send_blocking(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
         let reserved = record.size_in_buffer();
-        self.gate.reserve_blocking(reserved)?;
+        self.gate.reserve_blocking(reserved, self.timer.as_ref())?;
         let (waiter, future) = Waiter::future();
         self.submit_blocking(Command::Send { record, waiter, reserved });
         Ok(future)
@@ -84,7 +85,7 @@ impl Handle {
         callback: impl FnOnce(Result<RecordMetadata, ProduceError>) + Send + 'static,
     ) -> Result<(), ProduceError> {
         let reserved = record.size_in_buffer();
-        self.gate.reserve(reserved, self.sleeper.as_ref()).await?;
+        self.gate.reserve(reserved, self.timer.as_ref()).await?;
         let waiter = Waiter::callback(Box::new(callback));
         self.submit(Command::Send { record, waiter, reserved }).await;
         Ok(())
@@ -98,7 +99,7 @@ impl Handle {
         callback: impl FnOnce(Result<RecordMetadata, ProduceError>) + Send + 'static,
     ) -> Result<(), ProduceError> {
         let reserved = record.size_in_buffer();
-        self.gate.reserve_blocking(reserved)?;
+        self.gate.reserve_blocking(reserved, self.timer.as_ref())?;
         let waiter = Waiter::callback(Box::new(callback));
         self.submit_blocking(Command::Send { record, waiter, reserved });
         Ok(())

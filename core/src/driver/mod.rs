@@ -49,7 +49,7 @@ use std::time::Instant;
 
 pub use dispatcher::{Dispatcher, Intake};
 pub use handle::Handle;
-pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper};
+pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper, Timer};
 pub use typed::TypedProducer;
 
 use crate::client::{BrokerVersions, Client, RequestError, Response, Target};

@@ -6,9 +6,8 @@
 //! when the record's delivery is reported. So a burst of sends blocks (or waits) at the
 //! buffer instead of filling the intake, and the core never sees more than it has room for.
 //!
-//! This is the application's side of the boundary, so its waits read the clock: the core's
-//! machines still never do.
-#![allow(clippy::disallowed_methods)]
+//! Waiting with a deadline needs a clock and a timer; the runtime crate hands both to the
+//! handle ([`Timer`]), so nothing here reads the time by itself.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -44,11 +43,6 @@ impl BufferGate {
         self.waited.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn note_wait(&self, since: Instant) {
-        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.waited.fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
-    }
-
     fn try_reserve(&self, size: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -66,54 +60,66 @@ impl BufferGate {
         self.freed.notify(usize::MAX);
     }
 
-    /// Reserves `size` bytes, waiting for room until `max.block.ms` has passed.
-    pub(crate) async fn reserve(&self, size: usize, sleeper: Option<&Sleeper>) -> Result<(), ProduceError> {
+    /// Reserves `size` bytes, waiting for room until `max.block.ms` has passed. Without a
+    /// [`Timer`] (or its sleep) a full buffer fails at once.
+    pub(crate) async fn reserve(&self, size: usize, timer: Option<&Timer>) -> Result<(), ProduceError> {
         self.check(size)?;
         if self.try_reserve(size) {
             return Ok(());
         }
-        let start = Instant::now();
+        let Some((timer, sleep)) = timer.and_then(|t| Some((t, t.sleep.as_ref()?))) else {
+            return self.reserve_now(size);
+        };
+        let start = (timer.now)();
         loop {
             let listener = self.freed.listen();
             if self.try_reserve(size) {
-                self.note_wait(start);
-                return Ok(());
+                return self.waited(start, (timer.now)(), Ok(()));
             }
-            let left = self.max_block.saturating_sub(start.elapsed());
-            if left.is_zero() || !wait_async(listener, left, sleeper).await {
-                self.note_wait(start);
-                return Err(ProduceError::BufferExhausted { waited: start.elapsed() });
-            }
-            if self.try_reserve(size) {
-                self.note_wait(start);
-                return Ok(());
+            let left = self.max_block.saturating_sub((timer.now)() - start);
+            if left.is_zero() || !wait_async(listener, sleep(left)).await {
+                let end = (timer.now)();
+                return self.waited(start, end, Err(ProduceError::BufferExhausted { waited: end - start }));
             }
         }
     }
 
     /// [`BufferGate::reserve`], blocking the thread.
-    pub(crate) fn reserve_blocking(&self, size: usize) -> Result<(), ProduceError> {
+    pub(crate) fn reserve_blocking(&self, size: usize, timer: Option<&Timer>) -> Result<(), ProduceError> {
         self.check(size)?;
         if self.try_reserve(size) {
             return Ok(());
         }
-        let start = Instant::now();
+        let Some(timer) = timer else { return self.reserve_now(size) };
+        let start = (timer.now)();
         loop {
             let listener = self.freed.listen();
             if self.try_reserve(size) {
-                self.note_wait(start);
-                return Ok(());
+                return self.waited(start, (timer.now)(), Ok(()));
             }
-            let left = self.max_block.saturating_sub(start.elapsed());
+            let left = self.max_block.saturating_sub((timer.now)() - start);
             if left.is_zero() || listener.wait_timeout(left).is_none() {
-                self.note_wait(start);
-                return Err(ProduceError::BufferExhausted { waited: start.elapsed() });
-            }
-            if self.try_reserve(size) {
-                self.note_wait(start);
-                return Ok(());
+                let end = (timer.now)();
+                return self.waited(start, end, Err(ProduceError::BufferExhausted { waited: end - start }));
             }
         }
+    }
+
+    fn reserve_now(&self, size: usize) -> Result<(), ProduceError> {
+        if self.try_reserve(size) {
+            Ok(())
+        } else {
+            Err(ProduceError::BufferExhausted { waited: Duration::ZERO })
+        }
+    }
+
+    /// Counts a wait that began at `start` (`bufferpool-wait-time-ns-total`) and returns `r`.
+    fn waited(&self, start: Instant, end: Instant, r: Result<(), ProduceError>) -> Result<(), ProduceError> {
+        let ns = u64::try_from((end - start).as_nanos()).unwrap_or(u64::MAX);
+        if ns > 0 {
+            self.waited.fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
     }
 
     fn check(&self, size: usize) -> Result<(), ProduceError> {
@@ -124,17 +130,28 @@ impl BufferGate {
     }
 }
 
-/// The runtime's timer, for waits with a deadline on the application's side (a send waiting
-/// for buffer room at most `max.block.ms`): each runtime crate passes its own sleep.
+/// A runtime's sleep: a future that completes after the given time.
 pub type Sleeper = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-/// Waits for `listener` at most `left`; returns whether it fired. The deadline is the
-/// runtime's sleep when it gave one, else a [`Deadline`] thread.
-async fn wait_async(listener: EventListener, left: Duration, sleeper: Option<&Sleeper>) -> bool {
-    let deadline: Pin<Box<dyn Future<Output = ()> + Send>> = match sleeper {
-        Some(sleep) => sleep(left),
-        None => Box::pin(Deadline::new(left)),
-    };
+/// The runtime's clock and timer, for the handle's waits with a deadline (a send waiting up to
+/// `max.block.ms` for buffer room). `sleep` serves the `async` methods; the `_blocking` ones
+/// need only `now`.
+#[derive(Clone)]
+pub struct Timer {
+    /// The runtime's clock.
+    pub now: fn() -> Instant,
+    /// The runtime's sleep, if it has one.
+    pub sleep: Option<Sleeper>,
+}
+
+impl fmt::Debug for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timer").field("sleep", &self.sleep.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// Waits for `listener` until `deadline` completes; returns whether the listener fired.
+async fn wait_async(listener: EventListener, deadline: Pin<Box<dyn Future<Output = ()> + Send>>) -> bool {
     let mut listener = std::pin::pin!(listener);
     let mut deadline = deadline;
     std::future::poll_fn(|cx| {
@@ -147,47 +164,6 @@ async fn wait_async(listener: EventListener, left: Duration, sleeper: Option<&Sl
         Poll::Pending
     })
     .await
-}
-
-/// A deadline for executor-agnostic waits when no runtime timer was given: a sleeping thread
-/// wakes the task once. Used only when a send finds the buffer full.
-struct Deadline {
-    shared: Arc<Mutex<(bool, Option<std::task::Waker>)>>,
-    started: bool,
-    left: Duration,
-}
-
-impl Deadline {
-    fn new(left: Duration) -> Self {
-        Deadline { shared: Arc::new(Mutex::new((false, None))), started: false, left }
-    }
-}
-
-impl Future for Deadline {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        if s.0 {
-            return Poll::Ready(());
-        }
-        s.1 = Some(cx.waker().clone());
-        drop(s);
-        if !self.started {
-            self.started = true;
-            let shared = Arc::clone(&self.shared);
-            let left = self.left;
-            std::thread::spawn(move || {
-                std::thread::sleep(left);
-                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                s.0 = true;
-                if let Some(w) = s.1.take() {
-                    w.wake();
-                }
-            });
-        }
-        Poll::Pending
-    }
 }
 
 /// One record's outcome, shared by the driver (which fills it) and the application.
@@ -234,19 +210,17 @@ impl DeliveryFuture {
     }
 
     /// Blocks at most `timeout`; `None` when the outcome is not there yet (the future stays
-    /// usable).
+    /// usable). The outcome is announced once, so one wait is enough.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<RecordMetadata, ProduceError>> {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(v) = self.take() {
-                return Some(v);
-            }
-            let listener = self.slot.ready.listen();
-            if let Some(v) = self.take() {
-                return Some(v);
-            }
-            listener.wait_deadline(end)?;
+        if let Some(v) = self.take() {
+            return Some(v);
         }
+        let listener = self.slot.ready.listen();
+        if let Some(v) = self.take() {
+            return Some(v);
+        }
+        listener.wait_timeout(timeout)?;
+        self.take()
     }
 }
 
