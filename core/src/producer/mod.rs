@@ -67,15 +67,12 @@ use partitioner::{BuiltInPartitioner, Partitioner, Placement, QueueSize, RoundRo
 /// Orders batches within a partition: creation order, then the pieces of a split batch.
 type BatchKey = (u64, u32);
 
-/// A record in a batch, as the producer remembers it until delivery.
-type Entry = DeliveredRecord;
-
 #[derive(Debug)]
 struct Batch {
     key: BatchKey,
     topic: TopicName,
     partition: i32,
-    records: Vec<Entry>,
+    records: Vec<DeliveredRecord>,
     /// Records until the batch is sealed.
     open: Option<OpenBatch>,
     /// The wire bytes once sealed.
@@ -191,7 +188,6 @@ enum Timer {
 
 #[derive(Debug)]
 struct InFlight {
-    broker: BrokerId,
     batches: Vec<BatchKey>,
     sent: Instant,
 }
@@ -551,18 +547,11 @@ impl Producer {
 
     /// Metadata changed: partitions and leaders are read again, waiting records placed.
     fn refresh(&mut self, now: Instant, cluster: &ClusterMetadata) {
-        self.leaders.clear();
-        let names: Vec<TopicName> = self.topics.keys().cloned().collect();
+        self.rebuild_leaders(cluster);
+        let names: Vec<TopicName> =
+            self.topics.iter().filter(|(_, t)| !t.waiting.is_empty()).map(|(n, _)| n.clone()).collect();
         for name in names {
             let topic = self.topics.get_mut(&name).expect("listed above");
-            refresh_topic(topic, &name, cluster);
-            if let Some(t) = cluster.topics.get(&name) {
-                for p in &t.partitions {
-                    if let (Some(leader), true) = (p.leader, (p.index as usize) < topic.partitions.len()) {
-                        self.leaders.entry(leader).or_default().push((name.clone(), p.index));
-                    }
-                }
-            }
             let fatal = topic.error.filter(|e| !e.is_retriable());
             if !topic.known() && fatal.is_none() {
                 continue;
@@ -779,7 +768,7 @@ impl Producer {
         let tag = self.next_tag;
         let records: usize = taken.iter().filter_map(|k| self.batches.get(k)).map(|b| b.records.len()).sum();
         self.metrics.request_sent(now, records);
-        self.requests.insert(tag, InFlight { broker, batches: taken, sent: now });
+        self.requests.insert(tag, InFlight { batches: taken, sent: now });
         Some(Outgoing {
             body: RequestBody::Produce(body),
             version,
@@ -869,19 +858,12 @@ impl Producer {
                     true,
                     ctx,
                 ),
-                Some(p) => self.handle_partition(now, key, p, request.broker, ctx),
+                Some(p) => self.handle_partition(now, key, p, ctx),
             }
         }
     }
 
-    fn handle_partition(
-        &mut self,
-        now: Instant,
-        key: BatchKey,
-        p: PartitionAnswer,
-        _broker: BrokerId,
-        ctx: &mut Ctx<'_>,
-    ) {
+    fn handle_partition(&mut self, now: Instant, key: BatchKey, p: PartitionAnswer, ctx: &mut Ctx<'_>) {
         let ack = Ack {
             base_offset: (p.base_offset >= 0).then_some(p.base_offset),
             log_append_time: (p.log_append_time >= 0).then_some(p.log_append_time),
@@ -892,7 +874,7 @@ impl Producer {
             ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge
                 if self.batches.get(&key).is_some_and(|b| b.records.len() > 1) =>
             {
-                self.split(now, key, ctx);
+                self.split(now, key);
             }
             ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId if self.idempotent => {
                 let attempt = Attempt::Broker { error: p.error, message: p.message };
@@ -961,8 +943,7 @@ impl Producer {
             }
         }
         if changed {
-            let snapshot = ctx.cluster.clone();
-            self.rebuild_leaders(&snapshot);
+            self.rebuild_leaders(ctx.cluster);
         }
     }
 
@@ -992,6 +973,7 @@ impl Producer {
         self.partitioner.handle_queue_sizes(topic, count, Some(&sizes));
     }
 
+    /// Reads every topic's partitions and leaders from metadata again.
     fn rebuild_leaders(&mut self, cluster: &ClusterMetadata) {
         self.leaders.clear();
         for (name, topic) in &mut self.topics {
@@ -1024,6 +1006,7 @@ impl Producer {
 
     fn complete(&mut self, key: BatchKey, ack: Ack) {
         let Some(b) = self.take_out(key) else { return };
+        self.cancel_expiry(&b);
         if let Some((generation, base)) = b.sequence {
             if generation == self.generation {
                 if let Some(state) = self.partition_mut(&b.topic, b.partition) {
@@ -1167,7 +1150,7 @@ impl Producer {
         }
     }
 
-    fn split(&mut self, now: Instant, key: BatchKey, ctx: &mut Ctx<'_>) {
+    fn split(&mut self, now: Instant, key: BatchKey) {
         let Some(b) = self.take_out(key) else { return };
         let Some(sealed) = b.sealed.clone() else { return };
         let options = crate::protocol::records::DecodeOptions::new();
@@ -1188,11 +1171,12 @@ impl Producer {
             }
             self.want_bump(now);
         }
-        let half = b.size / 2;
+        // Pieces of about half the refused batch each.
+        let half = (b.size / 2).max(1);
         let mut pieces: Vec<Batch> = Vec::new();
         let mut current: Option<Batch> = None;
-        for (i, (r, entry)) in records.iter().zip(b.records.iter()).enumerate() {
-            if current.as_ref().is_some_and(|c| c.size >= half.max(1).min(self.config.batch_size.max(half))) {
+        for (r, entry) in records.iter().zip(b.records.iter()) {
+            if current.as_ref().is_some_and(|c| c.size >= half) {
                 pieces.extend(current.take());
             }
             let piece = current.get_or_insert_with(|| Batch {
@@ -1215,17 +1199,15 @@ impl Producer {
             });
             let builder = piece.open.as_mut().expect("new piece");
             let before = builder.uncompressed_size();
-            let ts = entry.timestamp;
-            let _ = builder.append(ts, r.key.as_deref(), r.value.as_deref(), &r.headers);
+            // These records were encoded once already, so appending them again cannot fail.
+            let _ = builder.append(entry.timestamp, r.key.as_deref(), r.value.as_deref(), &r.headers);
             piece.size += builder.uncompressed_size() - before;
             piece.buffered += entry.buffer_size as usize;
             let mut e = *entry;
             e.offset_delta = (piece.records.len()) as u32;
             piece.records.push(e);
-            let _ = i;
         }
         pieces.extend(current);
-        let _ = ctx;
         for p in pieces {
             let (k0, k1) = p.key;
             self.timers.insert(p.created + self.config.delivery_timeout, Timer::Expire(k0, k1));
@@ -1233,7 +1215,14 @@ impl Producer {
         }
     }
 
+    /// A finished batch's expiry timer goes, so it never sends `expire` looking for it.
+    fn cancel_expiry(&mut self, b: &Batch) {
+        let (k0, k1) = b.key;
+        self.timers.remove(b.deadline(self.config.delivery_timeout), Timer::Expire(k0, k1));
+    }
+
     fn fail_batch(&mut self, mut b: Batch, error: ProduceError) {
+        self.cancel_expiry(&b);
         // Its sequence is settled as far as ordering goes: later batches may be the first
         // pending one now (see `sequence_gap`).
         if let Some((generation, base)) = b.sequence {
@@ -1317,11 +1306,8 @@ impl Producer {
             }
             let last = b.last_error.clone().map(Box::new);
             let error = ProduceError::DeliveryTimeout { timeout, last };
-            let in_flight = b.in_flight;
+            // A queued batch's entry in its partition's queue is skipped when reached.
             let b = self.batches.remove(&key).expect("checked");
-            if !in_flight {
-                // Its queue entry is skipped when reached.
-            }
             self.fail_batch(b, error);
             return;
         }
@@ -1398,26 +1384,22 @@ impl Producer {
 
     fn handle_init(&mut self, now: Instant, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
         let Identity::Requesting { bump, failures, .. } = self.identity.clone() else { return };
-        let error = match result {
-            Ok(Response { body: Some(ResponseBody::InitProducerId(r)), .. }) => {
-                if r.error_code == ErrorCode::None {
-                    self.identity = Identity::Ready { id: r.producer_id, epoch: r.producer_epoch };
-                    if bump.is_some() {
-                        self.start_generation();
-                    }
-                    return;
+        // Anything but a clean answer (no answer, another body, a retriable code) is retried
+        // after the backoff.
+        if let Ok(Response { body: Some(ResponseBody::InitProducerId(r)), .. }) = result {
+            if r.error_code == ErrorCode::None {
+                self.identity = Identity::Ready { id: r.producer_id, epoch: r.producer_epoch };
+                if bump.is_some() {
+                    self.start_generation();
                 }
-                if !r.error_code.is_retriable() && r.error_code != ErrorCode::UnknownServerError {
-                    let error = ProduceError::Fatal(Box::new(Attempt::Broker { error: r.error_code, message: None }));
-                    return self.go_fatal(error);
-                }
-                ctx.signals.push(Signal::RefreshMetadata);
-                Attempt::Broker { error: r.error_code, message: None }
+                return;
             }
-            Ok(_) => Attempt::Broker { error: ErrorCode::UnknownServerError, message: None },
-            Err(e) => Attempt::Request(e),
-        };
-        let _ = error;
+            if !r.error_code.is_retriable() && r.error_code != ErrorCode::UnknownServerError {
+                let error = ProduceError::Fatal(Box::new(Attempt::Broker { error: r.error_code, message: None }));
+                return self.go_fatal(error);
+            }
+            ctx.signals.push(Signal::RefreshMetadata);
+        }
         let failures = failures + 1;
         let at = now + ctx.config.retry_backoff.delay(failures, &mut self.rng);
         self.identity = Identity::Wanted { at, bump, failures };
@@ -1581,8 +1563,7 @@ impl Machine for Producer {
     }
 
     fn handle_metadata(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
-        let snapshot = ctx.cluster.clone();
-        self.refresh(now, &snapshot);
+        self.refresh(now, ctx.cluster);
         if self.topics.values().any(|t| !t.waiting.is_empty()) {
             // Not there yet (being created, or a typo): look again after a backoff.
             self.timers.insert(now + ctx.config.retry_backoff.initial, Timer::Metadata);
