@@ -1256,15 +1256,8 @@ impl Producer {
         self.identity = Identity::Fatal(error.clone());
         let keys: Vec<BatchKey> = self.batches.iter().filter(|(_, b)| !b.abandoned).map(|(k, _)| *k).collect();
         for key in keys {
-            if let Some(b) = self.batches.remove(&key) {
-                let in_flight = b.in_flight;
-                if in_flight {
-                    if let Some(state) = self.partition_mut(&b.topic, b.partition) {
-                        state.in_flight = state.in_flight.saturating_sub(1);
-                    }
-                }
-                let mut b = b;
-                b.in_flight = false;
+            // Out of the in-flight count too: nothing of this producer is sent any more.
+            if let Some(b) = self.take_out(key) {
                 self.fail_batch(b, error.clone());
             }
         }
