@@ -14,6 +14,9 @@ use crate::cluster::refresh::MetadataRefresh;
 use crate::cluster::ClusterMetadata;
 use crate::config::{BrokerAddress, Config};
 use crate::connection::{BrokerApiVersions, ConnEvent, Connection, Expiry, LocalClose, Timeouts, VersionError};
+use crate::consumer::{
+    CommittedOffset, ConsumeError, Consumer, ConsumerRecord, ListedOffset, OffsetSpec, TopicPartition,
+};
 use crate::coordinator::{CoordinatorKey, Coordinators};
 pub use crate::machine::Role;
 use crate::machine::{Ctx, Failure, Link, Machine, Outgoing, Owner, Signal, Tag};
@@ -279,6 +282,28 @@ pub enum Event {
         /// The command.
         id: RequestId,
     },
+    /// The outcome of [`Client::list_offsets`]: per partition, the offset found (`None`
+    /// when no record has a timestamp at or after the one asked for).
+    ListedOffsets {
+        /// The command.
+        id: RequestId,
+        /// The offsets, or why the lookup failed.
+        result: Result<BTreeMap<TopicPartition, Option<ListedOffset>>, ConsumeError>,
+    },
+    /// The outcome of [`Client::committed`]: per partition, the group's committed offset.
+    CommittedOffsets {
+        /// The command.
+        id: RequestId,
+        /// The offsets (`None`: nothing committed), or why the read failed.
+        result: Result<BTreeMap<TopicPartition, Option<CommittedOffset>>, ConsumeError>,
+    },
+    /// The outcome of [`Client::commit`].
+    Committed {
+        /// The command.
+        id: RequestId,
+        /// Success, or why the commit failed.
+        result: Result<(), ConsumeError>,
+    },
     /// [`Client::close`] finished: every request completed and every connection is closed.
     Closed,
 }
@@ -332,10 +357,12 @@ struct Machines {
     requests: Requests,
     versions: VersionChecks,
     producer: Producer,
+    consumer: Consumer,
 }
 
 impl Machines {
-    const ORDER: [Owner; 5] = [Owner::Metadata, Owner::Coordinator, Owner::Requests, Owner::Versions, Owner::Producer];
+    const ORDER: [Owner; 6] =
+        [Owner::Metadata, Owner::Coordinator, Owner::Requests, Owner::Versions, Owner::Producer, Owner::Consumer];
 
     fn get(&mut self, owner: Owner) -> &mut dyn Machine {
         match owner {
@@ -344,6 +371,7 @@ impl Machines {
             Owner::Requests => &mut self.requests,
             Owner::Versions => &mut self.versions,
             Owner::Producer => &mut self.producer,
+            Owner::Consumer => &mut self.consumer,
         }
     }
 }
@@ -433,6 +461,7 @@ impl Client {
                 requests: Requests::default(),
                 versions: VersionChecks::default(),
                 producer: Producer::new(now, &config),
+                consumer: Consumer::new(&config),
             },
             first_asked: 0,
             scratch: Vec::new(),
@@ -595,6 +624,130 @@ impl Client {
     /// Whether the producer writes idempotently (the configuration decides).
     pub fn producer_idempotent(&self) -> bool {
         self.machines.producer.is_idempotent()
+    }
+
+    // ---- consumer ------------------------------------------------------------------------
+
+    /// Assigns `partitions` to the consumer, replacing its assignment (partitions it keeps
+    /// keep their positions). Each new partition starts at the group's committed offset
+    /// (with `group.id`) or else where `auto.offset.reset` says.
+    pub fn assign(&mut self, now: Instant, partitions: Vec<TopicPartition>) {
+        let (machines, mut ctx) = self.split();
+        machines.consumer.assign(now, partitions, &mut ctx);
+        self.settle(now);
+    }
+
+    /// The consumer's assigned partitions.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.machines.consumer.assignment()
+    }
+
+    /// Moves an assigned partition's position to `offset`; records fetched before are
+    /// dropped, so the next record polled from it is at `offset` (or the first after it).
+    pub fn seek(&mut self, now: Instant, partition: &TopicPartition, offset: i64) -> Result<(), ConsumeError> {
+        self.machines.consumer.seek(partition, offset)?;
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Moves an assigned partition's position to the offset `spec` names (looked up now).
+    pub fn seek_to(&mut self, now: Instant, partition: &TopicPartition, spec: OffsetSpec) -> Result<(), ConsumeError> {
+        self.machines.consumer.seek_to(now, partition, spec)?;
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Stops fetching an assigned partition until [`Client::resume`].
+    pub fn pause(&mut self, now: Instant, partition: &TopicPartition) -> Result<(), ConsumeError> {
+        self.machines.consumer.pause(partition, true)?;
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Fetches a paused partition again.
+    pub fn resume(&mut self, now: Instant, partition: &TopicPartition) -> Result<(), ConsumeError> {
+        self.machines.consumer.pause(partition, false)?;
+        self.settle(now);
+        Ok(())
+    }
+
+    /// The next offset the consumer returns for a partition, `None` while it is not known yet.
+    pub fn position(&self, partition: &TopicPartition) -> Result<Option<i64>, ConsumeError> {
+        self.machines.consumer.position(partition)
+    }
+
+    /// Positions of every partition that has one: what committing "all consumed" sends.
+    pub fn positions(&self) -> Vec<(TopicPartition, CommittedOffset)> {
+        self.machines.consumer.positions()
+    }
+
+    /// Whether [`Client::poll_records`] has something to return (records or an error).
+    pub fn has_records(&self) -> bool {
+        self.machines.consumer.has_records()
+    }
+
+    /// Bytes of fetched records waiting to be polled (bounded by `fetch.buffer.memory`).
+    pub fn consumer_buffered(&self) -> usize {
+        self.machines.consumer.buffered_bytes()
+    }
+
+    /// Up to `max` fetched records (and never more than `max.poll.records`), moving
+    /// positions past them; empty when nothing is buffered. An error (no offset to start
+    /// from, a refused or corrupt partition) is returned by a poll that has no records before
+    /// it. Taking records makes room for more fetches.
+    pub fn poll_records(&mut self, now: Instant, max: usize) -> Result<Vec<ConsumerRecord>, ConsumeError> {
+        let before = self.machines.consumer.buffered_bytes();
+        let records = self.machines.consumer.poll(max);
+        if self.machines.consumer.buffered_bytes() != before {
+            self.settle(now);
+        }
+        records
+    }
+
+    /// Looks up offsets by `spec` (earliest, latest, or by timestamp) for any partitions;
+    /// answers with [`Event::ListedOffsets`] within `default.api.timeout.ms`.
+    pub fn list_offsets(&mut self, now: Instant, partitions: Vec<(TopicPartition, OffsetSpec)>) -> RequestId {
+        let refused = |id| Event::ListedOffsets { id, result: Err(ConsumeError::Closed) };
+        let id = match self.admit(refused) {
+            Ok(id) => id,
+            Err(id) => return id,
+        };
+        let (machines, mut ctx) = self.split();
+        machines.consumer.list_offsets(now, id, partitions, &mut ctx);
+        self.settle(now);
+        id
+    }
+
+    /// Reads the group's committed offsets for `partitions`; answers with
+    /// [`Event::CommittedOffsets`]. Needs `group.id`.
+    pub fn committed(&mut self, now: Instant, partitions: Vec<TopicPartition>) -> RequestId {
+        let refused = |id| Event::CommittedOffsets { id, result: Err(ConsumeError::Closed) };
+        let id = match self.admit(refused) {
+            Ok(id) => id,
+            Err(id) => return id,
+        };
+        self.machines.consumer.committed(now, id, partitions);
+        self.settle(now);
+        id
+    }
+
+    /// Commits `offsets` for the group (each the next offset to consume); answers with
+    /// [`Event::Committed`]. Needs `group.id`. Without group membership the commit is a
+    /// standalone one, which the coordinator takes only while the group has no members.
+    pub fn commit(&mut self, now: Instant, offsets: Vec<(TopicPartition, CommittedOffset)>) -> RequestId {
+        let refused = |id| Event::Committed { id, result: Err(ConsumeError::Closed) };
+        let id = match self.admit(refused) {
+            Ok(id) => id,
+            Err(id) => return id,
+        };
+        self.machines.consumer.commit(now, id, offsets);
+        self.settle(now);
+        id
+    }
+
+    /// Per positioned partition: its position and the high watermark last seen.
+    pub fn consumer_lags(&self) -> Vec<(TopicPartition, i64, i64)> {
+        self.machines.consumer.lags()
     }
 
     /// Stops taking commands; requests already submitted complete or time out, then every

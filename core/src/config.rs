@@ -118,6 +118,8 @@ pub struct Config {
     pub rng_seed: Option<u64>,
     /// The producer's settings.
     pub producer: crate::producer::ProducerConfig,
+    /// The consumer's settings.
+    pub consumer: crate::consumer::ConsumerConfig,
     /// Properties given to [`Config::from_properties`] that this configuration does not use
     /// (producer or consumer settings, typos); the Java client warns about these.
     pub unused_properties: Vec<String>,
@@ -140,6 +142,7 @@ impl Default for Config {
             client_software_version: env!("CARGO_PKG_VERSION").into(),
             rng_seed: None,
             producer: crate::producer::ProducerConfig::default(),
+            consumer: crate::consumer::ConsumerConfig::default(),
             unused_properties: Vec::new(),
         }
     }
@@ -257,7 +260,14 @@ impl Config {
         )?;
         positive("request.timeout.ms", format!("{:?}", self.request_timeout), !self.request_timeout.is_zero())?;
         positive("max frame size", self.max_frame_size.to_string(), self.max_frame_size > 0)?;
-        self.producer.validate(self.max_in_flight_per_connection, self.request_timeout)
+        self.producer.validate(self.max_in_flight_per_connection, self.request_timeout)?;
+        self.consumer.validate()
+    }
+
+    /// Sets [`Config::consumer`].
+    pub fn with_consumer(mut self, consumer: crate::consumer::ConsumerConfig) -> Self {
+        self.consumer = consumer;
+        self
     }
 
     /// Sets [`Config::producer`].
@@ -292,7 +302,9 @@ impl Config {
                 "client.software.name" => c.client_software_name = value.to_string(),
                 "client.software.version" => c.client_software_version = value.to_string(),
                 other => {
-                    if !c.producer.set_property(other, value, &mut levels)? {
+                    let producer = c.producer.set_property(other, value, &mut levels)?;
+                    let consumer = c.consumer.set_property(other, value)?;
+                    if !producer && !consumer {
                         c.unused_properties.push(other.to_string());
                     }
                 }
@@ -341,7 +353,8 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_millis(1500));
         assert_eq!(c.reconnect_backoff.max, Duration::from_millis(2000));
         assert_eq!(c.producer.linger, Duration::from_millis(7));
-        assert_eq!(c.unused_properties, vec!["fetch.min.bytes".to_string()]);
+        assert_eq!(c.consumer.fetch_min_bytes, 5);
+        assert!(c.unused_properties.is_empty());
         assert!(matches!(
             Config::from_properties([("bootstrap.servers", "a:1"), ("request.timeout.ms", "soon")]),
             Err(ConfigError::InvalidValue { .. })

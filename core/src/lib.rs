@@ -43,6 +43,7 @@ mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod consumer;
 mod coordinator;
 pub mod driver;
 mod machine;

@@ -37,6 +37,7 @@ pub(crate) enum Owner {
     Requests,
     Versions,
     Producer,
+    Consumer,
 }
 
 /// Which of a broker's connections a request travels on, so that nothing waits behind a

@@ -30,6 +30,8 @@ mod add_partitions_to_txn;
 mod api_versions;
 #[cfg(test)]
 mod client_sim;
+#[cfg(test)]
+mod consumer_tests;
 mod create_partitions;
 mod create_topics;
 #[cfg(test)]

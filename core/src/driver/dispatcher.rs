@@ -14,6 +14,7 @@ use std::time::Instant;
 use async_channel::{Receiver, WeakSender};
 use futures_core::Stream;
 
+use super::consumer::{Polls, Returned, Waiting as ConsumerWaiting};
 use super::outcome::{Nudge, Replier};
 use super::producer::{BufferGate, Pending};
 use super::{Command, Msg};
@@ -39,6 +40,8 @@ pub struct Dispatcher {
     sends: Pending,
     gate: Arc<BufferGate>,
     flushes: BTreeMap<RequestId, Replier<()>>,
+    polls: Polls,
+    consumer_waiting: BTreeMap<RequestId, ConsumerWaiting>,
 }
 
 /// Commands taken off the intake per wake-up at most, so a burst of sends is handled in one
@@ -67,6 +70,7 @@ impl Dispatcher {
         intake: Receiver<Msg>,
         weak: WeakSender<Msg>,
         gate: Arc<BufferGate>,
+        returned: Returned,
     ) -> Dispatcher {
         Dispatcher {
             client,
@@ -79,6 +83,8 @@ impl Dispatcher {
             sends: Pending::default(),
             gate,
             flushes: BTreeMap::new(),
+            polls: Polls::new(returned),
+            consumer_waiting: BTreeMap::new(),
         }
     }
 
@@ -106,12 +112,13 @@ impl Dispatcher {
     /// [`Client::poll_timeout`]: when to call [`Dispatcher::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let close = self.close_deadline.filter(|_| !self.client.is_closed());
-        [self.client.poll_timeout(), close].into_iter().flatten().min()
+        [self.client.poll_timeout(), close, self.polls.poll_timeout()].into_iter().flatten().min()
     }
 
     /// [`Client::handle_input`]: bytes, connects and closes from the adapter's sockets.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.client.handle_input(now, input);
+        self.polls.serve(now, &mut self.client);
     }
 
     /// [`Client::handle_timeout`]: call at (or after) the deadline from `poll_timeout`.
@@ -121,6 +128,7 @@ impl Dispatcher {
             self.client.abort_producer(now);
         }
         self.client.handle_timeout(now);
+        self.polls.serve(now, &mut self.client);
     }
 
     /// Registers the waker and reports whether the intake has something; once every handle
@@ -159,6 +167,7 @@ impl Dispatcher {
                 self.client.close(now);
             }
         }
+        self.polls.serve(now, &mut self.client);
     }
 
     fn submit(&mut self, now: Instant, command: Command) {
@@ -194,6 +203,17 @@ impl Dispatcher {
                     self.client.producer_metrics(now).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
                 metrics.insert("bufferpool-wait-time-ns-total".into(), self.gate.waited_ns() as f64);
                 return reply.send(metrics);
+            }
+            Command::Consumer(command) => {
+                if let Some(waiting) = self.polls.submit(now, &mut self.client, command) {
+                    let id = match &waiting {
+                        ConsumerWaiting::Listed(id, _)
+                        | ConsumerWaiting::Committed(id, _)
+                        | ConsumerWaiting::Commit(id, _) => *id,
+                    };
+                    self.consumer_waiting.insert(id, waiting);
+                }
+                return;
             }
             Command::Flush { reply } => {
                 let id = self.client.flush(now);
@@ -239,6 +259,21 @@ impl Dispatcher {
                     let freed = self.sends.deliver(&d);
                     self.gate.release(freed);
                 }
+                Event::ListedOffsets { id, result } => {
+                    if let Some(ConsumerWaiting::Listed(_, reply)) = self.consumer_waiting.remove(&id) {
+                        reply.send(result);
+                    }
+                }
+                Event::CommittedOffsets { id, result } => {
+                    if let Some(ConsumerWaiting::Committed(_, reply)) = self.consumer_waiting.remove(&id) {
+                        reply.send(result);
+                    }
+                }
+                Event::Committed { id, result } => {
+                    if let Some(ConsumerWaiting::Commit(_, reply)) = self.consumer_waiting.remove(&id) {
+                        reply.send(result);
+                    }
+                }
                 Event::Flushed { id } => {
                     if let Some(reply) = self.flushes.remove(&id) {
                         reply.send(());
@@ -266,6 +301,8 @@ impl Dispatcher {
             && self.closing.is_empty()
             && self.sends.is_empty()
             && self.flushes.is_empty()
+            && self.consumer_waiting.is_empty()
+            && self.polls.is_empty()
     }
 }
 

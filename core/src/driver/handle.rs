@@ -31,6 +31,7 @@ pub struct Handle {
     intake: Sender<Msg>,
     gate: Arc<BufferGate>,
     timer: Option<Timer>,
+    pub(super) returned: super::consumer::Returned,
 }
 
 impl std::fmt::Debug for Handle {
@@ -40,8 +41,13 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
-    pub(super) fn new(intake: Sender<Msg>, gate: Arc<BufferGate>) -> Handle {
-        Handle { intake, gate, timer: None }
+    pub(super) fn new(intake: Sender<Msg>, gate: Arc<BufferGate>, returned: super::consumer::Returned) -> Handle {
+        Handle { intake, gate, timer: None, returned }
+    }
+
+    /// Wakes the driver without a command (it then looks at what handles left for it).
+    pub(super) fn wake(&self) {
+        let _ = self.intake.try_send(Msg::Nudge(Arc::new(std::sync::atomic::AtomicBool::new(true))));
     }
 
     /// Gives the handle the runtime's clock and timer, for waits with a deadline (a send
@@ -238,12 +244,12 @@ impl Handle {
 
     /// Puts `command` on the intake, waiting while it is full. When the driver is gone the
     /// command is dropped with its replier, so its answer reports [`DriverGone`].
-    async fn submit(&self, command: Command) {
+    pub(super) async fn submit(&self, command: Command) {
         let _ = self.intake.send(Msg::Command(command)).await;
     }
 
     /// [`Handle::submit`], blocking the thread.
-    fn submit_blocking(&self, command: Command) {
+    pub(super) fn submit_blocking(&self, command: Command) {
         let _ = self.intake.send_blocking(Msg::Command(command));
     }
 }

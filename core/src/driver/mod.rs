@@ -35,6 +35,7 @@
 //!
 //! [`Client`]: crate::Client
 
+mod consumer;
 mod dispatcher;
 mod handle;
 pub mod outcome;
@@ -76,8 +77,10 @@ pub fn start(mut config: Config, now: Instant, intake_capacity: usize) -> Result
     }
     let (tx, rx) = async_channel::bounded(intake_capacity.max(1));
     let gate = Arc::new(producer::BufferGate::new(config.producer.buffer_memory, config.producer.max_block));
-    let dispatcher = Dispatcher::new(Client::new(config, now), rx, tx.downgrade(), Arc::clone(&gate));
-    Ok((Handle::new(tx, gate), dispatcher))
+    let returned = consumer::Returned::default();
+    let dispatcher =
+        Dispatcher::new(Client::new(config, now), rx, tx.downgrade(), Arc::clone(&gate), Arc::clone(&returned));
+    Ok((Handle::new(tx, gate, returned), dispatcher))
 }
 
 /// What travels on the intake.
@@ -119,6 +122,8 @@ enum Command {
     Metrics {
         reply: Replier<std::collections::BTreeMap<String, f64>>,
     },
+    /// A consumer command.
+    Consumer(consumer::ConsumerCommand),
     /// Completes once everything in flight finished; records still undelivered after
     /// `timeout` fail.
     Close {

@@ -174,6 +174,15 @@ impl<T> Reply<T> {
         }
     }
 
+    /// The answer if it already arrived; never waits.
+    pub fn try_recv(&self) -> Option<Result<T, DriverGone>> {
+        match self.0.try_next()? {
+            Ok(Stage::Final(value)) => Some(Ok(value)),
+            Ok(Stage::Progress(never)) => match never {},
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// [`Reply::recv`], blocking the thread.
     pub fn recv_blocking(&self) -> Result<T, DriverGone> {
         match self.0.next_blocking()? {

@@ -1,0 +1,298 @@
+//! The consumer machine against the fake cluster, in memory with a virtual clock.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sansa::consumer::{
+    CommittedOffset, ConsumeError, ConsumerConfig, ConsumerRecord, OffsetReset, OffsetSpec, TopicPartition,
+};
+use sansa::producer::ProducerRecord;
+use sansa::protocol::{ApiKey, ErrorCode};
+use sansa::{Config, Event};
+
+use super::world::World;
+use super::{FakeClusterConfig, Fault, FaultAction};
+
+fn world(consumer: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> World {
+    let c = consumer(ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest));
+    World::new(FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() }, |config: Config| {
+        config.with_consumer(c)
+    })
+}
+
+/// Produces `n` records to `topic` (keys `k{i}`, values `v{i}`, a header) and waits for them.
+fn produce(w: &mut World, topic: &str, n: usize, from: usize) {
+    for i in from..from + n {
+        let r = ProducerRecord::new(topic, format!("v{i}")).with_key(format!("k{i}")).with_header("i", format!("{i}"));
+        w.client.send(w.now, r).expect("taken");
+    }
+    w.pump();
+    assert!(w.run_until(Duration::from_secs(10), |w| w.client.producer_outstanding() == 0));
+}
+
+/// Polls until `n` records came or `limit` of virtual time passed.
+fn consume(w: &mut World, n: usize, limit: Duration) -> Vec<ConsumerRecord> {
+    let mut out = Vec::new();
+    let end = w.now + limit;
+    loop {
+        let got = match w.client.poll_records(w.now, 500) {
+            Ok(records) => records,
+            Err(e) => panic!("poll failed: {e}"),
+        };
+        let polled = !got.is_empty();
+        out.extend(got);
+        w.pump();
+        if out.len() >= n || w.now > end {
+            return out;
+        }
+        if !polled && !w.client.has_records() && !w.step() {
+            return out;
+        }
+    }
+}
+
+fn tps(topic: &str, partitions: i32) -> Vec<TopicPartition> {
+    (0..partitions).map(|p| TopicPartition::new(topic, p)).collect()
+}
+
+/// Checks `records` against the cluster's logs: per partition, the log's records from
+/// `from` on, in order, each once, with key, value, headers and timestamp.
+fn matches_log(w: &World, records: &[ConsumerRecord], from: i64) {
+    let mut by_partition: BTreeMap<(String, i32), Vec<&ConsumerRecord>> = BTreeMap::new();
+    for r in records {
+        by_partition.entry((r.topic.to_string(), r.partition)).or_default().push(r);
+    }
+    for ((topic, partition), got) in by_partition {
+        let log: Vec<_> = w.cluster.partition_log(&topic, partition).unwrap().filter(|r| r.offset >= from).collect();
+        assert_eq!(got.len(), log.len(), "{topic}-{partition}: consumed {} of {}", got.len(), log.len());
+        for (g, l) in got.iter().zip(&log) {
+            let headers: Vec<(Bytes, Option<Bytes>)> =
+                g.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect();
+            assert_eq!(
+                (g.offset, &g.key, &g.value, &headers, g.timestamp),
+                (l.offset, &l.key, &l.value, &l.headers, l.timestamp)
+            );
+        }
+    }
+}
+
+#[test]
+fn every_record_comes_once_in_order_with_keys_headers_and_timestamps() {
+    let mut w = world(|c| c);
+    w.cluster.create_topic("t", 3, 3);
+    produce(&mut w, "t", 3000, 0);
+    w.client.assign(w.now, tps("t", 3));
+    let records = consume(&mut w, 3000, Duration::from_secs(30));
+    assert_eq!(records.len(), 3000);
+    matches_log(&w, &records, 0);
+    for tp in tps("t", 3) {
+        assert_eq!(w.client.position(&tp).unwrap(), w.cluster.log_end_offset("t", tp.partition));
+    }
+    // Nothing more arrives; a later record does.
+    assert!(consume(&mut w, 1, Duration::from_secs(2)).is_empty());
+    produce(&mut w, "t", 1, 3000);
+    let late = consume(&mut w, 1, Duration::from_secs(5));
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].value.as_deref(), Some(&b"v3000"[..]));
+}
+
+#[test]
+fn latest_starts_at_the_end_and_none_reports_the_partitions() {
+    let mut w = world(|c| c.with_auto_offset_reset(OffsetReset::Latest));
+    w.cluster.create_topic("t", 2, 1);
+    produce(&mut w, "t", 100, 0);
+    w.client.assign(w.now, tps("t", 2));
+    assert!(w.run_until(Duration::from_secs(5), |w| tps("t", 2).iter().all(|tp| w
+        .client
+        .position(tp)
+        .unwrap()
+        .is_some())));
+    produce(&mut w, "t", 10, 100);
+    let records = consume(&mut w, 10, Duration::from_secs(5));
+    let values: Vec<_> = records.iter().map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(values.len(), 10);
+    assert!(values.iter().all(|v| v.as_ref() >= &b"v100"[..]));
+
+    let mut w = world(|c| c.with_auto_offset_reset(OffsetReset::None));
+    w.cluster.create_topic("t", 2, 1);
+    w.client.assign(w.now, tps("t", 2));
+    match w.client.poll_records(w.now, 10) {
+        Err(ConsumeError::NoOffset { partitions }) => assert_eq!(partitions.len(), 2),
+        other => panic!("expected NoOffset, got {other:?}"),
+    }
+    // A seek gives the partitions a position.
+    produce(&mut w, "t", 4, 0);
+    for tp in tps("t", 2) {
+        w.client.seek(w.now, &tp, 0).unwrap();
+    }
+    assert_eq!(consume(&mut w, 4, Duration::from_secs(5)).len(), 4);
+}
+
+#[test]
+fn seek_pause_and_resume_move_what_comes_next() {
+    let mut w = world(|c| c);
+    w.cluster.create_topic("t", 1, 1);
+    produce(&mut w, "t", 1000, 0);
+    let tp = TopicPartition::new("t", 0);
+    w.client.assign(w.now, vec![tp.clone()]);
+    let first = consume(&mut w, 10, Duration::from_secs(5));
+    assert_eq!(first[0].offset, 0);
+    // Back to 5: records 5.. come again, none fetched before the seek leaks through.
+    w.client.seek(w.now, &tp, 5).unwrap();
+    let again = consume(&mut w, 1000 - 5, Duration::from_secs(10));
+    let offsets: Vec<i64> = again.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (5..1000).collect::<Vec<i64>>());
+    // Paused: nothing comes; resumed: the next record does.
+    w.client.pause(w.now, &tp).unwrap();
+    produce(&mut w, "t", 5, 1000);
+    assert!(consume(&mut w, 1, Duration::from_secs(3)).is_empty());
+    w.client.resume(w.now, &tp).unwrap();
+    let resumed = consume(&mut w, 5, Duration::from_secs(5));
+    assert_eq!(resumed.iter().map(|r| r.offset).collect::<Vec<_>>(), (1000..1005).collect::<Vec<_>>());
+    // seek_to earliest and latest.
+    w.client.seek_to(w.now, &tp, OffsetSpec::Earliest).unwrap();
+    assert_eq!(consume(&mut w, 1, Duration::from_secs(5))[0].offset, 0);
+    w.client.seek_to(w.now, &tp, OffsetSpec::Latest).unwrap();
+    assert!(w.run_until(Duration::from_secs(5), |w| w.client.position(&tp).unwrap() == Some(1005)));
+    assert!(matches!(w.client.seek(w.now, &TopicPartition::new("t", 9), 0), Err(ConsumeError::NotAssigned(_))));
+}
+
+#[test]
+fn a_slow_application_holds_the_consumer_at_its_buffer_bound() {
+    let bound = 64 * 1024;
+    let mut w = world(|c| c.with_fetch_buffer_memory(bound).with_max_partition_fetch_bytes(16 * 1024));
+    w.cluster.create_topic("t", 4, 1);
+    produce(&mut w, "t", 20_000, 0);
+    w.client.assign(w.now, tps("t", 4));
+    // Never polled: fetching stops at the bound (plus at most one batch per partition that
+    // the broker returns whole).
+    let mut peak = 0;
+    for _ in 0..200 {
+        peak = peak.max(w.client.consumer_buffered());
+        if !w.step() {
+            break;
+        }
+    }
+    assert!(peak > 0, "fetched something");
+    assert!(peak <= bound + 4 * 16 * 1024, "buffered {peak} bytes against a bound of {bound}");
+    let records = consume(&mut w, 20_000, Duration::from_secs(60));
+    assert_eq!(records.len(), 20_000);
+    matches_log(&w, &records, 0);
+}
+
+#[test]
+fn commits_are_read_back_and_where_a_new_consumer_starts() {
+    let mut w = world(|c| c.with_group_id("g"));
+    w.cluster.create_topic("t", 2, 1);
+    produce(&mut w, "t", 200, 0);
+    w.client.assign(w.now, tps("t", 2));
+    let records = consume(&mut w, 200, Duration::from_secs(10));
+    assert_eq!(records.len(), 200);
+    let positions = w.client.positions();
+    let id = w.client.commit(w.now, positions.clone());
+    assert!(w.run_until(Duration::from_secs(5), |w| w
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Committed { id: i, .. } if *i == id))));
+    assert!(w.events.iter().any(|e| matches!(e, Event::Committed { id: i, result: Ok(()) } if *i == id)));
+    let id = w.client.committed(w.now, tps("t", 2));
+    assert!(w.run_until(Duration::from_secs(5), |w| w
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::CommittedOffsets { id: i, .. } if *i == id))));
+    let found = w.events.iter().find_map(|e| match e {
+        Event::CommittedOffsets { id: i, result } if *i == id => Some(result.clone().unwrap()),
+        _ => None,
+    });
+    let found = found.unwrap();
+    for (tp, offset) in &positions {
+        assert_eq!(found[tp].as_ref().map(|c| c.offset), Some(offset.offset));
+    }
+
+    // A second consumer of the group starts at the committed offsets; one partition has a
+    // commit in the middle.
+    let mut w2 = World::new(FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() }, |c| {
+        c.with_consumer(ConsumerConfig::default().with_group_id("g2").with_auto_offset_reset(OffsetReset::Earliest))
+    });
+    w2.cluster.create_topic("t", 1, 1);
+    produce(&mut w2, "t", 50, 0);
+    let tp = TopicPartition::new("t", 0);
+    let id = w2.client.commit(w2.now, vec![(tp.clone(), CommittedOffset::new(30))]);
+    assert!(w2.run_until(Duration::from_secs(5), |w| w
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Committed { id: i, .. } if *i == id))));
+    w2.client.assign(w2.now, vec![tp.clone()]);
+    let rest = consume(&mut w2, 20, Duration::from_secs(5));
+    assert_eq!(rest.first().map(|r| r.offset), Some(30));
+    assert_eq!(rest.len(), 20);
+}
+
+#[test]
+fn offsets_are_listed_by_earliest_latest_and_timestamp() {
+    let mut w = world(|c| c);
+    w.cluster.create_topic("t", 1, 1);
+    produce(&mut w, "t", 10, 0);
+    let tp = TopicPartition::new("t", 0);
+    let log: Vec<_> = w.cluster.partition_log("t", 0).unwrap().collect();
+    let ask = vec![(tp.clone(), OffsetSpec::Earliest)];
+    let id = w.client.list_offsets(w.now, ask);
+    let done =
+        |id| move |w: &World| w.events.iter().any(|e| matches!(e, Event::ListedOffsets { id: i, .. } if *i == id));
+    assert!(w.run_until(Duration::from_secs(5), done(id)));
+    let listed = |w: &World, id| {
+        w.events
+            .iter()
+            .find_map(|e| match e {
+                Event::ListedOffsets { id: i, result } if *i == id => Some(result.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(listed(&w, id).unwrap()[&tp].unwrap().offset, 0);
+    let id = w.client.list_offsets(w.now, vec![(tp.clone(), OffsetSpec::Latest)]);
+    assert!(w.run_until(Duration::from_secs(5), done(id)));
+    assert_eq!(listed(&w, id).unwrap()[&tp].unwrap().offset, 10);
+    let id = w.client.list_offsets(w.now, vec![(tp.clone(), OffsetSpec::Timestamp(log[0].timestamp))]);
+    assert!(w.run_until(Duration::from_secs(5), done(id)));
+    assert_eq!(listed(&w, id).unwrap()[&tp].unwrap().offset, 0);
+    let id = w.client.list_offsets(w.now, vec![(tp.clone(), OffsetSpec::Timestamp(i64::MAX / 2))]);
+    assert!(w.run_until(Duration::from_secs(5), done(id)));
+    assert_eq!(listed(&w, id).unwrap()[&tp], None);
+}
+
+#[test]
+fn leader_moves_broker_loss_and_session_errors_lose_and_repeat_nothing() {
+    let mut w = world(|c| c);
+    w.cluster.create_topic("t", 3, 3);
+    produce(&mut w, "t", 3000, 0);
+    w.client.assign(w.now, tps("t", 3));
+    let mut records = consume(&mut w, 500, Duration::from_secs(10));
+    // A fetch session the broker forgot, an error that moves nothing, then a leader that
+    // moves and a broker that dies.
+    w.cluster.inject(Fault::error(ErrorCode::FetchSessionIdNotFound).on_api(ApiKey::Fetch));
+    records.extend(consume(&mut w, 200, Duration::from_secs(5)));
+    w.cluster.inject(Fault::new(FaultAction::Disconnect).on_api(ApiKey::Fetch));
+    records.extend(consume(&mut w, 200, Duration::from_secs(5)));
+    let leader = w.cluster.leader("t", 0).unwrap();
+    let other = w.cluster.broker_ids().into_iter().find(|b| *b != leader).unwrap();
+    w.cluster.move_leader("t", 0, other).unwrap();
+    records.extend(consume(&mut w, 300, Duration::from_secs(10)));
+    let leader = w.cluster.leader("t", 1).unwrap();
+    w.stop_broker(leader);
+    records.extend(consume(&mut w, 3000 - records.len(), Duration::from_secs(60)));
+    assert_eq!(records.len(), 3000);
+    matches_log(&w, &records, 0);
+}
+
+#[test]
+fn brokers_without_fetch_sessions_are_served_by_full_fetches() {
+    let mut w = world(|c| c);
+    w.cluster.set_fetch_session_slots(0);
+    w.cluster.create_topic("t", 2, 1);
+    produce(&mut w, "t", 500, 0);
+    w.client.assign(w.now, tps("t", 2));
+    let records = consume(&mut w, 500, Duration::from_secs(10));
+    matches_log(&w, &records, 0);
+}

@@ -1,0 +1,231 @@
+//! Consumer settings, by Java property name or typed builder, with the Java client's
+//! defaults.
+
+use std::time::Duration;
+
+use crate::config::ConfigError;
+use crate::protocol::GroupId;
+
+/// Where a partition without a valid position starts (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OffsetReset {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset: only records produced from now on.
+    #[default]
+    Latest,
+    /// No automatic reset: polling reports [`crate::consumer::ConsumeError::NoOffset`].
+    None,
+}
+
+/// Which records a fetch may return (`isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IsolationLevel {
+    /// Everything up to the high watermark, aborted transactions included.
+    #[default]
+    ReadUncommitted,
+    /// Up to the last stable offset, without records of aborted transactions.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The value a Fetch or ListOffsets request carries.
+    pub fn wire(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+}
+
+/// The consumer's settings. Defaults are the Java client's, except
+/// [`ConsumerConfig::fetch_buffer_memory`], which Java does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerConfig {
+    /// The group whose committed offsets this consumer reads and writes (`group.id`).
+    pub group_id: Option<GroupId>,
+    /// `auto.offset.reset`.
+    pub auto_offset_reset: OffsetReset,
+    /// Bytes a fetch waits for at the broker (`fetch.min.bytes`).
+    pub fetch_min_bytes: i32,
+    /// How long a fetch waits at the broker for `fetch_min_bytes` (`fetch.max.wait.ms`).
+    pub fetch_max_wait: Duration,
+    /// Most bytes one fetch response carries (`fetch.max.bytes`); a first batch larger than
+    /// it still comes, so the consumer never stalls on it.
+    pub fetch_max_bytes: i32,
+    /// Most bytes per partition in one fetch (`max.partition.fetch.bytes`).
+    pub max_partition_fetch_bytes: i32,
+    /// Most records one poll returns (`max.poll.records`).
+    pub max_poll_records: usize,
+    /// `isolation.level`.
+    pub isolation_level: IsolationLevel,
+    /// Verify record batch checksums (`check.crcs`).
+    pub check_crcs: bool,
+    /// The consumer's rack, for fetching from the nearest replica (`client.rack`).
+    pub client_rack: Option<String>,
+    /// Most bytes of fetched records held for the application before it polls them
+    /// (`fetch.buffer.memory`, sansa's own setting): no fetch is sent while this is
+    /// reached, and a fetch asks for no more than the room left (a single batch larger than
+    /// the room still comes, as brokers always return a first batch whole).
+    pub fetch_buffer_memory: usize,
+    /// How long operations that wait on the cluster (committed offsets, offset lookups) may
+    /// take (`default.api.timeout.ms`).
+    pub default_api_timeout: Duration,
+    /// Commit positions every `auto_commit_interval` (`enable.auto.commit`); only with a
+    /// group.
+    pub enable_auto_commit: bool,
+    /// `auto.commit.interval.ms`.
+    pub auto_commit_interval: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            group_id: None,
+            auto_offset_reset: OffsetReset::Latest,
+            fetch_min_bytes: 1,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_max_bytes: 50 * 1024 * 1024,
+            max_partition_fetch_bytes: 1024 * 1024,
+            max_poll_records: 500,
+            isolation_level: IsolationLevel::ReadUncommitted,
+            check_crcs: true,
+            client_rack: None,
+            fetch_buffer_memory: 64 * 1024 * 1024,
+            default_api_timeout: Duration::from_secs(60),
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Sets [`ConsumerConfig::group_id`].
+    pub fn with_group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = Some(GroupId(group.into().into()));
+        self
+    }
+
+    /// Sets [`ConsumerConfig::auto_offset_reset`].
+    pub fn with_auto_offset_reset(mut self, reset: OffsetReset) -> Self {
+        self.auto_offset_reset = reset;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::isolation_level`].
+    pub fn with_isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.isolation_level = level;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::max_poll_records`].
+    pub fn with_max_poll_records(mut self, n: usize) -> Self {
+        self.max_poll_records = n;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::fetch_max_wait`].
+    pub fn with_fetch_max_wait(mut self, wait: Duration) -> Self {
+        self.fetch_max_wait = wait;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::fetch_buffer_memory`].
+    pub fn with_fetch_buffer_memory(mut self, bytes: usize) -> Self {
+        self.fetch_buffer_memory = bytes;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::max_partition_fetch_bytes`].
+    pub fn with_max_partition_fetch_bytes(mut self, bytes: i32) -> Self {
+        self.max_partition_fetch_bytes = bytes;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::enable_auto_commit`].
+    pub fn with_auto_commit(mut self, enable: bool) -> Self {
+        self.enable_auto_commit = enable;
+        self
+    }
+
+    /// Checks values the builder cannot check on its own.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, reason: &'static str| ConfigError::InvalidValue {
+            key: key.into(),
+            value,
+            reason,
+        };
+        if self.max_poll_records == 0 {
+            return Err(bad("max.poll.records", "0".into(), "must be at least 1"));
+        }
+        if self.fetch_max_bytes < 0 {
+            return Err(bad("fetch.max.bytes", self.fetch_max_bytes.to_string(), "must not be negative"));
+        }
+        if self.max_partition_fetch_bytes <= 0 {
+            return Err(bad(
+                "max.partition.fetch.bytes",
+                self.max_partition_fetch_bytes.to_string(),
+                "must be positive",
+            ));
+        }
+        if self.fetch_min_bytes < 0 {
+            return Err(bad("fetch.min.bytes", self.fetch_min_bytes.to_string(), "must not be negative"));
+        }
+        if self.fetch_buffer_memory == 0 {
+            return Err(bad("fetch.buffer.memory", "0".into(), "must be positive"));
+        }
+        if self.group_id.as_ref().is_some_and(|g| g.0.as_str().is_empty()) {
+            return Err(bad("group.id", String::new(), "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Applies one Java property; `Ok(false)` when the key is not a consumer setting.
+    pub(crate) fn set_property(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        let v = value.trim();
+        let invalid = |reason: &'static str| ConfigError::InvalidValue { key: key.into(), value: value.into(), reason };
+        let ms = |s: &str| s.parse::<u64>().map(Duration::from_millis).map_err(|_| invalid("expected milliseconds"));
+        let bytes = |s: &str| s.parse::<i32>().map_err(|_| invalid("expected a number of bytes"));
+        let flag = |s: &str| s.parse::<bool>().map_err(|_| invalid("expected true or false"));
+        match key {
+            "group.id" => self.group_id = (!v.is_empty()).then(|| GroupId(v.to_string().into())),
+            "auto.offset.reset" => {
+                self.auto_offset_reset = match v {
+                    "earliest" => OffsetReset::Earliest,
+                    "latest" => OffsetReset::Latest,
+                    "none" => OffsetReset::None,
+                    _ => return Err(invalid("expected earliest, latest or none")),
+                }
+            }
+            "fetch.min.bytes" => self.fetch_min_bytes = bytes(v)?,
+            "fetch.max.wait.ms" => self.fetch_max_wait = ms(v)?,
+            "fetch.max.bytes" => self.fetch_max_bytes = bytes(v)?,
+            "max.partition.fetch.bytes" => self.max_partition_fetch_bytes = bytes(v)?,
+            "max.poll.records" => {
+                self.max_poll_records = v.parse().map_err(|_| invalid("expected a positive number"))?
+            }
+            "isolation.level" => {
+                self.isolation_level = match v {
+                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
+                    "read_committed" => IsolationLevel::ReadCommitted,
+                    _ => return Err(invalid("expected read_uncommitted or read_committed")),
+                }
+            }
+            "check.crcs" => self.check_crcs = flag(v)?,
+            "client.rack" => self.client_rack = (!v.is_empty()).then(|| v.to_string()),
+            "fetch.buffer.memory" => {
+                self.fetch_buffer_memory = v.parse().map_err(|_| invalid("expected a number of bytes"))?
+            }
+            "default.api.timeout.ms" => self.default_api_timeout = ms(v)?,
+            "enable.auto.commit" => self.enable_auto_commit = flag(v)?,
+            "auto.commit.interval.ms" => self.auto_commit_interval = ms(v)?,
+            // Deserializers are the typed consumer's business, not the core's.
+            "key.deserializer" | "value.deserializer" => {}
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,1386 @@
+//! The consumer machine: positions of assigned partitions, the fetcher (one fetch in flight
+//! per leader, on its fetch connection, in a fetch session), the buffer of fetched data the
+//! application polls from, offset resets with ListOffsets, and committed offsets with
+//! OffsetFetch / OffsetCommit at the group coordinator.
+//!
+//! A partition's way to its first record:
+//!
+//! | partition | on | next |
+//! |---|---|---|
+//! | assigned, with `group.id` | OffsetFetch answers an offset | has a position |
+//! | assigned, with `group.id` | OffsetFetch answers none | resetting (`auto.offset.reset`) |
+//! | assigned, no `group.id` | | resetting (`auto.offset.reset`) |
+//! | resetting | ListOffsets answers | has a position |
+//! | resetting, `auto.offset.reset=none` | | failed: the next poll reports [`ConsumeError::NoOffset`] |
+//! | has a position | not paused, nothing buffered, leader known | fetched |
+//! | fetched | records | buffered until polled; each poll moves the position past what it returns |
+//! | fetched | OFFSET_OUT_OF_RANGE | resetting (or failed, with `none`) |
+//! | fetched | a leader or topic error, or no answer | metadata refreshed, fetched again after `retry.backoff.ms` |
+//! | any | [`Consumer::seek`] | has the position sought; what was buffered for it is dropped |
+//!
+//! Each partition carries a version that a seek, a reset or a new assignment bumps; answers
+//! and buffered data of an older version are ignored, so nothing fetched before a seek is
+//! ever returned after it.
+//!
+//! Memory: fetched data waits in the buffer until polled. A fetch is sent only while the
+//! buffer holds less than `fetch.buffer.memory`, and asks for no more than the room left, so
+//! a slow application holds the consumer at that bound (plus at most one batch larger than
+//! the room, which brokers return whole).
+
+mod config;
+mod fetched;
+mod record;
+mod session;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
+pub use record::{ConsumeError, ConsumerRecord, TopicPartition};
+
+use crate::client::{Event, RequestError, RequestId, Response, Target};
+use crate::coordinator::CoordinatorKey;
+use crate::machine::{Ctx, Link, Machine, Outgoing, Role, Signal, Tag};
+use crate::protocol::messages::fetch::request::{FetchPartition, FetchTopic, ForgottenTopic};
+use crate::protocol::messages::list_offsets::request::{ListOffsetsPartition, ListOffsetsTopic};
+use crate::protocol::messages::offset_commit::request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use crate::protocol::messages::offset_fetch::request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use crate::protocol::messages::{
+    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse,
+};
+use crate::protocol::records::DecodeOptions;
+use crate::protocol::{ApiKey, BrokerId, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName, Uuid};
+use crate::timer::Deadlines;
+use fetched::{Aborted, Fetched, Next};
+use session::{FetchSpec, Session};
+
+/// Where an offset lookup looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (the last stable offset under read_committed).
+    Latest,
+    /// The first offset whose timestamp is at or after this many milliseconds since the epoch.
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn wire(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        }
+    }
+}
+
+/// An offset a lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// The offset.
+    pub offset: i64,
+    /// The timestamp of the record there (-1 for earliest / latest).
+    pub timestamp: i64,
+    /// The leader epoch of that record, when the broker reports one.
+    pub leader_epoch: Option<i32>,
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The next offset to consume.
+    pub offset: i64,
+    /// The leader epoch of the last consumed record, when known.
+    pub leader_epoch: Option<i32>,
+    /// The application's metadata string.
+    pub metadata: String,
+}
+
+impl CommittedOffset {
+    /// An offset with no epoch and empty metadata.
+    pub fn new(offset: i64) -> Self {
+        CommittedOffset { offset, leader_epoch: None, metadata: String::new() }
+    }
+}
+
+/// Where a partition's position comes from next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// It has a position.
+    Positioned,
+    /// Waiting for the group's committed offset.
+    Committed,
+    /// Waiting for an offset lookup.
+    Reset(OffsetSpec),
+    /// No position and no way to get one (`auto.offset.reset=none`): waits for a seek.
+    Failed,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    /// The next offset to hand the application.
+    position: i64,
+    /// The leader epoch of the last record handed out, for commits.
+    epoch: Option<i32>,
+    start: Start,
+    paused: bool,
+    version: u64,
+    /// A fetch or a lookup for it is in flight.
+    busy: bool,
+    /// Fetched data waits in the buffer.
+    buffered: bool,
+    /// After an error, not fetched before this.
+    retry_at: Option<Instant>,
+    high_watermark: i64,
+    log_start_offset: i64,
+    last_stable_offset: i64,
+}
+
+impl PartitionState {
+    fn new(start: Start, version: u64) -> Self {
+        PartitionState {
+            position: -1,
+            epoch: None,
+            start,
+            paused: false,
+            version,
+            busy: false,
+            buffered: false,
+            retry_at: None,
+            high_watermark: -1,
+            log_start_offset: -1,
+            last_stable_offset: -1,
+        }
+    }
+
+    fn fetchable(&self, now: Instant) -> bool {
+        self.start == Start::Positioned
+            && !self.paused
+            && !self.busy
+            && !self.buffered
+            && self.retry_at.is_none_or(|t| t <= now)
+    }
+}
+
+/// A job for the group coordinator: read committed offsets, or commit.
+#[derive(Debug)]
+enum CoordinatorJob {
+    /// Committed offsets of `partitions`; `id` is the application's query, `None` when the
+    /// consumer asks for starting positions.
+    Committed {
+        id: Option<RequestId>,
+        partitions: Vec<(TopicPartition, u64)>,
+    },
+    Commit {
+        id: RequestId,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    },
+}
+
+#[derive(Debug)]
+struct Job<K> {
+    kind: K,
+    deadline: Option<Instant>,
+    retry_at: Option<Instant>,
+    failures: u32,
+    in_flight: bool,
+}
+
+/// An offset lookup: the application's, or the consumer's own resets (`id` = `None`).
+#[derive(Debug)]
+struct Lookup {
+    id: Option<RequestId>,
+    /// Partitions still to ask, with the spec and (for resets) the partition version.
+    pending: BTreeMap<TopicPartition, (OffsetSpec, u64)>,
+    /// Partitions asked in a request in flight.
+    asked: BTreeSet<TopicPartition>,
+    found: BTreeMap<TopicPartition, Option<ListedOffset>>,
+    deadline: Option<Instant>,
+    retry_at: Option<Instant>,
+    failures: u32,
+}
+
+#[derive(Debug)]
+enum InFlight {
+    Fetch { broker: BrokerId, partitions: Vec<(TopicPartition, u64)> },
+    Lookup { lookup: u64, partitions: Vec<TopicPartition> },
+    Coordinator { job: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Retry,
+    Deadline,
+}
+
+/// The consumer machine (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    config: ConsumerConfig,
+    group: Option<GroupId>,
+    partitions: BTreeMap<TopicPartition, PartitionState>,
+    /// Leader and leader epoch of each assigned partition, from the last metadata.
+    leaders: BTreeMap<TopicPartition, (BrokerId, i32)>,
+    sessions: BTreeMap<BrokerId, Session>,
+    /// Brokers with a fetch in flight.
+    fetching: BTreeSet<BrokerId>,
+    buffer: VecDeque<Fetched>,
+    buffered_bytes: usize,
+    lookups: BTreeMap<u64, Lookup>,
+    jobs: BTreeMap<u64, Job<CoordinatorJob>>,
+    in_flight: BTreeMap<Tag, InFlight>,
+    /// Reported by the next poll.
+    errors: VecDeque<ConsumeError>,
+    events: VecDeque<Event>,
+    timers: Deadlines<Timer>,
+    next_tag: Tag,
+    next_key: u64,
+    next_version: u64,
+    retry_backoff: Duration,
+    closing: bool,
+}
+
+impl Consumer {
+    pub fn new(config: &crate::Config) -> Self {
+        Consumer {
+            group: config.consumer.group_id.clone(),
+            config: config.consumer.clone(),
+            partitions: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            fetching: BTreeSet::new(),
+            buffer: VecDeque::new(),
+            buffered_bytes: 0,
+            lookups: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            errors: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: Deadlines::default(),
+            next_tag: 0,
+            next_key: 0,
+            next_version: 0,
+            retry_backoff: config.retry_backoff.initial,
+            closing: false,
+        }
+    }
+
+    // ---- the application's commands ------------------------------------------------------
+
+    /// Replaces the assignment. Partitions kept keep their positions.
+    pub fn assign(&mut self, now: Instant, partitions: Vec<TopicPartition>, ctx: &mut Ctx<'_>) {
+        let wanted: BTreeSet<TopicPartition> = partitions.into_iter().collect();
+        self.partitions.retain(|tp, _| wanted.contains(tp));
+        self.drop_buffered(|tp| !wanted.contains(tp));
+        let mut fresh = Vec::new();
+        for tp in wanted {
+            if self.partitions.contains_key(&tp) {
+                continue;
+            }
+            let version = self.bump();
+            let start = if self.group.is_some() {
+                Start::Committed
+            } else {
+                Start::Reset(self.reset_spec().unwrap_or(OffsetSpec::Latest))
+            };
+            let state = PartitionState::new(start, version);
+            if self.group.is_none() && self.reset_spec().is_none() {
+                fresh.push((tp.clone(), None));
+            }
+            self.partitions.insert(tp.clone(), state);
+        }
+        let topics: BTreeSet<TopicName> = self.partitions.keys().map(|tp| tp.topic.clone()).collect();
+        for topic in topics {
+            ctx.signals.push(Signal::TrackTopic { topic, auto_create: false });
+        }
+        if !fresh.is_empty() {
+            for (tp, _) in &fresh {
+                self.partitions.get_mut(tp).expect("inserted").start = Start::Failed;
+            }
+            self.errors.push_back(ConsumeError::NoOffset { partitions: fresh });
+        }
+        self.refresh_leaders(ctx.cluster);
+        self.plan_starts(now);
+    }
+
+    /// Reads partition leaders again (metadata changed, or the assignment did). Lookups for
+    /// the application's own queries name partitions outside the assignment too.
+    fn refresh_leaders(&mut self, cluster: &crate::cluster::ClusterMetadata) {
+        let lookups = self.lookups.values().flat_map(|l| l.pending.keys());
+        let names: BTreeSet<&TopicPartition> = self.partitions.keys().chain(lookups).collect();
+        self.leaders = names.into_iter().filter_map(|tp| Some((tp.clone(), leader_of(cluster, tp)?))).collect();
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.partitions.keys().cloned().collect()
+    }
+
+    /// Moves a partition's position; what was fetched for it before is dropped.
+    pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), ConsumeError> {
+        let version = self.bump();
+        let state = self.partitions.get_mut(tp).ok_or_else(|| ConsumeError::NotAssigned(tp.clone()))?;
+        state.position = offset;
+        state.epoch = None;
+        state.start = Start::Positioned;
+        state.version = version;
+        state.busy = false;
+        state.retry_at = None;
+        self.drop_buffered(|p| p == tp);
+        Ok(())
+    }
+
+    /// Looks up the offset `spec` names and moves the position there.
+    pub fn seek_to(&mut self, now: Instant, tp: &TopicPartition, spec: OffsetSpec) -> Result<(), ConsumeError> {
+        let version = self.bump();
+        let state = self.partitions.get_mut(tp).ok_or_else(|| ConsumeError::NotAssigned(tp.clone()))?;
+        state.start = Start::Reset(spec);
+        state.version = version;
+        state.busy = false;
+        state.retry_at = None;
+        self.drop_buffered(|p| p == tp);
+        self.plan_starts(now);
+        Ok(())
+    }
+
+    /// Stops (`paused`) or resumes fetching a partition; a paused partition's buffered
+    /// records are dropped and fetched again on resume.
+    pub fn pause(&mut self, tp: &TopicPartition, paused: bool) -> Result<(), ConsumeError> {
+        let version = self.bump();
+        let state = self.partitions.get_mut(tp).ok_or_else(|| ConsumeError::NotAssigned(tp.clone()))?;
+        if state.paused == paused {
+            return Ok(());
+        }
+        state.paused = paused;
+        if paused {
+            state.version = version;
+            state.busy = false;
+            self.drop_buffered(|p| p == tp);
+        }
+        Ok(())
+    }
+
+    /// The next offset to be returned for a partition; `None` while it has no position.
+    pub fn position(&self, tp: &TopicPartition) -> Result<Option<i64>, ConsumeError> {
+        let state = self.partitions.get(tp).ok_or_else(|| ConsumeError::NotAssigned(tp.clone()))?;
+        Ok((state.start == Start::Positioned).then_some(state.position))
+    }
+
+    /// Positions of every positioned partition, with the epoch of the last record returned:
+    /// what a commit of "everything consumed" sends.
+    pub fn positions(&self) -> Vec<(TopicPartition, CommittedOffset)> {
+        self.partitions
+            .iter()
+            .filter(|(_, s)| s.start == Start::Positioned)
+            .map(|(tp, s)| {
+                (tp.clone(), CommittedOffset { offset: s.position, leader_epoch: s.epoch, metadata: String::new() })
+            })
+            .collect()
+    }
+
+    /// Whether a poll would return something now (records or an error).
+    pub fn has_records(&self) -> bool {
+        !self.errors.is_empty() || !self.buffer.is_empty()
+    }
+
+    /// Bytes of fetched data waiting for the application.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    /// Up to `max` records (at most `max.poll.records`), in fetch order; positions move past
+    /// them. An error is reported on its own, by a poll that would otherwise return nothing
+    /// before it.
+    pub fn poll(&mut self, max: usize) -> Result<Vec<ConsumerRecord>, ConsumeError> {
+        let max = max.min(self.config.max_poll_records).max(1);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(front) = self.buffer.front_mut() else { break };
+            let current = self
+                .partitions
+                .get_mut(&front.partition)
+                .filter(|s| s.version == front.version && s.start == Start::Positioned);
+            let Some(state) = current else {
+                self.pop_buffer();
+                continue;
+            };
+            match front.next() {
+                Next::Record(r) => {
+                    if r.offset < state.position {
+                        continue;
+                    }
+                    state.position = r.offset + 1;
+                    state.epoch = r.leader_epoch.or(state.epoch);
+                    out.push(r);
+                }
+                Next::Skip(offset) => state.position = state.position.max(offset),
+                Next::Done => self.pop_buffer(),
+                Next::Corrupt(reason) => {
+                    let error =
+                        ConsumeError::Corrupt { partition: front.partition.clone(), offset: state.position, reason };
+                    state.start = Start::Failed;
+                    self.pop_buffer();
+                    self.errors.push_back(error);
+                    break;
+                }
+            }
+        }
+        if out.is_empty() {
+            if let Some(e) = self.errors.pop_front() {
+                return Err(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues an offset lookup; answered with [`Event::ListedOffsets`].
+    pub fn list_offsets(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        partitions: Vec<(TopicPartition, OffsetSpec)>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        for topic in partitions.iter().map(|(tp, _)| tp.topic.clone()).collect::<BTreeSet<_>>() {
+            ctx.signals.push(Signal::TrackTopic { topic, auto_create: false });
+        }
+        let lookup = Lookup {
+            id: Some(id),
+            pending: partitions.into_iter().map(|(tp, spec)| (tp, (spec, 0))).collect(),
+            asked: BTreeSet::new(),
+            found: BTreeMap::new(),
+            deadline: Some(now + self.config.default_api_timeout),
+            retry_at: None,
+            failures: 0,
+        };
+        self.timers.insert(now + self.config.default_api_timeout, Timer::Deadline);
+        let key = self.key();
+        if lookup.pending.is_empty() {
+            self.events.push_back(Event::ListedOffsets { id, result: Ok(BTreeMap::new()) });
+            return;
+        }
+        self.lookups.insert(key, lookup);
+        self.refresh_leaders(ctx.cluster);
+    }
+
+    /// Queues a read of the group's committed offsets; answered with
+    /// [`Event::CommittedOffsets`].
+    pub fn committed(&mut self, now: Instant, id: RequestId, partitions: Vec<TopicPartition>) {
+        if self.group.is_none() {
+            self.events.push_back(Event::CommittedOffsets { id, result: Err(ConsumeError::NoGroup) });
+            return;
+        }
+        let partitions = partitions.into_iter().map(|tp| (tp, 0)).collect();
+        self.add_job(now, CoordinatorJob::Committed { id: Some(id), partitions });
+    }
+
+    /// Queues a commit; answered with [`Event::Committed`].
+    pub fn commit(&mut self, now: Instant, id: RequestId, offsets: Vec<(TopicPartition, CommittedOffset)>) {
+        if self.group.is_none() {
+            self.events.push_back(Event::Committed { id, result: Err(ConsumeError::NoGroup) });
+            return;
+        }
+        if offsets.is_empty() {
+            self.events.push_back(Event::Committed { id, result: Ok(()) });
+            return;
+        }
+        self.add_job(now, CoordinatorJob::Commit { id, offsets });
+    }
+
+    /// Lag and position figures per partition: (partition, position, high watermark).
+    pub fn lags(&self) -> Vec<(TopicPartition, i64, i64)> {
+        self.partitions
+            .iter()
+            .filter(|(_, s)| s.start == Start::Positioned)
+            .map(|(tp, s)| (tp.clone(), s.position, s.high_watermark))
+            .collect()
+    }
+
+    // ---- internals ----------------------------------------------------------------------
+
+    fn bump(&mut self) -> u64 {
+        self.next_version += 1;
+        self.next_version
+    }
+
+    fn key(&mut self) -> u64 {
+        self.next_key += 1;
+        self.next_key
+    }
+
+    fn reset_spec(&self) -> Option<OffsetSpec> {
+        match self.config.auto_offset_reset {
+            OffsetReset::Earliest => Some(OffsetSpec::Earliest),
+            OffsetReset::Latest => Some(OffsetSpec::Latest),
+            OffsetReset::None => None,
+        }
+    }
+
+    fn add_job(&mut self, now: Instant, kind: CoordinatorJob) {
+        let deadline = now + self.config.default_api_timeout;
+        self.timers.insert(deadline, Timer::Deadline);
+        let key = self.key();
+        self.jobs.insert(key, Job { kind, deadline: Some(deadline), retry_at: None, failures: 0, in_flight: false });
+    }
+
+    fn drop_buffered(&mut self, mut gone: impl FnMut(&TopicPartition) -> bool) {
+        let before = self.buffer.len();
+        let mut freed = 0;
+        self.buffer.retain(|f| {
+            let keep = !gone(&f.partition);
+            if !keep {
+                freed += f.size;
+            }
+            keep
+        });
+        if self.buffer.len() != before {
+            self.buffered_bytes -= freed;
+            for (tp, state) in &mut self.partitions {
+                if gone(tp) {
+                    state.buffered = false;
+                }
+            }
+        }
+    }
+
+    fn pop_buffer(&mut self) {
+        if let Some(f) = self.buffer.pop_front() {
+            self.buffered_bytes -= f.size;
+            if let Some(state) = self.partitions.get_mut(&f.partition) {
+                if state.version == f.version {
+                    state.buffered = false;
+                }
+            }
+        }
+    }
+
+    /// Starts lookups for partitions that need a position and have none under way.
+    fn plan_starts(&mut self, now: Instant) {
+        let mut committed = Vec::new();
+        let mut resets = BTreeMap::new();
+        for (tp, state) in &mut self.partitions {
+            if state.busy {
+                continue;
+            }
+            match state.start {
+                Start::Committed => committed.push((tp.clone(), state.version)),
+                Start::Reset(spec) => {
+                    resets.insert(tp.clone(), (spec, state.version));
+                }
+                _ => continue,
+            }
+            state.busy = true;
+        }
+        if !committed.is_empty() {
+            let key = self.key();
+            let job = CoordinatorJob::Committed { id: None, partitions: committed };
+            self.jobs.insert(key, Job { kind: job, deadline: None, retry_at: None, failures: 0, in_flight: false });
+        }
+        if !resets.is_empty() {
+            let key = self.key();
+            let lookup = Lookup {
+                id: None,
+                pending: resets,
+                asked: BTreeSet::new(),
+                found: BTreeMap::new(),
+                deadline: None,
+                retry_at: None,
+                failures: 0,
+            };
+            self.lookups.insert(key, lookup);
+        }
+        let _ = now;
+    }
+
+    /// The partitions to fetch from `broker` now, with what to ask of each.
+    fn fetch_plan(&self, now: Instant, broker: BrokerId) -> BTreeMap<TopicPartition, FetchSpec> {
+        let room = self.config.fetch_buffer_memory.saturating_sub(self.buffered_bytes);
+        let max_bytes = (self.config.max_partition_fetch_bytes as usize).min(room).max(1) as i32;
+        self.partitions
+            .iter()
+            .filter(|(_, s)| s.fetchable(now))
+            .filter_map(|(tp, s)| {
+                let p = self.leaders.get(tp).copied()?;
+                (p.0 == broker)
+                    .then(|| (tp.clone(), FetchSpec { fetch_offset: s.position, max_bytes, leader_epoch: p.1 }))
+            })
+            .collect()
+    }
+
+    fn brokers_to_fetch(&self, now: Instant) -> BTreeSet<BrokerId> {
+        if self.buffered_bytes >= self.config.fetch_buffer_memory || self.closing {
+            return BTreeSet::new();
+        }
+        self.partitions
+            .iter()
+            .filter(|(_, s)| s.fetchable(now))
+            .filter_map(|(tp, _)| self.leaders.get(tp).copied().map(|l| l.0))
+            .filter(|b| !self.fetching.contains(b))
+            .collect()
+    }
+
+    fn build_fetch(&mut self, now: Instant, broker: BrokerId, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
+        if self.fetching.contains(&broker) || self.buffered_bytes >= self.config.fetch_buffer_memory {
+            return None;
+        }
+        let wanted = self.fetch_plan(now, broker);
+        if wanted.is_empty() {
+            return None;
+        }
+        let mut version = match link.versions.negotiate(ApiKey::Fetch) {
+            Ok(v) => v,
+            Err(error) => {
+                let error = RequestError::Version { address: link.address.clone(), error };
+                self.errors.push_back(ConsumeError::Request(error));
+                for tp in wanted.keys() {
+                    if let Some(s) = self.partitions.get_mut(tp) {
+                        s.retry_at = Some(now + Duration::from_secs(1));
+                    }
+                }
+                self.timers.insert(now + Duration::from_secs(1), Timer::Retry);
+                return None;
+            }
+        };
+        let id_of = |topic: &TopicName| ctx.cluster.topics.get(topic).map_or(Uuid::default(), |t| t.id);
+        if version >= 13 && wanted.keys().any(|tp| id_of(&tp.topic) == Uuid::default()) {
+            version = 12;
+        }
+        let session = self.sessions.entry(broker).or_default();
+        let plan = session.plan(&wanted, version >= 7);
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for (tp, spec) in &plan.send {
+            if topics.last().is_none_or(|t| t.topic != tp.topic) {
+                topics.push(FetchTopic::default().with_topic(tp.topic.clone()).with_topic_id(id_of(&tp.topic)));
+            }
+            let p = FetchPartition::default()
+                .with_partition(tp.partition)
+                .with_current_leader_epoch(spec.leader_epoch)
+                .with_fetch_offset(spec.fetch_offset)
+                .with_partition_max_bytes(spec.max_bytes);
+            topics.last_mut().expect("pushed").partitions.push(p);
+        }
+        let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+        for tp in &plan.forget {
+            if forgotten.last().is_none_or(|t| t.topic != tp.topic) {
+                forgotten.push(ForgottenTopic::default().with_topic(tp.topic.clone()).with_topic_id(id_of(&tp.topic)));
+            }
+            forgotten.last_mut().expect("pushed").partitions.push(tp.partition);
+        }
+        let room = self.config.fetch_buffer_memory.saturating_sub(self.buffered_bytes);
+        let max_bytes = (self.config.fetch_max_bytes.max(0) as usize).min(room).max(1) as i32;
+        let body = FetchRequest::default()
+            .with_max_wait_ms(self.config.fetch_max_wait.as_millis().min(i32::MAX as u128) as i32)
+            .with_min_bytes(self.config.fetch_min_bytes)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(self.config.isolation_level.wire())
+            .with_session_id(plan.session_id)
+            .with_session_epoch(plan.epoch)
+            .with_topics(topics)
+            .with_forgotten_topics_data(forgotten)
+            .with_rack_id(StrBytes::from(self.config.client_rack.clone().unwrap_or_default()));
+        let mut partitions = Vec::with_capacity(wanted.len());
+        for tp in wanted.into_keys() {
+            let state = self.partitions.get_mut(&tp).expect("planned from it");
+            state.busy = true;
+            partitions.push((tp, state.version));
+        }
+        self.fetching.insert(broker);
+        let tag = self.tag();
+        self.in_flight.insert(tag, InFlight::Fetch { broker, partitions });
+        let timeout = ctx.config.request_timeout + self.config.fetch_max_wait;
+        Some(Outgoing {
+            body: RequestBody::Fetch(body),
+            version,
+            tag,
+            deadline: now + timeout,
+            timeout,
+            expects_response: true,
+        })
+    }
+
+    fn tag(&mut self) -> Tag {
+        self.next_tag += 1;
+        self.next_tag
+    }
+
+    fn handle_fetch(
+        &mut self,
+        now: Instant,
+        broker: BrokerId,
+        partitions: Vec<(TopicPartition, u64)>,
+        result: Result<Response, RequestError>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        self.fetching.remove(&broker);
+        let mut asked: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        for (tp, version) in partitions {
+            if let Some(s) = self.partitions.get_mut(&tp).filter(|s| s.version == version) {
+                s.busy = false;
+                asked.insert(tp, version);
+            }
+        }
+        let response = match result.map(|r| r.body) {
+            Ok(Some(ResponseBody::Fetch(r))) => r,
+            _ => {
+                // No answer: the session's state at the broker is unknown.
+                self.sessions.entry(broker).or_default().reset();
+                self.back_off(now, asked.keys());
+                ctx.signals.push(Signal::RefreshMetadata);
+                return;
+            }
+        };
+        let FetchResponse { error_code, session_id, responses, .. } = response;
+        let session = self.sessions.entry(broker).or_default();
+        if error_code != ErrorCode::None {
+            session.reset();
+            if !matches!(error_code, ErrorCode::FetchSessionIdNotFound | ErrorCode::InvalidFetchSessionEpoch) {
+                self.back_off(now, asked.keys());
+            }
+            return;
+        }
+        session.answered(session_id);
+        let ids: BTreeMap<Uuid, TopicName> = ctx.cluster.topics.values().map(|t| (t.id, t.name.clone())).collect();
+        let options = DecodeOptions::new().verify_crc(self.config.check_crcs);
+        let mut refresh = false;
+        let reset = self.reset_spec();
+        for topic in responses {
+            let name = if topic.topic.as_str().is_empty() {
+                match ids.get(&topic.topic_id) {
+                    Some(n) => n.clone(),
+                    None => continue,
+                }
+            } else {
+                topic.topic
+            };
+            for p in topic.partitions {
+                let tp = TopicPartition { topic: name.clone(), partition: p.partition_index };
+                let Some(&version) = asked.get(&tp) else { continue };
+                let state = self.partitions.get_mut(&tp).expect("asked");
+                if p.high_watermark >= 0 {
+                    state.high_watermark = p.high_watermark;
+                }
+                state.log_start_offset = p.log_start_offset;
+                state.last_stable_offset = p.last_stable_offset;
+                match p.error_code {
+                    ErrorCode::None => {
+                        let Some(records) = p.records.filter(|r| !r.is_empty()) else { continue };
+                        let aborted = p
+                            .aborted_transactions
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|a| Aborted { producer_id: a.producer_id.0, first_offset: a.first_offset })
+                            .collect();
+                        let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
+                        let fetched = Fetched::new(tp, version, records, aborted, read_committed, options);
+                        state.buffered = true;
+                        self.buffered_bytes += fetched.size;
+                        self.buffer.push_back(fetched);
+                    }
+                    ErrorCode::OffsetOutOfRange => match reset {
+                        Some(spec) => {
+                            state.start = Start::Reset(spec);
+                        }
+                        None => {
+                            state.start = Start::Failed;
+                            let position = state.position;
+                            self.errors.push_back(ConsumeError::NoOffset { partitions: vec![(tp, Some(position))] });
+                        }
+                    },
+                    e if e.is_retriable()
+                        || matches!(e, ErrorCode::UnknownTopicOrPartition | ErrorCode::UnknownTopicId) =>
+                    {
+                        refresh = true;
+                        state.retry_at = Some(now + self.retry_backoff);
+                        self.timers.insert(now + self.retry_backoff, Timer::Retry);
+                    }
+                    error => {
+                        state.start = Start::Failed;
+                        self.errors.push_back(ConsumeError::Partition { partition: tp, error });
+                    }
+                }
+            }
+        }
+        if refresh {
+            ctx.signals.push(Signal::RefreshMetadata);
+        }
+        self.plan_starts(now);
+    }
+
+    fn back_off<'a>(&mut self, now: Instant, partitions: impl Iterator<Item = &'a TopicPartition>) {
+        let at = now + self.retry_backoff;
+        for tp in partitions {
+            if let Some(s) = self.partitions.get_mut(tp) {
+                s.retry_at = Some(at);
+            }
+        }
+        self.timers.insert(at, Timer::Retry);
+    }
+
+    // ---- offset lookups -----------------------------------------------------------------
+
+    fn lookup_brokers(&self, now: Instant) -> BTreeSet<BrokerId> {
+        self.lookups
+            .values()
+            .filter(|l| l.retry_at.is_none_or(|t| t <= now))
+            .flat_map(|l| l.pending.keys().filter(|tp| !l.asked.contains(*tp)))
+            .filter_map(|tp| self.leaders.get(tp).copied().map(|l| l.0))
+            .collect()
+    }
+
+    fn build_lookup(&mut self, now: Instant, broker: BrokerId, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
+        let (key, asked) = self.lookups.iter().find_map(|(key, l)| {
+            if l.retry_at.is_some_and(|t| t > now) {
+                return None;
+            }
+            let asked: Vec<(TopicPartition, OffsetSpec, i32)> = l
+                .pending
+                .iter()
+                .filter(|(tp, _)| !l.asked.contains(*tp))
+                .filter_map(|(tp, (spec, _))| {
+                    let (leader, epoch) = self.leaders.get(tp).copied()?;
+                    (leader == broker).then(|| (tp.clone(), *spec, epoch))
+                })
+                .collect();
+            (!asked.is_empty()).then_some((*key, asked))
+        })?;
+        let version = match link.versions.negotiate(ApiKey::ListOffsets) {
+            Ok(v) => v,
+            Err(error) => {
+                let error = RequestError::Version { address: link.address.clone(), error };
+                self.fail_lookup(key, ConsumeError::Request(error));
+                return None;
+            }
+        };
+        let mut topics: Vec<ListOffsetsTopic> = Vec::new();
+        for (tp, spec, epoch) in &asked {
+            if topics.last().is_none_or(|t| t.name != tp.topic) {
+                topics.push(ListOffsetsTopic::default().with_name(tp.topic.clone()));
+            }
+            topics.last_mut().expect("pushed").partitions.push(
+                ListOffsetsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_current_leader_epoch(*epoch)
+                    .with_timestamp(spec.wire()),
+            );
+        }
+        let timeout = ctx.config.request_timeout;
+        let body = ListOffsetsRequest::default()
+            .with_isolation_level(self.config.isolation_level.wire())
+            .with_topics(topics)
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32);
+        let lookup = self.lookups.get_mut(&key).expect("found");
+        let partitions: Vec<TopicPartition> = asked.into_iter().map(|(tp, _, _)| tp).collect();
+        lookup.asked.extend(partitions.iter().cloned());
+        let tag = self.tag();
+        self.in_flight.insert(tag, InFlight::Lookup { lookup: key, partitions });
+        Some(Outgoing {
+            body: RequestBody::ListOffsets(body),
+            version,
+            tag,
+            deadline: now + timeout,
+            timeout,
+            expects_response: true,
+        })
+    }
+
+    fn handle_lookup(
+        &mut self,
+        now: Instant,
+        key: u64,
+        partitions: Vec<TopicPartition>,
+        result: Result<Response, RequestError>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let Some(lookup) = self.lookups.get_mut(&key) else { return };
+        for tp in &partitions {
+            lookup.asked.remove(tp);
+        }
+        let response = match result.map(|r| r.body) {
+            Ok(Some(ResponseBody::ListOffsets(r))) => r,
+            Ok(_) => return,
+            Err(e) => {
+                lookup.failures += 1;
+                lookup.retry_at = Some(now + self.retry_backoff);
+                self.timers.insert(now + self.retry_backoff, Timer::Retry);
+                ctx.signals.push(Signal::RefreshMetadata);
+                if lookup.id.is_some() && lookup.deadline.is_some_and(|d| d <= now) {
+                    self.fail_lookup(key, ConsumeError::Request(e));
+                }
+                return;
+            }
+        };
+        let ListOffsetsResponse { topics, .. } = response;
+        let mut retry = false;
+        let mut fatal = None;
+        for topic in topics {
+            for p in topic.partitions {
+                let tp = TopicPartition { topic: topic.name.clone(), partition: p.partition_index };
+                if !partitions.contains(&tp) {
+                    continue;
+                }
+                match p.error_code {
+                    ErrorCode::None => {
+                        let Some((_, version)) = lookup.pending.remove(&tp) else { continue };
+                        let found = (p.offset >= 0).then_some(ListedOffset {
+                            offset: p.offset,
+                            timestamp: p.timestamp,
+                            leader_epoch: (p.leader_epoch >= 0).then_some(p.leader_epoch),
+                        });
+                        lookup.found.insert(tp.clone(), found);
+                        if lookup.id.is_none() {
+                            if let Some(s) = self.partitions.get_mut(&tp).filter(|s| s.version == version) {
+                                s.busy = false;
+                                s.retry_at = None;
+                                match found {
+                                    Some(f) => {
+                                        s.position = f.offset;
+                                        s.epoch = f.leader_epoch;
+                                        s.start = Start::Positioned;
+                                    }
+                                    // No record at or after the timestamp: the end.
+                                    None => s.start = Start::Reset(OffsetSpec::Latest),
+                                }
+                            }
+                        }
+                    }
+                    e if e.is_retriable()
+                        || matches!(e, ErrorCode::UnknownTopicOrPartition | ErrorCode::OffsetNotAvailable) =>
+                    {
+                        retry = true
+                    }
+                    error => fatal = Some(ConsumeError::Partition { partition: tp, error }),
+                }
+            }
+        }
+        if retry {
+            lookup.failures += 1;
+            lookup.retry_at = Some(now + self.retry_backoff);
+            self.timers.insert(now + self.retry_backoff, Timer::Retry);
+            ctx.signals.push(Signal::RefreshMetadata);
+        }
+        if let Some(e) = fatal {
+            if lookup.id.is_some() {
+                self.fail_lookup(key, e);
+            } else {
+                // A reset that cannot succeed: report it and stop fetching the partition.
+                if let ConsumeError::Partition { partition, .. } = &e {
+                    lookup.pending.remove(partition);
+                    if let Some(s) = self.partitions.get_mut(partition) {
+                        s.start = Start::Failed;
+                        s.busy = false;
+                    }
+                }
+                self.errors.push_back(e);
+            }
+            return;
+        }
+        self.finish_lookup(key);
+        self.plan_starts(now);
+    }
+
+    fn finish_lookup(&mut self, key: u64) {
+        let done = self.lookups.get(&key).is_some_and(|l| l.pending.is_empty() && l.asked.is_empty());
+        if done {
+            let lookup = self.lookups.remove(&key).expect("present");
+            if let Some(id) = lookup.id {
+                self.events.push_back(Event::ListedOffsets { id, result: Ok(lookup.found) });
+            }
+        }
+    }
+
+    fn fail_lookup(&mut self, key: u64, error: ConsumeError) {
+        if let Some(lookup) = self.lookups.remove(&key) {
+            match lookup.id {
+                Some(id) => self.events.push_back(Event::ListedOffsets { id, result: Err(error) }),
+                None => {
+                    for tp in lookup.pending.keys() {
+                        if let Some(s) = self.partitions.get_mut(tp) {
+                            s.busy = false;
+                            s.start = Start::Failed;
+                        }
+                    }
+                    self.errors.push_back(error);
+                }
+            }
+        }
+    }
+
+    // ---- the group coordinator ----------------------------------------------------------
+
+    fn job_ready(&self, now: Instant) -> Option<u64> {
+        self.jobs.iter().find(|(_, j)| !j.in_flight && j.retry_at.is_none_or(|t| t <= now)).map(|(k, _)| *k)
+    }
+
+    fn build_job(&mut self, now: Instant, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
+        let key = self.job_ready(now)?;
+        let group = self.group.clone()?;
+        let ids: BTreeMap<TopicName, Uuid> = ctx.cluster.topics.iter().map(|(n, t)| (n.clone(), t.id)).collect();
+        let job = self.jobs.get_mut(&key).expect("ready");
+        let timeout = ctx.config.request_timeout;
+        let (body, version) = match &job.kind {
+            CoordinatorJob::Committed { partitions, .. } => {
+                let version = match link.versions.negotiate(ApiKey::OffsetFetch) {
+                    Ok(v) => v,
+                    Err(error) => {
+                        let error = RequestError::Version { address: link.address.clone(), error };
+                        self.fail_job(key, ConsumeError::Request(error));
+                        return None;
+                    }
+                };
+                let mut by_topic: BTreeMap<TopicName, Vec<i32>> = BTreeMap::new();
+                for (tp, _) in partitions {
+                    by_topic.entry(tp.topic.clone()).or_default().push(tp.partition);
+                }
+                let stable = self.config.isolation_level == IsolationLevel::ReadCommitted || version >= 7;
+                let body = if version >= 8 {
+                    let topics = by_topic
+                        .into_iter()
+                        .map(|(name, parts)| {
+                            let id = ids.get(&name).copied().unwrap_or_default();
+                            OffsetFetchRequestTopics::default()
+                                .with_name(name)
+                                .with_topic_id(id)
+                                .with_partition_indexes(parts)
+                        })
+                        .collect();
+                    OffsetFetchRequest::default()
+                        .with_groups(vec![OffsetFetchRequestGroup::default()
+                            .with_group_id(group)
+                            .with_topics(Some(topics))])
+                        .with_require_stable(stable)
+                } else {
+                    let topics = by_topic
+                        .into_iter()
+                        .map(|(name, parts)| {
+                            OffsetFetchRequestTopic::default().with_name(name).with_partition_indexes(parts)
+                        })
+                        .collect();
+                    OffsetFetchRequest::default()
+                        .with_group_id(group)
+                        .with_topics(Some(topics))
+                        .with_require_stable(stable && version >= 7)
+                };
+                (RequestBody::OffsetFetch(body), version)
+            }
+            CoordinatorJob::Commit { offsets, .. } => {
+                let version = match link.versions.negotiate(ApiKey::OffsetCommit) {
+                    Ok(v) => v,
+                    Err(error) => {
+                        let error = RequestError::Version { address: link.address.clone(), error };
+                        self.fail_job(key, ConsumeError::Request(error));
+                        return None;
+                    }
+                };
+                let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+                for (tp, o) in offsets {
+                    if topics.last().is_none_or(|t| t.name != tp.topic) {
+                        let id = ids.get(&tp.topic).copied().unwrap_or_default();
+                        topics.push(OffsetCommitRequestTopic::default().with_name(tp.topic.clone()).with_topic_id(id));
+                    }
+                    topics.last_mut().expect("pushed").partitions.push(
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(tp.partition)
+                            .with_committed_offset(o.offset)
+                            .with_committed_leader_epoch(o.leader_epoch.unwrap_or(-1))
+                            .with_committed_metadata(Some(StrBytes::from(o.metadata.clone()))),
+                    );
+                }
+                let body = OffsetCommitRequest::default()
+                    .with_group_id(group)
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_member_id(StrBytes::from(String::new()))
+                    .with_topics(topics);
+                (RequestBody::OffsetCommit(body), version)
+            }
+        };
+        let job = self.jobs.get_mut(&key).expect("ready");
+        job.in_flight = true;
+        let tag = self.tag();
+        self.in_flight.insert(tag, InFlight::Coordinator { job: key });
+        Some(Outgoing { body, version, tag, deadline: now + timeout, timeout, expects_response: true })
+    }
+
+    fn handle_job(&mut self, now: Instant, key: u64, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
+        let Some(job) = self.jobs.get_mut(&key) else { return };
+        job.in_flight = false;
+        let group = self.group.clone().expect("jobs need a group");
+        let names: BTreeMap<Uuid, TopicName> = ctx.cluster.topics.values().map(|t| (t.id, t.name.clone())).collect();
+        let outcome = match result.map(|r| r.body) {
+            Err(e) => Err((true, ConsumeError::Request(e))),
+            Ok(Some(ResponseBody::OffsetFetch(r))) => read_committed_offsets(r, &names),
+            Ok(Some(ResponseBody::OffsetCommit(r))) => read_commit(r),
+            Ok(_) => Err((false, ConsumeError::Group { error: ErrorCode::UnknownServerError })),
+        };
+        match outcome {
+            Ok(found) => {
+                let job = self.jobs.remove(&key).expect("present");
+                match job.kind {
+                    CoordinatorJob::Commit { id, .. } => self.events.push_back(Event::Committed { id, result: Ok(()) }),
+                    CoordinatorJob::Committed { id: Some(id), partitions } => {
+                        let result = partitions
+                            .into_iter()
+                            .map(|(tp, _)| {
+                                let o = found.get(&tp).cloned().flatten();
+                                (tp, o)
+                            })
+                            .collect();
+                        self.events.push_back(Event::CommittedOffsets { id, result: Ok(result) });
+                    }
+                    CoordinatorJob::Committed { id: None, partitions } => {
+                        for (tp, version) in partitions {
+                            let Some(s) = self.partitions.get_mut(&tp).filter(|s| s.version == version) else {
+                                continue;
+                            };
+                            s.busy = false;
+                            match found.get(&tp).cloned().flatten() {
+                                Some(o) => {
+                                    s.position = o.offset;
+                                    s.epoch = o.leader_epoch;
+                                    s.start = Start::Positioned;
+                                }
+                                None => match self.config.auto_offset_reset {
+                                    OffsetReset::Earliest => s.start = Start::Reset(OffsetSpec::Earliest),
+                                    OffsetReset::Latest => s.start = Start::Reset(OffsetSpec::Latest),
+                                    OffsetReset::None => {
+                                        s.start = Start::Failed;
+                                        self.errors.push_back(ConsumeError::NoOffset { partitions: vec![(tp, None)] });
+                                    }
+                                },
+                            }
+                        }
+                        self.plan_starts(now);
+                    }
+                }
+            }
+            Err((retriable, error)) => {
+                if let ConsumeError::Group { error: code } = &error {
+                    if matches!(code, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) {
+                        ctx.signals.push(Signal::CoordinatorStale(CoordinatorKey::Group(group)));
+                    }
+                }
+                let job = self.jobs.get_mut(&key).expect("present");
+                let expired = job.deadline.is_some_and(|d| d <= now);
+                if retriable && !expired {
+                    job.failures += 1;
+                    let at = now + self.retry_backoff;
+                    job.retry_at = Some(at);
+                    self.timers.insert(at, Timer::Retry);
+                } else {
+                    self.fail_job(key, error);
+                }
+            }
+        }
+    }
+
+    fn fail_job(&mut self, key: u64, error: ConsumeError) {
+        let Some(job) = self.jobs.remove(&key) else { return };
+        match job.kind {
+            CoordinatorJob::Commit { id, .. } => self.events.push_back(Event::Committed { id, result: Err(error) }),
+            CoordinatorJob::Committed { id: Some(id), .. } => {
+                self.events.push_back(Event::CommittedOffsets { id, result: Err(error) })
+            }
+            CoordinatorJob::Committed { id: None, partitions } => {
+                for (tp, version) in partitions {
+                    if let Some(s) = self.partitions.get_mut(&tp).filter(|s| s.version == version) {
+                        s.busy = false;
+                        s.start = Start::Failed;
+                    }
+                }
+                self.errors.push_back(error);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| !j.in_flight && j.deadline.is_some_and(|d| d <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            let timeout = self.config.default_api_timeout;
+            self.fail_job(key, ConsumeError::Request(RequestError::Timeout(timeout)));
+        }
+        let expired: Vec<u64> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| l.asked.is_empty() && l.deadline.is_some_and(|d| d <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            let timeout = self.config.default_api_timeout;
+            self.fail_lookup(key, ConsumeError::Request(RequestError::Timeout(timeout)));
+        }
+    }
+}
+
+/// A partition's leader and its epoch, from metadata.
+fn leader_of(cluster: &crate::cluster::ClusterMetadata, tp: &TopicPartition) -> Option<(BrokerId, i32)> {
+    let topic = cluster.topics.get(&tp.topic)?;
+    let p = topic.partitions.get(usize::try_from(tp.partition).ok()?).filter(|p| p.index == tp.partition)?;
+    Some((p.leader?, p.leader_epoch))
+}
+
+type Committed = BTreeMap<TopicPartition, Option<CommittedOffset>>;
+
+/// A retriable flag and the error, for a job that failed.
+type JobError = (bool, ConsumeError);
+
+fn group_error(error: ErrorCode) -> JobError {
+    let retriable =
+        error.is_retriable() || matches!(error, ErrorCode::NotCoordinator | ErrorCode::UnstableOffsetCommit);
+    (retriable, ConsumeError::Group { error })
+}
+
+fn read_committed_offsets(r: OffsetFetchResponse, names: &BTreeMap<Uuid, TopicName>) -> Result<Committed, JobError> {
+    let mut out = BTreeMap::new();
+    let mut add = |tp: TopicPartition, offset: i64, epoch: i32, metadata: Option<StrBytes>, error: ErrorCode| {
+        if error != ErrorCode::None {
+            return Err(group_error(error));
+        }
+        let found = (offset >= 0).then(|| CommittedOffset {
+            offset,
+            leader_epoch: (epoch >= 0).then_some(epoch),
+            metadata: metadata.map(|m| m.to_string()).unwrap_or_default(),
+        });
+        out.insert(tp, found);
+        Ok(())
+    };
+    if let Some(group) = r.groups.into_iter().next() {
+        if group.error_code != ErrorCode::None {
+            return Err(group_error(group.error_code));
+        }
+        for t in group.topics {
+            // From v10 topics come by id.
+            let name = match names.get(&t.topic_id) {
+                Some(n) if t.name.as_str().is_empty() => n.clone(),
+                _ => t.name.clone(),
+            };
+            for p in t.partitions {
+                let tp = TopicPartition { topic: name.clone(), partition: p.partition_index };
+                add(tp, p.committed_offset, p.committed_leader_epoch, p.metadata, p.error_code)?;
+            }
+        }
+    } else {
+        if r.error_code != ErrorCode::None {
+            return Err(group_error(r.error_code));
+        }
+        for t in r.topics {
+            for p in t.partitions {
+                let tp = TopicPartition { topic: t.name.clone(), partition: p.partition_index };
+                add(tp, p.committed_offset, p.committed_leader_epoch, p.metadata, p.error_code)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_commit(r: OffsetCommitResponse) -> Result<Committed, JobError> {
+    for t in r.topics {
+        for p in t.partitions {
+            if p.error_code != ErrorCode::None {
+                return Err(group_error(p.error_code));
+            }
+        }
+    }
+    Ok(BTreeMap::new())
+}
+
+impl Machine for Consumer {
+    fn wanted(&self, now: Instant, out: &mut Vec<(Target, Role)>) {
+        for b in self.brokers_to_fetch(now) {
+            out.push((Target::Broker(b), Role::Fetch));
+        }
+        for b in self.lookup_brokers(now) {
+            out.push((Target::Broker(b), Role::General));
+        }
+        if let (Some(group), Some(_)) = (&self.group, self.job_ready(now)) {
+            out.push((Target::GroupCoordinator(group.clone()), Role::General));
+        }
+    }
+
+    fn poll_request(&mut self, now: Instant, target: &Target, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
+        match (target, link.role) {
+            (Target::Broker(b), Role::Fetch) => self.build_fetch(now, *b, link, ctx),
+            (Target::Broker(b), Role::General) => self.build_lookup(now, *b, link, ctx),
+            (Target::GroupCoordinator(_), Role::General) => self.build_job(now, link, ctx),
+            _ => None,
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, tag: Tag, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
+        match self.in_flight.remove(&tag) {
+            Some(InFlight::Fetch { broker, partitions }) => self.handle_fetch(now, broker, partitions, result, ctx),
+            Some(InFlight::Lookup { lookup, partitions }) => self.handle_lookup(now, lookup, partitions, result, ctx),
+            Some(InFlight::Coordinator { job }) => self.handle_job(now, job, result, ctx),
+            None => {}
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant, _ctx: &mut Ctx<'_>) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Retry => {}
+                Timer::Deadline => self.expire(now),
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.soonest()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn fail_target(&mut self, now: Instant, target: &Target, error: &RequestError, _issued_before: Instant) {
+        // The coordinator cannot be found: coordinator jobs past their deadline fail.
+        if matches!(target, Target::GroupCoordinator(_)) {
+            let expired: Vec<u64> = self
+                .jobs
+                .iter()
+                .filter(|(_, j)| !j.in_flight && j.deadline.is_some_and(|d| d <= now))
+                .map(|(k, _)| *k)
+                .collect();
+            for key in expired {
+                self.fail_job(key, ConsumeError::Request(error.clone()));
+            }
+        }
+    }
+
+    fn handle_closed(
+        &mut self,
+        _now: Instant,
+        node: crate::client::Node,
+        _address: &crate::config::BrokerAddress,
+        _before_handshake: bool,
+    ) {
+        if let crate::client::Node::Broker(b) = node {
+            if let Some(s) = self.sessions.get_mut(&b) {
+                s.reset();
+            }
+        }
+    }
+
+    fn handle_metadata(&mut self, _now: Instant, ctx: &mut Ctx<'_>) {
+        self.refresh_leaders(ctx.cluster);
+    }
+
+    fn close(&mut self, _now: Instant) {
+        self.closing = true;
+    }
+
+    fn is_idle(&self) -> bool {
+        self.jobs.is_empty() && self.lookups.iter().all(|(_, l)| l.id.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! What the consumer hands the application: records, and the errors polling reports.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::client::RequestError;
+use crate::protocol::records::{Header, TimestampType};
+use crate::protocol::{ErrorCode, TopicName};
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: TopicName,
+    /// The partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A partition of `topic`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition { topic: TopicName(topic.into().into()), partition }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic.as_str(), self.partition)
+    }
+}
+
+/// One consumed record. Key, value and header values are slices of the fetched (or
+/// decompressed) batch: no copy per record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// The topic.
+    pub topic: TopicName,
+    /// The partition.
+    pub partition: i32,
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch, or -1 for none.
+    pub timestamp: i64,
+    /// Who set the timestamp.
+    pub timestamp_type: TimestampType,
+    /// The key; `None` is null.
+    pub key: Option<Bytes>,
+    /// The value; `None` is null (a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers in the order they were written; keys may repeat.
+    pub headers: Vec<Header>,
+    /// The leader epoch of the batch, when the broker recorded one.
+    pub leader_epoch: Option<i32>,
+}
+
+impl ConsumerRecord {
+    /// Bytes of the key as written, or -1 for a null key (Java's `serializedKeySize`).
+    pub fn serialized_key_size(&self) -> i32 {
+        self.key.as_ref().map_or(-1, |k| k.len() as i32)
+    }
+
+    /// Bytes of the value as written, or -1 for a null value.
+    pub fn serialized_value_size(&self) -> i32 {
+        self.value.as_ref().map_or(-1, |v| v.len() as i32)
+    }
+}
+
+/// Why a poll, a commit or an offset lookup failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumeError {
+    /// Partitions without a valid position, and `auto.offset.reset=none`: seek them.
+    #[error("no offset to start from for {} (auto.offset.reset=none): seek them first", list(partitions))]
+    NoOffset {
+        /// The partitions, with the offset that was out of range when there was one.
+        partitions: Vec<(TopicPartition, Option<i64>)>,
+    },
+    /// The broker refused a partition with an error that retrying does not cure
+    /// (authorization, an unsupported format, ...).
+    #[error("{partition}: {error:?}")]
+    Partition {
+        /// The partition.
+        partition: TopicPartition,
+        /// The broker's error.
+        error: ErrorCode,
+    },
+    /// A fetched batch failed to decode or its checksum did not match; the position stays
+    /// at `offset` (seek past it to skip it).
+    #[error("{partition}: corrupt records at offset {offset}: {reason}")]
+    Corrupt {
+        /// The partition.
+        partition: TopicPartition,
+        /// The position the bad data starts at.
+        offset: i64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A partition not assigned to this consumer.
+    #[error("{0} is not assigned to this consumer")]
+    NotAssigned(TopicPartition),
+    /// The operation needs `group.id`.
+    #[error("this needs a group.id")]
+    NoGroup,
+    /// The group coordinator refused the request.
+    #[error("group coordinator: {error:?}")]
+    Group {
+        /// The error.
+        error: ErrorCode,
+    },
+    /// A request failed (unreachable cluster, timeout, unsupported version).
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The consumer is closing or closed.
+    #[error("the consumer is closed")]
+    Closed,
+}
+
+fn list(partitions: &[(TopicPartition, Option<i64>)]) -> String {
+    partitions.iter().map(|(tp, _)| tp.to_string()).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,349 @@
+//! The consumer's commands, on both sides of the intake: typed [`Handle`] methods, and the
+//! dispatcher's queue of polls waiting for records.
+//!
+//! A poll is answered at once when records are buffered, else when the next ones arrive or
+//! its timeout passes. Positions move when the driver hands records to a poll, so a poll
+//! whose caller stops waiting (a cancelled future) after it was answered sends its records
+//! back, and the driver seeks those partitions back to them: nothing is skipped unseen.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::outcome::{reply, Replier, Reply};
+use super::{Command, Handle};
+use crate::client::Client;
+use crate::consumer::{CommittedOffset, ConsumeError, ConsumerRecord, ListedOffset, OffsetSpec, TopicPartition};
+
+type Records = Result<Vec<ConsumerRecord>, ConsumeError>;
+
+/// The consumer's commands, carried on the intake.
+pub(super) enum ConsumerCommand {
+    Assign {
+        partitions: Vec<TopicPartition>,
+        reply: Replier<()>,
+    },
+    Assignment {
+        reply: Replier<Vec<TopicPartition>>,
+    },
+    Seek {
+        partition: TopicPartition,
+        to: SeekTo,
+        reply: Replier<Result<(), ConsumeError>>,
+    },
+    Pause {
+        partition: TopicPartition,
+        paused: bool,
+        reply: Replier<Result<(), ConsumeError>>,
+    },
+    Position {
+        partition: TopicPartition,
+        reply: Replier<Result<Option<i64>, ConsumeError>>,
+    },
+    Poll {
+        max: usize,
+        timeout: Duration,
+        reply: Replier<Records>,
+    },
+    ListOffsets {
+        partitions: Vec<(TopicPartition, OffsetSpec)>,
+        reply: Replier<Result<BTreeMap<TopicPartition, Option<ListedOffset>>, ConsumeError>>,
+    },
+    Committed {
+        partitions: Vec<TopicPartition>,
+        reply: Replier<Result<BTreeMap<TopicPartition, Option<CommittedOffset>>, ConsumeError>>,
+    },
+    /// `None`: every position.
+    Commit {
+        offsets: Option<Vec<(TopicPartition, CommittedOffset)>>,
+        reply: Replier<Result<(), ConsumeError>>,
+    },
+}
+
+/// Where a seek goes.
+pub(super) enum SeekTo {
+    Offset(i64),
+    Spec(OffsetSpec),
+}
+
+/// Records that cancelled polls never gave their callers, shared by handles and driver.
+pub(super) type Returned = Arc<Mutex<Vec<ConsumerRecord>>>;
+
+/// Polls waiting for records, oldest first, on the driver's side.
+pub(super) struct Polls {
+    waiting: VecDeque<(Instant, usize, Replier<Records>)>,
+    returned: Returned,
+}
+
+impl Polls {
+    pub fn new(returned: Returned) -> Self {
+        Polls { waiting: VecDeque::new(), returned }
+    }
+
+    /// Seeks partitions back to records that cancelled polls took: the first returned record
+    /// of each partition is where its position goes back to.
+    fn take_back(&mut self, now: Instant, client: &mut Client) {
+        let records = std::mem::take(&mut *self.returned.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut first: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        for r in records {
+            first.entry(TopicPartition { topic: r.topic, partition: r.partition }).or_insert(r.offset);
+        }
+        for (tp, offset) in first {
+            // A partition no longer assigned has nobody to give the records to.
+            let _ = client.seek(now, &tp, offset);
+        }
+    }
+
+    /// Runs a consumer command; answers that need the cluster come later as events, routed
+    /// by the returned request id.
+    pub fn submit(&mut self, now: Instant, client: &mut Client, command: ConsumerCommand) -> Option<Waiting> {
+        match command {
+            ConsumerCommand::Assign { partitions, reply } => {
+                client.assign(now, partitions);
+                reply.send(());
+            }
+            ConsumerCommand::Assignment { reply } => reply.send(client.assignment()),
+            ConsumerCommand::Seek { partition, to, reply } => reply.send(match to {
+                SeekTo::Offset(o) => client.seek(now, &partition, o),
+                SeekTo::Spec(spec) => client.seek_to(now, &partition, spec),
+            }),
+            ConsumerCommand::Pause { partition, paused, reply } => {
+                reply.send(if paused { client.pause(now, &partition) } else { client.resume(now, &partition) })
+            }
+            ConsumerCommand::Position { partition, reply } => reply.send(client.position(&partition)),
+            ConsumerCommand::Poll { max, timeout, reply } => {
+                self.waiting.push_back((now + timeout, max, reply));
+                self.serve(now, client);
+            }
+            ConsumerCommand::ListOffsets { partitions, reply } => {
+                return Some(Waiting::Listed(client.list_offsets(now, partitions), reply));
+            }
+            ConsumerCommand::Committed { partitions, reply } => {
+                return Some(Waiting::Committed(client.committed(now, partitions), reply));
+            }
+            ConsumerCommand::Commit { offsets, reply } => {
+                let offsets = offsets.unwrap_or_else(|| client.positions());
+                return Some(Waiting::Commit(client.commit(now, offsets), reply));
+            }
+        }
+        None
+    }
+
+    /// Answers waiting polls that records (or an error) arrived for, and those whose time
+    /// ran out; polls nobody waits for any more are dropped before they take records.
+    pub fn serve(&mut self, now: Instant, client: &mut Client) {
+        self.take_back(now, client);
+        if client.is_closed() {
+            for (_, _, reply) in self.waiting.drain(..) {
+                reply.send(Err(ConsumeError::Closed));
+            }
+        }
+        while let Some((deadline, max, reply)) = self.waiting.pop_front() {
+            if !reply.is_wanted() {
+                continue;
+            }
+            if client.has_records() {
+                reply.send(client.poll_records(now, max));
+            } else if deadline <= now {
+                reply.send(Ok(Vec::new()));
+            } else {
+                self.waiting.push_front((deadline, max, reply));
+                break;
+            }
+        }
+        // Expired polls behind a waiting one.
+        let mut kept = VecDeque::with_capacity(self.waiting.len());
+        for (deadline, max, reply) in self.waiting.drain(..) {
+            if deadline <= now {
+                reply.send(Ok(Vec::new()));
+            } else if reply.is_wanted() {
+                kept.push_back((deadline, max, reply));
+            }
+        }
+        self.waiting = kept;
+    }
+
+    /// When the soonest waiting poll times out.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.waiting.iter().map(|(d, _, _)| *d).min()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+/// Consumer answers that come as client events.
+pub(super) enum Waiting {
+    Listed(crate::client::RequestId, Replier<Result<BTreeMap<TopicPartition, Option<ListedOffset>>, ConsumeError>>),
+    Committed(
+        crate::client::RequestId,
+        Replier<Result<BTreeMap<TopicPartition, Option<CommittedOffset>>, ConsumeError>>,
+    ),
+    Commit(crate::client::RequestId, Replier<Result<(), ConsumeError>>),
+}
+
+/// A poll's pending answer: if the caller stops waiting after the driver answered, the
+/// records go back to the driver.
+struct PollGuard<'a> {
+    handle: &'a Handle,
+    answer: Option<Reply<Records>>,
+}
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(answer) = self.answer.take() {
+            if let Some(Ok(Ok(records))) = answer.try_recv() {
+                if !records.is_empty() {
+                    self.handle.submit_unpolled(records);
+                }
+            }
+        }
+    }
+}
+
+fn closed<T>(_: super::outcome::DriverGone) -> Result<T, ConsumeError> {
+    Err(ConsumeError::Closed)
+}
+
+impl Handle {
+    // ---- consumer ----------------------------------------------------------------------
+
+    /// Assigns partitions to the consumer (replacing its assignment); each new one starts at
+    /// the group's committed offset, or where `auto.offset.reset` says.
+    pub async fn assign(&self, partitions: Vec<TopicPartition>) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Assign { partitions, reply })).await;
+        answer.recv().await.or_else(closed)
+    }
+
+    /// [`Handle::assign`], blocking the thread.
+    pub fn assign_blocking(&self, partitions: Vec<TopicPartition>) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::Assign { partitions, reply }));
+        answer.recv_blocking().or_else(closed)
+    }
+
+    /// The consumer's assigned partitions.
+    pub async fn assignment(&self) -> Result<Vec<TopicPartition>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Assignment { reply })).await;
+        answer.recv().await.or_else(closed)
+    }
+
+    /// Up to `max` records (at most `max.poll.records`), waiting up to `timeout` for the
+    /// first; empty when none came in time. Cancel-safe: records answered to a poll whose
+    /// future was dropped are fetched again.
+    pub async fn poll(&self, max: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumeError> {
+        let (reply, answer) = reply();
+        let mut guard = PollGuard { handle: self, answer: None };
+        self.submit(Command::Consumer(ConsumerCommand::Poll { max, timeout, reply })).await;
+        guard.answer = Some(answer);
+        let result = guard.answer.as_ref().expect("set").recv().await;
+        guard.answer = None;
+        result.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// [`Handle::poll`], blocking the thread.
+    pub fn poll_blocking(&self, max: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::Poll { max, timeout, reply }));
+        answer.recv_blocking().unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// Moves an assigned partition's position to `offset`.
+    pub async fn seek(&self, partition: TopicPartition, offset: i64) -> Result<(), ConsumeError> {
+        self.seek_to_target(partition, SeekTo::Offset(offset)).await
+    }
+
+    /// [`Handle::seek`], blocking the thread.
+    pub fn seek_blocking(&self, partition: TopicPartition, offset: i64) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        let to = SeekTo::Offset(offset);
+        self.submit_blocking(Command::Consumer(ConsumerCommand::Seek { partition, to, reply }));
+        answer.recv_blocking().unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// Moves an assigned partition's position to its earliest or latest offset, or to the
+    /// first offset at a timestamp.
+    pub async fn seek_to(&self, partition: TopicPartition, spec: OffsetSpec) -> Result<(), ConsumeError> {
+        self.seek_to_target(partition, SeekTo::Spec(spec)).await
+    }
+
+    async fn seek_to_target(&self, partition: TopicPartition, to: SeekTo) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Seek { partition, to, reply })).await;
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// Stops fetching a partition until [`Handle::resume`].
+    pub async fn pause(&self, partition: TopicPartition) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Pause { partition, paused: true, reply })).await;
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// Fetches a paused partition again.
+    pub async fn resume(&self, partition: TopicPartition) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Pause { partition, paused: false, reply })).await;
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// The next offset the consumer returns for a partition; `None` while not yet known.
+    pub async fn position(&self, partition: TopicPartition) -> Result<Option<i64>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Position { partition, reply })).await;
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// Offsets by `spec` for any partitions (Java's `beginningOffsets`, `endOffsets`,
+    /// `offsetsForTimes`).
+    pub async fn list_offsets(
+        &self,
+        partitions: Vec<(TopicPartition, OffsetSpec)>,
+    ) -> Result<BTreeMap<TopicPartition, Option<ListedOffset>>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::ListOffsets { partitions, reply })).await;
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// [`Handle::list_offsets`], blocking the thread.
+    pub fn list_offsets_blocking(
+        &self,
+        partitions: Vec<(TopicPartition, OffsetSpec)>,
+    ) -> Result<BTreeMap<TopicPartition, Option<ListedOffset>>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::ListOffsets { partitions, reply }));
+        answer.recv_blocking().unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// The group's committed offsets for `partitions` (needs `group.id`).
+    pub async fn committed(
+        &self,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<BTreeMap<TopicPartition, Option<CommittedOffset>>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Committed { partitions, reply })).await;
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// Commits `offsets` for the group, or every position when `None` (needs `group.id`).
+    pub async fn commit(&self, offsets: Option<Vec<(TopicPartition, CommittedOffset)>>) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Commit { offsets, reply })).await;
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// [`Handle::commit`], blocking the thread.
+    pub fn commit_blocking(&self, offsets: Option<Vec<(TopicPartition, CommittedOffset)>>) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::Commit { offsets, reply }));
+        answer.recv_blocking().unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    fn submit_unpolled(&self, records: Vec<ConsumerRecord>) {
+        self.returned.lock().unwrap_or_else(|e| e.into_inner()).extend(records);
+        self.wake();
+    }
+}
