@@ -1,2 +1,93 @@
-// Unit tests of the consumer machine live in the conformance crate, against the fake
-// cluster (conformance/src/fake_cluster/consumer_tests.rs); here only the pure pieces.
+//! The fetched-data reader on hand-built logs: transactions, control batches, corrupt data.
+//! The machine itself is tested against the fake cluster
+//! (`conformance/src/fake_cluster/consumer_tests.rs`).
+
+use bytes::BytesMut;
+
+use super::fetched::{Aborted, Fetched, Next};
+use super::record::TopicPartition;
+use crate::protocol::records::{BatchParams, DecodeOptions, EndTxnMarker, RecordBatchEncoder};
+
+/// Appends a batch of `n` records at `base` (values `"{base + i}"`), transactional for
+/// producer `pid` when given.
+fn batch(out: &mut BytesMut, base: i64, n: i64, pid: Option<i64>) {
+    let mut params = BatchParams::new().base_offset(base);
+    if let Some(pid) = pid {
+        params = params.producer(pid, 0, 0).transactional(true);
+    }
+    let mut enc = RecordBatchEncoder::new();
+    let mut b = enc.begin(out, params).unwrap();
+    for i in 0..n {
+        b.append(0, None, Some((base + i).to_string().as_bytes()), &[]).unwrap();
+    }
+    b.finish().unwrap();
+}
+
+fn marker(out: &mut BytesMut, offset: i64, pid: i64, committed: bool) {
+    let m = if committed { EndTxnMarker::commit(0) } else { EndTxnMarker::abort(0) };
+    m.write_batch(out, BatchParams::new().base_offset(offset).producer(pid, 0, -1), 0).unwrap();
+}
+
+/// Offsets `fetched` yields, and the offsets it says the position may skip to.
+fn read(mut fetched: Fetched) -> (Vec<i64>, Vec<i64>) {
+    let (mut records, mut skips) = (Vec::new(), Vec::new());
+    loop {
+        match fetched.next() {
+            Next::Record(r) => records.push(r.offset),
+            Next::Skip(o) => skips.push(o),
+            Next::Done => return (records, skips),
+            Next::Corrupt(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Producer 1 commits offsets 0-2 (marker at 3); producer 2 aborts 4-5 (marker at 8),
+/// interleaved with producer 1's next transaction 6-7, committed at 9.
+fn log() -> (BytesMut, Vec<Aborted>) {
+    let mut out = BytesMut::new();
+    batch(&mut out, 0, 3, Some(1));
+    marker(&mut out, 3, 1, true);
+    batch(&mut out, 4, 2, Some(2));
+    batch(&mut out, 6, 2, Some(1));
+    marker(&mut out, 8, 2, false);
+    marker(&mut out, 9, 1, true);
+    batch(&mut out, 10, 1, None);
+    (out, vec![Aborted { producer_id: 2, first_offset: 4 }])
+}
+
+#[test]
+fn read_committed_hides_aborted_records_and_every_control_batch() {
+    let (bytes, aborted) = log();
+    let tp = TopicPartition::new("t", 0);
+    let f = Fetched::new(tp.clone(), 1, bytes.clone().freeze(), aborted.clone(), true, DecodeOptions::new());
+    let (records, skips) = read(f);
+    assert_eq!(records, vec![0, 1, 2, 6, 7, 10]);
+    // The position moves past markers and the aborted batch too.
+    assert_eq!(skips.last(), Some(&11));
+    assert!(skips.contains(&4) && skips.contains(&10));
+
+    // read_uncommitted shows the aborted records but never a control record.
+    let f = Fetched::new(tp, 1, bytes.freeze(), aborted, false, DecodeOptions::new());
+    assert_eq!(read(f).0, vec![0, 1, 2, 4, 5, 6, 7, 10]);
+}
+
+#[test]
+fn a_corrupt_batch_is_reported_after_the_good_ones() {
+    let mut out = BytesMut::new();
+    batch(&mut out, 0, 2, None);
+    batch(&mut out, 2, 2, None);
+    let last = out.len() - 1;
+    out[last] ^= 0xff;
+    let mut f = Fetched::new(TopicPartition::new("t", 0), 1, out.freeze(), Vec::new(), false, DecodeOptions::new());
+    let mut seen = Vec::new();
+    let corrupt = loop {
+        match f.next() {
+            Next::Record(r) => seen.push(r.offset),
+            Next::Skip(_) => {}
+            Next::Corrupt(e) => break e,
+            Next::Done => panic!("the flipped byte went unnoticed"),
+        }
+    };
+    assert_eq!(seen, vec![0, 1]);
+    assert!(corrupt.contains("CRC") || corrupt.contains("crc") || corrupt.contains("checksum"), "{corrupt}");
+}
