@@ -15,7 +15,7 @@ use super::{Command, Handle};
 use crate::client::Client;
 use crate::consumer::{CommittedOffset, ConsumeError, ConsumerRecord, ListedOffset, OffsetSpec, TopicPartition};
 
-type Records = Result<Vec<ConsumerRecord>, ConsumeError>;
+type Polled = Result<Vec<ConsumerRecord>, ConsumeError>;
 
 /// The consumer's commands, carried on the intake.
 pub(super) enum ConsumerCommand {
@@ -43,7 +43,7 @@ pub(super) enum ConsumerCommand {
     Poll {
         max: usize,
         timeout: Duration,
-        reply: Replier<Records>,
+        reply: Replier<Polled>,
     },
     ListOffsets {
         partitions: Vec<(TopicPartition, OffsetSpec)>,
@@ -71,7 +71,7 @@ pub(super) type Returned = Arc<Mutex<Vec<ConsumerRecord>>>;
 
 /// Polls waiting for records, oldest first, on the driver's side.
 pub(super) struct Polls {
-    waiting: VecDeque<(Instant, usize, Replier<Records>)>,
+    waiting: VecDeque<(Instant, usize, Replier<Polled>)>,
     returned: Returned,
 }
 
@@ -187,7 +187,7 @@ pub(super) enum Waiting {
 /// records go back to the driver.
 struct PollGuard<'a> {
     handle: &'a Handle,
-    answer: Option<Reply<Records>>,
+    answer: Option<Reply<Polled>>,
 }
 
 impl Drop for PollGuard<'_> {
@@ -345,5 +345,115 @@ impl Handle {
     fn submit_unpolled(&self, records: Vec<ConsumerRecord>) {
         self.returned.lock().unwrap_or_else(|e| e.into_inner()).extend(records);
         self.wake();
+    }
+}
+
+/// The consumer's records one by one, as a [`Stream`](futures_core::Stream) (async) or an
+/// [`Iterator`] (blocking), from [`Handle::records`]. Each poll underneath waits up to the
+/// timeout given there. An error comes as `Some(Err(..))` and iteration may go on; the end
+/// comes once the client is closed. Records taken from the driver but not yet handed out
+/// when it is dropped go back to the driver, so they are fetched again.
+pub struct Records {
+    handle: Handle,
+    timeout: Duration,
+    ready: VecDeque<ConsumerRecord>,
+    pending: Option<PollFuture>,
+    done: bool,
+}
+
+type PollFuture = std::pin::Pin<Box<dyn std::future::Future<Output = PollOutcome> + Send>>;
+type PollOutcome = Result<Vec<ConsumerRecord>, ConsumeError>;
+
+impl Records {
+    /// Moves a poll's outcome in; an error other than the end is returned.
+    fn take(&mut self, result: PollOutcome) -> Option<ConsumeError> {
+        match result {
+            Ok(records) => {
+                self.ready.extend(records);
+                None
+            }
+            Err(ConsumeError::Closed) => {
+                self.done = true;
+                None
+            }
+            Err(e) => Some(e),
+        }
+    }
+}
+
+impl Drop for Records {
+    fn drop(&mut self) {
+        let left: Vec<ConsumerRecord> = self.ready.drain(..).collect();
+        if !left.is_empty() {
+            self.handle.submit_unpolled(left);
+        }
+    }
+}
+
+impl futures_core::Stream for Records {
+    type Item = Result<ConsumerRecord, ConsumeError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if let Some(r) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(r)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let pending = this.pending.get_or_insert_with(|| {
+                let (handle, timeout) = (this.handle.clone(), this.timeout);
+                Box::pin(async move { handle.poll(usize::MAX, timeout).await })
+            });
+            match pending.as_mut().poll(cx) {
+                Poll::Ready(result) => {
+                    this.pending = None;
+                    if let Some(e) = this.take(result) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<ConsumerRecord, ConsumeError>;
+
+    /// Blocks the thread until a record, an error or the end.
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Some(Ok(r));
+            }
+            if self.done {
+                return None;
+            }
+            let result = self.handle.poll_blocking(usize::MAX, self.timeout);
+            if let Some(e) = self.take(result) {
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records").field("ready", &self.ready.len()).field("done", &self.done).finish()
+    }
+}
+
+impl Handle {
+    /// The consumer's records one at a time: a `Stream` for async code, an `Iterator` for
+    /// threads (see [`Records`]). `poll_timeout` bounds each wait for the driver, so a
+    /// blocking iterator notices a closed client.
+    pub fn records(&self, poll_timeout: Duration) -> Records {
+        Records { handle: self.clone(), timeout: poll_timeout, ready: VecDeque::new(), pending: None, done: false }
     }
 }
