@@ -17,7 +17,8 @@ import java.util.List;
  * Entry point.
  *
  * <pre>
- *   generate OUTDIR   write messages.tsv, records.tsv, errors.tsv and partitions.tsv (deterministic)
+ *   generate OUTDIR   write messages.tsv, records.tsv, errors.tsv, partitions.tsv and assignors.tsv
+ *                     (deterministic)
  *   verify DIR        check DIR/batches.tsv (record batches encoded by sansa) and, if present,
  *                     DIR/messages.tsv (message bodies) against Kafka's own reader
  *   readback BOOTSTRAP TOPIC
@@ -76,6 +77,7 @@ public final class Main {
         writeLines(out.resolve("records.tsv"), records);
         writeLines(out.resolve("errors.tsv"), errors);
         writeLines(out.resolve("partitions.tsv"), PartitionVectors.lines());
+        writeLines(out.resolve("assignors.tsv"), AssignorVectors.lines());
         return 0;
     }
 
