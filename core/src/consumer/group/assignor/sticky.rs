@@ -848,6 +848,20 @@ mod tests {
     }
 
     #[test]
+    fn refuses_where_java_throws() {
+        // "x" claims partitions of "a" from an older generation but now only reads "u", so it sits
+        // the balancing out; moving a partition back to it is where Kafka 4.4.0 throws a
+        // NullPointerException (checked against its StickyAssignor).
+        let c = counts(&[("a", 4), ("u", 1)]);
+        let members = [
+            owning(member("x", &["u"]), 1, &[("a", 0), ("a", 1)]),
+            owning(member("y", &["a"]), 2, &[("a", 0), ("a", 1), ("a", 2), ("a", 3)]),
+            member("z", &["a"]),
+        ];
+        assert!(matches!(StickyAssignor.assign(&c, &members), Err(AssignError::Inconsistent(_))));
+    }
+
+    #[test]
     fn java_hash_set_first_is_bucket_then_insertion() {
         let mut s = JavaHashSet::default();
         for p in [5, 1, 3] {
