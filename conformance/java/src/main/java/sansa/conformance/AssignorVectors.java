@@ -40,15 +40,15 @@ import java.util.function.Supplier;
  * subscription serialized with {@link ConsumerProtocol}, read back, and put into a
  * {@code HashMap} in the order the JoinGroup response lists the members.
  *
- * <p>Sticky and cooperative-sticky cases run two rounds: a fresh group, then the same group one
- * generation later where members report what they own (in the subscription and in the
+ * <p>Sticky and cooperative-sticky cases run three rounds: a fresh group, then twice the same group
+ * one generation later, where members report what they own (in the subscription and in the
  * assignor's user data, written by the member's own assignor instance after
  * {@code onAssignment}), with members joining and leaving, subscriptions and partition counts
  * changing, stale generations and conflicting claims.
  */
 final class AssignorVectors {
 
-    /** Cases per assignor; the sticky ones write two rows (rounds) per case. */
+    /** Cases per assignor; the sticky ones write three rows (rounds) per case. */
     static final int CASES = 220;
 
     private static final long SEED = 429L;
@@ -112,78 +112,82 @@ final class AssignorVectors {
                 subs.add(serialize(new Subscription(m.topics(), userData, Collections.emptyList(), -1,
                     Optional.ofNullable(m.rack()))));
             }
-            GroupAssignment first = run(make.get(), topics, members, subs);
-            lines.add(assignLine(name + "-" + c + "-r1", name, first, topics, members, subs));
-            if (first == null) {
-                continue;
-            }
-
-            // Round 2, one generation later.
+            GroupAssignment last = run(make.get(), topics, members, subs);
+            lines.add(assignLine(name + "-" + c + "-r1", name, last, topics, members, subs));
+            // Rounds 2 and 3, one generation apart: members report what the previous round gave them.
             int generation = 1 + r.nextInt(30);
-            for (Map.Entry<String, Integer> t : new ArrayList<>(topics.entrySet())) {
-                if (r.nextInt(6) == 0) {
-                    topics.put(t.getKey(), t.getValue() + 1 + r.nextInt(4));
-                }
-            }
-            List<Member> next = new ArrayList<>();
-            Set<String> used = new TreeSet<>();
-            for (Member m : members) {
-                used.add(m.id());
-                if (members.size() > 1 && r.nextInt(6) == 0) {
-                    continue; // left the group
-                }
-                List<String> mt = m.topics();
-                if (r.nextInt(8) == 0) {
-                    mt = randomSubset(r, new ArrayList<>(topics.keySet()));
-                }
-                next.add(new Member(m.id(), m.instance(), mt, m.rack()));
-            }
-            int joining = r.nextInt(3);
-            List<Member> joiners = randomMembers(r, new ArrayList<>(topics.keySet()), used);
-            for (int i = 0; i < joining && i < joiners.size(); i++) {
-                next.add(joiners.get(i));
-            }
-            if (next.isEmpty()) {
-                next.add(joiners.get(0)); // an empty group never reaches an assignor
-            }
-            Collections.shuffle(next, r);
-
-            List<TopicPartition> allAssigned = new ArrayList<>();
-            first.groupAssignment().values().forEach(a -> allAssigned.addAll(a.partitions()));
-            List<byte[]> subs2 = new ArrayList<>();
-            for (Member m : next) {
-                Assignment previous = first.groupAssignment().get(m.id());
-                ConsumerPartitionAssignor own = make.get();
-                ByteBuffer userData;
-                List<TopicPartition> owned = new ArrayList<>();
-                int memberGeneration = -1;
-                if (previous != null) {
-                    owned.addAll(previous.partitions());
-                    memberGeneration = generation;
-                    int roll = r.nextInt(10);
-                    if (roll == 0 && generation > 2) {
-                        // A member that missed a rebalance: older generation, claims what it used to own.
-                        memberGeneration = generation - 1 - r.nextInt(2);
-                        claimSome(r, allAssigned, owned);
-                    } else if (roll == 1) {
-                        // Two members of the same generation claiming one partition (invalid, but Java copes).
-                        claimSome(r, allAssigned, owned);
+            for (int round = 2; round <= 3 && last != null; round++, generation++) {
+                for (Map.Entry<String, Integer> t : new ArrayList<>(topics.entrySet())) {
+                    if (r.nextInt(6) == 0) {
+                        topics.put(t.getKey(), t.getValue() + 1 + r.nextInt(4));
                     }
-                    own.onAssignment(new Assignment(owned), new ConsumerGroupMetadata("group", memberGeneration,
-                        m.id(), Optional.ofNullable(m.instance())));
-                    userData = own.subscriptionUserData(new LinkedHashSet<>(m.topics()));
-                    lines.add(userDataLine(name + "-" + c + "-r2-" + m.id(), name, owned, memberGeneration, userData));
-                } else {
-                    userData = own.subscriptionUserData(new LinkedHashSet<>(m.topics()));
                 }
-                // An eager member has given everything up before it joins; a cooperative one keeps it.
-                List<TopicPartition> reported = cooperative || r.nextInt(2) == 0 ? owned : Collections.emptyList();
-                // Older members leave the subscription's generation unset and rely on the user data.
-                int reportedGeneration = r.nextInt(8) == 0 ? -1 : memberGeneration;
-                subs2.add(serialize(new Subscription(m.topics(), userData, reported, reportedGeneration,
-                    Optional.ofNullable(m.rack()))));
+                List<Member> next = new ArrayList<>();
+                Set<String> used = new TreeSet<>();
+                for (Member m : members) {
+                    used.add(m.id());
+                    if (members.size() > 1 && r.nextInt(6) == 0) {
+                        continue; // left the group
+                    }
+                    List<String> mt = m.topics();
+                    if (r.nextInt(8) == 0) {
+                        mt = randomSubset(r, new ArrayList<>(topics.keySet()));
+                    }
+                    next.add(new Member(m.id(), m.instance(), mt, m.rack()));
+                }
+                int joining = r.nextInt(3);
+                List<Member> joiners = randomMembers(r, new ArrayList<>(topics.keySet()), used);
+                for (int i = 0; i < joining && i < joiners.size(); i++) {
+                    next.add(joiners.get(i));
+                }
+                if (next.isEmpty()) {
+                    next.add(joiners.get(0)); // an empty group never reaches an assignor
+                }
+                Collections.shuffle(next, r);
+
+                List<TopicPartition> allAssigned = new ArrayList<>();
+                last.groupAssignment().values().forEach(a -> allAssigned.addAll(a.partitions()));
+                List<byte[]> subs2 = new ArrayList<>();
+                for (Member m : next) {
+                    Assignment previous = last.groupAssignment().get(m.id());
+                    ConsumerPartitionAssignor own = make.get();
+                    ByteBuffer userData;
+                    List<TopicPartition> owned = new ArrayList<>();
+                    int memberGeneration = -1;
+                    if (previous != null) {
+                        owned.addAll(previous.partitions());
+                        memberGeneration = generation;
+                        int roll = r.nextInt(10);
+                        if (roll == 0 && generation > 2) {
+                            // A member that missed a rebalance: older generation, claims what it used to own.
+                            memberGeneration = generation - 1 - r.nextInt(2);
+                            claimSome(r, allAssigned, owned);
+                        } else if (roll == 1) {
+                            // Two members of the same generation claiming one partition (invalid, but Java copes).
+                            claimSome(r, allAssigned, owned);
+                        }
+                        own.onAssignment(new Assignment(owned), new ConsumerGroupMetadata("group", memberGeneration,
+                            m.id(), Optional.ofNullable(m.instance())));
+                        userData = own.subscriptionUserData(new LinkedHashSet<>(m.topics()));
+                        if (round == 2) {
+                            lines.add(userDataLine(name + "-" + c + "-r2-" + m.id(), name, owned, memberGeneration,
+                                userData));
+                        }
+                    } else {
+                        userData = own.subscriptionUserData(new LinkedHashSet<>(m.topics()));
+                    }
+                    // An eager member has given everything up before it joins; a cooperative one keeps it.
+                    List<TopicPartition> reported = cooperative || r.nextInt(2) == 0 ? owned : Collections.emptyList();
+                    // Older members leave the subscription's generation unset and rely on the user data.
+                    int reportedGeneration = r.nextInt(8) == 0 ? -1 : memberGeneration;
+                    subs2.add(serialize(new Subscription(m.topics(), userData, reported, reportedGeneration,
+                        Optional.ofNullable(m.rack()))));
+                }
+                GroupAssignment result = run(make.get(), topics, next, subs2);
+                lines.add(assignLine(name + "-" + c + "-r" + round, name, result, topics, next, subs2));
+                members = next;
+                last = result;
             }
-            lines.add(assignLine(name + "-" + c + "-r2", name, make.get(), topics, next, subs2));
         }
     }
 
