@@ -5,8 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use sansa::assignor::protocol::{decode_subscription, encode_subscription};
-use sansa::assignor::{builtin, Member, MemberId, PartitionCounts, PreviousAssignment, TopicPartition};
+use sansa::consumer::group::assignor::protocol::{decode_subscription, encode_subscription};
+use sansa::consumer::group::assignor::{
+    builtin, Member, MemberId, PartitionCounts, PreviousAssignment, TopicPartition,
+};
 use sansa_conformance::{hex_decode, hex_encode, vectors_dir};
 use serde_json::{json, Value};
 
@@ -46,7 +48,11 @@ fn assignments_and_user_data_match_java() {
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
-fn check_assign(assignor: &dyn sansa::assignor::Assignor, input: &Value, expected: &str) -> Option<String> {
+fn check_assign(
+    assignor: &dyn sansa::consumer::group::assignor::Assignor,
+    input: &Value,
+    expected: &str,
+) -> Option<String> {
     let mut counts = PartitionCounts::new();
     for (topic, n) in input["topics"].as_object().expect("topics") {
         counts.insert(topic.as_str(), n.as_u64().expect("count") as u32);
@@ -90,7 +96,11 @@ fn check_assign(assignor: &dyn sansa::assignor::Assignor, input: &Value, expecte
     (ours != expected).then(|| format!("java {expected}\n   ours {ours}"))
 }
 
-fn check_user_data(assignor: &dyn sansa::assignor::Assignor, input: &Value, expected: &str) -> Option<String> {
+fn check_user_data(
+    assignor: &dyn sansa::consumer::group::assignor::Assignor,
+    input: &Value,
+    expected: &str,
+) -> Option<String> {
     let previous = input["partitions"].as_array().map(|list| PreviousAssignment {
         partitions: list
             .iter()

@@ -29,6 +29,7 @@
 
 mod config;
 mod fetched;
+pub mod group;
 mod record;
 mod session;
 

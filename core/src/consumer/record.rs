@@ -19,8 +19,8 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     /// A partition of `topic`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition { topic: TopicName(topic.into().into()), partition }
+    pub fn new(topic: impl Into<TopicName>, partition: i32) -> Self {
+        TopicPartition { topic: topic.into(), partition }
     }
 }
 

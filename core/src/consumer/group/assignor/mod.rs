@@ -63,21 +63,7 @@ impl std::fmt::Display for MemberId {
     }
 }
 
-/// One partition of one topic.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct TopicPartition {
-    /// The topic.
-    pub topic: TopicName,
-    /// The partition number.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`-`partition`.
-    pub fn new(topic: impl Into<TopicName>, partition: i32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
-    }
-}
+pub use crate::consumer::TopicPartition;
 
 /// What a member asks for, as the consumer protocol carries it.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]

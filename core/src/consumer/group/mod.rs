@@ -1,0 +1,4 @@
+//! Consumer groups: the classic protocol's assignors (and, to come, the member machines for
+//! the classic and KIP-848 protocols).
+
+pub mod assignor;
