@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Golden test vectors from Apache Kafka's own Java classes.
 #
-#   conformance/java/run.sh generate OUTDIR   write messages.tsv, records.tsv, errors.tsv, partitions.tsv
+#   conformance/java/run.sh generate OUTDIR   write messages.tsv, records.tsv, errors.tsv, partitions.tsv,
+#                                             assignors.tsv
 #   conformance/java/run.sh verify DIR        check DIR/batches.tsv (and DIR/messages.tsv if present)
 #   conformance/java/run.sh readback BOOTSTRAP TOPIC
 #                                             print TOPIC's records as Kafka's consumer reads them
