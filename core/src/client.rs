@@ -15,7 +15,7 @@ use crate::cluster::ClusterMetadata;
 use crate::config::{BrokerAddress, Config};
 use crate::connection::{BrokerApiVersions, ConnEvent, Connection, Expiry, LocalClose, Timeouts, VersionError};
 use crate::consumer::{
-    CommittedOffset, ConsumeError, Consumer, ConsumerRecord, ListedOffset, OffsetSpec, TopicPartition,
+    CommittedOffset, ConsumeError, Consumer, ConsumerRecord, ListedOffset, OffsetSpec, Rebalance, TopicPartition,
 };
 use crate::coordinator::{CoordinatorKey, Coordinators};
 pub use crate::machine::Role;
@@ -304,6 +304,8 @@ pub enum Event {
         /// Success, or why the commit failed.
         result: Result<(), ConsumeError>,
     },
+    /// The consumer's group membership changed its partitions.
+    Rebalance(Rebalance),
     /// [`Client::close`] finished: every request completed and every connection is closed.
     Closed,
 }
@@ -631,10 +633,34 @@ impl Client {
     /// Assigns `partitions` to the consumer, replacing its assignment (partitions it keeps
     /// keep their positions). Each new partition starts at the group's committed offset
     /// (with `group.id`) or else where `auto.offset.reset` says.
-    pub fn assign(&mut self, now: Instant, partitions: Vec<TopicPartition>) {
+    pub fn assign(&mut self, now: Instant, partitions: Vec<TopicPartition>) -> Result<(), ConsumeError> {
         let (machines, mut ctx) = self.split();
-        machines.consumer.assign(now, partitions, &mut ctx);
+        let result = machines.consumer.assign(now, partitions, &mut ctx);
         self.settle(now);
+        result
+    }
+
+    /// Joins the consumer's group (`group.id`, classic protocol) subscribed to `topics`
+    /// (replacing the subscription). The group's assignor decides the partitions; each change
+    /// comes as an [`Event::Rebalance`]. Needs `group.id`; refused while partitions are
+    /// assigned by hand.
+    pub fn subscribe(&mut self, now: Instant, topics: Vec<TopicName>) -> Result<(), ConsumeError> {
+        let (machines, mut ctx) = self.split();
+        let result = machines.consumer.subscribe(now, topics, &mut ctx);
+        self.settle(now);
+        result
+    }
+
+    /// Leaves the group; its partitions are revoked (committed first, with auto-commit).
+    pub fn unsubscribe(&mut self, now: Instant) {
+        let (machines, mut ctx) = self.split();
+        machines.consumer.unsubscribe(now, &mut ctx);
+        self.settle(now);
+    }
+
+    /// The topics the consumer subscribes to.
+    pub fn subscription(&self) -> Vec<TopicName> {
+        self.machines.consumer.subscription()
     }
 
     /// The consumer's assigned partitions.
@@ -697,7 +723,7 @@ impl Client {
     /// it. Taking records makes room for more fetches.
     pub fn poll_records(&mut self, now: Instant, max: usize) -> Result<Vec<ConsumerRecord>, ConsumeError> {
         let before = self.machines.consumer.buffered_bytes();
-        let records = self.machines.consumer.poll(max);
+        let records = self.machines.consumer.poll(now, max);
         if self.machines.consumer.buffered_bytes() != before {
             self.settle(now);
         }

@@ -82,7 +82,7 @@ fn every_record_comes_once_in_order_with_keys_headers_and_timestamps() {
     let mut w = world(|c| c);
     w.cluster.create_topic("t", 3, 3);
     produce(&mut w, "t", 3000, 0);
-    w.client.assign(w.now, tps("t", 3));
+    w.client.assign(w.now, tps("t", 3)).unwrap();
     let records = consume(&mut w, 3000, Duration::from_secs(30));
     assert_eq!(records.len(), 3000);
     matches_log(&w, &records, 0);
@@ -102,7 +102,7 @@ fn latest_starts_at_the_end_and_none_reports_the_partitions() {
     let mut w = world(|c| c.with_auto_offset_reset(OffsetReset::Latest));
     w.cluster.create_topic("t", 2, 1);
     produce(&mut w, "t", 100, 0);
-    w.client.assign(w.now, tps("t", 2));
+    w.client.assign(w.now, tps("t", 2)).unwrap();
     assert!(w.run_until(Duration::from_secs(5), |w| tps("t", 2).iter().all(|tp| w
         .client
         .position(tp)
@@ -116,7 +116,7 @@ fn latest_starts_at_the_end_and_none_reports_the_partitions() {
 
     let mut w = world(|c| c.with_auto_offset_reset(OffsetReset::None));
     w.cluster.create_topic("t", 2, 1);
-    w.client.assign(w.now, tps("t", 2));
+    w.client.assign(w.now, tps("t", 2)).unwrap();
     match w.client.poll_records(w.now, 10) {
         Err(ConsumeError::NoOffset { partitions }) => assert_eq!(partitions.len(), 2),
         other => panic!("expected NoOffset, got {other:?}"),
@@ -135,7 +135,7 @@ fn seek_pause_and_resume_move_what_comes_next() {
     w.cluster.create_topic("t", 1, 1);
     produce(&mut w, "t", 1000, 0);
     let tp = TopicPartition::new("t", 0);
-    w.client.assign(w.now, vec![tp.clone()]);
+    w.client.assign(w.now, vec![tp.clone()]).unwrap();
     let first = consume(&mut w, 10, Duration::from_secs(5));
     assert_eq!(first[0].offset, 0);
     // Back to 5: records 5.. come again, none fetched before the seek leaks through.
@@ -164,7 +164,7 @@ fn a_slow_application_holds_the_consumer_at_its_buffer_bound() {
     let mut w = world(|c| c.with_fetch_buffer_memory(bound).with_max_partition_fetch_bytes(16 * 1024));
     w.cluster.create_topic("t", 4, 1);
     produce(&mut w, "t", 20_000, 0);
-    w.client.assign(w.now, tps("t", 4));
+    w.client.assign(w.now, tps("t", 4)).unwrap();
     // Never polled: fetching stops at the bound (plus at most one batch per partition that
     // the broker returns whole).
     let mut peak = 0;
@@ -186,7 +186,7 @@ fn commits_are_read_back_and_where_a_new_consumer_starts() {
     let mut w = world(|c| c.with_group_id("g"));
     w.cluster.create_topic("t", 2, 1);
     produce(&mut w, "t", 200, 0);
-    w.client.assign(w.now, tps("t", 2));
+    w.client.assign(w.now, tps("t", 2)).unwrap();
     let records = consume(&mut w, 200, Duration::from_secs(10));
     assert_eq!(records.len(), 200);
     let positions = w.client.positions();
@@ -223,7 +223,7 @@ fn commits_are_read_back_and_where_a_new_consumer_starts() {
         .events
         .iter()
         .any(|e| matches!(e, Event::Committed { id: i, .. } if *i == id))));
-    w2.client.assign(w2.now, vec![tp.clone()]);
+    w2.client.assign(w2.now, vec![tp.clone()]).unwrap();
     let rest = consume(&mut w2, 20, Duration::from_secs(5));
     assert_eq!(rest.first().map(|r| r.offset), Some(30));
     assert_eq!(rest.len(), 20);
@@ -267,7 +267,7 @@ fn leader_moves_broker_loss_and_session_errors_lose_and_repeat_nothing() {
     let mut w = world(|c| c);
     w.cluster.create_topic("t", 3, 3);
     produce(&mut w, "t", 3000, 0);
-    w.client.assign(w.now, tps("t", 3));
+    w.client.assign(w.now, tps("t", 3)).unwrap();
     let mut records = consume(&mut w, 500, Duration::from_secs(10));
     // A fetch session the broker forgot, an error that moves nothing, then a leader that
     // moves and a broker that dies.
@@ -292,7 +292,7 @@ fn brokers_without_fetch_sessions_are_served_by_full_fetches() {
     w.cluster.set_fetch_session_slots(0);
     w.cluster.create_topic("t", 2, 1);
     produce(&mut w, "t", 500, 0);
-    w.client.assign(w.now, tps("t", 2));
+    w.client.assign(w.now, tps("t", 2)).unwrap();
     let records = consume(&mut w, 500, Duration::from_secs(10));
     matches_log(&w, &records, 0);
 }

@@ -46,6 +46,8 @@ mod fault_tests;
 mod faults;
 mod fetch;
 mod find_coordinator;
+#[cfg(test)]
+mod group_member_tests;
 mod groups;
 #[cfg(test)]
 mod groups_tests;

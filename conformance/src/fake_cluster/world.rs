@@ -26,105 +26,134 @@ pub struct World {
     pub cluster: FakeCluster,
     /// The virtual clock.
     pub now: Instant,
-    by_address: BTreeMap<BrokerAddress, i32>,
-    conns: BTreeMap<ConnId, (FakeConnId, BytesMut)>,
-    by_fake: BTreeMap<FakeConnId, ConnId>,
-    next_conn: u64,
+    net: Net,
     /// Every event the client emitted, in order.
     pub events: Vec<Event>,
 }
+
+/// The in-memory wiring between clients and the cluster: connections by (client, id).
+#[derive(Debug, Default)]
+struct Net {
+    by_address: BTreeMap<BrokerAddress, i32>,
+    conns: BTreeMap<(usize, ConnId), (FakeConnId, BytesMut)>,
+    by_fake: BTreeMap<FakeConnId, (usize, ConnId)>,
+    next_conn: u64,
+}
+
+impl Net {
+    fn new(cluster: &mut FakeCluster) -> Net {
+        let mut net = Net::default();
+        for id in cluster.broker_ids() {
+            cluster.set_address(id, "127.0.0.1", port_of(id));
+            net.by_address.insert(BrokerAddress::new("127.0.0.1", port_of(id)), id);
+        }
+        net
+    }
+
+    /// Moves bytes both ways until no side has anything to say.
+    fn pump(
+        &mut self,
+        now: Instant,
+        cluster: &mut FakeCluster,
+        clients: &mut [&mut Client],
+        events: &mut [&mut Vec<Event>],
+    ) {
+        loop {
+            let mut inputs: Vec<(usize, Input)> = Vec::new();
+            for (i, client) in clients.iter_mut().enumerate() {
+                while let Some(t) = client.poll_transmit(now) {
+                    match t {
+                        Transmit::Open { conn, address } => {
+                            let connected = self.by_address.get(&address).is_some_and(|id| {
+                                self.next_conn += 1;
+                                let fake = FakeConnId(self.next_conn);
+                                let ok = cluster.handle_connect(now, *id, fake).is_ok();
+                                if ok {
+                                    self.conns.insert((i, conn), (fake, BytesMut::new()));
+                                    self.by_fake.insert(fake, (i, conn));
+                                }
+                                ok
+                            });
+                            inputs.push((
+                                i,
+                                if connected {
+                                    Input::Connected { conn }
+                                } else {
+                                    Input::Closed { conn, cause: CloseCause::Refused }
+                                },
+                            ));
+                        }
+                        Transmit::Send { conn, bytes } => {
+                            let Some((fake, inbound)) = self.conns.get_mut(&(i, conn)) else { continue };
+                            inbound.extend_from_slice(&bytes);
+                            let fake = *fake;
+                            while let Ok(Some(frame)) = FrameDecoder::default().decode(inbound) {
+                                let _ = cluster.handle_frame(now, fake, frame);
+                            }
+                        }
+                        Transmit::Close { conn } => {
+                            if let Some((fake, _)) = self.conns.remove(&(i, conn)) {
+                                self.by_fake.remove(&fake);
+                                cluster.handle_disconnect(fake);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            while let Some(o) = cluster.poll_output() {
+                match o {
+                    FakeOutput::Send { conn, bytes } => {
+                        if let Some((i, c)) = self.by_fake.get(&conn) {
+                            inputs.push((*i, Input::Received { conn: *c, data: bytes }));
+                        }
+                    }
+                    FakeOutput::Close { conn } => {
+                        if let Some((i, c)) = self.by_fake.remove(&conn) {
+                            self.conns.remove(&(i, c));
+                            inputs.push((i, Input::Closed { conn: c, cause: CloseCause::PeerClosed }));
+                        }
+                    }
+                }
+            }
+            for (client, events) in clients.iter_mut().zip(events.iter_mut()) {
+                while let Some(e) = client.poll_event() {
+                    events.push(e);
+                }
+            }
+            if inputs.is_empty() {
+                return;
+            }
+            for (i, input) in inputs {
+                clients[i].handle_input(now, input);
+            }
+        }
+    }
+}
+
+fn client_config(config: impl FnOnce(Config) -> Config, seed: u64) -> Config {
+    let config = config(Config::new(&format!("127.0.0.1:{}", port_of(1))).unwrap().with_rng_seed(seed));
+    config.validate().expect("a valid client configuration");
+    config
+}
+
+/// Wall-clock time the world's clients start from (2026-01-01).
+const WALL_CLOCK_START_MS: i64 = 1_767_225_600_000;
 
 impl World {
     /// A cluster from `cluster` and a client from `config` bootstrapping from broker 1.
     pub fn new(cluster: FakeClusterConfig, config: impl FnOnce(Config) -> Config) -> Self {
         let mut cluster = FakeCluster::new(cluster);
-        let mut by_address = BTreeMap::new();
-        for id in cluster.broker_ids() {
-            cluster.set_address(id, "127.0.0.1", port_of(id));
-            by_address.insert(BrokerAddress::new("127.0.0.1", port_of(id)), id);
-        }
+        let net = Net::new(&mut cluster);
         let now = Instant::now();
-        let config = config(Config::new(&format!("127.0.0.1:{}", port_of(1))).unwrap().with_rng_seed(1));
-        config.validate().expect("a valid client configuration");
-        let mut client = Client::new(config, now);
-        client.set_wall_clock(now, 1_767_225_600_000);
-        World {
-            client,
-            cluster,
-            now,
-            by_address,
-            conns: BTreeMap::new(),
-            by_fake: BTreeMap::new(),
-            next_conn: 0,
-            events: Vec::new(),
-        }
+        let mut client = Client::new(client_config(config, 1), now);
+        client.set_wall_clock(now, WALL_CLOCK_START_MS);
+        World { client, cluster, now, net, events: Vec::new() }
     }
 
     /// Moves bytes both ways until neither side has anything to say.
     pub fn pump(&mut self) {
-        loop {
-            let mut inputs = Vec::new();
-            while let Some(t) = self.client.poll_transmit(self.now) {
-                match t {
-                    Transmit::Open { conn, address } => {
-                        let connected = self.by_address.get(&address).is_some_and(|id| {
-                            self.next_conn += 1;
-                            let fake = FakeConnId(self.next_conn);
-                            let ok = self.cluster.handle_connect(self.now, *id, fake).is_ok();
-                            if ok {
-                                self.conns.insert(conn, (fake, BytesMut::new()));
-                                self.by_fake.insert(fake, conn);
-                            }
-                            ok
-                        });
-                        inputs.push(if connected {
-                            Input::Connected { conn }
-                        } else {
-                            Input::Closed { conn, cause: CloseCause::Refused }
-                        });
-                    }
-                    Transmit::Send { conn, bytes } => {
-                        let Some((fake, inbound)) = self.conns.get_mut(&conn) else { continue };
-                        inbound.extend_from_slice(&bytes);
-                        let fake = *fake;
-                        while let Ok(Some(frame)) = FrameDecoder::default().decode(inbound) {
-                            let _ = self.cluster.handle_frame(self.now, fake, frame);
-                        }
-                    }
-                    Transmit::Close { conn } => {
-                        if let Some((fake, _)) = self.conns.remove(&conn) {
-                            self.by_fake.remove(&fake);
-                            self.cluster.handle_disconnect(fake);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            while let Some(o) = self.cluster.poll_output() {
-                match o {
-                    FakeOutput::Send { conn, bytes } => {
-                        if let Some(c) = self.by_fake.get(&conn) {
-                            inputs.push(Input::Received { conn: *c, data: bytes });
-                        }
-                    }
-                    FakeOutput::Close { conn } => {
-                        if let Some(c) = self.by_fake.remove(&conn) {
-                            self.conns.remove(&c);
-                            inputs.push(Input::Closed { conn: c, cause: CloseCause::PeerClosed });
-                        }
-                    }
-                }
-            }
-            while let Some(e) = self.client.poll_event() {
-                self.events.push(e);
-            }
-            if inputs.is_empty() {
-                return;
-            }
-            for i in inputs {
-                self.client.handle_input(self.now, i);
-            }
-        }
+        self.net.pump(self.now, &mut self.cluster, &mut [&mut self.client], &mut [&mut self.events]);
     }
 
     /// Jumps the clock to the next deadline of either side and runs it; false when neither
@@ -155,5 +184,71 @@ impl World {
     pub fn stop_broker(&mut self, id: i32) {
         self.cluster.stop_broker(id);
         self.pump();
+    }
+}
+
+/// Several clients and one fake cluster, on a virtual clock: for consumer groups.
+#[derive(Debug)]
+pub struct Worlds {
+    /// The clients, by index.
+    pub clients: Vec<Client>,
+    /// Each client's events, in order.
+    pub events: Vec<Vec<Event>>,
+    /// The cluster they share.
+    pub cluster: FakeCluster,
+    /// The virtual clock.
+    pub now: Instant,
+    net: Net,
+}
+
+impl Worlds {
+    /// A cluster from `cluster`, no clients yet.
+    pub fn new(cluster: FakeClusterConfig) -> Self {
+        let mut cluster = FakeCluster::new(cluster);
+        let net = Net::new(&mut cluster);
+        Worlds { clients: Vec::new(), events: Vec::new(), cluster, now: Instant::now(), net }
+    }
+
+    /// Adds a client; returns its index.
+    pub fn add(&mut self, config: impl FnOnce(Config) -> Config) -> usize {
+        let i = self.clients.len();
+        let mut client = Client::new(client_config(config, i as u64 + 1), self.now);
+        client.set_wall_clock(self.now, WALL_CLOCK_START_MS);
+        self.clients.push(client);
+        self.events.push(Vec::new());
+        i
+    }
+
+    /// Removes client `i` without telling anyone (a crash): its connections go quiet, and
+    /// the cluster sees them close.
+    pub fn crash(&mut self, i: usize) {
+        let dead: Vec<(usize, ConnId)> = self.net.conns.keys().filter(|(c, _)| *c == i).copied().collect();
+        for key in dead {
+            if let Some((fake, _)) = self.net.conns.remove(&key) {
+                self.net.by_fake.remove(&fake);
+                self.cluster.handle_disconnect(fake);
+            }
+        }
+        self.clients[i] = Client::new(client_config(|c| c, 1000 + i as u64), self.now);
+    }
+
+    /// Moves bytes both ways until nobody has anything to say.
+    pub fn pump(&mut self) {
+        let mut clients: Vec<&mut Client> = self.clients.iter_mut().collect();
+        let mut events: Vec<&mut Vec<Event>> = self.events.iter_mut().collect();
+        self.net.pump(self.now, &mut self.cluster, &mut clients, &mut events);
+    }
+
+    /// Jumps the clock to the next deadline of anyone and runs it; false when nobody has one.
+    pub fn step(&mut self) -> bool {
+        let next = self.clients.iter().filter_map(Client::poll_timeout).chain(self.cluster.poll_timeout()).min();
+        let Some(next) = next else { return false };
+        self.now = self.now.max(next);
+        for c in &mut self.clients {
+            c.handle_timeout(self.now);
+        }
+        self.cluster.handle_timeout(self.now);
+        self.pump();
+        true
     }
 }

@@ -79,6 +79,19 @@ pub struct ConsumerConfig {
     pub enable_auto_commit: bool,
     /// `auto.commit.interval.ms`.
     pub auto_commit_interval: Duration,
+    /// A member the coordinator does not hear from for this long leaves the group
+    /// (`session.timeout.ms`).
+    pub session_timeout: Duration,
+    /// How often a member heartbeats (`heartbeat.interval.ms`).
+    pub heartbeat_interval: Duration,
+    /// A member whose application does not poll for this long leaves the group
+    /// (`max.poll.interval.ms`); it is also the rebalance timeout.
+    pub max_poll_interval: Duration,
+    /// Static membership (`group.instance.id`).
+    pub group_instance_id: Option<String>,
+    /// Assignors by protocol name, preferred first (`partition.assignment.strategy`; Java
+    /// class names are accepted too).
+    pub assignors: Vec<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -98,6 +111,11 @@ impl Default for ConsumerConfig {
             default_api_timeout: Duration::from_secs(60),
             enable_auto_commit: true,
             auto_commit_interval: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            group_instance_id: None,
+            assignors: vec!["range".into(), "cooperative-sticky".into()],
         }
     }
 }
@@ -145,6 +163,31 @@ impl ConsumerConfig {
         self
     }
 
+    /// Sets [`ConsumerConfig::assignors`] by protocol name.
+    pub fn with_assignors(mut self, names: &[&str]) -> Self {
+        self.assignors = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Sets [`ConsumerConfig::group_instance_id`].
+    pub fn with_group_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(id.into());
+        self
+    }
+
+    /// Sets [`ConsumerConfig::session_timeout`] and [`ConsumerConfig::heartbeat_interval`].
+    pub fn with_session_timeout(mut self, session: Duration, heartbeat: Duration) -> Self {
+        self.session_timeout = session;
+        self.heartbeat_interval = heartbeat;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::max_poll_interval`].
+    pub fn with_max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
+        self
+    }
+
     /// Sets [`ConsumerConfig::enable_auto_commit`].
     pub fn with_auto_commit(mut self, enable: bool) -> Self {
         self.enable_auto_commit = enable;
@@ -176,6 +219,25 @@ impl ConsumerConfig {
         }
         if self.fetch_buffer_memory == 0 {
             return Err(bad("fetch.buffer.memory", "0".into(), "must be positive"));
+        }
+        if self.heartbeat_interval >= self.session_timeout {
+            return Err(bad(
+                "heartbeat.interval.ms",
+                format!("{:?}", self.heartbeat_interval),
+                "must be lower than session.timeout.ms",
+            ));
+        }
+        for name in &self.assignors {
+            if crate::consumer::group::assignor::builtin(name).is_none() {
+                return Err(bad(
+                    "partition.assignment.strategy",
+                    name.clone(),
+                    "not a known assignor (range, roundrobin, sticky, cooperative-sticky)",
+                ));
+            }
+        }
+        if self.assignors.is_empty() {
+            return Err(bad("partition.assignment.strategy", String::new(), "needs at least one assignor"));
         }
         if self.group_id.as_ref().is_some_and(|g| g.0.as_str().is_empty()) {
             return Err(bad("group.id", String::new(), "must not be empty"));
@@ -222,6 +284,35 @@ impl ConsumerConfig {
             "default.api.timeout.ms" => self.default_api_timeout = ms(v)?,
             "enable.auto.commit" => self.enable_auto_commit = flag(v)?,
             "auto.commit.interval.ms" => self.auto_commit_interval = ms(v)?,
+            "session.timeout.ms" => self.session_timeout = ms(v)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval = ms(v)?,
+            "max.poll.interval.ms" => self.max_poll_interval = ms(v)?,
+            "group.instance.id" => self.group_instance_id = (!v.is_empty()).then(|| v.to_string()),
+            "partition.assignment.strategy" => {
+                self.assignors = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| match s {
+                        "org.apache.kafka.clients.consumer.RangeAssignor" => "range".to_string(),
+                        "org.apache.kafka.clients.consumer.RoundRobinAssignor" => "roundrobin".to_string(),
+                        "org.apache.kafka.clients.consumer.StickyAssignor" => "sticky".to_string(),
+                        "org.apache.kafka.clients.consumer.CooperativeStickyAssignor" => {
+                            "cooperative-sticky".to_string()
+                        }
+                        other => other.to_string(),
+                    })
+                    .collect()
+            }
+            "group.protocol" => match v {
+                "classic" => {}
+                _ => {
+                    return Err(ConfigError::Unsupported {
+                        key: key.into(),
+                        reason: "only the classic group protocol is supported yet",
+                    })
+                }
+            },
             // Deserializers are the typed consumer's business, not the core's.
             "key.deserializer" | "value.deserializer" => {}
             _ => return Ok(false),

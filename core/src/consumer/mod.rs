@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
-pub use record::{ConsumeError, ConsumerRecord, TopicPartition};
+pub use record::{ConsumeError, ConsumerRecord, Rebalance, TopicPartition};
 
 use crate::client::{Event, RequestError, RequestId, Response, Target};
 use crate::coordinator::CoordinatorKey;
@@ -56,6 +56,7 @@ use crate::protocol::records::DecodeOptions;
 use crate::protocol::{ApiKey, BrokerId, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName, Uuid};
 use crate::timer::Deadlines;
 use fetched::{Aborted, Fetched, Next};
+use group::classic::{Change, ClassicMember, Settings};
 use session::{FetchSpec, Session};
 
 /// Where an offset lookup looks.
@@ -173,14 +174,10 @@ impl PartitionState {
 enum CoordinatorJob {
     /// Committed offsets of `partitions`; `id` is the application's query, `None` when the
     /// consumer asks for starting positions.
-    Committed {
-        id: Option<RequestId>,
-        partitions: Vec<(TopicPartition, u64)>,
-    },
-    Commit {
-        id: RequestId,
-        offsets: Vec<(TopicPartition, CommittedOffset)>,
-    },
+    Committed { id: Option<RequestId>, partitions: Vec<(TopicPartition, u64)> },
+    /// `id` is the application's commit, `None` for an auto-commit or a commit before a
+    /// revoke.
+    Commit { id: Option<RequestId>, offsets: Vec<(TopicPartition, CommittedOffset)> },
 }
 
 #[derive(Debug)]
@@ -208,6 +205,7 @@ struct Lookup {
 
 #[derive(Debug)]
 enum InFlight {
+    Member,
     Fetch { broker: BrokerId, partitions: Vec<(TopicPartition, u64)> },
     Lookup { lookup: u64, partitions: Vec<TopicPartition> },
     Coordinator { job: u64 },
@@ -217,6 +215,8 @@ enum InFlight {
 enum Timer {
     Retry,
     Deadline,
+    AutoCommit,
+    PollInterval,
 }
 
 /// The consumer machine (see the module docs).
@@ -244,6 +244,12 @@ pub(crate) struct Consumer {
     next_version: u64,
     retry_backoff: Duration,
     closing: bool,
+    /// The group membership, once subscribed.
+    member: Option<ClassicMember>,
+    /// When the application last polled, for `max.poll.interval.ms`.
+    last_poll: Option<Instant>,
+    /// An auto-commit is queued or in flight.
+    auto_committing: Option<u64>,
 }
 
 impl Consumer {
@@ -268,13 +274,121 @@ impl Consumer {
             next_version: 0,
             retry_backoff: config.retry_backoff.initial,
             closing: false,
+            member: None,
+            last_poll: None,
+            auto_committing: None,
         }
     }
 
     // ---- the application's commands ------------------------------------------------------
 
-    /// Replaces the assignment. Partitions kept keep their positions.
-    pub fn assign(&mut self, now: Instant, partitions: Vec<TopicPartition>, ctx: &mut Ctx<'_>) {
+    /// Replaces the assignment. Partitions kept keep their positions. Refused while
+    /// subscribed to a group (Java's rule: one or the other).
+    pub fn assign(
+        &mut self,
+        now: Instant,
+        partitions: Vec<TopicPartition>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), ConsumeError> {
+        if self.member.as_ref().is_some_and(|m| !m.topics().is_empty()) {
+            return Err(ConsumeError::Misuse("assign while subscribed: unsubscribe first"));
+        }
+        self.set_assignment(now, partitions, ctx);
+        self.arm_auto_commit(now);
+        Ok(())
+    }
+
+    /// Joins the group (`group.id`) with a subscription to `topics`, replacing the last one;
+    /// the group's assignor decides which partitions this consumer gets.
+    pub fn subscribe(&mut self, now: Instant, topics: Vec<TopicName>, ctx: &mut Ctx<'_>) -> Result<(), ConsumeError> {
+        let Some(group) = self.group.clone() else { return Err(ConsumeError::NoGroup) };
+        if self.member.is_none() && !self.partitions.is_empty() {
+            return Err(ConsumeError::Misuse("subscribe while partitions are assigned: assign an empty list first"));
+        }
+        let member = self.member.get_or_insert_with(|| {
+            let assignors = self.config.assignors.iter().filter_map(|n| group::assignor::builtin(n)).collect();
+            ClassicMember::new(Settings {
+                group,
+                instance_id: self.config.group_instance_id.clone(),
+                session_timeout: self.config.session_timeout,
+                rebalance_timeout: self.config.max_poll_interval,
+                heartbeat_interval: self.config.heartbeat_interval,
+                assignors,
+                rack: self.config.client_rack.clone(),
+                retry_backoff: self.retry_backoff,
+            })
+        });
+        let topics: BTreeSet<TopicName> = topics.into_iter().collect();
+        for topic in &topics {
+            ctx.signals.push(Signal::TrackTopic { topic: topic.clone(), auto_create: false });
+        }
+        member.subscribe(topics);
+        self.last_poll.get_or_insert(now);
+        self.timers.insert(now + self.config.max_poll_interval, Timer::PollInterval);
+        self.apply_changes(now, ctx);
+        self.arm_auto_commit(now);
+        Ok(())
+    }
+
+    /// Leaves the group; its partitions are revoked (committed first with auto-commit).
+    pub fn unsubscribe(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if let Some(member) = &mut self.member {
+            member.unsubscribe();
+        }
+        self.apply_changes(now, ctx);
+    }
+
+    /// The subscribed topics.
+    pub fn subscription(&self) -> Vec<TopicName> {
+        self.member.as_ref().map(|m| m.topics().iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Applies what the group member reported: revoked partitions are committed (with
+    /// auto-commit) and dropped, lost ones dropped, new ones start at their committed offsets.
+    fn apply_changes(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        let Some(member) = &mut self.member else { return };
+        let changes = member.take_changes();
+        if let Some(e) = member.take_error() {
+            self.errors.push_back(e);
+        }
+        for change in changes {
+            let Change { assigned, revoked, lost } = change;
+            if !revoked.is_empty() && self.config.enable_auto_commit {
+                let offsets: Vec<(TopicPartition, CommittedOffset)> =
+                    self.positions().into_iter().filter(|(tp, _)| revoked.contains(tp)).collect();
+                if !offsets.is_empty() {
+                    self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
+                }
+            }
+            let gone: BTreeSet<TopicPartition> = revoked.iter().chain(&lost).cloned().collect();
+            let mut kept: Vec<TopicPartition> =
+                self.partitions.keys().filter(|tp| !gone.contains(*tp)).cloned().collect();
+            kept.extend(assigned.iter().cloned());
+            self.set_assignment(now, kept, ctx);
+            self.events.push_back(Event::Rebalance(Rebalance { assigned, revoked, lost }));
+        }
+    }
+
+    fn arm_auto_commit(&mut self, now: Instant) {
+        if self.group.is_some() && self.config.enable_auto_commit {
+            self.timers.insert(now + self.config.auto_commit_interval, Timer::AutoCommit);
+        }
+    }
+
+    fn auto_commit(&mut self, now: Instant) {
+        let in_progress = self.auto_committing.is_some_and(|k| self.jobs.contains_key(&k));
+        if !in_progress {
+            let offsets = self.positions();
+            let in_group = self.member.as_ref().is_none_or(|m| m.is_stable());
+            if !offsets.is_empty() && in_group {
+                let key = self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
+                self.auto_committing = Some(key);
+            }
+        }
+        self.arm_auto_commit(now);
+    }
+
+    fn set_assignment(&mut self, now: Instant, partitions: Vec<TopicPartition>, ctx: &mut Ctx<'_>) {
         let wanted: BTreeSet<TopicPartition> = partitions.into_iter().collect();
         self.partitions.retain(|tp, _| wanted.contains(tp));
         self.drop_buffered(|tp| !wanted.contains(tp));
@@ -397,7 +511,11 @@ impl Consumer {
     /// Up to `max` records (at most `max.poll.records`), in fetch order; positions move past
     /// them. An error is reported on its own, by a poll that would otherwise return nothing
     /// before it.
-    pub fn poll(&mut self, max: usize) -> Result<Vec<ConsumerRecord>, ConsumeError> {
+    pub fn poll(&mut self, now: Instant, max: usize) -> Result<Vec<ConsumerRecord>, ConsumeError> {
+        self.last_poll = Some(now);
+        if let Some(member) = &mut self.member {
+            member.polled();
+        }
         let max = max.min(self.config.max_poll_records).max(1);
         let mut out = Vec::new();
         while out.len() < max {
@@ -490,7 +608,7 @@ impl Consumer {
             self.events.push_back(Event::Committed { id, result: Ok(()) });
             return;
         }
-        self.add_job(now, CoordinatorJob::Commit { id, offsets });
+        self.add_job(now, CoordinatorJob::Commit { id: Some(id), offsets });
     }
 
     /// Lag and position figures per partition: (partition, position, high watermark).
@@ -522,11 +640,12 @@ impl Consumer {
         }
     }
 
-    fn add_job(&mut self, now: Instant, kind: CoordinatorJob) {
+    fn add_job(&mut self, now: Instant, kind: CoordinatorJob) -> u64 {
         let deadline = now + self.config.default_api_timeout;
         self.timers.insert(deadline, Timer::Deadline);
         let key = self.key();
         self.jobs.insert(key, Job { kind, deadline: Some(deadline), retry_at: None, failures: 0, in_flight: false });
+        key
     }
 
     fn drop_buffered(&mut self, mut gone: impl FnMut(&TopicPartition) -> bool) {
@@ -1091,10 +1210,15 @@ impl Consumer {
                             .with_committed_metadata(Some(StrBytes::from(o.metadata.clone()))),
                     );
                 }
+                let (generation, member, instance) = match self.member.as_ref().and_then(|m| m.commit_identity()) {
+                    Some((g, m, i)) => (g, m.to_string(), i.map(|i| StrBytes::from(i.to_string()))),
+                    None => (-1, String::new(), None),
+                };
                 let body = OffsetCommitRequest::default()
                     .with_group_id(group)
-                    .with_generation_id_or_member_epoch(-1)
-                    .with_member_id(StrBytes::from(String::new()))
+                    .with_generation_id_or_member_epoch(generation)
+                    .with_member_id(StrBytes::from(member))
+                    .with_group_instance_id(instance)
                     .with_topics(topics);
                 (RequestBody::OffsetCommit(body), version)
             }
@@ -1121,7 +1245,10 @@ impl Consumer {
             Ok(found) => {
                 let job = self.jobs.remove(&key).expect("present");
                 match job.kind {
-                    CoordinatorJob::Commit { id, .. } => self.events.push_back(Event::Committed { id, result: Ok(()) }),
+                    CoordinatorJob::Commit { id: Some(id), .. } => {
+                        self.events.push_back(Event::Committed { id, result: Ok(()) })
+                    }
+                    CoordinatorJob::Commit { id: None, .. } => {}
                     CoordinatorJob::Committed { id: Some(id), partitions } => {
                         let result = partitions
                             .into_iter()
@@ -1158,10 +1285,21 @@ impl Consumer {
                     }
                 }
             }
-            Err((retriable, error)) => {
+            Err((mut retriable, error)) => {
                 if let ConsumeError::Group { error: code } = &error {
                     if matches!(code, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) {
                         ctx.signals.push(Signal::CoordinatorStale(CoordinatorKey::Group(group)));
+                    }
+                    // A commit from a member outside the current generation fails for good;
+                    // the member rejoins.
+                    if matches!(
+                        code,
+                        ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId | ErrorCode::RebalanceInProgress
+                    ) {
+                        retriable = false;
+                        if let Some(member) = &mut self.member {
+                            member.commit_fenced(*code);
+                        }
                     }
                 }
                 let job = self.jobs.get_mut(&key).expect("present");
@@ -1181,7 +1319,11 @@ impl Consumer {
     fn fail_job(&mut self, key: u64, error: ConsumeError) {
         let Some(job) = self.jobs.remove(&key) else { return };
         match job.kind {
-            CoordinatorJob::Commit { id, .. } => self.events.push_back(Event::Committed { id, result: Err(error) }),
+            CoordinatorJob::Commit { id: Some(id), .. } => {
+                self.events.push_back(Event::Committed { id, result: Err(error) })
+            }
+            // An auto-commit that failed: the next one, or the application's, tries again.
+            CoordinatorJob::Commit { id: None, .. } => {}
             CoordinatorJob::Committed { id: Some(id), .. } => {
                 self.events.push_back(Event::CommittedOffsets { id, result: Err(error) })
             }
@@ -1219,6 +1361,60 @@ impl Consumer {
             self.fail_lookup(key, ConsumeError::Request(RequestError::Timeout(timeout)));
         }
     }
+}
+
+impl Consumer {
+    fn build_member_request(&mut self, now: Instant, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
+        let member = self.member.as_mut()?;
+        let (body, _api, version, extra) = member.request(now, |api| link.versions.negotiate(api).ok())?;
+        let tag = self.tag();
+        self.in_flight.insert(tag, InFlight::Member);
+        let timeout = ctx.config.request_timeout + extra;
+        Some(Outgoing { body, version, tag, deadline: now + timeout, timeout, expects_response: true })
+    }
+
+    fn handle_member(&mut self, now: Instant, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
+        let Some(member) = self.member.as_mut() else { return };
+        let coordinator_error = match result.map(|r| r.body) {
+            Ok(Some(ResponseBody::JoinGroup(r))) => {
+                member.handle_join(now, r, |t| partition_count(ctx.cluster, t)).err()
+            }
+            Ok(Some(ResponseBody::SyncGroup(r))) => member.handle_sync(now, r).err(),
+            Ok(Some(ResponseBody::Heartbeat(r))) => member.handle_heartbeat(now, r).err(),
+            Ok(Some(ResponseBody::LeaveGroup(r))) => {
+                member.handle_leave(r);
+                None
+            }
+            _ => {
+                member.handle_failure(now);
+                Some(ErrorCode::CoordinatorNotAvailable)
+            }
+        };
+        if let Some(e) = coordinator_error {
+            if matches!(e, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) {
+                ctx.signals.push(Signal::CoordinatorStale(CoordinatorKey::Group(member.group().clone())));
+            }
+        }
+        self.apply_changes(now, ctx);
+    }
+
+    /// The application has not polled for `max.poll.interval.ms`: the member leaves.
+    fn check_poll_interval(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        let Some(member) = &mut self.member else { return };
+        let last = self.last_poll.unwrap_or(now);
+        let due = last + self.config.max_poll_interval;
+        if due <= now {
+            member.poll_timeout_expired();
+            self.apply_changes(now, ctx);
+        } else {
+            self.timers.insert(due, Timer::PollInterval);
+        }
+    }
+}
+
+fn partition_count(cluster: &crate::cluster::ClusterMetadata, topic: &TopicName) -> Option<u32> {
+    let t = cluster.topics.get(topic)?;
+    (t.error == ErrorCode::None && !t.partitions.is_empty()).then_some(t.partitions.len() as u32)
 }
 
 /// A partition's leader and its epoch, from metadata.
@@ -1301,7 +1497,8 @@ impl Machine for Consumer {
         for b in self.lookup_brokers(now) {
             out.push((Target::Broker(b), Role::General));
         }
-        if let (Some(group), Some(_)) = (&self.group, self.job_ready(now)) {
+        let member = self.member.as_ref().is_some_and(|m| m.wants(now));
+        if let (Some(group), true) = (&self.group, member || self.job_ready(now).is_some()) {
             out.push((Target::GroupCoordinator(group.clone()), Role::General));
         }
     }
@@ -1310,7 +1507,11 @@ impl Machine for Consumer {
         match (target, link.role) {
             (Target::Broker(b), Role::Fetch) => self.build_fetch(now, *b, link, ctx),
             (Target::Broker(b), Role::General) => self.build_lookup(now, *b, link, ctx),
-            (Target::GroupCoordinator(_), Role::General) => self.build_job(now, link, ctx),
+            (Target::GroupCoordinator(_), Role::General) => {
+                // Commits first: a commit before an eager rebalance's JoinGroup must reach the
+                // coordinator ahead of it, under the old generation.
+                self.build_job(now, link, ctx).or_else(|| self.build_member_request(now, link, ctx))
+            }
             _ => None,
         }
     }
@@ -1319,22 +1520,29 @@ impl Machine for Consumer {
         match self.in_flight.remove(&tag) {
             Some(InFlight::Fetch { broker, partitions }) => self.handle_fetch(now, broker, partitions, result, ctx),
             Some(InFlight::Lookup { lookup, partitions }) => self.handle_lookup(now, lookup, partitions, result, ctx),
-            Some(InFlight::Coordinator { job }) => self.handle_job(now, job, result, ctx),
+            Some(InFlight::Coordinator { job }) => {
+                self.handle_job(now, job, result, ctx);
+                self.apply_changes(now, ctx);
+            }
+            Some(InFlight::Member) => self.handle_member(now, result, ctx),
             None => {}
         }
     }
 
-    fn handle_timeout(&mut self, now: Instant, _ctx: &mut Ctx<'_>) {
+    fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Retry => {}
                 Timer::Deadline => self.expire(now),
+                Timer::AutoCommit => self.auto_commit(now),
+                Timer::PollInterval => self.check_poll_interval(now, ctx),
             }
         }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.soonest()
+        let member = self.member.as_ref().and_then(|m| m.poll_timeout());
+        [self.timers.soonest(), member].into_iter().flatten().min()
     }
 
     fn poll_event(&mut self) -> Option<Event> {
@@ -1370,16 +1578,38 @@ impl Machine for Consumer {
         }
     }
 
-    fn handle_metadata(&mut self, _now: Instant, ctx: &mut Ctx<'_>) {
+    fn handle_metadata(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         self.refresh_leaders(ctx.cluster);
+        if let Some(member) = &mut self.member {
+            member.handle_metadata(|t| partition_count(ctx.cluster, t));
+        }
+        self.apply_changes(now, ctx);
     }
 
-    fn close(&mut self, _now: Instant) {
+    fn close(&mut self, now: Instant) {
+        if self.closing {
+            return;
+        }
         self.closing = true;
+        // Java's close: commit what was consumed (with auto-commit), then leave the group.
+        if self.group.is_some() && self.config.enable_auto_commit {
+            let offsets = self.positions();
+            let in_group = self.member.as_ref().is_none_or(|m| m.is_stable());
+            if !offsets.is_empty() && in_group {
+                self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
+            }
+        }
+        if let Some(member) = &mut self.member {
+            member.close();
+        }
     }
 
     fn is_idle(&self) -> bool {
-        self.jobs.is_empty() && self.lookups.iter().all(|(_, l)| l.id.is_none())
+        let member_idle = self
+            .member
+            .as_ref()
+            .is_none_or(|m| m.is_idle() || self.closing && m.in_flight().is_none() && !m.wants_leave());
+        self.jobs.is_empty() && self.lookups.iter().all(|(_, l)| l.id.is_none()) && member_idle
     }
 }
 

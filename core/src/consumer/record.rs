@@ -66,6 +66,17 @@ impl ConsumerRecord {
     }
 }
 
+/// How a rebalance changed the consumer's partitions ([`crate::Event::Rebalance`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rebalance {
+    /// Newly assigned; they start at the group's committed offsets.
+    pub assigned: Vec<TopicPartition>,
+    /// Given up in a rebalance (committed first with auto-commit).
+    pub revoked: Vec<TopicPartition>,
+    /// Taken away without a chance to commit: the member fell out of the group.
+    pub lost: Vec<TopicPartition>,
+}
+
 /// Why a poll, a commit or an offset lookup failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -111,6 +122,9 @@ pub enum ConsumeError {
     /// A request failed (unreachable cluster, timeout, unsupported version).
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// A call that contradicts an earlier one (assign while subscribed, ...).
+    #[error("{0}")]
+    Misuse(&'static str),
     /// The consumer is closing or closed.
     #[error("the consumer is closed")]
     Closed,

@@ -21,6 +21,13 @@ type Polled = Result<Vec<ConsumerRecord>, ConsumeError>;
 pub(super) enum ConsumerCommand {
     Assign {
         partitions: Vec<TopicPartition>,
+        reply: Replier<Result<(), ConsumeError>>,
+    },
+    Subscribe {
+        topics: Vec<crate::protocol::TopicName>,
+        reply: Replier<Result<(), ConsumeError>>,
+    },
+    Unsubscribe {
         reply: Replier<()>,
     },
     Assignment {
@@ -98,8 +105,10 @@ impl Polls {
     /// by the returned request id.
     pub fn submit(&mut self, now: Instant, client: &mut Client, command: ConsumerCommand) -> Option<Waiting> {
         match command {
-            ConsumerCommand::Assign { partitions, reply } => {
-                client.assign(now, partitions);
+            ConsumerCommand::Assign { partitions, reply } => reply.send(client.assign(now, partitions)),
+            ConsumerCommand::Subscribe { topics, reply } => reply.send(client.subscribe(now, topics)),
+            ConsumerCommand::Unsubscribe { reply } => {
+                client.unsubscribe(now);
                 reply.send(());
             }
             ConsumerCommand::Assignment { reply } => reply.send(client.assignment()),
@@ -214,14 +223,36 @@ impl Handle {
     pub async fn assign(&self, partitions: Vec<TopicPartition>) -> Result<(), ConsumeError> {
         let (reply, answer) = reply();
         self.submit(Command::Consumer(ConsumerCommand::Assign { partitions, reply })).await;
-        answer.recv().await.or_else(closed)
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
     }
 
     /// [`Handle::assign`], blocking the thread.
     pub fn assign_blocking(&self, partitions: Vec<TopicPartition>) -> Result<(), ConsumeError> {
         let (reply, answer) = reply();
         self.submit_blocking(Command::Consumer(ConsumerCommand::Assign { partitions, reply }));
-        answer.recv_blocking().or_else(closed)
+        answer.recv_blocking().unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// Joins the consumer's group (`group.id`) subscribed to `topics`; the group's assignor
+    /// decides which partitions this consumer reads.
+    pub async fn subscribe(&self, topics: Vec<crate::protocol::TopicName>) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Subscribe { topics, reply })).await;
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// [`Handle::subscribe`], blocking the thread.
+    pub fn subscribe_blocking(&self, topics: Vec<crate::protocol::TopicName>) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::Subscribe { topics, reply }));
+        answer.recv_blocking().unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// Leaves the group; its partitions are committed first (with auto-commit).
+    pub async fn unsubscribe(&self) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Unsubscribe { reply })).await;
+        answer.recv().await.or_else(closed)
     }
 
     /// The consumer's assigned partitions.

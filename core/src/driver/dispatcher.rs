@@ -274,6 +274,9 @@ impl Dispatcher {
                         reply.send(result);
                     }
                 }
+                // Assignment changes reach the application through its polls' partitions for
+                // now; a listener stream is yet to come.
+                Event::Rebalance(_) => {}
                 Event::Flushed { id } => {
                     if let Some(reply) = self.flushes.remove(&id) {
                         reply.send(());

@@ -2,3 +2,4 @@
 //! the classic and KIP-848 protocols).
 
 pub mod assignor;
+pub(crate) mod classic;

@@ -178,7 +178,7 @@ pub enum AssignError {
 }
 
 /// A classic (client-side) partition assignor.
-pub trait Assignor: std::fmt::Debug {
+pub trait Assignor: std::fmt::Debug + Send + Sync {
     /// The protocol name members announce in JoinGroup.
     fn name(&self) -> &'static str;
 

@@ -1,0 +1,248 @@
+//! Classic consumer groups with sansa's member machine against the fake cluster: several
+//! clients in one virtual-clock world.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use sansa::consumer::{ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
+use sansa::producer::ProducerRecord;
+use sansa::protocol::TopicName;
+use sansa::Event;
+
+use super::world::Worlds;
+use super::FakeClusterConfig;
+
+const TOPIC: &str = "g";
+
+fn cluster(partitions: i32, records: usize) -> Worlds {
+    let mut w = Worlds::new(FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() });
+    w.cluster.create_topic(TOPIC, partitions, 3);
+    if records > 0 {
+        let p = w.add(|c| c);
+        for i in 0..records {
+            w.clients[p].send(w.now, ProducerRecord::new(TOPIC, format!("v{i}")).with_key(format!("k{i}"))).unwrap();
+        }
+        w.pump();
+        for _ in 0..1000 {
+            if w.clients[p].producer_outstanding() == 0 {
+                break;
+            }
+            w.step();
+        }
+        assert_eq!(w.clients[p].producer_outstanding(), 0);
+    }
+    w
+}
+
+fn member(w: &mut Worlds, assignor: &str, tune: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> usize {
+    let config = tune(
+        ConsumerConfig::default()
+            .with_group_id("group")
+            .with_auto_offset_reset(OffsetReset::Earliest)
+            .with_assignors(&[assignor])
+            .with_session_timeout(Duration::from_secs(10), Duration::from_secs(1))
+            .with_max_poll_interval(Duration::from_secs(30)),
+    );
+    let i = w.add(|c| c.with_consumer(config));
+    w.clients[i].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+    w.pump();
+    i
+}
+
+/// Runs the world for `time`, each member in `polling` polling as it goes; returns what they
+/// consumed.
+fn run(w: &mut Worlds, polling: &[usize], time: Duration, out: &mut BTreeMap<usize, Vec<ConsumerRecord>>) {
+    let end = w.now + time;
+    while w.now < end {
+        let mut got = false;
+        for &i in polling {
+            let records = w.clients[i].poll_records(w.now, 500).unwrap_or_else(|e| panic!("member {i}: {e}"));
+            got |= !records.is_empty();
+            out.entry(i).or_default().extend(records);
+        }
+        w.pump();
+        if !got && !w.step() {
+            break;
+        }
+    }
+}
+
+/// Each member's partitions, checked disjoint and covering every partition.
+fn assert_partitioned(w: &Worlds, members: &[usize], partitions: i32) -> BTreeMap<usize, BTreeSet<TopicPartition>> {
+    let mut seen = BTreeSet::new();
+    let mut by_member = BTreeMap::new();
+    for &i in members {
+        let owned: BTreeSet<TopicPartition> = w.clients[i].assignment().into_iter().collect();
+        for tp in &owned {
+            assert!(seen.insert(tp.clone()), "{tp} owned twice");
+        }
+        by_member.insert(i, owned);
+    }
+    assert_eq!(seen.len(), partitions as usize, "every partition owned: {by_member:?}");
+    by_member
+}
+
+/// Every record of the topic, consumed at least once.
+fn assert_all_consumed(w: &Worlds, out: &BTreeMap<usize, Vec<ConsumerRecord>>, partitions: i32) {
+    let mut offsets: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
+    for records in out.values() {
+        for r in records {
+            offsets.entry(r.partition).or_default().insert(r.offset);
+        }
+    }
+    for p in 0..partitions {
+        let end = w.cluster.log_end_offset(TOPIC, p).unwrap();
+        let got = offsets.get(&p).map_or(0, |s| s.len() as i64);
+        assert_eq!(got, end, "partition {p}: consumed {got} distinct offsets of {end}");
+    }
+}
+
+#[test]
+fn three_members_share_twelve_partitions_with_every_assignor() {
+    for assignor in ["range", "roundrobin", "sticky", "cooperative-sticky"] {
+        let mut w = cluster(12, 2400);
+        let members: Vec<usize> = (0..3).map(|_| member(&mut w, assignor, |c| c)).collect();
+        let mut out = BTreeMap::new();
+        run(&mut w, &members, Duration::from_secs(20), &mut out);
+        let owned = assert_partitioned(&w, &members, 12);
+        for (i, ps) in &owned {
+            assert_eq!(ps.len(), 4, "{assignor}: member {i} owns {ps:?}");
+        }
+        assert_all_consumed(&w, &out, 12);
+        let total: usize = out.values().map(Vec::len).sum();
+        assert_eq!(total, 2400, "{assignor}: no record twice without a rebalance midway");
+    }
+}
+
+#[test]
+fn a_joining_member_and_a_leaving_one_keep_the_group_whole() {
+    for assignor in ["range", "cooperative-sticky"] {
+        let mut w = cluster(12, 3000);
+        let mut members: Vec<usize> = (0..3).map(|_| member(&mut w, assignor, |c| c)).collect();
+        let mut out = BTreeMap::new();
+        run(&mut w, &members, Duration::from_millis(300), &mut out);
+        let fourth = member(&mut w, assignor, |c| c);
+        members.push(fourth);
+        run(&mut w, &members, Duration::from_secs(20), &mut out);
+        let owned = assert_partitioned(&w, &members, 12);
+        assert!(owned.values().all(|ps| ps.len() == 3), "{assignor}: {owned:?}");
+        // One leaves politely.
+        let gone = members.remove(0);
+        w.clients[gone].unsubscribe(w.now);
+        w.pump();
+        run(&mut w, &members, Duration::from_secs(20), &mut out);
+        assert!(w.clients[gone].assignment().is_empty());
+        assert_partitioned(&w, &members, 12);
+        // More records after the rebalances: all of them reach the group.
+        let p = 0;
+        for i in 0..600 {
+            w.clients[p].send(w.now, ProducerRecord::new(TOPIC, format!("late{i}"))).unwrap();
+        }
+        run(&mut w, &members, Duration::from_secs(20), &mut out);
+        assert_all_consumed(&w, &out, 12);
+    }
+}
+
+#[test]
+fn a_crashed_member_s_partitions_move_within_the_session_timeout() {
+    let mut w = cluster(6, 600);
+    let members: Vec<usize> = (0..3).map(|_| member(&mut w, "range", |c| c)).collect();
+    let mut out = BTreeMap::new();
+    run(&mut w, &members, Duration::from_secs(5), &mut out);
+    assert_partitioned(&w, &members, 6);
+    let crashed_at = w.now;
+    w.crash(members[2]);
+    let alive = &members[..2];
+    let mut moved = None;
+    for _ in 0..200 {
+        run(&mut w, alive, Duration::from_millis(500), &mut out);
+        let owned: usize = alive.iter().map(|i| w.clients[*i].assignment().len()).sum();
+        if owned == 6 {
+            moved = Some(w.now - crashed_at);
+            break;
+        }
+    }
+    let moved = moved.expect("the survivors took every partition");
+    // Session timeout 10 s, then a rebalance of at most a heartbeat interval or so.
+    assert!(moved <= Duration::from_secs(14), "took {moved:?}");
+    assert_partitioned(&w, alive, 6);
+    run(&mut w, alive, Duration::from_secs(10), &mut out);
+    assert_all_consumed(&w, &out, 6);
+}
+
+#[test]
+fn a_member_that_stops_polling_leaves_and_rejoins_when_it_polls_again() {
+    let mut w = cluster(4, 0);
+    let a = member(&mut w, "range", |c| c);
+    let b = member(&mut w, "range", |c| c);
+    let mut out = BTreeMap::new();
+    run(&mut w, &[a, b], Duration::from_secs(5), &mut out);
+    assert_partitioned(&w, &[a, b], 4);
+    // b stops polling for longer than max.poll.interval.ms (30 s): it leaves, a takes all.
+    run(&mut w, &[a], Duration::from_secs(40), &mut out);
+    assert!(w.clients[b].assignment().is_empty());
+    assert_partitioned(&w, &[a], 4);
+    // b polls again and is back in the group.
+    run(&mut w, &[a, b], Duration::from_secs(10), &mut out);
+    assert_partitioned(&w, &[a, b], 4);
+    assert!(!w.clients[b].assignment().is_empty());
+}
+
+#[test]
+fn a_static_member_that_restarts_in_time_gets_its_partitions_back_without_a_rebalance() {
+    let mut w = cluster(6, 0);
+    let a = member(&mut w, "range", |c| c.with_group_instance_id("a"));
+    let b = member(&mut w, "range", |c| c.with_group_instance_id("b"));
+    let mut out = BTreeMap::new();
+    run(&mut w, &[a, b], Duration::from_secs(5), &mut out);
+    let before = assert_partitioned(&w, &[a, b], 6);
+    let a_rebalances = w.events[a].iter().filter(|e| matches!(e, Event::Rebalance(_))).count();
+    w.crash(b);
+    let b2 = member(&mut w, "range", |c| c.with_group_instance_id("b"));
+    run(&mut w, &[a, b2], Duration::from_secs(5), &mut out);
+    let after = assert_partitioned(&w, &[a, b2], 6);
+    assert_eq!(before[&b], after[&b2], "the static member got its partitions back");
+    let a_rebalances_after = w.events[a].iter().filter(|e| matches!(e, Event::Rebalance(_))).count();
+    assert_eq!(a_rebalances, a_rebalances_after, "the other member saw no rebalance");
+}
+
+#[test]
+fn cooperative_rebalancing_never_revokes_partitions_that_stay() {
+    let mut w = cluster(6, 0);
+    let a = member(&mut w, "cooperative-sticky", |c| c);
+    let mut out = BTreeMap::new();
+    run(&mut w, &[a], Duration::from_secs(5), &mut out);
+    assert_eq!(w.clients[a].assignment().len(), 6);
+    let b = member(&mut w, "cooperative-sticky", |c| c);
+    run(&mut w, &[a, b], Duration::from_secs(10), &mut out);
+    assert_partitioned(&w, &[a, b], 6);
+    let revoked: Vec<TopicPartition> = w.events[a]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rebalance(r) => Some(r.revoked.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let kept: BTreeSet<TopicPartition> = w.clients[a].assignment().into_iter().collect();
+    assert_eq!(revoked.len(), 3, "a gave up exactly the three partitions b took: {revoked:?}");
+    assert!(revoked.iter().all(|tp| !kept.contains(tp)));
+}
+
+#[test]
+fn commits_carry_the_generation_and_a_new_member_resumes_from_them() {
+    let mut w = cluster(4, 400);
+    let a = member(&mut w, "range", |c| c.with_auto_commit(false));
+    let mut out = BTreeMap::new();
+    run(&mut w, &[a], Duration::from_secs(5), &mut out);
+    assert_eq!(out[&a].len(), 400);
+    let positions = w.clients[a].positions();
+    let id = w.clients[a].commit(w.now, positions);
+    run(&mut w, &[a], Duration::from_secs(1), &mut out);
+    assert!(w.events[a].iter().any(|e| matches!(e, Event::Committed { id: i, result: Ok(()) } if *i == id)));
+    w.clients[a].unsubscribe(w.now);
+    run(&mut w, &[], Duration::from_secs(1), &mut out);
+    let b = member(&mut w, "range", |c| c);
+    run(&mut w, &[b], Duration::from_secs(5), &mut out);
+    assert!(out.get(&b).is_none_or(Vec::is_empty), "b starts at the committed offsets: nothing to read");
+}
