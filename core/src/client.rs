@@ -463,7 +463,7 @@ impl Client {
                 requests: Requests::default(),
                 versions: VersionChecks::default(),
                 producer: Producer::new(now, &config),
-                consumer: Consumer::new(&config),
+                consumer: Consumer::new(now, &config),
             },
             first_asked: 0,
             scratch: Vec::new(),
@@ -769,6 +769,13 @@ impl Client {
         self.machines.consumer.commit(now, id, offsets);
         self.settle(now);
         id
+    }
+
+    /// The consumer's metrics by their Java names (`records-consumed-rate`,
+    /// `fetch-latency-avg`, `records-lag-max`, `commit-latency-avg`, `assigned-partitions`,
+    /// `last-poll-seconds-ago`, ...; see [`crate::consumer`]'s metrics table), at `now`.
+    pub fn consumer_metrics(&self, now: Instant) -> Vec<(&'static str, f64)> {
+        self.machines.consumer.metrics(now)
     }
 
     /// Per positioned partition: its position and the high watermark last seen.

@@ -89,6 +89,14 @@ fn every_record_comes_once_in_order_with_keys_headers_and_timestamps() {
     for tp in tps("t", 3) {
         assert_eq!(w.client.position(&tp).unwrap(), w.cluster.log_end_offset("t", tp.partition));
     }
+    let metrics: BTreeMap<&str, f64> = w.client.consumer_metrics(w.now).into_iter().collect();
+    assert_eq!(metrics["records-consumed-total"], 3000.0);
+    assert!(metrics["bytes-consumed-total"] > 3000.0 * 6.0);
+    assert!(metrics["fetch-total"] >= 3.0);
+    assert_eq!(metrics["assigned-partitions"], 3.0);
+    assert!(metrics["records-consumed-rate"] > 0.0);
+    assert_eq!(metrics["buffered-bytes"], 0.0);
+    assert!(metrics["last-poll-seconds-ago"] >= 0.0);
     // Nothing more arrives; a later record does.
     assert!(consume(&mut w, 1, Duration::from_secs(2)).is_empty());
     produce(&mut w, "t", 1, 3000);

@@ -111,6 +111,10 @@ fn three_members_share_twelve_partitions_with_every_assignor() {
         assert_all_consumed(&w, &out, 12);
         let total: usize = out.values().map(Vec::len).sum();
         assert_eq!(total, 2400, "{assignor}: no record twice without a rebalance midway");
+        let metrics: BTreeMap<&str, f64> = w.clients[members[0]].consumer_metrics(w.now).into_iter().collect();
+        assert!(metrics["rebalance-total"] >= 1.0, "{metrics:?}");
+        assert!(metrics["heartbeat-total"] >= 1.0, "{metrics:?}");
+        assert_eq!(metrics["assigned-partitions"], 4.0);
     }
 }
 

@@ -76,6 +76,11 @@ impl Fetched {
         }
     }
 
+    /// Whether only the bookkeeping of its last batch is left (no record, no batch).
+    pub fn at_end(&self) -> bool {
+        self.current.len() == 0 && self.batches.position() >= self.size
+    }
+
     /// The next record, or why there is none here.
     pub fn next(&mut self) -> Next {
         loop {

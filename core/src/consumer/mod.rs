@@ -30,6 +30,7 @@
 mod config;
 mod fetched;
 pub mod group;
+pub mod metrics;
 mod record;
 mod session;
 
@@ -183,6 +184,8 @@ enum CoordinatorJob {
 #[derive(Debug)]
 struct Job<K> {
     kind: K,
+    /// When the last attempt was sent.
+    sent: Option<Instant>,
     deadline: Option<Instant>,
     retry_at: Option<Instant>,
     failures: u32,
@@ -206,7 +209,7 @@ struct Lookup {
 #[derive(Debug)]
 enum InFlight {
     Member,
-    Fetch { broker: BrokerId, partitions: Vec<(TopicPartition, u64)> },
+    Fetch { broker: BrokerId, partitions: Vec<(TopicPartition, u64)>, sent: Instant },
     Lookup { lookup: u64, partitions: Vec<TopicPartition> },
     Coordinator { job: u64 },
 }
@@ -250,11 +253,16 @@ pub(crate) struct Consumer {
     last_poll: Option<Instant>,
     /// An auto-commit is queued or in flight.
     auto_committing: Option<u64>,
+    metrics: metrics::Metrics,
+    /// When the member last left the stable state, for the rebalance latency.
+    rebalance_since: Option<Instant>,
 }
 
 impl Consumer {
-    pub fn new(config: &crate::Config) -> Self {
+    pub fn new(now: Instant, config: &crate::Config) -> Self {
         Consumer {
+            metrics: metrics::Metrics::new(now),
+            rebalance_since: None,
             group: config.consumer.group_id.clone(),
             config: config.consumer.clone(),
             partitions: BTreeMap::new(),
@@ -347,6 +355,14 @@ impl Consumer {
     /// auto-commit) and dropped, lost ones dropped, new ones start at their committed offsets.
     fn apply_changes(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         let Some(member) = &mut self.member else { return };
+        match (member.is_stable(), self.rebalance_since) {
+            (true, Some(since)) => {
+                self.rebalance_since = None;
+                self.metrics.rebalanced(now, now.saturating_duration_since(since));
+            }
+            (false, None) if !member.topics().is_empty() => self.rebalance_since = Some(now),
+            _ => {}
+        }
         let changes = member.take_changes();
         if let Some(e) = member.take_error() {
             self.errors.push_back(e);
@@ -549,12 +565,32 @@ impl Consumer {
                 }
             }
         }
+        // A used-up fetch leaves at once, so that its partition is fetched again without
+        // waiting for the next poll.
+        while let Some(front) = self.buffer.front_mut().filter(|f| f.at_end()) {
+            match front.next() {
+                Next::Skip(offset) => {
+                    if let Some(s) = self.partitions.get_mut(&front.partition).filter(|s| s.version == front.version) {
+                        s.position = s.position.max(offset);
+                    }
+                }
+                _ => self.pop_buffer(),
+            }
+        }
+        let bytes =
+            out.iter().map(|r| r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())).sum();
+        self.metrics.polled(now, out.len(), bytes);
         if out.is_empty() {
             if let Some(e) = self.errors.pop_front() {
                 return Err(e);
             }
         }
         Ok(out)
+    }
+
+    /// The consumer's metrics by Java name (see [`metrics`]).
+    pub fn metrics(&self, now: Instant) -> Vec<(&'static str, f64)> {
+        self.metrics.snapshot(now, self.partitions.len(), self.buffered_bytes)
     }
 
     /// Queues an offset lookup; answered with [`Event::ListedOffsets`].
@@ -644,7 +680,10 @@ impl Consumer {
         let deadline = now + self.config.default_api_timeout;
         self.timers.insert(deadline, Timer::Deadline);
         let key = self.key();
-        self.jobs.insert(key, Job { kind, deadline: Some(deadline), retry_at: None, failures: 0, in_flight: false });
+        self.jobs.insert(
+            key,
+            Job { kind, sent: None, deadline: Some(deadline), retry_at: None, failures: 0, in_flight: false },
+        );
         key
     }
 
@@ -699,7 +738,10 @@ impl Consumer {
         if !committed.is_empty() {
             let key = self.key();
             let job = CoordinatorJob::Committed { id: None, partitions: committed };
-            self.jobs.insert(key, Job { kind: job, deadline: None, retry_at: None, failures: 0, in_flight: false });
+            self.jobs.insert(
+                key,
+                Job { kind: job, sent: None, deadline: None, retry_at: None, failures: 0, in_flight: false },
+            );
         }
         if !resets.is_empty() {
             let key = self.key();
@@ -811,7 +853,7 @@ impl Consumer {
         }
         self.fetching.insert(broker);
         let tag = self.tag();
-        self.in_flight.insert(tag, InFlight::Fetch { broker, partitions });
+        self.in_flight.insert(tag, InFlight::Fetch { broker, partitions, sent: now });
         let timeout = ctx.config.request_timeout + self.config.fetch_max_wait;
         Some(Outgoing {
             body: RequestBody::Fetch(body),
@@ -833,6 +875,7 @@ impl Consumer {
         now: Instant,
         broker: BrokerId,
         partitions: Vec<(TopicPartition, u64)>,
+        sent: Instant,
         result: Result<Response, RequestError>,
         ctx: &mut Ctx<'_>,
     ) {
@@ -854,7 +897,9 @@ impl Consumer {
                 return;
             }
         };
-        let FetchResponse { error_code, session_id, responses, .. } = response;
+        let FetchResponse { error_code, session_id, responses, throttle_time_ms, .. } = response;
+        let bytes: usize =
+            responses.iter().flat_map(|t| &t.partitions).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
         let session = self.sessions.entry(broker).or_default();
         if error_code != ErrorCode::None {
             session.reset();
@@ -928,6 +973,13 @@ impl Consumer {
         if refresh {
             ctx.signals.push(Signal::RefreshMetadata);
         }
+        let lag = asked
+            .keys()
+            .filter_map(|tp| self.partitions.get(tp))
+            .filter(|s| s.high_watermark >= 0 && s.start == Start::Positioned)
+            .map(|s| s.high_watermark - s.position)
+            .max();
+        self.metrics.fetched(now, now.saturating_duration_since(sent), bytes, throttle_time_ms, lag);
         self.plan_starts(now);
     }
 
@@ -1225,6 +1277,7 @@ impl Consumer {
         };
         let job = self.jobs.get_mut(&key).expect("ready");
         job.in_flight = true;
+        job.sent = Some(now);
         let tag = self.tag();
         self.in_flight.insert(tag, InFlight::Coordinator { job: key });
         Some(Outgoing { body, version, tag, deadline: now + timeout, timeout, expects_response: true })
@@ -1244,6 +1297,9 @@ impl Consumer {
         match outcome {
             Ok(found) => {
                 let job = self.jobs.remove(&key).expect("present");
+                if let (CoordinatorJob::Commit { .. }, Some(sent)) = (&job.kind, job.sent) {
+                    self.metrics.committed(now, now.saturating_duration_since(sent));
+                }
                 match job.kind {
                     CoordinatorJob::Commit { id: Some(id), .. } => {
                         self.events.push_back(Event::Committed { id, result: Ok(()) })
@@ -1380,7 +1436,12 @@ impl Consumer {
                 member.handle_join(now, r, |t| partition_count(ctx.cluster, t)).err()
             }
             Ok(Some(ResponseBody::SyncGroup(r))) => member.handle_sync(now, r).err(),
-            Ok(Some(ResponseBody::Heartbeat(r))) => member.handle_heartbeat(now, r).err(),
+            Ok(Some(ResponseBody::Heartbeat(r))) => {
+                if r.error_code == ErrorCode::None {
+                    self.metrics.heartbeat(now);
+                }
+                member.handle_heartbeat(now, r).err()
+            }
             Ok(Some(ResponseBody::LeaveGroup(r))) => {
                 member.handle_leave(r);
                 None
@@ -1518,7 +1579,9 @@ impl Machine for Consumer {
 
     fn handle_response(&mut self, now: Instant, tag: Tag, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
         match self.in_flight.remove(&tag) {
-            Some(InFlight::Fetch { broker, partitions }) => self.handle_fetch(now, broker, partitions, result, ctx),
+            Some(InFlight::Fetch { broker, partitions, sent }) => {
+                self.handle_fetch(now, broker, partitions, sent, result, ctx)
+            }
             Some(InFlight::Lookup { lookup, partitions }) => self.handle_lookup(now, lookup, partitions, result, ctx),
             Some(InFlight::Coordinator { job }) => {
                 self.handle_job(now, job, result, ctx);

@@ -30,6 +30,9 @@ pub(super) enum ConsumerCommand {
     Unsubscribe {
         reply: Replier<()>,
     },
+    Metrics {
+        reply: Replier<BTreeMap<String, f64>>,
+    },
     Assignment {
         reply: Replier<Vec<TopicPartition>>,
     },
@@ -107,6 +110,9 @@ impl Polls {
         match command {
             ConsumerCommand::Assign { partitions, reply } => reply.send(client.assign(now, partitions)),
             ConsumerCommand::Subscribe { topics, reply } => reply.send(client.subscribe(now, topics)),
+            ConsumerCommand::Metrics { reply } => {
+                reply.send(client.consumer_metrics(now).into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }
             ConsumerCommand::Unsubscribe { reply } => {
                 client.unsubscribe(now);
                 reply.send(());
@@ -246,6 +252,22 @@ impl Handle {
         let (reply, answer) = reply();
         self.submit_blocking(Command::Consumer(ConsumerCommand::Subscribe { topics, reply }));
         answer.recv_blocking().unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// The consumer's metrics under the Java consumer's names (`records-consumed-rate`,
+    /// `fetch-latency-avg`, `records-lag-max`, `commit-latency-avg`, `assigned-partitions`,
+    /// ...; the table is in [`crate::consumer::metrics`]). Empty once the driver is gone.
+    pub async fn consumer_metrics(&self) -> BTreeMap<String, f64> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Metrics { reply })).await;
+        answer.recv().await.unwrap_or_default()
+    }
+
+    /// [`Handle::consumer_metrics`], blocking the thread.
+    pub fn consumer_metrics_blocking(&self) -> BTreeMap<String, f64> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::Metrics { reply }));
+        answer.recv_blocking().unwrap_or_default()
     }
 
     /// Leaves the group; its partitions are committed first (with auto-commit).

@@ -41,16 +41,17 @@ impl Sample {
 }
 
 /// One measured quantity: a total, and two windowed samples for rate, average and maximum.
+/// The consumer's metrics use it too.
 #[derive(Debug, Clone, Copy)]
-struct Stat {
-    total_count: u64,
-    total_sum: f64,
+pub(crate) struct Stat {
+    pub(crate) total_count: u64,
+    pub(crate) total_sum: f64,
     current: Sample,
     previous: Option<Sample>,
 }
 
 impl Stat {
-    fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Stat { total_count: 0, total_sum: 0.0, current: Sample::new(now), previous: None }
     }
 
@@ -63,7 +64,7 @@ impl Stat {
         }
     }
 
-    fn record(&mut self, now: Instant, value: f64) {
+    pub(crate) fn record(&mut self, now: Instant, value: f64) {
         self.roll(now);
         self.total_count += 1;
         self.total_sum += value;
@@ -86,12 +87,12 @@ impl Stat {
     }
 
     /// Sum of values per second over the window (Java's `Rate` of a sum).
-    fn rate(&self, now: Instant) -> f64 {
+    pub(crate) fn rate(&self, now: Instant) -> f64 {
         let (samples, span) = self.window(now);
         samples.iter().map(|s| s.sum).sum::<f64>() / span.as_secs_f64()
     }
 
-    fn avg(&self, now: Instant) -> f64 {
+    pub(crate) fn avg(&self, now: Instant) -> f64 {
         let (samples, _) = self.window(now);
         let count: u64 = samples.iter().map(|s| s.count).sum();
         if count == 0 {
@@ -100,7 +101,7 @@ impl Stat {
         samples.iter().map(|s| s.sum).sum::<f64>() / count as f64
     }
 
-    fn max(&self, now: Instant) -> f64 {
+    pub(crate) fn max(&self, now: Instant) -> f64 {
         let (samples, _) = self.window(now);
         samples.iter().map(|s| s.max).filter(|m| !m.is_nan()).fold(f64::NAN, f64::max)
     }
