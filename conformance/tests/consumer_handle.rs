@@ -112,3 +112,40 @@ fn a_tokio_stream_survives_cancelled_polls_without_losing_a_record() {
         client.close().await;
     });
 }
+
+#[test]
+fn a_group_member_reports_its_rebalances_and_waits_for_the_acknowledgement() {
+    let server = server("rb", 4, 400);
+    let props = [("group.id", "rb"), ("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")];
+    let a = sansa_blocking::KafkaClient::connect(config(&server, &props)).unwrap();
+    let events = a.rebalances_blocking().unwrap();
+    a.subscribe_blocking(vec!["rb".into()]).unwrap();
+    let first = events.next_blocking().expect("an assignment");
+    assert_eq!(first.assigned.len(), 4, "{first:?}");
+    first.ack();
+    let mut read = 0;
+    while read < 400 {
+        read += a.poll_blocking(500, Duration::from_secs(5)).unwrap().len();
+    }
+    // A second member joins: a is asked to give partitions up and acknowledges after a commit.
+    let b = sansa_blocking::KafkaClient::connect(config(&server, &props)).unwrap();
+    b.subscribe_blocking(vec!["rb".into()]).unwrap();
+    let poller = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while b.assignment_blocking().map_or(0, |p| p.len()) == 0 && std::time::Instant::now() < deadline {
+            let _ = b.poll_blocking(100, Duration::from_millis(200));
+        }
+        b.assignment_blocking().unwrap().len()
+    });
+    let revoke = loop {
+        let e = events.next_blocking().expect("a revocation");
+        if !e.revoked.is_empty() {
+            break e;
+        }
+    };
+    a.commit_blocking(None).unwrap();
+    revoke.ack();
+    let b_owned = poller.join().unwrap();
+    assert!(b_owned > 0, "b got partitions once a acknowledged");
+    a.close();
+}

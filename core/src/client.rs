@@ -363,6 +363,18 @@ struct Machines {
 }
 
 impl Machines {
+    /// Every machine by owner, so that no pass over them can leave one out.
+    fn get_ref(&self, owner: Owner) -> &dyn Machine {
+        match owner {
+            Owner::Metadata => &self.metadata,
+            Owner::Coordinator => &self.coordinators,
+            Owner::Requests => &self.requests,
+            Owner::Versions => &self.versions,
+            Owner::Producer => &self.producer,
+            Owner::Consumer => &self.consumer,
+        }
+    }
+
     const ORDER: [Owner; 6] =
         [Owner::Metadata, Owner::Coordinator, Owner::Requests, Owner::Versions, Owner::Producer, Owner::Consumer];
 
@@ -658,6 +670,22 @@ impl Client {
         self.settle(now);
     }
 
+    /// With `on`, partitions a rebalance revokes wait for [`Client::ack_rebalance`]: they
+    /// keep their positions (for a commit) and fetch nothing more, and the group member goes
+    /// on with the rebalance only then (or after `max.poll.interval.ms`). Off by default.
+    pub fn set_rebalance_listener(&mut self, now: Instant, on: bool) {
+        let (machines, mut ctx) = self.split();
+        machines.consumer.set_rebalance_listener(now, on, &mut ctx);
+        self.settle(now);
+    }
+
+    /// The application handled the revocation of [`Event::Rebalance`] `id`.
+    pub fn ack_rebalance(&mut self, now: Instant, id: crate::consumer::RebalanceId) {
+        let (machines, mut ctx) = self.split();
+        machines.consumer.ack_rebalance(now, id, &mut ctx);
+        self.settle(now);
+    }
+
     /// The topics the consumer subscribes to.
     pub fn subscription(&self) -> Vec<TopicName> {
         self.machines.consumer.subscription()
@@ -851,19 +879,8 @@ impl Client {
 
     /// When [`Client::handle_timeout`] must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let m = &self.machines;
-        [
-            self.timers.soonest(),
-            self.request_deadlines.soonest(),
-            m.metadata.poll_timeout(),
-            m.coordinators.poll_timeout(),
-            m.requests.poll_timeout(),
-            m.versions.poll_timeout(),
-            m.producer.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let machines = Machines::ORDER.iter().filter_map(|o| self.machines.get_ref(*o).poll_timeout());
+        [self.timers.soonest(), self.request_deadlines.soonest()].into_iter().flatten().chain(machines).min()
     }
 
     /// The next completed command.

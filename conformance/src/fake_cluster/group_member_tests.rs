@@ -250,3 +250,35 @@ fn commits_carry_the_generation_and_a_new_member_resumes_from_them() {
     run(&mut w, &[b], Duration::from_secs(5), &mut out);
     assert!(out.get(&b).is_none_or(Vec::is_empty), "b starts at the committed offsets: nothing to read");
 }
+
+#[test]
+fn with_a_listener_revoked_partitions_wait_for_the_acknowledgement() {
+    for assignor in ["range", "cooperative-sticky"] {
+        let mut w = cluster(4, 0);
+        let a = member(&mut w, assignor, |c| c);
+        w.clients[a].set_rebalance_listener(w.now, true);
+        let mut out = BTreeMap::new();
+        run(&mut w, &[a], Duration::from_secs(5), &mut out);
+        assert_eq!(w.clients[a].assignment().len(), 4);
+        let b = member(&mut w, assignor, |c| c);
+        run(&mut w, &[a, b], Duration::from_secs(10), &mut out);
+        // a was asked to give partitions up and has not acknowledged: it keeps them, b waits.
+        let pending = w.events[a].iter().rev().find_map(|e| match e {
+            Event::Rebalance(r) if !r.revoked.is_empty() => Some(r.clone()),
+            _ => None,
+        });
+        let pending = pending.unwrap_or_else(|| panic!("{assignor}: a revocation"));
+        let id = pending.ack.expect("it waits for an acknowledgement");
+        for tp in &pending.revoked {
+            assert!(w.clients[a].assignment().contains(tp), "{assignor}: {tp} kept until the ack");
+        }
+        assert!(w.clients[b].assignment().iter().all(|tp| !pending.revoked.contains(tp)), "{assignor}: b waits");
+        // The application commits what it read, then acknowledges: the rebalance completes.
+        let positions = w.clients[a].positions();
+        w.clients[a].commit(w.now, positions);
+        w.clients[a].ack_rebalance(w.now, id);
+        run(&mut w, &[a, b], Duration::from_secs(10), &mut out);
+        let owned = assert_partitioned(&w, &[a, b], 4);
+        assert!(owned.values().all(|ps| ps.len() == 2), "{assignor}: {owned:?}");
+    }
+}

@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
-pub use record::{ConsumeError, ConsumerRecord, Rebalance, TopicPartition};
+pub use record::{ConsumeError, ConsumerRecord, Rebalance, RebalanceId, TopicPartition};
 
 use crate::client::{Event, RequestError, RequestId, Response, Target};
 use crate::coordinator::CoordinatorKey;
@@ -220,6 +220,8 @@ enum Timer {
     Deadline,
     AutoCommit,
     PollInterval,
+    /// A revocation not acknowledged within `max.poll.interval.ms` goes through anyway.
+    AckDeadline,
 }
 
 /// The consumer machine (see the module docs).
@@ -254,6 +256,11 @@ pub(crate) struct Consumer {
     /// An auto-commit is queued or in flight.
     auto_committing: Option<u64>,
     metrics: metrics::Metrics,
+    /// Revocations wait for the application's acknowledgement.
+    listener: bool,
+    /// A revocation waiting for it: its id and the partitions, kept (paused) until then.
+    pending_revoke: Option<(RebalanceId, Vec<TopicPartition>)>,
+    next_rebalance: u64,
     /// When the member last left the stable state, for the rebalance latency.
     rebalance_since: Option<Instant>,
 }
@@ -262,6 +269,9 @@ impl Consumer {
     pub fn new(now: Instant, config: &crate::Config) -> Self {
         Consumer {
             metrics: metrics::Metrics::new(now),
+            listener: false,
+            pending_revoke: None,
+            next_rebalance: 0,
             rebalance_since: None,
             group: config.consumer.group_id.clone(),
             config: config.consumer.clone(),
@@ -376,12 +386,64 @@ impl Consumer {
                     self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
                 }
             }
-            let gone: BTreeSet<TopicPartition> = revoked.iter().chain(&lost).cloned().collect();
+            // With a listener, revoked partitions stay (paused, positions kept) until the
+            // application acknowledges; the member holds its JoinGroup meanwhile.
+            let mut ack = None;
+            let mut gone: BTreeSet<TopicPartition> = lost.iter().cloned().collect();
+            if self.listener && !revoked.is_empty() {
+                let id = match &mut self.pending_revoke {
+                    Some((id, pending)) => {
+                        pending.extend(revoked.iter().cloned());
+                        *id
+                    }
+                    None => {
+                        self.next_rebalance += 1;
+                        let id = RebalanceId(self.next_rebalance);
+                        self.pending_revoke = Some((id, revoked.clone()));
+                        self.timers.insert(now + self.config.max_poll_interval, Timer::AckDeadline);
+                        id
+                    }
+                };
+                ack = Some(id);
+                for tp in &revoked {
+                    let _ = self.pause(tp, true);
+                }
+                if let Some(member) = &mut self.member {
+                    member.hold(true);
+                }
+            } else {
+                gone.extend(revoked.iter().cloned());
+            }
             let mut kept: Vec<TopicPartition> =
                 self.partitions.keys().filter(|tp| !gone.contains(*tp)).cloned().collect();
             kept.extend(assigned.iter().cloned());
             self.set_assignment(now, kept, ctx);
-            self.events.push_back(Event::Rebalance(Rebalance { assigned, revoked, lost }));
+            self.events.push_back(Event::Rebalance(Rebalance { ack, assigned, revoked, lost }));
+        }
+    }
+
+    /// Revocations wait for [`Consumer::ack_rebalance`] (on) or go through at once (off, the
+    /// default; turning it off lets a waiting one go).
+    pub fn set_rebalance_listener(&mut self, now: Instant, on: bool, ctx: &mut Ctx<'_>) {
+        self.listener = on;
+        if !on {
+            if let Some((id, _)) = self.pending_revoke {
+                self.ack_rebalance(now, id, ctx);
+            }
+        }
+    }
+
+    /// The application handled revocation `id`: the partitions go, the rebalance goes on.
+    pub fn ack_rebalance(&mut self, now: Instant, id: RebalanceId, ctx: &mut Ctx<'_>) {
+        let Some((pending, revoked)) = self.pending_revoke.take() else { return };
+        if pending != id {
+            self.pending_revoke = Some((pending, revoked));
+            return;
+        }
+        let kept: Vec<TopicPartition> = self.partitions.keys().filter(|tp| !revoked.contains(tp)).cloned().collect();
+        self.set_assignment(now, kept, ctx);
+        if let Some(member) = &mut self.member {
+            member.hold(false);
         }
     }
 
@@ -1599,6 +1661,11 @@ impl Machine for Consumer {
                 Timer::Deadline => self.expire(now),
                 Timer::AutoCommit => self.auto_commit(now),
                 Timer::PollInterval => self.check_poll_interval(now, ctx),
+                Timer::AckDeadline => {
+                    if let Some((id, _)) = self.pending_revoke {
+                        self.ack_rebalance(now, id, ctx);
+                    }
+                }
             }
         }
     }

@@ -66,9 +66,18 @@ impl ConsumerRecord {
     }
 }
 
+/// Identifies a rebalance that waits for the application's acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RebalanceId(pub u64);
+
 /// How a rebalance changed the consumer's partitions ([`crate::Event::Rebalance`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rebalance {
+    /// With a rebalance listener on ([`crate::Client::set_rebalance_listener`]) and
+    /// partitions revoked: the consumer keeps their positions, fetches nothing more for them,
+    /// and does not go on with the rebalance until [`crate::Client::ack_rebalance`] gets this
+    /// id (or `max.poll.interval.ms` passes), so the application can commit first.
+    pub ack: Option<RebalanceId>,
     /// Newly assigned; they start at the group's committed offsets.
     pub assigned: Vec<TopicPartition>,
     /// Given up in a rebalance (committed first with auto-commit).

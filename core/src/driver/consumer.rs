@@ -10,10 +10,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::outcome::{reply, Replier, Reply};
+use super::outcome::{ack, items, reply, Ack, ItemSender, Items, Nudge, PendingAck, Replier, Reply};
 use super::{Command, Handle};
 use crate::client::Client;
-use crate::consumer::{CommittedOffset, ConsumeError, ConsumerRecord, ListedOffset, OffsetSpec, TopicPartition};
+use crate::consumer::{
+    CommittedOffset, ConsumeError, ConsumerRecord, ListedOffset, OffsetSpec, Rebalance, RebalanceId, TopicPartition,
+};
 
 type Polled = Result<Vec<ConsumerRecord>, ConsumeError>;
 
@@ -32,6 +34,9 @@ pub(super) enum ConsumerCommand {
     },
     Metrics {
         reply: Replier<BTreeMap<String, f64>>,
+    },
+    Rebalances {
+        reply: Replier<Items<RebalanceEvent>>,
     },
     Assignment {
         reply: Replier<Vec<TopicPartition>>,
@@ -79,15 +84,111 @@ pub(super) enum SeekTo {
 /// Records that cancelled polls never gave their callers, shared by handles and driver.
 pub(super) type Returned = Arc<Mutex<Vec<ConsumerRecord>>>;
 
-/// Polls waiting for records, oldest first, on the driver's side.
+/// A rebalance as the application sees it, from [`Handle::rebalances`]. When partitions
+/// are revoked, the consumer keeps their positions and holds the rebalance until this event
+/// is acknowledged ([`RebalanceEvent::ack`], or dropping it): commit or flush first.
+pub struct RebalanceEvent {
+    /// Newly assigned partitions.
+    pub assigned: Vec<TopicPartition>,
+    /// Partitions to give up.
+    pub revoked: Vec<TopicPartition>,
+    /// Partitions taken away without a chance to commit.
+    pub lost: Vec<TopicPartition>,
+    ack: Option<Ack>,
+}
+
+impl RebalanceEvent {
+    /// Lets the rebalance go on; dropping the event does the same.
+    pub fn ack(self) {}
+}
+
+impl std::fmt::Debug for RebalanceEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RebalanceEvent")
+            .field("assigned", &self.assigned)
+            .field("revoked", &self.revoked)
+            .field("lost", &self.lost)
+            .field("waits_for_ack", &self.ack.is_some())
+            .finish()
+    }
+}
+
+/// Polls waiting for records, oldest first, and the rebalance listener, on the driver's side.
 pub(super) struct Polls {
     waiting: VecDeque<(Instant, usize, Replier<Polled>)>,
     returned: Returned,
+    nudge: Nudge,
+    listener: Option<ItemSender<RebalanceEvent>>,
+    /// Events the listener's stream had no room for yet.
+    backlog: VecDeque<(Rebalance, Option<RebalanceId>)>,
+    acks: Vec<(RebalanceId, PendingAck)>,
 }
 
+/// Rebalance events held for a listener at most; past it the stream waits for the application.
+const REBALANCE_STREAM: usize = 16;
+
 impl Polls {
-    pub fn new(returned: Returned) -> Self {
-        Polls { waiting: VecDeque::new(), returned }
+    pub fn new(returned: Returned, nudge: Nudge) -> Self {
+        Polls { waiting: VecDeque::new(), returned, nudge, listener: None, backlog: VecDeque::new(), acks: Vec::new() }
+    }
+
+    /// A rebalance event from the client: to the listener, if there is one.
+    pub fn rebalance(&mut self, r: Rebalance) {
+        if self.listener.is_some() {
+            let id = r.ack;
+            self.backlog.push_back((r, id));
+        }
+    }
+
+    /// Hands queued events to the listener and passes its acknowledgements to the client.
+    fn serve_listener(&mut self, now: Instant, client: &mut Client) {
+        if let Some(tx) = &self.listener {
+            if !tx.is_wanted() {
+                // The application dropped the stream: nothing waits for acknowledgements.
+                self.listener = None;
+                self.backlog.clear();
+                client.set_rebalance_listener(now, false);
+            }
+        }
+        if let Some(tx) = &self.listener {
+            while let Some((r, id)) = self.backlog.pop_front() {
+                let (token, pending) = match id {
+                    Some(_) => {
+                        let (a, p) = ack(self.nudge.clone());
+                        (Some(a), Some(p))
+                    }
+                    None => (None, None),
+                };
+                let event = RebalanceEvent {
+                    assigned: r.assigned.clone(),
+                    revoked: r.revoked.clone(),
+                    lost: r.lost.clone(),
+                    ack: token,
+                };
+                match tx.try_send(event) {
+                    Ok(()) => {
+                        if let (Some(id), Some(p)) = (id, pending) {
+                            self.acks.push((id, p));
+                        }
+                    }
+                    Err(event) => {
+                        // Its token is dropped unsent; a fresh one comes with the retry.
+                        drop(event);
+                        self.backlog.push_front((r, id));
+                        break;
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.acks.len() {
+            if self.acks[i].1.is_acked() {
+                let (id, _) = self.acks.swap_remove(i);
+                client.ack_rebalance(now, id);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Seeks partitions back to records that cancelled polls took: the first returned record
@@ -110,6 +211,12 @@ impl Polls {
         match command {
             ConsumerCommand::Assign { partitions, reply } => reply.send(client.assign(now, partitions)),
             ConsumerCommand::Subscribe { topics, reply } => reply.send(client.subscribe(now, topics)),
+            ConsumerCommand::Rebalances { reply } => {
+                let (tx, rx) = items(REBALANCE_STREAM, self.nudge.clone());
+                self.listener = Some(tx);
+                client.set_rebalance_listener(now, true);
+                reply.send(rx);
+            }
             ConsumerCommand::Metrics { reply } => {
                 reply.send(client.consumer_metrics(now).into_iter().map(|(k, v)| (k.to_string(), v)).collect())
             }
@@ -148,6 +255,7 @@ impl Polls {
     /// ran out; polls nobody waits for any more are dropped before they take records.
     pub fn serve(&mut self, now: Instant, client: &mut Client) {
         self.take_back(now, client);
+        self.serve_listener(now, client);
         if client.is_closed() {
             for (_, _, reply) in self.waiting.drain(..) {
                 reply.send(Err(ConsumeError::Closed));
@@ -263,6 +371,23 @@ impl Handle {
         answer.recv().await.unwrap_or_default()
     }
 
+    /// The group's rebalances as they happen, as a stream ([`Items`]: `next().await`,
+    /// `next_blocking()`, or `Stream`). While the application holds this stream, revoked
+    /// partitions wait for each event's acknowledgement (see [`RebalanceEvent`]); dropping the
+    /// stream turns that off. Call it before subscribing, so the first assignment is in it.
+    pub async fn rebalances(&self) -> Result<Items<RebalanceEvent>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit(Command::Consumer(ConsumerCommand::Rebalances { reply })).await;
+        answer.recv().await.or(Err(ConsumeError::Closed))
+    }
+
+    /// [`Handle::rebalances`], blocking the thread.
+    pub fn rebalances_blocking(&self) -> Result<Items<RebalanceEvent>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::Rebalances { reply }));
+        answer.recv_blocking().or(Err(ConsumeError::Closed))
+    }
+
     /// [`Handle::consumer_metrics`], blocking the thread.
     pub fn consumer_metrics_blocking(&self) -> BTreeMap<String, f64> {
         let (reply, answer) = reply();
@@ -282,6 +407,13 @@ impl Handle {
         let (reply, answer) = reply();
         self.submit(Command::Consumer(ConsumerCommand::Assignment { reply })).await;
         answer.recv().await.or_else(closed)
+    }
+
+    /// [`Handle::assignment`], blocking the thread.
+    pub fn assignment_blocking(&self) -> Result<Vec<TopicPartition>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::Assignment { reply }));
+        answer.recv_blocking().or_else(closed)
     }
 
     /// Up to `max` records (at most `max.poll.records`), waiting up to `timeout` for the

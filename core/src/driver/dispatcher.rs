@@ -72,18 +72,19 @@ impl Dispatcher {
         gate: Arc<BufferGate>,
         returned: Returned,
     ) -> Dispatcher {
+        let nudge = Nudge::new(weak);
         Dispatcher {
             client,
             intake: Box::pin(intake),
             intake_open: true,
-            nudge: Nudge::new(weak),
+            nudge: nudge.clone(),
             waiting: BTreeMap::new(),
             closing: Vec::new(),
             close_deadline: None,
             sends: Pending::default(),
             gate,
             flushes: BTreeMap::new(),
-            polls: Polls::new(returned),
+            polls: Polls::new(returned, nudge.clone()),
             consumer_waiting: BTreeMap::new(),
         }
     }
@@ -274,9 +275,7 @@ impl Dispatcher {
                         reply.send(result);
                     }
                 }
-                // Assignment changes reach the application through its polls' partitions for
-                // now; a listener stream is yet to come.
-                Event::Rebalance(_) => {}
+                Event::Rebalance(r) => self.polls.rebalance(r),
                 Event::Flushed { id } => {
                     if let Some(reply) = self.flushes.remove(&id) {
                         reply.send(());

@@ -48,7 +48,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use consumer::Records;
+pub use consumer::{RebalanceEvent, Records};
 pub use dispatcher::{Dispatcher, Intake};
 pub use handle::Handle;
 pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper, Timer};

@@ -111,6 +111,8 @@ pub(crate) struct ClassicMember {
     assigned_counts: Option<PartitionCounts>,
     /// Left after `max.poll.interval.ms` without a poll: join again at the next poll.
     left_for_poll_timeout: bool,
+    /// The application has not yet acknowledged a revocation: no JoinGroup before it does.
+    held: bool,
     error: Option<ConsumeError>,
     changes: Vec<Change>,
 }
@@ -133,6 +135,7 @@ impl ClassicMember {
             assignments: Vec::new(),
             assigned_counts: None,
             left_for_poll_timeout: false,
+            held: false,
             error: None,
             changes: Vec::new(),
         }
@@ -245,7 +248,14 @@ impl ClassicMember {
             }
         }
         self.state = State::Join;
-        self.next_heartbeat = None;
+        // A member that holds its JoinGroup for the application keeps heartbeating, so the
+        // coordinator does not take it for dead meanwhile.
+        self.next_heartbeat = self.next_heartbeat.filter(|_| self.generation >= 0);
+    }
+
+    /// Whether it heartbeats while holding its JoinGroup for the application.
+    fn heartbeats_while_held(&self) -> bool {
+        self.held && self.generation >= 0 && matches!(self.state, State::Join | State::Leaving)
     }
 
     /// Drops the member's identity and partitions (the coordinator no longer knows it).
@@ -279,6 +289,9 @@ impl ClassicMember {
         if self.in_flight.is_some() {
             return None;
         }
+        if self.held && matches!(self.state, State::Join | State::Leaving) {
+            return self.next_heartbeat.filter(|_| self.heartbeats_while_held());
+        }
         match self.state {
             State::Stable => self.next_heartbeat,
             State::Join | State::Sync | State::Leaving => self.retry_at,
@@ -291,11 +304,20 @@ impl ClassicMember {
         if self.in_flight.is_some() || self.retry_at.is_some_and(|t| t > now) {
             return false;
         }
+        if self.heartbeats_while_held() {
+            return self.next_heartbeat.is_some_and(|t| t <= now);
+        }
         match self.state {
-            State::Join | State::Sync | State::Leaving => true,
+            State::Join | State::Leaving => !self.held,
+            State::Sync => true,
             State::Stable => self.next_heartbeat.is_some_and(|t| t <= now),
             _ => false,
         }
+    }
+
+    /// Holds back (or lets go) the next JoinGroup while the application handles a revocation.
+    pub fn hold(&mut self, held: bool) {
+        self.held = held;
     }
 
     /// The next request, for the coordinator's negotiated `version` of its API, with how long
@@ -311,7 +333,8 @@ impl ClassicMember {
         let group = self.settings.group.clone();
         let instance = self.settings.instance_id.clone().map(StrBytes::from);
         let member = StrBytes::from(self.member_id.clone());
-        let (body, api, extra, kind) = match self.state {
+        let state = if self.heartbeats_while_held() { State::Stable } else { self.state };
+        let (body, api, extra, kind) = match state {
             State::Join => {
                 let protocols = self.protocols();
                 let body = JoinGroupRequest::default()
@@ -552,11 +575,16 @@ impl ClassicMember {
     /// Reads a Heartbeat answer.
     pub fn handle_heartbeat(&mut self, now: Instant, r: HeartbeatResponse) -> Result<(), ErrorCode> {
         self.in_flight = None;
-        if self.state != State::Stable {
+        let holding = self.heartbeats_while_held();
+        if self.state != State::Stable && !holding {
             return Ok(());
         }
         match r.error_code {
             ErrorCode::None => self.next_heartbeat = Some(now + self.settings.heartbeat_interval),
+            // Already rejoining while the application finishes: keep the member alive.
+            ErrorCode::RebalanceInProgress if holding => {
+                self.next_heartbeat = Some(now + self.settings.heartbeat_interval)
+            }
             ErrorCode::RebalanceInProgress => self.rejoin(),
             ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration => self.reset(false),
             e if retriable_coordinator(e) => {
