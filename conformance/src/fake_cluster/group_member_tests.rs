@@ -282,3 +282,77 @@ fn with_a_listener_revoked_partitions_wait_for_the_acknowledgement() {
         assert!(owned.values().all(|ps| ps.len() == 2), "{assignor}: {owned:?}");
     }
 }
+
+fn member848(w: &mut Worlds, tune: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> usize {
+    member(w, "range", |c| tune(c.with_group_protocol(sansa::consumer::GroupProtocol::Consumer)))
+}
+
+#[test]
+fn kip848_members_share_the_partitions_through_joins_leaves_and_crashes() {
+    let mut w = cluster(12, 2400);
+    let mut members: Vec<usize> = (0..3).map(|_| member848(&mut w, |c| c)).collect();
+    let mut out = BTreeMap::new();
+    run(&mut w, &members, Duration::from_secs(20), &mut out);
+    let owned = assert_partitioned(&w, &members, 12);
+    assert!(owned.values().all(|ps| ps.len() == 4), "{owned:?}");
+    assert_all_consumed(&w, &out, 12);
+    assert_eq!(out.values().map(Vec::len).sum::<usize>(), 2400, "nothing twice without a rebalance midway");
+    // A fourth joins: partitions move, revoked first, none owned twice at any step.
+    let fourth = member848(&mut w, |c| c);
+    members.push(fourth);
+    for _ in 0..40 {
+        run(&mut w, &members, Duration::from_millis(500), &mut out);
+        let mut seen = BTreeSet::new();
+        for &i in &members {
+            for tp in w.clients[i].assignment() {
+                assert!(seen.insert(tp.clone()), "{tp} owned twice during the rebalance");
+            }
+        }
+    }
+    let owned = assert_partitioned(&w, &members, 12);
+    assert!(owned.values().all(|ps| ps.len() == 3), "{owned:?}");
+    // One leaves politely, one crashes: the rest take over (the crashed one after its
+    // session, 45 s on the coordinator).
+    let gone = members.remove(0);
+    w.clients[gone].unsubscribe(w.now);
+    let crashed = members.remove(0);
+    w.crash(crashed);
+    run(&mut w, &members, Duration::from_secs(60), &mut out);
+    assert!(w.clients[gone].assignment().is_empty());
+    assert_partitioned(&w, &members, 12);
+    let p = 0;
+    for i in 0..600 {
+        w.clients[p].send(w.now, ProducerRecord::new(TOPIC, format!("late{i}"))).unwrap();
+    }
+    run(&mut w, &members, Duration::from_secs(20), &mut out);
+    assert_all_consumed(&w, &out, 12);
+}
+
+#[test]
+fn kip848_revocations_wait_for_the_listener_and_commits_carry_the_epoch() {
+    let mut w = cluster(4, 400);
+    let a = member848(&mut w, |c| c.with_auto_commit(false));
+    w.clients[a].set_rebalance_listener(w.now, true);
+    let mut out = BTreeMap::new();
+    run(&mut w, &[a], Duration::from_secs(10), &mut out);
+    assert_eq!(w.clients[a].assignment().len(), 4);
+    assert_eq!(out[&a].len(), 400);
+    let positions = w.clients[a].positions();
+    let id = w.clients[a].commit(w.now, positions);
+    run(&mut w, &[a], Duration::from_secs(1), &mut out);
+    assert!(w.events[a].iter().any(|e| matches!(e, Event::Committed { id: i, result: Ok(()) } if *i == id)));
+    let b = member848(&mut w, |c| c);
+    run(&mut w, &[a, b], Duration::from_secs(15), &mut out);
+    let pending = w.events[a].iter().rev().find_map(|e| match e {
+        Event::Rebalance(r) if !r.revoked.is_empty() => Some(r.clone()),
+        _ => None,
+    });
+    let pending = pending.expect("a revocation");
+    assert!(w.clients[b].assignment().iter().all(|tp| !pending.revoked.contains(tp)), "b waits for a's ack");
+    w.clients[a].ack_rebalance(w.now, pending.ack.expect("an ack"));
+    run(&mut w, &[a, b], Duration::from_secs(15), &mut out);
+    let owned = assert_partitioned(&w, &[a, b], 4);
+    assert!(owned.values().all(|ps| ps.len() == 2), "{owned:?}");
+    // b starts at a's committed offsets: nothing to read again.
+    assert!(out.get(&b).is_none_or(Vec::is_empty));
+}

@@ -19,6 +19,17 @@ pub enum OffsetReset {
     None,
 }
 
+/// How the consumer takes part in a group (`group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// JoinGroup / SyncGroup / Heartbeat, with the assignment computed by the group's leader.
+    #[default]
+    Classic,
+    /// KIP-848: ConsumerGroupHeartbeat, with the assignment computed by the coordinator.
+    Consumer,
+}
+
 /// Which records a fetch may return (`isolation.level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -90,8 +101,13 @@ pub struct ConsumerConfig {
     /// Static membership (`group.instance.id`).
     pub group_instance_id: Option<String>,
     /// Assignors by protocol name, preferred first (`partition.assignment.strategy`; Java
-    /// class names are accepted too).
+    /// class names are accepted too). Classic groups only.
     pub assignors: Vec<String>,
+    /// `group.protocol`.
+    pub group_protocol: GroupProtocol,
+    /// The coordinator's assignor a KIP-848 member asks for (`group.remote.assignor`:
+    /// `uniform` or `range`); the coordinator's default when `None`.
+    pub group_remote_assignor: Option<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -116,6 +132,8 @@ impl Default for ConsumerConfig {
             max_poll_interval: Duration::from_secs(300),
             group_instance_id: None,
             assignors: vec!["range".into(), "cooperative-sticky".into()],
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
         }
     }
 }
@@ -166,6 +184,12 @@ impl ConsumerConfig {
     /// Sets [`ConsumerConfig::assignors`] by protocol name.
     pub fn with_assignors(mut self, names: &[&str]) -> Self {
         self.assignors = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Sets [`ConsumerConfig::group_protocol`].
+    pub fn with_group_protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.group_protocol = protocol;
         self
     }
 
@@ -304,15 +328,14 @@ impl ConsumerConfig {
                     })
                     .collect()
             }
-            "group.protocol" => match v {
-                "classic" => {}
-                _ => {
-                    return Err(ConfigError::Unsupported {
-                        key: key.into(),
-                        reason: "only the classic group protocol is supported yet",
-                    })
+            "group.protocol" => {
+                self.group_protocol = match v.to_ascii_lowercase().as_str() {
+                    "classic" => GroupProtocol::Classic,
+                    "consumer" => GroupProtocol::Consumer,
+                    _ => return Err(invalid("expected classic or consumer")),
                 }
-            },
+            }
+            "group.remote.assignor" => self.group_remote_assignor = (!v.is_empty()).then(|| v.to_string()),
             // Deserializers are the typed consumer's business, not the core's.
             "key.deserializer" | "value.deserializer" => {}
             _ => return Ok(false),

@@ -37,7 +37,7 @@ mod session;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
+pub use config::{ConsumerConfig, GroupProtocol, IsolationLevel, OffsetReset};
 pub use record::{ConsumeError, ConsumerRecord, Rebalance, RebalanceId, TopicPartition};
 
 use crate::client::{Event, RequestError, RequestId, Response, Target};
@@ -57,7 +57,8 @@ use crate::protocol::records::DecodeOptions;
 use crate::protocol::{ApiKey, BrokerId, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName, Uuid};
 use crate::timer::Deadlines;
 use fetched::{Aborted, Fetched, Next};
-use group::classic::{Change, ClassicMember, Settings};
+use group::classic::{ClassicMember, Settings};
+use group::{Change, GroupMember};
 use session::{FetchSpec, Session};
 
 /// Where an offset lookup looks.
@@ -250,7 +251,9 @@ pub(crate) struct Consumer {
     retry_backoff: Duration,
     closing: bool,
     /// The group membership, once subscribed.
-    member: Option<ClassicMember>,
+    member: Option<Box<dyn GroupMember>>,
+    /// Seeds the KIP-848 member id.
+    member_seed: u64,
     /// When the application last polled, for `max.poll.interval.ms`.
     last_poll: Option<Instant>,
     /// An auto-commit is queued or in flight.
@@ -293,6 +296,7 @@ impl Consumer {
             retry_backoff: config.retry_backoff.initial,
             closing: false,
             member: None,
+            member_seed: config.rng_seed.unwrap_or(0),
             last_poll: None,
             auto_committing: None,
         }
@@ -323,19 +327,10 @@ impl Consumer {
         if self.member.is_none() && !self.partitions.is_empty() {
             return Err(ConsumeError::Misuse("subscribe while partitions are assigned: assign an empty list first"));
         }
-        let member = self.member.get_or_insert_with(|| {
-            let assignors = self.config.assignors.iter().filter_map(|n| group::assignor::builtin(n)).collect();
-            ClassicMember::new(Settings {
-                group,
-                instance_id: self.config.group_instance_id.clone(),
-                session_timeout: self.config.session_timeout,
-                rebalance_timeout: self.config.max_poll_interval,
-                heartbeat_interval: self.config.heartbeat_interval,
-                assignors,
-                rack: self.config.client_rack.clone(),
-                retry_backoff: self.retry_backoff,
-            })
-        });
+        if self.member.is_none() {
+            self.member = Some(self.new_member(group));
+        }
+        let member = self.member.as_mut().expect("set above");
         let topics: BTreeSet<TopicName> = topics.into_iter().collect();
         for topic in &topics {
             ctx.signals.push(Signal::TrackTopic { topic: topic.clone(), auto_create: false });
@@ -346,6 +341,41 @@ impl Consumer {
         self.apply_changes(now, ctx);
         self.arm_auto_commit(now);
         Ok(())
+    }
+
+    fn new_member(&self, group: GroupId) -> Box<dyn GroupMember> {
+        match self.config.group_protocol {
+            GroupProtocol::Classic => {
+                let assignors = self.config.assignors.iter().filter_map(|n| group::assignor::builtin(n)).collect();
+                Box::new(ClassicMember::new(Settings {
+                    group,
+                    instance_id: self.config.group_instance_id.clone(),
+                    session_timeout: self.config.session_timeout,
+                    rebalance_timeout: self.config.max_poll_interval,
+                    heartbeat_interval: self.config.heartbeat_interval,
+                    assignors,
+                    rack: self.config.client_rack.clone(),
+                    retry_backoff: self.retry_backoff,
+                }))
+            }
+            GroupProtocol::Consumer => {
+                // KIP-848 v1 lets the client choose its member id: a UUID from the seed.
+                let mut rng = crate::rand::Rng::stream(self.member_seed, "member-id");
+                let mut bytes = [0u8; 16];
+                for chunk in bytes.chunks_mut(8) {
+                    chunk.copy_from_slice(&rng.next_u64().to_be_bytes());
+                }
+                Box::new(group::next_gen::NextGenMember::new(group::next_gen::Settings {
+                    group,
+                    instance_id: self.config.group_instance_id.clone(),
+                    rebalance_timeout: self.config.max_poll_interval,
+                    rack: self.config.client_rack.clone(),
+                    server_assignor: self.config.group_remote_assignor.clone(),
+                    retry_backoff: self.retry_backoff,
+                    member_id: Uuid::from_bytes(bytes).to_string(),
+                }))
+            }
+        }
     }
 
     /// Leaves the group; its partitions are revoked (committed first with auto-commit).
@@ -1484,7 +1514,7 @@ impl Consumer {
 impl Consumer {
     fn build_member_request(&mut self, now: Instant, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
         let member = self.member.as_mut()?;
-        let (body, _api, version, extra) = member.request(now, |api| link.versions.negotiate(api).ok())?;
+        let (body, version, extra) = member.request(now, &|api| link.versions.negotiate(api).ok(), ctx.cluster)?;
         let tag = self.tag();
         self.in_flight.insert(tag, InFlight::Member);
         let timeout = ctx.config.request_timeout + extra;
@@ -1493,26 +1523,18 @@ impl Consumer {
 
     fn handle_member(&mut self, now: Instant, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
         let Some(member) = self.member.as_mut() else { return };
-        let coordinator_error = match result.map(|r| r.body) {
-            Ok(Some(ResponseBody::JoinGroup(r))) => {
-                member.handle_join(now, r, |t| partition_count(ctx.cluster, t)).err()
+        let body = result.ok().and_then(|r| r.body);
+        if let Some(ResponseBody::Heartbeat(r)) = &body {
+            if r.error_code == ErrorCode::None {
+                self.metrics.heartbeat(now);
             }
-            Ok(Some(ResponseBody::SyncGroup(r))) => member.handle_sync(now, r).err(),
-            Ok(Some(ResponseBody::Heartbeat(r))) => {
-                if r.error_code == ErrorCode::None {
-                    self.metrics.heartbeat(now);
-                }
-                member.handle_heartbeat(now, r).err()
+        }
+        if let Some(ResponseBody::ConsumerGroupHeartbeat(r)) = &body {
+            if r.error_code == ErrorCode::None {
+                self.metrics.heartbeat(now);
             }
-            Ok(Some(ResponseBody::LeaveGroup(r))) => {
-                member.handle_leave(r);
-                None
-            }
-            _ => {
-                member.handle_failure(now);
-                Some(ErrorCode::CoordinatorNotAvailable)
-            }
-        };
+        }
+        let coordinator_error = member.handle_response(now, body, ctx.cluster);
         if let Some(e) = coordinator_error {
             if matches!(e, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) {
                 ctx.signals.push(Signal::CoordinatorStale(CoordinatorKey::Group(member.group().clone())));
@@ -1533,11 +1555,6 @@ impl Consumer {
             self.timers.insert(due, Timer::PollInterval);
         }
     }
-}
-
-fn partition_count(cluster: &crate::cluster::ClusterMetadata, topic: &TopicName) -> Option<u32> {
-    let t = cluster.topics.get(topic)?;
-    (t.error == ErrorCode::None && !t.partitions.is_empty()).then_some(t.partitions.len() as u32)
 }
 
 /// A partition's leader and its epoch, from metadata.
@@ -1711,7 +1728,7 @@ impl Machine for Consumer {
     fn handle_metadata(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         self.refresh_leaders(ctx.cluster);
         if let Some(member) = &mut self.member {
-            member.handle_metadata(|t| partition_count(ctx.cluster, t));
+            member.handle_metadata(ctx.cluster);
         }
         self.apply_changes(now, ctx);
     }
@@ -1735,10 +1752,8 @@ impl Machine for Consumer {
     }
 
     fn is_idle(&self) -> bool {
-        let member_idle = self
-            .member
-            .as_ref()
-            .is_none_or(|m| m.is_idle() || self.closing && m.in_flight().is_none() && !m.wants_leave());
+        let member_idle =
+            self.member.as_ref().is_none_or(|m| m.is_idle() || self.closing && !m.has_in_flight() && !m.wants_leave());
         self.jobs.is_empty() && self.lookups.iter().all(|(_, l)| l.id.is_none()) && member_idle
     }
 }

@@ -25,13 +25,14 @@ use super::assignor::protocol::{decode_assignment, decode_subscription, encode_a
 use super::assignor::{
     Assignor, Member, MemberId, PartitionCounts, PreviousAssignment, RebalanceProtocol, Subscription,
 };
+use crate::cluster::ClusterMetadata;
 use crate::consumer::{ConsumeError, TopicPartition};
 use crate::protocol::messages::heartbeat::request::HeartbeatRequest;
 use crate::protocol::messages::join_group::request::{JoinGroupRequest, JoinGroupRequestProtocol};
 use crate::protocol::messages::leave_group::request::{LeaveGroupRequest, MemberIdentity};
 use crate::protocol::messages::sync_group::request::{SyncGroupRequest, SyncGroupRequestAssignment};
 use crate::protocol::messages::{HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, SyncGroupResponse};
-use crate::protocol::{ApiKey, ErrorCode, GroupId, RequestBody, StrBytes, TopicName};
+use crate::protocol::{ApiKey, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName};
 
 const PROTOCOL_TYPE: &str = "consumer";
 
@@ -325,7 +326,7 @@ impl ClassicMember {
     pub fn request(
         &mut self,
         now: Instant,
-        version_of: impl Fn(ApiKey) -> Option<i16>,
+        version_of: &dyn Fn(ApiKey) -> Option<i16>,
     ) -> Option<(RequestBody, ApiKey, i16, Duration)> {
         if !self.wants(now) {
             return None;
@@ -630,10 +631,6 @@ impl ClassicMember {
             _ => {}
         }
     }
-
-    pub fn in_flight(&self) -> Option<Kind> {
-        self.in_flight
-    }
 }
 
 /// Cooperative when every assignor supports it (Java's rule), else eager.
@@ -659,4 +656,119 @@ fn retriable_coordinator(e: ErrorCode) -> bool {
 
 fn ms(d: Duration) -> i32 {
     d.as_millis().min(i32::MAX as u128) as i32
+}
+
+impl super::GroupMember for ClassicMember {
+    fn group(&self) -> &GroupId {
+        ClassicMember::group(self)
+    }
+
+    fn topics(&self) -> &BTreeSet<TopicName> {
+        ClassicMember::topics(self)
+    }
+
+    fn commit_identity(&self) -> Option<(i32, &str, Option<&str>)> {
+        ClassicMember::commit_identity(self)
+    }
+
+    fn is_stable(&self) -> bool {
+        ClassicMember::is_stable(self)
+    }
+
+    fn is_idle(&self) -> bool {
+        ClassicMember::is_idle(self)
+    }
+
+    fn wants_leave(&self) -> bool {
+        ClassicMember::wants_leave(self)
+    }
+
+    fn has_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    fn take_error(&mut self) -> Option<ConsumeError> {
+        ClassicMember::take_error(self)
+    }
+
+    fn take_changes(&mut self) -> Vec<Change> {
+        ClassicMember::take_changes(self)
+    }
+
+    fn subscribe(&mut self, topics: BTreeSet<TopicName>) {
+        ClassicMember::subscribe(self, topics)
+    }
+
+    fn unsubscribe(&mut self) {
+        ClassicMember::unsubscribe(self)
+    }
+
+    fn close(&mut self) {
+        ClassicMember::close(self)
+    }
+
+    fn polled(&mut self) {
+        ClassicMember::polled(self)
+    }
+
+    fn poll_timeout_expired(&mut self) {
+        ClassicMember::poll_timeout_expired(self)
+    }
+
+    fn hold(&mut self, held: bool) {
+        ClassicMember::hold(self, held)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        ClassicMember::poll_timeout(self)
+    }
+
+    fn wants(&self, now: Instant) -> bool {
+        ClassicMember::wants(self, now)
+    }
+
+    fn request(
+        &mut self,
+        now: Instant,
+        version_of: &dyn Fn(ApiKey) -> Option<i16>,
+        _cluster: &ClusterMetadata,
+    ) -> Option<(RequestBody, i16, Duration)> {
+        ClassicMember::request(self, now, version_of).map(|(body, _, version, extra)| (body, version, extra))
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        body: Option<ResponseBody>,
+        cluster: &ClusterMetadata,
+    ) -> Option<ErrorCode> {
+        let counts = |t: &TopicName| {
+            let topic = cluster.topics.get(t)?;
+            (topic.error == ErrorCode::None && !topic.partitions.is_empty()).then_some(topic.partitions.len() as u32)
+        };
+        match body {
+            Some(ResponseBody::JoinGroup(r)) => self.handle_join(now, r, counts).err(),
+            Some(ResponseBody::SyncGroup(r)) => self.handle_sync(now, r).err(),
+            Some(ResponseBody::Heartbeat(r)) => self.handle_heartbeat(now, r).err(),
+            Some(ResponseBody::LeaveGroup(r)) => {
+                self.handle_leave(r);
+                None
+            }
+            _ => {
+                self.handle_failure(now);
+                Some(ErrorCode::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    fn handle_metadata(&mut self, cluster: &ClusterMetadata) {
+        ClassicMember::handle_metadata(self, |t| {
+            let topic = cluster.topics.get(t)?;
+            (topic.error == ErrorCode::None && !topic.partitions.is_empty()).then_some(topic.partitions.len() as u32)
+        })
+    }
+
+    fn commit_fenced(&mut self, error: ErrorCode) {
+        ClassicMember::commit_fenced(self, error)
+    }
 }

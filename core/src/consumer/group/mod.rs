@@ -1,5 +1,59 @@
-//! Consumer groups: the classic protocol's assignors (and, to come, the member machines for
-//! the classic and KIP-848 protocols).
+//! Consumer groups: the classic protocol (client-side assignors) and the KIP-848 protocol
+//! (the coordinator assigns), behind one interface the consumer machine drives.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::cluster::ClusterMetadata;
+use crate::consumer::ConsumeError;
+use crate::protocol::{ApiKey, ErrorCode, GroupId, RequestBody, ResponseBody, TopicName};
 
 pub mod assignor;
 pub(crate) mod classic;
+pub(crate) mod next_gen;
+
+pub(crate) use classic::Change;
+
+/// What the consumer machine asks of a group member, whichever the protocol.
+pub(crate) trait GroupMember: std::fmt::Debug + Send + Sync {
+    fn group(&self) -> &GroupId;
+    fn topics(&self) -> &BTreeSet<TopicName>;
+    /// Generation (or member epoch), member id and instance id for commits; `None` outside
+    /// the group.
+    fn commit_identity(&self) -> Option<(i32, &str, Option<&str>)>;
+    fn is_stable(&self) -> bool;
+    /// Nothing in flight and nothing the coordinator must still hear.
+    fn is_idle(&self) -> bool;
+    fn wants_leave(&self) -> bool;
+    fn has_in_flight(&self) -> bool;
+    fn take_error(&mut self) -> Option<ConsumeError>;
+    fn take_changes(&mut self) -> Vec<Change>;
+    fn subscribe(&mut self, topics: BTreeSet<TopicName>);
+    fn unsubscribe(&mut self);
+    fn close(&mut self);
+    fn polled(&mut self);
+    fn poll_timeout_expired(&mut self);
+    /// Holds back the member's next step while the application handles a revocation.
+    fn hold(&mut self, held: bool);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn wants(&self, now: Instant) -> bool;
+    /// The next request, its version, and how much longer than `request.timeout.ms` its
+    /// answer may take.
+    fn request(
+        &mut self,
+        now: Instant,
+        version_of: &dyn Fn(ApiKey) -> Option<i16>,
+        cluster: &ClusterMetadata,
+    ) -> Option<(RequestBody, i16, Duration)>;
+    /// The answer to its request (`None`: no answer); a coordinator error for the router
+    /// to act on.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        body: Option<ResponseBody>,
+        cluster: &ClusterMetadata,
+    ) -> Option<ErrorCode>;
+    fn handle_metadata(&mut self, cluster: &ClusterMetadata);
+    /// A commit was refused as coming from outside the current generation or epoch.
+    fn commit_fenced(&mut self, error: ErrorCode);
+}

@@ -1,0 +1,431 @@
+//! A member of a KIP-848 consumer group (`group.protocol=consumer`): one request,
+//! ConsumerGroupHeartbeat, carries the subscription and the partitions the member owns; the
+//! coordinator runs the assignor and answers with the member's target assignment, which the
+//! member reaches by revoking first and then taking what is new.
+//!
+//! | state | on | next |
+//! |---|---|---|
+//! | idle | subscribe | joining: a heartbeat with epoch 0 and the whole subscription |
+//! | joining, stable | an answer with an epoch and maybe a target assignment | stable; partitions to give up are revoked, new ones taken once nothing is left to revoke, and the next heartbeat tells the coordinator |
+//! | stable | `heartbeat.interval` (the coordinator's) passed, or the owned set changed | a heartbeat with only what changed |
+//! | any | FENCED_MEMBER_EPOCH, UNKNOWN_MEMBER_ID | partitions lost; joining with epoch 0 |
+//! | any | a coordinator error or no answer | the same heartbeat, in full, after a backoff |
+//! | any | an authorization, assignor or instance-id error | failed (reported by poll) |
+//! | stable | `max.poll.interval.ms` without a poll | leaving (epoch -1); joins again at the next poll |
+//! | any | unsubscribe or close | leaving: epoch -1, or -2 for a static member closing |
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::classic::Change;
+use super::GroupMember;
+use crate::cluster::ClusterMetadata;
+use crate::consumer::{ConsumeError, TopicPartition};
+use crate::protocol::messages::consumer_group_heartbeat::request::{
+    ConsumerGroupHeartbeatRequest, TopicPartitions as OwnedPartitions,
+};
+use crate::protocol::messages::ConsumerGroupHeartbeatResponse;
+use crate::protocol::{ApiKey, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName, Uuid};
+
+/// What a KIP-848 member needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub group: GroupId,
+    pub instance_id: Option<String>,
+    pub rebalance_timeout: Duration,
+    pub rack: Option<String>,
+    /// `group.remote.assignor`: the coordinator's assignor to use, or its default.
+    pub server_assignor: Option<String>,
+    pub retry_backoff: Duration,
+    /// A member id of our own (v1 of the API lets the client choose it): from the seeded RNG.
+    pub member_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Joining,
+    Stable,
+    Leaving,
+    Failed,
+}
+
+/// A KIP-848 group member (see the module docs).
+#[derive(Debug)]
+pub(crate) struct NextGenMember {
+    settings: Settings,
+    topics: BTreeSet<TopicName>,
+    member_id: String,
+    epoch: i32,
+    state: State,
+    owned: BTreeSet<TopicPartition>,
+    /// The coordinator's latest target, by topic id, until reached.
+    target: Option<BTreeMap<Uuid, Vec<i32>>>,
+    heartbeat_interval: Duration,
+    next_heartbeat: Option<Instant>,
+    in_flight: bool,
+    /// The next heartbeat carries everything (after joining or an error), not just changes.
+    send_full: bool,
+    /// What the last heartbeat told the coordinator, to send only changes.
+    sent_topics: Option<BTreeSet<TopicName>>,
+    sent_owned: Option<BTreeSet<TopicPartition>>,
+    held: bool,
+    left_for_poll_timeout: bool,
+    closing: bool,
+    error: Option<ConsumeError>,
+    changes: Vec<Change>,
+}
+
+impl NextGenMember {
+    pub fn new(settings: Settings) -> Self {
+        NextGenMember {
+            member_id: settings.member_id.clone(),
+            settings,
+            topics: BTreeSet::new(),
+            epoch: 0,
+            state: State::Idle,
+            owned: BTreeSet::new(),
+            target: None,
+            heartbeat_interval: Duration::from_secs(5),
+            next_heartbeat: None,
+            in_flight: false,
+            send_full: true,
+            sent_topics: None,
+            sent_owned: None,
+            held: false,
+            left_for_poll_timeout: false,
+            closing: false,
+            error: None,
+            changes: Vec::new(),
+        }
+    }
+
+    fn join(&mut self) {
+        self.state = State::Joining;
+        self.epoch = 0;
+        self.send_full = true;
+        self.next_heartbeat = None;
+    }
+
+    fn lose_all(&mut self) {
+        let lost: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+        if !lost.is_empty() {
+            self.changes.push(Change { lost, ..Change::default() });
+        }
+        self.target = None;
+    }
+
+    fn fail(&mut self, error: ConsumeError) {
+        self.lose_all();
+        self.state = State::Failed;
+        self.error = Some(error);
+    }
+
+    /// Moves the owned set toward the target: revoke first (held while the application
+    /// acknowledges), then take the new partitions whose topics metadata names.
+    fn reconcile(&mut self, cluster: &ClusterMetadata) {
+        let Some(target) = &self.target else { return };
+        if self.held {
+            return;
+        }
+        let names: BTreeMap<Uuid, TopicName> = cluster.topics.values().map(|t| (t.id, t.name.clone())).collect();
+        let mut wanted = BTreeSet::new();
+        let mut unresolved = false;
+        for (id, partitions) in target {
+            match names.get(id) {
+                Some(name) => {
+                    wanted.extend(partitions.iter().map(|p| TopicPartition { topic: name.clone(), partition: *p }))
+                }
+                None => unresolved = true,
+            }
+        }
+        let revoked: Vec<TopicPartition> = self.owned.iter().filter(|tp| !wanted.contains(*tp)).cloned().collect();
+        if !revoked.is_empty() {
+            for tp in &revoked {
+                self.owned.remove(tp);
+            }
+            self.changes.push(Change { revoked, ..Change::default() });
+            // New partitions come once the coordinator knows these are gone.
+            return;
+        }
+        let assigned: Vec<TopicPartition> = wanted.iter().filter(|tp| !self.owned.contains(*tp)).cloned().collect();
+        if !assigned.is_empty() {
+            self.owned.extend(assigned.iter().cloned());
+            self.changes.push(Change { assigned, ..Change::default() });
+        }
+        if !unresolved {
+            self.target = None;
+        }
+    }
+
+    fn schedule(&mut self, now: Instant) {
+        self.next_heartbeat = Some(now + self.heartbeat_interval);
+    }
+}
+
+impl GroupMember for NextGenMember {
+    fn group(&self) -> &GroupId {
+        &self.settings.group
+    }
+
+    fn topics(&self) -> &BTreeSet<TopicName> {
+        &self.topics
+    }
+
+    fn commit_identity(&self) -> Option<(i32, &str, Option<&str>)> {
+        (self.epoch > 0).then_some((self.epoch, self.member_id.as_str(), self.settings.instance_id.as_deref()))
+    }
+
+    fn is_stable(&self) -> bool {
+        self.state == State::Stable && self.target.is_none()
+    }
+
+    fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle | State::Failed | State::Stable) && !self.in_flight
+    }
+
+    fn wants_leave(&self) -> bool {
+        self.state == State::Leaving
+    }
+
+    fn has_in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    fn take_error(&mut self) -> Option<ConsumeError> {
+        self.error.take()
+    }
+
+    fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn subscribe(&mut self, topics: BTreeSet<TopicName>) {
+        if topics.is_empty() {
+            return self.unsubscribe();
+        }
+        self.topics = topics;
+        match self.state {
+            State::Idle | State::Leaving | State::Failed => self.join(),
+            // The next heartbeat carries the new subscription.
+            _ => self.next_heartbeat = None,
+        }
+    }
+
+    fn unsubscribe(&mut self) {
+        self.topics.clear();
+        let revoked: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+        if !revoked.is_empty() {
+            self.changes.push(Change { revoked, ..Change::default() });
+        }
+        self.target = None;
+        self.state = if self.epoch > 0 { State::Leaving } else { State::Idle };
+    }
+
+    fn close(&mut self) {
+        self.closing = true;
+        if self.epoch > 0 && matches!(self.state, State::Stable | State::Joining) {
+            self.state = State::Leaving;
+        } else if self.state != State::Leaving {
+            self.state = State::Idle;
+        }
+    }
+
+    fn polled(&mut self) {
+        if self.left_for_poll_timeout && !self.topics.is_empty() {
+            self.left_for_poll_timeout = false;
+            self.join();
+        }
+    }
+
+    fn poll_timeout_expired(&mut self) {
+        if matches!(self.state, State::Stable | State::Joining) {
+            let revoked: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+            if !revoked.is_empty() {
+                self.changes.push(Change { revoked, ..Change::default() });
+            }
+            self.target = None;
+            self.left_for_poll_timeout = true;
+            self.state = State::Leaving;
+        }
+    }
+
+    fn hold(&mut self, held: bool) {
+        self.held = held;
+        if !held {
+            // Tell the coordinator what was given up.
+            self.next_heartbeat = None;
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.in_flight {
+            return None;
+        }
+        match self.state {
+            State::Joining | State::Stable | State::Leaving => self.next_heartbeat,
+            _ => None,
+        }
+    }
+
+    fn wants(&self, now: Instant) -> bool {
+        if self.in_flight {
+            return false;
+        }
+        match self.state {
+            State::Joining | State::Stable => self.next_heartbeat.is_none_or(|t| t <= now),
+            State::Leaving => !self.held && self.next_heartbeat.is_none_or(|t| t <= now),
+            _ => false,
+        }
+    }
+
+    fn request(
+        &mut self,
+        now: Instant,
+        version_of: &dyn Fn(ApiKey) -> Option<i16>,
+        cluster: &ClusterMetadata,
+    ) -> Option<(RequestBody, i16, Duration)> {
+        if !self.wants(now) {
+            return None;
+        }
+        let version = version_of(ApiKey::ConsumerGroupHeartbeat)?;
+        let leaving = self.state == State::Leaving;
+        let epoch = match (leaving, self.settings.instance_id.is_some() && self.closing) {
+            (true, true) => -2,
+            (true, false) => -1,
+            _ => self.epoch,
+        };
+        // Version 0 lets the coordinator choose the id of a joining member.
+        let member_id =
+            if version == 0 && self.epoch == 0 && !leaving { String::new() } else { self.member_id.clone() };
+        let mut body = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(self.settings.group.clone())
+            .with_member_id(StrBytes::from(member_id))
+            .with_member_epoch(epoch);
+        if !leaving {
+            let full = self.send_full || self.epoch == 0;
+            body = body.with_instance_id(self.settings.instance_id.clone().map(StrBytes::from));
+            if full {
+                body = body
+                    .with_rack_id(self.settings.rack.clone().map(StrBytes::from))
+                    .with_rebalance_timeout_ms(self.settings.rebalance_timeout.as_millis().min(i32::MAX as u128) as i32)
+                    .with_server_assignor(self.settings.server_assignor.clone().map(StrBytes::from));
+            }
+            if full || self.sent_topics.as_ref() != Some(&self.topics) {
+                body = body.with_subscribed_topic_names(Some(self.topics.iter().cloned().collect()));
+                self.sent_topics = Some(self.topics.clone());
+            }
+            // While the application handles a revocation, the coordinator still counts the
+            // revoked partitions as ours.
+            if !self.held && (full || self.sent_owned.as_ref() != Some(&self.owned)) {
+                let mut by_topic: BTreeMap<Uuid, Vec<i32>> = BTreeMap::new();
+                for tp in &self.owned {
+                    let id = cluster.topics.get(&tp.topic).map(|t| t.id).unwrap_or_default();
+                    by_topic.entry(id).or_default().push(tp.partition);
+                }
+                let owned = by_topic
+                    .into_iter()
+                    .map(|(id, partitions)| OwnedPartitions::default().with_topic_id(id).with_partitions(partitions))
+                    .collect();
+                body = body.with_topic_partitions(Some(owned));
+                self.sent_owned = Some(self.owned.clone());
+            }
+            self.send_full = false;
+        }
+        self.in_flight = true;
+        Some((RequestBody::ConsumerGroupHeartbeat(body), version, Duration::ZERO))
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        body: Option<ResponseBody>,
+        cluster: &ClusterMetadata,
+    ) -> Option<ErrorCode> {
+        self.in_flight = false;
+        let Some(ResponseBody::ConsumerGroupHeartbeat(r)) = body else {
+            // No answer: say everything again, after a backoff.
+            self.send_full = true;
+            self.next_heartbeat = Some(now + self.settings.retry_backoff);
+            if self.state == State::Leaving {
+                self.state = State::Idle;
+            }
+            return Some(ErrorCode::CoordinatorNotAvailable);
+        };
+        let ConsumerGroupHeartbeatResponse {
+            error_code,
+            member_id,
+            member_epoch,
+            heartbeat_interval_ms,
+            assignment,
+            ..
+        } = r;
+        if self.state == State::Leaving {
+            self.state = State::Idle;
+            self.epoch = 0;
+            self.sent_owned = None;
+            self.sent_topics = None;
+            return None;
+        }
+        match error_code {
+            ErrorCode::None => {}
+            ErrorCode::FencedMemberEpoch | ErrorCode::UnknownMemberId => {
+                self.lose_all();
+                self.join();
+                return None;
+            }
+            e if e.is_retriable()
+                || matches!(
+                    e,
+                    ErrorCode::CoordinatorNotAvailable
+                        | ErrorCode::NotCoordinator
+                        | ErrorCode::CoordinatorLoadInProgress
+                ) =>
+            {
+                self.send_full = true;
+                self.next_heartbeat = Some(now + self.settings.retry_backoff);
+                return Some(e);
+            }
+            e => {
+                self.fail(ConsumeError::Group { error: e });
+                return None;
+            }
+        }
+        if let Some(id) = member_id.filter(|id| !id.as_str().is_empty()) {
+            self.member_id = id.to_string();
+        }
+        self.epoch = member_epoch;
+        if heartbeat_interval_ms > 0 {
+            self.heartbeat_interval = Duration::from_millis(heartbeat_interval_ms as u64);
+        }
+        self.state = State::Stable;
+        if let Some(a) = assignment {
+            self.target = Some(a.topic_partitions.into_iter().map(|t| (t.topic_id, t.partitions)).collect());
+        }
+        let before = self.owned.clone();
+        self.reconcile(cluster);
+        self.schedule(now);
+        if self.owned != before {
+            // Acknowledge the new owned set at once.
+            self.next_heartbeat = Some(now);
+        }
+        None
+    }
+
+    fn handle_metadata(&mut self, cluster: &ClusterMetadata) {
+        if self.target.is_some() {
+            let before = self.owned.clone();
+            self.reconcile(cluster);
+            if self.owned != before {
+                self.next_heartbeat = None;
+            }
+        }
+    }
+
+    fn commit_fenced(&mut self, error: ErrorCode) {
+        if matches!(error, ErrorCode::StaleMemberEpoch | ErrorCode::UnknownMemberId) {
+            // The next heartbeat sorts it out.
+            self.next_heartbeat = None;
+        }
+    }
+}
