@@ -663,6 +663,17 @@ impl Client {
         result
     }
 
+    /// [`Client::subscribe`] to every topic whose whole name matches `pattern` (a regular
+    /// expression, as Java's `subscribe(Pattern)`); topics created later that match join the
+    /// subscription at the next metadata refresh (`metadata.max.age.ms`). Internal topics are
+    /// left out.
+    pub fn subscribe_pattern(&mut self, now: Instant, pattern: &str) -> Result<(), ConsumeError> {
+        let (machines, mut ctx) = self.split();
+        let result = machines.consumer.subscribe_pattern(now, pattern, &mut ctx);
+        self.settle(now);
+        result
+    }
+
     /// Leaves the group; its partitions are revoked (committed first, with auto-commit).
     pub fn unsubscribe(&mut self, now: Instant) {
         let (machines, mut ctx) = self.split();
@@ -927,6 +938,10 @@ impl Client {
                     Signal::CoordinatorStale(key) => self.machines.coordinators.invalidate(&key),
                     Signal::TrackTopic { topic, auto_create } => {
                         self.machines.metadata.track(topic, auto_create);
+                        self.want_refresh(now);
+                    }
+                    Signal::TrackAllTopics => {
+                        self.machines.metadata.track_all();
                         self.want_refresh(now);
                     }
                     Signal::MetadataChanged => {

@@ -90,6 +90,8 @@ pub(crate) enum Signal {
     TrackTopic { topic: crate::protocol::TopicName, auto_create: bool },
     /// Cluster metadata changed: machines that cache it read it again.
     MetadataChanged,
+    /// Keep every topic's metadata fresh (a consumer subscribed to a pattern).
+    TrackAllTopics,
 }
 
 /// A broker's last connection failure, for the errors of requests that waited for it.

@@ -356,3 +356,31 @@ fn kip848_revocations_wait_for_the_listener_and_commits_carry_the_epoch() {
     // b starts at a's committed offsets: nothing to read again.
     assert!(out.get(&b).is_none_or(Vec::is_empty));
 }
+
+#[test]
+fn a_pattern_subscription_picks_up_topics_created_later() {
+    for protocol in [sansa::consumer::GroupProtocol::Classic, sansa::consumer::GroupProtocol::Consumer] {
+        let mut w = Worlds::new(FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() });
+        w.cluster.create_topic("metrics.cpu", 2, 1);
+        w.cluster.create_topic("orders", 2, 1);
+        let config = ConsumerConfig::default()
+            .with_group_id("pat")
+            .with_auto_offset_reset(OffsetReset::Earliest)
+            .with_group_protocol(protocol)
+            .with_session_timeout(Duration::from_secs(10), Duration::from_secs(1));
+        let a = w.add(|c| c.with_consumer(config).with_metadata_max_age(Duration::from_secs(5)));
+        assert!(matches!(
+            w.clients[a].subscribe_pattern(w.now, "metrics.("),
+            Err(sansa::consumer::ConsumeError::InvalidPattern { .. })
+        ));
+        w.clients[a].subscribe_pattern(w.now, r"metrics\..*").unwrap();
+        let mut out = BTreeMap::new();
+        run(&mut w, &[a], Duration::from_secs(10), &mut out);
+        let topics: BTreeSet<String> = w.clients[a].assignment().iter().map(|tp| tp.topic.to_string()).collect();
+        assert_eq!(topics, BTreeSet::from(["metrics.cpu".to_string()]), "{protocol:?}");
+        w.cluster.create_topic("metrics.disk", 3, 1);
+        run(&mut w, &[a], Duration::from_secs(20), &mut out);
+        assert_eq!(w.clients[a].assignment().len(), 5, "{protocol:?}: the new topic joined");
+        assert!(w.clients[a].assignment().iter().all(|tp| tp.topic.as_str() != "orders"));
+    }
+}

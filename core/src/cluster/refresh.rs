@@ -41,6 +41,8 @@ enum Timer {
 #[derive(Debug)]
 pub(crate) struct MetadataRefresh {
     tracked_topics: BTreeSet<TopicName>,
+    /// Every topic is tracked: refreshes list them all.
+    all_topics: bool,
     /// Tracked topics a refresh may create.
     auto_create_topics: BTreeSet<TopicName>,
     /// A topic was tracked while a refresh was in flight: refresh again once it lands.
@@ -69,6 +71,7 @@ impl MetadataRefresh {
         timers.set(Timer::Periodic, now + max_age);
         MetadataRefresh {
             tracked_topics: BTreeSet::new(),
+            all_topics: false,
             auto_create_topics: BTreeSet::new(),
             refresh_again: false,
             next_refresh: now + max_age,
@@ -109,6 +112,14 @@ impl MetadataRefresh {
         if self.tracked_topics.insert(topic) && self.in_flight.is_some() {
             self.refresh_again = true;
         }
+    }
+
+    /// Keeps every topic fresh from now on: each refresh of the client's own lists them all.
+    pub fn track_all(&mut self) {
+        if !self.all_topics && self.in_flight.is_some() {
+            self.refresh_again = true;
+        }
+        self.all_topics = true;
     }
 
     /// Asks for a refresh soon, unless one is under way. Returns whether that is news.
@@ -178,7 +189,7 @@ impl Machine for MetadataRefresh {
         self.in_flight = Some(tag);
         self.timers.cancel(&Timer::Periodic);
         let topics: Vec<TopicName> = self.tracked_topics.iter().cloned().collect();
-        let body = metadata_request(Some(&topics), !self.auto_create_topics.is_empty());
+        let body = metadata_request((!self.all_topics).then_some(&topics), !self.auto_create_topics.is_empty());
         Some(Outgoing { body, version, tag, deadline: now + timeout, timeout, expects_response: true })
     }
 
@@ -194,7 +205,10 @@ impl Machine for MetadataRefresh {
         };
         match (answer, user) {
             (Ok(m), user) => {
-                let all_topics = user.as_ref().is_some_and(|u| u.topics.is_none());
+                let all_topics = match &user {
+                    Some(u) => u.topics.is_none(),
+                    None => self.all_topics,
+                };
                 ctx.cluster.apply(now, &m, all_topics);
                 ctx.signals.push(crate::machine::Signal::MetadataChanged);
                 if user.is_none() {

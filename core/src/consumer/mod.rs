@@ -254,6 +254,8 @@ pub(crate) struct Consumer {
     member: Option<Box<dyn GroupMember>>,
     /// Seeds the KIP-848 member id.
     member_seed: u64,
+    /// A pattern subscription: topics matching it are subscribed as metadata reveals them.
+    pattern: Option<regex::Regex>,
     /// When the application last polled, for `max.poll.interval.ms`.
     last_poll: Option<Instant>,
     /// An auto-commit is queued or in flight.
@@ -297,6 +299,7 @@ impl Consumer {
             closing: false,
             member: None,
             member_seed: config.rng_seed.unwrap_or(0),
+            pattern: None,
             last_poll: None,
             auto_committing: None,
         }
@@ -323,6 +326,16 @@ impl Consumer {
     /// Joins the group (`group.id`) with a subscription to `topics`, replacing the last one;
     /// the group's assignor decides which partitions this consumer gets.
     pub fn subscribe(&mut self, now: Instant, topics: Vec<TopicName>, ctx: &mut Ctx<'_>) -> Result<(), ConsumeError> {
+        self.pattern = None;
+        self.subscribe_topics(now, topics, ctx)
+    }
+
+    fn subscribe_topics(
+        &mut self,
+        now: Instant,
+        topics: Vec<TopicName>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), ConsumeError> {
         let Some(group) = self.group.clone() else { return Err(ConsumeError::NoGroup) };
         if self.member.is_none() && !self.partitions.is_empty() {
             return Err(ConsumeError::Misuse("subscribe while partitions are assigned: assign an empty list first"));
@@ -378,8 +391,20 @@ impl Consumer {
         }
     }
 
+    /// Subscribes to the topics whose whole name matches `pattern`, now and as they appear.
+    pub fn subscribe_pattern(&mut self, now: Instant, pattern: &str, ctx: &mut Ctx<'_>) -> Result<(), ConsumeError> {
+        let regex = regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| ConsumeError::InvalidPattern { pattern: pattern.to_string(), reason: e.to_string() })?;
+        let topics = matching_topics(&regex, ctx.cluster);
+        self.subscribe_topics(now, topics, ctx)?;
+        self.pattern = Some(regex);
+        ctx.signals.push(Signal::TrackAllTopics);
+        Ok(())
+    }
+
     /// Leaves the group; its partitions are revoked (committed first with auto-commit).
     pub fn unsubscribe(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.pattern = None;
         if let Some(member) = &mut self.member {
             member.unsubscribe();
         }
@@ -1557,6 +1582,11 @@ impl Consumer {
     }
 }
 
+/// Non-internal topics whose name the pattern matches, as metadata lists them.
+fn matching_topics(regex: &regex::Regex, cluster: &crate::cluster::ClusterMetadata) -> Vec<TopicName> {
+    cluster.topics.values().filter(|t| !t.internal && regex.is_match(t.name.as_str())).map(|t| t.name.clone()).collect()
+}
+
 /// A partition's leader and its epoch, from metadata.
 fn leader_of(cluster: &crate::cluster::ClusterMetadata, tp: &TopicPartition) -> Option<(BrokerId, i32)> {
     let topic = cluster.topics.get(&tp.topic)?;
@@ -1727,6 +1757,12 @@ impl Machine for Consumer {
 
     fn handle_metadata(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         self.refresh_leaders(ctx.cluster);
+        if let (Some(regex), Some(member)) = (&self.pattern, &mut self.member) {
+            let topics: BTreeSet<TopicName> = matching_topics(regex, ctx.cluster).into_iter().collect();
+            if &topics != member.topics() && !topics.is_empty() {
+                member.subscribe(topics);
+            }
+        }
         if let Some(member) = &mut self.member {
             member.handle_metadata(ctx.cluster);
         }

@@ -119,6 +119,14 @@ pub enum ConsumeError {
     /// A partition not assigned to this consumer.
     #[error("{0} is not assigned to this consumer")]
     NotAssigned(TopicPartition),
+    /// A subscription pattern that is not a valid regular expression.
+    #[error("invalid topic pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The operation needs `group.id`.
     #[error("this needs a group.id")]
     NoGroup,

@@ -32,6 +32,10 @@ pub(super) enum ConsumerCommand {
     Unsubscribe {
         reply: Replier<()>,
     },
+    SubscribePattern {
+        pattern: String,
+        reply: Replier<Result<(), ConsumeError>>,
+    },
     Metrics {
         reply: Replier<BTreeMap<String, f64>>,
     },
@@ -220,6 +224,7 @@ impl Polls {
             ConsumerCommand::Metrics { reply } => {
                 reply.send(client.consumer_metrics(now).into_iter().map(|(k, v)| (k.to_string(), v)).collect())
             }
+            ConsumerCommand::SubscribePattern { pattern, reply } => reply.send(client.subscribe_pattern(now, &pattern)),
             ConsumerCommand::Unsubscribe { reply } => {
                 client.unsubscribe(now);
                 reply.send(());
@@ -393,6 +398,23 @@ impl Handle {
         let (reply, answer) = reply();
         self.submit_blocking(Command::Consumer(ConsumerCommand::Metrics { reply }));
         answer.recv_blocking().unwrap_or_default()
+    }
+
+    /// Joins the group subscribed to every topic whose whole name matches the regular
+    /// expression `pattern`, including topics created later.
+    pub async fn subscribe_pattern(&self, pattern: impl Into<String>) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        let pattern = pattern.into();
+        self.submit(Command::Consumer(ConsumerCommand::SubscribePattern { pattern, reply })).await;
+        answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
+    }
+
+    /// [`Handle::subscribe_pattern`], blocking the thread.
+    pub fn subscribe_pattern_blocking(&self, pattern: impl Into<String>) -> Result<(), ConsumeError> {
+        let (reply, answer) = reply();
+        let pattern = pattern.into();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::SubscribePattern { pattern, reply }));
+        answer.recv_blocking().unwrap_or(Err(ConsumeError::Closed))
     }
 
     /// Leaves the group; its partitions are committed first (with auto-commit).
