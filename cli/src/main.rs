@@ -5,6 +5,7 @@
 mod consume;
 mod demo;
 mod perf;
+mod perf_consume;
 mod produce;
 mod props;
 
