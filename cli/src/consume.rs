@@ -17,6 +17,8 @@ use crate::Failure;
 
 /// How long one poll waits for records before the loop looks at its exit conditions again.
 const POLL_WAIT: Duration = Duration::from_millis(250);
+/// How long the commit on exit may take.
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ConsumeArgs {
@@ -320,8 +322,11 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     let mut printed = Printed::default();
     let outcome = consume(&client, &args, start, &format, &mut printed).await;
     if args.group.is_some() && !printed.next.is_empty() {
-        if let Err(e) = client.commit(Some(printed.offsets())).await {
-            eprintln!("error: commit failed: {e}");
+        // Bounded: a second Ctrl-C no longer stops the process once the handler is in.
+        match tokio::time::timeout(COMMIT_WAIT, client.commit(Some(printed.offsets()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("error: commit failed: {e}"),
+            Err(_) => eprintln!("error: commit not answered within {COMMIT_WAIT:?}"),
         }
     }
     client.close().await;
