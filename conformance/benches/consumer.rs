@@ -98,9 +98,7 @@ fn decoding(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("consumer-decode");
     group.throughput(Throughput::Bytes(wire.len() as u64));
-    group.bench_function("1KB records, CRC checked", |b| {
-        b.iter(|| decode(black_box(wire.clone()), &topic, &options))
-    });
+    group.bench_function("1KB records, CRC checked", |b| b.iter(|| decode(black_box(wire.clone()), &topic, &options)));
     group.bench_function("1KB records, no CRC", |b| {
         let options = DecodeOptions::new().verify_crc(false);
         b.iter(|| decode(black_box(wire.clone()), &topic, &options))
@@ -121,8 +119,7 @@ const PARTITIONS: i32 = 6;
 
 fn filled_world() -> World {
     let mut w = World::new(FakeClusterConfig { brokers: 1, ..FakeClusterConfig::default() }, |c| {
-        c.with_producer(ProducerConfig::default())
-            .with_consumer(ConsumerConfig::default())
+        c.with_producer(ProducerConfig::default()).with_consumer(ConsumerConfig::default())
     });
     w.cluster.create_topic("bench", PARTITIONS, 1);
     let mut seed = 3;
