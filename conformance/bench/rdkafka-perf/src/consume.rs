@@ -4,7 +4,8 @@
 //! Same flags (--bootstrap-server, --topic, --num-records/--messages, --group,
 //! --command-config/--consumer.config, --command-property, --timeout, --fetch-size,
 //! --from-latest) and the same settings (group.id, max.partition.fetch.bytes,
-//! auto.offset.reset, check.crcs=false, client.id; librdkafka takes the Java names). Every
+//! auto.offset.reset, check.crcs=false, client.id; librdkafka takes the Java names, but for
+//! fetch.max.wait.ms, given to it as fetch.wait.max.ms). Every
 //! partition of the topic is assigned (`BaseConsumer::assign`, as sansa does) at the group's
 //! stored offset, so a fresh group starts where auto.offset.reset says; one message per
 //! `poll`, as fast as it returns them. The time runs from just before the assignment to the
@@ -106,11 +107,20 @@ fn parse_args(argv: &[String]) -> Args {
     args
 }
 
+/// librdkafka's name for a Java consumer property, where it has another (it takes most
+/// Java names as they are, max.partition.fetch.bytes included).
+fn librdkafka_name(java: &str) -> &str {
+    match java {
+        "fetch.max.wait.ms" => "fetch.wait.max.ms",
+        other => other,
+    }
+}
+
 pub fn main(argv: &[String]) {
     let args = parse_args(argv);
     let mut config = ClientConfig::new();
     for (k, v) in &args.props {
-        config.set(k, v);
+        config.set(librdkafka_name(k), v);
     }
     let consumer: BaseConsumer = config.create().unwrap_or_else(|e| die(&format!("cannot create the consumer: {e}")));
     let md = consumer
