@@ -87,6 +87,21 @@ seq 1 1000 | sed 's/^/key-/; s/$/::value/' | target/debug/sansa produce -b "$KAF
 target/debug/sansa perf produce --topic "$topic" --num-records 50000 --record-size 100 --throughput -1 \
   --bootstrap-server "$KAFKA_BOOTSTRAP" --producer-props acks=all linger.ms=5 compression.type=lz4 | tail -n 2
 
+step "sansa consume and perf consume against the real cluster"
+# The 1000 lines produced above come back first, in order (the topic has one partition).
+out="$(target/debug/sansa consume -b "$KAFKA_BOOTSTRAP" -t "$topic" -o beginning -e -c 1000 -f '%p:%k=%s %h\n')"
+if [ "$(wc -l <<<"$out")" -ne 1000 ] || [ "$(head -n 1 <<<"$out")" != "0:key-1=value src=test.sh" ] \
+    || [ "$(tail -n 1 <<<"$out")" != "0:key-1000=value src=test.sh" ]; then
+  echo "sansa consume read back $(wc -l <<<"$out") lines:"; head -n 3 <<<"$out"; exit 1
+fi
+# A group resumes where the last run committed; -e stops at the end of the partition.
+group="sansa-cli-$(date +%s)"
+target/debug/sansa consume -b "$KAFKA_BOOTSTRAP" -t "$topic" -g "$group" -c 400 -f '%k\n' >/dev/null
+out="$(target/debug/sansa consume -b "$KAFKA_BOOTSTRAP" -t "$topic" -g "$group" -e -f '%o:%k\n')"
+[ "$(head -n 1 <<<"$out")" = "400:key-401" ] && [ "$(wc -l <<<"$out")" -eq 50600 ] \
+  || { echo "sansa consume -g resumed at $(head -n 1 <<<"$out") with $(wc -l <<<"$out") records"; exit 1; }
+target/debug/sansa perf consume --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic" --messages 51000 | tail -n 2
+
 step "sansa check-version against Kafka 4.3 and 3.9"
 sansa=target/debug/sansa
 out="$("$sansa" check-version -b "$KAFKA_BOOTSTRAP")"; echo "4.3 cluster: $out"

@@ -1,8 +1,11 @@
 //! `sansa`: probe Kafka brokers, inspect metadata, send any request written as JSON, produce
-//! records from stdin, and measure the producer as kafka-producer-perf-test does.
+//! records from stdin, print records of a topic, and measure the producer and the consumer as
+//! Kafka's perf-test tools do.
 
+mod consume;
 mod demo;
 mod perf;
+mod perf_consume;
 mod produce;
 mod props;
 
@@ -106,6 +109,13 @@ enum Command {
     ///
     /// Example: printf 'k1:v1\nk2:v2\n' | sansa produce -b localhost:9092 -t orders -k : -H source=cli -X acks=1
     Produce(produce::ProduceArgs),
+    /// Print records of a topic on stdout, formatted as with kcat's -f. Stops on Ctrl-C,
+    /// after -c records, or with -e at the end of the partitions; with -g, starts at the
+    /// group's committed offsets and commits what it printed. Exits 2 for bad flags, 1 if
+    /// consuming failed.
+    ///
+    /// Example: sansa consume -b localhost:9092 -t orders -o beginning -e -f '%p/%o %k=%s\n'
+    Consume(consume::ConsumeArgs),
     /// Performance tests with the flags and output of Kafka's own tools.
     Perf {
         #[command(subcommand)]
@@ -190,10 +200,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Command::Produce(args) = cli.command {
-        return Failure::exit(runtime.block_on(produce::run(args)));
-    }
-    match runtime.block_on(run(cli.command)) {
+    let command = match cli.command {
+        Command::Produce(args) => return Failure::exit(runtime.block_on(produce::run(args))),
+        Command::Consume(args) => return Failure::exit(runtime.block_on(consume::run(args))),
+        command => command,
+    };
+    match runtime.block_on(run(command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -234,7 +246,7 @@ fn fake_cluster(brokers: usize, listen: Option<&str>, release: &str) -> Result<(
 async fn run(command: Command) -> Result<(), String> {
     match command {
         // Run by main before this point.
-        Command::FakeCluster { .. } | Command::Produce(_) | Command::Perf { .. } => Ok(()),
+        Command::FakeCluster { .. } | Command::Produce(_) | Command::Consume(_) | Command::Perf { .. } => Ok(()),
         Command::Demo { bootstrap, records, value_size } => {
             demo::run(demo::DemoOptions { bootstrap, records, value_size }).await
         }

@@ -25,6 +25,8 @@ use crate::Failure;
 pub(crate) enum PerfCommand {
     /// Kafka's kafka-producer-perf-test, with its flags and output lines.
     Produce(PerfProduceArgs),
+    /// Kafka's kafka-consumer-perf-test, with its flags; prints records/s and CPU.
+    Consume(crate::perf_consume::PerfConsumeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -326,7 +328,7 @@ pub(crate) fn percentiles(sorted: &[i32], ps: &[f64]) -> Vec<i32> {
 // ---- CPU time --------------------------------------------------------------------------------
 
 /// Clock ticks per second of /proc's CPU times: `getconf CLK_TCK`, else Linux's usual 100.
-fn clock_ticks() -> f64 {
+pub(crate) fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -339,7 +341,7 @@ fn clock_ticks() -> f64 {
 
 /// User and system seconds of this process (every thread) from /proc/self/stat, without
 /// libc (the workspace forbids `unsafe`, which getrusage would need).
-fn cpu_seconds(ticks: f64) -> Option<(f64, f64)> {
+pub(crate) fn cpu_seconds(ticks: f64) -> Option<(f64, f64)> {
     parse_stat_times(&std::fs::read_to_string("/proc/self/stat").ok()?, ticks)
 }
 
@@ -361,7 +363,10 @@ fn lock(s: &Mutex<Stats>) -> MutexGuard<'_, Stats> {
 
 /// Runs `perf produce` on a runtime of its own.
 pub(crate) fn run(command: PerfCommand) -> Result<(), Failure> {
-    let PerfCommand::Produce(args) = command;
+    let args = match command {
+        PerfCommand::Produce(args) => args,
+        PerfCommand::Consume(args) => return crate::perf_consume::run(args),
+    };
     let ticks = clock_ticks();
     let file = match &args.producer_config {
         Some(path) => Some((

@@ -5,14 +5,17 @@
       Run CMD as a child, copy its output to FILE and to stderr, and measure from outside its
       user and system CPU seconds (getrusage RUSAGE_CHILDREN: the child and every descendant
       it waited for, e.g. the JVM under the kafka script) and its wall time. Parse the
-      kafka-producer-perf-test final line it prints. Write one JSON result.
+      kafka-producer-perf-test final line it prints, or for a consumer either the
+      `N records consumed, X records/sec (Y MB/sec) in S s` line of sansa, rdkafka-perf and
+      franz-perf or kafka-consumer-perf-test's CSV line. Write one JSON result.
   compare.py skip --row R --client C --out FILE.json --status TEXT
       Write a result without a run ("not available", "build failed", ...).
   compare.py report --results DIR --meta FILE.json --md FILE --svg FILE
       Print the table of every result in DIR (in run order) and write it as Markdown and as a
       grouped bar chart (hand-written SVG).
-  compare.py update-benchmarks --md FILE --benchmarks BENCHMARKS.md
-      Replace the text between the "results" markers of BENCHMARKS.md with FILE.
+  compare.py update-benchmarks --md FILE --benchmarks BENCHMARKS.md [--marker NAME]
+      Replace the text between the NAME markers (default "results": <!-- results:begin -->
+      and <!-- results:end -->) of BENCHMARKS.md with FILE.
 """
 
 import argparse
@@ -33,6 +36,16 @@ FINAL_LINE = re.compile(
     r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
     r"(?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th, (?P<p999>\d+) ms 99.9th\."
 )
+CONSUMED_LINE = re.compile(
+    r"(?P<count>\d+) records consumed, (?P<rps>[\d.]+) records/sec \((?P<mbps>[\d.]+) MB/sec\) in (?P<s>[\d.]+) s"
+)
+# kafka-consumer-perf-test's data line: start.time, end.time, data.consumed.in.MB, MB.sec,
+# data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec.
+# The fetch.* figures leave out the group join, which the other clients do not make.
+JAVA_CONSUMER_LINE = re.compile(
+    r"^[\d-]+ [\d:]+, [\d-]+ [\d:]+, [\d.]+, [\d.]+, (?P<count>\d+), [\d.]+, (?P<join_ms>\d+), "
+    r"(?P<fetch_ms>\d+), (?P<mbps>[\d.]+), (?P<rps>[\d.]+)$"
+)
 CPU_LINE = re.compile(r"cpu: (?P<user>[\d.]+) s user, (?P<sys>[\d.]+) s system")
 
 
@@ -47,7 +60,7 @@ def cmd_run(a):
     result = {"row": a.row, "client": a.client, "records": a.records, "seq": time.time()}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    final, self_cpu, timed_out = None, None, False
+    final, consumed, self_cpu, timed_out = None, None, None, False
     # Own session, so the whole tree can be killed on a time-out; output line by line.
     proc = subprocess.Popen(a.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, text=True, errors="replace")
@@ -74,6 +87,9 @@ def cmd_run(a):
                 m = FINAL_LINE.search(line)
                 if m:
                     final = m
+                m = CONSUMED_LINE.search(line) or JAVA_CONSUMER_LINE.search(line.strip())
+                if m:
+                    consumed = m
                 m = CPU_LINE.search(line)
                 if m:
                     self_cpu = float(m["user"]) + float(m["sys"])
@@ -98,8 +114,21 @@ def cmd_run(a):
                       max_ms=float(final["max"]), p50_ms=int(final["p50"]),
                       p95_ms=int(final["p95"]), p99_ms=int(final["p99"]),
                       p999_ms=int(final["p999"]))
+    if consumed:
+        result.update(kind="consume", consumed=int(consumed["count"]), records_per_s=float(consumed["rps"]),
+                      mb_per_s=float(consumed["mbps"]))
+        if "join_ms" in consumed.groupdict():
+            result.update(join_ms=int(consumed["join_ms"]), fetch_ms=int(consumed["fetch_ms"]))
     if timed_out:
         result["status"] = f"timed out after {a.timeout:.0f} s"
+    elif consumed:
+        # kafka-consumer-perf-test counts every record of its last poll, so it may pass N.
+        if result["consumed"] < a.records:
+            result["status"] = f"failed ({result['consumed']} of {a.records} consumed, exit {rc})"
+        elif rc != 0:
+            result["status"] = f"failed (exit {rc})"
+        else:
+            result["status"] = "ok"
     elif not final:
         result["status"] = f"failed (exit {rc}, no final line)"
     elif result["sent"] != a.records:
@@ -150,13 +179,19 @@ def ratios(row, clients, by):
             "cpu_peer": frugal["client"]}
 
 
-def cells(r):
+def cells(r, consume=False):
+    """records/s, MB/s, p99 ms (producers only), CPU s per 1M records, note."""
+    n = 4 if consume else 5
     if r is None:
-        return ["-", "-", "-", "-", "not run"]
+        return ["-"] * (n - 1) + ["not run"]
     if not ok(r):
-        return ["-", "-", "-", "-", r["status"]]
-    return [f"{r['records_per_s']:,.0f}", f"{r['mb_per_s']:.1f}", f"{r['p99_ms']}",
-            f"{r['cpu_s_per_million']:.2f}", ""]
+        return ["-"] * (n - 1) + [r["status"]]
+    p99 = [] if consume else [f"{r['p99_ms']}"]
+    return [f"{r['records_per_s']:,.0f}", f"{r['mb_per_s']:.1f}"] + p99 + [f"{r['cpu_s_per_million']:.2f}", ""]
+
+
+def is_consume(meta):
+    return meta.get("kind") == "consume"
 
 
 def ratio_text(q):
@@ -167,17 +202,18 @@ def ratio_text(q):
 
 
 def text_table(rows, clients, by, meta):
-    head = ["row", "client", "records/s", "MB/s", "p99 ms", "CPU s/1M rec", "note"]
+    consume = is_consume(meta)
+    head = ["row", "client", "records/s", "MB/s"] + ([] if consume else ["p99 ms"]) + ["CPU s/1M rec", "note"]
     lines = []
     for row in rows:
         for i, c in enumerate(clients):
-            lines.append([row if i == 0 else "", c] + cells(by.get((row, c))))
+            lines.append([row if i == 0 else "", c] + cells(by.get((row, c)), consume))
         q = ratio_text(ratios(row, clients, by))
         if q:
             lines.append(["", q])
     widths = [max(len(head[i]), *(len(l[i]) for l in lines if len(l) > i and len(l) == len(head)))
               for i in range(len(head))]
-    right = {2, 3, 4, 5}
+    right = set(range(2, len(head) - 1))
 
     def fmt(l):
         if len(l) != len(head):  # a ratio line spans the table
@@ -194,11 +230,16 @@ def md_table(rows, clients, by, meta):
            f"{meta.get('records_note', '')}", ""]
     out.append("Clients: " + "; ".join(f"**{c}** = {meta.get('labels', {}).get(c, c)}" for c in clients))
     out.append("")
-    out.append("| row | client | records/s | MB/s | p99 ms | CPU s per 1M records | note |")
-    out.append("|---|---|--:|--:|--:|--:|---|")
+    consume = is_consume(meta)
+    if consume:
+        out.append("| row | client | records/s | MB/s | CPU s per 1M records | note |")
+        out.append("|---|---|--:|--:|--:|---|")
+    else:
+        out.append("| row | client | records/s | MB/s | p99 ms | CPU s per 1M records | note |")
+        out.append("|---|---|--:|--:|--:|--:|---|")
     for row in rows:
         for c in clients:
-            v = cells(by.get((row, c)))
+            v = cells(by.get((row, c)), consume)
             out.append(f"| {row} | {c} | " + " | ".join(v) + " |")
     out += ["", "sansa against the best peer of each row (records/s: above 1 is faster; "
             "CPU: below 1 uses less CPU than the most frugal peer):", "",
@@ -236,8 +277,8 @@ def svg_chart(rows, clients, by, meta):
     s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
          f'font-family="sans-serif" font-size="11">',
          f'<rect width="{width}" height="{height}" fill="white"/>',
-         f'<text x="{left}" y="18" font-size="14" font-weight="bold">Producer throughput, records/s '
-         f'(higher is better)</text>',
+         f'<text x="{left}" y="18" font-size="14" font-weight="bold">'
+         f'{"Consumer" if is_consume(meta) else "Producer"} throughput, records/s (higher is better)</text>',
          f'<text x="{left}" y="34" fill="#555">{e(meta.get("date", ""))}; {e(meta.get("records_note", ""))}</text>']
     for i in range(6):  # grid and y labels
         v = vmax * i / 5
@@ -250,9 +291,10 @@ def svg_chart(rows, clients, by, meta):
             x = x0 + ci * bar
             if ok(r):
                 v = r["records_per_s"]
+                p99 = f'p99 {r["p99_ms"]} ms, ' if "p99_ms" in r else ""
                 s.append(f'<rect x="{x:.1f}" y="{y(v):.1f}" width="{bar - 2}" height="{top + plot_h - y(v):.1f}" '
                          f'fill="{COLORS[ci % len(COLORS)]}"><title>{e(row)} {e(c)}: {v:,.0f} records/s, '
-                         f'p99 {r["p99_ms"]} ms, {r["cpu_s_per_million"]:.2f} CPU s per 1M records</title></rect>')
+                         f'{p99}{r["cpu_s_per_million"]:.2f} CPU s per 1M records</title></rect>')
             else:
                 s.append(f'<text x="{x + bar / 2 - 1:.1f}" y="{top + plot_h - 4}" font-size="8" fill="#999" '
                          f'transform="rotate(-90 {x + bar / 2 - 1:.1f} {top + plot_h - 4})">n/a</text>')
@@ -283,10 +325,8 @@ def cmd_report(a):
     return 0
 
 
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-
-
 def cmd_update(a):
+    BEGIN, END = f"<!-- {a.marker}:begin -->", f"<!-- {a.marker}:end -->"
     text = open(a.benchmarks).read()
     i, j = text.find(BEGIN), text.find(END)
     if i < 0 or j < i:
@@ -318,6 +358,7 @@ def main():
     u = sub.add_parser("update-benchmarks")
     u.add_argument("--md", required=True)
     u.add_argument("--benchmarks", required=True)
+    u.add_argument("--marker", default="results")
     a = p.parse_args()
     if a.cmd == "run":
         a.command = a.command[1:] if a.command[:1] == ["--"] else a.command

@@ -315,6 +315,10 @@ func (s *stats) printTotal() {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "consume" {
+		consumeMain(os.Args[2:])
+		return
+	}
 	a := parseArgs()
 	client, err := kgo.NewClient(clientOpts(a.props)...)
 	if err != nil {

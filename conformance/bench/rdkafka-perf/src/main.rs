@@ -8,8 +8,12 @@
 //! callback, whole milliseconds, sampled into at most 500,000 slots), same final line, then a
 //! `cpu:` line from getrusage.
 //!
+//! `rdkafka-perf consume ...` is the consumer's mode (src/consume.rs).
+//!
 //! The producer properties go to librdkafka unchanged (it takes the Java names acks,
 //! linger.ms, compression.type, batch.size, enable.idempotence, ...).
+
+mod consume;
 
 use std::collections::BTreeMap;
 use std::process::exit;
@@ -290,6 +294,11 @@ fn cpu_seconds() -> (f64, f64) {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("consume") {
+        consume::main(&argv[1..]);
+        return;
+    }
     let args = parse_args();
     let mut config = ClientConfig::new();
     for (k, v) in &args.props {
