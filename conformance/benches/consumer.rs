@@ -130,7 +130,7 @@ fn filled_world() -> World {
     w.client.flush(w.now);
     assert!(w.run_until(Duration::from_secs(60), |w| w.client.producer_outstanding() == 0), "produced");
     let partitions: Vec<TopicPartition> = (0..PARTITIONS).map(|p| TopicPartition::new("bench", p)).collect();
-    w.client.assign(w.now, partitions);
+    w.client.assign(w.now, partitions).expect("assigned");
     w
 }
 

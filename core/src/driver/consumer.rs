@@ -239,6 +239,11 @@ impl Polls {
             }
             ConsumerCommand::Position { partition, reply } => reply.send(client.position(&partition)),
             ConsumerCommand::Poll { max, timeout, reply } => {
+                // A poll that finds nothing still counts as one (max.poll.interval.ms, and a
+                // member that left for not polling rejoins).
+                if !client.has_records() {
+                    let _ = client.poll_records(now, 1);
+                }
                 self.waiting.push_back((now + timeout, max, reply));
                 self.serve(now, client);
             }
