@@ -911,11 +911,10 @@ impl Consumer {
         if wanted.is_empty() {
             return None;
         }
-        let mut version = match link.versions.negotiate(ApiKey::Fetch) {
+        let mut version = match negotiate(link, ApiKey::Fetch) {
             Ok(v) => v,
             Err(error) => {
-                let error = RequestError::Version { address: link.address.clone(), error };
-                self.errors.push_back(ConsumeError::Request(error));
+                self.errors.push_back(error);
                 for tp in wanted.keys() {
                     if let Some(s) = self.partitions.get_mut(tp) {
                         s.retry_at = Some(now + Duration::from_secs(1));
@@ -1137,11 +1136,10 @@ impl Consumer {
                 .collect();
             (!asked.is_empty()).then_some((*key, asked))
         })?;
-        let version = match link.versions.negotiate(ApiKey::ListOffsets) {
+        let version = match negotiate(link, ApiKey::ListOffsets) {
             Ok(v) => v,
             Err(error) => {
-                let error = RequestError::Version { address: link.address.clone(), error };
-                self.fail_lookup(key, ConsumeError::Request(error));
+                self.fail_lookup(key, error);
                 return None;
             }
         };
@@ -1313,11 +1311,10 @@ impl Consumer {
         let timeout = ctx.config.request_timeout;
         let (body, version) = match &job.kind {
             CoordinatorJob::Committed { partitions, .. } => {
-                let version = match link.versions.negotiate(ApiKey::OffsetFetch) {
+                let version = match negotiate(link, ApiKey::OffsetFetch) {
                     Ok(v) => v,
                     Err(error) => {
-                        let error = RequestError::Version { address: link.address.clone(), error };
-                        self.fail_job(key, ConsumeError::Request(error));
+                        self.fail_job(key, error);
                         return None;
                     }
                 };
@@ -1357,11 +1354,10 @@ impl Consumer {
                 (RequestBody::OffsetFetch(body), version)
             }
             CoordinatorJob::Commit { offsets, .. } => {
-                let version = match link.versions.negotiate(ApiKey::OffsetCommit) {
+                let version = match negotiate(link, ApiKey::OffsetCommit) {
                     Ok(v) => v,
                     Err(error) => {
-                        let error = RequestError::Version { address: link.address.clone(), error };
-                        self.fail_job(key, ConsumeError::Request(error));
+                        self.fail_job(key, error);
                         return None;
                     }
                 };
@@ -1580,6 +1576,13 @@ impl Consumer {
             self.timers.insert(due, Timer::PollInterval);
         }
     }
+}
+
+/// The highest version of `api` both sides speak, or the error that says why there is none.
+fn negotiate(link: &Link<'_>, api: ApiKey) -> Result<i16, ConsumeError> {
+    link.versions
+        .negotiate(api)
+        .map_err(|error| ConsumeError::Request(RequestError::Version { address: link.address.clone(), error }))
 }
 
 /// Non-internal topics whose name the pattern matches, as metadata lists them.

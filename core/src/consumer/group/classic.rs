@@ -742,10 +742,7 @@ impl super::GroupMember for ClassicMember {
         body: Option<ResponseBody>,
         cluster: &ClusterMetadata,
     ) -> Option<ErrorCode> {
-        let counts = |t: &TopicName| {
-            let topic = cluster.topics.get(t)?;
-            (topic.error == ErrorCode::None && !topic.partitions.is_empty()).then_some(topic.partitions.len() as u32)
-        };
+        let counts = |t: &TopicName| partition_count(cluster, t);
         match body {
             Some(ResponseBody::JoinGroup(r)) => self.handle_join(now, r, counts).err(),
             Some(ResponseBody::SyncGroup(r)) => self.handle_sync(now, r).err(),
@@ -762,13 +759,16 @@ impl super::GroupMember for ClassicMember {
     }
 
     fn handle_metadata(&mut self, cluster: &ClusterMetadata) {
-        ClassicMember::handle_metadata(self, |t| {
-            let topic = cluster.topics.get(t)?;
-            (topic.error == ErrorCode::None && !topic.partitions.is_empty()).then_some(topic.partitions.len() as u32)
-        })
+        ClassicMember::handle_metadata(self, |t| partition_count(cluster, t))
     }
 
     fn commit_fenced(&mut self, error: ErrorCode) {
         ClassicMember::commit_fenced(self, error)
     }
+}
+
+/// A topic's partition count as metadata knows it, for the leader's assignment.
+fn partition_count(cluster: &ClusterMetadata, topic: &TopicName) -> Option<u32> {
+    let t = cluster.topics.get(topic)?;
+    (t.error == ErrorCode::None && !t.partitions.is_empty()).then_some(t.partitions.len() as u32)
 }
