@@ -12,7 +12,7 @@ use sansa::protocol::{ApiKey, ErrorCode};
 use sansa::{Config, Event};
 
 use super::world::World;
-use super::{FakeClusterConfig, Fault, FaultAction};
+use super::{FakeClusterConfig, Fault, FaultAction, Replication};
 
 fn world(consumer: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> World {
     let c = consumer(ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest));
@@ -217,6 +217,82 @@ fn a_caught_up_partition_never_holds_back_another_on_the_same_leader() {
     // About 125 fetches of partition 1; one wait of 500 ms each would take a minute.
     let took = w.now - start;
     assert!(took < Duration::from_secs(2), "consuming took {took:?} of virtual time");
+}
+
+/// An unclean election truncates a log the consumer had read past; the new leader appends
+/// other records at the same offsets. After the leader change the consumer checks its
+/// position with OffsetForLeaderEpoch (KIP-320): with a reset policy it goes on from where the
+/// logs diverge and reads the new records once; with `none` it reports the truncation.
+fn truncated_under_a_consumer(reset: OffsetReset) -> (World, TopicPartition) {
+    let c = ConsumerConfig::default().with_auto_offset_reset(reset);
+    let mut p = sansa::producer::ProducerConfig::default();
+    p.acks = sansa::producer::Acks::Leader;
+    p.enable_idempotence = Some(false);
+    let cluster = FakeClusterConfig {
+        brokers: 2,
+        auto_create_topics: false,
+        replication: Replication::Lagging {
+            delay: Duration::from_millis(10),
+            lag_time_max: Duration::from_secs(1),
+            unclean_election: true,
+        },
+        ..FakeClusterConfig::default()
+    };
+    let mut w = World::new(cluster, |config: Config| config.with_consumer(c).with_producer(p));
+    w.cluster.create_topic("t", 1, 2);
+    let tp = TopicPartition::new("t", 0);
+    let leader = w.cluster.leader("t", 0).unwrap();
+    // Brokers 1 and 2.
+    let follower = 3 - leader;
+    produce(&mut w, "t", 100, 0);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.cluster.high_watermark("t", 0) == Some(100)));
+    w.cluster.pause_replication(follower);
+    produce(&mut w, "t", 100, 100);
+    // The follower leaves the ISR and the high watermark passes it.
+    assert!(w.run_until(Duration::from_secs(10), |w| w.cluster.high_watermark("t", 0) == Some(200)));
+    w.client.assign(w.now, vec![tp.clone()]).unwrap();
+    w.client.seek(w.now, &tp, 0).unwrap();
+    assert_eq!(consume(&mut w, 200, Duration::from_secs(10)).len(), 200);
+    w.cluster.stop_broker(leader);
+    w.cluster.resume_replication(follower);
+    assert_eq!(w.cluster.leader("t", 0), Some(follower));
+    assert_eq!(w.cluster.log_end_offset("t", 0), Some(100), "the unclean election truncated the log");
+    produce(&mut w, "t", 50, 1000);
+    (w, tp)
+}
+
+#[test]
+fn a_truncated_log_is_detected_and_consumption_goes_on_where_the_logs_diverge() {
+    let (mut w, tp) = truncated_under_a_consumer(OffsetReset::Earliest);
+    let records = consume(&mut w, 50, Duration::from_secs(30));
+    let got: Vec<(i64, Option<Bytes>)> = records.iter().map(|r| (r.offset, r.value.clone())).collect();
+    let want: Vec<(i64, Option<Bytes>)> =
+        (0..50).map(|i| (100 + i, Some(Bytes::from(format!("v{}", 1000 + i))))).collect();
+    assert_eq!(got, want, "the new leader's records, each once");
+    assert!(consume(&mut w, 1, Duration::from_secs(2)).is_empty());
+    assert_eq!(w.client.position(&tp).unwrap(), Some(150));
+}
+
+#[test]
+fn a_truncated_log_without_a_reset_policy_is_reported() {
+    let (mut w, tp) = truncated_under_a_consumer(OffsetReset::None);
+    let end = w.now + Duration::from_secs(30);
+    let error = loop {
+        match w.client.poll_records(w.now, 500) {
+            Err(e) => break e,
+            Ok(records) => assert!(records.is_empty(), "nothing is read past a truncation"),
+        }
+        w.pump();
+        assert!(w.now < end && w.step(), "no error reported");
+    };
+    match &error {
+        ConsumeError::LogTruncation { partitions } => assert_eq!(partitions, &vec![(tp.clone(), 200, Some(100))]),
+        other => panic!("{other:?}"),
+    }
+    assert!(error.to_string().contains("t-0 (position 200, log ends at 100)"), "{error}");
+    // A seek recovers.
+    w.client.seek(w.now, &tp, 100).unwrap();
+    assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
 }
 
 #[test]

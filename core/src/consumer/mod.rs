@@ -16,6 +16,9 @@
 //! | fetched | records | buffered until polled; each poll moves the position past what it returns |
 //! | fetched | OFFSET_OUT_OF_RANGE | resetting (or failed, with `none`) |
 //! | fetched | a leader or topic error, or no answer | metadata refreshed, fetched again after `retry.backoff.ms` |
+//! | has a position from a record or a commit with a leader epoch | a new leader epoch, or the commit read | validating (KIP-320): what was buffered is dropped |
+//! | validating | OffsetForLeaderEpoch: the consumed epoch ends at or after the position | has a position |
+//! | validating | the log ends before the position (truncated) | at the divergence point; with `none`, failed with [`ConsumeError::LogTruncation`] |
 //! | any | [`Consumer::seek`] | has the position sought; what was buffered for it is dropped |
 //!
 //! Each partition carries a version that a seek, a reset or a new assignment bumps; answers
@@ -54,9 +57,10 @@ use crate::protocol::messages::offset_commit::request::{OffsetCommitRequestParti
 use crate::protocol::messages::offset_fetch::request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
+use crate::protocol::messages::offset_for_leader_epoch::request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use crate::protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse,
+    OffsetFetchRequest, OffsetFetchResponse, OffsetForLeaderEpochRequest,
 };
 use crate::protocol::records::DecodeOptions;
 use crate::protocol::{ApiKey, BrokerId, ErrorCode, GroupId, RequestBody, ResponseBody, StrBytes, TopicName, Uuid};
@@ -128,6 +132,8 @@ enum Start {
     Reset(OffsetSpec),
     /// No position and no way to get one (`auto.offset.reset=none`): waits for a seek.
     Failed,
+    /// Has a position from before a leader change, to check against the new leader's log.
+    Validate,
 }
 
 #[derive(Debug)]
@@ -227,6 +233,7 @@ enum InFlight {
     Member,
     Fetch { broker: BrokerId, partitions: Vec<Asked>, sent: Instant },
     Lookup { lookup: u64, partitions: Vec<TopicPartition> },
+    Validate { partitions: Vec<(TopicPartition, u64)> },
     Coordinator { job: u64 },
 }
 
@@ -576,7 +583,33 @@ impl Consumer {
     fn refresh_leaders(&mut self, cluster: &crate::cluster::ClusterMetadata) {
         let lookups = self.lookups.values().flat_map(|l| l.pending.keys());
         let names: BTreeSet<&TopicPartition> = self.partitions.keys().chain(lookups).collect();
-        self.leaders = names.into_iter().filter_map(|tp| Some((tp.clone(), leader_of(cluster, tp)?))).collect();
+        let leaders: BTreeMap<TopicPartition, (BrokerId, i32)> =
+            names.into_iter().filter_map(|tp| Some((tp.clone(), leader_of(cluster, tp)?))).collect();
+        // A new leader epoch may come with a truncated log: positions taken under an older
+        // epoch are checked against the new leader before fetching goes on (KIP-320).
+        let mut moved = Vec::new();
+        for (tp, state) in &self.partitions {
+            let (Some(old), Some(new)) = (self.leaders.get(tp), leaders.get(tp)) else { continue };
+            if new.1 > old.1 && state.start == Start::Positioned && state.epoch.is_some() {
+                moved.push(tp.clone());
+            }
+        }
+        self.leaders = leaders;
+        for tp in moved {
+            self.validate(&tp);
+        }
+    }
+
+    /// Holds `tp` at its position until the leader confirms it; drops what was fetched.
+    fn validate(&mut self, tp: &TopicPartition) {
+        let version = self.bump();
+        if let Some(state) = self.partitions.get_mut(tp) {
+            state.start = Start::Validate;
+            state.version = version;
+            state.busy = false;
+            state.retry_at = None;
+        }
+        self.drop_buffered(|p| p == tp);
     }
 
     /// The assigned partitions.
@@ -596,7 +629,23 @@ impl Consumer {
         state.busy = false;
         state.retry_at = None;
         self.drop_buffered(|p| p == tp);
+        self.forget_missing_position(tp);
         Ok(())
+    }
+
+    /// A seek gives `tp` a position: a report not yet polled that it had none is withdrawn.
+    fn forget_missing_position(&mut self, tp: &TopicPartition) {
+        self.errors.retain_mut(|e| match e {
+            ConsumeError::NoOffset { partitions } => {
+                partitions.retain(|(p, _)| p != tp);
+                !partitions.is_empty()
+            }
+            ConsumeError::LogTruncation { partitions } => {
+                partitions.retain(|(p, _, _)| p != tp);
+                !partitions.is_empty()
+            }
+            _ => true,
+        });
     }
 
     /// Looks up the offset `spec` names and moves the position there.
@@ -608,6 +657,7 @@ impl Consumer {
         state.busy = false;
         state.retry_at = None;
         self.drop_buffered(|p| p == tp);
+        self.forget_missing_position(tp);
         self.plan_starts(now);
         Ok(())
     }
@@ -1144,6 +1194,162 @@ impl Consumer {
         self.timers.insert(at, Timer::Retry);
     }
 
+    // ---- position validation after a leader change (KIP-320) -----------------------------
+
+    fn needs_validation(&self, now: Instant) -> impl Iterator<Item = (&TopicPartition, &PartitionState)> {
+        self.partitions
+            .iter()
+            .filter(move |(_, s)| s.start == Start::Validate && !s.busy && s.retry_at.is_none_or(|t| t <= now))
+    }
+
+    fn validation_brokers(&self, now: Instant) -> BTreeSet<BrokerId> {
+        self.needs_validation(now).filter_map(|(tp, _)| self.leaders.get(tp).map(|l| l.0)).collect()
+    }
+
+    fn build_validation(
+        &mut self,
+        now: Instant,
+        broker: BrokerId,
+        link: &Link<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Outgoing> {
+        let asked: Vec<(TopicPartition, i32, i32)> = self
+            .needs_validation(now)
+            .filter_map(|(tp, s)| {
+                let (leader, current) = self.leaders.get(tp).copied()?;
+                (leader == broker).then(|| (tp.clone(), current, s.epoch.unwrap_or(-1)))
+            })
+            .collect();
+        if asked.is_empty() {
+            return None;
+        }
+        // Brokers without the consumer's form of the request (v3) cannot validate: the
+        // position is taken as it is, as the Java client does.
+        let version = negotiate(link, ApiKey::OffsetForLeaderEpoch).ok().filter(|&v| v >= 3);
+        let Some(version) = version else {
+            for (tp, _, _) in &asked {
+                if let Some(s) = self.partitions.get_mut(tp) {
+                    s.start = Start::Positioned;
+                }
+            }
+            return None;
+        };
+        let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
+        for (tp, current, epoch) in &asked {
+            if topics.last().is_none_or(|t| t.topic != tp.topic) {
+                topics.push(OffsetForLeaderTopic::default().with_topic(tp.topic.clone()));
+            }
+            topics.last_mut().expect("pushed").partitions.push(
+                OffsetForLeaderPartition::default()
+                    .with_partition(tp.partition)
+                    .with_current_leader_epoch(*current)
+                    .with_leader_epoch(*epoch),
+            );
+        }
+        let mut partitions = Vec::with_capacity(asked.len());
+        for (tp, _, _) in asked {
+            let state = self.partitions.get_mut(&tp).expect("asked from it");
+            state.busy = true;
+            partitions.push((tp, state.version));
+        }
+        // Kafka's replica id for consumers.
+        let body = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-2)).with_topics(topics);
+        let tag = self.tag();
+        self.in_flight.insert(tag, InFlight::Validate { partitions });
+        let timeout = ctx.config.request_timeout;
+        Some(Outgoing {
+            body: RequestBody::OffsetForLeaderEpoch(body),
+            version,
+            tag,
+            deadline: now + timeout,
+            timeout,
+            expects_response: true,
+        })
+    }
+
+    fn handle_validation(
+        &mut self,
+        now: Instant,
+        partitions: Vec<(TopicPartition, u64)>,
+        result: Result<Response, RequestError>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let mut asked: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        for (tp, version) in partitions {
+            if let Some(s) = self.partitions.get_mut(&tp).filter(|s| s.version == version) {
+                s.busy = false;
+                asked.insert(tp, version);
+            }
+        }
+        let response = match result.map(|r| r.body) {
+            Ok(Some(ResponseBody::OffsetForLeaderEpoch(r))) => r,
+            _ => {
+                self.back_off(now, asked.keys());
+                ctx.signals.push(Signal::RefreshMetadata);
+                return;
+            }
+        };
+        let reset = self.reset_spec();
+        let mut truncated = Vec::new();
+        let mut refresh = false;
+        for topic in response.topics {
+            for p in topic.partitions {
+                let tp = TopicPartition { topic: topic.topic.clone(), partition: p.partition };
+                if asked.remove(&tp).is_none() {
+                    continue;
+                }
+                let state = self.partitions.get_mut(&tp).expect("asked");
+                match p.error_code {
+                    ErrorCode::None => {
+                        let unknown = p.end_offset < 0 || p.leader_epoch < 0;
+                        if !unknown && p.end_offset >= state.position {
+                            state.start = Start::Positioned;
+                        } else if reset.is_some() && !unknown {
+                            // Where the logs diverge: the first offset the new leader's log
+                            // does not share with what was consumed.
+                            state.position = p.end_offset;
+                            state.fetched_to = -1;
+                            state.epoch = Some(p.leader_epoch);
+                            state.start = Start::Positioned;
+                        } else if let Some(spec) = reset {
+                            state.start = Start::Reset(spec);
+                        } else {
+                            state.start = Start::Failed;
+                            truncated.push((tp, state.position, (!unknown).then_some(p.end_offset)));
+                        }
+                    }
+                    e if e.is_retriable()
+                        || matches!(
+                            e,
+                            ErrorCode::UnknownTopicOrPartition
+                                | ErrorCode::FencedLeaderEpoch
+                                | ErrorCode::UnknownLeaderEpoch
+                        ) =>
+                    {
+                        refresh = true;
+                        state.retry_at = Some(now + self.retry_backoff);
+                        self.timers.insert(now + self.retry_backoff, Timer::Retry);
+                    }
+                    error => {
+                        state.start = Start::Failed;
+                        self.errors.push_back(ConsumeError::Partition { partition: tp, error });
+                    }
+                }
+            }
+        }
+        // Partitions the answer left out are asked again.
+        if !asked.is_empty() {
+            self.back_off(now, asked.keys());
+        }
+        if !truncated.is_empty() {
+            self.errors.push_back(ConsumeError::LogTruncation { partitions: truncated });
+        }
+        if refresh {
+            ctx.signals.push(Signal::RefreshMetadata);
+        }
+        self.plan_starts(now);
+    }
+
     // ---- offset lookups -----------------------------------------------------------------
 
     fn lookup_brokers(&self, now: Instant) -> BTreeSet<BrokerId> {
@@ -1475,7 +1681,10 @@ impl Consumer {
                                     s.position = o.offset;
                                     s.fetched_to = -1;
                                     s.epoch = o.leader_epoch;
-                                    s.start = Start::Positioned;
+                                    // A commit with its epoch may predate a truncation: the
+                                    // leader checks it first, as for a leader change.
+                                    s.start =
+                                        if o.leader_epoch.is_some() { Start::Validate } else { Start::Positioned };
                                 }
                                 None => match self.config.auto_offset_reset {
                                     OffsetReset::Earliest => s.start = Start::Reset(OffsetSpec::Earliest),
@@ -1704,7 +1913,7 @@ impl Machine for Consumer {
         for b in self.brokers_to_fetch(now) {
             out.push((Target::Broker(b), Role::Fetch));
         }
-        for b in self.lookup_brokers(now) {
+        for b in self.lookup_brokers(now).into_iter().chain(self.validation_brokers(now)) {
             out.push((Target::Broker(b), Role::General));
         }
         let member = self.member.as_ref().is_some_and(|m| m.wants(now));
@@ -1716,7 +1925,9 @@ impl Machine for Consumer {
     fn poll_request(&mut self, now: Instant, target: &Target, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
         match (target, link.role) {
             (Target::Broker(b), Role::Fetch) => self.build_fetch(now, *b, link, ctx),
-            (Target::Broker(b), Role::General) => self.build_lookup(now, *b, link, ctx),
+            (Target::Broker(b), Role::General) => {
+                self.build_lookup(now, *b, link, ctx).or_else(|| self.build_validation(now, *b, link, ctx))
+            }
             (Target::GroupCoordinator(_), Role::General) => {
                 // Commits first: a commit before an eager rebalance's JoinGroup must reach the
                 // coordinator ahead of it, under the old generation.
@@ -1732,6 +1943,7 @@ impl Machine for Consumer {
                 self.handle_fetch(now, broker, partitions, sent, result, ctx)
             }
             Some(InFlight::Lookup { lookup, partitions }) => self.handle_lookup(now, lookup, partitions, result, ctx),
+            Some(InFlight::Validate { partitions }) => self.handle_validation(now, partitions, result, ctx),
             Some(InFlight::Coordinator { job }) => {
                 self.handle_job(now, job, result, ctx);
                 self.apply_changes(now, ctx);

@@ -96,6 +96,15 @@ pub enum ConsumeError {
         /// The partitions, with the offset that was out of range when there was one.
         partitions: Vec<(TopicPartition, Option<i64>)>,
     },
+    /// After a leader change the log no longer holds what was consumed (an unclean leader
+    /// election truncated it; KIP-320), and `auto.offset.reset=none`: seek them. With a
+    /// reset policy the consumer moves to where the logs diverge instead.
+    #[error("log truncation detected for {}: seek them", truncated(partitions))]
+    LogTruncation {
+        /// The partitions, with the position and where the log now diverges from what was
+        /// consumed (`None` when the broker knows no end for the consumed epoch).
+        partitions: Vec<(TopicPartition, i64, Option<i64>)>,
+    },
     /// The broker refused a partition with an error that retrying does not cure
     /// (authorization, an unsupported format, ...).
     #[error("{partition}: {error:?}")]
@@ -145,6 +154,14 @@ pub enum ConsumeError {
     /// The consumer is closing or closed.
     #[error("the consumer is closed")]
     Closed,
+}
+
+fn truncated(partitions: &[(TopicPartition, i64, Option<i64>)]) -> String {
+    let one = |(tp, position, end): &(TopicPartition, i64, Option<i64>)| match end {
+        Some(end) => format!("{tp} (position {position}, log ends at {end})"),
+        None => format!("{tp} (position {position}, its epoch unknown to the leader)"),
+    };
+    partitions.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
 fn list(partitions: &[(TopicPartition, Option<i64>)]) -> String {
