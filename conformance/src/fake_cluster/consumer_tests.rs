@@ -295,6 +295,22 @@ fn a_truncated_log_without_a_reset_policy_is_reported() {
     assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
 }
 
+/// `allow.auto.create.topics` (on by default, as in Java): a subscription to a missing topic
+/// creates it where the broker allows it; off, the topic stays missing.
+#[test]
+fn subscribing_creates_a_missing_topic_unless_told_not_to() {
+    for allow in [true, false] {
+        let mut c = ConsumerConfig::default().with_group_id("g");
+        c.allow_auto_create_topics = allow;
+        let cluster = FakeClusterConfig { auto_create_topics: true, ..FakeClusterConfig::default() };
+        let mut w = World::new(cluster, |config: Config| config.with_consumer(c));
+        w.client.subscribe(w.now, vec!["fresh".into()]).unwrap();
+        let created = w.run_until(Duration::from_secs(10), |w| !w.client.assignment().is_empty());
+        assert_eq!(created, allow, "allow.auto.create.topics={allow}");
+        assert_eq!(w.cluster.leader("fresh", 0).is_some(), allow);
+    }
+}
+
 #[test]
 fn commits_are_read_back_and_where_a_new_consumer_starts() {
     let mut w = world(|c| c.with_group_id("g"));

@@ -75,6 +75,9 @@ pub struct ConsumerConfig {
     pub isolation_level: IsolationLevel,
     /// Verify record batch checksums (`check.crcs`).
     pub check_crcs: bool,
+    /// Ask brokers to create subscribed or assigned topics that do not exist
+    /// (`allow.auto.create.topics`; the broker's `auto.create.topics.enable` must allow it).
+    pub allow_auto_create_topics: bool,
     /// The consumer's rack, for fetching from the nearest replica (`client.rack`).
     pub client_rack: Option<String>,
     /// Most bytes of fetched records held for the application before it polls them
@@ -122,6 +125,7 @@ impl Default for ConsumerConfig {
             max_poll_records: 500,
             isolation_level: IsolationLevel::ReadUncommitted,
             check_crcs: true,
+            allow_auto_create_topics: true,
             client_rack: None,
             fetch_buffer_memory: 64 * 1024 * 1024,
             default_api_timeout: Duration::from_secs(60),
@@ -301,6 +305,7 @@ impl ConsumerConfig {
                 }
             }
             "check.crcs" => self.check_crcs = flag(v)?,
+            "allow.auto.create.topics" => self.allow_auto_create_topics = flag(v)?,
             "client.rack" => self.client_rack = (!v.is_empty()).then(|| v.to_string()),
             "fetch.buffer.memory" => {
                 self.fetch_buffer_memory = v.parse().map_err(|_| invalid("expected a number of bytes"))?

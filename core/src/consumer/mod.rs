@@ -368,7 +368,8 @@ impl Consumer {
         let member = self.member.as_mut().expect("set above");
         let topics: BTreeSet<TopicName> = topics.into_iter().collect();
         for topic in &topics {
-            ctx.signals.push(Signal::TrackTopic { topic: topic.clone(), auto_create: false });
+            ctx.signals
+                .push(Signal::TrackTopic { topic: topic.clone(), auto_create: self.config.allow_auto_create_topics });
         }
         member.subscribe(topics);
         self.last_poll.get_or_insert(now);
@@ -566,7 +567,7 @@ impl Consumer {
         }
         let topics: BTreeSet<TopicName> = self.partitions.keys().map(|tp| tp.topic.clone()).collect();
         for topic in topics {
-            ctx.signals.push(Signal::TrackTopic { topic, auto_create: false });
+            ctx.signals.push(Signal::TrackTopic { topic, auto_create: self.config.allow_auto_create_topics });
         }
         if !fresh.is_empty() {
             for (tp, _) in &fresh {
