@@ -210,9 +210,13 @@ pub fn consumer_episodes(sim: &mut Sim) -> Result<(), SimError> {
         sim.settle_consumers(false);
         return Ok(());
     }
-    // Let rebalances that the faults left half-done finish, then watch for overlaps.
+    // Members the coordinator expired while they were cut off learn it at their next
+    // heartbeat, and rebalances the faults left half-done finish: only then may no two
+    // members own a partition at once.
     let bound = live.iter().map(|c| sim.consumer_spec(*c).map_or(Duration::ZERO, |s| s.crash_bound())).max();
-    catch_up(sim, bound.unwrap_or_default() + Duration::from_secs(10))?;
+    let until = sim.now() + bound.unwrap_or_default();
+    sim.drive(until)?;
+    catch_up(sim, Duration::from_secs(30))?;
     sim.set_calm(true);
     fill(sim)?;
     catch_up(sim, Duration::from_secs(30))?;
