@@ -81,7 +81,7 @@ const ASSIGNORS: &[&str] = &["range", "roundrobin", "sticky", "cooperative-stick
 /// One member's settings, drawn.
 fn consumer_spec(rng: &mut Rng, protocol: GroupProtocol, assignor: &str, topics: &[String]) -> ConsumerSpec {
     let session = ms(rng, 6_000, 15_000);
-    let heartbeat = ms(rng, 500, 2_000);
+    let heartbeat = ms(rng, 1_000, 3_000);
     let mut c = ConsumerConfig::default()
         .with_group_id(GROUP)
         .with_auto_offset_reset(OffsetReset::Earliest)
@@ -89,7 +89,7 @@ fn consumer_spec(rng: &mut Rng, protocol: GroupProtocol, assignor: &str, topics:
         .with_assignors(&[assignor])
         .with_session_timeout(session, heartbeat)
         .with_max_poll_interval(ms(rng, 15_000, 40_000))
-        .with_fetch_max_wait(ms(rng, 20, 500))
+        .with_fetch_max_wait(ms(rng, 100, 500))
         .with_max_poll_records(if rng.below(2) == 0 { 1 + rng.below(8) as usize } else { 500 });
     if rng.below(2) == 0 {
         c = c.with_isolation_level(IsolationLevel::ReadCommitted);
@@ -99,7 +99,7 @@ fn consumer_spec(rng: &mut Rng, protocol: GroupProtocol, assignor: &str, topics:
         c.max_partition_fetch_bytes = 500 + rng.below(4_000) as i32;
     }
     c.enable_auto_commit = rng.below(4) != 0;
-    c.auto_commit_interval = ms(rng, 500, 5_000);
+    c.auto_commit_interval = ms(rng, 1_000, 5_000);
     c.default_api_timeout = Duration::from_secs(30);
     let listener = rng.below(3) == 0;
     ConsumerSpec { config: c, topics: topics.to_vec(), listener }
@@ -211,12 +211,15 @@ pub fn consumer_episodes(sim: &mut Sim) -> Result<(), SimError> {
         return Ok(());
     }
     // Members the coordinator expired while they were cut off learn it at their next
-    // heartbeat, and rebalances the faults left half-done finish: only then may no two
+    // heartbeat once the faults healed (a heartbeat interval, a reconnect, a request
+    // timeout), and rebalances the faults left half-done finish: only then may no two
     // members own a partition at once.
-    let bound = live.iter().map(|c| sim.consumer_spec(*c).map_or(Duration::ZERO, |s| s.crash_bound())).max();
-    let until = sim.now() + bound.unwrap_or_default();
-    sim.drive(until)?;
-    catch_up(sim, Duration::from_secs(30))?;
+    let heartbeat = live.iter().filter_map(|c| sim.consumer_spec(*c)).map(|s| s.config.heartbeat_interval).max();
+    let until = sim.faults_ended_at().unwrap_or_default() + heartbeat.unwrap_or_default() * 2 + Duration::from_secs(10);
+    if until > sim.now() {
+        sim.drive(until)?;
+    }
+    catch_up(sim, Duration::from_secs(60))?;
     sim.set_calm(true);
     fill(sim)?;
     catch_up(sim, Duration::from_secs(30))?;

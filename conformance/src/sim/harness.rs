@@ -1284,6 +1284,12 @@ impl Sim {
             Event::Flushed { id } => (*id, "flushed".to_string()),
             Event::Delivery(d) => return self.on_delivery(client, d),
             Event::Rebalance(r) => return self.on_rebalance(client, r),
+            Event::Committed { id, result } => {
+                let outcome = format!("commit #{}: {result:?}", id.0);
+                let id = wire_conn(client, ConnId(u64::from(u32::MAX) - 1));
+                self.trace.push(self.now, TraceEvent::Outcome { id, outcome });
+                return;
+            }
             _ => return,
         };
         let cmd = CmdId { client, id };
@@ -2278,7 +2284,13 @@ impl Sim {
             self.now,
             TraceEvent::Outcome {
                 id: wire_conn(client, ConnId(u64::from(u32::MAX) - 1)),
-                outcome: format!("rebalance: +{} -{} lost {}", r.assigned.len(), r.revoked.len(), r.lost.len()),
+                outcome: format!(
+                    "rebalance: +{} -{} lost {}{}",
+                    r.assigned.len(),
+                    r.revoked.len(),
+                    r.lost.len(),
+                    if r.ack.is_some() { ", waits for the ack" } else { "" }
+                ),
             },
         );
         if let Some(id) = r.ack {

@@ -1103,23 +1103,20 @@ impl Consumer {
                             self.errors.push_back(ConsumeError::NoOffset { partitions: vec![(tp, Some(position))] });
                         }
                     },
-                    // Java retries an unknown server error on a partition too: it is the
-                    // broker's trouble, not the partition's.
-                    e if e.is_retriable()
-                        || matches!(
-                            e,
-                            ErrorCode::UnknownTopicOrPartition
-                                | ErrorCode::UnknownTopicId
-                                | ErrorCode::UnknownServerError
-                        ) =>
-                    {
+                    // Only what no retry changes stops a partition: Java keeps fetching after
+                    // any other error (an unknown server error, a broker not available), and a
+                    // partition given up here would stay unread for as long as it is owned.
+                    error @ (ErrorCode::TopicAuthorizationFailed
+                    | ErrorCode::CorruptMessage
+                    | ErrorCode::UnsupportedCompressionType
+                    | ErrorCode::UnsupportedVersion) => {
+                        state.start = Start::Failed;
+                        self.errors.push_back(ConsumeError::Partition { partition: tp, error });
+                    }
+                    _ => {
                         refresh = true;
                         state.retry_at = Some(now + self.retry_backoff);
                         self.timers.insert(now + self.retry_backoff, Timer::Retry);
-                    }
-                    error => {
-                        state.start = Start::Failed;
-                        self.errors.push_back(ConsumeError::Partition { partition: tp, error });
                     }
                 }
             }
@@ -1273,19 +1270,14 @@ impl Consumer {
                             }
                         }
                     }
-                    // As in Java, a reset retries everything but an authorization failure or
-                    // a request the broker cannot serve at all.
-                    e if e.is_retriable()
-                        || matches!(
-                            e,
-                            ErrorCode::UnknownTopicOrPartition
-                                | ErrorCode::OffsetNotAvailable
-                                | ErrorCode::UnknownServerError
-                        ) =>
-                    {
-                        retry = true
+                    // As in Java, a lookup retries every error but an authorization failure
+                    // or a format the broker cannot search: any other (an unknown server
+                    // error, a broker not available) may pass, and a reset that gave up would
+                    // leave its partition unread for good.
+                    error @ (ErrorCode::TopicAuthorizationFailed | ErrorCode::UnsupportedForMessageFormat) => {
+                        fatal = Some(ConsumeError::Partition { partition: tp, error })
                     }
-                    error => fatal = Some(ConsumeError::Partition { partition: tp, error }),
+                    _ => retry = true,
                 }
             }
         }
