@@ -735,3 +735,112 @@ fn fetches_and_produces_are_seen_on_connections_of_their_own() {
         .count();
     assert_eq!(mixed, 0);
 }
+
+/// Bugs the simulator found in the consumer, each pinned against the fake cluster.
+mod consumer_regressions {
+    use std::time::Duration;
+
+    use sansa::consumer::{CommittedOffset, ConsumerConfig, OffsetReset, TopicPartition};
+    use sansa::producer::ProducerRecord;
+    use sansa::protocol::{ApiKey, ErrorCode};
+    use sansa::{Config, Event};
+    use sansa_conformance::fake_cluster::world::World;
+    use sansa_conformance::fake_cluster::{FakeClusterConfig, Fault};
+
+    fn world(group: bool) -> World {
+        let mut c = ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest);
+        if group {
+            c = c.with_group_id("g");
+        }
+        let mut w = World::new(
+            FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() },
+            |config: Config| {
+                config.with_consumer(c).with_retry_backoff(Duration::from_millis(50), Duration::from_millis(200))
+            },
+        );
+        w.cluster.create_topic("t", 1, 1);
+        for i in 0..5 {
+            w.client.send(w.now, ProducerRecord::new("t", format!("v{i}"))).expect("taken");
+        }
+        w.pump();
+        assert!(w.run_until(Duration::from_secs(10), |w| w.client.producer_outstanding() == 0));
+        w
+    }
+
+    /// Polls for `limit` of virtual time; returns the offsets handed out.
+    fn consume(w: &mut World, limit: Duration) -> Vec<i64> {
+        let mut out = Vec::new();
+        let end = w.now + limit;
+        while w.now < end {
+            if let Ok(records) = w.client.poll_records(w.now, 100) {
+                out.extend(records.iter().map(|r| r.offset));
+            }
+            w.pump();
+            if out.len() >= 5 || (!w.client.has_records() && !w.step()) {
+                break;
+            }
+        }
+        out
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    /// A partition error no retry was expected to fix (UNKNOWN_SERVER_ERROR, or
+    /// BROKER_NOT_AVAILABLE from a broker having a bad moment) used to stop the partition for
+    /// good: the consumer owned it and never read it again. Java fetches it again.
+    #[test]
+    fn a_fetch_partition_error_is_retried() {
+        for code in [ErrorCode::UnknownServerError, ErrorCode::BrokerNotAvailable] {
+            let mut w = world(false);
+            w.cluster.inject(Fault::error(code).on_api(ApiKey::Fetch).on_partition("t", 0).times(2));
+            w.client.assign(w.now, vec![tp()]).unwrap();
+            assert_eq!(consume(&mut w, Duration::from_secs(10)), vec![0, 1, 2, 3, 4], "{code:?}");
+        }
+    }
+
+    /// The same for the offset reset (ListOffsets) a partition without a position starts with.
+    #[test]
+    fn an_offset_reset_error_is_retried() {
+        for code in [ErrorCode::UnknownServerError, ErrorCode::BrokerNotAvailable] {
+            let mut w = world(false);
+            w.cluster.inject(Fault::error(code).on_api(ApiKey::ListOffsets).on_partition("t", 0).times(2));
+            w.client.assign(w.now, vec![tp()]).unwrap();
+            assert_eq!(consume(&mut w, Duration::from_secs(10)), vec![0, 1, 2, 3, 4], "{code:?}");
+        }
+    }
+
+    /// A failed read of the group's committed offsets, which assigned partitions start from,
+    /// used to leave them without a position for good.
+    #[test]
+    fn a_failed_starting_offset_read_is_retried() {
+        let mut w = world(true);
+        w.cluster.inject(Fault::error(ErrorCode::UnknownServerError).on_api(ApiKey::OffsetFetch).times(2));
+        w.client.assign(w.now, vec![tp()]).unwrap();
+        assert_eq!(consume(&mut w, Duration::from_secs(10)), vec![0, 1, 2, 3, 4]);
+    }
+
+    /// Without the topic's id (metadata from before topic ids), a commit goes by name, at
+    /// OffsetCommit v9, instead of naming an all-zero id the broker does not know.
+    #[test]
+    fn a_commit_without_a_topic_id_goes_by_name() {
+        let mut w = world(true);
+        w.cluster.set_api_versions(ApiKey::Metadata, Some((0, 9)));
+        w.client.refresh_metadata(w.now, None);
+        w.pump();
+        w.run_until(Duration::from_secs(2), |_| false);
+        w.client.assign(w.now, vec![tp()]).unwrap();
+        assert_eq!(consume(&mut w, Duration::from_secs(10)), vec![0, 1, 2, 3, 4]);
+        let id = w.client.commit(w.now, vec![(tp(), CommittedOffset::new(5))]);
+        w.pump();
+        let done = |w: &World| w.events.iter().any(|e| matches!(e, Event::Committed { id: i, .. } if *i == id));
+        assert!(w.run_until(Duration::from_secs(10), done));
+        let result = w.events.iter().find_map(|e| match e {
+            Event::Committed { id: i, result } if *i == id => Some(result.clone()),
+            _ => None,
+        });
+        assert!(matches!(result, Some(Ok(()))), "{result:?}");
+        assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), Some(&5));
+    }
+}

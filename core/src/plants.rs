@@ -38,11 +38,22 @@ pub enum Plant {
     ProducerRetryOutOfOrder,
     /// A batch that failed retriably is dropped without a delivery report.
     ProducerDropOnRetry,
+    /// Partitions a rebalance revokes are dropped without committing their positions, even
+    /// with auto-commit: the next owner reads again what this one already handed out.
+    ConsumerRevokeSkipsCommit,
+    /// The position does not move past a control batch (a transaction marker) that ends a
+    /// fetch, so the consumer never catches up with the log end.
+    ConsumerStuckAtControlBatch,
+    /// A classic member that left the group keeps heartbeating with its old identity.
+    ConsumerHeartbeatAfterLeave,
+    /// A poll that stops at its record limit moves the position one past the next record,
+    /// which is never handed out.
+    ConsumerPollSkipsRecord,
 }
 
 impl Plant {
     /// Every plant, in a fixed order.
-    pub const ALL: [Plant; 10] = [
+    pub const ALL: [Plant; 14] = [
         Plant::DropRetry,
         Plant::KeepStaleCoordinator,
         Plant::IgnoreQueuedDeadline,
@@ -53,6 +64,10 @@ impl Plant {
         Plant::ProducerNoEpochBump,
         Plant::ProducerRetryOutOfOrder,
         Plant::ProducerDropOnRetry,
+        Plant::ConsumerRevokeSkipsCommit,
+        Plant::ConsumerStuckAtControlBatch,
+        Plant::ConsumerHeartbeatAfterLeave,
+        Plant::ConsumerPollSkipsRecord,
     ];
 
     /// The plant's name as `sim --plants` prints it.
@@ -68,6 +83,10 @@ impl Plant {
             Plant::ProducerNoEpochBump => "producer-no-epoch-bump",
             Plant::ProducerRetryOutOfOrder => "producer-retry-out-of-order",
             Plant::ProducerDropOnRetry => "producer-drop-on-retry",
+            Plant::ConsumerRevokeSkipsCommit => "consumer-revoke-skips-commit",
+            Plant::ConsumerStuckAtControlBatch => "consumer-stuck-at-control-batch",
+            Plant::ConsumerHeartbeatAfterLeave => "consumer-heartbeat-after-leave",
+            Plant::ConsumerPollSkipsRecord => "consumer-poll-skips-record",
         }
     }
 }

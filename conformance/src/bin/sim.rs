@@ -262,6 +262,26 @@ fn run_one(seed: u64, clients: Option<usize>, plant: Option<Plant>, hash_only: b
         })
         .collect();
     println!("producers: {producers:#?}");
+    for (i, k) in c.clients.iter().enumerate() {
+        let Some(m) = &k.consumer else { continue };
+        let x = &m.config;
+        println!(
+            "member {i}: {:?} {:?} {:?} session {:?} heartbeat {:?} max poll {:?}/{} auto-commit {} every {:?} listener {} buffer {} partition bytes {}",
+            x.group_protocol,
+            x.assignors,
+            x.isolation_level,
+            x.session_timeout,
+            x.heartbeat_interval,
+            x.max_poll_interval,
+            x.max_poll_records,
+            x.enable_auto_commit,
+            x.auto_commit_interval,
+            m.listener,
+            x.fetch_buffer_memory,
+            x.max_partition_fetch_bytes
+        );
+    }
+    println!("consumers: {}", sansa_conformance::sim::consumers::summary(&h.consumer));
     println!("sends: {sends:?}");
     println!(
         "{} steps, {:.3}s virtual, trace hash {:016x}",

@@ -82,3 +82,46 @@ pub(crate) fn write_markers(cluster: &mut FakeCluster, tid: &str, commit: bool, 
     }
     fetch::wake(cluster);
 }
+
+impl FakeCluster {
+    /// Writes a whole transaction to one partition at once, as another application's
+    /// transactional producer would (a fresh producer id, the records, then the COMMIT or
+    /// ABORT marker), for tests of read_committed consumers. Returns the offsets of the first
+    /// record and of the marker; `None` when the partition does not exist or has no leader.
+    /// Meant for instant replication: the records and the marker are never split by a
+    /// truncating election.
+    pub fn write_transaction(
+        &mut self,
+        now: std::time::Instant,
+        topic: &str,
+        partition: i32,
+        values: &[&[u8]],
+        commit: bool,
+    ) -> Option<(i64, i64)> {
+        if values.is_empty() || self.partition(topic, partition).is_none_or(|p| p.leader < 0) {
+            return None;
+        }
+        let now_ms = self.wall_clock_ms(now);
+        self.side_txns += 1;
+        // Far above the ids InitProducerId hands out, so never one of theirs.
+        let pid = (1 << 40) + self.side_txns as i64;
+        let mut data = BytesMut::new();
+        let mut enc = sansa::protocol::records::RecordBatchEncoder::new();
+        let mut b = enc.begin(&mut data, BatchParams::new().producer(pid, 0, 0).transactional(true)).ok()?;
+        for v in values {
+            b.append(now_ms, None, Some(v), &[]).ok()?;
+        }
+        b.finish().ok()?;
+        let marker = if commit { EndTxnMarker::commit(0) } else { EndTxnMarker::abort(0) };
+        let mut control = BytesMut::new();
+        marker.write_batch(&mut control, BatchParams::new().producer(pid, 0, -1), now_ms).ok()?;
+        let p = self.partition_mut(topic, partition)?;
+        let first = append_batch(p, &data, values.len() as i32 - 1, now_ms, None);
+        let last = append_batch(p, &control, 0, now_ms, None);
+        if !commit {
+            p.aborted.push(AbortedTxn { producer_id: pid, first_offset: first, last_offset: last });
+        }
+        fetch::wake(self);
+        Some((first, last))
+    }
+}

@@ -403,6 +403,8 @@ pub struct FakeCluster {
     leader_rotation: usize,
     /// Producer ids and transactions (the transaction coordinators' state).
     pub(crate) txns: init_producer_id::TxnCoordinator,
+    /// Transactions written by [`FakeCluster::write_transaction`], for their producer ids.
+    pub(crate) side_txns: u64,
     /// Fetch sessions and fetches waiting for data.
     pub(crate) fetches: fetch::FetchState,
     /// acks=all produces waiting for the ISR.
@@ -440,6 +442,7 @@ impl FakeCluster {
             uuid_counter: 0,
             leader_rotation: 0,
             txns: init_producer_id::TxnCoordinator::default(),
+            side_txns: 0,
             fetches: fetch::FetchState::default(),
             produces: produce::ProduceWaits::default(),
             paused_followers: BTreeSet::new(),

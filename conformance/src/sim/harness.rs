@@ -38,10 +38,12 @@ use sansa::{
     BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, RequestError, RequestId, Target, Transmit,
 };
 
-use super::history::{Consumed, History, RecordId, SendEntry, SendKey};
+use super::consumers::{ConsumerOp, ConsumerSpec, GROUP, POLL_EVERY};
+use super::history::{Consumed, ConsumerInfo, Crash, Delivery, Handover, History, RecordId, SendEntry, SendKey};
 use super::netem::{DropKind, LinkProfile, NetEvent, Netem};
 use super::trace::{Trace, TraceEvent};
 use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput, Fault, Replication};
+use sansa::consumer::TopicPartition;
 
 /// Steps at one virtual instant before the run counts as a livelock.
 pub const LIVELOCK_STEPS: u64 = 20_000;
@@ -85,6 +87,8 @@ pub struct ClientConfig {
     /// The producer's settings when this client sends records through `Client::send`
     /// ([`Action::Send`]); `None`: it does not.
     pub producer: Option<ProducerConfig>,
+    /// The consumer's settings when this client is a group member ([`Action::Consumer`]).
+    pub consumer: Option<ConsumerSpec>,
 }
 
 impl Default for ClientConfig {
@@ -97,6 +101,7 @@ impl Default for ClientConfig {
             retry_backoff: (Duration::from_millis(100), Duration::from_millis(1000)),
             metadata_max_age: Duration::from_secs(60),
             producer: None,
+            consumer: None,
         }
     }
 }
@@ -259,6 +264,11 @@ pub enum Action {
     Drop { pick: u64, kind: DropKind },
     /// Change the links to one broker (`None`: back to the default).
     Profile { broker: i32, profile: Option<LinkProfile> },
+    /// A group member subscribes, leaves, stalls or crashes.
+    Consumer { client: usize, op: ConsumerOp },
+    /// Another application writes a whole transaction (`count` records, then the marker) to
+    /// the partition `pick` names.
+    Txn { pick: u64, count: u32, commit: bool },
     /// Every fault ends: partitions heal, brokers restart, offline partitions get a leader,
     /// fault rules go, links get their default profile.
     EndFaults,
@@ -421,6 +431,26 @@ struct Slot {
     /// The next [`SendKey::seq`], and which send each id the client returned stands for.
     next_send: u64,
     send_ids: BTreeMap<SendId, u64>,
+    /// It crashed: it takes no more steps and hears nothing.
+    dead: bool,
+    /// Its life as a group member, when it is one.
+    member: Option<Member>,
+}
+
+/// A group member's state as the harness drives it.
+#[derive(Debug)]
+struct Member {
+    spec: ConsumerSpec,
+    subscribed: bool,
+    stalled_until: Option<Duration>,
+    last_poll: Duration,
+    /// The ownership count of each partition it was assigned ([`Delivery::session`]).
+    sessions: BTreeMap<(String, i32), u64>,
+    next_session: u64,
+    /// The last offset handed out per partition in its current ownership.
+    last_out: BTreeMap<(String, i32), i64>,
+    /// After an explicit unsubscribe: whether the leave request went out.
+    leave: Option<bool>,
 }
 
 /// A simulation run. See the module docs.
@@ -451,6 +481,82 @@ pub struct Sim {
     faults_ended: Option<Duration>,
     convergence: Option<String>,
     decoder: FrameDecoder,
+    seed: u64,
+    plant: Option<Plant>,
+    /// Transactions may be written ([`Action::Txn`]): replication is instant.
+    transactions: bool,
+    /// The network is calm and every member polls: group assignments are checked for
+    /// overlaps after every step.
+    calm: bool,
+    overlap_seen: bool,
+    next_txn: u64,
+}
+
+/// Client `index`'s `Client`, and its reconnect backoff.
+fn make_client(seed: u64, index: usize, cc: &ClientConfig, plant: Option<Plant>, origin: Instant) -> (Client, Backoff) {
+    let bootstrap: Vec<String> =
+        (0..cc.bootstrap.len()).map(|i| BrokerAddress::new(format!("bootstrap-{i}"), 9092).to_string()).collect();
+    // Client 0 keeps the seed itself, so a one-client run draws as it always did.
+    let seed = seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let config = Config::new(&bootstrap.join(","))
+        .expect("bootstrap aliases parse")
+        .with_rng_seed(seed)
+        .with_request_timeout(cc.request_timeout)
+        .with_connection_setup_timeout(cc.connection_setup_timeout)
+        .with_reconnect_backoff(cc.reconnect_backoff.0, cc.reconnect_backoff.1)
+        .with_retry_backoff(cc.retry_backoff.0, cc.retry_backoff.1)
+        .with_metadata_max_age(cc.metadata_max_age);
+    let config = match &cc.producer {
+        Some(p) => config.with_producer(p.clone()),
+        None => config,
+    };
+    let config = match &cc.consumer {
+        Some(c) => config.with_consumer(c.config.clone()),
+        None => config,
+    };
+    config.validate().expect("the scenario draws valid client configurations");
+    let reconnect = config.reconnect_backoff;
+    let mut client = Client::new(config, origin);
+    if let Some(p) = plant {
+        client.plant(p);
+    }
+    (client, reconnect)
+}
+
+fn new_slot(client: Client, cc: &ClientConfig, reconnect: Backoff) -> Slot {
+    Slot {
+        client,
+        config: cc.clone(),
+        reconnect,
+        addr_state: BTreeMap::new(),
+        conn_track: BTreeMap::new(),
+        next_record: 0,
+        next_send: 0,
+        send_ids: BTreeMap::new(),
+        dead: false,
+        member: cc.consumer.clone().map(|spec| Member {
+            spec,
+            subscribed: false,
+            stalled_until: None,
+            last_poll: Duration::ZERO,
+            sessions: BTreeMap::new(),
+            next_session: 0,
+            last_out: BTreeMap::new(),
+            leave: None,
+        }),
+    }
+}
+
+fn consumer_info(spec: &ConsumerSpec) -> ConsumerInfo {
+    ConsumerInfo {
+        group: GROUP.to_string(),
+        read_committed: spec.config.isolation_level == sansa::consumer::IsolationLevel::ReadCommitted,
+        commits_on_revoke: spec.commits_on_revoke(),
+        buffer_memory: spec.config.fetch_buffer_memory,
+        slack: spec.config.max_partition_fetch_bytes.max(0) as usize,
+        peak: 0,
+        peak_at: Duration::ZERO,
+    }
 }
 
 impl Sim {
@@ -476,45 +582,18 @@ impl Sim {
             cluster.create_topic(name, *partitions, -1);
         }
         let mut slots = Vec::new();
+        let mut history = History::new();
         for (index, cc) in cfg.clients.iter().enumerate() {
-            let mut bootstrap = Vec::new();
             for (i, id) in cc.bootstrap.iter().enumerate() {
-                let address = BrokerAddress::new(format!("bootstrap-{i}"), 9092);
-                bootstrap.push(address.to_string());
                 // Every client's alias `bootstrap-i` names the same broker: the first
                 // client's choice wins, later clients reuse the aliases in their own order.
-                addresses.entry(address).or_insert(*id);
+                addresses.entry(BrokerAddress::new(format!("bootstrap-{i}"), 9092)).or_insert(*id);
             }
-            // Client 0 keeps the seed itself, so a one-client run draws as it always did.
-            let seed = cfg.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let config = Config::new(&bootstrap.join(","))
-                .expect("bootstrap aliases parse")
-                .with_rng_seed(seed)
-                .with_request_timeout(cc.request_timeout)
-                .with_connection_setup_timeout(cc.connection_setup_timeout)
-                .with_reconnect_backoff(cc.reconnect_backoff.0, cc.reconnect_backoff.1)
-                .with_retry_backoff(cc.retry_backoff.0, cc.retry_backoff.1)
-                .with_metadata_max_age(cc.metadata_max_age);
-            let config = match &cc.producer {
-                Some(p) => config.with_producer(p.clone()),
-                None => config,
-            };
-            config.validate().expect("the scenario draws valid client configurations");
-            let reconnect = config.reconnect_backoff;
-            let mut client = Client::new(config, origin);
-            if let Some(p) = cfg.plant {
-                client.plant(p);
+            let (client, reconnect) = make_client(cfg.seed, index, cc, cfg.plant, origin);
+            if let Some(spec) = &cc.consumer {
+                history.consumer.consumers.insert(index, consumer_info(spec));
             }
-            slots.push(Slot {
-                client,
-                config: cc.clone(),
-                reconnect,
-                addr_state: BTreeMap::new(),
-                conn_track: BTreeMap::new(),
-                next_record: 0,
-                next_send: 0,
-                send_ids: BTreeMap::new(),
-            });
+            slots.push(new_slot(client, cc, reconnect));
         }
         Sim {
             origin,
@@ -533,7 +612,7 @@ impl Sim {
             stray: Vec::new(),
             violations: Vec::new(),
             probes: Vec::new(),
-            history: History::new(),
+            history,
             connection_apis: BTreeMap::new(),
             steps: 0,
             stalled: 0,
@@ -541,6 +620,12 @@ impl Sim {
             faults_ended: None,
             convergence: None,
             decoder: FrameDecoder::new(64 << 20),
+            seed: cfg.seed,
+            plant: cfg.plant,
+            transactions: cfg.replication == Replication::Instant,
+            calm: false,
+            overlap_seen: false,
+            next_txn: 0,
         }
     }
 
@@ -1055,7 +1140,7 @@ impl Sim {
         consider(self.actions.keys().next().map(|k| k.0), 0);
         consider(self.net.next_time(), 1);
         consider(self.cluster.poll_timeout().map(|t| self.offset(t)), 2);
-        for (i, s) in self.slots.iter().enumerate() {
+        for (i, s) in self.slots.iter().enumerate().filter(|(_, s)| !s.dead) {
             consider(s.client.poll_timeout().map(|t| self.offset(t)), 3 + i);
         }
         best
@@ -1100,6 +1185,10 @@ impl Sim {
             }
         }
         self.drain();
+        self.poll_consumers();
+        if self.calm {
+            self.check_overlaps();
+        }
         self.check_reconnect_deadlines();
         Ok(true)
     }
@@ -1143,6 +1232,9 @@ impl Sim {
         loop {
             let mut progressed = false;
             for i in 0..self.slots.len() {
+                if self.slots[i].dead {
+                    continue;
+                }
                 while let Some(t) = self.slots[i].client.poll_transmit(now) {
                     progressed = true;
                     self.apply_transmit(i, t);
@@ -1170,6 +1262,15 @@ impl Sim {
             if let Some(p) = &slot.config.producer {
                 self.history.producer_sample(i, p.buffer_memory, slot.client.producer_buffered(), self.now);
             }
+            if slot.member.is_some() && !slot.dead {
+                let buffered = slot.client.consumer_buffered();
+                if let Some(info) = self.history.consumer.consumers.get_mut(&i) {
+                    if buffered > info.peak {
+                        info.peak = buffered;
+                        info.peak_at = self.now;
+                    }
+                }
+            }
         }
     }
 
@@ -1182,6 +1283,13 @@ impl Sim {
             Event::Versions { id, result } => (*id, summarize(result.as_ref().map(|_| None))),
             Event::Flushed { id } => (*id, "flushed".to_string()),
             Event::Delivery(d) => return self.on_delivery(client, d),
+            Event::Rebalance(r) => return self.on_rebalance(client, r),
+            Event::Committed { id, result } => {
+                let outcome = format!("commit #{}: {result:?}", id.0);
+                let id = wire_conn(client, ConnId(u64::from(u32::MAX) - 1));
+                self.trace.push(self.now, TraceEvent::Outcome { id, outcome });
+                return;
+            }
             _ => return,
         };
         let cmd = CmdId { client, id };
@@ -1255,7 +1363,10 @@ impl Sim {
                     for t in f.responses.iter().filter(|t| t.topic_id == *id || t.topic.as_str() == topic) {
                         for p in &t.partitions {
                             let Some(bytes) = p.records.clone() else { continue };
-                            for batch in decode_batches(bytes, &DecodeOptions::new()).flatten() {
+                            // Transaction markers are not records the log lists.
+                            for batch in
+                                decode_batches(bytes, &DecodeOptions::new()).flatten().filter(|b| !b.is_control())
+                            {
                                 for rec in batch.records() {
                                     read.push((p.partition_index, rec.offset, rec.value.clone()));
                                 }
@@ -1360,6 +1471,7 @@ impl Sim {
                 continue;
             };
             self.connection_apis.entry(wire).or_default().entry(api).or_insert(self.now);
+            self.after_leave(client, api, &frame);
             if api != ApiKey::Produce {
                 continue;
             }
@@ -1405,8 +1517,11 @@ impl Sim {
             return;
         }
         link.client_open = false;
-        self.trace.push(self.now, TraceEvent::Closed { conn: wire.0, cause: cause.to_string() });
         let (client, conn) = split_conn(wire.0);
+        if self.slots[client].dead {
+            return;
+        }
+        self.trace.push(self.now, TraceEvent::Closed { conn: wire.0, cause: cause.to_string() });
         self.on_gone(client, conn, true);
         self.slots[client].client.handle_input(self.origin + self.now, Input::Closed { conn, cause });
     }
@@ -1426,7 +1541,7 @@ impl Sim {
         match e {
             NetEvent::ConnectDone { conn: wire, broker } => {
                 let Some(link) = self.net.link(wire) else { return };
-                if !link.client_open || self.net.is_partitioned(broker) {
+                if !link.client_open || self.net.is_partitioned(broker) || self.slots[split_conn(wire.0).0].dead {
                     return;
                 }
                 match self.cluster.handle_connect(now, broker, FakeConnId(wire.0)) {
@@ -1455,9 +1570,11 @@ impl Sim {
                 let mut buf = std::mem::take(&mut link.server_buf);
                 self.trace.push(self.now, TraceEvent::ToServer { conn: wire.0, len: bytes.len() });
                 let fake = FakeConnId(wire.0);
+                let mut commits = false;
                 loop {
                     match self.decoder.decode(&mut buf) {
                         Ok(Some(frame)) => {
+                            commits |= frame.get(..2) == Some(&(ApiKey::OffsetCommit as i16).to_be_bytes()[..]);
                             let _ = self.cluster.handle_frame(now, fake, frame);
                             if !self.cluster.is_connected(fake) {
                                 break;
@@ -1475,10 +1592,13 @@ impl Sim {
                 if let Some(link) = self.net.link_mut(wire) {
                     link.server_buf = buf;
                 }
+                if commits {
+                    self.sample_commits();
+                }
             }
             NetEvent::ToClient { conn: wire, bytes } => {
                 let Some(link) = self.net.link(wire) else { return };
-                if link.doomed || !link.client_open {
+                if link.doomed || !link.client_open || self.slots[split_conn(wire.0).0].dead {
                     return;
                 }
                 self.trace.push(self.now, TraceEvent::ToClient { conn: wire.0, len: bytes.len() });
@@ -1505,7 +1625,15 @@ impl Sim {
 
     fn apply_action(&mut self, action: Action) {
         if self.faults_over
-            && !matches!(action, Action::Issue { .. } | Action::Send { .. } | Action::RetryProbe(_) | Action::EndFaults)
+            && !matches!(
+                action,
+                Action::Issue { .. }
+                    | Action::Send { .. }
+                    | Action::RetryProbe(_)
+                    | Action::EndFaults
+                    | Action::Consumer { .. }
+                    | Action::Txn { .. }
+            )
         {
             return;
         }
@@ -1577,6 +1705,18 @@ impl Sim {
                 self.net.set_profile(broker, profile);
             }
             Action::EndFaults => self.end_faults(),
+            Action::Consumer { client, op } => self.consumer_op(client, op),
+            Action::Txn { pick, count, commit } => {
+                let Some((t, p, _)) = self.pick_partition(pick) else { return };
+                self.next_txn += 1;
+                let values: Vec<String> = (0..count).map(|i| format!("x{}-{i}", self.next_txn)).collect();
+                let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+                let now = self.instant();
+                if let Some((first, marker)) = self.cluster.write_transaction(now, &t, p, &refs, commit) {
+                    let how = if commit { "committed" } else { "aborted" };
+                    self.fault(format!("transaction {how} at {t}-{p}@{first}..{marker}"));
+                }
+            }
         }
     }
 
@@ -1628,11 +1768,25 @@ impl Sim {
     pub fn read_logs(&mut self) {
         for topic in self.cluster.topic_names() {
             for partition in 0..self.cluster.partition_count(&topic).unwrap_or(0) as i32 {
+                let mut aborted = Vec::new();
                 let log: Vec<(i64, Option<Bytes>)> = self
                     .cluster
                     .partition_log(&topic, partition)
-                    .map(|records| records.filter(|r| r.committed).map(|r| (r.offset, r.value)).collect())
+                    .map(|records| {
+                        records
+                            .filter(|r| r.committed)
+                            .inspect(|r| {
+                                if r.aborted {
+                                    aborted.push(r.offset);
+                                }
+                            })
+                            .map(|r| (r.offset, r.value))
+                            .collect()
+                    })
                     .unwrap_or_default();
+                for o in aborted {
+                    self.history.consumer.aborted.insert((topic.clone(), partition, o));
+                }
                 self.history.set_log(&topic, partition, log);
             }
         }
@@ -1901,5 +2055,382 @@ pub fn error_kind(e: &RequestError) -> &'static str {
         RequestError::InvalidResponse { .. } => "invalid-response",
         RequestError::ClientClosed => "client-closed",
         _ => "other",
+    }
+}
+
+// ---- group members ----------------------------------------------------------------------
+
+impl Sim {
+    /// Whether any client is a group member.
+    pub fn has_consumers(&self) -> bool {
+        self.slots.iter().any(|s| s.member.is_some())
+    }
+
+    /// Whether client `i` crashed.
+    pub fn is_dead(&self, i: usize) -> bool {
+        self.slots[i].dead
+    }
+
+    /// The clients that did not crash.
+    pub fn live_clients(&self) -> Vec<usize> {
+        (0..self.slots.len()).filter(|i| !self.slots[*i].dead).collect()
+    }
+
+    /// Live, subscribed group members.
+    pub fn live_members(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|i| !self.slots[*i].dead && self.slots[*i].member.as_ref().is_some_and(|m| m.subscribed))
+            .collect()
+    }
+
+    /// Client `i`'s member settings, if it is one.
+    pub fn consumer_spec(&self, i: usize) -> Option<&ConsumerSpec> {
+        self.slots[i].member.as_ref().map(|m| &m.spec)
+    }
+
+    /// Transactions may be written (replication is instant).
+    pub fn transactions_allowed(&self) -> bool {
+        self.transactions
+    }
+
+    /// Calm (on): the network is quiet and every member polls, so group assignments are
+    /// checked for overlaps after every step.
+    pub fn set_calm(&mut self, on: bool) {
+        self.calm = on;
+    }
+
+    /// Every stalled member polls again.
+    pub fn unstall_consumers(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(m) = &mut slot.member {
+                m.stalled_until = None;
+            }
+        }
+    }
+
+    /// A new member with `spec`, not subscribed yet; returns its index.
+    pub fn add_consumer(&mut self, spec: ConsumerSpec) -> usize {
+        let index = self.slots.len();
+        let cc = ClientConfig { consumer: Some(spec.clone()), ..ClientConfig::default() };
+        let (client, reconnect) = make_client(self.seed, index, &cc, self.plant, self.origin);
+        self.history.consumer.consumers.insert(index, consumer_info(&spec));
+        self.slots.push(new_slot(client, &cc, reconnect));
+        self.fault(format!("client {index} starts"));
+        index
+    }
+
+    /// Member `client` does `op` now.
+    pub fn consumer_op(&mut self, client: usize, op: ConsumerOp) {
+        let now = self.instant();
+        let slot = &mut self.slots[client];
+        if slot.dead {
+            return;
+        }
+        let Some(m) = &mut slot.member else { return };
+        self.trace.push(self.now, TraceEvent::Fault { what: format!("member {client}: {op:?}") });
+        match op {
+            ConsumerOp::Subscribe => {
+                let topics = m.spec.topics.iter().map(|t| TopicName::from(t.as_str())).collect();
+                if m.spec.listener {
+                    slot.client.set_rebalance_listener(now, true);
+                }
+                if slot.client.subscribe(now, topics).is_ok() {
+                    m.subscribed = true;
+                    m.leave = None;
+                    m.last_poll = self.now;
+                }
+            }
+            ConsumerOp::Unsubscribe => {
+                slot.client.unsubscribe(now);
+                m.subscribed = false;
+                m.leave = Some(false);
+            }
+            ConsumerOp::Stall(d) => m.stalled_until = Some(self.now + d),
+            ConsumerOp::Crash => {
+                let calm = self.calm;
+                self.crash_member(client, calm);
+                return;
+            }
+        }
+        self.drain();
+    }
+
+    /// Member `client` crashes now: it hears and says nothing more, the cluster sees its
+    /// connections close. With `checked`, its partitions must move within its bound.
+    pub fn crash_member(&mut self, client: usize, checked: bool) {
+        let slot = &self.slots[client];
+        if slot.dead {
+            return;
+        }
+        let owned = slot.client.assignment().into_iter().map(|tp| (tp.topic.to_string(), tp.partition)).collect();
+        let bound = slot.member.as_ref().filter(|_| checked).map(|m| m.spec.crash_bound());
+        self.history.consumer.crashes.push(Crash { at: self.now, client, owned, bound });
+        self.fault(format!("client {client} crashes"));
+        self.slots[client].dead = true;
+        if let Some(m) = &mut self.slots[client].member {
+            m.subscribed = false;
+        }
+        let conns: Vec<ConnId> = self.net.client_conns().into_iter().filter(|c| split_conn(c.0).0 == client).collect();
+        for conn in conns {
+            self.close_server_side(conn);
+            if let Some(link) = self.net.link_mut(conn) {
+                link.client_open = false;
+                link.doomed = true;
+            }
+        }
+        // Its own commands die with it.
+        self.unresolved.retain(|c| c.client != client);
+        self.requests.retain(|c, _| c.client != client);
+        self.probes.retain(|p| p.client != client);
+    }
+
+    /// Polls every live, subscribed, unstalled member that has something or has not polled
+    /// for [`POLL_EVERY`], as an application's loop would; records what it hands out.
+    fn poll_consumers(&mut self) {
+        let now = self.instant();
+        let mut polled = false;
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            if slot.dead {
+                continue;
+            }
+            let Some(m) = &mut slot.member else { continue };
+            if !m.subscribed {
+                continue;
+            }
+            if let Some(until) = m.stalled_until {
+                if self.now < until {
+                    continue;
+                }
+                m.stalled_until = None;
+            }
+            if !slot.client.has_records() && self.now < m.last_poll + POLL_EVERY {
+                continue;
+            }
+            m.last_poll = self.now;
+            polled = true;
+            let max = m.spec.config.max_poll_records;
+            for _ in 0..16 {
+                let records = match slot.client.poll_records(now, max) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.trace.push(self.now, TraceEvent::Fault { what: format!("member {i} poll: {e}") });
+                        break;
+                    }
+                };
+                if records.is_empty() {
+                    break;
+                }
+                for r in records {
+                    let tp = (r.topic.to_string(), r.partition);
+                    let session = m.sessions.get(&tp).copied().unwrap_or(0);
+                    m.last_out.insert(tp.clone(), r.offset);
+                    self.history.consumer.deliveries.push(Delivery {
+                        at: self.now,
+                        client: i,
+                        topic: tp.0.clone(),
+                        partition: tp.1,
+                        offset: r.offset,
+                        session,
+                    });
+                    self.history.consumed(Consumed {
+                        at: self.now,
+                        client: i,
+                        topic: tp.0,
+                        partition: tp.1,
+                        offset: r.offset,
+                        value: r.value,
+                    });
+                }
+                if !slot.client.has_records() {
+                    break;
+                }
+            }
+        }
+        if polled {
+            self.drain();
+        }
+    }
+
+    /// A rebalance reported to member `client`: new ownerships, handovers; with a listener,
+    /// the harness commits what was handed out of the revoked partitions, then acknowledges.
+    fn on_rebalance(&mut self, client: usize, r: &sansa::consumer::Rebalance) {
+        let now = self.instant();
+        let calm = self.calm;
+        let slot = &mut self.slots[client];
+        let Some(m) = &mut slot.member else { return };
+        for tp in &r.assigned {
+            let key = (tp.topic.to_string(), tp.partition);
+            m.next_session += 1;
+            m.sessions.insert(key.clone(), m.next_session);
+            m.last_out.remove(&key);
+            self.history.consumer.assigned.push((self.now, client, key));
+        }
+        for tp in &r.revoked {
+            let key = (tp.topic.to_string(), tp.partition);
+            self.history.consumer.handovers.push(Handover {
+                at: self.now,
+                client,
+                topic: key.0.clone(),
+                partition: key.1,
+                last: m.last_out.remove(&key),
+                checked: calm && m.spec.commits_on_revoke(),
+            });
+        }
+        for tp in &r.lost {
+            m.last_out.remove(&(tp.topic.to_string(), tp.partition));
+        }
+        self.trace.push(
+            self.now,
+            TraceEvent::Outcome {
+                id: wire_conn(client, ConnId(u64::from(u32::MAX) - 1)),
+                outcome: format!(
+                    "rebalance: +{} -{} lost {}{}",
+                    r.assigned.len(),
+                    r.revoked.len(),
+                    r.lost.len(),
+                    if r.ack.is_some() { ", waits for the ack" } else { "" }
+                ),
+            },
+        );
+        if let Some(id) = r.ack {
+            let revoked: BTreeSet<&TopicPartition> = r.revoked.iter().collect();
+            let offsets: Vec<_> = slot.client.positions().into_iter().filter(|(tp, _)| revoked.contains(tp)).collect();
+            if !offsets.is_empty() {
+                slot.client.commit(now, offsets);
+            }
+            slot.client.ack_rebalance(now, id);
+        }
+    }
+
+    /// After an explicit unsubscribe, the member sends its leave and then nothing of a
+    /// member: no heartbeat, JoinGroup or SyncGroup (`consumer-no-heartbeat-after-leave`).
+    fn after_leave(&mut self, client: usize, api: ApiKey, frame: &Bytes) {
+        let Some(m) = &mut self.slots[client].member else { return };
+        let Some(sent) = m.leave else { return };
+        let member_api = matches!(
+            api,
+            ApiKey::Heartbeat
+                | ApiKey::JoinGroup
+                | ApiKey::SyncGroup
+                | ApiKey::LeaveGroup
+                | ApiKey::ConsumerGroupHeartbeat
+        );
+        if !member_api {
+            return;
+        }
+        let leaving = match api {
+            ApiKey::LeaveGroup => true,
+            ApiKey::ConsumerGroupHeartbeat => matches!(
+                decode_request(frame.clone()),
+                Ok((_, RequestBody::ConsumerGroupHeartbeat(r))) if r.member_epoch < 0
+            ),
+            _ => false,
+        };
+        if !sent {
+            m.leave = Some(leaving);
+            return;
+        }
+        if !leaving {
+            self.violate(
+                "consumer-no-heartbeat-after-leave",
+                format!("client {client} sent {} after it left the group", api.name()),
+            );
+            if let Some(m) = &mut self.slots[client].member {
+                m.leave = None;
+            }
+        }
+    }
+
+    /// Notes the group's committed offsets as the coordinator now stores them.
+    fn sample_commits(&mut self) {
+        if !self.has_consumers() {
+            return;
+        }
+        for ((t, p), o) in self.cluster.committed_offsets(GROUP) {
+            let series = self.history.consumer.committed.entry((GROUP.to_string(), t, p)).or_default();
+            if series.last().is_none_or(|(_, last)| *last != o) {
+                series.push((self.now, o));
+            }
+        }
+    }
+
+    /// No partition is owned by two live members at once (checked while calm).
+    fn check_overlaps(&mut self) {
+        if self.overlap_seen {
+            return;
+        }
+        let mut owner: BTreeMap<TopicPartition, usize> = BTreeMap::new();
+        for i in self.live_members() {
+            for tp in self.slots[i].client.assignment() {
+                if let Some(other) = owner.insert(tp.clone(), i) {
+                    self.overlap_seen = true;
+                    self.violate(
+                        "consumer-assignment-disjoint",
+                        format!("{tp} owned by clients {other} and {i} at once"),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The partitions the members subscribe to, as the cluster has them.
+    fn subscribed_partitions(&self) -> Vec<(String, i32)> {
+        let topics: BTreeSet<&String> =
+            self.slots.iter().filter_map(|s| s.member.as_ref()).flat_map(|m| m.spec.topics.iter()).collect();
+        topics
+            .into_iter()
+            .flat_map(|t| (0..self.cluster.partition_count(t).unwrap_or(0) as i32).map(move |p| (t.clone(), p)))
+            .collect()
+    }
+
+    /// Each subscribed partition that no live member owns at the log end: (partition, owner
+    /// and position).
+    fn lagging(&self) -> Vec<(String, i32, Option<(usize, Option<i64>)>, i64)> {
+        let members = self.live_members();
+        let mut out = Vec::new();
+        for (t, p) in self.subscribed_partitions() {
+            let end = self.cluster.high_watermark(&t, p).unwrap_or(0);
+            let tp = TopicPartition::new(t.as_str(), p);
+            let owner = members
+                .iter()
+                .find(|i| self.slots[**i].client.assignment().contains(&tp))
+                .map(|i| (*i, self.slots[*i].client.position(&tp).ok().flatten()));
+            if owner.is_none_or(|(_, pos)| pos != Some(end)) {
+                out.push((t, p, owner, end));
+            }
+        }
+        out
+    }
+
+    /// Every subscribed partition is owned by a live member whose position is the log end.
+    pub fn consumers_caught_up(&self) -> bool {
+        self.lagging().is_empty()
+    }
+
+    /// Records the group's settled state: its subscribed partitions, each live member's
+    /// assignment, and (unless it `caught_up`) what lags.
+    pub fn settle_consumers(&mut self, caught_up: bool) {
+        let subscribed = self.subscribed_partitions();
+        let members: BTreeMap<usize, Vec<(String, i32)>> = self
+            .live_members()
+            .into_iter()
+            .map(|i| {
+                let owned =
+                    self.slots[i].client.assignment().into_iter().map(|tp| (tp.topic.to_string(), tp.partition));
+                (i, owned.collect())
+            })
+            .collect();
+        if !caught_up && !members.is_empty() {
+            let lagging = self.lagging();
+            self.history.consumer.behind.push(format!(
+                "group {GROUP} did not catch up with the log end: {} partitions behind, first {:?}",
+                lagging.len(),
+                lagging.first()
+            ));
+        }
+        self.history.consumer.subscribed.insert(GROUP.to_string(), subscribed);
+        self.history.consumer.settled.insert(GROUP.to_string(), members);
     }
 }

@@ -180,9 +180,113 @@ pub struct Consumed {
     pub value: Option<Bytes>,
 }
 
+/// A topic partition and an offset in it.
+pub type Place = (String, i32, i64);
+
+/// One record a group member's poll handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// When.
+    pub at: Duration,
+    /// Which client.
+    pub client: usize,
+    /// From where.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Which of the client's ownerships of the partition (a count of the rebalances that
+    /// assigned it): within one, offsets must follow the log without a gap.
+    pub session: u64,
+}
+
+/// Partitions a member gave up in a rebalance, with the last offset it handed out from each
+/// (what its commit on revoke covers), to compare with where the next owner starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// When the revocation was reported.
+    pub at: Duration,
+    /// The member that gave the partition up.
+    pub client: usize,
+    /// The partition.
+    pub topic: String,
+    /// Its index.
+    pub partition: i32,
+    /// The last offset the member handed out from it in this ownership.
+    pub last: Option<i64>,
+    /// The network was calm and the member commits on revoke: the next owner must start
+    /// after `last`.
+    pub checked: bool,
+}
+
+/// A member that crashed, with the partitions it owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crash {
+    /// When.
+    pub at: Duration,
+    /// Which client.
+    pub client: usize,
+    /// What it owned then.
+    pub owned: Vec<(String, i32)>,
+    /// Each of those must be assigned to a live member within this long (`None`: not
+    /// checked, the crash happened under faults).
+    pub bound: Option<Duration>,
+}
+
+/// What the history knows of one consumer client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerInfo {
+    /// Its group.
+    pub group: String,
+    /// It reads with isolation.level=read_committed.
+    pub read_committed: bool,
+    /// It commits what it handed out when partitions are revoked (auto-commit, or the
+    /// harness's commit before acknowledging).
+    pub commits_on_revoke: bool,
+    /// Its `fetch.buffer.memory`.
+    pub buffer_memory: usize,
+    /// What one fetch may bring past it: a batch larger than the room left, which brokers
+    /// return whole (at most `max.partition.fetch.bytes` of one partition here).
+    pub slack: usize,
+    /// The most it buffered after any step, and when.
+    pub peak: usize,
+    /// When the peak was first seen.
+    pub peak_at: Duration,
+}
+
+/// What group members did: deliveries, rebalances, commits as the coordinator stored them.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerHistory {
+    /// Every record handed out, in order.
+    pub deliveries: Vec<Delivery>,
+    /// Revocations, by time.
+    pub handovers: Vec<Handover>,
+    /// Assignments: when, client, partition.
+    pub assigned: Vec<(Duration, usize, (String, i32))>,
+    /// Crashed members.
+    pub crashes: Vec<Crash>,
+    /// The consumer clients.
+    pub consumers: BTreeMap<usize, ConsumerInfo>,
+    /// Each group's committed offsets as the coordinator stored them, as they changed:
+    /// (group, topic, partition) -> (when, offset).
+    pub committed: BTreeMap<(String, String, i32), Vec<(Duration, i64)>>,
+    /// Each group's subscribed partitions at the end.
+    pub subscribed: BTreeMap<String, Vec<(String, i32)>>,
+    /// Each group's live members' assignments once the group settled at the end (`None`
+    /// while not checked).
+    pub settled: BTreeMap<String, BTreeMap<usize, Vec<(String, i32)>>>,
+    /// Groups that did not catch up with the log end at the end, and why.
+    pub behind: Vec<String>,
+    /// Records of aborted transactions.
+    pub aborted: std::collections::BTreeSet<Place>,
+}
+
 /// The history of a run. See the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct History {
+    /// What group members did.
+    pub consumer: ConsumerHistory,
     records: BTreeMap<RecordId, RecordEntry>,
     consumed: Vec<Consumed>,
     logs: BTreeMap<TopicPartition, Vec<(i64, Option<Bytes>)>>,

@@ -99,7 +99,7 @@ impl Registry {
 
     /// Every invariant of the client and the workload's data.
     pub fn standard() -> Self {
-        Registry::empty()
+        let registry = Registry::empty()
             .with(OnlineChecks)
             .with(ExactlyOneOutcome)
             .with(ResolvesByDeadline)
@@ -117,7 +117,8 @@ impl Registry {
             .with(ProducerAtLeastOnce)
             .with(ProducerBufferBound)
             .with(ProducerDeliveryDeadline)
-            .with(ProducerRecovers)
+            .with(ProducerRecovers);
+        super::consumers::register(registry)
     }
 
     /// Adds one.

@@ -15,6 +15,9 @@
 //! - [`scenario`]: a [`Scenario`] from a seed (raw requests, producers with their own
 //!   settings sending and flushing, faults aimed at Produce), [`run_seed`], convergence,
 //!   liveness probes, the producers' recovery and the scripted episodes aimed at the plants.
+//! - [`consumers`]: group members (both protocols, the classic assignors, both isolation
+//!   levels) that join, leave, stall and crash under the faults, transactions beside the
+//!   producers, the calm episode at the end, and the consumer's invariants.
 //! - [`plants`]: the `--plants` runner.
 //! - [`trace`]: the event trace and its stable hash.
 //!
@@ -22,6 +25,7 @@
 //! it reach the trace, so a seed replays to the same trace hash. The `sim` binary runs seeds:
 //! `cargo run --release -p sansa-conformance --bin sim -- --seeds 0..500`.
 
+pub mod consumers;
 pub mod harness;
 pub mod history;
 pub mod invariants;

@@ -82,6 +82,7 @@ fn client_config(rng: &mut Rng, brokers: usize) -> ClientConfig {
         retry_backoff: (ms(rng, 50, 200), Duration::from_secs(1)),
         metadata_max_age: ms(rng, 5_000, 60_000),
         producer: None,
+        consumer: None,
     }
 }
 
@@ -152,6 +153,7 @@ impl Scenario {
         let brokers = 3 + rng.below(3) as usize;
         let topics = (0..1 + rng.below(3)).map(|i| (format!("t{i}"), 1 + rng.below(4) as i32)).collect();
         let profile = LinkProfile::random(&mut rng);
+        let exact = clients.is_some();
         let n = clients.unwrap_or(1 + rng.below(4) as usize);
         let clients: Vec<ClientConfig> = (0..n).map(|_| client_config(&mut rng, brokers)).collect();
         let mut config = SimConfig { seed, brokers, topics, profile, clients, ..SimConfig::default() };
@@ -258,6 +260,10 @@ impl Scenario {
             }
         }
         loses_answers |= producer_workload(seed, &mut config, horizon, faults_end, &mut actions);
+        // A scenario asked for an exact number of clients stays without group members.
+        if !exact {
+            super::consumers::consumer_workload(seed, &mut config, horizon, faults_end, &mut actions);
+        }
         actions.push((faults_end, Action::EndFaults));
         // Stable order by time; same-time actions keep their drawing order.
         actions.sort_by_key(|(t, _)| *t);
@@ -412,6 +418,9 @@ pub fn run_scenario(scenario: &Scenario) -> (Sim, RunReport) {
     if error.is_none() {
         error = episodes(&mut sim).err();
     }
+    if error.is_none() {
+        error = super::consumers::consumer_episodes(&mut sim).err();
+    }
     sim.read_logs();
     let violations = Registry::standard().check(&World::of(&sim));
     let mut outcomes = BTreeMap::new();
@@ -457,7 +466,7 @@ pub fn converge(sim: &mut Sim) -> Result<(), SimError> {
         sim.end_faults();
     }
     let mut failure = None;
-    for client in 0..sim.clients() {
+    for client in sim.live_clients() {
         let mut last = String::new();
         let mut converged = false;
         for _ in 0..3 {
@@ -539,7 +548,7 @@ pub fn liveness_bound(sim: &Sim, client: usize) -> Duration {
 /// [`liveness_bound`].
 pub fn liveness_probes(sim: &mut Sim) -> Result<(), SimError> {
     let pick = sim.below(1 << 20);
-    for client in 0..sim.clients() {
+    for client in sim.live_clients() {
         let bound = liveness_bound(sim, client);
         for work in Work::kinds(pick) {
             sim.probe("liveness", client, work, bound);
@@ -566,7 +575,7 @@ pub fn producer_recovery(sim: &mut Sim) -> Result<(), SimError> {
             index += 1;
         }
     }
-    for client in 0..sim.clients() {
+    for client in sim.live_clients() {
         let Some(limit) = sim.client_config(client).producer.as_ref().map(|p| p.buffer_memory) else { continue };
         for pick in &picks {
             // A small buffer.memory holds a few of these records at a time: wait for room, as
@@ -641,7 +650,7 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
     for b in sim.cluster().broker_ids() {
         sim.net_mut().set_profile(b, Some(LinkProfile::default()));
     }
-    let clients = sim.clients();
+    let clients = sim.live_clients();
     let live = sim.cluster().live_broker_ids();
 
     // Two requests of different kinds and a produce in flight on one connection next to a
@@ -649,7 +658,7 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
     // beside the poll must not wait for it (fetches on the shared connection).
     let b = live[sim.below(live.len() as u64) as usize];
     if let Some(pick) = pick_led_by(sim, b) {
-        for client in 0..clients {
+        for client in clients.clone() {
             let warm = sim.issue_on(client, Work::ToBroker(b));
             sim.drive_bounded(MAX_STEPS)?;
             let _ = warm;
@@ -671,7 +680,7 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
     );
     sim.at(now, Action::Inject(Fault::new(FaultAction::Disconnect).on_api(ApiKey::Metadata).times(1)));
     sim.drive(now)?;
-    for client in 0..clients {
+    for client in clients.clone() {
         sim.issue_on(client, Work::RefreshMetadata);
         let bound = liveness_bound(sim, client);
         sim.probe("lookup retried", client, Work::OffsetFetch { group: format!("lookup{client}") }, bound);
@@ -692,7 +701,7 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
         })
     });
     if let Some((group, stopped)) = moved {
-        for client in 0..clients {
+        for client in clients.clone() {
             let bound = liveness_bound(sim, client);
             sim.probe("coordinator warm", client, Work::OffsetFetch { group: group.clone() }, bound);
         }
@@ -701,7 +710,7 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
         let now = sim.now();
         sim.at(now, Action::StopBroker(stopped));
         sim.drive(now + Duration::from_millis(200))?;
-        for client in 0..clients {
+        for client in clients.clone() {
             let bound = liveness_bound(sim, client);
             sim.probe("coordinator moved", client, Work::OffsetFetch { group: group.clone() }, bound);
         }
@@ -714,7 +723,7 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
     let live = sim.cluster().live_broker_ids();
     let leader = live[sim.below(live.len() as u64) as usize];
     if let Some(pick) = pick_led_by(sim, leader) {
-        for client in 0..clients {
+        for client in clients.clone() {
             sim.issue_on(client, Work::ToBroker(leader));
         }
         sim.drive_bounded(MAX_STEPS)?;
@@ -723,7 +732,7 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
         sim.at(now, Action::StopBroker(leader));
         sim.drive(now + Duration::from_millis(100))?;
         if leader_of_pick(sim, pick).is_some_and(|l| l >= 0) {
-            for client in 0..clients {
+            for client in clients.clone() {
                 let c = sim.client_config(client);
                 let bound = (c.reconnect_backoff.1 + Duration::from_secs(2)).min(c.metadata_max_age / 2);
                 sim.probe("leader lost", client, Work::ProduceViaMetadata { pick }, bound);
@@ -740,10 +749,10 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
     let now = sim.now();
     sim.at(now, Action::Partition(cut));
     sim.drive(now + Duration::from_millis(10))?;
-    for client in 0..clients {
+    for client in clients.clone() {
         sim.issue_on(client, Work::ToBroker(cut));
     }
-    let longest = (0..clients).map(|c| sim.client_config(c).request_timeout).max().unwrap_or_default();
+    let longest = clients.iter().map(|c| sim.client_config(*c).request_timeout).max().unwrap_or_default();
     sim.at(sim.now() + longest * 2, Action::Heal(cut));
     sim.drive_bounded(MAX_STEPS)?;
     sim.end_faults();

@@ -290,6 +290,12 @@ pub(crate) struct Consumer {
     next_rebalance: u64,
     /// When the member last left the stable state, for the rebalance latency.
     rebalance_since: Option<Instant>,
+    /// The member's deadline that already fired: its request waits for the coordinator's
+    /// connection now, which the router drives, so it is not reported again.
+    member_fired: Option<Instant>,
+    /// The armed plant, copied from the router's context (poll has none).
+    #[cfg(feature = "plants")]
+    plant: Option<crate::plants::Plant>,
 }
 
 impl Consumer {
@@ -324,7 +330,16 @@ impl Consumer {
             pattern: None,
             last_poll: None,
             auto_committing: None,
+            member_fired: None,
+            #[cfg(feature = "plants")]
+            plant: None,
         }
+    }
+
+    /// Whether plant `p` is armed.
+    #[cfg(feature = "plants")]
+    fn planted(&self, p: crate::plants::Plant) -> bool {
+        self.plant == Some(p)
     }
 
     // ---- the application's commands ------------------------------------------------------
@@ -457,7 +472,11 @@ impl Consumer {
         }
         for change in changes {
             let Change { assigned, revoked, lost } = change;
-            if !revoked.is_empty() && self.config.enable_auto_commit {
+            #[cfg(feature = "plants")]
+            let skip_commit = self.planted(crate::plants::Plant::ConsumerRevokeSkipsCommit);
+            #[cfg(not(feature = "plants"))]
+            let skip_commit = false;
+            if !revoked.is_empty() && self.config.enable_auto_commit && !skip_commit {
                 let offsets: Vec<(TopicPartition, CommittedOffset)> =
                     self.positions().into_iter().filter(|(tp, _)| revoked.contains(tp)).collect();
                 if !offsets.is_empty() {
@@ -736,8 +755,18 @@ impl Consumer {
                     state.position = r.offset + 1;
                     state.epoch = r.leader_epoch.or(state.epoch);
                     out.push(r);
+                    #[cfg(feature = "plants")]
+                    if out.len() == max && self.plant == Some(crate::plants::Plant::ConsumerPollSkipsRecord) {
+                        state.position += 1;
+                    }
                 }
-                Next::Skip(offset) => state.position = state.position.max(offset),
+                Next::Skip(offset) => {
+                    #[cfg(feature = "plants")]
+                    if self.plant == Some(crate::plants::Plant::ConsumerStuckAtControlBatch) {
+                        continue;
+                    }
+                    state.position = state.position.max(offset)
+                }
                 Next::Done => self.pop_buffer(),
                 Next::Corrupt(reason) => {
                     let error =
@@ -753,6 +782,8 @@ impl Consumer {
         // waiting for the next poll.
         while let Some(front) = self.buffer.front_mut().filter(|f| f.at_end()) {
             match front.next() {
+                #[cfg(feature = "plants")]
+                Next::Skip(_) if self.plant == Some(crate::plants::Plant::ConsumerStuckAtControlBatch) => {}
                 Next::Skip(offset) => {
                     if let Some(s) = self.partitions.get_mut(&front.partition).filter(|s| s.version == front.version) {
                         s.position = s.position.max(offset);
@@ -1133,16 +1164,20 @@ impl Consumer {
                     }
                     // Settled below: the partition's buffered data goes first.
                     ErrorCode::OffsetOutOfRange => out_of_range.push((tp, fetch_offset)),
-                    e if e.is_retriable()
-                        || matches!(e, ErrorCode::UnknownTopicOrPartition | ErrorCode::UnknownTopicId) =>
-                    {
+                    // Only what no retry changes stops a partition: Java keeps fetching after
+                    // any other error (an unknown server error, a broker not available), and a
+                    // partition given up here would stay unread for as long as it is owned.
+                    error @ (ErrorCode::TopicAuthorizationFailed
+                    | ErrorCode::CorruptMessage
+                    | ErrorCode::UnsupportedCompressionType
+                    | ErrorCode::UnsupportedVersion) => {
+                        state.start = Start::Failed;
+                        self.errors.push_back(ConsumeError::Partition { partition: tp, error });
+                    }
+                    _ => {
                         refresh = true;
                         state.retry_at = Some(now + self.retry_backoff);
                         self.timers.insert(now + self.retry_backoff, Timer::Retry);
-                    }
-                    error => {
-                        state.start = Start::Failed;
-                        self.errors.push_back(ConsumeError::Partition { partition: tp, error });
                     }
                 }
             }
@@ -1478,12 +1513,14 @@ impl Consumer {
                             }
                         }
                     }
-                    e if e.is_retriable()
-                        || matches!(e, ErrorCode::UnknownTopicOrPartition | ErrorCode::OffsetNotAvailable) =>
-                    {
-                        retry = true
+                    // As in Java, a lookup retries every error but an authorization failure
+                    // or a format the broker cannot search: any other (an unknown server
+                    // error, a broker not available) may pass, and a reset that gave up would
+                    // leave its partition unread for good.
+                    error @ (ErrorCode::TopicAuthorizationFailed | ErrorCode::UnsupportedForMessageFormat) => {
+                        fatal = Some(ConsumeError::Partition { partition: tp, error })
                     }
-                    error => fatal = Some(ConsumeError::Partition { partition: tp, error }),
+                    _ => retry = true,
                 }
             }
         }
@@ -1554,13 +1591,17 @@ impl Consumer {
         let timeout = ctx.config.request_timeout;
         let (body, version) = match &job.kind {
             CoordinatorJob::Committed { partitions, .. } => {
-                let version = match negotiate(link, ApiKey::OffsetFetch) {
+                let mut version = match negotiate(link, ApiKey::OffsetFetch) {
                     Ok(v) => v,
                     Err(error) => {
                         self.fail_job(key, error);
                         return None;
                     }
                 };
+                // v10 names topics by id only: without every id, ask by name.
+                if version >= 10 && partitions.iter().any(|(tp, _)| ids.get(&tp.topic).is_none_or(Uuid::is_zero)) {
+                    version = 9;
+                }
                 let mut by_topic: BTreeMap<TopicName, Vec<i32>> = BTreeMap::new();
                 for (tp, _) in partitions {
                     by_topic.entry(tp.topic.clone()).or_default().push(tp.partition);
@@ -1597,13 +1638,17 @@ impl Consumer {
                 (RequestBody::OffsetFetch(body), version)
             }
             CoordinatorJob::Commit { offsets, .. } => {
-                let version = match negotiate(link, ApiKey::OffsetCommit) {
+                let mut version = match negotiate(link, ApiKey::OffsetCommit) {
                     Ok(v) => v,
                     Err(error) => {
                         self.fail_job(key, error);
                         return None;
                     }
                 };
+                // v10 names topics by id only: without every id, commit by name.
+                if version >= 10 && offsets.iter().any(|(tp, _)| ids.get(&tp.topic).is_none_or(Uuid::is_zero)) {
+                    version = 9;
+                }
                 let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
                 for (tp, o) in offsets {
                     if topics.last().is_none_or(|t| t.name != tp.topic) {
@@ -1719,6 +1764,18 @@ impl Consumer {
                     }
                 }
                 let job = self.jobs.get_mut(&key).expect("present");
+                // Starting positions have no caller to fail: without them the partitions are
+                // never fetched, so the read goes on (as Java's poll retries it) unless it is
+                // refused for good.
+                let denied = matches!(
+                    error,
+                    ConsumeError::Group {
+                        error: ErrorCode::GroupAuthorizationFailed | ErrorCode::TopicAuthorizationFailed
+                    }
+                );
+                if matches!(job.kind, CoordinatorJob::Committed { id: None, .. }) && !denied {
+                    retriable = true;
+                }
                 let expired = job.deadline.is_some_and(|d| d <= now);
                 if retriable && !expired {
                     job.failures += 1;
@@ -1801,6 +1858,10 @@ impl Consumer {
             if r.error_code == ErrorCode::None {
                 self.metrics.heartbeat(now);
             }
+        }
+        #[cfg(feature = "plants")]
+        if ctx.planted(crate::plants::Plant::ConsumerHeartbeatAfterLeave) {
+            member.plant_heartbeat_after_leave();
         }
         let coordinator_error = member.handle_response(now, body, ctx.cluster);
         if let Some(e) = coordinator_error {
@@ -1939,6 +2000,10 @@ impl Machine for Consumer {
     }
 
     fn handle_response(&mut self, now: Instant, tag: Tag, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
+        #[cfg(feature = "plants")]
+        {
+            self.plant = ctx.plant;
+        }
         match self.in_flight.remove(&tag) {
             Some(InFlight::Fetch { broker, partitions, sent }) => {
                 self.handle_fetch(now, broker, partitions, sent, result, ctx)
@@ -1955,6 +2020,9 @@ impl Machine for Consumer {
     }
 
     fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if let Some(due) = self.member.as_ref().and_then(|m| m.poll_timeout()).filter(|t| *t <= now) {
+            self.member_fired = Some(due);
+        }
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Retry => {}
@@ -1971,7 +2039,9 @@ impl Machine for Consumer {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let member = self.member.as_ref().and_then(|m| m.poll_timeout());
+        // A due member deadline is reported once: reported again while its request waits
+        // for a connection, it would spin the driver at one instant.
+        let member = self.member.as_ref().and_then(|m| m.poll_timeout()).filter(|t| Some(*t) != self.member_fired);
         [self.timers.soonest(), member].into_iter().flatten().min()
     }
 

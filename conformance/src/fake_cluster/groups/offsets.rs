@@ -246,3 +246,14 @@ fn fetch_group(
     }
     Fetched { group_id, error: ErrorCode::None, topics }
 }
+
+impl FakeCluster {
+    /// The offsets committed for `group`, by topic and partition (empty for an unknown group).
+    pub fn committed_offsets(&self, group: &str) -> std::collections::BTreeMap<(String, i32), i64> {
+        self.groups
+            .offsets
+            .get(group)
+            .map(|o| o.iter().map(|(k, c)| (k.clone(), c.offset)).collect())
+            .unwrap_or_default()
+    }
+}

@@ -116,6 +116,9 @@ pub(crate) struct ClassicMember {
     held: bool,
     error: Option<ConsumeError>,
     changes: Vec<Change>,
+    /// [`crate::plants::Plant::ConsumerHeartbeatAfterLeave`] is armed.
+    #[cfg(feature = "plants")]
+    zombie: bool,
 }
 
 impl ClassicMember {
@@ -139,6 +142,8 @@ impl ClassicMember {
             held: false,
             error: None,
             changes: Vec::new(),
+            #[cfg(feature = "plants")]
+            zombie: false,
         }
     }
 
@@ -600,6 +605,12 @@ impl ClassicMember {
     /// Reads a LeaveGroup answer (whatever it says, the member is out).
     pub fn handle_leave(&mut self, _r: LeaveGroupResponse) {
         self.in_flight = None;
+        #[cfg(feature = "plants")]
+        if self.zombie && self.state == State::Leaving {
+            // The planted bug: out of the group, yet still heartbeating as a member.
+            self.state = State::Stable;
+            return;
+        }
         if self.state == State::Leaving {
             self.state = State::Idle;
         }
@@ -760,6 +771,11 @@ impl super::GroupMember for ClassicMember {
 
     fn handle_metadata(&mut self, cluster: &ClusterMetadata) {
         ClassicMember::handle_metadata(self, |t| partition_count(cluster, t))
+    }
+
+    #[cfg(feature = "plants")]
+    fn plant_heartbeat_after_leave(&mut self) {
+        self.zombie = true;
     }
 
     fn commit_fenced(&mut self, error: ErrorCode) {

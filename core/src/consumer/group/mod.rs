@@ -56,4 +56,7 @@ pub(crate) trait GroupMember: std::fmt::Debug + Send + Sync {
     fn handle_metadata(&mut self, cluster: &ClusterMetadata);
     /// A commit was refused as coming from outside the current generation or epoch.
     fn commit_fenced(&mut self, error: ErrorCode);
+    /// Arms [`crate::plants::Plant::ConsumerHeartbeatAfterLeave`].
+    #[cfg(feature = "plants")]
+    fn plant_heartbeat_after_leave(&mut self) {}
 }
