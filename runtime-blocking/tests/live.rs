@@ -9,6 +9,7 @@ use sansa_conformance::differential;
 use sansa_conformance::fake_cluster::FakeClusterConfig;
 use sansa_conformance::fake_server::FakeServer;
 use sansa_conformance::live::{run_all, run_scenarios, with_bootstrap, LiveClient, LiveRuntime};
+use sansa_conformance::live_consumer::GroupKind;
 
 struct Runtime;
 
@@ -54,6 +55,19 @@ impl LiveClient for Live {
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_suite() {
     run_all(&Runtime);
+}
+
+#[test]
+#[ignore = "needs Kafka: ./test.sh runs it"]
+fn live_consumer_suite() {
+    sansa_conformance::live_consumer::run_all(&Runtime, &GroupKind::ALL)
+}
+
+/// A group member the consumer suite runs in a child process (to kill it); a no-op otherwise.
+#[test]
+#[ignore = "run by the live consumer suite"]
+fn live_consumer_member() {
+    sansa_conformance::live_consumer::member_main(&Runtime)
 }
 
 #[test]
