@@ -89,6 +89,8 @@ impl GroupKind {
 #[derive(Debug, Default)]
 struct Seen {
     assigned: BTreeSet<i32>,
+    /// Every assignment in turn, with how many records had been read when it came.
+    history: Vec<(usize, BTreeSet<i32>)>,
     consumed: Vec<(i32, i64)>,
     errors: Vec<String>,
     ended: bool,
@@ -100,6 +102,7 @@ impl Seen {
     fn line(&mut self, line: &str) {
         if let Some(list) = line.strip_prefix("assigned ") {
             self.assigned = list.split(',').filter(|s| !s.is_empty()).filter_map(|s| s.trim().parse().ok()).collect();
+            self.history.push((self.consumed.len(), self.assigned.clone()));
         } else if let Some(rest) = line.strip_prefix("rec ") {
             let mut f = rest.split_whitespace().map(|s| s.parse::<i64>());
             if let (Some(Ok(p)), Some(Ok(o))) = (f.next(), f.next()) {
@@ -191,6 +194,9 @@ pub fn member_main<R: LiveRuntime>(rt: &R) {
         watcher.store(true, Ordering::SeqCst);
     });
     let out = std::io::stdout();
+    // The test harness has printed `test live_consumer_member ... ` without a line end: the
+    // first report must not be glued to it.
+    let _ = writeln!(out.lock());
     member_loop(&client, &topic, &stop, &AtomicBool::new(false), |line| {
         let mut out = out.lock();
         let _ = writeln!(out, "{line}");
@@ -392,8 +398,18 @@ fn wait_all_consumed(what: &str, members: &[&Member<'_>], ends: &BTreeMap<i32, i
                 .filter(|k| !distinct.contains(k))
                 .take(10)
                 .collect();
+            let mut detail = String::new();
+            for m in members {
+                let seen = m.seen.lock().unwrap();
+                detail.push_str(&format!("\n{} assignments (records read before each): {:?}", m.name, seen.history));
+                for p in missing.iter().map(|(p, _)| *p).collect::<BTreeSet<i32>>() {
+                    let offsets: Vec<(usize, i64)> =
+                        seen.consumed.iter().enumerate().filter(|(_, r)| r.0 == p).map(|(i, r)| (i, r.1)).take(8).collect();
+                    detail.push_str(&format!("\n  partition {p}: first reads (index, offset) {offsets:?}"));
+                }
+            }
             panic!(
-                "{what}: {} of {expected} records consumed; missing (first 10) {missing:?}; {}",
+                "{what}: {} of {expected} records consumed; missing (first 10) {missing:?}; {}{detail}",
                 distinct.len(),
                 describe(members)
             );
