@@ -403,8 +403,14 @@ fn wait_all_consumed(what: &str, members: &[&Member<'_>], ends: &BTreeMap<i32, i
                 let seen = m.seen.lock().unwrap();
                 detail.push_str(&format!("\n{} assignments (records read before each): {:?}", m.name, seen.history));
                 for p in missing.iter().map(|(p, _)| *p).collect::<BTreeSet<i32>>() {
-                    let offsets: Vec<(usize, i64)> =
-                        seen.consumed.iter().enumerate().filter(|(_, r)| r.0 == p).map(|(i, r)| (i, r.1)).take(8).collect();
+                    let offsets: Vec<(usize, i64)> = seen
+                        .consumed
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.0 == p)
+                        .map(|(i, r)| (i, r.1))
+                        .take(8)
+                        .collect();
                     detail.push_str(&format!("\n  partition {p}: first reads (index, offset) {offsets:?}"));
                 }
             }
@@ -418,8 +424,11 @@ fn wait_all_consumed(what: &str, members: &[&Member<'_>], ends: &BTreeMap<i32, i
     }
 }
 
-/// Produces `count` keyed records (spread over the partitions by key) and waits for their acks.
-fn produce(client: &impl LiveClient, topic: &str, from: u32, count: u32) {
+/// Produces `count` keyed records (spread over the partitions by key) and waits for their
+/// acks. A client of its own: one that created the topic sometimes never finds its leaders
+/// (see [`producer_after_reading_new_topic_metadata`]).
+fn produce<R: LiveRuntime>(rt: &R, topic: &str, from: u32, count: u32) {
+    let client = rt.connect(config(&[]));
     let futures: Vec<_> = (from..from + count)
         .map(|i| {
             let r = ProducerRecord::new(topic, format!("record {i}")).with_key(format!("key-{i}"));
@@ -429,6 +438,7 @@ fn produce(client: &impl LiveClient, topic: &str, from: u32, count: u32) {
     for f in futures {
         f.wait().expect("acknowledged");
     }
+    client.close();
 }
 
 /// A 12-partition topic read by a group of three; a fourth member joins, one leaves, and one
@@ -439,7 +449,7 @@ pub fn group_churn<R: LiveRuntime + Sync>(rt: &R, kind: GroupKind, replication: 
     let group = unique_topic("sansa-churn-group");
     const PARTITIONS: i32 = 12;
     create_topic(&admin, &topic, PARTITIONS, replication);
-    produce(&admin, &topic, 0, 240);
+    produce(rt, &topic, 0, 240);
     let mut props: Vec<(&str, &str)> = MEMBER_PROPS.to_vec();
     props.extend(kind.props());
     props.push(("group.id", &group));
@@ -449,15 +459,15 @@ pub fn group_churn<R: LiveRuntime + Sync>(rt: &R, kind: GroupKind, replication: 
         let mut b = Member::thread(s, rt, "b", &topic, props.clone());
         let mut k = Member::child(rt, "k (killed)", &group, &topic, &props);
         let t3 = wait_balanced(&format!("{what}: three members"), &[&a, &b, &k], PARTITIONS);
-        produce(&admin, &topic, 240, 120);
+        produce(rt, &topic, 240, 120);
         let mut d = Member::thread(s, rt, "d", &topic, props.clone());
         let t4 = wait_balanced(&format!("{what}: a fourth joined"), &[&a, &b, &k, &d], PARTITIONS);
         b.leave();
-        produce(&admin, &topic, 360, 120);
+        produce(rt, &topic, 360, 120);
         let tl = wait_balanced(&format!("{what}: b left"), &[&a, &k, &d], PARTITIONS);
         // Records k read but had not committed go to others; none may be lost.
         k.kill();
-        produce(&admin, &topic, 480, 120);
+        produce(rt, &topic, 480, 120);
         let tk = wait_balanced(&format!("{what}: k killed"), &[&a, &d], PARTITIONS);
         let ends = end_offsets(&admin, &topic, PARTITIONS);
         let again = wait_all_consumed(&what, &[&a, &b, &k, &d], &ends);
@@ -481,7 +491,7 @@ pub fn restart_resumes_at_committed<R: LiveRuntime + Sync>(rt: &R, replication: 
     let topic = unique_topic("sansa-resume");
     let group = unique_topic("sansa-resume-group");
     create_topic(&admin, &topic, 3, replication);
-    produce(&admin, &topic, 0, 300);
+    produce(rt, &topic, 0, 300);
     let mut props: Vec<(&str, &str)> = MEMBER_PROPS.to_vec();
     props.push(("group.id", &group));
     props.push(("max.poll.records", "50"));
@@ -583,7 +593,7 @@ pub fn group_shared_with_java<R: LiveRuntime + Sync>(rt: &R, kind: GroupKind, re
     let group = unique_topic("sansa-java-group");
     const PARTITIONS: i32 = 6;
     create_topic(&admin, &topic, PARTITIONS, replication);
-    produce(&admin, &topic, 0, 120);
+    produce(rt, &topic, 0, 120);
     let mut props: Vec<(&str, &str)> = MEMBER_PROPS.to_vec();
     props.extend(kind.props());
     props.push(("group.id", &group));
@@ -592,13 +602,13 @@ pub fn group_shared_with_java<R: LiveRuntime + Sync>(rt: &R, kind: GroupKind, re
         let mut ours = Member::thread(s, rt, "sansa", &topic, props.clone());
         let mut java = Member::java("java", &group, &topic, kind);
         let shared = wait_balanced(&what, &[&ours, &java], PARTITIONS);
-        produce(&admin, &topic, 120, 120);
+        produce(rt, &topic, 120, 120);
         let ends = end_offsets(&admin, &topic, PARTITIONS);
         wait_all_consumed(&what, &[&ours, &java], &ends);
         let (mine, theirs) = (ours.consumed().len(), java.consumed().len());
         java.leave();
         let alone = wait_balanced(&format!("{what}: Java left"), &[&ours], PARTITIONS);
-        produce(&admin, &topic, 240, 60);
+        produce(rt, &topic, 240, 60);
         let ends = end_offsets(&admin, &topic, PARTITIONS);
         wait_all_consumed(&what, &[&ours, &java], &ends);
         ours.leave();
@@ -666,7 +676,7 @@ pub fn poll_interval_exceeded_then_rejoin<R: LiveRuntime + Sync>(rt: &R, kind: G
     let group = unique_topic("sansa-poll-interval-group");
     const PARTITIONS: i32 = 4;
     create_topic(&admin, &topic, PARTITIONS, replication);
-    produce(&admin, &topic, 0, 80);
+    produce(rt, &topic, 0, 80);
     let mut props: Vec<(&str, &str)> =
         MEMBER_PROPS.iter().copied().filter(|(k, _)| *k != "max.poll.interval.ms").collect();
     props.extend(kind.props());
@@ -681,10 +691,10 @@ pub fn poll_interval_exceeded_then_rejoin<R: LiveRuntime + Sync>(rt: &R, kind: G
         idle.pause(true);
         let left = wait_balanced(&format!("{what}: the idle member left"), &[&busy], PARTITIONS);
         assert!(stopped.elapsed() >= Duration::from_millis(2500), "left after {:?}, before the interval", left);
-        produce(&admin, &topic, 80, 80);
+        produce(rt, &topic, 80, 80);
         idle.pause(false);
         let back = wait_balanced(&format!("{what}: the idle member rejoined"), &[&idle, &busy], PARTITIONS);
-        produce(&admin, &topic, 160, 80);
+        produce(rt, &topic, 160, 80);
         let ends = end_offsets(&admin, &topic, PARTITIONS);
         wait_all_consumed(&what, &[&idle, &busy], &ends);
         idle.leave();
@@ -734,6 +744,12 @@ pub fn run_all<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind]) {
             ));
         }
     }
+    if std::env::var_os("SANSA_LIVE_KNOWN_BUGS").is_some() {
+        scenarios.push((
+            "producer_after_reading_new_topic_metadata".into(),
+            Box::new(|| producer_after_reading_new_topic_metadata(rt, replication)),
+        ));
+    }
     let only = std::env::var("SANSA_LIVE_ONLY").ok();
     for (name, f) in scenarios {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
@@ -743,4 +759,29 @@ pub fn run_all<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind]) {
         f();
         eprintln!("live scenario {name}: ok in {:?}", started.elapsed());
     }
+}
+
+/// Known bug, run with `SANSA_LIVE_KNOWN_BUGS=1`: a client that created a topic and read its
+/// metadata (as [`create_topic`] does) then produces to it; in about one run in twelve every
+/// record fails with `DeliveryTimeout { last: NoLeader }` although metadata lists a leader
+/// for each partition. A fresh client producing to the same topic never failed in 25 runs.
+pub fn producer_after_reading_new_topic_metadata<R: LiveRuntime>(rt: &R, replication: i16) {
+    let mut failures = Vec::new();
+    for run in 0..25 {
+        let client = rt.connect(config(&[("delivery.timeout.ms", "8000"), ("request.timeout.ms", "5000")]));
+        let topic = unique_topic("sansa-known-bug");
+        create_topic(&client, &topic, 4, replication);
+        let futures: Vec<_> = (0..80)
+            .map(|i| {
+                let r = ProducerRecord::new(topic.as_str(), "v").with_key(format!("key-{i}"));
+                client.handle().send_blocking(r).expect("buffered")
+            })
+            .collect();
+        let errors: Vec<_> = futures.into_iter().filter_map(|f| f.wait().err()).collect();
+        if let Some(first) = errors.first() {
+            failures.push(format!("run {run}: {} records failed, first {first:?}", errors.len()));
+        }
+        client.close();
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
