@@ -6,7 +6,7 @@
 #   conformance/java/run.sh verify DIR        check DIR/batches.tsv (and DIR/messages.tsv if present)
 #   conformance/java/run.sh readback BOOTSTRAP TOPIC
 #                                             print TOPIC's records as Kafka's consumer reads them
-#   conformance/java/run.sh produce BOOTSTRAP TOPIC CODEC COUNT
+#   conformance/java/run.sh produce BOOTSTRAP TOPIC CODECS COUNT
 #                                             produce with Kafka's producer, print what was sent
 #   conformance/java/run.sh txn BOOTSTRAP TOPIC
 #                                             committed and aborted transactions into TOPIC
@@ -23,7 +23,7 @@ root="$(cd "$here/../.." && pwd)"
 version_file="$root/core/codegen/KAFKA_CLIENTS_VERSION"
 
 usage() {
-  echo "usage: $0 generate OUTDIR | verify DIR | readback BOOTSTRAP TOPIC | produce BOOTSTRAP TOPIC CODEC COUNT" \
+  echo "usage: $0 generate OUTDIR | verify DIR | readback BOOTSTRAP TOPIC | produce BOOTSTRAP TOPIC CODECS COUNT" \
     "| txn BOOTSTRAP TOPIC | group-consume BOOTSTRAP TOPIC GROUP PROTOCOL ASSIGNOR" >&2
   exit 2
 }

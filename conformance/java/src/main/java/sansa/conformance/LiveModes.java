@@ -44,11 +44,20 @@ final class LiveModes {
     }
 
     /**
-     * {@code produce BOOTSTRAP TOPIC CODEC COUNT}: COUNT records compressed with CODEC, with
-     * keys (some null), values (some null), headers (one with a null value) and timestamps
-     * (half set, half left to the producer); prints each as {@link ReadBack} would read it.
+     * {@code produce BOOTSTRAP TOPIC CODECS COUNT}: for each of the comma-separated CODECS, a
+     * producer writes COUNT records compressed with it, with keys (some null), values (some
+     * null), headers (one with a null value) and timestamps (half set, half left to the
+     * producer); prints each record as {@link ReadBack} would read it.
      */
-    static int produce(String bootstrap, String topic, String codec, int count, PrintStream out) throws Exception {
+    static int produce(String bootstrap, String topic, String codecs, int count, PrintStream out) throws Exception {
+        for (String codec : codecs.split(",")) {
+            produceOne(bootstrap, topic, codec, count, out);
+        }
+        return 0;
+    }
+
+    private static void produceOne(String bootstrap, String topic, String codec, int count, PrintStream out)
+            throws Exception {
         Properties props = producerProps(bootstrap);
         props.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, codec);
         // Many records per batch, so the codec has something to compress.
@@ -78,7 +87,6 @@ final class LiveModes {
             }
         }
         out.flush();
-        return 0;
     }
 
     /**

@@ -23,7 +23,7 @@ import java.util.List;
  *                     DIR/messages.tsv (message bodies) against Kafka's own reader
  *   readback BOOTSTRAP TOPIC
  *                     print every record of TOPIC as Kafka's own consumer reads it
- *   produce BOOTSTRAP TOPIC CODEC COUNT
+ *   produce BOOTSTRAP TOPIC CODECS COUNT
  *                     produce COUNT records with Kafka's producer, printing them as readback would
  *   txn BOOTSTRAP TOPIC
  *                     transactions into TOPIC, some committed and some aborted
@@ -51,7 +51,7 @@ public final class Main {
         }
         if (args.length != 2 || !(args[0].equals("generate") || args[0].equals("verify"))) {
             System.err.println("usage: generate OUTDIR | verify DIR | readback BOOTSTRAP TOPIC"
-                + " | produce BOOTSTRAP TOPIC CODEC COUNT | txn BOOTSTRAP TOPIC"
+                + " | produce BOOTSTRAP TOPIC CODECS COUNT | txn BOOTSTRAP TOPIC"
                 + " | group-consume BOOTSTRAP TOPIC GROUP PROTOCOL ASSIGNOR");
             System.exit(2);
         }
