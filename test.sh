@@ -71,7 +71,7 @@ if [ -z "$external" ]; then
   # KIP-848 sessions are the brokers' setting (45 s by default): short ones let the consumer
   # suite see a killed member leave in seconds.
   KAFKA_BOOTSTRAP="$("$kafka" up --brokers 3 --version 4.3 \
-    --set group.consumer.session.timeout.ms=10000 --set group.consumer.min.session.timeout.ms=6000 \
+    --set group.consumer.session.timeout.ms=6000 --set group.consumer.min.session.timeout.ms=6000 \
     --set group.consumer.heartbeat.interval.ms=1000 --set group.consumer.min.heartbeat.interval.ms=500 | tail -n 1)"
   export KAFKA_BROKERS=3 KAFKA_CRASH_TESTS=1 SANSA_JAVA_READBACK=1
 fi
