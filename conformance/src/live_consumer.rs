@@ -726,6 +726,13 @@ pub fn run_all<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind]) {
     let brokers: usize = std::env::var("KAFKA_BROKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let replication = if brokers >= 3 { 3 } else { 1 };
     let java = std::env::var_os("SANSA_JAVA_READBACK").is_some();
+    run_scenarios(rt, kinds, replication, java);
+}
+
+/// The consumer scenarios against the cluster at [`bootstrap`] with topics of `replication`
+/// replicas; `java`: those that run Kafka's Java client too. `SANSA_LIVE_ONLY` picks the
+/// scenarios whose name contains it.
+pub fn run_scenarios<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind], replication: i16, java: bool) {
     type Scenario<'a> = (String, Box<dyn Fn() + 'a>);
     let mut scenarios: Vec<Scenario<'_>> = Vec::new();
     for &kind in kinds {

@@ -123,3 +123,13 @@ fn differential_probes_agree_between_two_fake_clusters() {
     let diffs = differential::differences(&first, &second);
     assert!(diffs.is_empty(), "{diffs:#?}");
 }
+
+/// The consumer scenarios that need only sansa, against the fake cluster over loopback: it
+/// must keep groups, commits and sessions as Kafka does. Run by ./test.sh with the live suite.
+#[test]
+#[ignore = "slow (group sessions run on the wall clock): ./test.sh runs it"]
+fn live_consumer_scenarios_against_the_fake_cluster() {
+    let server = fake_server();
+    let kinds = [GroupKind::Classic("cooperative-sticky"), GroupKind::Consumer];
+    with_bootstrap(server.bootstrap(), || sansa_conformance::live_consumer::run_scenarios(&Runtime, &kinds, 1, false));
+}
