@@ -730,7 +730,8 @@ pub fn run_all<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind]) {
 }
 
 /// The consumer scenarios against the cluster at [`bootstrap`] with topics of `replication`
-/// replicas; `java`: those that run Kafka's Java client too. `SANSA_LIVE_ONLY` picks the
+/// replicas: the churn for each of `kinds`, the poll-interval one classic and (if in `kinds`)
+/// KIP-848; `java`: those that run Kafka's Java client too. `SANSA_LIVE_ONLY` picks the
 /// scenarios whose name contains it.
 pub fn run_scenarios<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind], replication: i16, java: bool) {
     type Scenario<'a> = (String, Box<dyn Fn() + 'a>);
@@ -745,7 +746,8 @@ pub fn run_scenarios<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind], replica
         "consumer_restart_resumes_at_committed".into(),
         Box::new(|| restart_resumes_at_committed(rt, replication)),
     ));
-    for kind in [GroupKind::Classic("range"), GroupKind::Consumer] {
+    let kip848 = kinds.contains(&GroupKind::Consumer).then_some(GroupKind::Consumer);
+    for kind in [Some(GroupKind::Classic("range")), kip848].into_iter().flatten() {
         scenarios.push((
             format!("consumer_poll_interval_exceeded_then_rejoin_{}", kind.name()),
             Box::new(move || poll_interval_exceeded_then_rejoin(rt, kind, replication)),
