@@ -189,6 +189,36 @@ fn a_slow_application_holds_the_consumer_at_its_buffer_bound() {
     matches_log(&w, &records, 0);
 }
 
+/// A partition that has caught up long-polls at the broker; that must not hold back another
+/// partition of the same leader whose next data is already there. The consumer once fetched
+/// only partitions with nothing buffered, so each refetch of the busy partition waited behind
+/// the idle one's `fetch.max.wait.ms`.
+#[test]
+fn a_caught_up_partition_never_holds_back_another_on_the_same_leader() {
+    let c = ConsumerConfig::default()
+        .with_auto_offset_reset(OffsetReset::Earliest)
+        .with_max_partition_fetch_bytes(16 * 1024)
+        .with_fetch_max_wait(Duration::from_millis(500));
+    let cluster = FakeClusterConfig { brokers: 1, auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = World::new(cluster, |config: Config| config.with_consumer(c));
+    w.cluster.create_topic("t", 2, 1);
+    w.client.send(w.now, ProducerRecord::new("t", "alone").with_partition(0)).expect("taken");
+    for i in 0..2000 {
+        let r = ProducerRecord::new("t", vec![b'x'; 1000]).with_key(format!("k{i}")).with_partition(1);
+        w.client.send(w.now, r).expect("taken");
+    }
+    w.pump();
+    assert!(w.run_until(Duration::from_secs(10), |w| w.client.producer_outstanding() == 0));
+    w.client.assign(w.now, tps("t", 2)).unwrap();
+    let start = w.now;
+    let records = consume(&mut w, 2001, Duration::from_secs(600));
+    assert_eq!(records.len(), 2001);
+    matches_log(&w, &records, 0);
+    // About 125 fetches of partition 1; one wait of 500 ms each would take a minute.
+    let took = w.now - start;
+    assert!(took < Duration::from_secs(2), "consuming took {took:?} of virtual time");
+}
+
 #[test]
 fn commits_are_read_back_and_where_a_new_consumer_starts() {
     let mut w = world(|c| c.with_group_id("g"));

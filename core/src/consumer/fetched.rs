@@ -140,3 +140,36 @@ impl Fetched {
         self.current = batch.into_records().into_iter();
     }
 }
+
+/// The offset after the last whole batch (or legacy message) in `records`: where the next
+/// fetch of the partition starts. `None` when not one batch is whole. Reads only the framing
+/// (base offset, size and, for v2 batches, the last offset delta); a corrupt batch is
+/// reported when the records are decoded.
+pub(crate) fn end_offset(records: &[u8]) -> Option<i64> {
+    // Framing shared by every format: base offset (8), size (4), then 4 bytes (the v2
+    // partition leader epoch, the legacy CRC) and the magic byte at 16.
+    const LOG_OVERHEAD: usize = 12;
+    const MAGIC_AT: usize = 16;
+    const LAST_OFFSET_DELTA_AT: usize = 23;
+    let mut rest = records;
+    let mut end = None;
+    while rest.len() >= LOG_OVERHEAD {
+        let base = i64::from_be_bytes(rest[..8].try_into().ok()?);
+        let size = i32::from_be_bytes(rest[8..12].try_into().ok()?);
+        let total = usize::try_from(size).ok()?.checked_add(LOG_OVERHEAD)?;
+        if total <= MAGIC_AT || rest.len() < total {
+            break;
+        }
+        let last = if rest[MAGIC_AT] >= 2 {
+            let delta = rest.get(LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4)?;
+            base.checked_add(i64::from(i32::from_be_bytes(delta.try_into().ok()?)))?
+        } else {
+            // A legacy entry's offset is its last (a compressed wrapper carries its last
+            // inner offset).
+            base
+        };
+        end = Some(last.checked_add(1)?);
+        rest = &rest[total..];
+    }
+    end
+}

@@ -12,7 +12,7 @@
 //! | assigned, no `group.id` | | resetting (`auto.offset.reset`) |
 //! | resetting | ListOffsets answers | has a position |
 //! | resetting, `auto.offset.reset=none` | | failed: the next poll reports [`ConsumeError::NoOffset`] |
-//! | has a position | not paused, nothing buffered, leader known | fetched |
+//! | has a position | not paused, leader known, no fetch of it in flight | fetched from where the last fetch ended |
 //! | fetched | records | buffered until polled; each poll moves the position past what it returns |
 //! | fetched | OFFSET_OUT_OF_RANGE | resetting (or failed, with `none`) |
 //! | fetched | a leader or topic error, or no answer | metadata refreshed, fetched again after `retry.backoff.ms` |
@@ -21,6 +21,11 @@
 //! Each partition carries a version that a seek, a reset or a new assignment bumps; answers
 //! and buffered data of an older version are ignored, so nothing fetched before a seek is
 //! ever returned after it.
+//!
+//! Every fetch names all of a leader's fetchable partitions, including those whose data
+//! still waits in the buffer (they are fetched from where their buffered data ends). A
+//! long poll on a partition that has caught up therefore never holds back another partition
+//! of the same leader: the broker answers as soon as any of them has data.
 //!
 //! Memory: fetched data waits in the buffer until polled. A fetch is sent only while the
 //! buffer holds less than `fetch.buffer.memory`, and asks for no more than the room left, so
@@ -136,8 +141,9 @@ struct PartitionState {
     version: u64,
     /// A fetch or a lookup for it is in flight.
     busy: bool,
-    /// Fetched data waits in the buffer.
-    buffered: bool,
+    /// Where the data buffered for this version ends (the next offset to fetch), -1 when
+    /// nothing is buffered.
+    fetched_to: i64,
     /// After an error, not fetched before this.
     retry_at: Option<Instant>,
     high_watermark: i64,
@@ -154,7 +160,7 @@ impl PartitionState {
             paused: false,
             version,
             busy: false,
-            buffered: false,
+            fetched_to: -1,
             retry_at: None,
             high_watermark: -1,
             log_start_offset: -1,
@@ -162,12 +168,13 @@ impl PartitionState {
         }
     }
 
+    /// The offset the next fetch asks for: past what is buffered.
+    fn fetch_offset(&self) -> i64 {
+        self.position.max(self.fetched_to)
+    }
+
     fn fetchable(&self, now: Instant) -> bool {
-        self.start == Start::Positioned
-            && !self.paused
-            && !self.busy
-            && !self.buffered
-            && self.retry_at.is_none_or(|t| t <= now)
+        self.start == Start::Positioned && !self.paused && !self.busy && self.retry_at.is_none_or(|t| t <= now)
     }
 }
 
@@ -193,6 +200,14 @@ struct Job<K> {
     in_flight: bool,
 }
 
+/// A partition a fetch in flight asked for.
+#[derive(Debug)]
+struct Asked {
+    partition: TopicPartition,
+    version: u64,
+    fetch_offset: i64,
+}
+
 /// An offset lookup: the application's, or the consumer's own resets (`id` = `None`).
 #[derive(Debug)]
 struct Lookup {
@@ -210,7 +225,7 @@ struct Lookup {
 #[derive(Debug)]
 enum InFlight {
     Member,
-    Fetch { broker: BrokerId, partitions: Vec<(TopicPartition, u64)>, sent: Instant },
+    Fetch { broker: BrokerId, partitions: Vec<Asked>, sent: Instant },
     Lookup { lookup: u64, partitions: Vec<TopicPartition> },
     Coordinator { job: u64 },
 }
@@ -574,6 +589,7 @@ impl Consumer {
         let version = self.bump();
         let state = self.partitions.get_mut(tp).ok_or_else(|| ConsumeError::NotAssigned(tp.clone()))?;
         state.position = offset;
+        state.fetched_to = -1;
         state.epoch = None;
         state.start = Start::Positioned;
         state.version = version;
@@ -818,7 +834,7 @@ impl Consumer {
             self.buffered_bytes -= freed;
             for (tp, state) in &mut self.partitions {
                 if gone(tp) {
-                    state.buffered = false;
+                    state.fetched_to = -1;
                 }
             }
         }
@@ -827,11 +843,6 @@ impl Consumer {
     fn pop_buffer(&mut self) {
         if let Some(f) = self.buffer.pop_front() {
             self.buffered_bytes -= f.size;
-            if let Some(state) = self.partitions.get_mut(&f.partition) {
-                if state.version == f.version {
-                    state.buffered = false;
-                }
-            }
         }
     }
 
@@ -878,15 +889,17 @@ impl Consumer {
 
     /// The partitions to fetch from `broker` now, with what to ask of each.
     fn fetch_plan(&self, now: Instant, broker: BrokerId) -> BTreeMap<TopicPartition, FetchSpec> {
-        let room = self.config.fetch_buffer_memory.saturating_sub(self.buffered_bytes);
-        let max_bytes = (self.config.max_partition_fetch_bytes as usize).min(room).max(1) as i32;
+        // The room left in the buffer bounds the whole response (the request's max_bytes);
+        // a constant per-partition bound keeps unchanged partitions out of incremental
+        // fetches.
+        let max_bytes = self.config.max_partition_fetch_bytes.max(1);
         self.partitions
             .iter()
             .filter(|(_, s)| s.fetchable(now))
             .filter_map(|(tp, s)| {
                 let p = self.leaders.get(tp).copied()?;
                 (p.0 == broker)
-                    .then(|| (tp.clone(), FetchSpec { fetch_offset: s.position, max_bytes, leader_epoch: p.1 }))
+                    .then(|| (tp.clone(), FetchSpec { fetch_offset: s.fetch_offset(), max_bytes, leader_epoch: p.1 }))
             })
             .collect()
     }
@@ -962,10 +975,10 @@ impl Consumer {
             .with_forgotten_topics_data(forgotten)
             .with_rack_id(StrBytes::from(self.config.client_rack.clone().unwrap_or_default()));
         let mut partitions = Vec::with_capacity(wanted.len());
-        for tp in wanted.into_keys() {
+        for (tp, spec) in wanted {
             let state = self.partitions.get_mut(&tp).expect("planned from it");
             state.busy = true;
-            partitions.push((tp, state.version));
+            partitions.push(Asked { partition: tp, version: state.version, fetch_offset: spec.fetch_offset });
         }
         self.fetching.insert(broker);
         let tag = self.tag();
@@ -990,17 +1003,17 @@ impl Consumer {
         &mut self,
         now: Instant,
         broker: BrokerId,
-        partitions: Vec<(TopicPartition, u64)>,
+        partitions: Vec<Asked>,
         sent: Instant,
         result: Result<Response, RequestError>,
         ctx: &mut Ctx<'_>,
     ) {
         self.fetching.remove(&broker);
-        let mut asked: BTreeMap<TopicPartition, u64> = BTreeMap::new();
-        for (tp, version) in partitions {
-            if let Some(s) = self.partitions.get_mut(&tp).filter(|s| s.version == version) {
+        let mut asked: BTreeMap<TopicPartition, (u64, i64)> = BTreeMap::new();
+        for a in partitions {
+            if let Some(s) = self.partitions.get_mut(&a.partition).filter(|s| s.version == a.version) {
                 s.busy = false;
-                asked.insert(tp, version);
+                asked.insert(a.partition, (a.version, a.fetch_offset));
             }
         }
         let response = match result.map(|r| r.body) {
@@ -1028,7 +1041,7 @@ impl Consumer {
         let ids: BTreeMap<Uuid, TopicName> = ctx.cluster.topics.values().map(|t| (t.id, t.name.clone())).collect();
         let options = DecodeOptions::new().verify_crc(self.config.check_crcs);
         let mut refresh = false;
-        let reset = self.reset_spec();
+        let mut out_of_range = Vec::new();
         for topic in responses {
             let name = if topic.topic.as_str().is_empty() {
                 match ids.get(&topic.topic_id) {
@@ -1040,7 +1053,7 @@ impl Consumer {
             };
             for p in topic.partitions {
                 let tp = TopicPartition { topic: name.clone(), partition: p.partition_index };
-                let Some(&version) = asked.get(&tp) else { continue };
+                let Some(&(version, fetch_offset)) = asked.get(&tp) else { continue };
                 let state = self.partitions.get_mut(&tp).expect("asked");
                 if p.high_watermark >= 0 {
                     state.high_watermark = p.high_watermark;
@@ -1050,6 +1063,12 @@ impl Consumer {
                 match p.error_code {
                     ErrorCode::None => {
                         let Some(records) = p.records.filter(|r| !r.is_empty()) else { continue };
+                        // Only whole batches count; without one the partition is fetched
+                        // again from the same offset.
+                        let Some(end) = fetched::end_offset(&records).filter(|&end| end > fetch_offset) else {
+                            continue;
+                        };
+                        state.fetched_to = end;
                         let aborted = p
                             .aborted_transactions
                             .unwrap_or_default()
@@ -1058,20 +1077,11 @@ impl Consumer {
                             .collect();
                         let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
                         let fetched = Fetched::new(tp, version, records, aborted, read_committed, options);
-                        state.buffered = true;
                         self.buffered_bytes += fetched.size;
                         self.buffer.push_back(fetched);
                     }
-                    ErrorCode::OffsetOutOfRange => match reset {
-                        Some(spec) => {
-                            state.start = Start::Reset(spec);
-                        }
-                        None => {
-                            state.start = Start::Failed;
-                            let position = state.position;
-                            self.errors.push_back(ConsumeError::NoOffset { partitions: vec![(tp, Some(position))] });
-                        }
-                    },
+                    // Settled below: the partition's buffered data goes first.
+                    ErrorCode::OffsetOutOfRange => out_of_range.push((tp, fetch_offset)),
                     e if e.is_retriable()
                         || matches!(e, ErrorCode::UnknownTopicOrPartition | ErrorCode::UnknownTopicId) =>
                     {
@@ -1086,6 +1096,9 @@ impl Consumer {
                 }
             }
         }
+        for (tp, fetch_offset) in out_of_range {
+            self.out_of_range(tp, fetch_offset);
+        }
         if refresh {
             ctx.signals.push(Signal::RefreshMetadata);
         }
@@ -1097,6 +1110,28 @@ impl Consumer {
             .max();
         self.metrics.fetched(now, now.saturating_duration_since(sent), bytes, throttle_time_ms, lag);
         self.plan_starts(now);
+    }
+
+    /// The broker has no offset `fetch_offset` for `tp`. Past buffered data, only the
+    /// fetch ahead was out of range: the buffered data goes and the partition is fetched
+    /// again from its position. At the position, the position resets (`auto.offset.reset`)
+    /// or fails.
+    fn out_of_range(&mut self, tp: TopicPartition, fetch_offset: i64) {
+        let version = self.bump();
+        let reset = self.reset_spec();
+        let Some(state) = self.partitions.get_mut(&tp) else { return };
+        state.version = version;
+        if fetch_offset == state.position {
+            match reset {
+                Some(spec) => state.start = Start::Reset(spec),
+                None => {
+                    state.start = Start::Failed;
+                    let position = state.position;
+                    self.errors.push_back(ConsumeError::NoOffset { partitions: vec![(tp.clone(), Some(position))] });
+                }
+            }
+        }
+        self.drop_buffered(|p| *p == tp);
     }
 
     fn back_off<'a>(&mut self, now: Instant, partitions: impl Iterator<Item = &'a TopicPartition>) {
@@ -1226,6 +1261,7 @@ impl Consumer {
                                 match found {
                                     Some(f) => {
                                         s.position = f.offset;
+                                        s.fetched_to = -1;
                                         s.epoch = f.leader_epoch;
                                         s.start = Start::Positioned;
                                     }
@@ -1437,6 +1473,7 @@ impl Consumer {
                             match found.get(&tp).cloned().flatten() {
                                 Some(o) => {
                                     s.position = o.offset;
+                                    s.fetched_to = -1;
                                     s.epoch = o.leader_epoch;
                                     s.start = Start::Positioned;
                                 }

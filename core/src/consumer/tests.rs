@@ -91,3 +91,20 @@ fn a_corrupt_batch_is_reported_after_the_good_ones() {
     assert_eq!(seen, vec![0, 1]);
     assert!(corrupt.contains("CRC") || corrupt.contains("crc") || corrupt.contains("checksum"), "{corrupt}");
 }
+
+#[test]
+fn end_offset_reads_past_the_last_whole_batch_and_control_batches() {
+    let mut log = BytesMut::new();
+    assert_eq!(super::fetched::end_offset(&log), None);
+    batch(&mut log, 10, 5, None);
+    let first = log.len();
+    assert_eq!(super::fetched::end_offset(&log), Some(15));
+    batch(&mut log, 15, 3, Some(7));
+    marker(&mut log, 18, 7, false);
+    assert_eq!(super::fetched::end_offset(&log), Some(19));
+    // A batch cut off by the fetch's byte limit does not count.
+    let whole = log.len();
+    batch(&mut log, 19, 4, None);
+    assert_eq!(super::fetched::end_offset(&log[..whole + 20]), Some(19));
+    assert_eq!(super::fetched::end_offset(&log[..first - 1]), None);
+}
