@@ -59,7 +59,7 @@ target/debug/sansa demo --records 2000
 step "your own event loop: sansa::Client driven by a hand-written mio loop, no async runtime"
 cargo run -q -p sansa-conformance --example own_event_loop
 
-step "live suite on all three runtimes against a real 3-broker Kafka ${KAFKA_BOOTSTRAP:+(using KAFKA_BOOTSTRAP)}"
+step "live suite (client, producer, consumer) on all three runtimes against a real 3-broker Kafka ${KAFKA_BOOTSTRAP:+(using KAFKA_BOOTSTRAP)}"
 kafka=conformance/kafka/kafka
 started_kafka=()
 stop_kafka() { for v in "${started_kafka[@]}"; do "$kafka" down --version "$v" >/dev/null 2>&1 || true; done; }
@@ -68,7 +68,11 @@ external="${KAFKA_BOOTSTRAP:+yes}"
 if [ -z "$external" ]; then
   "$kafka" down --version 4.3 --brokers 3 >/dev/null 2>&1 || true
   started_kafka+=(4.3)
-  KAFKA_BOOTSTRAP="$("$kafka" up --brokers 3 --version 4.3 | tail -n 1)"
+  # KIP-848 sessions are the brokers' setting (45 s by default): short ones let the consumer
+  # suite see a killed member leave in seconds.
+  KAFKA_BOOTSTRAP="$("$kafka" up --brokers 3 --version 4.3 \
+    --set group.consumer.session.timeout.ms=6000 --set group.consumer.min.session.timeout.ms=6000 \
+    --set group.consumer.heartbeat.interval.ms=1000 --set group.consumer.min.heartbeat.interval.ms=500 | tail -n 1)"
   export KAFKA_BROKERS=3 KAFKA_CRASH_TESTS=1 SANSA_JAVA_READBACK=1
 fi
 export KAFKA_BOOTSTRAP

@@ -5,6 +5,7 @@ pub mod differential;
 pub mod fake_cluster;
 pub mod fake_server;
 pub mod live;
+pub mod live_consumer;
 pub mod live_producer;
 pub mod loopback;
 pub mod records_json;

@@ -33,6 +33,14 @@ pub trait LiveClient: Send + Sync {
     fn close(&self);
     /// The shared handle, for its `_blocking` producer methods.
     fn handle(&self) -> &sansa::driver::Handle;
+    /// Polls the consumer; a runtime with async handles overrides this to go through them.
+    fn poll(
+        &self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<sansa::consumer::ConsumerRecord>, sansa::consumer::ConsumeError> {
+        self.handle().poll_blocking(max, timeout)
+    }
 }
 
 /// A runtime under test.
@@ -41,6 +49,14 @@ pub trait LiveRuntime {
     type Client: LiveClient;
     /// Starts a client.
     fn connect(&self, config: Config) -> Self::Client;
+    /// A command that runs [`crate::live_consumer::member_main`] on this runtime in a child
+    /// process, so a scenario can kill a group member as a crash would: by default this test
+    /// binary's `live_consumer_member` test.
+    fn member_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+        command.args(["live_consumer_member", "--exact", "--ignored", "--nocapture", "--test-threads", "1"]);
+        command
+    }
 }
 
 thread_local! {
@@ -67,7 +83,7 @@ fn config(bootstrap: &str) -> Config {
     Config::new(bootstrap).expect("bootstrap list").with_client_id("sansa-live").with_rng_seed(7)
 }
 
-pub(crate) fn unique_topic(prefix: &str) -> String {
+pub fn unique_topic(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{prefix}-{nanos:x}")
 }

@@ -3,14 +3,18 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{join_all, Exec};
 use sansa::cluster::ClusterMetadata;
+use sansa::consumer::{ConsumeError, ConsumerRecord};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{BrokerVersions, Config, RequestError, Response, Target};
 use sansa_async_std::KafkaClient;
 use sansa_conformance::fake_cluster::FakeClusterConfig;
 use sansa_conformance::fake_server::FakeServer;
 use sansa_conformance::live::{run_all, run_scenarios, with_bootstrap, LiveClient, LiveRuntime};
+use sansa_conformance::live_consumer::GroupKind;
 
 struct Runtime(Exec);
 
@@ -24,6 +28,19 @@ impl LiveRuntime for Runtime {
 
     fn connect(&self, config: Config) -> Live {
         Live { client: self.0.connect(config).expect("valid config"), exec: self.0 }
+    }
+
+    fn member_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+        command.args(["live_consumer_member", "--exact", "--ignored", "--nocapture", "--test-threads", "1"]);
+        command.env(
+            "SANSA_LIVE_EXEC",
+            match self.0 {
+                Exec::AsyncStd => "async-std",
+                Exec::Smol => "smol",
+            },
+        );
+        command
     }
 }
 
@@ -52,6 +69,10 @@ impl LiveClient for Live {
     fn handle(&self) -> &sansa::driver::Handle {
         &self.client
     }
+
+    fn poll(&self, max: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumeError> {
+        self.exec.block_on(self.client.poll(max, timeout))
+    }
 }
 
 #[test]
@@ -64,6 +85,37 @@ fn live_suite_async_std() {
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_suite_smol() {
     run_all(&Runtime(Exec::Smol));
+}
+
+#[test]
+#[ignore = "needs Kafka: ./test.sh runs it"]
+fn live_consumer_suite_async_std() {
+    sansa_conformance::live_consumer::run_all(&Runtime(Exec::AsyncStd), &GroupKind::ALL);
+}
+
+#[test]
+#[ignore = "needs Kafka: ./test.sh runs it"]
+fn live_consumer_suite_smol() {
+    // The adapter is the one async-std ran above: two group kinds are enough here, unless
+    // SANSA_LIVE_CONSUMER_FULL asks for every one.
+    let kinds: &[GroupKind] = if std::env::var_os("SANSA_LIVE_CONSUMER_FULL").is_some() {
+        &GroupKind::ALL
+    } else {
+        &[GroupKind::Classic("cooperative-sticky"), GroupKind::Consumer]
+    };
+    sansa_conformance::live_consumer::run_all(&Runtime(Exec::Smol), kinds);
+}
+
+/// A group member the consumer suite runs in a child process (to kill it), under the executor
+/// `SANSA_LIVE_EXEC` names; a no-op otherwise.
+#[test]
+#[ignore = "run by the live consumer suite"]
+fn live_consumer_member() {
+    let exec = match std::env::var("SANSA_LIVE_EXEC").as_deref() {
+        Ok("smol") => Exec::Smol,
+        _ => Exec::AsyncStd,
+    };
+    sansa_conformance::live_consumer::member_main(&Runtime(exec));
 }
 
 fn against_the_fake_cluster(exec: Exec) {

@@ -9,6 +9,7 @@ use sansa_conformance::differential;
 use sansa_conformance::fake_cluster::FakeClusterConfig;
 use sansa_conformance::fake_server::FakeServer;
 use sansa_conformance::live::{run_all, run_scenarios, with_bootstrap, LiveClient, LiveRuntime};
+use sansa_conformance::live_consumer::GroupKind;
 
 struct Runtime;
 
@@ -54,6 +55,19 @@ impl LiveClient for Live {
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_suite() {
     run_all(&Runtime);
+}
+
+#[test]
+#[ignore = "needs Kafka: ./test.sh runs it"]
+fn live_consumer_suite() {
+    sansa_conformance::live_consumer::run_all(&Runtime, &GroupKind::ALL)
+}
+
+/// A group member the consumer suite runs in a child process (to kill it); a no-op otherwise.
+#[test]
+#[ignore = "run by the live consumer suite"]
+fn live_consumer_member() {
+    sansa_conformance::live_consumer::member_main(&Runtime)
 }
 
 #[test]
@@ -108,4 +122,15 @@ fn differential_probes_agree_between_two_fake_clusters() {
     assert!(first.len() > 40, "{} answers", first.len());
     let diffs = differential::differences(&first, &second);
     assert!(diffs.is_empty(), "{diffs:#?}");
+}
+
+/// The consumer scenarios that need only sansa, against the fake cluster over loopback: it
+/// must keep groups, commits and sessions as Kafka does. Run by ./test.sh with the live suite.
+#[test]
+#[ignore = "slow (group sessions run on the wall clock): ./test.sh runs it"]
+fn live_consumer_scenarios_against_the_fake_cluster() {
+    let server = fake_server();
+    // KIP-848 there keeps Kafka's default 5 s heartbeats and 45 s sessions: too slow to wait for.
+    let kinds = [GroupKind::Classic("cooperative-sticky")];
+    with_bootstrap(server.bootstrap(), || sansa_conformance::live_consumer::run_scenarios(&Runtime, &kinds, 1, false));
 }

@@ -4,13 +4,16 @@
 mod common;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use sansa::cluster::ClusterMetadata;
+use sansa::consumer::{ConsumeError, ConsumerRecord};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{BrokerVersions, Config, RequestError, Response, Target};
 use sansa_conformance::fake_cluster::FakeClusterConfig;
 use sansa_conformance::fake_server::FakeServer;
 use sansa_conformance::live::{run_scenarios, with_bootstrap, LiveClient, LiveRuntime};
+use sansa_conformance::live_consumer::GroupKind;
 use sansa_tokio::KafkaClient;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -55,12 +58,29 @@ impl LiveClient for Blocking {
     fn handle(&self) -> &sansa::driver::Handle {
         &self.0
     }
+
+    fn poll(&self, max: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumeError> {
+        runtime().block_on(self.0.poll(max, timeout))
+    }
 }
 
 #[test]
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_suite() {
     sansa_conformance::live::run_all(&Runtime)
+}
+
+#[test]
+#[ignore = "needs Kafka: ./test.sh runs it"]
+fn live_consumer_suite() {
+    sansa_conformance::live_consumer::run_all(&Runtime, &GroupKind::ALL)
+}
+
+/// A group member the consumer suite runs in a child process (to kill it); a no-op otherwise.
+#[test]
+#[ignore = "run by the live consumer suite"]
+fn live_consumer_member() {
+    sansa_conformance::live_consumer::member_main(&Runtime)
 }
 
 #[test]

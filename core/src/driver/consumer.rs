@@ -540,6 +540,16 @@ impl Handle {
         answer.recv().await.unwrap_or(Err(ConsumeError::Closed))
     }
 
+    /// [`Handle::committed`], blocking the thread.
+    pub fn committed_blocking(
+        &self,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<BTreeMap<TopicPartition, Option<CommittedOffset>>, ConsumeError> {
+        let (reply, answer) = reply();
+        self.submit_blocking(Command::Consumer(ConsumerCommand::Committed { partitions, reply }));
+        answer.recv_blocking().unwrap_or(Err(ConsumeError::Closed))
+    }
+
     /// Commits `offsets` for the group, or every position when `None` (needs `group.id`).
     pub async fn commit(&self, offsets: Option<Vec<(TopicPartition, CommittedOffset)>>) -> Result<(), ConsumeError> {
         let (reply, answer) = reply();

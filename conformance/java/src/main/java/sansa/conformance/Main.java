@@ -23,6 +23,12 @@ import java.util.List;
  *                     DIR/messages.tsv (message bodies) against Kafka's own reader
  *   readback BOOTSTRAP TOPIC
  *                     print every record of TOPIC as Kafka's own consumer reads it
+ *   produce BOOTSTRAP TOPIC CODECS COUNT
+ *                     produce COUNT records with Kafka's producer, printing them as readback would
+ *   txn BOOTSTRAP TOPIC
+ *                     transactions into TOPIC, some committed and some aborted
+ *   group-consume BOOTSTRAP TOPIC GROUP PROTOCOL ASSIGNOR
+ *                     a member of GROUP with Kafka's consumer until standard input closes
  * </pre>
  */
 public final class Main {
@@ -34,8 +40,19 @@ public final class Main {
         if (args.length == 3 && args[0].equals("readback")) {
             System.exit(ReadBack.run(args[1], args[2], System.out));
         }
+        if (args.length == 5 && args[0].equals("produce")) {
+            System.exit(LiveModes.produce(args[1], args[2], args[3], Integer.parseInt(args[4]), System.out));
+        }
+        if (args.length == 3 && args[0].equals("txn")) {
+            System.exit(LiveModes.txn(args[1], args[2], System.out));
+        }
+        if (args.length == 6 && args[0].equals("group-consume")) {
+            System.exit(LiveModes.groupConsume(args[1], args[2], args[3], args[4], args[5], System.out));
+        }
         if (args.length != 2 || !(args[0].equals("generate") || args[0].equals("verify"))) {
-            System.err.println("usage: generate OUTDIR | verify DIR | readback BOOTSTRAP TOPIC");
+            System.err.println("usage: generate OUTDIR | verify DIR | readback BOOTSTRAP TOPIC"
+                + " | produce BOOTSTRAP TOPIC CODECS COUNT | txn BOOTSTRAP TOPIC"
+                + " | group-consume BOOTSTRAP TOPIC GROUP PROTOCOL ASSIGNOR");
             System.exit(2);
         }
         Path dir = Path.of(args[1]);

@@ -67,16 +67,22 @@ final class ReadBack {
     }
 
     private static String line(ConsumerRecord<byte[], byte[]> r) {
+        return line(r.partition(), r.offset(), r.timestampType().name, r.timestamp(), r.key(), r.value(), r.headers());
+    }
+
+    /** One record in the format above; the Java producer mode prints the records it sent alike. */
+    static String line(int partition, long offset, String timestampType, long timestamp, byte[] key, byte[] value,
+                       Iterable<Header> headerList) {
         StringBuilder headers = new StringBuilder();
-        for (Header h : r.headers()) {
+        for (Header h : headerList) {
             if (headers.length() > 0) {
                 headers.append(',');
             }
             headers.append(Hex.of(h.key().getBytes(StandardCharsets.UTF_8))).append('=')
                 .append(h.value() == null ? "-" : Hex.of(h.value()));
         }
-        return r.partition() + "\t" + r.offset() + "\t" + r.timestampType().name + "\t" + r.timestamp() + "\t"
-            + (r.key() == null ? "-" : Hex.of(r.key())) + "\t" + (r.value() == null ? "-" : Hex.of(r.value())) + "\t"
+        return partition + "\t" + offset + "\t" + timestampType + "\t" + timestamp + "\t"
+            + (key == null ? "-" : Hex.of(key)) + "\t" + (value == null ? "-" : Hex.of(value)) + "\t"
             + (headers.length() == 0 ? "-" : headers.toString());
     }
 }
