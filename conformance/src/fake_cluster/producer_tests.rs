@@ -373,3 +373,25 @@ fn a_batch_answered_not_leader_after_its_append_is_never_renumbered() {
     let values: Vec<Bytes> = log(&w, "l", 0).into_iter().filter_map(|(_, v, _)| v).collect();
     assert_eq!(values, [Bytes::from("warm"), Bytes::from("once")], "stored once");
 }
+
+/// Records batched for a partition whose leader is unknown make the producer look at
+/// metadata again, as Java's does, instead of waiting for `metadata.max.age.ms` (5 min, past
+/// the 2 min delivery timeout). Found live: a broker that had not yet applied a new topic
+/// answered metadata without it, which wiped the topic's leaders from the client's view.
+#[test]
+fn batches_without_a_leader_refresh_metadata_until_they_have_one() {
+    let mut w = world(|p| p.linger = Duration::from_millis(500));
+    w.cluster.create_topic("t", 1, 2);
+    let ids = send_all(&mut w, (0..10).map(|i| ProducerRecord::new("t", format!("v{i}")).with_partition(0)));
+    assert!(w.run_until(Duration::from_millis(100), |w| w.client.metadata().topics.contains_key(&"t".into())));
+    // One answer without the topic, while the batch lingers.
+    w.cluster.inject(Fault::error(ErrorCode::UnknownTopicOrPartition).on_api(ApiKey::Metadata).on_topic("t").times(1));
+    w.client.refresh_metadata(w.now, Some(vec!["t".into()]));
+    w.pump();
+    let t = "t".into();
+    assert!(w.client.metadata().topics.get(&t).is_none_or(|t| t.partitions.is_empty()), "the view lost the topic");
+    let start = w.now;
+    let out = settle(&mut w, &ids, Duration::from_secs(150));
+    assert!(out.values().all(|r| r.is_ok()), "{out:?}");
+    assert!(w.now - start < Duration::from_secs(5), "delivered {:?} later", w.now - start);
+}

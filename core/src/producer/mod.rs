@@ -973,6 +973,21 @@ impl Producer {
         self.partitioner.handle_queue_sizes(topic, count, Some(&sizes));
     }
 
+    /// Whether records wait for metadata: for their topic, or for a leader of the partition
+    /// they are batched for. As in Java, the latter asks for a refresh too; otherwise they
+    /// would wait for `metadata.max.age.ms`, which may be past their delivery timeout.
+    fn needs_metadata(&self) -> bool {
+        if self.topics.values().any(|t| !t.waiting.is_empty()) {
+            return true;
+        }
+        let led: BTreeSet<(&TopicName, i32)> = self.leaders.values().flatten().map(|(t, p)| (t, *p)).collect();
+        let open = self.topics.iter().flat_map(|(name, t)| {
+            t.partitions.iter().enumerate().filter(|(_, p)| p.open.is_some()).map(move |(i, _)| (name, i as i32))
+        });
+        let queued = self.batches.values().filter(|b| !b.in_flight).map(|b| (&b.topic, b.partition));
+        open.chain(queued).any(|tp| !led.contains(&tp))
+    }
+
     /// Reads every topic's partitions and leaders from metadata again.
     fn rebuild_leaders(&mut self, cluster: &ClusterMetadata) {
         self.leaders.clear();
@@ -1534,7 +1549,7 @@ impl Machine for Producer {
                 Timer::Expire(a, b) => self.expire(now, (a, b)),
                 Timer::Waiting(id) => self.expire_waiting(now, id),
                 Timer::Metadata => {
-                    if self.topics.values().any(|t| !t.waiting.is_empty()) {
+                    if self.needs_metadata() {
                         ctx.signals.push(Signal::RefreshMetadata);
                     }
                 }
@@ -1557,8 +1572,9 @@ impl Machine for Producer {
 
     fn handle_metadata(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         self.refresh(now, ctx.cluster);
-        if self.topics.values().any(|t| !t.waiting.is_empty()) {
-            // Not there yet (being created, or a typo): look again after a backoff.
+        if self.needs_metadata() {
+            // A topic not there yet (being created, or a typo), or batches whose partition
+            // has no known leader: look again after a backoff.
             self.timers.insert(now + ctx.config.retry_backoff.initial, Timer::Metadata);
         }
     }
