@@ -32,11 +32,20 @@ pub(crate) struct BufferGate {
     limit: usize,
     pub(crate) max_block: Duration,
     freed: Event,
+    /// Sends on their way to the driver (see [`SendLane`]).
+    pub(crate) lane: SendLane,
 }
 
 impl BufferGate {
-    pub(crate) fn new(limit: usize, max_block: Duration) -> Self {
-        BufferGate { used: AtomicUsize::new(0), waited: Default::default(), limit, max_block, freed: Event::new() }
+    pub(crate) fn new(limit: usize, max_block: Duration, lane_capacity: usize) -> Self {
+        BufferGate {
+            used: AtomicUsize::new(0),
+            waited: Default::default(),
+            limit,
+            max_block,
+            freed: Event::new(),
+            lane: SendLane::new(lane_capacity),
+        }
     }
 
     pub(crate) fn waited_ns(&self) -> u64 {
@@ -127,6 +136,108 @@ impl BufferGate {
             return Err(ProduceError::RecordTooLarge { size, limit: self.limit, setting: "buffer.memory" });
         }
         Ok(())
+    }
+}
+
+/// A record on its way to the driver, its buffer bytes reserved.
+pub(crate) struct QueuedSend {
+    pub(crate) record: crate::producer::ProducerRecord,
+    pub(crate) waiter: Waiter,
+    pub(crate) reserved: usize,
+}
+
+/// Sends queued for the driver outside the intake: one intake message (a channel send and a
+/// wake-up) per record cost more than the producer's own work on the record, so sends share
+/// one locked queue that the dispatcher empties in one go, and only the send that finds it
+/// empty wakes the driver. Bounded like the intake: past `capacity` records a send waits.
+///
+/// Order with other commands holds because the dispatcher empties the lane before it takes
+/// each command off the intake, and a handle queues its send before any later command.
+pub(crate) struct SendLane {
+    queue: Mutex<LaneQueue>,
+    /// Announces room in a lane that was full.
+    drained: Event,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct LaneQueue {
+    sends: Vec<QueuedSend>,
+    /// The driver is gone: sends fail at once instead of waiting in a lane nobody empties.
+    closed: bool,
+}
+
+/// What [`SendLane::push`] did with a send.
+pub(crate) enum Pushed {
+    /// Queued into an empty lane: the driver needs a wake-up.
+    First,
+    /// Queued behind others; the wake-up of the first is still to come or being handled.
+    Behind,
+    /// The lane is full: wait for [`SendLane::room`] and push again.
+    Full(QueuedSend),
+    /// The driver is gone; the send is handed back.
+    Closed(QueuedSend),
+}
+
+impl SendLane {
+    fn new(capacity: usize) -> Self {
+        SendLane { queue: Mutex::new(LaneQueue::default()), drained: Event::new(), capacity: capacity.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn push(&self, send: QueuedSend) -> Pushed {
+        let mut q = self.lock();
+        if q.closed {
+            return Pushed::Closed(send);
+        }
+        if q.sends.len() >= self.capacity {
+            return Pushed::Full(send);
+        }
+        q.sends.push(send);
+        if q.sends.len() == 1 {
+            Pushed::First
+        } else {
+            Pushed::Behind
+        }
+    }
+
+    /// A listener that fires once the driver emptied the lane; check with a push after
+    /// creating it, as a drain may have happened in between.
+    pub(crate) fn room(&self) -> EventListener {
+        self.drained.listen()
+    }
+
+    /// Swaps the queued sends into `into` (empty, kept by the driver so both vectors keep
+    /// their capacity) and lets waiting senders in.
+    pub(crate) fn take(&self, into: &mut Vec<QueuedSend>) {
+        {
+            let mut q = self.lock();
+            if q.sends.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut q.sends, into);
+        }
+        self.drained.notify(usize::MAX);
+    }
+
+    /// Refuses every later send and hands back those queued.
+    pub(crate) fn close(&self) -> Vec<QueuedSend> {
+        let taken = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.sends)
+        };
+        self.drained.notify(usize::MAX);
+        taken
+    }
+}
+
+impl fmt::Debug for SendLane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendLane").field("queued", &self.lock().sends.len()).finish()
     }
 }
 
