@@ -2,7 +2,8 @@
 //! with its flags, payloads, throttling, latency sampling and output lines, so
 //! conformance/bench/compare reads sansa like Kafka's own tool, franz-perf and rdkafka-perf.
 //!
-//! - Payload: a fresh value per record, `SplittableRandom(0).nextInt(26) + 65` per byte.
+//! - Payload: `SplittableRandom(0).nextInt(26) + 65` per byte, the stream drawn once into an
+//!   8 MiB pool that records take consecutive slices of (see `Payloads`).
 //! - Latency: whole milliseconds from the send call (before any wait for buffer room) to the
 //!   delivery callback; every record counts in the average and maximum, one in
 //!   `num_records / min(num_records, 500000)` is kept for the percentiles.
@@ -13,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use sansa::driver::Handle;
 use sansa::producer::{ProduceError, ProducerRecord};
 use sansa::protocol::TopicName;
@@ -375,8 +375,33 @@ fn parse_stat_times(stat: &str, ticks: f64) -> Option<(f64, f64)> {
 
 // ---- the run ---------------------------------------------------------------------------------
 
-/// Bytes of payload allocated at once and cut into records' values.
-const PAYLOAD_CHUNK: usize = 64 * 1024;
+/// Bytes of the payload stream drawn ahead (see [`Payloads`]).
+const PAYLOAD_POOL: usize = 8 << 20;
+
+/// ProducerPerformance's payloads without their cost per record: the JDK stream is drawn once
+/// into a pool, and record `i` gets the `i`-th slice of it, wrapping to the start once the
+/// pool runs out. The first 8 MiB of values are byte for byte the JDK's; after that they
+/// repeat, but never within a batch (batches hold at most a few MiB), so compression sees
+/// what it would see with fresh bytes. A slice costs a reference count, not a draw per byte.
+struct Payloads {
+    pool: bytes::Bytes,
+    per_pool: u64,
+    size: usize,
+}
+
+impl Payloads {
+    fn new(size: usize) -> Payloads {
+        let per_pool = (PAYLOAD_POOL / size).max(1);
+        let mut pool = vec![0u8; per_pool * size];
+        SplitMix64::new(0).fill_payload(&mut pool);
+        Payloads { pool: pool.into(), per_pool: per_pool as u64, size }
+    }
+
+    fn get(&self, record: u64) -> bytes::Bytes {
+        let start = (record % self.per_pool) as usize * self.size;
+        self.pool.slice(start..start + self.size)
+    }
+}
 
 fn lock(s: &Mutex<Stats>) -> MutexGuard<'_, Stats> {
     s.lock().unwrap_or_else(|e| e.into_inner())
@@ -471,7 +496,6 @@ async fn produce<F: std::future::Future<Output = ()>>(
     let topic = TopicName::from(args.topic.as_str());
     let size = args.record_size as usize;
     let bytes = u64::from(args.record_size);
-    let mut random = SplitMix64::new(0);
     let mut throttler = Throttler::new(args.throughput);
     let start = Instant::now();
     // Latencies in whole milliseconds, as differences of millisecond clock readings (Java's
@@ -479,20 +503,13 @@ async fn produce<F: std::future::Future<Output = ()>>(
     let ms_since_start = move |t: Instant| t.saturating_duration_since(start).as_millis() as u64;
     // Leaked, one per run, so that a callback holds a plain reference instead of a counted one.
     let stats: &'static Mutex<Stats> = Box::leak(Box::new(Mutex::new(Stats::new(args.num_records, start))));
-    // Each record gets fresh bytes, cut from a chunk shared by many: one allocation per chunk
-    // instead of one per record.
-    let mut chunk = BytesMut::new();
+    let payloads = Payloads::new(size);
     for i in 0..args.num_records {
-        if chunk.capacity() < size {
-            chunk = BytesMut::with_capacity(PAYLOAD_CHUNK.max(size));
-        }
-        chunk.resize(size, 0);
-        random.fill_payload(&mut chunk);
         let record = ProducerRecord {
             topic: topic.clone(),
             partition: None,
             key: None,
-            value: Some(chunk.split().freeze()),
+            value: Some(payloads.get(i)),
             headers: Vec::new(),
             timestamp: None,
         };
@@ -580,6 +597,15 @@ mod tests {
             assert!(b.iter().all(|&c| c == (slow.next_int_bounded(26) + 65) as u8));
             assert_eq!(fast.next_int(), slow.next_int(), "the stream goes on in step");
         }
+    }
+
+    #[test]
+    fn payloads_follow_the_stream_then_wrap() {
+        let p = Payloads::new(32);
+        assert_eq!(&p.get(0)[..], b"YQHHNEBSEPDNSEIFGAMSUJXKOLTXSPLG");
+        assert_eq!(&p.get(1)[..], b"HDIOYZJFNIDSPWHZMKVJAXDBZFCOXYKY");
+        assert_eq!(p.get(p.per_pool), p.get(0));
+        assert_eq!(Payloads::new(PAYLOAD_POOL * 2).get(7).len(), PAYLOAD_POOL * 2);
     }
 
     #[test]

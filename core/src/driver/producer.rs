@@ -77,7 +77,7 @@ impl BufferGate {
             return Ok(());
         }
         let Some((timer, sleep)) = timer.and_then(|t| Some((t, t.sleep.as_ref()?))) else {
-            return self.reserve_now(size);
+            return self.reserve_at_once(size);
         };
         let start = (timer.now)();
         loop {
@@ -99,7 +99,7 @@ impl BufferGate {
         if self.try_reserve(size) {
             return Ok(());
         }
-        let Some(timer) = timer else { return self.reserve_now(size) };
+        let Some(timer) = timer else { return self.reserve_at_once(size) };
         let start = (timer.now)();
         loop {
             let listener = self.freed.listen();
@@ -114,7 +114,13 @@ impl BufferGate {
         }
     }
 
-    fn reserve_now(&self, size: usize) -> Result<(), ProduceError> {
+    /// Reserves `size` bytes if there is room now; `Ok(false)` when a wait is needed.
+    pub(crate) fn reserve_now(&self, size: usize) -> Result<bool, ProduceError> {
+        self.check(size)?;
+        Ok(self.try_reserve(size))
+    }
+
+    fn reserve_at_once(&self, size: usize) -> Result<(), ProduceError> {
         if self.try_reserve(size) {
             Ok(())
         } else {
@@ -492,5 +498,44 @@ impl Pending {
         }
         self.live = 0;
         freed
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+    use crate::producer::ProducerRecord;
+
+    fn send(n: u8, outcomes: &Arc<Mutex<Vec<(u8, bool)>>>) -> QueuedSend {
+        let seen = Arc::clone(outcomes);
+        let waiter = Waiter::callback(Box::new(move |r| seen.lock().unwrap().push((n, r.is_ok()))));
+        QueuedSend { record: ProducerRecord::new("t", vec![n]), waiter, reserved: 1 }
+    }
+
+    #[test]
+    fn only_the_send_into_an_empty_lane_asks_for_a_wake_up() {
+        let outcomes = Arc::default();
+        let lane = SendLane::new(2);
+        assert!(matches!(lane.push(send(1, &outcomes)), Pushed::First));
+        assert!(matches!(lane.push(send(2, &outcomes)), Pushed::Behind));
+        let room = lane.room();
+        let Pushed::Full(third) = lane.push(send(3, &outcomes)) else { panic!("the lane holds two") };
+        let mut taken = Vec::new();
+        lane.take(&mut taken);
+        assert!(room.wait_timeout(Duration::ZERO).is_some(), "a drain announces room");
+        let order: Vec<u8> = taken.iter().map(|s| s.record.value.as_ref().unwrap()[0]).collect();
+        assert_eq!(order, [1, 2], "in the order sent");
+        assert!(matches!(lane.push(third), Pushed::First), "emptied: the next send wakes the driver again");
+    }
+
+    #[test]
+    fn a_closed_lane_hands_back_what_it_held_and_refuses_more() {
+        let outcomes: Arc<Mutex<Vec<(u8, bool)>>> = Arc::default();
+        let lane = SendLane::new(4);
+        let _ = lane.push(send(1, &outcomes));
+        drop(lane.close());
+        let Pushed::Closed(back) = lane.push(send(2, &outcomes)) else { panic!("closed") };
+        drop(back);
+        assert_eq!(*outcomes.lock().unwrap(), [(1, false), (2, false)], "both fail, none is lost");
     }
 }
