@@ -2,7 +2,8 @@
 //! with its flags, payloads, throttling, latency sampling and output lines, so
 //! conformance/bench/compare reads sansa like Kafka's own tool, franz-perf and rdkafka-perf.
 //!
-//! - Payload: a fresh value per record, `SplittableRandom(0).nextInt(26) + 65` per byte.
+//! - Payload: `SplittableRandom(0).nextInt(26) + 65` per byte, the stream drawn once into an
+//!   8 MiB pool that records take consecutive slices of (see `Payloads`).
 //! - Latency: whole milliseconds from the send call (before any wait for buffer room) to the
 //!   delivery callback; every record counts in the average and maximum, one in
 //!   `num_records / min(num_records, 500000)` is kept for the percentiles.
@@ -10,10 +11,9 @@
 //! - Output: a progress line every 5 s, the final line, then `cpu:` from /proc/self/stat.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use sansa::driver::Handle;
 use sansa::producer::{ProduceError, ProducerRecord};
 use sansa::protocol::TopicName;
@@ -121,7 +121,10 @@ impl SplitMix64 {
 
     fn next_int(&mut self) -> i32 {
         self.seed = self.seed.wrapping_add(Self::GAMMA);
-        let z = self.seed;
+        Self::mix32(self.seed)
+    }
+
+    fn mix32(z: u64) -> i32 {
         let z = (z ^ (z >> 33)).wrapping_mul(0x62a9_d9ed_7997_05f5);
         ((z ^ (z >> 28)).wrapping_mul(0xcb24_d0a5_c88c_35b3) >> 32) as i32
     }
@@ -144,11 +147,26 @@ impl SplitMix64 {
         }
     }
 
-    /// Fills `payload` with upper-case letters, `nextInt(26) + 65` per byte.
+    /// Fills `payload` with upper-case letters, `nextInt(26) + 65` per byte: the JDK's
+    /// stream, drawn without its rejection loop except in the rare case (about one draw in
+    /// 10^8) where the JDK would reject, so that the generator costs the client's CPU figure
+    /// as little as possible.
     pub(crate) fn fill_payload(&mut self, payload: &mut [u8]) {
+        // `u = nextInt() >>> 1` is rejected when its block of 26 runs past i32::MAX.
+        const ACCEPTED_BELOW: u32 = (1 << 31) - (1 << 31) % 26;
+        let mut seed = self.seed;
         for b in payload {
-            *b = (self.next_int_bounded(26) + 65) as u8;
+            seed = seed.wrapping_add(Self::GAMMA);
+            let u = (Self::mix32(seed) as u32) >> 1;
+            if u < ACCEPTED_BELOW {
+                *b = (u % 26) as u8 + 65;
+            } else {
+                self.seed = seed.wrapping_sub(Self::GAMMA);
+                *b = (self.next_int_bounded(26) + 65) as u8;
+                seed = self.seed;
+            }
         }
+        self.seed = seed;
     }
 }
 
@@ -357,6 +375,34 @@ fn parse_stat_times(stat: &str, ticks: f64) -> Option<(f64, f64)> {
 
 // ---- the run ---------------------------------------------------------------------------------
 
+/// Bytes of the payload stream drawn ahead (see [`Payloads`]).
+const PAYLOAD_POOL: usize = 8 << 20;
+
+/// ProducerPerformance's payloads without their cost per record: the JDK stream is drawn once
+/// into a pool, and record `i` gets the `i`-th slice of it, wrapping to the start once the
+/// pool runs out. The first 8 MiB of values are byte for byte the JDK's; after that they
+/// repeat, but never within a batch (batches hold at most a few MiB), so compression sees
+/// what it would see with fresh bytes. A slice costs a reference count, not a draw per byte.
+struct Payloads {
+    pool: bytes::Bytes,
+    per_pool: u64,
+    size: usize,
+}
+
+impl Payloads {
+    fn new(size: usize) -> Payloads {
+        let per_pool = (PAYLOAD_POOL / size).max(1);
+        let mut pool = vec![0u8; per_pool * size];
+        SplitMix64::new(0).fill_payload(&mut pool);
+        Payloads { pool: pool.into(), per_pool: per_pool as u64, size }
+    }
+
+    fn get(&self, record: u64) -> bytes::Bytes {
+        let start = (record % self.per_pool) as usize * self.size;
+        self.pool.slice(start..start + self.size)
+    }
+}
+
 fn lock(s: &Mutex<Stats>) -> MutexGuard<'_, Stats> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -398,17 +444,23 @@ pub(crate) fn run(command: PerfCommand) -> Result<(), Failure> {
             drop(runtime);
             failed
         }
-        Runtime::Smol => smol::block_on(async {
-            let (client, driver) =
-                sansa_async_std::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
-            smol::spawn(driver).detach();
-            let failed = produce(&args, &client, |d| async move {
-                smol::Timer::after(d).await;
-            })
-            .await;
-            client.close().await;
-            Ok::<_, Failure>(failed)
-        })?,
+        Runtime::Smol => {
+            // As for tokio, the driver and the sending loop share this thread: a local
+            // executor instead of smol's global one, whose own thread would take a cross-thread
+            // wake-up per batch of sends.
+            let local = smol::LocalExecutor::new();
+            smol::block_on(local.run(async {
+                let (client, driver) =
+                    sansa_async_std::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
+                local.spawn(driver).detach();
+                let failed = produce(&args, &client, |d| async move {
+                    smol::Timer::after(d).await;
+                })
+                .await;
+                client.close().await;
+                Ok::<_, Failure>(failed)
+            }))?
+        }
         Runtime::Blocking => {
             let client = sansa_blocking::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
             // The blocking handle's methods block; the loop is the same, polled to completion
@@ -444,31 +496,28 @@ async fn produce<F: std::future::Future<Output = ()>>(
     let topic = TopicName::from(args.topic.as_str());
     let size = args.record_size as usize;
     let bytes = u64::from(args.record_size);
-    let mut random = SplitMix64::new(0);
     let mut throttler = Throttler::new(args.throughput);
     let start = Instant::now();
     // Latencies in whole milliseconds, as differences of millisecond clock readings (Java's
     // currentTimeMillis), not rounded durations.
     let ms_since_start = move |t: Instant| t.saturating_duration_since(start).as_millis() as u64;
-    let stats = Arc::new(Mutex::new(Stats::new(args.num_records, start)));
+    // Leaked, one per run, so that a callback holds a plain reference instead of a counted one.
+    let stats: &'static Mutex<Stats> = Box::leak(Box::new(Mutex::new(Stats::new(args.num_records, start))));
+    let payloads = Payloads::new(size);
     for i in 0..args.num_records {
-        // The producer holds each value until its batch is sent: a fresh buffer per record.
-        let mut payload = vec![0u8; size];
-        random.fill_payload(&mut payload);
         let record = ProducerRecord {
             topic: topic.clone(),
             partition: None,
             key: None,
-            value: Some(Bytes::from(payload)),
+            value: Some(payloads.get(i)),
             headers: Vec::new(),
             timestamp: None,
         };
         let send_start = Instant::now();
         let sent_ms = ms_since_start(send_start);
-        let s = Arc::clone(&stats);
         let callback = move |result: Result<_, ProduceError>| {
             let now = Instant::now();
-            let mut stats = lock(&s);
+            let mut stats = lock(stats);
             match result {
                 Ok(_) => {
                     let latency = ms_since_start(now).saturating_sub(sent_ms);
@@ -489,7 +538,7 @@ async fn produce<F: std::future::Future<Output = ()>>(
             client.send_with_callback(record, callback).await
         };
         if let Err(e) = sent {
-            if lock(&stats).error() {
+            if lock(stats).error() {
                 eprintln!("error: send failed: {e}");
             }
         }
@@ -505,7 +554,7 @@ async fn produce<F: std::future::Future<Output = ()>>(
     } else {
         client.flush().await;
     }
-    let mut stats = lock(&stats);
+    let mut stats = lock(stats);
     println!("{}", stats.total_line(Instant::now()));
     let unaccounted = args.num_records.saturating_sub(stats.count + stats.errors());
     stats.errors() + unaccounted
@@ -537,6 +586,26 @@ mod tests {
         r.fill_payload(&mut b);
         assert_eq!(&a, b"YQHHNEBSEPDNSEIFGAMSUJXKOLTXSPLG");
         assert_eq!(&b, b"HDIOYZJFNIDSPWHZMKVJAXDBZFCOXYKY");
+    }
+
+    #[test]
+    fn the_fast_fill_draws_what_next_int_draws() {
+        for seed in [0, 1, 42, u64::MAX] {
+            let (mut fast, mut slow) = (SplitMix64::new(seed), SplitMix64::new(seed));
+            let mut b = vec![0u8; 100_000];
+            fast.fill_payload(&mut b);
+            assert!(b.iter().all(|&c| c == (slow.next_int_bounded(26) + 65) as u8));
+            assert_eq!(fast.next_int(), slow.next_int(), "the stream goes on in step");
+        }
+    }
+
+    #[test]
+    fn payloads_follow_the_stream_then_wrap() {
+        let p = Payloads::new(32);
+        assert_eq!(&p.get(0)[..], b"YQHHNEBSEPDNSEIFGAMSUJXKOLTXSPLG");
+        assert_eq!(&p.get(1)[..], b"HDIOYZJFNIDSPWHZMKVJAXDBZFCOXYKY");
+        assert_eq!(p.get(p.per_pool), p.get(0));
+        assert_eq!(Payloads::new(PAYLOAD_POOL * 2).get(7).len(), PAYLOAD_POOL * 2);
     }
 
     #[test]

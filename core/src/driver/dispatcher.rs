@@ -16,11 +16,11 @@ use futures_core::Stream;
 
 use super::consumer::{Polls, Returned, Waiting as ConsumerWaiting};
 use super::outcome::{Nudge, Replier};
-use super::producer::{BufferGate, Pending};
+use super::producer::{BufferGate, Pending, QueuedSend, Waiter};
 use super::{Command, Msg};
 use crate::client::{BrokerVersions, Client, Event, Input, RequestError, RequestId, Response, Transmit};
 use crate::cluster::ClusterMetadata;
-use crate::producer::{ProduceError, RefuseReason};
+use crate::producer::{ProduceError, ProducerRecord, RefuseReason};
 
 /// Owns the [`Client`] inside an adapter's driver loop (see the [module docs](super)). Each
 /// `handle_*` call is followed, as for the client, by draining [`Dispatcher::poll_transmit`],
@@ -39,6 +39,8 @@ pub struct Dispatcher {
     /// Records handed to the client, waiting for their outcome.
     sends: Pending,
     gate: Arc<BufferGate>,
+    /// The lane's sends while they are submitted; kept so both vectors keep their capacity.
+    lane_taken: Vec<QueuedSend>,
     flushes: BTreeMap<RequestId, Replier<()>>,
     polls: Polls,
     consumer_waiting: BTreeMap<RequestId, ConsumerWaiting>,
@@ -83,6 +85,7 @@ impl Dispatcher {
             close_deadline: None,
             sends: Pending::default(),
             gate,
+            lane_taken: Vec::new(),
             flushes: BTreeMap::new(),
             polls: Polls::new(returned, nudge.clone()),
             consumer_waiting: BTreeMap::new(),
@@ -150,25 +153,61 @@ impl Dispatcher {
     /// last handle going away closes the client (requests in flight finish first).
     pub fn handle_intake(&mut self, now: Instant, intake: Intake) {
         match intake.0 {
-            Taken::Msg(Msg::Command(command)) => {
-                self.submit(now, command);
-                // More commands queued behind it (a burst of sends): take them in this pass.
+            Taken::Msg(msg) => {
+                self.take(now, msg);
+                // More commands queued behind it: take them in this pass.
                 for _ in 1..INTAKE_BURST {
                     match self.intake.try_recv() {
-                        Ok(Msg::Command(command)) => self.submit(now, command),
-                        Ok(Msg::Nudge(queued)) => queued.store(false, Ordering::SeqCst),
+                        Ok(msg) => self.take(now, msg),
                         Err(_) => break,
                     }
                 }
+                // Sends queued since; their wake-up may be among the messages just taken.
+                self.drain_lane(now);
             }
-            // The next pass of the loop looks again at whatever was held back.
-            Taken::Msg(Msg::Nudge(queued)) => queued.store(false, Ordering::SeqCst),
             Taken::HandlesGone => {
+                self.drain_lane(now);
                 self.intake_open = false;
                 self.client.close(now);
             }
         }
         self.polls.serve(now, &mut self.client);
+    }
+
+    fn take(&mut self, now: Instant, msg: Msg) {
+        // Sends queued before this command go first, as they were made first.
+        self.drain_lane(now);
+        match msg {
+            Msg::Command(command) => self.submit(now, command),
+            // The next pass of the loop looks again at whatever was held back.
+            Msg::Nudge(queued) => queued.store(false, Ordering::SeqCst),
+            Msg::Sends => {}
+        }
+    }
+
+    /// Submits every send queued on the lane, in order.
+    fn drain_lane(&mut self, now: Instant) {
+        let mut sends = std::mem::take(&mut self.lane_taken);
+        self.gate.lane.take(&mut sends);
+        for QueuedSend { record, waiter, reserved } in sends.drain(..) {
+            self.submit_send(now, record, waiter, reserved);
+        }
+        self.lane_taken = sends;
+    }
+
+    fn submit_send(&mut self, now: Instant, record: ProducerRecord, waiter: Waiter, reserved: usize) {
+        match self.client.send(now, record) {
+            Ok(id) => self.sends.insert(id, waiter, reserved),
+            Err(refused) => {
+                self.gate.release(reserved);
+                let error = match refused.reason {
+                    RefuseReason::Fatal(e) => e,
+                    RefuseReason::BufferFull => ProduceError::BufferExhausted { waited: std::time::Duration::ZERO },
+                    _ => ProduceError::Closed,
+                };
+                waiter.complete(Err(error));
+            }
+        }
     }
 
     fn submit(&mut self, now: Instant, command: Command) {
@@ -181,23 +220,6 @@ impl Dispatcher {
             }
             Command::CheckVersion { target, reply } => {
                 (self.client.check_version(now, target), Waiting::Versions(reply))
-            }
-            Command::Send { record, waiter, reserved } => {
-                match self.client.send(now, record) {
-                    Ok(id) => self.sends.insert(id, waiter, reserved),
-                    Err(refused) => {
-                        self.gate.release(reserved);
-                        let error = match refused.reason {
-                            RefuseReason::Fatal(e) => e,
-                            RefuseReason::BufferFull => {
-                                ProduceError::BufferExhausted { waited: std::time::Duration::ZERO }
-                            }
-                            _ => ProduceError::Closed,
-                        };
-                        waiter.complete(Err(error));
-                    }
-                }
-                return;
             }
             Command::Metrics { reply } => {
                 let mut metrics: BTreeMap<String, f64> =
@@ -291,6 +313,11 @@ impl Dispatcher {
     pub fn close_intake(&mut self) {
         self.intake.close();
         while self.intake.try_recv().is_ok() {}
+        for send in self.gate.lane.close() {
+            self.gate.release(send.reserved);
+            // Dropped unanswered, its waiter reports `ProduceError::Closed`.
+            drop(send);
+        }
         self.intake_open = false;
     }
 
@@ -334,6 +361,7 @@ impl fmt::Debug for Intake {
         let what = match &self.0 {
             Taken::Msg(Msg::Command(_)) => "Command",
             Taken::Msg(Msg::Nudge(_)) => "Nudge",
+            Taken::Msg(Msg::Sends) => "Sends",
             Taken::HandlesGone => "HandlesGone",
         };
         f.debug_tuple("Intake").field(&what).finish()

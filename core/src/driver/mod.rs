@@ -57,7 +57,6 @@ pub use typed::TypedProducer;
 use crate::client::{BrokerVersions, Client, RequestError, Response, Target};
 use crate::cluster::ClusterMetadata;
 use crate::config::{Config, ConfigError};
-use crate::producer::ProducerRecord;
 use crate::protocol::{RequestBody, TopicName};
 use outcome::Replier;
 
@@ -77,7 +76,8 @@ pub fn start(mut config: Config, now: Instant, intake_capacity: usize) -> Result
         config.rng_seed = Some(RandomState::new().build_hasher().finish());
     }
     let (tx, rx) = async_channel::bounded(intake_capacity.max(1));
-    let gate = Arc::new(producer::BufferGate::new(config.producer.buffer_memory, config.producer.max_block));
+    let gate =
+        Arc::new(producer::BufferGate::new(config.producer.buffer_memory, config.producer.max_block, intake_capacity));
     let returned = consumer::Returned::default();
     let dispatcher =
         Dispatcher::new(Client::new(config, now), rx, tx.downgrade(), Arc::clone(&gate), Arc::clone(&returned));
@@ -90,6 +90,8 @@ enum Msg {
     /// From [`outcome::Nudge`]: look again at what is held back. The flag lets the next nudge
     /// through once this one is taken.
     Nudge(Arc<AtomicBool>),
+    /// The send lane ([`producer::SendLane`]) was empty and has a send now.
+    Sends,
 }
 
 /// A command from a [`Handle`], carrying the replier for its outcome.
@@ -108,12 +110,6 @@ enum Command {
     CheckVersion {
         target: Target,
         reply: Replier<Result<BrokerVersions, RequestError>>,
-    },
-    /// A record for the producer, with its bytes of `buffer.memory` already reserved.
-    Send {
-        record: ProducerRecord,
-        waiter: producer::Waiter,
-        reserved: usize,
     },
     /// Answers once every record sent before it has its outcome.
     Flush {

@@ -32,11 +32,20 @@ pub(crate) struct BufferGate {
     limit: usize,
     pub(crate) max_block: Duration,
     freed: Event,
+    /// Sends on their way to the driver (see [`SendLane`]).
+    pub(crate) lane: SendLane,
 }
 
 impl BufferGate {
-    pub(crate) fn new(limit: usize, max_block: Duration) -> Self {
-        BufferGate { used: AtomicUsize::new(0), waited: Default::default(), limit, max_block, freed: Event::new() }
+    pub(crate) fn new(limit: usize, max_block: Duration, lane_capacity: usize) -> Self {
+        BufferGate {
+            used: AtomicUsize::new(0),
+            waited: Default::default(),
+            limit,
+            max_block,
+            freed: Event::new(),
+            lane: SendLane::new(lane_capacity),
+        }
     }
 
     pub(crate) fn waited_ns(&self) -> u64 {
@@ -68,7 +77,7 @@ impl BufferGate {
             return Ok(());
         }
         let Some((timer, sleep)) = timer.and_then(|t| Some((t, t.sleep.as_ref()?))) else {
-            return self.reserve_now(size);
+            return self.reserve_at_once(size);
         };
         let start = (timer.now)();
         loop {
@@ -90,7 +99,7 @@ impl BufferGate {
         if self.try_reserve(size) {
             return Ok(());
         }
-        let Some(timer) = timer else { return self.reserve_now(size) };
+        let Some(timer) = timer else { return self.reserve_at_once(size) };
         let start = (timer.now)();
         loop {
             let listener = self.freed.listen();
@@ -105,7 +114,13 @@ impl BufferGate {
         }
     }
 
-    fn reserve_now(&self, size: usize) -> Result<(), ProduceError> {
+    /// Reserves `size` bytes if there is room now; `Ok(false)` when a wait is needed.
+    pub(crate) fn reserve_now(&self, size: usize) -> Result<bool, ProduceError> {
+        self.check(size)?;
+        Ok(self.try_reserve(size))
+    }
+
+    fn reserve_at_once(&self, size: usize) -> Result<(), ProduceError> {
         if self.try_reserve(size) {
             Ok(())
         } else {
@@ -127,6 +142,108 @@ impl BufferGate {
             return Err(ProduceError::RecordTooLarge { size, limit: self.limit, setting: "buffer.memory" });
         }
         Ok(())
+    }
+}
+
+/// A record on its way to the driver, its buffer bytes reserved.
+pub(crate) struct QueuedSend {
+    pub(crate) record: crate::producer::ProducerRecord,
+    pub(crate) waiter: Waiter,
+    pub(crate) reserved: usize,
+}
+
+/// Sends queued for the driver outside the intake: one intake message (a channel send and a
+/// wake-up) per record cost more than the producer's own work on the record, so sends share
+/// one locked queue that the dispatcher empties in one go, and only the send that finds it
+/// empty wakes the driver. Bounded like the intake: past `capacity` records a send waits.
+///
+/// Order with other commands holds because the dispatcher empties the lane before it takes
+/// each command off the intake, and a handle queues its send before any later command.
+pub(crate) struct SendLane {
+    queue: Mutex<LaneQueue>,
+    /// Announces room in a lane that was full.
+    drained: Event,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct LaneQueue {
+    sends: Vec<QueuedSend>,
+    /// The driver is gone: sends fail at once instead of waiting in a lane nobody empties.
+    closed: bool,
+}
+
+/// What [`SendLane::push`] did with a send.
+pub(crate) enum Pushed {
+    /// Queued into an empty lane: the driver needs a wake-up.
+    First,
+    /// Queued behind others; the wake-up of the first is still to come or being handled.
+    Behind,
+    /// The lane is full: wait for [`SendLane::room`] and push again.
+    Full(QueuedSend),
+    /// The driver is gone; the send is handed back.
+    Closed(QueuedSend),
+}
+
+impl SendLane {
+    fn new(capacity: usize) -> Self {
+        SendLane { queue: Mutex::new(LaneQueue::default()), drained: Event::new(), capacity: capacity.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn push(&self, send: QueuedSend) -> Pushed {
+        let mut q = self.lock();
+        if q.closed {
+            return Pushed::Closed(send);
+        }
+        if q.sends.len() >= self.capacity {
+            return Pushed::Full(send);
+        }
+        q.sends.push(send);
+        if q.sends.len() == 1 {
+            Pushed::First
+        } else {
+            Pushed::Behind
+        }
+    }
+
+    /// A listener that fires once the driver emptied the lane; check with a push after
+    /// creating it, as a drain may have happened in between.
+    pub(crate) fn room(&self) -> EventListener {
+        self.drained.listen()
+    }
+
+    /// Swaps the queued sends into `into` (empty, kept by the driver so both vectors keep
+    /// their capacity) and lets waiting senders in.
+    pub(crate) fn take(&self, into: &mut Vec<QueuedSend>) {
+        {
+            let mut q = self.lock();
+            if q.sends.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut q.sends, into);
+        }
+        self.drained.notify(usize::MAX);
+    }
+
+    /// Refuses every later send and hands back those queued.
+    pub(crate) fn close(&self) -> Vec<QueuedSend> {
+        let taken = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.sends)
+        };
+        self.drained.notify(usize::MAX);
+        taken
+    }
+}
+
+impl fmt::Debug for SendLane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendLane").field("queued", &self.lock().sends.len()).finish()
     }
 }
 
@@ -381,5 +498,44 @@ impl Pending {
         }
         self.live = 0;
         freed
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+    use crate::producer::ProducerRecord;
+
+    fn send(n: u8, outcomes: &Arc<Mutex<Vec<(u8, bool)>>>) -> QueuedSend {
+        let seen = Arc::clone(outcomes);
+        let waiter = Waiter::callback(Box::new(move |r| seen.lock().unwrap().push((n, r.is_ok()))));
+        QueuedSend { record: ProducerRecord::new("t", vec![n]), waiter, reserved: 1 }
+    }
+
+    #[test]
+    fn only_the_send_into_an_empty_lane_asks_for_a_wake_up() {
+        let outcomes = Arc::default();
+        let lane = SendLane::new(2);
+        assert!(matches!(lane.push(send(1, &outcomes)), Pushed::First));
+        assert!(matches!(lane.push(send(2, &outcomes)), Pushed::Behind));
+        let room = lane.room();
+        let Pushed::Full(third) = lane.push(send(3, &outcomes)) else { panic!("the lane holds two") };
+        let mut taken = Vec::new();
+        lane.take(&mut taken);
+        assert!(room.wait_timeout(Duration::ZERO).is_some(), "a drain announces room");
+        let order: Vec<u8> = taken.iter().map(|s| s.record.value.as_ref().unwrap()[0]).collect();
+        assert_eq!(order, [1, 2], "in the order sent");
+        assert!(matches!(lane.push(third), Pushed::First), "emptied: the next send wakes the driver again");
+    }
+
+    #[test]
+    fn a_closed_lane_hands_back_what_it_held_and_refuses_more() {
+        let outcomes: Arc<Mutex<Vec<(u8, bool)>>> = Arc::default();
+        let lane = SendLane::new(4);
+        let _ = lane.push(send(1, &outcomes));
+        drop(lane.close());
+        let Pushed::Closed(back) = lane.push(send(2, &outcomes)) else { panic!("closed") };
+        drop(back);
+        assert_eq!(*outcomes.lock().unwrap(), [(1, false), (2, false)], "both fail, none is lost");
     }
 }

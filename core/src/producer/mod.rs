@@ -451,7 +451,9 @@ impl Producer {
                 key,
                 topic: record.topic.clone(),
                 partition: partition as i32,
-                records: Vec::new(),
+                // Room for the records a full batch is expected to hold, so the vector does
+                // not grow (and copy) record by record.
+                records: Vec::with_capacity(((batch_limit as f64 / ratio) as usize / size).clamp(1, 4096)),
                 open: Some(OpenBatch::with_capacity(capacity.min(self.config.max_request_size))),
                 sealed: None,
                 size: crate::protocol::records::RECORD_BATCH_OVERHEAD,
