@@ -844,7 +844,11 @@ impl Client {
                 }
             }
             Input::Received { conn, data } => self.on_received(now, conn, data),
-            Input::Closed { conn, cause } => self.close_conn(now, conn, cause, false),
+            Input::Closed { conn, cause } => {
+                let explained = self.slots.get(&conn).and_then(|s| s.conn.explain_close());
+                let cause = explained.map_or(cause, CloseCause::Local);
+                self.close_conn(now, conn, cause, false)
+            }
         }
         self.settle(now);
     }
@@ -1179,7 +1183,7 @@ impl Client {
             &self.config.client_id,
             (&self.config.client_software_name, &self.config.client_software_version),
         )
-        .with_security(&self.config.security, self.config.rng_seed.unwrap_or(0) ^ id.0);
+        .with_security(&self.config.security, &address.host, self.config.rng_seed.unwrap_or(0) ^ id.0);
         #[cfg(feature = "plants")]
         {
             conn.swap_owners = self.plant == Some(crate::plants::Plant::SwapOwners);
@@ -1295,7 +1299,9 @@ impl Client {
             self.transmits.push_back(Transmit::Close { conn });
         }
         let idle = cause == CloseCause::Local(LocalClose::Idle);
-        let before_handshake = slot.conn.is_open() && !slot.conn.is_ready();
+        // Hung up before answering ApiVersions (as pre-0.10 brokers do); a close during SASL
+        // comes after it.
+        let before_handshake = slot.conn.is_open() && slot.conn.versions().is_none();
         if !idle {
             let health =
                 self.health.entry(slot.node).or_insert(Health { failures: 0, retry_at: None, last_failure: now });

@@ -73,6 +73,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// TLS settings that could not be built.
+    #[error(transparent)]
+    Tls(#[from] crate::security::TlsConfigError),
     /// A setting for something sansa does not do (yet); refused rather than ignored.
     #[error("{key} is not supported: {reason}")]
     Unsupported {

@@ -33,7 +33,7 @@ use crate::protocol::{
     ApiKey, Codec, DecodeError, EncodeError, ErrorCode, Message, RequestBody, ResponseBody, StrBytes, VersionRange,
 };
 use crate::rand::Rng;
-use crate::security::{AuthError, SaslClient, SaslConfig, SecurityConfig};
+use crate::security::{AuthError, SaslClient, SaslConfig, SecurityConfig, TlsError};
 use std::sync::Arc;
 
 /// Versions of each API a broker supports, from its ApiVersions answer.
@@ -128,6 +128,9 @@ pub enum ConnectionError {
     /// SASL authentication failed.
     #[error(transparent)]
     Authentication(#[from] AuthError),
+    /// The TLS session failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Why the client itself closed a connection.
@@ -149,6 +152,9 @@ pub enum LocalClose {
     /// Authentication failed: retrying with the same settings cannot help.
     #[error("{0}")]
     Authentication(AuthError),
+    /// The TLS handshake or session failed.
+    #[error("{0}")]
+    Tls(TlsError),
     /// The client closed.
     #[error("the client closed")]
     ClientClosed,
@@ -161,6 +167,7 @@ impl From<ConnectionError> for LocalClose {
     fn from(e: ConnectionError) -> Self {
         match e {
             ConnectionError::Authentication(a) => LocalClose::Authentication(a),
+            ConnectionError::Tls(t) => LocalClose::Tls(t),
             other => LocalClose::ProtocolViolation(other),
         }
     }
@@ -170,7 +177,9 @@ impl LocalClose {
     /// Whether reconnecting with the same settings must fail the same way, so requests
     /// waiting for the broker should fail now rather than at their deadline.
     pub fn is_fatal(&self) -> bool {
+        // A hang-up in the handshake may be a restart: retried, though named.
         matches!(self, LocalClose::Authentication(_))
+            || matches!(self, LocalClose::Tls(t) if *t != TlsError::ClosedInHandshake)
     }
 }
 
@@ -273,6 +282,11 @@ pub(crate) struct Connection<T> {
     sasl: Option<Arc<SaslConfig>>,
     /// Randomness for SASL nonces, from the client's seed.
     rng: Rng,
+    /// The TLS session, when the connection uses TLS: frames in `outbound` are plaintext
+    /// until [`Connection::take_output`] encrypts them.
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// A TLS session that could not even start, reported at the first chance.
+    tls_failed: Option<TlsError>,
     /// Plant `SwapOwners`: answers reach the owner of the request behind them.
     #[cfg(feature = "plants")]
     pub(crate) swap_owners: bool,
@@ -296,6 +310,8 @@ impl<T> Connection<T> {
             last_activity: now,
             sasl: None,
             rng: Rng::new(0),
+            tls: None,
+            tls_failed: None,
             #[cfg(feature = "plants")]
             swap_owners: false,
         }
@@ -303,10 +319,34 @@ impl<T> Connection<T> {
 
     /// Applies the security settings; `seed` feeds the connection's nonces (the client's
     /// seed mixed with the connection's id, so each connection draws differently).
-    pub fn with_security(mut self, security: &SecurityConfig, seed: u64) -> Self {
+    /// `host` is the broker's name as configured or advertised, which its certificate must
+    /// name.
+    pub fn with_security(mut self, security: &SecurityConfig, host: &str, seed: u64) -> Self {
         self.sasl = security.sasl.clone().filter(|_| security.protocol.uses_sasl());
         self.rng = Rng::stream(seed, "sasl");
+        if let Some(tls) = security.tls.as_ref().filter(|_| security.protocol.uses_tls()) {
+            let started = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| TlsError::Other(format!("{host:?} is not a valid TLS server name")))
+                .and_then(|name| {
+                    rustls::ClientConnection::new(tls.config.clone(), name).map_err(TlsError::from_rustls)
+                });
+            match started {
+                Ok(mut conn) => {
+                    // Requests queue behind the handshake; the in-flight limit bounds them.
+                    conn.set_buffer_limit(None);
+                    self.tls = Some(Box::new(conn));
+                }
+                Err(e) => self.tls_failed = Some(e),
+            }
+        }
         self
+    }
+
+    /// Why a close by the peer happened, when the connection can tell better than "closed":
+    /// a hang-up in the middle of the TLS handshake.
+    pub fn explain_close(&self) -> Option<LocalClose> {
+        let tls = self.tls.as_ref()?;
+        (self.opened_at.is_some() && tls.is_handshaking()).then_some(LocalClose::Tls(TlsError::ClosedInHandshake))
     }
 
     /// Whether the TCP connection opened (a close before the handshake then means the
@@ -390,13 +430,58 @@ impl<T> Connection<T> {
         Ok(None)
     }
 
-    /// Bytes waiting to be written, if any.
+    /// Bytes waiting to be written, if any (encrypted, with TLS).
     pub fn take_output(&mut self) -> Option<Bytes> {
+        if let Some(tls) = self.tls.as_mut() {
+            self.opened_at?;
+            if !self.outbound.is_empty() {
+                // Without a buffer limit, rustls takes everything.
+                let _ = std::io::Write::write_all(&mut tls.writer(), &self.outbound);
+                self.outbound.clear();
+            }
+            let mut out = Vec::new();
+            while tls.wants_write() {
+                match tls.write_tls(&mut out) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+            return (!out.is_empty()).then(|| Bytes::from(out));
+        }
         if self.outbound.is_empty() {
             None
         } else {
             Some(self.outbound.split().freeze())
         }
+    }
+
+    /// Decrypts received TLS records; returns the plaintext they carried.
+    fn decrypt(&mut self, data: &[u8]) -> Result<Bytes, ConnectionError> {
+        if let Some(e) = self.tls_failed.clone() {
+            return Err(e.into());
+        }
+        let Some(tls) = self.tls.as_mut() else { return Ok(Bytes::copy_from_slice(data)) };
+        let mut rest = data;
+        let mut plain = Vec::new();
+        while !rest.is_empty() {
+            // rustls reads at most one buffer's worth at a time; process, then read on.
+            if tls.read_tls(&mut rest).is_err() {
+                return Err(TlsError::Other("TLS input buffer overflow".into()).into());
+            }
+            let state = tls.process_new_packets().map_err(TlsError::from_rustls)?;
+            let mut n = state.plaintext_bytes_to_read();
+            while n > 0 {
+                let start = plain.len();
+                plain.resize(start + n, 0);
+                let got = std::io::Read::read(&mut tls.reader(), &mut plain[start..]).unwrap_or(0);
+                plain.truncate(start + got);
+                if got == 0 {
+                    break;
+                }
+                n -= got;
+            }
+        }
+        Ok(Bytes::from(plain))
     }
 
     /// Everything still in flight, oldest first (when the connection closes).
@@ -415,6 +500,9 @@ impl<T> Connection<T> {
         events: &mut Vec<ConnEvent<T>>,
     ) -> Result<(), ConnectionError> {
         self.last_activity = now;
+        if self.tls.is_some() || self.tls_failed.is_some() {
+            data = self.decrypt(&data)?;
+        }
         if self.inbound.is_empty() {
             while let Some(frame) = self.decoder.decode_bytes(&mut data)? {
                 self.on_frame(frame, events)?;

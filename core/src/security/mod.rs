@@ -10,9 +10,11 @@ use std::sync::Arc;
 mod jaas;
 pub mod scram;
 pub mod server;
+mod tls;
 
 use crate::config::ConfigError;
 pub use scram::ScramHash;
+pub use tls::{TlsConfigError, TlsError, TlsOptions, TlsSettings};
 
 /// A password or token: kept out of `Debug` output, errors and logs.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -119,6 +121,8 @@ pub struct SecurityConfig {
     pub protocol: SecurityProtocol,
     /// The SASL settings; set exactly when the protocol uses SASL.
     pub sasl: Option<Arc<SaslConfig>>,
+    /// The TLS settings; set exactly when the protocol uses TLS.
+    pub tls: Option<TlsSettings>,
 }
 
 impl SecurityConfig {
@@ -131,7 +135,15 @@ impl SecurityConfig {
                 username: username.to_string(),
                 password: Secret::new(password),
             })),
+            tls: None,
         }
+    }
+
+    /// Adds TLS: SASL_PLAINTEXT becomes SASL_SSL, PLAINTEXT becomes SSL.
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.protocol = if self.protocol.uses_sasl() { SecurityProtocol::SaslSsl } else { SecurityProtocol::Ssl };
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -239,6 +251,36 @@ pub(crate) fn set_property(pending: &mut PendingSecurity, key: &str, value: &str
         // librdkafka's names, accepted for convenience.
         "sasl.username" => pending.username = Some(value.to_string()),
         "sasl.password" => pending.password = Some(Secret::new(value)),
+        "ssl.truststore.type" | "ssl.keystore.type" => {
+            if !value.trim().eq_ignore_ascii_case("PEM") {
+                return Err(ConfigError::Unsupported {
+                    key: key.into(),
+                    reason: "only PEM key and trust stores are read (convert JKS or PKCS12 with openssl or keytool)",
+                });
+            }
+        }
+        "ssl.truststore.location" => pending.tls.ca_pem = Some(read_file(key, value)?),
+        "ssl.truststore.certificates" => pending.tls.ca_pem = Some(value.as_bytes().to_vec()),
+        "ssl.keystore.location" => {
+            let pem = read_file(key, value)?;
+            pending.tls.key_pem = Some(Secret::new(String::from_utf8_lossy(&pem).into_owned()));
+            pending.tls.cert_chain_pem = Some(pem);
+        }
+        "ssl.keystore.certificate.chain" => pending.tls.cert_chain_pem = Some(value.as_bytes().to_vec()),
+        "ssl.keystore.key" => pending.tls.key_pem = Some(Secret::new(value)),
+        "ssl.key.password" if !value.is_empty() => {
+            return Err(ConfigError::Unsupported {
+                key: key.into(),
+                reason: "encrypted private keys are not read; give an unencrypted PKCS#8 key",
+            })
+        }
+        // Stores in PEM have no store password; accepted and unused, as Java does.
+        "ssl.key.password" | "ssl.keystore.password" | "ssl.truststore.password" => {}
+        "ssl.endpoint.identification.algorithm" => match value.trim() {
+            "" => pending.verify_hostname = Some(false),
+            v if v.eq_ignore_ascii_case("https") => pending.verify_hostname = Some(true),
+            _ => return Err(invalid("expected https, or empty to turn host name checks off")),
+        },
         _ => return Ok(false),
     }
     Ok(true)
@@ -252,13 +294,29 @@ pub(crate) struct PendingSecurity {
     jaas: Option<jaas::JaasEntry>,
     username: Option<String>,
     password: Option<Secret>,
+    tls: TlsOptions,
+    verify_hostname: Option<bool>,
+}
+
+fn read_file(key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path.trim()).map_err(|_| ConfigError::InvalidValue {
+        key: key.into(),
+        value: path.into(),
+        reason: "cannot read the file",
+    })
 }
 
 impl PendingSecurity {
-    pub fn finish(self) -> Result<SecurityConfig, ConfigError> {
+    pub fn finish(mut self) -> Result<SecurityConfig, ConfigError> {
         let protocol = self.protocol.unwrap_or_default();
+        let tls = if protocol.uses_tls() {
+            self.tls.verify_hostname = self.verify_hostname.unwrap_or(true);
+            Some(TlsSettings::new(std::mem::take(&mut self.tls))?)
+        } else {
+            None
+        };
         if !protocol.uses_sasl() {
-            return Ok(SecurityConfig { protocol, sasl: None });
+            return Ok(SecurityConfig { protocol, sasl: None, tls });
         }
         let name = self.mechanism.as_deref().unwrap_or("GSSAPI");
         let mechanism = match name.to_ascii_uppercase().as_str() {
@@ -298,7 +356,7 @@ impl PendingSecurity {
         }
         let username = username.ok_or(missing("no username (give sasl.jaas.config with username=\"...\")"))?;
         let password = password.ok_or(missing("no password (give sasl.jaas.config with password=\"...\")"))?;
-        Ok(SecurityConfig { protocol, sasl: Some(Arc::new(SaslConfig { mechanism, username, password })) })
+        Ok(SecurityConfig { protocol, sasl: Some(Arc::new(SaslConfig { mechanism, username, password })), tls })
     }
 }
 

@@ -65,7 +65,8 @@ impl Broker {
 /// (or whole when past its end). Ok once ready.
 fn run(security: &SecurityConfig, broker: &mut Broker, split: usize) -> Result<(), ConnectionError> {
     let now = t0();
-    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(security, 7);
+    let mut conn: Connection<u32> =
+        Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(security, "broker", 7);
     conn.on_connected(now);
     let mut events = Vec::new();
     for _ in 0..10 {
@@ -189,7 +190,8 @@ fn secrets_never_print() {
     let mut client = crate::Client::new(c.clone(), now);
     client.check_version(now, crate::Target::AnyBroker);
     while client.poll_transmit(now).is_some() {}
-    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0")).with_security(&c.security, 1);
+    let mut conn: Connection<u32> =
+        Connection::new(now, 1 << 20, "t", ("s", "0")).with_security(&c.security, "broker", 1);
     conn.on_connected(now);
     let mut broker = Broker::new(users());
     let mut sent = BytesMut::from(&conn.take_output().unwrap()[..]);
