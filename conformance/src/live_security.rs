@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sansa::consumer::TopicPartition;
 use sansa::producer::ProducerRecord;
-use sansa::security::AuthError;
+use sansa::security::{AuthError, TlsError};
 use sansa::{CloseCause, Config, LocalClose, RequestError, Target};
 
 use crate::live::{LiveClient, LiveRuntime};
@@ -119,6 +119,43 @@ pub fn wrong_password<R: LiveRuntime>(rt: &R, c: &SecureClient) {
     client.close();
 }
 
+fn expect_tls_error<R: LiveRuntime>(rt: &R, props: &[(String, String)], what: &str, check: impl Fn(&TlsError) -> bool) {
+    let mut props = props.to_vec();
+    props.push(("request.timeout.ms".into(), "2000".into()));
+    let client = rt.connect(config(&props));
+    let started = Instant::now();
+    let err = client.check_version(Target::AnyBroker).expect_err(what);
+    let ok = matches!(&err, RequestError::Unreachable { cause: CloseCause::Local(LocalClose::Tls(t)), .. } if check(t));
+    assert!(ok, "{what}: {err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{what}: took {:?}", started.elapsed());
+    eprintln!("live security: {what}: {err}");
+    client.close();
+}
+
+/// TLS against a certificate from an unknown CA, and against a plaintext port.
+pub fn tls_bad_inputs<R: LiveRuntime>(rt: &R, ssl: &SecureClient, plaintext_bootstrap: Option<&str>) {
+    let props = read_properties(&ssl.path);
+    // The system's roots do not know the test CA.
+    let no_ca: Vec<_> = props.iter().filter(|(k, _)| !k.starts_with("ssl.truststore")).cloned().collect();
+    expect_tls_error(
+        rt,
+        &no_ca,
+        "unknown CA",
+        |t| matches!(t, TlsError::UntrustedCertificate(r) if r.contains("unknown certificate authority")),
+    );
+    if let Some(bootstrap) = plaintext_bootstrap {
+        let mut on_plain = props.clone();
+        for (k, v) in on_plain.iter_mut() {
+            if k == "bootstrap.servers" {
+                *v = bootstrap.to_string();
+            }
+        }
+        expect_tls_error(rt, &on_plain, "TLS client on a plaintext port", |t| {
+            matches!(t, TlsError::ClosedInHandshake | TlsError::NotTls)
+        });
+    }
+}
+
 /// Every supported listener and mechanism, and the bad inputs.
 pub fn run_all<R: LiveRuntime>(rt: &R) {
     let all = clients();
@@ -129,5 +166,8 @@ pub fn run_all<R: LiveRuntime>(rt: &R) {
         if c.listener != "SSL" {
             wrong_password(rt, c);
         }
+    }
+    if let Some(ssl) = all.iter().find(|c| c.listener == "SSL" && c.mechanism == "NONE") {
+        tls_bad_inputs(rt, ssl, std::env::var("KAFKA_BOOTSTRAP").ok().as_deref());
     }
 }
