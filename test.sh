@@ -89,6 +89,12 @@ for crate in sansa-tokio sansa-async-std sansa-blocking; do
   cargo test -q -p "$crate" --test live_security -- --ignored --test-threads 1 --nocapture 2>&1 | tee target/live-security-$crate.txt | grep -E '^(test result|live security)' || true
   grep -q 'test result: ok' target/live-security-$crate.txt || { cat target/live-security-$crate.txt; exit 1; }
 done
+# The CLI reads the script's properties files as Kafka's own tools do.
+while read -r listener mechanism file; do
+  [ "$mechanism" = OAUTHBEARER ] && continue
+  target/debug/sansa metadata --command-config "$file" >/dev/null || { echo "sansa metadata --command-config failed: $listener $mechanism"; exit 1; }
+done <"$KAFKA_SECURITY_CLIENTS"
+echo "sansa metadata --command-config: ok for every listener and mechanism"
 if [ "${stop_secure:-}" = yes ]; then "$kafka" down --version 4.3 --brokers 1 >/dev/null 2>&1 || true; fi
 
 step "sansa demo against the real cluster"
