@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 
 use super::server::{SaslSession, SaslUsers};
@@ -97,8 +99,9 @@ const MECHANISMS: [SaslMechanism; 3] =
 fn every_mechanism_authenticates_with_answers_split_at_every_byte() {
     for m in MECHANISMS {
         let security = SecurityConfig::sasl_plaintext(m, "alice", "alice-secret");
+        let users = users();
         for split in 0..400 {
-            let mut broker = Broker::new(users());
+            let mut broker = Broker::new(users.clone());
             run(&security, &mut broker, split).unwrap_or_else(|e| panic!("{m} split {split}: {e}"));
             assert_eq!(broker.session.user(), Some("alice"));
         }
@@ -200,4 +203,127 @@ fn secrets_never_print() {
     for text in [format!("{c:?}"), format!("{client:?}"), format!("{conn:?}"), format!("{:?}", users())] {
         assert!(!text.contains("hunter2") && !text.contains("alice-secret"), "{text}");
     }
+}
+
+// ---- TLS, against a rustls server in memory ---------------------------------------------------
+// testdata/ holds a test CA and a broker certificate for 127.0.0.1 and localhost, made by
+// `conformance/kafka/kafka up --security`; the key is for these tests only.
+
+fn tls_server() -> rustls::ServerConnection {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(include_bytes!("testdata/broker.pem")).collect::<Result<Vec<_>, _>>();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/broker.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs.unwrap(), key)
+        .unwrap();
+    rustls::ServerConnection::new(Arc::new(config)).unwrap()
+}
+
+fn test_ca(verify_hostname: bool) -> TlsSettings {
+    let ca_pem = Some(include_bytes!("testdata/ca.pem").to_vec());
+    TlsSettings::new(TlsOptions { ca_pem, verify_hostname, ..TlsOptions::default() }).unwrap()
+}
+
+/// A TLS connection to `host` against the in-memory server, the server's bytes split at `split`.
+fn run_tls(security: &SecurityConfig, host: &str, users: &SaslUsers, split: usize) -> Result<(), ConnectionError> {
+    use std::io::{Read, Write};
+    let now = t0();
+    let mut conn: Connection<u32> =
+        Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(security, host, 7);
+    conn.on_connected(now);
+    let mut server = tls_server();
+    let mut broker = Broker::new(users.clone());
+    let mut plain = BytesMut::new();
+    let mut events = Vec::new();
+    for _ in 0..20 {
+        if let Some(out) = conn.take_output() {
+            let mut rest = &out[..];
+            while !rest.is_empty() {
+                server.read_tls(&mut rest).unwrap();
+                if let Err(e) = server.process_new_packets() {
+                    // Let the client read the server's alert.
+                    let mut wire = Vec::new();
+                    while server.wants_write() {
+                        server.write_tls(&mut wire).unwrap();
+                    }
+                    conn.on_bytes(now, Bytes::from(wire), &mut events)?;
+                    panic!("server failed but the client did not: {e}");
+                }
+            }
+        }
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = server.reader().read(&mut buf) {
+            plain.extend_from_slice(&buf[..n]);
+        }
+        let answer = broker.answer(&mut plain);
+        server.writer().write_all(&answer).unwrap();
+        let mut wire = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut wire).unwrap();
+        }
+        let wire = Bytes::from(wire);
+        let cut = split.min(wire.len());
+        for piece in [wire.slice(..cut), wire.slice(cut..)] {
+            if !piece.is_empty() {
+                conn.on_bytes(now, piece, &mut events)?;
+            }
+        }
+        if events.iter().any(|e| matches!(e, ConnEvent::Ready)) {
+            return Ok(());
+        }
+    }
+    panic!("no progress")
+}
+
+#[test]
+fn tls_handshakes_split_at_every_byte_boundary() {
+    let ssl = SecurityConfig::default().with_tls(test_ca(true));
+    let users = users();
+    for split in 0..2500 {
+        run_tls(&ssl, "127.0.0.1", &users, split).unwrap_or_else(|e| panic!("split {split}: {e}"));
+    }
+    let sasl_ssl = SecurityConfig::sasl_plaintext(SaslMechanism::Scram(ScramHash::Sha512), "alice", "alice-secret")
+        .with_tls(test_ca(true));
+    assert_eq!(sasl_ssl.protocol, SecurityProtocol::SaslSsl);
+    for split in (0..2500).step_by(97) {
+        run_tls(&sasl_ssl, "localhost", &users, split).unwrap_or_else(|e| panic!("split {split}: {e}"));
+    }
+}
+
+#[test]
+fn tls_failures_name_their_reason() {
+    let users = users();
+    let system_roots = SecurityConfig::default().with_tls(TlsSettings::new(TlsOptions::default()).unwrap());
+    match run_tls(&system_roots, "127.0.0.1", &users, usize::MAX) {
+        Err(ConnectionError::Tls(TlsError::UntrustedCertificate(why))) => {
+            assert!(why.contains("unknown certificate authority"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let ssl = SecurityConfig::default().with_tls(test_ca(true));
+    match run_tls(&ssl, "kafka.example", &users, usize::MAX) {
+        Err(ConnectionError::Tls(TlsError::UntrustedCertificate(why))) => assert!(why.contains("host"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let unchecked = SecurityConfig::default().with_tls(test_ca(false));
+    run_tls(&unchecked, "kafka.example", &users, usize::MAX).unwrap();
+
+    // A plaintext broker answers the ClientHello with Kafka bytes.
+    let now = t0();
+    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0")).with_security(&ssl, "127.0.0.1", 1);
+    conn.on_connected(now);
+    assert!(conn.take_output().is_some(), "ClientHello");
+    let err = conn.on_bytes(now, Bytes::from_static(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0]), &mut Vec::new());
+    assert_eq!(err, Err(ConnectionError::Tls(TlsError::NotTls)));
+    assert!(LocalClose::from(err.unwrap_err()).is_fatal());
+    // A hang-up mid-handshake is named, and retried.
+    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0")).with_security(&ssl, "127.0.0.1", 1);
+    conn.on_connected(now);
+    let close = conn.explain_close().unwrap();
+    assert_eq!(close, LocalClose::Tls(TlsError::ClosedInHandshake));
+    assert!(!close.is_fatal());
 }
