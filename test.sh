@@ -82,6 +82,25 @@ for crate in sansa-tokio sansa-async-std sansa-blocking; do
 done
 echo "differential test (sansa-blocking): $(grep -c '^- ' target/differential.md) known differences, report in target/differential.md"
 
+step "live security suite on all three runtimes: SASL_PLAINTEXT, SSL and SASL_SSL listeners of a 1-node Kafka"
+# A second, single-node cluster with the security listeners; stopped again right after.
+if [ -z "${KAFKA_SECURITY_CLIENTS:-}" ]; then
+  "$kafka" up --brokers 1 --version 4.3 --security | head -n -1 >target/kafka-security-clients.txt
+  export KAFKA_SECURITY_CLIENTS="$PWD/target/kafka-security-clients.txt"
+  stop_secure=yes
+fi
+for crate in sansa-tokio sansa-async-std sansa-blocking; do
+  cargo test -q -p "$crate" --test live_security -- --ignored --test-threads 1 --nocapture 2>&1 | tee target/live-security-$crate.txt | grep -E '^(test result|live security)' || true
+  grep -q 'test result: ok' target/live-security-$crate.txt || { cat target/live-security-$crate.txt; exit 1; }
+done
+# The CLI reads the script's properties files as Kafka's own tools do.
+while read -r listener mechanism file; do
+  [ "$mechanism" = OAUTHBEARER ] && continue
+  target/debug/sansa metadata --command-config "$file" >/dev/null || { echo "sansa metadata --command-config failed: $listener $mechanism"; exit 1; }
+done <"$KAFKA_SECURITY_CLIENTS"
+echo "sansa metadata --command-config: ok for every listener and mechanism"
+if [ "${stop_secure:-}" = yes ]; then "$kafka" down --version 4.3 --brokers 1 >/dev/null 2>&1 || true; fi
+
 step "sansa demo against the real cluster"
 target/debug/sansa demo -b "$KAFKA_BOOTSTRAP" --records 2000
 

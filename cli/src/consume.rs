@@ -22,9 +22,14 @@ const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ConsumeArgs {
-    /// Bootstrap servers, `host:port[,host:port...]`.
+    /// Bootstrap servers, `host:port[,host:port...]`; not needed when --command-config names
+    /// bootstrap.servers.
     #[arg(short = 'b', long = "bootstrap-server", env = "KAFKA_BOOTSTRAP")]
-    bootstrap: String,
+    bootstrap: Option<String>,
+    /// Java client properties file (security.protocol, sasl.jaas.config, ssl.truststore.*, ...);
+    /// -b and -X win over it.
+    #[arg(long, value_name = "FILE")]
+    command_config: Option<std::path::PathBuf>,
     /// Topic to consume.
     #[arg(short = 't', long)]
     topic: String,
@@ -213,8 +218,11 @@ fn write_int(out: &mut Vec<u8>, n: i64) {
 fn config(args: &ConsumeArgs) -> Result<sansa::Config, Failure> {
     let mut all = Props::new();
     all.insert("client.id".into(), "sansa-cli".into());
-    all.insert("bootstrap.servers".into(), args.bootstrap.clone());
     all.insert("auto.offset.reset".into(), "earliest".into());
+    all.extend(props::command_config(args.command_config.as_deref())?);
+    if let Some(b) = &args.bootstrap {
+        all.insert("bootstrap.servers".into(), b.clone());
+    }
     if let Some(g) = &args.group {
         all.insert("group.id".into(), g.clone());
     }

@@ -10,7 +10,6 @@ mod produce;
 mod props;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sansa::cluster::ClusterMetadata;
@@ -35,23 +34,43 @@ struct Cli {
 
 #[derive(clap::Args, Debug)]
 struct Connection {
-    /// Bootstrap servers, `host:port[,host:port...]`.
+    /// Bootstrap servers, `host:port[,host:port...]`; not needed when --command-config names
+    /// bootstrap.servers.
     #[arg(short = 'b', long = "bootstrap-server", env = "KAFKA_BOOTSTRAP")]
-    bootstrap: String,
+    bootstrap: Option<String>,
     /// Per-request timeout in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
     /// Client id sent to the broker.
     #[arg(long, default_value = "sansa-cli")]
     client_id: String,
+    /// Java client properties file (security.protocol, sasl.jaas.config, ssl.truststore.*, ...).
+    #[arg(long, value_name = "FILE")]
+    command_config: Option<std::path::PathBuf>,
+    /// A Java client property, `name=value` (repeatable); wins over the file and -b.
+    #[arg(short = 'X', long = "property", value_name = "NAME=VALUE", value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    props::parse_setting(s).map_err(|e| e.to_string())
 }
 
 impl Connection {
+    /// Defaults, then the file, then -b, then -X: later settings win.
     fn config(&self) -> Result<Config, String> {
-        Ok(Config::new(&self.bootstrap)
-            .map_err(|e| e.to_string())?
-            .with_client_id(self.client_id.clone())
-            .with_request_timeout(Duration::from_millis(self.timeout_ms)))
+        let mut all = props::Props::new();
+        all.insert("client.id".into(), self.client_id.clone());
+        all.insert("request.timeout.ms".into(), self.timeout_ms.to_string());
+        let failure = |f: Failure| match f {
+            Failure::Usage(e) | Failure::Failed(e) => e,
+        };
+        all.extend(props::command_config(self.command_config.as_deref()).map_err(failure)?);
+        if let Some(b) = &self.bootstrap {
+            all.insert("bootstrap.servers".into(), b.clone());
+        }
+        all.extend(self.properties.iter().cloned());
+        props::client_config(&all).map_err(failure)
     }
 }
 

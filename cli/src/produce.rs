@@ -20,9 +20,14 @@ const MAX_DISTINCT_ERRORS: usize = 5;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ProduceArgs {
-    /// Bootstrap servers, `host:port[,host:port...]`.
+    /// Bootstrap servers, `host:port[,host:port...]`; not needed when --command-config names
+    /// bootstrap.servers.
     #[arg(short = 'b', long = "bootstrap-server", env = "KAFKA_BOOTSTRAP")]
-    bootstrap: String,
+    bootstrap: Option<String>,
+    /// Java client properties file (security.protocol, sasl.jaas.config, ssl.truststore.*, ...);
+    /// -b and -X win over it.
+    #[arg(long, value_name = "FILE")]
+    command_config: Option<std::path::PathBuf>,
     /// Topic to produce to.
     #[arg(short = 't', long)]
     topic: String,
@@ -54,13 +59,15 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 /// The client configuration: `bootstrap.servers` from `-b`, then `-X` settings, later ones
 /// winning. A refused property is a usage error naming it.
 pub(crate) fn config(
-    bootstrap: &str,
+    bootstrap: Option<&str>,
     client_id: &str,
     settings: &[(String, String)],
 ) -> Result<sansa::Config, Failure> {
     let mut all = Props::new();
     all.insert("client.id".into(), client_id.into());
-    all.insert("bootstrap.servers".into(), bootstrap.into());
+    if let Some(b) = bootstrap {
+        all.insert("bootstrap.servers".into(), b.into());
+    }
     all.extend(settings.iter().cloned());
     props::client_config(&all)
 }
@@ -179,7 +186,9 @@ fn lock(t: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
 }
 
 pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
-    let config = config(&args.bootstrap, "sansa-cli", &args.properties)?;
+    let mut settings = props::command_config(args.command_config.as_deref())?;
+    settings.extend(args.properties.iter().cloned());
+    let config = config(args.bootstrap.as_deref(), "sansa-cli", &settings)?;
     let shape = RecordShape {
         topic: TopicName::from(args.topic.as_str()),
         key_separator: args.key_separator.map(String::into_bytes),
@@ -320,15 +329,17 @@ mod tests {
 
     #[test]
     fn bad_properties_are_usage_errors_naming_the_property() {
-        let Err(Failure::Usage(msg)) = config("127.0.0.1:9092", "c", &[("linger.ms".into(), "soon".into())]) else {
+        let Err(Failure::Usage(msg)) = config(Some("127.0.0.1:9092"), "c", &[("linger.ms".into(), "soon".into())])
+        else {
             panic!("linger.ms=soon accepted");
         };
         assert!(msg.contains("linger.ms"), "{msg}");
-        let Err(Failure::Usage(msg)) = config("nohost", "c", &[]) else { panic!("bad address accepted") };
+        let Err(Failure::Usage(msg)) = config(Some("nohost"), "c", &[]) else { panic!("bad address accepted") };
         assert!(msg.contains("nohost"), "{msg}");
         // -X wins over -b, and over the default client id.
-        let c = config("a:1", "c", &[("bootstrap.servers".into(), "b:2".into()), ("client.id".into(), "me".into())])
-            .unwrap();
+        let c =
+            config(Some("a:1"), "c", &[("bootstrap.servers".into(), "b:2".into()), ("client.id".into(), "me".into())])
+                .unwrap();
         assert_eq!(c.bootstrap_servers, vec![sansa::BrokerAddress::new("b", 2)]);
         assert_eq!(c.client_id, "me");
     }

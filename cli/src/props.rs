@@ -58,6 +58,14 @@ pub(crate) fn client_config(all: &Props) -> Result<sansa::Config, Failure> {
     Ok(config)
 }
 
+/// The properties of a `--command-config` file (Java's client properties format), if given.
+pub(crate) fn command_config(path: Option<&std::path::Path>) -> Result<Vec<(String, String)>, Failure> {
+    let Some(path) = path else { return Ok(Vec::new()) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("--command-config {}: {e}", path.display())))?;
+    parse_properties(&text).map_err(|e| Failure::Usage(format!("--command-config {}: {e}", path.display())))
+}
+
 /// Whitespace as `java.util.Properties` counts it.
 fn is_blank(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\x0c')

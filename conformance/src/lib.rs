@@ -7,6 +7,7 @@ pub mod fake_server;
 pub mod live;
 pub mod live_consumer;
 pub mod live_producer;
+pub mod live_security;
 pub mod loopback;
 pub mod records_json;
 pub mod sim;

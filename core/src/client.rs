@@ -844,7 +844,11 @@ impl Client {
                 }
             }
             Input::Received { conn, data } => self.on_received(now, conn, data),
-            Input::Closed { conn, cause } => self.close_conn(now, conn, cause, false),
+            Input::Closed { conn, cause } => {
+                let explained = self.slots.get(&conn).and_then(|s| s.conn.explain_close());
+                let cause = explained.map_or(cause, CloseCause::Local);
+                self.close_conn(now, conn, cause, false)
+            }
         }
         self.settle(now);
     }
@@ -1178,7 +1182,8 @@ impl Client {
             self.config.max_frame_size,
             &self.config.client_id,
             (&self.config.client_software_name, &self.config.client_software_version),
-        );
+        )
+        .with_security(&self.config.security, &address.host, self.config.rng_seed.unwrap_or(0) ^ id.0);
         #[cfg(feature = "plants")]
         {
             conn.swap_owners = self.plant == Some(crate::plants::Plant::SwapOwners);
@@ -1250,7 +1255,7 @@ impl Client {
         self.conn_events = events;
         match outcome {
             Ok(()) => self.arm_conn_timer(conn),
-            Err(e) => self.close_conn(now, conn, CloseCause::Local(LocalClose::ProtocolViolation(e)), true),
+            Err(e) => self.close_conn(now, conn, CloseCause::Local(e.into()), true),
         }
     }
 
@@ -1294,7 +1299,11 @@ impl Client {
             self.transmits.push_back(Transmit::Close { conn });
         }
         let idle = cause == CloseCause::Local(LocalClose::Idle);
-        let before_handshake = slot.conn.is_open() && !slot.conn.is_ready();
+        // Hung up before answering ApiVersions (as pre-0.10 brokers do); a close during SASL
+        // comes after it.
+        let before_handshake = slot.conn.is_open()
+            && slot.conn.versions().is_none()
+            && !matches!(cause, CloseCause::Local(LocalClose::Tls(_)));
         if !idle {
             let health =
                 self.health.entry(slot.node).or_insert(Health { failures: 0, retry_at: None, last_failure: now });
@@ -1323,6 +1332,21 @@ impl Client {
         }
         for owner in Machines::ORDER {
             self.machines.get(owner).handle_closed(now, slot.node, &slot.address, before_handshake && !idle);
+        }
+        // Credentials are the same for every broker, so a refusal would recur on each retry:
+        // what waits for a connection fails now, not at its deadline.
+        if matches!(&cause, CloseCause::Local(l) if l.is_fatal()) {
+            let mut wanted = Vec::new();
+            for owner in Machines::ORDER {
+                self.machines.get(owner).wanted(now, &mut wanted);
+            }
+            wanted.sort_unstable();
+            wanted.dedup();
+            for (target, _) in wanted {
+                let error = RequestError::Unreachable { address: slot.address.clone(), cause: cause.clone() };
+                self.signals.push(Signal::FailTarget { target, error, issued_before: now });
+            }
+            self.apply_signals(now);
         }
     }
 

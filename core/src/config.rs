@@ -73,6 +73,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// TLS settings that could not be built.
+    #[error(transparent)]
+    Tls(#[from] crate::security::TlsConfigError),
     /// A setting for something sansa does not do (yet); refused rather than ignored.
     #[error("{key} is not supported: {reason}")]
     Unsupported {
@@ -120,6 +123,8 @@ pub struct Config {
     pub producer: crate::producer::ProducerConfig,
     /// The consumer's settings.
     pub consumer: crate::consumer::ConsumerConfig,
+    /// TLS and SASL (`security.protocol`, `sasl.*`).
+    pub security: crate::security::SecurityConfig,
     /// Properties given to [`Config::from_properties`] that this configuration does not use
     /// (producer or consumer settings, typos); the Java client warns about these.
     pub unused_properties: Vec<String>,
@@ -143,6 +148,7 @@ impl Default for Config {
             rng_seed: None,
             producer: crate::producer::ProducerConfig::default(),
             consumer: crate::consumer::ConsumerConfig::default(),
+            security: crate::security::SecurityConfig::default(),
             unused_properties: Vec::new(),
         }
     }
@@ -270,6 +276,12 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::security`].
+    pub fn with_security(mut self, security: crate::security::SecurityConfig) -> Self {
+        self.security = security;
+        self
+    }
+
     /// Sets [`Config::producer`].
     pub fn with_producer(mut self, producer: crate::producer::ProducerConfig) -> Self {
         self.producer = producer;
@@ -283,6 +295,7 @@ impl Config {
         let mut have_bootstrap = false;
         let (mut reconnect_max, mut retry_max) = (None, None);
         let mut levels = crate::producer::Levels::default();
+        let mut security = crate::security::PendingSecurity::default();
         for (key, value) in props {
             match key {
                 "bootstrap.servers" => {
@@ -301,6 +314,7 @@ impl Config {
                 "max.in.flight.requests.per.connection" => c.max_in_flight_per_connection = parse_positive(key, value)?,
                 "client.software.name" => c.client_software_name = value.to_string(),
                 "client.software.version" => c.client_software_version = value.to_string(),
+                other if crate::security::set_property(&mut security, other, value)? => {}
                 other => {
                     let producer = c.producer.set_property(other, value, &mut levels)?;
                     let consumer = c.consumer.set_property(other, value)?;
@@ -317,6 +331,7 @@ impl Config {
             c.retry_backoff.max = m;
         }
         levels.apply(&mut c.producer);
+        c.security = security.finish()?;
         if !have_bootstrap {
             return Err(ConfigError::NoBootstrapServers);
         }

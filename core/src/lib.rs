@@ -53,6 +53,7 @@ pub mod producer;
 pub mod protocol;
 pub mod rand;
 mod requests;
+pub mod security;
 pub mod serialization;
 mod timer;
 mod versions;

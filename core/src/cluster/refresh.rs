@@ -267,7 +267,27 @@ impl Machine for MetadataRefresh {
         self.events.pop_front()
     }
 
-    fn fail_target(&mut self, _now: Instant, _target: &Target, _error: &RequestError, _issued_before: Instant) {}
+    /// Application refreshes waiting for a connection fail with the target (a failed login,
+    /// which every retry would repeat); the client's own refreshes go on.
+    fn fail_target(&mut self, _now: Instant, target: &Target, error: &RequestError, issued_before: Instant) {
+        if *target != Target::AnyBroker {
+            return;
+        }
+        let mut kept = std::collections::VecDeque::new();
+        while let Some(tag) = self.queued.pop_front() {
+            match self.user.get(&tag) {
+                Some(u) if u.issued <= issued_before => {
+                    if let Some(u) = self.user.remove(&tag) {
+                        self.timers.cancel(&Timer::Deadline(tag));
+                        self.events.push_back(Event::Metadata { id: u.id, result: Err(error.clone()) });
+                    }
+                }
+                Some(_) => kept.push_back(tag),
+                None => {}
+            }
+        }
+        self.queued = kept;
+    }
 
     fn close(&mut self, _now: Instant) {
         // The client's own refreshes have no one waiting for them.

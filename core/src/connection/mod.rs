@@ -10,13 +10,15 @@
 //! | state | left when | to |
 //! |---|---|---|
 //! | `Connecting` | the driver reports the TCP connection open | `ApiVersions` |
-//! | `ApiVersions { version }` | the broker answers (UNSUPPORTED_VERSION: resent at the version it names) | `Ready` |
+//! | `ApiVersions { version }` | the broker answers (UNSUPPORTED_VERSION: resent at the version it names) | `SaslHandshake` with SASL, else `Ready` |
+//! | `SaslHandshake` | the broker accepts the mechanism (or lists the ones it enables: fatal) | `SaslAuthenticate` |
+//! | `SaslAuthenticate` | the exchange ends (a refusal is fatal, never retried on this connection) | `Ready` |
 //! | `Ready` | the client closes it, or a protocol violation | dropped |
 //!
 //! Any protocol violation is fatal: the connection reports it and the client closes it with
-//! a typed [`LocalClose`]. Security slots in as two more states with the same shape: a TLS
-//! handshake between `Connecting` and `ApiVersions` (a byte transform under the framing),
-//! and SASL authentication between `ApiVersions` and `Ready` (requests framed like any other).
+//! a typed [`LocalClose`]. SASL requests are framed like any other, after ApiVersions, so
+//! their versions are negotiated; only SaslHandshake v1 with SaslAuthenticate (Kafka 1.0+)
+//! is spoken, not the raw tokens of older brokers.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -24,10 +26,15 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::frame::{encode_request, response_correlation_id, FrameDecoder, FrameError};
-use crate::protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
+use crate::protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use crate::protocol::{
     ApiKey, Codec, DecodeError, EncodeError, ErrorCode, Message, RequestBody, ResponseBody, StrBytes, VersionRange,
 };
+use crate::rand::Rng;
+use crate::security::{AuthError, SaslClient, SaslConfig, SecurityConfig, TlsError};
+use std::sync::Arc;
 
 /// Versions of each API a broker supports, from its ApiVersions answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,6 +125,12 @@ pub enum ConnectionError {
     /// The broker refused ApiVersions with an error other than UNSUPPORTED_VERSION.
     #[error("ApiVersions failed: {0}")]
     HandshakeRefused(ErrorCode),
+    /// SASL authentication failed.
+    #[error(transparent)]
+    Authentication(#[from] AuthError),
+    /// The TLS session failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Why the client itself closed a connection.
@@ -136,6 +149,12 @@ pub enum LocalClose {
     /// The broker broke the protocol.
     #[error("protocol violation: {0}")]
     ProtocolViolation(ConnectionError),
+    /// Authentication failed: retrying with the same settings cannot help.
+    #[error("{0}")]
+    Authentication(AuthError),
+    /// The TLS handshake or session failed.
+    #[error("{0}")]
+    Tls(TlsError),
     /// The client closed.
     #[error("the client closed")]
     ClientClosed,
@@ -144,7 +163,27 @@ pub enum LocalClose {
     DriverStopped,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl From<ConnectionError> for LocalClose {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::Authentication(a) => LocalClose::Authentication(a),
+            ConnectionError::Tls(t) => LocalClose::Tls(t),
+            other => LocalClose::ProtocolViolation(other),
+        }
+    }
+}
+
+impl LocalClose {
+    /// Whether reconnecting with the same settings must fail the same way, so requests
+    /// waiting for the broker should fail now rather than at their deadline.
+    pub fn is_fatal(&self) -> bool {
+        // A hang-up in the handshake may be a restart: retried, though named.
+        matches!(self, LocalClose::Authentication(_))
+            || matches!(self, LocalClose::Tls(t) if *t != TlsError::ClosedInHandshake)
+    }
+}
+
+#[derive(Debug)]
 enum State {
     Connecting,
     /// ApiVersions sent at `version`, with this correlation id.
@@ -152,7 +191,35 @@ enum State {
         version: i16,
         correlation_id: i32,
     },
+    /// SaslHandshake sent; SaslAuthenticate will go at `auth_version`.
+    SaslHandshake {
+        version: i16,
+        correlation_id: i32,
+        auth_version: i16,
+    },
+    /// A SaslAuthenticate exchange is under way.
+    SaslAuthenticate {
+        version: i16,
+        correlation_id: i32,
+        client: SaslClient,
+    },
     Ready,
+}
+
+impl State {
+    /// The handshake request awaiting its answer, if any: (correlation id, api, version).
+    fn handshake(&self) -> Option<(i32, ApiKey, i16)> {
+        match *self {
+            State::ApiVersions { version, correlation_id } => Some((correlation_id, ApiKey::ApiVersions, version)),
+            State::SaslHandshake { version, correlation_id, .. } => {
+                Some((correlation_id, ApiKey::SaslHandshake, version))
+            }
+            State::SaslAuthenticate { version, correlation_id, .. } => {
+                Some((correlation_id, ApiKey::SaslAuthenticate, version))
+            }
+            State::Connecting | State::Ready => None,
+        }
+    }
 }
 
 /// A deadline the connection keeps, and what passing it means.
@@ -211,6 +278,15 @@ pub(crate) struct Connection<T> {
     opened_at: Option<Instant>,
     /// Last time bytes moved either way, for idle expiry.
     last_activity: Instant,
+    /// SASL settings, when the connection authenticates.
+    sasl: Option<Arc<SaslConfig>>,
+    /// Randomness for SASL nonces, from the client's seed.
+    rng: Rng,
+    /// The TLS session, when the connection uses TLS: frames in `outbound` are plaintext
+    /// until [`Connection::take_output`] encrypts them.
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// A TLS session that could not even start, reported at the first chance.
+    tls_failed: Option<TlsError>,
     /// Plant `SwapOwners`: answers reach the owner of the request behind them.
     #[cfg(feature = "plants")]
     pub(crate) swap_owners: bool,
@@ -232,9 +308,45 @@ impl<T> Connection<T> {
             created: now,
             opened_at: None,
             last_activity: now,
+            sasl: None,
+            rng: Rng::new(0),
+            tls: None,
+            tls_failed: None,
             #[cfg(feature = "plants")]
             swap_owners: false,
         }
+    }
+
+    /// Applies the security settings; `seed` feeds the connection's nonces (the client's
+    /// seed mixed with the connection's id, so each connection draws differently).
+    /// `host` is the broker's name as configured or advertised, which its certificate must
+    /// name.
+    pub fn with_security(mut self, security: &SecurityConfig, host: &str, seed: u64) -> Self {
+        self.sasl = security.sasl.clone().filter(|_| security.protocol.uses_sasl());
+        self.rng = Rng::stream(seed, "sasl");
+        if let Some(tls) = security.tls.as_ref().filter(|_| security.protocol.uses_tls()) {
+            let started = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| TlsError::Other(format!("{host:?} is not a valid TLS server name")))
+                .and_then(|name| {
+                    rustls::ClientConnection::new(tls.config.clone(), name).map_err(TlsError::from_rustls)
+                });
+            match started {
+                Ok(mut conn) => {
+                    // Requests queue behind the handshake; the in-flight limit bounds them.
+                    conn.set_buffer_limit(None);
+                    self.tls = Some(Box::new(conn));
+                }
+                Err(e) => self.tls_failed = Some(e),
+            }
+        }
+        self
+    }
+
+    /// Why a close by the peer happened, when the connection can tell better than "closed":
+    /// a hang-up in the middle of the TLS handshake.
+    pub fn explain_close(&self) -> Option<LocalClose> {
+        let tls = self.tls.as_ref()?;
+        (self.opened_at.is_some() && tls.is_handshaking()).then_some(LocalClose::Tls(TlsError::ClosedInHandshake))
     }
 
     /// Whether the TCP connection opened (a close before the handshake then means the
@@ -248,14 +360,17 @@ impl<T> Connection<T> {
     pub fn poll_timeout(&self, t: Timeouts) -> Option<(Instant, Expiry)> {
         match (&self.state, self.opened_at) {
             (State::Connecting, _) | (_, None) => Some((self.created + t.connect, Expiry::Connect)),
-            (State::ApiVersions { .. }, Some(opened)) => Some((opened + t.handshake, Expiry::Handshake)),
+            (
+                State::ApiVersions { .. } | State::SaslHandshake { .. } | State::SaslAuthenticate { .. },
+                Some(opened),
+            ) => Some((opened + t.handshake, Expiry::Handshake)),
             (State::Ready, Some(_)) if self.in_flight.is_empty() => Some((self.last_activity + t.idle, Expiry::Idle)),
             (State::Ready, Some(_)) => None,
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.state == State::Ready
+        matches!(self.state, State::Ready)
     }
 
     pub fn versions(&self) -> Option<&BrokerApiVersions> {
@@ -315,13 +430,58 @@ impl<T> Connection<T> {
         Ok(None)
     }
 
-    /// Bytes waiting to be written, if any.
+    /// Bytes waiting to be written, if any (encrypted, with TLS).
     pub fn take_output(&mut self) -> Option<Bytes> {
+        if let Some(tls) = self.tls.as_mut() {
+            self.opened_at?;
+            if !self.outbound.is_empty() {
+                // Without a buffer limit, rustls takes everything.
+                let _ = std::io::Write::write_all(&mut tls.writer(), &self.outbound);
+                self.outbound.clear();
+            }
+            let mut out = Vec::new();
+            while tls.wants_write() {
+                match tls.write_tls(&mut out) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+            return (!out.is_empty()).then(|| Bytes::from(out));
+        }
         if self.outbound.is_empty() {
             None
         } else {
             Some(self.outbound.split().freeze())
         }
+    }
+
+    /// Decrypts received TLS records; returns the plaintext they carried.
+    fn decrypt(&mut self, data: &[u8]) -> Result<Bytes, ConnectionError> {
+        if let Some(e) = self.tls_failed.clone() {
+            return Err(e.into());
+        }
+        let Some(tls) = self.tls.as_mut() else { return Ok(Bytes::copy_from_slice(data)) };
+        let mut rest = data;
+        let mut plain = Vec::new();
+        while !rest.is_empty() {
+            // rustls reads at most one buffer's worth at a time; process, then read on.
+            if tls.read_tls(&mut rest).is_err() {
+                return Err(TlsError::Other("TLS input buffer overflow".into()).into());
+            }
+            let state = tls.process_new_packets().map_err(TlsError::from_rustls)?;
+            let mut n = state.plaintext_bytes_to_read();
+            while n > 0 {
+                let start = plain.len();
+                plain.resize(start + n, 0);
+                let got = std::io::Read::read(&mut tls.reader(), &mut plain[start..]).unwrap_or(0);
+                plain.truncate(start + got);
+                if got == 0 {
+                    break;
+                }
+                n -= got;
+            }
+        }
+        Ok(Bytes::from(plain))
     }
 
     /// Everything still in flight, oldest first (when the connection closes).
@@ -340,6 +500,9 @@ impl<T> Connection<T> {
         events: &mut Vec<ConnEvent<T>>,
     ) -> Result<(), ConnectionError> {
         self.last_activity = now;
+        if self.tls.is_some() || self.tls_failed.is_some() {
+            data = self.decrypt(&data)?;
+        }
         if self.inbound.is_empty() {
             while let Some(frame) = self.decoder.decode_bytes(&mut data)? {
                 self.on_frame(frame, events)?;
@@ -357,11 +520,15 @@ impl<T> Connection<T> {
 
     fn on_frame(&mut self, frame: Bytes, events: &mut Vec<ConnEvent<T>>) -> Result<(), ConnectionError> {
         let correlation_id = response_correlation_id(&frame).map_err(ConnectionError::Handshake)?;
-        if let State::ApiVersions { version, correlation_id: expected } = self.state {
+        if let Some((expected, api, version)) = self.state.handshake() {
             if correlation_id != expected {
                 return Err(ConnectionError::UnexpectedCorrelation { found: correlation_id, expected: Some(expected) });
             }
-            if self.on_handshake_response(frame, version)? {
+            let ready = match api {
+                ApiKey::ApiVersions => self.on_handshake_response(frame, version)?,
+                _ => self.on_sasl_response(frame, api, version)?,
+            };
+            if ready {
                 events.push(ConnEvent::Ready);
             }
             return Ok(());
@@ -397,11 +564,22 @@ impl<T> Connection<T> {
             .map_err(ConnectionError::Handshake)?;
         match parsed.error_code {
             ErrorCode::None => {
-                self.versions = Some(BrokerApiVersions::from_ranges(
+                let versions = BrokerApiVersions::from_ranges(
                     parsed.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)),
-                ));
-                self.state = State::Ready;
-                Ok(true)
+                );
+                let sasl = self.sasl.clone();
+                let ready = match sasl {
+                    Some(sasl) => {
+                        self.start_sasl(&versions, &sasl)?;
+                        false
+                    }
+                    None => {
+                        self.state = State::Ready;
+                        true
+                    }
+                };
+                self.versions = Some(versions);
+                Ok(ready)
             }
             ErrorCode::UnsupportedVersion => {
                 let theirs = parsed
@@ -417,6 +595,81 @@ impl<T> Connection<T> {
                 Ok(false)
             }
             other => Err(ConnectionError::HandshakeRefused(other)),
+        }
+    }
+}
+
+impl<T> Connection<T> {
+    /// Sends SaslHandshake (v1: the exchange then travels in SaslAuthenticate requests).
+    fn start_sasl(&mut self, versions: &BrokerApiVersions, sasl: &SaslConfig) -> Result<(), AuthError> {
+        let handshake = versions
+            .negotiate(ApiKey::SaslHandshake)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or(AuthError::Unsupported("SaslHandshake v1"))?;
+        let auth_version =
+            versions.negotiate(ApiKey::SaslAuthenticate).map_err(|_| AuthError::Unsupported("SaslAuthenticate"))?;
+        let body = SaslHandshakeRequest::default().with_mechanism(StrBytes::from(sasl.mechanism.name()));
+        let correlation_id = self.send_handshake_request(&body.into(), handshake)?;
+        self.state = State::SaslHandshake { version: handshake, correlation_id, auth_version };
+        Ok(())
+    }
+
+    fn send_handshake_request(&mut self, body: &RequestBody, version: i16) -> Result<i32, AuthError> {
+        let correlation_id = self.take_correlation_id();
+        encode_request(&mut self.outbound, correlation_id, Some(&self.client_id), version, body)
+            .map_err(|_| AuthError::Malformed("could not encode a SASL request"))?;
+        Ok(correlation_id)
+    }
+
+    fn send_auth_bytes(&mut self, version: i16, bytes: Vec<u8>, client: SaslClient) -> Result<(), AuthError> {
+        let body = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
+        let correlation_id = self.send_handshake_request(&body.into(), version)?;
+        self.state = State::SaslAuthenticate { version, correlation_id, client };
+        Ok(())
+    }
+
+    /// Handles a SaslHandshake or SaslAuthenticate answer. Returns true once authenticated.
+    fn on_sasl_response(&mut self, frame: Bytes, api: ApiKey, version: i16) -> Result<bool, ConnectionError> {
+        let body = decode_body(frame, api, version).map_err(ConnectionError::Handshake)?;
+        let text = |m: &Option<StrBytes>| m.as_ref().map(|m| m.as_str().to_string());
+        match (std::mem::replace(&mut self.state, State::Connecting), body) {
+            (State::SaslHandshake { auth_version, .. }, ResponseBody::SaslHandshake(r)) => {
+                let Some(sasl) = self.sasl.clone() else { return Err(AuthError::Malformed("no SASL settings").into()) };
+                match r.error_code {
+                    ErrorCode::None => {}
+                    ErrorCode::UnsupportedSaslMechanism => {
+                        return Err(AuthError::MechanismNotEnabled {
+                            mechanism: sasl.mechanism,
+                            enabled: r.mechanisms.iter().map(|m| m.as_str().to_string()).collect(),
+                        }
+                        .into())
+                    }
+                    error => return Err(AuthError::Refused { request: "SaslHandshake", error, message: None }.into()),
+                }
+                let random = [self.rng.next_u64(), self.rng.next_u64(), self.rng.next_u64()];
+                let (client, first) = SaslClient::start(&sasl, random);
+                self.send_auth_bytes(auth_version, first, client)?;
+                Ok(false)
+            }
+            (State::SaslAuthenticate { version, mut client, .. }, ResponseBody::SaslAuthenticate(r)) => {
+                match r.error_code {
+                    ErrorCode::None => {}
+                    ErrorCode::SaslAuthenticationFailed => {
+                        return Err(AuthError::Failed { message: text(&r.error_message) }.into())
+                    }
+                    error => {
+                        let message = text(&r.error_message);
+                        return Err(AuthError::Refused { request: "SaslAuthenticate", error, message }.into());
+                    }
+                }
+                match client.step(&r.auth_bytes)? {
+                    Some(next) => self.send_auth_bytes(version, next, client)?,
+                    None => self.state = State::Ready,
+                }
+                Ok(matches!(self.state, State::Ready))
+            }
+            _ => Err(AuthError::Malformed("answer to another SASL request").into()),
         }
     }
 }
