@@ -437,6 +437,10 @@ struct Slot {
     member: Option<Member>,
 }
 
+/// A partition no member has read to the end: topic, partition, its owner with the owner's
+/// position, and the log end.
+type Lagging = (String, i32, Option<(usize, Option<i64>)>, i64);
+
 /// A group member's state as the harness drives it.
 #[derive(Debug)]
 struct Member {
@@ -2390,7 +2394,7 @@ impl Sim {
 
     /// Each subscribed partition that no live member owns at the log end: (partition, owner
     /// and position).
-    fn lagging(&self) -> Vec<(String, i32, Option<(usize, Option<i64>)>, i64)> {
+    fn lagging(&self) -> Vec<Lagging> {
         let members = self.live_members();
         let mut out = Vec::new();
         for (t, p) in self.subscribed_partitions() {
