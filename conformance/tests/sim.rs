@@ -844,3 +844,51 @@ mod consumer_regressions {
         assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), Some(&5));
     }
 }
+
+/// The consumer workload reaches what its invariants are about: over a few seeds, members of
+/// both group protocols hand records out, read_committed members skip aborted records, calm
+/// handovers and crashes are checked, and groups settle.
+#[test]
+fn the_consumer_workload_covers_its_cases() {
+    use sansa::consumer::GroupProtocol;
+    use sansa_conformance::sim::{run_scenario, Scenario};
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..30 {
+        let scenario = Scenario::from_seed(seed);
+        let (sim, report) = run_scenario(&scenario);
+        assert!(!report.failed(), "{}", report.failure_text());
+        let c = &sim.history().consumer;
+        for k in scenario.config.clients.iter().filter_map(|k| k.consumer.as_ref()) {
+            seen.insert(match k.config.group_protocol {
+                GroupProtocol::Consumer => "kip-848",
+                _ => "classic",
+            });
+        }
+        if !c.deliveries.is_empty() {
+            seen.insert("deliveries");
+        }
+        if !c.aborted.is_empty() && c.consumers.values().any(|i| i.read_committed) {
+            seen.insert("aborted records under read_committed");
+        }
+        if c.handovers.iter().any(|h| h.checked && h.last.is_some()) {
+            seen.insert("calm handover");
+        }
+        if c.crashes.iter().any(|x| x.bound.is_some() && !x.owned.is_empty()) {
+            seen.insert("calm crash");
+        }
+        if c.settled.values().any(|m| !m.is_empty()) {
+            seen.insert("settled");
+        }
+    }
+    for want in [
+        "kip-848",
+        "classic",
+        "deliveries",
+        "aborted records under read_committed",
+        "calm handover",
+        "calm crash",
+        "settled",
+    ] {
+        assert!(seen.contains(want), "no seed had {want}: {seen:?}");
+    }
+}

@@ -51,11 +51,12 @@ impl ConsumerSpec {
     /// How long after a crash its partitions may take to move: the session timeout (the
     /// coordinator's own for KIP-848), then a heartbeat of each survivor and a rebalance.
     pub fn crash_bound(&self) -> Duration {
-        let session = match self.config.group_protocol {
-            GroupProtocol::Consumer => CONSUMER_PROTOCOL_SESSION,
-            _ => self.config.session_timeout,
+        // KIP-848's coordinator sets both the session and the heartbeat interval (5 s).
+        let (session, heartbeat) = match self.config.group_protocol {
+            GroupProtocol::Consumer => (CONSUMER_PROTOCOL_SESSION, Duration::from_secs(5)),
+            _ => (self.config.session_timeout, self.config.heartbeat_interval),
         };
-        session + self.config.heartbeat_interval * 2 + Duration::from_secs(5)
+        session + heartbeat * 2 + Duration::from_secs(5)
     }
 }
 

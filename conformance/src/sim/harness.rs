@@ -437,6 +437,10 @@ struct Slot {
     member: Option<Member>,
 }
 
+/// A partition no member has read to the end: topic, partition, its owner with the owner's
+/// position, and the log end.
+type Lagging = (String, i32, Option<(usize, Option<i64>)>, i64);
+
 /// A group member's state as the harness drives it.
 #[derive(Debug)]
 struct Member {
@@ -553,7 +557,10 @@ fn consumer_info(spec: &ConsumerSpec) -> ConsumerInfo {
         read_committed: spec.config.isolation_level == sansa::consumer::IsolationLevel::ReadCommitted,
         commits_on_revoke: spec.commits_on_revoke(),
         buffer_memory: spec.config.fetch_buffer_memory,
-        slack: spec.config.max_partition_fetch_bytes.max(0) as usize,
+        // One batch past the room per fetch, and the consumer keeps a fetch in flight to
+        // each leader at once, each sized to the room left when it was sent: up to one
+        // room and one batch per broker (see the report of `consumer-prefetch-bound`).
+        slack: (spec.config.fetch_buffer_memory + spec.config.max_partition_fetch_bytes.max(0) as usize) * 5,
         peak: 0,
         peak_at: Duration::ZERO,
     }
@@ -2387,7 +2394,7 @@ impl Sim {
 
     /// Each subscribed partition that no live member owns at the log end: (partition, owner
     /// and position).
-    fn lagging(&self) -> Vec<(String, i32, Option<(usize, Option<i64>)>, i64)> {
+    fn lagging(&self) -> Vec<Lagging> {
         let members = self.live_members();
         let mut out = Vec::new();
         for (t, p) in self.subscribed_partitions() {

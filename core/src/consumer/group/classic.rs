@@ -655,6 +655,9 @@ fn common_protocol(assignors: &[&'static dyn Assignor]) -> RebalanceProtocol {
     }
 }
 
+/// Errors the member retries. Java's poll reports an unexpected coordinator error (an
+/// unknown server error, say) and then joins again; failing for good on one would leave the
+/// member out of its group while the application goes on polling.
 fn retriable_coordinator(e: ErrorCode) -> bool {
     matches!(
         e,
@@ -662,6 +665,9 @@ fn retriable_coordinator(e: ErrorCode) -> bool {
             | ErrorCode::NotCoordinator
             | ErrorCode::CoordinatorLoadInProgress
             | ErrorCode::RequestTimedOut
+            | ErrorCode::UnknownServerError
+            | ErrorCode::BrokerNotAvailable
+            | ErrorCode::NotController
     ) || e.is_retriable()
 }
 
