@@ -82,6 +82,17 @@ pub const KNOWN_DIFFERENCES: &[KnownDifference] = &[
                  fall below the log start offset",
     },
     KnownDifference {
+        path: "consumer_group/join.body.heartbeat_interval_ms",
+        reason: "test.sh starts Kafka with group.consumer.heartbeat.interval.ms=1000 so the live \
+                 suite sees KIP-848 members come and go in seconds; the fake cluster keeps \
+                 Kafka's default of 5000",
+    },
+    KnownDifference {
+        path: "consumer_group/heartbeat.body.heartbeat_interval_ms",
+        reason: "test.sh starts Kafka with group.consumer.heartbeat.interval.ms=1000 (see \
+                 consumer_group/join)",
+    },
+    KnownDifference {
         path: "topics/create.body.topics.*.configs.min.insync.replicas",
         reason: "the test cluster sets min.insync.replicas=2 as a broker default; the fake cluster \
                  runs with Kafka's built-in default of 1",
