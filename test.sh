@@ -96,7 +96,8 @@ done
 # The CLI reads the script's properties files as Kafka's own tools do.
 while read -r listener mechanism file; do
   [ "$mechanism" = OAUTHBEARER ] && continue
-  target/debug/sansa metadata --command-config "$file" >/dev/null || { echo "sansa metadata --command-config failed: $listener $mechanism"; exit 1; }
+  # KAFKA_BOOTSTRAP (the 3-broker cluster) stands for -b, which would override the file's bootstrap.servers.
+  env -u KAFKA_BOOTSTRAP target/debug/sansa metadata --command-config "$file" >/dev/null || { echo "sansa metadata --command-config failed: $listener $mechanism"; exit 1; }
 done <"$KAFKA_SECURITY_CLIENTS"
 echo "sansa metadata --command-config: ok for every listener and mechanism"
 if [ "${stop_secure:-}" = yes ]; then "$kafka" down --version 4.3 --brokers 1 >/dev/null 2>&1 || true; fi
