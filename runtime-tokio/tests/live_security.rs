@@ -2,59 +2,10 @@
 //! runtime; `./test.sh` sets `KAFKA_SECURITY_CLIENTS`.
 
 mod common;
+mod live_adapter;
 
-use std::sync::OnceLock;
-
-use sansa::cluster::ClusterMetadata;
-use sansa::protocol::{RequestBody, TopicName};
-use sansa::{BrokerVersions, Config, RequestError, Response, Target};
-use sansa_conformance::live::{LiveClient, LiveRuntime};
+use live_adapter::Runtime;
 use sansa_conformance::live_security::run_all;
-use sansa_tokio::KafkaClient;
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime"))
-}
-
-struct Runtime;
-
-struct Blocking(KafkaClient);
-
-impl LiveRuntime for Runtime {
-    type Client = Blocking;
-
-    fn connect(&self, config: Config) -> Blocking {
-        let _guard = runtime().enter();
-        Blocking(KafkaClient::connect(config).expect("valid config"))
-    }
-}
-
-impl LiveClient for Blocking {
-    fn request(&self, target: Target, body: RequestBody) -> Result<Response, RequestError> {
-        runtime().block_on(self.0.request(target, body))
-    }
-
-    fn request_many(&self, requests: Vec<(Target, RequestBody)>) -> Vec<Result<Response, RequestError>> {
-        runtime().block_on(common::join_all(requests.into_iter().map(|(t, b)| self.0.request(t, b))))
-    }
-
-    fn metadata(&self, topics: Option<Vec<TopicName>>) -> Result<ClusterMetadata, RequestError> {
-        runtime().block_on(self.0.metadata(topics))
-    }
-
-    fn check_version(&self, target: Target) -> Result<BrokerVersions, RequestError> {
-        runtime().block_on(self.0.check_version(target))
-    }
-
-    fn close(&self) {
-        runtime().block_on(self.0.close())
-    }
-
-    fn handle(&self) -> &sansa::driver::Handle {
-        &self.0
-    }
-}
 
 #[test]
 #[ignore = "needs Kafka with --security: ./test.sh runs it"]
