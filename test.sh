@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
+# Each step heading says how long the run has taken so far, so a slow CI run shows where.
+step() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
 step "rustfmt and clippy components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -19,6 +20,9 @@ cargo run -q -p sansa-codegen -- --check
 step "clippy"
 cargo clippy -q --workspace --all-targets -- -D warnings
 
+# Every cargo command below selects the whole workspace (no -p), so that each profile compiles
+# the generated crate once: a narrower selection unifies other features. The one exception is
+# the unstable-versions check, whose feature must stay out of everything else.
 step "unit, generated round-trip, golden-vector and hostile-input tests"
 cargo test -q --workspace 2>&1 | tee target/test-output.txt | grep -E '^(test result|failures|---- )' || true
 if grep -qE 'test result: FAILED|error(\[E[0-9]+\])?:' target/test-output.txt; then
@@ -27,16 +31,17 @@ if grep -qE 'test result: FAILED|error(\[E[0-9]+\])?:' target/test-output.txt; t
 fi
 
 step "the Java client reads back batches sansa encoded"
+cargo build -q --workspace --bins --examples
 batches=target/sansa-batches
 rm -rf "$batches"
-cargo run -q -p sansa-conformance --bin write-vectors -- "$batches"
+target/debug/write-vectors "$batches"
 conformance/java/run.sh verify "$batches" | grep -v '^ok '
 
 step "API versions Kafka still marks unstable (feature unstable-versions) round-trip too"
 cargo test -q -p sansa --features unstable-versions --lib protocol::messages 2>&1 | grep -E '^test result' 
 
 step "simulator: 500 seeded runs of client and fake cluster under faults; a replay repeats its trace"
-cargo build -q --release -p sansa-conformance --bin sim
+cargo build -q --release --workspace --bin sim
 target/release/sim --seeds 0..500 >target/sim.txt 2>&1 || true
 tail -n 2 target/sim.txt
 tail -n 1 target/sim.txt | grep -qx '500 seeds, 0 failures' || { cat target/sim.txt; exit 1; }
@@ -53,11 +58,10 @@ target/release/sim --plants 2>/dev/null | tee target/sim-plants.txt
 tail -n 1 target/sim-plants.txt | grep -qE '^([0-9]+) plants, \1 caught$'
 
 step "sansa demo against an in-process fake cluster"
-cargo build -q -p sansa-cli
 target/debug/sansa demo --records 2000
 
 step "your own event loop: sansa::Client driven by a hand-written mio loop, no async runtime"
-cargo run -q -p sansa-conformance --example own_event_loop
+target/debug/examples/own_event_loop
 
 step "live suite (client, producer, consumer) on all three runtimes against a real 3-broker Kafka ${KAFKA_BOOTSTRAP:+(using KAFKA_BOOTSTRAP)}"
 kafka=conformance/kafka/kafka
@@ -76,10 +80,9 @@ if [ -z "$external" ]; then
   export KAFKA_BROKERS=3 KAFKA_CRASH_TESTS=1 SANSA_JAVA_READBACK=1
 fi
 export KAFKA_BOOTSTRAP
-for crate in sansa-tokio sansa-async-std sansa-blocking; do
-  cargo test -q -p "$crate" --test live -- --ignored --test-threads 1 --nocapture 2>&1 | tee target/live-$crate.txt | grep -E '^(test result|live scenario)' || true
-  grep -q 'test result: ok' target/live-$crate.txt || { cat target/live-$crate.txt; exit 1; }
-done
+# One cargo invocation runs the live tests of sansa-async-std, sansa-blocking and sansa-tokio in turn.
+cargo test -q --workspace --test live -- --ignored --test-threads 1 --nocapture 2>&1 | tee target/live.txt | grep -E '^(test result|live scenario)' || true
+[ "$(grep -c 'test result: ok' target/live.txt)" -eq 3 ] || { cat target/live.txt; exit 1; }
 echo "differential test (sansa-blocking): $(grep -c '^- ' target/differential.md) known differences, report in target/differential.md"
 
 step "live security suite on all three runtimes: SASL_PLAINTEXT, SSL and SASL_SSL listeners of a 1-node Kafka"
@@ -89,10 +92,8 @@ if [ -z "${KAFKA_SECURITY_CLIENTS:-}" ]; then
   export KAFKA_SECURITY_CLIENTS="$PWD/target/kafka-security-clients.txt"
   stop_secure=yes
 fi
-for crate in sansa-tokio sansa-async-std sansa-blocking; do
-  cargo test -q -p "$crate" --test live_security -- --ignored --test-threads 1 --nocapture 2>&1 | tee target/live-security-$crate.txt | grep -E '^(test result|live security)' || true
-  grep -q 'test result: ok' target/live-security-$crate.txt || { cat target/live-security-$crate.txt; exit 1; }
-done
+cargo test -q --workspace --test live_security -- --ignored --test-threads 1 --nocapture 2>&1 | tee target/live-security.txt | grep -E '^(test result|live security)' || true
+[ "$(grep -c 'test result: ok' target/live-security.txt)" -eq 3 ] || { cat target/live-security.txt; exit 1; }
 # The CLI reads the script's properties files as Kafka's own tools do.
 while read -r listener mechanism file; do
   [ "$mechanism" = OAUTHBEARER ] && continue
@@ -140,9 +141,7 @@ out="$("$sansa" check-version -b "$bootstrap_39")"; echo "3.9 cluster: $out"
 grep -qx 'Apache Kafka 3.9' <<<"$out"
 "$kafka" down --version 3.9 >/dev/null
 
-step "benchmarks compile and run once"
-cargo bench -q -p sansa --bench records -- --test >/dev/null
-cargo bench -q -p sansa-conformance --bench requests -- --test >/dev/null
-cargo bench -q -p sansa-conformance --bench producer -- --test >/dev/null
+step "benchmarks compile and run once (criterion's test mode, in the test profile)"
+cargo test -q --workspace --benches >target/bench-test.txt 2>&1 || { cat target/bench-test.txt; exit 1; }
 
 printf '\nall checks passed in %ss\n' "$(( $(date +%s) - start ))"

@@ -68,6 +68,17 @@ impl GroupKind {
         GroupKind::Consumer,
     ];
 
+    /// The kinds a runtime checks when another has run [`GroupKind::ALL`]: one classic
+    /// incremental assignor and KIP-848, whose client paths differ most; every kind when
+    /// `SANSA_LIVE_CONSUMER_FULL` is set. The assignors themselves are runtime-independent.
+    pub fn sample() -> &'static [GroupKind] {
+        if std::env::var_os("SANSA_LIVE_CONSUMER_FULL").is_some() {
+            &GroupKind::ALL
+        } else {
+            &[GroupKind::Classic("cooperative-sticky"), GroupKind::Consumer]
+        }
+    }
+
     fn props(self) -> Vec<(&'static str, &'static str)> {
         match self {
             GroupKind::Classic(assignor) => {

@@ -8,7 +8,7 @@ use common::Exec;
 use live_adapter::Runtime;
 use sansa_conformance::fake_cluster::FakeClusterConfig;
 use sansa_conformance::fake_server::FakeServer;
-use sansa_conformance::live::{run_all, run_scenarios, with_bootstrap};
+use sansa_conformance::live::{run_all, run_all_but_broker_kills, run_scenarios, with_bootstrap};
 use sansa_conformance::live_consumer::GroupKind;
 
 #[test]
@@ -20,26 +20,21 @@ fn live_suite_async_std() {
 #[test]
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_suite_smol() {
-    run_all(&Runtime(Exec::Smol));
+    // The adapter is async-std's: its run above kills brokers; this one checks the executor.
+    run_all_but_broker_kills(&Runtime(Exec::Smol));
 }
 
 #[test]
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_consumer_suite_async_std() {
-    sansa_conformance::live_consumer::run_all(&Runtime(Exec::AsyncStd), &GroupKind::ALL);
+    // tokio's suite runs every group kind.
+    sansa_conformance::live_consumer::run_all(&Runtime(Exec::AsyncStd), GroupKind::sample());
 }
 
 #[test]
 #[ignore = "needs Kafka: ./test.sh runs it"]
 fn live_consumer_suite_smol() {
-    // The adapter is the one async-std ran above: two group kinds are enough here, unless
-    // SANSA_LIVE_CONSUMER_FULL asks for every one.
-    let kinds: &[GroupKind] = if std::env::var_os("SANSA_LIVE_CONSUMER_FULL").is_some() {
-        &GroupKind::ALL
-    } else {
-        &[GroupKind::Classic("cooperative-sticky"), GroupKind::Consumer]
-    };
-    sansa_conformance::live_consumer::run_all(&Runtime(Exec::Smol), kinds);
+    sansa_conformance::live_consumer::run_all(&Runtime(Exec::Smol), GroupKind::sample());
 }
 
 /// A group member the consumer suite runs in a child process (to kill it), under the executor
