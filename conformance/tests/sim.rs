@@ -15,6 +15,19 @@ fn regression_seeds_do_not_livelock() {
     }
 }
 
+/// Seeds whose group members once stayed out of their group for good: a classic member
+/// whose LeaveGroup failed after it had started rejoining fell back to idle (456); a KIP-848
+/// member that subscribed again after leaving for not polling rejoined, owning partitions,
+/// when it polled (1246: INVALID_REQUEST); a KIP-848 member failed for good on
+/// BROKER_NOT_AVAILABLE (1813).
+#[test]
+fn regression_seeds_keep_every_member_in_its_group() {
+    for seed in [456, 1246, 1813] {
+        let (_, report) = run_seed(seed);
+        assert!(report.error.is_none(), "seed {seed}: {}", report.failure_text());
+    }
+}
+
 use std::time::Duration;
 
 use sansa::protocol::{ApiKey, ErrorCode, ResponseBody};

@@ -25,6 +25,7 @@ use super::assignor::protocol::{decode_assignment, decode_subscription, encode_a
 use super::assignor::{
     Assignor, Member, MemberId, PartitionCounts, PreviousAssignment, RebalanceProtocol, Subscription,
 };
+use super::retriable_coordinator;
 use crate::cluster::ClusterMetadata;
 use crate::consumer::{ConsumeError, TopicPartition};
 use crate::protocol::messages::heartbeat::request::HeartbeatRequest;
@@ -227,10 +228,12 @@ impl ClassicMember {
 
     /// The application polled: a member that left for not polling joins again.
     pub fn polled(&mut self) {
-        if self.left_for_poll_timeout && !self.topics.is_empty() {
-            self.left_for_poll_timeout = false;
+        // Only a member still out of the group joins: one that subscribed again meanwhile is
+        // already back.
+        if self.left_for_poll_timeout && !self.topics.is_empty() && matches!(self.state, State::Idle | State::Leaving) {
             self.rejoin();
         }
+        self.left_for_poll_timeout = false;
     }
 
     /// The application did not poll for `max.poll.interval.ms`: leave, as Java does.
@@ -254,6 +257,7 @@ impl ClassicMember {
             }
         }
         self.state = State::Join;
+        self.left_for_poll_timeout = false;
         // A member that holds its JoinGroup for the application keeps heartbeating, so the
         // coordinator does not take it for dead meanwhile.
         self.next_heartbeat = self.next_heartbeat.filter(|_| self.generation >= 0);
@@ -430,7 +434,10 @@ impl ClassicMember {
             // The leader's assignments are gone with the request: the group rebalances.
             Kind::Sync => self.rejoin(),
             Kind::Heartbeat => self.next_heartbeat = Some(now + self.settings.retry_backoff),
-            Kind::Leave => self.state = State::Idle,
+            // Out of the group either way; unless the application polled again meanwhile and
+            // the member is joining anew.
+            Kind::Leave if self.state == State::Leaving => self.state = State::Idle,
+            Kind::Leave => {}
         }
     }
 
@@ -653,22 +660,6 @@ fn common_protocol(assignors: &[&'static dyn Assignor]) -> RebalanceProtocol {
     } else {
         RebalanceProtocol::Eager
     }
-}
-
-/// Errors the member retries. Java's poll reports an unexpected coordinator error (an
-/// unknown server error, say) and then joins again; failing for good on one would leave the
-/// member out of its group while the application goes on polling.
-fn retriable_coordinator(e: ErrorCode) -> bool {
-    matches!(
-        e,
-        ErrorCode::CoordinatorNotAvailable
-            | ErrorCode::NotCoordinator
-            | ErrorCode::CoordinatorLoadInProgress
-            | ErrorCode::RequestTimedOut
-            | ErrorCode::UnknownServerError
-            | ErrorCode::BrokerNotAvailable
-            | ErrorCode::NotController
-    ) || e.is_retriable()
 }
 
 fn ms(d: Duration) -> i32 {

@@ -60,3 +60,20 @@ pub(crate) trait GroupMember: std::fmt::Debug + Send + Sync {
     #[cfg(feature = "plants")]
     fn plant_heartbeat_after_leave(&mut self) {}
 }
+
+/// Errors the member retries. Java's poll reports an unexpected coordinator error (an
+/// unknown server error, say) and then joins again; failing for good on one would leave the
+/// member out of its group while the application goes on polling.
+pub(crate) fn retriable_coordinator(e: crate::protocol::ErrorCode) -> bool {
+    use crate::protocol::ErrorCode;
+    matches!(
+        e,
+        ErrorCode::CoordinatorNotAvailable
+            | ErrorCode::NotCoordinator
+            | ErrorCode::CoordinatorLoadInProgress
+            | ErrorCode::RequestTimedOut
+            | ErrorCode::UnknownServerError
+            | ErrorCode::BrokerNotAvailable
+            | ErrorCode::NotController
+    ) || e.is_retriable()
+}

@@ -64,6 +64,9 @@ pub(crate) struct NextGenMember {
     heartbeat_interval: Duration,
     next_heartbeat: Option<Instant>,
     in_flight: bool,
+    /// The heartbeat in flight is a leave (epoch -1 or -2): its answer is not a join's, even
+    /// if the member started joining again meanwhile.
+    leave_in_flight: bool,
     /// The next heartbeat carries everything (after joining or an error), not just changes.
     send_full: bool,
     /// What the last heartbeat told the coordinator, to send only changes.
@@ -89,6 +92,7 @@ impl NextGenMember {
             heartbeat_interval: Duration::from_secs(5),
             next_heartbeat: None,
             in_flight: false,
+            leave_in_flight: false,
             send_full: true,
             sent_topics: None,
             sent_owned: None,
@@ -101,6 +105,7 @@ impl NextGenMember {
     }
 
     fn join(&mut self) {
+        self.left_for_poll_timeout = false;
         self.state = State::Joining;
         self.epoch = 0;
         self.send_full = true;
@@ -232,10 +237,12 @@ impl GroupMember for NextGenMember {
     }
 
     fn polled(&mut self) {
-        if self.left_for_poll_timeout && !self.topics.is_empty() {
-            self.left_for_poll_timeout = false;
+        // Only a member still out of the group joins: one that subscribed again meanwhile is
+        // already back.
+        if self.left_for_poll_timeout && !self.topics.is_empty() && matches!(self.state, State::Idle | State::Leaving) {
             self.join();
         }
+        self.left_for_poll_timeout = false;
     }
 
     fn poll_timeout_expired(&mut self) {
@@ -333,6 +340,7 @@ impl GroupMember for NextGenMember {
             self.send_full = false;
         }
         self.in_flight = true;
+        self.leave_in_flight = leaving;
         Some((RequestBody::ConsumerGroupHeartbeat(body), version, Duration::ZERO))
     }
 
@@ -343,6 +351,7 @@ impl GroupMember for NextGenMember {
         cluster: &ClusterMetadata,
     ) -> Option<ErrorCode> {
         self.in_flight = false;
+        let left = std::mem::take(&mut self.leave_in_flight);
         let Some(ResponseBody::ConsumerGroupHeartbeat(r)) = body else {
             // No answer: say everything again, after a backoff.
             self.send_full = true;
@@ -352,6 +361,24 @@ impl GroupMember for NextGenMember {
             }
             return Some(ErrorCode::CoordinatorNotAvailable);
         };
+        if left {
+            // Out of the group, whatever the answer says. A member that started joining
+            // again while its leave was in flight joins from scratch now.
+            self.epoch = 0;
+            self.sent_owned = None;
+            self.sent_topics = None;
+            if self.state == State::Leaving {
+                self.state = State::Idle;
+            } else {
+                self.send_full = true;
+                self.next_heartbeat = None;
+            }
+            return None;
+        }
+        if self.state == State::Leaving {
+            // A heartbeat sent before the member decided to leave: the leave goes next.
+            return None;
+        }
         let ConsumerGroupHeartbeatResponse {
             error_code,
             member_id,
@@ -360,13 +387,6 @@ impl GroupMember for NextGenMember {
             assignment,
             ..
         } = r;
-        if self.state == State::Leaving {
-            self.state = State::Idle;
-            self.epoch = 0;
-            self.sent_owned = None;
-            self.sent_topics = None;
-            return None;
-        }
         match error_code {
             ErrorCode::None => {}
             ErrorCode::FencedMemberEpoch | ErrorCode::UnknownMemberId => {
@@ -374,14 +394,7 @@ impl GroupMember for NextGenMember {
                 self.join();
                 return None;
             }
-            e if e.is_retriable()
-                || matches!(
-                    e,
-                    ErrorCode::CoordinatorNotAvailable
-                        | ErrorCode::NotCoordinator
-                        | ErrorCode::CoordinatorLoadInProgress
-                ) =>
-            {
+            e if super::retriable_coordinator(e) => {
                 self.send_full = true;
                 self.next_heartbeat = Some(now + self.settings.retry_backoff);
                 return Some(e);
