@@ -557,10 +557,10 @@ fn consumer_info(spec: &ConsumerSpec) -> ConsumerInfo {
         read_committed: spec.config.isolation_level == sansa::consumer::IsolationLevel::ReadCommitted,
         commits_on_revoke: spec.commits_on_revoke(),
         buffer_memory: spec.config.fetch_buffer_memory,
-        // One batch past the room per fetch, and the consumer keeps a fetch in flight to
-        // each leader at once, each sized to the room left when it was sent: up to one
-        // room and one batch per broker (see the report of `consumer-prefetch-bound`).
-        slack: (spec.config.fetch_buffer_memory + spec.config.max_partition_fetch_bytes.max(0) as usize) * 5,
+        // The consumer reserves each fetch's max_bytes until its answer comes, and a broker
+        // passes max_bytes by at most one batch (KIP-74): one batch per leader, of which the
+        // simulator has at most five.
+        slack: spec.config.max_partition_fetch_bytes.max(0) as usize * 5,
         peak: 0,
         peak_at: Duration::ZERO,
     }

@@ -155,6 +155,9 @@ struct PartitionState {
     high_watermark: i64,
     log_start_offset: i64,
     last_stable_offset: i64,
+    /// The replica the leader asked this consumer to read from (KIP-392, by `client.rack`),
+    /// until when: the leader is asked again after `metadata.max.age.ms`, as Java does.
+    read_replica: Option<(BrokerId, Instant)>,
 }
 
 impl PartitionState {
@@ -171,6 +174,7 @@ impl PartitionState {
             high_watermark: -1,
             log_start_offset: -1,
             last_stable_offset: -1,
+            read_replica: None,
         }
     }
 
@@ -255,9 +259,12 @@ pub(crate) struct Consumer {
     partitions: BTreeMap<TopicPartition, PartitionState>,
     /// Leader and leader epoch of each assigned partition, from the last metadata.
     leaders: BTreeMap<TopicPartition, (BrokerId, i32)>,
+    /// The brokers in the last metadata: a preferred read replica must be one of them.
+    brokers: BTreeSet<BrokerId>,
     sessions: BTreeMap<BrokerId, Session>,
-    /// Brokers with a fetch in flight.
-    fetching: BTreeSet<BrokerId>,
+    /// Brokers with a fetch in flight, each with the bytes that fetch may bring (its
+    /// max_bytes): reserved in the buffer until the answer comes.
+    fetching: BTreeMap<BrokerId, usize>,
     buffer: VecDeque<Fetched>,
     buffered_bytes: usize,
     lookups: BTreeMap<u64, Lookup>,
@@ -311,7 +318,8 @@ impl Consumer {
             partitions: BTreeMap::new(),
             leaders: BTreeMap::new(),
             sessions: BTreeMap::new(),
-            fetching: BTreeSet::new(),
+            fetching: BTreeMap::new(),
+            brokers: BTreeSet::new(),
             buffer: VecDeque::new(),
             buffered_bytes: 0,
             lookups: BTreeMap::new(),
@@ -615,6 +623,7 @@ impl Consumer {
             }
         }
         self.leaders = leaders;
+        self.brokers = cluster.brokers.keys().copied().collect();
         for tp in moved {
             self.validate(&tp);
         }
@@ -978,28 +987,54 @@ impl Consumer {
         self.partitions
             .iter()
             .filter(|(_, s)| s.fetchable(now))
+            .filter(|(tp, s)| self.fetch_node(tp, s, now) == Some(broker))
             .filter_map(|(tp, s)| {
-                let p = self.leaders.get(tp).copied()?;
-                (p.0 == broker)
-                    .then(|| (tp.clone(), FetchSpec { fetch_offset: s.fetch_offset(), max_bytes, leader_epoch: p.1 }))
+                let (_, leader_epoch) = self.leaders.get(tp).copied()?;
+                Some((tp.clone(), FetchSpec { fetch_offset: s.fetch_offset(), max_bytes, leader_epoch }))
             })
             .collect()
     }
 
+    /// The broker to fetch `tp` from: the replica its leader named for this consumer's rack
+    /// (KIP-392) while that holds and the broker is known, else the leader.
+    fn fetch_node(&self, tp: &TopicPartition, state: &PartitionState, now: Instant) -> Option<BrokerId> {
+        match state.read_replica {
+            Some((replica, until)) if until > now && self.brokers.contains(&replica) => Some(replica),
+            _ => self.leaders.get(tp).map(|l| l.0),
+        }
+    }
+
+    /// The buffer's room for more fetched data: `fetch.buffer.memory` less what is buffered and
+    /// what the fetches in flight may still bring.
+    fn fetch_room(&self) -> usize {
+        let reserved: usize = self.fetching.values().sum();
+        self.config.fetch_buffer_memory.saturating_sub(self.buffered_bytes + reserved)
+    }
+
+    /// The leaders with a partition to fetch now and no fetch in flight.
     fn brokers_to_fetch(&self, now: Instant) -> BTreeSet<BrokerId> {
-        if self.buffered_bytes >= self.config.fetch_buffer_memory || self.closing {
+        if self.fetch_room() == 0 || self.closing {
             return BTreeSet::new();
         }
         self.partitions
             .iter()
             .filter(|(_, s)| s.fetchable(now))
-            .filter_map(|(tp, _)| self.leaders.get(tp).copied().map(|l| l.0))
-            .filter(|b| !self.fetching.contains(b))
+            .filter_map(|(tp, s)| self.fetch_node(tp, s, now))
+            .filter(|b| !self.fetching.contains_key(b))
             .collect()
     }
 
+    /// What a fetch to one leader may bring: the room left, and no more than an even share
+    /// of the whole buffer among the leaders fetched from, so that one leader that long-polls
+    /// with nothing to send never holds the room the others need.
+    fn fetch_max_bytes(&self, now: Instant) -> usize {
+        let leaders = self.brokers_to_fetch(now).len() + self.fetching.len();
+        let share = self.config.fetch_buffer_memory / leaders.max(1);
+        (self.config.fetch_max_bytes.max(0) as usize).min(share).min(self.fetch_room())
+    }
+
     fn build_fetch(&mut self, now: Instant, broker: BrokerId, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
-        if self.fetching.contains(&broker) || self.buffered_bytes >= self.config.fetch_buffer_memory {
+        if self.fetching.contains_key(&broker) || self.fetch_room() == 0 {
             return None;
         }
         let wanted = self.fetch_plan(now, broker);
@@ -1044,12 +1079,13 @@ impl Consumer {
             }
             forgotten.last_mut().expect("pushed").partitions.push(tp.partition);
         }
-        let room = self.config.fetch_buffer_memory.saturating_sub(self.buffered_bytes);
-        let max_bytes = (self.config.fetch_max_bytes.max(0) as usize).min(room).max(1) as i32;
+        // The broker may pass max_bytes by one batch (KIP-74), so the bound holds to within a
+        // batch per leader.
+        let max_bytes = self.fetch_max_bytes(now).max(1);
         let body = FetchRequest::default()
             .with_max_wait_ms(self.config.fetch_max_wait.as_millis().min(i32::MAX as u128) as i32)
             .with_min_bytes(self.config.fetch_min_bytes)
-            .with_max_bytes(max_bytes)
+            .with_max_bytes(max_bytes.min(i32::MAX as usize) as i32)
             .with_isolation_level(self.config.isolation_level.wire())
             .with_session_id(plan.session_id)
             .with_session_epoch(plan.epoch)
@@ -1062,7 +1098,7 @@ impl Consumer {
             state.busy = true;
             partitions.push(Asked { partition: tp, version: state.version, fetch_offset: spec.fetch_offset });
         }
-        self.fetching.insert(broker);
+        self.fetching.insert(broker, max_bytes);
         let tag = self.tag();
         self.in_flight.insert(tag, InFlight::Fetch { broker, partitions, sent: now });
         let timeout = ctx.config.request_timeout + self.config.fetch_max_wait;
@@ -1101,8 +1137,14 @@ impl Consumer {
         let response = match result.map(|r| r.body) {
             Ok(Some(ResponseBody::Fetch(r))) => r,
             _ => {
-                // No answer: the session's state at the broker is unknown.
+                // No answer: the session's state at the broker is unknown, and a read
+                // replica that does not answer is left for the leader.
                 self.sessions.entry(broker).or_default().reset();
+                for tp in asked.keys() {
+                    if let Some(s) = self.partitions.get_mut(tp) {
+                        s.read_replica = None;
+                    }
+                }
                 self.back_off(now, asked.keys());
                 ctx.signals.push(Signal::RefreshMetadata);
                 return;
@@ -1136,7 +1178,19 @@ impl Consumer {
             for p in topic.partitions {
                 let tp = TopicPartition { topic: name.clone(), partition: p.partition_index };
                 let Some(&(version, fetch_offset)) = asked.get(&tp) else { continue };
+                let from_replica = self.leaders.get(&tp).is_some_and(|l| l.0 != broker);
                 let state = self.partitions.get_mut(&tp).expect("asked");
+                if p.preferred_read_replica.0 >= 0 && p.preferred_read_replica != broker {
+                    // The leader names a replica nearer to this consumer and sends no data.
+                    state.read_replica = Some((p.preferred_read_replica, now + ctx.config.metadata_max_age));
+                } else if from_replica && p.error_code != ErrorCode::None {
+                    // A replica that cannot serve the partition (not a replica any more, not
+                    // caught up to the offset...): the leader is asked again, at once.
+                    state.read_replica = None;
+                    if p.error_code == ErrorCode::OffsetOutOfRange {
+                        continue;
+                    }
+                }
                 if p.high_watermark >= 0 {
                     state.high_watermark = p.high_watermark;
                 }
