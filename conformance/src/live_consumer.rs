@@ -565,6 +565,47 @@ pub fn restart_resumes_at_committed<R: LiveRuntime + Sync>(rt: &R, replication: 
     admin.close();
 }
 
+/// KIP-392 against brokers with racks and the rack-aware replica selector (test.sh starts
+/// them so): a consumer in one broker's rack reads every partition, those led from other
+/// racks through the replica in its own. A leader that names a read replica sends no
+/// records, so a consumer that ignored it would read nothing from those partitions. Skipped
+/// (with a line saying so) when the brokers report no racks.
+pub fn reads_from_rack_replica<R: LiveRuntime>(rt: &R) {
+    let admin = rt.connect(config(&[]));
+    let md = admin.metadata(None).expect("metadata");
+    let racks: BTreeMap<i32, String> = md.brokers.iter().filter_map(|(id, b)| Some((id.0, b.rack.clone()?))).collect();
+    if racks.len() < 3 {
+        eprintln!("live scenario consumer_reads_from_the_replica_in_its_rack: skipped, the brokers have no racks");
+        admin.close();
+        return;
+    }
+    let topic = unique_topic("sansa-rack");
+    create_topic(&admin, &topic, 6, 3);
+    produce(rt, &topic, 0, 600);
+    let md = admin.metadata(Some(vec![topic.as_str().into()])).expect("metadata");
+    let leaders: Vec<i32> =
+        md.topic(&topic).expect("topic").partitions.iter().filter_map(|p| p.leader.map(|l| l.0)).collect();
+    // The rack of the broker that leads the fewest partitions: most partitions are read
+    // through a follower.
+    let (&near, rack) = racks.iter().min_by_key(|(id, _)| leaders.iter().filter(|l| l == id).count()).expect("racks");
+    let followed = leaders.iter().filter(|&&l| l != near).count();
+    assert!(followed > 0, "every partition is led from rack {rack}");
+    let consumer = rt.connect(config(&[("client.rack", rack), ("auto.offset.reset", "earliest")]));
+    let partitions: Vec<TopicPartition> = (0..6).map(|p| TopicPartition::new(topic.as_str(), p)).collect();
+    consumer.handle().assign_blocking(partitions).expect("assign");
+    let mut read: BTreeSet<(i32, i64)> = BTreeSet::new();
+    let deadline = Instant::now() + SETTLE;
+    while read.len() < 600 {
+        assert!(Instant::now() < deadline, "read {} of 600 records from rack {rack}", read.len());
+        for r in consumer.poll(500, Duration::from_millis(200)).expect("poll") {
+            assert!(read.insert((r.partition, r.offset)), "read twice: {}-{}", r.partition, r.offset);
+        }
+    }
+    eprintln!("  rack {rack}: 600 records from 6 partitions, {followed} of them led from other racks");
+    consumer.close();
+    admin.close();
+}
+
 /// Records the Java producer wrote in every codec, with headers and null keys and values,
 /// read back by sansa exactly as the Java producer reports sending them.
 pub fn reads_java_produced_codecs<R: LiveRuntime>(rt: &R, replication: i16) {
@@ -764,6 +805,7 @@ pub fn run_scenarios<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind], replica
             Box::new(move || poll_interval_exceeded_then_rejoin(rt, kind, replication)),
         ));
     }
+    scenarios.push(("consumer_reads_from_the_replica_in_its_rack".into(), Box::new(|| reads_from_rack_replica(rt))));
     if java {
         scenarios.push((
             "consumer_reads_java_produced_codecs".into(),

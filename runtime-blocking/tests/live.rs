@@ -47,8 +47,24 @@ fn probe(bootstrap: &str, suffix: &str) -> differential::Answers {
 }
 
 fn fake_server() -> FakeServer {
-    FakeServer::start(FakeClusterConfig { brokers: 3, ..FakeClusterConfig::default() }, "127.0.0.1", None)
+    fake_server_with_racks(Vec::new())
+}
+
+fn fake_server_with_racks(racks: Vec<String>) -> FakeServer {
+    FakeServer::start(FakeClusterConfig { brokers: 3, racks, ..FakeClusterConfig::default() }, "127.0.0.1", None)
         .expect("fake cluster listens")
+}
+
+/// The racks of the real cluster's brokers 1, 2 and 3 (none if any has none), for a fake
+/// cluster to report the same.
+fn racks_of(bootstrap: &str) -> Vec<String> {
+    let client = Runtime.connect(Config::new(bootstrap).expect("bootstrap"));
+    let md = client.metadata(None).expect("metadata");
+    client.close();
+    (1..=3)
+        .map(|id| md.brokers.get(&sansa::protocol::BrokerId(id)).and_then(|b| b.rack.clone()))
+        .collect::<Option<_>>()
+        .unwrap_or_default()
 }
 
 /// The differential test: the same probes against real Kafka and the fake cluster give the
@@ -60,7 +76,7 @@ fn fake_cluster_answers_like_kafka() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let suffix = format!("{nanos:x}");
     let real = probe(&bootstrap, &suffix);
-    let server = fake_server();
+    let server = fake_server_with_racks(racks_of(&bootstrap));
     let fake = probe(server.bootstrap(), &suffix);
     let diffs = differential::differences(&real, &fake);
     let report = differential::report(&diffs, real.len());

@@ -426,3 +426,51 @@ fn brokers_without_fetch_sessions_are_served_by_full_fetches() {
     let records = consume(&mut w, 500, Duration::from_secs(10));
     matches_log(&w, &records, 0);
 }
+
+/// KIP-392: a consumer with `client.rack` reads from the in-sync replica in its rack that the
+/// leader names, and goes back to the leader when that replica stops.
+#[test]
+fn a_consumer_reads_from_the_replica_in_its_rack_and_falls_back_to_the_leader() {
+    let racks = vec!["rack-a".to_string(), "rack-b".to_string(), "rack-c".to_string()];
+    let cluster = FakeClusterConfig { auto_create_topics: false, racks, ..FakeClusterConfig::default() };
+    let consumer = ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest);
+    let mut consumer = consumer;
+    consumer.client_rack = Some("rack-b".to_string());
+    let mut w = World::new(cluster, |config: Config| config.with_consumer(consumer));
+    w.cluster.create_topic("t", 1, 3);
+    let leader = w.cluster.leader("t", 0).unwrap();
+    // The replica in rack-b is broker 2; make sure the test means something.
+    assert_ne!(leader, 2, "broker 2 leads; the replica placement changed");
+    produce(&mut w, "t", 500, 0);
+    w.client.assign(w.now, tps("t", 1)).unwrap();
+    let records = consume(&mut w, 500, Duration::from_secs(30));
+    matches_log(&w, &records, 0);
+    assert_eq!(w.cluster.fetch_session_count(2), 1, "the rack-b replica serves the fetches");
+    // The replica stops: the consumer reads on from the leader.
+    w.stop_broker(2);
+    produce(&mut w, "t", 200, 500);
+    let late = consume(&mut w, 200, Duration::from_secs(60));
+    assert_eq!(late.len(), 200, "the leader serves what the stopped replica cannot");
+    matches_log(&w, &[records, late].concat(), 0);
+}
+
+/// Without `client.rack`, or in the leader's rack, the leader serves the consumer.
+#[test]
+fn a_consumer_without_a_rack_or_in_the_leaders_reads_from_the_leader() {
+    for rack in [None, Some("rack-a")] {
+        let racks = vec!["rack-a".to_string(), "rack-b".to_string(), "rack-c".to_string()];
+        let cluster = FakeClusterConfig { auto_create_topics: false, racks, ..FakeClusterConfig::default() };
+        let mut consumer = ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest);
+        consumer.client_rack = rack.map(str::to_string);
+        let mut w = World::new(cluster, |config: Config| config.with_consumer(consumer));
+        w.cluster.create_topic("t", 1, 3);
+        let leader = w.cluster.leader("t", 0).unwrap();
+        assert_eq!(leader, 1, "broker 1 (rack-a) leads");
+        produce(&mut w, "t", 100, 0);
+        w.client.assign(w.now, tps("t", 1)).unwrap();
+        let records = consume(&mut w, 100, Duration::from_secs(30));
+        matches_log(&w, &records, 0);
+        assert_eq!(w.cluster.fetch_session_count(leader), 1, "{rack:?}");
+        assert_eq!(w.cluster.fetch_session_count(2) + w.cluster.fetch_session_count(3), 0, "{rack:?}");
+    }
+}

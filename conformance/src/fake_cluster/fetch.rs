@@ -19,7 +19,11 @@
 //!   the log end with [`super::Replication::Lagging`]; past the log end is OFFSET_OUT_OF_RANGE).
 //! - `current_leader_epoch` (v9+) older than the leader's is FENCED_LEADER_EPOCH, newer is
 //!   UNKNOWN_LEADER_EPOCH; NOT_LEADER_OR_FOLLOWER carries the leader (v12+) and its endpoint
-//!   (v16+). No diverging-epoch detection; `preferred_read_replica` stays -1.
+//!   (v16+). No diverging-epoch detection.
+//! - Nearest replica (KIP-392, v11+): with racks configured, a leader asked by a consumer in
+//!   another rack names an in-sync replica in the consumer's rack in `preferred_read_replica`
+//!   and sends no records for that partition; followers serve consumers up to the high
+//!   watermark they hold.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -82,6 +86,8 @@ struct Plan {
     read_committed: bool,
     max_bytes: i32,
     min_bytes: i32,
+    /// The consumer's `client.rack` (v11+), when it names one.
+    rack: Option<String>,
     parts: Vec<PlanPart>,
     /// How the answer relates to a session.
     session: SessionMode,
@@ -233,13 +239,14 @@ pub(crate) fn handle(cluster: &mut FakeCluster, ctx: Ctx, req: FetchRequest) -> 
         read_committed: version >= 4 && req.isolation_level == 1,
         max_bytes: req.max_bytes,
         min_bytes: req.min_bytes,
+        rack: Some(req.rack_id.to_string()).filter(|r| version >= 11 && !r.is_empty()),
         parts,
         session: mode,
     };
     let read = read(cluster, &plan);
     let ready = req.max_wait_ms <= 0
         || plan.parts.is_empty()
-        || read.errors
+        || read.answer_now
         || read.bytes >= usize::try_from(req.min_bytes).unwrap_or(0);
     if ready {
         return finish(cluster, ctx.now, &plan, read.parts).into();
@@ -280,7 +287,7 @@ fn complete_parked(cluster: &mut FakeCluster, now: Option<Instant>) {
         }
         let read = read(cluster, &p.plan);
         let expired = now.is_some_and(|n| n >= p.deadline);
-        if expired || read.errors || read.bytes >= usize::try_from(p.plan.min_bytes).unwrap_or(0) {
+        if expired || read.answer_now || read.bytes >= usize::try_from(p.plan.min_bytes).unwrap_or(0) {
             let body = finish(cluster, now.unwrap_or(p.deadline), &p.plan, read.parts);
             cluster.complete(p.ticket, body.into());
         } else {
@@ -292,17 +299,19 @@ fn complete_parked(cluster: &mut FakeCluster, now: Option<Instant>) {
 struct Read {
     parts: Vec<PartitionData>,
     bytes: usize,
-    errors: bool,
+    /// A partition has an error or names a preferred read replica: answered at once, as
+    /// Kafka does.
+    answer_now: bool,
 }
 
 /// Reads every partition of the plan without changing any state.
 fn read(cluster: &FakeCluster, plan: &Plan) -> Read {
     let mut budget = if plan.max_bytes <= 0 { usize::MAX } else { plan.max_bytes as usize };
-    let mut out = Read { parts: Vec::new(), bytes: 0, errors: false };
+    let mut out = Read { parts: Vec::new(), bytes: 0, answer_now: false };
     for pp in &plan.parts {
         let r = read_partition(cluster, plan, pp, &mut budget, out.bytes == 0);
-        if r.error_code != ErrorCode::None {
-            out.errors = true;
+        if r.error_code != ErrorCode::None || r.preferred_read_replica.0 >= 0 {
+            out.answer_now = true;
         }
         out.bytes += r.records.as_ref().map_or(0, |b| b.len());
         out.parts.push(r);
@@ -366,6 +375,11 @@ fn read_partition(cluster: &FakeCluster, plan: &Plan, pp: &PlanPart, budget: &mu
     r.high_watermark = hw;
     r.last_stable_offset = if version >= 4 { lso } else { -1 };
     r.log_start_offset = if version >= 5 { part.log_start_offset } else { -1 };
+    if let Some(replica) = nearer_replica(cluster, plan, part) {
+        r.preferred_read_replica = BrokerId(replica);
+        r.records = Some(BytesMut::new().freeze());
+        return r;
+    }
     let upper = if plan.read_committed { lso } else { hw };
     let limit = if pp.max_bytes <= 0 { usize::MAX } else { pp.max_bytes as usize };
     let mut records = BytesMut::new();
@@ -398,6 +412,17 @@ fn read_partition(cluster: &FakeCluster, plan: &Plan, pp: &PlanPart, budget: &mu
     r
 }
 
+/// The in-sync replica, in the consumer's rack, that a leader in another rack sends the
+/// consumer to (Kafka's RackAwareReplicaSelector); `None` to serve it here.
+fn nearer_replica(cluster: &FakeCluster, plan: &Plan, part: &super::Partition) -> Option<i32> {
+    let rack = plan.rack.as_deref()?;
+    if part.leader != plan.broker || cluster.rack_of(plan.broker) == Some(rack) {
+        return None;
+    }
+    let live = cluster.brokers.iter().filter(|(_, b)| b.up).map(|(id, _)| *id).collect();
+    part.in_sync(&live).into_iter().find(|&r| r != part.leader && cluster.rack_of(r) == Some(rack))
+}
+
 /// Builds the answer: updates (or opens) the session and leaves unchanged partitions out of
 /// incremental answers.
 fn finish(cluster: &mut FakeCluster, now: Instant, plan: &Plan, data: Vec<PartitionData>) -> FetchResponse {
@@ -427,6 +452,7 @@ fn finish(cluster: &mut FakeCluster, now: Instant, plan: &Plan, data: Vec<Partit
                     None => true,
                     Some(sp) => {
                         r.error_code != ErrorCode::None
+                            || r.preferred_read_replica.0 >= 0
                             || r.records.as_ref().is_some_and(|b| !b.is_empty())
                             || sp.high_watermark != r.high_watermark
                             || sp.last_stable_offset != r.last_stable_offset

@@ -21,6 +21,7 @@ pub(crate) fn handle(cluster: &mut FakeCluster, broker: i32, version: i16, req: 
                 .with_node_id(BrokerId(*id))
                 .with_host(StrBytes::from(b.host.as_str()))
                 .with_port(i32::from(b.port))
+                .with_rack(cluster.rack_of(*id).map(StrBytes::from))
         })
         .collect();
     // v0: an empty list means every topic; v1+: null means every topic.

@@ -142,6 +142,11 @@ pub struct FakeClusterConfig {
     pub group_initial_rebalance_delay: Duration,
     /// How followers keep up: [`Replication::Instant`] by default (no lag, no loss).
     pub replication: Replication,
+    /// Each broker's `broker.rack`, broker 1 first (none when shorter). With racks, leaders
+    /// act as with `replica.selector.class=RackAwareReplicaSelector`: a consumer that names
+    /// its rack (Fetch v11+) and whose leader is in another is sent to an in-sync replica in
+    /// its own (KIP-392).
+    pub racks: Vec<String>,
 }
 
 impl Default for FakeClusterConfig {
@@ -155,6 +160,7 @@ impl Default for FakeClusterConfig {
             start_time_ms: 1_767_225_600_000, // 2026-01-01T00:00:00Z
             group_initial_rebalance_delay: Duration::ZERO,
             replication: Replication::Instant,
+            racks: Vec::new(),
         }
     }
 }
@@ -416,6 +422,11 @@ pub struct FakeCluster {
 }
 
 impl FakeCluster {
+    /// Broker `id`'s rack, if the config gives it one.
+    pub(crate) fn rack_of(&self, id: i32) -> Option<&str> {
+        usize::try_from(id - 1).ok().and_then(|i| self.config.racks.get(i)).map(String::as_str)
+    }
+
     /// A cluster with `config.brokers` brokers (at least one), at `localhost:9092`,
     /// `localhost:9093`, ... until [`FakeCluster::set_address`] says otherwise.
     pub fn new(config: FakeClusterConfig) -> Self {
