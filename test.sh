@@ -58,7 +58,7 @@ target/release/sim --plants 2>/dev/null | tee target/sim-plants.txt
 tail -n 1 target/sim-plants.txt | grep -qE '^([0-9]+) plants, \1 caught$'
 
 step "sansa demo against an in-process fake cluster"
-target/debug/sansa demo --records 2000
+target/debug/sansa demo --records 6000
 
 step "your own event loop: sansa::Client driven by a hand-written mio loop, no async runtime"
 target/debug/examples/own_event_loop
@@ -73,10 +73,13 @@ if [ -z "$external" ]; then
   "$kafka" down --version 4.3 --brokers 3 >/dev/null 2>&1 || true
   started_kafka+=(4.3)
   # KIP-848 sessions are the brokers' setting (45 s by default): short ones let the consumer
-  # suite see a killed member leave in seconds.
+  # suite see a killed member leave in seconds. Racks and the rack-aware replica selector let
+  # it read from the nearest replica (KIP-392).
   KAFKA_BOOTSTRAP="$("$kafka" up --brokers 3 --version 4.3 \
     --set group.consumer.session.timeout.ms=6000 --set group.consumer.min.session.timeout.ms=6000 \
-    --set group.consumer.heartbeat.interval.ms=1000 --set group.consumer.min.heartbeat.interval.ms=500 | tail -n 1)"
+    --set group.consumer.heartbeat.interval.ms=1000 --set group.consumer.min.heartbeat.interval.ms=500 \
+    --set broker.rack=rack-@NODE_ID@ --set replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector \
+    | tail -n 1)"
   export KAFKA_BROKERS=3 KAFKA_CRASH_TESTS=1 SANSA_JAVA_READBACK=1
 fi
 export KAFKA_BOOTSTRAP
@@ -104,7 +107,7 @@ echo "sansa metadata --command-config: ok for every listener and mechanism"
 if [ "${stop_secure:-}" = yes ]; then "$kafka" down --version 4.3 --brokers 1 >/dev/null 2>&1 || true; fi
 
 step "sansa demo against the real cluster"
-target/debug/sansa demo -b "$KAFKA_BOOTSTRAP" --records 2000
+target/debug/sansa demo -b "$KAFKA_BOOTSTRAP" --records 6000
 
 step "sansa produce and perf produce against the real cluster"
 topic="sansa-cli-$(date +%s)"

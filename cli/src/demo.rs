@@ -1,33 +1,38 @@
 //! `sansa demo`: sansa's main job end to end, against an in-process fake cluster on loopback
-//! (no setup at all) or against a real cluster with `-b`. Each step prints what it did and how
-//! long it took; the first failure stops the demo with an error.
+//! (no setup at all) or against a real cluster with `-b`: topic creation, a million records
+//! through the producer, and all of them back through a consumer group of three members.
+//! Each step prints what it did, how long it took and its rate, with progress lines on the
+//! way; the first failure stops the demo with an error.
 
-use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use sansa::cluster::ClusterMetadata;
+use sansa::consumer::{ConsumerConfig, OffsetReset};
 use sansa::producer::{ProducerConfig, ProducerRecord};
 use sansa::protocol::messages::create_topics::request::CreatableTopic;
 use sansa::protocol::messages::delete_topics::request::DeleteTopicState;
-use sansa::protocol::messages::fetch::request::{FetchPartition, FetchTopic};
-use sansa::protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, FetchRequest};
-use sansa::protocol::records::{decode_batches, Compression, DecodeOptions};
-use sansa::protocol::{ApiKey, BrokerId, ErrorCode, ResponseBody, TopicName};
+use sansa::protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest};
+use sansa::protocol::records::Compression;
+use sansa::protocol::{ErrorCode, ResponseBody, TopicName};
 use sansa::{Config, Target};
 use sansa_conformance::fake_cluster::FakeClusterConfig;
 use sansa_conformance::fake_server::FakeServer;
 use sansa_tokio::KafkaClient;
 
-/// Partitions of the demo topic.
-const PARTITIONS: i32 = 3;
+/// Partitions of the demo topic: two for each member of the group.
+const PARTITIONS: usize = 6;
+/// Members of the demo's consumer group.
+const MEMBERS: usize = 3;
+/// How often the produce and consume steps print their progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// What to run against.
 pub(crate) struct DemoOptions {
     /// A real cluster; `None` starts a fake one.
     pub(crate) bootstrap: Option<String>,
-    /// Records produced to each partition.
+    /// Records produced in all, spread evenly over the partitions.
     pub(crate) records: usize,
     /// Bytes of each record value.
     pub(crate) value_size: usize,
@@ -41,7 +46,13 @@ pub(crate) async fn run(options: DemoOptions) -> Result<(), String> {
     let bootstrap = match &options.bootstrap {
         Some(b) => b.clone(),
         None => {
-            let server = FakeServer::start(FakeClusterConfig::default(), "127.0.0.1", None)
+            // As Kafka's group.initial.rebalance.delay.ms (3 s there): the three members start
+            // together and share the first generation.
+            let cluster = FakeClusterConfig {
+                group_initial_rebalance_delay: Duration::from_millis(300),
+                ..FakeClusterConfig::default()
+            };
+            let server = FakeServer::start(cluster, "127.0.0.1", None)
                 .map_err(|e| format!("could not start the fake cluster: {e}"))?;
             let b = server.bootstrap().to_string();
             step.done(&format!("started a 3-broker fake Kafka cluster in this process at {b}"));
@@ -56,7 +67,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<(), String> {
         .with_client_id("sansa-demo")
         .with_request_timeout(Duration::from_secs(30))
         .with_producer(producer);
-    let client = KafkaClient::connect(config).map_err(|e| e.to_string())?;
+    let client = KafkaClient::connect(config.clone()).map_err(|e| e.to_string())?;
 
     let versions = client.check_version(Target::AnyBroker).await.map_err(|e| format!("check-version: {e}"))?;
     step.done(&format!(
@@ -82,7 +93,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<(), String> {
     let name = format!("sansa-demo-{millis}");
     let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![CreatableTopic::default()
         .with_name(TopicName::from(name.as_str()))
-        .with_num_partitions(PARTITIONS)
+        .with_num_partitions(PARTITIONS as i32)
         .with_replication_factor(replication)]);
     let r = client.request(Target::Controller, create).await.map_err(|e| format!("create topic: {e}"))?;
     let Some(ResponseBody::CreateTopics(c)) = r.body else { return Err("create topic: no answer".into()) };
@@ -90,25 +101,25 @@ pub(crate) async fn run(options: DemoOptions) -> Result<(), String> {
     if code != ErrorCode::None {
         return Err(format!("create topic {name}: {code}"));
     }
-    let md = wait_for_leaders(&client, &name).await?;
+    wait_for_leaders(&client, &name).await?;
     step.done(&format!("created topic {name}: {PARTITIONS} partitions, replication factor {replication}"));
 
-    let produced = produce(&client, &md, &name, &options).await?;
-    let total = produced.iter().sum::<usize>();
+    let per_partition = options.records.div_ceil(PARTITIONS);
+    let total = per_partition * PARTITIONS;
     let bytes = total * options.value_size;
+    produce(&client, &name, per_partition, options.value_size).await?;
+    step.done_rate(&format!("produced {total} records with the producer (lz4, acks=all, idempotent)"), total, bytes);
+
+    let group = format!("sansa-demo-{millis}");
+    let members = consume_in_group(&config, &name, &group, per_partition, options.value_size).await?;
     step.done_rate(
         &format!(
-            "produced {total} records with the producer ({} per partition, lz4, acks=all, idempotent)",
-            options.records
+            "consumed all {total} records in group {group} of {MEMBERS} members ({}), every value checked",
+            members.join("; ")
         ),
+        total,
         bytes,
     );
-
-    let fetched = fetch(&client, &md, &name, &options).await?;
-    step.done_rate(&format!("fetched {fetched} records back from the leaders, every value checked"), bytes);
-    if fetched != total {
-        return Err(format!("fetched {fetched} records, produced {total}"));
-    }
 
     if options.bootstrap.is_some() {
         let delete = DeleteTopicsRequest::default()
@@ -119,7 +130,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<(), String> {
         step.done(&format!("deleted topic {name}"));
     }
     client.close().await;
-    println!("demo finished in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+    println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -143,12 +154,33 @@ impl Steps {
         println!("{:>2}. {what} ({:.1} ms)", self.n, d.as_secs_f64() * 1e3);
     }
 
-    fn done_rate(&mut self, what: &str, bytes: usize) {
+    fn done_rate(&mut self, what: &str, records: usize, bytes: usize) {
         self.n += 1;
-        let d = self.elapsed();
-        let mb_s = bytes as f64 / d.as_secs_f64().max(1e-9) / 1e6;
-        println!("{:>2}. {what} ({:.1} ms, {mb_s:.1} MB/s of values)", self.n, d.as_secs_f64() * 1e3);
+        let d = self.elapsed().as_secs_f64().max(1e-9);
+        println!(
+            "{:>2}. {what} ({:.2} s, {:.0} records/s, {:.1} MB/s of values)",
+            self.n,
+            d,
+            records as f64 / d,
+            bytes as f64 / d / 1e6
+        );
     }
+}
+
+/// Prints `done` of `total` every [`PROGRESS_EVERY`] until `finished` is set.
+fn spawn_progress(what: &'static str, done: Arc<AtomicUsize>, total: usize, finished: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            if finished.load(Ordering::Relaxed) {
+                return;
+            }
+            let n = done.load(Ordering::Relaxed);
+            let rate = n as f64 / started.elapsed().as_secs_f64();
+            println!("      {what} {n} of {total} ({rate:.0} records/s so far)");
+        }
+    });
 }
 
 /// Metadata until every partition of `name` has a leader (a real cluster elects them shortly
@@ -158,9 +190,7 @@ async fn wait_for_leaders(client: &KafkaClient, name: &str) -> Result<ClusterMet
     loop {
         let md = client.metadata(Some(vec![TopicName::from(name)])).await.map_err(|e| format!("metadata: {e}"))?;
         let ready = md.topic(name).is_some_and(|t| {
-            t.error.is_ok()
-                && t.partitions.len() == PARTITIONS as usize
-                && t.partitions.iter().all(|p| p.leader.is_some())
+            t.error.is_ok() && t.partitions.len() == PARTITIONS && t.partitions.iter().all(|p| p.leader.is_some())
         });
         if ready {
             return Ok(md);
@@ -172,105 +202,143 @@ async fn wait_for_leaders(client: &KafkaClient, name: &str) -> Result<ClusterMet
     }
 }
 
-fn value_of(partition: i32, i: usize, size: usize) -> Vec<u8> {
+/// The value of record `i` of `partition`: the consumers check each one they read.
+fn value_of(partition: usize, i: usize, size: usize) -> Vec<u8> {
     let mut v = format!("partition {partition} record {i} ").into_bytes();
     v.resize(size, b'.');
     v
 }
 
-fn leader_of(md: &ClusterMetadata, name: &str, partition: i32) -> Result<BrokerId, String> {
-    md.topic(name)
-        .and_then(|t| t.partitions.iter().find(|p| p.index == partition))
-        .and_then(|p| p.leader)
-        .ok_or_else(|| format!("{name}-{partition} has no leader"))
-}
-
-/// Every record through the producer (lz4, acks=all, idempotent), each partition given its
-/// share explicitly so the fetch can check every value; the outcomes arrive by callback.
-/// Returns records per partition.
-async fn produce(
-    client: &KafkaClient,
-    _md: &ClusterMetadata,
-    name: &str,
-    options: &DemoOptions,
-) -> Result<Vec<usize>, String> {
+/// `per_partition` records into each partition through the producer (lz4, acks=all,
+/// idempotent), each given its partition explicitly so the consumers can check every value;
+/// the outcomes arrive by callback.
+async fn produce(client: &KafkaClient, name: &str, per_partition: usize, value_size: usize) -> Result<(), String> {
     let failures = Arc::new(Mutex::new(Vec::new()));
-    for i in 0..options.records {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    spawn_progress("produced", Arc::clone(&sent), per_partition * PARTITIONS, Arc::clone(&finished));
+    for i in 0..per_partition {
         for partition in 0..PARTITIONS {
-            let record = ProducerRecord::new(name, value_of(partition, i, options.value_size))
+            let record = ProducerRecord::new(name, value_of(partition, i, value_size))
                 .with_key(format!("key-{i}"))
-                .with_partition(partition);
+                .with_partition(partition as i32);
             let failures = Arc::clone(&failures);
+            let sent = Arc::clone(&sent);
             client
-                .send_with_callback(record, move |outcome| {
-                    if let Err(e) = outcome {
-                        failures.lock().unwrap_or_else(|e| e.into_inner()).push(e.to_string());
+                .send_with_callback(record, move |outcome| match outcome {
+                    Ok(_) => {
+                        sent.fetch_add(1, Ordering::Relaxed);
                     }
+                    Err(e) => failures.lock().unwrap_or_else(|e| e.into_inner()).push(e.to_string()),
                 })
                 .await
                 .map_err(|e| format!("produce: {e}"))?;
         }
     }
     client.flush().await;
+    finished.store(true, Ordering::Relaxed);
     let failures = failures.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(first) = failures.first() {
         return Err(format!("{} records failed, the first: {first}", failures.len()));
     }
-    Ok(vec![options.records; PARTITIONS as usize])
+    Ok(())
 }
 
-/// Fetches every partition from offset 0 until all records are back, checking each value.
-async fn fetch(client: &KafkaClient, md: &ClusterMetadata, name: &str, options: &DemoOptions) -> Result<usize, String> {
-    let topic = md.topic(name).ok_or("topic vanished")?;
-    let mut total = 0;
-    for partition in 0..PARTITIONS {
-        let leader = leader_of(md, name, partition)?;
-        let versions = client.check_version(Target::Broker(leader)).await.map_err(|e| e.to_string())?;
-        let by_id = versions.api_versions.negotiate(ApiKey::Fetch).is_ok_and(|v| v >= 13);
-        let mut offset = 0i64;
-        let mut seen = 0usize;
-        while seen < options.records {
-            let p = FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(8 << 20);
-            let t = FetchTopic::default().with_partitions(vec![p]);
-            let t = if by_id { t.with_topic_id(topic.id) } else { t.with_topic(topic.name.clone()) };
-            let request = FetchRequest::default()
-                .with_max_wait_ms(500)
-                .with_min_bytes(1)
-                .with_max_bytes(32 << 20)
-                .with_topics(vec![t]);
-            let r = client.request(Target::Broker(leader), request).await.map_err(|e| format!("fetch: {e}"))?;
-            let Some(ResponseBody::Fetch(f)) = r.body else { return Err("fetch: no answer".into()) };
-            let data = f.responses.first().and_then(|t| t.partitions.first()).ok_or("fetch: empty answer")?;
-            if data.error_code != ErrorCode::None {
-                return Err(format!("fetch {name}-{partition} at {offset}: {}", data.error_code));
-            }
-            let records: Bytes = data.records.clone().unwrap_or_default();
-            let mut progressed = false;
-            for batch in decode_batches(records, &DecodeOptions::new()) {
-                let batch = batch.map_err(|e| format!("fetched batch: {e}"))?;
-                for record in batch.into_records() {
-                    if record.offset < offset {
-                        continue;
-                    }
-                    let expected = value_of(partition, seen, options.value_size);
-                    if record.value.as_deref() != Some(&expected[..]) {
-                        let mut msg = String::new();
-                        let _ = write!(msg, "{name}-{partition} offset {} holds an unexpected value", record.offset);
-                        return Err(msg);
-                    }
-                    offset = record.offset + 1;
-                    seen += 1;
-                    progressed = true;
+/// What the members of the group have read: which offset of each partition was seen.
+struct Seen {
+    offsets: Vec<Vec<bool>>,
+    distinct: usize,
+}
+
+/// Reads the topic from the beginning in a group of [`MEMBERS`] members, each its own client,
+/// until every record has been seen; checks each value against its partition and offset.
+/// A rebalance may deliver a record twice (at least once); each counts once. Returns a
+/// description of each member's share.
+async fn consume_in_group(
+    config: &Config,
+    name: &str,
+    group: &str,
+    per_partition: usize,
+    value_size: usize,
+) -> Result<Vec<String>, String> {
+    let total = per_partition * PARTITIONS;
+    let seen = Arc::new(Mutex::new(Seen { offsets: vec![vec![false; per_partition]; PARTITIONS], distinct: 0 }));
+    let distinct = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    spawn_progress("consumed", Arc::clone(&distinct), total, Arc::clone(&finished));
+    let mut members = Vec::new();
+    for m in 0..MEMBERS {
+        let consumer = ConsumerConfig::default().with_group_id(group).with_auto_offset_reset(OffsetReset::Earliest);
+        let config = config.clone().with_client_id(format!("sansa-demo-member-{m}")).with_consumer(consumer);
+        let client = KafkaClient::connect(config).map_err(|e| e.to_string())?;
+        client.subscribe(vec![TopicName::from(name)]).await.map_err(|e| format!("member {m} subscribe: {e}"))?;
+        let seen = Arc::clone(&seen);
+        let distinct = Arc::clone(&distinct);
+        members.push(tokio::spawn(async move {
+            let mut read = 0usize;
+            let mut partitions = std::collections::BTreeSet::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while distinct.load(Ordering::Relaxed) < total {
+                if Instant::now() > deadline {
+                    client.close().await;
+                    return Err(format!(
+                        "member {m}: the group read {} of {total} records in 120 s",
+                        distinct.load(Ordering::Relaxed)
+                    ));
                 }
+                let records = client
+                    .poll(10_000, Duration::from_millis(100))
+                    .await
+                    .map_err(|e| format!("member {m} poll: {e}"))?;
+                let bad = {
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut bad = None;
+                    for r in &records {
+                        let (p, o) = (r.partition as usize, r.offset as usize);
+                        if p >= PARTITIONS
+                            || o >= per_partition
+                            || r.value.as_deref() != Some(&value_of(p, o, value_size)[..])
+                        {
+                            bad = Some(format!(
+                                "member {m}: {}-{} offset {} holds an unexpected record",
+                                r.topic, r.partition, r.offset
+                            ));
+                            break;
+                        }
+                        if !std::mem::replace(&mut seen.offsets[p][o], true) {
+                            seen.distinct += 1;
+                        }
+                        partitions.insert(p);
+                    }
+                    distinct.store(seen.distinct, Ordering::Relaxed);
+                    bad
+                };
+                if let Some(e) = bad {
+                    client.close().await;
+                    return Err(e);
+                }
+                read += records.len();
             }
-            if !progressed && data.high_watermark <= offset {
-                return Err(format!("{name}-{partition}: only {seen} of {} records came back", options.records));
-            }
-        }
-        total += seen;
+            client.close().await;
+            let partitions: Vec<String> = partitions.iter().map(ToString::to_string).collect();
+            Ok(match read {
+                0 => format!("member {m}: no records"),
+                _ => format!("member {m}: {read} from partitions {}", partitions.join(",")),
+            })
+        }));
     }
-    Ok(total)
+    let mut shares = Vec::new();
+    let mut failure = None;
+    for member in members {
+        match member.await {
+            Ok(Ok(share)) => shares.push(share),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(e) => failure = failure.or(Some(format!("a member's task failed: {e}"))),
+        }
+    }
+    finished.store(true, Ordering::Relaxed);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(shares),
+    }
 }

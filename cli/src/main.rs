@@ -140,15 +140,16 @@ enum Command {
         #[command(subcommand)]
         command: perf::PerfCommand,
     },
-    /// Run sansa's main job end to end: check-version, metadata, topic creation, and a
-    /// produce-then-fetch round trip, timing each step. Starts a 3-broker fake cluster in this
-    /// process unless `-b` names a real one.
+    /// Run sansa's main job end to end: check-version, metadata, topic creation, a million
+    /// records through the producer and back through a consumer group of three members,
+    /// timing each step. Starts a 3-broker fake cluster in this process unless `-b` names a
+    /// real one.
     Demo {
         /// A real cluster's bootstrap servers; a fake cluster in this process when absent.
         #[arg(short = 'b', long = "bootstrap-server")]
         bootstrap: Option<String>,
-        /// Records produced to each of the topic's 3 partitions.
-        #[arg(long, default_value_t = 10_000)]
+        /// Records produced in all, spread evenly over the topic's 6 partitions.
+        #[arg(long, default_value_t = 1_000_000)]
         records: usize,
         /// Bytes per record value.
         #[arg(long, default_value_t = 100)]

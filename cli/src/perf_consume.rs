@@ -6,8 +6,8 @@
 //!   `--command-property`, then `bootstrap.servers`, `group.id`, `max.partition.fetch.bytes`
 //!   (`--fetch-size`) and `auto.offset.reset` (earliest unless `--from-latest`) from the flags;
 //!   `check.crcs=false` and `client.id=perf-consumer-client` unless given.
-//! - Partitions: every partition of the topic, assigned (sansa has no group membership yet),
-//!   each starting at the group's committed offset, else where `auto.offset.reset` says.
+//! - Partitions: every partition of the topic, assigned (no rebalance inside the measured
+//!   time), each starting at the group's committed offset, else where `auto.offset.reset` says.
 //! - Measured: records and key + value bytes, from just before the assignment to the poll that
 //!   brought the last wanted record; the run stops there, or once no record came for
 //!   `--timeout` ms. Positions are committed (as Java's auto-commit does on close) outside
@@ -62,6 +62,10 @@ pub(crate) struct PerfConsumeArgs {
     /// Which sansa driver runs the consumer (sansa's own flag, not Kafka's).
     #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
     runtime: Runtime,
+    /// Milliseconds to wait after each poll that brought records: an application slower than
+    /// the fetcher, to show the prefetch bound (`fetch.buffer.memory`) holding (sansa's own).
+    #[arg(long = "slow-ms", default_value_t = 0)]
+    slow_ms: u64,
 }
 
 fn parse_word(s: &str) -> Result<(String, String), String> {
@@ -214,6 +218,9 @@ async fn consume(args: &PerfConsumeArgs, client: &Handle) -> Result<Totals, Fail
             continue;
         }
         last_record = now;
+        if args.slow_ms > 0 {
+            smol::Timer::after(Duration::from_millis(args.slow_ms)).await;
+        }
         totals.records += records.len() as u64;
         for r in &records {
             let key = r.key.as_ref().map_or(0, |k| k.len());
