@@ -287,7 +287,6 @@ pub(crate) enum ConnEvent<T> {
 }
 
 /// A broker connection. `T` is what the owner attaches to each request to route its response.
-#[derive(Debug)]
 pub(crate) struct Connection<T> {
     state: State,
     decoder: FrameDecoder,
@@ -328,6 +327,27 @@ pub(crate) struct Connection<T> {
     /// Plant `SwapOwners`: answers reach the owner of the request behind them.
     #[cfg(feature = "plants")]
     pub(crate) swap_owners: bool,
+}
+
+// Bytes waiting to go out may hold a password or token (a SASL message): sizes only.
+impl<T: std::fmt::Debug> std::fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("state", &self.state)
+            .field("in_flight", &self.in_flight)
+            .field("held", &self.held)
+            .field("outbound_len", &self.outbound.len())
+            .field("held_out_len", &self.held_out.len())
+            .field("inbound_len", &self.inbound.len())
+            .field("versions", &self.versions)
+            .field("client_id", &self.client_id)
+            .field("opened_at", &self.opened_at)
+            .field("reauth_at", &self.reauth_at)
+            .field("sasl", &self.sasl)
+            .field("tls", &self.tls.is_some())
+            .field("tls_failed", &self.tls_failed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> Connection<T> {
@@ -499,8 +519,8 @@ impl<T> Connection<T> {
             None
         };
         if matches!(self.state, State::Draining) && self.in_flight.is_empty() {
-            // Encoding a SASL request from our own settings cannot fail; if it did, the
-            // handshake deadline closes the connection.
+            // The first login worked with these settings, so this cannot fail; if it did, the
+            // held requests' deadlines would close the connection.
             let _ = self.begin_reauth(now);
         }
         Ok(handed_back)

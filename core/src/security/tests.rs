@@ -380,9 +380,9 @@ fn a_tls_answer_on_a_plaintext_connection_is_named_and_fatal() {
     assert!(close.to_string().contains("expects TLS"), "{close}");
 }
 
-/// Drives a connection through `secs` virtual seconds of steady requests (two in flight at
-/// most; the broker answers one step late, so requests are in flight when the session comes
-/// due), with every answer split at `split`. Returns the tokens answered, in order.
+/// Drives a connection through `secs` virtual seconds of steady requests, one per 250 ms
+/// step; the broker answers one step late, so a request is in flight whenever the session
+/// comes due. Every answer is split at `split`. Returns the tokens answered, in order.
 fn reauth_run(security: &SecurityConfig, broker: &mut Broker, split: usize, secs: u64) -> Vec<u32> {
     let mut now = t0();
     let mut conn: Connection<u32> =
@@ -394,7 +394,7 @@ fn reauth_run(security: &SecurityConfig, broker: &mut Broker, split: usize, secs
     for _ in 0..secs * 4 {
         now += Duration::from_millis(250);
         broker.now = now;
-        while conn.is_ready() && conn.in_flight_len() < 2 {
+        if conn.is_ready() {
             assert_eq!(conn.send(now, &body, 0, next, true), Ok(None));
             next += 1;
         }
@@ -434,8 +434,8 @@ fn sessions_are_renewed_before_they_expire_without_losing_a_request() {
             let logins = broker.session.authentications();
             assert!((6..=8).contains(&logins), "{m} split {split}: {logins} logins");
             assert_eq!(broker.session.user(), Some("alice"));
-            // Every request answered once, in order; the last two may still be in flight.
-            assert!(answered.len() > 200, "{m} split {split}: {}", answered.len());
+            // Every request answered once, in order (the last may still be in flight).
+            assert!(answered.len() > 180, "{m} split {split}: {}", answered.len());
             assert!(answered.iter().enumerate().all(|(i, t)| *t == i as u32), "{m} split {split}: {answered:?}");
         }
     }
