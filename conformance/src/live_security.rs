@@ -101,7 +101,13 @@ pub fn java_reads_back(c: &SecureClient, topic: &str) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("java/run.sh");
     let file = format!("@{}", c.path.display());
     let out = std::process::Command::new(script).args(["readback", &file, topic]).output().expect("run.sh");
-    assert!(out.status.success(), "java readback over {} {}: {}", c.listener, c.mechanism, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "java readback over {} {}: {}",
+        c.listener,
+        c.mechanism,
+        String::from_utf8_lossy(&out.stderr)
+    );
     // partition, offset, timestamp type, timestamp, key, value (hex), headers
     let values: Vec<String> = String::from_utf8(out.stdout)
         .expect("utf-8")
@@ -113,7 +119,13 @@ pub fn java_reads_back(c: &SecureClient, topic: &str) {
             String::from_utf8(bytes).expect("utf-8 value")
         })
         .collect();
-    assert_eq!(values, (0..10).map(|i| format!("secure {i}")).collect::<Vec<_>>(), "java over {} {}", c.listener, c.mechanism);
+    assert_eq!(
+        values,
+        (0..10).map(|i| format!("secure {i}")).collect::<Vec<_>>(),
+        "java over {} {}",
+        c.listener,
+        c.mechanism
+    );
     eprintln!("live security: Java's consumer read sansa's records over {} {}", c.listener, c.mechanism);
 }
 
@@ -195,7 +207,10 @@ pub fn refused_token<R: LiveRuntime>(rt: &R, c: &SecureClient) {
     let err = client.check_version(Target::AnyBroker).expect_err("a refused token must fail");
     let failed = matches!(
         &err,
-        RequestError::Unreachable { cause: CloseCause::Local(LocalClose::Authentication(AuthError::Failed { .. })), .. }
+        RequestError::Unreachable {
+            cause: CloseCause::Local(LocalClose::Authentication(AuthError::Failed { .. })),
+            ..
+        }
     );
     assert!(failed, "{} {}: {err:?}", c.listener, c.mechanism);
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
@@ -319,7 +334,9 @@ pub fn run_all<R: LiveRuntime>(rt: &R) {
     if let Some(plain_only) = all.iter().find(|c| c.listener == "PLAIN_ONLY") {
         mechanism_not_enabled(rt, plain_only);
     }
-    for c in all.iter().filter(|c| (c.listener == "SSL" && c.mechanism == "NONE") || (c.listener == "SASL_SSL" && c.mechanism == "PLAIN")) {
+    for c in all.iter().filter(|c| {
+        (c.listener == "SSL" && c.mechanism == "NONE") || (c.listener == "SASL_SSL" && c.mechanism == "PLAIN")
+    }) {
         plaintext_on_tls_port(rt, c);
     }
     if let Some(ssl) = all.iter().find(|c| c.listener == "SSL" && c.mechanism == "NONE") {

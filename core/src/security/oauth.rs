@@ -254,7 +254,9 @@ impl UnsecuredJws {
                 _ => continue,
             };
             if matches!(kind, "StringClaim" | "NumberClaim" | "ListClaim") && matches!(name, "iat" | "exp") {
-                return Err(UnsecuredError("the iat and exp claims are set from the clock, not by unsecuredLogin*Claim_"));
+                return Err(UnsecuredError(
+                    "the iat and exp claims are set from the clock, not by unsecuredLogin*Claim_",
+                ));
             }
             match kind {
                 "StringClaim" => {
@@ -280,10 +282,15 @@ impl UnsecuredJws {
                 }
                 "Extension" => {
                     if name == "auth" || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
-                        return Err(UnsecuredError("an unsecuredLoginExtension_ name is not ASCII letters (or is auth)"));
+                        return Err(UnsecuredError(
+                            "an unsecuredLoginExtension_ name is not ASCII letters (or is auth)",
+                        ));
                     }
-                    if value.is_empty() || !value.bytes().all(|b| (0x21..=0x7e).contains(&b) || b" \t\r\n".contains(&b)) {
-                        return Err(UnsecuredError("an unsecuredLoginExtension_ value is empty or not printable ASCII"));
+                    if value.is_empty() || !value.bytes().all(|b| (0x21..=0x7e).contains(&b) || b" \t\r\n".contains(&b))
+                    {
+                        return Err(UnsecuredError(
+                            "an unsecuredLoginExtension_ value is empty or not printable ASCII",
+                        ));
                     }
                     extensions.insert(name.to_string(), value.clone());
                 }
@@ -401,7 +408,10 @@ mod tests {
     #[test]
     fn bad_options_name_the_option() {
         let bad = [
-            (vec![("unsecuredLoginStringClaim_sub", "a"), ("unsecuredLoginLifetimeSeconds", "soon")], "LifetimeSeconds"),
+            (
+                vec![("unsecuredLoginStringClaim_sub", "a"), ("unsecuredLoginLifetimeSeconds", "soon")],
+                "LifetimeSeconds",
+            ),
             (vec![("unsecuredLoginStringClaim_sub", "a"), ("unsecuredLoginNumberClaim_n", "x")], "NumberClaim"),
             (vec![("unsecuredLoginStringClaim_sub", "a"), ("unsecuredLoginStringClaim_exp", "1")], "exp"),
             (vec![("unsecuredLoginStringClaim_user", "a")], "principal"),

@@ -245,7 +245,9 @@ fn properties_configure_oauthbearer_with_an_unsecured_token() {
     assert_eq!((token.principal(), token.expires_unix_ms()), ("alice", 1_120_000));
     assert!(c.unused_properties.is_empty(), "{:?}", c.unused_properties);
 
-    let bad = oauth(r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="alice" unsecuredLoginLifetimeSeconds="an hour";"#);
+    let bad = oauth(
+        r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="alice" unsecuredLoginLifetimeSeconds="an hour";"#,
+    );
     match bad {
         Err(crate::ConfigError::InvalidValue { key, reason, .. }) => {
             assert_eq!(key, "sasl.jaas.config");
@@ -255,7 +257,8 @@ fn properties_configure_oauthbearer_with_an_unsecured_token() {
     }
     let no_sub = oauth("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;");
     assert!(matches!(no_sub, Err(crate::ConfigError::InvalidValue { reason, .. }) if reason.contains("principal")));
-    let plain_module = oauth(r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="a" password="b";"#);
+    let plain_module =
+        oauth(r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="a" password="b";"#);
     assert!(plain_module.is_err());
     let endpoint = Config::from_properties([
         ("bootstrap.servers", "a:1"),
@@ -350,9 +353,14 @@ fn a_provider_without_a_token_yet_is_named_and_retried() {
 #[test]
 fn kafkas_failure_messages_read_once() {
     let failed = |m: &str| AuthError::Failed { message: Some(m.into()) }.to_string();
-    assert_eq!(failed("Authentication failed: Invalid username or password"), "authentication failed: Invalid username or password");
     assert_eq!(
-        failed("Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"),
+        failed("Authentication failed: Invalid username or password"),
+        "authentication failed: Invalid username or password"
+    );
+    assert_eq!(
+        failed(
+            "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
+        ),
         "authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
     );
     assert_eq!(failed("SCRAM: invalid-proof"), "authentication failed: SCRAM: invalid-proof");
@@ -423,7 +431,8 @@ fn sessions_are_renewed_before_they_expire_without_losing_a_request() {
     let lifetime = Duration::from_secs(10);
     for m in MECHANISMS {
         let security = alice(m, "alice-secret");
-        let splits: Vec<usize> = if matches!(m, SaslMechanism::Scram(_)) { (0..300).step_by(7).collect() } else { (0..300).collect() };
+        let splits: Vec<usize> =
+            if matches!(m, SaslMechanism::Scram(_)) { (0..300).step_by(7).collect() } else { (0..300).collect() };
         for split in splits {
             let mut users = users();
             users.session_lifetime = Some(lifetime);
