@@ -59,8 +59,10 @@ impl SaslUsers {
 #[derive(Debug, Default)]
 pub struct SaslSession {
     state: Session,
-    /// The mechanism and principal of the last success, which a re-authentication must keep.
-    previous: Option<(String, String)>,
+    /// The mechanism of the first handshake, which a re-authentication must keep.
+    mechanism: Option<String>,
+    /// The principal of the last success, during a re-authentication (which must keep it).
+    previous: Option<String>,
     authentications: u32,
 }
 
@@ -109,15 +111,16 @@ impl SaslSession {
             .with_mechanisms(users.mechanisms.iter().map(|m| StrBytes::from(m.as_str())).collect());
         let fresh = matches!(self.state, Session::AwaitingHandshake);
         let renewal = matches!(self.state, Session::Authenticated(_));
-        let same_mechanism = !renewal || self.previous.as_ref().is_some_and(|(m, _)| m == wanted);
+        let same_mechanism = !renewal || self.mechanism.as_deref() == Some(wanted);
         if !enabled || !(fresh || renewal) || !same_mechanism {
             resp.error_code = if enabled { ErrorCode::IllegalSaslState } else { ErrorCode::UnsupportedSaslMechanism };
             self.state = Session::Failed;
             return resp;
         }
         if let Session::Authenticated(user) = &self.state {
-            self.previous = Some((wanted.to_string(), user.clone()));
+            self.previous = Some(user.clone());
         }
+        self.mechanism = Some(wanted.to_string());
         self.state = match wanted {
             "PLAIN" => Session::Plain,
             "SCRAM-SHA-256" => Session::Scram(ScramServer::new(ScramHash::Sha256), false),
@@ -202,7 +205,7 @@ impl SaslSession {
             }
         }
         if let Session::Authenticated(user) = &self.state {
-            if self.previous.as_ref().is_some_and(|(_, before)| before != user) {
+            if self.previous.as_ref().is_some_and(|before| before != user) {
                 resp.session_lifetime_ms = 0;
                 resp.auth_bytes = Bytes::new();
                 fail(&mut resp, ErrorCode::SaslAuthenticationFailed, "re-authentication changed the principal");

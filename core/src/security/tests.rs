@@ -156,7 +156,7 @@ fn every_mechanism_authenticates_with_answers_split_at_every_byte() {
 
 #[test]
 fn a_wrong_password_is_a_fatal_authentication_error() {
-    for m in MECHANISMS {
+    for m in MECHANISMS.into_iter().filter(|m| *m != SaslMechanism::OAuthBearer) {
         let security = SecurityConfig::sasl_plaintext(m, "alice", "guess");
         let err = run(&security, &mut Broker::new(users()), usize::MAX).unwrap_err();
         assert!(matches!(err, ConnectionError::Authentication(AuthError::Failed { .. })), "{m}: {err:?}");
