@@ -1306,10 +1306,10 @@ impl Client {
         }
         let idle = cause == CloseCause::Local(LocalClose::Idle);
         // Hung up before answering ApiVersions (as pre-0.10 brokers do); a close during SASL
-        // comes after it.
+        // comes after it, and a TLS answer to a plaintext ApiVersions is no old broker.
         let before_handshake = slot.conn.is_open()
             && slot.conn.versions().is_none()
-            && !matches!(cause, CloseCause::Local(LocalClose::Tls(_)));
+            && !matches!(cause, CloseCause::Local(LocalClose::Tls(_) | LocalClose::ExpectsTls));
         if !idle {
             let health =
                 self.health.entry(slot.node).or_insert(Health { failures: 0, retry_at: None, last_failure: now });
