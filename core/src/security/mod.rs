@@ -268,7 +268,10 @@ impl SaslClient {
                 (SaslClient::Scram(c), first)
             }
             SaslMechanism::OAuthBearer => {
-                let source = config.token_source.as_ref().ok_or(AuthError::Malformed("OAUTHBEARER needs a token provider (SecurityConfig::oauth_bearer)"))?;
+                let source = config
+                    .token_source
+                    .as_ref()
+                    .ok_or(AuthError::Malformed("OAUTHBEARER needs a token provider (SecurityConfig::oauth_bearer)"))?;
                 let token = source.token(unix_ms)?;
                 (SaslClient::OAuthBearer(oauth::OAuthClient::default()), oauth::client_message(&token))
             }
