@@ -318,12 +318,16 @@ pub(crate) fn set_property(pending: &mut PendingSecurity, key: &str, value: &str
             pending.jaas = Some(entry);
         }
         // Tokens fetched over HTTP need I/O the core does not do: refused, not ignored.
-        "sasl.login.callback.handler.class" | "sasl.oauthbearer.token.endpoint.url" if !value.trim().is_empty() => {
+        "sasl.login.callback.handler.class" | "sasl.oauthbearer.token.endpoint.url"
+            if !value.trim().is_empty() && !value.trim().ends_with(".OAuthBearerUnsecuredLoginCallbackHandler") =>
+        {
             return Err(ConfigError::Unsupported {
                 key: key.into(),
                 reason: "tokens are not fetched by sansa; give the unsecured JWS options in sasl.jaas.config, or a TokenProvider in code (SecurityConfig::oauth_bearer)",
             })
         }
+        // Empty, or Java's default (the unsecured JWS): what sansa does anyway.
+        "sasl.login.callback.handler.class" | "sasl.oauthbearer.token.endpoint.url" => {}
         // librdkafka's names, accepted for convenience.
         "sasl.username" => pending.username = Some(value.to_string()),
         "sasl.password" => pending.password = Some(Secret::new(value)),
