@@ -20,7 +20,7 @@ use crate::live::{LiveClient, LiveRuntime};
 /// One client properties file the kafka script wrote.
 #[derive(Debug, Clone)]
 pub struct SecureClient {
-    /// `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    /// `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`, or `PLAIN_ONLY` (SASL_PLAINTEXT enabling PLAIN alone).
     pub listener: String,
     /// The SASL mechanism, or `NONE` / `MTLS` for SSL.
     pub mechanism: String,
