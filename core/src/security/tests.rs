@@ -452,6 +452,54 @@ fn sessions_are_renewed_before_they_expire_without_losing_a_request() {
     }
 }
 
+/// The whole client, not just the connection: while a session is renewed the router waits
+/// for the connection instead of opening another, and every request is answered.
+#[test]
+fn the_client_renews_sessions_on_one_connection_and_answers_every_request() {
+    use crate::{Client, Event, Input, Target, Transmit};
+    let mut users = users();
+    users.session_lifetime = Some(Duration::from_secs(10));
+    let config = Config::new("broker:9092").unwrap().with_security(alice(SaslMechanism::Plain, "alice-secret"));
+    let mut now = t0();
+    let mut client = Client::new(config, now);
+    let mut broker = Broker::new(users);
+    let (mut opened, mut to_broker, mut issued, mut answered) = (0, BytesMut::new(), Vec::new(), Vec::new());
+    let mut conn = None;
+    let body: RequestBody = crate::protocol::messages::ApiVersionsRequest::default().into();
+    for _ in 0..120 {
+        now += Duration::from_millis(250);
+        broker.now = now;
+        issued.push(client.request(now, Target::AnyBroker, body.clone(), Some(0)));
+        let answer = broker.answer(&mut to_broker).freeze();
+        if let (Some(c), false) = (conn, answer.is_empty()) {
+            client.handle_input(now, Input::Received { conn: c, data: answer });
+        }
+        client.handle_timeout(now);
+        while let Some(t) = client.poll_transmit(now) {
+            match t {
+                Transmit::Open { conn: c, .. } => {
+                    opened += 1;
+                    conn = Some(c);
+                    client.handle_input(now, Input::Connected { conn: c });
+                }
+                Transmit::Send { bytes, .. } => to_broker.extend_from_slice(&bytes),
+                other => panic!("{other:?}"),
+            }
+        }
+        while let Some(e) = client.poll_event() {
+            if let Event::Response { id, result } = e {
+                result.unwrap();
+                answered.push(id);
+            }
+        }
+    }
+    assert_eq!(opened, 1, "one connection throughout");
+    assert!(broker.violations.is_empty(), "{:?}", broker.violations);
+    assert!((3..=4).contains(&broker.session.authentications()), "{}", broker.session.authentications());
+    assert!(answered.len() + 8 >= issued.len(), "{} of {}", answered.len(), issued.len());
+    assert_eq!(&issued[..answered.len()], &answered[..], "answered in order, none lost");
+}
+
 #[test]
 fn an_idle_connection_renews_its_session_before_the_next_request() {
     let mut users = users();
