@@ -328,6 +328,32 @@ impl TokenProvider for FixedToken {
     }
 }
 
+/// Token times come from the wall clock the driver set, advanced by the core's `now`.
+#[test]
+fn unsecured_tokens_are_dated_by_the_injected_clock() {
+    use base64::Engine;
+    let start = t0();
+    let now = start + Duration::from_millis(1500);
+    let security = alice(SaslMechanism::OAuthBearer, "");
+    let mut conn: Connection<u32> = Connection::new(start, 1 << 20, "t", ("s", "0"))
+        .with_security(&security, "broker", 1)
+        .with_wall_clock(Some((start, 1_700_000_000_000)));
+    conn.on_connected(now);
+    let mut broker = Broker::new(users());
+    let mut sent = Vec::new();
+    while let Some(out) = conn.take_output() {
+        sent.extend_from_slice(&out);
+        let answer = broker.answer(&mut BytesMut::from(&out[..]));
+        conn.on_bytes(now, answer.freeze(), &mut Vec::new()).unwrap();
+    }
+    assert!(conn.is_ready());
+    let at = sent.windows(12).position(|w| w == b"auth=Bearer ").expect("the client message") + 12;
+    let token: Vec<u8> = sent[at..].iter().copied().take_while(|b| *b != 1).collect();
+    let claims = String::from_utf8(token).unwrap().split('.').nth(1).unwrap().to_string();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap();
+    assert_eq!(String::from_utf8(claims).unwrap(), r#"{"exp":1700003601.500,"iat":1700000001.500,"sub":"alice"}"#);
+}
+
 #[test]
 fn a_refused_token_is_acknowledged_then_a_fatal_failure_with_the_brokers_reason() {
     let security = SecurityConfig::oauth_bearer(FixedToken(Ok("not-a-jws-hunter2")));
