@@ -6,6 +6,7 @@
 #   conformance/java/run.sh verify DIR        check DIR/batches.tsv (and DIR/messages.tsv if present)
 #   conformance/java/run.sh readback BOOTSTRAP TOPIC
 #                                             print TOPIC's records as Kafka's consumer reads them
+#                                             (BOOTSTRAP @FILE: a client properties file, for TLS/SASL)
 #   conformance/java/run.sh produce BOOTSTRAP TOPIC CODECS COUNT
 #                                             produce with Kafka's producer, print what was sent
 #   conformance/java/run.sh txn BOOTSTRAP TOPIC

@@ -443,6 +443,8 @@ pub struct Client {
     events: VecDeque<Event>,
     closing: bool,
     closed: bool,
+    /// The driver's wall clock (an instant and the Unix ms then), for OAUTHBEARER tokens.
+    wall_clock: Option<(Instant, i64)>,
     #[cfg(feature = "plants")]
     plant: Option<crate::plants::Plant>,
 }
@@ -483,6 +485,7 @@ impl Client {
             events: VecDeque::new(),
             closing: false,
             closed: false,
+            wall_clock: None,
             #[cfg(feature = "plants")]
             plant: None,
             config,
@@ -612,10 +615,12 @@ impl Client {
         self.settle(now);
     }
 
-    /// Tells the producer the wall-clock time: `unix_ms` milliseconds since the Unix epoch
-    /// at `now`. Records sent without a timestamp are stamped from it. Drivers call it once
-    /// at start; without it, time starts at the epoch (deterministic, for simulations).
+    /// Tells the client the wall-clock time: `unix_ms` milliseconds since the Unix epoch at
+    /// `now`. Records sent without a timestamp are stamped from it, and OAUTHBEARER tokens
+    /// dated. Drivers call it once at start; without it, time starts at the epoch
+    /// (deterministic, for simulations).
     pub fn set_wall_clock(&mut self, now: Instant, unix_ms: i64) {
+        self.wall_clock = Some((now, unix_ms));
         self.machines.producer.set_wall_clock(now, unix_ms);
     }
 
@@ -1183,7 +1188,8 @@ impl Client {
             &self.config.client_id,
             (&self.config.client_software_name, &self.config.client_software_version),
         )
-        .with_security(&self.config.security, &address.host, self.config.rng_seed.unwrap_or(0) ^ id.0);
+        .with_security(&self.config.security, &address.host, self.config.rng_seed.unwrap_or(0) ^ id.0)
+        .with_wall_clock(self.wall_clock);
         #[cfg(feature = "plants")]
         {
             conn.swap_owners = self.plant == Some(crate::plants::Plant::SwapOwners);
@@ -1300,10 +1306,10 @@ impl Client {
         }
         let idle = cause == CloseCause::Local(LocalClose::Idle);
         // Hung up before answering ApiVersions (as pre-0.10 brokers do); a close during SASL
-        // comes after it.
+        // comes after it, and a TLS answer to a plaintext ApiVersions is no old broker.
         let before_handshake = slot.conn.is_open()
             && slot.conn.versions().is_none()
-            && !matches!(cause, CloseCause::Local(LocalClose::Tls(_)));
+            && !matches!(cause, CloseCause::Local(LocalClose::Tls(_) | LocalClose::ExpectsTls));
         if !idle {
             let health =
                 self.health.entry(slot.node).or_insert(Health { failures: 0, retry_at: None, last_failure: now });

@@ -13,12 +13,26 @@
 //! | `ApiVersions { version }` | the broker answers (UNSUPPORTED_VERSION: resent at the version it names) | `SaslHandshake` with SASL, else `Ready` |
 //! | `SaslHandshake` | the broker accepts the mechanism (or lists the ones it enables: fatal) | `SaslAuthenticate` |
 //! | `SaslAuthenticate` | the exchange ends (a refusal is fatal, never retried on this connection) | `Ready` |
+//! | `Ready` | a request is sent once the SASL session is due for re-authentication | `Draining` |
+//! | `Draining` | the last response in flight arrives | `SaslHandshake` (re-authentication) |
 //! | `Ready` | the client closes it, or a protocol violation | dropped |
 //!
 //! Any protocol violation is fatal: the connection reports it and the client closes it with
 //! a typed [`LocalClose`]. SASL requests are framed like any other, after ApiVersions, so
 //! their versions are negotiated; only SaslHandshake v1 with SaslAuthenticate (Kafka 1.0+)
 //! is spoken, not the raw tokens of older brokers.
+//!
+//! # Re-authentication (KIP-368)
+//!
+//! When SaslAuthenticate reports a session lifetime, the connection re-authenticates at a
+//! random point between 85% and 95% of it (as Java's client does: margin for latency and
+//! clock drift, and jitter so many connections do not all re-authenticate at once). It does so
+//! lazily, when a request is sent after that point, as Java's client does too: a broker
+//! checks the session only when a request other than SaslHandshake arrives, so an idle
+//! connection needs no timer and costs nothing until it is used again. The request that found
+//! the session due, and any after it, are held; once the responses in flight have arrived,
+//! SaslHandshake and SaslAuthenticate run again on the same connection, then the held
+//! requests go out in order.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -131,6 +145,9 @@ pub enum ConnectionError {
     /// The TLS session failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A TLS record arrived on a connection without TLS.
+    #[error("the broker answered with TLS: this port probably expects TLS (security.protocol SSL or SASL_SSL)")]
+    ExpectsTls,
 }
 
 /// Why the client itself closed a connection.
@@ -155,6 +172,10 @@ pub enum LocalClose {
     /// The TLS handshake or session failed.
     #[error("{0}")]
     Tls(TlsError),
+    /// The broker answered in TLS, so the port expects TLS and `security.protocol` says
+    /// PLAINTEXT or SASL_PLAINTEXT: reconnecting cannot help.
+    #[error("the broker answered with TLS: this port probably expects TLS (security.protocol SSL or SASL_SSL)")]
+    ExpectsTls,
     /// The client closed.
     #[error("the client closed")]
     ClientClosed,
@@ -168,6 +189,7 @@ impl From<ConnectionError> for LocalClose {
         match e {
             ConnectionError::Authentication(a) => LocalClose::Authentication(a),
             ConnectionError::Tls(t) => LocalClose::Tls(t),
+            ConnectionError::ExpectsTls => LocalClose::ExpectsTls,
             other => LocalClose::ProtocolViolation(other),
         }
     }
@@ -177,9 +199,11 @@ impl LocalClose {
     /// Whether reconnecting with the same settings must fail the same way, so requests
     /// waiting for the broker should fail now rather than at their deadline.
     pub fn is_fatal(&self) -> bool {
-        // A hang-up in the handshake may be a restart: retried, though named.
-        matches!(self, LocalClose::Authentication(_))
+        // A hang-up in the handshake may be a restart, and a token provider without a token
+        // yet may have one soon: retried, though named.
+        matches!(self, LocalClose::Authentication(a) if !matches!(a, AuthError::Token(crate::security::TokenError::Unavailable(_))))
             || matches!(self, LocalClose::Tls(t) if *t != TlsError::ClosedInHandshake)
+            || matches!(self, LocalClose::ExpectsTls)
     }
 }
 
@@ -204,6 +228,8 @@ enum State {
         client: SaslClient,
     },
     Ready,
+    /// Re-authentication is due: no new requests go out until those in flight are answered.
+    Draining,
 }
 
 impl State {
@@ -217,7 +243,7 @@ impl State {
             State::SaslAuthenticate { version, correlation_id, .. } => {
                 Some((correlation_id, ApiKey::SaslAuthenticate, version))
             }
-            State::Connecting | State::Ready => None,
+            State::Connecting | State::Ready | State::Draining => None,
         }
     }
 }
@@ -261,7 +287,6 @@ pub(crate) enum ConnEvent<T> {
 }
 
 /// A broker connection. `T` is what the owner attaches to each request to route its response.
-#[derive(Debug)]
 pub(crate) struct Connection<T> {
     state: State,
     decoder: FrameDecoder,
@@ -287,9 +312,42 @@ pub(crate) struct Connection<T> {
     tls: Option<Box<rustls::ClientConnection>>,
     /// A TLS session that could not even start, reported at the first chance.
     tls_failed: Option<TlsError>,
+    /// The wall clock (an instant and the Unix time in ms then), for OAUTHBEARER tokens.
+    wall_clock: Option<(Instant, i64)>,
+    /// When the current handshake (or re-authentication) began, for its deadline.
+    handshake_started: Instant,
+    /// When the SASL session should be renewed (KIP-368), if the broker limits it.
+    reauth_at: Option<Instant>,
+    /// Whether the SASL exchange under way renews a session rather than opens one.
+    reauthenticating: bool,
+    /// Requests framed while re-authentication is due or under way, and their bytes: sent
+    /// once it completes.
+    held: VecDeque<InFlight<T>>,
+    held_out: BytesMut,
     /// Plant `SwapOwners`: answers reach the owner of the request behind them.
     #[cfg(feature = "plants")]
     pub(crate) swap_owners: bool,
+}
+
+// Bytes waiting to go out may hold a password or token (a SASL message): sizes only.
+impl<T: std::fmt::Debug> std::fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("state", &self.state)
+            .field("in_flight", &self.in_flight)
+            .field("held", &self.held)
+            .field("outbound_len", &self.outbound.len())
+            .field("held_out_len", &self.held_out.len())
+            .field("inbound_len", &self.inbound.len())
+            .field("versions", &self.versions)
+            .field("client_id", &self.client_id)
+            .field("opened_at", &self.opened_at)
+            .field("reauth_at", &self.reauth_at)
+            .field("sasl", &self.sasl)
+            .field("tls", &self.tls.is_some())
+            .field("tls_failed", &self.tls_failed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> Connection<T> {
@@ -312,6 +370,12 @@ impl<T> Connection<T> {
             rng: Rng::new(0),
             tls: None,
             tls_failed: None,
+            wall_clock: None,
+            handshake_started: now,
+            reauth_at: None,
+            reauthenticating: false,
+            held: VecDeque::new(),
+            held_out: BytesMut::new(),
             #[cfg(feature = "plants")]
             swap_owners: false,
         }
@@ -342,6 +406,19 @@ impl<T> Connection<T> {
         self
     }
 
+    /// Sets the wall clock: `unix_ms` milliseconds since the Unix epoch at `at` (OAUTHBEARER
+    /// tokens carry wall-clock times). Without it, time starts at the epoch.
+    pub fn with_wall_clock(mut self, wall_clock: Option<(Instant, i64)>) -> Self {
+        self.wall_clock = wall_clock;
+        self
+    }
+
+    fn unix_ms(&self, now: Instant) -> i64 {
+        let (at, unix_ms) = self.wall_clock.unwrap_or((now, 0));
+        let since = now.saturating_duration_since(at).as_millis().min(i64::MAX as u128) as i64;
+        unix_ms.saturating_add(since)
+    }
+
     /// Why a close by the peer happened, when the connection can tell better than "closed":
     /// a hang-up in the middle of the TLS handshake.
     pub fn explain_close(&self) -> Option<LocalClose> {
@@ -360,12 +437,12 @@ impl<T> Connection<T> {
     pub fn poll_timeout(&self, t: Timeouts) -> Option<(Instant, Expiry)> {
         match (&self.state, self.opened_at) {
             (State::Connecting, _) | (_, None) => Some((self.created + t.connect, Expiry::Connect)),
-            (
-                State::ApiVersions { .. } | State::SaslHandshake { .. } | State::SaslAuthenticate { .. },
-                Some(opened),
-            ) => Some((opened + t.handshake, Expiry::Handshake)),
+            (State::ApiVersions { .. } | State::SaslHandshake { .. } | State::SaslAuthenticate { .. }, Some(_)) => {
+                Some((self.handshake_started + t.handshake, Expiry::Handshake))
+            }
             (State::Ready, Some(_)) if self.in_flight.is_empty() => Some((self.last_activity + t.idle, Expiry::Idle)),
-            (State::Ready, Some(_)) => None,
+            // Requests in flight keep their own deadlines.
+            (State::Ready | State::Draining, Some(_)) => None,
         }
     }
 
@@ -377,13 +454,15 @@ impl<T> Connection<T> {
         self.versions.as_ref()
     }
 
+    /// Requests awaiting an answer, counting those held for re-authentication.
     pub fn in_flight_len(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.len() + self.held.len()
     }
 
     /// The TCP connection is open: start the ApiVersions handshake at our highest version.
     pub fn on_connected(&mut self, now: Instant) {
         self.opened_at = Some(now);
+        self.handshake_started = now;
         self.last_activity = now;
         self.send_api_versions(ApiKey::ApiVersions.versions().max);
     }
@@ -417,17 +496,34 @@ impl<T> Connection<T> {
         token: T,
         expects_response: bool,
     ) -> Result<Option<T>, (EncodeError, T)> {
+        if matches!(self.state, State::Ready) && self.reauth_at.is_some_and(|at| now >= at) {
+            self.state = State::Draining;
+        }
+        let hold = !matches!(self.state, State::Ready);
         let correlation_id = self.next_correlation_id;
-        if let Err(e) = encode_request(&mut self.outbound, correlation_id, Some(&self.client_id), version, body) {
+        let out = if hold { &mut self.held_out } else { &mut self.outbound };
+        if let Err(e) = encode_request(out, correlation_id, Some(&self.client_id), version, body) {
             return Err((e, token));
         }
         self.take_correlation_id();
         self.last_activity = now;
-        if !expects_response {
-            return Ok(Some(token));
+        let request = InFlight { correlation_id, api_key: body.api_key(), version, token };
+        let handed_back = if !expects_response {
+            Some(request.token)
+        } else {
+            if hold {
+                self.held.push_back(request);
+            } else {
+                self.in_flight.push_back(request);
+            }
+            None
+        };
+        if matches!(self.state, State::Draining) && self.in_flight.is_empty() {
+            // The first login worked with these settings, so this cannot fail; if it did, the
+            // held requests' deadlines would close the connection.
+            let _ = self.begin_reauth(now);
         }
-        self.in_flight.push_back(InFlight { correlation_id, api_key: body.api_key(), version, token });
-        Ok(None)
+        Ok(handed_back)
     }
 
     /// Bytes waiting to be written, if any (encrypted, with TLS).
@@ -484,9 +580,11 @@ impl<T> Connection<T> {
         Ok(Bytes::from(plain))
     }
 
-    /// Everything still in flight, oldest first (when the connection closes).
+    /// Everything still in flight, oldest first, then what was held for re-authentication
+    /// (when the connection closes).
     pub fn drain_in_flight(&mut self) -> impl Iterator<Item = InFlight<T>> + '_ {
-        self.in_flight.drain(..)
+        self.held_out.clear();
+        self.in_flight.drain(..).chain(self.held.drain(..))
     }
 
     /// Feeds received bytes; what completed is appended to `events`. An error means the
@@ -504,21 +602,31 @@ impl<T> Connection<T> {
             data = self.decrypt(&data)?;
         }
         if self.inbound.is_empty() {
-            while let Some(frame) = self.decoder.decode_bytes(&mut data)? {
-                self.on_frame(frame, events)?;
+            while let Some(frame) = self.decoder.decode_bytes(&mut data).map_err(|e| self.frame_error(e))? {
+                self.on_frame(now, frame, events)?;
             }
             if data.is_empty() {
                 return Ok(());
             }
         }
         self.inbound.extend_from_slice(&data);
-        while let Some(frame) = self.decoder.decode(&mut self.inbound)? {
-            self.on_frame(frame, events)?;
+        while let Some(frame) = self.decoder.decode(&mut self.inbound).map_err(|e| self.frame_error(e))? {
+            self.on_frame(now, frame, events)?;
         }
         Ok(())
     }
 
-    fn on_frame(&mut self, frame: Bytes, events: &mut Vec<ConnEvent<T>>) -> Result<(), ConnectionError> {
+    /// A TLS record where a Kafka frame was expected, on a connection without TLS: the
+    /// listener expects TLS. Named as such, and fatal, like the reverse case
+    /// ([`TlsError::NotTls`]).
+    fn frame_error(&self, e: FrameError) -> ConnectionError {
+        match e {
+            FrameError::TlsRecord { .. } if self.tls.is_none() => ConnectionError::ExpectsTls,
+            e => ConnectionError::Frame(e),
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, frame: Bytes, events: &mut Vec<ConnEvent<T>>) -> Result<(), ConnectionError> {
         let correlation_id = response_correlation_id(&frame).map_err(ConnectionError::Handshake)?;
         if let Some((expected, api, version)) = self.state.handshake() {
             if correlation_id != expected {
@@ -526,7 +634,7 @@ impl<T> Connection<T> {
             }
             let ready = match api {
                 ApiKey::ApiVersions => self.on_handshake_response(frame, version)?,
-                _ => self.on_sasl_response(frame, api, version)?,
+                _ => self.on_sasl_response(now, frame, api, version)?,
             };
             if ready {
                 events.push(ConnEvent::Ready);
@@ -547,6 +655,9 @@ impl<T> Connection<T> {
         }
         let result = decode_body(frame, f.api_key, f.version);
         events.push(ConnEvent::Response { token: f.token, version: f.version, result });
+        if matches!(self.state, State::Draining) && self.in_flight.is_empty() {
+            self.begin_reauth(now)?;
+        }
         Ok(())
     }
 
@@ -600,6 +711,30 @@ impl<T> Connection<T> {
 }
 
 impl<T> Connection<T> {
+    /// Nothing is in flight and the session is due: run SASL again (KIP-368).
+    fn begin_reauth(&mut self, now: Instant) -> Result<(), AuthError> {
+        let (Some(versions), Some(sasl)) = (self.versions.clone(), self.sasl.clone()) else {
+            return Err(AuthError::Malformed("re-authentication without SASL settings"));
+        };
+        self.reauthenticating = true;
+        self.handshake_started = now;
+        self.start_sasl(&versions, &sasl)
+    }
+
+    /// Authentication succeeded: schedule the renewal and release what waited for it.
+    fn authenticated(&mut self, now: Instant, session_lifetime_ms: i64) {
+        self.state = State::Ready;
+        self.reauth_at = (session_lifetime_ms > 0).then(|| {
+            // Java's window: 85% of the lifetime plus up to 10% jitter.
+            let share = 0.85 + 0.10 * self.rng.unit();
+            now + std::time::Duration::from_millis((session_lifetime_ms as f64 * share) as u64)
+        });
+        if std::mem::take(&mut self.reauthenticating) {
+            self.outbound.unsplit(self.held_out.split());
+            self.in_flight.extend(self.held.drain(..));
+        }
+    }
+
     /// Sends SaslHandshake (v1: the exchange then travels in SaslAuthenticate requests).
     fn start_sasl(&mut self, versions: &BrokerApiVersions, sasl: &SaslConfig) -> Result<(), AuthError> {
         let handshake = versions
@@ -630,7 +765,13 @@ impl<T> Connection<T> {
     }
 
     /// Handles a SaslHandshake or SaslAuthenticate answer. Returns true once authenticated.
-    fn on_sasl_response(&mut self, frame: Bytes, api: ApiKey, version: i16) -> Result<bool, ConnectionError> {
+    fn on_sasl_response(
+        &mut self,
+        now: Instant,
+        frame: Bytes,
+        api: ApiKey,
+        version: i16,
+    ) -> Result<bool, ConnectionError> {
         let body = decode_body(frame, api, version).map_err(ConnectionError::Handshake)?;
         let text = |m: &Option<StrBytes>| m.as_ref().map(|m| m.as_str().to_string());
         match (std::mem::replace(&mut self.state, State::Connecting), body) {
@@ -648,7 +789,7 @@ impl<T> Connection<T> {
                     error => return Err(AuthError::Refused { request: "SaslHandshake", error, message: None }.into()),
                 }
                 let random = [self.rng.next_u64(), self.rng.next_u64(), self.rng.next_u64()];
-                let (client, first) = SaslClient::start(&sasl, random);
+                let (client, first) = SaslClient::start(&sasl, random, self.unix_ms(now))?;
                 self.send_auth_bytes(auth_version, first, client)?;
                 Ok(false)
             }
@@ -656,7 +797,11 @@ impl<T> Connection<T> {
                 match r.error_code {
                     ErrorCode::None => {}
                     ErrorCode::SaslAuthenticationFailed => {
-                        return Err(AuthError::Failed { message: text(&r.error_message) }.into())
+                        let message = match (text(&r.error_message), client.failure_detail()) {
+                            (Some(m), Some(d)) if !m.contains(d) => Some(format!("{m} ({d})")),
+                            (m, d) => m.or(d.map(str::to_string)),
+                        };
+                        return Err(AuthError::Failed { message }.into());
                     }
                     error => {
                         let message = text(&r.error_message);
@@ -664,10 +809,17 @@ impl<T> Connection<T> {
                     }
                 }
                 match client.step(&r.auth_bytes)? {
-                    Some(next) => self.send_auth_bytes(version, next, client)?,
-                    None => self.state = State::Ready,
+                    Some(next) => {
+                        self.send_auth_bytes(version, next, client)?;
+                        Ok(false)
+                    }
+                    None => {
+                        // A renewed session is no news to the router: only the first is.
+                        let first = !self.reauthenticating;
+                        self.authenticated(now, r.session_lifetime_ms);
+                        Ok(first)
+                    }
                 }
-                Ok(matches!(self.state, State::Ready))
             }
             _ => Err(AuthError::Malformed("answer to another SASL request").into()),
         }

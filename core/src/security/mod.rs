@@ -1,6 +1,6 @@
 //! Security settings and the pieces the connection machine uses to authenticate: SASL
-//! mechanisms (PLAIN, SCRAM-SHA-256/512) and their configuration from Java-style properties
-//! (`security.protocol`, `sasl.mechanism`, `sasl.jaas.config`).
+//! mechanisms (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER) and their configuration from Java-style
+//! properties (`security.protocol`, `sasl.mechanism`, `sasl.jaas.config`).
 //!
 //! Secrets live in [`Secret`], whose `Debug` prints nothing of them; no error here quotes one.
 
@@ -8,11 +8,13 @@ use std::fmt;
 use std::sync::Arc;
 
 mod jaas;
+pub mod oauth;
 pub mod scram;
 pub mod server;
 mod tls;
 
 use crate::config::ConfigError;
+pub use oauth::{OAuthBearerToken, TokenError, TokenProvider, TokenSource, UnsecuredJws};
 pub use scram::ScramHash;
 pub use tls::{TlsConfigError, TlsError, TlsOptions, TlsSettings};
 
@@ -83,6 +85,8 @@ pub enum SaslMechanism {
     Plain,
     /// SCRAM (RFC 5802) with SHA-256 or SHA-512.
     Scram(ScramHash),
+    /// OAUTHBEARER (RFC 7628): a bearer token from a [`TokenProvider`].
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -92,6 +96,7 @@ impl SaslMechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::Scram(ScramHash::Sha256) => "SCRAM-SHA-256",
             SaslMechanism::Scram(ScramHash::Sha512) => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -104,13 +109,33 @@ impl fmt::Display for SaslMechanism {
 
 /// A SASL mechanism with its credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SaslConfig {
     /// The mechanism (`sasl.mechanism`).
     pub mechanism: SaslMechanism,
-    /// The user name.
+    /// The user name (empty for OAUTHBEARER).
     pub username: String,
-    /// The password.
+    /// The password (empty for OAUTHBEARER).
     pub password: Secret,
+    /// Where OAUTHBEARER tokens come from; set exactly for that mechanism.
+    pub token_source: Option<TokenSource>,
+}
+
+impl SaslConfig {
+    /// A user name and password for PLAIN or SCRAM.
+    pub fn password(mechanism: SaslMechanism, username: &str, password: &str) -> Self {
+        SaslConfig { mechanism, username: username.to_string(), password: Secret::new(password), token_source: None }
+    }
+
+    /// OAUTHBEARER with tokens from `source`.
+    pub fn oauth_bearer(source: TokenSource) -> Self {
+        SaslConfig {
+            mechanism: SaslMechanism::OAuthBearer,
+            username: String::new(),
+            password: Secret::default(),
+            token_source: Some(source),
+        }
+    }
 }
 
 /// Everything about how connections are secured.
@@ -128,15 +153,17 @@ pub struct SecurityConfig {
 impl SecurityConfig {
     /// SASL over plain TCP with `mechanism` and these credentials.
     pub fn sasl_plaintext(mechanism: SaslMechanism, username: &str, password: &str) -> Self {
-        SecurityConfig {
-            protocol: SecurityProtocol::SaslPlaintext,
-            sasl: Some(Arc::new(SaslConfig {
-                mechanism,
-                username: username.to_string(),
-                password: Secret::new(password),
-            })),
-            tls: None,
-        }
+        Self::sasl(SaslConfig::password(mechanism, username, password))
+    }
+
+    /// SASL over plain TCP with these settings (add TLS with [`SecurityConfig::with_tls`]).
+    pub fn sasl(sasl: SaslConfig) -> Self {
+        SecurityConfig { protocol: SecurityProtocol::SaslPlaintext, sasl: Some(Arc::new(sasl)), tls: None }
+    }
+
+    /// OAUTHBEARER over plain TCP, with tokens from `provider`.
+    pub fn oauth_bearer(provider: impl TokenProvider + 'static) -> Self {
+        Self::sasl(SaslConfig::oauth_bearer(TokenSource::new(provider)))
     }
 
     /// Adds TLS: SASL_PLAINTEXT becomes SASL_SSL, PLAINTEXT becomes SSL.
@@ -159,8 +186,9 @@ pub enum AuthError {
         /// The broker's mechanisms.
         enabled: Vec<String>,
     },
-    /// The broker refused the credentials (wrong user or password). Not retried.
-    #[error("authentication failed{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    /// The broker refused the credentials (wrong user or password, or a token it does not
+    /// accept). Not retried.
+    #[error("authentication failed{}", failed_detail(message.as_deref()))]
     Failed {
         /// The broker's explanation, if it gave one.
         message: Option<String>,
@@ -176,6 +204,9 @@ pub enum AuthError {
     /// SaslAuthenticate, Kafka 1.0 and later).
     #[error("the broker does not support {0} (the raw SASL framing of brokers older than 1.0 is not implemented)")]
     Unsupported(&'static str),
+    /// No OAUTHBEARER token could be had from the [`TokenProvider`].
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// The broker answered SaslHandshake or SaslAuthenticate with another error.
     #[error("SASL {request} failed: {error}{}", message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default())]
     Refused {
@@ -188,18 +219,38 @@ pub enum AuthError {
     },
 }
 
+/// The broker's explanation after "authentication failed", without repeating those words:
+/// Kafka's own messages often begin with them.
+fn failed_detail(message: Option<&str>) -> String {
+    let Some(m) = message.map(str::trim).filter(|m| !m.is_empty()) else { return String::new() };
+    const SAID: &str = "authentication failed";
+    match m.get(..SAID.len()) {
+        Some(head) if head.eq_ignore_ascii_case(SAID) => {
+            let rest = &m[SAID.len()..];
+            if rest.is_empty() || rest.starts_with([':', ' ', ',', ';']) {
+                rest.to_string()
+            } else {
+                format!(": {m}")
+            }
+        }
+        _ => format!(": {m}"),
+    }
+}
+
 /// The client half of one SASL exchange, as the connection machine drives it.
 #[derive(Debug)]
 pub(crate) enum SaslClient {
     /// PLAIN: one message, then the broker's verdict.
     Plain,
     Scram(scram::ScramClient),
+    OAuthBearer(oauth::OAuthClient),
 }
 
 impl SaslClient {
-    /// Starts an exchange; returns the client's first message. `random` supplies the nonce.
-    pub fn start(config: &SaslConfig, random: [u64; 3]) -> (Self, Vec<u8>) {
-        match config.mechanism {
+    /// Starts an exchange; returns the client's first message. `random` supplies the nonce;
+    /// `unix_ms` is the wall-clock time, for tokens.
+    pub fn start(config: &SaslConfig, random: [u64; 3], unix_ms: i64) -> Result<(Self, Vec<u8>), AuthError> {
+        Ok(match config.mechanism {
             SaslMechanism::Plain => {
                 // authzid (empty), NUL, authcid, NUL, password.
                 let mut msg = Vec::with_capacity(config.username.len() + config.password.0.len() + 2);
@@ -216,7 +267,15 @@ impl SaslClient {
                 let (c, first) = scram::ScramClient::start(hash, &config.username, config.password.expose(), nonce);
                 (SaslClient::Scram(c), first)
             }
-        }
+            SaslMechanism::OAuthBearer => {
+                let source = config
+                    .token_source
+                    .as_ref()
+                    .ok_or(AuthError::Malformed("OAUTHBEARER needs a token provider (SecurityConfig::oauth_bearer)"))?;
+                let token = source.token(unix_ms)?;
+                (SaslClient::OAuthBearer(oauth::OAuthClient::default()), oauth::client_message(&token))
+            }
+        })
     }
 
     /// The broker's answer to our last message (its auth bytes, with no error). `Ok(Some)`:
@@ -225,6 +284,16 @@ impl SaslClient {
         match self {
             SaslClient::Plain => Ok(None),
             SaslClient::Scram(c) => c.step(server),
+            SaslClient::OAuthBearer(c) => c.step(server),
+        }
+    }
+
+    /// What the broker said during the exchange that explains a failure it then reported
+    /// (OAUTHBEARER's error document).
+    pub fn failure_detail(&self) -> Option<&str> {
+        match self {
+            SaslClient::OAuthBearer(c) => c.error(),
+            _ => None,
         }
     }
 }
@@ -248,6 +317,17 @@ pub(crate) fn set_property(pending: &mut PendingSecurity, key: &str, value: &str
             })?;
             pending.jaas = Some(entry);
         }
+        // Tokens fetched over HTTP need I/O the core does not do: refused, not ignored.
+        "sasl.login.callback.handler.class" | "sasl.oauthbearer.token.endpoint.url"
+            if !value.trim().is_empty() && !value.trim().ends_with(".OAuthBearerUnsecuredLoginCallbackHandler") =>
+        {
+            return Err(ConfigError::Unsupported {
+                key: key.into(),
+                reason: "tokens are not fetched by sansa; give the unsecured JWS options in sasl.jaas.config, or a TokenProvider in code (SecurityConfig::oauth_bearer)",
+            })
+        }
+        // Empty, or Java's default (the unsecured JWS): what sansa does anyway.
+        "sasl.login.callback.handler.class" | "sasl.oauthbearer.token.endpoint.url" => {}
         // librdkafka's names, accepted for convenience.
         "sasl.username" => pending.username = Some(value.to_string()),
         "sasl.password" => pending.password = Some(Secret::new(value)),
@@ -323,17 +403,18 @@ impl PendingSecurity {
             "PLAIN" => SaslMechanism::Plain,
             "SCRAM-SHA-256" => SaslMechanism::Scram(ScramHash::Sha256),
             "SCRAM-SHA-512" => SaslMechanism::Scram(ScramHash::Sha512),
+            "OAUTHBEARER" => SaslMechanism::OAuthBearer,
             "GSSAPI" => {
                 return Err(ConfigError::Unsupported {
                     key: "sasl.mechanism".into(),
-                    reason: "GSSAPI (Kerberos) is out of scope; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (GSSAPI is Java's default when sasl.mechanism is unset)",
+                    reason: "GSSAPI (Kerberos) is out of scope; use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is Java's default when sasl.mechanism is unset)",
                 })
             }
             _ => {
                 return Err(ConfigError::InvalidValue {
                     key: "sasl.mechanism".into(),
                     value: name.into(),
-                    reason: "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    reason: "expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER",
                 })
             }
         };
@@ -347,16 +428,26 @@ impl PendingSecurity {
             let module_ok = match mechanism {
                 SaslMechanism::Plain => entry.module.ends_with("PlainLoginModule"),
                 SaslMechanism::Scram(_) => entry.module.ends_with("ScramLoginModule"),
+                SaslMechanism::OAuthBearer => entry.module.ends_with("OAuthBearerLoginModule"),
             };
             if !module_ok {
                 return Err(missing("the login module does not match sasl.mechanism"));
             }
+            if mechanism == SaslMechanism::OAuthBearer {
+                let jws = oauth::UnsecuredJws::from_options(&entry.options).map_err(|e| missing(e.0))?;
+                let sasl = SaslConfig::oauth_bearer(TokenSource::new(jws));
+                return Ok(SecurityConfig { protocol, sasl: Some(Arc::new(sasl)), tls });
+            }
             username = entry.options.get("username").cloned().or(username);
             password = entry.options.get("password").map(Secret::new).or(password);
         }
+        if mechanism == SaslMechanism::OAuthBearer {
+            return Err(missing("OAUTHBEARER needs OAuthBearerLoginModule with unsecuredLoginStringClaim_sub=\"...\" (or a TokenProvider in code)"));
+        }
         let username = username.ok_or(missing("no username (give sasl.jaas.config with username=\"...\")"))?;
         let password = password.ok_or(missing("no password (give sasl.jaas.config with password=\"...\")"))?;
-        Ok(SecurityConfig { protocol, sasl: Some(Arc::new(SaslConfig { mechanism, username, password })), tls })
+        let sasl = SaslConfig { mechanism, username, password, token_source: None };
+        Ok(SecurityConfig { protocol, sasl: Some(Arc::new(sasl)), tls })
     }
 }
 

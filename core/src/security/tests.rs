@@ -1,7 +1,7 @@
 //! The connection machine's SASL against the pure server side in `server.rs`, over real
 //! frames, with the broker's answers split at every byte boundary.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
@@ -21,17 +21,34 @@ fn t0() -> Instant {
     Instant::now()
 }
 
-/// A broker that speaks ApiVersions and SASL, one request at a time.
+/// A broker that speaks ApiVersions and SASL, one request at a time. Past the first
+/// login, ApiVersions stands for any request, and is checked against the session: never
+/// during a re-authentication, never after the session expired (a real broker would close
+/// the connection).
 struct Broker {
     users: SaslUsers,
     session: SaslSession,
     without: Option<ApiKey>,
     nonces: u32,
+    /// The virtual clock, set by the test before each answer.
+    now: Instant,
+    expires: Option<Instant>,
+    violations: Vec<String>,
+    requests: u32,
 }
 
 impl Broker {
     fn new(users: SaslUsers) -> Self {
-        Broker { users, session: SaslSession::new(), without: None, nonces: 0 }
+        Broker {
+            users,
+            session: SaslSession::new(),
+            without: None,
+            nonces: 0,
+            now: t0(),
+            expires: None,
+            violations: Vec::new(),
+            requests: 0,
+        }
     }
 
     /// Answers every complete request in `input`.
@@ -41,6 +58,16 @@ impl Broker {
             let (header, body) = decode_request(frame).unwrap();
             let version = header.request_api_version;
             let resp: ResponseBody = match body {
+                RequestBody::ApiVersions(_) if self.session.authentications() > 0 => {
+                    self.requests += 1;
+                    if self.session.reauthenticating() {
+                        self.violations.push(format!("request {} during re-authentication", self.requests));
+                    }
+                    if self.expires.is_some_and(|e| self.now > e) {
+                        self.violations.push(format!("request {} after the session expired", self.requests));
+                    }
+                    ApiVersionsResponse::default().into()
+                }
                 RequestBody::ApiVersions(_) => {
                     let keys = ApiKey::ALL.iter().filter(|k| Some(**k) != self.without).map(|k| {
                         ApiVersion::default()
@@ -53,7 +80,12 @@ impl Broker {
                 RequestBody::SaslHandshake(req) => self.session.handshake(&self.users, &req).into(),
                 RequestBody::SaslAuthenticate(req) => {
                     self.nonces += 1;
-                    self.session.authenticate(&self.users, &req, &format!("srv{}", self.nonces)).into()
+                    let before = self.session.authentications();
+                    let resp = self.session.authenticate(&self.users, &req, &format!("srv{}", self.nonces));
+                    if self.session.authentications() > before && resp.session_lifetime_ms > 0 {
+                        self.expires = Some(self.now + Duration::from_millis(resp.session_lifetime_ms as u64));
+                    }
+                    resp.into()
                 }
                 other => panic!("unexpected {:?}", other.api_key()),
             };
@@ -89,16 +121,30 @@ fn run(security: &SecurityConfig, broker: &mut Broker, split: usize) -> Result<(
 }
 
 fn users() -> SaslUsers {
-    SaslUsers::new().with_user("alice", "alice-secret")
+    // SCRAM credentials take thousands of hash rounds to derive: once per test binary.
+    static USERS: std::sync::OnceLock<SaslUsers> = std::sync::OnceLock::new();
+    USERS.get_or_init(|| SaslUsers::new().with_user("alice", "alice-secret")).clone()
 }
 
-const MECHANISMS: [SaslMechanism; 3] =
-    [SaslMechanism::Plain, SaslMechanism::Scram(ScramHash::Sha256), SaslMechanism::Scram(ScramHash::Sha512)];
+const MECHANISMS: [SaslMechanism; 4] = [
+    SaslMechanism::Plain,
+    SaslMechanism::Scram(ScramHash::Sha256),
+    SaslMechanism::Scram(ScramHash::Sha512),
+    SaslMechanism::OAuthBearer,
+];
+
+/// SASL_PLAINTEXT as alice with `password` (OAUTHBEARER: an unsecured token for alice).
+fn alice(m: SaslMechanism, password: &str) -> SecurityConfig {
+    match m {
+        SaslMechanism::OAuthBearer => SecurityConfig::oauth_bearer(UnsecuredJws::new("alice", 3600)),
+        m => SecurityConfig::sasl_plaintext(m, "alice", password),
+    }
+}
 
 #[test]
 fn every_mechanism_authenticates_with_answers_split_at_every_byte() {
     for m in MECHANISMS {
-        let security = SecurityConfig::sasl_plaintext(m, "alice", "alice-secret");
+        let security = alice(m, "alice-secret");
         let users = users();
         for split in 0..400 {
             let mut broker = Broker::new(users.clone());
@@ -110,7 +156,7 @@ fn every_mechanism_authenticates_with_answers_split_at_every_byte() {
 
 #[test]
 fn a_wrong_password_is_a_fatal_authentication_error() {
-    for m in MECHANISMS {
+    for m in MECHANISMS.into_iter().filter(|m| *m != SaslMechanism::OAuthBearer) {
         let security = SecurityConfig::sasl_plaintext(m, "alice", "guess");
         let err = run(&security, &mut Broker::new(users()), usize::MAX).unwrap_err();
         assert!(matches!(err, ConnectionError::Authentication(AuthError::Failed { .. })), "{m}: {err:?}");
@@ -181,6 +227,46 @@ fn properties_configure_sasl_and_refuse_gssapi() {
     assert!(plain.is_err());
 }
 
+#[test]
+fn properties_configure_oauthbearer_with_an_unsecured_token() {
+    let oauth = |jaas: &str| {
+        Config::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.jaas.config", jaas),
+            ("ssl.truststore.certificates", std::str::from_utf8(include_bytes!("testdata/ca.pem")).unwrap()),
+        ])
+    };
+    let c = oauth(r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="alice" unsecuredLoginLifetimeSeconds="120";"#).unwrap();
+    let sasl = c.security.sasl.as_ref().unwrap();
+    assert_eq!(sasl.mechanism, SaslMechanism::OAuthBearer);
+    let token = sasl.token_source.as_ref().unwrap().token(1_000_000).unwrap();
+    assert_eq!((token.principal(), token.expires_unix_ms()), ("alice", 1_120_000));
+    assert!(c.unused_properties.is_empty(), "{:?}", c.unused_properties);
+
+    let bad = oauth(
+        r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="alice" unsecuredLoginLifetimeSeconds="an hour";"#,
+    );
+    match bad {
+        Err(crate::ConfigError::InvalidValue { key, reason, .. }) => {
+            assert_eq!(key, "sasl.jaas.config");
+            assert!(reason.contains("unsecuredLoginLifetimeSeconds"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let no_sub = oauth("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;");
+    assert!(matches!(no_sub, Err(crate::ConfigError::InvalidValue { reason, .. }) if reason.contains("principal")));
+    let plain_module =
+        oauth(r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="a" password="b";"#);
+    assert!(plain_module.is_err());
+    let endpoint = Config::from_properties([
+        ("bootstrap.servers", "a:1"),
+        ("sasl.oauthbearer.token.endpoint.url", "https://idp.example/token"),
+    ]);
+    assert!(matches!(endpoint, Err(crate::ConfigError::Unsupported { .. })), "{endpoint:?}");
+}
+
 /// Secrets appear in no Debug output of the configuration, the client or its connections.
 #[test]
 fn secrets_never_print() {
@@ -203,6 +289,313 @@ fn secrets_never_print() {
     for text in [format!("{c:?}"), format!("{client:?}"), format!("{conn:?}"), format!("{:?}", users())] {
         assert!(!text.contains("hunter2") && !text.contains("alice-secret"), "{text}");
     }
+
+    // OAUTHBEARER: the token stays out of the configuration's, the connection's and the
+    // token's own Debug output, and out of the error when the broker refuses it.
+    let provider = FixedToken(Ok("tok-hunter2"));
+    let token = provider.token(0).unwrap();
+    let c = Config::new("a:1").unwrap().with_security(SecurityConfig::oauth_bearer(provider));
+    let mut client = crate::Client::new(c.clone(), now);
+    client.check_version(now, crate::Target::AnyBroker);
+    while client.poll_transmit(now).is_some() {}
+    let mut conn: Connection<u32> =
+        Connection::new(now, 1 << 20, "t", ("s", "0")).with_security(&c.security, "broker", 1);
+    conn.on_connected(now);
+    let mut broker = Broker::new(users());
+    let mut events = Vec::new();
+    let mut err = None;
+    while let Some(out) = conn.take_output() {
+        let answer = broker.answer(&mut BytesMut::from(&out[..]));
+        if let Err(e) = conn.on_bytes(now, answer.freeze(), &mut events) {
+            err = Some(e);
+            break;
+        }
+        let text = format!("{conn:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+    let err = err.expect("the broker refuses the token");
+    for text in [format!("{c:?}"), format!("{client:?}"), format!("{token:?}"), format!("{err} {err:?}")] {
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
+
+/// A provider whose token is refused, or that has none.
+struct FixedToken(Result<&'static str, TokenError>);
+
+impl TokenProvider for FixedToken {
+    fn token(&self, unix_ms: i64) -> Result<OAuthBearerToken, TokenError> {
+        self.0.clone().map(|t| OAuthBearerToken::new(t, "alice", unix_ms + 60_000))
+    }
+}
+
+/// Token times come from the wall clock the driver set, advanced by the core's `now`.
+#[test]
+fn unsecured_tokens_are_dated_by_the_injected_clock() {
+    use base64::Engine;
+    let start = t0();
+    let now = start + Duration::from_millis(1500);
+    let security = alice(SaslMechanism::OAuthBearer, "");
+    let mut conn: Connection<u32> = Connection::new(start, 1 << 20, "t", ("s", "0"))
+        .with_security(&security, "broker", 1)
+        .with_wall_clock(Some((start, 1_700_000_000_000)));
+    conn.on_connected(now);
+    let mut broker = Broker::new(users());
+    let mut sent = Vec::new();
+    while let Some(out) = conn.take_output() {
+        sent.extend_from_slice(&out);
+        let answer = broker.answer(&mut BytesMut::from(&out[..]));
+        conn.on_bytes(now, answer.freeze(), &mut Vec::new()).unwrap();
+    }
+    assert!(conn.is_ready());
+    let at = sent.windows(12).position(|w| w == b"auth=Bearer ").expect("the client message") + 12;
+    let token: Vec<u8> = sent[at..].iter().copied().take_while(|b| *b != 1).collect();
+    let claims = String::from_utf8(token).unwrap().split('.').nth(1).unwrap().to_string();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap();
+    assert_eq!(String::from_utf8(claims).unwrap(), r#"{"exp":1700003601.500,"iat":1700000001.500,"sub":"alice"}"#);
+}
+
+#[test]
+fn a_refused_token_is_acknowledged_then_a_fatal_failure_with_the_brokers_reason() {
+    let security = SecurityConfig::oauth_bearer(FixedToken(Ok("not-a-jws-hunter2")));
+    let err = run(&security, &mut Broker::new(users()), usize::MAX).unwrap_err();
+    let ConnectionError::Authentication(AuthError::Failed { message: Some(m) }) = &err else { panic!("{err:?}") };
+    assert!(m.contains("invalid_token"), "{m}");
+    let close = LocalClose::from(err);
+    assert!(close.is_fatal());
+    assert!(!format!("{close} {close:?}").contains("hunter2"), "{close:?}");
+    assert_eq!(close.to_string(), "authentication failed: invalid_token ({\"status\":\"invalid_token\"})");
+}
+
+#[test]
+fn a_provider_without_a_token_yet_is_named_and_retried() {
+    let security = SecurityConfig::oauth_bearer(FixedToken(Err(TokenError::Unavailable("first fetch pending".into()))));
+    let err = run(&security, &mut Broker::new(users()), usize::MAX).unwrap_err();
+    assert!(matches!(err, ConnectionError::Authentication(AuthError::Token(TokenError::Unavailable(_)))), "{err:?}");
+    let close = LocalClose::from(err);
+    assert!(!close.is_fatal());
+    assert_eq!(close.to_string(), "no OAuth token available yet: first fetch pending");
+}
+
+#[test]
+fn kafkas_failure_messages_read_once() {
+    let failed = |m: &str| AuthError::Failed { message: Some(m.into()) }.to_string();
+    assert_eq!(
+        failed("Authentication failed: Invalid username or password"),
+        "authentication failed: Invalid username or password"
+    );
+    assert_eq!(
+        failed(
+            "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
+        ),
+        "authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
+    );
+    assert_eq!(failed("SCRAM: invalid-proof"), "authentication failed: SCRAM: invalid-proof");
+    assert_eq!(AuthError::Failed { message: None }.to_string(), "authentication failed");
+}
+
+#[test]
+fn a_tls_answer_on_a_plaintext_connection_is_named_and_fatal() {
+    let now = t0();
+    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0"));
+    conn.on_connected(now);
+    assert!(conn.take_output().is_some(), "ApiVersions");
+    // A TLS alert record (handshake failure), as a TLS listener answers bytes it cannot read.
+    let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28];
+    for cut in 0..alert.len() {
+        let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0"));
+        conn.on_connected(now);
+        let mut events = Vec::new();
+        let first = conn.on_bytes(now, Bytes::copy_from_slice(&alert[..cut]), &mut events);
+        let err = first.and_then(|()| conn.on_bytes(now, Bytes::copy_from_slice(&alert[cut..]), &mut events));
+        assert_eq!(err, Err(ConnectionError::ExpectsTls), "cut {cut}");
+    }
+    let close = LocalClose::from(ConnectionError::ExpectsTls);
+    assert!(close.is_fatal());
+    assert!(close.to_string().contains("expects TLS"), "{close}");
+}
+
+/// Drives a connection through `secs` virtual seconds of steady requests, one per 250 ms
+/// step; the broker answers one step late, so a request is in flight whenever the session
+/// comes due. Every answer is split at `split`. Returns the tokens answered, in order.
+fn reauth_run(security: &SecurityConfig, broker: &mut Broker, split: usize, secs: u64) -> Vec<u32> {
+    let mut now = t0();
+    let mut conn: Connection<u32> =
+        Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(security, "broker", 7);
+    conn.on_connected(now);
+    let mut to_broker = BytesMut::from(&conn.take_output().unwrap()[..]);
+    let (mut next, mut answered, mut events) = (0u32, Vec::new(), Vec::new());
+    let body: RequestBody = crate::protocol::messages::ApiVersionsRequest::default().into();
+    for _ in 0..secs * 4 {
+        now += Duration::from_millis(250);
+        broker.now = now;
+        if conn.is_ready() {
+            assert_eq!(conn.send(now, &body, 0, next, true), Ok(None));
+            next += 1;
+        }
+        let answer = broker.answer(&mut to_broker).freeze();
+        let cut = split.min(answer.len());
+        for piece in [answer.slice(..cut), answer.slice(cut..)] {
+            if !piece.is_empty() {
+                conn.on_bytes(now, piece, &mut events).unwrap_or_else(|e| panic!("split {split}: {e}"));
+            }
+        }
+        for e in events.drain(..) {
+            if let ConnEvent::Response { token, result, .. } = e {
+                result.unwrap();
+                answered.push(token);
+            }
+        }
+        if let Some(out) = conn.take_output() {
+            to_broker.extend_from_slice(&out);
+        }
+    }
+    answered
+}
+
+#[test]
+fn sessions_are_renewed_before_they_expire_without_losing_a_request() {
+    let lifetime = Duration::from_secs(10);
+    for m in MECHANISMS {
+        let security = alice(m, "alice-secret");
+        // Every SASL answer is shorter than 160 bytes: each is split at every byte (SCRAM's
+        // key derivation is slow, so at every third for it).
+        let splits: Vec<usize> =
+            if matches!(m, SaslMechanism::Scram(_)) { (0..160).step_by(3).collect() } else { (0..160).collect() };
+        for split in splits {
+            let mut users = users();
+            users.session_lifetime = Some(lifetime);
+            let mut broker = Broker::new(users);
+            let answered = reauth_run(&security, &mut broker, split, 30);
+            assert!(broker.violations.is_empty(), "{m} split {split}: {:?}", broker.violations);
+            // Renewed at 85-95% of each 10 s session: three or four logins in 30 s.
+            let logins = broker.session.authentications();
+            assert!((3..=4).contains(&logins), "{m} split {split}: {logins} logins");
+            // (A renewal under another principal would have failed the run.)
+            // Every request answered once, in order (the last may still be in flight).
+            assert!(answered.len() > 90, "{m} split {split}: {}", answered.len());
+            assert!(answered.iter().enumerate().all(|(i, t)| *t == i as u32), "{m} split {split}: {answered:?}");
+        }
+    }
+}
+
+/// The whole client, not just the connection: while a session is renewed the router waits
+/// for the connection instead of opening another, and every request is answered.
+#[test]
+fn the_client_renews_sessions_on_one_connection_and_answers_every_request() {
+    use crate::{Client, Event, Input, Target, Transmit};
+    let mut users = users();
+    users.session_lifetime = Some(Duration::from_secs(10));
+    let config = Config::new("broker:9092").unwrap().with_security(alice(SaslMechanism::Plain, "alice-secret"));
+    let mut now = t0();
+    let mut client = Client::new(config, now);
+    let mut broker = Broker::new(users);
+    let (mut opened, mut to_broker, mut issued, mut answered) = (0, BytesMut::new(), Vec::new(), Vec::new());
+    let mut conn = None;
+    let body: RequestBody = crate::protocol::messages::ApiVersionsRequest::default().into();
+    for _ in 0..120 {
+        now += Duration::from_millis(250);
+        broker.now = now;
+        issued.push(client.request(now, Target::AnyBroker, body.clone(), Some(0)));
+        let answer = broker.answer(&mut to_broker).freeze();
+        if let (Some(c), false) = (conn, answer.is_empty()) {
+            client.handle_input(now, Input::Received { conn: c, data: answer });
+        }
+        client.handle_timeout(now);
+        while let Some(t) = client.poll_transmit(now) {
+            match t {
+                Transmit::Open { conn: c, .. } => {
+                    opened += 1;
+                    conn = Some(c);
+                    client.handle_input(now, Input::Connected { conn: c });
+                }
+                Transmit::Send { bytes, .. } => to_broker.extend_from_slice(&bytes),
+                other => panic!("{other:?}"),
+            }
+        }
+        while let Some(e) = client.poll_event() {
+            if let Event::Response { id, result } = e {
+                result.unwrap();
+                answered.push(id);
+            }
+        }
+    }
+    assert_eq!(opened, 1, "one connection throughout");
+    assert!(broker.violations.is_empty(), "{:?}", broker.violations);
+    assert!((3..=4).contains(&broker.session.authentications()), "{}", broker.session.authentications());
+    assert!(answered.len() + 8 >= issued.len(), "{} of {}", answered.len(), issued.len());
+    assert_eq!(&issued[..answered.len()], &answered[..], "answered in order, none lost");
+}
+
+#[test]
+fn an_idle_connection_renews_its_session_before_the_next_request() {
+    let mut users = users();
+    users.session_lifetime = Some(Duration::from_secs(10));
+    let security = alice(SaslMechanism::Plain, "alice-secret");
+    let mut broker = Broker::new(users);
+    let mut now = t0();
+    let mut conn: Connection<u32> =
+        Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(&security, "broker", 7);
+    conn.on_connected(now);
+    let mut events = Vec::new();
+    let exchange = |conn: &mut Connection<u32>, broker: &mut Broker, now: Instant, events: &mut Vec<_>| {
+        broker.now = now;
+        while let Some(out) = conn.take_output() {
+            let answer = broker.answer(&mut BytesMut::from(&out[..]));
+            conn.on_bytes(now, answer.freeze(), events).unwrap();
+        }
+    };
+    exchange(&mut conn, &mut broker, now, &mut events);
+    assert!(conn.is_ready());
+    // Idle well past the session's end: no timer fires, nothing is sent...
+    now += Duration::from_secs(60);
+    let timeouts = crate::connection::Timeouts {
+        connect: Duration::from_secs(10),
+        handshake: Duration::from_secs(30),
+        idle: Duration::from_secs(540),
+    };
+    assert!(conn.poll_timeout(timeouts).is_some_and(|(at, _)| at > now), "only the idle deadline");
+    // ...and the next request goes out only after a new login.
+    let body: RequestBody = crate::protocol::messages::ApiVersionsRequest::default().into();
+    assert_eq!(conn.send(now, &body, 0, 1, true), Ok(None));
+    assert!(!conn.is_ready());
+    assert_eq!(conn.in_flight_len(), 1, "the held request counts as in flight");
+    exchange(&mut conn, &mut broker, now, &mut events);
+    assert!(conn.is_ready());
+    assert_eq!(broker.session.authentications(), 2);
+    assert!(broker.violations.is_empty(), "{:?}", broker.violations);
+    assert!(matches!(events.last(), Some(ConnEvent::Response { token: 1, .. })));
+}
+
+#[test]
+fn a_refused_renewal_fails_the_held_requests() {
+    let mut users = users();
+    users.session_lifetime = Some(Duration::from_secs(10));
+    let security = alice(SaslMechanism::Plain, "alice-secret");
+    let mut broker = Broker::new(users);
+    let mut now = t0();
+    let mut conn: Connection<u32> =
+        Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(&security, "broker", 7);
+    conn.on_connected(now);
+    let mut events = Vec::new();
+    while let Some(out) = conn.take_output() {
+        let answer = broker.answer(&mut BytesMut::from(&out[..]));
+        conn.on_bytes(now, answer.freeze(), &mut events).unwrap();
+    }
+    broker.users = SaslUsers::new().with_mechanisms(&["PLAIN"]); // alice was removed
+    now += Duration::from_secs(20);
+    let body: RequestBody = crate::protocol::messages::ApiVersionsRequest::default().into();
+    conn.send(now, &body, 0, 5, true).unwrap();
+    let mut result = Ok(());
+    while let Some(out) = conn.take_output() {
+        let answer = broker.answer(&mut BytesMut::from(&out[..]));
+        result = conn.on_bytes(now, answer.freeze(), &mut events);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(matches!(result, Err(ConnectionError::Authentication(AuthError::Failed { .. }))), "{result:?}");
+    let left: Vec<u32> = conn.drain_in_flight().map(|f| f.token).collect();
+    assert_eq!(left, vec![5]);
 }
 
 // ---- TLS, against a rustls server in memory ---------------------------------------------------

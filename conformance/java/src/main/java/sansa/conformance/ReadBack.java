@@ -8,7 +8,11 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
+import java.io.IOException;
 import java.io.PrintStream;
+import java.io.Reader;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -21,16 +25,23 @@ import java.util.Properties;
  * end offsets taken at the start) and prints one line per record:
  * {@code partition offset timestampType timestamp keyHex valueHex headers}, where a null key
  * or value is {@code -}, and headers are {@code key=valueHex} pairs joined by commas
- * ({@code key=-} for a null value, {@code -} for none).
+ * ({@code key=-} for a null value, {@code -} for none). A bootstrap of {@code @FILE} reads the
+ * client properties FILE instead (bootstrap.servers, security.protocol, sasl.*, ssl.*).
  */
 final class ReadBack {
 
     private ReadBack() {
     }
 
-    static int run(String bootstrap, String topic, PrintStream out) {
+    static int run(String bootstrap, String topic, PrintStream out) throws IOException {
         Properties props = new Properties();
-        props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        if (bootstrap.startsWith("@")) {
+            try (Reader file = Files.newBufferedReader(Path.of(bootstrap.substring(1)))) {
+                props.load(file);
+            }
+        } else {
+            props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        }
         props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
