@@ -609,6 +609,14 @@ impl<T> Connection<T> {
                 return Ok(());
             }
         }
+        if self.inbound.is_empty() {
+            // A frame that spans reads gets one allocation of its announced size: grown by
+            // doubling, a large Fetch answer would hold up to twice its size for as long as
+            // its records are buffered.
+            if let Some(len) = self.decoder.announced_len(&data).filter(|&len| len > self.inbound.capacity()) {
+                self.inbound = BytesMut::with_capacity(len.max(data.len()));
+            }
+        }
         self.inbound.extend_from_slice(&data);
         while let Some(frame) = self.decoder.decode(&mut self.inbound).map_err(|e| self.frame_error(e))? {
             self.on_frame(now, frame, events)?;

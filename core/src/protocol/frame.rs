@@ -82,6 +82,14 @@ impl FrameDecoder {
         Ok(Some(buf.split_to(size)))
     }
 
+    /// Bytes of the whole frame (prefix included) that `buf` starts, once its size prefix is
+    /// there and within the limit: what to allocate for it at once.
+    pub fn announced_len(&self, buf: &[u8]) -> Option<usize> {
+        let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+        let size = usize::try_from(i32::from_be_bytes(prefix)).ok()?;
+        (size <= self.max_frame_size).then_some(4 + size)
+    }
+
     /// The size of the frame at the front of `buf` once all of it is there.
     fn complete_frame_size(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
         if buf.len() < 4 {
