@@ -18,35 +18,37 @@ pub const TEST_CA_PEM: &[u8] = include_bytes!("../testdata/ca.pem");
 const BROKER_PEM: &[u8] = include_bytes!("../testdata/broker.pem");
 const BROKER_KEY: &[u8] = include_bytes!("../testdata/broker.key");
 
-/// A server configuration with the test broker certificate (built once).
+/// A server configuration with the test broker certificate (built once, shared).
 pub fn test_server_config() -> Arc<rustls::ServerConfig> {
     static CONFIG: OnceLock<Arc<rustls::ServerConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let certs: Vec<CertificateDer<'static>> =
-                CertificateDer::pem_slice_iter(BROKER_PEM).collect::<Result<_, _>>().expect("test certificate");
-            let key = PrivateKeyDer::from_pem_slice(BROKER_KEY).expect("test key");
-            let config =
-                rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                    .with_safe_default_protocol_versions()
-                    .expect("ring supports the default versions")
-                    .with_no_client_auth()
-                    .with_single_cert(certs, key)
-                    .expect("the test key matches its certificate");
-            Arc::new(config)
-        })
-        .clone()
+    CONFIG.get_or_init(test_server_config_fresh).clone()
 }
 
-/// Client TLS settings trusting the test CA, host names checked (built once).
+/// A new server configuration with the test broker certificate, with its own session cache
+/// (so that a simulated run resumes only its own sessions).
+pub fn test_server_config_fresh() -> Arc<rustls::ServerConfig> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(BROKER_PEM).collect::<Result<_, _>>().expect("test certificate");
+    let key = PrivateKeyDer::from_pem_slice(BROKER_KEY).expect("test key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("the test key matches its certificate");
+    Arc::new(config)
+}
+
+/// Client TLS settings trusting the test CA, host names checked (built once, shared).
 pub fn test_client_tls() -> TlsSettings {
     static SETTINGS: OnceLock<TlsSettings> = OnceLock::new();
-    SETTINGS
-        .get_or_init(|| {
-            let options = TlsOptions { ca_pem: Some(TEST_CA_PEM.to_vec()), ..TlsOptions::default() };
-            TlsSettings::new(options).expect("the test CA parses")
-        })
-        .clone()
+    SETTINGS.get_or_init(test_client_tls_fresh).clone()
+}
+
+/// New client TLS settings trusting the test CA, with their own session cache.
+pub fn test_client_tls_fresh() -> TlsSettings {
+    let options = TlsOptions { ca_pem: Some(TEST_CA_PEM.to_vec()), ..TlsOptions::default() };
+    TlsSettings::new(options).expect("the test CA parses")
 }
 
 /// The server side of one TLS connection.
