@@ -112,3 +112,163 @@ impl ServerTls {
         self.written
     }
 }
+
+/// TLS that replays: randomness, key exchange and the wall clock from the simulator instead
+/// of the operating system, for both ends of every simulated TLS connection.
+///
+/// One stream per thread ([`replay::reset`] at the start of a run; a run is one thread and
+/// draws in a fixed order, so its draws are a function of its seed): HMAC-SHA256 of a
+/// counter under a key derived from the seed. X25519 key shares are made from drawn bytes
+/// (ring cannot be handed a random source for its own ephemeral keys, so the key is generated
+/// through ring's fixed-bytes test source), and the test certificate is Ed25519, whose
+/// signatures need no randomness. The clock is whatever [`replay::set_time`] said last.
+/// Only X25519 is offered. Never for real connections: the stream is predictable from the seed.
+pub mod replay {
+    use std::cell::{Cell, RefCell};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ring::agreement;
+    use rustls::crypto::{ActiveKeyExchange, CryptoProvider, SecureRandom, SharedSecret, SupportedKxGroup};
+    use rustls::pki_types::UnixTime;
+    use rustls::time_provider::TimeProvider;
+    use rustls::NamedGroup;
+
+    struct Stream {
+        key: ring::hmac::Key,
+        counter: u64,
+        block: Vec<u8>,
+    }
+
+    thread_local! {
+        static STREAM: RefCell<Option<Stream>> = const { RefCell::new(None) };
+        static NOW_MS: Cell<i64> = const { Cell::new(0) };
+    }
+
+    /// Starts this thread's stream from `seed`.
+    pub fn reset(seed: u64) {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &seed.to_be_bytes());
+        STREAM.with(|s| *s.borrow_mut() = Some(Stream { key, counter: 0, block: Vec::new() }));
+    }
+
+    /// The wall-clock time TLS sees on this thread, in milliseconds since the epoch.
+    pub fn set_time(unix_ms: i64) {
+        NOW_MS.with(|n| n.set(unix_ms));
+    }
+
+    fn draw(out: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        STREAM.with(|s| {
+            let mut s = s.borrow_mut();
+            let s = s.as_mut().ok_or(rustls::crypto::GetRandomFailed)?;
+            for byte in out.iter_mut() {
+                if s.block.is_empty() {
+                    s.counter += 1;
+                    let tag = ring::hmac::sign(&s.key, &s.counter.to_be_bytes());
+                    s.block = tag.as_ref().iter().rev().copied().collect();
+                }
+                *byte = s.block.pop().unwrap_or_default();
+            }
+            Ok(())
+        })
+    }
+
+    #[derive(Debug)]
+    struct Drawn;
+
+    impl SecureRandom for Drawn {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+            draw(buf)
+        }
+    }
+
+    #[derive(Debug)]
+    struct VirtualClock;
+
+    impl TimeProvider for VirtualClock {
+        fn current_time(&self) -> Option<UnixTime> {
+            let ms = NOW_MS.with(Cell::get);
+            Some(UnixTime::since_unix_epoch(Duration::from_millis(u64::try_from(ms).ok()?)))
+        }
+    }
+
+    #[derive(Debug)]
+    struct DrawnX25519;
+
+    struct Share {
+        private: agreement::EphemeralPrivateKey,
+        public: agreement::PublicKey,
+    }
+
+    impl SupportedKxGroup for DrawnX25519 {
+        fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, rustls::Error> {
+            let mut bytes = [0u8; 32];
+            draw(&mut bytes)?;
+            #[allow(deprecated)] // ring's only way to make an X25519 key from chosen bytes
+            let source = ring::test::rand::FixedSliceRandom { bytes: &bytes };
+            let private = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &source)
+                .map_err(|_| rustls::crypto::GetRandomFailed)?;
+            let public = private.compute_public_key().map_err(|_| rustls::crypto::GetRandomFailed)?;
+            Ok(Box::new(Share { private, public }))
+        }
+
+        fn name(&self) -> NamedGroup {
+            NamedGroup::X25519
+        }
+    }
+
+    impl ActiveKeyExchange for Share {
+        fn complete(self: Box<Self>, peer: &[u8]) -> Result<SharedSecret, rustls::Error> {
+            let invalid = || rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::InvalidKeyShare);
+            if peer.len() != 32 {
+                return Err(invalid());
+            }
+            let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, peer);
+            agreement::agree_ephemeral(self.private, &peer, |s| SharedSecret::from(s)).map_err(|_| invalid())
+        }
+
+        fn pub_key(&self) -> &[u8] {
+            self.public.as_ref()
+        }
+
+        fn group(&self) -> NamedGroup {
+            NamedGroup::X25519
+        }
+    }
+
+    static DRAWN_X25519: DrawnX25519 = DrawnX25519;
+
+    /// ring's provider with drawn randomness and X25519 only.
+    pub fn provider() -> Arc<CryptoProvider> {
+        let mut p = rustls::crypto::ring::default_provider();
+        p.secure_random = &Drawn;
+        p.kx_groups = vec![&DRAWN_X25519];
+        Arc::new(p)
+    }
+
+    /// The clock of [`set_time`].
+    pub fn clock() -> Arc<dyn TimeProvider> {
+        Arc::new(VirtualClock)
+    }
+}
+
+/// A server configuration with the test certificate whose randomness, key exchange and
+/// clock come from [`replay`], with its own session cache.
+pub fn replayable_server_config() -> Arc<rustls::ServerConfig> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(BROKER_PEM).collect::<Result<_, _>>().expect("test certificate");
+    let key = PrivateKeyDer::from_pem_slice(BROKER_KEY).expect("test key");
+    let config = rustls::ServerConfig::builder_with_details(replay::provider(), replay::clock())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("the test key matches its certificate");
+    Arc::new(config)
+}
+
+/// Client settings trusting the test CA whose randomness, key exchange and clock come from
+/// [`replay`], with their own session cache.
+pub fn replayable_client_tls() -> TlsSettings {
+    let options = TlsOptions { ca_pem: Some(TEST_CA_PEM.to_vec()), ..TlsOptions::default() };
+    TlsSettings::with_crypto(options, replay::provider(), replay::clock()).expect("the test CA parses")
+}

@@ -623,8 +623,12 @@ impl Sim {
         let origin = Instant::now();
         sansa::plants::arm_on_thread(cfg.plant);
         // TLS settings are made per run, never shared: a session cache shared by runs would
-        // let one run's tickets change another's handshakes.
-        let client_tls = cfg.security.filter(|s| s.tls).map(|_| crate::fake_tls::test_client_tls_fresh());
+        // let one run's tickets change another's handshakes. Both ends draw their randomness
+        // from the run's seed and read the virtual clock, so a session replays byte for byte.
+        let client_tls = cfg.security.filter(|s| s.tls).map(|_| {
+            crate::fake_tls::replay::reset(cfg.seed);
+            crate::fake_tls::replayable_client_tls()
+        });
         let security = cfg.security.map(|s| s.client(SIM_USER.1, client_tls.as_ref()));
         let mut cluster = FakeCluster::new(FakeClusterConfig {
             brokers: cfg.brokers,
@@ -632,7 +636,7 @@ impl Sim {
             auto_create_topics: false,
             replication: cfg.replication,
             sasl: cfg.security.and_then(|s| s.mechanism).map(|_| SaslUsers::new().with_user(SIM_USER.0, SIM_USER.1)),
-            tls: cfg.security.filter(|s| s.tls).map(|_| crate::fake_tls::test_server_config_fresh()),
+            tls: cfg.security.filter(|s| s.tls).map(|_| crate::fake_tls::replayable_server_config()),
             ..FakeClusterConfig::default()
         });
         let mut addresses = BTreeMap::new();
@@ -662,7 +666,7 @@ impl Sim {
             }
             slots.push(new_slot(client, &cc, reconnect));
         }
-        Sim {
+        let sim = Sim {
             origin,
             now: Duration::ZERO,
             slots,
@@ -696,7 +700,9 @@ impl Sim {
             tls: BTreeMap::new(),
             security,
             listener: cfg.security,
-        }
+        };
+        sim.tell_tls_the_time();
+        sim
     }
 
     // ---- getters ----
@@ -838,6 +844,14 @@ impl Sim {
 
     fn instant(&self) -> Instant {
         self.origin + self.now
+    }
+
+    /// TLS on both ends reads the virtual wall clock ([`crate::fake_tls::replay`]).
+    fn tell_tls_the_time(&self) {
+        if self.listener.is_some_and(|l| l.tls) {
+            let ms = i64::try_from(self.now.as_millis()).unwrap_or(i64::MAX);
+            crate::fake_tls::replay::set_time(self.cluster.config().start_time_ms.saturating_add(ms));
+        }
     }
 
     fn offset(&self, t: Instant) -> Duration {
@@ -1226,6 +1240,7 @@ impl Sim {
         if t > self.now {
             self.now = t;
             self.stalled = 0;
+            self.tell_tls_the_time();
         } else {
             self.stalled += 1;
             if self.stalled > LIVELOCK_STEPS {
@@ -1272,6 +1287,7 @@ impl Sim {
             self.step()?;
         }
         self.now = self.now.max(until);
+        self.tell_tls_the_time();
         Ok(())
     }
 

@@ -84,7 +84,7 @@ const FAILED_LOGIN_BOUND: Duration = Duration::from_secs(2);
 pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
     let Some(security) = sim.listener() else { return Ok(()) };
     let Some(mechanism) = security.mechanism else { return Ok(()) };
-    let tls = security.tls.then(crate::fake_tls::test_client_tls_fresh);
+    let tls = security.tls.then(crate::fake_tls::replayable_client_tls);
 
     // A wrong password: a typed error, fast, and no retry storm.
     let intruder = sim.add_client(ClientConfig {
