@@ -437,6 +437,8 @@ pub struct FakeCluster {
     trusted_forgeries: u64,
     /// Counter behind SCRAM server nonces.
     sasl_nonces: u64,
+    /// Connections closed for an expired session.
+    expired_sessions_closed: u64,
 }
 
 impl FakeCluster {
@@ -474,6 +476,7 @@ impl FakeCluster {
             forge_scram_signature: false,
             trusted_forgeries: 0,
             sasl_nonces: 0,
+            expired_sessions_closed: 0,
         }
     }
 
@@ -908,9 +911,13 @@ impl FakeCluster {
         }
         let sasl_api = security::SASL_APIS.contains(&api_key);
         if let Some(c) = self.conns.get(&conn) {
-            if c.auth.gate(now, api_key) == security::Gate::Close {
-                self.close(conn);
-                return Ok(());
+            match c.auth.gate(now, api_key) {
+                security::Gate::Pass => {}
+                gate => {
+                    self.expired_sessions_closed += u64::from(gate == security::Gate::Expired);
+                    self.close(conn);
+                    return Ok(());
+                }
             }
             if c.forged && !sasl_api && api_key != ApiKey::ApiVersions {
                 self.trusted_forgeries += 1;

@@ -52,6 +52,8 @@ pub(crate) enum Gate {
     Pass,
     /// Kafka closes the connection without an answer.
     Close,
+    /// The same, because the session expired.
+    Expired,
 }
 
 impl ConnAuth {
@@ -72,7 +74,7 @@ impl ConnAuth {
             ConnAuth::Pending { .. } if sasl_api || api == ApiKey::ApiVersions => Gate::Pass,
             ConnAuth::Pending { .. } | ConnAuth::Failed => Gate::Close,
             ConnAuth::Done { reauth: Some(_), .. } => Gate::Pass,
-            ConnAuth::Done { expires: Some(t), .. } if *t <= now && api != ApiKey::SaslHandshake => Gate::Close,
+            ConnAuth::Done { expires: Some(t), .. } if *t <= now && api != ApiKey::SaslHandshake => Gate::Expired,
             ConnAuth::Done { .. } => Gate::Pass,
         }
     }
@@ -100,6 +102,12 @@ impl FakeCluster {
     /// came after it: clients that did not check the broker's signature.
     pub fn trusted_forgeries(&self) -> u64 {
         self.trusted_forgeries
+    }
+
+    /// Connections closed because a request came after their session expired (a client that
+    /// did not re-authenticate in time).
+    pub fn expired_sessions_closed(&self) -> u64 {
+        self.expired_sessions_closed
     }
 
     /// The user authenticated on `conn`, if any.

@@ -154,6 +154,7 @@ fn an_expired_session_is_closed_at_its_next_request_unless_it_reauthenticates() 
     // ...but any other request closes the connection.
     raw.now += Duration::from_secs(11);
     assert_eq!(raw.metadata(), None);
+    assert_eq!(raw.cluster.expired_sessions_closed(), 1);
 
     // Another user cannot take the connection over.
     let mut raw = Raw::new(u);
@@ -376,8 +377,9 @@ fn the_client_logs_in_with_every_mechanism_over_sasl_plaintext_and_sasl_ssl() {
 fn handshakes_split_at_every_byte_boundary() {
     // SASL_SSL with SCRAM: the TLS flights, then each SASL answer, cut at every offset.
     let security = scram_alice(ScramHash::Sha512).with_tls(test_client_tls());
+    let users = users();
     for split in 0..1_500 {
-        let mut net = Net::new(cluster(Some(users()), true), security.clone());
+        let mut net = Net::new(cluster(Some(users.clone()), true), security.clone());
         net.split = split;
         net.metadata().unwrap_or_else(|e| panic!("split {split}: {e}"));
     }

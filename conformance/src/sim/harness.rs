@@ -144,10 +144,20 @@ pub struct SimSecurity {
     pub mechanism: Option<SaslMechanism>,
     /// TLS on every connection (with the test CA, host names checked).
     pub tls: bool,
+    /// The brokers' session lifetime (KIP-368's `connections.max.reauth.ms`): a connection
+    /// whose client does not re-authenticate in time is closed at its next request.
+    pub session_lifetime: Option<Duration>,
 }
 
 /// The user every simulated client logs in as, and its password.
 pub const SIM_USER: (&str, &str) = ("sim", "sim-secret");
+
+/// The brokers' users: [`SIM_USER`], its SCRAM keys derived once per process (PBKDF2 is the
+/// slow part of a login).
+fn sim_users() -> SaslUsers {
+    static USERS: std::sync::OnceLock<SaslUsers> = std::sync::OnceLock::new();
+    USERS.get_or_init(|| SaslUsers::new().with_user(SIM_USER.0, SIM_USER.1)).clone()
+}
 
 impl SimSecurity {
     /// A client's settings for this listener, logging in with `password`.
@@ -635,7 +645,11 @@ impl Sim {
             cluster_id: "sim".into(),
             auto_create_topics: false,
             replication: cfg.replication,
-            sasl: cfg.security.and_then(|s| s.mechanism).map(|_| SaslUsers::new().with_user(SIM_USER.0, SIM_USER.1)),
+            sasl: cfg.security.filter(|s| s.mechanism.is_some()).map(|s| {
+                let mut users = sim_users();
+                users.session_lifetime = s.session_lifetime;
+                users
+            }),
             tls: cfg.security.filter(|s| s.tls).map(|_| crate::fake_tls::replayable_server_config()),
             ..FakeClusterConfig::default()
         });

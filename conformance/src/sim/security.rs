@@ -38,7 +38,9 @@ pub fn draw(seed: u64) -> Option<SimSecurity> {
         _ => Some(SaslMechanism::Scram(ScramHash::Sha512)),
     };
     let tls = mechanism.is_none() || rng.below(2) == 0;
-    Some(SimSecurity { mechanism, tls })
+    // Hook for re-authentication (KIP-368): once the client re-authenticates, draw a
+    // lifetime of a few seconds here and check `FakeCluster::expired_sessions_closed` stays 0.
+    Some(SimSecurity { mechanism, tls, session_lifetime: None })
 }
 
 /// Faults aimed at the SASL requests while the run's faults last: hang-ups and stalls in
