@@ -1699,6 +1699,8 @@ impl Sim {
                 }
                 let fake = FakeConnId(wire.0);
                 let (tls_len, bytes) = match self.tls.get_mut(&wire.0) {
+                    // The server side of a TLS connection is gone: nobody reads.
+                    None if self.listener.is_some_and(|l| l.tls) => return,
                     None => (None, bytes),
                     Some(tls) => {
                         let plain = tls.receive(&bytes);
