@@ -54,10 +54,8 @@ fn validate(message: &[u8], wall_ms: i64) -> Result<(String, Duration), &'static
     if !gs2.starts_with("n,") {
         return Err("unexpected GS2 header");
     }
-    let auth = pairs
-        .split('\u{1}')
-        .find_map(|kv| kv.strip_prefix("auth="))
-        .ok_or("no auth value in the client's message")?;
+    let auth =
+        pairs.split('\u{1}').find_map(|kv| kv.strip_prefix("auth=")).ok_or("no auth value in the client's message")?;
     let token = auth.strip_prefix("Bearer ").ok_or("the auth value is not a bearer token")?;
     let mut parts = token.split('.');
     let (header, payload, signature) = match (parts.next(), parts.next(), parts.next(), parts.next()) {

@@ -44,9 +44,9 @@ use super::netem::{DropKind, LinkProfile, NetEvent, Netem};
 use super::trace::{Trace, TraceEvent};
 use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput, Fault, Replication};
 use crate::fake_tls::ServerTls;
+use sansa::consumer::TopicPartition;
 use sansa::security::server::SaslUsers;
 use sansa::security::{SaslMechanism, SecurityConfig};
-use sansa::consumer::TopicPartition;
 
 /// Steps at one virtual instant before the run counts as a livelock.
 pub const LIVELOCK_STEPS: u64 = 20_000;
@@ -2283,7 +2283,8 @@ impl Sim {
     /// A new member with `spec`, not subscribed yet; returns its index.
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> usize {
         let index = self.slots.len();
-        let cc = ClientConfig { consumer: Some(spec.clone()), security: self.security.clone(), ..ClientConfig::default() };
+        let cc =
+            ClientConfig { consumer: Some(spec.clone()), security: self.security.clone(), ..ClientConfig::default() };
         let (client, reconnect) = make_client(self.seed, index, &cc, self.plant, self.origin);
         self.history.consumer.consumers.insert(index, consumer_info(&spec));
         self.slots.push(new_slot(client, &cc, reconnect));

@@ -457,7 +457,10 @@ impl Invariant for FetchesTravelApart {
             let others: Vec<String> = apis
                 .iter()
                 .filter(|(api, _)| {
-                    !matches!(api, ApiKey::Fetch | ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+                    !matches!(
+                        api,
+                        ApiKey::Fetch | ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+                    )
                 })
                 .map(|(api, at)| format!("{} at {:.6}s", api.name(), at.as_secs_f64()))
                 .collect();
