@@ -1,7 +1,8 @@
 //! The fake cluster served over loopback TCP, for tests in any runtime and for
 //! `sansa fake-cluster` and `sansa demo`: one listener per broker, one reader thread per
 //! connection, and a timer thread, all sharing one [`FakeCluster`] behind a mutex. The real
-//! clock drives the cluster's timers here.
+//! clock drives the cluster's timers here. With [`FakeClusterConfig::tls`] every connection
+//! is TLS ([`ServerTls`]); SASL is the cluster's own business.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -15,6 +16,7 @@ use bytes::BytesMut;
 use sansa::protocol::frame::FrameDecoder;
 
 use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput};
+use crate::fake_tls::ServerTls;
 
 /// How often the timer thread looks for due timers (fetch max-wait, delays, session timeouts).
 const TICK: Duration = Duration::from_millis(2);
@@ -38,6 +40,8 @@ struct Shared {
 struct State {
     cluster: FakeCluster,
     writers: BTreeMap<FakeConnId, TcpStream>,
+    /// Each connection's TLS session, on a TLS listener.
+    tls: BTreeMap<FakeConnId, ServerTls>,
 }
 
 impl State {
@@ -46,21 +50,45 @@ impl State {
         while let Some(out) = self.cluster.poll_output() {
             match out {
                 FakeOutput::Send { conn, bytes } => {
-                    let failed = self.writers.get_mut(&conn).is_some_and(|w| w.write_all(&bytes).is_err());
-                    if failed {
-                        self.cluster.handle_disconnect(conn);
-                        if let Some(w) = self.writers.remove(&conn) {
-                            let _ = w.shutdown(Shutdown::Both);
+                    let bytes = match self.tls.get_mut(&conn) {
+                        Some(tls) => {
+                            tls.send(&bytes);
+                            tls.take_output().unwrap_or_default()
                         }
+                        None => bytes.to_vec(),
+                    };
+                    if !self.write(conn, &bytes) {
+                        self.cluster.handle_disconnect(conn);
+                        self.hang_up(conn);
                     }
                 }
-                FakeOutput::Close { conn } => {
-                    if let Some(w) = self.writers.remove(&conn) {
-                        let _ = w.shutdown(Shutdown::Both);
-                    }
-                }
+                FakeOutput::Close { conn } => self.hang_up(conn),
             }
         }
+    }
+}
+
+impl State {
+    /// Writes to `conn`; false when that failed.
+    fn write(&mut self, conn: FakeConnId, bytes: &[u8]) -> bool {
+        bytes.is_empty() || self.writers.get_mut(&conn).is_none_or(|w| w.write_all(bytes).is_ok())
+    }
+
+    fn hang_up(&mut self, conn: FakeConnId) {
+        self.tls.remove(&conn);
+        if let Some(w) = self.writers.remove(&conn) {
+            let _ = w.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Decrypts what arrived on `conn` (and writes the handshake's answer); `None`: the TLS
+    /// session failed, its alert is written and the connection must close.
+    fn unwrap_tls(&mut self, conn: FakeConnId, data: &[u8]) -> Option<Vec<u8>> {
+        let Some(tls) = self.tls.get_mut(&conn) else { return Some(data.to_vec()) };
+        let plain = tls.receive(data);
+        let out = tls.take_output().unwrap_or_default();
+        let written = self.write(conn, &out);
+        plain.ok().filter(|_| written)
     }
 }
 
@@ -82,7 +110,7 @@ impl FakeServer {
             listeners.push((*id, listener, addr));
         }
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { cluster, writers: BTreeMap::new() }),
+            state: Mutex::new(State { cluster, writers: BTreeMap::new(), tls: BTreeMap::new() }),
             next_conn: AtomicU64::new(1),
             stopped: AtomicBool::new(false),
         });
@@ -155,6 +183,9 @@ fn accept_loop(listener: &TcpListener, broker: i32, shared: &Arc<Shared>) {
                 continue;
             }
             state.writers.insert(conn, writer);
+            if let Some(config) = state.cluster.config().tls.clone() {
+                state.tls.insert(conn, ServerTls::new(config));
+            }
         }
         let shared = shared.clone();
         thread::spawn(move || read_loop(stream, conn, &shared));
@@ -171,8 +202,9 @@ fn read_loop(mut stream: TcpStream, conn: FakeConnId, shared: &Shared) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        inbound.extend_from_slice(&buf[..n]);
         let mut state = lock(shared);
+        let Some(plain) = state.unwrap_tls(conn, &buf[..n]) else { break };
+        inbound.extend_from_slice(&plain);
         loop {
             match decoder.decode(&mut inbound) {
                 Ok(Some(frame)) => {
@@ -192,9 +224,7 @@ fn read_loop(mut stream: TcpStream, conn: FakeConnId, shared: &Shared) {
     }
     let mut state = lock(shared);
     state.cluster.handle_disconnect(conn);
-    if let Some(w) = state.writers.remove(&conn) {
-        let _ = w.shutdown(Shutdown::Both);
-    }
+    state.hang_up(conn);
     state.flush();
 }
 

@@ -4,6 +4,7 @@
 pub mod differential;
 pub mod fake_cluster;
 pub mod fake_server;
+pub mod fake_tls;
 pub mod live;
 pub mod live_consumer;
 pub mod live_producer;

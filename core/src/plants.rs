@@ -49,11 +49,15 @@ pub enum Plant {
     /// A poll that stops at its record limit moves the position one past the next record,
     /// which is never handed out.
     ConsumerPollSkipsRecord,
+    /// SCRAM's last step takes the broker's server signature on trust, so an impostor that
+    /// does not know the user's keys is logged in to. Armed per thread
+    /// ([`arm_on_thread`]): the SASL client has no path to the router's context.
+    ScramSkipsServerSignature,
 }
 
 impl Plant {
     /// Every plant, in a fixed order.
-    pub const ALL: [Plant; 14] = [
+    pub const ALL: [Plant; 15] = [
         Plant::DropRetry,
         Plant::KeepStaleCoordinator,
         Plant::IgnoreQueuedDeadline,
@@ -68,6 +72,7 @@ impl Plant {
         Plant::ConsumerStuckAtControlBatch,
         Plant::ConsumerHeartbeatAfterLeave,
         Plant::ConsumerPollSkipsRecord,
+        Plant::ScramSkipsServerSignature,
     ];
 
     /// The plant's name as `sim --plants` prints it.
@@ -87,6 +92,23 @@ impl Plant {
             Plant::ConsumerStuckAtControlBatch => "consumer-stuck-at-control-batch",
             Plant::ConsumerHeartbeatAfterLeave => "consumer-heartbeat-after-leave",
             Plant::ConsumerPollSkipsRecord => "consumer-poll-skips-record",
+            Plant::ScramSkipsServerSignature => "scram-skips-server-signature",
         }
     }
+}
+
+thread_local! {
+    static ON_THREAD: std::cell::Cell<Option<Plant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Arms `plant` (or, with `None`, disarms) for every client driven on this thread, for the
+/// plants that live below the router, where [`crate::Client::plant`] does not reach (the
+/// SCRAM client). The simulator sets it at the start of each run, one run per thread at a time.
+pub fn arm_on_thread(plant: Option<Plant>) {
+    ON_THREAD.with(|c| c.set(plant));
+}
+
+/// Whether `plant` is armed on this thread.
+pub(crate) fn armed_on_thread(plant: Plant) -> bool {
+    ON_THREAD.with(|c| c.get() == Some(plant))
 }

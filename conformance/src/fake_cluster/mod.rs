@@ -54,6 +54,7 @@ mod groups_tests;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+pub mod oauth;
 mod offset_for_leader_epoch;
 mod produce;
 #[cfg(test)]
@@ -62,6 +63,9 @@ mod records;
 mod replication;
 #[cfg(test)]
 mod replication_tests;
+mod security;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
 mod topic_config;
@@ -147,6 +151,14 @@ pub struct FakeClusterConfig {
     /// its rack (Fetch v11+) and whose leader is in another is sent to an in-sync replica in
     /// its own (KIP-392).
     pub racks: Vec<String>,
+    /// SASL on every broker's listener (SASL_PLAINTEXT, or SASL_SSL with [`Self::tls`]):
+    /// the users, the mechanisms (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER) and the session
+    /// lifetime. `None`: no authentication.
+    pub sasl: Option<sansa::security::server::SaslUsers>,
+    /// TLS on every broker's listener (SSL, or SASL_SSL with [`Self::sasl`]). The cluster
+    /// itself sees plaintext frames: whoever carries the bytes wraps each connection with
+    /// [`crate::fake_tls::ServerTls`].
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for FakeClusterConfig {
@@ -161,6 +173,8 @@ impl Default for FakeClusterConfig {
             group_initial_rebalance_delay: Duration::ZERO,
             replication: Replication::Instant,
             racks: Vec::new(),
+            sasl: None,
+            tls: None,
         }
     }
 }
@@ -260,6 +274,7 @@ pub(crate) struct Ticket(u64);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctx {
     pub(crate) now: Instant,
+    pub(crate) conn: FakeConnId,
     pub(crate) broker: i32,
     pub(crate) version: i16,
     /// The ticket to keep when answering later ([`Reply::Parked`]).
@@ -323,6 +338,9 @@ struct Conn {
     broker: i32,
     state: ConnState,
     queued: VecDeque<Bytes>,
+    auth: security::ConnAuth,
+    /// A forged SCRAM signature went out on it ([`FakeCluster::set_forged_scram_signature`]).
+    forged: bool,
 }
 
 /// One stored batch: its bytes with base offset and leader epoch patched in.
@@ -419,6 +437,14 @@ pub struct FakeCluster {
     pub(crate) paused_followers: BTreeSet<i32>,
     /// Consumer groups and committed offsets.
     pub(crate) groups: groups::Groups,
+    /// SCRAM exchanges end with a wrong server signature.
+    forge_scram_signature: bool,
+    /// Requests other than SASL after a forged signature (see `security.rs`).
+    trusted_forgeries: u64,
+    /// Counter behind SCRAM server nonces.
+    sasl_nonces: u64,
+    /// Connections closed for an expired session.
+    expired_sessions_closed: u64,
 }
 
 impl FakeCluster {
@@ -437,7 +463,7 @@ impl FakeCluster {
                 (id, Broker { host: "localhost".to_string(), port, up: true })
             })
             .collect();
-        let advertised = advertised_for(config.release);
+        let advertised = advertised_for(config.release, config.sasl.is_some());
         FakeCluster {
             config,
             brokers,
@@ -458,6 +484,10 @@ impl FakeCluster {
             produces: produce::ProduceWaits::default(),
             paused_followers: BTreeSet::new(),
             groups: groups::Groups::default(),
+            forge_scram_signature: false,
+            trusted_forgeries: 0,
+            sasl_nonces: 0,
+            expired_sessions_closed: 0,
         }
     }
 
@@ -614,7 +644,7 @@ impl FakeCluster {
     /// Advertises what a broker of `release` does (KRaft mode), for the implemented APIs.
     pub fn emulate_release(&mut self, release: KafkaRelease) {
         self.config.release = release;
-        self.advertised = advertised_for(release);
+        self.advertised = advertised_for(release, self.config.sasl.is_some());
     }
 
     /// The advertised (min, max) of `api`, if advertised.
@@ -693,7 +723,9 @@ impl FakeCluster {
             None => Err(ConnectError::UnknownBroker(broker)),
             Some(b) if !b.up => Err(ConnectError::BrokerDown(broker)),
             Some(_) => {
-                self.conns.insert(conn, Conn { broker, state: ConnState::Ready, queued: VecDeque::new() });
+                let auth = security::ConnAuth::new(self.config.sasl.is_some());
+                let c = Conn { broker, state: ConnState::Ready, queued: VecDeque::new(), auth, forged: false };
+                self.conns.insert(conn, c);
                 Ok(())
             }
         }
@@ -888,6 +920,20 @@ impl FakeCluster {
         if !(lo..=hi).contains(&version) {
             return Err(FakeError::UnsupportedVersion(api_key, version));
         }
+        let sasl_api = security::SASL_APIS.contains(&api_key);
+        if let Some(c) = self.conns.get(&conn) {
+            match c.auth.gate(now, api_key) {
+                security::Gate::Pass => {}
+                gate => {
+                    self.expired_sessions_closed += u64::from(gate == security::Gate::Expired);
+                    self.close(conn);
+                    return Ok(());
+                }
+            }
+            if c.forged && !sasl_api && api_key != ApiKey::ApiVersions {
+                self.trusted_forgeries += 1;
+            }
+        }
         let mut throttle_ms = None;
         let mut fate = Fate::Send;
         if with_faults && !self.faults.is_empty() {
@@ -895,6 +941,9 @@ impl FakeCluster {
                 !PER_ENTRY_ERROR_APIS.contains(&api_key) && ResponseBody::default_for(api_key).error_code().is_some();
             match self.faults.take_request_fault(api_key, broker, top_level) {
                 None => {}
+                // Brokers answer SASL with errors of its own only; an injected one would be a
+                // refused login, which no client retries.
+                Some(FaultAction::Error(_) | FaultAction::Throttle(_)) if sasl_api => {}
                 Some(FaultAction::Error(code)) => {
                     decode_request(frame)?;
                     let mut body = ResponseBody::default_for(api_key);
@@ -929,8 +978,9 @@ impl FakeCluster {
         let (header, body) = decode_request(frame)?;
         self.groups.client_id = header.client_id.as_deref().unwrap_or_default().to_string();
         let ticket = self.new_ticket();
-        let ctx = Ctx { now, broker, version, ticket };
+        let ctx = Ctx { now, conn, broker, version, ticket };
         let reply = self.dispatch(ctx, body)?;
+        let refused = self.conns.get(&conn).is_some_and(|c| matches!(c.auth, security::ConnAuth::Failed));
         match (reply, fate) {
             (Reply::Close, _) | (Reply::Now(_) | Reply::Silent, Fate::Disconnect) => self.close(conn),
             (Reply::Now(_) | Reply::Silent, Fate::Lose) => {
@@ -953,6 +1003,10 @@ impl FakeCluster {
                     c.state = ConnState::Parked;
                 }
             }
+        }
+        if refused {
+            // Like Kafka: the refusal is answered, then the connection closed.
+            self.close(conn);
         }
         Ok(())
     }
@@ -992,6 +1046,8 @@ impl FakeCluster {
             RequestBody::DescribeGroups(r) => groups::listing::describe(self, ctx, r).into(),
             RequestBody::ConsumerGroupHeartbeat(r) => groups::consumer::heartbeat(self, ctx, r).into(),
             RequestBody::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(self, ctx, r).into(),
+            RequestBody::SaslHandshake(r) => self.sasl_handshake(ctx.conn, &r).into(),
+            RequestBody::SaslAuthenticate(r) => self.sasl_authenticate(ctx.now, ctx.conn, &r).into(),
             other => return Err(FakeError::UnsupportedApi(other.api_key())),
         })
     }
@@ -1023,10 +1079,11 @@ pub(crate) fn id_bytes(counter: u64, stream: u64) -> [u8; 16] {
 
 /// What a KRaft broker of `release` advertises, restricted to the implemented APIs and to the
 /// versions sansa's codecs know.
-fn advertised_for(release: KafkaRelease) -> BTreeMap<ApiKey, (i16, i16)> {
+fn advertised_for(release: KafkaRelease, sasl: bool) -> BTreeMap<ApiKey, (i16, i16)> {
     let table = advertised_by(release, ClusterMode::KRaft).unwrap_or_default();
     let mut out = BTreeMap::new();
-    for api in IMPLEMENTED_APIS {
+    let sasl_apis = if sasl { &security::SASL_APIS[..] } else { &[] };
+    for api in IMPLEMENTED_APIS.iter().chain(sasl_apis) {
         let Some((_, lo, hi)) = table.iter().find(|(k, _, _)| *k == api.as_i16()) else { continue };
         let ours = api.versions();
         let (lo, hi) = ((*lo).max(ours.min), (*hi).min(ours.max));

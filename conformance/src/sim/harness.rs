@@ -43,7 +43,10 @@ use super::history::{Consumed, ConsumerInfo, Crash, Delivery, Handover, History,
 use super::netem::{DropKind, LinkProfile, NetEvent, Netem};
 use super::trace::{Trace, TraceEvent};
 use crate::fake_cluster::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput, Fault, Replication};
+use crate::fake_tls::ServerTls;
 use sansa::consumer::TopicPartition;
+use sansa::security::server::SaslUsers;
+use sansa::security::{SaslMechanism, SecurityConfig};
 
 /// Steps at one virtual instant before the run counts as a livelock.
 pub const LIVELOCK_STEPS: u64 = 20_000;
@@ -89,6 +92,8 @@ pub struct ClientConfig {
     pub producer: Option<ProducerConfig>,
     /// The consumer's settings when this client is a group member ([`Action::Consumer`]).
     pub consumer: Option<ConsumerSpec>,
+    /// How it authenticates; `None`: as [`SimConfig::security`] says every client does.
+    pub security: Option<SecurityConfig>,
 }
 
 impl Default for ClientConfig {
@@ -102,6 +107,7 @@ impl Default for ClientConfig {
             metadata_max_age: Duration::from_secs(60),
             producer: None,
             consumer: None,
+            security: None,
         }
     }
 }
@@ -127,6 +133,44 @@ pub struct SimConfig {
     /// in-sync replicas, consumers see only what is below the high watermark, and a leader
     /// change truncates what the new leader never had).
     pub replication: Replication,
+    /// The brokers' listener: TLS, SASL, both, or (`None`) plaintext.
+    pub security: Option<SimSecurity>,
+}
+
+/// The brokers' listener security in a simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimSecurity {
+    /// The mechanism every client logs in with as [`SIM_USER`]; `None`: no SASL (SSL).
+    pub mechanism: Option<SaslMechanism>,
+    /// TLS on every connection (with the test CA, host names checked).
+    pub tls: bool,
+    /// The brokers' session lifetime (KIP-368's `connections.max.reauth.ms`): a connection
+    /// whose client does not re-authenticate in time is closed at its next request.
+    pub session_lifetime: Option<Duration>,
+}
+
+/// The user every simulated client logs in as, and its password.
+pub const SIM_USER: (&str, &str) = ("sim", "sim-secret");
+
+/// The brokers' users: [`SIM_USER`], its SCRAM keys derived once per process (PBKDF2 is the
+/// slow part of a login).
+fn sim_users() -> SaslUsers {
+    static USERS: std::sync::OnceLock<SaslUsers> = std::sync::OnceLock::new();
+    USERS.get_or_init(|| SaslUsers::new().with_user(SIM_USER.0, SIM_USER.1)).clone()
+}
+
+impl SimSecurity {
+    /// A client's settings for this listener, logging in with `password`.
+    pub fn client(&self, password: &str, tls: Option<&sansa::security::TlsSettings>) -> SecurityConfig {
+        let base = match self.mechanism {
+            Some(m) => SecurityConfig::sasl_plaintext(m, SIM_USER.0, password),
+            None => SecurityConfig::default(),
+        };
+        match tls.filter(|_| self.tls) {
+            Some(t) => base.with_tls(t.clone()),
+            None => base,
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -140,6 +184,7 @@ impl Default for SimConfig {
             plant: None,
             max_records_per_produce: 3,
             replication: Replication::Instant,
+            security: None,
         }
     }
 }
@@ -417,6 +462,10 @@ struct ConnTrack {
     inbound: BytesMut,
     /// Bytes the client wrote, not yet a whole request frame.
     outbound: BytesMut,
+    /// Over TLS: bytes received so far, and the length of the stream up to the end of the
+    /// first response (then the connection is ready).
+    received: u64,
+    ready_at: Option<u64>,
 }
 
 /// One client and the simulator's bookkeeping about it.
@@ -494,6 +543,12 @@ pub struct Sim {
     calm: bool,
     overlap_seen: bool,
     next_txn: u64,
+    /// Each TLS connection's server side, by network id.
+    tls: BTreeMap<u64, ServerTls>,
+    /// The security of clients added during the run (as [`SimConfig::security`] says).
+    security: Option<SecurityConfig>,
+    /// The listener's security.
+    listener: Option<SimSecurity>,
 }
 
 /// Client `index`'s `Client`, and its reconnect backoff.
@@ -516,6 +571,10 @@ fn make_client(seed: u64, index: usize, cc: &ClientConfig, plant: Option<Plant>,
     };
     let config = match &cc.consumer {
         Some(c) => config.with_consumer(c.config.clone()),
+        None => config,
+    };
+    let config = match &cc.security {
+        Some(s) => config.with_security(s.clone()),
         None => config,
     };
     config.validate().expect("the scenario draws valid client configurations");
@@ -572,11 +631,26 @@ impl Sim {
         // The one real clock reading: an origin that every virtual time is an offset from.
         // Nothing observable (trace, hash, choices) depends on its value.
         let origin = Instant::now();
+        sansa::plants::arm_on_thread(cfg.plant);
+        // TLS settings are made per run, never shared: a session cache shared by runs would
+        // let one run's tickets change another's handshakes. Both ends draw their randomness
+        // from the run's seed and read the virtual clock, so a session replays byte for byte.
+        let client_tls = cfg.security.filter(|s| s.tls).map(|_| {
+            crate::fake_tls::replay::reset(cfg.seed);
+            crate::fake_tls::replayable_client_tls()
+        });
+        let security = cfg.security.map(|s| s.client(SIM_USER.1, client_tls.as_ref()));
         let mut cluster = FakeCluster::new(FakeClusterConfig {
             brokers: cfg.brokers,
             cluster_id: "sim".into(),
             auto_create_topics: false,
             replication: cfg.replication,
+            sasl: cfg.security.filter(|s| s.mechanism.is_some()).map(|s| {
+                let mut users = sim_users();
+                users.session_lifetime = s.session_lifetime;
+                users
+            }),
+            tls: cfg.security.filter(|s| s.tls).map(|_| crate::fake_tls::replayable_server_config()),
             ..FakeClusterConfig::default()
         });
         let mut addresses = BTreeMap::new();
@@ -596,13 +670,17 @@ impl Sim {
                 // client's choice wins, later clients reuse the aliases in their own order.
                 addresses.entry(BrokerAddress::new(format!("bootstrap-{i}"), 9092)).or_insert(*id);
             }
-            let (client, reconnect) = make_client(cfg.seed, index, cc, cfg.plant, origin);
+            let mut cc = cc.clone();
+            if cc.security.is_none() {
+                cc.security.clone_from(&security);
+            }
+            let (client, reconnect) = make_client(cfg.seed, index, &cc, cfg.plant, origin);
             if let Some(spec) = &cc.consumer {
                 history.consumer.consumers.insert(index, consumer_info(spec));
             }
-            slots.push(new_slot(client, cc, reconnect));
+            slots.push(new_slot(client, &cc, reconnect));
         }
-        Sim {
+        let sim = Sim {
             origin,
             now: Duration::ZERO,
             slots,
@@ -633,7 +711,12 @@ impl Sim {
             calm: false,
             overlap_seen: false,
             next_txn: 0,
-        }
+            tls: BTreeMap::new(),
+            security,
+            listener: cfg.security,
+        };
+        sim.tell_tls_the_time();
+        sim
     }
 
     // ---- getters ----
@@ -775,6 +858,14 @@ impl Sim {
 
     fn instant(&self) -> Instant {
         self.origin + self.now
+    }
+
+    /// TLS on both ends reads the virtual wall clock ([`crate::fake_tls::replay`]).
+    fn tell_tls_the_time(&self) {
+        if self.listener.is_some_and(|l| l.tls) {
+            let ms = i64::try_from(self.now.as_millis()).unwrap_or(i64::MAX);
+            crate::fake_tls::replay::set_time(self.cluster.config().start_time_ms.saturating_add(ms));
+        }
     }
 
     fn offset(&self, t: Instant) -> Duration {
@@ -1163,6 +1254,7 @@ impl Sim {
         if t > self.now {
             self.now = t;
             self.stalled = 0;
+            self.tell_tls_the_time();
         } else {
             self.stalled += 1;
             if self.stalled > LIVELOCK_STEPS {
@@ -1209,6 +1301,7 @@ impl Sim {
             self.step()?;
         }
         self.now = self.now.max(until);
+        self.tell_tls_the_time();
         Ok(())
     }
 
@@ -1254,8 +1347,25 @@ impl Sim {
             while let Some(o) = self.cluster.poll_output() {
                 progressed = true;
                 match o {
-                    FakeOutput::Send { conn, bytes } => self.net.send(self.now, ConnId(conn.0), bytes, false),
+                    FakeOutput::Send { conn, bytes } => {
+                        let bytes = match self.tls.get_mut(&conn.0) {
+                            None => bytes,
+                            Some(tls) => {
+                                tls.send(&bytes);
+                                let out = tls.take_output().unwrap_or_default();
+                                let (client, c) = split_conn(conn.0);
+                                if let Some(track) = self.slots[client].conn_track.get_mut(&c) {
+                                    track.ready_at.get_or_insert(tls.written());
+                                }
+                                Bytes::from(out)
+                            }
+                        };
+                        if !bytes.is_empty() {
+                            self.net.send(self.now, ConnId(conn.0), bytes, false);
+                        }
+                    }
                     FakeOutput::Close { conn } => {
+                        self.tls.remove(&conn.0);
                         self.trace.push(self.now, TraceEvent::ServerClose { conn: conn.0 });
                         self.net.server_close(self.now, ConnId(conn.0));
                     }
@@ -1448,7 +1558,10 @@ impl Sim {
                 if !ok {
                     self.violate("no-send-on-dead-connection", format!("Send on c{} which is not open", wire.0));
                 }
-                self.observe_requests(client, conn, &bytes);
+                if !self.listener.is_some_and(|l| l.tls) {
+                    // Over TLS the requests are read where the server decrypts them.
+                    self.observe_requests(client, conn, &bytes);
+                }
                 self.net.send(self.now, wire, bytes, true);
             }
             Transmit::Close { conn } => {
@@ -1471,18 +1584,25 @@ impl Sim {
         while let Ok(Some(frame)) = self.decoder.decode(&mut track.outbound) {
             frames.push(frame);
         }
-        let wire = wire_conn(client, conn);
         for frame in frames {
+            self.observe_frame(client, conn, frame);
+        }
+    }
+
+    /// Notes one request frame a client sent (its API, and a Produce's records).
+    fn observe_frame(&mut self, client: usize, conn: ConnId, frame: Bytes) {
+        let wire = wire_conn(client, conn);
+        {
             // The API key leads the request header; only a Produce needs its body decoded.
             let Some(api) = frame.get(..2).and_then(|k| ApiKey::from_i16(i16::from_be_bytes([k[0], k[1]]))) else {
-                continue;
+                return;
             };
             self.connection_apis.entry(wire).or_default().entry(api).or_insert(self.now);
             self.after_leave(client, api, &frame);
             if api != ApiKey::Produce {
-                continue;
+                return;
             }
-            let Ok((_, RequestBody::Produce(p))) = decode_request(frame) else { continue };
+            let Ok((_, RequestBody::Produce(p))) = decode_request(frame) else { return };
             for t in &p.topic_data {
                 for part in &t.partition_data {
                     let Some(records) = part.records.clone() else { continue };
@@ -1540,6 +1660,7 @@ impl Sim {
         }
         link.server_open = false;
         self.trace.push(self.now, TraceEvent::ServerGone { conn: wire.0 });
+        self.tls.remove(&wire.0);
         self.cluster.handle_disconnect(FakeConnId(wire.0));
     }
 
@@ -1557,6 +1678,9 @@ impl Sim {
                             link.server_open = true;
                             link.connected = true;
                         }
+                        if let Some(config) = self.cluster.config().tls.clone() {
+                            self.tls.insert(wire.0, ServerTls::new(config));
+                        }
                         let (client, conn) = split_conn(wire.0);
                         if let Some(c) = self.slots[client].conn_track.get_mut(&conn) {
                             c.connected = true;
@@ -1569,19 +1693,46 @@ impl Sim {
             }
             NetEvent::ConnectFailed { conn, cause } => self.close_client_side(conn, cause),
             NetEvent::ToServer { conn: wire, bytes } => {
-                let Some(link) = self.net.link_mut(wire) else { return };
+                let Some(link) = self.net.link(wire) else { return };
                 if link.doomed || !link.server_open {
                     return;
                 }
+                let fake = FakeConnId(wire.0);
+                let (tls_len, bytes) = match self.tls.get_mut(&wire.0) {
+                    // The server side of a TLS connection is gone: nobody reads.
+                    None if self.listener.is_some_and(|l| l.tls) => return,
+                    None => (None, bytes),
+                    Some(tls) => {
+                        let plain = tls.receive(&bytes);
+                        if let Some(out) = tls.take_output() {
+                            self.net.send(self.now, wire, Bytes::from(out), false);
+                        }
+                        match plain {
+                            Ok(p) => (Some(bytes.len()), Bytes::from(p)),
+                            Err(e) => {
+                                // A broken TLS session: the alert went out, the broker hangs up.
+                                self.trace.push(self.now, TraceEvent::Fault { what: format!("c{} TLS: {e}", wire.0) });
+                                self.tls.remove(&wire.0);
+                                self.cluster.handle_disconnect(fake);
+                                self.net.server_close(self.now, wire);
+                                return;
+                            }
+                        }
+                    }
+                };
+                let Some(link) = self.net.link_mut(wire) else { return };
                 link.server_buf.extend_from_slice(&bytes);
                 let mut buf = std::mem::take(&mut link.server_buf);
-                self.trace.push(self.now, TraceEvent::ToServer { conn: wire.0, len: bytes.len() });
-                let fake = FakeConnId(wire.0);
+                self.trace.push(self.now, TraceEvent::ToServer { conn: wire.0, len: tls_len.unwrap_or(bytes.len()) });
                 let mut commits = false;
                 loop {
                     match self.decoder.decode(&mut buf) {
                         Ok(Some(frame)) => {
                             commits |= frame.get(..2) == Some(&(ApiKey::OffsetCommit as i16).to_be_bytes()[..]);
+                            if tls_len.is_some() {
+                                let (client, conn) = split_conn(wire.0);
+                                self.observe_frame(client, conn, frame.clone());
+                            }
                             let _ = self.cluster.handle_frame(now, fake, frame);
                             if !self.cluster.is_connected(fake) {
                                 break;
@@ -1846,6 +1997,8 @@ impl Sim {
                 ready: false,
                 inbound: BytesMut::new(),
                 outbound: BytesMut::new(),
+                received: 0,
+                ready_at: None,
             },
         );
     }
@@ -1854,6 +2007,18 @@ impl Sim {
         let slot = &mut self.slots[client];
         let Some(c) = slot.conn_track.get_mut(&conn) else { return };
         if c.ready {
+            return;
+        }
+        if self.listener.is_some_and(|l| l.tls) {
+            // Ciphertext: ready once the stream reaches the end of the first response.
+            c.received += bytes.len() as u64;
+            if c.ready_at.is_some_and(|at| c.received >= at) {
+                c.ready = true;
+                if let Some(st) = slot.addr_state.get_mut(&c.address) {
+                    st.failures = 0;
+                    st.last_failure = None;
+                }
+            }
             return;
         }
         c.inbound.extend_from_slice(bytes);
@@ -2118,12 +2283,52 @@ impl Sim {
     /// A new member with `spec`, not subscribed yet; returns its index.
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> usize {
         let index = self.slots.len();
-        let cc = ClientConfig { consumer: Some(spec.clone()), ..ClientConfig::default() };
+        let cc =
+            ClientConfig { consumer: Some(spec.clone()), security: self.security.clone(), ..ClientConfig::default() };
         let (client, reconnect) = make_client(self.seed, index, &cc, self.plant, self.origin);
         self.history.consumer.consumers.insert(index, consumer_info(&spec));
         self.slots.push(new_slot(client, &cc, reconnect));
         self.fault(format!("client {index} starts"));
         index
+    }
+
+    /// A client joins the run now with `cc` (its security as [`SimConfig::security`] says
+    /// unless `cc` has its own); returns its index.
+    pub fn add_client(&mut self, mut cc: ClientConfig) -> usize {
+        let index = self.slots.len();
+        if cc.security.is_none() {
+            cc.security.clone_from(&self.security);
+        }
+        let (client, reconnect) = make_client(self.seed, index, &cc, self.plant, self.origin);
+        self.slots.push(new_slot(client, &cc, reconnect));
+        self.fault(format!("client {index} starts"));
+        index
+    }
+
+    /// Client `client` leaves the run quietly: its connections close and its commands are
+    /// forgotten (a client whose episode is over, not a crash to check).
+    pub fn retire_client(&mut self, client: usize) {
+        if self.slots[client].dead {
+            return;
+        }
+        self.fault(format!("client {client} retires"));
+        self.slots[client].dead = true;
+        let conns: Vec<ConnId> = self.net.client_conns().into_iter().filter(|c| split_conn(c.0).0 == client).collect();
+        for conn in conns {
+            self.close_server_side(conn);
+            if let Some(link) = self.net.link_mut(conn) {
+                link.client_open = false;
+                link.doomed = true;
+            }
+        }
+        self.unresolved.retain(|c| c.client != client);
+        self.requests.retain(|c, _| c.client != client);
+        self.probes.retain(|p| p.client != client);
+    }
+
+    /// The listener's security, if any.
+    pub fn listener(&self) -> Option<SimSecurity> {
+        self.listener
     }
 
     /// Member `client` does `op` now.

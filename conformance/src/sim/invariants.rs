@@ -439,8 +439,8 @@ impl Invariant for NotBehindLongPoll {
     }
 }
 
-/// No connection carries both Fetch and any other API (the ApiVersions handshake that opens
-/// every connection aside): a broker holds a Fetch for its max wait, and whatever shares its
+/// No connection carries both Fetch and any other API (the ApiVersions and SASL handshakes
+/// that open every connection aside): a broker holds a Fetch for its max wait, and whatever shares its
 /// connection waits behind it. Unlike [`NotBehindLongPoll`], this sees a mix even when no
 /// timed request happened to be queued behind the poll.
 #[derive(Debug)]
@@ -456,7 +456,12 @@ impl Invariant for FetchesTravelApart {
             let Some(fetch_at) = apis.get(&ApiKey::Fetch) else { continue };
             let others: Vec<String> = apis
                 .iter()
-                .filter(|(api, _)| !matches!(api, ApiKey::Fetch | ApiKey::ApiVersions))
+                .filter(|(api, _)| {
+                    !matches!(
+                        api,
+                        ApiKey::Fetch | ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+                    )
+                })
                 .map(|(api, at)| format!("{} at {:.6}s", api.name(), at.as_secs_f64()))
                 .collect();
             if !others.is_empty() {

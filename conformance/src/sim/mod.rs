@@ -18,6 +18,9 @@
 //! - [`consumers`]: group members (both protocols, the classic assignors, both isolation
 //!   levels) that join, leave, stall and crash under the faults, transactions beside the
 //!   producers, the calm episode at the end, and the consumer's invariants.
+//! - [`security`]: seeds whose brokers listen with TLS, SASL or both (handshakes under the
+//!   faults, logins cut off midway), and the login episodes: a wrong password, a hang-up
+//!   mid-login, an impostor broker forging SCRAM's server signature.
 //! - [`plants`]: the `--plants` runner.
 //! - [`trace`]: the event trace and its stable hash.
 //!
@@ -32,10 +35,12 @@ pub mod invariants;
 pub mod netem;
 pub mod plants;
 pub mod scenario;
+pub mod security;
 pub mod trace;
 
 pub use harness::{
-    Action, ClientConfig, CmdId, Keying, RequestRecord, SendWork, Sim, SimConfig, SimError, Violation, Work,
+    Action, ClientConfig, CmdId, Keying, RequestRecord, SendWork, Sim, SimConfig, SimError, SimSecurity, Violation,
+    Work,
 };
 pub use history::{History, RecordId, SendEntry, SendKey};
 pub use invariants::{Invariant, Registry, World};

@@ -83,6 +83,7 @@ fn client_config(rng: &mut Rng, brokers: usize) -> ClientConfig {
         metadata_max_age: ms(rng, 5_000, 60_000),
         producer: None,
         consumer: None,
+        security: None,
     }
 }
 
@@ -264,6 +265,10 @@ impl Scenario {
         if !exact {
             super::consumers::consumer_workload(seed, &mut config, horizon, faults_end, &mut actions);
         }
+        config.security = super::security::draw(seed);
+        if let Some(security) = config.security {
+            super::security::faults(seed, security, faults_end, &mut actions);
+        }
         actions.push((faults_end, Action::EndFaults));
         // Stable order by time; same-time actions keep their drawing order.
         actions.sort_by_key(|(t, _)| *t);
@@ -420,6 +425,9 @@ pub fn run_scenario(scenario: &Scenario) -> (Sim, RunReport) {
     }
     if error.is_none() {
         error = super::consumers::consumer_episodes(&mut sim).err();
+    }
+    if error.is_none() {
+        error = super::security::episodes(&mut sim).err();
     }
     sim.read_logs();
     let violations = Registry::standard().check(&World::of(&sim));

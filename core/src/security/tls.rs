@@ -83,6 +83,19 @@ impl TlsSettings {
     /// Builds the rustls configuration. Loading the system's roots reads files: call it when
     /// configuring, not on a hot path.
     pub fn new(options: TlsOptions) -> Result<Self, TlsConfigError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Self::with_crypto(options, provider, Arc::new(rustls::time_provider::DefaultTimeProvider))
+    }
+
+    /// Like [`TlsSettings::new`], with the randomness and key exchange of `provider` and the
+    /// wall clock of `time` instead of the operating system's: a simulator passes seeded
+    /// ones and its virtual clock, so that a TLS session replays byte for byte. Anything
+    /// else should use [`TlsSettings::new`].
+    pub fn with_crypto(
+        options: TlsOptions,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        time: Arc<dyn rustls::time_provider::TimeProvider>,
+    ) -> Result<Self, TlsConfigError> {
         let mut roots = RootCertStore::empty();
         let custom_ca = options.ca_pem.is_some();
         match &options.ca_pem {
@@ -104,13 +117,12 @@ impl TlsSettings {
                 }
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| TlsConfigError::BadCaCertificate(e.to_string()))?;
         let verifier: Arc<dyn ServerCertVerifier> =
             if options.verify_hostname { verifier } else { Arc::new(AnyHostName(verifier)) };
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_details(provider, time)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsConfigError::BadCaCertificate(e.to_string()))?
             .dangerous()
