@@ -354,6 +354,7 @@ mod teeth {
             convergence: None,
             trace: &trace,
             now: secs(100.0),
+            expired_sessions_closed: 0,
         };
         inv.check(&world).map_err(|v| {
             assert_eq!(v.invariant, inv.name());

@@ -408,7 +408,6 @@ fn a_wrong_password_fails_fast_with_an_authentication_error() {
 /// run, a client that re-authenticates keeps its one connection; one that does not has it
 /// closed by the broker at its first request after the expiry.
 #[test]
-#[ignore = "needs the client's re-authentication (KIP-368), being added beside this work"]
 fn a_client_reauthenticates_before_its_session_expires() {
     let mut u = users();
     u.session_lifetime = Some(Duration::from_secs(30));

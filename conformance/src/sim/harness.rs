@@ -781,6 +781,12 @@ impl Sim {
         self.steps
     }
 
+    /// Connections the brokers closed because a request came after their SASL session
+    /// expired: a client that did not re-authenticate in time (KIP-368).
+    pub fn expired_sessions_closed(&self) -> u64 {
+        self.cluster.expired_sessions_closed()
+    }
+
     /// Every command issued, by id.
     pub fn requests(&self) -> &BTreeMap<CmdId, RequestRecord> {
         &self.requests

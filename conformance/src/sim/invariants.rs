@@ -39,6 +39,8 @@ pub struct World<'a> {
     pub trace: &'a Trace,
     /// Virtual time at the end of the run.
     pub now: Duration,
+    /// Connections closed for an expired SASL session.
+    pub expired_sessions_closed: u64,
 }
 
 impl<'a> World<'a> {
@@ -54,6 +56,7 @@ impl<'a> World<'a> {
             convergence: sim.convergence(),
             trace: sim.trace(),
             now: sim.now(),
+            expired_sessions_closed: sim.expired_sessions_closed(),
         }
     }
 }
@@ -101,6 +104,7 @@ impl Registry {
     pub fn standard() -> Self {
         let registry = Registry::empty()
             .with(OnlineChecks)
+            .with(SessionsRenewed)
             .with(ExactlyOneOutcome)
             .with(ResolvesByDeadline)
             .with(MetadataConverges)
@@ -157,6 +161,27 @@ impl Invariant for OnlineChecks {
     }
     fn check(&self, world: &World) -> Result<(), Violation> {
         world.online.first().map_or(Ok(()), |v| Err(v.clone()))
+    }
+}
+
+/// A client re-authenticates before its SASL session expires (KIP-368): no broker ever closes
+/// a connection for a request sent on an expired session.
+#[derive(Debug)]
+pub struct SessionsRenewed;
+
+impl Invariant for SessionsRenewed {
+    fn name(&self) -> &'static str {
+        "sasl-sessions-renewed"
+    }
+    fn check(&self, world: &World) -> Result<(), Violation> {
+        match world.expired_sessions_closed {
+            0 => Ok(()),
+            n => Err(Violation {
+                invariant: self.name(),
+                at: world.now,
+                detail: format!("brokers closed {n} connections whose SASL session had expired"),
+            }),
+        }
     }
 }
 
