@@ -427,20 +427,24 @@ fn brokers_without_fetch_sessions_are_served_by_full_fetches() {
     matches_log(&w, &records, 0);
 }
 
+/// Brokers 1, 2 and 3 in racks a, b and c, a 3-replica topic `t` of one partition led by
+/// broker 1, and a consumer in `rack`, if any.
+fn racked_world(rack: Option<&str>) -> World {
+    let racks = vec!["rack-a".to_string(), "rack-b".to_string(), "rack-c".to_string()];
+    let cluster = FakeClusterConfig { auto_create_topics: false, racks, ..FakeClusterConfig::default() };
+    let mut consumer = ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest);
+    consumer.client_rack = rack.map(str::to_string);
+    let mut w = World::new(cluster, |config: Config| config.with_consumer(consumer));
+    w.cluster.create_topic("t", 1, 3);
+    assert_eq!(w.cluster.leader("t", 0), Some(1), "broker 1 (rack-a) leads; the replica placement changed");
+    w
+}
+
 /// KIP-392: a consumer with `client.rack` reads from the in-sync replica in its rack that the
 /// leader names, and goes back to the leader when that replica stops.
 #[test]
 fn a_consumer_reads_from_the_replica_in_its_rack_and_falls_back_to_the_leader() {
-    let racks = vec!["rack-a".to_string(), "rack-b".to_string(), "rack-c".to_string()];
-    let cluster = FakeClusterConfig { auto_create_topics: false, racks, ..FakeClusterConfig::default() };
-    let consumer = ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest);
-    let mut consumer = consumer;
-    consumer.client_rack = Some("rack-b".to_string());
-    let mut w = World::new(cluster, |config: Config| config.with_consumer(consumer));
-    w.cluster.create_topic("t", 1, 3);
-    let leader = w.cluster.leader("t", 0).unwrap();
-    // The replica in rack-b is broker 2; make sure the test means something.
-    assert_ne!(leader, 2, "broker 2 leads; the replica placement changed");
+    let mut w = racked_world(Some("rack-b"));
     produce(&mut w, "t", 500, 0);
     w.client.assign(w.now, tps("t", 1)).unwrap();
     let records = consume(&mut w, 500, Duration::from_secs(30));
@@ -458,19 +462,12 @@ fn a_consumer_reads_from_the_replica_in_its_rack_and_falls_back_to_the_leader() 
 #[test]
 fn a_consumer_without_a_rack_or_in_the_leaders_reads_from_the_leader() {
     for rack in [None, Some("rack-a")] {
-        let racks = vec!["rack-a".to_string(), "rack-b".to_string(), "rack-c".to_string()];
-        let cluster = FakeClusterConfig { auto_create_topics: false, racks, ..FakeClusterConfig::default() };
-        let mut consumer = ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest);
-        consumer.client_rack = rack.map(str::to_string);
-        let mut w = World::new(cluster, |config: Config| config.with_consumer(consumer));
-        w.cluster.create_topic("t", 1, 3);
-        let leader = w.cluster.leader("t", 0).unwrap();
-        assert_eq!(leader, 1, "broker 1 (rack-a) leads");
+        let mut w = racked_world(rack);
         produce(&mut w, "t", 100, 0);
         w.client.assign(w.now, tps("t", 1)).unwrap();
         let records = consume(&mut w, 100, Duration::from_secs(30));
         matches_log(&w, &records, 0);
-        assert_eq!(w.cluster.fetch_session_count(leader), 1, "{rack:?}");
+        assert_eq!(w.cluster.fetch_session_count(1), 1, "{rack:?}");
         assert_eq!(w.cluster.fetch_session_count(2) + w.cluster.fetch_session_count(3), 0, "{rack:?}");
     }
 }

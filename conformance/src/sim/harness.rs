@@ -2319,6 +2319,12 @@ impl Sim {
         }
         self.fault(format!("client {client} retires"));
         self.slots[client].dead = true;
+        self.drop_client(client);
+    }
+
+    /// Closes every connection of a client that is gone (a crash or a retirement), and
+    /// forgets its own commands, which die with it.
+    fn drop_client(&mut self, client: usize) {
         let conns: Vec<ConnId> = self.net.client_conns().into_iter().filter(|c| split_conn(c.0).0 == client).collect();
         for conn in conns {
             self.close_server_side(conn);
@@ -2388,18 +2394,7 @@ impl Sim {
         if let Some(m) = &mut self.slots[client].member {
             m.subscribed = false;
         }
-        let conns: Vec<ConnId> = self.net.client_conns().into_iter().filter(|c| split_conn(c.0).0 == client).collect();
-        for conn in conns {
-            self.close_server_side(conn);
-            if let Some(link) = self.net.link_mut(conn) {
-                link.client_open = false;
-                link.doomed = true;
-            }
-        }
-        // Its own commands die with it.
-        self.unresolved.retain(|c| c.client != client);
-        self.requests.retain(|c, _| c.client != client);
-        self.probes.retain(|p| p.client != client);
+        self.drop_client(client);
     }
 
     /// Polls every live, subscribed, unstalled member that has something or has not polled
