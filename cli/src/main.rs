@@ -148,7 +148,8 @@ enum Command {
         /// A real cluster's bootstrap servers; a fake cluster in this process when absent.
         #[arg(short = 'b', long = "bootstrap-server")]
         bootstrap: Option<String>,
-        /// Records produced in all, spread evenly over the topic's 6 partitions.
+        /// Records produced in all, spread evenly over the topic's 6 partitions (rounded up to a
+        /// multiple of 6).
         #[arg(long, default_value_t = 1_000_000)]
         records: usize,
         /// Bytes per record value.
