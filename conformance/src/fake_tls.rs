@@ -27,10 +27,19 @@ pub fn test_server_config() -> Arc<rustls::ServerConfig> {
 /// A new server configuration with the test broker certificate, with its own session cache
 /// (so that a simulated run resumes only its own sessions).
 pub fn test_server_config_fresh() -> Arc<rustls::ServerConfig> {
+    with_test_certificate(rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    )))
+}
+
+/// Finishes a server configuration: default protocol versions, the test broker certificate.
+fn with_test_certificate(
+    builder: rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVersions>,
+) -> Arc<rustls::ServerConfig> {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(BROKER_PEM).collect::<Result<_, _>>().expect("test certificate");
     let key = PrivateKeyDer::from_pem_slice(BROKER_KEY).expect("test key");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let config = builder
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")
         .with_no_client_auth()
@@ -254,16 +263,7 @@ pub mod replay {
 /// A server configuration with the test certificate whose randomness, key exchange and
 /// clock come from [`replay`], with its own session cache.
 pub fn replayable_server_config() -> Arc<rustls::ServerConfig> {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(BROKER_PEM).collect::<Result<_, _>>().expect("test certificate");
-    let key = PrivateKeyDer::from_pem_slice(BROKER_KEY).expect("test key");
-    let config = rustls::ServerConfig::builder_with_details(replay::provider(), replay::clock())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("the test key matches its certificate");
-    Arc::new(config)
+    with_test_certificate(rustls::ServerConfig::builder_with_details(replay::provider(), replay::clock()))
 }
 
 /// Client settings trusting the test CA whose randomness, key exchange and clock come from
