@@ -122,8 +122,9 @@ impl ServerTls {
     }
 }
 
-/// TLS that replays: randomness, key exchange and the wall clock from the simulator instead
-/// of the operating system, for both ends of every simulated TLS connection.
+/// TLS that replays: randomness and key exchange from the simulator instead of the operating
+/// system, for both ends of every simulated TLS connection, and the wall clock for the
+/// server's end (the client's reads the wall clock the simulator gives the client).
 ///
 /// One stream per thread ([`replay::reset`] at the start of a run; a run is one thread and
 /// draws in a fixed order, so its draws are a function of its seed): HMAC-SHA256 of a
@@ -266,9 +267,9 @@ pub fn replayable_server_config() -> Arc<rustls::ServerConfig> {
     with_test_certificate(rustls::ServerConfig::builder_with_details(replay::provider(), replay::clock()))
 }
 
-/// Client settings trusting the test CA whose randomness, key exchange and clock come from
+/// Client settings trusting the test CA whose randomness and key exchange come from
 /// [`replay`], with their own session cache.
 pub fn replayable_client_tls() -> TlsSettings {
     let options = TlsOptions { ca_pem: Some(TEST_CA_PEM.to_vec()), ..TlsOptions::default() };
-    TlsSettings::with_crypto(options, replay::provider(), replay::clock()).expect("the test CA parses")
+    TlsSettings::with_crypto(options, replay::provider()).expect("the test CA parses")
 }

@@ -27,6 +27,7 @@ use crate::protocol::{
 };
 use crate::rand::Rng;
 use crate::requests::Requests;
+use crate::security::TlsError;
 use crate::timer::{Deadlines, TimerTable};
 use crate::versions::VersionChecks;
 
@@ -330,9 +331,15 @@ struct Slot {
     conn: Connection<Token>,
 }
 
+/// Consecutive hang-ups on the TLS hello that make a broker's port count as plaintext: the
+/// requests waiting for it fail then, with the reason, rather than at their deadline.
+const HELLO_HANGUPS_FATAL: u32 = 3;
+
 #[derive(Debug)]
 struct Health {
     failures: u32,
+    /// Consecutive connections that hung up on the TLS hello without a byte in answer.
+    hello_hangups: u32,
     retry_at: Option<Instant>,
     last_failure: Instant,
 }
@@ -616,9 +623,10 @@ impl Client {
     }
 
     /// Tells the client the wall-clock time: `unix_ms` milliseconds since the Unix epoch at
-    /// `now`. Records sent without a timestamp are stamped from it, and OAUTHBEARER tokens
-    /// dated. Drivers call it once at start; without it, time starts at the epoch
-    /// (deterministic, for simulations).
+    /// `now`. Records sent without a timestamp are stamped from it, OAUTHBEARER tokens
+    /// dated, and TLS certificates checked against it. Drivers call it once at start;
+    /// without it, time starts at the epoch (deterministic, for simulations; no certificate
+    /// is valid then).
     pub fn set_wall_clock(&mut self, now: Instant, unix_ms: i64) {
         self.wall_clock = Some((now, unix_ms));
         self.machines.producer.set_wall_clock(now, unix_ms);
@@ -845,7 +853,10 @@ impl Client {
             Input::Connected { conn } => {
                 if let Some(slot) = self.slots.get_mut(&conn) {
                     slot.conn.on_connected(now);
-                    self.arm_conn_timer(conn);
+                    match slot.conn.tls_start_error().cloned() {
+                        Some(e) => self.close_conn(now, conn, CloseCause::Local(LocalClose::Tls(e)), true),
+                        None => self.arm_conn_timer(conn),
+                    }
                 }
             }
             Input::Received { conn, data } => self.on_received(now, conn, data),
@@ -1310,11 +1321,24 @@ impl Client {
         let before_handshake = slot.conn.is_open()
             && slot.conn.versions().is_none()
             && !matches!(cause, CloseCause::Local(LocalClose::Tls(_) | LocalClose::ExpectsTls));
+        let mut fatal = matches!(&cause, CloseCause::Local(l) if l.is_fatal());
         if !idle {
-            let health =
-                self.health.entry(slot.node).or_insert(Health { failures: 0, retry_at: None, last_failure: now });
+            let health = self.health.entry(slot.node).or_insert(Health {
+                failures: 0,
+                hello_hangups: 0,
+                retry_at: None,
+                last_failure: now,
+            });
             health.failures = health.failures.saturating_add(1);
             health.last_failure = now;
+            // Kafka hangs up on a TLS hello at once on a plaintext listener. Once could be a
+            // restart; three times in a row is the listener.
+            if cause == CloseCause::Local(LocalClose::Tls(TlsError::HungUpOnHello)) {
+                health.hello_hangups += 1;
+                fatal |= health.hello_hangups >= HELLO_HANGUPS_FATAL;
+            } else {
+                health.hello_hangups = 0;
+            }
             let retry_at = now + self.config.reconnect_backoff.delay(health.failures, &mut self.rng);
             health.retry_at = Some(retry_at);
             self.timers.set(RouterTimer::Backoff(slot.node), retry_at);
@@ -1341,7 +1365,7 @@ impl Client {
         }
         // Credentials are the same for every broker, so a refusal would recur on each retry:
         // what waits for a connection fails now, not at its deadline.
-        if matches!(&cause, CloseCause::Local(l) if l.is_fatal()) {
+        if fatal {
             let mut wanted = Vec::new();
             for owner in Machines::ORDER {
                 self.machines.get(owner).wanted(now, &mut wanted);

@@ -13,8 +13,10 @@ use sansa::protocol::messages::{
 };
 use sansa::protocol::{ApiKey, Codec, ErrorCode, RequestBody, StrBytes};
 use sansa::security::server::SaslUsers;
-use sansa::security::{SaslMechanism, ScramHash, SecurityConfig};
-use sansa::{BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, RequestError, Target, Transmit};
+use sansa::security::{SaslMechanism, ScramHash, SecurityConfig, TlsError};
+use sansa::{
+    BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, LocalClose, RequestError, Target, Transmit,
+};
 
 use super::oauth::{client_first, unsecured_token};
 use super::{FakeCluster, FakeClusterConfig, FakeConnId, FakeOutput};
@@ -222,8 +224,10 @@ impl Net {
     fn new(cluster: FakeCluster, security: SecurityConfig) -> Self {
         let now = t0();
         let config = Config::new("localhost:9092").unwrap().with_rng_seed(3).with_security(security);
+        let mut client = Client::new(config, now);
+        client.set_wall_clock(now, FakeClusterConfig::default().start_time_ms);
         Net {
-            client: Client::new(config, now),
+            client,
             cluster,
             now,
             links: BTreeMap::new(),
@@ -272,8 +276,23 @@ impl Net {
                         link.inbound.extend_from_slice(&plain);
                         let fake = link.fake;
                         let mut frames = Vec::new();
-                        while let Some(frame) = FrameDecoder::default().decode(&mut link.inbound).unwrap() {
-                            frames.push(frame);
+                        let mut garbage = false;
+                        loop {
+                            match FrameDecoder::default().decode(&mut link.inbound) {
+                                Ok(Some(frame)) => frames.push(frame),
+                                Ok(None) => break,
+                                Err(_) => {
+                                    garbage = true;
+                                    break;
+                                }
+                            }
+                        }
+                        if garbage {
+                            // Not Kafka (a TLS hello on a plaintext listener): Kafka hangs up.
+                            self.links.remove(&conn);
+                            self.cluster.handle_disconnect(fake);
+                            inputs.push(Input::Closed { conn, cause: CloseCause::PeerClosed });
+                            continue;
                         }
                         if let Some(out) = link.tls.as_mut().and_then(ServerTls::take_output) {
                             self.deliver(conn, out, &mut inputs);
@@ -369,6 +388,26 @@ fn the_client_logs_in_with_every_mechanism_over_sasl_plaintext_and_sasl_ssl() {
     }
     let mut net = Net::new(cluster(None, true), SecurityConfig::default().with_tls(test_client_tls()));
     net.metadata().unwrap();
+}
+
+/// Kafka reads a TLS hello on a plaintext listener as an oversized request and hangs up
+/// without a word. The client names it, and the third hang-up in a row fails what waits,
+/// long before the request timeout (30 s), without a retry storm.
+#[test]
+fn a_tls_client_on_a_plaintext_listener_is_told_so_quickly() {
+    let mut net = Net::new(cluster(None, false), SecurityConfig::default().with_tls(test_client_tls()));
+    let start = net.now;
+    let err = net.metadata().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RequestError::Unreachable { cause: CloseCause::Local(LocalClose::Tls(TlsError::HungUpOnHello)), .. }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("PLAINTEXT"), "{err}");
+    assert!(net.now - start < Duration::from_secs(2), "took {:?}", net.now - start);
+    assert_eq!(net.next, 3, "three connections");
 }
 
 #[test]

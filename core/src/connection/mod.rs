@@ -202,7 +202,7 @@ impl LocalClose {
         // A hang-up in the handshake may be a restart, and a token provider without a token
         // yet may have one soon: retried, though named.
         matches!(self, LocalClose::Authentication(a) if !matches!(a, AuthError::Token(crate::security::TokenError::Unavailable(_))))
-            || matches!(self, LocalClose::Tls(t) if *t != TlsError::ClosedInHandshake)
+            || matches!(self, LocalClose::Tls(t) if !matches!(t, TlsError::ClosedInHandshake | TlsError::HungUpOnHello))
             || matches!(self, LocalClose::ExpectsTls)
     }
 }
@@ -312,6 +312,14 @@ pub(crate) struct Connection<T> {
     tls: Option<Box<rustls::ClientConnection>>,
     /// A TLS session that could not even start, reported at the first chance.
     tls_failed: Option<TlsError>,
+    /// TLS settings and the broker's name, until the TCP connection opens and the session
+    /// starts (its hello may read the clock, known then).
+    tls_pending: Option<(crate::security::TlsSettings, rustls::pki_types::ServerName<'static>)>,
+    /// The clock the session's rustls configuration reads, set before each call into it.
+    tls_clock: Option<Arc<crate::security::tls::InputClock>>,
+    /// Whether the broker sent any bytes: a TLS hello met with silence and a hang-up is a
+    /// plaintext listener's answer.
+    heard: bool,
     /// The wall clock (an instant and the Unix time in ms then), for OAUTHBEARER tokens.
     wall_clock: Option<(Instant, i64)>,
     /// When the current handshake (or re-authentication) began, for its deadline.
@@ -370,6 +378,9 @@ impl<T> Connection<T> {
             rng: Rng::new(0),
             tls: None,
             tls_failed: None,
+            tls_pending: None,
+            tls_clock: None,
+            heard: false,
             wall_clock: None,
             handshake_started: now,
             reauth_at: None,
@@ -389,25 +400,32 @@ impl<T> Connection<T> {
         self.sasl = security.sasl.clone().filter(|_| security.protocol.uses_sasl());
         self.rng = Rng::stream(seed, "sasl");
         if let Some(tls) = security.tls.as_ref().filter(|_| security.protocol.uses_tls()) {
-            let started = rustls::pki_types::ServerName::try_from(host.to_string())
-                .map_err(|_| TlsError::Other(format!("{host:?} is not a valid TLS server name")))
-                .and_then(|name| {
-                    rustls::ClientConnection::new(tls.config.clone(), name).map_err(TlsError::from_rustls)
-                });
-            match started {
-                Ok(mut conn) => {
-                    // Requests queue behind the handshake; the in-flight limit bounds them.
-                    conn.set_buffer_limit(None);
-                    self.tls = Some(Box::new(conn));
-                }
-                Err(e) => self.tls_failed = Some(e),
+            match rustls::pki_types::ServerName::try_from(host.to_string()) {
+                Ok(name) => self.tls_pending = Some((tls.clone(), name)),
+                Err(_) => self.tls_failed = Some(TlsError::Other(format!("{host:?} is not a valid TLS server name"))),
             }
         }
         self
     }
 
+    /// Starts the TLS session, if the connection uses TLS: its ClientHello goes out first.
+    fn start_tls(&mut self, now: Instant) {
+        let Some((settings, name)) = self.tls_pending.take() else { return };
+        settings.clock.set(self.unix_ms(now));
+        match rustls::ClientConnection::new(settings.config.clone(), name) {
+            Ok(mut conn) => {
+                // Requests queue behind the handshake; the in-flight limit bounds them.
+                conn.set_buffer_limit(None);
+                self.tls = Some(Box::new(conn));
+                self.tls_clock = Some(settings.clock);
+            }
+            Err(e) => self.tls_failed = Some(TlsError::from_rustls(e)),
+        }
+    }
+
     /// Sets the wall clock: `unix_ms` milliseconds since the Unix epoch at `at` (OAUTHBEARER
-    /// tokens carry wall-clock times). Without it, time starts at the epoch.
+    /// tokens carry wall-clock times, TLS certificates validity dates). Without it, time
+    /// starts at the epoch.
     pub fn with_wall_clock(mut self, wall_clock: Option<(Instant, i64)>) -> Self {
         self.wall_clock = wall_clock;
         self
@@ -419,11 +437,18 @@ impl<T> Connection<T> {
         unix_ms.saturating_add(since)
     }
 
+    /// Why the TLS session could not start (a host name that is no TLS server name, or
+    /// rustls refusing the settings): the connection must close, and retrying cannot help.
+    pub fn tls_start_error(&self) -> Option<&TlsError> {
+        self.tls_failed.as_ref()
+    }
+
     /// Why a close by the peer happened, when the connection can tell better than "closed":
-    /// a hang-up in the middle of the TLS handshake.
+    /// a hang-up in the middle of the TLS handshake, or on its very first message.
     pub fn explain_close(&self) -> Option<LocalClose> {
         let tls = self.tls.as_ref()?;
-        (self.opened_at.is_some() && tls.is_handshaking()).then_some(LocalClose::Tls(TlsError::ClosedInHandshake))
+        let why = if self.heard { TlsError::ClosedInHandshake } else { TlsError::HungUpOnHello };
+        (self.opened_at.is_some() && tls.is_handshaking()).then_some(LocalClose::Tls(why))
     }
 
     /// Whether the TCP connection opened (a close before the handshake then means the
@@ -461,6 +486,7 @@ impl<T> Connection<T> {
 
     /// The TCP connection is open: start the ApiVersions handshake at our highest version.
     pub fn on_connected(&mut self, now: Instant) {
+        self.start_tls(now);
         self.opened_at = Some(now);
         self.handshake_started = now;
         self.last_activity = now;
@@ -528,6 +554,9 @@ impl<T> Connection<T> {
 
     /// Bytes waiting to be written, if any (encrypted, with TLS).
     pub fn take_output(&mut self) -> Option<Bytes> {
+        if self.tls_failed.is_some() || self.tls_pending.is_some() {
+            return None; // never in plaintext what should go encrypted
+        }
         if let Some(tls) = self.tls.as_mut() {
             self.opened_at?;
             if !self.outbound.is_empty() {
@@ -552,9 +581,12 @@ impl<T> Connection<T> {
     }
 
     /// Decrypts received TLS records; returns the plaintext they carried.
-    fn decrypt(&mut self, data: &[u8]) -> Result<Bytes, ConnectionError> {
+    fn decrypt(&mut self, now: Instant, data: &[u8]) -> Result<Bytes, ConnectionError> {
         if let Some(e) = self.tls_failed.clone() {
             return Err(e.into());
+        }
+        if let Some(clock) = &self.tls_clock {
+            clock.set(self.unix_ms(now));
         }
         let Some(tls) = self.tls.as_mut() else { return Ok(Bytes::copy_from_slice(data)) };
         let mut rest = data;
@@ -598,8 +630,9 @@ impl<T> Connection<T> {
         events: &mut Vec<ConnEvent<T>>,
     ) -> Result<(), ConnectionError> {
         self.last_activity = now;
+        self.heard |= !data.is_empty();
         if self.tls.is_some() || self.tls_failed.is_some() {
-            data = self.decrypt(&data)?;
+            data = self.decrypt(now, &data)?;
         }
         if self.inbound.is_empty() {
             while let Some(frame) = self.decoder.decode_bytes(&mut data).map_err(|e| self.frame_error(e))? {

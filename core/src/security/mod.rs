@@ -11,7 +11,7 @@ mod jaas;
 pub mod oauth;
 pub mod scram;
 pub mod server;
-mod tls;
+pub(crate) mod tls;
 
 use crate::config::ConfigError;
 pub use oauth::{OAuthBearerToken, TokenError, TokenProvider, TokenSource, UnsecuredJws};

@@ -616,6 +616,11 @@ fn tls_server() -> rustls::ServerConnection {
     rustls::ServerConnection::new(Arc::new(config)).unwrap()
 }
 
+/// The wall clock the client's TLS reads: a time the test certificates are valid at.
+fn tls_wall_clock(now: Instant) -> Option<(Instant, i64)> {
+    Some((now, 1_830_000_000_000)) // 2027-12-29
+}
+
 fn test_ca(verify_hostname: bool) -> TlsSettings {
     let ca_pem = Some(include_bytes!("testdata/ca.pem").to_vec());
     TlsSettings::new(TlsOptions { ca_pem, verify_hostname, ..TlsOptions::default() }).unwrap()
@@ -623,10 +628,22 @@ fn test_ca(verify_hostname: bool) -> TlsSettings {
 
 /// A TLS connection to `host` against the in-memory server, the server's bytes split at `split`.
 fn run_tls(security: &SecurityConfig, host: &str, users: &SaslUsers, split: usize) -> Result<(), ConnectionError> {
+    run_tls_at(security, host, users, split, tls_wall_clock(t0()))
+}
+
+/// [`run_tls`] with the client's wall clock at `wall_clock`.
+fn run_tls_at(
+    security: &SecurityConfig,
+    host: &str,
+    users: &SaslUsers,
+    split: usize,
+    wall_clock: Option<(Instant, i64)>,
+) -> Result<(), ConnectionError> {
     use std::io::{Read, Write};
     let now = t0();
-    let mut conn: Connection<u32> =
-        Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(security, host, 7);
+    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "test", ("sansa", "0"))
+        .with_wall_clock(wall_clock)
+        .with_security(security, host, 7);
     conn.on_connected(now);
     let mut server = tls_server();
     let mut broker = Broker::new(users.clone());
@@ -704,18 +721,39 @@ fn tls_failures_name_their_reason() {
     }
     let unchecked = SecurityConfig::default().with_tls(test_ca(false));
     run_tls(&unchecked, "kafka.example", &users, usize::MAX).unwrap();
+    // Certificates are dated by the wall clock the driver gave, not the system's.
+    let in_2040 = Some((t0(), 2_210_000_000_000));
+    match run_tls_at(&ssl, "127.0.0.1", &users, usize::MAX, in_2040) {
+        Err(ConnectionError::Tls(TlsError::UntrustedCertificate(why))) => assert!(why.contains("expired"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 
     // A plaintext broker answers the ClientHello with Kafka bytes.
     let now = t0();
-    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0")).with_security(&ssl, "127.0.0.1", 1);
+    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0"))
+        .with_wall_clock(tls_wall_clock(now))
+        .with_security(&ssl, "127.0.0.1", 1);
     conn.on_connected(now);
     assert!(conn.take_output().is_some(), "ClientHello");
     let err = conn.on_bytes(now, Bytes::from_static(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0]), &mut Vec::new());
     assert_eq!(err, Err(ConnectionError::Tls(TlsError::NotTls)));
     assert!(LocalClose::from(err.unwrap_err()).is_fatal());
-    // A hang-up mid-handshake is named, and retried.
-    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0")).with_security(&ssl, "127.0.0.1", 1);
+    // A hang-up on the hello, without a byte in answer (a plaintext listener), and one after
+    // the broker answered are named apart; neither is fatal alone.
+    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0"))
+        .with_wall_clock(tls_wall_clock(now))
+        .with_security(&ssl, "127.0.0.1", 1);
     conn.on_connected(now);
+    let close = conn.explain_close().unwrap();
+    assert_eq!(close, LocalClose::Tls(TlsError::HungUpOnHello));
+    assert!(!close.is_fatal());
+    let mut server = tls_server();
+    let hello = conn.take_output().unwrap();
+    server.read_tls(&mut &hello[..]).unwrap();
+    server.process_new_packets().unwrap();
+    let mut flight = Vec::new();
+    server.write_tls(&mut flight).unwrap();
+    conn.on_bytes(now, Bytes::from(flight[..10].to_vec()), &mut Vec::new()).unwrap();
     let close = conn.explain_close().unwrap();
     assert_eq!(close, LocalClose::Tls(TlsError::ClosedInHandshake));
     assert!(!close.is_fatal());

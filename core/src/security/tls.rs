@@ -4,7 +4,9 @@
 //! The crypto provider is *ring*: it builds with the C compiler every Rust toolchain setup
 //! already has, where aws-lc-rs may need cmake and more on a fresh machine.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -18,6 +20,8 @@ use super::Secret;
 #[derive(Clone)]
 pub struct TlsSettings {
     pub(crate) config: Arc<rustls::ClientConfig>,
+    /// The clock `config` reads.
+    pub(crate) clock: Arc<InputClock>,
     verify_hostname: bool,
     mutual: bool,
     custom_ca: bool,
@@ -82,20 +86,22 @@ pub enum TlsConfigError {
 impl TlsSettings {
     /// Builds the rustls configuration. Loading the system's roots reads files: call it when
     /// configuring, not on a hot path.
+    ///
+    /// The randomness is the operating system's (ring's default provider): keys must not be
+    /// predictable. Time is the core's: each connection tells rustls the wall clock the
+    /// driver set ([`crate::Client::set_wall_clock`]) advanced by the core's `now`.
     pub fn new(options: TlsOptions) -> Result<Self, TlsConfigError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Self::with_crypto(options, provider, Arc::new(rustls::time_provider::DefaultTimeProvider))
+        Self::with_crypto(options, Arc::new(rustls::crypto::ring::default_provider()))
     }
 
-    /// Like [`TlsSettings::new`], with the randomness and key exchange of `provider` and the
-    /// wall clock of `time` instead of the operating system's: a simulator passes seeded
-    /// ones and its virtual clock, so that a TLS session replays byte for byte. Anything
+    /// Like [`TlsSettings::new`], with the randomness and key exchange of `provider`: a
+    /// simulator passes seeded ones, so that a TLS session replays byte for byte. Anything
     /// else should use [`TlsSettings::new`].
     pub fn with_crypto(
         options: TlsOptions,
         provider: Arc<rustls::crypto::CryptoProvider>,
-        time: Arc<dyn rustls::time_provider::TimeProvider>,
     ) -> Result<Self, TlsConfigError> {
+        let clock = Arc::new(InputClock::default());
         let mut roots = RootCertStore::empty();
         let custom_ca = options.ca_pem.is_some();
         match &options.ca_pem {
@@ -122,7 +128,7 @@ impl TlsSettings {
             .map_err(|e| TlsConfigError::BadCaCertificate(e.to_string()))?;
         let verifier: Arc<dyn ServerCertVerifier> =
             if options.verify_hostname { verifier } else { Arc::new(AnyHostName(verifier)) };
-        let builder = rustls::ClientConfig::builder_with_details(provider, time)
+        let builder = rustls::ClientConfig::builder_with_details(provider, clock.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsConfigError::BadCaCertificate(e.to_string()))?
             .dangerous()
@@ -144,7 +150,28 @@ impl TlsSettings {
             (None, None) => builder.with_no_client_auth(),
             _ => return Err(bad("a client certificate needs both the chain and the key".into())),
         };
-        Ok(TlsSettings { config: Arc::new(config), verify_hostname: options.verify_hostname, mutual, custom_ca })
+        Ok(TlsSettings { config: Arc::new(config), clock, verify_hostname: options.verify_hostname, mutual, custom_ca })
+    }
+}
+
+/// The wall clock rustls reads (certificate validity, session ticket ages), in milliseconds
+/// since the Unix epoch. A connection sets it from the core's inputs just before it hands
+/// rustls work, so the core never reads the system clock and a simulated session sees
+/// virtual time. Connections sharing settings in different threads may interleave their
+/// writes: each writes the same wall clock give or take the gap between their inputs.
+#[derive(Debug, Default)]
+pub(crate) struct InputClock(AtomicI64);
+
+impl InputClock {
+    pub(crate) fn set(&self, unix_ms: i64) {
+        self.0.store(unix_ms, Ordering::Relaxed);
+    }
+}
+
+impl rustls::time_provider::TimeProvider for InputClock {
+    fn current_time(&self) -> Option<UnixTime> {
+        let ms = u64::try_from(self.0.load(Ordering::Relaxed)).ok()?;
+        Some(UnixTime::since_unix_epoch(Duration::from_millis(ms)))
     }
 }
 
@@ -206,9 +233,13 @@ pub enum TlsError {
     /// What arrived is not TLS: most likely a plaintext port (security.protocol says SSL).
     #[error("the broker does not speak TLS on this port (a PLAINTEXT or SASL_PLAINTEXT listener?)")]
     NotTls,
-    /// The broker hung up during the TLS handshake.
-    #[error("the broker closed the connection during the TLS handshake (a PLAINTEXT listener, or it refused our certificate?)")]
+    /// The broker hung up during the TLS handshake, after it had answered.
+    #[error("the broker closed the connection during the TLS handshake (did it refuse our certificate?)")]
     ClosedInHandshake,
+    /// The broker hung up on the TLS hello without a byte in answer, as Kafka does on a
+    /// PLAINTEXT or SASL_PLAINTEXT listener (it reads the hello as an oversized request).
+    #[error("the broker hung up on the TLS hello without answering: this port probably expects PLAINTEXT or SASL_PLAINTEXT (security.protocol)")]
+    HungUpOnHello,
     /// Any other TLS failure.
     #[error("TLS failed: {0}")]
     Other(String),
