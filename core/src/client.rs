@@ -861,7 +861,8 @@ impl Client {
             }
             Input::Received { conn, data } => self.on_received(now, conn, data),
             Input::Closed { conn, cause } => {
-                let explained = self.slots.get(&conn).and_then(|s| s.conn.explain_close());
+                let explained =
+                    self.slots.get(&conn).and_then(|s| s.conn.explain_close().or_else(|| s.conn.explain_sasl_close()));
                 let cause = explained.map_or(cause, CloseCause::Local);
                 self.close_conn(now, conn, cause, false)
             }

@@ -172,6 +172,9 @@ fn run_one(seed: u64, clients: Option<usize>, plant: Option<Plant>, hash_only: b
             k.bootstrap, k.request_timeout, k.connection_setup_timeout, k.reconnect_backoff.0, k.reconnect_backoff.1, k.metadata_max_age
         );
     }
+    if let Some(security) = c.security {
+        println!("listener: {security:?}");
+    }
     println!("network: {:?}", c.profile);
     println!("faults end at {:.3}s; schedule:", scenario.faults_end.as_secs_f64());
     for (at, a) in &scenario.actions {

@@ -155,6 +155,10 @@ pub struct FakeClusterConfig {
     /// the users, the mechanisms (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER) and the session
     /// lifetime. `None`: no authentication.
     pub sasl: Option<sansa::security::server::SaslUsers>,
+    /// With [`Self::sasl`]: the listener is one of Kafka 0.10-0.11, advertising SaslHandshake
+    /// v0 only and no SaslAuthenticate, so the tokens travel raw and a refused login is a
+    /// hang-up (see `security.rs`).
+    pub legacy_sasl: bool,
     /// TLS on every broker's listener (SSL, or SASL_SSL with [`Self::sasl`]). The cluster
     /// itself sees plaintext frames: whoever carries the bytes wraps each connection with
     /// [`crate::fake_tls::ServerTls`].
@@ -174,6 +178,7 @@ impl Default for FakeClusterConfig {
             replication: Replication::Instant,
             racks: Vec::new(),
             sasl: None,
+            legacy_sasl: false,
             tls: None,
         }
     }
@@ -463,7 +468,7 @@ impl FakeCluster {
                 (id, Broker { host: "localhost".to_string(), port, up: true })
             })
             .collect();
-        let advertised = advertised_for(config.release, config.sasl.is_some());
+        let advertised = advertised_for(config.release, config.sasl.is_some(), config.legacy_sasl);
         FakeCluster {
             config,
             brokers,
@@ -644,7 +649,7 @@ impl FakeCluster {
     /// Advertises what a broker of `release` does (KRaft mode), for the implemented APIs.
     pub fn emulate_release(&mut self, release: KafkaRelease) {
         self.config.release = release;
-        self.advertised = advertised_for(release, self.config.sasl.is_some());
+        self.advertised = advertised_for(release, self.config.sasl.is_some(), self.config.legacy_sasl);
     }
 
     /// The advertised (min, max) of `api`, if advertised.
@@ -898,6 +903,11 @@ impl FakeCluster {
         with_faults: bool,
     ) -> Result<(), FakeError> {
         let Some(broker) = self.conns.get(&conn).map(|c| c.broker) else { return Ok(()) };
+        if self.expects_raw_token(conn) {
+            // A bare token, not a request: no header, no faults aimed at APIs.
+            self.sasl_raw_token(now, conn, frame);
+            return Ok(());
+        }
         if frame.len() < 8 {
             return Err(DecodeError::Truncated { what: "RequestHeader", needed: 8, remaining: frame.len() }.into());
         }
@@ -1046,7 +1056,7 @@ impl FakeCluster {
             RequestBody::DescribeGroups(r) => groups::listing::describe(self, ctx, r).into(),
             RequestBody::ConsumerGroupHeartbeat(r) => groups::consumer::heartbeat(self, ctx, r).into(),
             RequestBody::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(self, ctx, r).into(),
-            RequestBody::SaslHandshake(r) => self.sasl_handshake(ctx.conn, &r).into(),
+            RequestBody::SaslHandshake(r) => self.sasl_handshake(ctx.conn, version, &r).into(),
             RequestBody::SaslAuthenticate(r) => self.sasl_authenticate(ctx.now, ctx.conn, &r).into(),
             other => return Err(FakeError::UnsupportedApi(other.api_key())),
         })
@@ -1079,7 +1089,7 @@ pub(crate) fn id_bytes(counter: u64, stream: u64) -> [u8; 16] {
 
 /// What a KRaft broker of `release` advertises, restricted to the implemented APIs and to the
 /// versions sansa's codecs know.
-fn advertised_for(release: KafkaRelease, sasl: bool) -> BTreeMap<ApiKey, (i16, i16)> {
+fn advertised_for(release: KafkaRelease, sasl: bool, legacy_sasl: bool) -> BTreeMap<ApiKey, (i16, i16)> {
     let table = advertised_by(release, ClusterMode::KRaft).unwrap_or_default();
     let mut out = BTreeMap::new();
     let sasl_apis = if sasl { &security::SASL_APIS[..] } else { &[] };
@@ -1090,6 +1100,11 @@ fn advertised_for(release: KafkaRelease, sasl: bool) -> BTreeMap<ApiKey, (i16, i
         if lo <= hi {
             out.insert(*api, (lo, hi));
         }
+    }
+    if sasl && legacy_sasl {
+        // Kafka 0.10-0.11: raw tokens after SaslHandshake v0.
+        out.insert(ApiKey::SaslHandshake, (0, 0));
+        out.remove(&ApiKey::SaslAuthenticate);
     }
     out
 }

@@ -8,13 +8,20 @@
 //!   next request unless that request starts a re-authentication (SaslHandshake); a
 //!   re-authentication must log the same user in.
 //!
+//! With [`crate::fake_cluster::FakeClusterConfig::legacy_sasl`] the listener is one of Kafka
+//! 0.10-0.11: SaslHandshake v0 only and no SaslAuthenticate. Whatever is advertised, a
+//! SaslHandshake v0 makes the rest of the exchange raw, as on Kafka: each frame that follows
+//! is a bare token, answered with a bare token (an empty one when PLAIN or OAUTHBEARER
+//! succeed), and a refused login is a hang-up without an answer. Such a session has no
+//! lifetime: a client that cannot re-authenticate is not held to one.
+//!
 //! PLAIN and SCRAM run on sansa's pure server side ([`sansa::security::server`]); OAUTHBEARER
 //! with Kafka's unsecured tokens is in `oauth.rs`. TLS is a byte transform the carriers apply
 //! ([`crate::fake_tls`]), not a concern of the cluster.
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use sansa::protocol::messages::{
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
@@ -22,7 +29,7 @@ use sansa::protocol::{ApiKey, ErrorCode, StrBytes};
 use sansa::security::server::SaslSession;
 
 use super::oauth::OAuthLogin;
-use super::{FakeCluster, FakeConnId};
+use super::{FakeCluster, FakeConnId, FakeOutput};
 
 /// One connection's authentication.
 #[derive(Debug, Default)]
@@ -32,6 +39,8 @@ pub(crate) enum ConnAuth {
     Open,
     /// Not authenticated yet; `login` once SaslHandshake chose a mechanism.
     Pending { login: Option<Login> },
+    /// After SaslHandshake v0: every frame is the next raw token of `login`.
+    Raw { login: Login },
     /// Authenticated as `user` until `expires` (when there is a session lifetime);
     /// `reauth` while a re-authentication is under way.
     Done { user: String, expires: Option<Instant>, reauth: Option<Login> },
@@ -72,7 +81,8 @@ impl ConnAuth {
         match self {
             ConnAuth::Open => Gate::Pass,
             ConnAuth::Pending { .. } if sasl_api || api == ApiKey::ApiVersions => Gate::Pass,
-            ConnAuth::Pending { .. } | ConnAuth::Failed => Gate::Close,
+            // Raw tokens never reach the gate: they are not requests.
+            ConnAuth::Pending { .. } | ConnAuth::Raw { .. } | ConnAuth::Failed => Gate::Close,
             ConnAuth::Done { reauth: Some(_), .. } => Gate::Pass,
             ConnAuth::Done { expires: Some(t), .. } if *t <= now && api != ApiKey::SaslHandshake => Gate::Expired,
             ConnAuth::Done { .. } => Gate::Pass,
@@ -115,8 +125,18 @@ impl FakeCluster {
         self.conns.get(&conn).and_then(|c| c.auth.user())
     }
 
-    /// Answers SaslHandshake on `conn`.
-    pub(crate) fn sasl_handshake(&mut self, conn: FakeConnId, req: &SaslHandshakeRequest) -> SaslHandshakeResponse {
+    /// Whether frames on `conn` are raw SASL tokens rather than requests.
+    pub(crate) fn expects_raw_token(&self, conn: FakeConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| matches!(c.auth, ConnAuth::Raw { .. }))
+    }
+
+    /// Answers SaslHandshake (at `version`) on `conn`.
+    pub(crate) fn sasl_handshake(
+        &mut self,
+        conn: FakeConnId,
+        version: i16,
+        req: &SaslHandshakeRequest,
+    ) -> SaslHandshakeResponse {
         let users = self.config.sasl.clone().unwrap_or_default();
         let Some(c) = self.conns.get_mut(&conn) else { return SaslHandshakeResponse::default() };
         let wanted = req.mechanism.as_str();
@@ -139,7 +159,41 @@ impl FakeCluster {
                 return resp.with_error_code(ErrorCode::IllegalSaslState);
             }
         }
+        if version == 0 {
+            match std::mem::take(&mut c.auth) {
+                ConnAuth::Pending { login: Some(login) } => c.auth = ConnAuth::Raw { login },
+                // Renewal needs SaslAuthenticate (KIP-368): a v0 handshake cannot start one.
+                ConnAuth::Done { .. } => {
+                    c.auth = ConnAuth::Failed;
+                    return resp.with_error_code(ErrorCode::IllegalSaslState);
+                }
+                other => c.auth = other,
+            }
+        }
         resp
+    }
+
+    /// A raw token on `conn` (after SaslHandshake v0): the exchange's next step, answered
+    /// with a bare token. A refusal closes the connection without a word, as Kafka did
+    /// before SaslAuthenticate existed to carry one.
+    pub(crate) fn sasl_raw_token(&mut self, now: Instant, conn: FakeConnId, token: Bytes) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let ConnAuth::Raw { login } = std::mem::take(&mut c.auth) else { return };
+        // The same steps as SaslAuthenticate, wrapped and unwrapped here.
+        c.auth = ConnAuth::Pending { login: Some(login) };
+        let resp = self.sasl_authenticate(now, conn, &SaslAuthenticateRequest::default().with_auth_bytes(token));
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let refused = resp.error_code != ErrorCode::None;
+        match std::mem::take(&mut c.auth) {
+            ConnAuth::Pending { login: Some(login) } if !refused => c.auth = ConnAuth::Raw { login },
+            // No lifetime: a 0.10 broker has no KIP-368, and the client could not renew.
+            ConnAuth::Done { user, .. } if !refused => c.auth = ConnAuth::Done { user, expires: None, reauth: None },
+            _ => return self.close(conn),
+        }
+        let mut bytes = BytesMut::with_capacity(4 + resp.auth_bytes.len());
+        bytes.put_u32(resp.auth_bytes.len() as u32);
+        bytes.put_slice(&resp.auth_bytes);
+        self.outputs.push_back(FakeOutput::Send { conn, bytes: bytes.freeze() });
     }
 
     /// Answers SaslAuthenticate on `conn`.
@@ -158,7 +212,7 @@ impl FakeCluster {
         let (login, reauth_of) = match &mut c.auth {
             ConnAuth::Pending { login } => (login.take(), None),
             ConnAuth::Done { user, reauth, .. } => (reauth.take(), Some(user.clone())),
-            ConnAuth::Open | ConnAuth::Failed => (None, None),
+            ConnAuth::Open | ConnAuth::Raw { .. } | ConnAuth::Failed => (None, None),
         };
         let refuse = |code, msg: &str| {
             SaslAuthenticateResponse::default().with_error_code(code).with_error_message(Some(StrBytes::from(msg)))

@@ -13,7 +13,7 @@ use sansa::protocol::messages::{
 };
 use sansa::protocol::{ApiKey, Codec, ErrorCode, RequestBody, StrBytes};
 use sansa::security::server::SaslUsers;
-use sansa::security::{SaslMechanism, ScramHash, SecurityConfig, TlsError};
+use sansa::security::{AuthError, SaslMechanism, ScramHash, SecurityConfig, TlsError, UnsecuredJws};
 use sansa::{
     BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, LocalClose, RequestError, Target, Transmit,
 };
@@ -84,9 +84,30 @@ impl Raw {
     }
 
     fn handshake(&mut self, mechanism: &str) -> Option<SaslHandshakeResponse> {
+        self.handshake_at(1, mechanism)
+    }
+
+    fn handshake_at(&mut self, version: i16, mechanism: &str) -> Option<SaslHandshakeResponse> {
         let req = SaslHandshakeRequest::default().with_mechanism(StrBytes::from(mechanism));
-        let mut b = self.call(1, req.into())?;
-        Some(SaslHandshakeResponse::decode(&mut b, 1).unwrap())
+        let mut b = self.call(version, req.into())?;
+        Some(SaslHandshakeResponse::decode(&mut b, version).unwrap())
+    }
+
+    /// Sends a bare token (after SaslHandshake v0); returns the bare token that came back,
+    /// or `None` when the connection was closed instead (with nothing sent before).
+    fn raw_token(&mut self, token: &[u8]) -> Option<Bytes> {
+        let _ = self.cluster.handle_frame(self.now, self.conn, Bytes::copy_from_slice(token));
+        let mut answer = None;
+        while let Some(o) = self.cluster.poll_output() {
+            match o {
+                FakeOutput::Send { bytes, .. } => {
+                    assert_eq!(bytes[..4], ((bytes.len() - 4) as u32).to_be_bytes(), "one size-prefixed frame");
+                    answer = Some(bytes.slice(4..));
+                }
+                FakeOutput::Close { .. } => assert_eq!(answer.take(), None, "a refusal says nothing"),
+            }
+        }
+        answer
     }
 
     fn authenticate(&mut self, bytes: &[u8]) -> Option<SaslAuthenticateResponse> {
@@ -483,4 +504,116 @@ fn a_seeded_tls_session_replays_byte_for_byte() {
     assert!(first.len() > 1_000, "a TLS handshake took place");
     assert_eq!(first, run(1));
     assert_ne!(first, run(2));
+}
+
+// ---- a legacy SASL listener (Kafka 0.10-0.11: raw tokens) -------------------------------------
+
+fn legacy_cluster(tls: bool) -> FakeCluster {
+    legacy_cluster_for(users(), tls)
+}
+
+fn legacy_cluster_for(users: SaslUsers, tls: bool) -> FakeCluster {
+    let mut c = FakeCluster::new(FakeClusterConfig {
+        brokers: 1,
+        auto_create_topics: false,
+        sasl: Some(users),
+        legacy_sasl: true,
+        tls: tls.then(test_server_config),
+        ..FakeClusterConfig::default()
+    });
+    c.set_address(1, "localhost", 9092);
+    c
+}
+
+#[test]
+fn a_legacy_listener_advertises_sasl_handshake_v0_and_no_sasl_authenticate() {
+    let c = legacy_cluster(false);
+    assert_eq!(c.advertised_versions(ApiKey::SaslHandshake), Some((0, 0)));
+    assert_eq!(c.advertised_versions(ApiKey::SaslAuthenticate), None);
+}
+
+#[test]
+fn after_sasl_handshake_v0_tokens_travel_raw_and_a_refusal_is_a_hang_up() {
+    let mut raw = Raw::new(users());
+    raw.cluster = legacy_cluster(false);
+    raw.cluster.handle_connect(raw.now, 1, raw.conn).unwrap();
+    assert_eq!(raw.handshake_at(0, "PLAIN").unwrap().error_code, ErrorCode::None);
+    assert_eq!(raw.raw_token(b"\0alice\0alice-secret").as_deref(), Some(&b""[..]), "PLAIN's verdict: empty");
+    assert_eq!(raw.cluster.authenticated_user(raw.conn), Some("alice"));
+    assert!(raw.metadata().is_some());
+
+    let mut raw = Raw::new(users());
+    raw.cluster = legacy_cluster(false);
+    raw.cluster.handle_connect(raw.now, 1, raw.conn).unwrap();
+    assert_eq!(raw.handshake_at(0, "PLAIN").unwrap().error_code, ErrorCode::None);
+    assert_eq!(raw.raw_token(b"\0alice\0guess"), None);
+    assert!(!raw.cluster.is_connected(raw.conn));
+
+    // As on Kafka, the handshake's version decides, not the advertisement: v0 on a listener
+    // of today goes raw too, and its session has no lifetime to outlive.
+    let mut u = users();
+    u.session_lifetime = Some(Duration::from_secs(10));
+    let mut raw = Raw::new(u);
+    assert_eq!(raw.handshake_at(0, "SCRAM-SHA-256").unwrap().error_code, ErrorCode::None);
+    let first = raw.raw_token(b"n,,n=alice,r=abc").unwrap();
+    assert!(first.starts_with(b"r=abc"), "server-first: {first:?}");
+    assert_eq!(raw.raw_token(b"c=biws,r=abc,p=AAAA"), None, "a wrong proof: hung up");
+}
+
+#[test]
+fn the_client_logs_in_on_a_legacy_broker_with_raw_tokens_and_gets_metadata() {
+    let oauth = SecurityConfig::oauth_bearer(UnsecuredJws::new("alice", 3600));
+    for tls in [false, true] {
+        let configs = MECHANISMS.map(|m| SecurityConfig::sasl_plaintext(m, "alice", "alice-secret"));
+        for mut security in configs.into_iter().chain([oauth.clone()]) {
+            if tls {
+                security = security.with_tls(test_client_tls());
+            }
+            let what = format!("{:?} tls={tls}", security.sasl.as_ref().map(|s| s.mechanism));
+            let mut net = Net::new(legacy_cluster(tls), security);
+            // OAUTHBEARER's token is dated by the wall clock the cluster keeps too.
+            let start_ms = net.cluster.config().start_time_ms;
+            net.client.set_wall_clock(net.now, start_ms);
+            net.metadata().unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(net.users(), ["alice"], "{what}");
+            // Long past any lifetime: no renewal is attempted, and none is needed.
+            net.now += Duration::from_secs(86_400);
+            net.metadata().unwrap_or_else(|e| panic!("{what}, a day later: {e}"));
+            assert_eq!(net.next, 1, "{what}: one connection");
+        }
+    }
+    // Every answer cut at every offset of its first 300 bytes (SCRAM keys derived once).
+    let users = users();
+    for split in 0..300 {
+        let plain = SecurityConfig::sasl_plaintext(SaslMechanism::Plain, "alice", "alice-secret");
+        let mut net = Net::new(legacy_cluster_for(users.clone(), false), plain);
+        net.split = split;
+        net.metadata().unwrap_or_else(|e| panic!("split {split}: {e}"));
+    }
+}
+
+#[test]
+fn a_wrong_password_on_a_legacy_broker_fails_fast_as_a_probable_refusal() {
+    for tls in [false, true] {
+        for m in MECHANISMS {
+            let mut security = SecurityConfig::sasl_plaintext(m, "alice", "guess");
+            if tls {
+                security = security.with_tls(test_client_tls());
+            }
+            let mut net = Net::new(legacy_cluster(tls), security);
+            let start = net.now;
+            let err = net.metadata().unwrap_err();
+            let cause = match &err {
+                RequestError::Unreachable { cause, .. } | RequestError::Disconnected { cause, .. } => cause,
+                other => panic!("{m}: {other:?}"),
+            };
+            assert!(
+                matches!(cause, CloseCause::Local(LocalClose::Authentication(AuthError::ClosedInRawExchange { .. }))),
+                "{m}: {cause:?}"
+            );
+            assert!(err.to_string().contains("probably a refused login"), "{m}: {err}");
+            assert!(!format!("{err} {err:?}").contains("guess"));
+            assert!(net.now - start < Duration::from_secs(1), "{m}: not retried until the timeout");
+        }
+    }
 }

@@ -147,6 +147,9 @@ pub struct SimSecurity {
     /// The brokers' session lifetime (KIP-368's `connections.max.reauth.ms`): a connection
     /// whose client does not re-authenticate in time is closed at its next request.
     pub session_lifetime: Option<Duration>,
+    /// With a mechanism: the brokers are of Kafka 0.10-0.11 (SaslHandshake v0 only, raw
+    /// tokens, a refused login is a hang-up, no session lifetime).
+    pub legacy: bool,
 }
 
 /// The user every simulated client logs in as, and its password.
@@ -656,6 +659,7 @@ impl Sim {
                 users.session_lifetime = s.session_lifetime;
                 users
             }),
+            legacy_sasl: cfg.security.is_some_and(|s| s.legacy),
             tls: cfg.security.filter(|s| s.tls).map(|_| crate::fake_tls::replayable_server_config()),
             ..FakeClusterConfig::default()
         });

@@ -9,6 +9,9 @@
 //!   request timeout, and nothing else breaks (`failed-login-typed`);
 //! - a broker hangs up in the middle of a new client's login: the client logs in again and
 //!   is served within the liveness bound (a probe);
+//! - with a legacy listener (Kafka 0.10-0.11, raw tokens), the wrong password ends in the
+//!   hang-up such a broker refuses with, named as a probable refusal, and the hang-up
+//!   aimed at the login is at SaslHandshake (there is no SaslAuthenticate);
 //! - with SCRAM, an impostor broker (its server signature forged): the client must refuse it
 //!   and send nothing more (`scram-server-signature-checked`; plant
 //!   `scram-skips-server-signature`).
@@ -46,7 +49,10 @@ pub fn draw(seed: u64) -> Option<SimSecurity> {
     // lifetime) may arrive after the expiry when the network delays it by more than the
     // remaining 5% (Java's client has it too; real sessions last hours).
     let session_lifetime = mechanism.map(|_| Duration::from_millis(20_000 + rng.below(40_000)));
-    Some(SimSecurity { mechanism, tls, session_lifetime })
+    // About one SASL seed in five has brokers before 1.0 (raw tokens), drawn from a stream
+    // of its own so that every other draw of every seed stays what it was.
+    let legacy = mechanism.is_some() && Rng::stream(seed, "sim-security-legacy").below(5) == 0;
+    Some(SimSecurity { mechanism, tls, session_lifetime, legacy })
 }
 
 /// Faults aimed at the SASL requests while the run's faults last: hang-ups and stalls in
@@ -103,7 +109,10 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
     sim.drive_bounded(MAX_STEPS)?;
     let record = sim.record(cmd).cloned();
     match record.as_ref().and_then(|r| r.outcomes.first().map(|(at, e)| (*at - r.issued, e))) {
-        Some((took, e)) if matches!(auth_error(e), Some(AuthError::Failed { .. })) => {
+        Some((took, e))
+            if matches!(auth_error(e), Some(AuthError::Failed { .. }))
+                || (security.legacy && matches!(auth_error(e), Some(AuthError::ClosedInRawExchange { .. }))) =>
+        {
             if took > FAILED_LOGIN_BOUND {
                 sim.violate("failed-login-typed", format!("a wrong password failed {cmd} only after {took:?}"));
             }
@@ -113,7 +122,7 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
     sim.retire_client(intruder);
 
     // A hang-up in the middle of a new client's login: it logs in again and is served.
-    let api = if sim.below(2) == 0 { ApiKey::SaslHandshake } else { ApiKey::SaslAuthenticate };
+    let api = if sim.below(2) == 0 || security.legacy { ApiKey::SaslHandshake } else { ApiKey::SaslAuthenticate };
     sim.resume_faults();
     let now = sim.now();
     sim.at(now, Action::Inject(Fault::new(FaultAction::Disconnect).on_api(api).times(1)));
@@ -145,4 +154,18 @@ pub fn episodes(sim: &mut Sim) -> Result<(), SimError> {
         sim.retire_client(victim);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn some_sasl_seeds_draw_a_legacy_listener() {
+        let drawn: Vec<SimSecurity> = (0..4_000).filter_map(draw).collect();
+        let sasl = drawn.iter().filter(|s| s.mechanism.is_some()).count();
+        let legacy = drawn.iter().filter(|s| s.legacy).count();
+        assert!(drawn.iter().all(|s| !s.legacy || s.mechanism.is_some()), "legacy only with SASL");
+        assert!(legacy * 10 > sasl && legacy * 3 < sasl, "{legacy} of {sasl}");
+    }
 }

@@ -11,16 +11,27 @@
 //! |---|---|---|
 //! | `Connecting` | the driver reports the TCP connection open | `ApiVersions` |
 //! | `ApiVersions { version }` | the broker answers (UNSUPPORTED_VERSION: resent at the version it names) | `SaslHandshake` with SASL, else `Ready` |
-//! | `SaslHandshake` | the broker accepts the mechanism (or lists the ones it enables: fatal) | `SaslAuthenticate` |
+//! | `SaslHandshake` | the broker accepts the mechanism (or lists the ones it enables: fatal) | `SaslAuthenticate`, or `SaslRaw` after v0 |
 //! | `SaslAuthenticate` | the exchange ends (a refusal is fatal, never retried on this connection) | `Ready` |
+//! | `SaslRaw` | the exchange ends (a hang-up is taken for a refusal: fatal) | `Ready` |
 //! | `Ready` | a request is sent once the SASL session is due for re-authentication | `Draining` |
 //! | `Draining` | the last response in flight arrives | `SaslHandshake` (re-authentication) |
 //! | `Ready` | the client closes it, or a protocol violation | dropped |
 //!
 //! Any protocol violation is fatal: the connection reports it and the client closes it with
 //! a typed [`LocalClose`]. SASL requests are framed like any other, after ApiVersions, so
-//! their versions are negotiated; only SaslHandshake v1 with SaslAuthenticate (Kafka 1.0+)
-//! is spoken, not the raw tokens of older brokers.
+//! their versions are negotiated: SaslHandshake v1 then SaslAuthenticate (Kafka 1.0+).
+//!
+//! # Raw SASL tokens (brokers before 1.0)
+//!
+//! A broker that advertises SaslHandshake v0 only, or no SaslAuthenticate (Kafka 0.10 and
+//! 0.11), gets SaslHandshake v0; the mechanism's tokens then travel as bare frames, a size
+//! prefix and the token with no request or response header, both ways (`SaslRaw`). Each
+//! frame from the broker is the next token (PLAIN's verdict is an empty one). Such a broker
+//! refuses a login by closing the connection without a word, so a hang-up in `SaslRaw` is
+//! reported as a probable refusal ([`Connection::explain_sasl_close`]), fatal like a wrong
+//! password. Without SaslAuthenticate no session lifetime is told and a session cannot be
+//! renewed, so such connections never re-authenticate.
 //!
 //! # Re-authentication (KIP-368)
 //!
@@ -215,16 +226,21 @@ enum State {
         version: i16,
         correlation_id: i32,
     },
-    /// SaslHandshake sent; SaslAuthenticate will go at `auth_version`.
+    /// SaslHandshake sent; SaslAuthenticate will go at `auth_version`, or the tokens go raw
+    /// when it is `None` (SaslHandshake v0).
     SaslHandshake {
         version: i16,
         correlation_id: i32,
-        auth_version: i16,
+        auth_version: Option<i16>,
     },
     /// A SaslAuthenticate exchange is under way.
     SaslAuthenticate {
         version: i16,
         correlation_id: i32,
+        client: SaslClient,
+    },
+    /// A raw-token exchange is under way (after SaslHandshake v0): frames are tokens.
+    SaslRaw {
         client: SaslClient,
     },
     Ready,
@@ -243,7 +259,7 @@ impl State {
             State::SaslAuthenticate { version, correlation_id, .. } => {
                 Some((correlation_id, ApiKey::SaslAuthenticate, version))
             }
-            State::Connecting | State::Ready | State::Draining => None,
+            State::Connecting | State::SaslRaw { .. } | State::Ready | State::Draining => None,
         }
     }
 }
@@ -462,9 +478,13 @@ impl<T> Connection<T> {
     pub fn poll_timeout(&self, t: Timeouts) -> Option<(Instant, Expiry)> {
         match (&self.state, self.opened_at) {
             (State::Connecting, _) | (_, None) => Some((self.created + t.connect, Expiry::Connect)),
-            (State::ApiVersions { .. } | State::SaslHandshake { .. } | State::SaslAuthenticate { .. }, Some(_)) => {
-                Some((self.handshake_started + t.handshake, Expiry::Handshake))
-            }
+            (
+                State::ApiVersions { .. }
+                | State::SaslHandshake { .. }
+                | State::SaslAuthenticate { .. }
+                | State::SaslRaw { .. },
+                Some(_),
+            ) => Some((self.handshake_started + t.handshake, Expiry::Handshake)),
             (State::Ready, Some(_)) if self.in_flight.is_empty() => Some((self.last_activity + t.idle, Expiry::Idle)),
             // Requests in flight keep their own deadlines.
             (State::Ready | State::Draining, Some(_)) => None,
@@ -668,6 +688,13 @@ impl<T> Connection<T> {
     }
 
     fn on_frame(&mut self, now: Instant, frame: Bytes, events: &mut Vec<ConnEvent<T>>) -> Result<(), ConnectionError> {
+        if matches!(self.state, State::SaslRaw { .. }) {
+            // No header: the whole frame is the broker's token.
+            if self.on_raw_token(now, &frame)? {
+                events.push(ConnEvent::Ready);
+            }
+            return Ok(());
+        }
         let correlation_id = response_correlation_id(&frame).map_err(ConnectionError::Handshake)?;
         if let Some((expected, api, version)) = self.state.handshake() {
             if correlation_id != expected {
@@ -776,15 +803,21 @@ impl<T> Connection<T> {
         }
     }
 
-    /// Sends SaslHandshake (v1: the exchange then travels in SaslAuthenticate requests).
+    /// Sends SaslHandshake: v1 when the broker has SaslAuthenticate, for the exchange to
+    /// travel in it; else v0, for raw tokens.
     fn start_sasl(&mut self, versions: &BrokerApiVersions, sasl: &SaslConfig) -> Result<(), AuthError> {
-        let handshake = versions
-            .negotiate(ApiKey::SaslHandshake)
-            .ok()
-            .filter(|v| *v >= 1)
-            .ok_or(AuthError::Unsupported("SaslHandshake v1"))?;
-        let auth_version =
-            versions.negotiate(ApiKey::SaslAuthenticate).map_err(|_| AuthError::Unsupported("SaslAuthenticate"))?;
+        let framed = versions.negotiate(ApiKey::SaslHandshake).ok().filter(|v| *v >= 1).and_then(|handshake| {
+            versions.negotiate(ApiKey::SaslAuthenticate).ok().map(|auth| (handshake, Some(auth)))
+        });
+        let (handshake, auth_version) = match framed {
+            Some(framed) => framed,
+            None => {
+                // v0 tells the broker that raw tokens follow (Kafka 0.10-0.11).
+                let v0 =
+                    versions.check(ApiKey::SaslHandshake, 0).map_err(|_| AuthError::Unsupported("SaslHandshake"))?;
+                (v0, None)
+            }
+        };
         let body = SaslHandshakeRequest::default().with_mechanism(StrBytes::from(sasl.mechanism.name()));
         let correlation_id = self.send_handshake_request(&body.into(), handshake)?;
         self.state = State::SaslHandshake { version: handshake, correlation_id, auth_version };
@@ -803,6 +836,44 @@ impl<T> Connection<T> {
         let correlation_id = self.send_handshake_request(&body.into(), version)?;
         self.state = State::SaslAuthenticate { version, correlation_id, client };
         Ok(())
+    }
+
+    /// Frames a token with its size prefix only (after SaslHandshake v0).
+    fn send_raw_token(&mut self, token: &[u8], client: SaslClient) -> Result<(), AuthError> {
+        let len = i32::try_from(token.len()).map_err(|_| AuthError::Malformed("a SASL token too large to frame"))?;
+        self.outbound.extend_from_slice(&len.to_be_bytes());
+        self.outbound.extend_from_slice(token);
+        self.state = State::SaslRaw { client };
+        Ok(())
+    }
+
+    /// Handles a raw token from the broker. Returns true once authenticated (first login).
+    fn on_raw_token(&mut self, now: Instant, token: &[u8]) -> Result<bool, ConnectionError> {
+        let State::SaslRaw { mut client } = std::mem::replace(&mut self.state, State::Connecting) else {
+            return Err(AuthError::Malformed("a raw SASL token out of turn").into());
+        };
+        match client.step(token)? {
+            Some(next) => {
+                self.send_raw_token(&next, client)?;
+                Ok(false)
+            }
+            None => {
+                // No SaslAuthenticate, so no session lifetime and no renewal (KIP-368).
+                let first = !self.reauthenticating;
+                self.authenticated(now, 0);
+                Ok(first)
+            }
+        }
+    }
+
+    /// Why the broker closed the connection, when it did so in a raw SASL exchange: that is
+    /// how brokers before 1.0 refuse a login (they cannot say so without SaslAuthenticate).
+    /// A restart at that moment looks the same; taken for a refusal, as Java's client
+    /// names it, so a wrong password fails fast instead of retrying until the deadline.
+    pub fn explain_sasl_close(&self) -> Option<LocalClose> {
+        let State::SaslRaw { client } = &self.state else { return None };
+        let detail = client.failure_detail().map(str::to_string);
+        Some(LocalClose::Authentication(AuthError::ClosedInRawExchange { detail }))
     }
 
     /// Handles a SaslHandshake or SaslAuthenticate answer. Returns true once authenticated.
@@ -831,7 +902,10 @@ impl<T> Connection<T> {
                 }
                 let random = [self.rng.next_u64(), self.rng.next_u64(), self.rng.next_u64()];
                 let (client, first) = SaslClient::start(&sasl, random, self.unix_ms(now))?;
-                self.send_auth_bytes(auth_version, first, client)?;
+                match auth_version {
+                    Some(auth_version) => self.send_auth_bytes(auth_version, first, client)?,
+                    None => self.send_raw_token(&first, client)?,
+                }
                 Ok(false)
             }
             (State::SaslAuthenticate { version, mut client, .. }, ResponseBody::SaslAuthenticate(r)) => {

@@ -200,10 +200,18 @@ pub enum AuthError {
     /// A SASL message from the broker did not follow its mechanism's rules.
     #[error("malformed SASL exchange: {0}")]
     Malformed(&'static str),
-    /// The broker does not speak the requests SASL needs (SaslHandshake v1 and
-    /// SaslAuthenticate, Kafka 1.0 and later).
-    #[error("the broker does not support {0} (the raw SASL framing of brokers older than 1.0 is not implemented)")]
+    /// The broker does not speak the requests SASL needs (it advertises no SaslHandshake:
+    /// probably a listener without SASL).
+    #[error("the broker does not support {0}: is its listener SASL_PLAINTEXT or SASL_SSL?")]
     Unsupported(&'static str),
+    /// The broker closed the connection in the middle of a raw-token exchange (brokers
+    /// before 1.0, without SaslAuthenticate): such a broker refuses credentials this way,
+    /// without a message. Not retried, like [`AuthError::Failed`].
+    #[error("the broker closed the connection during SASL authentication: probably a refused login (brokers before 1.0 refuse by hanging up){}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    ClosedInRawExchange {
+        /// What the broker said before, if anything (OAUTHBEARER's error document).
+        detail: Option<String>,
+    },
     /// No OAUTHBEARER token could be had from the [`TokenProvider`].
     #[error(transparent)]
     Token(#[from] TokenError),

@@ -183,12 +183,13 @@ fn a_mechanism_the_broker_does_not_enable_names_the_ones_it_does() {
 }
 
 #[test]
-fn a_broker_without_sasl_authenticate_is_named() {
+fn a_broker_without_sasl_handshake_is_named() {
     let security = SecurityConfig::sasl_plaintext(SaslMechanism::Plain, "alice", "alice-secret");
     let mut broker = Broker::new(users());
-    broker.without = Some(ApiKey::SaslAuthenticate);
+    broker.without = Some(ApiKey::SaslHandshake);
     let err = run(&security, &mut broker, usize::MAX).unwrap_err();
-    assert_eq!(err, ConnectionError::Authentication(AuthError::Unsupported("SaslAuthenticate")));
+    assert_eq!(err, ConnectionError::Authentication(AuthError::Unsupported("SaslHandshake")));
+    assert!(!err.to_string().contains("not implemented"), "{err}");
 }
 
 #[test]
@@ -757,4 +758,212 @@ fn tls_failures_name_their_reason() {
     let close = conn.explain_close().unwrap();
     assert_eq!(close, LocalClose::Tls(TlsError::ClosedInHandshake));
     assert!(!close.is_fatal());
+}
+
+// ---- raw SASL tokens (brokers before 1.0) ---------------------------------------------------
+
+/// A broker of Kafka 0.10-0.11: SaslHandshake v0 only (or, with `handshake_v1`, v0-v1 but
+/// still no SaslAuthenticate), then the tokens as bare size-prefixed frames. It refuses a
+/// login by hanging up, as those brokers do, and hangs up after `hang_up_after` tokens.
+struct LegacyBroker {
+    users: SaslUsers,
+    session: SaslSession,
+    handshake_v1: bool,
+    raw: bool,
+    hung_up: bool,
+    hang_up_after: Option<usize>,
+    tokens: Vec<Bytes>,
+    handshake_versions: Vec<i16>,
+}
+
+impl LegacyBroker {
+    fn new(users: SaslUsers) -> Self {
+        LegacyBroker {
+            users,
+            session: SaslSession::new(),
+            handshake_v1: false,
+            raw: false,
+            hung_up: false,
+            hang_up_after: None,
+            tokens: Vec::new(),
+            handshake_versions: Vec::new(),
+        }
+    }
+
+    fn answer(&mut self, input: &mut BytesMut) -> BytesMut {
+        let mut out = BytesMut::new();
+        while let Some(frame) = FrameDecoder::new(1 << 20).decode(input).unwrap() {
+            if self.hung_up {
+                break;
+            }
+            if self.raw {
+                self.tokens.push(frame.clone());
+                if self.hang_up_after == Some(self.tokens.len()) {
+                    self.hung_up = true;
+                    break;
+                }
+                let req = crate::protocol::messages::SaslAuthenticateRequest::default().with_auth_bytes(frame);
+                let resp = self.session.authenticate(&self.users, &req, &format!("srv{}", self.tokens.len()));
+                if resp.error_code != crate::protocol::ErrorCode::None {
+                    // No way to say why without SaslAuthenticate.
+                    self.hung_up = true;
+                    break;
+                }
+                out.extend_from_slice(&(resp.auth_bytes.len() as u32).to_be_bytes());
+                out.extend_from_slice(&resp.auth_bytes);
+                self.raw = self.session.user().is_none();
+                continue;
+            }
+            let (header, body) = decode_request(frame).unwrap();
+            let version = header.request_api_version;
+            let resp: ResponseBody = match body {
+                RequestBody::ApiVersions(_) => {
+                    let keys = ApiKey::ALL.iter().filter(|k| **k != ApiKey::SaslAuthenticate).map(|k| {
+                        let max = match k {
+                            ApiKey::SaslHandshake => i16::from(self.handshake_v1),
+                            k => k.versions().max,
+                        };
+                        ApiVersion::default()
+                            .with_api_key(k.as_i16())
+                            .with_min_version(k.versions().min)
+                            .with_max_version(max)
+                    });
+                    ApiVersionsResponse::default().with_api_keys(keys.collect()).into()
+                }
+                RequestBody::SaslHandshake(req) => {
+                    self.handshake_versions.push(version);
+                    let resp = self.session.handshake(&self.users, &req);
+                    self.raw = resp.error_code == crate::protocol::ErrorCode::None;
+                    resp.into()
+                }
+                other => panic!("unexpected {:?}", other.api_key()),
+            };
+            encode_response(&mut out, header.correlation_id, version, &resp).unwrap();
+        }
+        out
+    }
+}
+
+/// Runs a connection against a legacy broker, each answer split at `split`. Ok once ready;
+/// a hang-up is what the connection makes of it ([`Connection::explain_sasl_close`]).
+fn run_legacy(
+    security: &SecurityConfig,
+    broker: &mut LegacyBroker,
+    split: usize,
+) -> Result<Connection<u32>, LocalClose> {
+    let now = t0();
+    let mut conn: Connection<u32> =
+        Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(security, "broker", 7);
+    conn.on_connected(now);
+    let mut events = Vec::new();
+    for _ in 0..10 {
+        let mut sent = BytesMut::from(&conn.take_output().unwrap_or_default()[..]);
+        let answer = broker.answer(&mut sent).freeze();
+        let cut = split.min(answer.len());
+        for piece in [answer.slice(..cut), answer.slice(cut..)] {
+            if !piece.is_empty() {
+                conn.on_bytes(now, piece, &mut events)?;
+            }
+        }
+        if events.iter().any(|e| matches!(e, ConnEvent::Ready)) {
+            assert!(conn.is_ready());
+            return Ok(conn);
+        }
+        if broker.hung_up {
+            return Err(conn.explain_sasl_close().expect("a hang-up in a raw exchange is explained"));
+        }
+    }
+    panic!("no progress")
+}
+
+#[test]
+fn every_mechanism_authenticates_with_raw_tokens_split_at_every_byte() {
+    for m in MECHANISMS {
+        let security = alice(m, "alice-secret");
+        for split in 0..400 {
+            let mut broker = LegacyBroker::new(users());
+            // Every other run: SaslHandshake v1 advertised, SaslAuthenticate still missing.
+            broker.handshake_v1 = split % 2 == 1;
+            run_legacy(&security, &mut broker, split).unwrap_or_else(|e| panic!("{m} split {split}: {e}"));
+            assert_eq!(broker.session.user(), Some("alice"), "{m} split {split}");
+            assert_eq!(broker.handshake_versions, [0], "{m}");
+        }
+    }
+}
+
+#[test]
+fn raw_tokens_are_bare_size_prefixed_frames_and_plain_ends_on_an_empty_one() {
+    let security = alice(SaslMechanism::Plain, "alice-secret");
+    let mut broker = LegacyBroker::new(users());
+    let conn = run_legacy(&security, &mut broker, usize::MAX).unwrap();
+    assert_eq!(broker.tokens, [Bytes::from_static(b"\0alice\0alice-secret")]);
+    // The broker's empty frame was the verdict: nothing else went out.
+    let mut conn = conn;
+    assert_eq!(conn.take_output(), None);
+
+    let security = alice(SaslMechanism::Scram(ScramHash::Sha256), "alice-secret");
+    let mut broker = LegacyBroker::new(users());
+    run_legacy(&security, &mut broker, usize::MAX).unwrap();
+    assert_eq!(broker.tokens.len(), 2, "client-first and client-final");
+    assert!(broker.tokens[0].starts_with(b"n,,n=alice,r="), "{:?}", broker.tokens[0]);
+    assert!(broker.tokens[1].starts_with(b"c=biws,r="), "{:?}", broker.tokens[1]);
+}
+
+#[test]
+fn a_wrong_password_over_raw_tokens_is_a_fatal_hang_up_named_as_a_refusal() {
+    for m in MECHANISMS.into_iter().filter(|m| *m != SaslMechanism::OAuthBearer) {
+        let security = SecurityConfig::sasl_plaintext(m, "alice", "guess");
+        let close = run_legacy(&security, &mut LegacyBroker::new(users()), usize::MAX).unwrap_err();
+        assert_eq!(close, LocalClose::Authentication(AuthError::ClosedInRawExchange { detail: None }), "{m}");
+        assert!(close.is_fatal());
+        let text = format!("{close} {close:?}");
+        assert!(!text.contains("guess"), "{text}");
+        assert!(close.to_string().contains("probably a refused login"), "{close}");
+    }
+}
+
+#[test]
+fn a_refused_token_over_raw_tokens_keeps_the_brokers_reason() {
+    let security = SecurityConfig::oauth_bearer(FixedToken(Ok("not-a-jws-hunter2")));
+    let close = run_legacy(&security, &mut LegacyBroker::new(users()), usize::MAX).unwrap_err();
+    let LocalClose::Authentication(AuthError::ClosedInRawExchange { detail: Some(d) }) = &close else {
+        panic!("{close:?}")
+    };
+    assert!(d.contains("invalid_token"), "{d}");
+    assert!(close.is_fatal());
+    assert!(!format!("{close} {close:?}").contains("hunter2"));
+}
+
+#[test]
+fn a_hang_up_in_the_middle_of_a_raw_exchange_is_fatal_and_only_there_explained() {
+    for after in [1, 2] {
+        let security = alice(SaslMechanism::Scram(ScramHash::Sha512), "alice-secret");
+        let mut broker = LegacyBroker::new(users());
+        broker.hang_up_after = Some(after);
+        let close = run_legacy(&security, &mut broker, usize::MAX).unwrap_err();
+        assert_eq!(close, LocalClose::Authentication(AuthError::ClosedInRawExchange { detail: None }), "{after}");
+        assert!(close.is_fatal());
+    }
+    // Elsewhere a hang-up may be a restart: not explained as a refusal.
+    let now = t0();
+    let security = alice(SaslMechanism::Plain, "alice-secret");
+    let mut conn: Connection<u32> = Connection::new(now, 1 << 20, "t", ("s", "0")).with_security(&security, "b", 1);
+    assert_eq!(conn.explain_sasl_close(), None);
+    conn.on_connected(now);
+    assert_eq!(conn.explain_sasl_close(), None, "in ApiVersions");
+    let mut broker = Broker::new(users());
+    let answer = broker.answer(&mut BytesMut::from(&conn.take_output().unwrap()[..]));
+    conn.on_bytes(now, answer.freeze(), &mut Vec::new()).unwrap();
+    assert_eq!(conn.explain_sasl_close(), None, "in SaslHandshake v1");
+}
+
+#[test]
+fn a_raw_session_is_never_renewed() {
+    let security = alice(SaslMechanism::Scram(ScramHash::Sha256), "alice-secret");
+    let mut conn = run_legacy(&security, &mut LegacyBroker::new(users()), usize::MAX).unwrap();
+    let later = t0() + Duration::from_secs(365 * 86_400);
+    let body: RequestBody = crate::protocol::messages::ApiVersionsRequest::default().into();
+    assert_eq!(conn.send(later, &body, 0, 1, true), Ok(None));
+    assert!(conn.is_ready(), "no re-authentication without SaslAuthenticate");
+    assert!(conn.take_output().is_some());
 }
