@@ -19,6 +19,7 @@
 use bytes::{Buf, Bytes};
 
 use super::compression::{self, CompressionType, DecompressError};
+use super::crc::crc32c;
 use super::error::{Location, RecordsError};
 use super::legacy;
 use super::{
@@ -409,7 +410,7 @@ fn decode_v2(entry: Bytes, at: Location, options: &DecodeOptions) -> Result<Reco
     let malformed = |source| RecordsError::Malformed { at, source };
     // Checksummed before `entry` becomes the read cursor: a clone of it would cost a
     // reference-count round trip per batch.
-    let computed = options.verify_crc.then(|| crc32c::crc32c(&entry[CRC_START..]));
+    let computed = options.verify_crc.then(|| crc32c(&entry[CRC_START..]));
     let mut buf = entry;
     buf.advance(LOG_OVERHEAD);
     let partition_leader_epoch = get_i32(&mut buf, "RecordBatch.PartitionLeaderEpoch").map_err(malformed)?;
