@@ -277,7 +277,7 @@ impl Stats {
         self.window_bytes += bytes;
         self.window_total_latency += latency.max(0) as u64;
         self.window_max_latency = self.window_max_latency.max(latency);
-        if self.iteration % self.sampling == 0 {
+        if self.iteration.is_multiple_of(self.sampling) {
             self.latencies.push(latency);
         }
         self.iteration += 1;

@@ -22,7 +22,7 @@ pub fn vectors_dir() -> PathBuf {
 
 /// Decodes lowercase or uppercase hex. Panics on malformed input: vectors are trusted test data.
 pub fn hex_decode(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd-length hex");
+    assert!(s.len().is_multiple_of(2), "odd-length hex");
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit")).collect()
 }
 

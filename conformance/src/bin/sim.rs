@@ -136,7 +136,7 @@ fn run_many(a: u64, b: u64, clients: Option<usize>, hash_lines: bool) -> ExitCod
                 println!("{}", report.failure_text());
             }
         }
-        if (n as u64 + 1) % step == 0 {
+        if (n as u64 + 1).is_multiple_of(step) {
             eprintln!("{}/{total} seeds, {failures} failures", n + 1);
         }
     }

@@ -19,6 +19,7 @@
 use bytes::{Buf, Bytes};
 
 use super::compression::{self, CompressionType, DecompressError};
+use super::crc::crc32c;
 use super::error::{Location, RecordsError};
 use super::legacy;
 use super::{
@@ -407,16 +408,16 @@ fn decode_v2(entry: Bytes, at: Location, options: &DecodeOptions) -> Result<Reco
         return Err(RecordsError::BatchTooSmall { at, size: batch_length, min: RECORD_BATCH_OVERHEAD - LOG_OVERHEAD });
     }
     let malformed = |source| RecordsError::Malformed { at, source };
-    let mut buf = entry.clone();
+    // Checksummed before `entry` becomes the read cursor: a clone of it would cost a
+    // reference-count round trip per batch.
+    let computed = options.verify_crc.then(|| crc32c(&entry[CRC_START..]));
+    let mut buf = entry;
     buf.advance(LOG_OVERHEAD);
     let partition_leader_epoch = get_i32(&mut buf, "RecordBatch.PartitionLeaderEpoch").map_err(malformed)?;
     let magic = get_i8(&mut buf, "RecordBatch.Magic").map_err(malformed)?;
     let crc = get_u32(&mut buf, "RecordBatch.Crc").map_err(malformed)?;
-    if options.verify_crc {
-        let computed = crc32c::crc32c(&entry[CRC_START..]);
-        if computed != crc {
-            return Err(RecordsError::CrcMismatch { at, stored: crc, computed });
-        }
+    if let Some(computed) = computed.filter(|&c| c != crc) {
+        return Err(RecordsError::CrcMismatch { at, stored: crc, computed });
     }
     let attributes = get_i16(&mut buf, "RecordBatch.Attributes").map_err(malformed)?;
     let last_offset_delta = get_i32(&mut buf, "RecordBatch.LastOffsetDelta").map_err(malformed)?;

@@ -9,6 +9,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::batch::Header;
 use super::compression::{self, Compression, Compressors};
+use super::crc::crc32c;
 use super::error::RecordsEncodeError;
 use super::legacy::{LegacyBuilder, LegacyParams};
 use super::{
@@ -322,7 +323,7 @@ fn write_header(out: &mut BytesMut, start: usize, p: &BatchParams, f: &HeaderFie
     w.put_i32(f.count);
     debug_assert!(w.is_empty());
     out[start..start + RECORD_BATCH_OVERHEAD].copy_from_slice(&h);
-    let crc = crc32c::crc32c(&out[start + 21..]);
+    let crc = crc32c(&out[start + 21..]);
     out[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
 }
 
@@ -534,6 +535,6 @@ pub fn rewrite_producer_state(batch: &mut [u8], producer_id: i64, producer_epoch
     batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
     batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
     batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[21..]);
+    let crc = crc32c(&batch[21..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }

@@ -536,7 +536,7 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             out.extend_from_slice(words[(state % 6) as usize]);
-            if state % 11 == 0 {
+            if state.is_multiple_of(11) {
                 out.extend_from_slice(&state.to_le_bytes());
             }
         }

@@ -28,6 +28,7 @@ mod batch;
 mod builder;
 mod compression;
 mod control;
+mod crc;
 mod error;
 mod legacy;
 

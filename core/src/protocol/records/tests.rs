@@ -36,7 +36,7 @@ fn crc32_reference(data: &[u8]) -> u32 {
 
 /// Recomputes a v2 batch's CRC after a test edited it.
 fn fix_crc(batch: &mut [u8]) {
-    let crc = crc32c::crc32c(&batch[21..]);
+    let crc = super::crc::crc32c(&batch[21..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
