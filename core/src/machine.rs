@@ -41,14 +41,18 @@ pub(crate) enum Owner {
 }
 
 /// Which of a broker's connections a request travels on, so that nothing waits behind a
-/// long-polling fetch.
+/// request the broker may hold: a long-polling fetch, or a JoinGroup (held until the group
+/// settles, up to the rebalance timeout). Brokers answer a connection's requests in order.
+/// Java's client keeps its group coordinator on a connection of its own likewise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Role {
-    /// Produce, group, admin and metadata traffic.
+    /// Produce, admin and metadata traffic.
     General,
     /// Fetches, which may wait at the broker for up to their `max_wait_ms`.
     Fetch,
+    /// A consumer group's traffic with its coordinator (membership, commits, offsets).
+    Coordinator,
 }
 
 /// A ready connection, as a machine sees it when asked for a request.

@@ -202,7 +202,7 @@ impl Machine for Requests {
     }
 
     fn fail_target(&mut self, _now: Instant, target: &Target, error: &RequestError, issued_before: Instant) {
-        for role in [Role::General, Role::Fetch] {
+        for role in [Role::General, Role::Fetch, Role::Coordinator] {
             let key = (target.clone(), role);
             let Some(queue) = self.queues.get(&key) else { continue };
             let failing: Vec<(Tag, Instant)> = queue
@@ -243,6 +243,8 @@ fn role_for(body: &RequestBody, ctx: &Ctx<'_>) -> Role {
     let _ = ctx;
     match body {
         RequestBody::Fetch(_) => Role::Fetch,
+        // The broker holds it until the group settles.
+        RequestBody::JoinGroup(_) => Role::Coordinator,
         _ => Role::General,
     }
 }

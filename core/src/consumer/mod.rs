@@ -1891,6 +1891,10 @@ impl Consumer {
 }
 
 impl Consumer {
+    fn joining(&self) -> bool {
+        self.member.as_ref().is_some_and(|m| m.joining())
+    }
+
     fn build_member_request(&mut self, now: Instant, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
         let member = self.member.as_mut()?;
         let (body, version, extra) = member.request(now, &|api| link.versions.negotiate(api).ok(), ctx.cluster)?;
@@ -2033,8 +2037,10 @@ impl Machine for Consumer {
             out.push((Target::Broker(b), Role::General));
         }
         let member = self.member.as_ref().is_some_and(|m| m.wants(now));
-        if let (Some(group), true) = (&self.group, member || self.job_ready(now).is_some()) {
-            out.push((Target::GroupCoordinator(group.clone()), Role::General));
+        let job = self.job_ready(now).is_some();
+        if let (Some(group), true) = (&self.group, member || job) {
+            let role = if self.joining() { Role::General } else { Role::Coordinator };
+            out.push((Target::GroupCoordinator(group.clone()), role));
         }
     }
 
@@ -2044,11 +2050,15 @@ impl Machine for Consumer {
             (Target::Broker(b), Role::General) => {
                 self.build_lookup(now, *b, link, ctx).or_else(|| self.build_validation(now, *b, link, ctx))
             }
-            (Target::GroupCoordinator(_), Role::General) => {
+            (Target::GroupCoordinator(_), Role::Coordinator) if !self.joining() => {
                 // Commits first: a commit before an eager rebalance's JoinGroup must reach the
                 // coordinator ahead of it, under the old generation.
                 self.build_job(now, link, ctx).or_else(|| self.build_member_request(now, link, ctx))
             }
+            // Behind a JoinGroup, a commit would wait for the next generation and be refused;
+            // on the general connection it arrives while the group still prepares, under the
+            // generation it belongs to.
+            (Target::GroupCoordinator(_), Role::General) if self.joining() => self.build_job(now, link, ctx),
             _ => None,
         }
     }

@@ -695,6 +695,10 @@ impl super::GroupMember for ClassicMember {
         self.in_flight.is_some()
     }
 
+    fn joining(&self) -> bool {
+        self.in_flight == Some(Kind::Join)
+    }
+
     fn take_error(&mut self) -> Option<ConsumeError> {
         ClassicMember::take_error(self)
     }

@@ -26,6 +26,9 @@ pub(crate) trait GroupMember: std::fmt::Debug + Send + Sync {
     fn is_idle(&self) -> bool;
     fn wants_leave(&self) -> bool;
     fn has_in_flight(&self) -> bool;
+    /// Whether a JoinGroup is in flight: the coordinator holds it, and what follows it on
+    /// its connection, until the group settles.
+    fn joining(&self) -> bool;
     fn take_error(&mut self) -> Option<ConsumeError>;
     fn take_changes(&mut self) -> Vec<Change>;
     fn subscribe(&mut self, topics: BTreeSet<TopicName>);

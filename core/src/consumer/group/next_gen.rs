@@ -197,6 +197,10 @@ impl GroupMember for NextGenMember {
         self.in_flight
     }
 
+    fn joining(&self) -> bool {
+        false // heartbeats are answered at once
+    }
+
     fn take_error(&mut self) -> Option<ConsumeError> {
         self.error.take()
     }
