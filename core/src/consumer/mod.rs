@@ -1408,21 +1408,18 @@ impl Consumer {
                             truncated.push((tp, state.position, (!unknown).then_some(p.end_offset)));
                         }
                     }
-                    e if e.is_retriable()
-                        || matches!(
-                            e,
-                            ErrorCode::UnknownTopicOrPartition
-                                | ErrorCode::FencedLeaderEpoch
-                                | ErrorCode::UnknownLeaderEpoch
-                        ) =>
-                    {
+                    // Refused for good: report it and stop fetching the partition.
+                    error @ (ErrorCode::TopicAuthorizationFailed | ErrorCode::ClusterAuthorizationFailed) => {
+                        state.start = Start::Failed;
+                        self.errors.push_back(ConsumeError::Partition { partition: tp, error });
+                    }
+                    // Anything else (a leader change, a broker not available, an unexpected
+                    // error) is asked again after fresh metadata, as Java's client does: a
+                    // partition given up here would stay unread for as long as it is owned.
+                    _ => {
                         refresh = true;
                         state.retry_at = Some(now + self.retry_backoff);
                         self.timers.insert(now + self.retry_backoff, Timer::Retry);
-                    }
-                    error => {
-                        state.start = Start::Failed;
-                        self.errors.push_back(ConsumeError::Partition { partition: tp, error });
                     }
                 }
             }
