@@ -95,9 +95,29 @@ impl Broker {
     }
 }
 
+/// A broker in memory: answers what a connection sent, and may hang up.
+trait Answers {
+    fn answer(&mut self, input: &mut BytesMut) -> BytesMut;
+    fn hung_up(&self) -> bool {
+        false
+    }
+}
+
+impl Answers for Broker {
+    fn answer(&mut self, input: &mut BytesMut) -> BytesMut {
+        Broker::answer(self, input)
+    }
+}
+
+/// How a connection driven by [`drive`] ended short of ready.
+enum Ended {
+    Error(ConnectionError),
+    HungUp(Box<Connection<u32>>),
+}
+
 /// Runs a connection against `broker`, delivering each answer in two pieces split at `split`
-/// (or whole when past its end). Ok once ready.
-fn run(security: &SecurityConfig, broker: &mut Broker, split: usize) -> Result<(), ConnectionError> {
+/// (or whole when past its end), until it is ready.
+fn drive(security: &SecurityConfig, broker: &mut impl Answers, split: usize) -> Result<Connection<u32>, Ended> {
     let now = t0();
     let mut conn: Connection<u32> =
         Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(security, "broker", 7);
@@ -109,15 +129,27 @@ fn run(security: &SecurityConfig, broker: &mut Broker, split: usize) -> Result<(
         let cut = split.min(answer.len());
         for piece in [answer.slice(..cut), answer.slice(cut..)] {
             if !piece.is_empty() {
-                conn.on_bytes(now, piece, &mut events)?;
+                conn.on_bytes(now, piece, &mut events).map_err(Ended::Error)?;
             }
         }
         if events.iter().any(|e| matches!(e, ConnEvent::Ready)) {
             assert!(conn.is_ready());
-            return Ok(());
+            return Ok(conn);
+        }
+        if broker.hung_up() {
+            return Err(Ended::HungUp(Box::new(conn)));
         }
     }
     panic!("no progress")
+}
+
+/// [`drive`] against a broker that answers every request. Ok once ready.
+fn run(security: &SecurityConfig, broker: &mut Broker, split: usize) -> Result<(), ConnectionError> {
+    match drive(security, broker, split) {
+        Ok(_) => Ok(()),
+        Err(Ended::Error(e)) => Err(e),
+        Err(Ended::HungUp(_)) => unreachable!("this broker never hangs up"),
+    }
 }
 
 fn users() -> SaslUsers {
@@ -776,6 +808,15 @@ struct LegacyBroker {
     handshake_versions: Vec<i16>,
 }
 
+impl Answers for LegacyBroker {
+    fn answer(&mut self, input: &mut BytesMut) -> BytesMut {
+        LegacyBroker::answer(self, input)
+    }
+    fn hung_up(&self) -> bool {
+        self.hung_up
+    }
+}
+
 impl LegacyBroker {
     fn new(users: SaslUsers) -> Self {
         LegacyBroker {
@@ -844,36 +885,17 @@ impl LegacyBroker {
     }
 }
 
-/// Runs a connection against a legacy broker, each answer split at `split`. Ok once ready;
-/// a hang-up is what the connection makes of it ([`Connection::explain_sasl_close`]).
+/// [`drive`] against a legacy broker. Ok once ready; a hang-up is what the connection makes
+/// of it ([`Connection::explain_sasl_close`]).
 fn run_legacy(
     security: &SecurityConfig,
     broker: &mut LegacyBroker,
     split: usize,
 ) -> Result<Connection<u32>, LocalClose> {
-    let now = t0();
-    let mut conn: Connection<u32> =
-        Connection::new(now, 1 << 20, "test", ("sansa", "0")).with_security(security, "broker", 7);
-    conn.on_connected(now);
-    let mut events = Vec::new();
-    for _ in 0..10 {
-        let mut sent = BytesMut::from(&conn.take_output().unwrap_or_default()[..]);
-        let answer = broker.answer(&mut sent).freeze();
-        let cut = split.min(answer.len());
-        for piece in [answer.slice(..cut), answer.slice(cut..)] {
-            if !piece.is_empty() {
-                conn.on_bytes(now, piece, &mut events)?;
-            }
-        }
-        if events.iter().any(|e| matches!(e, ConnEvent::Ready)) {
-            assert!(conn.is_ready());
-            return Ok(conn);
-        }
-        if broker.hung_up {
-            return Err(conn.explain_sasl_close().expect("a hang-up in a raw exchange is explained"));
-        }
-    }
-    panic!("no progress")
+    drive(security, broker, split).map_err(|ended| match ended {
+        Ended::Error(e) => LocalClose::from(e),
+        Ended::HungUp(conn) => conn.explain_sasl_close().expect("a hang-up in a raw exchange is explained"),
+    })
 }
 
 #[test]
