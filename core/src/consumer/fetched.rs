@@ -30,6 +30,8 @@ pub(crate) struct Fetched {
     current: std::vec::IntoIter<Record>,
     current_type: TimestampType,
     current_epoch: Option<i32>,
+    /// The leader epoch of the batch opened last, which `next_offset` ends.
+    next_epoch: Option<i32>,
     /// Aborted transactions not yet reached, by first offset.
     aborted: VecDeque<Aborted>,
     /// Producers whose aborted transaction is open at the current batch.
@@ -44,8 +46,9 @@ pub(crate) struct Fetched {
 #[derive(Debug)]
 pub(crate) enum Next {
     Record(ConsumerRecord),
-    /// A batch ended (or was skipped); the position may move to this offset.
-    Skip(i64),
+    /// A batch ended (or was skipped); the position may move to this offset, written in this
+    /// leader epoch.
+    Skip(i64, Option<i32>),
     /// A batch that does not decode; the position stays before it.
     Corrupt(String),
     Done,
@@ -69,6 +72,7 @@ impl Fetched {
             current: Vec::new().into_iter(),
             current_type: TimestampType::CreateTime,
             current_epoch: None,
+            next_epoch: None,
             aborted: aborted.into(),
             aborting: BTreeSet::new(),
             read_committed,
@@ -98,7 +102,7 @@ impl Fetched {
                 });
             }
             if let Some(offset) = self.next_offset.take() {
-                return Next::Skip(offset);
+                return Next::Skip(offset, self.next_epoch);
             }
             match self.batches.next() {
                 None => return Next::Done,
@@ -110,6 +114,8 @@ impl Fetched {
 
     fn open(&mut self, batch: RecordBatch) {
         self.next_offset = Some(batch.next_offset());
+        let epoch = batch.partition_leader_epoch();
+        self.next_epoch = (epoch >= 0).then_some(epoch);
         if self.read_committed {
             while self.aborted.front().is_some_and(|a| a.first_offset <= batch.last_offset()) {
                 let a = self.aborted.pop_front().expect("checked");
@@ -135,8 +141,7 @@ impl Fetched {
             return;
         }
         self.current_type = batch.timestamp_type();
-        let epoch = batch.partition_leader_epoch();
-        self.current_epoch = (epoch >= 0).then_some(epoch);
+        self.current_epoch = self.next_epoch;
         self.current = batch.into_records().into_iter();
     }
 }

@@ -161,6 +161,17 @@ struct PartitionState {
 }
 
 impl PartitionState {
+    /// Moves the position past a batch that gave nothing to return (aborted, a transaction
+    /// marker, or used up), taking that batch's leader epoch: a commit of the position then
+    /// names the epoch its data was written in. With the epoch of an older leader, a later
+    /// validation would find that epoch ended before the position and take it for truncated.
+    fn skip_to(&mut self, offset: i64, epoch: Option<i32>) {
+        if offset > self.position {
+            self.position = offset;
+            self.epoch = epoch.or(self.epoch);
+        }
+    }
+
     fn new(start: Start, version: u64) -> Self {
         PartitionState {
             position: -1,
@@ -769,12 +780,12 @@ impl Consumer {
                         state.position += 1;
                     }
                 }
-                Next::Skip(offset) => {
+                Next::Skip(offset, epoch) => {
                     #[cfg(feature = "plants")]
                     if self.plant == Some(crate::plants::Plant::ConsumerStuckAtControlBatch) {
                         continue;
                     }
-                    state.position = state.position.max(offset)
+                    state.skip_to(offset, epoch);
                 }
                 Next::Done => self.pop_buffer(),
                 Next::Corrupt(reason) => {
@@ -792,10 +803,10 @@ impl Consumer {
         while let Some(front) = self.buffer.front_mut().filter(|f| f.at_end()) {
             match front.next() {
                 #[cfg(feature = "plants")]
-                Next::Skip(_) if self.plant == Some(crate::plants::Plant::ConsumerStuckAtControlBatch) => {}
-                Next::Skip(offset) => {
+                Next::Skip(..) if self.plant == Some(crate::plants::Plant::ConsumerStuckAtControlBatch) => {}
+                Next::Skip(offset, epoch) => {
                     if let Some(s) = self.partitions.get_mut(&front.partition).filter(|s| s.version == front.version) {
-                        s.position = s.position.max(offset);
+                        s.skip_to(offset, epoch);
                     }
                 }
                 _ => self.pop_buffer(),

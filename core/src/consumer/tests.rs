@@ -6,6 +6,7 @@ use bytes::BytesMut;
 
 use super::fetched::{Aborted, Fetched, Next};
 use super::record::TopicPartition;
+use super::{PartitionState, Start};
 use crate::protocol::records::{BatchParams, DecodeOptions, EndTxnMarker, RecordBatchEncoder};
 
 /// Appends a batch of `n` records at `base` (values `"{base + i}"`), transactional for
@@ -34,7 +35,7 @@ fn read(mut fetched: Fetched) -> (Vec<i64>, Vec<i64>) {
     loop {
         match fetched.next() {
             Next::Record(r) => records.push(r.offset),
-            Next::Skip(o) => skips.push(o),
+            Next::Skip(o, _) => skips.push(o),
             Next::Done => return (records, skips),
             Next::Corrupt(e) => panic!("{e}"),
         }
@@ -53,6 +54,44 @@ fn log() -> (BytesMut, Vec<Aborted>) {
     marker(&mut out, 9, 1, true);
     batch(&mut out, 10, 1, None);
     (out, vec![Aborted { producer_id: 2, first_offset: 4 }])
+}
+
+/// Skipping an aborted transaction and its marker, written after a leader change, moves
+/// the position into the new leader's epoch: a commit of it must not name the epoch the
+/// position had before, which ended before it (a later validation would take the skipped
+/// offsets for truncated and go back).
+#[test]
+fn skipped_batches_carry_their_leader_epoch() {
+    let mut out = BytesMut::new();
+    let mut enc = RecordBatchEncoder::new();
+    let params = BatchParams::new().base_offset(0).partition_leader_epoch(7).producer(2, 0, 0).transactional(true);
+    let mut b = enc.begin(&mut out, params).unwrap();
+    b.append(0, None, Some(b"aborted"), &[]).unwrap();
+    b.finish().unwrap();
+    EndTxnMarker::abort(0)
+        .write_batch(&mut out, BatchParams::new().base_offset(1).partition_leader_epoch(7).producer(2, 0, -1), 0)
+        .unwrap();
+    let aborted = vec![Aborted { producer_id: 2, first_offset: 0 }];
+    let mut fetched = Fetched::new(TopicPartition::new("t", 0), 0, out.freeze(), aborted, true, DecodeOptions::new());
+    let mut skips = Vec::new();
+    loop {
+        match fetched.next() {
+            Next::Skip(o, epoch) => skips.push((o, epoch)),
+            Next::Done => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(skips, [(1, Some(7)), (2, Some(7))]);
+    let mut state = PartitionState::new(Start::Positioned, 0);
+    state.position = 0;
+    state.epoch = Some(6);
+    for (o, e) in skips {
+        state.skip_to(o, e);
+    }
+    assert_eq!((state.position, state.epoch), (2, Some(7)));
+    // A skip behind the position changes neither.
+    state.skip_to(1, Some(5));
+    assert_eq!((state.position, state.epoch), (2, Some(7)));
 }
 
 #[test]
@@ -83,7 +122,7 @@ fn a_corrupt_batch_is_reported_after_the_good_ones() {
     let corrupt = loop {
         match f.next() {
             Next::Record(r) => seen.push(r.offset),
-            Next::Skip(_) => {}
+            Next::Skip(..) => {}
             Next::Corrupt(e) => break e,
             Next::Done => panic!("the flipped byte went unnoticed"),
         }
