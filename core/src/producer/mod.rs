@@ -104,7 +104,7 @@ impl Batch {
 struct PartitionState {
     /// Accepting records.
     open: Option<Batch>,
-    /// Sealed or waiting batches, in key order; keys of batches that left early are skipped.
+    /// Sealed or waiting batches, in key order; each key names a batch in `batches`.
     queue: VecDeque<BatchKey>,
     in_flight: u32,
     /// Next sequence to number a batch with.
@@ -958,8 +958,9 @@ impl Producer {
         let mut sizes = Vec::with_capacity(t.available.len());
         for &p in &t.available {
             let Some(state) = t.partitions.get(p as usize) else { continue };
-            let queued =
-                state.queue.iter().filter(|k| self.batches.contains_key(k)).count() + usize::from(state.open.is_some());
+            // Every queued key names a live batch (`expire` takes its key out): counting the
+            // queue is one read, where looking each key up cost a scan per produce answer.
+            let queued = state.queue.len() + usize::from(state.open.is_some());
             if !timeout.is_zero() && queued > 0 {
                 let leader = self.leaders.iter().find(|(_, ps)| ps.iter().any(|(n, i)| n == topic && *i == p as i32));
                 let stuck = leader.is_some_and(|(b, _)| {
@@ -1316,8 +1317,10 @@ impl Producer {
             }
             let last = b.last_error.clone().map(Box::new);
             let error = ProduceError::DeliveryTimeout { timeout, last };
-            // A queued batch's entry in its partition's queue is skipped when reached.
             let b = self.batches.remove(&key).expect("checked");
+            if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+                state.queue.retain(|k| *k != key);
+            }
             self.fail_batch(b, error);
             return;
         }
