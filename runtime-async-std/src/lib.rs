@@ -46,7 +46,7 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite, Stream};
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{self, Dispatcher, Handle, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
@@ -91,7 +91,6 @@ impl KafkaClient {
             deadline: None,
             timer: Timer::never(),
             timer_at: None,
-            buf: vec![0; 64 * 1024],
             done: false,
         };
         Ok((KafkaClient { handle }, driver))
@@ -145,6 +144,8 @@ struct Conn {
     stream: Option<Async<TcpStream>>,
     /// Bytes not yet written, in order.
     out: VecDeque<Bytes>,
+    /// Bytes read and not yet handed to the client.
+    read: ReadBuffer,
 }
 
 /// Steps of work done per [`Driver::poll`] before yielding to other tasks.
@@ -164,7 +165,6 @@ pub struct Driver {
     timer: Timer,
     /// What `timer` is armed for; `None` when unarmed or already fired.
     timer_at: Option<Instant>,
-    buf: Vec<u8>,
     done: bool,
 }
 
@@ -211,8 +211,7 @@ impl Driver {
         }
 
         let mut inputs = Vec::new();
-        let buf = &mut self.buf;
-        self.conns.retain(|&id, conn| poll_conn(id, conn, cx, buf, &mut inputs));
+        self.conns.retain(|&id, conn| poll_conn(id, conn, cx, &mut inputs));
         for input in inputs {
             let now = Instant::now();
             self.dispatcher.handle_input(now, input);
@@ -251,7 +250,12 @@ impl Driver {
     fn apply(&mut self, t: Transmit) {
         match t {
             Transmit::Open { conn, address } => {
-                let conn_state = Conn { connecting: Some(Box::pin(open(address))), stream: None, out: VecDeque::new() };
+                let conn_state = Conn {
+                    connecting: Some(Box::pin(open(address))),
+                    stream: None,
+                    out: VecDeque::new(),
+                    read: ReadBuffer::new(),
+                };
                 self.conns.insert(conn, conn_state);
             }
             Transmit::Send { conn, bytes } => {
@@ -276,7 +280,7 @@ impl Driver {
 
 /// Advances one connection as far as it goes without blocking, pushing what happened onto
 /// `inputs`. Returns false once the connection is gone (after reporting why).
-fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, buf: &mut [u8], inputs: &mut Vec<Input>) -> bool {
+fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, inputs: &mut Vec<Input>) -> bool {
     let closed = |inputs: &mut Vec<Input>, cause| {
         inputs.push(Input::Closed { conn: id, cause });
         false
@@ -304,14 +308,21 @@ fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, buf: &mut [u8], 
         }
     }
     for _ in 0..READS_PER_STEP {
-        match Pin::new(&mut *stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(0)) => return closed(inputs, CloseCause::PeerClosed),
+        let read = &mut conn.read;
+        match Pin::new(&mut *stream).poll_read(cx, read.unfilled()) {
+            Poll::Ready(Ok(0)) => {
+                inputs.extend(read.take_rest().map(|data| Input::Received { conn: id, data }));
+                return closed(inputs, CloseCause::PeerClosed);
+            }
             Poll::Ready(Ok(n)) => {
-                let data = Bytes::copy_from_slice(&buf[..n.min(buf.len())]);
-                inputs.push(Input::Received { conn: id, data });
+                read.filled(n);
+                inputs.extend(read.take().map(|data| Input::Received { conn: id, data }));
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Poll::Ready(Err(e)) => return closed(inputs, CloseCause::from(&e)),
+            Poll::Ready(Err(e)) => {
+                inputs.extend(read.take_rest().map(|data| Input::Received { conn: id, data }));
+                return closed(inputs, CloseCause::from(&e));
+            }
             Poll::Pending => return true,
         }
     }

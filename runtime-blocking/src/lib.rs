@@ -45,7 +45,7 @@ use bytes::Bytes;
 use futures_lite::Stream;
 use sansa::cluster::ClusterMetadata;
 use sansa::driver::outcome::Reply;
-use sansa::driver::{self, DeliveryFuture, Dispatcher, Handle, Intake, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, DeliveryFuture, Dispatcher, Handle, Intake, ReadBuffer, DEFAULT_INTAKE_CAPACITY};
 use sansa::producer::{ProduceError, ProducerRecord};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
@@ -352,18 +352,32 @@ fn connection(
     if tx.send_blocking(Input::Connected { conn }).is_err() {
         return;
     }
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = ReadBuffer::new();
+    let hand_over = |data: Option<Bytes>| match data {
+        Some(data) => tx.send_blocking(Input::Received { conn, data }).is_ok(),
+        None => true,
+    };
     loop {
-        match (&*stream).read(&mut buf) {
-            Ok(0) => return closed(CloseCause::PeerClosed),
+        match (&*stream).read(buf.unfilled()) {
+            Ok(0) => {
+                if hand_over(buf.take_rest()) {
+                    closed(CloseCause::PeerClosed);
+                }
+                return;
+            }
             Ok(n) => {
-                let data = Bytes::copy_from_slice(&buf[..n]);
-                if tx.send_blocking(Input::Received { conn, data }).is_err() {
+                buf.filled(n);
+                if !hand_over(buf.take()) {
                     return; // driver gone
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return closed(CloseCause::from(&e)),
+            Err(e) => {
+                if hand_over(buf.take_rest()) {
+                    closed(CloseCause::from(&e));
+                }
+                return;
+            }
         }
     }
 }

@@ -29,9 +29,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{self, Dispatcher, Handle, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
@@ -46,8 +46,6 @@ use tokio::task::JoinHandle;
 /// Inputs queued from connections to the driver; bounded so a driver that falls behind stops
 /// the sockets from reading instead of buffering without limit.
 const INPUT_QUEUE: usize = 256;
-/// Bytes read per chunk.
-const READ_CHUNK: usize = 64 * 1024;
 /// How long a closed connection may take to write what was queued before the close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -265,21 +263,24 @@ async fn open(address: &BrokerAddress) -> Result<TcpStream, CloseCause> {
 }
 
 async fn read_loop(conn: ConnId, mut reader: OwnedReadHalf, inputs: &mpsc::Sender<Input>) -> CloseCause {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = ReadBuffer::new();
     loop {
-        if buf.capacity() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match reader.read_buf(&mut buf).await {
-            Ok(0) => return CloseCause::PeerClosed,
-            Ok(_) => {
-                let data = buf.split().freeze();
-                if inputs.send(Input::Received { conn, data }).await.is_err() {
-                    // The driver is gone; nobody cares why this ends.
-                    return CloseCause::Local(sansa::LocalClose::DriverStopped);
-                }
+        let (data, end) = match reader.read(buf.unfilled()).await {
+            Ok(0) => (buf.take_rest(), Some(CloseCause::PeerClosed)),
+            Ok(n) => {
+                buf.filled(n);
+                (buf.take(), None)
             }
-            Err(e) => return CloseCause::from(&e),
+            Err(e) => (buf.take_rest(), Some(CloseCause::from(&e))),
+        };
+        if let Some(data) = data {
+            if inputs.send(Input::Received { conn, data }).await.is_err() {
+                // The driver is gone; nobody cares why this ends.
+                return CloseCause::Local(sansa::LocalClose::DriverStopped);
+            }
+        }
+        if let Some(cause) = end {
+            return cause;
         }
     }
 }

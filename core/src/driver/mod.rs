@@ -40,6 +40,7 @@ mod dispatcher;
 mod handle;
 pub mod outcome;
 mod producer;
+mod read_buffer;
 mod typed;
 
 use std::collections::hash_map::RandomState;
@@ -52,6 +53,7 @@ pub use consumer::{RebalanceEvent, Records};
 pub use dispatcher::{Dispatcher, Intake};
 pub use handle::Handle;
 pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper, Timer};
+pub use read_buffer::ReadBuffer;
 pub use typed::TypedProducer;
 
 use crate::client::{BrokerVersions, Client, RequestError, Response, Target};
