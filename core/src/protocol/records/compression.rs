@@ -1,9 +1,10 @@
 //! Compression codecs for record batches and legacy wrapper messages.
 //!
-//! Decompression never trusts a size written in the compressed data: output grows only as
-//! bytes are actually produced, and stops with an error once it passes the caller's limit.
-//! Snappy is the one codec whose decoder needs the output size up front; there the declared
-//! size is checked against both the limit and the most that the input bytes could expand to.
+//! Decompression never produces more than the caller's limit. Output grows as bytes are
+//! produced, except for snappy, whose decoder needs the output size up front (the declared
+//! size is checked against both the limit and the most the input bytes could expand to), and
+//! zstd, whose output is reserved at the size its frame declares, within the limit: reserved,
+//! not written, so a lying header costs address space, not memory.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -228,11 +229,7 @@ pub(crate) fn decompress(
         CompressionType::Gzip => read_capped(flate2::bufread::MultiGzDecoder::new(input), input.len(), limit),
         CompressionType::Snappy => snappy_decompress(input, limit),
         CompressionType::Lz4 => lz4_decompress(input, limit, magic),
-        CompressionType::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
-            decoder.window_log_max(zstd_window_log_max(limit))?;
-            read_capped(decoder, input.len(), limit)
-        }
+        CompressionType::Zstd => zstd_decompress(input, limit),
     }
 }
 
@@ -266,13 +263,45 @@ fn read_capped<R: Read>(mut reader: R, input_len: usize, limit: usize) -> Result
     Ok(out)
 }
 
-/// zstd sizes its working window from the frame header. Bounding the window by the output
-/// limit keeps that allocation honest, but never below 8 MiB (what zstd level 19 uses when
-/// the producer did not know the size up front) so that ordinary frames always decode, and
-/// never above zstd's own default ceiling of 128 MiB.
-fn zstd_window_log_max(limit: usize) -> u32 {
-    let needed = usize::BITS - limit.saturating_sub(1).leading_zeros();
-    needed.clamp(23, 27)
+/// zstd, in one shot: the batch decodes straight into its output, with no window buffer in
+/// between (the streaming decoder copied every byte through one, into zeroed memory) and one
+/// decompression context per thread instead of one per batch. The output is reserved at the
+/// frame's declared size when it has one within `limit`; otherwise (Java and librdkafka
+/// stream their frames, so their batches declare none) at the ratio this thread saw last.
+/// Too small, it doubles and the batch decodes again, up to `limit`.
+fn zstd_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
+    use std::cell::RefCell;
+    use zstd::zstd_safe::{self, zstd_sys::ZSTD_ErrorCode, DCtx};
+    const TOO_SMALL: usize = (ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall as usize).wrapping_neg();
+    thread_local! {
+        static CONTEXT: RefCell<(Option<DCtx<'static>>, f64)> = const { RefCell::new((None, 4.0)) };
+    }
+    if input.is_empty() {
+        return Ok(Vec::new());
+    }
+    CONTEXT.with(|context| {
+        let mut context = context.borrow_mut();
+        let (dctx, last_ratio) = &mut *context;
+        let dctx = dctx.get_or_insert_with(DCtx::create);
+        let declared = zstd_safe::get_frame_content_size(input).ok().flatten().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let mut capacity = match declared {
+            Some(n) if n > limit => return Err(DecompressError::TooLarge),
+            Some(n) => n,
+            None => ((input.len() as f64 * *last_ratio * 1.1) as usize).max(4096).min(limit),
+        };
+        loop {
+            let mut out = Vec::with_capacity(capacity);
+            match dctx.decompress(&mut out, input) {
+                Ok(_) => {
+                    *last_ratio = out.len() as f64 / input.len() as f64;
+                    return Ok(out);
+                }
+                Err(TOO_SMALL) if capacity >= limit => return Err(DecompressError::TooLarge),
+                Err(TOO_SMALL) => capacity = capacity.saturating_mul(2).min(limit),
+                Err(code) => return Err(DecompressError::Corrupt(zstd_safe::get_error_name(code).to_string())),
+            }
+        }
+    })
 }
 
 /// The header snappy-java writes before its length-prefixed blocks: a magic string, then the
@@ -550,6 +579,51 @@ mod tests {
         assert_eq!(xxh32(b"a", 0), 0x550D_7456);
         assert_eq!(xxh32(b"abc", 0), 0x32D1_53FF);
         assert_eq!(xxh32(b"Nobody inspects the spammish repetition", 0), 0xE229_3B2F);
+    }
+
+    /// A zstd frame as Java and librdkafka write them: streamed, so it declares no size.
+    fn zstd_streamed(data: &[u8]) -> Vec<u8> {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.write_all(data).unwrap();
+        let out = encoder.finish().unwrap();
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&out).unwrap(), None);
+        out
+    }
+
+    #[test]
+    fn zstd_frames_without_a_declared_size_decode_whatever_the_ratio() {
+        // Zeros compress about 10,000 to 1, far past the first guess: the output doubles.
+        for data in [sample(300_000), vec![0u8; 3 << 20], sample(10), vec![7u8; 1]] {
+            let frame = zstd_streamed(&data);
+            assert_eq!(decompress(CompressionType::Zstd, &frame, usize::MAX, 2).unwrap(), data);
+            assert_eq!(decompress(CompressionType::Zstd, &frame, data.len(), 2).unwrap(), data, "exactly the limit");
+            assert!(matches!(
+                decompress(CompressionType::Zstd, &frame, data.len() - 1, 2),
+                Err(DecompressError::TooLarge)
+            ));
+        }
+    }
+
+    #[test]
+    fn zstd_concatenated_frames_decode_past_the_first_frames_size() {
+        let (a, b) = (sample(50_000), vec![1u8; 200_000]);
+        let mut first = BytesMut::new();
+        compress(Compression::zstd(), &a, &mut first, 2, &mut Compressors::default()).unwrap();
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&first).unwrap(), Some(50_000));
+        let mut both = first.to_vec();
+        both.extend(zstd_streamed(&b));
+        assert_eq!(decompress(CompressionType::Zstd, &both, usize::MAX, 2).unwrap(), [a, b].concat());
+    }
+
+    #[test]
+    fn zstd_corruption_and_lying_sizes_are_errors() {
+        let mut frame = BytesMut::new();
+        compress(Compression::zstd(), &sample(100_000), &mut frame, 2, &mut Compressors::default()).unwrap();
+        let cut = &frame[..frame.len() / 2];
+        assert!(matches!(decompress(CompressionType::Zstd, cut, usize::MAX, 2), Err(DecompressError::Corrupt(_))));
+        assert!(matches!(decompress(CompressionType::Zstd, b"not zstd", usize::MAX, 2), Err(DecompressError::Corrupt(_))));
+        // A frame declaring more than the limit is refused before any decoding.
+        assert!(matches!(decompress(CompressionType::Zstd, &frame, 99_999, 2), Err(DecompressError::TooLarge)));
     }
 
     #[test]
