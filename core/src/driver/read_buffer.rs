@@ -43,19 +43,22 @@ impl ReadBuffer {
         Self::default()
     }
 
-    /// Where to read next: at least the rest of the frame being received (up to
-    /// [`MAX_FRAMED`]) or [`MIN_READ`] bytes, zeroed the first time they are offered.
+    /// Where to read next: all the room the buffer has, grown if need be to the rest of the
+    /// frame being received (up to [`MAX_FRAMED`]), or to [`MIN_READ`] bytes when no frame
+    /// is under way. Room is zeroed once, when it is first offered.
     pub fn unfilled(&mut self) -> &mut [u8] {
-        let room = match self.frame_len() {
-            Some(len) if !self.passthrough && len <= MAX_FRAMED + 4 => len.saturating_sub(self.filled).max(MIN_READ),
-            _ => MIN_READ,
+        let rest = match self.frame_len() {
+            Some(len) if !self.passthrough && len <= MAX_FRAMED + 4 => len.saturating_sub(self.filled),
+            _ => 0,
         };
-        let wanted = self.filled + room;
+        // Never more than the frame's rest: growing past it near the end of a large frame
+        // would move the whole frame to a new allocation.
+        let wanted = self.filled + if rest > 0 { rest } else { MIN_READ };
         if self.buf.len() < wanted {
             if self.buf.capacity() < wanted {
                 // Only the data moves to a new allocation, never the zeroed room.
                 self.buf.truncate(self.filled);
-                self.buf.reserve(room);
+                self.buf.reserve(wanted - self.filled);
             }
             self.buf.resize(wanted, 0);
         }
@@ -168,6 +171,34 @@ mod tests {
         assert!(largest >= (5 << 20) + 4 - MIN_READ, "largest room {largest}");
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].len(), (5 << 20) + 4);
+    }
+
+    #[test]
+    fn a_large_frame_is_read_into_one_allocation() {
+        let stream = frame(3 << 20, 5);
+        let mut rb = ReadBuffer::new();
+        let (mut at, mut bases) = (0, std::collections::BTreeSet::new());
+        let mut out = None;
+        while at < stream.len() {
+            let filled = rb.filled;
+            let room = rb.unfilled();
+            if at > 0 {
+                // Room never reaches past the frame, which would move it to a larger buffer.
+                assert!(filled + room.len() <= stream.len(), "room past the frame at {at}");
+            }
+            let n = room.len().min(90_001).min(stream.len() - at);
+            room[..n].copy_from_slice(&stream[at..at + n]);
+            let base = room.as_ptr() as usize - filled;
+            at += n;
+            rb.filled(n);
+            if at > 4 {
+                bases.insert(base);
+            }
+            out = out.or(rb.take());
+        }
+        // The first read (before the size was known) may sit elsewhere; after it, one buffer.
+        assert!(bases.len() <= 2, "{} allocations", bases.len());
+        assert_eq!(out.as_deref(), Some(&stream[..]));
     }
 
     #[test]

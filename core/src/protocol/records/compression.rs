@@ -283,7 +283,8 @@ fn zstd_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressErro
         let mut context = context.borrow_mut();
         let (dctx, last_ratio) = &mut *context;
         let dctx = dctx.get_or_insert_with(DCtx::create);
-        let declared = zstd_safe::get_frame_content_size(input).ok().flatten().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let declared =
+            zstd_safe::get_frame_content_size(input).ok().flatten().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let mut capacity = match declared {
             Some(n) if n > limit => return Err(DecompressError::TooLarge),
             Some(n) => n,
@@ -380,6 +381,9 @@ const LZ4_FRAME_MAGIC: [u8; 4] = 0x184D_2204u32.to_le_bytes();
 /// well as the descriptor, and Kafka skips that check for magic 0. The standard decoder
 /// always checks it, so for magic 0 the header byte is recomputed before decoding.
 fn lz4_decompress(input: &[u8], limit: usize, magic: i8) -> Result<Vec<u8>, DecompressError> {
+    if let Some(frame) = Lz4Frame::parse(input, magic) {
+        return frame.decode(input, limit);
+    }
     if magic == 0 {
         if let Some(descriptor_end) = lz4_descriptor_end(input) {
             let mut header = [0u8; 4 + 14 + 1];
@@ -391,6 +395,111 @@ fn lz4_decompress(input: &[u8], limit: usize, magic: i8) -> Result<Vec<u8>, Deco
         }
     }
     read_capped(lz4_flex::frame::FrameDecoder::new(input), input.len(), limit)
+}
+
+/// One LZ4 frame of independent blocks, the kind every Kafka client writes (Java's reader
+/// accepts no other), decoded block by block straight into the output: `lz4_flex`'s frame
+/// reader copies each block into a buffer of its own and each decoded block out of another,
+/// and its output had to be grown and zeroed ahead of it.
+#[derive(Debug)]
+struct Lz4Frame {
+    /// Where the first block starts.
+    blocks_at: usize,
+    block_max: usize,
+    block_checksums: bool,
+    content_checksum: bool,
+    /// Most bytes the blocks can decode to: what to reserve.
+    bound: usize,
+}
+
+impl Lz4Frame {
+    /// The frame's layout, if it is one the direct decoder takes: a version 1 header with a
+    /// valid checksum (magic 0 writers got it wrong, and Kafka skips it for them),
+    /// independent blocks, no dictionary, and nothing after it. Anything else goes to the
+    /// general decoder, which also names what is wrong.
+    fn parse(input: &[u8], magic: i8) -> Option<Lz4Frame> {
+        let descriptor_end = lz4_descriptor_end(input)?;
+        let (flg, bd) = (input[4], input[5]);
+        let independent = flg & 0x20 != 0;
+        if flg >> 6 != 1 || !independent || flg & 0x01 != 0 {
+            return None;
+        }
+        if magic != 0 && input[descriptor_end] != lz4_header_checksum(&input[4..descriptor_end]) {
+            return None;
+        }
+        let block_max = match (bd >> 4) & 0x07 {
+            4 => 64 << 10,
+            5 => 256 << 10,
+            6 => 1 << 20,
+            7 => 4 << 20,
+            _ => return None,
+        };
+        let (block_checksums, content_checksum) = (flg & 0x10 != 0, flg & 0x04 != 0);
+        let blocks_at = descriptor_end + 1;
+        let (mut at, mut bound) = (blocks_at, 0usize);
+        loop {
+            let word = u32::from_le_bytes(input.get(at..at + 4)?.try_into().ok()?);
+            at += 4;
+            if word == 0 {
+                break;
+            }
+            let len = (word & 0x7FFF_FFFF) as usize;
+            if len > block_max {
+                return None;
+            }
+            bound = bound.saturating_add(if word & 0x8000_0000 != 0 { len } else { block_max });
+            at = at.checked_add(len + if block_checksums { 4 } else { 0 })?;
+        }
+        let end = at + if content_checksum { 4 } else { 0 };
+        (end == input.len()).then_some(Lz4Frame { blocks_at, block_max, block_checksums, content_checksum, bound })
+    }
+
+    fn decode(&self, input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
+        let corrupt = |what: &str| DecompressError::Corrupt(format!("lz4: {what}"));
+        let mut out = Vec::with_capacity(self.bound.min(limit));
+        let mut at = self.blocks_at;
+        loop {
+            let word = u32::from_le_bytes(input[at..at + 4].try_into().expect("parsed"));
+            at += 4;
+            if word == 0 {
+                break;
+            }
+            let len = (word & 0x7FFF_FFFF) as usize;
+            let block = &input[at..at + len];
+            at += len;
+            if self.block_checksums {
+                let stored = u32::from_le_bytes(input[at..at + 4].try_into().expect("parsed"));
+                at += 4;
+                if xxh32(block, 0) != stored {
+                    return Err(corrupt("block checksum mismatch"));
+                }
+            }
+            let start = out.len();
+            if word & 0x8000_0000 != 0 {
+                if start + len > limit {
+                    return Err(DecompressError::TooLarge);
+                }
+                out.extend_from_slice(block);
+                continue;
+            }
+            let room = self.block_max.min(limit - start);
+            out.resize(start + room, 0);
+            match lz4_flex::block::decompress_into(block, &mut out[start..]) {
+                Ok(n) => out.truncate(start + n),
+                Err(lz4_flex::block::DecompressError::OutputTooSmall { .. }) if room < self.block_max => {
+                    return Err(DecompressError::TooLarge)
+                }
+                Err(e) => return Err(corrupt(&e.to_string())),
+            }
+        }
+        if self.content_checksum {
+            let stored = u32::from_le_bytes(input[at..at + 4].try_into().expect("parsed"));
+            if xxh32(&out, 0) != stored {
+                return Err(corrupt("content checksum mismatch"));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Where the header checksum byte sits in an LZ4 frame, if the header is all there.
@@ -621,9 +730,68 @@ mod tests {
         compress(Compression::zstd(), &sample(100_000), &mut frame, 2, &mut Compressors::default()).unwrap();
         let cut = &frame[..frame.len() / 2];
         assert!(matches!(decompress(CompressionType::Zstd, cut, usize::MAX, 2), Err(DecompressError::Corrupt(_))));
-        assert!(matches!(decompress(CompressionType::Zstd, b"not zstd", usize::MAX, 2), Err(DecompressError::Corrupt(_))));
+        assert!(matches!(
+            decompress(CompressionType::Zstd, b"not zstd", usize::MAX, 2),
+            Err(DecompressError::Corrupt(_))
+        ));
         // A frame declaring more than the limit is refused before any decoding.
         assert!(matches!(decompress(CompressionType::Zstd, &frame, 99_999, 2), Err(DecompressError::TooLarge)));
+    }
+
+    fn lz4_flex_frame(data: &[u8], info: lz4_flex::frame::FrameInfo) -> Vec<u8> {
+        let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn lz4_frames_of_independent_blocks_decode_directly_with_every_option() {
+        use lz4_flex::frame::{BlockMode, BlockSize, FrameInfo};
+        let data = [sample(700_000), vec![0u8; 300_000]].concat();
+        for (block_checksums, content_checksum, size) in
+            [(false, false, BlockSize::Max64KB), (true, true, BlockSize::Max256KB), (true, false, BlockSize::Max4MB)]
+        {
+            let info = FrameInfo::new()
+                .block_mode(BlockMode::Independent)
+                .block_size(size)
+                .block_checksums(block_checksums)
+                .content_checksum(content_checksum);
+            let frame = lz4_flex_frame(&data, info);
+            assert!(Lz4Frame::parse(&frame, 2).is_some(), "{size:?}: the direct path");
+            assert_eq!(decompress(CompressionType::Lz4, &frame, usize::MAX, 2).unwrap(), data);
+            assert!(matches!(
+                decompress(CompressionType::Lz4, &frame, data.len() - 1, 2),
+                Err(DecompressError::TooLarge)
+            ));
+            if block_checksums {
+                let mut bad = frame.clone();
+                let at = bad.len() / 2;
+                bad[at] ^= 0x40;
+                assert!(matches!(
+                    decompress(CompressionType::Lz4, &bad, usize::MAX, 2),
+                    Err(DecompressError::Corrupt(_))
+                ));
+            }
+        }
+        // Our own frames (what sansa's producer writes) take the direct path too.
+        let mut ours = BytesMut::new();
+        compress(Compression::lz4(), &data, &mut ours, 2, &mut Compressors::default()).unwrap();
+        assert!(Lz4Frame::parse(&ours, 2).is_some());
+    }
+
+    #[test]
+    fn lz4_frames_the_direct_path_does_not_take_still_decode() {
+        use lz4_flex::frame::{BlockMode, FrameInfo};
+        let data = sample(300_000);
+        let linked = lz4_flex_frame(&data, FrameInfo::new().block_mode(BlockMode::Linked));
+        assert!(Lz4Frame::parse(&linked, 2).is_none());
+        assert_eq!(decompress(CompressionType::Lz4, &linked, usize::MAX, 2).unwrap(), data);
+        // A truncated frame is left to the general decoder, which reports it.
+        let mut ours = BytesMut::new();
+        compress(Compression::lz4(), &data, &mut ours, 2, &mut Compressors::default()).unwrap();
+        let cut = &ours[..ours.len() - 10];
+        assert!(Lz4Frame::parse(cut, 2).is_none());
+        assert!(decompress(CompressionType::Lz4, cut, usize::MAX, 2).is_err());
     }
 
     #[test]
