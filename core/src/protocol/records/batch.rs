@@ -26,7 +26,7 @@ use super::{
     ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_DELETE_HORIZON, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, MAGIC_V2,
     NO_SEQUENCE, RECORD_BATCH_OVERHEAD,
 };
-use crate::protocol::primitives::{get_i16, get_i32, get_i64, get_i8, get_u32, get_varint, get_varlong, take_bytes};
+use crate::protocol::primitives::{get_i16, get_i32, get_i64, get_i8, get_u32};
 use crate::protocol::DecodeError;
 
 /// Bytes before the batch-specific header: base offset and size.
@@ -474,7 +474,7 @@ pub(crate) fn decompress(
 
 /// Decodes exactly `count` v2 records filling all of `data`.
 fn decode_records(
-    mut data: Bytes,
+    data: Bytes,
     count: i32,
     base_offset: i64,
     base_timestamp: i64,
@@ -483,58 +483,127 @@ fn decode_records(
 ) -> Result<Vec<Record>, RecordsError> {
     // `count` comes from the wire: allocate for no more records than the bytes could hold.
     let mut records = Vec::with_capacity((count as usize).min(data.len() / MIN_RECORD_LEN));
+    let mut cursor = Cursor { bytes: &data, pos: 0 };
     for index in 0..count as usize {
-        if data.is_empty() {
+        if cursor.remaining() == 0 {
             return Err(RecordsError::RecordCountMismatch { at, declared: count, found: index });
         }
         let rat = at.record(index);
         let malformed = |source| RecordsError::Malformed { at: rat, source };
-        let len = get_varint(&mut data, "Record.Length").map_err(malformed)?;
+        let len = cursor.varint("Record.Length").map_err(malformed)?;
         let len = usize::try_from(len)
             .ok()
-            .filter(|&l| l <= data.len())
+            .filter(|&l| l <= cursor.remaining())
             .ok_or_else(|| malformed(DecodeError::InvalidLength { what: "Record.Length", len: i64::from(len) }))?;
-        // Fields are read straight from `data` rather than from a split-off body: splitting
-        // costs a reference-count round trip per record, the largest cost in this loop. A
-        // record whose fields overrun its length is caught by the size check below.
-        let before = data.len();
-        let record = decode_record(&mut data, base_offset, base_timestamp, log_append_time).map_err(malformed)?;
-        let used = before - data.len();
+        // Fields are read up to the end of `data`, not of the record: a record whose fields
+        // overrun its length is caught by the size check below.
+        let start = cursor.pos;
+        let record =
+            decode_record(&mut cursor, &data, base_offset, base_timestamp, log_append_time).map_err(malformed)?;
+        let used = cursor.pos - start;
         if used != len {
             return Err(RecordsError::RecordSizeMismatch { at: rat, declared: len, used });
         }
         records.push(record);
     }
-    if !data.is_empty() {
-        return Err(RecordsError::TrailingBytes { at, remaining: data.len() });
+    if cursor.remaining() != 0 {
+        return Err(RecordsError::TrailingBytes { at, remaining: cursor.remaining() });
     }
     Ok(records)
 }
 
+/// A read position in a batch's records. The per-record loop reads a plain slice by index,
+/// which stays in registers, and slices `Bytes` only for keys, values and headers: reading
+/// through `&mut Bytes` updated its pointer and length at every byte. Errors are those of
+/// the `Bytes` readers in `primitives`.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    #[inline]
+    fn byte(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        let b = *self.bytes.get(self.pos).ok_or(DecodeError::Truncated { what, needed: 1, remaining: 0 })?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    #[inline]
+    fn uvarlong(&mut self, what: &'static str, max_bytes: u32) -> Result<u64, DecodeError> {
+        let mut value = 0u64;
+        for i in 0..max_bytes {
+            let b = self.byte(what)?;
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::VarintTooLong { what })
+    }
+
+    #[inline]
+    fn varint(&mut self, what: &'static str) -> Result<i32, DecodeError> {
+        let v = u32::try_from(self.uvarlong(what, 5)?).map_err(|_| DecodeError::VarintTooLong { what })?;
+        Ok(((v >> 1) as i32) ^ -((v & 1) as i32))
+    }
+
+    #[inline]
+    fn varlong(&mut self, what: &'static str) -> Result<i64, DecodeError> {
+        let v = self.uvarlong(what, 10)?;
+        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+    }
+
+    /// The next `len` bytes, as a slice of `data` (which `bytes` views).
+    #[inline]
+    fn take(&mut self, data: &Bytes, len: usize, what: &'static str) -> Result<Bytes, DecodeError> {
+        if len > self.remaining() {
+            return Err(DecodeError::InvalidLength { what, len: len as i64 });
+        }
+        self.pos += len;
+        Ok(data.slice(self.pos - len..self.pos))
+    }
+
+    /// A varint length (-1 = null) and that many bytes.
+    #[inline]
+    fn nullable(&mut self, data: &Bytes, what: &'static str) -> Result<Option<Bytes>, DecodeError> {
+        match self.varint(what)? {
+            -1 => Ok(None),
+            len if len < 0 => Err(DecodeError::InvalidLength { what, len: i64::from(len) }),
+            len => self.take(data, len as usize, what).map(Some),
+        }
+    }
+}
+
 fn decode_record(
-    body: &mut Bytes,
+    cursor: &mut Cursor<'_>,
+    data: &Bytes,
     base_offset: i64,
     base_timestamp: i64,
     log_append_time: Option<i64>,
 ) -> Result<Record, DecodeError> {
-    let _attributes = get_i8(body, "Record.Attributes")?; // unused by every Kafka version so far
-    let timestamp_delta = get_varlong(body, "Record.TimestampDelta")?;
-    let offset_delta = get_varint(body, "Record.OffsetDelta")?;
-    let key = get_varint_bytes(body, "Record.Key")?;
-    let value = get_varint_bytes(body, "Record.Value")?;
-    let header_count = get_varint(body, "Record.Headers")?;
+    let _attributes = cursor.byte("Record.Attributes")?; // unused by every Kafka version so far
+    let timestamp_delta = cursor.varlong("Record.TimestampDelta")?;
+    let offset_delta = cursor.varint("Record.OffsetDelta")?;
+    let key = cursor.nullable(data, "Record.Key")?;
+    let value = cursor.nullable(data, "Record.Value")?;
+    let header_count = cursor.varint("Record.Headers")?;
     // Each header takes at least two bytes (two zero lengths).
     let header_count = usize::try_from(header_count)
         .ok()
-        .filter(|&n| n <= body.len() / 2)
+        .filter(|&n| n <= cursor.remaining() / 2)
         .ok_or(DecodeError::InvalidLength { what: "Record.Headers", len: i64::from(header_count) })?;
     let mut headers = Vec::with_capacity(header_count);
     for _ in 0..header_count {
-        let key_len = get_varint(body, "Header.Key")?;
+        let key_len = cursor.varint("Header.Key")?;
         let key_len = usize::try_from(key_len)
             .map_err(|_| DecodeError::InvalidLength { what: "Header.Key", len: i64::from(key_len) })?;
-        let key = take_bytes(body, key_len, "Header.Key")?;
-        let value = get_varint_bytes(body, "Header.Value")?;
+        let key = cursor.take(data, key_len, "Header.Key")?;
+        let value = cursor.nullable(data, "Header.Value")?;
         headers.push(Header { key, value });
     }
     Ok(Record {
@@ -544,13 +613,4 @@ fn decode_record(
         value,
         headers,
     })
-}
-
-/// Reads a varint length (-1 = null) and that many bytes.
-fn get_varint_bytes(buf: &mut Bytes, what: &'static str) -> Result<Option<Bytes>, DecodeError> {
-    match get_varint(buf, what)? {
-        -1 => Ok(None),
-        len if len < 0 => Err(DecodeError::InvalidLength { what, len: i64::from(len) }),
-        len => take_bytes(buf, len as usize, what).map(Some),
-    }
 }
