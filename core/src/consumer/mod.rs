@@ -767,31 +767,48 @@ impl Consumer {
                 self.pop_buffer();
                 continue;
             };
-            match front.next() {
-                Next::Record(r) => {
-                    if r.offset < state.position {
-                        continue;
+            // The partition is looked up once for the run of records this fetch gives; a
+            // lookup per record (its topic name compared at every step) was a tenth of poll.
+            let ended = loop {
+                if out.len() == max {
+                    break None;
+                }
+                match front.next() {
+                    Next::Record(r) => {
+                        if r.offset < state.position {
+                            continue;
+                        }
+                        state.position = r.offset + 1;
+                        state.epoch = r.leader_epoch.or(state.epoch);
+                        out.push(r);
+                        #[cfg(feature = "plants")]
+                        if out.len() == max && self.plant == Some(crate::plants::Plant::ConsumerPollSkipsRecord) {
+                            state.position += 1;
+                        }
                     }
-                    state.position = r.offset + 1;
-                    state.epoch = r.leader_epoch.or(state.epoch);
-                    out.push(r);
-                    #[cfg(feature = "plants")]
-                    if out.len() == max && self.plant == Some(crate::plants::Plant::ConsumerPollSkipsRecord) {
-                        state.position += 1;
+                    Next::Skip(offset, epoch) => {
+                        #[cfg(feature = "plants")]
+                        if self.plant == Some(crate::plants::Plant::ConsumerStuckAtControlBatch) {
+                            continue;
+                        }
+                        state.skip_to(offset, epoch);
+                    }
+                    Next::Done => break Some(None),
+                    Next::Corrupt(reason) => {
+                        let error = ConsumeError::Corrupt {
+                            partition: front.partition.clone(),
+                            offset: state.position,
+                            reason,
+                        };
+                        state.start = Start::Failed;
+                        break Some(Some(error));
                     }
                 }
-                Next::Skip(offset, epoch) => {
-                    #[cfg(feature = "plants")]
-                    if self.plant == Some(crate::plants::Plant::ConsumerStuckAtControlBatch) {
-                        continue;
-                    }
-                    state.skip_to(offset, epoch);
-                }
-                Next::Done => self.pop_buffer(),
-                Next::Corrupt(reason) => {
-                    let error =
-                        ConsumeError::Corrupt { partition: front.partition.clone(), offset: state.position, reason };
-                    state.start = Start::Failed;
+            };
+            match ended {
+                None => {}
+                Some(None) => self.pop_buffer(),
+                Some(Some(error)) => {
                     self.pop_buffer();
                     self.errors.push_back(error);
                     break;
