@@ -33,6 +33,7 @@
 //!     }
 //!     // Wait for socket readiness, a command, or `deadline`; then, with a fresh `now`:
 //!     //   client.handle_input(now, Input::Received { conn, data })   for bytes read
+//!     //     (in any split; `driver::ReadBuffer` reads whole frames, which decode without a copy)
 //!     //   client.handle_timeout(now)                                 when the deadline passes
 //! #   break;
 //! }
