@@ -338,6 +338,24 @@ impl Stats {
 
 /// ProducerPerformance's percentiles of sorted samples: the sample at index `p * n`
 /// (truncated, capped at the last); 0 without samples.
+/// Runs `work` on a sansa-async-std client whose driver shares this thread (a smol local
+/// executor), then closes the client. On smol's global executor the driver ran on a thread of
+/// its own, and each batch of sends, each poll and each answer took a cross-thread wake-up.
+pub(crate) fn on_smol<T>(
+    config: sansa::Config,
+    work: impl AsyncFnOnce(&sansa_async_std::KafkaClient) -> T,
+) -> Result<T, Failure> {
+    let local = smol::LocalExecutor::new();
+    smol::block_on(local.run(async {
+        let (client, driver) =
+            sansa_async_std::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
+        local.spawn(driver).detach();
+        let out = work(&client).await;
+        client.close().await;
+        Ok(out)
+    }))
+}
+
 pub(crate) fn percentiles(sorted: &[i32], ps: &[f64]) -> Vec<i32> {
     let n = sorted.len();
     ps.iter().map(|p| if n == 0 { 0 } else { sorted[((p * n as f64) as usize).min(n - 1)] }).collect()
@@ -444,23 +462,12 @@ pub(crate) fn run(command: PerfCommand) -> Result<(), Failure> {
             drop(runtime);
             failed
         }
-        Runtime::Smol => {
-            // As for tokio, the driver and the sending loop share this thread: a local
-            // executor instead of smol's global one, whose own thread would take a cross-thread
-            // wake-up per batch of sends.
-            let local = smol::LocalExecutor::new();
-            smol::block_on(local.run(async {
-                let (client, driver) =
-                    sansa_async_std::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
-                local.spawn(driver).detach();
-                let failed = produce(&args, &client, |d| async move {
-                    smol::Timer::after(d).await;
-                })
-                .await;
-                client.close().await;
-                Ok::<_, Failure>(failed)
-            }))?
-        }
+        Runtime::Smol => on_smol(config, async |client| {
+            produce(&args, client, |d| async move {
+                smol::Timer::after(d).await;
+            })
+            .await
+        })?,
         Runtime::Blocking => {
             let client = sansa_blocking::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
             // The blocking handle's methods block; the loop is the same, polled to completion

@@ -146,20 +146,7 @@ pub(crate) fn run(args: PerfConsumeArgs) -> Result<(), Failure> {
             drop(runtime);
             totals
         }
-        Runtime::Smol => {
-            // The driver and the polling loop share this thread, as in `perf produce`: on
-            // smol's global executor the driver ran on a thread of its own, and every poll
-            // and every fetched answer took a cross-thread wake-up.
-            let local = smol::LocalExecutor::new();
-            smol::block_on(local.run(async {
-                let (client, driver) =
-                    sansa_async_std::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
-                local.spawn(driver).detach();
-                let totals = consume(&args, &client).await;
-                client.close().await;
-                totals
-            }))?
-        }
+        Runtime::Smol => crate::perf::on_smol(config, async |client| consume(&args, client).await)??,
         Runtime::Blocking => {
             let client = sansa_blocking::KafkaClient::connect(config).map_err(|e| Failure::Usage(e.to_string()))?;
             // The blocking handle's methods block: the same loop, polled to completion here.
