@@ -336,8 +336,6 @@ impl Stats {
     }
 }
 
-/// ProducerPerformance's percentiles of sorted samples: the sample at index `p * n`
-/// (truncated, capped at the last); 0 without samples.
 /// Runs `work` on a sansa-async-std client whose driver shares this thread (a smol local
 /// executor), then closes the client. On smol's global executor the driver ran on a thread of
 /// its own, and each batch of sends, each poll and each answer took a cross-thread wake-up.
@@ -356,6 +354,8 @@ pub(crate) fn on_smol<T>(
     }))
 }
 
+/// ProducerPerformance's percentiles of sorted samples: the sample at index `p * n`
+/// (truncated, capped at the last); 0 without samples.
 pub(crate) fn percentiles(sorted: &[i32], ps: &[f64]) -> Vec<i32> {
     let n = sorted.len();
     ps.iter().map(|p| if n == 0 { 0 } else { sorted[((p * n as f64) as usize).min(n - 1)] }).collect()
