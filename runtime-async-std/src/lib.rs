@@ -308,22 +308,11 @@ fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, inputs: &mut Vec
         }
     }
     for _ in 0..READS_PER_STEP {
-        let read = &mut conn.read;
-        match Pin::new(&mut *stream).poll_read(cx, read.unfilled()) {
-            Poll::Ready(Ok(0)) => {
-                inputs.extend(read.take_rest().map(|data| Input::Received { conn: id, data }));
-                return closed(inputs, CloseCause::PeerClosed);
-            }
-            Poll::Ready(Ok(n)) => {
-                read.filled(n);
-                inputs.extend(read.take().map(|data| Input::Received { conn: id, data }));
-            }
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Poll::Ready(Err(e)) => {
-                inputs.extend(read.take_rest().map(|data| Input::Received { conn: id, data }));
-                return closed(inputs, CloseCause::from(&e));
-            }
-            Poll::Pending => return true,
+        let Poll::Ready(read) = Pin::new(&mut *stream).poll_read(cx, conn.read.unfilled()) else { return true };
+        let (data, end) = conn.read.finish_read(read);
+        inputs.extend(data.map(|data| Input::Received { conn: id, data }));
+        if let Some(cause) = end {
+            return closed(inputs, cause);
         }
     }
     // More may be waiting, and no waker was registered for it.

@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::pin::pin;
 use std::sync::mpsc;
@@ -353,31 +353,16 @@ fn connection(
         return;
     }
     let mut buf = ReadBuffer::new();
-    let hand_over = |data: Option<Bytes>| match data {
-        Some(data) => tx.send_blocking(Input::Received { conn, data }).is_ok(),
-        None => true,
-    };
     loop {
-        match (&*stream).read(buf.unfilled()) {
-            Ok(0) => {
-                if hand_over(buf.take_rest()) {
-                    closed(CloseCause::PeerClosed);
-                }
-                return;
+        let read = (&*stream).read(buf.unfilled());
+        let (data, end) = buf.finish_read(read);
+        if let Some(data) = data {
+            if tx.send_blocking(Input::Received { conn, data }).is_err() {
+                return; // driver gone
             }
-            Ok(n) => {
-                buf.filled(n);
-                if !hand_over(buf.take()) {
-                    return; // driver gone
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                if hand_over(buf.take_rest()) {
-                    closed(CloseCause::from(&e));
-                }
-                return;
-            }
+        }
+        if let Some(cause) = end {
+            return closed(cause);
         }
     }
 }

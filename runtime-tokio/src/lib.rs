@@ -265,14 +265,8 @@ async fn open(address: &BrokerAddress) -> Result<TcpStream, CloseCause> {
 async fn read_loop(conn: ConnId, mut reader: OwnedReadHalf, inputs: &mpsc::Sender<Input>) -> CloseCause {
     let mut buf = ReadBuffer::new();
     loop {
-        let (data, end) = match reader.read(buf.unfilled()).await {
-            Ok(0) => (buf.take_rest(), Some(CloseCause::PeerClosed)),
-            Ok(n) => {
-                buf.filled(n);
-                (buf.take(), None)
-            }
-            Err(e) => (buf.take_rest(), Some(CloseCause::from(&e))),
-        };
+        let read = reader.read(buf.unfilled()).await;
+        let (data, end) = buf.finish_read(read);
         if let Some(data) = data {
             if inputs.send(Input::Received { conn, data }).await.is_err() {
                 // The driver is gone; nobody cares why this ends.

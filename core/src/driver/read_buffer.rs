@@ -13,7 +13,11 @@
 //! client's connection decides what they are. Handing over bytes is always correct in any
 //! split; only the copy is saved.
 
+use std::io;
+
 use bytes::{Bytes, BytesMut};
+
+use crate::client::CloseCause;
 
 /// Room given to a read when no larger frame is expected: small answers arrive several at
 /// a time.
@@ -24,10 +28,9 @@ pub const MIN_READ: usize = 64 * 1024;
 /// makes the buffer pass bytes on as read.
 pub const MAX_FRAMED: usize = crate::protocol::DEFAULT_MAX_FRAME_SIZE;
 
-/// One connection's read buffer. Call [`ReadBuffer::unfilled`], read into it, report the
-/// count with [`ReadBuffer::filled`], then hand [`ReadBuffer::take`] to the client as
-/// `Input::Received`; at end of stream or on an error, hand over [`ReadBuffer::take_rest`]
-/// before the close.
+/// One connection's read buffer. Read into [`ReadBuffer::unfilled`], give the read's result
+/// to [`ReadBuffer::finish_read`], hand the bytes it returns to the client as
+/// `Input::Received`, then the close, if it returns one, as `Input::Closed`.
 #[derive(Debug, Default)]
 pub struct ReadBuffer {
     /// `buf[..filled]` is data read and not yet handed over; the rest is zeroed room, so it
@@ -71,14 +74,30 @@ impl ReadBuffer {
         &mut self.buf[self.filled..]
     }
 
+    /// Takes the result of a read into [`ReadBuffer::unfilled`]: the bytes for the client, if
+    /// any, and why the connection ended, if it did. At the end of the stream or on an error,
+    /// whatever was read and not handed over comes first, complete frame or not; an
+    /// interrupted read gives nothing.
+    pub fn finish_read(&mut self, read: io::Result<usize>) -> (Option<Bytes>, Option<CloseCause>) {
+        match read {
+            Ok(0) => (self.take_rest(), Some(CloseCause::PeerClosed)),
+            Ok(n) => {
+                self.filled(n);
+                (self.take(), None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => (None, None),
+            Err(e) => (self.take_rest(), Some(CloseCause::from(&e))),
+        }
+    }
+
     /// Records that a read put `n` bytes at the front of [`ReadBuffer::unfilled`].
-    pub fn filled(&mut self, n: usize) {
+    fn filled(&mut self, n: usize) {
         self.filled = (self.filled + n).min(self.buf.len());
     }
 
     /// The complete frames read so far, in one piece; `None` while the first is incomplete.
     /// Once passing through, everything read.
-    pub fn take(&mut self) -> Option<Bytes> {
+    fn take(&mut self) -> Option<Bytes> {
         let mut end = 0;
         while !self.passthrough {
             match Self::announced(&self.buf[end..self.filled]) {
@@ -95,7 +114,7 @@ impl ReadBuffer {
 
     /// Everything read and not yet handed over, complete or not: for the end of the stream,
     /// so that the client sees the last bytes before the close.
-    pub fn take_rest(&mut self) -> Option<Bytes> {
+    fn take_rest(&mut self) -> Option<Bytes> {
         self.split(self.filled)
     }
 
@@ -236,6 +255,21 @@ mod tests {
         let negative = [0xff, 0xff, 0xff, 0xfe, 1, 2, 3];
         let (out, _) = feed(&negative, 5);
         assert_eq!(out.concat(), negative);
+    }
+
+    #[test]
+    fn reads_end_with_what_was_left_then_the_close() {
+        let mut rb = ReadBuffer::new();
+        let f = frame(10, 1);
+        rb.unfilled()[..6].copy_from_slice(&f[..6]);
+        assert_eq!(rb.finish_read(Ok(6)), (None, None), "a partial frame waits");
+        let interrupted = io::Error::from(io::ErrorKind::Interrupted);
+        assert_eq!(rb.finish_read(Err(interrupted)), (None, None));
+        let failed = io::Error::other("disk on fire");
+        let (data, end) = rb.finish_read(Err(failed));
+        assert_eq!(data.as_deref(), Some(&f[..6]));
+        assert!(matches!(end, Some(CloseCause::Io(_))), "{end:?}");
+        assert_eq!(rb.finish_read(Ok(0)), (None, Some(CloseCause::PeerClosed)));
     }
 
     #[test]
