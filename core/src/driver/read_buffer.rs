@@ -18,6 +18,7 @@ use std::io;
 use bytes::{Bytes, BytesMut};
 
 use crate::client::CloseCause;
+use crate::protocol::FrameDecoder;
 
 /// Room given to a read when no larger frame is expected: small answers arrive several at
 /// a time.
@@ -50,8 +51,8 @@ impl ReadBuffer {
     /// frame being received (up to [`MAX_FRAMED`]), or to [`MIN_READ`] bytes when no frame
     /// is under way. Room is zeroed once, when it is first offered.
     pub fn unfilled(&mut self) -> &mut [u8] {
-        let rest = match self.frame_len() {
-            Some(len) if !self.passthrough && len <= MAX_FRAMED + 4 => len.saturating_sub(self.filled),
+        let rest = match prefix(&self.buf[..self.filled]) {
+            Prefix::Frame(len) if !self.passthrough => len.saturating_sub(self.filled),
             _ => 0,
         };
         // Never more than the frame's rest: growing past it near the end of a large frame
@@ -100,9 +101,9 @@ impl ReadBuffer {
     fn take(&mut self) -> Option<Bytes> {
         let mut end = 0;
         while !self.passthrough {
-            match Self::announced(&self.buf[end..self.filled]) {
-                Some(len) if len > MAX_FRAMED + 4 => self.passthrough = true,
-                Some(len) if end + len <= self.filled => end += len,
+            match prefix(&self.buf[end..self.filled]) {
+                Prefix::Foreign => self.passthrough = true,
+                Prefix::Frame(len) if end + len <= self.filled => end += len,
                 _ => break,
             }
         }
@@ -125,18 +126,23 @@ impl ReadBuffer {
         self.filled -= end;
         Some(self.buf.split_to(end).freeze())
     }
+}
 
-    /// Bytes of the frame at the front (prefix included), once its prefix is read.
-    fn frame_len(&self) -> Option<usize> {
-        Self::announced(&self.buf[..self.filled])
-    }
+/// What the bytes at the front of a buffer say of the frame they start.
+enum Prefix {
+    /// Fewer than the four bytes of a size prefix.
+    Short,
+    /// A frame of this many bytes, prefix included.
+    Frame(usize),
+    /// No Kafka frame within [`MAX_FRAMED`] starts like this.
+    Foreign,
+}
 
-    /// The whole length a size prefix announces; a negative size reads as past any limit.
-    fn announced(bytes: &[u8]) -> Option<usize> {
-        let prefix: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
-        let size = i32::from_be_bytes(prefix);
-        Some(usize::try_from(size).map_or(usize::MAX, |s| s + 4))
+fn prefix(bytes: &[u8]) -> Prefix {
+    if bytes.len() < 4 {
+        return Prefix::Short;
     }
+    FrameDecoder::new(MAX_FRAMED).announced_len(bytes).map_or(Prefix::Foreign, Prefix::Frame)
 }
 
 #[cfg(test)]
@@ -180,7 +186,7 @@ mod tests {
             for piece in &out {
                 let mut rest = &piece[..];
                 while !rest.is_empty() {
-                    let len = ReadBuffer::announced(rest).expect("a prefix");
+                    let Prefix::Frame(len) = prefix(rest) else { panic!("step {step}: not a frame") };
                     assert!(len <= rest.len(), "step {step}: a cut frame");
                     rest = &rest[len..];
                 }
