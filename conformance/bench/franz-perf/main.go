@@ -2,9 +2,10 @@
 // (kafka-producer-perf-test), for conformance/bench/compare.
 //
 // Same command line (--topic, --num-records, --record-size, --throughput, --producer-props,
-// --producer.config, --bootstrap-server), same payloads (every record gets fresh A-Z bytes
-// from a SplitMix64 generator seeded with 0, the algorithm of java.util.SplittableRandom, so
-// the bytes equal the Java tool's), same latency (from the Produce call to the promise, whole
+// --producer.config, --bootstrap-server), same payloads (A-Z bytes from a SplitMix64 generator
+// seeded with 0, the algorithm of java.util.SplittableRandom, so the bytes equal the Java
+// tool's; drawn once into an 8 MiB pool that record i takes the i-th slice of, as
+// `sansa perf produce` does, so that no client's CPU carries a draw per byte), same latency (from the Produce call to the promise, whole
 // milliseconds, sampled into at most 500,000 slots), same final line, then a `cpu:` line
 // from getrusage.
 //
@@ -327,17 +328,14 @@ func main() {
 	}
 	epoch := time.Now()
 	st := newStats(a.numRecords, epoch)
-	random := splitMix64{}
+	payloads := newPayloads(a.recordSize)
 	ctx := context.Background()
 	recordSize := int64(a.recordSize)
 	start := time.Now()
 	st.start, st.windowStart = start, start
 	for i := int64(0); i < a.numRecords; i++ {
-		// franz-go keeps the value until the record is acknowledged: a fresh slice per record.
-		payload := make([]byte, a.recordSize)
-		for j := range payload {
-			payload[j] = byte(random.nextIntBounded(26) + 65)
-		}
+		// franz-go only reads the value, so records may share the pool.
+		payload := payloads.get(i)
 		sendStart := time.Since(epoch).Milliseconds()
 		client.Produce(ctx, &kgo.Record{Topic: a.topic, Value: payload}, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -376,4 +374,33 @@ func main() {
 		fmt.Fprintf(os.Stderr, "franz-perf: %d records failed\n", st.errors)
 		os.Exit(1)
 	}
+}
+
+// Bytes drawn into the pool once; the same size as `sansa perf produce`'s.
+const payloadPool = 8 << 20
+
+// ProducerPerformance's payload stream drawn once: record i gets the i-th slice of the pool,
+// wrapping when it runs out (no batch is large enough to hold a repeat).
+type payloads struct {
+	pool    []byte
+	perPool int64
+	size    int64
+}
+
+func newPayloads(size int) payloads {
+	perPool := payloadPool / max(size, 1)
+	if perPool < 1 {
+		perPool = 1
+	}
+	pool := make([]byte, perPool*size)
+	random := splitMix64{}
+	for j := range pool {
+		pool[j] = byte(random.nextIntBounded(26) + 65)
+	}
+	return payloads{pool: pool, perPool: int64(perPool), size: int64(size)}
+}
+
+func (p payloads) get(record int64) []byte {
+	start := (record % p.perPool) * p.size
+	return p.pool[start : start+p.size : start+p.size]
 }

@@ -15,7 +15,23 @@ func TestPayloadMatchesJava(t *testing.T) {
 	}
 }
 
-// The payload generator's own cost, which every client of the benchmark pays per record.
+// The pool continues the generator's stream from one record to the next and wraps.
+func TestPayloadsContinueTheStreamAndWrap(t *testing.T) {
+	p := newPayloads(1000)
+	r := splitMix64{}
+	stream := make([]byte, 2000)
+	for i := range stream {
+		stream[i] = byte(r.nextIntBounded(26) + 65)
+	}
+	if string(p.get(1)) != string(stream[1000:]) {
+		t.Fatalf("record 1 is not the stream's second thousand bytes")
+	}
+	if string(p.get(p.perPool)) != string(p.get(0)) {
+		t.Fatalf("the pool does not wrap")
+	}
+}
+
+// The cost of drawing a 1 KB payload per record, which the pool saves.
 func BenchmarkPayload1KB(b *testing.B) {
 	r := splitMix64{}
 	p := make([]byte, 1024)

@@ -2,9 +2,10 @@
 //! (kafka-producer-perf-test), for conformance/bench/compare.
 //!
 //! Same command line (--topic, --num-records, --record-size, --throughput, --producer-props,
-//! --producer.config, --bootstrap-server), same payloads (every record gets fresh A-Z bytes
-//! from a SplitMix64 generator seeded with 0, the algorithm of java.util.SplittableRandom, so
-//! the bytes equal the Java tool's), same latency (from the send call to the delivery
+//! --producer.config, --bootstrap-server), same payloads (A-Z bytes from a SplitMix64 generator
+//! seeded with 0, the algorithm of java.util.SplittableRandom, so the bytes equal the Java
+//! tool's; drawn once into an 8 MiB pool that record `i` takes the `i`-th slice of, as
+//! `sansa perf produce` does, so that no client's CPU carries a draw per byte), same latency (from the send call to the delivery
 //! callback, whole milliseconds, sampled into at most 500,000 slots), same final line, then a
 //! `cpu:` line from getrusage.
 //!
@@ -314,17 +315,14 @@ fn main() {
         config.create_with_context(context).unwrap_or_else(|e| die(&format!("cannot create the producer: {e}")));
     let ms_since = |t: Instant| (t - epoch).as_millis() as usize;
 
-    let mut random = SplitMix64 { seed: 0 };
-    let mut payload = vec![0u8; args.record_size];
+    let payloads = Payloads::new(args.record_size);
     let start = Instant::now();
     producer.context().stats.lock().unwrap().start = start;
     for i in 0..args.num_records {
-        for b in payload.iter_mut() {
-            *b = (random.next_int_bounded(26) + 65) as u8;
-        }
+        let payload = payloads.get(i as u64);
         let send_start = Instant::now();
         let mut record =
-            BaseRecord::<(), [u8], usize>::with_opaque_to(&args.topic, ms_since(send_start)).payload(&payload);
+            BaseRecord::<(), [u8], usize>::with_opaque_to(&args.topic, ms_since(send_start)).payload(payload);
         // librdkafka refuses (QueueFull) instead of blocking as Java's send does: serve delivery
         // reports until there is room, keeping the first attempt's time as the send time.
         loop {
@@ -375,9 +373,34 @@ fn main() {
     }
 }
 
+/// Bytes drawn into the pool once; the same size as `sansa perf produce`'s.
+const PAYLOAD_POOL: usize = 8 << 20;
+
+/// ProducerPerformance's payload stream drawn once: record `i` gets the `i`-th slice of the
+/// pool, wrapping when it runs out (no batch is large enough to hold a repeat).
+struct Payloads {
+    pool: Vec<u8>,
+    per_pool: u64,
+    size: usize,
+}
+
+impl Payloads {
+    fn new(size: usize) -> Payloads {
+        let per_pool = (PAYLOAD_POOL / size.max(1)).max(1);
+        let mut random = SplitMix64 { seed: 0 };
+        let pool = (0..per_pool * size).map(|_| (random.next_int_bounded(26) + 65) as u8).collect();
+        Payloads { pool, per_pool: per_pool as u64, size }
+    }
+
+    fn get(&self, record: u64) -> &[u8] {
+        let start = (record % self.per_pool) as usize * self.size;
+        &self.pool[start..start + self.size]
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::SplitMix64;
+    use super::{Payloads, SplitMix64};
 
     /// The first 64 payload bytes of Kafka's ProducerPerformance: new SplittableRandom(0),
     /// nextInt(26) + 65 per byte (printed by a three-line Java program on JDK 17).
@@ -386,5 +409,16 @@ mod tests {
         let mut r = SplitMix64 { seed: 0 };
         let s: String = (0..64).map(|_| (r.next_int_bounded(26) + 65) as u8 as char).collect();
         assert_eq!(s, "YQHHNEBSEPDNSEIFGAMSUJXKOLTXSPLGHDIOYZJFNIDSPWHZMKVJAXDBZFCOXYKY");
+    }
+
+    /// The pool continues the generator's stream from one record to the next and wraps.
+    #[test]
+    fn payloads_continue_the_stream_and_wrap() {
+        let p = Payloads::new(1000);
+        assert_eq!(&p.get(0)[..8], b"YQHHNEBS");
+        let mut r = SplitMix64 { seed: 0 };
+        let stream: Vec<u8> = (0..2000).map(|_| (r.next_int_bounded(26) + 65) as u8).collect();
+        assert_eq!(p.get(1), &stream[1000..]);
+        assert_eq!(p.get(p.per_pool), p.get(0));
     }
 }
