@@ -500,7 +500,9 @@ impl OpenBatch {
         let mut out = if params.compression == Compression::None {
             self.buf
         } else {
-            let mut out = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + self.buf.len() / 2);
+            let records = self.buf.len() - RECORD_BATCH_OVERHEAD;
+            let bound = compression::max_compressed_len(params.compression, records);
+            let mut out = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + bound);
             out.put_bytes(0, RECORD_BATCH_OVERHEAD);
             compression::compress(
                 params.compression,

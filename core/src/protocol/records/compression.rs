@@ -574,6 +574,29 @@ impl fmt::Debug for Compressors {
     }
 }
 
+/// The most bytes [`compress`] can write for `len` bytes of input: reserving it up front
+/// keeps the output from growing (and copying what it holds) while the codec writes.
+pub(crate) fn max_compressed_len(compression: Compression, len: usize) -> usize {
+    let blocks = |size: usize| len.div_ceil(size).max(1);
+    match compression {
+        Compression::None => len,
+        // zlib's deflateBound, plus gzip's 10-byte header and 8-byte trailer.
+        Compression::Gzip { .. } => len + (len >> 12) + (len >> 14) + (len >> 25) + 13 + 18,
+        Compression::Snappy => {
+            XERIAL_MAGIC.len()
+                + 8
+                + blocks(XERIAL_BLOCK_SIZE) * 4
+                + snap::raw::max_compress_len(len)
+                + 32 * blocks(XERIAL_BLOCK_SIZE)
+        }
+        // Magic, FLG, BD, header checksum; a length and at most the worst case per block; end mark.
+        Compression::Lz4 { .. } => {
+            7 + blocks(LZ4_BLOCK) * (4 + lz4_flex::block::get_maximum_output_size(LZ4_BLOCK.min(len))) + 4
+        }
+        Compression::Zstd { .. } => zstd::zstd_safe::compress_bound(len),
+    }
+}
+
 /// Compresses `input` onto the end of `out`. `magic` selects the LZ4 header quirk of magic 0.
 pub(crate) fn compress(
     compression: Compression,
@@ -584,6 +607,7 @@ pub(crate) fn compress(
 ) -> Result<(), RecordsEncodeError> {
     let codec = compression.codec();
     let fail = |e: &dyn fmt::Display| RecordsEncodeError::Compress { codec, reason: e.to_string() };
+    out.reserve(max_compressed_len(compression, input.len()));
     match compression {
         Compression::None => out.extend_from_slice(input),
         Compression::Gzip { level } => {
@@ -625,6 +649,9 @@ pub(crate) fn compress(
     Ok(())
 }
 
+/// The block size of the LZ4 frames sansa writes, as Java's: 64 KiB.
+const LZ4_BLOCK: usize = 64 * 1024;
+
 /// Writes an LZ4 frame the way Kafka's Java client does: 64 KiB independent blocks, no
 /// checksums beyond the header's, a block stored raw when compressing would not shrink it.
 fn lz4_compress(
@@ -632,7 +659,6 @@ fn lz4_compress(
     out: &mut BytesMut,
     broken_header_checksum: bool,
 ) -> Result<(), lz4_flex::block::CompressError> {
-    const BLOCK: usize = 64 * 1024;
     const FLG: u8 = 0b0110_0000; // version 01, independent blocks
     const BD: u8 = 0b0100_0000; // 64 KiB maximum block size
     let header_start = out.len();
@@ -641,7 +667,7 @@ fn lz4_compress(
     let checked = if broken_header_checksum { &out[header_start..] } else { &out[header_start + 4..] };
     let hc = lz4_header_checksum(checked);
     out.put_u8(hc);
-    for block in input.chunks(BLOCK) {
+    for block in input.chunks(LZ4_BLOCK) {
         let len_at = out.len();
         out.put_u32_le(0);
         let start = out.len();
@@ -680,6 +706,37 @@ mod tests {
         }
         out.truncate(len);
         out
+    }
+
+    /// Output reserved at the bound is never outgrown (so never moved and copied): not by
+    /// incompressible bytes, not at a block boundary, not for empty input.
+    #[test]
+    fn no_codec_writes_past_its_bound() {
+        let mut noise = vec![0u8; 300_000];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for b in &mut noise {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        let text = sample(300_000);
+        let codecs =
+            [Compression::None, Compression::gzip(), Compression::snappy(), Compression::lz4(), Compression::zstd()];
+        for compression in codecs {
+            for data in [&noise, &text] {
+                for len in [0, 1, 100, 32 * 1024, 32 * 1024 + 1, 64 * 1024, 64 * 1024 + 1, 300_000] {
+                    let bound = max_compressed_len(compression, len);
+                    let mut out = BytesMut::with_capacity(bound);
+                    let allocation = out.as_ptr();
+                    compress(compression, &data[..len], &mut out, 2, &mut Compressors::default()).unwrap();
+                    assert!(out.len() <= bound, "{compression:?}, {len} bytes: wrote {} > {bound}", out.len());
+                    if bound > 0 {
+                        assert_eq!(out.as_ptr(), allocation, "{compression:?}, {len} bytes: the output moved");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
