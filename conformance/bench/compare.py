@@ -8,6 +8,11 @@
       kafka-producer-perf-test final line it prints, or for a consumer either the
       `N records consumed, X records/sec (Y MB/sec) in S s` line of sansa, rdkafka-perf and
       franz-perf or kafka-consumer-perf-test's CSV line. Write one JSON result.
+  compare.py stored --out FILE.json --topic T --payload-bytes N -- CMD...
+      Run CMD, a `sansa request ... DescribeLogDirs` whose JSON answer gives the size of each
+      partition the broker stores, and add to FILE the bytes stored for topic T: what the
+      client's batches took on the broker's disk, compression and batch overhead included,
+      against N bytes of record payload.
   compare.py skip --row R --client C --out FILE.json --status TEXT
       Write a result without a run ("not available", "build failed", ...).
   compare.py report --results DIR --meta FILE.json --md FILE --svg FILE
@@ -141,6 +146,20 @@ def cmd_run(a):
     return 0 if result["status"] == "ok" else 1
 
 
+def cmd_stored(a):
+    try:
+        answer = json.loads(subprocess.run(a.command, check=True, capture_output=True, text=True).stdout)["body"]
+        stored = sum(p["partition_size"] for d in answer["results"] for t in d["topics"]
+                     if t["name"] == a.topic for p in t["partitions"])
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError, TypeError) as e:
+        print(f"stored bytes of {a.topic} unknown: {e}", file=sys.stderr)
+        return 1
+    result = json.load(open(a.out))
+    result.update(stored_bytes=stored, stored_ratio=round(stored / a.payload_bytes, 3) if a.payload_bytes else None)
+    write_json(a.out, result)
+    return 0
+
+
 def cmd_skip(a):
     write_json(a.out, {"row": a.row, "client": a.client, "status": a.status, "seq": time.time()})
     return 0
@@ -180,14 +199,15 @@ def ratios(row, clients, by):
 
 
 def cells(r, consume=False):
-    """records/s, MB/s, p99 ms (producers only), CPU s per 1M records, note."""
-    n = 4 if consume else 5
+    """records/s, MB/s, p99 ms and stored/payload (producers only), CPU s per 1M records, note."""
+    n = 4 if consume else 6
     if r is None:
         return ["-"] * (n - 1) + ["not run"]
     if not ok(r):
         return ["-"] * (n - 1) + [r["status"]]
-    p99 = [] if consume else [f"{r['p99_ms']}"]
-    return [f"{r['records_per_s']:,.0f}", f"{r['mb_per_s']:.1f}"] + p99 + [f"{r['cpu_s_per_million']:.2f}", ""]
+    stored = f"{r['stored_ratio']:.2f}" if r.get("stored_ratio") is not None else "?"
+    producer = [] if consume else [f"{r['p99_ms']}", stored]
+    return [f"{r['records_per_s']:,.0f}", f"{r['mb_per_s']:.1f}"] + producer + [f"{r['cpu_s_per_million']:.2f}", ""]
 
 
 def is_consume(meta):
@@ -203,7 +223,7 @@ def ratio_text(q):
 
 def text_table(rows, clients, by, meta):
     consume = is_consume(meta)
-    head = ["row", "client", "records/s", "MB/s"] + ([] if consume else ["p99 ms"]) + ["CPU s/1M rec", "note"]
+    head = ["row", "client", "records/s", "MB/s"] + ([] if consume else ["p99 ms", "stored"]) + ["CPU s/1M rec", "note"]
     lines = []
     for row in rows:
         for i, c in enumerate(clients):
@@ -235,8 +255,8 @@ def md_table(rows, clients, by, meta):
         out.append("| row | client | records/s | MB/s | CPU s per 1M records | note |")
         out.append("|---|---|--:|--:|--:|---|")
     else:
-        out.append("| row | client | records/s | MB/s | p99 ms | CPU s per 1M records | note |")
-        out.append("|---|---|--:|--:|--:|--:|---|")
+        out.append("| row | client | records/s | MB/s | p99 ms | stored / payload | CPU s per 1M records | note |")
+        out.append("|---|---|--:|--:|--:|--:|--:|---|")
     for row in rows:
         for c in clients:
             v = cells(by.get((row, c)), consume)
@@ -347,6 +367,11 @@ def main():
     r.add_argument("--records", type=int, required=True)
     r.add_argument("--timeout", type=float, default=1800)
     r.add_argument("command", nargs=argparse.REMAINDER)
+    t = sub.add_parser("stored")
+    t.add_argument("--out", required=True)
+    t.add_argument("--topic", required=True)
+    t.add_argument("--payload-bytes", type=int, required=True)
+    t.add_argument("command", nargs=argparse.REMAINDER)
     k = sub.add_parser("skip")
     for x in ("--row", "--client", "--out", "--status"):
         k.add_argument(x, required=True)
@@ -360,11 +385,11 @@ def main():
     u.add_argument("--benchmarks", required=True)
     u.add_argument("--marker", default="results")
     a = p.parse_args()
-    if a.cmd == "run":
+    if a.cmd in ("run", "stored"):
         a.command = a.command[1:] if a.command[:1] == ["--"] else a.command
         if not a.command:
-            p.error("run: no command")
-        return cmd_run(a)
+            p.error(f"{a.cmd}: no command")
+        return cmd_run(a) if a.cmd == "run" else cmd_stored(a)
     return {"skip": cmd_skip, "report": cmd_report, "update-benchmarks": cmd_update}[a.cmd](a)
 
 
