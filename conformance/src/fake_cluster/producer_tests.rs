@@ -142,6 +142,26 @@ fn a_missing_topic_fails_after_max_block() {
 }
 
 #[test]
+fn records_waiting_for_a_topic_each_fail_at_their_own_max_block() {
+    let mut w = world(|p| p.max_block = Duration::from_secs(3));
+    let start = w.now;
+    let first = send_all(&mut w, [ProducerRecord::new("nope", "a"), ProducerRecord::new("nope", "b")]);
+    w.run_until(Duration::from_secs(1), |_| false);
+    let second = send_all(&mut w, [ProducerRecord::new("nope", "c")]);
+    let out = settle(&mut w, &first, Duration::from_secs(10));
+    assert!(!out.contains_key(&second[0]), "the later record failed with the earlier ones");
+    let first_done = w.now - start;
+    assert!(first_done >= Duration::from_secs(3) && first_done < Duration::from_secs(4), "{first_done:?}");
+    let out = settle(&mut w, &second, Duration::from_secs(10));
+    let second_done = w.now - start;
+    assert!(second_done >= Duration::from_secs(4) && second_done < Duration::from_secs(5), "{second_done:?}");
+    for id in first.iter().chain(&second) {
+        assert!(matches!(out[id], Err(ProduceError::TopicNotFound { .. })), "{:?}", out[id]);
+    }
+    assert_eq!(w.client.producer_buffered(), 0);
+}
+
+#[test]
 fn a_topic_created_while_records_wait_gets_them() {
     let mut w = world(|_| {});
     let ids = send_all(&mut w, [ProducerRecord::new("later", "x")]);

@@ -125,8 +125,11 @@ struct TopicState {
     partitions: Vec<PartitionState>,
     /// Partitions with a known leader, ascending.
     available: Vec<u32>,
-    /// Records sent before the topic's metadata was known, with when they arrived.
-    waiting: VecDeque<(SendId, Box<ProducerRecord>, Instant)>,
+    /// Names the topic in its `Timer::Waiting`.
+    serial: u64,
+    /// Records sent before the topic's metadata was known, with when they arrived. One timer,
+    /// at the front record's `max.block.ms`, stands for them all: they arrive in time order.
+    waiting: VecDeque<(SendId, ProducerRecord, Instant)>,
     /// The error metadata last reported for the topic.
     error: Option<ErrorCode>,
     /// Compressed over uncompressed size of the last sealed batch, to size batches.
@@ -134,8 +137,9 @@ struct TopicState {
 }
 
 impl TopicState {
-    fn new() -> Self {
+    fn new(serial: u64) -> Self {
         TopicState {
+            serial,
             partitions: Vec::new(),
             available: Vec::new(),
             waiting: VecDeque::new(),
@@ -180,6 +184,7 @@ enum Timer {
     Linger(u64),
     Expire(u64, u32),
     Retry(u64, u32),
+    /// The front of a topic's waiting records (by `TopicState::serial`) reaches `max.block.ms`.
     Waiting(u64),
     Identity,
     /// Records wait for a topic's metadata: ask again.
@@ -219,6 +224,7 @@ pub(crate) struct Producer {
     timers: Deadlines<Timer>,
     next_send: u64,
     next_batch: u64,
+    next_topic: u64,
     next_tag: Tag,
     /// Buffer bytes held by records not yet delivered.
     buffered: usize,
@@ -265,6 +271,7 @@ impl Producer {
             timers: Deadlines::default(),
             next_send: 0,
             next_batch: 0,
+            next_topic: 0,
             next_tag: 0,
             buffered: 0,
             outstanding: 0,
@@ -356,14 +363,17 @@ impl Producer {
             None => {
                 let auto_create = self.config.allow_auto_create_topics;
                 ctx.signals.push(Signal::TrackTopic { topic: record.topic.clone(), auto_create });
-                let mut t = TopicState::new();
+                self.next_topic += 1;
+                let mut t = TopicState::new(self.next_topic);
                 refresh_topic(&mut t, &record.topic, ctx.cluster);
                 self.topics.entry(record.topic.clone()).or_insert(t)
             }
         };
         if !topic.known() || !topic.waiting.is_empty() {
-            topic.waiting.push_back((id, Box::new(record), now));
-            self.timers.insert(now + self.config.max_block, Timer::Waiting(id.0));
+            if topic.waiting.is_empty() {
+                self.timers.insert(now + self.config.max_block, Timer::Waiting(topic.serial));
+            }
+            topic.waiting.push_back((id, record, now));
             ctx.signals.push(Signal::RefreshMetadata);
             return Ok(id);
         }
@@ -562,7 +572,7 @@ impl Producer {
             for (id, record, since) in waiting {
                 let size = record.size_in_buffer();
                 match fatal {
-                    None => self.place(now, id, *record, size),
+                    None => self.place(now, id, record, size),
                     Some(error) => {
                         self.buffered -= size;
                         let waited = now.saturating_duration_since(since);
@@ -1341,13 +1351,20 @@ impl Producer {
         }
     }
 
-    fn expire_waiting(&mut self, now: Instant, id: u64) {
-        let found = self.topics.iter_mut().find_map(|(_, t)| {
-            let i = t.waiting.iter().position(|(s, _, _)| s.0 == id)?;
-            let error = t.error;
-            t.waiting.remove(i).map(|w| (w, error))
-        });
-        if let Some(((sid, record, since), error)) = found {
+    /// Fails a topic's waiting records that have waited `max.block.ms`, and sets the timer for
+    /// the next one. A timer left from records placed since finds none due, which is harmless.
+    fn expire_waiting(&mut self, now: Instant, serial: u64) {
+        let max_block = self.config.max_block;
+        let Some(topic) = self.topics.values_mut().find(|t| t.serial == serial) else { return };
+        let mut expired = Vec::new();
+        while topic.waiting.front().is_some_and(|(_, _, since)| *since + max_block <= now) {
+            expired.extend(topic.waiting.pop_front());
+        }
+        if let Some((_, _, since)) = topic.waiting.front() {
+            self.timers.insert(*since + max_block, Timer::Waiting(serial));
+        }
+        let error = topic.error;
+        for (sid, record, since) in expired {
             self.buffered -= record.size_in_buffer();
             let waited = now.saturating_duration_since(since);
             let topic = record.topic.clone();
