@@ -834,6 +834,21 @@ mod tests {
         let mut ours = BytesMut::new();
         compress(Compression::lz4(), &data, &mut ours, 2, &mut Compressors::default()).unwrap();
         assert!(Lz4Frame::parse(&ours, 2).is_some());
+        // Incompressible data: blocks stored raw, under the same limit.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..200_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let mut raw = BytesMut::new();
+        compress(Compression::lz4(), &noise, &mut raw, 2, &mut Compressors::default()).unwrap();
+        assert_ne!(raw[10] & 0x80, 0, "the first block is stored raw");
+        assert_eq!(decompress(CompressionType::Lz4, &raw, noise.len(), 2).unwrap(), noise);
+        assert!(matches!(decompress(CompressionType::Lz4, &raw, noise.len() - 1, 2), Err(DecompressError::TooLarge)));
     }
 
     #[test]
