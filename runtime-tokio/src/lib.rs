@@ -265,7 +265,8 @@ async fn open(address: &BrokerAddress) -> Result<TcpStream, CloseCause> {
 async fn read_loop(conn: ConnId, mut reader: OwnedReadHalf, inputs: &mpsc::Sender<Input>) -> CloseCause {
     let mut buf = ReadBuffer::new();
     loop {
-        let read = reader.read(buf.unfilled()).await;
+        // Into spare capacity: tokio reads into memory nobody zeroed first.
+        let read = reader.read_buf(&mut buf.spare()).await;
         let (data, end) = buf.finish_read(read);
         if let Some(data) = data {
             if inputs.send(Input::Received { conn, data }).await.is_err() {
