@@ -71,7 +71,10 @@ impl ReadBuffer {
         use bytes::BufMut;
         // Room offered zeroed by an earlier `unfilled` is given up, not read into twice.
         self.buf.truncate(self.filled);
-        let wanted = self.wanted(self.buf.capacity());
+        // Between frames, no more than a MIN_READ of the allocation's leftover, as zeroed room
+        // would offer: a frame announced by what it reads moves to a frame-sized allocation,
+        // and all of that read moves with it.
+        let wanted = self.wanted(self.buf.capacity().min(self.filled + MIN_READ));
         if self.buf.capacity() < wanted {
             self.buf.reserve(wanted - self.filled);
         }
