@@ -41,20 +41,20 @@ step "API versions Kafka still marks unstable (feature unstable-versions) round-
 cargo test -q -p sansa --features unstable-versions --lib protocol::messages 2>&1 | grep -E '^test result' 
 
 step "simulator: 500 seeded runs of client and fake cluster under faults; a replay repeats its trace"
-cargo build -q --release --workspace --bin sim
-target/release/sim --seeds 0..500 >target/sim.txt 2>&1 || true
+cargo build -q --profile sim --workspace --bin sim
+target/sim/sim --seeds 0..500 >target/sim.txt 2>&1 || true
 tail -n 2 target/sim.txt
 tail -n 1 target/sim.txt | grep -qx '500 seeds, 0 failures' || { cat target/sim.txt; exit 1; }
-first="$(target/release/sim --seed 4242 --trace-hash)"
-second="$(target/release/sim --seed 4242 --trace-hash)"
+first="$(target/sim/sim --seed 4242 --trace-hash)"
+second="$(target/sim/sim --seed 4242 --trace-hash)"
 echo "seed 4242 trace hash: $first, then $second"
 [ -n "$first" ] && [ "$first" = "$second" ]
-target/release/sim --seeds 0..200 --trace-hash >target/sim-hashes-1.txt 2>/dev/null
-target/release/sim --seeds 0..200 --trace-hash >target/sim-hashes-2.txt 2>/dev/null
+target/sim/sim --seeds 0..200 --trace-hash >target/sim-hashes-1.txt 2>/dev/null
+target/sim/sim --seeds 0..200 --trace-hash >target/sim-hashes-2.txt 2>/dev/null
 cmp target/sim-hashes-1.txt target/sim-hashes-2.txt && echo "seeds 0..200 replay with identical trace hashes"
 
 step "simulator: every planted bug is caught by an invariant"
-target/release/sim --plants 2>/dev/null | tee target/sim-plants.txt
+target/sim/sim --plants 2>/dev/null | tee target/sim-plants.txt
 tail -n 1 target/sim-plants.txt | grep -qE '^([0-9]+) plants, \1 caught$'
 
 step "sansa demo against an in-process fake cluster"

@@ -6,6 +6,8 @@
 
 use std::io::Read;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -302,11 +304,13 @@ pub fn connection_failures_are_typed_and_timely<R: LiveRuntime>(rt: &R) {
     // A peer that accepts and never answers.
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = silent.local_addr().expect("addr");
+    let done = Arc::new(AtomicBool::new(false));
+    let holder_done = done.clone();
     let holder = std::thread::spawn(move || {
         let mut held = Vec::new();
         silent.set_nonblocking(true).expect("nonblocking");
         let until = Instant::now() + timeout + slack + Duration::from_secs(1);
-        while Instant::now() < until {
+        while Instant::now() < until && !holder_done.load(Ordering::Relaxed) {
             if let Ok((mut s, _)) = silent.accept() {
                 let mut buf = [0u8; 1024];
                 s.set_nonblocking(true).ok();
@@ -325,6 +329,7 @@ pub fn connection_failures_are_typed_and_timely<R: LiveRuntime>(rt: &R) {
     );
     assert!(started.elapsed() <= timeout + slack, "took {:?}", started.elapsed());
     client.close();
+    done.store(true, Ordering::Relaxed);
     let _ = holder.join();
 }
 

@@ -207,10 +207,12 @@ fn a_seed_replays_to_the_same_trace_hash() {
     assert_ne!(a.trace_hash, c.trace_hash);
 }
 
+/// A few seeds, so that `cargo test` alone catches a broken invariant; test.sh sweeps 500
+/// with the optimised `sim` binary.
 #[test]
-fn fifty_seeds_keep_every_invariant() {
+fn ten_seeds_keep_every_invariant() {
     let mut failures = Vec::new();
-    for seed in 0..50 {
+    for seed in 0..10 {
         let (sim, report) = run_seed(seed);
         assert!(sim.steps() > 0);
         if report.error.is_some() || !report.violations.is_empty() {
