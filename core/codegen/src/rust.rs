@@ -91,6 +91,9 @@ struct Ctx<'a> {
     /// The message's whole version range (unstable versions included): conditions are simplified
     /// against it.
     valid: Versions,
+    /// Whether the top version is unstable, spoken only with the `unstable-versions` feature
+    /// (and by the round-trip tests).
+    unstable_top: bool,
 }
 
 impl Ctx<'_> {
@@ -594,7 +597,13 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
     // encode
     let fn_start = out.len();
     let _ = writeln!(out, "fn encode(&self, buf: &mut BytesMut, VERSION_PARAM: i16) -> Result<(), EncodeError> {{");
-    if top {
+    if top && ctx.unstable_top {
+        let _ = writeln!(
+            out,
+            "if !Self::VERSIONS.contains(version) && !(crate::protocol::message::unstable_versions_in_tests() && {}.contains(version)) {{ return Err(EncodeError::UnsupportedVersion {{ message: Self::NAME, version }}); }}",
+            range_const(ctx.valid)
+        );
+    } else if top {
         let _ = writeln!(
             out,
             "if !Self::VERSIONS.contains(version) {{ return Err(EncodeError::UnsupportedVersion {{ message: Self::NAME, version }}); }}"
@@ -696,7 +705,13 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
     // decode
     let fn_start = out.len();
     let _ = writeln!(out, "fn decode(buf: &mut Bytes, VERSION_PARAM: i16) -> Result<Self, DecodeError> {{");
-    if top {
+    if top && ctx.unstable_top {
+        let _ = writeln!(
+            out,
+            "if !Self::VERSIONS.contains(version) && !(crate::protocol::message::unstable_versions_in_tests() && {}.contains(version)) {{ return Err(DecodeError::UnsupportedVersion {{ message: Self::NAME, version }}); }}",
+            range_const(ctx.valid)
+        );
+    } else if top {
         let _ = writeln!(
             out,
             "if !Self::VERSIONS.contains(version) {{ return Err(DecodeError::UnsupportedVersion {{ message: Self::NAME, version }}); }}"
@@ -911,7 +926,7 @@ fn range_const(r: Versions) -> String {
 
 /// Emits the body of one message: its structs, trait impls and tests helpers.
 fn emit_message(spec: &Spec, unstable: bool) -> Result<(String, String), String> {
-    let ctx = Ctx { spec, valid: spec.valid };
+    let ctx = Ctx { spec, valid: spec.valid, unstable_top: stable_range(spec, unstable) != spec.valid };
     let mut out = String::new();
     out.push_str(PRELUDE);
     out.push('\n');
@@ -943,10 +958,22 @@ fn emit_message(spec: &Spec, unstable: bool) -> Result<(String, String), String>
     Ok((out, tests))
 }
 
-fn round_trip_tests(ty_path: &str, fn_name: &str) -> String {
-    format!(
-        "#[test]\nfn {fn_name}_round_trips() {{\nfor version in <{ty_path} as Message>::VERSIONS.iter() {{\ncheck_round_trip(&{ty_path}::default(), version);\ncheck_round_trip(&populated_{fn_name}(version), version);\n}}\n}}\n"
-    )
+/// Every version round-trips, unstable ones included (they are spoken in tests only, so that
+/// checking them takes no build with the `unstable-versions` feature).
+fn round_trip_tests(spec: &Spec, unstable: bool) -> String {
+    let (ty_path, fn_name) = (&spec.name, snake(&spec.name));
+    let each = |versions: &str| {
+        format!(
+            "for version in {versions}.iter() {{\ncheck_round_trip(&{ty_path}::default(), version);\ncheck_round_trip(&populated_{fn_name}(version), version);\n}}"
+        )
+    };
+    let body = if stable_range(spec, unstable) != spec.valid {
+        let all = each(&format!("crate::protocol::message::{}", range_const(spec.valid)));
+        format!("crate::protocol::message::with_unstable_versions(|| {{\n{all}\n}});")
+    } else {
+        each(&format!("<{ty_path} as Message>::VERSIONS"))
+    };
+    format!("#[test]\nfn {fn_name}_round_trips() {{\n{body}\n}}\n")
 }
 
 const TEST_PRELUDE: &str = "#[cfg(test)]\n#[allow(unused_imports)]\nmod tests {\nuse super::*;\nuse bytes::{Bytes, BytesMut};\nuse crate::protocol::message::{Codec, Message};\nuse crate::protocol::primitives::RawTaggedField;\nuse crate::protocol::types::*;\n\nfn check_round_trip<M: Message>(m: &M, version: i16) {\nlet mut buf = BytesMut::new();\nm.encode(&mut buf, version).unwrap_or_else(|e| panic!(\"{} v{version}: {e}\", M::NAME));\nassert_eq!(buf.len(), m.encoded_len(version), \"{} v{version}: encoded_len\", M::NAME);\nlet mut bytes = buf.freeze();\nlet back = M::decode(&mut bytes, version).unwrap_or_else(|e| panic!(\"{} v{version}: {e}\", M::NAME));\nassert!(bytes.is_empty(), \"{} v{version}: trailing bytes\", M::NAME);\nassert_eq!(&back, m, \"{} v{version}\", M::NAME);\n}\n\n";
@@ -1017,8 +1044,8 @@ pub fn generate(specs: &[Spec], error_codes: &str) -> Result<Files, String> {
         let _ = writeln!(out, "mod request_values {{\nuse super::super::request::*;\nuse crate::protocol::messages::ErrorCode;\nuse bytes::Bytes;\nuse crate::protocol::primitives::RawTaggedField;\nuse crate::protocol::types::*;\n{req_tests}}}");
         let _ = writeln!(out, "mod response_values {{\nuse super::super::response::*;\nuse crate::protocol::messages::ErrorCode;\nuse bytes::Bytes;\nuse crate::protocol::primitives::RawTaggedField;\nuse crate::protocol::types::*;\n{resp_tests}}}");
         let _ = writeln!(out, "use request_values::*;\nuse response_values::*;");
-        out.push_str(&round_trip_tests(&api.request.name, &snake(&api.request.name)));
-        out.push_str(&round_trip_tests(&api.response.name, &snake(&api.response.name)));
+        out.push_str(&round_trip_tests(api.request, unstable));
+        out.push_str(&round_trip_tests(api.response, unstable));
         out.push_str("}\n");
         files.insert(format!("{module}.rs"), out);
     }
@@ -1034,7 +1061,7 @@ pub fn generate(specs: &[Spec], error_codes: &str) -> Result<Files, String> {
         out.push_str(&body);
         out.push_str(TEST_PRELUDE);
         out.push_str(&tests);
-        out.push_str(&round_trip_tests(&spec.name, &snake(&spec.name)));
+        out.push_str(&round_trip_tests(spec, false));
         out.push_str("}\n");
         files.insert(format!("{}.rs", module_name(spec)), out);
     }

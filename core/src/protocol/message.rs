@@ -5,6 +5,37 @@ use bytes::{Bytes, BytesMut};
 use super::messages::ApiKey;
 use super::primitives::{DecodeError, EncodeError};
 
+#[cfg(test)]
+thread_local! {
+    static UNSTABLE_IN_TESTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a test on this thread asked for the versions Kafka marks unstable
+/// ([`with_unstable_versions`]); always false outside tests. Generated codecs accept those
+/// versions then, as with the `unstable-versions` feature, so that their round trips are
+/// tested without a build of their own.
+#[inline]
+pub(crate) fn unstable_versions_in_tests() -> bool {
+    #[cfg(test)]
+    return UNSTABLE_IN_TESTS.with(|u| u.get());
+    #[cfg(not(test))]
+    false
+}
+
+/// Runs `f` with the unstable versions accepted on this thread.
+#[cfg(test)]
+pub(crate) fn with_unstable_versions<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            UNSTABLE_IN_TESTS.with(|u| u.set(false));
+        }
+    }
+    UNSTABLE_IN_TESTS.with(|u| u.set(true));
+    let _reset = Reset;
+    f()
+}
+
 /// An inclusive range of protocol versions; empty when `min > max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VersionRange {
@@ -82,4 +113,28 @@ pub trait Request: Message {
 pub trait Response: Message {
     /// The API this response belongs to.
     const API_KEY: ApiKey;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::InitProducerIdRequest;
+
+    /// Outside [`with_unstable_versions`], an unstable version is refused as the `unstable-versions`
+    /// feature's absence says; inside, it is spoken, and only on that thread.
+    #[test]
+    fn unstable_versions_are_spoken_only_where_a_test_asks() {
+        let top = InitProducerIdRequest::VERSIONS.max + 1;
+        if cfg!(feature = "unstable-versions") {
+            return; // every version is stable then
+        }
+        let encode = || InitProducerIdRequest::default().encode(&mut BytesMut::new(), top);
+        assert!(matches!(encode(), Err(EncodeError::UnsupportedVersion { .. })));
+        with_unstable_versions(|| {
+            assert!(encode().is_ok());
+            let other = std::thread::spawn(move || InitProducerIdRequest::default().encode(&mut BytesMut::new(), top));
+            assert!(other.join().unwrap().is_err(), "another thread");
+        });
+        assert!(encode().is_err(), "after the test's closure");
+    }
 }

@@ -88,7 +88,10 @@ pub mod request {
 
     impl Codec for InitProducerIdRequest {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            if !Self::VERSIONS.contains(version) {
+            if !Self::VERSIONS.contains(version)
+                && !(crate::protocol::message::unstable_versions_in_tests()
+                    && VersionRange::new(0, 6).contains(version))
+            {
                 return Err(EncodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
@@ -166,7 +169,10 @@ pub mod request {
         }
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
-            if !Self::VERSIONS.contains(version) {
+            if !Self::VERSIONS.contains(version)
+                && !(crate::protocol::message::unstable_versions_in_tests()
+                    && VersionRange::new(0, 6).contains(version))
+            {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
@@ -324,7 +330,10 @@ pub mod response {
 
     impl Codec for InitProducerIdResponse {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            if !Self::VERSIONS.contains(version) {
+            if !Self::VERSIONS.contains(version)
+                && !(crate::protocol::message::unstable_versions_in_tests()
+                    && VersionRange::new(0, 6).contains(version))
+            {
                 return Err(EncodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
@@ -386,7 +395,10 @@ pub mod response {
         }
 
         fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
-            if !Self::VERSIONS.contains(version) {
+            if !Self::VERSIONS.contains(version)
+                && !(crate::protocol::message::unstable_versions_in_tests()
+                    && VersionRange::new(0, 6).contains(version))
+            {
                 return Err(DecodeError::UnsupportedVersion { message: Self::NAME, version });
             }
             let flex = version >= 2;
@@ -550,16 +562,20 @@ mod tests {
     use response_values::*;
     #[test]
     fn init_producer_id_request_round_trips() {
-        for version in <InitProducerIdRequest as Message>::VERSIONS.iter() {
-            check_round_trip(&InitProducerIdRequest::default(), version);
-            check_round_trip(&populated_init_producer_id_request(version), version);
-        }
+        crate::protocol::message::with_unstable_versions(|| {
+            for version in crate::protocol::message::VersionRange::new(0, 6).iter() {
+                check_round_trip(&InitProducerIdRequest::default(), version);
+                check_round_trip(&populated_init_producer_id_request(version), version);
+            }
+        });
     }
     #[test]
     fn init_producer_id_response_round_trips() {
-        for version in <InitProducerIdResponse as Message>::VERSIONS.iter() {
-            check_round_trip(&InitProducerIdResponse::default(), version);
-            check_round_trip(&populated_init_producer_id_response(version), version);
-        }
+        crate::protocol::message::with_unstable_versions(|| {
+            for version in crate::protocol::message::VersionRange::new(0, 6).iter() {
+                check_round_trip(&InitProducerIdResponse::default(), version);
+                check_round_trip(&populated_init_producer_id_response(version), version);
+            }
+        });
     }
 }
