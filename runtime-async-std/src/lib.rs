@@ -44,7 +44,7 @@ use std::time::Instant;
 
 use async_io::{Async, Timer};
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncWrite, Stream};
+use futures_lite::{AsyncWrite, Stream};
 use sansa::cluster::ClusterMetadata;
 use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
@@ -308,8 +308,18 @@ fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, inputs: &mut Vec
         }
     }
     for _ in 0..READS_PER_STEP {
-        let Poll::Ready(read) = Pin::new(&mut *stream).poll_read(cx, conn.read.unfilled()) else { return true };
-        let (data, end) = conn.read.finish_read(read);
+        // Through std's Read on the socket itself, as `Async::poll_read` does, so that large
+        // frames are read into memory not zeroed first (`ReadBuffer::read_from`).
+        let (data, end) = loop {
+            if let Some(read) = conn.read.read_from(stream.get_ref()) {
+                break read;
+            }
+            match stream.poll_readable(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => break (None, Some(CloseCause::from(&e))),
+                Poll::Pending => return true,
+            }
+        };
         inputs.extend(data.map(|data| Input::Received { conn: id, data }));
         if let Some(cause) = end {
             return closed(inputs, cause);

@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::pin::pin;
 use std::sync::mpsc;
@@ -354,8 +354,8 @@ fn connection(
     }
     let mut buf = ReadBuffer::new();
     loop {
-        let read = (&*stream).read(buf.unfilled());
-        let (data, end) = buf.finish_read(read);
+        // A blocking socket would block only with a read timeout, which this one has not.
+        let Some((data, end)) = buf.read_from(&*stream) else { continue };
         if let Some(data) = data {
             if tx.send_blocking(Input::Received { conn, data }).is_err() {
                 return; // driver gone

@@ -31,7 +31,8 @@ pub const MAX_FRAMED: usize = crate::protocol::DEFAULT_MAX_FRAME_SIZE;
 
 /// One connection's read buffer. Read into [`ReadBuffer::unfilled`], give the read's result
 /// to [`ReadBuffer::finish_read`], hand the bytes it returns to the client as
-/// `Input::Received`, then the close, if it returns one, as `Input::Closed`.
+/// `Input::Received`, then the close, if it returns one, as `Input::Closed`. With a
+/// `std::io::Read` source, [`ReadBuffer::read_from`] does both steps.
 #[derive(Debug, Default)]
 pub struct ReadBuffer {
     /// `buf[..filled]` is data read and not yet handed over; the rest is zeroed room, so it
@@ -39,6 +40,12 @@ pub struct ReadBuffer {
     buf: BytesMut,
     filled: usize,
     passthrough: bool,
+    /// A frame too large for `buf`'s allocation, read by [`ReadBuffer::read_from`] straight
+    /// into memory nobody zeroed; empty otherwise. It holds the whole frame received so far,
+    /// and `buf` holds nothing meanwhile.
+    frame: Vec<u8>,
+    /// The length of the frame in `frame`, size prefix included.
+    frame_len: usize,
 }
 
 impl ReadBuffer {
@@ -51,6 +58,7 @@ impl ReadBuffer {
     /// frame being received (up to [`MAX_FRAMED`]), or to [`MIN_READ`] bytes when no frame
     /// is under way. Room is zeroed once, when it is first offered.
     pub fn unfilled(&mut self) -> &mut [u8] {
+        self.settle();
         let wanted = self.wanted(self.buf.len());
         if self.buf.len() < wanted {
             if self.buf.capacity() < wanted {
@@ -69,6 +77,7 @@ impl ReadBuffer {
     /// read's result to [`ReadBuffer::finish_read`] as well.
     pub fn spare(&mut self) -> bytes::buf::Limit<&mut BytesMut> {
         use bytes::BufMut;
+        self.settle();
         // Room offered zeroed by an earlier `unfilled` is given up, not read into twice.
         self.buf.truncate(self.filled);
         // Between frames, no more than a MIN_READ of the allocation's leftover, as zeroed room
@@ -79,6 +88,75 @@ impl ReadBuffer {
             self.buf.reserve(wanted - self.filled);
         }
         (&mut self.buf).limit(wanted - self.filled)
+    }
+
+    /// Reads from `src` once and takes the result as [`ReadBuffer::finish_read`] does, for
+    /// sources behind `std::io::Read` (std's sockets, blocking or not), which take only
+    /// initialised slices. A frame that does not fit the buffer's allocation is read through
+    /// `Read::read_to_end`, which std's sockets fill without zeroing the room first: zeroing
+    /// is a memset of every byte a consumer receives. `None`: the source would block and
+    /// nothing was read; call again once it is readable.
+    ///
+    /// On a blocking source a large frame is read to its end before this returns.
+    pub fn read_from(&mut self, mut src: impl io::Read) -> Option<(Option<Bytes>, Option<CloseCause>)> {
+        if self.frame.is_empty() {
+            match self.frame_under_way() {
+                Some(len) if len > self.buf.capacity() => {
+                    // Only the frame's first bytes move; the zeroed room stays for later reads.
+                    self.frame = Vec::with_capacity(len);
+                    self.frame.extend_from_slice(&self.buf[..self.filled]);
+                    bytes::Buf::advance(&mut self.buf, self.filled);
+                    self.filled = 0;
+                    self.frame_len = len;
+                }
+                _ => {
+                    let read = src.read(self.unfilled());
+                    if read.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock) {
+                        return None;
+                    }
+                    return Some(self.finish_read(read));
+                }
+            }
+        }
+        let before = self.frame.len();
+        let rest = (self.frame_len - before) as u64;
+        let read = io::Read::read_to_end(&mut io::Read::take(&mut src, rest), &mut self.frame);
+        // read_to_end keeps what it read before an error.
+        let progress = self.frame.len() - before;
+        match read {
+            Ok(_) if progress == 0 => Some((self.take_rest(), Some(CloseCause::PeerClosed))),
+            Ok(_) => Some((self.take_frame(), None)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                (progress > 0).then(|| (self.take_frame(), None))
+            }
+            Err(e) => Some((self.take_rest(), Some(CloseCause::from(&e)))),
+        }
+    }
+
+    /// The length of the frame at the front of the data, if the buffer frames and the frame
+    /// is not complete yet.
+    fn frame_under_way(&self) -> Option<usize> {
+        match prefix(&self.buf[..self.filled]) {
+            Prefix::Frame(len) if !self.passthrough && len > self.filled => Some(len),
+            _ => None,
+        }
+    }
+
+    /// The frame read straight into `frame`, once whole.
+    fn take_frame(&mut self) -> Option<Bytes> {
+        (self.frame.len() == self.frame_len).then(|| Bytes::from(std::mem::take(&mut self.frame)))
+    }
+
+    /// Puts a frame under way in `frame` back into `buf`, for reads through
+    /// [`ReadBuffer::unfilled`] or [`ReadBuffer::spare`].
+    fn settle(&mut self) {
+        if !self.frame.is_empty() {
+            // `buf` holds only zeroed room meanwhile. A copy: no adapter mixes the two ways.
+            let mut buf = BytesMut::with_capacity(self.frame_len);
+            buf.extend_from_slice(&std::mem::take(&mut self.frame));
+            self.filled = buf.len();
+            self.buf = buf;
+        }
     }
 
     /// How far the buffer should reach for the next read, given how far its room reaches now:
@@ -140,6 +218,9 @@ impl ReadBuffer {
     /// Everything read and not yet handed over, complete or not: for the end of the stream,
     /// so that the client sees the last bytes before the close.
     fn take_rest(&mut self) -> Option<Bytes> {
+        if !self.frame.is_empty() {
+            return Some(Bytes::from(std::mem::take(&mut self.frame)));
+        }
         self.split(self.filled)
     }
 
@@ -225,6 +306,114 @@ mod tests {
         }
         out.extend(rb.take_rest());
         (out, largest)
+    }
+
+    /// A `std::io::Read` source that gives at most `step` bytes per read and, if `stalls`,
+    /// answers WouldBlock before every read that would give bytes, as a nonblocking socket
+    /// with nothing waiting does. At the end of `stream` it ends, unless `open`: then it
+    /// would block.
+    struct Trickle<'a> {
+        stream: &'a [u8],
+        step: usize,
+        stalls: bool,
+        stalled: bool,
+        open: bool,
+    }
+
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.open && self.stream.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            if self.stalls && !self.stalled && !self.stream.is_empty() && !buf.is_empty() {
+                self.stalled = true;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.stalled = false;
+            let n = buf.len().min(self.step).min(self.stream.len());
+            buf[..n].copy_from_slice(&self.stream[..n]);
+            self.stream = &self.stream[n..];
+            Ok(n)
+        }
+    }
+
+    /// [`feed`] through [`ReadBuffer::read_from`]; also returns the most zeroed room the
+    /// buffer ever held.
+    fn feed_from(stream: &[u8], step: usize, stalls: bool) -> (Vec<Bytes>, usize) {
+        let mut rb = ReadBuffer::new();
+        let mut src = Trickle { stream, step, stalls, stalled: false, open: false };
+        let (mut out, mut zeroed) = (Vec::new(), 0);
+        loop {
+            let Some((data, end)) = rb.read_from(&mut src) else { continue };
+            zeroed = zeroed.max(rb.buf.len() - rb.filled);
+            out.extend(data);
+            match end {
+                Some(CloseCause::PeerClosed) => return (out, zeroed),
+                Some(other) => panic!("{other:?}"),
+                None => {}
+            }
+        }
+    }
+
+    #[test]
+    fn reads_from_a_source_give_the_same_frames_as_zeroed_room() {
+        let mut stream = frame(300_000, 1);
+        stream.extend(frame(10, 2));
+        stream.extend(frame(0, 3));
+        stream.extend(frame(200_000, 4));
+        stream.extend(frame(40_000, 5));
+        stream.extend(&frame(90_000, 6)[..70_000]);
+        for step in [1, 3, 5, 1000, 65_536, 300_004, 1 << 20] {
+            for stalls in [false, true] {
+                if step < 1000 && stalls {
+                    continue; // slow, and nothing more to see
+                }
+                let (out, zeroed) = feed_from(&stream, step, stalls);
+                let (expected, _) = feed(&stream, step);
+                assert!(out == expected, "step {step}, stalls {stalls}: other pieces");
+                // Frames larger than the buffer went around it, unzeroed.
+                assert!(zeroed <= MIN_READ, "step {step}, stalls {stalls}: {zeroed} bytes zeroed");
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_read_from_a_source_can_be_finished_through_zeroed_room() {
+        let stream = frame(200_000, 9);
+        let mut rb = ReadBuffer::new();
+        let mut src = Trickle { stream: &stream[..150_000], step: 50_000, stalls: false, stalled: false, open: true };
+        // Zeroed room for the first read, then the frame's own allocation.
+        assert_eq!(rb.read_from(&mut src), Some((None, None)));
+        assert_eq!(rb.read_from(&mut src), Some((None, None)));
+        assert_eq!(rb.read_from(&mut src), None, "nothing more to read yet");
+        let room = rb.unfilled();
+        assert_eq!(room.len(), 50_004, "the rest of the frame");
+        room.copy_from_slice(&stream[150_000..]);
+        let (data, end) = rb.finish_read(Ok(50_004));
+        assert!(data.as_deref() == Some(&stream[..]) && end.is_none(), "not the frame");
+    }
+
+    #[test]
+    fn a_source_failing_inside_a_large_frame_hands_over_what_came_then_the_error() {
+        struct Failing<'a>(&'a [u8]);
+        impl io::Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::ErrorKind::ConnectionReset.into());
+                }
+                let n = buf.len().min(self.0.len()).min(40_000);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let stream = frame(500_000, 8);
+        let mut rb = ReadBuffer::new();
+        let mut src = Failing(&stream[..120_000]);
+        assert_eq!(rb.read_from(&mut src), Some((None, None)));
+        let (data, end) = rb.read_from(&mut src).expect("read");
+        assert!(data.as_deref() == Some(&stream[..120_000]), "not the bytes read");
+        assert!(matches!(end, Some(CloseCause::PeerClosed)), "{end:?}");
     }
 
     #[test]
