@@ -146,6 +146,11 @@ struct Conn {
     out: VecDeque<Bytes>,
     /// Bytes read and not yet handed to the client.
     read: ReadBuffer,
+    /// The last read found the socket empty and the reactor will wake the driver when it is
+    /// not: until then a read would only fail with WouldBlock. The driver is polled for every
+    /// command too (each consumer poll), and trying each socket then was nine tenths of the
+    /// reads a consumer made.
+    drained: bool,
 }
 
 /// Steps of work done per [`Driver::poll`] before yielding to other tasks.
@@ -255,6 +260,7 @@ impl Driver {
                     stream: None,
                     out: VecDeque::new(),
                     read: ReadBuffer::new(),
+                    drained: false,
                 };
                 self.conns.insert(conn, conn_state);
             }
@@ -307,6 +313,13 @@ fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, inputs: &mut Vec
             Poll::Pending => break,
         }
     }
+    if conn.drained {
+        match stream.poll_readable(cx) {
+            Poll::Ready(Ok(())) => conn.drained = false,
+            Poll::Ready(Err(e)) => return closed(inputs, CloseCause::from(&e)),
+            Poll::Pending => return true,
+        }
+    }
     for _ in 0..READS_PER_STEP {
         // Through std's Read on the socket itself, as `Async::poll_read` does, so that large
         // frames are read into memory not zeroed first (`ReadBuffer::read_from`).
@@ -317,7 +330,10 @@ fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, inputs: &mut Vec
             match stream.poll_readable(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => break (None, Some(CloseCause::from(&e))),
-                Poll::Pending => return true,
+                Poll::Pending => {
+                    conn.drained = true;
+                    return true;
+                }
             }
         };
         inputs.extend(data.map(|data| Input::Received { conn: id, data }));
