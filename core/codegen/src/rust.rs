@@ -597,17 +597,8 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
     // encode
     let fn_start = out.len();
     let _ = writeln!(out, "fn encode(&self, buf: &mut BytesMut, VERSION_PARAM: i16) -> Result<(), EncodeError> {{");
-    if top && ctx.unstable_top {
-        let _ = writeln!(
-            out,
-            "if !Self::VERSIONS.contains(version) && !(crate::protocol::message::unstable_versions_in_tests() && {}.contains(version)) {{ return Err(EncodeError::UnsupportedVersion {{ message: Self::NAME, version }}); }}",
-            range_const(ctx.valid)
-        );
-    } else if top {
-        let _ = writeln!(
-            out,
-            "if !Self::VERSIONS.contains(version) {{ return Err(EncodeError::UnsupportedVersion {{ message: Self::NAME, version }}); }}"
-        );
+    if top {
+        out.push_str(&version_gate(ctx, "EncodeError"));
     }
     if flexible {
         let _ = writeln!(out, "{flex_decl}");
@@ -705,17 +696,8 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
     // decode
     let fn_start = out.len();
     let _ = writeln!(out, "fn decode(buf: &mut Bytes, VERSION_PARAM: i16) -> Result<Self, DecodeError> {{");
-    if top && ctx.unstable_top {
-        let _ = writeln!(
-            out,
-            "if !Self::VERSIONS.contains(version) && !(crate::protocol::message::unstable_versions_in_tests() && {}.contains(version)) {{ return Err(DecodeError::UnsupportedVersion {{ message: Self::NAME, version }}); }}",
-            range_const(ctx.valid)
-        );
-    } else if top {
-        let _ = writeln!(
-            out,
-            "if !Self::VERSIONS.contains(version) {{ return Err(DecodeError::UnsupportedVersion {{ message: Self::NAME, version }}); }}"
-        );
+    if top {
+        out.push_str(&version_gate(ctx, "DecodeError"));
     }
     if flexible {
         let _ = writeln!(out, "{flex_decl}");
@@ -922,6 +904,22 @@ fn range_const(r: Versions) -> String {
     } else {
         format!("VersionRange::new({}, {})", r.lo, r.hi)
     }
+}
+
+/// The check at the top of a message's `encode` or `decode` that refuses versions sansa does
+/// not speak; unstable ones pass where a test asked for them.
+fn version_gate(ctx: &Ctx, error: &str) -> String {
+    let tests = if ctx.unstable_top {
+        format!(
+            " && !(crate::protocol::message::unstable_versions_in_tests() && {}.contains(version))",
+            range_const(ctx.valid)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "if !Self::VERSIONS.contains(version){tests} {{ return Err({error}::UnsupportedVersion {{ message: Self::NAME, version }}); }}\n"
+    )
 }
 
 /// Emits the body of one message: its structs, trait impls and tests helpers.

@@ -260,6 +260,15 @@ mod tests {
         f
     }
 
+    /// Frames larger and smaller than [`MIN_READ`], an empty one among them.
+    fn mixed_stream() -> Vec<u8> {
+        let mut stream = frame(300_000, 1);
+        stream.extend(frame(10, 2));
+        stream.extend(frame(0, 3));
+        stream.extend(frame(200_000, 4));
+        stream
+    }
+
     /// Feeds `stream` through a buffer, at most `step` bytes per read; returns what was
     /// handed over, piece by piece, and the largest room offered.
     fn feed(stream: &[u8], step: usize) -> (Vec<Bytes>, usize) {
@@ -357,10 +366,7 @@ mod tests {
 
     #[test]
     fn reads_from_a_source_give_the_same_frames_as_zeroed_room() {
-        let mut stream = frame(300_000, 1);
-        stream.extend(frame(10, 2));
-        stream.extend(frame(0, 3));
-        stream.extend(frame(200_000, 4));
+        let mut stream = mixed_stream();
         stream.extend(frame(40_000, 5));
         stream.extend(&frame(90_000, 6)[..70_000]);
         for step in [1, 3, 5, 1000, 65_536, 300_004, 1 << 20] {
@@ -418,10 +424,7 @@ mod tests {
 
     #[test]
     fn spare_room_gives_the_same_frames_as_zeroed_room() {
-        let mut stream = frame(300_000, 1);
-        stream.extend(frame(10, 2));
-        stream.extend(frame(0, 3));
-        stream.extend(frame(200_000, 4));
+        let stream = mixed_stream();
         for step in [1, 3, 5, 1000, 65_536, 300_004, 1 << 20] {
             for mix in [usize::MAX, 2, 3] {
                 let (out, largest) = feed_spare(&stream, step, mix);
@@ -434,10 +437,7 @@ mod tests {
 
     #[test]
     fn frames_arrive_whole_whatever_the_read_size() {
-        let mut stream = frame(300_000, 1);
-        stream.extend(frame(10, 2));
-        stream.extend(frame(0, 3));
-        stream.extend(frame(200_000, 4));
+        let stream = mixed_stream();
         for step in [1, 3, 4, 5, 1000, 65_536, 300_004, 1 << 20] {
             let (out, _) = feed(&stream, step);
             assert_eq!(out.concat(), stream, "step {step}");
