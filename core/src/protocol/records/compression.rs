@@ -712,14 +712,7 @@ mod tests {
     /// incompressible bytes, not at a block boundary, not for empty input.
     #[test]
     fn no_codec_writes_past_its_bound() {
-        let mut noise = vec![0u8; 300_000];
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        for b in &mut noise {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            *b = state as u8;
-        }
+        let noise = crate::protocol::records::noise(300_000);
         let text = sample(300_000);
         let codecs =
             [Compression::None, Compression::gzip(), Compression::snappy(), Compression::lz4(), Compression::zstd()];
@@ -835,15 +828,7 @@ mod tests {
         compress(Compression::lz4(), &data, &mut ours, 2, &mut Compressors::default()).unwrap();
         assert!(Lz4Frame::parse(&ours, 2).is_some());
         // Incompressible data: blocks stored raw, under the same limit.
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let noise: Vec<u8> = (0..200_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let noise = crate::protocol::records::noise(200_000);
         let mut raw = BytesMut::new();
         compress(Compression::lz4(), &noise, &mut raw, 2, &mut Compressors::default()).unwrap();
         assert_ne!(raw[10] & 0x80, 0, "the first block is stored raw");

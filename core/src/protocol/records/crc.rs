@@ -29,15 +29,7 @@ mod tests {
     /// of the start, so each kernel's head, tail and fold paths are covered.
     #[test]
     fn matches_crc32c_crate() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
-        let data: Vec<u8> = (0..2048 + 64)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect();
+        let data = crate::protocol::records::noise(2048 + 64);
         for len in 0..=2048 {
             for start in [0, 1, 3, 8, 17, 63] {
                 let input = &data[start..start + len];

@@ -71,3 +71,18 @@ const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 #[cfg(test)]
 mod tests;
+
+/// `len` bytes that no codec can compress and every checksum path sees all values of: a
+/// fixed xorshift stream, the same on every run.
+#[cfg(test)]
+pub(crate) fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
