@@ -126,9 +126,8 @@ impl ReadBuffer {
         match read {
             Ok(_) if progress == 0 => Some((self.take_rest(), Some(CloseCause::PeerClosed))),
             Ok(_) => Some((self.take_frame(), None)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
-                (progress > 0).then(|| (self.take_frame(), None))
-            }
+            // read_to_end retries interrupted reads itself.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => (progress > 0).then(|| (self.take_frame(), None)),
             Err(e) => Some((self.take_rest(), Some(CloseCause::from(&e)))),
         }
     }
@@ -162,10 +161,7 @@ impl ReadBuffer {
     /// How far the buffer should reach for the next read, given how far its room reaches now:
     /// to the end of the frame being received, else at least a quarter of [`MIN_READ`].
     fn wanted(&self, reach: usize) -> usize {
-        let rest = match prefix(&self.buf[..self.filled]) {
-            Prefix::Frame(len) if !self.passthrough => len.saturating_sub(self.filled),
-            _ => 0,
-        };
+        let rest = self.frame_under_way().map_or(0, |len| len - self.filled);
         // Never more than the frame's rest: growing past it near the end of a large frame
         // would move the whole frame to a new allocation. Between frames (and for TLS), a
         // quarter of MIN_READ left over is room enough, so small reads share one allocation.
