@@ -456,7 +456,7 @@ impl Lz4Frame {
 
     fn decode(&self, input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
         let corrupt = |what: &str| DecompressError::Corrupt(format!("lz4: {what}"));
-        let mut out = Vec::with_capacity(self.bound.min(limit));
+        let mut out = Vec::with_capacity(self.bound.min(limit) + LZ4_WILD);
         let mut at = self.blocks_at;
         loop {
             let word = u32::from_le_bytes(input[at..at + 4].try_into().expect("parsed"));
@@ -483,13 +483,10 @@ impl Lz4Frame {
                 continue;
             }
             let room = self.block_max.min(limit - start);
-            out.resize(start + room, 0);
-            match lz4_flex::block::decompress_into(block, &mut out[start..]) {
-                Ok(n) => out.truncate(start + n),
-                Err(lz4_flex::block::DecompressError::OutputTooSmall { .. }) if room < self.block_max => {
-                    return Err(DecompressError::TooLarge)
-                }
-                Err(e) => return Err(corrupt(&e.to_string())),
+            match lz4_block_append(block, &mut out, start + room) {
+                Ok(()) => {}
+                Err(Lz4BlockError::TooLong) if room < self.block_max => return Err(DecompressError::TooLarge),
+                Err(e) => return Err(corrupt(e.as_str())),
             }
         }
         if self.content_checksum {
@@ -500,6 +497,112 @@ impl Lz4Frame {
         }
         Ok(out)
     }
+}
+
+/// Bytes an LZ4 sequence may copy past its true length, then cut back, so that short
+/// literals and matches move as one fixed-size copy.
+const LZ4_WILD: usize = 16;
+
+/// Why an LZ4 block did not decode.
+#[derive(Debug, PartialEq, Eq)]
+enum Lz4BlockError {
+    Truncated,
+    /// A match reaching back before the block's output began, or an offset of 0.
+    BadOffset,
+    /// The block decodes past the limit it was given.
+    TooLong,
+}
+
+impl Lz4BlockError {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Lz4BlockError::Truncated => "block ends inside a sequence",
+            Lz4BlockError::BadOffset => "match offset outside the output",
+            Lz4BlockError::TooLong => "block decodes past its size",
+        }
+    }
+}
+
+/// Decodes one LZ4 block onto the end of `out`, which holds the frame's earlier blocks
+/// (independent blocks never reach back into them: a match may not start before `out`'s
+/// length on entry), never growing it past `limit` bytes.
+///
+/// Written here rather than taken from `lz4_flex` because its safe decoder writes only into
+/// an initialised slice: the room for each block had to be zeroed first, a pass over every
+/// decoded byte. This one appends into the vector's spare capacity, still without `unsafe`.
+#[inline(never)] // one compact loop, not spread through the frame decoder
+fn lz4_block_append(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Lz4BlockError> {
+    let floor = out.len();
+    let mut at = 0usize;
+    // Room for the fixed-size copies, so that they never reallocate.
+    out.reserve(LZ4_WILD);
+    loop {
+        let token = *input.get(at).ok_or(Lz4BlockError::Truncated)?;
+        at += 1;
+        let literals = usize::from(token >> 4);
+        if literals < 15 && at + LZ4_WILD <= input.len() && out.len() + literals <= limit {
+            // Not the last sequence (that one ends the input): copy 16, keep `literals`.
+            let keep = out.len() + literals;
+            let wild: [u8; LZ4_WILD] = input[at..at + LZ4_WILD].try_into().expect("16 bytes");
+            out.extend_from_slice(&wild);
+            out.truncate(keep);
+            at += literals;
+        } else {
+            let literals = lz4_length(input, &mut at, literals)?;
+            let run = input.get(at..at + literals).ok_or(Lz4BlockError::Truncated)?;
+            if out.len() + literals > limit {
+                return Err(Lz4BlockError::TooLong);
+            }
+            out.extend_from_slice(run);
+            at += literals;
+            if at == input.len() {
+                return Ok(());
+            }
+        }
+        let offset = input.get(at..at + 2).ok_or(Lz4BlockError::Truncated)?;
+        let offset = usize::from(u16::from_le_bytes([offset[0], offset[1]]));
+        at += 2;
+        let len = lz4_length(input, &mut at, usize::from(token & 15))? + 4;
+        if offset == 0 || offset > out.len() - floor {
+            return Err(Lz4BlockError::BadOffset);
+        }
+        if out.len() + len > limit {
+            return Err(Lz4BlockError::TooLong);
+        }
+        let from = out.len() - offset;
+        if offset >= LZ4_WILD && len <= LZ4_WILD {
+            let keep = out.len() + len;
+            let wild: [u8; LZ4_WILD] = out[from..from + LZ4_WILD].try_into().expect("16 bytes");
+            out.extend_from_slice(&wild);
+            out.truncate(keep);
+        } else {
+            // An offset shorter than the match repeats the bytes it reaches: copy what
+            // exists, which doubles each round.
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(out.len() - from);
+                out.extend_from_within(from..from + n);
+                left -= n;
+            }
+        }
+    }
+}
+
+/// A literal or match length: the token's 4 bits, and while they read 15, bytes added on
+/// until one is not 255.
+fn lz4_length(input: &[u8], at: &mut usize, nibble: usize) -> Result<usize, Lz4BlockError> {
+    let mut len = nibble;
+    if nibble == 15 {
+        loop {
+            let byte = *input.get(*at).ok_or(Lz4BlockError::Truncated)?;
+            *at += 1;
+            len += usize::from(byte);
+            if byte != 255 {
+                break;
+            }
+        }
+    }
+    Ok(len)
 }
 
 /// Where the header checksum byte sits in an LZ4 frame, if the header is all there.
@@ -834,6 +937,81 @@ mod tests {
         assert_ne!(raw[10] & 0x80, 0, "the first block is stored raw");
         assert_eq!(decompress(CompressionType::Lz4, &raw, noise.len(), 2).unwrap(), noise);
         assert!(matches!(decompress(CompressionType::Lz4, &raw, noise.len() - 1, 2), Err(DecompressError::TooLarge)));
+    }
+
+    /// Data with what LZ4 finds in real payloads: byte runs, short repeated patterns, copies
+    /// of earlier stretches (near and far), and noise between them.
+    fn lz4_mix(seed: u64, len: usize) -> Vec<u8> {
+        let noise = crate::protocol::records::noise(len + 64);
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as usize
+        };
+        let mut data = Vec::with_capacity(len);
+        while data.len() < len {
+            let k = next();
+            match k % 4 {
+                0 => data.extend(std::iter::repeat_n(k as u8, next() % 300)),
+                1 => data.extend_from_slice(&noise[data.len()..data.len() + next() % 40]),
+                2 if !data.is_empty() => {
+                    let from = next() % data.len();
+                    let n = (next() % 100).min(data.len() - from);
+                    data.extend_from_within(from..from + n);
+                }
+                _ => {
+                    let pattern: Vec<u8> = (0..next() % 7 + 1).map(|_| next() as u8).collect();
+                    (0..next() % 50).for_each(|_| data.extend_from_slice(&pattern));
+                }
+            }
+        }
+        data.truncate(len);
+        data
+    }
+
+    #[test]
+    fn lz4_blocks_decode_as_the_reference_encoder_wrote_them() {
+        for (seed, len) in (1..400u64).map(|i| (i, (i as usize * 7919) % 70_000)) {
+            let data = if seed % 5 == 0 { crate::protocol::records::noise(len) } else { lz4_mix(seed, len) };
+            let block = lz4_flex::block::compress(&data);
+            // Appended after earlier output, which the block cannot reach.
+            let mut out = vec![7u8; 3];
+            lz4_block_append(&block, &mut out, 3 + data.len()).unwrap();
+            assert!(out[3..] == data[..], "seed {seed}, {len} bytes");
+            if !data.is_empty() {
+                let mut short = Vec::new();
+                assert_eq!(lz4_block_append(&block, &mut short, data.len() - 1), Err(Lz4BlockError::TooLong));
+                assert!(short.len() < data.len());
+            }
+        }
+    }
+
+    #[test]
+    fn lz4_blocks_that_are_damaged_fail_without_passing_the_limit() {
+        let data = lz4_mix(99, 20_000);
+        let block = lz4_flex::block::compress(&data);
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut bad = block.clone();
+            let at = state as usize % bad.len();
+            bad[at] = (state >> 32) as u8;
+            let cut = (state >> 40) as usize % (bad.len() + 1);
+            let mut out = vec![1u8; 5];
+            let limit = 5 + 25_000;
+            // Any outcome but a panic or a write past the limit.
+            let _ = lz4_block_append(&bad[..cut], &mut out, limit);
+            assert!(out.len() <= limit);
+        }
+        // A match reaching into what came before the block is refused.
+        let reach_back = [0x00u8, 0x01, 0x00, 0x10];
+        let mut out = vec![1u8; 10];
+        assert_eq!(lz4_block_append(&reach_back, &mut out, 100), Err(Lz4BlockError::BadOffset));
+        assert_eq!(lz4_block_append(&[], &mut Vec::new(), 100), Err(Lz4BlockError::Truncated));
     }
 
     #[test]
