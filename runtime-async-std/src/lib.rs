@@ -33,7 +33,7 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -43,10 +43,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_io::{Async, Timer};
-use bytes::Bytes;
 use futures_lite::{AsyncWrite, Stream};
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
@@ -143,7 +142,7 @@ struct Conn {
     connecting: Option<Connecting>,
     stream: Option<Async<TcpStream>>,
     /// Bytes not yet written, in order.
-    out: VecDeque<Bytes>,
+    out: WriteQueue,
     /// Bytes read and not yet handed to the client.
     read: ReadBuffer,
     /// The last read found the socket empty and the reactor will wake the driver when it is
@@ -258,7 +257,7 @@ impl Driver {
                 let conn_state = Conn {
                     connecting: Some(Box::pin(open(address))),
                     stream: None,
-                    out: VecDeque::new(),
+                    out: WriteQueue::new(),
                     read: ReadBuffer::new(),
                     drained: false,
                 };
@@ -266,7 +265,7 @@ impl Driver {
             }
             Transmit::Send { conn, bytes } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.out.push_back(bytes);
+                    c.out.push(bytes);
                 }
             }
             // Dropping the socket (or the connect future) closes it.
@@ -303,11 +302,10 @@ fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, inputs: &mut Vec
         }
     }
     let Some(stream) = &mut conn.stream else { return true };
-    while let Some(front) = conn.out.front_mut() {
-        match Pin::new(&mut *stream).poll_write(cx, front) {
+    while !conn.out.is_empty() {
+        match Pin::new(&mut *stream).poll_write_vectored(cx, &conn.out.slices()) {
             Poll::Ready(Ok(0)) => return closed(inputs, CloseCause::Io("the socket accepted no bytes".into())),
-            Poll::Ready(Ok(n)) if n >= front.len() => drop(conn.out.pop_front()),
-            Poll::Ready(Ok(n)) => *front = front.slice(n..),
+            Poll::Ready(Ok(n)) => conn.out.advance(n),
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Poll::Ready(Err(e)) => return closed(inputs, CloseCause::from(&e)),
             Poll::Pending => break,

@@ -45,7 +45,9 @@ use bytes::Bytes;
 use futures_lite::Stream;
 use sansa::cluster::ClusterMetadata;
 use sansa::driver::outcome::Reply;
-use sansa::driver::{self, DeliveryFuture, Dispatcher, Handle, Intake, ReadBuffer, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{
+    self, DeliveryFuture, Dispatcher, Handle, Intake, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY, MAX_GATHER,
+};
 use sansa::producer::{ProduceError, ProducerRecord};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
@@ -369,10 +371,28 @@ fn connection(
 
 fn write_loop(conn: ConnId, stream: &TcpStream, tx: &Sender<Input>, bytes: mpsc::Receiver<Bytes>) {
     // Ends when the driver drops the sender (the connection closed).
-    for chunk in bytes {
-        let mut w = stream;
-        if let Err(e) = w.write_all(&chunk) {
-            let _ = tx.send_blocking(Input::Closed { conn, cause: CloseCause::from(&e) });
+    let mut queue = WriteQueue::new();
+    for chunk in bytes.iter() {
+        queue.push(chunk);
+        while !queue.is_empty() {
+            // What else is queued goes out in the same write.
+            while queue.len() < MAX_GATHER {
+                match bytes.try_recv() {
+                    Ok(chunk) => queue.push(chunk),
+                    Err(_) => break,
+                }
+            }
+            let mut w = stream;
+            let cause = match w.write_vectored(&queue.slices()) {
+                Ok(0) => CloseCause::Io("the socket accepted no bytes".into()),
+                Ok(written) => {
+                    queue.advance(written);
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => CloseCause::from(&e),
+            };
+            let _ = tx.send_blocking(Input::Closed { conn, cause });
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }

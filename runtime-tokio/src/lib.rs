@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY, MAX_GATHER};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
@@ -281,8 +281,23 @@ async fn read_loop(conn: ConnId, mut reader: OwnedReadHalf, inputs: &mpsc::Sende
 }
 
 async fn write_loop(mut writer: OwnedWriteHalf, mut writes: mpsc::UnboundedReceiver<Bytes>) -> Result<(), CloseCause> {
+    let mut queue = WriteQueue::new();
     while let Some(bytes) = writes.recv().await {
-        writer.write_all(&bytes).await.map_err(|e| CloseCause::from(&e))?;
+        queue.push(bytes);
+        while !queue.is_empty() {
+            // What else is queued goes out in the same write.
+            while queue.len() < MAX_GATHER {
+                match writes.try_recv() {
+                    Ok(bytes) => queue.push(bytes),
+                    Err(_) => break,
+                }
+            }
+            let written = writer.write_vectored(&queue.slices()).await.map_err(|e| CloseCause::from(&e))?;
+            if written == 0 {
+                return Err(CloseCause::Io("the socket accepted no bytes".into()));
+            }
+            queue.advance(written);
+        }
     }
     Ok(())
 }

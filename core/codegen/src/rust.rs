@@ -403,7 +403,9 @@ fn decode_field(ctx: &Ctx<'_>, f: &Field, buf: &str, compact: &str, what: &str) 
 // Encoding
 
 /// Statements encoding the non-null value `v` (an expression of reference type) of type `t`.
-fn encode_value(f: &Field, t: &Type, v: &str, compact: &str, what: &str) -> String {
+/// With `spliced`, record sets go through `put_records_spliced` and nested structures
+/// through `encode_spliced` (see [`carries_records`]).
+fn encode_value(f: &Field, t: &Type, v: &str, compact: &str, what: &str, spliced: bool) -> String {
     let num = |put: &str| match entity_newtype(f, t) {
         Some("ErrorCode") => format!("buf.{put}({v}.code());"),
         Some(_) => format!("buf.{put}({v}.0);"),
@@ -420,11 +422,13 @@ fn encode_value(f: &Field, t: &Type, v: &str, compact: &str, what: &str) -> Stri
         Type::Float64 => num("put_f64"),
         Type::Uuid => format!("put_uuid(buf, {v});"),
         Type::String => format!("put_nullable_string(buf, Some({v}.as_str()), {compact}, {what})?;"),
+        Type::Records if spliced => format!("put_records_spliced(buf, splices, {v}, {compact}, {what})?;"),
         Type::Bytes | Type::Records => format!("put_nullable_bytes(buf, Some(&{v}[..]), {compact}, {what})?;"),
         Type::Array(inner) => {
-            let elem = encode_value(f, inner, "e", compact, what);
+            let elem = encode_value(f, inner, "e", compact, what, spliced);
             format!("put_len(buf, Some({v}.len()), {compact}, true, {what})?; for e in {v} {{ {elem} }}")
         }
+        Type::Struct(_) if spliced => format!("{v}.encode_spliced(buf, splices, version)?;"),
         Type::Struct(_) => format!("{v}.encode(buf, version)?;"),
     }
 }
@@ -468,7 +472,7 @@ fn null_len(t: &Type, compact: &str) -> String {
 }
 
 /// Statements encoding field `f` whose value is `self.<ident>`.
-fn encode_field(ctx: &Ctx<'_>, f: &Field, compact: &str, what: &str, name_lit: &str) -> String {
+fn encode_field(ctx: &Ctx<'_>, f: &Field, compact: &str, what: &str, name_lit: &str, spliced: bool) -> String {
     let id = field_ident(&f.name);
     let nullable = ctx.nullable_in_field(f);
     let is_struct = matches!(f.ty, Type::Struct(_));
@@ -482,7 +486,7 @@ fn encode_field(ctx: &Ctx<'_>, f: &Field, compact: &str, what: &str, name_lit: &
                 let _ = write!(some, "if {nc} {{ buf.put_i8(1); }}");
             }
         }
-        some.push_str(&encode_value(f, &f.ty, "v", compact, what));
+        some.push_str(&encode_value(f, &f.ty, "v", compact, what, spliced));
         let none = if nc == "true" {
             null_marker(&f.ty, compact, what)
         } else {
@@ -493,7 +497,7 @@ fn encode_field(ctx: &Ctx<'_>, f: &Field, compact: &str, what: &str, name_lit: &
         };
         format!("match &self.{id} {{ Some(v) => {{ {some} }} None => {{ {none} }} }}")
     } else {
-        format!("{{ let v = &self.{id}; {} }}", encode_value(f, &f.ty, "v", compact, what))
+        format!("{{ let v = &self.{id}; {} }}", encode_value(f, &f.ty, "v", compact, what, spliced))
     }
 }
 
@@ -542,6 +546,21 @@ fn doc_for_field(ctx: &Ctx<'_>, f: &Field) -> String {
     }
     d.push('.');
     d
+}
+
+/// Whether these fields hold a record set, directly or in a nested structure. Such
+/// structures also get `encode_spliced`, which leaves large record sets out of the buffer for
+/// the writer to send as they are (a Produce request's batches are most of its bytes).
+fn carries_records(spec: &Spec, fields: &[Field]) -> bool {
+    fn holds(spec: &Spec, t: &Type) -> bool {
+        match t {
+            Type::Records => true,
+            Type::Array(inner) => holds(spec, inner),
+            Type::Struct(name) => spec.structs.get(name).is_some_and(|s| carries_records(spec, &s.fields)),
+            _ => false,
+        }
+    }
+    fields.iter().any(|f| holds(spec, &f.ty))
 }
 
 fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result<(), String> {
@@ -594,104 +613,114 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
     let name_lit = |f: &Field| format!("\"{}.{}\"", s.name, f.name);
     let _ = writeln!(out, "impl Codec for {} {{", s.name);
 
-    // encode
-    let fn_start = out.len();
-    let _ = writeln!(out, "fn encode(&self, buf: &mut BytesMut, VERSION_PARAM: i16) -> Result<(), EncodeError> {{");
-    if top {
-        out.push_str(&version_gate(ctx, "EncodeError"));
-    }
-    if flexible {
-        let _ = writeln!(out, "{flex_decl}");
-    }
-    for f in &fields {
-        let what = ctx.what(&s.name, f);
-        let compact = ctx.compact(f);
-        let pos = ctx.positional(f);
-        let body = encode_field(ctx, f, &compact, &what, &name_lit(f));
-        let pc = ctx.cond(pos);
-        let absent = ctx.cond(f.versions);
-        // A field absent from this version must hold its default unless ignorable.
-        let missing_check = if f.ignorable {
-            String::new()
-        } else {
-            format!(
-                "if {} {{ return Err(EncodeError::FieldNotInVersion {{ field: {}, version }}); }}",
-                differs_from_default(ctx, f)?,
-                name_lit(f)
-            )
-        };
-        match (pc.as_str(), absent.as_str()) {
-            ("true", _) => {
-                let _ = writeln!(out, "{body}");
-            }
-            ("false", "true") => {}
-            ("false", _) => {
-                if !missing_check.is_empty() {
-                    let _ = writeln!(out, "if !({absent}) {{ {missing_check} }}");
-                }
-            }
-            (_, "true") => {
-                let _ = writeln!(out, "if {pc} {{ {body} }}");
-            }
-            _ => {
-                if missing_check.is_empty() {
-                    let _ = writeln!(out, "if {pc} {{ {body} }}");
-                } else {
-                    let _ = writeln!(out, "if {pc} {{ {body} }} else if !({absent}) {{ {missing_check} }}");
-                }
-            }
-        }
-    }
     let mut tagged: Vec<&Field> = fields.iter().copied().filter(|f| f.tag.is_some()).collect();
     tagged.sort_by_key(|f| f.tag);
-    if flexible {
-        let _ = writeln!(out, "if flex {{");
-        let m = if tagged.is_empty() { "" } else { "mut " };
-        let _ = writeln!(out, "let {m}num_tagged = self.unknown_tagged_fields.len();");
-        for f in &tagged {
-            let tc = ctx.cond(f.tagged);
-            let _ = writeln!(out, "if {tc} && {} {{ num_tagged += 1; }}", differs_from_default(ctx, f)?);
+    // encode, and for structures that carry record sets, encode_spliced
+    for spliced in [false, true] {
+        if spliced && !carries_records(ctx.spec, &s.fields) {
+            continue;
         }
-        let _ = writeln!(out, "put_uvarint(buf, num_tagged as u32);");
-        if tagged.is_empty() {
-            let _ = writeln!(out, "for f in &self.unknown_tagged_fields {{ put_raw_tagged_field(buf, f); }}");
+        let fn_start = out.len();
+        if spliced {
+            let _ = writeln!(out, "fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, VERSION_PARAM: i16) -> Result<(), EncodeError> {{");
         } else {
-            let _ = writeln!(out, "let mut next_unknown = 0;");
+            let _ =
+                writeln!(out, "fn encode(&self, buf: &mut BytesMut, VERSION_PARAM: i16) -> Result<(), EncodeError> {{");
+        }
+        if top {
+            out.push_str(&version_gate(ctx, "EncodeError"));
+        }
+        if flexible {
+            let _ = writeln!(out, "{flex_decl}");
+        }
+        for f in &fields {
+            let what = ctx.what(&s.name, f);
+            let compact = ctx.compact(f);
+            let pos = ctx.positional(f);
+            let body = encode_field(ctx, f, &compact, &what, &name_lit(f), spliced);
+            let pc = ctx.cond(pos);
+            let absent = ctx.cond(f.versions);
+            // A field absent from this version must hold its default unless ignorable.
+            let missing_check = if f.ignorable {
+                String::new()
+            } else {
+                format!(
+                    "if {} {{ return Err(EncodeError::FieldNotInVersion {{ field: {}, version }}); }}",
+                    differs_from_default(ctx, f)?,
+                    name_lit(f)
+                )
+            };
+            match (pc.as_str(), absent.as_str()) {
+                ("true", _) => {
+                    let _ = writeln!(out, "{body}");
+                }
+                ("false", "true") => {}
+                ("false", _) => {
+                    if !missing_check.is_empty() {
+                        let _ = writeln!(out, "if !({absent}) {{ {missing_check} }}");
+                    }
+                }
+                (_, "true") => {
+                    let _ = writeln!(out, "if {pc} {{ {body} }}");
+                }
+                _ => {
+                    if missing_check.is_empty() {
+                        let _ = writeln!(out, "if {pc} {{ {body} }}");
+                    } else {
+                        let _ = writeln!(out, "if {pc} {{ {body} }} else if !({absent}) {{ {missing_check} }}");
+                    }
+                }
+            }
+        }
+        if flexible {
+            let _ = writeln!(out, "if flex {{");
+            let m = if tagged.is_empty() { "" } else { "mut " };
+            let _ = writeln!(out, "let {m}num_tagged = self.unknown_tagged_fields.len();");
             for f in &tagged {
                 let tc = ctx.cond(f.tagged);
-                let tag = f.tag.unwrap_or_default();
-                let what = ctx.what(&s.name, f);
-                let _ = writeln!(
+                let _ = writeln!(out, "if {tc} && {} {{ num_tagged += 1; }}", differs_from_default(ctx, f)?);
+            }
+            let _ = writeln!(out, "put_uvarint(buf, num_tagged as u32);");
+            if tagged.is_empty() {
+                let _ = writeln!(out, "for f in &self.unknown_tagged_fields {{ put_raw_tagged_field(buf, f); }}");
+            } else {
+                let _ = writeln!(out, "let mut next_unknown = 0;");
+                for f in &tagged {
+                    let tc = ctx.cond(f.tagged);
+                    let tag = f.tag.unwrap_or_default();
+                    let what = ctx.what(&s.name, f);
+                    let _ = writeln!(
                     out,
                     "if {tc} && {differs} {{ put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, {tag}); put_uvarint(buf, {tag}); put_uvarint(buf, ({len}) as u32); {body} }}",
                     differs = differs_from_default(ctx, f)?,
                     len = len_field(ctx, f, "true"),
-                    body = encode_field(ctx, f, "true", &what, &name_lit(f)),
+                    body = encode_field(ctx, f, "true", &what, &name_lit(f), spliced),
+                );
+                }
+                let _ = writeln!(
+                    out,
+                    "put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, u32::MAX);"
+                );
+                let _ = writeln!(
+                    out,
+                    "for f in &self.unknown_tagged_fields[next_unknown..] {{ put_raw_tagged_field(buf, f); }}"
                 );
             }
             let _ = writeln!(
-                out,
-                "put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, u32::MAX);"
-            );
-            let _ = writeln!(
-                out,
-                "for f in &self.unknown_tagged_fields[next_unknown..] {{ put_raw_tagged_field(buf, f); }}"
-            );
-        }
-        let _ = writeln!(
             out,
             "}} else if !self.unknown_tagged_fields.is_empty() {{ return Err(EncodeError::FieldNotInVersion {{ field: \"{}.unknown_tagged_fields\", version }}); }}",
             s.name
         );
-    } else {
-        let _ = writeln!(
+        } else {
+            let _ = writeln!(
             out,
             "if !self.unknown_tagged_fields.is_empty() {{ return Err(EncodeError::FieldNotInVersion {{ field: \"{}.unknown_tagged_fields\", version }}); }}",
             s.name
         );
+        }
+        let _ = writeln!(out, "Ok(())\n}}\n");
+        name_version_param(out, fn_start);
     }
-    let _ = writeln!(out, "Ok(())\n}}\n");
-    name_version_param(out, fn_start);
 
     // decode
     let fn_start = out.len();
@@ -974,7 +1003,7 @@ fn round_trip_tests(spec: &Spec, unstable: bool) -> String {
     format!("#[test]\nfn {fn_name}_round_trips() {{\n{body}\n}}\n")
 }
 
-const TEST_PRELUDE: &str = "#[cfg(test)]\n#[allow(unused_imports)]\nmod tests {\nuse super::*;\nuse bytes::{Bytes, BytesMut};\nuse crate::protocol::message::{Codec, Message};\nuse crate::protocol::primitives::RawTaggedField;\nuse crate::protocol::types::*;\n\nfn check_round_trip<M: Message>(m: &M, version: i16) {\nlet mut buf = BytesMut::new();\nm.encode(&mut buf, version).unwrap_or_else(|e| panic!(\"{} v{version}: {e}\", M::NAME));\nassert_eq!(buf.len(), m.encoded_len(version), \"{} v{version}: encoded_len\", M::NAME);\nlet mut bytes = buf.freeze();\nlet back = M::decode(&mut bytes, version).unwrap_or_else(|e| panic!(\"{} v{version}: {e}\", M::NAME));\nassert!(bytes.is_empty(), \"{} v{version}: trailing bytes\", M::NAME);\nassert_eq!(&back, m, \"{} v{version}\", M::NAME);\n}\n\n";
+const TEST_PRELUDE: &str = "#[cfg(test)]\n#[allow(unused_imports)]\nmod tests {\nuse super::*;\nuse bytes::{Bytes, BytesMut};\nuse crate::protocol::message::{Codec, Message};\nuse crate::protocol::primitives::RawTaggedField;\nuse crate::protocol::types::*;\n\nfn check_round_trip<M: Message>(m: &M, version: i16) {\nlet mut buf = BytesMut::new();\nm.encode(&mut buf, version).unwrap_or_else(|e| panic!(\"{} v{version}: {e}\", M::NAME));\nassert_eq!(buf.len(), m.encoded_len(version), \"{} v{version}: encoded_len\", M::NAME);\nlet mut bytes = buf.freeze();\nlet back = M::decode(&mut bytes, version).unwrap_or_else(|e| panic!(\"{} v{version}: {e}\", M::NAME));\nassert!(bytes.is_empty(), \"{} v{version}: trailing bytes\", M::NAME);\nassert_eq!(&back, m, \"{} v{version}\", M::NAME);\n// Spliced, every record set is left out, and putting them back gives the same bytes.\nlet mut head = BytesMut::new();\nlet mut splices = crate::protocol::primitives::Splices::new(1);\nm.encode_spliced(&mut head, &mut splices, version).unwrap_or_else(|e| panic!(\"{} v{version} spliced: {e}\", M::NAME));\nassert!(splices.join(&head) == back_bytes_of(m, version), \"{} v{version}: spliced encoding differs\", M::NAME);\n}\n\nfn back_bytes_of<M: Message>(m: &M, version: i16) -> Vec<u8> {\nlet mut buf = BytesMut::new();\nm.encode(&mut buf, version).unwrap();\nbuf.to_vec()\n}\n\n";
 
 pub fn module_name(spec: &Spec) -> String {
     let base = spec.name.strip_suffix("Request").or(spec.name.strip_suffix("Response")).unwrap_or(&spec.name);
@@ -1072,7 +1101,7 @@ pub fn generate(specs: &[Spec], error_codes: &str) -> Result<Files, String> {
 fn emit_mod(apis: &[Api<'_>], others: &[&Spec]) -> String {
     let mut out = String::from(HEADER);
     out.push_str("//! Every Kafka API as typed messages, one module per API key, plus the frame headers, the\n//! payload types carried inside other messages, [`ApiKey`] and the [`RequestBody`] and\n//! [`ResponseBody`] sums.\n\n");
-    out.push_str("use bytes::{Bytes, BytesMut};\n\nuse crate::protocol::message::{Codec, Message, VersionRange};\nuse crate::protocol::primitives::{DecodeError, EncodeError};\n\n");
+    out.push_str("use bytes::{Bytes, BytesMut};\n\nuse crate::protocol::message::{Codec, Message, VersionRange};\nuse crate::protocol::primitives::{DecodeError, EncodeError, Splices};\n\n");
     let mut mods: Vec<String> = apis.iter().map(|a| module_name(a.request)).collect();
     mods.extend(others.iter().map(|s| module_name(s)));
     mods.push("error_code".into());
@@ -1152,6 +1181,11 @@ fn emit_mod(apis: &[Api<'_>], others: &[&Spec]) -> String {
         for a in apis {
             let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
             let _ = writeln!(out, "{kind}Body::{base}(m) => m.encode(buf, version),");
+        }
+        let _ = writeln!(out, "}}\n}}\n\n/// [`{kind}Body::encode`], with large record sets left out of `buf` and listed in\n/// `splices` (see [`Codec::encode_spliced`]).\npub fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {{\nmatch self {{");
+        for a in apis {
+            let base = a.request.name.strip_suffix("Request").unwrap_or(&a.request.name);
+            let _ = writeln!(out, "{kind}Body::{base}(m) => m.encode_spliced(buf, splices, version),");
         }
         let _ = writeln!(out, "}}\n}}\n\n/// The encoded size at `version`.\npub fn encoded_len(&self, version: i16) -> usize {{\nmatch self {{");
         for a in apis {

@@ -50,10 +50,13 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::frame::{encode_request, response_correlation_id, FrameDecoder, FrameError};
+use crate::protocol::frame::{
+    encode_request, encode_request_spliced, response_correlation_id, FrameDecoder, FrameError,
+};
 use crate::protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
+use crate::protocol::primitives::{Spliced, Splices};
 use crate::protocol::{
     ApiKey, Codec, DecodeError, EncodeError, ErrorCode, Message, RequestBody, ResponseBody, StrBytes, VersionRange,
 };
@@ -302,12 +305,20 @@ pub(crate) enum ConnEvent<T> {
     Response { token: T, version: i16, result: Result<ResponseBody, DecodeError> },
 }
 
+/// Record sets at least this large go out from the memory they were sealed in instead of
+/// being copied into the request's frame; the writers send the pieces with one vectored
+/// write. Below it the copy is cheaper than another piece.
+const SPLICE_MIN: usize = 4096;
+
 /// A broker connection. `T` is what the owner attaches to each request to route its response.
 pub(crate) struct Connection<T> {
     state: State,
     decoder: FrameDecoder,
     inbound: BytesMut,
     outbound: BytesMut,
+    /// Record sets that belong inside `outbound` but were left out of it (see
+    /// [`Splices`]), positions counted from its current start.
+    spliced: VecDeque<Spliced>,
     next_correlation_id: i32,
     in_flight: VecDeque<InFlight<T>>,
     versions: Option<BrokerApiVersions>,
@@ -381,6 +392,7 @@ impl<T> Connection<T> {
             decoder: FrameDecoder::new(max_frame_size),
             inbound: BytesMut::new(),
             outbound: BytesMut::new(),
+            spliced: VecDeque::new(),
             next_correlation_id: 0,
             in_flight: VecDeque::new(),
             versions: None,
@@ -547,8 +559,22 @@ impl<T> Connection<T> {
         }
         let hold = !matches!(self.state, State::Ready);
         let correlation_id = self.next_correlation_id;
-        let out = if hold { &mut self.held_out } else { &mut self.outbound };
-        if let Err(e) = encode_request(out, correlation_id, Some(&self.client_id), version, body) {
+        let encoded = if hold {
+            encode_request(&mut self.held_out, correlation_id, Some(&self.client_id), version, body)
+        } else {
+            let mut splices = Splices::new(SPLICE_MIN);
+            let encoded = encode_request_spliced(
+                &mut self.outbound,
+                &mut splices,
+                correlation_id,
+                Some(&self.client_id),
+                version,
+                body,
+            );
+            self.spliced.extend(splices.take());
+            encoded
+        };
+        if let Err(e) = encoded {
             return Err((e, token));
         }
         self.take_correlation_id();
@@ -577,13 +603,14 @@ impl<T> Connection<T> {
         if self.tls_failed.is_some() || self.tls_pending.is_some() {
             return None; // never in plaintext what should go encrypted
         }
-        if let Some(tls) = self.tls.as_mut() {
+        if self.tls.is_some() {
             self.opened_at?;
-            if !self.outbound.is_empty() {
+            while let Some(plain) = self.take_plain() {
                 // Without a buffer limit, rustls takes everything.
-                let _ = std::io::Write::write_all(&mut tls.writer(), &self.outbound);
-                self.outbound.clear();
+                let tls = self.tls.as_mut().expect("checked above");
+                let _ = std::io::Write::write_all(&mut tls.writer(), &plain);
             }
+            let tls = self.tls.as_mut().expect("checked above");
             let mut out = Vec::new();
             while tls.wants_write() {
                 match tls.write_tls(&mut out) {
@@ -593,10 +620,23 @@ impl<T> Connection<T> {
             }
             return (!out.is_empty()).then(|| Bytes::from(out));
         }
-        if self.outbound.is_empty() {
-            None
-        } else {
-            Some(self.outbound.split().freeze())
+        self.take_plain()
+    }
+
+    /// The next piece of plaintext to send: `outbound` up to the next record set left out of
+    /// it, or that record set.
+    fn take_plain(&mut self) -> Option<Bytes> {
+        match self.spliced.front() {
+            Some(next) if next.at == 0 => self.spliced.pop_front().map(|s| s.bytes),
+            Some(next) => {
+                let head = self.outbound.split_to(next.at).freeze();
+                for s in &mut self.spliced {
+                    s.at -= head.len();
+                }
+                Some(head)
+            }
+            None if self.outbound.is_empty() => None,
+            None => Some(self.outbound.split().freeze()),
         }
     }
 

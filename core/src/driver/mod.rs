@@ -42,6 +42,7 @@ pub mod outcome;
 mod producer;
 mod read_buffer;
 mod typed;
+mod write_queue;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -55,6 +56,7 @@ pub use handle::Handle;
 pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper, Timer};
 pub use read_buffer::ReadBuffer;
 pub use typed::TypedProducer;
+pub use write_queue::{WriteQueue, MAX_GATHER};
 
 use crate::client::{BrokerVersions, Client, RequestError, Response, Target};
 use crate::cluster::ClusterMetadata;

@@ -9,7 +9,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::message::Codec;
 use super::messages::{ApiKey, RequestBody, RequestHeader, ResponseBody, ResponseHeader};
-use super::primitives::{DecodeError, EncodeError};
+use super::primitives::{DecodeError, EncodeError, Splices};
 use super::types::StrBytes;
 
 /// The largest frame accepted by default: 100 MiB, like the Java client's cap on responses.
@@ -131,6 +131,31 @@ pub fn encode_request(
     version: i16,
     body: &RequestBody,
 ) -> Result<(), EncodeError> {
+    encode_request_into(buf, None, correlation_id, client_id, version, body)
+}
+
+/// [`encode_request`], with the body's large record sets left out of `buf` and listed in
+/// `splices` (see [`Splices`]), their positions counted from `buf`'s start. On an error
+/// neither `buf` nor `splices` keeps anything of the request.
+pub fn encode_request_spliced(
+    buf: &mut BytesMut,
+    splices: &mut Splices,
+    correlation_id: i32,
+    client_id: Option<&str>,
+    version: i16,
+    body: &RequestBody,
+) -> Result<(), EncodeError> {
+    encode_request_into(buf, Some(splices), correlation_id, client_id, version, body)
+}
+
+fn encode_request_into(
+    buf: &mut BytesMut,
+    splices: Option<&mut Splices>,
+    correlation_id: i32,
+    client_id: Option<&str>,
+    version: i16,
+    body: &RequestBody,
+) -> Result<(), EncodeError> {
     let api_key = body.api_key();
     let header = RequestHeader::default()
         .with_request_api_key(api_key.as_i16())
@@ -140,15 +165,27 @@ pub fn encode_request(
     let header_version = api_key.request_header_version(version);
     let size = header.encoded_len(header_version) + body.encoded_len(version);
     let size = i32::try_from(size).map_err(|_| EncodeError::TooLong { field: "request frame", len: size })?;
-    buf.reserve(4 + size as usize);
     let start = buf.len();
-    buf.put_i32(size);
-    header.encode(buf, header_version)?;
-    if let Err(e) = body.encode(buf, version) {
+    let encoded = match splices {
+        None => {
+            buf.reserve(4 + size as usize);
+            buf.put_i32(size);
+            header.encode(buf, header_version).and_then(|()| body.encode(buf, version))
+        }
+        Some(splices) => {
+            let listed = splices.len();
+            buf.put_i32(size);
+            let encoded = header.encode(buf, header_version).and_then(|()| body.encode_spliced(buf, splices, version));
+            if encoded.is_err() {
+                splices.truncate(listed);
+            }
+            encoded
+        }
+    };
+    if encoded.is_err() {
         buf.truncate(start);
-        return Err(e);
     }
-    Ok(())
+    encoded
 }
 
 /// Appends a complete response frame to `buf` (the broker side, used by test clusters).

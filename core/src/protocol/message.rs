@@ -84,6 +84,18 @@ impl VersionRange {
 pub trait Codec: Sized {
     /// Appends the encoding of `self` at `version` to `buf`.
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError>;
+    /// [`Codec::encode`], except that record sets of at least the splices' minimum length
+    /// are not copied into `buf` but listed in `splices`, with where they belong. Structures
+    /// without record sets encode whole.
+    fn encode_spliced(
+        &self,
+        buf: &mut BytesMut,
+        splices: &mut crate::protocol::primitives::Splices,
+        version: i16,
+    ) -> Result<(), EncodeError> {
+        let _ = splices;
+        self.encode(buf, version)
+    }
     /// Decodes a value at `version` from the front of `buf`, advancing it. String and byte
     /// fields share `buf`'s memory.
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError>;

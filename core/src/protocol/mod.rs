@@ -13,5 +13,5 @@ pub mod types;
 pub use frame::{FrameDecoder, FrameError, DEFAULT_MAX_FRAME_SIZE};
 pub use message::{Codec, Message, Request, Response, VersionRange};
 pub use messages::{ApiKey, ErrorCode, RequestBody, ResponseBody};
-pub use primitives::{DecodeError, EncodeError, RawTaggedField};
+pub use primitives::{DecodeError, EncodeError, RawTaggedField, Spliced, Splices};
 pub use types::{BrokerId, GroupId, InvalidUuid, ProducerId, StrBytes, TopicName, TransactionalId, Uuid};

@@ -428,6 +428,92 @@ pub fn put_nullable_bytes(
     Ok(())
 }
 
+/// Record sets that [`Codec::encode_spliced`](crate::protocol::Codec::encode_spliced) left
+/// out of its buffer, in order, each with the length the buffer had where its bytes belong.
+/// A writer sends the buffer up to the first, the record set itself, and so on: a Produce
+/// request's batches go out from the memory they were sealed in instead of being copied
+/// into the frame first.
+#[derive(Debug, Clone, Default)]
+pub struct Splices {
+    min_len: usize,
+    list: Vec<Spliced>,
+}
+
+/// A record set left out of an encoding buffer: it belongs after the buffer's first `at`
+/// bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spliced {
+    /// Where in the buffer (bytes from its start when encoding began) the record set goes.
+    pub at: usize,
+    /// The record set.
+    pub bytes: Bytes,
+}
+
+impl Splices {
+    /// Splices that leave out record sets of at least `min_len` bytes (smaller ones are
+    /// copied: a separate write would cost more than the copy).
+    pub fn new(min_len: usize) -> Splices {
+        Splices { min_len: min_len.max(1), list: Vec::new() }
+    }
+
+    /// The record sets left out so far, first to last.
+    pub fn as_slice(&self) -> &[Spliced] {
+        &self.list
+    }
+
+    /// Takes the record sets left out, leaving none.
+    pub fn take(&mut self) -> Vec<Spliced> {
+        std::mem::take(&mut self.list)
+    }
+
+    /// Forgets record sets past the first `len` (an encoding that failed).
+    pub fn truncate(&mut self, len: usize) {
+        self.list.truncate(len);
+    }
+
+    /// How many record sets were left out.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// `buf` with the record sets put back where they belong: what `encode` writes.
+    pub fn join(&self, buf: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(buf.len() + self.list.iter().map(|s| s.bytes.len()).sum::<usize>());
+        let mut from = 0;
+        for s in &self.list {
+            out.extend_from_slice(&buf[from..s.at]);
+            out.extend_from_slice(&s.bytes);
+            from = s.at;
+        }
+        out.extend_from_slice(&buf[from..]);
+        out
+    }
+}
+
+/// Writes a record set's length, and the record set itself unless it is large enough to
+/// leave out (see [`Splices`]).
+#[inline]
+pub fn put_records_spliced(
+    buf: &mut BytesMut,
+    splices: &mut Splices,
+    v: &Bytes,
+    compact: bool,
+    field: &'static str,
+) -> Result<(), EncodeError> {
+    put_len(buf, Some(v.len()), compact, true, field)?;
+    if v.len() >= splices.min_len {
+        splices.list.push(Spliced { at: buf.len(), bytes: v.clone() });
+    } else {
+        buf.put_slice(v);
+    }
+    Ok(())
+}
+
 /// Writes a UUID.
 #[inline]
 pub fn put_uuid(buf: &mut BytesMut, v: &Uuid) {
