@@ -615,10 +615,13 @@ fn emit_struct(out: &mut String, ctx: &Ctx<'_>, s: &Struct, top: bool) -> Result
 
     let mut tagged: Vec<&Field> = fields.iter().copied().filter(|f| f.tag.is_some()).collect();
     tagged.sort_by_key(|f| f.tag);
-    // encode, and for structures that carry record sets, encode_spliced
-    for spliced in [false, true] {
-        if spliced && !carries_records(ctx.spec, &s.fields) {
-            continue;
+    // encode, and encode_spliced for structures that carry record sets. One body either
+    // way: there `encode` is `encode_spliced` with splices that leave nothing out (no record
+    // set reaches usize::MAX bytes).
+    {
+        let spliced = carries_records(ctx.spec, &s.fields);
+        if spliced {
+            let _ = writeln!(out, "fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {{\nself.encode_spliced(buf, &mut Splices::new(usize::MAX), version)\n}}\n");
         }
         let fn_start = out.len();
         if spliced {

@@ -652,70 +652,7 @@ pub mod response {
 
     impl Codec for FetchSnapshotResponse {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            if !Self::VERSIONS.contains(version) {
-                return Err(EncodeError::UnsupportedVersion { message: Self::NAME, version });
-            }
-            let flex = true;
-            {
-                let v = &self.throttle_time_ms;
-                buf.put_i32(*v);
-            }
-            {
-                let v = &self.error_code;
-                buf.put_i16(v.code());
-            }
-            {
-                let v = &self.topics;
-                put_len(buf, Some(v.len()), flex, true, "FetchSnapshotResponse.Topics")?;
-                for e in v {
-                    e.encode(buf, version)?;
-                }
-            }
-            if !(version >= 1) {
-                if !self.node_endpoints.is_empty() {
-                    return Err(EncodeError::FieldNotInVersion {
-                        field: "FetchSnapshotResponse.NodeEndpoints",
-                        version,
-                    });
-                }
-            }
-            if flex {
-                let mut num_tagged = self.unknown_tagged_fields.len();
-                if version >= 1 && !self.node_endpoints.is_empty() {
-                    num_tagged += 1;
-                }
-                put_uvarint(buf, num_tagged as u32);
-                let mut next_unknown = 0;
-                if version >= 1 && !self.node_endpoints.is_empty() {
-                    put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, 0);
-                    put_uvarint(buf, 0);
-                    put_uvarint(
-                        buf,
-                        ({
-                            let v = &self.node_endpoints;
-                            len_prefix_len(Some(v.len()), true, true)
-                                + v.iter().map(|e| e.encoded_len(version)).sum::<usize>()
-                        }) as u32,
-                    );
-                    {
-                        let v = &self.node_endpoints;
-                        put_len(buf, Some(v.len()), true, true, "FetchSnapshotResponse.NodeEndpoints")?;
-                        for e in v {
-                            e.encode(buf, version)?;
-                        }
-                    }
-                }
-                put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, u32::MAX);
-                for f in &self.unknown_tagged_fields[next_unknown..] {
-                    put_raw_tagged_field(buf, f);
-                }
-            } else if !self.unknown_tagged_fields.is_empty() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "FetchSnapshotResponse.unknown_tagged_fields",
-                    version,
-                });
-            }
-            Ok(())
+            self.encode_spliced(buf, &mut Splices::new(usize::MAX), version)
         }
 
         fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {
@@ -1133,69 +1070,7 @@ pub mod response {
 
     impl Codec for PartitionSnapshot {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            let flex = true;
-            {
-                let v = &self.index;
-                buf.put_i32(*v);
-            }
-            {
-                let v = &self.error_code;
-                buf.put_i16(v.code());
-            }
-            {
-                let v = &self.snapshot_id;
-                v.encode(buf, version)?;
-            }
-            {
-                let v = &self.size;
-                buf.put_i64(*v);
-            }
-            {
-                let v = &self.position;
-                buf.put_i64(*v);
-            }
-            {
-                let v = &self.unaligned_records;
-                put_nullable_bytes(
-                    buf,
-                    Some(&v[..]),
-                    flex,
-                    "FetchSnapshotResponse.PartitionSnapshot.UnalignedRecords",
-                )?;
-            }
-            if flex {
-                let mut num_tagged = self.unknown_tagged_fields.len();
-                if true && self.current_leader != LeaderIdAndEpoch::default() {
-                    num_tagged += 1;
-                }
-                put_uvarint(buf, num_tagged as u32);
-                let mut next_unknown = 0;
-                if true && self.current_leader != LeaderIdAndEpoch::default() {
-                    put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, 0);
-                    put_uvarint(buf, 0);
-                    put_uvarint(
-                        buf,
-                        ({
-                            let v = &self.current_leader;
-                            v.encoded_len(version)
-                        }) as u32,
-                    );
-                    {
-                        let v = &self.current_leader;
-                        v.encode(buf, version)?;
-                    }
-                }
-                put_raw_tagged_fields_below(buf, &self.unknown_tagged_fields, &mut next_unknown, u32::MAX);
-                for f in &self.unknown_tagged_fields[next_unknown..] {
-                    put_raw_tagged_field(buf, f);
-                }
-            } else if !self.unknown_tagged_fields.is_empty() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "PartitionSnapshot.unknown_tagged_fields",
-                    version,
-                });
-            }
-            Ok(())
+            self.encode_spliced(buf, &mut Splices::new(usize::MAX), version)
         }
 
         fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {
@@ -1375,28 +1250,7 @@ pub mod response {
 
     impl Codec for TopicSnapshot {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            let flex = true;
-            {
-                let v = &self.name;
-                put_nullable_string(buf, Some(v.as_str()), flex, "FetchSnapshotResponse.TopicSnapshot.Name")?;
-            }
-            {
-                let v = &self.partitions;
-                put_len(buf, Some(v.len()), flex, true, "FetchSnapshotResponse.TopicSnapshot.Partitions")?;
-                for e in v {
-                    e.encode(buf, version)?;
-                }
-            }
-            if flex {
-                let num_tagged = self.unknown_tagged_fields.len();
-                put_uvarint(buf, num_tagged as u32);
-                for f in &self.unknown_tagged_fields {
-                    put_raw_tagged_field(buf, f);
-                }
-            } else if !self.unknown_tagged_fields.is_empty() {
-                return Err(EncodeError::FieldNotInVersion { field: "TopicSnapshot.unknown_tagged_fields", version });
-            }
-            Ok(())
+            self.encode_spliced(buf, &mut Splices::new(usize::MAX), version)
         }
 
         fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {

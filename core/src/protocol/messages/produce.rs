@@ -72,43 +72,7 @@ pub mod request {
 
     impl Codec for ProduceRequest {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            if !Self::VERSIONS.contains(version) {
-                return Err(EncodeError::UnsupportedVersion { message: Self::NAME, version });
-            }
-            let flex = version >= 9;
-            match &self.transactional_id {
-                Some(v) => {
-                    put_nullable_string(buf, Some(v.as_str()), flex, "ProduceRequest.TransactionalId")?;
-                }
-                None => {
-                    put_len(buf, None, flex, false, "ProduceRequest.TransactionalId")?;
-                }
-            }
-            {
-                let v = &self.acks;
-                buf.put_i16(*v);
-            }
-            {
-                let v = &self.timeout_ms;
-                buf.put_i32(*v);
-            }
-            {
-                let v = &self.topic_data;
-                put_len(buf, Some(v.len()), flex, true, "ProduceRequest.TopicData")?;
-                for e in v {
-                    e.encode(buf, version)?;
-                }
-            }
-            if flex {
-                let num_tagged = self.unknown_tagged_fields.len();
-                put_uvarint(buf, num_tagged as u32);
-                for f in &self.unknown_tagged_fields {
-                    put_raw_tagged_field(buf, f);
-                }
-            } else if !self.unknown_tagged_fields.is_empty() {
-                return Err(EncodeError::FieldNotInVersion { field: "ProduceRequest.unknown_tagged_fields", version });
-            }
-            Ok(())
+            self.encode_spliced(buf, &mut Splices::new(usize::MAX), version)
         }
 
         fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {
@@ -256,32 +220,7 @@ pub mod request {
 
     impl Codec for PartitionProduceData {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            let flex = version >= 9;
-            {
-                let v = &self.index;
-                buf.put_i32(*v);
-            }
-            match &self.records {
-                Some(v) => {
-                    put_nullable_bytes(buf, Some(&v[..]), flex, "ProduceRequest.PartitionProduceData.Records")?;
-                }
-                None => {
-                    put_len(buf, None, flex, true, "ProduceRequest.PartitionProduceData.Records")?;
-                }
-            }
-            if flex {
-                let num_tagged = self.unknown_tagged_fields.len();
-                put_uvarint(buf, num_tagged as u32);
-                for f in &self.unknown_tagged_fields {
-                    put_raw_tagged_field(buf, f);
-                }
-            } else if !self.unknown_tagged_fields.is_empty() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "PartitionProduceData.unknown_tagged_fields",
-                    version,
-                });
-            }
-            Ok(())
+            self.encode_spliced(buf, &mut Splices::new(usize::MAX), version)
         }
 
         fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {
@@ -394,39 +333,7 @@ pub mod request {
 
     impl Codec for TopicProduceData {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            let flex = version >= 9;
-            if version <= 12 {
-                {
-                    let v = &self.name;
-                    put_nullable_string(buf, Some(v.as_str()), flex, "ProduceRequest.TopicProduceData.Name")?;
-                }
-            }
-            if version >= 13 {
-                {
-                    let v = &self.topic_id;
-                    put_uuid(buf, v);
-                }
-            }
-            {
-                let v = &self.partition_data;
-                put_len(buf, Some(v.len()), flex, true, "ProduceRequest.TopicProduceData.PartitionData")?;
-                for e in v {
-                    e.encode(buf, version)?;
-                }
-            }
-            if flex {
-                let num_tagged = self.unknown_tagged_fields.len();
-                put_uvarint(buf, num_tagged as u32);
-                for f in &self.unknown_tagged_fields {
-                    put_raw_tagged_field(buf, f);
-                }
-            } else if !self.unknown_tagged_fields.is_empty() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "TopicProduceData.unknown_tagged_fields",
-                    version,
-                });
-            }
-            Ok(())
+            self.encode_spliced(buf, &mut Splices::new(usize::MAX), version)
         }
 
         fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {

@@ -900,57 +900,7 @@ pub mod response {
 
     impl Codec for ShareFetchResponse {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            if !Self::VERSIONS.contains(version) {
-                return Err(EncodeError::UnsupportedVersion { message: Self::NAME, version });
-            }
-            let flex = true;
-            {
-                let v = &self.throttle_time_ms;
-                buf.put_i32(*v);
-            }
-            {
-                let v = &self.error_code;
-                buf.put_i16(v.code());
-            }
-            match &self.error_message {
-                Some(v) => {
-                    put_nullable_string(buf, Some(v.as_str()), flex, "ShareFetchResponse.ErrorMessage")?;
-                }
-                None => {
-                    put_len(buf, None, flex, false, "ShareFetchResponse.ErrorMessage")?;
-                }
-            }
-            {
-                let v = &self.acquisition_lock_timeout_ms;
-                buf.put_i32(*v);
-            }
-            {
-                let v = &self.responses;
-                put_len(buf, Some(v.len()), flex, true, "ShareFetchResponse.Responses")?;
-                for e in v {
-                    e.encode(buf, version)?;
-                }
-            }
-            {
-                let v = &self.node_endpoints;
-                put_len(buf, Some(v.len()), flex, true, "ShareFetchResponse.NodeEndpoints")?;
-                for e in v {
-                    e.encode(buf, version)?;
-                }
-            }
-            if flex {
-                let num_tagged = self.unknown_tagged_fields.len();
-                put_uvarint(buf, num_tagged as u32);
-                for f in &self.unknown_tagged_fields {
-                    put_raw_tagged_field(buf, f);
-                }
-            } else if !self.unknown_tagged_fields.is_empty() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ShareFetchResponse.unknown_tagged_fields",
-                    version,
-                });
-            }
-            Ok(())
+            self.encode_spliced(buf, &mut Splices::new(usize::MAX), version)
         }
 
         fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {
@@ -1380,65 +1330,7 @@ pub mod response {
 
     impl Codec for PartitionData {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            let flex = true;
-            {
-                let v = &self.partition_index;
-                buf.put_i32(*v);
-            }
-            {
-                let v = &self.error_code;
-                buf.put_i16(v.code());
-            }
-            match &self.error_message {
-                Some(v) => {
-                    put_nullable_string(buf, Some(v.as_str()), flex, "ShareFetchResponse.PartitionData.ErrorMessage")?;
-                }
-                None => {
-                    put_len(buf, None, flex, false, "ShareFetchResponse.PartitionData.ErrorMessage")?;
-                }
-            }
-            {
-                let v = &self.acknowledge_error_code;
-                buf.put_i16(v.code());
-            }
-            match &self.acknowledge_error_message {
-                Some(v) => {
-                    put_nullable_string(
-                        buf,
-                        Some(v.as_str()),
-                        flex,
-                        "ShareFetchResponse.PartitionData.AcknowledgeErrorMessage",
-                    )?;
-                }
-                None => {
-                    put_len(buf, None, flex, false, "ShareFetchResponse.PartitionData.AcknowledgeErrorMessage")?;
-                }
-            }
-            {
-                let v = &self.current_leader;
-                v.encode(buf, version)?;
-            }
-            {
-                let v = &self.records;
-                put_nullable_bytes(buf, Some(&v[..]), flex, "ShareFetchResponse.PartitionData.Records")?;
-            }
-            {
-                let v = &self.acquired_records;
-                put_len(buf, Some(v.len()), flex, true, "ShareFetchResponse.PartitionData.AcquiredRecords")?;
-                for e in v {
-                    e.encode(buf, version)?;
-                }
-            }
-            if flex {
-                let num_tagged = self.unknown_tagged_fields.len();
-                put_uvarint(buf, num_tagged as u32);
-                for f in &self.unknown_tagged_fields {
-                    put_raw_tagged_field(buf, f);
-                }
-            } else if !self.unknown_tagged_fields.is_empty() {
-                return Err(EncodeError::FieldNotInVersion { field: "PartitionData.unknown_tagged_fields", version });
-            }
-            Ok(())
+            self.encode_spliced(buf, &mut Splices::new(usize::MAX), version)
         }
 
         fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {
@@ -1629,31 +1521,7 @@ pub mod response {
 
     impl Codec for ShareFetchableTopicResponse {
         fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
-            let flex = true;
-            {
-                let v = &self.topic_id;
-                put_uuid(buf, v);
-            }
-            {
-                let v = &self.partitions;
-                put_len(buf, Some(v.len()), flex, true, "ShareFetchResponse.ShareFetchableTopicResponse.Partitions")?;
-                for e in v {
-                    e.encode(buf, version)?;
-                }
-            }
-            if flex {
-                let num_tagged = self.unknown_tagged_fields.len();
-                put_uvarint(buf, num_tagged as u32);
-                for f in &self.unknown_tagged_fields {
-                    put_raw_tagged_field(buf, f);
-                }
-            } else if !self.unknown_tagged_fields.is_empty() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ShareFetchableTopicResponse.unknown_tagged_fields",
-                    version,
-                });
-            }
-            Ok(())
+            self.encode_spliced(buf, &mut Splices::new(usize::MAX), version)
         }
 
         fn encode_spliced(&self, buf: &mut BytesMut, splices: &mut Splices, version: i16) -> Result<(), EncodeError> {
