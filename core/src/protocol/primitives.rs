@@ -456,11 +456,6 @@ impl Splices {
         Splices { min_len: min_len.max(1), list: Vec::new() }
     }
 
-    /// The record sets left out so far, first to last.
-    pub fn as_slice(&self) -> &[Spliced] {
-        &self.list
-    }
-
     /// Takes the record sets left out, leaving none.
     pub fn take(&mut self) -> Vec<Spliced> {
         std::mem::take(&mut self.list)

@@ -287,32 +287,10 @@ impl Codec for Voter {
 #[allow(unused_imports)]
 mod tests {
     use super::*;
-    use crate::protocol::message::{Codec, Message};
+    use crate::protocol::message::{check_round_trip, Codec, Message};
     use crate::protocol::primitives::RawTaggedField;
     use crate::protocol::types::*;
     use bytes::{Bytes, BytesMut};
-
-    fn check_round_trip<M: Message>(m: &M, version: i16) {
-        let mut buf = BytesMut::new();
-        m.encode(&mut buf, version).unwrap_or_else(|e| panic!("{} v{version}: {e}", M::NAME));
-        assert_eq!(buf.len(), m.encoded_len(version), "{} v{version}: encoded_len", M::NAME);
-        let mut bytes = buf.freeze();
-        let back = M::decode(&mut bytes, version).unwrap_or_else(|e| panic!("{} v{version}: {e}", M::NAME));
-        assert!(bytes.is_empty(), "{} v{version}: trailing bytes", M::NAME);
-        assert_eq!(&back, m, "{} v{version}", M::NAME);
-        // Spliced, every record set is left out, and putting them back gives the same bytes.
-        let mut head = BytesMut::new();
-        let mut splices = crate::protocol::primitives::Splices::new(1);
-        m.encode_spliced(&mut head, &mut splices, version)
-            .unwrap_or_else(|e| panic!("{} v{version} spliced: {e}", M::NAME));
-        assert!(splices.join(&head) == back_bytes_of(m, version), "{} v{version}: spliced encoding differs", M::NAME);
-    }
-
-    fn back_bytes_of<M: Message>(m: &M, version: i16) -> Vec<u8> {
-        let mut buf = BytesMut::new();
-        m.encode(&mut buf, version).unwrap();
-        buf.to_vec()
-    }
 
     #[allow(unused_variables, clippy::needless_update)]
     pub(super) fn populated_leader_change_message(version: i16) -> LeaderChangeMessage {
