@@ -46,7 +46,7 @@ use futures_lite::Stream;
 use sansa::cluster::ClusterMetadata;
 use sansa::driver::outcome::Reply;
 use sansa::driver::{
-    self, DeliveryFuture, Dispatcher, Handle, Intake, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY, MAX_GATHER,
+    self, DeliveryFuture, Dispatcher, Handle, Intake, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY,
 };
 use sansa::producer::{ProduceError, ProducerRecord};
 use sansa::protocol::{RequestBody, TopicName};
@@ -375,13 +375,7 @@ fn write_loop(conn: ConnId, stream: &TcpStream, tx: &Sender<Input>, bytes: mpsc:
     for chunk in bytes.iter() {
         queue.push(chunk);
         while !queue.is_empty() {
-            // What else is queued goes out in the same write.
-            while queue.len() < MAX_GATHER {
-                match bytes.try_recv() {
-                    Ok(chunk) => queue.push(chunk),
-                    Err(_) => break,
-                }
-            }
+            queue.gather(|| bytes.try_recv().ok());
             let mut w = stream;
             let cause = match w.write_vectored(&queue.slices()) {
                 Ok(0) => CloseCause::Io("the socket accepted no bytes".into()),

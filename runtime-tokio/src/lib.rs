@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY, MAX_GATHER};
+use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
@@ -285,13 +285,7 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut writes: mpsc::UnboundedRecei
     while let Some(bytes) = writes.recv().await {
         queue.push(bytes);
         while !queue.is_empty() {
-            // What else is queued goes out in the same write.
-            while queue.len() < MAX_GATHER {
-                match writes.try_recv() {
-                    Ok(bytes) => queue.push(bytes),
-                    Err(_) => break,
-                }
-            }
+            queue.gather(|| writes.try_recv().ok());
             let written = writer.write_vectored(&queue.slices()).await.map_err(|e| CloseCause::from(&e))?;
             if written == 0 {
                 return Err(CloseCause::Io("the socket accepted no bytes".into()));

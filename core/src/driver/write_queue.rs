@@ -32,6 +32,17 @@ impl WriteQueue {
         }
     }
 
+    /// Queues what `next` yields, until it yields nothing or a write's worth of pieces
+    /// ([`MAX_GATHER`]) waits: the pieces already handed over go out in the same write.
+    pub fn gather(&mut self, mut next: impl FnMut() -> Option<Bytes>) {
+        while self.pieces.len() < MAX_GATHER {
+            match next() {
+                Some(bytes) => self.push(bytes),
+                None => return,
+            }
+        }
+    }
+
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.pieces.is_empty()
@@ -88,7 +99,15 @@ mod tests {
     #[test]
     fn one_write_offers_at_most_max_gather_pieces() {
         let mut queue = WriteQueue::new();
-        (0..MAX_GATHER + 5).for_each(|_| queue.push(Bytes::from_static(b"ab")));
+        let mut left = MAX_GATHER + 5;
+        queue.gather(|| {
+            (left > 0).then(|| {
+                left -= 1;
+                Bytes::from_static(b"ab")
+            })
+        });
+        assert_eq!((queue.len(), left), (MAX_GATHER, 5), "gathering stops at a write's worth");
+        (0..5).for_each(|_| queue.push(Bytes::from_static(b"ab")));
         assert_eq!(queue.slices().len(), MAX_GATHER);
         queue.advance(2 * MAX_GATHER + 1);
         assert_eq!(queue.len(), 5);
