@@ -56,6 +56,14 @@ impl ScriptedBroker {
     }
 }
 
+/// An address where a connection is refused. The port comes from a listener on 127.0.0.2
+/// that is closed again: the tests' brokers listen on 127.0.0.1 only, so none of them can take
+/// that port meanwhile (an ephemeral port of 127.0.0.1 freed this way could go to a broker a
+/// concurrent test starts), and a client cannot connect to itself there either.
+pub fn refusing_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.2:0").expect("bind 127.0.0.2:0").local_addr().expect("local address")
+}
+
 fn serve(mut stream: TcpStream, port: u16, silent: bool) {
     let decoder = FrameDecoder::default();
     let mut inbound = BytesMut::new();

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use sansa::protocol::messages::{DescribeClusterRequest, MetadataRequest, Produce
 use sansa::protocol::{ApiKey, BrokerId, ResponseBody};
 use sansa::{CloseCause, Config, ConfigError, RequestError, Target};
 use sansa_async_std::{Driver, KafkaClient};
-use sansa_conformance::loopback::ScriptedBroker;
+use sansa_conformance::loopback::{refusing_address, ScriptedBroker};
 
 fn broker(silent: bool) -> ScriptedBroker {
     ScriptedBroker::start(silent)
@@ -167,7 +166,7 @@ fn dropping_every_handle_ends_the_driver(exec: Exec) {
 }
 
 fn refused_connection_is_typed_and_timely(exec: Exec) {
-    let addr = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let addr = refusing_address();
     let timeout = Duration::from_secs(2);
     let client = exec.connect(config(addr, timeout)).expect("config");
     exec.block_on(async {

@@ -1,6 +1,5 @@
 //! The blocking driver against a scripted broker on a loopback TCP socket.
 
-use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -8,7 +7,7 @@ use sansa::protocol::messages::{DescribeClusterRequest, MetadataRequest};
 use sansa::protocol::{ApiKey, BrokerId, ResponseBody};
 use sansa::{CloseCause, Config, ConfigError, RequestError, Target};
 use sansa_blocking::{KafkaClient, PendingResponse};
-use sansa_conformance::loopback::ScriptedBroker;
+use sansa_conformance::loopback::{refusing_address, ScriptedBroker};
 
 fn broker(silent: bool) -> ScriptedBroker {
     ScriptedBroker::start(silent)
@@ -119,7 +118,7 @@ fn dropping_every_handle_closes_the_connections() {
 
 #[test]
 fn refused_connection_is_typed_and_timely() {
-    let addr = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let addr = refusing_address();
     let timeout = Duration::from_secs(2);
     let client = client(addr, timeout);
     let started = Instant::now();

@@ -2,13 +2,12 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use sansa::protocol::messages::{ListGroupsRequest, MetadataRequest};
 use sansa::protocol::{ApiKey, BrokerId, ResponseBody};
 use sansa::{CloseCause, Config, RequestError, Target};
-use sansa_conformance::loopback::ScriptedBroker;
+use sansa_conformance::loopback::{refusing_address, ScriptedBroker};
 use sansa_tokio::KafkaClient;
 
 const TIMEOUT: Duration = Duration::from_millis(1500);
@@ -86,7 +85,7 @@ async fn dropping_every_handle_closes_the_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connection_is_typed_and_timely() {
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = refusing_address();
     let client = KafkaClient::connect(Config::new(&addr.to_string()).unwrap().with_request_timeout(TIMEOUT)).unwrap();
     let started = Instant::now();
     let err = client.metadata(None).await.unwrap_err();
