@@ -139,11 +139,16 @@ fn reference_lines(c: &mut Criterion) {
     let data: Vec<u8> = (0..MIB / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
     let mut group = c.benchmark_group("reference");
     group.throughput(Throughput::Bytes(MIB as u64));
-    // The crate the records code used before, and the one it uses (CRC-32/ISCSI is CRC32C).
-    group.bench_function("crc32c/1MiB", |b| b.iter(|| crc32c::crc32c(black_box(&data))));
-    group.bench_function("crc-fast/1MiB", |b| {
-        b.iter(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, black_box(&data)))
-    });
+    // Both CRC32C crates (CRC-32/ISCSI is CRC32C), on a batch's size and on a fetch's.
+    for (name, len) in [("16KiB", 16 << 10), ("1MiB", MIB)] {
+        let data = &data[..len];
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(format!("crc32c/{name}"), |b| b.iter(|| crc32c::crc32c(black_box(data))));
+        group.bench_function(format!("crc-fast/{name}"), |b| {
+            b.iter(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, black_box(data)))
+        });
+    }
+    group.throughput(Throughput::Bytes(MIB as u64));
     let mut dst = vec![0u8; MIB];
     group.bench_function("memcpy/1MiB", |b| {
         b.iter(|| {
