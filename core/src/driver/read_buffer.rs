@@ -256,15 +256,23 @@ pub(crate) struct FramePool(Arc<Mutex<VecDeque<Vec<u8>>>>);
 const POOL_BUFFERS: usize = 2;
 
 /// Most bytes of allocations a pool keeps; larger frames get allocations of their own.
-pub(crate) const POOL_BYTES: usize = 16 << 20;
+pub(crate) const POOL_BYTES: usize = 8 << 20;
+
+/// Room a new frame allocation has past its frame, in sixteenths of it, so that the next
+/// frames, of about the same size, fit in it too.
+const HEADROOM_SIXTEENTHS: usize = 1;
 
 impl FramePool {
     /// An empty allocation for a frame of `len` bytes: the smallest kept one that is large
-    /// enough, else a new one.
+    /// enough and at most a quarter larger, else a new one. A much larger one would stay
+    /// alive with the frame's records, as memory the consumer's prefetch bound (which
+    /// counts frames) does not see.
     pub(crate) fn take(&self, len: usize) -> Vec<u8> {
         let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let fit = (0..idle.len()).filter(|&i| idle[i].capacity() >= len).min_by_key(|&i| idle[i].capacity());
-        fit.and_then(|i| idle.remove(i)).unwrap_or_else(|| Vec::with_capacity(len))
+        let fits = |capacity: usize| capacity >= len && capacity - len <= len / 4;
+        let fit = (0..idle.len()).filter(|&i| fits(idle[i].capacity())).min_by_key(|&i| idle[i].capacity());
+        fit.and_then(|i| idle.remove(i))
+            .unwrap_or_else(|| Vec::with_capacity(len.saturating_add(len / 16 * HEADROOM_SIXTEENTHS)))
     }
 
     /// `frame` as `Bytes`, whose allocation comes back here when the last slice of it is
@@ -617,29 +625,32 @@ mod tests {
             assert!(second[0][4..].iter().all(|&b| b == 2) && kept.iter().all(|&b| b == 1), "spare {spare}");
             assert_ne!(second[0].as_ptr(), at, "spare {spare}: read into memory still in use");
             drop(kept);
-            // Dropped, the first frame's allocation takes the next frame; a smaller one fits.
-            let third = read_frames(&mut rb, &frame(2 << 20, 3), spare);
+            // Dropped, the first frame's allocation takes the next frame of about its size.
+            let third = read_frames(&mut rb, &frame((3 << 20) - 100_000, 3), spare);
             assert_eq!(third[0].as_ptr(), at, "spare {spare}: a new allocation");
-            assert_eq!(third[0], frame(2 << 20, 3));
+            assert_eq!(third[0], frame((3 << 20) - 100_000, 3));
         }
     }
 
     #[test]
-    fn the_pool_keeps_a_few_allocations_and_none_past_its_bytes() {
+    fn the_pool_keeps_a_few_allocations_for_frames_of_about_their_size() {
+        const MIB: usize = 1 << 20;
         let pool = FramePool::default();
         let idle = |pool: &FramePool| pool.0.lock().unwrap().iter().map(Vec::capacity).collect::<Vec<_>>();
-        let frames: Vec<Bytes> = [1 << 20, 2 << 20, 3 << 20].map(|len| pool.freeze(pool.take(len))).into();
+        assert_eq!(pool.take(MIB).capacity(), MIB + MIB / 16, "room for frames a little larger");
+        let frames: Vec<Bytes> = [MIB, 2 * MIB, 3 * MIB].map(|c| pool.freeze(Vec::with_capacity(c))).into();
         drop(frames);
-        assert_eq!(idle(&pool), [2 << 20, 3 << 20], "the oldest goes first");
-        drop(pool.freeze(pool.take(POOL_BYTES + 1)));
-        assert_eq!(idle(&pool), [2 << 20, 3 << 20], "too large to keep");
-        drop(pool.freeze(pool.take(POOL_BYTES - (2 << 20))));
-        assert_eq!(idle(&pool), [POOL_BYTES - (2 << 20)], "within the pool's bytes");
-        // The smallest that fits is taken.
-        drop(pool.freeze(Vec::with_capacity(1 << 20)));
-        assert_eq!(pool.take(1000).capacity(), 1 << 20);
-        assert_eq!(pool.take(1000).capacity(), POOL_BYTES - (2 << 20));
-        assert_eq!(pool.take(1000).capacity(), 1000, "a new one once the pool is empty");
+        assert_eq!(idle(&pool), [2 * MIB, 3 * MIB], "the oldest goes first");
+        drop(pool.freeze(Vec::with_capacity(POOL_BYTES + 1)));
+        assert_eq!(idle(&pool), [2 * MIB, 3 * MIB], "too large to keep");
+        // The smallest that fits is taken, never one more than a quarter larger than the frame.
+        assert_eq!(pool.take(2 * MIB - 1000).capacity(), 2 * MIB);
+        assert_eq!(pool.take(2 * MIB).capacity(), 2 * MIB + 2 * MIB / 16, "3 MiB kept for 2 MiB");
+        assert_eq!(pool.take(MIB).capacity(), MIB + MIB / 16, "3 MiB kept for 1 MiB");
+        assert_eq!(idle(&pool), [3 * MIB]);
+        // Kept allocations stay within the pool's bytes.
+        drop(pool.freeze(Vec::with_capacity(POOL_BYTES - 2 * MIB)));
+        assert_eq!(idle(&pool), [POOL_BYTES - 2 * MIB], "within the pool's bytes");
         // Frames that outlive their pool are freed.
         let orphan = pool.freeze(pool.take(10));
         drop(pool);
