@@ -138,7 +138,6 @@ fn reference_lines(c: &mut Criterion) {
     let mut rng = Rng(1);
     let data: Vec<u8> = (0..MIB / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
     let mut group = c.benchmark_group("reference");
-    group.throughput(Throughput::Bytes(MIB as u64));
     // Both CRC32C crates (CRC-32/ISCSI is CRC32C), on a batch's size and on a fetch's.
     for (name, len) in [("16KiB", 16 << 10), ("1MiB", MIB)] {
         let data = &data[..len];

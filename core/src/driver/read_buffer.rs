@@ -250,13 +250,13 @@ impl ReadBuffer {
 /// Frames' own allocations, back from the records that were sliced from them: a few, to be
 /// read into again. Cloned handles share one pool.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct FramePool(Arc<Mutex<VecDeque<Vec<u8>>>>);
+struct FramePool(Arc<Mutex<VecDeque<Vec<u8>>>>);
 
 /// Most allocations a pool keeps: one frame is read while the one before is consumed.
 const POOL_BUFFERS: usize = 2;
 
 /// Most bytes of allocations a pool keeps; larger frames get allocations of their own.
-pub(crate) const POOL_BYTES: usize = 8 << 20;
+const POOL_BYTES: usize = 8 << 20;
 
 /// Room a new frame allocation has past its frame, in sixteenths of it, so that the next
 /// frames, of about the same size, fit in it too.
@@ -267,7 +267,7 @@ impl FramePool {
     /// enough and at most a quarter larger, else a new one. A much larger one would stay
     /// alive with the frame's records, as memory the consumer's prefetch bound (which
     /// counts frames) does not see.
-    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+    fn take(&self, len: usize) -> Vec<u8> {
         let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let fits = |capacity: usize| capacity >= len && capacity - len <= len / 4;
         let fit = (0..idle.len()).filter(|&i| fits(idle[i].capacity())).min_by_key(|&i| idle[i].capacity());
@@ -277,7 +277,7 @@ impl FramePool {
 
     /// `frame` as `Bytes`, whose allocation comes back here when the last slice of it is
     /// dropped (unless the pool is gone by then).
-    pub(crate) fn freeze(&self, frame: Vec<u8>) -> Bytes {
+    fn freeze(&self, frame: Vec<u8>) -> Bytes {
         Bytes::from_owner(Returning { frame, pool: Arc::downgrade(&self.0) })
     }
 }
