@@ -5,8 +5,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256, Sha512};
+use ring::{digest, hmac, pbkdf2};
 
 use super::AuthError;
 
@@ -23,35 +22,37 @@ pub enum ScramHash {
 }
 
 impl ScramHash {
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        // HMAC accepts keys of any length, so new_from_slice cannot fail.
+    // ring's hashes, already linked for TLS: plain functions over assembly kernels, so the key
+    // derivation is as fast in a debug build as in a release one.
+    fn hmac_algorithm(self) -> hmac::Algorithm {
         match self {
-            ScramHash::Sha256 => {
-                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
-                m.update(data);
-                m.finalize().into_bytes().to_vec()
-            }
-            ScramHash::Sha512 => {
-                let mut m = <Hmac<Sha512> as Mac>::new_from_slice(key).expect("any key length");
-                m.update(data);
-                m.finalize().into_bytes().to_vec()
-            }
+            ScramHash::Sha256 => hmac::HMAC_SHA256,
+            ScramHash::Sha512 => hmac::HMAC_SHA512,
         }
+    }
+
+    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        hmac::sign(&hmac::Key::new(self.hmac_algorithm(), key), data).as_ref().to_vec()
     }
 
     fn hash(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            ScramHash::Sha256 => Sha256::digest(data).to_vec(),
-            ScramHash::Sha512 => Sha512::digest(data).to_vec(),
-        }
+        let algorithm = match self {
+            ScramHash::Sha256 => &digest::SHA256,
+            ScramHash::Sha512 => &digest::SHA512,
+        };
+        digest::digest(algorithm, data).as_ref().to_vec()
     }
 
-    /// RFC 5802's Hi(): PBKDF2 with this hash's HMAC.
+    /// RFC 5802's Hi(): PBKDF2 with this hash's HMAC. Zero iterations count as one.
     fn hi(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-        match self {
-            ScramHash::Sha256 => pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations).to_vec(),
-            ScramHash::Sha512 => pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password, salt, iterations).to_vec(),
-        }
+        let (algorithm, len) = match self {
+            ScramHash::Sha256 => (pbkdf2::PBKDF2_HMAC_SHA256, 32),
+            ScramHash::Sha512 => (pbkdf2::PBKDF2_HMAC_SHA512, 64),
+        };
+        let mut out = vec![0; len];
+        let iterations = std::num::NonZeroU32::new(iterations).unwrap_or(std::num::NonZeroU32::MIN);
+        pbkdf2::derive(algorithm, iterations, salt, password, &mut out);
+        out
     }
 }
 
