@@ -254,43 +254,22 @@ fn several_clients_replay_to_the_same_trace_and_keep_their_own_connections() {
     assert_ne!(one.trace_hash, three.trace_hash);
 }
 
-/// The producer workload reaches what its invariants are about: over a few seeds, records are
-/// acked by idempotent and by plain producers, refused for a full buffer, failed by the
-/// delivery timeout and by brokers, flushes answer, and the faults aimed at Produce (lost
-/// answers, sequence errors) happen.
+/// The workloads reach what their invariants are about: over a few seeds (run once for both
+/// checks: each is a full simulation), the producer's records are acked by idempotent and
+/// by plain producers, refused for a full buffer, failed by the delivery timeout and by
+/// brokers, flushes answer, and the faults aimed at Produce (lost answers, sequence errors)
+/// happen; members of both group protocols hand records out, read_committed members skip
+/// aborted records, calm handovers and crashes are checked, and groups settle.
 #[test]
-fn the_producer_workload_covers_its_cases() {
-    use sansa_conformance::sim::{Scenario, TraceEvent};
-    let mut kinds = std::collections::BTreeSet::new();
+fn the_workloads_cover_their_cases() {
+    use sansa_conformance::sim::{run_scenario, Scenario};
+    let (mut producer, mut consumer) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
     for seed in 0..40 {
         let scenario = Scenario::from_seed(seed);
-        let (sim, report) = sansa_conformance::sim::run_scenario(&scenario);
+        let (sim, report) = run_scenario(&scenario);
         assert!(!report.failed(), "{}", report.failure_text());
-        for e in sim.history().sends().values() {
-            let kind = match (&e.refused, e.outcomes.first()) {
-                (Some(_), _) => "refused".to_string(),
-                (None, Some((_, Ok(_)))) if e.idempotent => "acked idempotent".into(),
-                (None, Some((_, Ok(_)))) => "acked plain".into(),
-                (None, Some((_, Err(k)))) => k.split(' ').next().unwrap_or("").to_string(),
-                (None, None) => "none".into(),
-            };
-            kinds.insert(kind);
-        }
-        for (_, e) in sim.trace().events() {
-            match e {
-                TraceEvent::Outcome { outcome, .. } if outcome == "flushed" => {
-                    kinds.insert("flushed".into());
-                }
-                TraceEvent::Fault { what } if what.contains("Produce") => {
-                    for f in ["LoseResponse", "OutOfOrderSequenceNumber", "UnknownProducerId"] {
-                        if what.contains(f) {
-                            kinds.insert(f.to_string());
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
+        producer_cases(&sim, &mut producer);
+        consumer_cases(&scenario, &sim, &mut consumer);
     }
     for want in [
         "acked idempotent",
@@ -303,9 +282,79 @@ fn the_producer_workload_covers_its_cases() {
         "OutOfOrderSequenceNumber",
         "UnknownProducerId",
     ] {
-        assert!(kinds.contains(want), "no {want} in {kinds:?}");
+        assert!(producer.contains(want), "no {want} in {producer:?}");
     }
-    assert!(!kinds.contains("none"), "{kinds:?}");
+    assert!(!producer.contains("none"), "{producer:?}");
+    for want in [
+        "kip-848",
+        "classic",
+        "deliveries",
+        "aborted records under read_committed",
+        "calm handover",
+        "calm crash",
+        "settled",
+    ] {
+        assert!(consumer.contains(want), "no seed had {want}: {consumer:?}");
+    }
+}
+
+fn producer_cases(sim: &sansa_conformance::sim::Sim, kinds: &mut std::collections::BTreeSet<String>) {
+    use sansa_conformance::sim::TraceEvent;
+    for e in sim.history().sends().values() {
+        let kind = match (&e.refused, e.outcomes.first()) {
+            (Some(_), _) => "refused".to_string(),
+            (None, Some((_, Ok(_)))) if e.idempotent => "acked idempotent".into(),
+            (None, Some((_, Ok(_)))) => "acked plain".into(),
+            (None, Some((_, Err(k)))) => k.split(' ').next().unwrap_or("").to_string(),
+            (None, None) => "none".into(),
+        };
+        kinds.insert(kind);
+    }
+    for (_, e) in sim.trace().events() {
+        match e {
+            TraceEvent::Outcome { outcome, .. } if outcome == "flushed" => {
+                kinds.insert("flushed".into());
+            }
+            TraceEvent::Fault { what } if what.contains("Produce") => {
+                for f in ["LoseResponse", "OutOfOrderSequenceNumber", "UnknownProducerId"] {
+                    if what.contains(f) {
+                        kinds.insert(f.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn consumer_cases(
+    scenario: &sansa_conformance::sim::Scenario,
+    sim: &sansa_conformance::sim::Sim,
+    seen: &mut std::collections::BTreeSet<&'static str>,
+) {
+    use sansa::consumer::GroupProtocol;
+    let c = &sim.history().consumer;
+    for k in scenario.config.clients.iter().filter_map(|k| k.consumer.as_ref()) {
+        seen.insert(match k.config.group_protocol {
+            GroupProtocol::Consumer => "kip-848",
+            _ => "classic",
+        });
+    }
+    if !c.deliveries.is_empty() {
+        seen.insert("deliveries");
+    }
+    if !c.aborted.is_empty() && c.consumers.values().any(|i| i.read_committed) {
+        seen.insert("aborted records under read_committed");
+    }
+    if c.handovers.iter().any(|h| h.checked && h.last.is_some()) {
+        seen.insert("calm handover");
+    }
+    if c.crashes.iter().any(|x| x.bound.is_some() && !x.owned.is_empty()) {
+        seen.insert("calm crash");
+    }
+    if c.settled.values().any(|m| !m.is_empty()) {
+        seen.insert("settled");
+    }
 }
 
 // ---- invariants have teeth: each fails on a hand-made bad world ----
@@ -858,54 +907,6 @@ mod consumer_regressions {
         });
         assert!(matches!(result, Some(Ok(()))), "{result:?}");
         assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), Some(&5));
-    }
-}
-
-/// The consumer workload reaches what its invariants are about: over a few seeds, members of
-/// both group protocols hand records out, read_committed members skip aborted records, calm
-/// handovers and crashes are checked, and groups settle.
-#[test]
-fn the_consumer_workload_covers_its_cases() {
-    use sansa::consumer::GroupProtocol;
-    use sansa_conformance::sim::{run_scenario, Scenario};
-    let mut seen = std::collections::BTreeSet::new();
-    for seed in 0..30 {
-        let scenario = Scenario::from_seed(seed);
-        let (sim, report) = run_scenario(&scenario);
-        assert!(!report.failed(), "{}", report.failure_text());
-        let c = &sim.history().consumer;
-        for k in scenario.config.clients.iter().filter_map(|k| k.consumer.as_ref()) {
-            seen.insert(match k.config.group_protocol {
-                GroupProtocol::Consumer => "kip-848",
-                _ => "classic",
-            });
-        }
-        if !c.deliveries.is_empty() {
-            seen.insert("deliveries");
-        }
-        if !c.aborted.is_empty() && c.consumers.values().any(|i| i.read_committed) {
-            seen.insert("aborted records under read_committed");
-        }
-        if c.handovers.iter().any(|h| h.checked && h.last.is_some()) {
-            seen.insert("calm handover");
-        }
-        if c.crashes.iter().any(|x| x.bound.is_some() && !x.owned.is_empty()) {
-            seen.insert("calm crash");
-        }
-        if c.settled.values().any(|m| !m.is_empty()) {
-            seen.insert("settled");
-        }
-    }
-    for want in [
-        "kip-848",
-        "classic",
-        "deliveries",
-        "aborted records under read_committed",
-        "calm handover",
-        "calm crash",
-        "settled",
-    ] {
-        assert!(seen.contains(want), "no seed had {want}: {seen:?}");
     }
 }
 
