@@ -72,7 +72,9 @@ if [ -z "$external" ]; then
   # KIP-848 sessions are the brokers' setting (45 s by default): short ones let the consumer
   # suite see a killed member leave in seconds. Racks and the rack-aware replica selector let
   # it read from the nearest replica (KIP-392).
-  KAFKA_BOOTSTRAP="$("$kafka" up --brokers 3 --version 4.3 \
+  # Brokers fenced 4 s after their last heartbeat (9 s by default): the crash tests wait for
+  # that before partitions move.
+  KAFKA_BOOTSTRAP="$("$kafka" up --brokers 3 --version 4.3 --set broker.session.timeout.ms=4000 \
     --set group.consumer.session.timeout.ms=6000 --set group.consumer.min.session.timeout.ms=6000 \
     --set group.consumer.heartbeat.interval.ms=1000 --set group.consumer.min.heartbeat.interval.ms=500 \
     --set broker.rack=rack-@NODE_ID@ --set replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector \

@@ -234,31 +234,33 @@ pub fn producer_survives_leader_kill<R: LiveRuntime>(rt: &R, control: &dyn Clust
     let acked = Arc::new(AtomicU64::new(0));
     let failures: Arc<Mutex<Vec<ProduceError>>> = Arc::default();
     let started = Instant::now();
-    let mut killed = false;
-    let mut restarted = false;
-    for i in 0..records {
-        let mut value = i.to_be_bytes().to_vec();
-        value.resize(100, b'.');
-        let (acked, failures) = (Arc::clone(&acked), Arc::clone(&failures));
-        client
-            .handle()
-            .send_with_callback_blocking(ProducerRecord::new(topic.as_str(), value), move |r| match r {
-                Ok(_) => {
-                    acked.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => failures.lock().unwrap().push(e),
-            })
-            .expect("buffered");
-        if !killed && i == records / 3 {
-            control.kill(victim.0);
-            killed = true;
+    // The restart runs beside the sends, as a broker comes back while a real producer keeps
+    // going (and a JVM's start would otherwise idle the test for seconds).
+    std::thread::scope(|scope| {
+        let mut restart = None;
+        for i in 0..records {
+            let mut value = i.to_be_bytes().to_vec();
+            value.resize(100, b'.');
+            let (acked, failures) = (Arc::clone(&acked), Arc::clone(&failures));
+            client
+                .handle()
+                .send_with_callback_blocking(ProducerRecord::new(topic.as_str(), value), move |r| match r {
+                    Ok(_) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => failures.lock().unwrap().push(e),
+                })
+                .expect("buffered");
+            if i == records / 3 {
+                control.kill(victim.0);
+            }
+            if i == 2 * records / 3 {
+                restart = Some(scope.spawn(|| control.start(victim.0)));
+            }
         }
-        if !restarted && i == 2 * records / 3 {
-            control.start(victim.0);
-            restarted = true;
-        }
-    }
-    client.handle().flush_blocking();
+        client.handle().flush_blocking();
+        restart.expect("restarted").join().expect("broker restarted");
+    });
     let failures = failures.lock().unwrap().clone();
     assert!(failures.is_empty(), "{} records failed, first: {:?}", failures.len(), failures.first());
     assert_eq!(acked.load(Ordering::Relaxed), records);

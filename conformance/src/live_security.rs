@@ -1,6 +1,6 @@
 //! Scenarios against a Kafka started with `conformance/kafka/kafka up --security`, run by
 //! every runtime crate: metadata and a produce/consume round trip through each listener and
-//! mechanism, re-authentication on the listener with 3 s sessions, Java's consumer reading
+//! mechanism, re-authentication on the listener with 2 s sessions, Java's consumer reading
 //! what sansa wrote over SASL_SSL, and each bad input ending in its typed error within seconds.
 //!
 //! `./test.sh` writes the script's `LISTENER MECHANISM PATH` lines to a file and points
@@ -60,7 +60,7 @@ fn config(props: &[(String, String)]) -> Config {
 }
 
 /// The broker's session lifetime on the file's listener, as the script notes it in a comment
-/// (`# broker connections.max.reauth.ms=3000`), if it limits sessions.
+/// (`# broker connections.max.reauth.ms=2000`), if it limits sessions.
 pub fn session_lifetime(path: &std::path::Path) -> Option<Duration> {
     let text = std::fs::read_to_string(path).ok()?;
     let ms = text.lines().find_map(|l| l.trim().strip_prefix("# broker connections.max.reauth.ms="))?;
