@@ -152,11 +152,9 @@ struct Sim {
 }
 
 impl Sim {
-    // The virtual clock starts at an arbitrary real instant and only moves when told to.
-    #[allow(clippy::disallowed_methods)]
     fn new(bootstrap: &str, configure: impl FnOnce(Config) -> Config) -> Self {
         let config = configure(Config::new(bootstrap).unwrap());
-        let now = Instant::now();
+        let now = crate::test_origin();
         let mut brokers = BTreeMap::new();
         for a in ["127.0.0.1:9092", "127.0.0.1:9093", "127.0.0.1:9094"] {
             brokers.insert(BrokerAddress::parse(a).unwrap(), Broker::new());

@@ -59,6 +59,15 @@ pub mod serialization;
 mod timer;
 mod versions;
 
+/// Where tests' virtual clocks start: an arbitrary instant (`Instant` has no other
+/// constructor), the same for every test of the binary. Past it, only the tests move time.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn test_origin() -> std::time::Instant {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(std::time::Instant::now)
+}
+
 pub use client::{
     BrokerVersions, Client, CloseCause, ConnId, Event, Input, Node, RequestError, RequestId, Response, Role, Target,
     Transmit,

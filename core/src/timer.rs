@@ -101,9 +101,8 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    #[allow(clippy::disallowed_methods)] // an arbitrary origin for a virtual clock
     fn soonest_follows_set_move_and_cancel() {
-        let t0 = Instant::now();
+        let t0 = crate::test_origin();
         let at = |ms| t0 + Duration::from_millis(ms);
         let mut timers = TimerTable::default();
         timers.set("a", at(30));
@@ -122,9 +121,8 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::disallowed_methods)] // an arbitrary origin for a virtual clock
     fn deadlines_pop_in_time_order() {
-        let t0 = Instant::now();
+        let t0 = crate::test_origin();
         let at = |ms| t0 + Duration::from_millis(ms);
         let mut d = Deadlines::default();
         d.insert(at(20), 2);

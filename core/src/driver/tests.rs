@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_lite::future::block_on;
 
@@ -22,12 +22,8 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// Bounds every wait that must succeed, so a bug fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-/// No timer runs in these tests, so one arbitrary instant serves as `now` throughout.
-#[allow(clippy::disallowed_methods)]
-fn t0() -> Instant {
-    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *T0.get_or_init(Instant::now)
-}
+// No timer runs in these tests, so one instant serves as `now` throughout.
+use crate::test_origin as t0;
 
 fn started(capacity: usize) -> (Handle, Dispatcher) {
     start(Config::new("127.0.0.1:9092").unwrap(), t0(), capacity).unwrap()

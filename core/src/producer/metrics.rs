@@ -225,8 +225,7 @@ mod tests {
 
     #[test]
     fn rates_averages_and_maxima_cover_two_samples() {
-        #[allow(clippy::disallowed_methods)] // an arbitrary origin for a virtual clock
-        let t0 = Instant::now();
+        let t0 = crate::test_origin();
         let mut s = Stat::new(t0);
         for i in 0..10 {
             s.record(t0 + Duration::from_secs(i), 100.0);

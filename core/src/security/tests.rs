@@ -16,10 +16,7 @@ use crate::protocol::messages::ApiVersionsResponse;
 use crate::protocol::{ApiKey, RequestBody, ResponseBody};
 use crate::Config;
 
-#[allow(clippy::disallowed_methods)] // an arbitrary origin for a virtual clock
-fn t0() -> Instant {
-    Instant::now()
-}
+use crate::test_origin as t0;
 
 /// A broker that speaks ApiVersions and SASL, one request at a time. Past the first
 /// login, ApiVersions stands for any request, and is checked against the session: never
