@@ -250,7 +250,10 @@ impl ReadBuffer {
 /// Frames' own allocations, back from the records that were sliced from them: a few, to be
 /// read into again. Cloned handles share one pool.
 #[derive(Debug, Clone, Default)]
-struct FramePool(Arc<Mutex<VecDeque<Vec<u8>>>>);
+struct FramePool(Arc<Idle>);
+
+/// A pool's kept allocations, oldest first.
+type Idle = Mutex<VecDeque<Vec<u8>>>;
 
 /// Most allocations a pool keeps: one frame is read while the one before is consumed.
 const POOL_BUFFERS: usize = 2;
@@ -258,21 +261,17 @@ const POOL_BUFFERS: usize = 2;
 /// Most bytes of allocations a pool keeps; larger frames get allocations of their own.
 const POOL_BYTES: usize = 8 << 20;
 
-/// Room a new frame allocation has past its frame, in sixteenths of it, so that the next
-/// frames, of about the same size, fit in it too.
-const HEADROOM_SIXTEENTHS: usize = 1;
-
 impl FramePool {
     /// An empty allocation for a frame of `len` bytes: the smallest kept one that is large
-    /// enough and at most a quarter larger, else a new one. A much larger one would stay
-    /// alive with the frame's records, as memory the consumer's prefetch bound (which
+    /// enough and at most a quarter larger, else a new one with a sixteenth more room, so
+    /// that the next frames, of about the same size, fit in it too. A much larger one would
+    /// stay alive with the frame's records, as memory the consumer's prefetch bound (which
     /// counts frames) does not see.
     fn take(&self, len: usize) -> Vec<u8> {
         let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let fits = |capacity: usize| capacity >= len && capacity - len <= len / 4;
         let fit = (0..idle.len()).filter(|&i| fits(idle[i].capacity())).min_by_key(|&i| idle[i].capacity());
-        fit.and_then(|i| idle.remove(i))
-            .unwrap_or_else(|| Vec::with_capacity(len.saturating_add(len / 16 * HEADROOM_SIXTEENTHS)))
+        fit.and_then(|i| idle.remove(i)).unwrap_or_else(|| Vec::with_capacity(len.saturating_add(len / 16)))
     }
 
     /// `frame` as `Bytes`, whose allocation comes back here when the last slice of it is
@@ -285,7 +284,7 @@ impl FramePool {
 /// A frame's allocation on its way back to its pool.
 struct Returning {
     frame: Vec<u8>,
-    pool: Weak<Mutex<VecDeque<Vec<u8>>>>,
+    pool: Weak<Idle>,
 }
 
 impl AsRef<[u8]> for Returning {
