@@ -52,7 +52,7 @@ use std::time::Instant;
 
 pub use consumer::{RebalanceEvent, Records};
 pub use dispatcher::{Dispatcher, Intake};
-pub use handle::Handle;
+pub use handle::{Handle, Sending};
 pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper, Timer};
 pub use read_buffer::ReadBuffer;
 pub use typed::TypedProducer;

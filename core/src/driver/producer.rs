@@ -405,6 +405,11 @@ impl Waiter {
         Waiter(Some(Notify::Callback(f)))
     }
 
+    /// Drops the waiter without telling it anything (its send failed and said so itself).
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+
     pub(crate) fn complete(mut self, result: Result<RecordMetadata, ProduceError>) {
         if let Some(n) = self.0.take() {
             n.complete(result);

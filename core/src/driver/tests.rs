@@ -14,6 +14,7 @@ use futures_lite::future::block_on;
 use super::outcome::{ack, items, reply, staged, DriverGone, Stage, TooManyStages};
 use super::{start, Dispatcher, Handle};
 use crate::client::{RequestError, Target};
+use crate::producer::{ProduceError, ProducerRecord};
 use crate::config::{Config, ConfigError};
 use crate::protocol::messages::MetadataRequest;
 
@@ -302,4 +303,54 @@ fn items_compose_as_a_stream_and_still_nudge_the_driver_when_full() {
     let rest: Vec<u32> = block_on(rx.collect());
     assert_eq!(rest, vec![2, 3], "then it ends");
     drop(handle);
+}
+
+/// A send's future is moved a few times per record: it holds the record and little else (an
+/// `async fn` with its waits inline made it 1 KB).
+#[test]
+fn a_send_future_holds_the_record_and_little_else() {
+    let (handle, _dispatcher) = started(4);
+    let record = ProducerRecord::new("t", vec![1u8]);
+    let limit = std::mem::size_of_val(&record) + 64;
+    let with_callback = handle.send_with_callback(record.clone(), |_| {});
+    assert!(std::mem::size_of_val(&with_callback) <= limit, "{} bytes", std::mem::size_of_val(&with_callback));
+    let with_future = handle.send(record);
+    assert!(std::mem::size_of_val(&with_future) <= limit, "{} bytes", std::mem::size_of_val(&with_future));
+}
+
+#[test]
+fn an_async_send_waits_for_room_in_the_lane() {
+    let (handle, mut dispatcher) = started(1);
+    let (wakes, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut first = pin!(handle.send_with_callback(ProducerRecord::new("t", "a"), |_| {}));
+    assert!(matches!(first.as_mut().poll(&mut cx), Poll::Ready(Ok(()))), "room in the lane: done at once");
+    let mut second = pin!(handle.send(ProducerRecord::new("t", "b")));
+    assert!(second.as_mut().poll(&mut cx).is_pending(), "the lane holds one send");
+    assert!(second.as_mut().poll(&mut cx).is_pending(), "still full");
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+    assert!(take_one(&mut dispatcher), "the first send's wake-up");
+    assert!(wakes.0.load(Ordering::SeqCst) >= 1, "the drained lane wakes the waiting send");
+    assert!(matches!(second.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+}
+
+#[test]
+fn a_refused_async_send_answers_with_its_error_and_never_calls_back() {
+    let config = Config::from_properties([("bootstrap.servers", "127.0.0.1:9092"), ("buffer.memory", "1000")]).unwrap();
+    let (handle, dispatcher) = start(config, t0(), 16).unwrap();
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let send = |size: usize| {
+        let outcomes = Arc::clone(&outcomes);
+        let record = ProducerRecord::new("t", vec![b'x'; size]);
+        block_on(handle.send_with_callback(record, move |r| outcomes.lock().unwrap().push(r.map(|_| ()))))
+    };
+    assert!(matches!(send(2000), Err(ProduceError::RecordTooLarge { setting: "buffer.memory", .. })));
+    assert!(send(400).is_ok());
+    assert!(send(400).is_ok());
+    // No timer was given, so a send finding the buffer full fails at once.
+    assert!(matches!(send(400), Err(ProduceError::BufferExhausted { .. })));
+    assert!(outcomes.lock().unwrap().is_empty(), "a send that failed is answered once, by its error");
+    drop(dispatcher);
+    drop(handle);
+    assert_eq!(*outcomes.lock().unwrap(), [Err(ProduceError::Closed), Err(ProduceError::Closed)], "the accepted two");
 }

@@ -29,6 +29,8 @@ const SAMPLE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     start: Instant,
+    /// `start` + [`SAMPLE`]: kept so that each record costs one comparison of instants.
+    ends: Instant,
     count: u64,
     sum: f64,
     max: f64,
@@ -36,7 +38,7 @@ struct Sample {
 
 impl Sample {
     fn new(start: Instant) -> Self {
-        Sample { start, count: 0, sum: 0.0, max: f64::NAN }
+        Sample { start, ends: start + SAMPLE, count: 0, sum: 0.0, max: f64::NAN }
     }
 }
 
@@ -56,7 +58,7 @@ impl Stat {
     }
 
     fn roll(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.current.start) >= SAMPLE {
+        if now >= self.current.ends {
             let fresh = Sample::new(now);
             // A gap longer than a sample leaves nothing of the old one in the window.
             self.previous = (now.saturating_duration_since(self.current.start) < 2 * SAMPLE).then_some(self.current);

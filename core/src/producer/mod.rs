@@ -235,6 +235,8 @@ pub(crate) struct Producer {
     /// Unix time in milliseconds at `clock_anchor`, for records without a timestamp.
     unix_ms_at_anchor: i64,
     clock_anchor: Instant,
+    /// The last instant stamped and its Unix time: a drain of many sends passes one `now`.
+    last_stamp: (Instant, i64),
     events: VecDeque<Event>,
     partitioner: BuiltInPartitioner,
     metrics: metrics::Metrics,
@@ -279,6 +281,7 @@ impl Producer {
             closing: false,
             unix_ms_at_anchor: 0,
             clock_anchor: now,
+            last_stamp: (now, 0),
             events: VecDeque::new(),
             round_robin: RoundRobin::default(),
             encoder: RecordBatchEncoder::new(),
@@ -316,11 +319,15 @@ impl Producer {
     pub fn set_wall_clock(&mut self, now: Instant, unix_ms: i64) {
         self.clock_anchor = now;
         self.unix_ms_at_anchor = unix_ms;
+        self.last_stamp = (now, unix_ms);
     }
 
-    fn unix_ms(&self, now: Instant) -> i64 {
-        let since = now.saturating_duration_since(self.clock_anchor).as_millis() as i64;
-        self.unix_ms_at_anchor + since
+    fn unix_ms(&mut self, now: Instant) -> i64 {
+        if self.last_stamp.0 != now {
+            let since = now.saturating_duration_since(self.clock_anchor).as_millis() as i64;
+            self.last_stamp = (now, self.unix_ms_at_anchor + since);
+        }
+        self.last_stamp.1
     }
 
     // ---- sending -------------------------------------------------------------------------

@@ -8,8 +8,44 @@ use bytes::Bytes;
 
 /// A UTF-8 string backed by `Bytes`, so decoding a string is a slice of the input rather than
 /// a copy.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Default, Eq)]
 pub struct StrBytes(Bytes);
+
+impl std::hash::Hash for StrBytes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // By content, as equality is (the shortcut in `eq` only skips reading equal bytes).
+        self.0.hash(state)
+    }
+}
+
+impl StrBytes {
+    /// Whether both are views of the same bytes: clones of one name (a producer's records
+    /// and its map of topics) then compare without reading them.
+    fn same_view(&self, other: &StrBytes) -> bool {
+        self.0.as_ptr() == other.0.as_ptr() && self.0.len() == other.0.len()
+    }
+}
+
+impl PartialEq for StrBytes {
+    fn eq(&self, other: &StrBytes) -> bool {
+        self.same_view(other) || self.0 == other.0
+    }
+}
+
+impl Ord for StrBytes {
+    fn cmp(&self, other: &StrBytes) -> std::cmp::Ordering {
+        if self.same_view(other) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl PartialOrd for StrBytes {
+    fn partial_cmp(&self, other: &StrBytes) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl StrBytes {
     /// An empty string.
@@ -307,6 +343,27 @@ int_newtype! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_compare_by_content_whether_or_not_they_share_bytes() {
+        use std::cmp::Ordering::{Equal, Less};
+        let whole = StrBytes::from("abc");
+        let prefix = StrBytes::from_utf8(whole.as_bytes().slice(..2)).unwrap();
+        assert_eq!(prefix.as_bytes().as_ptr(), whole.as_bytes().as_ptr(), "one allocation");
+        assert_eq!(prefix.cmp(&whole), Less, "same start, shorter");
+        assert_ne!(prefix, whole);
+        assert_eq!(whole.clone().cmp(&whole), Equal);
+        let copy = StrBytes::from("abc");
+        assert_eq!(copy, whole, "equal content in another allocation");
+        assert_eq!(copy.cmp(&whole), Equal);
+        assert_eq!(StrBytes::from("abd").cmp(&whole), std::cmp::Ordering::Greater);
+        let state = std::collections::hash_map::RandomState::new();
+        assert_eq!(
+            std::hash::BuildHasher::hash_one(&state, &copy),
+            std::hash::BuildHasher::hash_one(&state, &whole),
+            "equal strings hash alike"
+        );
+    }
 
     #[test]
     fn uuid_displays_as_kafka_base64() {
