@@ -358,6 +358,21 @@ fn v2_round_trips_with_every_codec() {
 }
 
 #[test]
+fn records_with_the_longest_varints_round_trip() {
+    // Timestamp deltas of ten-byte varlongs both ways, keys and values with multi-byte
+    // lengths, absent and empty ones: every field the record head gathers at its widest.
+    let big = payload(&mut Rng(7), 20_000);
+    let input: Vec<Input> = vec![
+        (0, None, Some(big.clone()), vec![]),
+        (i64::MAX, Some(big[..300].to_vec()), None, vec![Header::new(b"h".to_vec(), None)]),
+        (i64::MIN, Some(Vec::new()), Some(Vec::new()), vec![]),
+        (-1, Some(big.clone()), Some(big[..128].to_vec()), vec![Header::new(Vec::new(), Some(Bytes::new()))]),
+    ];
+    let batch = decode_one(encode_v2(BatchParams::new(), &input));
+    assert_records_match(batch.records(), &input, 0, true);
+}
+
+#[test]
 fn compressed_values_share_the_decompressed_buffer() {
     let input = sample_records(2, 20);
     let batch = decode_one(encode_v2(BatchParams::new().compression(Compression::zstd()), &input));
