@@ -14,8 +14,8 @@ use futures_lite::future::block_on;
 use super::outcome::{ack, items, reply, staged, DriverGone, Stage, TooManyStages};
 use super::{start, Dispatcher, Handle};
 use crate::client::{RequestError, Target};
-use crate::producer::{ProduceError, ProducerRecord};
 use crate::config::{Config, ConfigError};
+use crate::producer::{ProduceError, ProducerRecord};
 use crate::protocol::messages::MetadataRequest;
 
 /// Long enough that a thread which could go on has gone on.
