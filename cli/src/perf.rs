@@ -55,6 +55,9 @@ pub(crate) struct PerfProduceArgs {
     /// Which sansa driver runs the producer (sansa's own flag, not Kafka's).
     #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
     runtime: Runtime,
+    /// After the final line, print the producer's metrics (Java's names), one per line.
+    #[arg(long = "print-metrics")]
+    print_metrics: bool,
 }
 
 /// The drivers `perf produce` can measure.
@@ -171,6 +174,17 @@ impl SplitMix64 {
 }
 
 // ---- throttling ------------------------------------------------------------------------------
+
+/// `--print-metrics`: as Java's tool prints them, name and value aligned, sorted by name.
+pub(crate) fn metrics_table(metrics: &std::collections::BTreeMap<String, f64>) -> String {
+    let names: Vec<String> = metrics.keys().map(|k| format!("producer-metrics:{k}")).collect();
+    let width = names.iter().map(String::len).max().unwrap_or(0).max("Metric Name".len());
+    let mut out = format!("\n{:<width$} {}\n", "Metric Name", "Value");
+    for (name, value) in names.iter().zip(metrics.values()) {
+        out.push_str(&format!("{name:<width$} : {value:.3}\n"));
+    }
+    out
+}
 
 /// Kafka's `ThroughputThrottler`, with time passed in: after each send, ask
 /// [`Throttler::should_throttle`]; if so, [`Throttler::throttle`] adds one record's share of
@@ -561,10 +575,17 @@ async fn produce<F: std::future::Future<Output = ()>>(
     } else {
         client.flush().await;
     }
-    let mut stats = lock(stats);
-    println!("{}", stats.total_line(Instant::now()));
-    let unaccounted = args.num_records.saturating_sub(stats.count + stats.errors());
-    stats.errors() + unaccounted
+    let failed = {
+        let mut stats = lock(stats);
+        println!("{}", stats.total_line(Instant::now()));
+        let unaccounted = args.num_records.saturating_sub(stats.count + stats.errors());
+        stats.errors() + unaccounted
+    };
+    if args.print_metrics {
+        let metrics = if args.runtime == Runtime::Blocking { client.metrics_blocking() } else { client.metrics().await };
+        print!("{}", metrics_table(&metrics));
+    }
+    failed
 }
 
 #[cfg(test)]
@@ -727,6 +748,17 @@ mod tests {
             "4 records sent, 0.500000 records/sec (0.50 MB/sec), 16.00 ms avg latency, 30.00 ms max latency, \
              20 ms 50th, 30 ms 95th, 30 ms 99th, 30 ms 99.9th."
         );
+    }
+
+    #[test]
+    fn metrics_print_as_a_sorted_aligned_table() {
+        let metrics = [("record-send-total".to_string(), 3.0), ("batch-size-avg".to_string(), 1234.5)].into();
+        let table = metrics_table(&metrics);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "");
+        assert!(lines[1].starts_with("Metric Name "), "{table}");
+        assert_eq!(lines[2], "producer-metrics:batch-size-avg    : 1234.500");
+        assert_eq!(lines[3], "producer-metrics:record-send-total : 3.000");
     }
 
     #[test]
