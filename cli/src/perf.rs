@@ -582,7 +582,8 @@ async fn produce<F: std::future::Future<Output = ()>>(
         stats.errors() + unaccounted
     };
     if args.print_metrics {
-        let metrics = if args.runtime == Runtime::Blocking { client.metrics_blocking() } else { client.metrics().await };
+        let metrics =
+            if args.runtime == Runtime::Blocking { client.metrics_blocking() } else { client.metrics().await };
         print!("{}", metrics_table(&metrics));
     }
     failed

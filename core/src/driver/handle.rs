@@ -238,8 +238,6 @@ impl Handle {
         let _ = answer.recv_blocking();
     }
 
-    /// Puts a send on the gate's lane, waiting while the lane is full, and wakes the driver
-    /// when the lane was empty.
     /// Queues `send` if the lane has room, else hands it back.
     fn enqueue(&self, send: QueuedSend) -> Option<QueuedSend> {
         match self.gate.lane.push(send) {
@@ -251,19 +249,21 @@ impl Handle {
         }
     }
 
-    async fn queue_send(&self, mut send: QueuedSend) {
+    /// Puts a send on the gate's lane, waiting while the lane is full, and wakes the driver
+    /// when the lane was empty. Dropped while it waits, the send is cancelled ([`Unqueued`]).
+    async fn queue_send(&self, mut unqueued: Unqueued<'_>) {
         let mut room = None;
-        loop {
+        while let Some(send) = unqueued.send.take() {
             match self.gate.lane.push(send) {
                 Pushed::Full(back) => {
-                    send = back;
+                    unqueued.send = Some(back);
                     // Listen first, then try once more: a drain in between is not missed.
                     match room.take() {
                         None => room = Some(self.gate.lane.room()),
                         Some(listener) => listener.await,
                     }
                 }
-                pushed => return self.queued(pushed),
+                pushed => self.queued(pushed),
             }
         }
     }
@@ -322,7 +322,9 @@ fn request(
 
 /// The future of [`Handle::send`] and [`Handle::send_with_callback`]: completes once the
 /// record is in the producer's buffer, with `T` (the record's [`DeliveryFuture`], or nothing
-/// for a callback). Like any future it does nothing until polled.
+/// for a callback). Like any future it does nothing until polled. Dropped before it
+/// completes, the send is cancelled: the record is not sent, the buffer room it took is
+/// given back, and its callback is not called.
 ///
 /// Written by hand rather than as an `async fn`: a send's future is moved a few times per
 /// record, and the waiting states (for buffer room, for room in the lane) made an `async
@@ -367,25 +369,24 @@ impl<T: Unpin> Future for Sending<'_, T> {
                 Ok(true) => match handle.enqueue(send) {
                     None => Ok(()),
                     Some(send) => {
+                        let unqueued = Unqueued { gate: &handle.gate, send: Some(send), room_reserved: true };
                         this.stage = Stage::Waiting(Box::pin(async move {
-                            handle.queue_send(send).await;
+                            handle.queue_send(unqueued).await;
                             Ok(())
                         }));
                         return Pin::new(this).poll(cx);
                     }
                 },
                 Ok(false) => {
+                    let size = send.reserved;
+                    let mut unqueued = Unqueued { gate: &handle.gate, send: Some(send), room_reserved: false };
                     this.stage = Stage::Waiting(Box::pin(async move {
-                        match handle.gate.reserve(send.reserved, handle.timer.as_ref()).await {
-                            Ok(()) => {
-                                handle.queue_send(send).await;
-                                Ok(())
-                            }
-                            Err(e) => {
-                                send.waiter.disarm();
-                                Err(e)
-                            }
-                        }
+                        // Failed, the send is answered by the error alone (`unqueued` drops
+                        // without telling the waiter).
+                        handle.gate.reserve(size, handle.timer.as_ref()).await?;
+                        unqueued.room_reserved = true;
+                        handle.queue_send(unqueued).await;
+                        Ok(())
                     }));
                     return Pin::new(this).poll(cx);
                 }
@@ -400,6 +401,36 @@ impl<T: Unpin> Future for Sending<'_, T> {
             Stage::Done => panic!("a send polled after it completed"),
         };
         Poll::Ready(waited.map(|()| this.outcome.take().expect("taken only here, once")))
+    }
+}
+
+/// Dropped before its first poll, a send is cancelled: its waiter is not told.
+impl<T> Drop for Sending<'_, T> {
+    fn drop(&mut self) {
+        if let Stage::Start(send) = std::mem::replace(&mut self.stage, Stage::Done) {
+            send.waiter.disarm();
+        }
+    }
+}
+
+/// A send on its way to the lane inside a future that may be dropped before it gets there.
+/// Dropped with the send still in it, the send is cancelled: the buffer room it reserved goes
+/// back and its waiter is not told (the application dropped the send itself; a callback
+/// reporting `Closed` for it would be wrong).
+struct Unqueued<'a> {
+    gate: &'a BufferGate,
+    send: Option<QueuedSend>,
+    room_reserved: bool,
+}
+
+impl Drop for Unqueued<'_> {
+    fn drop(&mut self) {
+        if let Some(send) = self.send.take() {
+            if self.room_reserved {
+                self.gate.release(send.reserved);
+            }
+            send.waiter.disarm();
+        }
     }
 }
 

@@ -354,3 +354,31 @@ fn a_refused_async_send_answers_with_its_error_and_never_calls_back() {
     drop(handle);
     assert_eq!(*outcomes.lock().unwrap(), [Err(ProduceError::Closed), Err(ProduceError::Closed)], "the accepted two");
 }
+
+#[test]
+fn a_dropped_send_gives_its_room_back_and_never_calls_back() {
+    let config = Config::from_properties([("bootstrap.servers", "127.0.0.1:9092"), ("buffer.memory", "1000")]).unwrap();
+    let (handle, _dispatcher) = start(config, t0(), 1).unwrap();
+    let called = Arc::new(AtomicUsize::new(0));
+    let send = |size: usize| {
+        let called = Arc::clone(&called);
+        handle.send_with_callback(ProducerRecord::new("t", vec![b'x'; size]), move |_| {
+            called.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let (_, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut first = pin!(send(200));
+    assert!(first.as_mut().poll(&mut cx).is_ready(), "into the lane, which holds one");
+    {
+        let mut second = Box::pin(send(200));
+        assert!(second.as_mut().poll(&mut cx).is_pending(), "its room reserved, waiting for the lane");
+        drop(second);
+        drop(send(200)); // never polled
+    }
+    // No timer: a send that finds no room fails at once. This one (about 600 bytes in the
+    // buffer, the first about 300, of 1000) fits only if the dropped send gave its room back.
+    let mut third = pin!(send(500));
+    assert!(third.as_mut().poll(&mut cx).is_pending(), "room found, waiting for the lane");
+    assert_eq!(called.load(Ordering::SeqCst), 0, "dropped sends are not answered");
+}
