@@ -345,6 +345,10 @@ enum Stage<'a> {
 }
 
 impl<'a, T> Sending<'a, T> {
+    fn take_outcome(&mut self) -> T {
+        self.outcome.take().expect("a send completes once")
+    }
+
     fn new(handle: &'a Handle, record: ProducerRecord, waiter: Waiter, outcome: T) -> Self {
         let reserved = record.size_in_buffer();
         Sending { handle, stage: Stage::Start(QueuedSend { record, waiter, reserved }), outcome: Some(outcome) }
@@ -365,26 +369,19 @@ impl<T: Unpin> Future for Sending<'_, T> {
                     send.waiter.disarm();
                     Err(e)
                 }
-                // The common case: room in the buffer and in the lane, no future built.
-                Ok(true) => match handle.enqueue(send) {
-                    None => Ok(()),
-                    Some(send) => {
-                        let unqueued = Unqueued { gate: &handle.gate, send: Some(send), room_reserved: true };
-                        this.stage = Stage::Waiting(Box::pin(async move {
-                            handle.queue_send(unqueued).await;
-                            Ok(())
-                        }));
-                        return Pin::new(this).poll(cx);
-                    }
-                },
-                Ok(false) => {
+                Ok(room_reserved) => {
+                    // The common case: room in the buffer and in the lane, no future built.
+                    let send = if room_reserved { handle.enqueue(send) } else { Some(send) };
+                    let Some(send) = send else { return Poll::Ready(Ok(this.take_outcome())) };
                     let size = send.reserved;
-                    let mut unqueued = Unqueued { gate: &handle.gate, send: Some(send), room_reserved: false };
+                    let mut unqueued = Unqueued { gate: &handle.gate, send: Some(send), room_reserved };
                     this.stage = Stage::Waiting(Box::pin(async move {
-                        // Failed, the send is answered by the error alone (`unqueued` drops
-                        // without telling the waiter).
-                        handle.gate.reserve(size, handle.timer.as_ref()).await?;
-                        unqueued.room_reserved = true;
+                        if !unqueued.room_reserved {
+                            // Failed, the send is answered by the error alone (`unqueued`
+                            // drops without telling the waiter).
+                            handle.gate.reserve(size, handle.timer.as_ref()).await?;
+                            unqueued.room_reserved = true;
+                        }
                         handle.queue_send(unqueued).await;
                         Ok(())
                     }));
@@ -400,7 +397,7 @@ impl<T: Unpin> Future for Sending<'_, T> {
             },
             Stage::Done => panic!("a send polled after it completed"),
         };
-        Poll::Ready(waited.map(|()| this.outcome.take().expect("taken only here, once")))
+        Poll::Ready(waited.map(|()| this.take_outcome()))
     }
 }
 

@@ -360,7 +360,7 @@ fn v2_round_trips_with_every_codec() {
 #[test]
 fn records_with_the_longest_varints_round_trip() {
     // Timestamp deltas of ten-byte varlongs both ways, keys and values with multi-byte
-    // lengths, absent and empty ones: every field the record head gathers at its widest.
+    // lengths, absent and empty ones: every varint of a record's framing at its widest.
     let big = payload(&mut Rng(7), 20_000);
     let input: Vec<Input> = vec![
         (0, None, Some(big.clone()), vec![]),
