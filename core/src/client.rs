@@ -590,6 +590,8 @@ impl Client {
     /// that cannot be produced at all (too large, a partition the topic lacks) is taken and
     /// fails in its delivery. Never blocks: a topic without metadata yet waits up to
     /// `max.block.ms` inside the producer.
+    // Inlined so that the record is not copied once more on its way from the driver's lane.
+    #[inline]
     pub fn send(&mut self, now: Instant, record: ProducerRecord) -> Result<SendId, SendRefused> {
         if self.closing {
             return Err(SendRefused { reason: crate::producer::RefuseReason::Closed, record: Box::new(record) });

@@ -195,6 +195,8 @@ impl Dispatcher {
         self.lane_taken = sends;
     }
 
+    // Inlined, as `Client::send`: a record copied per call was a few percent of a send's CPU.
+    #[inline]
     fn submit_send(&mut self, now: Instant, record: ProducerRecord, waiter: Waiter, reserved: usize) {
         match self.client.send(now, record) {
             Ok(id) => self.sends.insert(id, waiter, reserved),

@@ -68,6 +68,7 @@ impl Handle {
     /// `max.block.ms` for room in `buffer.memory`, with the future of its delivery. Errors
     /// at once only for a record larger than `buffer.memory`, or a full buffer past
     /// `max.block.ms`; every other failure arrives through the future.
+    #[inline]
     pub fn send(&self, record: ProducerRecord) -> Sending<'_, DeliveryFuture> {
         let (waiter, future) = Waiter::future();
         Sending::new(self, record, waiter, future)
@@ -85,6 +86,7 @@ impl Handle {
     /// [`Handle::send`] with a callback instead of a future: `callback` runs on the driver
     /// when the outcome is known, so it must be quick (count, log, hand off to a channel).
     /// When the send itself fails, the error is returned and the callback is not called.
+    #[inline]
     pub fn send_with_callback(
         &self,
         record: ProducerRecord,
@@ -238,17 +240,6 @@ impl Handle {
         let _ = answer.recv_blocking();
     }
 
-    /// Queues `send` if the lane has room, else hands it back.
-    fn enqueue(&self, send: QueuedSend) -> Option<QueuedSend> {
-        match self.gate.lane.push(send) {
-            Pushed::Full(send) => Some(send),
-            pushed => {
-                self.queued(pushed);
-                None
-            }
-        }
-    }
-
     /// Puts a send on the gate's lane, waiting while the lane is full, and wakes the driver
     /// when the lane was empty. Dropped while it waits, the send is cancelled ([`Unqueued`]).
     async fn queue_send(&self, mut unqueued: Unqueued<'_>) {
@@ -320,6 +311,9 @@ fn request(
     (Command::Request { target, body: Box::new(body), version, reply }, answer)
 }
 
+/// A send's wait for buffer room, then for lane room.
+type SendWait<'a> = Pin<Box<dyn Future<Output = Result<(), ProduceError>> + Send + 'a>>;
+
 /// The future of [`Handle::send`] and [`Handle::send_with_callback`]: completes once the
 /// record is in the producer's buffer, with `T` (the record's [`DeliveryFuture`], or nothing
 /// for a callback). Like any future it does nothing until polled. Dropped before it
@@ -333,15 +327,11 @@ fn request(
 #[must_use = "a send does nothing until it is awaited"]
 pub struct Sending<'a, T> {
     handle: &'a Handle,
-    stage: Stage<'a>,
+    /// The send until it is queued, or handed to `waiting`.
+    send: Option<QueuedSend>,
+    /// The wait for buffer room or lane room, built only when a send must wait.
+    waiting: Option<SendWait<'a>>,
     outcome: Option<T>,
-}
-
-enum Stage<'a> {
-    /// Not polled yet: `reserved` holds the bytes to reserve, none reserved yet.
-    Start(QueuedSend),
-    Waiting(Pin<Box<dyn Future<Output = Result<(), ProduceError>> + Send + 'a>>),
-    Done,
 }
 
 impl<'a, T> Sending<'a, T> {
@@ -349,9 +339,10 @@ impl<'a, T> Sending<'a, T> {
         self.outcome.take().expect("a send completes once")
     }
 
+    #[inline]
     fn new(handle: &'a Handle, record: ProducerRecord, waiter: Waiter, outcome: T) -> Self {
         let reserved = record.size_in_buffer();
-        Sending { handle, stage: Stage::Start(QueuedSend { record, waiter, reserved }), outcome: Some(outcome) }
+        Sending { handle, send: Some(QueuedSend { record, waiter, reserved }), waiting: None, outcome: Some(outcome) }
     }
 }
 
@@ -361,50 +352,50 @@ impl<T: Unpin> Future for Sending<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let handle = this.handle;
-        let waited = match std::mem::replace(&mut this.stage, Stage::Done) {
-            Stage::Start(send) => match handle.gate.reserve_now(send.reserved) {
-                Err(e) => {
-                    // The send failed as a whole: the error is the answer, the waiter is not
-                    // told.
+        if let Some(wait) = &mut this.waiting {
+            let waited = std::task::ready!(wait.as_mut().poll(cx));
+            this.waiting = None;
+            return Poll::Ready(waited.map(|()| this.take_outcome()));
+        }
+        let reserved = this.send.as_ref().expect("a send polled after it completed").reserved;
+        let room_reserved = match handle.gate.reserve_now(reserved) {
+            Ok(room_reserved) => room_reserved,
+            Err(e) => {
+                // The send failed as a whole: the error is the answer, the waiter is not told.
+                if let Some(send) = this.send.take() {
                     send.waiter.disarm();
-                    Err(e)
                 }
-                Ok(room_reserved) => {
-                    // The common case: room in the buffer and in the lane, no future built.
-                    let send = if room_reserved { handle.enqueue(send) } else { Some(send) };
-                    let Some(send) = send else { return Poll::Ready(Ok(this.take_outcome())) };
-                    let size = send.reserved;
-                    let mut unqueued = Unqueued { gate: &handle.gate, send: Some(send), room_reserved };
-                    this.stage = Stage::Waiting(Box::pin(async move {
-                        if !unqueued.room_reserved {
-                            // Failed, the send is answered by the error alone (`unqueued`
-                            // drops without telling the waiter).
-                            handle.gate.reserve(size, handle.timer.as_ref()).await?;
-                            unqueued.room_reserved = true;
-                        }
-                        handle.queue_send(unqueued).await;
-                        Ok(())
-                    }));
-                    return Pin::new(this).poll(cx);
-                }
-            },
-            Stage::Waiting(mut wait) => match wait.as_mut().poll(cx) {
-                Poll::Pending => {
-                    this.stage = Stage::Waiting(wait);
-                    return Poll::Pending;
-                }
-                Poll::Ready(r) => r,
-            },
-            Stage::Done => panic!("a send polled after it completed"),
+                return Poll::Ready(Err(e));
+            }
         };
-        Poll::Ready(waited.map(|()| this.take_outcome()))
+        // The common case: room in the buffer and in the lane; the send moves from here
+        // straight into the lane, and no future is built.
+        if room_reserved {
+            if let Some(pushed) = handle.gate.lane.push_from(&mut this.send) {
+                handle.queued(pushed);
+                return Poll::Ready(Ok(this.take_outcome()));
+            }
+        }
+        let unqueued = Unqueued { gate: &handle.gate, send: this.send.take(), room_reserved };
+        this.waiting = Some(Box::pin(async move {
+            let mut unqueued = unqueued;
+            if !unqueued.room_reserved {
+                // Failed, the send is answered by the error alone (`unqueued` drops without
+                // telling the waiter).
+                handle.gate.reserve(reserved, handle.timer.as_ref()).await?;
+                unqueued.room_reserved = true;
+            }
+            handle.queue_send(unqueued).await;
+            Ok(())
+        }));
+        Pin::new(this).poll(cx)
     }
 }
 
 /// Dropped before its first poll, a send is cancelled: its waiter is not told.
 impl<T> Drop for Sending<'_, T> {
     fn drop(&mut self) {
-        if let Stage::Start(send) = std::mem::replace(&mut self.stage, Stage::Done) {
+        if let Some(send) = self.send.take() {
             send.waiter.disarm();
         }
     }
@@ -433,10 +424,10 @@ impl Drop for Unqueued<'_> {
 
 impl<T> std::fmt::Debug for Sending<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let stage = match self.stage {
-            Stage::Start(_) => "start",
-            Stage::Waiting(_) => "waiting",
-            Stage::Done => "done",
+        let stage = match () {
+            _ if self.send.is_some() => "start",
+            _ if self.waiting.is_some() => "waiting",
+            _ => "done",
         };
         f.debug_struct("Sending").field("stage", &stage).finish_non_exhaustive()
     }

@@ -210,6 +210,19 @@ impl SendLane {
         }
     }
 
+    /// [`SendLane::push`] of a send its caller holds in `slot`: taken from there only when
+    /// the lane has room and is open, so the common case copies it once, into the lane.
+    /// `None` (the send left in `slot`) when the lane is full or closed.
+    #[inline]
+    pub(crate) fn push_from(&self, slot: &mut Option<QueuedSend>) -> Option<Pushed> {
+        let mut q = self.lock();
+        if q.closed || q.sends.len() >= self.capacity {
+            return None;
+        }
+        q.sends.push(slot.take()?);
+        Some(if q.sends.len() == 1 { Pushed::First } else { Pushed::Behind })
+    }
+
     /// A listener that fires once the driver emptied the lane; check with a push after
     /// creating it, as a drain may have happened in between.
     pub(crate) fn room(&self) -> EventListener {
@@ -531,6 +544,25 @@ mod lane_tests {
         let order: Vec<u8> = taken.iter().map(|s| s.record.value.as_ref().unwrap()[0]).collect();
         assert_eq!(order, [1, 2], "in the order sent");
         assert!(matches!(lane.push(third), Pushed::First), "emptied: the next send wakes the driver again");
+    }
+
+    #[test]
+    fn a_send_pushed_from_its_slot_stays_there_when_the_lane_is_full_or_closed() {
+        let outcomes = Arc::default();
+        let lane = SendLane::new(1);
+        let mut slot = Some(send(1, &outcomes));
+        assert!(matches!(lane.push_from(&mut slot), Some(Pushed::First)));
+        assert!(slot.is_none(), "taken into the lane");
+        let mut slot = Some(send(2, &outcomes));
+        assert!(lane.push_from(&mut slot).is_none(), "full");
+        assert!(slot.is_some(), "left with its owner");
+        let mut taken = Vec::new();
+        lane.take(&mut taken);
+        assert_eq!(taken.len(), 1);
+        drop(lane.close());
+        assert!(lane.push_from(&mut slot).is_none(), "closed");
+        assert!(slot.is_some(), "left with its owner");
+        assert!(outcomes.lock().unwrap().is_empty(), "no send was answered");
     }
 
     #[test]

@@ -384,7 +384,7 @@ impl Producer {
             ctx.signals.push(Signal::RefreshMetadata);
             return Ok(id);
         }
-        self.place(now, id, record, size);
+        self.place(now, id, &record, size);
         Ok(id)
     }
 
@@ -408,7 +408,9 @@ impl Producer {
     }
 
     /// Partitions a record of a known topic and appends it to that partition's open batch.
-    fn place(&mut self, now: Instant, id: SendId, record: ProducerRecord, size: usize) {
+    /// Appends `record` to its partition's open batch; its bytes are copied in, so a reference
+    /// does (the caller drops the record).
+    fn place(&mut self, now: Instant, id: SendId, record: &ProducerRecord, size: usize) {
         let timestamp = record.timestamp.unwrap_or_else(|| self.unix_ms(now));
         let Some(topic) = self.topics.get_mut(&record.topic) else { return };
         let count = topic.partitions.len() as u32;
@@ -442,7 +444,7 @@ impl Producer {
                 let error =
                     ProduceError::InvalidPartition { topic: record.topic.clone(), partition, count: count as usize };
                 self.buffered -= size;
-                return self.fail_alone(id, &record, now, error);
+                return self.fail_alone(id, record, now, error);
             }
         };
         let ratio = topic.compression_ratio;
@@ -496,7 +498,7 @@ impl Producer {
             // practice, but a record is never dropped silently.
             self.buffered -= size;
             let error = ProduceError::RecordTooLarge { size, limit: i32::MAX as usize, setting: "the record format" };
-            return self.fail_alone(id, &record, now, error);
+            return self.fail_alone(id, record, now, error);
         }
         let added = builder.uncompressed_size() - before;
         batch.size += added;
@@ -579,7 +581,7 @@ impl Producer {
             for (id, record, since) in waiting {
                 let size = record.size_in_buffer();
                 match fatal {
-                    None => self.place(now, id, record, size),
+                    None => self.place(now, id, &record, size),
                     Some(error) => {
                         self.buffered -= size;
                         let waited = now.saturating_duration_since(since);
