@@ -45,7 +45,7 @@ use std::time::Instant;
 use async_io::{Async, Timer};
 use futures_lite::{AsyncWrite, Stream};
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, Dispatcher, Handle, LowWaterMark, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
@@ -145,6 +145,7 @@ struct Conn {
     out: WriteQueue,
     /// Bytes read and not yet handed to the client.
     read: ReadBuffer,
+    low_water: LowWaterMark,
     /// The last read found the socket empty and the reactor will wake the driver when it is
     /// not: until then a read would only fail with WouldBlock. The driver is polled for every
     /// command too (each consumer poll), and trying each socket then was nine tenths of the
@@ -259,6 +260,7 @@ impl Driver {
                     stream: None,
                     out: WriteQueue::new(),
                     read: ReadBuffer::new(),
+                    low_water: LowWaterMark::new(),
                     drained: false,
                 };
                 self.conns.insert(conn, conn_state);
@@ -322,6 +324,7 @@ fn poll_conn(id: ConnId, conn: &mut Conn, cx: &mut Context<'_>, inputs: &mut Vec
         // Through std's Read on the socket itself, as `Async::poll_read` does, so that large
         // frames are read into memory not zeroed first (`ReadBuffer::read_from`).
         let (data, end) = loop {
+            conn.low_water.update(stream.get_ref(), &conn.read);
             if let Some(read) = conn.read.read_from(stream.get_ref()) {
                 break read;
             }

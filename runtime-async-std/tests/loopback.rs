@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{join_all, Exec};
 use sansa::protocol::messages::produce::request::{PartitionProduceData, TopicProduceData};
-use sansa::protocol::messages::{DescribeClusterRequest, MetadataRequest, ProduceRequest};
+use sansa::protocol::messages::{DescribeClusterRequest, ListGroupsRequest, MetadataRequest, ProduceRequest};
 use sansa::protocol::{ApiKey, BrokerId, ResponseBody};
 use sansa::{CloseCause, Config, ConfigError, RequestError, Target};
 use sansa_async_std::{Driver, KafkaClient};
-use sansa_conformance::loopback::{refusing_address, ScriptedBroker};
+use sansa_conformance::loopback::{refusing_address, ScriptedBroker, TRICKLED_GROUPS};
 
 fn broker(silent: bool) -> ScriptedBroker {
     ScriptedBroker::start(silent)
@@ -48,6 +48,7 @@ under_both!(
     check_version_metadata_requests_and_close,
     many_clones_at_once,
     large_requests_are_written_whole,
+    a_large_answer_written_slowly_arrives_whole,
     dropping_every_handle_ends_the_driver,
     refused_connection_is_typed_and_timely,
     unknown_host_is_typed_and_timely,
@@ -146,6 +147,19 @@ fn large_requests_are_written_whole(exec: Exec) {
         for r in results {
             assert!(matches!(r.expect("produce").body, Some(ResponseBody::Produce(_))));
         }
+        client.close().await;
+    });
+}
+
+/// An answer of about a megabyte that the broker writes in pieces, with pauses, arrives
+/// whole: while a frame comes in, the read waits for the rest of it, never for more.
+fn a_large_answer_written_slowly_arrives_whole(exec: Exec) {
+    let b = ScriptedBroker::start_trickling();
+    let client = exec.connect(config(b.addr, Duration::from_secs(20))).expect("config");
+    exec.block_on(async {
+        let r = client.request(Target::AnyBroker, ListGroupsRequest::default()).await.expect("list groups");
+        let Some(ResponseBody::ListGroups(listed)) = r.body else { panic!("{:?}", r.body) };
+        assert_eq!(listed.groups.len(), TRICKLED_GROUPS);
         client.close().await;
     });
 }

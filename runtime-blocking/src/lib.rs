@@ -355,6 +355,10 @@ fn connection(
         return;
     }
     let mut buf = ReadBuffer::new();
+    // No receive low-water mark here (`LowWaterMark` is for reads made once readable): a
+    // blocking read that took part of a frame and then sleeps is woken only by as many new
+    // bytes as the mark, which the rest of the frame may not have. Measured: a consumer
+    // stalled.
     loop {
         // A blocking socket would block only with a read timeout, which this one has not.
         let Some((data, end)) = buf.read_from(&*stream) else { continue };

@@ -3,11 +3,11 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sansa::protocol::messages::{DescribeClusterRequest, MetadataRequest};
+use sansa::protocol::messages::{DescribeClusterRequest, ListGroupsRequest, MetadataRequest};
 use sansa::protocol::{ApiKey, BrokerId, ResponseBody};
 use sansa::{CloseCause, Config, ConfigError, RequestError, Target};
 use sansa_blocking::{KafkaClient, PendingResponse};
-use sansa_conformance::loopback::{refusing_address, ScriptedBroker};
+use sansa_conformance::loopback::{refusing_address, ScriptedBroker, TRICKLED_GROUPS};
 
 fn broker(silent: bool) -> ScriptedBroker {
     ScriptedBroker::start(silent)
@@ -30,6 +30,18 @@ fn handles_are_send_sync_clone() {
     fn check_send<T: Send + 'static>() {}
     check::<KafkaClient>();
     check_send::<PendingResponse>();
+}
+
+/// An answer of about a megabyte that the broker writes in pieces, with pauses, arrives
+/// whole.
+#[test]
+fn a_large_answer_written_slowly_arrives_whole() {
+    let b = ScriptedBroker::start_trickling();
+    let client = client(b.addr, Duration::from_secs(20));
+    let r = client.request(Target::AnyBroker, ListGroupsRequest::default()).expect("list groups");
+    let Some(ResponseBody::ListGroups(listed)) = r.body else { panic!("{:?}", r.body) };
+    assert_eq!(listed.groups.len(), TRICKLED_GROUPS);
+    client.close();
 }
 
 #[test]

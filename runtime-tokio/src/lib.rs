@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, Dispatcher, Handle, LowWaterMark, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
@@ -264,7 +264,9 @@ async fn open(address: &BrokerAddress) -> Result<TcpStream, CloseCause> {
 
 async fn read_loop(conn: ConnId, mut reader: OwnedReadHalf, inputs: &mpsc::Sender<Input>) -> CloseCause {
     let mut buf = ReadBuffer::new();
+    let mut low_water = LowWaterMark::new();
     loop {
+        low_water.update(reader.as_ref(), &buf);
         // Into spare capacity: tokio reads into memory nobody zeroed first.
         let read = reader.read_buf(&mut buf.spare()).await;
         let (data, end) = buf.finish_read(read);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sansa::protocol::messages::{ListGroupsRequest, MetadataRequest};
 use sansa::protocol::{ApiKey, BrokerId, ResponseBody};
 use sansa::{CloseCause, Config, RequestError, Target};
-use sansa_conformance::loopback::{refusing_address, ScriptedBroker};
+use sansa_conformance::loopback::{refusing_address, ScriptedBroker, TRICKLED_GROUPS};
 use sansa_tokio::KafkaClient;
 
 const TIMEOUT: Duration = Duration::from_millis(1500);
@@ -71,6 +71,19 @@ async fn requests_over_loopback() {
     broker.wait_all_closed().await;
     assert_eq!(other.metadata(None).await, Err(RequestError::ClientClosed));
     other.close().await; // a second close returns too
+}
+
+/// An answer of about a megabyte that the broker writes in pieces, with pauses, arrives
+/// whole: while a frame comes in, the read waits for the rest of it, never for more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_written_slowly_arrives_whole() {
+    let broker = ScriptedBroker::start_trickling();
+    let config = Config::new(&broker.addr.to_string()).unwrap().with_request_timeout(Duration::from_secs(20));
+    let client = KafkaClient::connect(config).unwrap();
+    let r = client.request(Target::AnyBroker, ListGroupsRequest::default()).await.unwrap();
+    let Some(ResponseBody::ListGroups(listed)) = r.body else { panic!("{:?}", r.body) };
+    assert_eq!(listed.groups.len(), TRICKLED_GROUPS);
+    client.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
-//! The adapter boundary: everything a runtime adapter shares, minus sockets, timers and
-//! spawning. No executor, no clock, no thread lives here; this module only moves commands
-//! and outcomes between application handles and the driver loop that owns the [`Client`].
+//! The adapter boundary: everything a runtime adapter shares, minus sockets (but for one
+//! socket option, [`LowWaterMark`]), timers and spawning. No executor, no clock, no thread
+//! lives here; this module only moves commands and outcomes between application handles and
+//! the driver loop that owns the [`Client`].
 //!
 //! [`start`] validates the configuration once for every runtime and splits a client into a
 //! [`Handle`] (typed methods, `async` and `_blocking`, behind a bounded intake) and a
@@ -54,7 +55,7 @@ pub use consumer::{RebalanceEvent, Records};
 pub use dispatcher::{Dispatcher, Intake};
 pub use handle::{Handle, Sending};
 pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper, Timer};
-pub use read_buffer::ReadBuffer;
+pub use read_buffer::{LowWaterMark, ReadBuffer, MAX_LOW_WATER};
 pub use typed::TypedProducer;
 pub use write_queue::{WriteQueue, MAX_GATHER};
 
