@@ -40,6 +40,7 @@
 //! ```
 
 pub mod backoff;
+mod buffer_pool;
 mod client;
 pub mod cluster;
 pub mod config;

@@ -18,13 +18,12 @@
 //! client's connection decides what they are. Handing over bytes is always correct in any
 //! split; only the copy is saved.
 
-use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::buf::Limit;
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::buffer_pool::BufferPool;
 use crate::client::CloseCause;
 use crate::protocol::FrameDecoder;
 
@@ -138,7 +137,7 @@ pub struct ReadBuffer {
     /// The length of the frame in `frame`, size prefix included.
     frame_len: usize,
     /// Where `frame` comes from, and goes back to once handed over and dropped.
-    pool: FramePool,
+    pool: BufferPool,
 }
 
 impl ReadBuffer {
@@ -342,69 +341,6 @@ impl ReadBuffer {
         }
         self.filled -= end;
         Some(self.buf.split_to(end).freeze())
-    }
-}
-
-/// Frames' own allocations, back from the records that were sliced from them: a few, to be
-/// read into again. Cloned handles share one pool.
-#[derive(Debug, Clone, Default)]
-struct FramePool(Arc<Idle>);
-
-/// A pool's kept allocations, oldest first.
-type Idle = Mutex<VecDeque<Vec<u8>>>;
-
-/// Most allocations a pool keeps: one frame is read while the one before is consumed.
-const POOL_BUFFERS: usize = 2;
-
-/// Most bytes of allocations a pool keeps; larger frames get allocations of their own.
-const POOL_BYTES: usize = 8 << 20;
-
-impl FramePool {
-    /// An empty allocation for a frame of `len` bytes: the smallest kept one that is large
-    /// enough and at most a quarter larger, else a new one with a sixteenth more room, so
-    /// that the next frames, of about the same size, fit in it too. A much larger one would
-    /// stay alive with the frame's records, as memory the consumer's prefetch bound (which
-    /// counts frames) does not see.
-    fn take(&self, len: usize) -> Vec<u8> {
-        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let fits = |capacity: usize| capacity >= len && capacity - len <= len / 4;
-        let fit = (0..idle.len()).filter(|&i| fits(idle[i].capacity())).min_by_key(|&i| idle[i].capacity());
-        fit.and_then(|i| idle.remove(i)).unwrap_or_else(|| Vec::with_capacity(len.saturating_add(len / 16)))
-    }
-
-    /// `frame` as `Bytes`, whose allocation comes back here when the last slice of it is
-    /// dropped (unless the pool is gone by then).
-    fn freeze(&self, frame: Vec<u8>) -> Bytes {
-        Bytes::from_owner(Returning { frame, pool: Arc::downgrade(&self.0) })
-    }
-}
-
-/// A frame's allocation on its way back to its pool.
-struct Returning {
-    frame: Vec<u8>,
-    pool: Weak<Idle>,
-}
-
-impl AsRef<[u8]> for Returning {
-    fn as_ref(&self) -> &[u8] {
-        &self.frame
-    }
-}
-
-impl Drop for Returning {
-    fn drop(&mut self) {
-        let Some(pool) = self.pool.upgrade() else { return };
-        if self.frame.capacity() > POOL_BYTES {
-            return;
-        }
-        let mut frame = std::mem::take(&mut self.frame);
-        frame.clear();
-        let mut idle = pool.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.push_back(frame);
-        // The oldest go first: the pool follows the sizes frames have lately.
-        while idle.len() > POOL_BUFFERS || idle.iter().map(Vec::capacity).sum::<usize>() > POOL_BYTES {
-            idle.pop_front();
-        }
     }
 }
 
@@ -764,31 +700,6 @@ mod tests {
             assert_eq!(third[0].as_ptr(), at, "spare {spare}: a new allocation");
             assert_eq!(third[0], frame((3 << 20) - 100_000, 3));
         }
-    }
-
-    #[test]
-    fn the_pool_keeps_a_few_allocations_for_frames_of_about_their_size() {
-        const MIB: usize = 1 << 20;
-        let pool = FramePool::default();
-        let idle = |pool: &FramePool| pool.0.lock().unwrap().iter().map(Vec::capacity).collect::<Vec<_>>();
-        assert_eq!(pool.take(MIB).capacity(), MIB + MIB / 16, "room for frames a little larger");
-        let frames: Vec<Bytes> = [MIB, 2 * MIB, 3 * MIB].map(|c| pool.freeze(Vec::with_capacity(c))).into();
-        drop(frames);
-        assert_eq!(idle(&pool), [2 * MIB, 3 * MIB], "the oldest goes first");
-        drop(pool.freeze(Vec::with_capacity(POOL_BYTES + 1)));
-        assert_eq!(idle(&pool), [2 * MIB, 3 * MIB], "too large to keep");
-        // The smallest that fits is taken, never one more than a quarter larger than the frame.
-        assert_eq!(pool.take(2 * MIB - 1000).capacity(), 2 * MIB);
-        assert_eq!(pool.take(2 * MIB).capacity(), 2 * MIB + 2 * MIB / 16, "3 MiB kept for 2 MiB");
-        assert_eq!(pool.take(MIB).capacity(), MIB + MIB / 16, "3 MiB kept for 1 MiB");
-        assert_eq!(idle(&pool), [3 * MIB]);
-        // Kept allocations stay within the pool's bytes.
-        drop(pool.freeze(Vec::with_capacity(POOL_BYTES - 2 * MIB)));
-        assert_eq!(idle(&pool), [POOL_BYTES - 2 * MIB], "within the pool's bytes");
-        // Frames that outlive their pool are freed.
-        let orphan = pool.freeze(pool.take(10));
-        drop(pool);
-        drop(orphan);
     }
 
     #[test]

@@ -466,7 +466,7 @@ pub(crate) fn decompress(
 ) -> Result<Bytes, RecordsError> {
     let limit = options.max_decompressed_size;
     match compression::decompress(codec, data, limit, magic) {
-        Ok(out) => Ok(Bytes::from(out)),
+        Ok(out) => Ok(compression::freeze(out)),
         Err(DecompressError::TooLarge) => Err(RecordsError::DecompressedTooLarge { at, codec, limit }),
         Err(DecompressError::Corrupt(reason)) => Err(RecordsError::Decompress { at, codec, reason }),
     }
