@@ -371,7 +371,7 @@ impl<T: Unpin> Future for Sending<'_, T> {
         // The common case: room in the buffer and in the lane; the send moves from here
         // straight into the lane, and no future is built.
         if room_reserved {
-            if let Some(pushed) = handle.gate.lane.push_from(&mut this.send) {
+            if let Ok(pushed) = handle.gate.lane.push_from(&mut this.send) {
                 handle.queued(pushed);
                 return Poll::Ready(Ok(this.take_outcome()));
             }
@@ -424,10 +424,12 @@ impl Drop for Unqueued<'_> {
 
 impl<T> std::fmt::Debug for Sending<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let stage = match () {
-            _ if self.send.is_some() => "start",
-            _ if self.waiting.is_some() => "waiting",
-            _ => "done",
+        let stage = if self.send.is_some() {
+            "start"
+        } else if self.waiting.is_some() {
+            "waiting"
+        } else {
+            "done"
         };
         f.debug_struct("Sending").field("stage", &stage).finish_non_exhaustive()
     }

@@ -55,7 +55,7 @@ pub use consumer::{RebalanceEvent, Records};
 pub use dispatcher::{Dispatcher, Intake};
 pub use handle::{Handle, Sending};
 pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper, Timer};
-pub use read_buffer::{LowWaterMark, ReadBuffer, MAX_LOW_WATER};
+pub use read_buffer::{LowWaterMark, ReadBuffer};
 pub use typed::TypedProducer;
 pub use write_queue::{WriteQueue, MAX_GATHER};
 

@@ -185,6 +185,13 @@ pub(crate) enum Pushed {
     Closed(QueuedSend),
 }
 
+/// Why [`SendLane::push_from`] left a send where it was.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LaneRefused {
+    Full,
+    Closed,
+}
+
 impl SendLane {
     fn new(capacity: usize) -> Self {
         SendLane { queue: Mutex::new(LaneQueue::default()), drained: Event::new(), capacity: capacity.max(1) }
@@ -195,32 +202,32 @@ impl SendLane {
     }
 
     pub(crate) fn push(&self, send: QueuedSend) -> Pushed {
-        let mut q = self.lock();
-        if q.closed {
-            return Pushed::Closed(send);
-        }
-        if q.sends.len() >= self.capacity {
-            return Pushed::Full(send);
-        }
-        q.sends.push(send);
-        if q.sends.len() == 1 {
-            Pushed::First
-        } else {
-            Pushed::Behind
+        let mut slot = Some(send);
+        let refused = match self.push_from(&mut slot) {
+            Ok(pushed) => return pushed,
+            Err(refused) => refused,
+        };
+        let send = slot.expect("a refused send stays in its slot");
+        match refused {
+            LaneRefused::Full => Pushed::Full(send),
+            LaneRefused::Closed => Pushed::Closed(send),
         }
     }
 
     /// [`SendLane::push`] of a send its caller holds in `slot`: taken from there only when
     /// the lane has room and is open, so the common case copies it once, into the lane.
-    /// `None` (the send left in `slot`) when the lane is full or closed.
+    /// When the lane refuses, the send stays in `slot`.
     #[inline]
-    pub(crate) fn push_from(&self, slot: &mut Option<QueuedSend>) -> Option<Pushed> {
+    pub(crate) fn push_from(&self, slot: &mut Option<QueuedSend>) -> Result<Pushed, LaneRefused> {
         let mut q = self.lock();
-        if q.closed || q.sends.len() >= self.capacity {
-            return None;
+        if q.closed {
+            return Err(LaneRefused::Closed);
         }
-        q.sends.push(slot.take()?);
-        Some(if q.sends.len() == 1 { Pushed::First } else { Pushed::Behind })
+        if q.sends.len() >= self.capacity {
+            return Err(LaneRefused::Full);
+        }
+        q.sends.extend(slot.take());
+        Ok(if q.sends.len() == 1 { Pushed::First } else { Pushed::Behind })
     }
 
     /// A listener that fires once the driver emptied the lane; check with a push after
@@ -551,16 +558,16 @@ mod lane_tests {
         let outcomes = Arc::default();
         let lane = SendLane::new(1);
         let mut slot = Some(send(1, &outcomes));
-        assert!(matches!(lane.push_from(&mut slot), Some(Pushed::First)));
+        assert!(matches!(lane.push_from(&mut slot), Ok(Pushed::First)));
         assert!(slot.is_none(), "taken into the lane");
         let mut slot = Some(send(2, &outcomes));
-        assert!(lane.push_from(&mut slot).is_none(), "full");
+        assert_eq!(lane.push_from(&mut slot).err(), Some(LaneRefused::Full), "full");
         assert!(slot.is_some(), "left with its owner");
         let mut taken = Vec::new();
         lane.take(&mut taken);
         assert_eq!(taken.len(), 1);
         drop(lane.close());
-        assert!(lane.push_from(&mut slot).is_none(), "closed");
+        assert_eq!(lane.push_from(&mut slot).err(), Some(LaneRefused::Closed), "closed");
         assert!(slot.is_some(), "left with its owner");
         assert!(outcomes.lock().unwrap().is_empty(), "no send was answered");
     }

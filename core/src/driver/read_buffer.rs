@@ -34,16 +34,16 @@ pub const MIN_READ: usize = 64 * 1024;
 /// Most bytes a reader asks the kernel to gather before waking it ([`LowWaterMark`]): large
 /// enough that a big frame arrives in a few reads, small enough to stay well inside the
 /// socket's receive buffer.
-pub const MAX_LOW_WATER: usize = 256 * 1024;
+const MAX_LOW_WATER: usize = 256 * 1024;
 
 /// Largest frame the buffer makes room for at once: the client's default limit on frames.
 /// A larger announced size (or a TLS record, whose first bytes read as hundreds of MiB)
 /// makes the buffer pass bytes on as read.
 pub const MAX_FRAMED: usize = crate::protocol::DEFAULT_MAX_FRAME_SIZE;
 
-/// Keeps a socket's receive low-water mark (`SO_RCVLOWAT`) at its buffer's
-/// [`ReadBuffer::low_water_mark`], so that while a large frame comes in, the kernel reports
-/// the socket readable once per [`MAX_LOW_WATER`] bytes rather than once per segment: reading
+/// Keeps a socket's receive low-water mark (`SO_RCVLOWAT`) at what its [`ReadBuffer`]'s frame
+/// under way still needs, up to 256 KiB, so that while a large frame comes in, the kernel
+/// reports the socket readable once per that many bytes rather than once per segment: reading
 /// a 1 KB records consumer's Fetch answers took less than half the reads and wake-ups.
 ///
 /// Only for non-blocking sockets read once readiness says so (tokio, async-io): readiness
@@ -189,7 +189,7 @@ impl ReadBuffer {
 
     /// Bytes still missing from the frame under way; 0 between frames, before a frame's size
     /// is known, and when the buffer passes bytes on as read.
-    pub fn missing(&self) -> usize {
+    fn missing(&self) -> usize {
         if !self.frame.is_empty() {
             return self.frame_len - self.frame.len();
         }
@@ -198,7 +198,7 @@ impl ReadBuffer {
 
     /// How many bytes a read should wait for: what the frame under way still needs, up to
     /// [`MAX_LOW_WATER`]; 1 (any byte) otherwise. A read never waits past the frame's end.
-    pub fn low_water_mark(&self) -> usize {
+    fn low_water_mark(&self) -> usize {
         self.missing().clamp(1, MAX_LOW_WATER)
     }
 
