@@ -6,16 +6,55 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+
+/// An allocation a pool can hand out again: emptied, it keeps its room.
+pub(crate) trait Reusable: AsRef<[u8]> + Send + Sync + 'static {
+    fn with_room(len: usize) -> Self;
+    fn room(&self) -> usize;
+    fn empty(&mut self);
+}
+
+impl Reusable for Vec<u8> {
+    fn with_room(len: usize) -> Self {
+        Vec::with_capacity(len)
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn empty(&mut self) {
+        self.clear();
+    }
+}
+
+/// A producer's batches are written through `BytesMut`; kept as such, a sealed batch
+/// needs no conversion (which would move its bytes) on its way into or out of the pool.
+impl Reusable for BytesMut {
+    fn with_room(len: usize) -> Self {
+        BytesMut::with_capacity(len)
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn empty(&mut self) {
+        self.clear();
+    }
+}
 
 /// A few kept allocations; cloned handles share them.
-#[derive(Debug, Clone)]
-pub(crate) struct BufferPool(Arc<Kept>);
+#[derive(Debug)]
+pub(crate) struct BufferPool<B: Reusable = Vec<u8>>(Arc<Kept<B>>);
+
+impl<B: Reusable> Clone for BufferPool<B> {
+    fn clone(&self) -> Self {
+        BufferPool(Arc::clone(&self.0))
+    }
+}
 
 #[derive(Debug)]
-struct Kept {
+struct Kept<B> {
     /// Oldest first.
-    idle: Mutex<VecDeque<Vec<u8>>>,
+    idle: Mutex<VecDeque<B>>,
     max_buffers: usize,
     max_bytes: usize,
 }
@@ -28,7 +67,7 @@ impl Default for BufferPool {
     }
 }
 
-impl BufferPool {
+impl<B: Reusable> BufferPool<B> {
     /// A pool that keeps at most `max_buffers` allocations of at most `max_bytes` in all;
     /// larger allocations are freed as usual.
     pub(crate) fn new(max_buffers: usize, max_bytes: usize) -> Self {
@@ -40,45 +79,56 @@ impl BufferPool {
     /// buffers, of about the same size, fit in it too. A much larger one would stay alive
     /// with the records sliced from it, as memory the consumer's prefetch bound (which counts
     /// frames) does not see.
-    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+    pub(crate) fn take(&self, len: usize) -> B {
         let mut idle = self.0.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let fits = |capacity: usize| capacity >= len && capacity - len <= len / 4;
-        let fit = (0..idle.len()).filter(|&i| fits(idle[i].capacity())).min_by_key(|&i| idle[i].capacity());
-        fit.and_then(|i| idle.remove(i)).unwrap_or_else(|| Vec::with_capacity(len.saturating_add(len / 16)))
+        let fits = |room: usize| room >= len && room - len <= len / 4;
+        let fit = (0..idle.len()).filter(|&i| fits(idle[i].room())).min_by_key(|&i| idle[i].room());
+        fit.and_then(|i| idle.remove(i)).unwrap_or_else(|| B::with_room(len.saturating_add(len / 16)))
     }
 
     /// `buffer` as `Bytes`, whose allocation comes back here when the last slice of it is
     /// dropped (unless the pool is gone by then).
-    pub(crate) fn freeze(&self, buffer: Vec<u8>) -> Bytes {
-        Bytes::from_owner(Returning { buffer, pool: Arc::downgrade(&self.0) })
+    pub(crate) fn freeze(&self, buffer: B) -> Bytes {
+        Bytes::from_owner(Returning { buffer: Some(buffer), pool: Arc::downgrade(&self.0) })
+    }
+
+    /// Keeps `buffer` for a later [`BufferPool::take`], if there is room for it.
+    pub(crate) fn give_back(&self, buffer: B) {
+        self.0.keep(buffer);
+    }
+}
+
+impl<B: Reusable> Kept<B> {
+    fn keep(&self, mut buffer: B) {
+        if buffer.room() == 0 || buffer.room() > self.max_bytes {
+            return;
+        }
+        buffer.empty();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.push_back(buffer);
+        // The oldest go first: the pool follows the sizes buffers have lately.
+        while idle.len() > self.max_buffers || idle.iter().map(B::room).sum::<usize>() > self.max_bytes {
+            idle.pop_front();
+        }
     }
 }
 
 /// An allocation on its way back to its pool.
-struct Returning {
-    buffer: Vec<u8>,
-    pool: Weak<Kept>,
+struct Returning<B: Reusable> {
+    buffer: Option<B>,
+    pool: Weak<Kept<B>>,
 }
 
-impl AsRef<[u8]> for Returning {
+impl<B: Reusable> AsRef<[u8]> for Returning<B> {
     fn as_ref(&self) -> &[u8] {
-        &self.buffer
+        self.buffer.as_ref().map_or(&[], AsRef::as_ref)
     }
 }
 
-impl Drop for Returning {
+impl<B: Reusable> Drop for Returning<B> {
     fn drop(&mut self) {
-        let Some(pool) = self.pool.upgrade() else { return };
-        if self.buffer.capacity() == 0 || self.buffer.capacity() > pool.max_bytes {
-            return;
-        }
-        let mut buffer = std::mem::take(&mut self.buffer);
-        buffer.clear();
-        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.push_back(buffer);
-        // The oldest go first: the pool follows the sizes buffers have lately.
-        while idle.len() > pool.max_buffers || idle.iter().map(Vec::capacity).sum::<usize>() > pool.max_bytes {
-            idle.pop_front();
+        if let (Some(pool), Some(buffer)) = (self.pool.upgrade(), self.buffer.take()) {
+            pool.keep(buffer);
         }
     }
 }

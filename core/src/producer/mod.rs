@@ -51,6 +51,7 @@ pub use record::{
     SendRefused,
 };
 
+use crate::buffer_pool::BufferPool;
 use crate::client::{Event, RequestError, RequestId, Response, Target};
 use crate::cluster::ClusterMetadata;
 use crate::connection::VersionError;
@@ -246,8 +247,16 @@ pub(crate) struct Producer {
     last_drain: BTreeMap<BrokerId, Instant>,
     round_robin: RoundRobin,
     encoder: RecordBatchEncoder,
+    /// Allocations batches are written in, kept for the next batches: a fresh one of a
+    /// megabyte cost a page fault per 4 KiB written, the kernel zeroing every page.
+    batch_buffers: BufferPool<BytesMut>,
     rng: Rng,
 }
+
+/// Batch allocations kept idle at most: a few batches' worth, within a quarter of
+/// `buffer.memory`.
+const KEPT_BATCH_BUFFERS: usize = 16;
+const KEPT_BATCH_BYTES: usize = 8 << 20;
 
 /// Extra room a batch keeps for the estimate of compressed size to be off.
 const COMPRESSION_MARGIN: f64 = 1.05;
@@ -285,6 +294,7 @@ impl Producer {
             events: VecDeque::new(),
             round_robin: RoundRobin::default(),
             encoder: RecordBatchEncoder::new(),
+            batch_buffers: BufferPool::new(KEPT_BATCH_BUFFERS, KEPT_BATCH_BYTES.min(p.buffer_memory / 4)),
             rng: Rng::stream(config.rng_seed.unwrap_or(0), "producer"),
             config: p,
         }
@@ -465,7 +475,9 @@ impl Producer {
         if state.open.is_none() {
             self.next_batch += 1;
             let key = (self.next_batch, 0);
-            let capacity = batch_limit.max(size);
+            // Compressed batches hold about batch.size over the ratio before compression.
+            let expected = (batch_limit as f64 / (ratio * COMPRESSION_MARGIN)) as usize;
+            let capacity = expected.max(size);
             state.open = Some(Batch {
                 key,
                 topic: record.topic.clone(),
@@ -473,7 +485,7 @@ impl Producer {
                 // Room for the records a full batch is expected to hold, so the vector does
                 // not grow (and copy) record by record.
                 records: Vec::with_capacity(((batch_limit as f64 / ratio) as usize / size).clamp(1, 4096)),
-                open: Some(OpenBatch::with_capacity(capacity.min(self.config.max_request_size))),
+                open: Some(OpenBatch::pooled(capacity.min(self.config.max_request_size), &self.batch_buffers)),
                 sealed: None,
                 size: crate::protocol::records::RECORD_BATCH_OVERHEAD,
                 buffered: 0,
@@ -676,12 +688,12 @@ impl Producer {
             let uncompressed = open.uncompressed_size();
             let params =
                 BatchParams::new().compression(self.config.compression).producer(sequence_pid, sequence_epoch, base);
-            match open.seal(params, &mut self.encoder) {
+            match open.seal_pooled(params, &mut self.encoder, &self.batch_buffers) {
                 Ok(bytes) => {
                     if uncompressed > 0 {
                         topic.compression_ratio = (bytes.len() as f64 / uncompressed as f64).clamp(0.05, 1.0);
                     }
-                    batch.sealed = Some(bytes.freeze());
+                    batch.sealed = Some(bytes);
                 }
                 Err(e) => {
                     let error =

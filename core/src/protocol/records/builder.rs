@@ -5,7 +5,7 @@
 //! compresses if needed, fills in the header and computes the CRC32C over it in place.
 //! Appending a record allocates nothing beyond growing those buffers.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::batch::Header;
 use super::compression::{self, Compression, Compressors};
@@ -16,6 +16,7 @@ use super::{
     ATTR_CONTROL, ATTR_DELETE_HORIZON, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, MAGIC_V2, NO_PARTITION_LEADER_EPOCH,
     NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP, RECORD_BATCH_OVERHEAD,
 };
+use crate::buffer_pool::BufferPool;
 use crate::protocol::primitives::{put_varint, put_varlong, varint_len, varlong_len};
 
 /// Header fields of a v2 batch that the writer chooses; start from [`BatchParams::new`].
@@ -436,7 +437,7 @@ fn put_nullable(dst: &mut BytesMut, field: Option<&[u8]>) {
 /// sequence are chosen at sealing time, when the batch is drained.
 #[derive(Debug)]
 pub struct OpenBatch {
-    buf: BytesMut,
+    pub(super) buf: BytesMut,
     count: i32,
     base_timestamp: Option<i64>,
     max_timestamp: i64,
@@ -445,7 +446,15 @@ pub struct OpenBatch {
 impl OpenBatch {
     /// An empty batch whose buffer starts with room for `capacity` bytes of records.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + capacity);
+        Self::in_buffer(BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + capacity))
+    }
+
+    /// An empty batch in an allocation from `pool` with room for `capacity` bytes of records.
+    pub(crate) fn pooled(capacity: usize, pool: &BufferPool<BytesMut>) -> Self {
+        Self::in_buffer(pool.take(RECORD_BATCH_OVERHEAD + capacity))
+    }
+
+    fn in_buffer(mut buf: BytesMut) -> Self {
         buf.put_bytes(0, RECORD_BATCH_OVERHEAD);
         OpenBatch { buf, count: 0, base_timestamp: None, max_timestamp: NO_TIMESTAMP }
     }
@@ -493,16 +502,42 @@ impl OpenBatch {
     /// Completes the batch with `params` (compression, producer state; `base_offset` is 0)
     /// and returns its bytes. Compressed batches are assembled in `encoder`'s buffers.
     pub fn seal(self, params: BatchParams, encoder: &mut RecordBatchEncoder) -> Result<BytesMut, RecordsEncodeError> {
+        self.seal_into(params, encoder, BytesMut::with_capacity).map(|(sealed, _)| sealed)
+    }
+
+    /// [`OpenBatch::seal`] with the compressed output taken from `pool`; the sealed batch's
+    /// allocation, and a compressed batch's uncompressed one at once, go back to `pool`.
+    pub(crate) fn seal_pooled(
+        self,
+        params: BatchParams,
+        encoder: &mut RecordBatchEncoder,
+        pool: &BufferPool<BytesMut>,
+    ) -> Result<Bytes, RecordsEncodeError> {
+        let (sealed, spare) = self.seal_into(params, encoder, |len| pool.take(len))?;
+        if let Some(spare) = spare {
+            pool.give_back(spare);
+        }
+        Ok(pool.freeze(sealed))
+    }
+
+    /// The sealed batch, and the uncompressed records' buffer if they were compressed into
+    /// another, taken from `output`.
+    fn seal_into(
+        self,
+        params: BatchParams,
+        encoder: &mut RecordBatchEncoder,
+        output: impl FnOnce(usize) -> BytesMut,
+    ) -> Result<(BytesMut, Option<BytesMut>), RecordsEncodeError> {
         if self.count == 0 {
             return Err(RecordsEncodeError::EmptyBatch);
         }
         params.compression.validate()?;
-        let mut out = if params.compression == Compression::None {
-            self.buf
+        let (mut out, spare) = if params.compression == Compression::None {
+            (self.buf, None)
         } else {
             let records = self.buf.len() - RECORD_BATCH_OVERHEAD;
             let bound = compression::max_compressed_len(params.compression, records);
-            let mut out = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + bound);
+            let mut out = output(RECORD_BATCH_OVERHEAD + bound);
             out.put_bytes(0, RECORD_BATCH_OVERHEAD);
             compression::compress(
                 params.compression,
@@ -511,7 +546,7 @@ impl OpenBatch {
                 MAGIC_V2,
                 &mut encoder.compressors,
             )?;
-            out
+            (out, Some(self.buf))
         };
         let total = out.len();
         let length =
@@ -524,7 +559,7 @@ impl OpenBatch {
             count: self.count,
         };
         write_header(&mut out, 0, &params, &fields);
-        Ok(out)
+        Ok((out, spare))
     }
 }
 

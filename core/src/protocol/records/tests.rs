@@ -868,3 +868,50 @@ fn damaged_input_never_panics() {
         }
     }
 }
+
+/// A producer's batches are written in pooled allocations: a sealed batch's comes back once
+/// its last reference is dropped, a compressed batch's uncompressed one at sealing, and the
+/// next batch of about the same size is written in it, never while a reference lives.
+#[test]
+fn pooled_batches_reuse_allocations_no_longer_referenced() {
+    use crate::buffer_pool::BufferPool;
+    let pool: BufferPool<BytesMut> = BufferPool::new(4, 8 << 20);
+    let input = sample_records(9, 200);
+    let fill = |batch: &mut OpenBatch| {
+        for (ts, key, value, headers) in &input {
+            batch.append(*ts, key.as_deref(), value.as_deref(), headers).unwrap();
+        }
+    };
+    let mut encoder = RecordBatchEncoder::new();
+    let capacity = 64 * 1024;
+    let mut first = OpenBatch::pooled(capacity, &pool);
+    fill(&mut first);
+    let sealed = first.seal_pooled(BatchParams::new(), &mut encoder, &pool).unwrap();
+    let sealed_at = sealed.as_ptr();
+    assert_records_match(decode_one(sealed.clone()).records(), &input, 0, true);
+    // While the sealed batch lives, the next batch gets another allocation.
+    let mut second = OpenBatch::pooled(capacity, &pool);
+    fill(&mut second);
+    let plain = second.seal_pooled(BatchParams::new(), &mut encoder, &pool).unwrap();
+    assert_ne!(plain.as_ptr(), sealed_at);
+    let copy = sealed.slice(100..200);
+    drop(sealed);
+    let mut third = OpenBatch::pooled(capacity, &pool);
+    fill(&mut third);
+    let third_at = third.seal_pooled(BatchParams::new(), &mut encoder, &pool).unwrap().as_ptr();
+    assert_ne!(third_at, sealed_at, "a slice lives");
+    drop(copy);
+    let fourth = OpenBatch::pooled(capacity, &pool);
+    assert!([sealed_at, third_at].contains(&fourth.buf.as_ptr()), "a kept allocation");
+    // Compressed: the records' buffer goes back at sealing, before the output is dropped.
+    let pool: BufferPool<BytesMut> = BufferPool::new(4, 8 << 20);
+    let zstd = BatchParams::new().compression(Compression::Zstd { level: 3 });
+    let mut fifth = OpenBatch::pooled(capacity, &pool);
+    fill(&mut fifth);
+    let records_at = fifth.buf.as_ptr();
+    let compressed = fifth.seal_pooled(zstd, &mut encoder, &pool).unwrap();
+    assert_records_match(decode_one(compressed.clone()).records(), &input, 0, true);
+    assert_eq!(OpenBatch::pooled(capacity, &pool).buf.as_ptr(), records_at);
+    drop(pool);
+    drop(compressed);
+}
