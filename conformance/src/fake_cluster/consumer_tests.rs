@@ -189,6 +189,32 @@ fn a_slow_application_holds_the_consumer_at_its_buffer_bound() {
     matches_log(&w, &records, 0);
 }
 
+/// The consumer reads ahead of the application by about one answer of each broker, not by
+/// the whole of `fetch.buffer.memory`: an application that does not poll holds two answers,
+/// the one it would read and the next, and the rest waits at the broker.
+#[test]
+fn the_consumer_reads_one_answer_ahead_of_the_application() {
+    let partition_bytes = 16 * 1024;
+    let mut w = world(|c| c.with_fetch_buffer_memory(64 << 20).with_max_partition_fetch_bytes(partition_bytes));
+    w.cluster.create_topic("t", 4, 1);
+    produce(&mut w, "t", 20_000, 0);
+    w.client.assign(w.now, tps("t", 4)).unwrap();
+    let mut peak = 0;
+    for _ in 0..200 {
+        peak = peak.max(w.client.consumer_buffered());
+        if !w.step() {
+            break;
+        }
+    }
+    // An answer holds at most 16 KiB per partition, or one batch that the broker returns whole.
+    let two_answers = 2 * 4 * 2 * partition_bytes as usize;
+    assert!(peak > 4 * partition_bytes as usize, "read ahead {peak} bytes: not even one answer");
+    assert!(peak <= two_answers, "read ahead {peak} bytes, more than two answers ({two_answers})");
+    let records = consume(&mut w, 20_000, Duration::from_secs(60));
+    assert_eq!(records.len(), 20_000);
+    matches_log(&w, &records, 0);
+}
+
 /// A partition that has caught up long-polls at the broker; that must not hold back another
 /// partition of the same leader whose next data is already there. The consumer once fetched
 /// only partitions with nothing buffered, so each refetch of the busy partition waited behind

@@ -276,8 +276,13 @@ pub(crate) struct Consumer {
     /// Brokers with a fetch in flight, each with the bytes that fetch may bring (its
     /// max_bytes): reserved in the buffer until the answer comes.
     fetching: BTreeMap<BrokerId, usize>,
-    buffer: VecDeque<Fetched>,
+    /// Fetched data waiting for the application, with the broker that sent it.
+    buffer: VecDeque<(BrokerId, Fetched)>,
     buffered_bytes: usize,
+    /// Of `buffered_bytes`, what each broker sent.
+    buffered_from: BTreeMap<BrokerId, usize>,
+    /// Record bytes of each broker's last answer to a fetch.
+    last_answer: BTreeMap<BrokerId, usize>,
     lookups: BTreeMap<u64, Lookup>,
     jobs: BTreeMap<u64, Job<CoordinatorJob>>,
     in_flight: BTreeMap<Tag, InFlight>,
@@ -333,6 +338,8 @@ impl Consumer {
             brokers: BTreeSet::new(),
             buffer: VecDeque::new(),
             buffered_bytes: 0,
+            buffered_from: BTreeMap::new(),
+            last_answer: BTreeMap::new(),
             lookups: BTreeMap::new(),
             jobs: BTreeMap::new(),
             in_flight: BTreeMap::new(),
@@ -758,7 +765,7 @@ impl Consumer {
         let max = max.min(self.config.max_poll_records).max(1);
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(front) = self.buffer.front_mut() else { break };
+            let Some((_, front)) = self.buffer.front_mut() else { break };
             let current = self
                 .partitions
                 .get_mut(&front.partition)
@@ -817,7 +824,7 @@ impl Consumer {
         }
         // A used-up fetch leaves at once, so that its partition is fetched again without
         // waiting for the next poll.
-        while let Some(front) = self.buffer.front_mut().filter(|f| f.at_end()) {
+        while let Some((_, front)) = self.buffer.front_mut().filter(|(_, f)| f.at_end()) {
             match front.next() {
                 #[cfg(feature = "plants")]
                 Next::Skip(..) if self.plant == Some(crate::plants::Plant::ConsumerStuckAtControlBatch) => {}
@@ -941,16 +948,18 @@ impl Consumer {
 
     fn drop_buffered(&mut self, mut gone: impl FnMut(&TopicPartition) -> bool) {
         let before = self.buffer.len();
-        let mut freed = 0;
-        self.buffer.retain(|f| {
+        let mut freed = Vec::new();
+        self.buffer.retain(|(from, f)| {
             let keep = !gone(&f.partition);
             if !keep {
-                freed += f.size;
+                freed.push((*from, f.size));
             }
             keep
         });
+        for (from, size) in freed {
+            self.unbuffer(from, size);
+        }
         if self.buffer.len() != before {
-            self.buffered_bytes -= freed;
             for (tp, state) in &mut self.partitions {
                 if gone(tp) {
                     state.fetched_to = -1;
@@ -960,9 +969,30 @@ impl Consumer {
     }
 
     fn pop_buffer(&mut self) {
-        if let Some(f) = self.buffer.pop_front() {
-            self.buffered_bytes -= f.size;
+        if let Some((from, f)) = self.buffer.pop_front() {
+            self.unbuffer(from, f.size);
         }
+    }
+
+    fn unbuffer(&mut self, from: BrokerId, size: usize) {
+        self.buffered_bytes -= size;
+        if let Some(left) = self.buffered_from.get_mut(&from) {
+            *left -= size;
+            if *left == 0 {
+                self.buffered_from.remove(&from);
+            }
+        }
+    }
+
+    /// Whether `broker` may be fetched from again: no more than its last answer's worth of
+    /// what it sent is still waiting, so the application reads one answer while the next is
+    /// under way. Fetching further ahead would only fill the buffer (up to
+    /// `fetch.buffer.memory`) with data read long after it arrived, out of the caches, in
+    /// memory touched for the first time. One fetch is in flight per broker at a time
+    /// either way, so the broker loses no throughput.
+    fn caught_up_with(&self, broker: BrokerId) -> bool {
+        let left = self.buffered_from.get(&broker).copied().unwrap_or(0);
+        left <= self.last_answer.get(&broker).copied().unwrap_or(0)
     }
 
     /// Starts lookups for partitions that need a position and have none under way.
@@ -1048,7 +1078,7 @@ impl Consumer {
             .iter()
             .filter(|(_, s)| s.fetchable(now))
             .filter_map(|(tp, s)| self.fetch_node(tp, s, now))
-            .filter(|b| !self.fetching.contains_key(b))
+            .filter(|b| !self.fetching.contains_key(b) && self.caught_up_with(*b))
             .collect()
     }
 
@@ -1062,7 +1092,7 @@ impl Consumer {
     }
 
     fn build_fetch(&mut self, now: Instant, broker: BrokerId, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
-        if self.fetching.contains_key(&broker) || self.fetch_room() == 0 {
+        if self.fetching.contains_key(&broker) || self.fetch_room() == 0 || !self.caught_up_with(broker) {
             return None;
         }
         let wanted = self.fetch_plan(now, broker);
@@ -1190,6 +1220,7 @@ impl Consumer {
             return;
         }
         session.answered(session_id);
+        self.last_answer.insert(broker, bytes);
         let ids: BTreeMap<Uuid, TopicName> = ctx.cluster.topics.values().map(|t| (t.id, t.name.clone())).collect();
         let options = DecodeOptions::new().verify_crc(self.config.check_crcs);
         let mut refresh = false;
@@ -1242,7 +1273,8 @@ impl Consumer {
                         let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
                         let fetched = Fetched::new(tp, version, records, aborted, read_committed, options);
                         self.buffered_bytes += fetched.size;
-                        self.buffer.push_back(fetched);
+                        *self.buffered_from.entry(broker).or_default() += fetched.size;
+                        self.buffer.push_back((broker, fetched));
                     }
                     // Settled below: the partition's buffered data goes first.
                     ErrorCode::OffsetOutOfRange => out_of_range.push((tp, fetch_offset)),
