@@ -166,15 +166,17 @@ fn seek_pause_and_resume_move_what_comes_next() {
     assert!(matches!(w.client.seek(w.now, &TopicPartition::new("t", 9), 0), Err(ConsumeError::NotAssigned(_))));
 }
 
-#[test]
-fn a_slow_application_holds_the_consumer_at_its_buffer_bound() {
-    let bound = 64 * 1024;
-    let mut w = world(|c| c.with_fetch_buffer_memory(bound).with_max_partition_fetch_bytes(16 * 1024));
+/// Bytes of a partition's fetch answer at most, in [`peak_while_unpolled`].
+const PARTITION_FETCH_BYTES: usize = 16 * 1024;
+
+/// The most a consumer with `fetch.buffer.memory` at `bound` holds of 20,000 records in four
+/// partitions while the application does not poll; the world is then read to the end.
+fn peak_while_unpolled(bound: usize) -> usize {
+    let mut w =
+        world(|c| c.with_fetch_buffer_memory(bound).with_max_partition_fetch_bytes(PARTITION_FETCH_BYTES as i32));
     w.cluster.create_topic("t", 4, 1);
     produce(&mut w, "t", 20_000, 0);
     w.client.assign(w.now, tps("t", 4)).unwrap();
-    // Never polled: fetching stops at the bound (plus at most one batch per partition that
-    // the broker returns whole).
     let mut peak = 0;
     for _ in 0..200 {
         peak = peak.max(w.client.consumer_buffered());
@@ -182,11 +184,20 @@ fn a_slow_application_holds_the_consumer_at_its_buffer_bound() {
             break;
         }
     }
-    assert!(peak > 0, "fetched something");
-    assert!(peak <= bound + 4 * 16 * 1024, "buffered {peak} bytes against a bound of {bound}");
     let records = consume(&mut w, 20_000, Duration::from_secs(60));
     assert_eq!(records.len(), 20_000);
     matches_log(&w, &records, 0);
+    peak
+}
+
+#[test]
+fn a_slow_application_holds_the_consumer_at_its_buffer_bound() {
+    let bound = 64 * 1024;
+    let peak = peak_while_unpolled(bound);
+    // Fetching stops at the bound (plus at most one batch per partition that the broker
+    // returns whole).
+    assert!(peak > 0, "fetched something");
+    assert!(peak <= bound + 4 * PARTITION_FETCH_BYTES, "buffered {peak} bytes against a bound of {bound}");
 }
 
 /// The consumer reads ahead of the application by about one answer of each broker, not by
@@ -194,25 +205,11 @@ fn a_slow_application_holds_the_consumer_at_its_buffer_bound() {
 /// the one it would read and the next, and the rest waits at the broker.
 #[test]
 fn the_consumer_reads_one_answer_ahead_of_the_application() {
-    let partition_bytes = 16 * 1024;
-    let mut w = world(|c| c.with_fetch_buffer_memory(64 << 20).with_max_partition_fetch_bytes(partition_bytes));
-    w.cluster.create_topic("t", 4, 1);
-    produce(&mut w, "t", 20_000, 0);
-    w.client.assign(w.now, tps("t", 4)).unwrap();
-    let mut peak = 0;
-    for _ in 0..200 {
-        peak = peak.max(w.client.consumer_buffered());
-        if !w.step() {
-            break;
-        }
-    }
+    let peak = peak_while_unpolled(64 << 20);
     // An answer holds at most 16 KiB per partition, or one batch that the broker returns whole.
-    let two_answers = 2 * 4 * 2 * partition_bytes as usize;
-    assert!(peak > 4 * partition_bytes as usize, "read ahead {peak} bytes: not even one answer");
+    let two_answers = 2 * 4 * 2 * PARTITION_FETCH_BYTES;
+    assert!(peak > 4 * PARTITION_FETCH_BYTES, "read ahead {peak} bytes: not even one answer");
     assert!(peak <= two_answers, "read ahead {peak} bytes, more than two answers ({two_answers})");
-    let records = consume(&mut w, 20_000, Duration::from_secs(60));
-    assert_eq!(records.len(), 20_000);
-    matches_log(&w, &records, 0);
 }
 
 /// A partition that has caught up long-polls at the broker; that must not hold back another
