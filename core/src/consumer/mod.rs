@@ -278,8 +278,7 @@ pub(crate) struct Consumer {
     fetching: BTreeMap<BrokerId, usize>,
     /// Fetched data waiting for the application, with the broker that sent it.
     buffer: VecDeque<(BrokerId, Fetched)>,
-    buffered_bytes: usize,
-    /// Of `buffered_bytes`, what each broker sent.
+    /// Bytes of `buffer` each broker sent.
     buffered_from: BTreeMap<BrokerId, usize>,
     /// Record bytes of each broker's last answer to a fetch.
     last_answer: BTreeMap<BrokerId, usize>,
@@ -337,7 +336,6 @@ impl Consumer {
             fetching: BTreeMap::new(),
             brokers: BTreeSet::new(),
             buffer: VecDeque::new(),
-            buffered_bytes: 0,
             buffered_from: BTreeMap::new(),
             last_answer: BTreeMap::new(),
             lookups: BTreeMap::new(),
@@ -751,7 +749,7 @@ impl Consumer {
 
     /// Bytes of fetched data waiting for the application.
     pub fn buffered_bytes(&self) -> usize {
-        self.buffered_bytes
+        self.buffered_from.values().sum()
     }
 
     /// Up to `max` records (at most `max.poll.records`), in fetch order; positions move past
@@ -849,7 +847,7 @@ impl Consumer {
 
     /// The consumer's metrics by Java name (see [`metrics`]).
     pub fn metrics(&self, now: Instant) -> Vec<(&'static str, f64)> {
-        self.metrics.snapshot(now, self.partitions.len(), self.buffered_bytes)
+        self.metrics.snapshot(now, self.partitions.len(), self.buffered_bytes())
     }
 
     /// Queues an offset lookup; answered with [`Event::ListedOffsets`].
@@ -948,17 +946,14 @@ impl Consumer {
 
     fn drop_buffered(&mut self, mut gone: impl FnMut(&TopicPartition) -> bool) {
         let before = self.buffer.len();
-        let mut freed = Vec::new();
+        let buffered_from = &mut self.buffered_from;
         self.buffer.retain(|(from, f)| {
             let keep = !gone(&f.partition);
             if !keep {
-                freed.push((*from, f.size));
+                unbuffer(buffered_from, *from, f.size);
             }
             keep
         });
-        for (from, size) in freed {
-            self.unbuffer(from, size);
-        }
         if self.buffer.len() != before {
             for (tp, state) in &mut self.partitions {
                 if gone(tp) {
@@ -970,17 +965,7 @@ impl Consumer {
 
     fn pop_buffer(&mut self) {
         if let Some((from, f)) = self.buffer.pop_front() {
-            self.unbuffer(from, f.size);
-        }
-    }
-
-    fn unbuffer(&mut self, from: BrokerId, size: usize) {
-        self.buffered_bytes -= size;
-        if let Some(left) = self.buffered_from.get_mut(&from) {
-            *left -= size;
-            if *left == 0 {
-                self.buffered_from.remove(&from);
-            }
+            unbuffer(&mut self.buffered_from, from, f.size);
         }
     }
 
@@ -1066,7 +1051,7 @@ impl Consumer {
     /// what the fetches in flight may still bring.
     fn fetch_room(&self) -> usize {
         let reserved: usize = self.fetching.values().sum();
-        self.config.fetch_buffer_memory.saturating_sub(self.buffered_bytes + reserved)
+        self.config.fetch_buffer_memory.saturating_sub(self.buffered_bytes() + reserved)
     }
 
     /// The leaders with a partition to fetch now and no fetch in flight.
@@ -1272,7 +1257,6 @@ impl Consumer {
                             .collect();
                         let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
                         let fetched = Fetched::new(tp, version, records, aborted, read_committed, options);
-                        self.buffered_bytes += fetched.size;
                         *self.buffered_from.entry(broker).or_default() += fetched.size;
                         self.buffer.push_back((broker, fetched));
                     }
@@ -2235,6 +2219,16 @@ impl Machine for Consumer {
         let member_idle =
             self.member.as_ref().is_none_or(|m| m.is_idle() || self.closing && !m.has_in_flight() && !m.wants_leave());
         self.jobs.is_empty() && self.lookups.iter().all(|(_, l)| l.id.is_none()) && member_idle
+    }
+}
+
+/// Takes `size` bytes `from` a broker off the buffer's count.
+fn unbuffer(buffered_from: &mut BTreeMap<BrokerId, usize>, from: BrokerId, size: usize) {
+    if let Some(left) = buffered_from.get_mut(&from) {
+        *left -= size;
+        if *left == 0 {
+            buffered_from.remove(&from);
+        }
     }
 }
 
