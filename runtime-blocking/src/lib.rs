@@ -1,8 +1,11 @@
 //! Drives the [`sansa`] Kafka client core with `std::net` and threads: no async runtime.
 //!
-//! [`KafkaClient::connect`] starts one driver thread that owns the core [`sansa::Client`];
-//! every connection gets a reader thread and a writer thread. Handles are cheap to clone and
-//! can be used from any number of threads at once; each call blocks the calling thread.
+//! [`KafkaClient::connect`] starts one driver thread that runs the core [`sansa::Client`];
+//! every connection gets a reader thread and a writer thread. A blocking call made while the
+//! driver thread sleeps runs the client on the calling thread instead of waking it: a
+//! consumer's poll is then answered, and its records decoded, where they are read. Handles
+//! are cheap to clone and can be used from any number of threads at once; each call blocks
+//! the calling thread.
 //! [`KafkaClient::send`] submits a request without waiting, so one thread can pipeline many.
 //!
 //! # Quickstart
@@ -33,9 +36,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -46,7 +49,7 @@ use futures_lite::Stream;
 use sansa::cluster::ClusterMetadata;
 use sansa::driver::outcome::Reply;
 use sansa::driver::{
-    self, DeliveryFuture, Dispatcher, Handle, Intake, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY,
+    self, DeliveryFuture, Dispatcher, Handle, InlineDriver, Intake, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY,
 };
 use sansa::producer::{ProduceError, ProducerRecord};
 use sansa::protocol::{RequestBody, TopicName};
@@ -85,10 +88,16 @@ impl KafkaClient {
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
         // The blocking methods wait with a deadline on this clock; there is no async sleep here.
         let handle = handle.with_timer(driver::Timer { now: Instant::now, sleep: None });
-        let (inputs_tx, inputs) = async_channel::bounded(INPUT_QUEUE);
-        // If the thread cannot start, the dispatcher is dropped and every call reports ClientClosed.
-        let _ = thread::Builder::new().name("sansa-driver".into()).spawn(move || drive(dispatcher, inputs, inputs_tx));
-        Ok(KafkaClient { handle })
+        let shared = Shared::new(dispatcher);
+        let on_thread = Arc::clone(&shared);
+        match thread::Builder::new().name("sansa-driver".into()).spawn(move || drive(&on_thread)) {
+            Ok(started) => {
+                let _ = shared.thread.set(started.thread().clone());
+                Ok(KafkaClient { handle: handle.with_inline(shared) })
+            }
+            // The dispatcher is dropped with `shared`: every call reports ClientClosed.
+            Err(_) => Ok(KafkaClient { handle }),
+        }
     }
 
     /// [`KafkaClient::connect`] with a configuration from Java-style properties.
@@ -178,12 +187,6 @@ impl PendingResponse {
 
 /// Runs `future` on this thread until it completes or `deadline` passes.
 fn block_on_until<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Output> {
-    struct Unpark(Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
     let mut future = pin!(future);
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
@@ -228,56 +231,141 @@ impl Conn {
     }
 }
 
-fn drive(mut dispatcher: Dispatcher, inputs: Receiver<Input>, inputs_tx: Sender<Input>) {
-    let mut inputs = pin!(inputs);
-    let mut conns: HashMap<ConnId, Conn> = HashMap::new();
-    loop {
-        let now = Instant::now();
-        while let Some(t) = dispatcher.poll_transmit(now) {
-            if let Some(failed) = apply(t, &mut conns, &inputs_tx) {
-                dispatcher.handle_input(now, failed);
+/// The driver's state, run by its own thread, or by an application thread that makes a
+/// blocking call while the driver thread sleeps ([`InlineDriver`]).
+struct Driver {
+    dispatcher: Dispatcher,
+    conns: HashMap<ConnId, Conn>,
+    inputs: Pin<Box<Receiver<Input>>>,
+    inputs_tx: Sender<Input>,
+    /// When the sleeping driver thread wakes by itself (`None`: only when woken).
+    wakes_at: Option<Instant>,
+}
+
+/// The driver between its thread and the handles; `None` once the driver thread ended.
+struct Shared {
+    driver: Mutex<Option<Driver>>,
+    /// The driver thread, which every waker wakes.
+    thread: OnceLock<Thread>,
+}
+
+impl Shared {
+    fn new(dispatcher: Dispatcher) -> Arc<Shared> {
+        let (inputs_tx, inputs) = async_channel::bounded(INPUT_QUEUE);
+        let driver = Driver { dispatcher, conns: HashMap::new(), inputs: Box::pin(inputs), inputs_tx, wakes_at: None };
+        Arc::new(Shared { driver: Mutex::new(Some(driver)), thread: OnceLock::new() })
+    }
+}
+
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+impl Driver {
+    /// Carries out transmits and completes waiting handles.
+    fn settle(&mut self, now: Instant) {
+        while let Some(t) = self.dispatcher.poll_transmit(now) {
+            if let Some(failed) = apply(t, &mut self.conns, &self.inputs_tx) {
+                self.dispatcher.handle_input(now, failed);
             }
         }
-        let deadline = dispatcher.poll_timeout();
-        dispatcher.deliver();
-        if dispatcher.is_finished() {
-            break;
-        }
-        // Both sources are polled on each wake-up, so a busy intake cannot starve the sockets.
-        let woke = block_on_until(
-            deadline,
-            std::future::poll_fn(|cx| {
-                let intake: Option<Intake> = match dispatcher.poll_intake(cx) {
-                    Poll::Ready(intake) => Some(intake),
-                    Poll::Pending => None,
-                };
-                let input = match inputs.as_mut().poll_next(cx) {
-                    Poll::Ready(input) => input,
-                    Poll::Pending => None,
-                };
-                if intake.is_none() && input.is_none() {
-                    Poll::Pending
-                } else {
-                    Poll::Ready((intake, input))
+        self.dispatcher.deliver();
+    }
+
+    /// Handles everything ready (intake, socket inputs, an expired deadline) until nothing
+    /// is, leaving `cx`'s waker registered with both sources; returns the next deadline.
+    fn run(&mut self, cx: &mut Context<'_>) -> Option<Instant> {
+        loop {
+            let now = Instant::now();
+            self.settle(now);
+            let deadline = self.dispatcher.poll_timeout();
+            if self.dispatcher.is_finished() {
+                return deadline;
+            }
+            // Both sources are polled on each round, so a busy intake cannot starve the sockets.
+            let mut busy = false;
+            if let Poll::Ready(intake) = self.dispatcher.poll_intake(cx) {
+                self.dispatcher.handle_intake(now, intake);
+                busy = true;
+            }
+            if let Poll::Ready(input) = self.inputs.as_mut().poll_next(cx) {
+                if let Some(input) = input.filter(|i| accept(i, &mut self.conns)) {
+                    self.dispatcher.handle_input(now, input);
                 }
-            }),
-        );
-        let now = Instant::now();
-        if let Some((intake, input)) = woke {
-            if let Some(intake) = intake {
-                dispatcher.handle_intake(now, intake);
+                busy = true;
             }
-            if let Some(input) = input.filter(|i| accept(i, &mut conns)) {
-                dispatcher.handle_input(now, input);
+            if deadline.is_some_and(|d| now >= d) {
+                self.dispatcher.handle_timeout(now);
+                busy = true;
             }
-        }
-        // Also on busy sources, which may never let the wait time out.
-        if deadline.is_some_and(|d| now >= d) {
-            dispatcher.handle_timeout(now);
+            if !busy {
+                return deadline;
+            }
         }
     }
-    for conn in conns.into_values() {
-        conn.close();
+}
+
+fn drive(shared: &Shared) {
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(driver) = guard.as_mut() else { return };
+        let deadline = driver.run(&mut cx);
+        if driver.dispatcher.is_finished() {
+            // Handles that outlive the driver find it gone; commands report ClientClosed.
+            if let Some(driver) = guard.take() {
+                for conn in driver.conns.into_values() {
+                    conn.close();
+                }
+            }
+            return;
+        }
+        driver.wakes_at = deadline;
+        drop(guard);
+        // A wake between the unlock and here makes the park return at once.
+        match deadline {
+            None => thread::park(),
+            Some(d) => {
+                if let Some(left) = d.checked_duration_since(Instant::now()) {
+                    thread::park_timeout(left);
+                }
+            }
+        }
+    }
+}
+
+impl InlineDriver for Shared {
+    /// The calling thread runs the command when the driver thread is not running (it sleeps
+    /// between inputs): a blocking poll then answers without a wake-up on either side, and
+    /// the records it decodes are read by the thread that decoded them.
+    fn run_inline(&self, intake: Intake) -> Option<Intake> {
+        let Some(thread) = self.thread.get() else { return Some(intake) };
+        let Ok(mut guard) = self.driver.try_lock() else { return Some(intake) };
+        let Some(driver) = guard.as_mut().filter(|d| !d.dispatcher.is_finished()) else { return Some(intake) };
+        let waker = Waker::from(Arc::new(Unpark(thread.clone())));
+        let mut cx = Context::from_waker(&waker);
+        let now = Instant::now();
+        // Commands queued before this one go first.
+        while let Poll::Ready(queued) = driver.dispatcher.poll_intake(&mut cx) {
+            driver.dispatcher.handle_intake(now, queued);
+        }
+        driver.dispatcher.handle_intake(now, intake);
+        driver.settle(now);
+        let deadline = driver.dispatcher.poll_timeout();
+        // The driver thread sleeps until its own deadline or a socket: wake it for an
+        // earlier deadline, or to end.
+        let earlier = deadline.is_some_and(|d| driver.wakes_at.is_none_or(|w| d < w));
+        let wake = earlier || driver.dispatcher.is_finished();
+        drop(guard);
+        if wake {
+            thread.unpark();
+        }
+        None
     }
 }
 
@@ -421,4 +509,57 @@ fn open(address: &BrokerAddress) -> Result<TcpStream, CloseCause> {
 /// Milliseconds since the Unix epoch, for the producer's record timestamps.
 fn unix_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client whose driver thread never starts: calls made inline drive it, or the test.
+    fn without_driver_thread() -> (Handle, Arc<Shared>) {
+        let config = Config::new("127.0.0.1:9").unwrap();
+        let (handle, dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY).unwrap();
+        let shared = Shared::new(dispatcher);
+        // Wakes meant for the driver thread reach this test's thread, harmlessly.
+        shared.thread.set(thread::current()).unwrap();
+        let inline = handle.with_inline(shared.clone());
+        (inline, shared)
+    }
+
+    /// `call`'s answer on a thread of its own; `None` if it has none within five seconds.
+    fn answer<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || tx.send(call()));
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    #[test]
+    fn a_blocking_call_runs_inline_after_the_commands_queued_before_it() {
+        let (handle, shared) = without_driver_thread();
+        // A close on the intake, as from a call that found the driver busy.
+        let busy = shared.driver.lock().unwrap();
+        let closing = {
+            let handle = handle.clone();
+            thread::spawn(move || handle.close_blocking())
+        };
+        thread::sleep(Duration::from_millis(100));
+        drop(busy);
+        // Run before the close, the metadata call would wait for a connection forever.
+        assert_eq!(answer(move || handle.metadata_blocking(None)), Some(Err(RequestError::ClientClosed)));
+        closing.join().unwrap();
+    }
+
+    #[test]
+    fn a_blocking_call_queues_while_the_driver_runs_elsewhere() {
+        let (handle, shared) = without_driver_thread();
+        let mut running = shared.driver.lock().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || tx.send(handle.metrics_blocking()));
+        thread::sleep(Duration::from_millis(100));
+        assert!(rx.try_recv().is_err(), "queued, not run");
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        running.as_mut().unwrap().run(&mut Context::from_waker(&waker));
+        let metrics = rx.recv_timeout(Duration::from_secs(5)).expect("answered by the driver's run");
+        assert!(metrics.contains_key("record-send-total"));
+    }
 }

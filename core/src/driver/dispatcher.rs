@@ -59,6 +59,21 @@ enum Taken {
     HandlesGone,
 }
 
+impl Intake {
+    /// A handle's message, for a driver that takes it on the calling thread ([`InlineDriver`](super::InlineDriver)).
+    pub(super) fn from_msg(msg: Msg) -> Intake {
+        Intake(Taken::Msg(msg))
+    }
+
+    /// The message back, when the driver gave the intake back.
+    pub(super) fn into_msg(self) -> Option<Msg> {
+        match self.0 {
+            Taken::Msg(msg) => Some(msg),
+            Taken::HandlesGone => None,
+        }
+    }
+}
+
 /// A replier waiting for the event of one request id.
 enum Waiting {
     Response(Replier<Result<Response, RequestError>>),

@@ -11,7 +11,7 @@ use async_channel::Sender;
 
 use super::outcome::{reply, DriverGone, Reply};
 use super::producer::{BufferGate, DeliveryFuture, Pushed, QueuedSend, Timer, Waiter};
-use super::{Command, Msg};
+use super::{Command, InlineDriver, Intake, Msg};
 use crate::client::{BrokerVersions, RequestError, Response, Target};
 use crate::cluster::ClusterMetadata;
 use crate::producer::{ProduceError, ProducerRecord, RecordMetadata};
@@ -35,6 +35,8 @@ pub struct Handle {
     gate: Arc<BufferGate>,
     timer: Option<Timer>,
     pub(super) returned: super::consumer::Returned,
+    /// The driver, when it can take a blocking call's command on the calling thread.
+    inline: Option<Arc<dyn InlineDriver>>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -45,7 +47,7 @@ impl std::fmt::Debug for Handle {
 
 impl Handle {
     pub(super) fn new(intake: Sender<Msg>, gate: Arc<BufferGate>, returned: super::consumer::Returned) -> Handle {
-        Handle { intake, gate, timer: None, returned }
+        Handle { intake, gate, timer: None, returned, inline: None }
     }
 
     /// Wakes the driver without a command (it then looks at what handles left for it).
@@ -59,6 +61,14 @@ impl Handle {
     /// fails at once.
     pub fn with_timer(mut self, timer: Timer) -> Handle {
         self.timer = Some(timer);
+        self
+    }
+
+    /// Lets the `_blocking` methods hand their command to `driver` on the calling thread
+    /// when it is idle, instead of through the intake. For a driver on a thread of its own
+    /// (the blocking runtime's): a command and its answer crossing threads cost two wake-ups.
+    pub fn with_inline(mut self, driver: Arc<dyn InlineDriver>) -> Handle {
+        self.inline = Some(driver);
         self
     }
 
@@ -298,7 +308,15 @@ impl Handle {
 
     /// [`Handle::submit`], blocking the thread.
     pub(super) fn submit_blocking(&self, command: Command) {
-        let _ = self.intake.send_blocking(Msg::Command(command));
+        let mut msg = Msg::Command(command);
+        if let Some(driver) = &self.inline {
+            // Given back (the driver is busy elsewhere): through the intake, as without it.
+            match driver.run_inline(Intake::from_msg(msg)).map(Intake::into_msg) {
+                Some(Some(back)) => msg = back,
+                _ => return,
+            }
+        }
+        let _ = self.intake.send_blocking(msg);
     }
 }
 

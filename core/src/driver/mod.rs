@@ -89,6 +89,15 @@ pub fn start(mut config: Config, now: Instant, intake_capacity: usize) -> Result
     Ok((Handle::new(tx, gate, returned), dispatcher))
 }
 
+/// A driver that can take a command on the thread of the `_blocking` call that made it,
+/// when nothing else is driving it at that moment ([`Handle::with_inline`]).
+pub trait InlineDriver: Send + Sync {
+    /// Feeds `intake` to the dispatcher on this thread, with every command queued on the
+    /// intake before it first, and returns `None`; or gives `intake` back, untouched, when
+    /// the dispatcher is busy on another thread or gone: the handle then queues it.
+    fn run_inline(&self, intake: Intake) -> Option<Intake>;
+}
+
 /// What travels on the intake.
 enum Msg {
     Command(Command),

@@ -382,3 +382,61 @@ fn a_dropped_send_gives_its_room_back_and_never_calls_back() {
     assert!(third.as_mut().poll(&mut cx).is_pending(), "room found, waiting for the lane");
     assert_eq!(called.load(Ordering::SeqCst), 0, "dropped sends are not answered");
 }
+
+/// Runs commands on the calling thread, as the blocking runtime's driver does while its
+/// thread sleeps (commands queued before first); or refuses every one, as it does while
+/// its thread runs.
+struct OnCaller {
+    dispatcher: std::sync::Mutex<Dispatcher>,
+    refuse: bool,
+    ran: AtomicUsize,
+}
+
+impl super::InlineDriver for OnCaller {
+    fn run_inline(&self, intake: super::Intake) -> Option<super::Intake> {
+        if self.refuse {
+            return Some(intake);
+        }
+        let mut dispatcher = self.dispatcher.lock().unwrap();
+        while take_one(&mut dispatcher) {}
+        dispatcher.handle_intake(t0(), intake);
+        while dispatcher.poll_transmit(t0()).is_some() {}
+        dispatcher.deliver();
+        self.ran.fetch_add(1, Ordering::SeqCst);
+        None
+    }
+}
+
+fn on_caller(refuse: bool) -> (Handle, Arc<OnCaller>) {
+    let (handle, dispatcher) = started(4);
+    let driver = Arc::new(OnCaller { dispatcher: std::sync::Mutex::new(dispatcher), refuse, ran: AtomicUsize::new(0) });
+    (handle, driver)
+}
+
+/// Runs `call` on a thread of its own and returns its answer, failing the test (instead of
+/// hanging it) when nothing answers within [`PATIENCE`].
+fn within_patience<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(call()));
+    rx.recv_timeout(PATIENCE).expect("an answer within the patience")
+}
+
+#[test]
+fn a_blocking_call_is_answered_by_an_inline_driver_on_its_own_thread() {
+    let (handle, driver) = on_caller(false);
+    let inline = handle.with_inline(driver.clone());
+    // Answered with no thread driving the dispatcher: the call ran it.
+    let metrics = within_patience(move || inline.metrics_blocking());
+    assert!(metrics.contains_key("record-send-total"));
+    assert_eq!(driver.ran.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_blocking_call_the_driver_refuses_goes_through_the_intake() {
+    let (handle, driver) = on_caller(true);
+    let inline = handle.with_inline(driver.clone());
+    let app = thread::spawn(move || inline.metrics_blocking());
+    thread::sleep(SETTLE);
+    step(&mut driver.dispatcher.lock().unwrap());
+    assert!(app.join().unwrap().contains_key("record-send-total"));
+}
