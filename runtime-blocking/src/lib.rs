@@ -266,14 +266,13 @@ impl Wake for Unpark {
 }
 
 impl Driver {
-    /// Carries out transmits and completes waiting handles.
-    fn settle(&mut self, now: Instant) {
+    /// Carries out transmits.
+    fn transmit(&mut self, now: Instant) {
         while let Some(t) = self.dispatcher.poll_transmit(now) {
             if let Some(failed) = apply(t, &mut self.conns, &self.inputs_tx) {
                 self.dispatcher.handle_input(now, failed);
             }
         }
-        self.dispatcher.deliver();
     }
 
     /// Handles everything ready (intake, socket inputs, an expired deadline) until nothing
@@ -281,7 +280,8 @@ impl Driver {
     fn run(&mut self, cx: &mut Context<'_>) -> Option<Instant> {
         loop {
             let now = Instant::now();
-            self.settle(now);
+            self.transmit(now);
+            self.dispatcher.deliver();
             let deadline = self.dispatcher.poll_timeout();
             if self.dispatcher.is_finished() {
                 return deadline;
@@ -355,12 +355,14 @@ impl InlineDriver for Shared {
             driver.dispatcher.handle_intake(now, queued);
         }
         driver.dispatcher.handle_intake(now, intake);
-        driver.settle(now);
+        driver.transmit(now);
+        // Callbacks stay on the driver thread: never inside the application's call.
+        let held = driver.dispatcher.deliver_answers();
         let deadline = driver.dispatcher.poll_timeout();
         // The driver thread sleeps until its own deadline or a socket: wake it for an
-        // earlier deadline, or to end.
+        // earlier deadline, for outcomes held, or to end.
         let earlier = deadline.is_some_and(|d| driver.wakes_at.is_none_or(|w| d < w));
-        let wake = earlier || driver.dispatcher.is_finished();
+        let wake = earlier || held || driver.dispatcher.is_finished();
         drop(guard);
         if wake {
             thread.unpark();

@@ -2,7 +2,7 @@
 //! finished event to the handle that waits for it. Deterministic: waiters live in a
 //! `BTreeMap` keyed by request id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +20,7 @@ use super::producer::{BufferGate, Pending, QueuedSend, Waiter};
 use super::{Command, Msg};
 use crate::client::{BrokerVersions, Client, Event, Input, RequestError, RequestId, Response, Transmit};
 use crate::cluster::ClusterMetadata;
-use crate::producer::{ProduceError, ProducerRecord, RefuseReason};
+use crate::producer::{Delivery, ProduceError, ProducerRecord, RefuseReason};
 
 /// Owns the [`Client`] inside an adapter's driver loop (see the [module docs](super)). Each
 /// `handle_*` call is followed, as for the client, by draining [`Dispatcher::poll_transmit`],
@@ -38,6 +38,9 @@ pub struct Dispatcher {
     close_deadline: Option<Instant>,
     /// Records handed to the client, waiting for their outcome.
     sends: Pending,
+    /// Events [`Dispatcher::deliver_answers`] left for the next `deliver`: the first
+    /// producer outcome and every event after it, in order.
+    held: VecDeque<Event>,
     gate: Arc<BufferGate>,
     /// The lane's sends while they are submitted; kept so both vectors keep their capacity.
     lane_taken: Vec<QueuedSend>,
@@ -99,6 +102,7 @@ impl Dispatcher {
             closing: Vec::new(),
             close_deadline: None,
             sends: Pending::default(),
+            held: VecDeque::new(),
             gate,
             lane_taken: Vec::new(),
             flushes: BTreeMap::new(),
@@ -277,48 +281,69 @@ impl Dispatcher {
     /// Takes every event from the client and completes the handle waiting for it; never
     /// blocks. Events nobody waits for any more are dropped.
     pub fn deliver(&mut self) {
+        while let Some(event) = self.held.pop_front().or_else(|| self.client.poll_event()) {
+            self.deliver_event(event);
+        }
+    }
+
+    /// [`Dispatcher::deliver`] for a thread that is not the driver's own: producer outcomes,
+    /// whose callbacks are the application's code and run on the driver, are held for the
+    /// next `deliver` with every event after them (a flush is answered after the outcomes
+    /// before it). Returns whether it held any.
+    pub fn deliver_answers(&mut self) -> bool {
         while let Some(event) = self.client.poll_event() {
-            match event {
-                Event::Response { id, result } => {
-                    if let Some(Waiting::Response(reply)) = self.waiting.remove(&id) {
-                        reply.send(result);
-                    }
+            if self.held.is_empty() && !matches!(event, Event::Delivery(_)) {
+                self.deliver_event(event);
+            } else {
+                self.held.push_back(event);
+            }
+        }
+        !self.held.is_empty()
+    }
+
+    fn deliver_records(&mut self, d: &Delivery) {
+        let freed = self.sends.deliver(d);
+        self.gate.release(freed);
+    }
+
+    fn deliver_event(&mut self, event: Event) {
+        match event {
+            Event::Response { id, result } => {
+                if let Some(Waiting::Response(reply)) = self.waiting.remove(&id) {
+                    reply.send(result);
                 }
-                Event::Metadata { id, result } => {
-                    if let Some(Waiting::Metadata(reply)) = self.waiting.remove(&id) {
-                        reply.send(result);
-                    }
+            }
+            Event::Metadata { id, result } => {
+                if let Some(Waiting::Metadata(reply)) = self.waiting.remove(&id) {
+                    reply.send(result);
                 }
-                Event::Versions { id, result } => {
-                    if let Some(Waiting::Versions(reply)) = self.waiting.remove(&id) {
-                        reply.send(result);
-                    }
+            }
+            Event::Versions { id, result } => {
+                if let Some(Waiting::Versions(reply)) = self.waiting.remove(&id) {
+                    reply.send(result);
                 }
-                Event::Closed => self.closing.drain(..).for_each(|reply| reply.send(())),
-                Event::Delivery(d) => {
-                    let freed = self.sends.deliver(&d);
-                    self.gate.release(freed);
+            }
+            Event::Closed => self.closing.drain(..).for_each(|reply| reply.send(())),
+            Event::Delivery(d) => self.deliver_records(&d),
+            Event::ListedOffsets { id, result } => {
+                if let Some(ConsumerWaiting::Listed(_, reply)) = self.consumer_waiting.remove(&id) {
+                    reply.send(result);
                 }
-                Event::ListedOffsets { id, result } => {
-                    if let Some(ConsumerWaiting::Listed(_, reply)) = self.consumer_waiting.remove(&id) {
-                        reply.send(result);
-                    }
+            }
+            Event::CommittedOffsets { id, result } => {
+                if let Some(ConsumerWaiting::Committed(_, reply)) = self.consumer_waiting.remove(&id) {
+                    reply.send(result);
                 }
-                Event::CommittedOffsets { id, result } => {
-                    if let Some(ConsumerWaiting::Committed(_, reply)) = self.consumer_waiting.remove(&id) {
-                        reply.send(result);
-                    }
+            }
+            Event::Committed { id, result } => {
+                if let Some(ConsumerWaiting::Commit(_, reply)) = self.consumer_waiting.remove(&id) {
+                    reply.send(result);
                 }
-                Event::Committed { id, result } => {
-                    if let Some(ConsumerWaiting::Commit(_, reply)) = self.consumer_waiting.remove(&id) {
-                        reply.send(result);
-                    }
-                }
-                Event::Rebalance(r) => self.polls.rebalance(r),
-                Event::Flushed { id } => {
-                    if let Some(reply) = self.flushes.remove(&id) {
-                        reply.send(());
-                    }
+            }
+            Event::Rebalance(r) => self.polls.rebalance(r),
+            Event::Flushed { id } => {
+                if let Some(reply) = self.flushes.remove(&id) {
+                    reply.send(());
                 }
             }
         }
@@ -343,6 +368,7 @@ impl Dispatcher {
     /// [`DriverGone`](super::outcome::DriverGone) as the dispatcher is dropped.
     pub fn is_finished(&self) -> bool {
         self.client.is_closed()
+            && self.held.is_empty()
             && self.waiting.is_empty()
             && self.closing.is_empty()
             && self.sends.is_empty()

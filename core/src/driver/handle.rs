@@ -286,6 +286,16 @@ impl Handle {
         }
     }
 
+    /// Hands `msg` to the inline driver; gives it back when there is none or it is busy.
+    /// Sends are not handed over: one pass of the driver per record costs more than the
+    /// driver thread's wake-up per lane's worth (measured).
+    fn run_inline(&self, msg: Msg) -> Option<Msg> {
+        match &self.inline {
+            Some(driver) => driver.run_inline(Intake::from_msg(msg)).and_then(Intake::into_msg),
+            None => Some(msg),
+        }
+    }
+
     fn queued(&self, pushed: Pushed) {
         match pushed {
             // A full intake will be taken, and the lane emptied, without this message; a
@@ -308,15 +318,10 @@ impl Handle {
 
     /// [`Handle::submit`], blocking the thread.
     pub(super) fn submit_blocking(&self, command: Command) {
-        let mut msg = Msg::Command(command);
-        if let Some(driver) = &self.inline {
-            // Given back (the driver is busy elsewhere): through the intake, as without it.
-            match driver.run_inline(Intake::from_msg(msg)).map(Intake::into_msg) {
-                Some(Some(back)) => msg = back,
-                _ => return,
-            }
+        // Given back (no inline driver, or busy elsewhere): through the intake.
+        if let Some(msg) = self.run_inline(Msg::Command(command)) {
+            let _ = self.intake.send_blocking(msg);
         }
-        let _ = self.intake.send_blocking(msg);
     }
 }
 

@@ -440,3 +440,30 @@ fn a_blocking_call_the_driver_refuses_goes_through_the_intake() {
     step(&mut driver.dispatcher.lock().unwrap());
     assert!(app.join().unwrap().contains_key("record-send-total"));
 }
+
+#[test]
+fn outcomes_delivered_off_the_driver_thread_wait_for_it_with_the_events_after_them() {
+    let mut config = Config::new("127.0.0.1:9092").unwrap();
+    config.producer.max_request_size = 1_000;
+    let (handle, mut dispatcher) = start(config, t0(), 8).unwrap();
+    let called = Arc::new(AtomicUsize::new(0));
+    let counter = called.clone();
+    let record = ProducerRecord::new("t", vec![0u8; 2_000]);
+    handle
+        .send_with_callback_blocking(record, move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    assert!(take_one(&mut dispatcher), "the send");
+    // Its outcome (too large) is known; a flush after it is answered after it.
+    let flush = thread::spawn(move || handle.flush_blocking());
+    thread::sleep(SETTLE);
+    assert!(take_one(&mut dispatcher), "the flush");
+    assert!(dispatcher.deliver_answers(), "the outcome is held");
+    thread::sleep(SETTLE);
+    assert_eq!(called.load(Ordering::SeqCst), 0, "no callback off the driver thread");
+    assert!(!flush.is_finished(), "the flush waits for the outcome before it");
+    dispatcher.deliver();
+    assert_eq!(called.load(Ordering::SeqCst), 1);
+    flush.join().unwrap();
+}
