@@ -309,7 +309,22 @@ impl Driver {
     }
 }
 
+/// Ends the driver when its thread ends, by returning or by a panic (in an application's
+/// callback): handles that outlive it find it gone, and their calls report ClientClosed
+/// instead of waiting on an intake nobody reads.
+struct EndsWithThread<'a>(&'a Shared);
+
+impl Drop for EndsWithThread<'_> {
+    fn drop(&mut self) {
+        let ended = self.0.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for conn in ended.into_iter().flat_map(|d| d.conns.into_values()) {
+            conn.close();
+        }
+    }
+}
+
 fn drive(shared: &Shared) {
+    let _ends = EndsWithThread(shared);
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
@@ -317,12 +332,6 @@ fn drive(shared: &Shared) {
         let Some(driver) = guard.as_mut() else { return };
         let deadline = driver.run(&mut cx);
         if driver.dispatcher.is_finished() {
-            // Handles that outlive the driver find it gone; commands report ClientClosed.
-            if let Some(driver) = guard.take() {
-                for conn in driver.conns.into_values() {
-                    conn.close();
-                }
-            }
             return;
         }
         driver.wakes_at = deadline;
@@ -549,6 +558,21 @@ mod tests {
         // Run before the close, the metadata call would wait for a connection forever.
         assert_eq!(answer(move || handle.metadata_blocking(None)), Some(Err(RequestError::ClientClosed)));
         closing.join().unwrap();
+    }
+
+    #[test]
+    fn a_driver_thread_ended_by_a_panicking_callback_leaves_calls_answered() {
+        let client =
+            KafkaClient::from_properties([("bootstrap.servers", "127.0.0.1:9"), ("max.request.size", "1000")]).unwrap();
+        let record = ProducerRecord::new("t", vec![0u8; 2_000]);
+        // Too large: its outcome comes at once, on the driver thread, whose callback panics.
+        client.send_with_callback_blocking(record, |_| panic!("planted in a callback")).unwrap();
+        let metrics = answer(move || {
+            while !client.metrics_blocking().is_empty() {
+                thread::sleep(Duration::from_millis(10));
+            }
+        });
+        assert!(metrics.is_some(), "the client reports itself gone instead of hanging");
     }
 
     #[test]
