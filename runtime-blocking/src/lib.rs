@@ -37,6 +37,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
@@ -245,6 +246,9 @@ struct Driver {
 /// The driver between its thread and the handles; `None` once the driver thread ended.
 struct Shared {
     driver: Mutex<Option<Driver>>,
+    /// Set while the driver thread waits for the mutex: an application thread that keeps
+    /// calling could otherwise take it again and again ahead of the driver's inputs.
+    driver_waiting: AtomicBool,
     /// The driver thread, which every waker wakes.
     thread: OnceLock<Thread>,
 }
@@ -253,7 +257,11 @@ impl Shared {
     fn new(dispatcher: Dispatcher) -> Arc<Shared> {
         let (inputs_tx, inputs) = async_channel::bounded(INPUT_QUEUE);
         let driver = Driver { dispatcher, conns: HashMap::new(), inputs: Box::pin(inputs), inputs_tx, wakes_at: None };
-        Arc::new(Shared { driver: Mutex::new(Some(driver)), thread: OnceLock::new() })
+        Arc::new(Shared {
+            driver: Mutex::new(Some(driver)),
+            driver_waiting: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        })
     }
 }
 
@@ -317,8 +325,11 @@ struct EndsWithThread<'a>(&'a Shared);
 impl Drop for EndsWithThread<'_> {
     fn drop(&mut self) {
         let ended = self.0.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
-        for conn in ended.into_iter().flat_map(|d| d.conns.into_values()) {
-            conn.close();
+        if let Some(mut driver) = ended {
+            // Connections first, as a finished driver does; then the outcomes left fail.
+            for conn in std::mem::take(&mut driver.conns).into_values() {
+                conn.close();
+            }
         }
     }
 }
@@ -328,7 +339,9 @@ fn drive(shared: &Shared) {
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
+        shared.driver_waiting.store(true, Ordering::Release);
         let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
+        shared.driver_waiting.store(false, Ordering::Release);
         let Some(driver) = guard.as_mut() else { return };
         let deadline = driver.run(&mut cx);
         if driver.dispatcher.is_finished() {
@@ -354,15 +367,17 @@ impl InlineDriver for Shared {
     /// the records it decodes are read by the thread that decoded them.
     fn run_inline(&self, intake: Intake) -> Option<Intake> {
         let Some(thread) = self.thread.get() else { return Some(intake) };
-        let Ok(mut guard) = self.driver.try_lock() else { return Some(intake) };
-        let Some(driver) = guard.as_mut().filter(|d| !d.dispatcher.is_finished()) else { return Some(intake) };
-        let waker = Waker::from(Arc::new(Unpark(thread.clone())));
-        let mut cx = Context::from_waker(&waker);
-        let now = Instant::now();
-        // Commands queued before this one go first.
-        while let Poll::Ready(queued) = driver.dispatcher.poll_intake(&mut cx) {
-            driver.dispatcher.handle_intake(now, queued);
+        // The driver thread has work (it is woken for it): it goes first.
+        if self.driver_waiting.load(Ordering::Acquire) {
+            return Some(intake);
         }
+        let Ok(mut guard) = self.driver.try_lock() else { return Some(intake) };
+        // Commands queued before this one go first, on the driver thread, which they woke.
+        let Some(driver) = guard.as_mut().filter(|d| !d.dispatcher.is_finished() && d.dispatcher.intake_is_empty())
+        else {
+            return Some(intake);
+        };
+        let now = Instant::now();
         driver.dispatcher.handle_intake(now, intake);
         driver.transmit(now);
         // Callbacks stay on the driver thread: never inside the application's call.
@@ -544,8 +559,21 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(5)).ok()
     }
 
+    /// Runs the driver once on this thread, as its own thread would.
+    fn run_driver(shared: &Shared) {
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        shared.driver.lock().unwrap().as_mut().unwrap().run(&mut Context::from_waker(&waker));
+    }
+
     #[test]
-    fn a_blocking_call_runs_inline_after_the_commands_queued_before_it() {
+    fn a_blocking_call_runs_inline_when_nothing_waits_for_the_driver() {
+        let (handle, _shared) = without_driver_thread();
+        let metrics = answer(move || handle.metrics_blocking()).expect("answered with no driver thread");
+        assert!(metrics.contains_key("record-send-total"));
+    }
+
+    #[test]
+    fn a_blocking_call_queues_behind_commands_queued_before_it() {
         let (handle, shared) = without_driver_thread();
         // A close on the intake, as from a call that found the driver busy.
         let busy = shared.driver.lock().unwrap();
@@ -555,8 +583,13 @@ mod tests {
         };
         thread::sleep(Duration::from_millis(100));
         drop(busy);
-        // Run before the close, the metadata call would wait for a connection forever.
-        assert_eq!(answer(move || handle.metadata_blocking(None)), Some(Err(RequestError::ClientClosed)));
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || tx.send(handle.metadata_blocking(None)));
+        thread::sleep(Duration::from_millis(100));
+        assert!(rx.try_recv().is_err(), "queued behind the close, not run ahead of it");
+        run_driver(&shared);
+        // Run before the close, the metadata call would wait for a connection instead.
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(Err(RequestError::ClientClosed)));
         closing.join().unwrap();
     }
 
@@ -576,16 +609,22 @@ mod tests {
     }
 
     #[test]
-    fn a_blocking_call_queues_while_the_driver_runs_elsewhere() {
+    fn a_blocking_call_queues_while_the_driver_runs_or_waits_to() {
         let (handle, shared) = without_driver_thread();
-        let mut running = shared.driver.lock().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || tx.send(handle.metrics_blocking()));
-        thread::sleep(Duration::from_millis(100));
-        assert!(rx.try_recv().is_err(), "queued, not run");
-        let waker = Waker::from(Arc::new(Unpark(thread::current())));
-        running.as_mut().unwrap().run(&mut Context::from_waker(&waker));
-        let metrics = rx.recv_timeout(Duration::from_secs(5)).expect("answered by the driver's run");
-        assert!(metrics.contains_key("record-send-total"));
+        for driver_waits in [false, true] {
+            // The driver runs elsewhere (holds the mutex), or waits for it.
+            let running = (!driver_waits).then(|| shared.driver.lock().unwrap());
+            shared.driver_waiting.store(driver_waits, Ordering::Release);
+            let (tx, rx) = mpsc::channel();
+            let caller = handle.clone();
+            thread::spawn(move || tx.send(caller.metrics_blocking()));
+            thread::sleep(Duration::from_millis(100));
+            assert!(rx.try_recv().is_err(), "queued, not run");
+            shared.driver_waiting.store(false, Ordering::Release);
+            drop(running);
+            run_driver(&shared);
+            let metrics = rx.recv_timeout(Duration::from_secs(5)).expect("answered by the driver's run");
+            assert!(metrics.contains_key("record-send-total"));
+        }
     }
 }

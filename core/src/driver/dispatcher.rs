@@ -38,6 +38,8 @@ pub struct Dispatcher {
     close_deadline: Option<Instant>,
     /// Records handed to the client, waiting for their outcome.
     sends: Pending,
+    /// Sends the client refused, answered by the next `deliver` (callbacks run only there).
+    refused: Vec<(Waiter, ProduceError)>,
     /// Events [`Dispatcher::deliver_answers`] left for the next `deliver`: the first
     /// producer outcome and every event after it, in order.
     held: VecDeque<Event>,
@@ -102,6 +104,7 @@ impl Dispatcher {
             closing: Vec::new(),
             close_deadline: None,
             sends: Pending::default(),
+            refused: Vec::new(),
             held: VecDeque::new(),
             gate,
             lane_taken: Vec::new(),
@@ -161,6 +164,11 @@ impl Dispatcher {
             return Poll::Pending;
         }
         self.intake.as_mut().poll_next(cx).map(|msg| Intake(msg.map_or(Taken::HandlesGone, Taken::Msg)))
+    }
+
+    /// Whether nothing waits on the intake (the send lane aside).
+    pub fn intake_is_empty(&self) -> bool {
+        self.intake.is_empty()
     }
 
     /// [`Dispatcher::poll_intake`] as a future, for `select!`-style waiting.
@@ -226,7 +234,7 @@ impl Dispatcher {
                     RefuseReason::BufferFull => ProduceError::BufferExhausted { waited: std::time::Duration::ZERO },
                     _ => ProduceError::Closed,
                 };
-                waiter.complete(Err(error));
+                self.refused.push((waiter, error));
             }
         }
     }
@@ -281,15 +289,18 @@ impl Dispatcher {
     /// Takes every event from the client and completes the handle waiting for it; never
     /// blocks. Events nobody waits for any more are dropped.
     pub fn deliver(&mut self) {
+        for (waiter, error) in self.refused.drain(..) {
+            waiter.complete(Err(error));
+        }
         while let Some(event) = self.held.pop_front().or_else(|| self.client.poll_event()) {
             self.deliver_event(event);
         }
     }
 
-    /// [`Dispatcher::deliver`] for a thread that is not the driver's own: producer outcomes,
-    /// whose callbacks are the application's code and run on the driver, are held for the
-    /// next `deliver` with every event after them (a flush is answered after the outcomes
-    /// before it). Returns whether it held any.
+    /// [`Dispatcher::deliver`] for a thread that is not the driver's own: producer outcomes
+    /// (refused sends too), whose callbacks are the application's code and run on the
+    /// driver, are held for the next `deliver` with every event after them (a flush is
+    /// answered after the outcomes before it). Returns whether it held any.
     pub fn deliver_answers(&mut self) -> bool {
         while let Some(event) = self.client.poll_event() {
             if self.held.is_empty() && !matches!(event, Event::Delivery(_)) {
@@ -298,7 +309,7 @@ impl Dispatcher {
                 self.held.push_back(event);
             }
         }
-        !self.held.is_empty()
+        !self.held.is_empty() || !self.refused.is_empty()
     }
 
     fn deliver_records(&mut self, d: &Delivery) {
@@ -369,6 +380,7 @@ impl Dispatcher {
     pub fn is_finished(&self) -> bool {
         self.client.is_closed()
             && self.held.is_empty()
+            && self.refused.is_empty()
             && self.waiting.is_empty()
             && self.closing.is_empty()
             && self.sends.is_empty()

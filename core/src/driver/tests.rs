@@ -467,3 +467,22 @@ fn outcomes_delivered_off_the_driver_thread_wait_for_it_with_the_events_after_th
     assert_eq!(called.load(Ordering::SeqCst), 1);
     flush.join().unwrap();
 }
+
+#[test]
+fn a_refused_send_is_answered_by_deliver_not_where_the_lane_is_drained() {
+    let (handle, mut dispatcher) = started(8);
+    let outcome = Arc::new(std::sync::Mutex::new(None));
+    let seen = outcome.clone();
+    let closer = handle.clone();
+    let closed = thread::spawn(move || closer.close_blocking());
+    step(&mut dispatcher);
+    closed.join().unwrap();
+    handle
+        .send_with_callback_blocking(ProducerRecord::new("t", "v"), move |r| *seen.lock().unwrap() = Some(r.is_err()))
+        .unwrap();
+    assert!(take_one(&mut dispatcher), "the send, refused by the closed client");
+    assert!(dispatcher.deliver_answers(), "its outcome is held");
+    assert_eq!(*outcome.lock().unwrap(), None, "no callback off the driver thread");
+    dispatcher.deliver();
+    assert_eq!(*outcome.lock().unwrap(), Some(true), "refused");
+}
