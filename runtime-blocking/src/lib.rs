@@ -372,21 +372,13 @@ impl InlineDriver for Shared {
             return Some(intake);
         }
         let Ok(mut guard) = self.driver.try_lock() else { return Some(intake) };
-        // Commands queued before this one go first, on the driver thread, which they woke.
-        let Some(driver) = guard.as_mut().filter(|d| !d.dispatcher.is_finished() && d.dispatcher.intake_is_empty())
-        else {
-            return Some(intake);
-        };
+        let Some(driver) = guard.as_mut() else { return Some(intake) };
         let now = Instant::now();
-        driver.dispatcher.handle_intake(now, intake);
+        if let Err(queued) = driver.dispatcher.handle_inline(now, intake) {
+            return Some(queued);
+        }
         driver.transmit(now);
-        // Callbacks stay on the driver thread: never inside the application's call.
-        let held = driver.dispatcher.deliver_answers();
-        let deadline = driver.dispatcher.poll_timeout();
-        // The driver thread sleeps until its own deadline or a socket: wake it for an
-        // earlier deadline, for outcomes held, or to end.
-        let earlier = deadline.is_some_and(|d| driver.wakes_at.is_none_or(|w| d < w));
-        let wake = earlier || held || driver.dispatcher.is_finished();
+        let wake = driver.dispatcher.finish_inline(driver.wakes_at);
         drop(guard);
         if wake {
             thread.unpark();
@@ -552,60 +544,10 @@ mod tests {
         (inline, shared)
     }
 
-    /// `call`'s answer on a thread of its own; `None` if it has none within five seconds.
-    fn answer<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || tx.send(call()));
-        rx.recv_timeout(Duration::from_secs(5)).ok()
-    }
-
     /// Runs the driver once on this thread, as its own thread would.
     fn run_driver(shared: &Shared) {
         let waker = Waker::from(Arc::new(Unpark(thread::current())));
         shared.driver.lock().unwrap().as_mut().unwrap().run(&mut Context::from_waker(&waker));
-    }
-
-    #[test]
-    fn a_blocking_call_runs_inline_when_nothing_waits_for_the_driver() {
-        let (handle, _shared) = without_driver_thread();
-        let metrics = answer(move || handle.metrics_blocking()).expect("answered with no driver thread");
-        assert!(metrics.contains_key("record-send-total"));
-    }
-
-    #[test]
-    fn a_blocking_call_queues_behind_commands_queued_before_it() {
-        let (handle, shared) = without_driver_thread();
-        // A close on the intake, as from a call that found the driver busy.
-        let busy = shared.driver.lock().unwrap();
-        let closing = {
-            let handle = handle.clone();
-            thread::spawn(move || handle.close_blocking())
-        };
-        thread::sleep(Duration::from_millis(100));
-        drop(busy);
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || tx.send(handle.metadata_blocking(None)));
-        thread::sleep(Duration::from_millis(100));
-        assert!(rx.try_recv().is_err(), "queued behind the close, not run ahead of it");
-        run_driver(&shared);
-        // Run before the close, the metadata call would wait for a connection instead.
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(Err(RequestError::ClientClosed)));
-        closing.join().unwrap();
-    }
-
-    #[test]
-    fn a_driver_thread_ended_by_a_panicking_callback_leaves_calls_answered() {
-        let client =
-            KafkaClient::from_properties([("bootstrap.servers", "127.0.0.1:9"), ("max.request.size", "1000")]).unwrap();
-        let record = ProducerRecord::new("t", vec![0u8; 2_000]);
-        // Too large: its outcome comes at once, on the driver thread, whose callback panics.
-        client.send_with_callback_blocking(record, |_| panic!("planted in a callback")).unwrap();
-        let metrics = answer(move || {
-            while !client.metrics_blocking().is_empty() {
-                thread::sleep(Duration::from_millis(10));
-            }
-        });
-        assert!(metrics.is_some(), "the client reports itself gone instead of hanging");
     }
 
     #[test]

@@ -191,3 +191,21 @@ fn a_config_that_validate_refuses_is_refused() {
         Err(ConfigError::InvalidValue { key, .. }) if key == "request.timeout.ms"
     ));
 }
+
+#[test]
+fn a_driver_thread_ended_by_a_panicking_callback_leaves_calls_answered() {
+    let client =
+        KafkaClient::from_properties([("bootstrap.servers", "127.0.0.1:9"), ("max.request.size", "1000")]).unwrap();
+    let record = sansa::producer::ProducerRecord::new("t", vec![0u8; 2_000]);
+    // Too large: its outcome comes at once, on the driver thread, whose callback panics.
+    client.send_with_callback_blocking(record, |_| panic!("planted in a callback")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        while !client.metrics_blocking().is_empty() {
+            thread::sleep(Duration::from_millis(10));
+        }
+        tx.send(())
+    });
+    let gone = rx.recv_timeout(Duration::from_secs(5));
+    assert!(gone.is_ok(), "the client reports itself gone instead of hanging");
+}

@@ -166,9 +166,25 @@ impl Dispatcher {
         self.intake.as_mut().poll_next(cx).map(|msg| Intake(msg.map_or(Taken::HandlesGone, Taken::Msg)))
     }
 
-    /// Whether nothing waits on the intake (the send lane aside).
-    pub fn intake_is_empty(&self) -> bool {
-        self.intake.is_empty()
+    /// For a driver whose thread lets a blocking call run its command on the caller's thread
+    /// ([`InlineDriver`](super::InlineDriver)): handles `intake` now, or gives it back when
+    /// commands queued before it wait for the driver thread (it goes behind them) or the
+    /// client is finished. Then come the transmits, and [`Dispatcher::finish_inline`].
+    pub fn handle_inline(&mut self, now: Instant, intake: Intake) -> Result<(), Intake> {
+        if self.is_finished() || !self.intake.is_empty() {
+            return Err(intake);
+        }
+        self.handle_intake(now, intake);
+        Ok(())
+    }
+
+    /// Ends an inline call: answers waiting calls but holds producer outcomes for the driver
+    /// thread ([`Dispatcher::deliver_answers`]), and says whether that thread, asleep until
+    /// `wakes_at` (or until woken), must wake: for an earlier deadline, held outcomes, or to end.
+    pub fn finish_inline(&mut self, wakes_at: Option<Instant>) -> bool {
+        let held = self.deliver_answers();
+        let earlier = self.poll_timeout().is_some_and(|d| wakes_at.is_none_or(|w| d < w));
+        earlier || held || self.is_finished()
     }
 
     /// [`Dispatcher::poll_intake`] as a future, for `select!`-style waiting.
@@ -301,7 +317,7 @@ impl Dispatcher {
     /// (refused sends too), whose callbacks are the application's code and run on the
     /// driver, are held for the next `deliver` with every event after them (a flush is
     /// answered after the outcomes before it). Returns whether it held any.
-    pub fn deliver_answers(&mut self) -> bool {
+    pub(super) fn deliver_answers(&mut self) -> bool {
         while let Some(event) = self.client.poll_event() {
             if self.held.is_empty() && !matches!(event, Event::Delivery(_)) {
                 self.deliver_event(event);

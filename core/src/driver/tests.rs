@@ -384,8 +384,7 @@ fn a_dropped_send_gives_its_room_back_and_never_calls_back() {
 }
 
 /// Runs commands on the calling thread, as the blocking runtime's driver does while its
-/// thread sleeps (commands queued before first); or refuses every one, as it does while
-/// its thread runs.
+/// thread sleeps; or refuses every one, as it does while its thread runs.
 struct OnCaller {
     dispatcher: std::sync::Mutex<Dispatcher>,
     refuse: bool,
@@ -397,11 +396,13 @@ impl super::InlineDriver for OnCaller {
         if self.refuse {
             return Some(intake);
         }
-        let mut dispatcher = self.dispatcher.lock().unwrap();
-        while take_one(&mut dispatcher) {}
-        dispatcher.handle_intake(t0(), intake);
+        // Held by the test: the driver runs elsewhere.
+        let Ok(mut dispatcher) = self.dispatcher.try_lock() else { return Some(intake) };
+        if let Err(queued) = dispatcher.handle_inline(t0(), intake) {
+            return Some(queued);
+        }
         while dispatcher.poll_transmit(t0()).is_some() {}
-        dispatcher.deliver();
+        dispatcher.finish_inline(None);
         self.ran.fetch_add(1, Ordering::SeqCst);
         None
     }
@@ -429,6 +430,33 @@ fn a_blocking_call_is_answered_by_an_inline_driver_on_its_own_thread() {
     let metrics = within_patience(move || inline.metrics_blocking());
     assert!(metrics.contains_key("record-send-total"));
     assert_eq!(driver.ran.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_blocking_call_queues_behind_commands_queued_before_it() {
+    let (handle, driver) = on_caller(false);
+    let handle = handle.with_inline(driver.clone());
+    // A close on the intake, as from a call that found the driver busy.
+    let busy = driver.dispatcher.lock().unwrap();
+    let closing = {
+        let handle = handle.clone();
+        thread::spawn(move || handle.close_blocking())
+    };
+    thread::sleep(SETTLE);
+    drop(busy);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(handle.metadata_blocking(None)));
+    thread::sleep(SETTLE);
+    assert!(rx.try_recv().is_err(), "queued behind the close, not run ahead of it");
+    // The close and, behind it, the metadata call.
+    let mut dispatcher = driver.dispatcher.lock().unwrap();
+    while take_one(&mut dispatcher) {}
+    while dispatcher.poll_transmit(t0()).is_some() {}
+    dispatcher.deliver();
+    drop(dispatcher);
+    // Run before the close, the metadata call would wait for a connection instead.
+    assert_eq!(rx.recv_timeout(PATIENCE), Ok(Err(RequestError::ClientClosed)));
+    closing.join().unwrap();
 }
 
 #[test]
