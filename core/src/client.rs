@@ -414,6 +414,11 @@ impl Machines {
 ///   [`Client::poll_timeout`] (when to call `handle_timeout` next), then
 ///   [`Client::poll_event`] until `None` (completed commands).
 ///
+/// A driver with threads to spare may also take the producer's compression off its own
+/// thread: after [`Client::offload_work`], it drains [`Client::poll_work`] with the
+/// transmits, runs each [`Work`](crate::producer::Work) anywhere, and feeds the result back
+/// with [`Client::handle_work_done`] (a B input).
+///
 /// Time only moves forward: pass the driver's current `Instant` every time. A spurious
 /// `handle_timeout` does nothing.
 ///
@@ -648,6 +653,27 @@ impl Client {
     /// `request-latency-max`, ...; see [`crate::producer`]'s metrics table), at `now`.
     pub fn producer_metrics(&self, now: Instant) -> Vec<(&'static str, f64)> {
         self.machines.producer.metrics(now)
+    }
+
+    /// With `on`, the producer hands each batch's compression out through
+    /// [`Client::poll_work`] instead of compressing on the caller's thread as the batch
+    /// leaves. Off by default. A driver that turns it on must run every [`Work`](crate::producer::Work)
+    /// and give its result to [`Client::handle_work_done`]: until then that batch, and the
+    /// batches behind it in its partition, wait (and expire at their delivery timeout).
+    pub fn offload_work(&mut self, on: bool) {
+        self.machines.producer.offload(on);
+    }
+
+    /// The next piece of work handed out (see [`Client::offload_work`]); drain it with the
+    /// transmits.
+    pub fn poll_work(&mut self) -> Option<crate::producer::Work> {
+        self.machines.producer.poll_work()
+    }
+
+    /// A [`Work`](crate::producer::Work) from [`Client::poll_work`] is done: its batch may leave.
+    pub fn handle_work_done(&mut self, now: Instant, done: crate::producer::WorkDone) {
+        self.machines.producer.handle_work_done(done);
+        self.settle(now);
     }
 
     /// Whether the producer writes idempotently (the configuration decides).

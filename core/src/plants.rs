@@ -38,6 +38,10 @@ pub enum Plant {
     ProducerRetryOutOfOrder,
     /// A batch that failed retriably is dropped without a delivery report.
     ProducerDropOnRetry,
+    /// A batch compressed by offloaded work leaves without its producer id, epoch and
+    /// sequence written in, so the broker takes it (and its retries) for a batch of a
+    /// producer without idempotence.
+    ProducerOffloadedWithoutState,
     /// Partitions a rebalance revokes are dropped without committing their positions, even
     /// with auto-commit: the next owner reads again what this one already handed out.
     ConsumerRevokeSkipsCommit,
@@ -57,7 +61,7 @@ pub enum Plant {
 
 impl Plant {
     /// Every plant, in a fixed order.
-    pub const ALL: [Plant; 15] = [
+    pub const ALL: [Plant; 16] = [
         Plant::DropRetry,
         Plant::KeepStaleCoordinator,
         Plant::IgnoreQueuedDeadline,
@@ -68,6 +72,7 @@ impl Plant {
         Plant::ProducerNoEpochBump,
         Plant::ProducerRetryOutOfOrder,
         Plant::ProducerDropOnRetry,
+        Plant::ProducerOffloadedWithoutState,
         Plant::ConsumerRevokeSkipsCommit,
         Plant::ConsumerStuckAtControlBatch,
         Plant::ConsumerHeartbeatAfterLeave,
@@ -88,6 +93,7 @@ impl Plant {
             Plant::ProducerNoEpochBump => "producer-no-epoch-bump",
             Plant::ProducerRetryOutOfOrder => "producer-retry-out-of-order",
             Plant::ProducerDropOnRetry => "producer-drop-on-retry",
+            Plant::ProducerOffloadedWithoutState => "producer-offloaded-without-state",
             Plant::ConsumerRevokeSkipsCommit => "consumer-revoke-skips-commit",
             Plant::ConsumerStuckAtControlBatch => "consumer-stuck-at-control-batch",
             Plant::ConsumerHeartbeatAfterLeave => "consumer-heartbeat-after-leave",

@@ -76,6 +76,9 @@ impl KafkaClient {
     pub fn connect(config: Config) -> Result<(KafkaClient, Driver), ConfigError> {
         let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
+        // Compression runs on the `blocking` crate's threads, as async-std's and smol's own
+        // blocking work does.
+        dispatcher.offload_with(driver::spare_cores(), |job| blocking::unblock(move || job.run()).detach());
         let handle = handle.with_timer(driver::Timer {
             now: Instant::now,
             sleep: Some(std::sync::Arc::new(|d| {

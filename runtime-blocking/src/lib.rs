@@ -87,6 +87,8 @@ impl KafkaClient {
     pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
         let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
+        // Compression runs on the `blocking` crate's thread pool, beside the driver thread.
+        dispatcher.offload_with(driver::spare_cores(), |job| blocking::unblock(move || job.run()).detach());
         // The blocking methods wait with a deadline on this clock; there is no async sleep here.
         let handle = handle.with_timer(driver::Timer { now: Instant::now, sleep: None });
         let shared = Shared::new(dispatcher);

@@ -75,6 +75,9 @@ impl KafkaClient {
     pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
         let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
+        // Compression runs on tokio's blocking threads, beside the driver's task.
+        let runtime = tokio::runtime::Handle::current();
+        dispatcher.offload_with(driver::spare_cores(), move |job| drop(runtime.spawn_blocking(move || job.run())));
         let handle = handle.with_timer(driver::Timer {
             now: Instant::now,
             sleep: Some(Arc::new(|d| Box::pin(tokio::time::sleep(d)))),

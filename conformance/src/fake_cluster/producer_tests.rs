@@ -415,3 +415,91 @@ fn batches_without_a_leader_refresh_metadata_until_they_have_one() {
     assert!(out.values().all(|r| r.is_ok()), "{out:?}");
     assert!(w.now - start < Duration::from_secs(5), "delivered {:?} later", w.now - start);
 }
+
+/// Runs every piece of work the client handed out so far, the newest first (a driver's
+/// threads may finish them in any order); returns how many.
+fn finish_work_newest_first(w: &mut World) -> usize {
+    let mut n = 0;
+    loop {
+        let work: Vec<_> = std::iter::from_fn(|| w.client.poll_work()).collect();
+        if work.is_empty() {
+            return n;
+        }
+        n += work.len();
+        for piece in work.into_iter().rev() {
+            let done = piece.run();
+            w.client.handle_work_done(w.now, done);
+        }
+        w.pump();
+    }
+}
+
+#[test]
+fn offloaded_compression_holds_batches_back_and_keeps_order_and_idempotence() {
+    for compression in [Compression::gzip(), Compression::zstd()] {
+        let mut w = world(|p| {
+            p.compression = compression;
+            p.batch_size = 1_000;
+        });
+        w.client.offload_work(true);
+        w.cluster.create_topic("o", 2, 3);
+        w.cluster.inject(Fault::new(FaultAction::LoseResponse).on_api(ApiKey::Produce).times(3));
+        let value = |i: u32| format!("{i:0>60}");
+        let ids =
+            send_all(&mut w, (0..1500).map(|i| ProducerRecord::new("o", value(i)).with_key(format!("{}", i % 2))));
+        // Nothing leaves while its compression is out: every batch waits, linger or not.
+        let until = w.now + Duration::from_millis(200);
+        while [w.client.poll_timeout(), w.cluster.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .is_some_and(|t| t <= until)
+        {
+            w.step();
+        }
+        assert!((0..2).all(|p| log(&w, "o", p).is_empty()), "{compression:?}: a batch left uncompressed");
+        let mut handed_out = 0;
+        let end = w.now + Duration::from_secs(120);
+        loop {
+            handed_out += finish_work_newest_first(&mut w);
+            let out = outcomes(&w);
+            if ids.iter().all(|id| out.contains_key(id)) || w.now > end {
+                break;
+            }
+            w.step();
+        }
+        let out = outcomes(&w);
+        assert_eq!(out.len(), ids.len(), "{compression:?}: every record has its outcome");
+        assert!(out.values().all(|r| r.is_ok()), "{compression:?}: {:?}", out.values().find(|r| r.is_err()));
+        assert!(handed_out > 10, "{compression:?}: batches were compressed as work ({handed_out})");
+        for p in 0..2 {
+            let values: Vec<Bytes> = log(&w, "o", p).into_iter().filter_map(|(_, v, _)| v).collect();
+            let expected: Vec<Bytes> = (0..1500).filter(|i| i % 2 == p as u32).map(|i| value(i).into()).collect();
+            assert_eq!(values, expected, "{compression:?}: partition {p} holds each record once, in send order");
+        }
+    }
+}
+
+#[test]
+fn a_batch_whose_work_never_returns_times_out_and_a_late_result_is_ignored() {
+    let mut w = world(|p| {
+        p.compression = Compression::zstd();
+        p.delivery_timeout = Duration::from_secs(40);
+    });
+    w.client.offload_work(true);
+    w.cluster.create_topic("late", 1, 1);
+    let ids = send_all(&mut w, (0..20).map(|i| ProducerRecord::new("late", format!("{i}"))));
+    w.run_until(Duration::from_millis(100), |w| w.client.producer_buffered() == 0);
+    let held: Vec<_> = std::iter::from_fn(|| w.client.poll_work()).collect();
+    assert_eq!(held.len(), 1, "the lingered batch went out as work");
+    let out = settle(&mut w, &ids, Duration::from_secs(60));
+    assert!(out.values().all(|r| matches!(r, Err(ProduceError::DeliveryTimeout { .. }))), "{:?}", out.values().next());
+    for piece in held {
+        let done = piece.run();
+        w.client.handle_work_done(w.now, done);
+    }
+    w.pump();
+    assert_eq!(outcomes(&w).len(), 20, "no second outcome");
+    assert!(log(&w, "late", 0).is_empty());
+    assert_eq!(w.client.producer_buffered(), 0);
+}

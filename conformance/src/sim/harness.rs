@@ -94,6 +94,10 @@ pub struct ClientConfig {
     pub consumer: Option<ConsumerSpec>,
     /// How it authenticates; `None`: as [`SimConfig::security`] says every client does.
     pub security: Option<SecurityConfig>,
+    /// The producer hands its compression out as work (`Client::offload_work`), each piece
+    /// done up to this long after it was handed out, in any order; `None`: it compresses
+    /// inline.
+    pub offload_work: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -108,6 +112,7 @@ impl Default for ClientConfig {
             producer: None,
             consumer: None,
             security: None,
+            offload_work: None,
         }
     }
 }
@@ -317,6 +322,8 @@ pub enum Action {
     /// Another application writes a whole transaction (`count` records, then the marker) to
     /// the partition `pick` names.
     Txn { pick: u64, count: u32, commit: bool },
+    /// A client's offloaded work ([`ClientConfig::offload_work`]) is done.
+    FinishWork { client: usize, work: u64 },
     /// Every fault ends: partitions heal, brokers restart, offline partitions get a leader,
     /// fault rules go, links get their default profile.
     EndFaults,
@@ -552,6 +559,9 @@ pub struct Sim {
     security: Option<SecurityConfig>,
     /// The listener's security.
     listener: Option<SimSecurity>,
+    /// Work clients handed out, by id, until its [`Action::FinishWork`].
+    offloaded: BTreeMap<u64, sansa::producer::Work>,
+    next_work: u64,
 }
 
 /// Client `index`'s `Client`, and its reconnect backoff.
@@ -584,6 +594,7 @@ fn make_client(seed: u64, index: usize, cc: &ClientConfig, plant: Option<Plant>,
     let reconnect = config.reconnect_backoff;
     let tls = config.security.tls.is_some();
     let mut client = Client::new(config, origin);
+    client.offload_work(cc.offload_work.is_some());
     if let Some(p) = plant {
         client.plant(p);
     }
@@ -724,6 +735,8 @@ impl Sim {
             tls: BTreeMap::new(),
             security,
             listener: cfg.security,
+            offloaded: BTreeMap::new(),
+            next_work: 0,
         };
         sim.tell_tls_the_time();
         sim
@@ -1355,6 +1368,13 @@ impl Sim {
                     progressed = true;
                     self.apply_transmit(i, t);
                 }
+                while let Some(work) = self.slots[i].client.poll_work() {
+                    let most = self.slots[i].config.offload_work.unwrap_or_default();
+                    let after = Duration::from_micros(self.rng.below(most.as_micros() as u64 + 1));
+                    self.next_work += 1;
+                    self.offloaded.insert(self.next_work, work);
+                    self.at(self.now + after, Action::FinishWork { client: i, work: self.next_work });
+                }
                 while let Some(e) = self.slots[i].client.poll_event() {
                     progressed = true;
                     self.record_event(i, e);
@@ -1807,11 +1827,20 @@ impl Sim {
                     | Action::EndFaults
                     | Action::Consumer { .. }
                     | Action::Txn { .. }
+                    | Action::FinishWork { .. }
             )
         {
             return;
         }
         match action {
+            Action::FinishWork { client, work } => {
+                let Some(work) = self.offloaded.remove(&work) else { return };
+                if !self.slots[client].dead {
+                    let now = self.instant();
+                    let done = work.run();
+                    self.slots[client].client.handle_work_done(now, done);
+                }
+            }
             Action::Issue { client, work } => {
                 self.issue_on(client, work);
             }

@@ -84,6 +84,7 @@ fn client_config(rng: &mut Rng, brokers: usize) -> ClientConfig {
         producer: None,
         consumer: None,
         security: None,
+        offload_work: None,
     }
 }
 
@@ -334,6 +335,14 @@ fn producer_workload(
         let fault = fault.on_api(ApiKey::Produce);
         let fault = if rng.below(2) == 0 { fault.on_broker(b) } else { fault };
         actions.push((at, Action::Inject(fault.times(1 + rng.below(4) as u32))));
+    }
+    // Half the producers hand their compression out, done up to 30 ms later; drawn from a
+    // stream of its own, so the rest of the scenario is what it was without offloading.
+    let mut offload = Rng::stream(seed, "sim-offload");
+    for c in config.clients.iter_mut().filter(|c| c.producer.is_some()) {
+        if offload.below(2) == 0 {
+            c.offload_work = Some(ms(&mut offload, 0, 30));
+        }
     }
     loses_answers
 }

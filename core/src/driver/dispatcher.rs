@@ -17,7 +17,7 @@ use futures_core::Stream;
 use super::consumer::{Polls, Returned, Waiting as ConsumerWaiting};
 use super::outcome::{Nudge, Replier};
 use super::producer::{BufferGate, Pending, QueuedSend, Waiter};
-use super::{Command, Msg};
+use super::{Command, Job, Msg};
 use crate::client::{BrokerVersions, Client, Event, Input, RequestError, RequestId, Response, Transmit};
 use crate::cluster::ClusterMetadata;
 use crate::producer::{Delivery, ProduceError, ProducerRecord, RefuseReason};
@@ -49,6 +49,10 @@ pub struct Dispatcher {
     flushes: BTreeMap<RequestId, Replier<()>>,
     polls: Polls,
     consumer_waiting: BTreeMap<RequestId, ConsumerWaiting>,
+    /// Where the client's work goes ([`Dispatcher::offload_with`]).
+    offload: Option<Offload>,
+    /// The intake, for work results to come back on.
+    intake_sender: WeakSender<Msg>,
 }
 
 /// Commands taken off the intake per wake-up at most, so a burst of sends is handled in one
@@ -86,6 +90,15 @@ enum Waiting {
     Versions(Replier<Result<BrokerVersions, RequestError>>),
 }
 
+/// Work handed out to the adapter's threads, at most `max` at a time: more would only share
+/// the same cores, each job with its own cold codec context (a zstd one is a megabyte).
+struct Offload {
+    run: Box<dyn Fn(Job) + Send>,
+    max: usize,
+    out: usize,
+    queued: VecDeque<crate::producer::Work>,
+}
+
 impl Dispatcher {
     pub(super) fn new(
         client: Client,
@@ -94,7 +107,7 @@ impl Dispatcher {
         gate: Arc<BufferGate>,
         returned: Returned,
     ) -> Dispatcher {
-        let nudge = Nudge::new(weak);
+        let nudge = Nudge::new(weak.clone());
         Dispatcher {
             client,
             intake: Box::pin(intake),
@@ -111,6 +124,39 @@ impl Dispatcher {
             flushes: BTreeMap::new(),
             polls: Polls::new(returned, nudge.clone()),
             consumer_waiting: BTreeMap::new(),
+            offload: None,
+            intake_sender: weak,
+        }
+    }
+
+    /// Hands the client's CPU-bound work (compressing the producer's batches) to `run`,
+    /// which starts each [`Job`] on a thread of its choosing, at most `parallel` at a time,
+    /// so the driver's thread is free for sockets meanwhile. Without it, the driver does
+    /// that work itself.
+    pub fn offload_with(&mut self, parallel: usize, run: impl Fn(Job) + Send + 'static) {
+        let max = parallel.max(1);
+        self.offload = Some(Offload { run: Box::new(run), max, out: 0, queued: VecDeque::new() });
+        self.client.offload_work(true);
+    }
+
+    /// Starts the work the client handed out, as far as `parallel` allows; with the handles
+    /// gone (the intake cannot bring results back), does it here.
+    fn hand_out_work(&mut self, now: Instant) {
+        let Some(offload) = &mut self.offload else { return };
+        offload.queued.extend(std::iter::from_fn(|| self.client.poll_work()));
+        while offload.out < offload.max {
+            let Some(work) = offload.queued.pop_front() else { break };
+            match self.intake_sender.upgrade() {
+                Some(intake) => {
+                    offload.out += 1;
+                    (offload.run)(Job::new(work, intake));
+                }
+                None => {
+                    let done = work.run();
+                    self.client.handle_work_done(now, done);
+                    offload.queued.extend(std::iter::from_fn(|| self.client.poll_work()));
+                }
+            }
         }
     }
 
@@ -132,6 +178,7 @@ impl Dispatcher {
 
     /// [`Client::poll_transmit`]: call until `None` after every `handle_*` call.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.hand_out_work(now);
         self.client.poll_transmit(now)
     }
 
@@ -225,6 +272,12 @@ impl Dispatcher {
             // The next pass of the loop looks again at whatever was held back.
             Msg::Nudge(queued) => queued.store(false, Ordering::SeqCst),
             Msg::Sends => {}
+            Msg::Done(done) => {
+                if let Some(offload) = &mut self.offload {
+                    offload.out = offload.out.saturating_sub(1);
+                }
+                self.client.handle_work_done(now, done);
+            }
         }
     }
 
@@ -433,6 +486,7 @@ impl fmt::Debug for Intake {
             Taken::Msg(Msg::Command(_)) => "Command",
             Taken::Msg(Msg::Nudge(_)) => "Nudge",
             Taken::Msg(Msg::Sends) => "Sends",
+            Taken::Msg(Msg::Done(_)) => "Done",
             Taken::HandlesGone => "HandlesGone",
         };
         f.debug_tuple("Intake").field(&what).finish()

@@ -89,6 +89,12 @@ pub fn start(mut config: Config, now: Instant, intake_capacity: usize) -> Result
     Ok((Handle::new(tx, gate, returned), dispatcher))
 }
 
+/// Threads worth giving the client's offloaded work ([`Dispatcher::offload_with`]): the
+/// cores besides the driver's own, at least one.
+pub fn spare_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
+}
+
 /// A driver that can take a command on the thread of the `_blocking` call that made it,
 /// when nothing else is driving it at that moment ([`Handle::with_inline`]).
 pub trait InlineDriver: Send + Sync {
@@ -106,6 +112,50 @@ enum Msg {
     Nudge(Arc<AtomicBool>),
     /// The send lane ([`producer::SendLane`]) was empty and has a send now.
     Sends,
+    /// A [`Job`] is done.
+    Done(crate::producer::WorkDone),
+}
+
+/// The client's CPU-bound work (a batch to compress), for a thread of the adapter's choosing
+/// ([`Dispatcher::offload_with`]): [`Job::run`] does it and hands the result back to the
+/// dispatcher through its intake.
+pub struct Job {
+    /// Taken by `run`; a job dropped unrun (an executor shutting down) runs as it drops, or
+    /// its batch would wait for a result that never comes.
+    work: Option<crate::producer::Work>,
+    intake: async_channel::Sender<Msg>,
+}
+
+impl Job {
+    fn new(work: crate::producer::Work, intake: async_channel::Sender<Msg>) -> Job {
+        Job { work: Some(work), intake }
+    }
+
+    /// Runs the work on this thread (milliseconds: it may compress a megabyte), then queues
+    /// the result for the dispatcher, waiting for room on its intake if need be.
+    pub fn run(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if let Some(work) = self.work.take() {
+            let done = work.run();
+            // A closed intake means the driver ended: nothing waits for the batch any more.
+            let _ = self.intake.send_blocking(Msg::Done(done));
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Job").field(&self.work).finish()
+    }
 }
 
 /// A command from a [`Handle`], carrying the replier for its outcome.

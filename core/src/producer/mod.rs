@@ -36,6 +36,7 @@
 
 mod config;
 pub mod metrics;
+mod offload;
 pub mod partitioner;
 mod record;
 
@@ -46,6 +47,7 @@ use bytes::{Bytes, BytesMut};
 
 pub(crate) use config::Levels;
 pub use config::{Acks, PartitionerChoice, ProducerConfig};
+pub use offload::{Work, WorkDone};
 pub use record::{
     Ack, Attempt, DeliveredRecord, Delivery, ProduceError, ProducerRecord, RecordMetadata, RefuseReason, SendId,
     SendRefused,
@@ -59,7 +61,7 @@ use crate::machine::{Ctx, Link, Machine, Outgoing, Role, Signal, Tag};
 use crate::protocol::messages::init_producer_id::request::InitProducerIdRequest;
 use crate::protocol::messages::produce::request::{PartitionProduceData, TopicProduceData};
 use crate::protocol::messages::{ProduceRequest, ProduceResponse};
-use crate::protocol::records::{rewrite_producer_state, BatchParams, OpenBatch, RecordBatchEncoder};
+use crate::protocol::records::{rewrite_producer_state, BatchParams, CompressionType, OpenBatch, RecordBatchEncoder};
 use crate::protocol::{ApiKey, BrokerId, ErrorCode, ProducerId, RequestBody, ResponseBody, TopicName};
 use crate::rand::Rng;
 use crate::timer::Deadlines;
@@ -78,6 +80,10 @@ struct Batch {
     open: Option<OpenBatch>,
     /// The wire bytes once sealed.
     sealed: Option<Bytes>,
+    /// Compressed by a [`Work`], without producer state yet (written when it leaves).
+    compressed: Option<BytesMut>,
+    /// Its [`Work`] is out: it cannot leave until the [`WorkDone`] comes back.
+    compressing: bool,
     /// Uncompressed size, header included.
     size: usize,
     /// Buffer bytes its records hold.
@@ -250,6 +256,9 @@ pub(crate) struct Producer {
     /// Allocations batches are written in, kept for the next batches: a fresh one of a
     /// megabyte cost a page fault per 4 KiB written, the kernel zeroing every page.
     batch_buffers: BufferPool<BytesMut>,
+    /// Compression is handed out as [`Work`] rather than done here.
+    offload: bool,
+    work: VecDeque<Work>,
     rng: Rng,
 }
 
@@ -295,6 +304,8 @@ impl Producer {
             round_robin: RoundRobin::default(),
             encoder: RecordBatchEncoder::new(),
             batch_buffers: BufferPool::new(KEPT_BATCH_BUFFERS, KEPT_BATCH_BYTES.min(p.buffer_memory / 4)),
+            offload: false,
+            work: VecDeque::new(),
             rng: Rng::stream(config.rng_seed.unwrap_or(0), "producer"),
             config: p,
         }
@@ -459,6 +470,8 @@ impl Producer {
         };
         let ratio = topic.compression_ratio;
         let state = &mut topic.partitions[partition as usize];
+        // Batches this record completes, to compress at once when that is handed out.
+        let mut full: [Option<BatchKey>; 2] = [None, None];
         let batch_limit = self.config.batch_size;
         // Seal the open batch when this record would take it past batch.size.
         if let Some(open) = &state.open {
@@ -469,6 +482,7 @@ impl Producer {
             if estimated > batch_limit || open.size + next > self.config.max_request_size {
                 let batch = state.open.take().expect("checked above");
                 state.queue.push_back(batch.key);
+                full[0] = Some(batch.key);
                 self.batches.insert(batch.key, batch);
             }
         }
@@ -487,6 +501,8 @@ impl Producer {
                 records: Vec::with_capacity(((batch_limit as f64 / ratio) as usize / size).clamp(1, 4096)),
                 open: Some(OpenBatch::pooled(capacity.min(self.config.max_request_size), &self.batch_buffers)),
                 sealed: None,
+                compressed: None,
+                compressing: false,
                 size: crate::protocol::records::RECORD_BATCH_OVERHEAD,
                 buffered: 0,
                 created: now,
@@ -524,17 +540,75 @@ impl Producer {
             offset_delta,
             buffer_size: size as u32,
         });
-        let full = (batch.size as f64 * ratio * COMPRESSION_MARGIN) >= batch_limit as f64;
-        if full {
+        let is_full = (batch.size as f64 * ratio * COMPRESSION_MARGIN) >= batch_limit as f64;
+        if is_full {
             // A full batch is ready at once (Java's `isFull`): into the queue with it.
             let batch = state.open.take().expect("appended above");
             state.queue.push_back(batch.key);
+            full[1] = Some(batch.key);
             self.batches.insert(batch.key, batch);
         }
         if let Some(Placement::Sticky(_)) = placement {
             // Java lets the sticky partition move on once its batch is full.
             let view = TopicPartitions::new(count, &topic.available);
-            self.partitioner.handle_append(&record.topic, partition, added, full, &view, &mut self.rng);
+            self.partitioner.handle_append(&record.topic, partition, added, is_full, &view, &mut self.rng);
+        }
+        for key in full.into_iter().flatten() {
+            self.start_compressing(key);
+        }
+    }
+
+    /// Hands a batch's compression out as [`Work`] when the driver takes it
+    /// ([`Producer::offload`]); the batch stays where it is, unable to leave until then.
+    /// Only the slow codecs go: lz4 and snappy compress at a gigabyte per second or more,
+    /// less than the trip to another core costs (measured with lz4: no faster, more CPU).
+    fn start_compressing(&mut self, key: BatchKey) -> bool {
+        let compression = self.config.compression;
+        let slow = matches!(compression.codec(), CompressionType::Gzip | CompressionType::Zstd);
+        if !self.offload || !slow {
+            return false;
+        }
+        let Some(batch) = self.batches.get_mut(&key) else { return false };
+        let Some(open) = batch.open.take() else { return false };
+        batch.compressing = true;
+        let pool = self.batch_buffers.clone();
+        self.work.push_back(Work(offload::Seal { key, open, compression, pool }));
+        true
+    }
+
+    /// Compression is handed out as [`Work`] from now on (see [`crate::Client::offload_work`]).
+    pub fn offload(&mut self, on: bool) {
+        self.offload = on;
+    }
+
+    /// The next [`Work`] to run.
+    pub fn poll_work(&mut self) -> Option<Work> {
+        self.work.pop_front()
+    }
+
+    /// A [`Work`] is done: its batch may leave. Batches that expired or failed meanwhile
+    /// are gone; their result is dropped.
+    pub fn handle_work_done(&mut self, done: WorkDone) {
+        let offload::Sealed { key, result } = done.0;
+        let Some(batch) = self.batches.get_mut(&key).filter(|b| b.compressing) else { return };
+        batch.compressing = false;
+        match result {
+            Ok(compressed) => {
+                if let Some(topic) = self.topics.get_mut(&batch.topic) {
+                    if batch.size > 0 {
+                        topic.compression_ratio = (compressed.len() as f64 / batch.size as f64).clamp(0.05, 1.0);
+                    }
+                }
+                batch.compressed = Some(compressed);
+            }
+            Err(e) => {
+                let b = self.batches.remove(&key).expect("found above");
+                if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+                    state.queue.retain(|k| *k != key);
+                }
+                let error = ProduceError::Broker { error: ErrorCode::UnknownServerError, message: Some(e.to_string()) };
+                self.fail_batch(b, error);
+            }
         }
     }
 
@@ -626,7 +700,7 @@ impl Producer {
     }
 
     fn batch_may_leave(&self, now: Instant, state: &PartitionState, b: &Batch) -> bool {
-        if b.retry_at.is_some_and(|t| t > now) {
+        if b.compressing || b.retry_at.is_some_and(|t| t > now) {
             return false;
         }
         if !self.idempotent {
@@ -704,6 +778,11 @@ impl Producer {
                     return None;
                 }
             }
+        } else if let Some(mut compressed) = batch.compressed.take() {
+            if batch.sequence.is_some() {
+                rewrite_producer_state(&mut compressed, sequence_pid, sequence_epoch, base);
+            }
+            batch.sealed = Some(self.batch_buffers.freeze(compressed));
         } else if renumbered {
             let bytes = batch.sealed.take()?;
             let mut fresh = BytesMut::from(&bytes[..]);
@@ -758,9 +837,29 @@ impl Producer {
                 break;
             }
             let Some(key) = self.take_batch(topic, *partition) else { continue };
+            if self.start_compressing(key) {
+                // Back in its place; it leaves once compressed.
+                if let Some(state) = self.partition_mut(topic, *partition) {
+                    let at = state.queue.partition_point(|k| *k < key);
+                    state.queue.insert(at, key);
+                }
+                continue;
+            }
             #[cfg(feature = "plants")]
             let before = self.partition_mut(topic, *partition).map(|s| s.next_sequence);
+            #[cfg(feature = "plants")]
+            let offloaded = self.batches.get(&key).is_some_and(|b| b.compressed.is_some());
             let Some(bytes) = self.prepare(key) else { continue };
+            #[cfg(feature = "plants")]
+            let bytes = if offloaded && ctx.planted(crate::plants::Plant::ProducerOffloadedWithoutState) {
+                let mut stateless = BytesMut::from(&bytes[..]);
+                rewrite_producer_state(&mut stateless, -1, -1, -1);
+                let stateless = stateless.freeze();
+                self.batches.get_mut(&key).expect("prepared above").sealed = Some(stateless.clone());
+                stateless
+            } else {
+                bytes
+            };
             #[cfg(feature = "plants")]
             if ctx.planted(crate::plants::Plant::ProducerSequenceNotAdvanced) {
                 if let (Some(before), Some(state)) = (before, self.partition_mut(topic, *partition)) {
@@ -814,12 +913,13 @@ impl Producer {
 
     fn peek_size(&self, topic: &TopicName, partition: i32) -> usize {
         let Some(state) = self.topics.get(topic).and_then(|t| t.partitions.get(partition as usize)) else { return 0 };
-        state
-            .queue
-            .iter()
-            .find_map(|k| self.batches.get(k))
-            .or(state.open.as_ref())
-            .map_or(0, |b| b.sealed.as_ref().map_or(b.size, Bytes::len))
+        state.queue.iter().find_map(|k| self.batches.get(k)).or(state.open.as_ref()).map_or(0, |b| {
+            match (&b.sealed, &b.compressed) {
+                (Some(sealed), _) => sealed.len(),
+                (None, Some(compressed)) => compressed.len(),
+                (None, None) => b.size,
+            }
+        })
     }
 
     /// Fails every waiting batch led by `broker` (it cannot take produce requests at all).
@@ -1235,6 +1335,8 @@ impl Producer {
                 records: Vec::new(),
                 open: Some(OpenBatch::with_capacity(half)),
                 sealed: None,
+                compressed: None,
+                compressing: false,
                 size: crate::protocol::records::RECORD_BATCH_OVERHEAD,
                 buffered: 0,
                 created: b.created,

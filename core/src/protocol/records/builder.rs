@@ -513,11 +513,22 @@ impl OpenBatch {
         encoder: &mut RecordBatchEncoder,
         pool: &BufferPool<BytesMut>,
     ) -> Result<Bytes, RecordsEncodeError> {
+        self.seal_in_pool(params, encoder, pool).map(|sealed| pool.freeze(sealed))
+    }
+
+    /// [`OpenBatch::seal_pooled`], left unfrozen: the producer state can still be written
+    /// in place ([`rewrite_producer_state`]) before it goes back to `pool` with `freeze`.
+    pub(crate) fn seal_in_pool(
+        self,
+        params: BatchParams,
+        encoder: &mut RecordBatchEncoder,
+        pool: &BufferPool<BytesMut>,
+    ) -> Result<BytesMut, RecordsEncodeError> {
         let (sealed, spare) = self.seal_into(params, encoder, |len| pool.take(len))?;
         if let Some(spare) = spare {
             pool.give_back(spare);
         }
-        Ok(pool.freeze(sealed))
+        Ok(sealed)
     }
 
     /// The sealed batch, and the uncompressed records' buffer if they were compressed into
