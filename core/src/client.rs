@@ -1009,10 +1009,10 @@ impl Client {
         }
     }
 
+    /// A closing client still refreshes when asked: a closing producer's records may wait
+    /// for their topic or a moved leader, and the close is to deliver them.
     fn want_refresh(&mut self, now: Instant) {
-        if !self.closing {
-            self.work_created |= self.machines.metadata.want_refresh(now);
-        }
+        self.work_created |= self.machines.metadata.want_refresh(now);
     }
 
     /// Moves work forward: each round, every machine names the targets it has work for;

@@ -53,7 +53,11 @@ fn settle(w: &mut World, ids: &[SendId], limit: Duration) -> BTreeMap<SendId, Re
 
 /// (key, value) pairs of a partition's log, in offset order.
 fn log(w: &World, topic: &str, partition: i32) -> Vec<(Option<Bytes>, Option<Bytes>, i64)> {
-    w.cluster.partition_log(topic, partition).unwrap().map(|r| (r.key, r.value, r.offset)).collect()
+    log_of(&w.cluster, topic, partition)
+}
+
+fn log_of(cluster: &super::FakeCluster, topic: &str, partition: i32) -> Vec<(Option<Bytes>, Option<Bytes>, i64)> {
+    cluster.partition_log(topic, partition).unwrap().map(|r| (r.key, r.value, r.offset)).collect()
 }
 
 #[test]
@@ -502,4 +506,121 @@ fn a_batch_whose_work_never_returns_times_out_and_a_late_result_is_ignored() {
     assert_eq!(outcomes(&w).len(), 20, "no second outcome");
     assert!(log(&w, "late", 0).is_empty());
     assert_eq!(w.client.producer_buffered(), 0);
+}
+
+#[test]
+fn a_dispatcher_hands_out_at_most_its_jobs_and_takes_their_results_from_its_intake() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::world::DispatcherWorld;
+
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = DispatcherWorld::new(cluster, |c| {
+        let mut p = ProducerConfig::default();
+        p.compression = Compression::zstd();
+        p.batch_size = 1_000;
+        c.with_producer(p)
+    });
+    w.cluster.create_topic("j", 2, 1);
+    let jobs: Arc<Mutex<Vec<sansa::driver::Job>>> = Arc::default();
+    let handed = Arc::clone(&jobs);
+    w.dispatcher.offload_with(2, move |job| handed.lock().unwrap().push(job));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let value = |i: u32| format!("{i:0>60}");
+    for i in 0..600u32 {
+        let acked = Arc::clone(&acked);
+        let record = ProducerRecord::new("j", value(i)).with_key(format!("{}", i % 2));
+        let callback = move |r: Result<RecordMetadata, ProduceError>| {
+            if r.is_ok() {
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        w.handle.as_ref().unwrap().send_with_callback_blocking(record, callback).expect("buffered");
+    }
+    let (mut most, mut finished) = (0, 0);
+    let end = w.now + Duration::from_secs(60);
+    while acked.load(Ordering::SeqCst) < 600 && w.now < end {
+        w.pump();
+        let job = {
+            let mut jobs = jobs.lock().unwrap();
+            most = most.max(jobs.len());
+            jobs.pop()
+        };
+        // The newest first; the third is dropped unrun, as an executor shutting down would.
+        if let Some(job) = job {
+            finished += 1;
+            if finished == 3 {
+                drop(job);
+            } else {
+                job.run();
+            }
+        } else if !w.step() {
+            break;
+        }
+    }
+    assert_eq!(acked.load(Ordering::SeqCst), 600, "every record delivered");
+    assert_eq!(most, 2, "two jobs out at once, never more");
+    assert!(finished > 10, "batches went out as jobs ({finished})");
+    for p in 0..2 {
+        let values: Vec<Bytes> = log_of(&w.cluster, "j", p).into_iter().filter_map(|(_, v, _)| v).collect();
+        let expected: Vec<Bytes> = (0..600).filter(|i| i % 2 == p as u32).map(|i| value(i).into()).collect();
+        assert_eq!(values, expected, "partition {p} in send order, once each");
+    }
+}
+
+#[test]
+fn with_every_handle_gone_a_dispatcher_compresses_on_its_own_thread() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::world::DispatcherWorld;
+
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = DispatcherWorld::new(cluster, |c| {
+        let mut p = ProducerConfig::default();
+        p.compression = Compression::gzip();
+        c.with_producer(p)
+    });
+    w.cluster.create_topic("g", 1, 1);
+    let jobs: Arc<Mutex<Vec<sansa::driver::Job>>> = Arc::default();
+    let handed = Arc::clone(&jobs);
+    w.dispatcher.offload_with(1, move |job| handed.lock().unwrap().push(job));
+    let acked = Arc::new(AtomicUsize::new(0));
+    for i in 0..50u32 {
+        let acked = Arc::clone(&acked);
+        let callback = move |r: Result<RecordMetadata, ProduceError>| {
+            match r {
+                Ok(_) => acked.fetch_add(1, Ordering::SeqCst),
+                Err(e) => panic!("{e:?}"),
+            };
+        };
+        let record = ProducerRecord::new("g", format!("{i}"));
+        w.handle.as_ref().unwrap().send_with_callback_blocking(record, callback).expect("buffered");
+    }
+    // The application is gone before the driver saw its records: closing sends them, and no
+    // job could bring its result back through the closed intake.
+    w.handle = None;
+    let end = w.now + Duration::from_secs(60);
+    while acked.load(Ordering::SeqCst) < 50 && w.now < end {
+        w.pump();
+        if !w.step() {
+            break;
+        }
+    }
+    assert_eq!(acked.load(Ordering::SeqCst), 50);
+    assert!(jobs.lock().unwrap().is_empty(), "nothing handed out once the intake closed");
+    assert_eq!(log_of(&w.cluster, "g", 0).len(), 50);
+}
+
+#[test]
+fn a_close_right_after_the_sends_still_looks_the_topic_up_and_delivers_them() {
+    let mut w = world(|_| {});
+    w.cluster.create_topic("c", 2, 1);
+    let ids: Vec<SendId> =
+        (0..10).map(|i| w.client.send(w.now, ProducerRecord::new("c", format!("{i}"))).expect("taken")).collect();
+    w.client.close(w.now);
+    let out = settle(&mut w, &ids, Duration::from_secs(30));
+    assert!(out.values().all(|r| r.is_ok()), "{:?}", out.values().find(|r| r.is_err()));
+    assert!(w.run_until(Duration::from_secs(30), |w| w.client.is_closed()), "the close completes");
 }

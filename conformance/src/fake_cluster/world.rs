@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use sansa::driver::Dispatcher;
 use sansa::protocol::frame::FrameDecoder;
 use sansa::{BrokerAddress, Client, CloseCause, Config, ConnId, Event, Input, Transmit};
 
@@ -29,6 +30,39 @@ pub struct World {
     net: Net,
     /// Every event the client emitted, in order.
     pub events: Vec<Event>,
+}
+
+/// What the in-memory network drives: a client, or a driver's dispatcher around one.
+trait Endpoint {
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit>;
+    fn handle_input(&mut self, now: Instant, input: Input);
+    /// The next event for the test to see; a dispatcher delivers its own and shows none.
+    fn poll_event(&mut self) -> Option<Event>;
+}
+
+impl Endpoint for Client {
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        Client::poll_transmit(self, now)
+    }
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        Client::handle_input(self, now, input);
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        Client::poll_event(self)
+    }
+}
+
+impl Endpoint for Dispatcher {
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        Dispatcher::poll_transmit(self, now)
+    }
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        Dispatcher::handle_input(self, now, input);
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        self.deliver();
+        None
+    }
 }
 
 /// The in-memory wiring between clients and the cluster: connections by (client, id).
@@ -55,7 +89,7 @@ impl Net {
         &mut self,
         now: Instant,
         cluster: &mut FakeCluster,
-        clients: &mut [&mut Client],
+        clients: &mut [&mut dyn Endpoint],
         events: &mut [&mut Vec<Event>],
     ) {
         loop {
@@ -234,7 +268,7 @@ impl Worlds {
 
     /// Moves bytes both ways until nobody has anything to say.
     pub fn pump(&mut self) {
-        let mut clients: Vec<&mut Client> = self.clients.iter_mut().collect();
+        let mut clients: Vec<&mut dyn Endpoint> = self.clients.iter_mut().map(|c| c as &mut dyn Endpoint).collect();
         let mut events: Vec<&mut Vec<Event>> = self.events.iter_mut().collect();
         self.net.pump(self.now, &mut self.cluster, &mut clients, &mut events);
     }
@@ -250,5 +284,62 @@ impl Worlds {
         self.cluster.handle_timeout(self.now);
         self.pump();
         true
+    }
+}
+
+/// A driver's [`Dispatcher`] (the adapters' shared part, intake and all) and a fake cluster
+/// in one thread, on a virtual clock: the adapter boundary tested without sockets.
+pub struct DispatcherWorld {
+    /// The dispatcher under test.
+    pub dispatcher: Dispatcher,
+    /// Its handle, for the application's side (`None` once the test dropped it).
+    pub handle: Option<sansa::driver::Handle>,
+    /// The cluster it talks to.
+    pub cluster: FakeCluster,
+    /// The virtual clock.
+    pub now: Instant,
+    net: Net,
+}
+
+impl DispatcherWorld {
+    /// A cluster from `cluster` and a dispatcher for a client from `config`.
+    pub fn new(cluster: FakeClusterConfig, config: impl FnOnce(Config) -> Config) -> Self {
+        let mut cluster = FakeCluster::new(cluster);
+        let net = Net::new(&mut cluster);
+        let now = Instant::now();
+        let (handle, mut dispatcher) =
+            sansa::driver::start(client_config(config, 1), now, sansa::driver::DEFAULT_INTAKE_CAPACITY)
+                .expect("a valid configuration");
+        dispatcher.set_wall_clock(now, WALL_CLOCK_START_MS);
+        DispatcherWorld { dispatcher, handle: Some(handle), cluster, now, net }
+    }
+
+    /// Feeds the dispatcher what its intake holds, then moves bytes both ways until neither
+    /// side has anything to say.
+    pub fn pump(&mut self) {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        while let std::task::Poll::Ready(intake) = self.dispatcher.poll_intake(&mut cx) {
+            self.dispatcher.handle_intake(self.now, intake);
+        }
+        self.net.pump(self.now, &mut self.cluster, &mut [&mut self.dispatcher], &mut [&mut Vec::new()]);
+    }
+
+    /// Jumps the clock to the next deadline of either side and runs it; false when neither
+    /// has one.
+    pub fn step(&mut self) -> bool {
+        let next = [self.dispatcher.poll_timeout(), self.cluster.poll_timeout()].into_iter().flatten().min();
+        let Some(next) = next else { return false };
+        self.now = self.now.max(next);
+        self.dispatcher.handle_timeout(self.now);
+        self.cluster.handle_timeout(self.now);
+        self.pump();
+        true
+    }
+}
+
+impl std::fmt::Debug for DispatcherWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherWorld").field("dispatcher", &self.dispatcher).finish_non_exhaustive()
     }
 }

@@ -53,7 +53,11 @@ pub(crate) struct MetadataRefresh {
     /// Plant `DropRetry`: a failed refresh is never rescheduled.
     stuck: bool,
     failures: u32,
+    /// No periodic refresh any more; only those asked for ([`MetadataRefresh::want_refresh`]).
     closing: bool,
+    /// A refresh asked for while closing: records a closing producer still sends may be
+    /// waiting for their topic or a moved leader.
+    asked_while_closing: bool,
     /// The application's refreshes not yet sent, in order (tags of removed ones are skipped).
     queued: VecDeque<Tag>,
     user: BTreeMap<Tag, UserRefresh>,
@@ -79,6 +83,7 @@ impl MetadataRefresh {
             stuck: false,
             failures: 0,
             closing: false,
+            asked_while_closing: false,
             queued: VecDeque::new(),
             user: BTreeMap::new(),
             sent: BTreeMap::new(),
@@ -124,7 +129,16 @@ impl MetadataRefresh {
 
     /// Asks for a refresh soon, unless one is under way. Returns whether that is news.
     pub fn want_refresh(&mut self, now: Instant) -> bool {
-        if self.in_flight.is_none() && !self.closing && !self.stuck && self.next_refresh > now {
+        if self.in_flight.is_some() || self.stuck {
+            return false;
+        }
+        if self.closing {
+            let news = !self.asked_while_closing;
+            self.asked_while_closing = true;
+            self.next_refresh = self.next_refresh.min(now);
+            return news;
+        }
+        if self.next_refresh > now {
             self.next_refresh = now;
             self.timers.set(Timer::Periodic, now);
             return true;
@@ -134,11 +148,12 @@ impl MetadataRefresh {
 
     /// Whether a refresh of the client's own is due or on the wire: newer metadata is coming.
     pub fn refresh_pending(&self, now: Instant) -> bool {
-        self.in_flight.is_some() || (!self.closing && !self.stuck && self.next_refresh <= now)
+        self.in_flight.is_some() || self.periodic_due(now)
     }
 
     fn periodic_due(&self, now: Instant) -> bool {
-        self.in_flight.is_none() && !self.closing && !self.stuck && self.next_refresh <= now
+        let open = !self.closing || self.asked_while_closing;
+        self.in_flight.is_none() && open && !self.stuck && self.next_refresh <= now
     }
 
     fn schedule(&mut self, at: Instant) {
@@ -187,6 +202,7 @@ impl Machine for MetadataRefresh {
         self.next_tag += 1;
         let tag = self.next_tag;
         self.in_flight = Some(tag);
+        self.asked_while_closing = false;
         self.timers.cancel(&Timer::Periodic);
         let topics: Vec<TopicName> = self.tracked_topics.iter().cloned().collect();
         let body = metadata_request((!self.all_topics).then_some(&topics), !self.auto_create_topics.is_empty());
@@ -289,9 +305,11 @@ impl Machine for MetadataRefresh {
         self.queued = kept;
     }
 
-    fn close(&mut self, _now: Instant) {
-        // The client's own refreshes have no one waiting for them.
+    fn close(&mut self, now: Instant) {
+        // The client's periodic refreshes have no one waiting for them; one already due was
+        // asked for (by records waiting for metadata, say) and still goes.
         self.closing = true;
+        self.asked_while_closing = self.next_refresh <= now;
         self.timers.cancel(&Timer::Periodic);
     }
 

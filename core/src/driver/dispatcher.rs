@@ -131,11 +131,13 @@ impl Dispatcher {
 
     /// Hands the client's CPU-bound work (compressing the producer's batches) to `run`,
     /// which starts each [`Job`] on a thread of its choosing, at most `parallel` at a time,
-    /// so the driver's thread is free for sockets meanwhile. Without it, the driver does
-    /// that work itself.
+    /// so the driver's thread is free for sockets meanwhile. Without it, or with `parallel`
+    /// 0, the driver does that work itself.
     pub fn offload_with(&mut self, parallel: usize, run: impl Fn(Job) + Send + 'static) {
-        let max = parallel.max(1);
-        self.offload = Some(Offload { run: Box::new(run), max, out: 0, queued: VecDeque::new() });
+        if parallel == 0 {
+            return;
+        }
+        self.offload = Some(Offload { run: Box::new(run), max: parallel, out: 0, queued: VecDeque::new() });
         self.client.offload_work(true);
     }
 

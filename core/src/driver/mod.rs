@@ -90,9 +90,10 @@ pub fn start(mut config: Config, now: Instant, intake_capacity: usize) -> Result
 }
 
 /// Threads worth giving the client's offloaded work ([`Dispatcher::offload_with`]): the
-/// cores besides the driver's own, at least one.
+/// cores besides the driver's own (none on one core, where handing work to another thread
+/// only costs).
 pub fn spare_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
+    std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1))
 }
 
 /// A driver that can take a command on the thread of the `_blocking` call that made it,
@@ -134,21 +135,20 @@ impl Job {
     /// Runs the work on this thread (milliseconds: it may compress a megabyte), then queues
     /// the result for the dispatcher, waiting for room on its intake if need be.
     pub fn run(mut self) {
-        self.finish();
-    }
-
-    fn finish(&mut self) {
         if let Some(work) = self.work.take() {
-            let done = work.run();
             // A closed intake means the driver ended: nothing waits for the batch any more.
-            let _ = self.intake.send_blocking(Msg::Done(done));
+            let _ = self.intake.send_blocking(Msg::Done(work.run()));
         }
     }
 }
 
 impl Drop for Job {
+    /// An executor shutting down may drop a job on the driver's own thread: the result
+    /// then only goes back if the intake has room, never waiting on it.
     fn drop(&mut self) {
-        self.finish();
+        if let Some(work) = self.work.take() {
+            let _ = self.intake.try_send(Msg::Done(work.run()));
+        }
     }
 }
 

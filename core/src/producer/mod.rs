@@ -526,6 +526,9 @@ impl Producer {
             // practice, but a record is never dropped silently.
             self.buffered -= size;
             let error = ProduceError::RecordTooLarge { size, limit: i32::MAX as usize, setting: "the record format" };
+            if let Some(key) = full[0] {
+                self.start_compressing(key);
+            }
             return self.fail_alone(id, record, now, error);
         }
         let added = builder.uncompressed_size() - before;
@@ -606,7 +609,7 @@ impl Producer {
                 if let Some(state) = self.partition_mut(&b.topic, b.partition) {
                     state.queue.retain(|k| *k != key);
                 }
-                let error = ProduceError::Broker { error: ErrorCode::UnknownServerError, message: Some(e.to_string()) };
+                let error = ProduceError::Broker { error: ErrorCode::UnknownServerError, message: Some(e) };
                 self.fail_batch(b, error);
             }
         }

@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 
 use bytes::BytesMut;
 
@@ -31,7 +32,7 @@ pub struct WorkDone(pub(super) Sealed);
 
 pub(super) struct Sealed {
     pub(super) key: BatchKey,
-    pub(super) result: Result<BytesMut, RecordsEncodeError>,
+    pub(super) result: Result<BytesMut, String>,
 }
 
 thread_local! {
@@ -40,11 +41,18 @@ thread_local! {
 }
 
 impl Work {
-    /// Does the work on this thread (it may take milliseconds: a batch's compression).
+    /// Does the work on this thread (it may take milliseconds: a batch's compression). A
+    /// panic in it comes back as the batch's error, so a driver counting its jobs out
+    /// always gets this one back.
     pub fn run(self) -> WorkDone {
         let Seal { key, open, compression, pool } = self.0;
         let params = BatchParams::new().compression(compression).producer(-1, -1, -1);
-        let result = ENCODER.with(|encoder| open.seal_in_pool(params, &mut encoder.borrow_mut(), &pool));
+        let seal =
+            AssertUnwindSafe(|| ENCODER.with(|encoder| open.seal_in_pool(params, &mut encoder.borrow_mut(), &pool)));
+        let result = match std::panic::catch_unwind(seal) {
+            Ok(sealed) => sealed.map_err(|e: RecordsEncodeError| e.to_string()),
+            Err(_) => Err("compressing the batch panicked".to_string()),
+        };
         WorkDone(Sealed { key, result })
     }
 }
