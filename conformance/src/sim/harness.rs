@@ -1836,6 +1836,7 @@ impl Sim {
             Action::FinishWork { client, work } => {
                 let Some(work) = self.offloaded.remove(&work) else { return };
                 if !self.slots[client].dead {
+                    self.trace.push(self.now, TraceEvent::WorkDone { client });
                     let now = self.instant();
                     let done = work.run();
                     self.slots[client].client.handle_work_done(now, done);

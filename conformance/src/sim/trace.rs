@@ -70,6 +70,8 @@ pub enum TraceEvent {
     ServerClose { conn: u64 },
     /// `Client::handle_timeout` of one client.
     ClientTimeout { client: usize },
+    /// `Client::handle_work_done` of one client: work it handed out is done.
+    WorkDone { client: usize },
     /// `FakeCluster::handle_timeout`.
     ClusterTimeout,
     /// A scheduled fault or topology change.
@@ -137,6 +139,10 @@ impl TraceEvent {
                 h.u64(12);
                 h.u64(*client as u64);
             }
+            TraceEvent::WorkDone { client } => {
+                h.u64(16);
+                h.u64(*client as u64);
+            }
             TraceEvent::ClusterTimeout => h.u64(13),
             TraceEvent::Fault { what } => {
                 h.u64(14);
@@ -166,6 +172,7 @@ impl fmt::Display for TraceEvent {
             TraceEvent::ServerGone { conn } => write!(f, "c{} gone at the broker", Ns(*conn)),
             TraceEvent::ServerClose { conn } => write!(f, "c{} closed by the broker", Ns(*conn)),
             TraceEvent::ClientTimeout { client } => write!(f, "client {client} timeout"),
+            TraceEvent::WorkDone { client } => write!(f, "client {client} work done"),
             TraceEvent::ClusterTimeout => write!(f, "cluster timeout"),
             TraceEvent::Fault { what } => write!(f, "fault: {what}"),
             TraceEvent::Batch { conn, what } => write!(f, "c{} batch {what}", Ns(*conn)),
