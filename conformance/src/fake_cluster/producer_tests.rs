@@ -1,6 +1,8 @@
 //! The producer machine against the fake cluster, in memory with a virtual clock.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,7 +12,7 @@ use sansa::protocol::records::Compression;
 use sansa::protocol::{ApiKey, ErrorCode};
 use sansa::{Config, Event};
 
-use super::world::World;
+use super::world::{DispatcherWorld, World};
 use super::{FakeClusterConfig, Fault, FaultAction, Replication};
 
 fn world(producer: impl FnOnce(&mut ProducerConfig)) -> World {
@@ -508,35 +510,48 @@ fn a_batch_whose_work_never_returns_times_out_and_a_late_result_is_ignored() {
     assert_eq!(w.client.producer_buffered(), 0);
 }
 
-#[test]
-fn a_dispatcher_hands_out_at_most_its_jobs_and_takes_their_results_from_its_intake() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    use super::world::DispatcherWorld;
-
+/// A dispatcher producing with `compression` (batches of `batch_size`) to a fresh
+/// `partitions`-partition topic, handing its jobs to the returned list, at most `parallel`
+/// at a time.
+fn offloading_dispatcher(
+    compression: Compression,
+    batch_size: usize,
+    topic: &str,
+    partitions: i32,
+    parallel: usize,
+) -> (DispatcherWorld, Arc<Mutex<Vec<sansa::driver::Job>>>) {
     let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
     let mut w = DispatcherWorld::new(cluster, |c| {
         let mut p = ProducerConfig::default();
-        p.compression = Compression::zstd();
-        p.batch_size = 1_000;
+        p.compression = compression;
+        p.batch_size = batch_size;
         c.with_producer(p)
     });
-    w.cluster.create_topic("j", 2, 1);
+    w.cluster.create_topic(topic, partitions, 1);
     let jobs: Arc<Mutex<Vec<sansa::driver::Job>>> = Arc::default();
     let handed = Arc::clone(&jobs);
-    w.dispatcher.offload_with(2, move |job| handed.lock().unwrap().push(job));
+    w.dispatcher.offload_with(parallel, move |job| handed.lock().unwrap().push(job));
+    (w, jobs)
+}
+
+/// Sends `record` through the world's handle; its callback counts it in `acked`, and any
+/// failure fails the test.
+fn send_counted(w: &DispatcherWorld, record: ProducerRecord, acked: &Arc<AtomicUsize>) {
+    let acked = Arc::clone(acked);
+    let callback = move |r: Result<RecordMetadata, ProduceError>| match r {
+        Ok(_) => drop(acked.fetch_add(1, Ordering::SeqCst)),
+        Err(e) => panic!("{e:?}"),
+    };
+    w.handle.as_ref().expect("the handle is kept").send_with_callback_blocking(record, callback).expect("buffered");
+}
+
+#[test]
+fn a_dispatcher_hands_out_at_most_its_jobs_and_takes_their_results_from_its_intake() {
+    let (mut w, jobs) = offloading_dispatcher(Compression::zstd(), 1_000, "j", 2, 2);
     let acked = Arc::new(AtomicUsize::new(0));
     let value = |i: u32| format!("{i:0>60}");
     for i in 0..600u32 {
-        let acked = Arc::clone(&acked);
-        let record = ProducerRecord::new("j", value(i)).with_key(format!("{}", i % 2));
-        let callback = move |r: Result<RecordMetadata, ProduceError>| {
-            if r.is_ok() {
-                acked.fetch_add(1, Ordering::SeqCst);
-            }
-        };
-        w.handle.as_ref().unwrap().send_with_callback_blocking(record, callback).expect("buffered");
+        send_counted(&w, ProducerRecord::new("j", value(i)).with_key(format!("{}", i % 2)), &acked);
     }
     let (mut most, mut finished) = (0, 0);
     let end = w.now + Duration::from_secs(60);
@@ -571,32 +586,10 @@ fn a_dispatcher_hands_out_at_most_its_jobs_and_takes_their_results_from_its_inta
 
 #[test]
 fn with_every_handle_gone_a_dispatcher_compresses_on_its_own_thread() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    use super::world::DispatcherWorld;
-
-    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
-    let mut w = DispatcherWorld::new(cluster, |c| {
-        let mut p = ProducerConfig::default();
-        p.compression = Compression::gzip();
-        c.with_producer(p)
-    });
-    w.cluster.create_topic("g", 1, 1);
-    let jobs: Arc<Mutex<Vec<sansa::driver::Job>>> = Arc::default();
-    let handed = Arc::clone(&jobs);
-    w.dispatcher.offload_with(1, move |job| handed.lock().unwrap().push(job));
+    let (mut w, jobs) = offloading_dispatcher(Compression::gzip(), 16_384, "g", 1, 1);
     let acked = Arc::new(AtomicUsize::new(0));
     for i in 0..50u32 {
-        let acked = Arc::clone(&acked);
-        let callback = move |r: Result<RecordMetadata, ProduceError>| {
-            match r {
-                Ok(_) => acked.fetch_add(1, Ordering::SeqCst),
-                Err(e) => panic!("{e:?}"),
-            };
-        };
-        let record = ProducerRecord::new("g", format!("{i}"));
-        w.handle.as_ref().unwrap().send_with_callback_blocking(record, callback).expect("buffered");
+        send_counted(&w, ProducerRecord::new("g", format!("{i}")), &acked);
     }
     // The application is gone before the driver saw its records: closing sends them, and no
     // job could bring its result back through the closed intake.
