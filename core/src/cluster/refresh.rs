@@ -136,6 +136,7 @@ impl MetadataRefresh {
             let news = !self.asked_while_closing;
             self.asked_while_closing = true;
             self.next_refresh = self.next_refresh.min(now);
+            self.timers.set(Timer::Periodic, self.next_refresh);
             return news;
         }
         if self.next_refresh > now {
