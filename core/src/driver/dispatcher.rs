@@ -90,13 +90,13 @@ enum Waiting {
     Versions(Replier<Result<BrokerVersions, RequestError>>),
 }
 
-/// Work handed out to the adapter's threads, at most `max` at a time: more would only share
-/// the same cores, each job with its own cold codec context (a zstd one is a megabyte).
+/// Work handed out to the adapter's threads, at most `max` at a time (the rest waits in the
+/// client): more would only share the same cores, each job with its own cold codec context
+/// (a zstd one is a megabyte).
 struct Offload {
     run: Box<dyn Fn(Job) + Send>,
     max: usize,
     out: usize,
-    queued: VecDeque<crate::producer::Work>,
 }
 
 impl Dispatcher {
@@ -137,7 +137,7 @@ impl Dispatcher {
         if parallel == 0 {
             return;
         }
-        self.offload = Some(Offload { run: Box::new(run), max: parallel, out: 0, queued: VecDeque::new() });
+        self.offload = Some(Offload { run: Box::new(run), max: parallel, out: 0 });
         self.client.offload_work(true);
     }
 
@@ -145,9 +145,8 @@ impl Dispatcher {
     /// gone (the intake cannot bring results back), does it here.
     fn hand_out_work(&mut self, now: Instant) {
         let Some(offload) = &mut self.offload else { return };
-        offload.queued.extend(std::iter::from_fn(|| self.client.poll_work()));
         while offload.out < offload.max {
-            let Some(work) = offload.queued.pop_front() else { break };
+            let Some(work) = self.client.poll_work() else { break };
             match self.intake_sender.upgrade() {
                 Some(intake) => {
                     offload.out += 1;
@@ -156,7 +155,6 @@ impl Dispatcher {
                 None => {
                     let done = work.run();
                     self.client.handle_work_done(now, done);
-                    offload.queued.extend(std::iter::from_fn(|| self.client.poll_work()));
                 }
             }
         }

@@ -61,7 +61,9 @@ use crate::machine::{Ctx, Link, Machine, Outgoing, Role, Signal, Tag};
 use crate::protocol::messages::init_producer_id::request::InitProducerIdRequest;
 use crate::protocol::messages::produce::request::{PartitionProduceData, TopicProduceData};
 use crate::protocol::messages::{ProduceRequest, ProduceResponse};
-use crate::protocol::records::{rewrite_producer_state, BatchParams, CompressionType, OpenBatch, RecordBatchEncoder};
+use crate::protocol::records::{
+    rewrite_producer_state, BatchParams, Compression, CompressionType, OpenBatch, RecordBatchEncoder,
+};
 use crate::protocol::{ApiKey, BrokerId, ErrorCode, ProducerId, RequestBody, ResponseBody, TopicName};
 use crate::rand::Rng;
 use crate::timer::Deadlines;
@@ -76,14 +78,7 @@ struct Batch {
     topic: TopicName,
     partition: i32,
     records: Vec<DeliveredRecord>,
-    /// Records until the batch is sealed.
-    open: Option<OpenBatch>,
-    /// The wire bytes once sealed.
-    sealed: Option<Bytes>,
-    /// Compressed by a [`Work`], without producer state yet (written when it leaves).
-    compressed: Option<BytesMut>,
-    /// Its [`Work`] is out: it cannot leave until the [`WorkDone`] comes back.
-    compressing: bool,
+    body: Body,
     /// Uncompressed size, header included.
     size: usize,
     /// Buffer bytes its records hold.
@@ -101,9 +96,61 @@ struct Batch {
     abandoned: bool,
 }
 
+/// A batch's bytes, stage by stage.
+#[derive(Debug)]
+enum Body {
+    /// Taking records.
+    Open(OpenBatch),
+    /// Its compression is out as a [`Work`]: it cannot leave until the [`WorkDone`] is back.
+    Compressing,
+    /// Compressed by a [`Work`], without producer state yet (written when it leaves).
+    Compressed(BytesMut),
+    /// The wire bytes.
+    Sealed(Bytes),
+}
+
 impl Batch {
     fn deadline(&self, timeout: Duration) -> Instant {
         self.created + timeout
+    }
+
+    fn builder(&mut self) -> &mut OpenBatch {
+        match &mut self.body {
+            Body::Open(builder) => builder,
+            _ => unreachable!("only a batch taking records is appended to"),
+        }
+    }
+}
+
+impl TopicState {
+    /// A batch of the topic was compressed from `uncompressed` bytes to `sent`.
+    fn note_compression(&mut self, sent: usize, uncompressed: usize) {
+        if uncompressed > 0 {
+            self.compression_ratio = (sent as f64 / uncompressed as f64).clamp(0.05, 1.0);
+        }
+    }
+}
+
+/// Batch compression handed out as [`Work`] (see [`crate::Client::offload_work`]).
+#[derive(Debug, Default)]
+struct Offload {
+    on: bool,
+    work: VecDeque<Work>,
+}
+
+impl Offload {
+    /// Hands `batch`'s compression out when the driver takes it and the codec is a slow one
+    /// (lz4 and snappy compress at a gigabyte per second or more, less than the trip to
+    /// another core costs: measured with lz4, no faster and more CPU). The batch stays where
+    /// it is, unable to leave until its [`WorkDone`] is back.
+    fn start(&mut self, batch: &mut Batch, compression: Compression, pool: &BufferPool<BytesMut>) -> bool {
+        let slow = matches!(compression.codec(), CompressionType::Gzip | CompressionType::Zstd);
+        if !self.on || !slow || !matches!(batch.body, Body::Open(_)) {
+            return false;
+        }
+        let Body::Open(open) = std::mem::replace(&mut batch.body, Body::Compressing) else { return false };
+        self.work.push_back(Work(offload::Seal { key: batch.key, open, compression, pool: pool.clone() }));
+        true
     }
 }
 
@@ -256,9 +303,7 @@ pub(crate) struct Producer {
     /// Allocations batches are written in, kept for the next batches: a fresh one of a
     /// megabyte cost a page fault per 4 KiB written, the kernel zeroing every page.
     batch_buffers: BufferPool<BytesMut>,
-    /// Compression is handed out as [`Work`] rather than done here.
-    offload: bool,
-    work: VecDeque<Work>,
+    offload: Offload,
     rng: Rng,
 }
 
@@ -304,8 +349,7 @@ impl Producer {
             round_robin: RoundRobin::default(),
             encoder: RecordBatchEncoder::new(),
             batch_buffers: BufferPool::new(KEPT_BATCH_BUFFERS, KEPT_BATCH_BYTES.min(p.buffer_memory / 4)),
-            offload: false,
-            work: VecDeque::new(),
+            offload: Offload::default(),
             rng: Rng::stream(config.rng_seed.unwrap_or(0), "producer"),
             config: p,
         }
@@ -470,19 +514,16 @@ impl Producer {
         };
         let ratio = topic.compression_ratio;
         let state = &mut topic.partitions[partition as usize];
-        // Batches this record completes, to compress at once when that is handed out.
-        let mut full: [Option<BatchKey>; 2] = [None, None];
         let batch_limit = self.config.batch_size;
         // Seal the open batch when this record would take it past batch.size.
         if let Some(open) = &state.open {
-            let builder = open.open.as_ref().expect("an open batch has its builder");
             // The upper bound, not the exact length: one length computation per record less.
             let next = size - crate::protocol::records::RECORD_BATCH_OVERHEAD;
-            let estimated = ((builder.uncompressed_size() + next) as f64 * ratio * COMPRESSION_MARGIN) as usize;
+            let estimated = ((open.size + next) as f64 * ratio * COMPRESSION_MARGIN) as usize;
             if estimated > batch_limit || open.size + next > self.config.max_request_size {
-                let batch = state.open.take().expect("checked above");
+                let mut batch = state.open.take().expect("checked above");
                 state.queue.push_back(batch.key);
-                full[0] = Some(batch.key);
+                self.offload.start(&mut batch, self.config.compression, &self.batch_buffers);
                 self.batches.insert(batch.key, batch);
             }
         }
@@ -499,10 +540,7 @@ impl Producer {
                 // Room for the records a full batch is expected to hold, so the vector does
                 // not grow (and copy) record by record.
                 records: Vec::with_capacity(((batch_limit as f64 / ratio) as usize / size).clamp(1, 4096)),
-                open: Some(OpenBatch::pooled(capacity.min(self.config.max_request_size), &self.batch_buffers)),
-                sealed: None,
-                compressed: None,
-                compressing: false,
+                body: Body::Open(OpenBatch::pooled(capacity.min(self.config.max_request_size), &self.batch_buffers)),
                 size: crate::protocol::records::RECORD_BATCH_OVERHEAD,
                 buffered: 0,
                 created: now,
@@ -518,7 +556,7 @@ impl Producer {
             self.timers.insert(now + self.config.delivery_timeout, Timer::Expire(self.next_batch, 0));
         }
         let batch = state.open.as_mut().expect("created above");
-        let builder = batch.open.as_mut().expect("an open batch has its builder");
+        let builder = batch.builder();
         let before = builder.uncompressed_size();
         let offset_delta = builder.record_count() as u32;
         if builder.append(timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers).is_err() {
@@ -526,9 +564,6 @@ impl Producer {
             // practice, but a record is never dropped silently.
             self.buffered -= size;
             let error = ProduceError::RecordTooLarge { size, limit: i32::MAX as usize, setting: "the record format" };
-            if let Some(key) = full[0] {
-                self.start_compressing(key);
-            }
             return self.fail_alone(id, record, now, error);
         }
         let added = builder.uncompressed_size() - before;
@@ -546,9 +581,9 @@ impl Producer {
         let is_full = (batch.size as f64 * ratio * COMPRESSION_MARGIN) >= batch_limit as f64;
         if is_full {
             // A full batch is ready at once (Java's `isFull`): into the queue with it.
-            let batch = state.open.take().expect("appended above");
+            let mut batch = state.open.take().expect("appended above");
             state.queue.push_back(batch.key);
-            full[1] = Some(batch.key);
+            self.offload.start(&mut batch, self.config.compression, &self.batch_buffers);
             self.batches.insert(batch.key, batch);
         }
         if let Some(Placement::Sticky(_)) = placement {
@@ -556,63 +591,42 @@ impl Producer {
             let view = TopicPartitions::new(count, &topic.available);
             self.partitioner.handle_append(&record.topic, partition, added, is_full, &view, &mut self.rng);
         }
-        for key in full.into_iter().flatten() {
-            self.start_compressing(key);
-        }
-    }
-
-    /// Hands a batch's compression out as [`Work`] when the driver takes it
-    /// ([`Producer::offload`]); the batch stays where it is, unable to leave until then.
-    /// Only the slow codecs go: lz4 and snappy compress at a gigabyte per second or more,
-    /// less than the trip to another core costs (measured with lz4: no faster, more CPU).
-    fn start_compressing(&mut self, key: BatchKey) -> bool {
-        let compression = self.config.compression;
-        let slow = matches!(compression.codec(), CompressionType::Gzip | CompressionType::Zstd);
-        if !self.offload || !slow {
-            return false;
-        }
-        let Some(batch) = self.batches.get_mut(&key) else { return false };
-        let Some(open) = batch.open.take() else { return false };
-        batch.compressing = true;
-        let pool = self.batch_buffers.clone();
-        self.work.push_back(Work(offload::Seal { key, open, compression, pool }));
-        true
     }
 
     /// Compression is handed out as [`Work`] from now on (see [`crate::Client::offload_work`]).
     pub fn offload(&mut self, on: bool) {
-        self.offload = on;
+        self.offload.on = on;
     }
 
     /// The next [`Work`] to run.
     pub fn poll_work(&mut self) -> Option<Work> {
-        self.work.pop_front()
+        self.offload.work.pop_front()
     }
 
     /// A [`Work`] is done: its batch may leave. Batches that expired or failed meanwhile
     /// are gone; their result is dropped.
     pub fn handle_work_done(&mut self, done: WorkDone) {
         let offload::Sealed { key, result } = done.0;
-        let Some(batch) = self.batches.get_mut(&key).filter(|b| b.compressing) else { return };
-        batch.compressing = false;
+        let Some(batch) = self.batches.get_mut(&key).filter(|b| matches!(b.body, Body::Compressing)) else { return };
         match result {
             Ok(compressed) => {
                 if let Some(topic) = self.topics.get_mut(&batch.topic) {
-                    if batch.size > 0 {
-                        topic.compression_ratio = (compressed.len() as f64 / batch.size as f64).clamp(0.05, 1.0);
-                    }
+                    topic.note_compression(compressed.len(), batch.size);
                 }
-                batch.compressed = Some(compressed);
+                batch.body = Body::Compressed(compressed);
             }
-            Err(e) => {
-                let b = self.batches.remove(&key).expect("found above");
-                if let Some(state) = self.partition_mut(&b.topic, b.partition) {
-                    state.queue.retain(|k| *k != key);
-                }
-                let error = ProduceError::Broker { error: ErrorCode::UnknownServerError, message: Some(e) };
-                self.fail_batch(b, error);
-            }
+            Err(message) => self.fail_unsealable(key, message),
         }
+    }
+
+    /// A batch whose records could not be sealed fails, wherever it waits.
+    fn fail_unsealable(&mut self, key: BatchKey, message: String) {
+        let Some(mut b) = self.batches.remove(&key) else { return };
+        if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+            state.queue.retain(|k| *k != key);
+        }
+        b.last_error = None;
+        self.fail_batch(b, ProduceError::Broker { error: ErrorCode::UnknownServerError, message: Some(message) });
     }
 
     /// Completes when every record sent so far is delivered or failed.
@@ -703,7 +717,7 @@ impl Producer {
     }
 
     fn batch_may_leave(&self, now: Instant, state: &PartitionState, b: &Batch) -> bool {
-        if b.compressing || b.retry_at.is_some_and(|t| t > now) {
+        if matches!(b.body, Body::Compressing) || b.retry_at.is_some_and(|t| t > now) {
             return false;
         }
         if !self.idempotent {
@@ -761,38 +775,42 @@ impl Producer {
             Some((_, base)) => (pid, epoch, base),
             None => (-1, -1, -1),
         };
-        if let Some(open) = batch.open.take() {
-            let uncompressed = open.uncompressed_size();
-            let params =
-                BatchParams::new().compression(self.config.compression).producer(sequence_pid, sequence_epoch, base);
-            match open.seal_pooled(params, &mut self.encoder, &self.batch_buffers) {
-                Ok(bytes) => {
-                    if uncompressed > 0 {
-                        topic.compression_ratio = (bytes.len() as f64 / uncompressed as f64).clamp(0.05, 1.0);
+        batch.body = match std::mem::replace(&mut batch.body, Body::Compressing) {
+            Body::Open(open) => {
+                let uncompressed = open.uncompressed_size();
+                let params = BatchParams::new().compression(self.config.compression).producer(
+                    sequence_pid,
+                    sequence_epoch,
+                    base,
+                );
+                match open.seal_pooled(params, &mut self.encoder, &self.batch_buffers) {
+                    Ok(bytes) => {
+                        topic.note_compression(bytes.len(), uncompressed);
+                        Body::Sealed(bytes)
                     }
-                    batch.sealed = Some(bytes);
-                }
-                Err(e) => {
-                    let error =
-                        ProduceError::Broker { error: ErrorCode::UnknownServerError, message: Some(e.to_string()) };
-                    batch.last_error = None;
-                    let b = self.batches.remove(&key)?;
-                    self.fail_batch(b, error);
-                    return None;
+                    Err(e) => {
+                        self.fail_unsealable(key, e.to_string());
+                        return None;
+                    }
                 }
             }
-        } else if let Some(mut compressed) = batch.compressed.take() {
-            if batch.sequence.is_some() {
-                rewrite_producer_state(&mut compressed, sequence_pid, sequence_epoch, base);
+            Body::Compressed(mut compressed) => {
+                if batch.sequence.is_some() {
+                    rewrite_producer_state(&mut compressed, sequence_pid, sequence_epoch, base);
+                }
+                Body::Sealed(self.batch_buffers.freeze(compressed))
             }
-            batch.sealed = Some(self.batch_buffers.freeze(compressed));
-        } else if renumbered {
-            let bytes = batch.sealed.take()?;
-            let mut fresh = BytesMut::from(&bytes[..]);
-            rewrite_producer_state(&mut fresh, sequence_pid, sequence_epoch, base);
-            batch.sealed = Some(fresh.freeze());
+            Body::Sealed(bytes) if renumbered => {
+                let mut fresh = BytesMut::from(&bytes[..]);
+                rewrite_producer_state(&mut fresh, sequence_pid, sequence_epoch, base);
+                Body::Sealed(fresh.freeze())
+            }
+            body => body,
+        };
+        match &batch.body {
+            Body::Sealed(bytes) => Some(bytes.clone()),
+            _ => None,
         }
-        batch.sealed.clone()
     }
 
     fn build_request(
@@ -840,7 +858,11 @@ impl Producer {
                 break;
             }
             let Some(key) = self.take_batch(topic, *partition) else { continue };
-            if self.start_compressing(key) {
+            let compressing = match self.batches.get_mut(&key) {
+                Some(batch) => self.offload.start(batch, self.config.compression, &self.batch_buffers),
+                None => false,
+            };
+            if compressing {
                 // Back in its place; it leaves once compressed.
                 if let Some(state) = self.partition_mut(topic, *partition) {
                     let at = state.queue.partition_point(|k| *k < key);
@@ -851,14 +873,14 @@ impl Producer {
             #[cfg(feature = "plants")]
             let before = self.partition_mut(topic, *partition).map(|s| s.next_sequence);
             #[cfg(feature = "plants")]
-            let offloaded = self.batches.get(&key).is_some_and(|b| b.compressed.is_some());
+            let offloaded = self.batches.get(&key).is_some_and(|b| matches!(b.body, Body::Compressed(_)));
             let Some(bytes) = self.prepare(key) else { continue };
             #[cfg(feature = "plants")]
             let bytes = if offloaded && ctx.planted(crate::plants::Plant::ProducerOffloadedWithoutState) {
                 let mut stateless = BytesMut::from(&bytes[..]);
                 rewrite_producer_state(&mut stateless, -1, -1, -1);
                 let stateless = stateless.freeze();
-                self.batches.get_mut(&key).expect("prepared above").sealed = Some(stateless.clone());
+                self.batches.get_mut(&key).expect("prepared above").body = Body::Sealed(stateless.clone());
                 stateless
             } else {
                 bytes
@@ -916,12 +938,10 @@ impl Producer {
 
     fn peek_size(&self, topic: &TopicName, partition: i32) -> usize {
         let Some(state) = self.topics.get(topic).and_then(|t| t.partitions.get(partition as usize)) else { return 0 };
-        state.queue.iter().find_map(|k| self.batches.get(k)).or(state.open.as_ref()).map_or(0, |b| {
-            match (&b.sealed, &b.compressed) {
-                (Some(sealed), _) => sealed.len(),
-                (None, Some(compressed)) => compressed.len(),
-                (None, None) => b.size,
-            }
+        state.queue.iter().find_map(|k| self.batches.get(k)).or(state.open.as_ref()).map_or(0, |b| match &b.body {
+            Body::Sealed(sealed) => sealed.len(),
+            Body::Compressed(compressed) => compressed.len(),
+            Body::Open(_) | Body::Compressing => b.size,
         })
     }
 
@@ -1304,7 +1324,8 @@ impl Producer {
 
     fn split(&mut self, now: Instant, key: BatchKey) {
         let Some(b) = self.take_out(key) else { return };
-        let Some(sealed) = b.sealed.clone() else { return };
+        let Body::Sealed(sealed) = &b.body else { return };
+        let sealed = sealed.clone();
         let options = crate::protocol::records::DecodeOptions::new();
         let decoded: Vec<_> = crate::protocol::records::decode_batches(sealed, &options).collect();
         let records: Vec<crate::protocol::records::Record> = match decoded.into_iter().next() {
@@ -1336,10 +1357,7 @@ impl Producer {
                 topic: b.topic.clone(),
                 partition: b.partition,
                 records: Vec::new(),
-                open: Some(OpenBatch::with_capacity(half)),
-                sealed: None,
-                compressed: None,
-                compressing: false,
+                body: Body::Open(OpenBatch::with_capacity(half)),
                 size: crate::protocol::records::RECORD_BATCH_OVERHEAD,
                 buffered: 0,
                 created: b.created,
@@ -1351,7 +1369,7 @@ impl Producer {
                 in_flight: false,
                 abandoned: false,
             });
-            let builder = piece.open.as_mut().expect("new piece");
+            let builder = piece.builder();
             let before = builder.uncompressed_size();
             // These records were encoded once already, so appending them again cannot fail.
             let _ = builder.append(entry.timestamp, r.key.as_deref(), r.value.as_deref(), &r.headers);
