@@ -416,7 +416,7 @@ impl Machines {
 ///
 /// A driver with threads to spare may also take the producer's compression off its own
 /// thread: after [`Client::offload_work`], it drains [`Client::poll_work`] with the
-/// transmits, runs each [`Work`](crate::producer::Work) anywhere, and feeds the result back
+/// transmits, runs each [`Work`](crate::Work) anywhere, and feeds the result back
 /// with [`Client::handle_work_done`] (a B input).
 ///
 /// Time only moves forward: pass the driver's current `Instant` every time. A spurious
@@ -655,24 +655,36 @@ impl Client {
         self.machines.producer.metrics(now)
     }
 
-    /// With `on`, the producer hands each batch's compression out through
-    /// [`Client::poll_work`] instead of compressing on the caller's thread as the batch
-    /// leaves. Off by default. A driver that turns it on must run every [`Work`](crate::producer::Work)
-    /// and give its result to [`Client::handle_work_done`]: until then that batch, and the
-    /// batches behind it in its partition, wait (and expire at their delivery timeout).
+    /// With `on`, the client hands its CPU-bound work out through [`Client::poll_work`]:
+    /// compressing the producer's gzip and zstd batches (instead of compressing each on the
+    /// caller's thread as it leaves), and decompressing the consumer's fetched gzip and zstd
+    /// data (instead of as the application polls it). Off by default. A driver that turns it
+    /// on must run every [`Work`](crate::Work) and give its result to
+    /// [`Client::handle_work_done`]: until then that batch, and the batches behind it in its
+    /// partition, wait (and expire at their delivery timeout); and so do that fetched data,
+    /// and the records behind it, for the application.
     pub fn offload_work(&mut self, on: bool) {
         self.machines.producer.offload(on);
+        self.machines.consumer.offload(on);
     }
 
     /// The next piece of work handed out (see [`Client::offload_work`]); drain it with the
     /// transmits.
-    pub fn poll_work(&mut self) -> Option<crate::producer::Work> {
-        self.machines.producer.poll_work()
+    pub fn poll_work(&mut self) -> Option<crate::Work> {
+        use crate::work::Kind;
+        if let Some(seal) = self.machines.producer.poll_work() {
+            return Some(crate::Work(Kind::Seal(seal)));
+        }
+        self.machines.consumer.poll_work().map(|decode| crate::Work(Kind::Decode(decode)))
     }
 
-    /// A [`Work`](crate::producer::Work) from [`Client::poll_work`] is done: its batch may leave.
-    pub fn handle_work_done(&mut self, now: Instant, done: crate::producer::WorkDone) {
-        self.machines.producer.handle_work_done(done);
+    /// A [`Work`](crate::Work) from [`Client::poll_work`] is done: its batch may leave, or
+    /// its records be polled.
+    pub fn handle_work_done(&mut self, now: Instant, done: crate::WorkDone) {
+        match done.0 {
+            crate::work::Done::Sealed(sealed) => self.machines.producer.handle_work_done(sealed),
+            crate::work::Done::Decoded(decoded) => self.machines.consumer.handle_work_done(decoded),
+        }
         self.settle(now);
     }
 

@@ -59,6 +59,7 @@ pub mod security;
 pub mod serialization;
 mod timer;
 mod versions;
+mod work;
 
 /// Where tests' virtual clocks start: an arbitrary instant (`Instant` has no other
 /// constructor), the same for every test of the binary. Past it, only the tests move time.
@@ -75,3 +76,4 @@ pub use client::{
 };
 pub use config::{BrokerAddress, Config, ConfigError};
 pub use connection::LocalClose;
+pub use work::{Work, WorkDone};

@@ -53,6 +53,9 @@ pub enum Plant {
     /// A poll that stops at its record limit moves the position one past the next record,
     /// which is never handed out.
     ConsumerPollSkipsRecord,
+    /// A poll that finds fetched data still being decoded on another thread passes it by,
+    /// with its records.
+    ConsumerReadsPastDecoding,
     /// SCRAM's last step takes the broker's server signature on trust, so an impostor that
     /// does not know the user's keys is logged in to. Armed per thread
     /// ([`arm_on_thread`]): the SASL client has no path to the router's context.
@@ -61,7 +64,7 @@ pub enum Plant {
 
 impl Plant {
     /// Every plant, in a fixed order.
-    pub const ALL: [Plant; 16] = [
+    pub const ALL: [Plant; 17] = [
         Plant::DropRetry,
         Plant::KeepStaleCoordinator,
         Plant::IgnoreQueuedDeadline,
@@ -77,6 +80,7 @@ impl Plant {
         Plant::ConsumerStuckAtControlBatch,
         Plant::ConsumerHeartbeatAfterLeave,
         Plant::ConsumerPollSkipsRecord,
+        Plant::ConsumerReadsPastDecoding,
         Plant::ScramSkipsServerSignature,
     ];
 
@@ -98,6 +102,7 @@ impl Plant {
             Plant::ConsumerStuckAtControlBatch => "consumer-stuck-at-control-batch",
             Plant::ConsumerHeartbeatAfterLeave => "consumer-heartbeat-after-leave",
             Plant::ConsumerPollSkipsRecord => "consumer-poll-skips-record",
+            Plant::ConsumerReadsPastDecoding => "consumer-reads-past-decoding",
             Plant::ScramSkipsServerSignature => "scram-skips-server-signature",
         }
     }

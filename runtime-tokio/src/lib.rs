@@ -75,9 +75,16 @@ impl KafkaClient {
     pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
         let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
-        // Compression runs on tokio's blocking threads, beside the driver's task.
-        let runtime = tokio::runtime::Handle::current();
-        dispatcher.offload_with(driver::spare_cores(), move |job| drop(runtime.spawn_blocking(move || job.run())));
+        // Compression and decompression run on threads of the client's own, one per spare
+        // core: tokio's blocking pool would run them on whichever of its threads is free,
+        // each with its codec contexts cold.
+        if let Some(jobs) = dispatcher.offload_to_threads(driver::spare_cores()) {
+            for _ in 0..driver::spare_cores() {
+                let jobs = jobs.clone();
+                // Without a thread the work runs on the driver's.
+                let _ = std::thread::Builder::new().name("sansa-work".into()).spawn(move || jobs.run());
+            }
+        }
         let handle = handle.with_timer(driver::Timer {
             now: Instant::now,
             sleep: Some(Arc::new(|d| Box::pin(tokio::time::sleep(d)))),

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use sansa::consumer::{
     CommittedOffset, ConsumeError, ConsumerConfig, ConsumerRecord, OffsetReset, OffsetSpec, TopicPartition,
 };
-use sansa::producer::ProducerRecord;
+use sansa::producer::{ProducerConfig, ProducerRecord};
+use sansa::protocol::records::Compression;
 use sansa::protocol::{ApiKey, ErrorCode};
 use sansa::{Config, Event};
 
@@ -103,6 +104,80 @@ fn every_record_comes_once_in_order_with_keys_headers_and_timestamps() {
     let late = consume(&mut w, 1, Duration::from_secs(5));
     assert_eq!(late.len(), 1);
     assert_eq!(late[0].value.as_deref(), Some(&b"v3000"[..]));
+}
+
+/// A world whose client produces with `compression` in small batches and fetches little per
+/// partition, so that a partition's data comes in many answers.
+fn compressed_world(compression: Compression) -> World {
+    let consumer =
+        ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest).with_max_partition_fetch_bytes(500);
+    World::new(FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() }, |config: Config| {
+        let mut producer = ProducerConfig::default();
+        producer.compression = compression;
+        producer.batch_size = 1_000;
+        config.with_consumer(consumer).with_producer(producer)
+    })
+}
+
+/// Polls until `n` records came or `limit` of virtual time passed, as [`consume`] does;
+/// work the client hands out is held for a poll, then done newest first. Returns the
+/// records and how many pieces of work there were.
+fn consume_with_work(w: &mut World, n: usize, limit: Duration) -> (Vec<ConsumerRecord>, usize) {
+    let (mut out, mut held, mut handed_out) = (Vec::new(), Vec::<sansa::Work>::new(), 0);
+    let end = w.now + limit;
+    loop {
+        // Taken before the poll, as a driver hands work out as soon as data arrives.
+        let fresh: Vec<sansa::Work> = std::iter::from_fn(|| w.client.poll_work()).collect();
+        handed_out += fresh.len();
+        out.extend(w.client.poll_records(w.now, 500).expect("polled"));
+        for piece in std::mem::replace(&mut held, fresh).into_iter().rev() {
+            let done = piece.run();
+            w.client.handle_work_done(w.now, done);
+        }
+        w.pump();
+        if out.len() >= n || w.now > end {
+            return (out, handed_out);
+        }
+        if held.is_empty() && !w.client.has_records() && !w.step() {
+            return (out, handed_out);
+        }
+    }
+}
+
+#[test]
+fn data_decoded_elsewhere_comes_once_and_in_order_and_a_seek_drops_what_was_out() {
+    for compression in [Compression::gzip(), Compression::zstd()] {
+        let mut w = compressed_world(compression);
+        w.cluster.create_topic("z", 3, 1);
+        produce(&mut w, "z", 1500, 0);
+        w.client.offload_work(true);
+        w.client.assign(w.now, tps("z", 3)).unwrap();
+        let (records, handed_out) = consume_with_work(&mut w, 1500, Duration::from_secs(30));
+        assert!(handed_out > 20, "{compression:?}: fetched data went out to be decoded ({handed_out})");
+        matches_log(&w, &records, 0);
+
+        // Seeks while data is out: what comes back for it is dropped, and each partition
+        // reads on from where it was sent.
+        for tp in tps("z", 3) {
+            w.client.seek(w.now, &tp, 0).unwrap();
+        }
+        let mut out = Vec::new();
+        let end = w.now + Duration::from_secs(5);
+        while out.len() < 2 && w.now < end {
+            out.extend(std::iter::from_fn(|| w.client.poll_work()));
+            w.step();
+        }
+        assert!(out.len() >= 2, "data went out to be decoded after the seek");
+        for tp in tps("z", 3) {
+            w.client.seek(w.now, &tp, 100).unwrap();
+        }
+        for piece in out {
+            let done = piece.run();
+            w.client.handle_work_done(w.now, done);
+        }
+        let (records, _) = consume_with_work(&mut w, 1500 - 300, Duration::from_secs(30));
+        matches_log(&w, &records, 100);
+    }
 }
 
 #[test]

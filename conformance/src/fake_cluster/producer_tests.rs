@@ -607,6 +607,55 @@ fn with_every_handle_gone_a_dispatcher_compresses_on_its_own_thread() {
 }
 
 #[test]
+fn a_dispatcher_runs_its_work_on_threads_of_the_adapters_or_without_them_on_its_own() {
+    for with_thread in [true, false] {
+        let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+        let mut w = DispatcherWorld::new(cluster, |c| {
+            let mut p = ProducerConfig::default();
+            p.compression = Compression::zstd();
+            p.batch_size = 1_000;
+            c.with_producer(p)
+        });
+        w.cluster.create_topic("w", 2, 1);
+        let queue = w.dispatcher.offload_to_threads(1).expect("a queue for one thread");
+        // Without a thread the queue is dropped at once, as when an adapter cannot start one.
+        let worker = with_thread.then(|| std::thread::spawn(move || queue.run()));
+        let acked = Arc::new(AtomicUsize::new(0));
+        let value = |i: u32| format!("{i:0>60}");
+        for i in 0..300u32 {
+            send_counted(&w, ProducerRecord::new("w", value(i)).with_key(format!("{}", i % 2)), &acked);
+        }
+        // The thread's results arrive in real time: the world's clock moves on only after
+        // 20 ms of real time without a delivery, so no batch times out while compressed.
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        let mut idle = 0;
+        while acked.load(Ordering::SeqCst) < 300 && std::time::Instant::now() < end {
+            let before = acked.load(Ordering::SeqCst);
+            w.pump();
+            if acked.load(Ordering::SeqCst) != before {
+                idle = 0;
+            } else if idle < 20 {
+                idle += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            } else {
+                idle = 0;
+                w.step();
+            }
+        }
+        assert_eq!(acked.load(Ordering::SeqCst), 300, "every record delivered (thread: {with_thread})");
+        for p in 0..2 {
+            let values: Vec<Bytes> = log_of(&w.cluster, "w", p).into_iter().filter_map(|(_, v, _)| v).collect();
+            let expected: Vec<Bytes> = (0..300).filter(|i| i % 2 == p as u32).map(|i| value(i).into()).collect();
+            assert_eq!(values, expected, "partition {p} in send order, once each (thread: {with_thread})");
+        }
+        drop(w);
+        if let Some(worker) = worker {
+            worker.join().expect("the thread ends once the dispatcher is gone");
+        }
+    }
+}
+
+#[test]
 fn a_close_right_after_the_sends_still_looks_the_topic_up_and_delivers_them() {
     let mut w = world(|_| {});
     w.cluster.create_topic("c", 2, 1);

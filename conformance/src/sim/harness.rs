@@ -94,9 +94,9 @@ pub struct ClientConfig {
     pub consumer: Option<ConsumerSpec>,
     /// How it authenticates; `None`: as [`SimConfig::security`] says every client does.
     pub security: Option<SecurityConfig>,
-    /// The producer hands its compression out as work (`Client::offload_work`), each piece
-    /// done up to this long after it was handed out, in any order; `None`: it compresses
-    /// inline.
+    /// The client hands its compression and decompression out as work
+    /// (`Client::offload_work`), each piece done up to this long after it was handed out, in
+    /// any order; `None`: it does them inline.
     pub offload_work: Option<Duration>,
 }
 
@@ -560,7 +560,7 @@ pub struct Sim {
     /// The listener's security.
     listener: Option<SimSecurity>,
     /// Work clients handed out, by id, until its [`Action::FinishWork`].
-    offloaded: BTreeMap<u64, sansa::producer::Work>,
+    offloaded: BTreeMap<u64, sansa::Work>,
     next_work: u64,
 }
 
@@ -2329,8 +2329,14 @@ impl Sim {
     /// A new member with `spec`, not subscribed yet; returns its index.
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> usize {
         let index = self.slots.len();
-        let cc =
-            ClientConfig { consumer: Some(spec.clone()), security: self.security.clone(), ..ClientConfig::default() };
+        // Every other member hands its decompression out, each piece done up to 20 ms later.
+        let offload_work = (index % 2 == 1).then_some(Duration::from_millis(20));
+        let cc = ClientConfig {
+            consumer: Some(spec.clone()),
+            security: self.security.clone(),
+            offload_work,
+            ..ClientConfig::default()
+        };
         let (client, reconnect) = make_client(self.seed, index, &cc, self.plant, self.origin);
         self.history.consumer.consumers.insert(index, consumer_info(&spec));
         self.slots.push(new_slot(client, &cc, reconnect));

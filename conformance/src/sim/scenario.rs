@@ -265,6 +265,14 @@ impl Scenario {
         // A scenario asked for an exact number of clients stays without group members.
         if !exact {
             super::consumers::consumer_workload(seed, &mut config, horizon, faults_end, &mut actions);
+            // Half the group members hand their decompression out, done up to 30 ms later;
+            // from a stream of its own, as the producers' is.
+            let mut offload = Rng::stream(seed, "sim-offload-consumers");
+            for c in config.clients.iter_mut().filter(|c| c.consumer.is_some()) {
+                if offload.below(2) == 0 {
+                    c.offload_work = Some(ms(&mut offload, 0, 30));
+                }
+            }
         }
         config.security = super::security::draw(seed);
         if let Some(security) = config.security {

@@ -84,7 +84,10 @@ pub struct ConsumerConfig {
     /// (`fetch.buffer.memory`, sansa's own setting): no fetch is sent while this is
     /// reached, and a fetch asks for no more than the room left (a single batch larger than
     /// the room still comes, as brokers always return a first batch whole). Within it, the
-    /// consumer reads about one answer per broker ahead of the application.
+    /// consumer reads about one answer per broker ahead of the application. It counts the
+    /// bytes as fetched: with decompression handed to other threads
+    /// ([`crate::Client::offload_work`]), up to four partitions' fetched data is also held
+    /// decompressed, ahead of the application.
     pub fetch_buffer_memory: usize,
     /// How long operations that wait on the cluster (committed offsets, offset lookups) may
     /// take (`default.api.timeout.ms`).

@@ -1,8 +1,11 @@
 //! A partition's fetched data, held until the application polls it, and decoded then:
 //! batches one at a time, records as zero-copy slices, aborted transactions and control
-//! batches left out under read_committed.
+//! batches left out under read_committed. Data compressed with a slow codec (gzip, zstd)
+//! may instead be decoded whole on another thread ([`Decode`], see [`crate::work`]).
 
 use std::collections::{BTreeSet, VecDeque};
+use std::fmt;
+use std::panic::AssertUnwindSafe;
 
 use bytes::Bytes;
 
@@ -20,12 +23,18 @@ pub(crate) struct Aborted {
 /// One partition's records from one fetch answer.
 #[derive(Debug)]
 pub(crate) struct Fetched {
+    /// Names the data when it is handed out to be decoded.
+    pub key: u64,
     pub partition: TopicPartition,
     /// The partition's assignment version when it was fetched: a seek since then makes it stale.
     pub version: u64,
     /// Bytes counted against `fetch.buffer.memory`.
     pub size: usize,
-    batches: Batches,
+    source: Source,
+    /// The data, while it may still be handed out whole: compressed with a slow codec, and
+    /// nothing read from it yet.
+    handable: Option<Bytes>,
+    options: DecodeOptions,
     /// Records of the batch being read, with its timestamp type and leader epoch.
     current: std::vec::IntoIter<Record>,
     current_type: TimestampType,
@@ -42,6 +51,68 @@ pub(crate) struct Fetched {
     next_offset: Option<i64>,
 }
 
+/// Where a fetch's batches come from.
+#[derive(Debug)]
+enum Source {
+    /// Decoded here, one batch at a time, as the application reads.
+    Lazy(Batches),
+    /// Out whole, as a [`Decode`]; nothing is read from it until its result is back.
+    Decoding,
+    /// Decoded elsewhere.
+    Decoded(std::vec::IntoIter<Result<RecordBatch, String>>),
+}
+
+/// A partition's fetched data to decode on another thread: decompressed, checked and parsed
+/// into records, whole.
+pub(crate) struct Decode {
+    key: u64,
+    records: Bytes,
+    options: DecodeOptions,
+}
+
+/// What [`Decode`] made of the data: its batches, up to the first that does not decode.
+pub(crate) struct Decoded {
+    pub key: u64,
+    batches: Vec<Result<RecordBatch, String>>,
+}
+
+impl Decode {
+    /// Decodes on this thread; a panic comes back as a batch that does not decode.
+    pub(crate) fn run(self) -> Decoded {
+        let Decode { key, records, options } = self;
+        let decode = AssertUnwindSafe(|| {
+            decode_batches(records, &options).map(|batch| batch.map_err(|e| e.to_string())).collect::<Vec<_>>()
+        });
+        let batches = std::panic::catch_unwind(decode)
+            .unwrap_or_else(|_| vec![Err("decoding the fetched data panicked".to_string())]);
+        Decoded { key, batches }
+    }
+}
+
+impl fmt::Debug for Decode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decode").field("fetched", &self.key).field("bytes", &self.records.len()).finish()
+    }
+}
+
+impl fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoded").field("fetched", &self.key).field("batches", &self.batches.len()).finish()
+    }
+}
+
+/// Whether `records` starts with a v2 batch compressed with gzip or zstd: the codecs whose
+/// decompression is worth the trip to another core (lz4 and snappy run at gigabytes per
+/// second, as fast as the records are read).
+fn slow_codec(records: &[u8]) -> bool {
+    // Magic at byte 16; the attributes (two bytes from 21) keep the codec in their low bits.
+    const MAGIC_AT: usize = 16;
+    const ATTRIBUTES_LOW_AT: usize = 22;
+    const GZIP: u8 = 1;
+    const ZSTD: u8 = 4;
+    records.get(MAGIC_AT) == Some(&2) && records.get(ATTRIBUTES_LOW_AT).is_some_and(|a| matches!(a & 7, GZIP | ZSTD))
+}
+
 /// What reading the next piece of a fetch found.
 #[derive(Debug)]
 pub(crate) enum Next {
@@ -51,11 +122,14 @@ pub(crate) enum Next {
     Skip(i64, Option<i32>),
     /// A batch that does not decode; the position stays before it.
     Corrupt(String),
+    /// The data is being decoded on another thread.
+    Decoding,
     Done,
 }
 
 impl Fetched {
     pub fn new(
+        key: u64,
         partition: TopicPartition,
         version: u64,
         records: Bytes,
@@ -65,10 +139,13 @@ impl Fetched {
     ) -> Fetched {
         aborted.sort_by_key(|a| a.first_offset);
         Fetched {
+            key,
             partition,
             version,
             size: records.len(),
-            batches: decode_batches(records, &options),
+            handable: slow_codec(&records).then(|| records.clone()),
+            options,
+            source: Source::Lazy(decode_batches(records, &options)),
             current: Vec::new().into_iter(),
             current_type: TimestampType::CreateTime,
             current_epoch: None,
@@ -82,7 +159,32 @@ impl Fetched {
 
     /// Whether only the bookkeeping of its last batch is left (no record, no batch).
     pub fn at_end(&self) -> bool {
-        self.current.len() == 0 && self.batches.position() >= self.size
+        self.current.len() == 0
+            && match &self.source {
+                Source::Lazy(batches) => batches.position() >= self.size,
+                Source::Decoding => false,
+                Source::Decoded(batches) => batches.len() == 0,
+            }
+    }
+
+    /// Hands the data out to be decoded on another thread, when its codec is a slow one and
+    /// nothing was read from it yet.
+    pub fn start_decoding(&mut self) -> Option<Decode> {
+        let records = self.handable.take()?;
+        self.source = Source::Decoding;
+        Some(Decode { key: self.key, records, options: self.options })
+    }
+
+    /// Whether the data is out being decoded.
+    pub fn is_decoding(&self) -> bool {
+        matches!(self.source, Source::Decoding)
+    }
+
+    /// The data came back decoded.
+    pub fn decoded(&mut self, done: Decoded) {
+        if self.is_decoding() {
+            self.source = Source::Decoded(done.batches.into_iter());
+        }
     }
 
     /// The next record, or why there is none here.
@@ -104,9 +206,18 @@ impl Fetched {
             if let Some(offset) = self.next_offset.take() {
                 return Next::Skip(offset, self.next_epoch);
             }
-            match self.batches.next() {
+            let batch = match &mut self.source {
+                Source::Lazy(batches) => {
+                    // Read here from now on: the data is no longer handed out whole.
+                    self.handable = None;
+                    batches.next().map(|b| b.map_err(|e| e.to_string()))
+                }
+                Source::Decoding => return Next::Decoding,
+                Source::Decoded(batches) => batches.next(),
+            };
+            match batch {
                 None => return Next::Done,
-                Some(Err(e)) => return Next::Corrupt(e.to_string()),
+                Some(Err(e)) => return Next::Corrupt(e),
                 Some(Ok(batch)) => self.open(batch),
             }
         }

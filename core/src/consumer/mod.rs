@@ -36,7 +36,7 @@
 //! the room, which brokers return whole).
 
 mod config;
-mod fetched;
+pub(crate) mod fetched;
 pub mod group;
 pub mod metrics;
 mod record;
@@ -262,6 +262,12 @@ enum Timer {
     AckDeadline,
 }
 
+/// With decoding handed out ([`crate::Client::offload_work`]), how many fetched partitions at
+/// the front of the buffer may be out or back decoded but unread: enough to keep another
+/// core busy while the application reads, few enough that the decoded copies (beyond
+/// `fetch.buffer.memory`, which counts the fetched bytes) stay a few partitions' worth.
+const DECODE_AHEAD: usize = 4;
+
 /// The consumer machine (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Consumer {
@@ -294,6 +300,8 @@ pub(crate) struct Consumer {
     next_version: u64,
     retry_backoff: Duration,
     closing: bool,
+    /// Fetched gzip and zstd data is decoded on other threads ([`crate::Client::offload_work`]).
+    offload: bool,
     /// The group membership, once subscribed.
     member: Option<Box<dyn GroupMember>>,
     /// Seeds the KIP-848 member id.
@@ -349,6 +357,7 @@ impl Consumer {
             next_version: 0,
             retry_backoff: config.retry_backoff.initial,
             closing: false,
+            offload: false,
             member: None,
             member_seed: config.rng_seed.unwrap_or(0),
             pattern: None,
@@ -742,9 +751,38 @@ impl Consumer {
             .collect()
     }
 
-    /// Whether a poll would return something now (records or an error).
+    /// Whether a poll would return something now (records or an error), or at least move
+    /// past stale data.
     pub fn has_records(&self) -> bool {
-        !self.errors.is_empty() || !self.buffer.is_empty()
+        !self.errors.is_empty()
+            || self.buffer.front().is_some_and(|(_, f)| !f.is_decoding() || self.current(f).is_none())
+    }
+
+    /// Fetched gzip and zstd data is handed out to be decoded elsewhere from now on.
+    pub(crate) fn offload(&mut self, on: bool) {
+        self.offload = on;
+    }
+
+    /// The next fetched data to decode elsewhere: from the front of the buffer, so that it
+    /// is back by the time the application reaches it.
+    pub(crate) fn poll_work(&mut self) -> Option<fetched::Decode> {
+        if !self.offload {
+            return None;
+        }
+        self.buffer.iter_mut().take(DECODE_AHEAD).find_map(|(_, f)| f.start_decoding())
+    }
+
+    /// Fetched data came back decoded; data dropped meanwhile (a seek, a revoke) is gone
+    /// and so is its result.
+    pub(crate) fn handle_work_done(&mut self, done: fetched::Decoded) {
+        if let Some((_, f)) = self.buffer.iter_mut().find(|(_, f)| f.key == done.key) {
+            f.decoded(done);
+        }
+    }
+
+    /// The state of the partition `f` was fetched for, while the data is still wanted.
+    fn current(&self, f: &Fetched) -> Option<&PartitionState> {
+        self.partitions.get(&f.partition).filter(|s| s.version == f.version && s.start == Start::Positioned)
     }
 
     /// Bytes of fetched data waiting for the application.
@@ -762,7 +800,8 @@ impl Consumer {
         }
         let max = max.min(self.config.max_poll_records).max(1);
         let mut out = Vec::new();
-        while out.len() < max {
+        let mut decoding = false;
+        while out.len() < max && !decoding {
             let Some((_, front)) = self.buffer.front_mut() else { break };
             let current = self
                 .partitions
@@ -799,6 +838,16 @@ impl Consumer {
                         state.skip_to(offset, epoch);
                     }
                     Next::Done => break Some(None),
+                    // Records after it, of this partition or another, wait for it: they
+                    // come in fetch order.
+                    Next::Decoding => {
+                        #[cfg(feature = "plants")]
+                        if self.plant == Some(crate::plants::Plant::ConsumerReadsPastDecoding) {
+                            break Some(None);
+                        }
+                        decoding = true;
+                        break None;
+                    }
                     Next::Corrupt(reason) => {
                         let error = ConsumeError::Corrupt {
                             partition: front.partition.clone(),
@@ -1256,7 +1305,8 @@ impl Consumer {
                             .map(|a| Aborted { producer_id: a.producer_id.0, first_offset: a.first_offset })
                             .collect();
                         let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
-                        let fetched = Fetched::new(tp, version, records, aborted, read_committed, options);
+                        let key = self.key();
+                        let fetched = Fetched::new(key, tp, version, records, aborted, read_committed, options);
                         *self.buffered_from.entry(broker).or_default() += fetched.size;
                         self.buffer.push_back((broker, fetched));
                     }

@@ -7,12 +7,17 @@ use bytes::BytesMut;
 use super::fetched::{Aborted, Fetched, Next};
 use super::record::TopicPartition;
 use super::{PartitionState, Start};
-use crate::protocol::records::{BatchParams, DecodeOptions, EndTxnMarker, RecordBatchEncoder};
+use crate::protocol::records::{BatchParams, Compression, DecodeOptions, EndTxnMarker, RecordBatchEncoder};
 
 /// Appends a batch of `n` records at `base` (values `"{base + i}"`), transactional for
 /// producer `pid` when given.
 fn batch(out: &mut BytesMut, base: i64, n: i64, pid: Option<i64>) {
-    let mut params = BatchParams::new().base_offset(base);
+    compressed_batch(out, base, n, pid, Compression::None);
+}
+
+/// [`batch`], compressed.
+fn compressed_batch(out: &mut BytesMut, base: i64, n: i64, pid: Option<i64>, compression: Compression) {
+    let mut params = BatchParams::new().base_offset(base).compression(compression);
     if let Some(pid) = pid {
         params = params.producer(pid, 0, 0).transactional(true);
     }
@@ -38,8 +43,31 @@ fn read(mut fetched: Fetched) -> (Vec<i64>, Vec<i64>) {
             Next::Skip(o, _) => skips.push(o),
             Next::Done => return (records, skips),
             Next::Corrupt(e) => panic!("{e}"),
+            Next::Decoding => panic!("read while out being decoded"),
         }
     }
+}
+
+/// [`read`], after decoding the data whole as another thread would.
+fn read_offloaded(mut fetched: Fetched) -> (Vec<i64>, Vec<i64>) {
+    let decode = fetched.start_decoding().expect("gzip and zstd data is handed out");
+    assert!(fetched.start_decoding().is_none(), "handed out once");
+    assert!(matches!(fetched.next(), Next::Decoding) && !fetched.at_end());
+    fetched.decoded(decode.run());
+    read(fetched)
+}
+
+/// [`log`] with its record batches compressed (markers never are).
+fn compressed_log(compression: Compression) -> (BytesMut, Vec<Aborted>) {
+    let mut out = BytesMut::new();
+    compressed_batch(&mut out, 0, 3, Some(1), compression);
+    marker(&mut out, 3, 1, true);
+    compressed_batch(&mut out, 4, 2, Some(2), compression);
+    compressed_batch(&mut out, 6, 2, Some(1), compression);
+    marker(&mut out, 8, 2, false);
+    marker(&mut out, 9, 1, true);
+    compressed_batch(&mut out, 10, 1, None, compression);
+    (out, vec![Aborted { producer_id: 2, first_offset: 4 }])
 }
 
 /// Producer 1 commits offsets 0-2 (marker at 3); producer 2 aborts 4-5 (marker at 8),
@@ -72,7 +100,8 @@ fn skipped_batches_carry_their_leader_epoch() {
         .write_batch(&mut out, BatchParams::new().base_offset(1).partition_leader_epoch(7).producer(2, 0, -1), 0)
         .unwrap();
     let aborted = vec![Aborted { producer_id: 2, first_offset: 0 }];
-    let mut fetched = Fetched::new(TopicPartition::new("t", 0), 0, out.freeze(), aborted, true, DecodeOptions::new());
+    let mut fetched =
+        Fetched::new(0, TopicPartition::new("t", 0), 0, out.freeze(), aborted, true, DecodeOptions::new());
     let mut skips = Vec::new();
     loop {
         match fetched.next() {
@@ -98,7 +127,7 @@ fn skipped_batches_carry_their_leader_epoch() {
 fn read_committed_hides_aborted_records_and_every_control_batch() {
     let (bytes, aborted) = log();
     let tp = TopicPartition::new("t", 0);
-    let f = Fetched::new(tp.clone(), 1, bytes.clone().freeze(), aborted.clone(), true, DecodeOptions::new());
+    let f = Fetched::new(0, tp.clone(), 1, bytes.clone().freeze(), aborted.clone(), true, DecodeOptions::new());
     let (records, skips) = read(f);
     assert_eq!(records, vec![0, 1, 2, 6, 7, 10]);
     // The position moves past markers and the aborted batch too.
@@ -106,7 +135,7 @@ fn read_committed_hides_aborted_records_and_every_control_batch() {
     assert!(skips.contains(&4) && skips.contains(&10));
 
     // read_uncommitted shows the aborted records but never a control record.
-    let f = Fetched::new(tp, 1, bytes.freeze(), aborted, false, DecodeOptions::new());
+    let f = Fetched::new(0, tp, 1, bytes.freeze(), aborted, false, DecodeOptions::new());
     assert_eq!(read(f).0, vec![0, 1, 2, 4, 5, 6, 7, 10]);
 }
 
@@ -117,14 +146,14 @@ fn a_corrupt_batch_is_reported_after_the_good_ones() {
     batch(&mut out, 2, 2, None);
     let last = out.len() - 1;
     out[last] ^= 0xff;
-    let mut f = Fetched::new(TopicPartition::new("t", 0), 1, out.freeze(), Vec::new(), false, DecodeOptions::new());
+    let mut f = Fetched::new(0, TopicPartition::new("t", 0), 1, out.freeze(), Vec::new(), false, DecodeOptions::new());
     let mut seen = Vec::new();
     let corrupt = loop {
         match f.next() {
             Next::Record(r) => seen.push(r.offset),
             Next::Skip(..) => {}
             Next::Corrupt(e) => break e,
-            Next::Done => panic!("the flipped byte went unnoticed"),
+            Next::Done | Next::Decoding => panic!("the flipped byte went unnoticed"),
         }
     };
     assert_eq!(seen, vec![0, 1]);
@@ -146,4 +175,60 @@ fn end_offset_reads_past_the_last_whole_batch_and_control_batches() {
     batch(&mut log, 19, 4, None);
     assert_eq!(super::fetched::end_offset(&log[..whole + 20]), Some(19));
     assert_eq!(super::fetched::end_offset(&log[..first - 1]), None);
+}
+
+#[test]
+fn data_decoded_on_another_thread_reads_as_data_decoded_here() {
+    for compression in [Compression::gzip(), Compression::zstd()] {
+        for read_committed in [true, false] {
+            let (bytes, aborted) = compressed_log(compression);
+            let fetched = || {
+                let tp = TopicPartition::new("t", 0);
+                Fetched::new(7, tp, 1, bytes.clone().freeze(), aborted.clone(), read_committed, DecodeOptions::new())
+            };
+            let here = read(fetched());
+            assert_eq!(read_offloaded(fetched()), here, "{compression:?}, read_committed {read_committed}");
+            assert_eq!(here.1.last(), Some(&11));
+        }
+    }
+}
+
+#[test]
+fn only_slow_codecs_are_handed_out_and_only_before_a_read() {
+    let fetched = |compression| {
+        let mut out = BytesMut::new();
+        compressed_batch(&mut out, 0, 3, None, compression);
+        compressed_batch(&mut out, 3, 3, None, compression);
+        Fetched::new(1, TopicPartition::new("t", 0), 1, out.freeze(), Vec::new(), false, DecodeOptions::new())
+    };
+    for compression in [Compression::None, Compression::lz4(), Compression::snappy()] {
+        assert!(fetched(compression).start_decoding().is_none(), "{compression:?} is read here");
+    }
+    let mut f = fetched(Compression::zstd());
+    assert!(matches!(f.next(), Next::Record(r) if r.offset == 0));
+    assert!(f.start_decoding().is_none(), "a read began here: the rest is read here too");
+    assert_eq!(read(f).0, vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_corrupt_batch_decoded_elsewhere_is_reported_after_the_good_ones() {
+    let mut out = BytesMut::new();
+    compressed_batch(&mut out, 0, 2, None, Compression::zstd());
+    compressed_batch(&mut out, 2, 2, None, Compression::zstd());
+    let last = out.len() - 1;
+    out[last] ^= 0xff;
+    let mut f = Fetched::new(3, TopicPartition::new("t", 0), 1, out.freeze(), Vec::new(), false, DecodeOptions::new());
+    let decode = f.start_decoding().expect("zstd");
+    f.decoded(decode.run());
+    let mut seen = Vec::new();
+    let corrupt = loop {
+        match f.next() {
+            Next::Record(r) => seen.push(r.offset),
+            Next::Skip(..) => {}
+            Next::Corrupt(e) => break e,
+            Next::Done | Next::Decoding => panic!("the flipped byte went unnoticed"),
+        }
+    };
+    assert_eq!(seen, vec![0, 1]);
+    assert!(corrupt.to_lowercase().contains("crc") || corrupt.contains("checksum"), "{corrupt}");
 }

@@ -17,7 +17,7 @@ use futures_core::Stream;
 use super::consumer::{Polls, Returned, Waiting as ConsumerWaiting};
 use super::outcome::{Nudge, Replier};
 use super::producer::{BufferGate, Pending, QueuedSend, Waiter};
-use super::{Command, Job, Msg};
+use super::{Command, Job, JobQueue, Msg};
 use crate::client::{BrokerVersions, Client, Event, Input, RequestError, RequestId, Response, Transmit};
 use crate::cluster::ClusterMetadata;
 use crate::producer::{Delivery, ProduceError, ProducerRecord, RefuseReason};
@@ -129,16 +129,32 @@ impl Dispatcher {
         }
     }
 
-    /// Hands the client's CPU-bound work (compressing the producer's batches) to `run`,
-    /// which starts each [`Job`] on a thread of its choosing, at most `parallel` at a time,
-    /// so the driver's thread is free for sockets meanwhile. Without it, or with `parallel`
-    /// 0, the driver does that work itself.
+    /// Hands the client's CPU-bound work (compressing the producer's batches, decompressing
+    /// the consumer's fetched data) to `run`, which starts each [`Job`] on a thread of its
+    /// choosing, at most `parallel` at a time, so the driver's thread is free for sockets
+    /// meanwhile. Without it, or with `parallel` 0, the driver does that work itself.
     pub fn offload_with(&mut self, parallel: usize, run: impl Fn(Job) + Send + 'static) {
         if parallel == 0 {
             return;
         }
         self.offload = Some(Offload { run: Box::new(run), max: parallel, out: 0 });
         self.client.offload_work(true);
+    }
+
+    /// Hands the client's CPU-bound work to `threads` threads of the adapter's own, each
+    /// running [`JobQueue::run`] on a clone of the queue returned (none for 0 threads). Each
+    /// thread has one job queued behind the one it runs, so it goes on to the next without
+    /// waiting for the driver to take the result of the last; and always the same threads,
+    /// so their codec contexts stay warm. Should every thread fail to start (the queue
+    /// dropped), the work runs on the driver's thread.
+    pub fn offload_to_threads(&mut self, threads: usize) -> Option<JobQueue> {
+        if threads == 0 {
+            return None;
+        }
+        let (jobs, queue) = async_channel::unbounded::<Job>();
+        // A job that cannot be queued runs as it drops (see `Job`'s `Drop`).
+        self.offload_with(threads * 2, move |job| drop(jobs.try_send(job)));
+        Some(JobQueue(queue))
     }
 
     /// Starts the work the client handed out, as far as `parallel` allows; with the handles

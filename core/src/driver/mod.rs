@@ -114,26 +114,27 @@ enum Msg {
     /// The send lane ([`producer::SendLane`]) was empty and has a send now.
     Sends,
     /// A [`Job`] is done.
-    Done(crate::producer::WorkDone),
+    Done(crate::WorkDone),
 }
 
-/// The client's CPU-bound work (a batch to compress), for a thread of the adapter's choosing
-/// ([`Dispatcher::offload_with`]): [`Job::run`] does it and hands the result back to the
-/// dispatcher through its intake.
+/// The client's CPU-bound work (a batch to compress, fetched data to decompress), for a
+/// thread of the adapter's choosing ([`Dispatcher::offload_with`]): [`Job::run`] does it and
+/// hands the result back to the dispatcher through its intake.
 pub struct Job {
     /// Taken by `run`; a job dropped unrun (an executor shutting down) runs as it drops, or
     /// its batch would wait for a result that never comes.
-    work: Option<crate::producer::Work>,
+    work: Option<crate::Work>,
     intake: async_channel::Sender<Msg>,
 }
 
 impl Job {
-    fn new(work: crate::producer::Work, intake: async_channel::Sender<Msg>) -> Job {
+    fn new(work: crate::Work, intake: async_channel::Sender<Msg>) -> Job {
         Job { work: Some(work), intake }
     }
 
-    /// Runs the work on this thread (milliseconds: it may compress a megabyte), then queues
-    /// the result for the dispatcher, waiting for room on its intake if need be.
+    /// Runs the work on this thread (milliseconds: it may compress or decompress a
+    /// megabyte), then queues the result for the dispatcher, waiting for room on its intake
+    /// if need be.
     pub fn run(mut self) {
         if let Some(work) = self.work.take() {
             // A closed intake means the driver ended: nothing waits for the batch any more.
@@ -148,6 +149,20 @@ impl Drop for Job {
     fn drop(&mut self) {
         if let Some(work) = self.work.take() {
             let _ = self.intake.try_send(Msg::Done(work.run()));
+        }
+    }
+}
+
+/// The jobs of [`Dispatcher::offload_to_threads`], for threads the adapter starts.
+#[derive(Clone, Debug)]
+pub struct JobQueue(async_channel::Receiver<Job>);
+
+impl JobQueue {
+    /// Runs the jobs as they come, on this thread, until the dispatcher is gone and no job
+    /// is left.
+    pub fn run(self) {
+        while let Ok(job) = self.0.recv_blocking() {
+            job.run();
         }
     }
 }

@@ -36,7 +36,7 @@
 
 mod config;
 pub mod metrics;
-mod offload;
+pub(crate) mod offload;
 pub mod partitioner;
 mod record;
 
@@ -47,7 +47,6 @@ use bytes::{Bytes, BytesMut};
 
 pub(crate) use config::Levels;
 pub use config::{Acks, PartitionerChoice, ProducerConfig};
-pub use offload::{Work, WorkDone};
 pub use record::{
     Ack, Attempt, DeliveredRecord, Delivery, ProduceError, ProducerRecord, RecordMetadata, RefuseReason, SendId,
     SendRefused,
@@ -101,9 +100,9 @@ struct Batch {
 enum Body {
     /// Taking records.
     Open(OpenBatch),
-    /// Its compression is out as a [`Work`]: it cannot leave until the [`WorkDone`] is back.
+    /// Its compression is out as a [`crate::Work`]: it cannot leave until the [`crate::WorkDone`] is back.
     Compressing,
-    /// Compressed by a [`Work`], without producer state yet (written when it leaves).
+    /// Compressed by a [`crate::Work`], without producer state yet (written when it leaves).
     Compressed(BytesMut),
     /// The wire bytes.
     Sealed(Bytes),
@@ -131,25 +130,25 @@ impl TopicState {
     }
 }
 
-/// Batch compression handed out as [`Work`] (see [`crate::Client::offload_work`]).
+/// Batch compression handed out as [`crate::Work`] (see [`crate::Client::offload_work`]).
 #[derive(Debug, Default)]
 struct Offload {
     on: bool,
-    work: VecDeque<Work>,
+    work: VecDeque<offload::Seal>,
 }
 
 impl Offload {
     /// Hands `batch`'s compression out when the driver takes it and the codec is a slow one
     /// (lz4 and snappy compress at a gigabyte per second or more, less than the trip to
     /// another core costs: measured with lz4, no faster and more CPU). The batch stays where
-    /// it is, unable to leave until its [`WorkDone`] is back.
+    /// it is, unable to leave until its result is back.
     fn start(&mut self, batch: &mut Batch, compression: Compression, pool: &BufferPool<BytesMut>) -> bool {
         let slow = matches!(compression.codec(), CompressionType::Gzip | CompressionType::Zstd);
         if !self.on || !slow || !matches!(batch.body, Body::Open(_)) {
             return false;
         }
         let Body::Open(open) = std::mem::replace(&mut batch.body, Body::Compressing) else { return false };
-        self.work.push_back(Work(offload::Seal { key: batch.key, open, compression, pool: pool.clone() }));
+        self.work.push_back(offload::Seal { key: batch.key, open, compression, pool: pool.clone() });
         true
     }
 }
@@ -593,20 +592,20 @@ impl Producer {
         }
     }
 
-    /// Compression is handed out as [`Work`] from now on (see [`crate::Client::offload_work`]).
+    /// Compression is handed out as [`crate::Work`] from now on (see [`crate::Client::offload_work`]).
     pub fn offload(&mut self, on: bool) {
         self.offload.on = on;
     }
 
-    /// The next [`Work`] to run.
-    pub fn poll_work(&mut self) -> Option<Work> {
+    /// The next batch to compress elsewhere.
+    pub(crate) fn poll_work(&mut self) -> Option<offload::Seal> {
         self.offload.work.pop_front()
     }
 
-    /// A [`Work`] is done: its batch may leave. Batches that expired or failed meanwhile
-    /// are gone; their result is dropped.
-    pub fn handle_work_done(&mut self, done: WorkDone) {
-        let offload::Sealed { key, result } = done.0;
+    /// A batch's compression is done: it may leave. Batches that expired or failed
+    /// meanwhile are gone; their result is dropped.
+    pub(crate) fn handle_work_done(&mut self, done: offload::Sealed) {
+        let offload::Sealed { key, result } = done;
         let Some(batch) = self.batches.get_mut(&key).filter(|b| matches!(b.body, Body::Compressing)) else { return };
         match result {
             Ok(compressed) => {
