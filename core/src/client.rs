@@ -662,7 +662,7 @@ impl Client {
     /// on must run every [`Work`](crate::Work) and give its result to
     /// [`Client::handle_work_done`]: until then that batch, and the batches behind it in its
     /// partition, wait (and expire at their delivery timeout); and so do that fetched data,
-    /// and the records behind it, for the application.
+    /// and every record fetched after it, for the application, with no timeout.
     pub fn offload_work(&mut self, on: bool) {
         self.machines.producer.offload(on);
         self.machines.consumer.offload(on);

@@ -87,15 +87,11 @@ impl KafkaClient {
     pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
         let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
-        // Compression and decompression run on threads of the client's own, one per spare
-        // core, beside the driver thread.
-        if let Some(jobs) = dispatcher.offload_to_threads(driver::spare_cores()) {
-            for _ in 0..driver::spare_cores() {
-                let jobs = jobs.clone();
-                // Without a thread the work runs on the driver's.
-                let _ = std::thread::Builder::new().name("sansa-work".into()).spawn(move || jobs.run());
-            }
-        }
+        // Compression and decompression run on threads of the client's own, started
+        // as work comes, one per spare core at most, beside the driver thread.
+        dispatcher.offload_to_threads(driver::spare_cores(), |jobs| {
+            std::thread::Builder::new().name("sansa-work".into()).spawn(move || jobs.run()).is_ok()
+        });
         // The blocking methods wait with a deadline on this clock; there is no async sleep here.
         let handle = handle.with_timer(driver::Timer { now: Instant::now, sleep: None });
         let shared = Shared::new(dispatcher);

@@ -75,16 +75,12 @@ impl KafkaClient {
     pub fn connect(config: Config) -> Result<KafkaClient, ConfigError> {
         let (handle, mut dispatcher) = driver::start(config, Instant::now(), DEFAULT_INTAKE_CAPACITY)?;
         dispatcher.set_wall_clock(Instant::now(), unix_ms());
-        // Compression and decompression run on threads of the client's own, one per spare
-        // core: tokio's blocking pool would run them on whichever of its threads is free,
-        // each with its codec contexts cold.
-        if let Some(jobs) = dispatcher.offload_to_threads(driver::spare_cores()) {
-            for _ in 0..driver::spare_cores() {
-                let jobs = jobs.clone();
-                // Without a thread the work runs on the driver's.
-                let _ = std::thread::Builder::new().name("sansa-work".into()).spawn(move || jobs.run());
-            }
-        }
+        // Compression and decompression run on threads of the client's own, started as work
+        // comes, one per spare core at most: tokio's blocking pool would run them on
+        // whichever of its threads is free, each with its codec contexts cold.
+        dispatcher.offload_to_threads(driver::spare_cores(), |jobs| {
+            std::thread::Builder::new().name("sansa-work".into()).spawn(move || jobs.run()).is_ok()
+        });
         let handle = handle.with_timer(driver::Timer {
             now: Instant::now,
             sleep: Some(Arc::new(|d| Box::pin(tokio::time::sleep(d)))),

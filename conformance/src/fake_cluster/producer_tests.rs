@@ -617,9 +617,17 @@ fn a_dispatcher_runs_its_work_on_threads_of_the_adapters_or_without_them_on_its_
             c.with_producer(p)
         });
         w.cluster.create_topic("w", 2, 1);
-        let queue = w.dispatcher.offload_to_threads(1).expect("a queue for one thread");
-        // Without a thread the queue is dropped at once, as when an adapter cannot start one.
-        let worker = with_thread.then(|| std::thread::spawn(move || queue.run()));
+        // At most two threads; without them, as when an adapter cannot start one.
+        let threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+        let started = Arc::clone(&threads);
+        w.dispatcher.offload_to_threads(2, move |queue| {
+            if with_thread {
+                started.lock().unwrap().push(std::thread::spawn(move || queue.run()));
+            }
+            with_thread
+        });
+        w.pump();
+        assert!(threads.lock().unwrap().is_empty(), "no thread before there is work");
         let acked = Arc::new(AtomicUsize::new(0));
         let value = |i: u32| format!("{i:0>60}");
         for i in 0..300u32 {
@@ -648,9 +656,11 @@ fn a_dispatcher_runs_its_work_on_threads_of_the_adapters_or_without_them_on_its_
             let expected: Vec<Bytes> = (0..300).filter(|i| i % 2 == p as u32).map(|i| value(i).into()).collect();
             assert_eq!(values, expected, "partition {p} in send order, once each (thread: {with_thread})");
         }
+        let started = threads.lock().unwrap().len();
+        assert!(!with_thread || (1..=2).contains(&started), "{started} threads");
         drop(w);
-        if let Some(worker) = worker {
-            worker.join().expect("the thread ends once the dispatcher is gone");
+        for thread in threads.lock().unwrap().drain(..) {
+            thread.join().expect("the thread ends once the dispatcher is gone");
         }
     }
 }

@@ -86,8 +86,9 @@ pub struct ConsumerConfig {
     /// the room still comes, as brokers always return a first batch whole). Within it, the
     /// consumer reads about one answer per broker ahead of the application. It counts the
     /// bytes as fetched: with decompression handed to other threads
-    /// ([`crate::Client::offload_work`]), up to four partitions' fetched data is also held
-    /// decompressed, ahead of the application.
+    /// ([`crate::Client::offload_work`]), the fetched data of up to four partitions (each
+    /// at most about `max.partition.fetch.bytes`) is also held decompressed ahead of the
+    /// application, and data a seek dropped while it was out until its decoding ends.
     pub fetch_buffer_memory: usize,
     /// How long operations that wait on the cluster (committed offsets, offset lookups) may
     /// take (`default.api.timeout.ms`).

@@ -276,7 +276,15 @@ impl Polls {
                 continue;
             }
             if client.has_records() {
-                reply.send(client.poll_records(now, max));
+                match client.poll_records(now, max) {
+                    // Only markers or stale data before data still being decoded: the poll
+                    // waits on for records, as it would have with nothing buffered.
+                    Ok(records) if records.is_empty() && deadline > now && !client.has_records() => {
+                        self.waiting.push_front((deadline, max, reply));
+                        break;
+                    }
+                    answer => reply.send(answer),
+                }
             } else if deadline <= now {
                 reply.send(Ok(Vec::new()));
             } else {

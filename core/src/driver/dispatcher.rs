@@ -94,9 +94,46 @@ enum Waiting {
 /// client): more would only share the same cores, each job with its own cold codec context
 /// (a zstd one is a megabyte).
 struct Offload {
-    run: Box<dyn Fn(Job) + Send>,
+    to: Runner,
     max: usize,
     out: usize,
+}
+
+/// Where jobs go.
+enum Runner {
+    /// To the adapter's function ([`Dispatcher::offload_with`]).
+    Call(Box<dyn Fn(Job) + Send>),
+    /// To threads the adapter starts when asked ([`Dispatcher::offload_to_threads`]).
+    Threads {
+        jobs: async_channel::Sender<Job>,
+        /// Boxed: the receiver inside is `!Unpin`, the dispatcher is not.
+        queue: Box<JobQueue>,
+        start: Box<dyn Fn(JobQueue) -> bool + Send>,
+        started: usize,
+        most: usize,
+    },
+}
+
+impl Runner {
+    /// Hands `job` on, starting another thread first when every thread started so far has
+    /// a job (`out` of them); gives the job back when no thread runs.
+    fn hand(&mut self, job: Job, out: usize) -> Result<(), Job> {
+        match self {
+            Runner::Call(run) => {
+                run(job);
+                Ok(())
+            }
+            Runner::Threads { jobs, queue, start, started, most } => {
+                if *started < *most && *started <= out && start(JobQueue::clone(queue)) {
+                    *started += 1;
+                }
+                if *started == 0 {
+                    return Err(job);
+                }
+                jobs.try_send(job).map_err(|e| e.into_inner())
+            }
+        }
+    }
 }
 
 impl Dispatcher {
@@ -133,45 +170,53 @@ impl Dispatcher {
     /// the consumer's fetched data) to `run`, which starts each [`Job`] on a thread of its
     /// choosing, at most `parallel` at a time, so the driver's thread is free for sockets
     /// meanwhile. Without it, or with `parallel` 0, the driver does that work itself.
+    /// Call once, before the driver runs.
     pub fn offload_with(&mut self, parallel: usize, run: impl Fn(Job) + Send + 'static) {
         if parallel == 0 {
             return;
         }
-        self.offload = Some(Offload { run: Box::new(run), max: parallel, out: 0 });
+        self.offload = Some(Offload { to: Runner::Call(Box::new(run)), max: parallel, out: 0 });
         self.client.offload_work(true);
     }
 
-    /// Hands the client's CPU-bound work to `threads` threads of the adapter's own, each
-    /// running [`JobQueue::run`] on a clone of the queue returned (none for 0 threads). Each
-    /// thread has one job queued behind the one it runs, so it goes on to the next without
-    /// waiting for the driver to take the result of the last; and always the same threads,
-    /// so their codec contexts stay warm. Should every thread fail to start (the queue
-    /// dropped), the work runs on the driver's thread.
-    pub fn offload_to_threads(&mut self, threads: usize) -> Option<JobQueue> {
+    /// Hands the client's CPU-bound work to at most `threads` threads of the adapter's own:
+    /// when work comes and every thread started so far is busy, the dispatcher calls `start`
+    /// with a queue for the new thread to run ([`JobQueue::run`]); `start` says whether the
+    /// thread started. As many jobs as twice the threads started are out at once, so a
+    /// thread goes on to the next without waiting for the driver to take the result of the
+    /// last, and always on the same threads, whose codec contexts stay warm. While no thread
+    /// runs, the work runs on the driver's thread. Call once, before the driver runs; with
+    /// `threads` 0, the driver does the work itself.
+    pub fn offload_to_threads(&mut self, threads: usize, start: impl Fn(JobQueue) -> bool + Send + 'static) {
         if threads == 0 {
-            return None;
+            return;
         }
         let (jobs, queue) = async_channel::unbounded::<Job>();
-        // A job that cannot be queued runs as it drops (see `Job`'s `Drop`).
-        self.offload_with(threads * 2, move |job| drop(jobs.try_send(job)));
-        Some(JobQueue(queue))
+        let queue = Box::new(JobQueue(queue));
+        let to = Runner::Threads { jobs, queue, start: Box::new(start), started: 0, most: threads };
+        self.offload = Some(Offload { to, max: threads * 2, out: 0 });
+        self.client.offload_work(true);
     }
 
     /// Starts the work the client handed out, as far as `parallel` allows; with the handles
-    /// gone (the intake cannot bring results back), does it here.
+    /// gone (the intake cannot bring results back) or no thread to run it, does it here.
     fn hand_out_work(&mut self, now: Instant) {
         let Some(offload) = &mut self.offload else { return };
         while offload.out < offload.max {
             let Some(work) = self.client.poll_work() else { break };
-            match self.intake_sender.upgrade() {
-                Some(intake) => {
-                    offload.out += 1;
-                    (offload.run)(Job::new(work, intake));
-                }
-                None => {
-                    let done = work.run();
-                    self.client.handle_work_done(now, done);
-                }
+            let unstarted = match self.intake_sender.upgrade() {
+                Some(intake) => match offload.to.hand(Job::new(work, intake), offload.out) {
+                    Ok(()) => {
+                        offload.out += 1;
+                        continue;
+                    }
+                    Err(job) => job.into_work(),
+                },
+                None => Some(work),
+            };
+            if let Some(work) = unstarted {
+                let done = work.run();
+                self.client.handle_work_done(now, done);
             }
         }
     }
@@ -192,6 +237,13 @@ impl Dispatcher {
         self.nudge.clone()
     }
 
+    /// Answers waiting polls, after handing out work: fetched data that just came is then
+    /// decoded elsewhere, not by the poll that finds it.
+    fn serve_polls(&mut self, now: Instant) {
+        self.hand_out_work(now);
+        self.polls.serve(now, &mut self.client);
+    }
+
     /// [`Client::poll_transmit`]: call until `None` after every `handle_*` call.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.hand_out_work(now);
@@ -207,7 +259,7 @@ impl Dispatcher {
     /// [`Client::handle_input`]: bytes, connects and closes from the adapter's sockets.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.client.handle_input(now, input);
-        self.polls.serve(now, &mut self.client);
+        self.serve_polls(now);
     }
 
     /// [`Client::handle_timeout`]: call at (or after) the deadline from `poll_timeout`.
@@ -217,7 +269,7 @@ impl Dispatcher {
             self.client.abort_producer(now);
         }
         self.client.handle_timeout(now);
-        self.polls.serve(now, &mut self.client);
+        self.serve_polls(now);
     }
 
     /// Registers the waker and reports whether the intake has something; once every handle
@@ -277,7 +329,7 @@ impl Dispatcher {
                 self.client.close(now);
             }
         }
-        self.polls.serve(now, &mut self.client);
+        self.serve_polls(now);
     }
 
     fn take(&mut self, now: Instant, msg: Msg) {

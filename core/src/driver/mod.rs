@@ -132,6 +132,11 @@ impl Job {
         Job { work: Some(work), intake }
     }
 
+    /// The work, for the driver to do itself.
+    fn into_work(mut self) -> Option<crate::Work> {
+        self.work.take()
+    }
+
     /// Runs the work on this thread (milliseconds: it may compress or decompress a
     /// megabyte), then queues the result for the dispatcher, waiting for room on its intake
     /// if need be.
@@ -153,7 +158,7 @@ impl Drop for Job {
     }
 }
 
-/// The jobs of [`Dispatcher::offload_to_threads`], for threads the adapter starts.
+/// The jobs of [`Dispatcher::offload_to_threads`], for a thread the adapter starts.
 #[derive(Clone, Debug)]
 pub struct JobQueue(async_channel::Receiver<Job>);
 
