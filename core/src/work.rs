@@ -6,6 +6,7 @@
 //! back with [`crate::Client::handle_work_done`].
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 
 use crate::consumer::fetched::{Decode, Decoded};
 use crate::producer::offload::{Seal, Sealed};
@@ -35,10 +36,21 @@ impl Work {
     /// its jobs out always gets this one back.
     pub fn run(self) -> WorkDone {
         WorkDone(match self.0 {
-            Kind::Seal(seal) => Done::Sealed(seal.run()),
-            Kind::Decode(decode) => Done::Decoded(decode.run()),
+            Kind::Seal(seal) => {
+                let key = seal.key;
+                Done::Sealed(guarded(|| seal.run(), |message| Sealed::failed(key, message)))
+            }
+            Kind::Decode(decode) => {
+                let key = decode.key;
+                Done::Decoded(guarded(|| decode.run(), |message| Decoded::failed(key, message)))
+            }
         })
     }
+}
+
+/// `work`'s result, or `panicked`'s if it panics.
+fn guarded<T>(work: impl FnOnce() -> T, panicked: impl FnOnce(&str) -> T) -> T {
+    std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| panicked("the work panicked"))
 }
 
 impl fmt::Debug for Work {
@@ -56,5 +68,17 @@ impl fmt::Debug for WorkDone {
             Done::Sealed(sealed) => sealed.fmt(f),
             Done::Decoded(decoded) => decoded.fmt(f),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guarded;
+
+    #[test]
+    fn a_panic_in_work_comes_back_as_its_failure() {
+        assert_eq!(guarded(|| 7, |_| 0), 7);
+        let failed = guarded(|| -> String { panic!("codec bug") }, |message| format!("failed: {message}"));
+        assert_eq!(failed, "failed: the work panicked");
     }
 }

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 
 use bytes::Bytes;
 
@@ -65,7 +64,7 @@ enum Source {
 /// A partition's fetched data to decode on another thread: decompressed, checked and parsed
 /// into records, whole.
 pub(crate) struct Decode {
-    key: u64,
+    pub key: u64,
     records: Bytes,
     options: DecodeOptions,
 }
@@ -77,15 +76,18 @@ pub(crate) struct Decoded {
 }
 
 impl Decode {
-    /// Decodes on this thread; a panic comes back as a batch that does not decode.
+    /// Decodes on this thread.
     pub(crate) fn run(self) -> Decoded {
         let Decode { key, records, options } = self;
-        let decode = AssertUnwindSafe(|| {
-            decode_batches(records, &options).map(|batch| batch.map_err(|e| e.to_string())).collect::<Vec<_>>()
-        });
-        let batches = std::panic::catch_unwind(decode)
-            .unwrap_or_else(|_| vec![Err("decoding the fetched data panicked".to_string())]);
+        let batches = decode_batches(records, &options).map(|batch| batch.map_err(|e| e.to_string())).collect();
         Decoded { key, batches }
+    }
+}
+
+impl Decoded {
+    /// Decoding failed with `message`: the data reads as a batch that does not decode.
+    pub(crate) fn failed(key: u64, message: &str) -> Decoded {
+        Decoded { key, batches: vec![Err(format!("decoding the fetched data: {message}"))] }
     }
 }
 

@@ -197,6 +197,12 @@ impl PartitionState {
     fn fetchable(&self, now: Instant) -> bool {
         self.start == Start::Positioned && !self.paused && !self.busy && self.retry_at.is_none_or(|t| t <= now)
     }
+
+    /// Whether `fetched` is still wanted: fetched for this assignment version, and the
+    /// partition still has a position to read from.
+    fn reads(&self, fetched: &Fetched) -> bool {
+        self.version == fetched.version && self.start == Start::Positioned
+    }
 }
 
 /// A job for the group coordinator: read committed offsets, or commit.
@@ -755,7 +761,9 @@ impl Consumer {
     /// past stale data.
     pub fn has_records(&self) -> bool {
         !self.errors.is_empty()
-            || self.buffer.front().is_some_and(|(_, f)| !f.is_decoding() || self.current(f).is_none())
+            || self.buffer.front().is_some_and(|(_, f)| {
+                !f.is_decoding() || !self.partitions.get(&f.partition).is_some_and(|s| s.reads(f))
+            })
     }
 
     /// Fetched gzip and zstd data is handed out to be decoded elsewhere from now on.
@@ -780,11 +788,6 @@ impl Consumer {
         }
     }
 
-    /// The state of the partition `f` was fetched for, while the data is still wanted.
-    fn current(&self, f: &Fetched) -> Option<&PartitionState> {
-        self.partitions.get(&f.partition).filter(|s| s.version == f.version && s.start == Start::Positioned)
-    }
-
     /// Bytes of fetched data waiting for the application.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_from.values().sum()
@@ -803,11 +806,7 @@ impl Consumer {
         let mut decoding = false;
         while out.len() < max && !decoding {
             let Some((_, front)) = self.buffer.front_mut() else { break };
-            let current = self
-                .partitions
-                .get_mut(&front.partition)
-                .filter(|s| s.version == front.version && s.start == Start::Positioned);
-            let Some(state) = current else {
+            let Some(state) = self.partitions.get_mut(&front.partition).filter(|s| s.reads(front)) else {
                 self.pop_buffer();
                 continue;
             };

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 
 use bytes::BytesMut;
 
@@ -14,7 +13,7 @@ use crate::protocol::records::{BatchParams, Compression, OpenBatch, RecordBatchE
 
 /// A batch to compress, without producer state (written when it leaves).
 pub(crate) struct Seal {
-    pub(super) key: BatchKey,
+    pub(crate) key: BatchKey,
     pub(super) open: OpenBatch,
     pub(super) compression: Compression,
     pub(super) pool: BufferPool<BytesMut>,
@@ -32,17 +31,19 @@ thread_local! {
 }
 
 impl Seal {
-    /// Compresses the batch on this thread; a panic comes back as the batch's error.
+    /// Compresses the batch on this thread.
     pub(crate) fn run(self) -> Sealed {
         let Seal { key, open, compression, pool } = self;
         let params = BatchParams::new().compression(compression).producer(-1, -1, -1);
-        let seal =
-            AssertUnwindSafe(|| ENCODER.with(|encoder| open.seal_in_pool(params, &mut encoder.borrow_mut(), &pool)));
-        let result = match std::panic::catch_unwind(seal) {
-            Ok(sealed) => sealed.map_err(|e: RecordsEncodeError| e.to_string()),
-            Err(_) => Err("compressing the batch panicked".to_string()),
-        };
-        Sealed { key, result }
+        let result = ENCODER.with(|encoder| open.seal_in_pool(params, &mut encoder.borrow_mut(), &pool));
+        Sealed { key, result: result.map_err(|e: RecordsEncodeError| e.to_string()) }
+    }
+}
+
+impl Sealed {
+    /// The batch's compression failed with `message`.
+    pub(crate) fn failed(key: BatchKey, message: &str) -> Sealed {
+        Sealed { key, result: Err(format!("compressing the batch: {message}")) }
     }
 }
 
