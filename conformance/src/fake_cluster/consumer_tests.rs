@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sansa::consumer::{
-    CommittedOffset, ConsumeError, ConsumerConfig, ConsumerRecord, OffsetReset, OffsetSpec, TopicPartition,
+    CommittedOffset, ConsumeError, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, OffsetSpec,
+    TopicPartition,
 };
 use sansa::producer::{ProducerConfig, ProducerRecord};
 use sansa::protocol::records::Compression;
 use sansa::protocol::{ApiKey, ErrorCode};
 use sansa::{Config, Event};
 
-use super::world::World;
+use super::world::{DispatcherWorld, World};
 use super::{FakeClusterConfig, Fault, FaultAction, Replication};
 
 fn world(consumer: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> World {
@@ -568,4 +569,57 @@ fn a_consumer_without_a_rack_or_in_the_leaders_reads_from_the_leader() {
         assert_eq!(w.cluster.fetch_session_count(1), 1, "{rack:?}");
         assert_eq!(w.cluster.fetch_session_count(2) + w.cluster.fetch_session_count(3), 0, "{rack:?}");
     }
+}
+
+/// Polls `future` once with a waker that does nothing, then lets the dispatcher take what
+/// the poll put on its intake.
+fn poll_once<F: std::future::Future>(w: &mut DispatcherWorld, future: &mut std::pin::Pin<Box<F>>) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let polled = future.as_mut().poll(&mut cx);
+    w.pump();
+    let polled = if polled.is_pending() { future.as_mut().poll(&mut cx) } else { polled };
+    match polled {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
+#[test]
+fn a_waiting_poll_is_not_answered_by_a_fetch_of_markers_only() {
+    let consumer = ConsumerConfig::default()
+        .with_auto_offset_reset(OffsetReset::Earliest)
+        .with_isolation_level(IsolationLevel::ReadCommitted);
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = DispatcherWorld::new(cluster, |config: Config| config.with_consumer(consumer));
+    w.cluster.create_topic("m", 1, 1);
+    // An aborted transaction only: its records and marker, nothing a read_committed poll returns.
+    w.cluster.write_transaction(w.now, "m", 0, &[b"aborted"], false).expect("written");
+    let handle = w.handle.clone().expect("the handle is kept");
+    let mut assign = Box::pin(handle.assign(tps("m", 1)));
+    assert!(matches!(poll_once(&mut w, &mut assign), Some(Ok(()))));
+    let started = w.now;
+    let mut poll = Box::pin(handle.poll(100, Duration::from_secs(30)));
+    assert!(poll_once(&mut w, &mut poll).is_none(), "markers alone are no answer");
+    // Fetches (the markers, then long polls that find nothing) for ten seconds, well before
+    // the poll's own deadline: the clock moves only to deadlines before then.
+    let until = w.now + Duration::from_secs(10);
+    let next =
+        |w: &DispatcherWorld| [w.dispatcher.poll_timeout(), w.cluster.poll_timeout()].into_iter().flatten().min();
+    while next(&w).is_some_and(|t| t <= until) {
+        w.step();
+    }
+    assert!(w.now > started + Duration::from_secs(5), "fetches went on");
+    assert!(poll_once(&mut w, &mut poll).is_none(), "still waiting after ten seconds of empty fetches");
+    // A committed transaction: the fetch waiting at the broker brings it, and the poll is
+    // answered with its records.
+    w.cluster.write_transaction(w.now, "m", 0, &[b"c1", b"c2"], true).expect("written");
+    let records = loop {
+        if let Some(answer) = poll_once(&mut w, &mut poll) {
+            break answer.expect("records");
+        }
+        assert!(next(&w).is_some_and(|t| t < started + Duration::from_secs(30)), "answered before its deadline");
+        w.step();
+    };
+    let values: Vec<Bytes> = records.iter().filter_map(|r| r.value.clone()).collect();
+    assert_eq!(values, [Bytes::from_static(b"c1"), Bytes::from_static(b"c2")]);
 }
