@@ -16,8 +16,9 @@
   compare.py skip --row R --client C --out FILE.json --status TEXT
       Write a result without a run ("not available", "build failed", ...).
   compare.py report --results DIR --meta FILE.json --md FILE --svg FILE
-      Print the table of every result in DIR (in run order) and write it as Markdown and as a
-      grouped bar chart (hand-written SVG).
+      Print the table of every result in DIR (in run order; a client's rounds of one row, from
+      `compare --rounds`, as the median of each figure, with the range of records/s and CPU
+      in the note) and write it as Markdown and as a grouped bar chart (hand-written SVG).
   compare.py update-benchmarks --md FILE --benchmarks BENCHMARKS.md [--marker NAME]
       Replace the text between the NAME markers (default "results": <!-- results:begin -->
       and <!-- results:end -->) of BENCHMARKS.md with FILE.
@@ -32,6 +33,7 @@ import os
 import re
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -168,7 +170,9 @@ def cmd_skip(a):
 # ---- report -------------------------------------------------------------------------------
 
 def load(results_dir):
-    rows, clients, by = [], [], {}
+    """Rows and clients in run order, and each client's result per row: its one run, or the
+    medians of its rounds (`compare --rounds`)."""
+    rows, clients, runs = [], [], {}
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json")),
                        key=lambda p: json.load(open(p))["seq"]):
         r = json.load(open(path))
@@ -176,8 +180,35 @@ def load(results_dir):
             rows.append(r["row"])
         if r["client"] not in clients:
             clients.append(r["client"])
-        by[(r["row"], r["client"])] = r
-    return rows, clients, by
+        runs.setdefault((r["row"], r["client"]), []).append(r)
+    return rows, clients, {k: combine(v) for k, v in runs.items()}
+
+
+# Figures a result made of several rounds reports as the median of the rounds.
+MEDIAN_FIELDS = ("records_per_s", "mb_per_s", "cpu_s_per_million", "cpu_s", "p50_ms", "p95_ms", "p99_ms",
+                 "p999_ms", "avg_ms", "max_ms", "stored_ratio", "stored_bytes")
+
+
+def combine(runs):
+    """One result from a client's rounds of one row: the medians of each figure, and the
+    range of records/s and CPU; failed if any round failed."""
+    if len(runs) == 1:
+        return runs[0]
+    failed = [r for r in runs if not ok(r)]
+    if failed:
+        out = dict(failed[0])
+        out["status"] = f"{failed[0]['status']} ({len(failed)} of {len(runs)} rounds)"
+        return out
+    out = dict(runs[0])
+    for k in MEDIAN_FIELDS:
+        values = [r[k] for r in runs if r.get(k) is not None]
+        if values:
+            m = statistics.median(values)
+            out[k] = round(m) if all(isinstance(v, int) for v in values) else m
+    out["rounds"] = len(runs)
+    out["range"] = {k: [min(r[k] for r in runs), max(r[k] for r in runs)]
+                    for k in ("records_per_s", "cpu_s_per_million")}
+    return out
 
 
 def ok(r):
@@ -207,7 +238,11 @@ def cells(r, consume=False):
         return ["-"] * (n - 1) + [r["status"]]
     stored = f"{r['stored_ratio']:.2f}" if r.get("stored_ratio") is not None else "?"
     producer = [] if consume else [f"{r['p99_ms']}", stored]
-    return [f"{r['records_per_s']:,.0f}", f"{r['mb_per_s']:.1f}"] + producer + [f"{r['cpu_s_per_million']:.2f}", ""]
+    note = ""
+    if r.get("rounds"):
+        (lo, hi), (clo, chi) = r["range"]["records_per_s"], r["range"]["cpu_s_per_million"]
+        note = f"median of {r['rounds']}: {lo:,.0f}-{hi:,.0f} records/s, {clo:.2f}-{chi:.2f} CPU s"
+    return [f"{r['records_per_s']:,.0f}", f"{r['mb_per_s']:.1f}"] + producer + [f"{r['cpu_s_per_million']:.2f}", note]
 
 
 def is_consume(meta):
