@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::record::{ConsumerRecord, TopicPartition};
 use crate::protocol::records::{decode_batches, Batches, ControlRecord, ControlRecordType, DecodeOptions, Record};
-use crate::protocol::records::{RecordBatch, TimestampType};
+use crate::protocol::records::{first_batch_codec, RecordBatch, TimestampType};
 
 /// An aborted transaction the broker listed with a fetch (read_committed only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,18 +103,6 @@ impl fmt::Debug for Decoded {
     }
 }
 
-/// Whether `records` starts with a v2 batch compressed with gzip or zstd: the codecs whose
-/// decompression is worth the trip to another core (lz4 and snappy run at gigabytes per
-/// second, as fast as the records are read).
-fn slow_codec(records: &[u8]) -> bool {
-    // Magic at byte 16; the attributes (two bytes from 21) keep the codec in their low bits.
-    const MAGIC_AT: usize = 16;
-    const ATTRIBUTES_LOW_AT: usize = 22;
-    const GZIP: u8 = 1;
-    const ZSTD: u8 = 4;
-    records.get(MAGIC_AT) == Some(&2) && records.get(ATTRIBUTES_LOW_AT).is_some_and(|a| matches!(a & 7, GZIP | ZSTD))
-}
-
 /// What reading the next piece of a fetch found.
 #[derive(Debug)]
 pub(crate) enum Next {
@@ -145,7 +133,8 @@ impl Fetched {
             partition,
             version,
             size: records.len(),
-            handable: slow_codec(&records).then(|| records.clone()),
+            // Judged by the first batch: a producer writes a partition in one codec.
+            handable: first_batch_codec(&records).is_some_and(crate::work::worth_offloading).then(|| records.clone()),
             options,
             source: Source::Lazy(decode_batches(records, &options)),
             current: Vec::new().into_iter(),

@@ -60,9 +60,7 @@ use crate::machine::{Ctx, Link, Machine, Outgoing, Role, Signal, Tag};
 use crate::protocol::messages::init_producer_id::request::InitProducerIdRequest;
 use crate::protocol::messages::produce::request::{PartitionProduceData, TopicProduceData};
 use crate::protocol::messages::{ProduceRequest, ProduceResponse};
-use crate::protocol::records::{
-    rewrite_producer_state, BatchParams, Compression, CompressionType, OpenBatch, RecordBatchEncoder,
-};
+use crate::protocol::records::{rewrite_producer_state, BatchParams, Compression, OpenBatch, RecordBatchEncoder};
 use crate::protocol::{ApiKey, BrokerId, ErrorCode, ProducerId, RequestBody, ResponseBody, TopicName};
 use crate::rand::Rng;
 use crate::timer::Deadlines;
@@ -138,13 +136,11 @@ struct Offload {
 }
 
 impl Offload {
-    /// Hands `batch`'s compression out when the driver takes it and the codec is a slow one
-    /// (lz4 and snappy compress at a gigabyte per second or more, less than the trip to
-    /// another core costs: measured with lz4, no faster and more CPU). The batch stays where
-    /// it is, unable to leave until its result is back.
+    /// Hands `batch`'s compression out when the driver takes it and the codec is worth
+    /// another thread ([`crate::work::worth_offloading`]). The batch stays where it is,
+    /// unable to leave until its result is back.
     fn start(&mut self, batch: &mut Batch, compression: Compression, pool: &BufferPool<BytesMut>) -> bool {
-        let slow = matches!(compression.codec(), CompressionType::Gzip | CompressionType::Zstd);
-        if !self.on || !slow || !matches!(batch.body, Body::Open(_)) {
+        if !self.on || !crate::work::worth_offloading(compression.codec()) || !matches!(batch.body, Body::Open(_)) {
             return false;
         }
         let Body::Open(open) = std::mem::replace(&mut batch.body, Body::Compressing) else { return false };

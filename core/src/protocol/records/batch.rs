@@ -40,6 +40,16 @@ const CRC_START: usize = 21;
 /// The fewest bytes one v2 record can take; bounds pre-allocation by the bytes present.
 const MIN_RECORD_LEN: usize = 7;
 
+/// The codec of the v2 batch that `records` starts with, from its header alone (nothing is
+/// checked); `None` for older formats, an unknown codec or too few bytes.
+pub(crate) fn first_batch_codec(records: &[u8]) -> Option<CompressionType> {
+    if records.get(MAGIC_OFFSET).map(|&m| m as i8) != Some(MAGIC_V2) {
+        return None;
+    }
+    let attributes = i16::from_be_bytes(records.get(CRC_START..CRC_START + 2)?.try_into().ok()?);
+    CompressionType::from_id((attributes & ATTR_COMPRESSION_MASK) as u8)
+}
+
 /// How the timestamps of a batch were assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -32,6 +32,7 @@ mod crc;
 mod error;
 mod legacy;
 
+pub(crate) use batch::first_batch_codec;
 pub use batch::{decode_batches, Batches, DecodeOptions, Header, PartialBatch, Record, RecordBatch, TimestampType};
 pub use builder::{
     record_encoded_len, rewrite_producer_state, write_empty_batch, BatchParams, OpenBatch, RecordBatchBuilder,
