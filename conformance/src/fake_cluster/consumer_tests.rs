@@ -603,9 +603,7 @@ fn a_waiting_poll_is_not_answered_by_a_fetch_of_markers_only() {
     // Fetches (the markers, then long polls that find nothing) for ten seconds, well before
     // the poll's own deadline: the clock moves only to deadlines before then.
     let until = w.now + Duration::from_secs(10);
-    let next =
-        |w: &DispatcherWorld| [w.dispatcher.poll_timeout(), w.cluster.poll_timeout()].into_iter().flatten().min();
-    while next(&w).is_some_and(|t| t <= until) {
+    while w.next_deadline().is_some_and(|t| t <= until) {
         w.step();
     }
     assert!(w.now > started + Duration::from_secs(5), "fetches went on");
@@ -617,7 +615,10 @@ fn a_waiting_poll_is_not_answered_by_a_fetch_of_markers_only() {
         if let Some(answer) = poll_once(&mut w, &mut poll) {
             break answer.expect("records");
         }
-        assert!(next(&w).is_some_and(|t| t < started + Duration::from_secs(30)), "answered before its deadline");
+        assert!(
+            w.next_deadline().is_some_and(|t| t < started + Duration::from_secs(30)),
+            "answered before its deadline"
+        );
         w.step();
     };
     let values: Vec<Bytes> = records.iter().filter_map(|r| r.value.clone()).collect();

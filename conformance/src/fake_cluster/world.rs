@@ -325,11 +325,15 @@ impl DispatcherWorld {
         self.net.pump(self.now, &mut self.cluster, &mut [&mut self.dispatcher], &mut [&mut Vec::new()]);
     }
 
+    /// The next deadline of either side.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.dispatcher.poll_timeout(), self.cluster.poll_timeout()].into_iter().flatten().min()
+    }
+
     /// Jumps the clock to the next deadline of either side and runs it; false when neither
     /// has one.
     pub fn step(&mut self) -> bool {
-        let next = [self.dispatcher.poll_timeout(), self.cluster.poll_timeout()].into_iter().flatten().min();
-        let Some(next) = next else { return false };
+        let Some(next) = self.next_deadline() else { return false };
         self.now = self.now.max(next);
         self.dispatcher.handle_timeout(self.now);
         self.cluster.handle_timeout(self.now);
