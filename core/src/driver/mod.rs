@@ -1,5 +1,6 @@
-//! The adapter boundary: everything a runtime adapter shares, minus sockets (but for one
-//! socket option, [`LowWaterMark`]), timers and spawning. No executor, no clock, no thread
+//! The adapter boundary: everything a runtime adapter shares, minus sockets (but for the
+//! receive low-water mark, [`LowWaterMark`], which also reads blocking sockets at it),
+//! timers and spawning. No executor, no clock, no thread
 //! lives here; this module only moves commands and outcomes between application handles and
 //! the driver loop that owns the [`Client`].
 //!
