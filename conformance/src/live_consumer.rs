@@ -837,7 +837,7 @@ pub fn run_scenarios<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind], replica
     }
 }
 
-/// A client that created a topic and read its metadata (as [`create_topic`] does) then
+/// A client that created a topic and read its metadata (as `create_topic` does) then
 /// produces to it, 8 times on each of the four runtimes. It once failed about one run in
 /// twelve with `DeliveryTimeout { last: NoLeader }`: a broker that had not applied the topic
 /// yet answered metadata without it, and batches without a leader did not ask for metadata

@@ -5,7 +5,7 @@
 //! the invariants that judge what the members handed out.
 //!
 //! The harness polls every subscribed, live, unstalled member after each step, as an
-//! application's poll loop would, and records each record handed out ([`Delivery`]); each
+//! application's poll loop would, and records each record handed out (`Delivery`); each
 //! rebalance; and the coordinator's committed offsets whenever an OffsetCommit reaches it.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -155,7 +155,7 @@ impl Ctx<'_> {
     }
 }
 
-/// The newtype wrapping an entity-typed scalar, if any. Error codes become [`ErrorCode`].
+/// The newtype wrapping an entity-typed scalar, if any. Error codes become `ErrorCode`.
 fn entity_newtype(f: &Field, t: &Type) -> Option<&'static str> {
     if *t == Type::Int16 && f.name.ends_with("ErrorCode") {
         return Some("ErrorCode");

@@ -29,7 +29,7 @@
 //! prefix and the token with no request or response header, both ways (`SaslRaw`). Each
 //! frame from the broker is the next token (PLAIN's verdict is an empty one). Such a broker
 //! refuses a login by closing the connection without a word, so a hang-up in `SaslRaw` is
-//! reported as a probable refusal ([`Connection::explain_sasl_close`]), fatal like a wrong
+//! reported as a probable refusal (`Connection::explain_sasl_close`), fatal like a wrong
 //! password. Without SaslAuthenticate no session lifetime is told and a session cannot be
 //! renewed, so such connections never re-authenticate.
 //!

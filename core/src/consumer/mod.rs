@@ -19,7 +19,7 @@
 //! | has a position from a record or a commit with a leader epoch | a new leader epoch, or the commit read | validating (KIP-320): what was buffered is dropped |
 //! | validating | OffsetForLeaderEpoch: the consumed epoch ends at or after the position | has a position |
 //! | validating | the log ends before the position (truncated) | at the divergence point; with `none`, failed with [`ConsumeError::LogTruncation`] |
-//! | any | [`Consumer::seek`] | has the position sought; what was buffered for it is dropped |
+//! | any | `Consumer::seek` | has the position sought; what was buffered for it is dropped |
 //!
 //! Each partition carries a version that a seek, a reset or a new assignment bumps; answers
 //! and buffered data of an older version are ignored, so nothing fetched before a seek is

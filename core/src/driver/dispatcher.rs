@@ -294,7 +294,7 @@ impl Dispatcher {
     }
 
     /// Ends an inline call: answers waiting calls but holds producer outcomes for the driver
-    /// thread ([`Dispatcher::deliver_answers`]), and says whether that thread, asleep until
+    /// thread (`Dispatcher::deliver_answers`), and says whether that thread, asleep until
     /// `wakes_at` (or until woken), must wake: for an earlier deadline, held outcomes, or to end.
     pub fn finish_inline(&mut self, wakes_at: Option<Instant>) -> bool {
         let held = self.deliver_answers();

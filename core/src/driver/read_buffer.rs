@@ -217,7 +217,7 @@ impl ReadBuffer {
     }
 
     /// Where to read next: all the room the buffer has, grown if need be to the rest of the
-    /// frame being received (up to [`MAX_FRAMED`]), or to [`MIN_READ`] bytes when no frame
+    /// frame being received (up to `MAX_FRAMED`), or to `MIN_READ` bytes when no frame
     /// is under way. Room is zeroed once, when it is first offered.
     pub fn unfilled(&mut self) -> &mut [u8] {
         self.settle();
