@@ -772,6 +772,56 @@ pub fn poll_interval_exceeded_then_rejoin<R: LiveRuntime + Sync>(rt: &R, kind: G
     admin.close();
 }
 
+/// 400,000 records of 1 KB (400 MB, Fetch answers of several MiB) read from the start, every
+/// one once and in order per partition. Large answers are what the readers' receive
+/// low-water mark is for; a blocking read waiting at the mark stalled such a consumer, which
+/// smaller scenarios never showed.
+pub fn reads_a_backlog_of_large_fetch_answers<R: LiveRuntime>(rt: &R, replication: i16) {
+    const RECORDS: u32 = 400_000;
+    const PARTITIONS: i32 = 6;
+    let admin = rt.connect(config(&[]));
+    let topic = unique_topic("sansa-large-answers");
+    create_topic(&admin, &topic, PARTITIONS, replication);
+    let producer = rt.connect(config(&[("linger.ms", "20"), ("batch.size", "1000000"), ("acks", "1")]));
+    // A value is its index, then filler; the filler's letter varies with the index.
+    let value = |i: u32| {
+        let mut v = i.to_be_bytes().to_vec();
+        v.resize(1024, b'A' + (i % 26) as u8);
+        v
+    };
+    let mut waits = Vec::new();
+    for i in 0..RECORDS {
+        let record = ProducerRecord::new(topic.as_str(), value(i)).with_partition(i as i32 % PARTITIONS);
+        waits.push(producer.handle().send_blocking(record).expect("buffered"));
+    }
+    for w in waits {
+        w.wait().expect("acknowledged");
+    }
+    producer.close();
+
+    let consumer = rt.connect(config(&[("auto.offset.reset", "earliest")]));
+    let partitions: Vec<TopicPartition> = (0..PARTITIONS).map(|p| TopicPartition::new(topic.as_str(), p)).collect();
+    consumer.handle().assign_blocking(partitions).expect("assign");
+    // Per partition, the index the next record must carry.
+    let mut next: Vec<u32> = (0..PARTITIONS as u32).collect();
+    // About three seconds in a debug build on one local broker. A blocking reader that waits
+    // at the mark (planted) stalls for seconds at a time: 19k-206k records in 30 s, three runs.
+    const READ_WITHIN: Duration = Duration::from_secs(30);
+    let (mut read, started) = (0u32, Instant::now());
+    while read < RECORDS {
+        assert!(started.elapsed() < READ_WITHIN, "read {read} of {RECORDS} records in {READ_WITHIN:?}");
+        for r in consumer.poll(10_000, Duration::from_millis(500)).expect("poll") {
+            let want = next[r.partition as usize];
+            assert_eq!(r.value.as_deref(), Some(&value(want)[..]), "partition {} offset {}", r.partition, r.offset);
+            next[r.partition as usize] += PARTITIONS as u32;
+            read += 1;
+        }
+    }
+    eprintln!("  {RECORDS} records of 1 KB read in {:?}", started.elapsed());
+    consumer.close();
+    admin.close();
+}
+
 /// Every consumer scenario. The churn runs under each classic assignor and KIP-848; the Java
 /// scenarios need `SANSA_JAVA_READBACK` (test.sh sets it: they run Kafka's Java client).
 pub fn run_all<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind]) {
@@ -806,6 +856,10 @@ pub fn run_scenarios<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind], replica
         ));
     }
     scenarios.push(("consumer_reads_from_the_replica_in_its_rack".into(), Box::new(|| reads_from_rack_replica(rt))));
+    scenarios.push((
+        "consumer_reads_a_backlog_of_large_fetch_answers".into(),
+        Box::new(|| reads_a_backlog_of_large_fetch_answers(rt, replication)),
+    ));
     if java {
         scenarios.push((
             "consumer_reads_java_produced_codecs".into(),
