@@ -613,8 +613,9 @@ mod tests {
         // Each large frame comes in two pieces: the first holds more than a read takes before
         // the frame's size is known, so most of the frame waits in the socket when the
         // low-water mark is set; the second (50 KB) is far less than the mark. (A blocking
-        // read that waits at the mark stalled a consumer reading from Kafka, but not here:
-        // on loopback, written this way, the kernel still woke it.)
+        // read that waits at the mark stalls a consumer reading from Kafka, which the live
+        // scenario `reads_a_backlog_of_large_fetch_answers` catches, but not here: on
+        // loopback, written this way, the kernel still woke it.)
         let below_cap = frame(1_500_000, 7);
         let above_cap = frame(3 << 20, 8);
         let small = [frame(1000, 1), frame(1000, 2)].concat();
