@@ -3,7 +3,8 @@
 //! conformance/bench/compare reads sansa like Kafka's own tool, franz-perf and rdkafka-perf.
 //!
 //! - Payload: `SplittableRandom(0).nextInt(26) + 65` per byte, the stream drawn once into an
-//!   8 MiB pool that records take consecutive slices of (see `Payloads`).
+//!   8 MiB pool that records take consecutive slices of (see `Payloads`); the pool and the
+//!   topic's name are static, so records share them without reference counts.
 //! - Latency: whole milliseconds from the send call (before any wait for buffer room) to the
 //!   delivery callback; every record counts in the average and maximum, one in
 //!   `num_records / min(num_records, 500000)` is kept for the percentiles.
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sansa::driver::Handle;
 use sansa::producer::{ProduceError, ProducerRecord};
-use sansa::protocol::TopicName;
+use sansa::protocol::{StrBytes, TopicName};
 
 use crate::props::{self, Props};
 use crate::Failure;
@@ -414,7 +415,10 @@ const PAYLOAD_POOL: usize = 8 << 20;
 /// into a pool, and record `i` gets the `i`-th slice of it, wrapping to the start once the
 /// pool runs out. The first 8 MiB of values are byte for byte the JDK's; after that they
 /// repeat, but never within a batch (batches hold at most a few MiB), so compression sees
-/// what it would see with fresh bytes. A slice costs a reference count, not a draw per byte.
+/// what it would see with fresh bytes. The pool lives for the rest of the process (one per
+/// run), so a slice of it is a pointer and a length, as franz-perf's slices of its pool are:
+/// no reference count raised by the sending thread and lowered, on the blocking and smol
+/// drivers, by the driver's thread, for every record.
 struct Payloads {
     pool: bytes::Bytes,
     per_pool: u64,
@@ -426,7 +430,8 @@ impl Payloads {
         let per_pool = (PAYLOAD_POOL / size).max(1);
         let mut pool = vec![0u8; per_pool * size];
         SplitMix64::new(0).fill_payload(&mut pool);
-        Payloads { pool: pool.into(), per_pool: per_pool as u64, size }
+        let pool: &'static [u8] = Box::leak(pool.into_boxed_slice());
+        Payloads { pool: bytes::Bytes::from_static(pool), per_pool: per_pool as u64, size }
     }
 
     fn get(&self, record: u64) -> bytes::Bytes {
@@ -514,7 +519,8 @@ async fn produce<F: std::future::Future<Output = ()>>(
     client: &Handle,
     sleep_for: impl Fn(Duration) -> F,
 ) -> u64 {
-    let topic = TopicName::from(args.topic.as_str());
+    // Static, for the reason `Payloads` is: each record's copy of the name is then free.
+    let topic = TopicName(StrBytes::from_static_str(Box::leak(args.topic.clone().into_boxed_str())));
     let size = args.record_size as usize;
     let bytes = u64::from(args.record_size);
     let mut throttler = Throttler::new(args.throughput);
