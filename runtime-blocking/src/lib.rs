@@ -560,6 +560,7 @@ mod tests {
     }
 
     /// A Kafka frame: a 4-byte size, then `body_len` bytes of `fill`.
+    #[cfg(target_os = "linux")]
     fn frame(body_len: usize, fill: u8) -> Vec<u8> {
         let mut f = (body_len as u32).to_be_bytes().to_vec();
         f.resize(4 + body_len, fill);
