@@ -100,14 +100,14 @@ impl LowWaterMark {
     /// when nothing is, sleeps in `poll` until the socket is readable at the mark: a blocking
     /// read itself must not wait with a mark (see the type's doc). Without the mark, reading
     /// 1,000,000 x 1 KB records took a read per 170 KB or so and a third more CPU than on
-    /// tokio. `None`: nothing was read; call again.
+    /// tokio. `None`: nothing was read; call again. Elsewhere than on Linux, a plain read.
     #[cfg(target_os = "linux")]
     pub fn read_blocking(
         &mut self,
-        socket: &impl std::os::fd::AsFd,
+        socket: &std::net::TcpStream,
         buf: &mut ReadBuffer,
     ) -> Option<(Option<Bytes>, Option<CloseCause>)> {
-        let fd = socket.as_fd();
+        let fd = std::os::fd::AsFd::as_fd(socket);
         self.update(&fd, buf);
         let waits_at_mark = self.set > 1;
         // At a mark, what is already queued is taken first, as a read made on readiness
@@ -124,6 +124,17 @@ impl LowWaterMark {
             return None;
         }
         Some(buf.finish_read(read))
+    }
+
+    /// [`LowWaterMark::read_blocking`] where the mark is not kept: a plain blocking read,
+    /// which never returns `None` (the socket has no read timeout).
+    #[cfg(not(target_os = "linux"))]
+    pub fn read_blocking(
+        &mut self,
+        socket: &std::net::TcpStream,
+        buf: &mut ReadBuffer,
+    ) -> Option<(Option<Bytes>, Option<CloseCause>)> {
+        buf.read_from(socket)
     }
 }
 
