@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_channel::Sender;
 
+use super::callback::Callback;
 use super::outcome::{reply, DriverGone, Reply};
 use super::producer::{BufferGate, DeliveryFuture, Pushed, QueuedSend, Timer, Waiter};
 use super::{Command, InlineDriver, Intake, Msg};
@@ -102,7 +103,7 @@ impl Handle {
         record: ProducerRecord,
         callback: impl FnOnce(Result<RecordMetadata, ProduceError>) + Send + 'static,
     ) -> Sending<'_, ()> {
-        Sending::new(self, record, Waiter::callback(Box::new(callback)), ())
+        Sending::new(self, record, Waiter::callback(Callback::new(callback)), ())
     }
 
     /// [`Handle::send_with_callback`], blocking the thread while the buffer or the intake is
@@ -114,7 +115,7 @@ impl Handle {
     ) -> Result<(), ProduceError> {
         let reserved = record.size_in_buffer();
         self.gate.reserve_blocking(reserved, self.timer.as_ref())?;
-        let waiter = Waiter::callback(Box::new(callback));
+        let waiter = Waiter::callback(Callback::new(callback));
         self.queue_send_blocking(QueuedSend { record, waiter, reserved });
         Ok(())
     }

@@ -37,6 +37,7 @@
 //!
 //! [`Client`]: crate::Client
 
+mod callback;
 mod consumer;
 mod dispatcher;
 mod handle;
@@ -55,7 +56,7 @@ use std::time::Instant;
 pub use consumer::{RebalanceEvent, Records};
 pub use dispatcher::{Dispatcher, Intake};
 pub use handle::{Handle, Sending};
-pub use producer::{Callback, DeliveryFuture, DeliveryWait, Sleeper, Timer};
+pub use producer::{DeliveryFuture, DeliveryWait, Sleeper, Timer};
 pub use read_buffer::{LowWaterMark, ReadBuffer};
 pub use typed::TypedProducer;
 pub use write_queue::{WriteQueue, MAX_GATHER};

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::{Event, EventListener, Listener};
 
+use super::callback::Callback;
 use crate::producer::{Delivery, ProduceError, RecordMetadata, SendId};
 
 /// `buffer.memory`, as the handles reserve it.
@@ -403,9 +404,6 @@ impl IntoFuture for DeliveryFuture {
     }
 }
 
-/// A callback run on the driver when a record's outcome is known; it must be quick.
-pub type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>;
-
 enum Notify {
     Future(Arc<Slot>),
     Callback(Callback),
@@ -444,7 +442,7 @@ impl Notify {
                 *slot.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
                 slot.ready.notify(usize::MAX);
             }
-            Notify::Callback(f) => f(result),
+            Notify::Callback(f) => f.call(result),
         }
     }
 }
@@ -533,7 +531,7 @@ mod lane_tests {
 
     fn send(n: u8, outcomes: &Arc<Mutex<Vec<(u8, bool)>>>) -> QueuedSend {
         let seen = Arc::clone(outcomes);
-        let waiter = Waiter::callback(Box::new(move |r| seen.lock().unwrap().push((n, r.is_ok()))));
+        let waiter = Waiter::callback(Callback::new(move |r| seen.lock().unwrap().push((n, r.is_ok()))));
         QueuedSend { record: ProducerRecord::new("t", vec![n]), waiter, reserved: 1 }
     }
 
