@@ -581,3 +581,60 @@ mod lane_tests {
         assert_eq!(*outcomes.lock().unwrap(), [(1, false), (2, false)], "both fail, none is lost");
     }
 }
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+
+    /// A waiter that records `id` in `seen` when it completes (`Closed` counts as failed).
+    fn waiter(id: u64, seen: &Arc<Mutex<Vec<(u64, bool)>>>) -> Waiter {
+        let seen = Arc::clone(seen);
+        Waiter::callback(Callback::new(move |r| seen.lock().unwrap().push((id, r.is_ok()))))
+    }
+
+    #[test]
+    fn waiters_are_found_by_id_in_any_order_and_each_completes_once() {
+        let seen = Arc::default();
+        let mut pending = Pending::default();
+        // Ids 10.. with gaps (sends refused before the driver had them).
+        let ids: Vec<u64> = (10..710).filter(|i| i % 5 != 0).collect();
+        for &id in &ids {
+            pending.insert(SendId(id), waiter(id, &seen), 2);
+        }
+        assert_eq!(pending.live, ids.len());
+        // Delivered out of order: every other id first, then the rest from the newest.
+        let (evens, odds): (Vec<u64>, Vec<u64>) = ids.iter().partition(|&&i| i % 2 == 0);
+        for &id in evens.iter().chain(odds.iter().rev()) {
+            let (w, reserved) = pending.take(SendId(id)).expect("waiting");
+            assert_eq!(reserved, 2);
+            w.complete(Err(ProduceError::Closed));
+            assert!(pending.take(SendId(id)).is_none(), "taken once");
+        }
+        assert!(pending.is_empty());
+        assert!(pending.take(SendId(5)).is_none() && pending.take(SendId(1 << 40)).is_none(), "unknown ids");
+        assert!(pending.slots.is_empty(), "nothing kept once every record is delivered");
+        let mut completed: Vec<u64> = seen.lock().unwrap().iter().map(|&(id, _)| id).collect();
+        completed.sort_unstable();
+        assert_eq!(completed, ids, "each waiter completed once");
+        // Idle, the next id starts over wherever it is.
+        pending.insert(SendId(100_000), waiter(100_000, &seen), 1);
+        assert_eq!((pending.base, pending.slots.len()), (100_000, 1));
+        assert_eq!(pending.take(SendId(100_000)).map(|(_, r)| r), Some(1));
+    }
+
+    #[test]
+    fn the_driver_going_away_fails_every_waiting_record_once() {
+        let seen = Arc::default();
+        let mut pending = Pending::default();
+        for id in 0..300 {
+            pending.insert(SendId(id), waiter(id, &seen), 3);
+        }
+        let (w, _) = pending.take(SendId(1)).expect("waiting");
+        w.disarm();
+        assert_eq!(pending.fail_all(), 3 * 299);
+        assert!(pending.is_empty());
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 299);
+        assert!(seen.iter().all(|&(id, ok)| id != 1 && !ok));
+    }
+}
