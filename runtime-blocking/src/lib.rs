@@ -1,11 +1,12 @@
 //! Drives the [`sansa`] Kafka client core with `std::net` and threads: no async runtime.
 //!
 //! [`KafkaClient::connect`] starts one driver thread that runs the core [`sansa::Client`];
-//! every connection gets a reader thread and a writer thread. A blocking call made while the
-//! driver thread sleeps runs the client on the calling thread instead of waking it: a
-//! consumer's poll is then answered, and its records decoded, where they are read. Handles
-//! are cheap to clone and can be used from any number of threads at once; each call blocks
-//! the calling thread.
+//! every connection gets a reader thread and a writer thread (the driver writes itself while
+//! the socket takes its bytes at once; the writer thread takes what would block). A blocking
+//! call made while the driver thread sleeps runs the client on the calling thread instead of
+//! waking it: a consumer's poll is then answered, and its records decoded, where they are
+//! read. Handles are cheap to clone and can be used from any number of threads at once; each
+//! call blocks the calling thread.
 //! [`KafkaClient::send`] submits a request without waiting, so one thread can pipeline many.
 //!
 //! # Quickstart
@@ -34,23 +35,21 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use bytes::Bytes;
 use futures_lite::Stream;
 use sansa::cluster::ClusterMetadata;
 use sansa::driver::outcome::Reply;
 use sansa::driver::{
-    self, DeliveryFuture, Dispatcher, Handle, InlineDriver, Intake, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY,
+    self, DeliveryFuture, Dispatcher, Handle, InlineDriver, Intake, Outbox, ReadBuffer, WriteQueue,
+    DEFAULT_INTAKE_CAPACITY,
 };
 use sansa::producer::{ProduceError, ProducerRecord};
 use sansa::protocol::{RequestBody, TopicName};
@@ -214,8 +213,10 @@ fn block_on_until<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::
 /// The driver's side of one connection.
 #[derive(Debug)]
 struct Conn {
-    /// Bytes for the writer thread.
-    writer: mpsc::Sender<Bytes>,
+    /// Bytes handed out in this pass of the driver, written together at its end.
+    unsent: WriteQueue,
+    /// Bytes on their way, written by the driver or the connection's writer thread.
+    outbox: Arc<Outbox>,
     socket: Arc<Mutex<Socket>>,
 }
 
@@ -227,6 +228,12 @@ struct Socket {
 }
 
 impl Conn {
+    /// Writes the pass's bytes (see [`Outbox::send`]).
+    fn flush(&mut self) -> std::io::Result<()> {
+        let stream = self.socket.lock().unwrap_or_else(|e| e.into_inner()).stream.clone();
+        self.outbox.send(stream.as_deref(), &mut self.unsent)
+    }
+
     fn close(self) {
         let mut s = self.socket.lock().unwrap_or_else(|e| e.into_inner());
         s.closed = true;
@@ -234,6 +241,13 @@ impl Conn {
             // Wakes the reader (and a writer stuck on a full socket); they then exit.
             let _ = stream.shutdown(Shutdown::Both);
         }
+    }
+}
+
+/// However it goes, a connection's writer thread ends with it.
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.outbox.close();
     }
 }
 
@@ -285,6 +299,16 @@ impl Driver {
             if let Some(failed) = apply(t, &mut self.conns, &self.inputs_tx) {
                 self.dispatcher.handle_input(now, failed);
             }
+        }
+        let failed: Vec<(ConnId, CloseCause)> = (self.conns.iter_mut())
+            .filter(|(_, c)| !c.unsent.is_empty())
+            .filter_map(|(&id, c)| c.flush().err().map(|e| (id, CloseCause::from(&e))))
+            .collect();
+        for (conn, cause) in failed {
+            if let Some(closed) = self.conns.remove(&conn) {
+                closed.close();
+            }
+            self.dispatcher.handle_input(now, Input::Closed { conn, cause });
         }
     }
 
@@ -406,20 +430,20 @@ fn accept(input: &Input, conns: &mut HashMap<ConnId, Conn>) -> bool {
 fn apply(t: Transmit, conns: &mut HashMap<ConnId, Conn>, inputs: &Sender<Input>) -> Option<Input> {
     match t {
         Transmit::Open { conn, address } => {
-            let (writer, bytes) = mpsc::channel();
+            let outbox = Arc::new(Outbox::default());
             let socket = Arc::new(Mutex::new(Socket::default()));
-            let (shared, tx) = (socket.clone(), inputs.clone());
+            let (shared, tx, writes) = (socket.clone(), inputs.clone(), outbox.clone());
             let spawned = thread::Builder::new()
                 .name(format!("sansa-conn-{}", conn.0))
-                .spawn(move || connection(conn, &address, &tx, bytes, &shared));
+                .spawn(move || connection(conn, &address, &tx, writes, &shared));
             match spawned {
-                Ok(_) => drop(conns.insert(conn, Conn { writer, socket })),
+                Ok(_) => drop(conns.insert(conn, Conn { unsent: WriteQueue::new(), outbox, socket })),
                 Err(e) => return Some(Input::Closed { conn, cause: CloseCause::Io(e.to_string()) }),
             }
         }
         Transmit::Send { conn, bytes } => {
-            if let Some(c) = conns.get(&conn) {
-                let _ = c.writer.send(bytes);
+            if let Some(c) = conns.get_mut(&conn) {
+                c.unsent.push(bytes);
             }
         }
         Transmit::Close { conn } => {
@@ -433,13 +457,7 @@ fn apply(t: Transmit, conns: &mut HashMap<ConnId, Conn>, inputs: &Sender<Input>)
 }
 
 /// One connection's thread: connect, start the writer, then read until the socket closes.
-fn connection(
-    conn: ConnId,
-    address: &BrokerAddress,
-    tx: &Sender<Input>,
-    bytes: mpsc::Receiver<Bytes>,
-    socket: &Mutex<Socket>,
-) {
+fn connection(conn: ConnId, address: &BrokerAddress, tx: &Sender<Input>, outbox: Arc<Outbox>, socket: &Mutex<Socket>) {
     let closed = |cause| {
         let _ = tx.send_blocking(Input::Closed { conn, cause });
     };
@@ -457,7 +475,7 @@ fn connection(
     let (w_stream, w_tx) = (stream.clone(), tx.clone());
     let spawned = thread::Builder::new()
         .name(format!("sansa-write-{}", conn.0))
-        .spawn(move || write_loop(conn, &w_stream, &w_tx, bytes));
+        .spawn(move || write_loop(conn, &w_stream, &w_tx, &outbox));
     if let Err(e) = spawned {
         let _ = stream.shutdown(Shutdown::Both);
         return closed(CloseCause::Io(e.to_string()));
@@ -481,27 +499,11 @@ fn connection(
     }
 }
 
-fn write_loop(conn: ConnId, stream: &TcpStream, tx: &Sender<Input>, bytes: mpsc::Receiver<Bytes>) {
-    // Ends when the driver drops the sender (the connection closed).
-    let mut queue = WriteQueue::new();
-    for chunk in bytes.iter() {
-        queue.push(chunk);
-        while !queue.is_empty() {
-            queue.gather(|| bytes.try_recv().ok());
-            let mut w = stream;
-            let cause = match w.write_vectored(&queue.slices()) {
-                Ok(0) => CloseCause::Io("the socket accepted no bytes".into()),
-                Ok(written) => {
-                    queue.advance(written);
-                    continue;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => CloseCause::from(&e),
-            };
-            let _ = tx.send_blocking(Input::Closed { conn, cause });
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
+fn write_loop(conn: ConnId, stream: &TcpStream, tx: &Sender<Input>, outbox: &Outbox) {
+    // Ends when the driver closes the connection, or at a failed write, which closes it.
+    if let Err(e) = outbox.write_until_closed(stream) {
+        let _ = tx.send_blocking(Input::Closed { conn, cause: CloseCause::from(&e) });
+        let _ = stream.shutdown(Shutdown::Both);
     }
 }
 
@@ -559,7 +561,7 @@ mod tests {
             // The driver runs elsewhere (holds the mutex), or waits for it.
             let running = (!driver_waits).then(|| shared.driver.lock().unwrap());
             shared.driver_waiting.store(driver_waits, Ordering::Release);
-            let (tx, rx) = mpsc::channel();
+            let (tx, rx) = std::sync::mpsc::channel();
             let caller = handle.clone();
             thread::spawn(move || tx.send(caller.metrics_blocking()));
             thread::sleep(Duration::from_millis(100));

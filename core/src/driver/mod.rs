@@ -59,7 +59,7 @@ pub use handle::{Handle, Sending};
 pub use producer::{DeliveryFuture, DeliveryWait, Sleeper, Timer};
 pub use read_buffer::{LowWaterMark, ReadBuffer};
 pub use typed::TypedProducer;
-pub use write_queue::{WriteQueue, MAX_GATHER};
+pub use write_queue::{Outbox, WriteQueue, MAX_GATHER};
 
 use crate::client::{BrokerVersions, Client, RequestError, Response, Target};
 use crate::cluster::ClusterMetadata;

@@ -6,7 +6,9 @@
 //! cost several system calls and, with `TCP_NODELAY`, several small segments.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{self, IoSlice, Write};
+use std::net::TcpStream;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Buf, Bytes};
 
@@ -72,6 +74,127 @@ impl WriteQueue {
     }
 }
 
+/// A connection's bytes between a blocking driver and the connection's writer thread. The
+/// driver writes what it has itself when the writer is idle and the socket takes the bytes
+/// without blocking (the common case: one system call, no thread woken); what the socket does
+/// not take at once goes to the writer thread, which may block on it. Bytes leave in the
+/// order they were handed over.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+    more: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    /// Bytes for the writer thread.
+    queue: WriteQueue,
+    /// The writer thread holds bytes taken from `queue`.
+    writing: bool,
+    closed: bool,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The driver's side: sends `pieces` (emptied) after whatever waits, writing into
+    /// `socket` at once, without blocking, when the writer thread has nothing; an error is
+    /// that write's, and the connection's end.
+    pub fn send(&self, socket: Option<&TcpStream>, pieces: &mut WriteQueue) -> io::Result<()> {
+        self.send_with(socket.map(|s| move |slices: &[IoSlice<'_>]| write_now(s, slices)), pieces)
+    }
+
+    /// [`Outbox::send`] with the write that must not block given.
+    fn send_with(
+        &self,
+        write_now: Option<impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>>,
+        pieces: &mut WriteQueue,
+    ) -> io::Result<()> {
+        let mut state = self.lock();
+        if state.closed {
+            *pieces = WriteQueue::new();
+            return Ok(());
+        }
+        if let Some(mut write_now) = write_now.filter(|_| !state.writing && state.queue.is_empty()) {
+            // Only this side queues bytes, so the writer stays idle while the lock is off.
+            drop(state);
+            while !pieces.is_empty() {
+                match write_now(&pieces.slices()) {
+                    Ok(written) => pieces.advance(written),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if pieces.is_empty() {
+                return Ok(());
+            }
+            state = self.lock();
+        }
+        state.queue.pieces.append(&mut pieces.pieces);
+        drop(state);
+        self.more.notify_one();
+        Ok(())
+    }
+
+    /// The writer thread's side: writes what the driver hands over, blocking while the
+    /// socket is full, until [`Outbox::close`]; returns early with a write's error.
+    pub fn write_until_closed(&self, mut socket: impl Write) -> io::Result<()> {
+        loop {
+            let mut taken = {
+                let mut state = self.lock();
+                while state.queue.is_empty() && !state.closed {
+                    state.writing = false;
+                    state = self.more.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+                if state.closed {
+                    return Ok(());
+                }
+                state.writing = true;
+                std::mem::take(&mut state.queue)
+            };
+            while !taken.is_empty() {
+                match socket.write_vectored(&taken.slices()) {
+                    Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the socket accepted no bytes")),
+                    Ok(written) => taken.advance(written),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    /// Ends the writer thread's loop; bytes not yet written are dropped with the connection.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.more.notify_one();
+    }
+}
+
+/// One vectored write that never blocks: `sendmsg(2)` with `MSG_DONTWAIT`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // std's sockets take no flags, and this one must not block
+fn write_now(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero msghdr is valid (no address, no control data); the iovec array is
+    // `slices` (IoSlice is ABI-compatible with iovec), alive and unmodified for the call.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = slices.as_ptr().cast_mut().cast();
+    header.msg_iovlen = slices.len() as _;
+    // SAFETY: the descriptor is open while `socket` is borrowed; sendmsg only reads the
+    // buffers `header` points to.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &raw const header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}
+
+/// Elsewhere every byte goes through the writer thread.
+#[cfg(not(target_os = "linux"))]
+fn write_now(_socket: &TcpStream, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    Err(io::ErrorKind::WouldBlock.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +235,90 @@ mod tests {
         queue.advance(2 * MAX_GATHER + 1);
         assert_eq!(queue.len(), 5);
         assert_eq!(&*queue.slices()[0], b"b");
+    }
+
+    /// The socket an [`Outbox`] test writes to: what it took, and how many more bytes a
+    /// write that must not block may put there.
+    #[derive(Default)]
+    struct Wire {
+        taken: Mutex<(Vec<u8>, usize)>,
+    }
+
+    impl Wire {
+        fn write_now(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+            let mut wire = self.taken.lock().unwrap();
+            let all: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+            let n = all.len().min(wire.1);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            wire.0.extend_from_slice(&all[..n]);
+            wire.1 -= n;
+            Ok(n)
+        }
+    }
+
+    /// The writer thread's end of the wire: each write announces itself, then waits for a go.
+    struct Gated<'a> {
+        wire: &'a Wire,
+        called: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl Write for Gated<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        /// Takes every piece at once.
+        fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+            let _ = self.called.send(());
+            self.go.recv().map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+            let mut wire = self.wire.taken.lock().unwrap();
+            slices.iter().for_each(|s| wire.0.extend_from_slice(s));
+            Ok(slices.iter().map(|s| s.len()).sum())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn pass(bytes: &'static [u8]) -> WriteQueue {
+        let mut q = WriteQueue::new();
+        q.push(Bytes::from_static(bytes));
+        q
+    }
+
+    #[test]
+    fn the_driver_writes_itself_only_while_the_writer_thread_holds_nothing() {
+        let (outbox, wire) = (Outbox::default(), Wire::default());
+        std::thread::scope(|s| {
+            // Made here, so that a failed assertion drops `go` and the writer thread ends.
+            let (called_tx, called) = std::sync::mpsc::channel();
+            let (go, go_rx) = std::sync::mpsc::channel();
+            let (outbox, wire) = (&outbox, &wire);
+            let writer = s.spawn(move || outbox.write_until_closed(Gated { wire, called: called_tx, go: go_rx }));
+            let now = |w: &[IoSlice<'_>]| wire.write_now(w);
+            // Room for 5 bytes: the driver writes them, and the rest goes to the writer.
+            wire.taken.lock().unwrap().1 = 5;
+            outbox.send_with(Some(now), &mut pass(b"abcdefgh")).unwrap();
+            called.recv().unwrap();
+            // The writer holds "fgh" and the socket has room again: the driver must not
+            // write past it, nor while bytes wait for it.
+            wire.taken.lock().unwrap().1 = 100;
+            outbox.send_with(Some(now), &mut pass(b"ij")).unwrap();
+            outbox.send_with(None::<fn(&[IoSlice<'_>]) -> io::Result<usize>>, &mut pass(b"kl")).unwrap();
+            assert_eq!(wire.taken.lock().unwrap().0, b"abcde", "nothing written past the writer's bytes");
+            go.send(()).unwrap();
+            called.recv().unwrap();
+            go.send(()).unwrap();
+            // Idle again, the writer leaves the next pass to the driver.
+            while outbox.lock().writing || !outbox.lock().queue.is_empty() {
+                std::thread::yield_now();
+            }
+            outbox.send_with(Some(now), &mut pass(b"mn")).unwrap();
+            assert_eq!(wire.taken.lock().unwrap().0, b"abcdefghijklmn");
+            outbox.close();
+            writer.join().unwrap().unwrap();
+        });
     }
 }
