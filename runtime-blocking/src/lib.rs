@@ -295,20 +295,27 @@ impl Wake for Unpark {
 impl Driver {
     /// Carries out transmits.
     fn transmit(&mut self, now: Instant) {
-        while let Some(t) = self.dispatcher.poll_transmit(now) {
-            if let Some(failed) = apply(t, &mut self.conns, &self.inputs_tx) {
-                self.dispatcher.handle_input(now, failed);
+        // Until every write went out or was handed over: a connection that failed to write is
+        // closed, and what the client sends instead (elsewhere) goes out in this pass too.
+        loop {
+            while let Some(t) = self.dispatcher.poll_transmit(now) {
+                if let Some(failed) = apply(t, &mut self.conns, &self.inputs_tx) {
+                    self.dispatcher.handle_input(now, failed);
+                }
             }
-        }
-        let failed: Vec<(ConnId, CloseCause)> = (self.conns.iter_mut())
-            .filter(|(_, c)| !c.unsent.is_empty())
-            .filter_map(|(&id, c)| c.flush().err().map(|e| (id, CloseCause::from(&e))))
-            .collect();
-        for (conn, cause) in failed {
-            if let Some(closed) = self.conns.remove(&conn) {
-                closed.close();
+            let failed: Vec<(ConnId, CloseCause)> = (self.conns.iter_mut())
+                .filter(|(_, c)| !c.unsent.is_empty())
+                .filter_map(|(&id, c)| c.flush().err().map(|e| (id, CloseCause::from(&e))))
+                .collect();
+            if failed.is_empty() {
+                return;
             }
-            self.dispatcher.handle_input(now, Input::Closed { conn, cause });
+            for (conn, cause) in failed {
+                if let Some(closed) = self.conns.remove(&conn) {
+                    closed.close();
+                }
+                self.dispatcher.handle_input(now, Input::Closed { conn, cause });
+            }
         }
     }
 

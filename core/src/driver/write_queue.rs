@@ -122,6 +122,8 @@ impl Outbox {
             drop(state);
             while !pieces.is_empty() {
                 match write_now(&pieces.slices()) {
+                    // Nothing taken: the writer thread waits for room instead of this thread.
+                    Ok(0) => break,
                     Ok(written) => pieces.advance(written),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
