@@ -45,12 +45,13 @@ use std::time::Instant;
 use async_io::{Async, Timer};
 use futures_lite::{AsyncWrite, Stream};
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{self, Dispatcher, Handle, LowWaterMark, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
     Transmit,
 };
+use sansa_socket::LowWaterMark;
 
 /// A handle to a Kafka client run by its [`Driver`]. Clone it freely; every clone talks to
 /// the same connections. When the last clone is dropped the client closes, letting requests

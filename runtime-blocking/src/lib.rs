@@ -231,7 +231,9 @@ impl Conn {
     /// Writes the pass's bytes (see [`Outbox::send`]).
     fn flush(&mut self) -> std::io::Result<()> {
         let stream = self.socket.lock().unwrap_or_else(|e| e.into_inner()).stream.clone();
-        self.outbox.send(stream.as_deref(), &mut self.unsent)
+        let write_now =
+            stream.as_deref().map(|s| |slices: &[std::io::IoSlice<'_>]| sansa_socket::send_nonblocking(s, slices));
+        self.outbox.send(write_now, &mut self.unsent)
     }
 
     fn close(self) {
@@ -490,7 +492,7 @@ fn connection(conn: ConnId, address: &BrokerAddress, tx: &Sender<Input>, outbox:
     if tx.send_blocking(Input::Connected { conn }).is_err() {
         return;
     }
-    let (mut buf, mut low_water) = (ReadBuffer::new(), driver::LowWaterMark::new());
+    let (mut buf, mut low_water) = (ReadBuffer::new(), sansa_socket::LowWaterMark::new());
     loop {
         // A large frame is read once the kernel holds a good part of it (on Linux, where the
         // socket's low-water mark is kept); see `LowWaterMark::read_blocking`.

@@ -31,12 +31,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sansa::cluster::ClusterMetadata;
-use sansa::driver::{self, Dispatcher, Handle, LowWaterMark, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
+use sansa::driver::{self, Dispatcher, Handle, ReadBuffer, WriteQueue, DEFAULT_INTAKE_CAPACITY};
 use sansa::protocol::{RequestBody, TopicName};
 use sansa::{
     BrokerAddress, BrokerVersions, CloseCause, Config, ConfigError, ConnId, Input, RequestError, Response, Target,
     Transmit,
 };
+use sansa_socket::LowWaterMark;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;

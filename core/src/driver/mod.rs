@@ -1,6 +1,5 @@
-//! The adapter boundary: everything a runtime adapter shares, minus sockets (but for the
-//! receive low-water mark, [`LowWaterMark`], which also reads blocking sockets at it),
-//! timers and spawning. No executor, no clock, no thread
+//! The adapter boundary: everything a runtime adapter shares, minus sockets, timers and
+//! spawning (the system calls the runtimes share are in the `sansa-socket` crate). No executor, no clock, no thread
 //! lives here; this module only moves commands and outcomes between application handles and
 //! the driver loop that owns the [`Client`].
 //!
@@ -57,7 +56,7 @@ pub use consumer::{RebalanceEvent, Records};
 pub use dispatcher::{Dispatcher, Intake};
 pub use handle::{Handle, Sending};
 pub use producer::{DeliveryFuture, DeliveryWait, Sleeper, Timer};
-pub use read_buffer::{LowWaterMark, ReadBuffer};
+pub use read_buffer::ReadBuffer;
 pub use typed::TypedProducer;
 pub use write_queue::{Outbox, WriteQueue, MAX_GATHER};
 

@@ -31,8 +31,8 @@ use crate::protocol::FrameDecoder;
 /// a time.
 pub const MIN_READ: usize = 64 * 1024;
 
-/// Most bytes a reader asks the kernel to gather before waking it ([`LowWaterMark`]): large
-/// enough that a big frame arrives in a few reads. Linux caps the mark at half the receive
+/// Most bytes a reader asks the kernel to gather before waking it
+/// ([`ReadBuffer::low_water_mark`]): large enough that a big frame arrives in a few reads. Linux caps the mark at half the receive
 /// buffer's limit (`tcp_rmem`'s maximum, or `SO_RCVBUF` when set) and grows the buffer to
 /// hold it. Raised from 256 KiB: reading 1,000,000 x 1 KB records (Fetch answers of several
 /// MiB) on tokio took 0.37-0.44 CPU s per million against 0.49-0.53 (2026-12-03; 4 MiB
@@ -43,162 +43,6 @@ const MAX_LOW_WATER: usize = 2 * 1024 * 1024;
 /// A larger announced size (or a TLS record, whose first bytes read as hundreds of MiB)
 /// makes the buffer pass bytes on as read.
 pub const MAX_FRAMED: usize = crate::protocol::DEFAULT_MAX_FRAME_SIZE;
-
-/// Keeps a socket's receive low-water mark (`SO_RCVLOWAT`) at what its [`ReadBuffer`]'s frame
-/// under way still needs, up to 2 MiB, so that while a large frame comes in, the kernel
-/// reports the socket readable once per that many bytes rather than once per segment: reading
-/// a 1 KB records consumer's Fetch answers took less than half the reads and wake-ups.
-///
-/// Only for reads made once readiness says so (tokio and async-io wait for it; blocking
-/// sockets through [`LowWaterMark::read_blocking`]): readiness counts every byte queued, and
-/// the mark never asks for more than the frame still needs, so it is always reached. A
-/// blocking read must not wait with it: once it has taken part of a frame and sleeps, Linux
-/// wakes it only when as many *new* bytes as the mark arrived, which the rest of the frame
-/// may not hold (measured: a consumer stalled). The kernel also reports a socket readable
-/// at the end of the stream and when its receive buffer is full. Set on Linux; elsewhere a
-/// no-op.
-#[derive(Debug)]
-pub struct LowWaterMark {
-    set: usize,
-    /// The socket refused the option once: not asked again.
-    refused: bool,
-}
-
-impl Default for LowWaterMark {
-    fn default() -> Self {
-        LowWaterMark { set: 1, refused: false }
-    }
-}
-
-impl LowWaterMark {
-    /// A socket's mark as the kernel starts it: 1.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets `socket`'s mark to what `buf` needs, when that changed; call before each read
-    /// (and so before each wait for the socket to be readable).
-    #[cfg(unix)]
-    pub fn update(&mut self, socket: &impl std::os::fd::AsFd, buf: &ReadBuffer) {
-        let wanted = buf.low_water_mark();
-        if wanted == self.set || self.refused {
-            return;
-        }
-        match set_receive_low_water_mark(socket.as_fd(), wanted) {
-            Ok(()) => self.set = wanted,
-            Err(_) => self.refused = true,
-        }
-    }
-
-    /// No socket option elsewhere.
-    #[cfg(not(unix))]
-    pub fn update<S>(&mut self, _socket: &S, _buf: &ReadBuffer) {}
-
-    /// One read of a blocking socket that a thread of its own reads, into memory nobody
-    /// zeroed first, with the mark kept as [`LowWaterMark::update`] keeps it. While the mark
-    /// is above 1 (a large frame under way), it takes what is queued without blocking and,
-    /// when nothing is, sleeps in `poll` until the socket is readable at the mark: a blocking
-    /// read itself must not wait with a mark (see the type's doc). Without the mark, reading
-    /// 1,000,000 x 1 KB records took a read per 170 KB or so and a third more CPU than on
-    /// tokio. `None`: nothing was read; call again. Elsewhere than on Linux, a plain read.
-    #[cfg(target_os = "linux")]
-    pub fn read_blocking(
-        &mut self,
-        socket: &std::net::TcpStream,
-        buf: &mut ReadBuffer,
-    ) -> Option<(Option<Bytes>, Option<CloseCause>)> {
-        let fd = std::os::fd::AsFd::as_fd(socket);
-        self.update(&fd, buf);
-        let waits_at_mark = self.set > 1;
-        // At a mark, what is already queued is taken first, as a read made on readiness
-        // takes it: waiting for the mark while part of the frame sat unread kept the broker
-        // waiting on the receive window, 8-12 ms before many Fetch answers (measured).
-        let flags = if waits_at_mark { libc::MSG_DONTWAIT } else { 0 };
-        let read = receive(fd, &mut buf.spare(), flags);
-        if read.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock) {
-            if waits_at_mark && wait_readable(fd).is_err() {
-                // Without a wait the mark cannot be used safely: given up for good.
-                let _ = set_receive_low_water_mark(fd, 1);
-                (self.set, self.refused) = (1, true);
-            }
-            return None;
-        }
-        Some(buf.finish_read(read))
-    }
-
-    /// [`LowWaterMark::read_blocking`] where the mark is not kept: a plain blocking read,
-    /// which never returns `None` (the socket has no read timeout).
-    #[cfg(not(target_os = "linux"))]
-    pub fn read_blocking(
-        &mut self,
-        socket: &std::net::TcpStream,
-        buf: &mut ReadBuffer,
-    ) -> Option<(Option<Bytes>, Option<CloseCause>)> {
-        buf.read_from(socket)
-    }
-}
-
-/// Sleeps until `socket` is readable (at its low-water mark), at its end, or in error.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // poll(2): std has no readiness wait for its blocking sockets
-fn wait_readable(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let mut wanted = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    loop {
-        // SAFETY: one live pollfd for an open (borrowed) descriptor, and a count of 1.
-        if unsafe { libc::poll(&raw mut wanted, 1, -1) } >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-/// One `recv(2)` into `into`'s spare room, which it then counts as filled.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // std's sockets take neither flags nor uninitialised memory
-fn receive(socket: std::os::fd::BorrowedFd<'_>, into: &mut impl BufMut, flags: libc::c_int) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let room = into.chunk_mut();
-    // SAFETY: the descriptor is open for the call; `room` is writable for `room.len()`
-    // bytes, and recv writes only bytes, never reads them.
-    let got = unsafe { libc::recv(socket.as_raw_fd(), room.as_mut_ptr().cast(), room.len(), flags) };
-    let got = usize::try_from(got).map_err(|_| io::Error::last_os_error())?;
-    // SAFETY: recv initialised the first `got` bytes of the room it was given.
-    unsafe { into.advance_mut(got) };
-    Ok(got)
-}
-
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // the one system call the standard library and socket2 do not wrap
-fn set_receive_low_water_mark(socket: std::os::fd::BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the descriptor is borrowed, so open, for the call; the option value points to a
-    // live c_int and `size` is its size, which is what SO_RCVLOWAT takes.
-    let done = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            (&raw const value).cast::<libc::c_void>(),
-            size,
-        )
-    };
-    if done == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(all(unix, not(target_os = "linux")))]
-fn set_receive_low_water_mark(_socket: std::os::fd::BorrowedFd<'_>, _bytes: usize) -> io::Result<()> {
-    Ok(())
-}
 
 /// One connection's read buffer. Read into [`ReadBuffer::unfilled`], give the read's result
 /// to [`ReadBuffer::finish_read`], hand the bytes it returns to the client as
@@ -279,7 +123,10 @@ impl ReadBuffer {
 
     /// How many bytes a read should wait for: what the frame under way still needs, up to
     /// [`MAX_LOW_WATER`]; 1 (any byte) otherwise. A read never waits past the frame's end.
-    fn low_water_mark(&self) -> usize {
+    /// An adapter keeps its socket's receive low-water mark (`SO_RCVLOWAT`) here, so that
+    /// while a large frame comes in, the kernel reports the socket readable once per that
+    /// many bytes rather than once per segment (sansa-socket's `LowWaterMark`).
+    pub fn low_water_mark(&self) -> usize {
         self.missing().clamp(1, MAX_LOW_WATER)
     }
 

@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::net::TcpStream;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Buf, Bytes};
@@ -99,15 +98,12 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The driver's side: sends `pieces` (emptied) after whatever waits, writing into
-    /// `socket` at once, without blocking, when the writer thread has nothing; an error is
-    /// that write's, and the connection's end.
-    pub fn send(&self, socket: Option<&TcpStream>, pieces: &mut WriteQueue) -> io::Result<()> {
-        self.send_with(socket.map(|s| move |slices: &[IoSlice<'_>]| write_now(s, slices)), pieces)
-    }
-
-    /// [`Outbox::send`] with the write that must not block given.
-    fn send_with(
+    /// The driver's side: sends `pieces` (emptied) after whatever waits, writing them at once
+    /// with `write_now` when the writer thread has nothing. `write_now` must never block:
+    /// `WouldBlock` or `Ok(0)` leaves the rest to the writer thread (`None`: every byte goes
+    /// to it). An error is that write's, and the connection's end. The adapter owns the
+    /// socket and the system call (sansa-socket's `send_nonblocking`); this only keeps order.
+    pub fn send(
         &self,
         write_now: Option<impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>>,
         pieces: &mut WriteQueue,
@@ -173,28 +169,6 @@ impl Outbox {
         self.lock().closed = true;
         self.more.notify_one();
     }
-}
-
-/// One vectored write that never blocks: `sendmsg(2)` with `MSG_DONTWAIT`.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // std's sockets take no flags, and this one must not block
-fn write_now(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: an all-zero msghdr is valid (no address, no control data); the iovec array is
-    // `slices` (IoSlice is ABI-compatible with iovec), alive and unmodified for the call.
-    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-    header.msg_iov = slices.as_ptr().cast_mut().cast();
-    header.msg_iovlen = slices.len() as _;
-    // SAFETY: the descriptor is open while `socket` is borrowed; sendmsg only reads the
-    // buffers `header` points to.
-    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &raw const header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
-}
-
-/// Elsewhere every byte goes through the writer thread.
-#[cfg(not(target_os = "linux"))]
-fn write_now(_socket: &TcpStream, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    Err(io::ErrorKind::WouldBlock.into())
 }
 
 #[cfg(test)]
@@ -302,13 +276,13 @@ mod tests {
             let now = |w: &[IoSlice<'_>]| wire.write_now(w);
             // Room for 5 bytes: the driver writes them, and the rest goes to the writer.
             wire.taken.lock().unwrap().1 = 5;
-            outbox.send_with(Some(now), &mut pass(b"abcdefgh")).unwrap();
+            outbox.send(Some(now), &mut pass(b"abcdefgh")).unwrap();
             called.recv().unwrap();
             // The writer holds "fgh" and the socket has room again: the driver must not
             // write past it, nor while bytes wait for it.
             wire.taken.lock().unwrap().1 = 100;
-            outbox.send_with(Some(now), &mut pass(b"ij")).unwrap();
-            outbox.send_with(None::<fn(&[IoSlice<'_>]) -> io::Result<usize>>, &mut pass(b"kl")).unwrap();
+            outbox.send(Some(now), &mut pass(b"ij")).unwrap();
+            outbox.send(None::<fn(&[IoSlice<'_>]) -> io::Result<usize>>, &mut pass(b"kl")).unwrap();
             assert_eq!(wire.taken.lock().unwrap().0, b"abcde", "nothing written past the writer's bytes");
             go.send(()).unwrap();
             called.recv().unwrap();
@@ -317,7 +291,7 @@ mod tests {
             while outbox.lock().writing || !outbox.lock().queue.is_empty() {
                 std::thread::yield_now();
             }
-            outbox.send_with(Some(now), &mut pass(b"mn")).unwrap();
+            outbox.send(Some(now), &mut pass(b"mn")).unwrap();
             assert_eq!(wire.taken.lock().unwrap().0, b"abcdefghijklmn");
             outbox.close();
             writer.join().unwrap().unwrap();

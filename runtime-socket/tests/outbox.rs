@@ -1,8 +1,8 @@
-//! `Outbox` on real sockets, as runtime-blocking's driver and writer threads share one: bytes
+//! `Outbox` on real sockets, as sansa-blocking's driver and writer threads share one: bytes
 //! arrive whole and in the order handed over, whether the driver wrote them itself or the
 //! socket was full and the writer thread did; closing ends the writer thread.
 
-use std::io::Read;
+use std::io::{IoSlice, Read};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread;
@@ -10,6 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sansa::driver::{Outbox, WriteQueue};
+use sansa_socket::send_nonblocking;
+
+/// The blocking driver's direct write into `socket`.
+fn direct(socket: &TcpStream) -> Option<impl FnMut(&[IoSlice<'_>]) -> std::io::Result<usize> + '_> {
+    Some(move |slices: &[IoSlice<'_>]| send_nonblocking(socket, slices))
+}
 
 /// A connected pair: the sending end and the receiving end.
 fn pair() -> (TcpStream, TcpStream) {
@@ -57,7 +63,7 @@ fn bytes_arrive_in_order_whoever_writes_them() {
     for pieces in passes {
         let mut pass = WriteQueue::new();
         pieces.into_iter().for_each(|p| pass.push(p));
-        outbox.send(Some(&socket), &mut pass).expect("the socket takes the bytes");
+        outbox.send(direct(&socket), &mut pass).expect("the socket takes the bytes");
         assert!(pass.is_empty(), "every piece written or handed to the writer");
     }
     let received = reader.join().unwrap().expect("every byte arrives");
@@ -78,7 +84,7 @@ fn closing_ends_the_writer_and_drops_what_comes_after() {
     writer.join().unwrap().expect("closed, not failed");
     let mut late = WriteQueue::new();
     late.push(Bytes::from_static(b"late"));
-    outbox.send(Some(&socket), &mut late).unwrap();
+    outbox.send(direct(&socket), &mut late).unwrap();
     assert!(late.is_empty(), "dropped once closed");
 }
 
@@ -88,7 +94,7 @@ fn before_the_socket_is_connected_bytes_wait_for_the_writer() {
     let outbox = Arc::new(Outbox::default());
     let mut early = WriteQueue::new();
     early.push(Bytes::from_static(b"sent before "));
-    outbox.send(None, &mut early).unwrap();
+    outbox.send(None::<fn(&[IoSlice<'_>]) -> std::io::Result<usize>>, &mut early).unwrap();
     let socket = Arc::new(sending);
     let writer = {
         let (outbox, socket) = (Arc::clone(&outbox), Arc::clone(&socket));
@@ -96,7 +102,7 @@ fn before_the_socket_is_connected_bytes_wait_for_the_writer() {
     };
     let mut later = WriteQueue::new();
     later.push(Bytes::from_static(b"the connection"));
-    outbox.send(Some(&socket), &mut later).unwrap();
+    outbox.send(direct(&socket), &mut later).unwrap();
     let mut got = [0u8; 26];
     receiving.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"sent before the connection");

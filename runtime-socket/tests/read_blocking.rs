@@ -1,4 +1,4 @@
-//! `LowWaterMark::read_blocking` on real sockets, as runtime-blocking's connection threads
+//! `LowWaterMark::read_blocking` on real sockets, as sansa-blocking's connection threads
 //! read: whole frames, in order, handed over once their last bytes come; a close inside a
 //! frame hands over what came. On Linux, where the receive low-water mark is kept.
 #![cfg(target_os = "linux")]
@@ -9,8 +9,9 @@ use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sansa::driver::{LowWaterMark, ReadBuffer};
+use sansa::driver::ReadBuffer;
 use sansa::CloseCause;
+use sansa_socket::LowWaterMark;
 
 /// A Kafka frame: a 4-byte size, then `body_len` bytes of `fill`.
 fn frame(body_len: usize, fill: u8) -> Vec<u8> {
