@@ -331,7 +331,8 @@ enum ConnState {
     Ready,
     /// Waiting for a parked response (or, for a swallowed request, forever).
     Parked,
-    /// An injected delay: handle `frame` (without consulting faults again) at `until`.
+    /// An injected delay: handle `frame` (without consulting faults or the session again) at
+    /// `until`.
     Delayed {
         until: Instant,
         frame: Bytes,
@@ -342,7 +343,8 @@ enum ConnState {
 struct Conn {
     broker: i32,
     state: ConnState,
-    queued: VecDeque<Bytes>,
+    /// Frames that arrived while the connection was busy, with when they arrived.
+    queued: VecDeque<(Instant, Bytes)>,
     auth: security::ConnAuth,
     /// A forged SCRAM signature went out on it ([`FakeCluster::set_forged_scram_signature`]).
     forged: bool,
@@ -448,8 +450,20 @@ pub struct FakeCluster {
     trusted_forgeries: u64,
     /// Counter behind SCRAM server nonces.
     sasl_nonces: u64,
-    /// Connections closed for an expired session.
+    /// Connections closed for a request that arrived on an expired session.
     expired_sessions_closed: u64,
+}
+
+/// Whether a request frame is handled as it arrives or later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handling {
+    /// At arrival, or taken from behind a busy connection's earlier request (which arrived
+    /// at the instant given): faults are consulted and the session checked now. Kafka reads
+    /// the next request of a connection only once the one before is answered, and checks
+    /// the session's expiry as it reads it.
+    Read { arrived: Instant },
+    /// After an injected delay: checked and faulted when it was read.
+    Delayed,
 }
 
 impl FakeCluster {
@@ -752,9 +766,9 @@ impl FakeCluster {
     pub fn handle_frame(&mut self, now: Instant, conn: FakeConnId, frame: Bytes) -> Result<(), FakeError> {
         let Some(c) = self.conns.get_mut(&conn) else { return Err(FakeError::UnknownConnection(conn)) };
         let result = if matches!(c.state, ConnState::Ready) && c.queued.is_empty() {
-            self.process(now, conn, frame, true)
+            self.process(now, conn, frame, Handling::Read { arrived: now })
         } else {
-            c.queued.push_back(frame);
+            c.queued.push_back((now, frame));
             Ok(())
         };
         self.settle_and_run(now);
@@ -786,7 +800,7 @@ impl FakeCluster {
         for conn in due {
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             if let ConnState::Delayed { frame, .. } = std::mem::replace(&mut c.state, ConnState::Ready) {
-                let _ = self.process(now, conn, frame, false);
+                let _ = self.process(now, conn, frame, Handling::Delayed);
                 self.runnable.insert(conn);
             }
         }
@@ -880,15 +894,15 @@ impl FakeCluster {
                 if !matches!(c.state, ConnState::Ready) {
                     break;
                 }
-                let Some(frame) = c.queued.pop_front() else { break };
-                let _ = self.process(now, conn, frame, true);
+                let Some((arrived, frame)) = c.queued.pop_front() else { break };
+                let _ = self.process(now, conn, frame, Handling::Read { arrived });
             }
         }
     }
 
     /// Handles one frame on a ready connection.
-    fn process(&mut self, now: Instant, conn: FakeConnId, frame: Bytes, with_faults: bool) -> Result<(), FakeError> {
-        let result = self.try_process(now, conn, frame, with_faults);
+    fn process(&mut self, now: Instant, conn: FakeConnId, frame: Bytes, handling: Handling) -> Result<(), FakeError> {
+        let result = self.try_process(now, conn, frame, handling);
         if result.is_err() {
             self.close(conn);
         }
@@ -900,7 +914,7 @@ impl FakeCluster {
         now: Instant,
         conn: FakeConnId,
         frame: Bytes,
-        with_faults: bool,
+        handling: Handling,
     ) -> Result<(), FakeError> {
         let Some(broker) = self.conns.get(&conn).map(|c| c.broker) else { return Ok(()) };
         if self.expects_raw_token(conn) {
@@ -931,11 +945,15 @@ impl FakeCluster {
             return Err(FakeError::UnsupportedVersion(api_key, version));
         }
         let sasl_api = security::SASL_APIS.contains(&api_key);
-        if let Some(c) = self.conns.get(&conn) {
+        if let (Handling::Read { arrived }, Some(c)) = (handling, self.conns.get(&conn)) {
             match c.auth.gate(now, api_key) {
                 security::Gate::Pass => {}
                 gate => {
-                    self.expired_sessions_closed += u64::from(gate == security::Gate::Expired);
+                    // A request that waited behind a delayed one from before the expiry is the
+                    // race the protocol accepts (the client renews only with nothing in
+                    // flight); one that arrived on an expired session is the client's fault.
+                    let late = gate == security::Gate::Expired && c.auth.gate(arrived, api_key) == gate;
+                    self.expired_sessions_closed += u64::from(late);
                     self.close(conn);
                     return Ok(());
                 }
@@ -946,7 +964,7 @@ impl FakeCluster {
         }
         let mut throttle_ms = None;
         let mut fate = Fate::Send;
-        if with_faults && !self.faults.is_empty() {
+        if handling != Handling::Delayed && !self.faults.is_empty() {
             let top_level =
                 !PER_ENTRY_ERROR_APIS.contains(&api_key) && ResponseBody::default_for(api_key).error_code().is_some();
             match self.faults.take_request_fault(api_key, broker, top_level) {

@@ -184,6 +184,32 @@ fn an_expired_session_is_closed_at_its_next_request_unless_it_reauthenticates() 
     assert!(!raw.cluster.is_connected(raw.conn));
 }
 
+/// Kafka checks a session's expiry as it reads a request, and reads a connection's next
+/// request once the one before is answered: a request read before the expiry and held past
+/// it (an injected delay) is answered; the one that waited behind it is read after the
+/// expiry and closes the connection, but it arrived in time, so the client is not blamed.
+#[test]
+fn a_session_is_checked_as_each_request_is_read() {
+    use super::{Fault, FaultAction};
+    let mut u = users();
+    u.session_lifetime = Some(Duration::from_secs(10));
+    let mut raw = Raw::new(u);
+    raw.plain_login("alice", "alice-secret").unwrap();
+    raw.cluster.inject(Fault::new(FaultAction::Delay(Duration::from_secs(3))).on_api(ApiKey::Metadata).times(1));
+    raw.now += Duration::from_secs(9);
+    assert_eq!(raw.metadata(), None, "read at 9 s, held");
+    raw.now += Duration::from_millis(500);
+    assert_eq!(raw.metadata(), None, "arrived at 9.5 s, waits behind it");
+    assert!(raw.cluster.is_connected(raw.conn));
+    raw.now += Duration::from_secs(3);
+    raw.cluster.handle_timeout(raw.now);
+    let outputs: Vec<FakeOutput> = std::iter::from_fn(|| raw.cluster.poll_output()).collect();
+    assert!(matches!(outputs.first(), Some(FakeOutput::Send { .. })), "the held request is answered: {outputs:?}");
+    assert_eq!(outputs.len(), 2, "then closed, nothing more answered: {outputs:?}");
+    assert!(!raw.cluster.is_connected(raw.conn));
+    assert_eq!(raw.cluster.expired_sessions_closed(), 0, "both arrived before the expiry");
+}
+
 #[test]
 fn oauthbearer_takes_live_unsecured_tokens_and_bounds_the_session_by_their_expiry() {
     let mut u = users();

@@ -165,7 +165,7 @@ impl Invariant for OnlineChecks {
 }
 
 /// A client re-authenticates before its SASL session expires (KIP-368): no broker ever closes
-/// a connection for a request sent on an expired session.
+/// a connection for a request that arrived on an expired session.
 #[derive(Debug)]
 pub struct SessionsRenewed;
 
