@@ -624,3 +624,42 @@ fn a_waiting_poll_is_not_answered_by_a_fetch_of_markers_only() {
     let values: Vec<Bytes> = records.iter().filter_map(|r| r.value.clone()).collect();
     assert_eq!(values, [Bytes::from_static(b"c1"), Bytes::from_static(b"c2")]);
 }
+
+/// The consumer's own commits hold its positions: an auto-commit that was refused and waits
+/// to retry gives up the partitions a newer commit carries, so the group's committed offset
+/// never goes back (simulator seed 9548 committed 23 after 29).
+#[test]
+fn a_retried_auto_commit_never_overwrites_a_newer_commit() {
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = World::new(cluster, |config: Config| {
+        let mut c = ConsumerConfig::default()
+            .with_group_id("g")
+            .with_auto_offset_reset(OffsetReset::Earliest)
+            .with_auto_commit(true);
+        c.auto_commit_interval = Duration::from_secs(1);
+        config.with_retry_backoff(Duration::from_secs(3), Duration::from_secs(3)).with_consumer(c)
+    });
+    w.cluster.create_topic("t", 1, 1);
+    produce(&mut w, "t", 50, 0);
+    let tp = TopicPartition::new("t", 0);
+    w.client.assign(w.now, vec![tp.clone()]).unwrap();
+    assert_eq!(consume(&mut w, 50, Duration::from_secs(5)).len(), 50);
+    // The next auto-commit, at 50, is refused once with a retriable error: it waits 3 s.
+    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
+    w.run_until(Duration::from_millis(1500), |_| false);
+    assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), None, "refused");
+    produce(&mut w, "t", 50, 50);
+    assert_eq!(consume(&mut w, 50, Duration::from_secs(1)).len(), 50);
+    let id = w.client.commit(w.now, w.client.positions());
+    assert!(w.run_until(Duration::from_secs(1), |w| w
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Committed { id: i, result: Ok(()) } if *i == id))));
+    assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), Some(&100));
+    // The refused auto-commit's retry comes due: it must not take the group back to 50, not
+    // even until the next auto-commit.
+    for _ in 0..50 {
+        w.run_until(Duration::from_millis(100), |_| false);
+        assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), Some(&100));
+    }
+}

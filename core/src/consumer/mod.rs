@@ -318,6 +318,11 @@ pub(crate) struct Consumer {
     last_poll: Option<Instant>,
     /// An auto-commit is queued or in flight.
     auto_committing: Option<u64>,
+    /// The newest commit job carrying each partition. The consumer's own commits (auto and
+    /// before a revoke) hold positions, which only move forward: an older one still waiting
+    /// (for its first attempt or a retry) gives up a partition a newer one carries, so it
+    /// can never overwrite a newer commit once the newer is in.
+    newest_commit: BTreeMap<TopicPartition, u64>,
     metrics: metrics::Metrics,
     /// Revocations wait for the application's acknowledgement.
     listener: bool,
@@ -369,6 +374,7 @@ impl Consumer {
             pattern: None,
             last_poll: None,
             auto_committing: None,
+            newest_commit: BTreeMap::new(),
             member_fired: None,
             #[cfg(feature = "plants")]
             plant: None,
@@ -985,6 +991,11 @@ impl Consumer {
         let deadline = now + self.config.default_api_timeout;
         self.timers.insert(deadline, Timer::Deadline);
         let key = self.key();
+        if let CoordinatorJob::Commit { offsets, .. } = &kind {
+            for (tp, _) in offsets {
+                self.newest_commit.insert(tp.clone(), key);
+            }
+        }
         self.jobs.insert(
             key,
             Job { kind, sent: None, deadline: Some(deadline), retry_at: None, failures: 0, in_flight: false },
@@ -1727,8 +1738,27 @@ impl Consumer {
         self.jobs.iter().find(|(_, j)| !j.in_flight && j.retry_at.is_none_or(|t| t <= now)).map(|(k, _)| *k)
     }
 
+    /// The consumer's own commit `key` without the partitions a newer commit carries; false
+    /// when none is left, and the job is gone.
+    fn prune_superseded(&mut self, key: u64) -> bool {
+        let Some(Job { kind: CoordinatorJob::Commit { id: None, offsets }, .. }) = self.jobs.get_mut(&key) else {
+            return true;
+        };
+        offsets.retain(|(tp, _)| self.newest_commit.get(tp).is_none_or(|newest| *newest == key));
+        if !offsets.is_empty() {
+            return true;
+        }
+        self.jobs.remove(&key);
+        false
+    }
+
     fn build_job(&mut self, now: Instant, link: &Link<'_>, ctx: &mut Ctx<'_>) -> Option<Outgoing> {
-        let key = self.job_ready(now)?;
+        let key = loop {
+            let key = self.job_ready(now)?;
+            if self.prune_superseded(key) {
+                break key;
+            }
+        };
         let group = self.group.clone()?;
         let ids: BTreeMap<TopicName, Uuid> = ctx.cluster.topics.iter().map(|(n, t)| (n.clone(), t.id)).collect();
         let job = self.jobs.get_mut(&key).expect("ready");
