@@ -663,3 +663,41 @@ fn a_retried_auto_commit_never_overwrites_a_newer_commit() {
         assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), Some(&100));
     }
 }
+
+/// A member that lost its partitions (fenced) does not commit them afterwards: its
+/// auto-commit waiting to retry gives them up. Stamped with the generation the member
+/// rejoined in, the retry would be accepted over what the partitions' new owners committed.
+#[test]
+fn a_fenced_member_forgets_its_pending_auto_commit() {
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = World::new(cluster, |config: Config| {
+        let mut c = ConsumerConfig::default()
+            .with_group_id("g")
+            .with_auto_offset_reset(OffsetReset::Earliest)
+            .with_auto_commit(true);
+        c.auto_commit_interval = Duration::from_secs(30);
+        c.session_timeout = Duration::from_secs(6);
+        c.heartbeat_interval = Duration::from_secs(2);
+        config.with_retry_backoff(Duration::from_secs(12), Duration::from_secs(12)).with_consumer(c)
+    });
+    w.cluster.create_topic("t", 1, 1);
+    produce(&mut w, "t", 50, 0);
+    w.client.subscribe(w.now, vec!["t".into()]).unwrap();
+    assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
+    // The auto-commit (at 50) is refused once with a retriable error: it waits 12 s.
+    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
+    let refused = |w: &World| !w.cluster.has_faults();
+    assert!(w.run_until(Duration::from_secs(31), refused));
+    let at = w.now;
+    // Then the coordinator forgets the member: its partitions are lost, and it rejoins (a
+    // new generation) once its old session ends, before the retry is due.
+    w.cluster.inject(Fault::error(ErrorCode::UnknownMemberId).on_api(ApiKey::Heartbeat).times(1));
+    while w.now < at + Duration::from_secs(11) {
+        w.run_until(Duration::from_millis(200), |_| false);
+    }
+    assert!(!w.client.assignment().is_empty(), "rejoined");
+    while w.now < at + Duration::from_secs(20) {
+        w.run_until(Duration::from_millis(200), |_| false);
+        assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), None, "committed since the loss");
+    }
+}
