@@ -625,22 +625,33 @@ fn a_waiting_poll_is_not_answered_by_a_fetch_of_markers_only() {
     assert_eq!(values, [Bytes::from_static(b"c1"), Bytes::from_static(b"c2")]);
 }
 
-/// The consumer's own commits hold its positions: an auto-commit that was refused and waits
-/// to retry gives up the partitions a newer commit carries, so the group's committed offset
-/// never goes back (simulator seed 9548 committed 23 after 29).
-#[test]
-fn a_retried_auto_commit_never_overwrites_a_newer_commit() {
+/// A consumer of group `g` that auto-commits every `interval` and retries after `backoff`,
+/// and topic `t` (one partition) with 50 records.
+fn auto_committing(
+    interval: Duration,
+    backoff: Duration,
+    more: impl FnOnce(ConsumerConfig) -> ConsumerConfig,
+) -> World {
     let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
     let mut w = World::new(cluster, |config: Config| {
         let mut c = ConsumerConfig::default()
             .with_group_id("g")
             .with_auto_offset_reset(OffsetReset::Earliest)
             .with_auto_commit(true);
-        c.auto_commit_interval = Duration::from_secs(1);
-        config.with_retry_backoff(Duration::from_secs(3), Duration::from_secs(3)).with_consumer(c)
+        c.auto_commit_interval = interval;
+        config.with_retry_backoff(backoff, backoff).with_consumer(more(c))
     });
     w.cluster.create_topic("t", 1, 1);
     produce(&mut w, "t", 50, 0);
+    w
+}
+
+/// The consumer's own commits hold its positions: an auto-commit that was refused and waits
+/// to retry gives up the partitions a newer commit carries, so the group's committed offset
+/// never goes back (simulator seed 9548 committed 23 after 29).
+#[test]
+fn a_retried_auto_commit_never_overwrites_a_newer_commit() {
+    let mut w = auto_committing(Duration::from_secs(1), Duration::from_secs(3), |c| c);
     let tp = TopicPartition::new("t", 0);
     w.client.assign(w.now, vec![tp.clone()]).unwrap();
     assert_eq!(consume(&mut w, 50, Duration::from_secs(5)).len(), 50);
@@ -669,19 +680,11 @@ fn a_retried_auto_commit_never_overwrites_a_newer_commit() {
 /// rejoined in, the retry would be accepted over what the partitions' new owners committed.
 #[test]
 fn a_fenced_member_forgets_its_pending_auto_commit() {
-    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
-    let mut w = World::new(cluster, |config: Config| {
-        let mut c = ConsumerConfig::default()
-            .with_group_id("g")
-            .with_auto_offset_reset(OffsetReset::Earliest)
-            .with_auto_commit(true);
-        c.auto_commit_interval = Duration::from_secs(30);
+    let mut w = auto_committing(Duration::from_secs(30), Duration::from_secs(12), |mut c| {
         c.session_timeout = Duration::from_secs(6);
         c.heartbeat_interval = Duration::from_secs(2);
-        config.with_retry_backoff(Duration::from_secs(12), Duration::from_secs(12)).with_consumer(c)
+        c
     });
-    w.cluster.create_topic("t", 1, 1);
-    produce(&mut w, "t", 50, 0);
     w.client.subscribe(w.now, vec!["t".into()]).unwrap();
     assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
     // The auto-commit (at 50) is refused once with a retriable error: it waits 12 s.
