@@ -1932,6 +1932,7 @@ impl Sim {
         for b in self.net.partitions() {
             self.net.heal(b);
         }
+        self.net.kill_doomed(self.now);
         for b in self.cluster.broker_ids() {
             self.cluster.start_broker(b);
         }

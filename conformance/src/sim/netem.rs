@@ -340,6 +340,17 @@ impl Netem {
         }
     }
 
+    /// The faults are over: connections a partition or a reset doomed die now instead of
+    /// later, so that nothing sent after the faults goes down with them. They lost bytes in
+    /// flight, so they could not carry on.
+    pub fn kill_doomed(&mut self, now: Duration) {
+        let doomed: Vec<ConnId> =
+            self.links.iter().filter(|(_, l)| l.doomed && (l.client_open || l.server_open)).map(|(c, _)| *c).collect();
+        for conn in doomed {
+            self.schedule(now, NetEvent::Die { conn, cause: CloseCause::Io("connection timed out".into()) });
+        }
+    }
+
     /// Restores the link to `broker`.
     pub fn heal(&mut self, broker: i32) {
         self.partitioned.remove(&broker);
