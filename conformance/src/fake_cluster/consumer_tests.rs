@@ -704,3 +704,29 @@ fn a_fenced_member_forgets_its_pending_auto_commit() {
         assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), None, "committed since the loss");
     }
 }
+
+/// A commit the consumer made before a revoke is stamped with the generation it was made
+/// in: refused (retriably) and due again once the group has moved to the next generation,
+/// it is dropped rather than stamped anew, since the partitions may have new owners by then
+/// (simulator seed 70988: the new owner reset to 0, then the retry stored 6, then the owner
+/// stored 0 again).
+#[test]
+fn a_commit_before_a_revoke_is_not_retried_in_the_next_generation() {
+    let mut w = auto_committing(Duration::from_secs(60), Duration::from_secs(12), |c| c);
+    w.cluster.create_topic("u", 1, 1);
+    w.client.subscribe(w.now, vec!["t".into()]).unwrap();
+    assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
+    // A new subscription: the member revokes (committing 50 first) and rejoins; that commit
+    // is refused once with a retriable error, and the group is in its next generation long
+    // before the retry is due.
+    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
+    w.client.subscribe(w.now, vec!["t".into(), "u".into()]).unwrap();
+    let refused = |w: &World| !w.cluster.has_faults();
+    assert!(w.run_until(Duration::from_secs(5), refused));
+    let at = w.now;
+    while w.now < at + Duration::from_secs(20) {
+        w.run_until(Duration::from_millis(200), |_| false);
+        assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), None, "committed after the rejoin");
+    }
+    assert_eq!(w.client.assignment().len(), 2, "rejoined with both topics");
+}

@@ -225,6 +225,8 @@ struct Job<K> {
     retry_at: Option<Instant>,
     failures: u32,
     in_flight: bool,
+    /// The member's generation (or KIP-848 epoch) when the job was made, if in a group.
+    generation: Option<i32>,
 }
 
 /// A partition a fetch in flight asked for.
@@ -999,7 +1001,15 @@ impl Consumer {
         }
         self.jobs.insert(
             key,
-            Job { kind, sent: None, deadline: Some(deadline), retry_at: None, failures: 0, in_flight: false },
+            Job {
+                kind,
+                sent: None,
+                deadline: Some(deadline),
+                retry_at: None,
+                failures: 0,
+                in_flight: false,
+                generation: self.generation(),
+            },
         );
         key
     }
@@ -1062,7 +1072,15 @@ impl Consumer {
             let job = CoordinatorJob::Committed { id: None, partitions: committed };
             self.jobs.insert(
                 key,
-                Job { kind: job, sent: None, deadline: None, retry_at: None, failures: 0, in_flight: false },
+                Job {
+                    kind: job,
+                    sent: None,
+                    deadline: None,
+                    retry_at: None,
+                    failures: 0,
+                    in_flight: false,
+                    generation: self.generation(),
+                },
             );
         }
         if !resets.is_empty() {
@@ -1757,14 +1775,24 @@ impl Consumer {
         });
     }
 
+    /// The member's generation (KIP-848: epoch) that commits are stamped with, if in a group.
+    fn generation(&self) -> Option<i32> {
+        self.member.as_ref().and_then(|m| m.commit_identity()).map(|(generation, ..)| generation)
+    }
+
     /// The consumer's own commit `key` without the partitions a newer commit carries; false
-    /// when none is left, and the job is gone.
+    /// when none is left, and the job is gone. One made in an earlier generation is dropped
+    /// whole: stamped with the current one, the coordinator would take it over what the
+    /// partitions' owners since committed (Java commits before it rejoins, and never after).
     fn prune_superseded(&mut self, key: u64) -> bool {
-        let Some(Job { kind: CoordinatorJob::Commit { id: None, offsets }, .. }) = self.jobs.get_mut(&key) else {
+        let generation = self.generation();
+        let Some(Job { kind: CoordinatorJob::Commit { id: None, offsets }, generation: made_in, .. }) =
+            self.jobs.get_mut(&key)
+        else {
             return true;
         };
         offsets.retain(|(tp, _)| self.newest_commit.get(tp).is_none_or(|newest| *newest == key));
-        if !offsets.is_empty() {
+        if !offsets.is_empty() && *made_in == generation {
             return true;
         }
         self.jobs.remove(&key);
