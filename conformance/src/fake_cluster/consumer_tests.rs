@@ -676,8 +676,9 @@ fn a_retried_auto_commit_never_overwrites_a_newer_commit() {
 }
 
 /// A member that lost its partitions (fenced) does not commit them afterwards: its
-/// auto-commit waiting to retry gives them up. Stamped with the generation the member
-/// rejoined in, the retry would be accepted over what the partitions' new owners committed.
+/// auto-commit waiting to retry was made in the generation it lost, and is dropped. Stamped
+/// with the generation the member rejoined in, the retry would be accepted over what the
+/// partitions' new owners committed.
 #[test]
 fn a_fenced_member_forgets_its_pending_auto_commit() {
     let mut w = auto_committing(Duration::from_secs(30), Duration::from_secs(12), |mut c| {

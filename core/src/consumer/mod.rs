@@ -519,7 +519,6 @@ impl Consumer {
         }
         for change in changes {
             let Change { assigned, revoked, lost } = change;
-            self.forget_own_commits(&lost);
             #[cfg(feature = "plants")]
             let skip_commit = self.planted(crate::plants::Plant::ConsumerRevokeSkipsCommit);
             #[cfg(not(feature = "plants"))]
@@ -1755,24 +1754,6 @@ impl Consumer {
 
     fn job_ready(&self, now: Instant) -> Option<u64> {
         self.jobs.iter().find(|(_, j)| !j.in_flight && j.retry_at.is_none_or(|t| t <= now)).map(|(k, _)| *k)
-    }
-
-    /// Partitions the member lost (fenced, or out of the group) are no longer its to commit:
-    /// its own commits still waiting give them up. A retry would be stamped with the next
-    /// generation, which the coordinator accepts, over what the partitions' new owners
-    /// committed.
-    fn forget_own_commits(&mut self, lost: &[TopicPartition]) {
-        if lost.is_empty() {
-            return;
-        }
-        self.jobs.retain(|_, job| match &mut job.kind {
-            // One in flight keeps its attempt; its answer is ignored once the job is gone.
-            CoordinatorJob::Commit { id: None, offsets } => {
-                offsets.retain(|(tp, _)| !lost.contains(tp));
-                !offsets.is_empty()
-            }
-            _ => true,
-        });
     }
 
     /// The member's generation (KIP-848: epoch) that commits are stamped with, if in a group.
