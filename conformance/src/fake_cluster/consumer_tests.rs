@@ -706,28 +706,73 @@ fn a_fenced_member_forgets_its_pending_auto_commit() {
     }
 }
 
-/// A commit the consumer made before a revoke is stamped with the generation it was made
-/// in: refused (retriably) and due again once the group has moved to the next generation,
-/// it is dropped rather than stamped anew, since the partitions may have new owners by then
-/// (simulator seed 70988: the new owner reset to 0, then the retry stored 6, then the owner
-/// stored 0 again).
+/// As Java's onJoinPrepare: a member that revokes its partitions (eager) rejoins only once
+/// its commit of them is through, retrying it in the generation it belongs to, so the
+/// partitions' next owner starts where it stopped.
 #[test]
-fn a_commit_before_a_revoke_is_not_retried_in_the_next_generation() {
+fn a_member_rejoins_once_its_commit_before_a_revoke_is_through() {
     let mut w = auto_committing(Duration::from_secs(60), Duration::from_secs(12), |c| c);
     w.cluster.create_topic("u", 1, 1);
     w.client.subscribe(w.now, vec!["t".into()]).unwrap();
     assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
-    // A new subscription: the member revokes (committing 50 first) and rejoins; that commit
-    // is refused once with a retriable error, and the group is in its next generation long
-    // before the retry is due.
+    // A new subscription: the member revokes, committing 50 first; that commit is refused
+    // once with a retriable error and is due again 12 s later.
     w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
     w.client.subscribe(w.now, vec!["t".into(), "u".into()]).unwrap();
     let refused = |w: &World| !w.cluster.has_faults();
     assert!(w.run_until(Duration::from_secs(5), refused));
     let at = w.now;
+    // Each step: no partition is taken until the commit is in.
+    let mut early = None;
+    let rejoined = |w: &World| {
+        let committed = w.cluster.committed_offsets("g").get(&("t".to_string(), 0)).copied();
+        if !w.client.assignment().is_empty() && committed.is_none() {
+            early.get_or_insert(w.now);
+        }
+        w.client.assignment().len() == 2
+    };
+    assert!(w.run_until(Duration::from_secs(20), rejoined));
+    assert_eq!(early, None, "rejoined before its commit was through");
+    assert!(w.now >= at + Duration::from_secs(11), "the rejoin waited for the retry");
+    assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), Some(&50));
+    // The partition's next owner (the member itself) goes on from the commit.
+    produce(&mut w, "t", 10, 50);
+    let records = consume(&mut w, 10, Duration::from_secs(10));
+    let offsets: Vec<i64> = records.iter().filter(|r| r.topic.as_str() == "t").map(|r| r.offset).collect();
+    assert_eq!(offsets, (50..60).collect::<Vec<i64>>());
+}
+
+/// A commit the consumer made before a revoke is stamped with the generation it was made
+/// in: when the member is fenced while the commit waits to be retried, it rejoins at once
+/// and the commit is dropped rather than stamped with the new generation, since the
+/// partitions may have new owners by then (simulator seed 70988: the new owner reset to 0,
+/// then the retry stored 6, then the owner stored 0 again).
+#[test]
+fn a_commit_before_a_revoke_is_not_retried_in_the_next_generation() {
+    let mut w = auto_committing(Duration::from_secs(60), Duration::from_secs(12), |mut c| {
+        c.session_timeout = Duration::from_secs(6);
+        c.heartbeat_interval = Duration::from_secs(1);
+        c
+    });
+    w.cluster.create_topic("u", 1, 1);
+    w.client.subscribe(w.now, vec!["t".into()]).unwrap();
+    assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
+    // A new subscription: the member revokes, committing 50 first; that commit is refused
+    // once with a retriable error, and the coordinator then forgets the member (fenced)
+    // long before the retry is due.
+    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
+    w.client.subscribe(w.now, vec!["t".into(), "u".into()]).unwrap();
+    let refused = |w: &World| !w.cluster.has_faults();
+    assert!(w.run_until(Duration::from_secs(5), refused));
+    w.cluster.inject(Fault::error(ErrorCode::UnknownMemberId).on_api(ApiKey::Heartbeat).times(1));
+    let at = w.now;
+    let rejoined = |w: &World| w.client.assignment().len() == 2;
+    // The coordinator waits for the forgotten member's session (6 s) to end, well before
+    // the retry is due.
+    assert!(w.run_until(Duration::from_secs(10), rejoined), "rejoined once fenced");
+    assert!(w.now < at + Duration::from_secs(11), "the rejoin did not wait for the retry");
     while w.now < at + Duration::from_secs(20) {
         w.run_until(Duration::from_millis(200), |_| false);
         assert_eq!(w.cluster.committed_offsets("g").get(&("t".to_string(), 0)), None, "committed after the rejoin");
     }
-    assert_eq!(w.client.assignment().len(), 2, "rejoined with both topics");
 }

@@ -268,6 +268,8 @@ enum Timer {
     PollInterval,
     /// A revocation not acknowledged within `max.poll.interval.ms` goes through anyway.
     AckDeadline,
+    /// The member stops waiting for its commit before a revoke.
+    RevokeCommitDeadline,
 }
 
 /// With decoding handed out ([`crate::Client::offload_work`]), how many fetched partitions at
@@ -330,6 +332,11 @@ pub(crate) struct Consumer {
     listener: bool,
     /// A revocation waiting for it: its id and the partitions, kept (paused) until then.
     pending_revoke: Option<(RebalanceId, Vec<TopicPartition>)>,
+    /// Commits before a revoke that the member waits for, and until when it waits.
+    revoke_commits: BTreeSet<u64>,
+    revoke_commits_until: Option<Instant>,
+    /// What the member was last told by [`Consumer::hold_member`].
+    member_held: bool,
     next_rebalance: u64,
     /// When the member last left the stable state, for the rebalance latency.
     rebalance_since: Option<Instant>,
@@ -347,6 +354,9 @@ impl Consumer {
             metrics: metrics::Metrics::new(now),
             listener: false,
             pending_revoke: None,
+            revoke_commits: BTreeSet::new(),
+            revoke_commits_until: None,
+            member_held: false,
             next_rebalance: 0,
             rebalance_since: None,
             group: config.consumer.group_id.clone(),
@@ -527,7 +537,16 @@ impl Consumer {
                 let offsets: Vec<(TopicPartition, CommittedOffset)> =
                     self.positions().into_iter().filter(|(tp, _)| revoked.contains(tp)).collect();
                 if !offsets.is_empty() {
-                    self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
+                    // As Java's onJoinPrepare: the member rejoins (or tells the coordinator the
+                    // partitions are gone) once this commit is through, so it can be retried
+                    // in the generation it belongs to and the next owners start from it.
+                    let key = self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
+                    if self.revoke_commits.is_empty() {
+                        let until = now + self.config.max_poll_interval;
+                        self.revoke_commits_until = Some(until);
+                        self.timers.insert(until, Timer::RevokeCommitDeadline);
+                    }
+                    self.revoke_commits.insert(key);
                 }
             }
             // With a listener, revoked partitions stay (paused, positions kept) until the
@@ -552,9 +571,6 @@ impl Consumer {
                 for tp in &revoked {
                     let _ = self.pause(tp, true);
                 }
-                if let Some(member) = &mut self.member {
-                    member.hold(true);
-                }
             } else {
                 gone.extend(revoked.iter().cloned());
             }
@@ -564,6 +580,29 @@ impl Consumer {
             self.set_assignment(now, kept, ctx);
             self.events.push_back(Event::Rebalance(Rebalance { ack, assigned, revoked, lost }));
         }
+        self.hold_member(now);
+    }
+
+    /// Holds the member's next JoinGroup (KIP-848: the heartbeat that gives partitions up, or
+    /// a leave) while the application handles a revocation or the commit before it is under
+    /// way. That commit stops holding it once done, once the member is in another generation
+    /// (the commit is then dropped, not retried), or after `max.poll.interval.ms`, the
+    /// rebalance timeout the coordinator waits for the member within.
+    fn hold_member(&mut self, now: Instant) {
+        let generation = self.generation();
+        let jobs = &self.jobs;
+        let waiting = self.revoke_commits_until.is_some_and(|until| now < until);
+        self.revoke_commits.retain(|key| waiting && jobs.get(key).is_some_and(|j| j.generation == generation));
+        if self.revoke_commits.is_empty() {
+            self.revoke_commits_until = None;
+        }
+        let held = self.pending_revoke.is_some() || !self.revoke_commits.is_empty();
+        if let Some(member) = &mut self.member {
+            if held != self.member_held {
+                member.hold(held);
+            }
+        }
+        self.member_held = held;
     }
 
     /// Revocations wait for [`Consumer::ack_rebalance`] (on) or go through at once (off, the
@@ -586,9 +625,7 @@ impl Consumer {
         }
         let kept: Vec<TopicPartition> = self.partitions.keys().filter(|tp| !revoked.contains(tp)).cloned().collect();
         self.set_assignment(now, kept, ctx);
-        if let Some(member) = &mut self.member {
-            member.hold(false);
-        }
+        self.hold_member(now);
     }
 
     fn arm_auto_commit(&mut self, now: Instant) {
@@ -2246,8 +2283,11 @@ impl Machine for Consumer {
                         self.ack_rebalance(now, id, ctx);
                     }
                 }
+                Timer::RevokeCommitDeadline => {}
             }
         }
+        // A commit before a revoke may have failed at its deadline or waited long enough.
+        self.hold_member(now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -2273,6 +2313,7 @@ impl Machine for Consumer {
             for key in expired {
                 self.fail_job(key, ConsumeError::Request(error.clone()));
             }
+            self.hold_member(now);
         }
     }
 
