@@ -357,6 +357,35 @@ fn kip848_revocations_wait_for_the_listener_and_commits_carry_the_epoch() {
     assert!(out.get(&b).is_none_or(Vec::is_empty));
 }
 
+/// A KIP-848 member that left for a poll timeout sends its leave once its commit before it
+/// is through; polled again while that commit is held up, it joins afresh and gets its
+/// partitions back (the join of simulator seed 1069's member, made in that state, lacked
+/// its owned partitions and was refused: `next_gen::tests`).
+#[test]
+fn kip848_a_member_polled_again_while_its_leave_waits_for_a_commit_rejoins() {
+    let mut w = cluster(4, 400);
+    let a = member848(&mut w, |mut c| {
+        c.auto_commit_interval = Duration::from_secs(600);
+        c.with_auto_commit(true)
+    });
+    let mut out = BTreeMap::new();
+    run(&mut w, &[a], Duration::from_secs(10), &mut out);
+    assert_eq!(out[&a].len(), 400);
+    // The application stops polling past max.poll.interval.ms (30 s): the member commits,
+    // and leaves once that commit is through; the coordinator holds the commit 40 s.
+    w.cluster.inject(
+        super::Fault::new(super::FaultAction::Delay(Duration::from_secs(40)))
+            .on_api(sansa::protocol::ApiKey::OffsetCommit)
+            .times(1),
+    );
+    run(&mut w, &[], Duration::from_secs(35), &mut out);
+    assert!(w.clients[a].assignment().is_empty(), "left for the poll timeout");
+    // Polled again while the commit is still held: it joins again and gets its partitions
+    // back once the coordinator answers.
+    run(&mut w, &[a], Duration::from_secs(60), &mut out);
+    assert_eq!(w.clients[a].assignment().len(), 4);
+}
+
 #[test]
 fn a_pattern_subscription_picks_up_topics_created_later() {
     for protocol in [sansa::consumer::GroupProtocol::Classic, sansa::consumer::GroupProtocol::Consumer] {

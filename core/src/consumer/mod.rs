@@ -845,6 +845,9 @@ impl Consumer {
         self.last_poll = Some(now);
         if let Some(member) = &mut self.member {
             member.polled();
+            // A member that left for a poll timeout joins again: the hold for its commit
+            // before the leave belongs to the generation it left.
+            self.hold_member(now);
         }
         let max = max.min(self.config.max_poll_records).max(1);
         let mut out = Vec::new();

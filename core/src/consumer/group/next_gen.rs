@@ -326,9 +326,11 @@ impl GroupMember for NextGenMember {
                 body = body.with_subscribed_topic_names(Some(self.topics.iter().cloned().collect()));
                 self.sent_topics = Some(self.topics.clone());
             }
-            // While the application handles a revocation, the coordinator still counts the
-            // revoked partitions as ours.
-            if !self.held && (full || self.sent_owned.as_ref() != Some(&self.owned)) {
+            // While the application handles a revocation (or its commit is under way), the
+            // coordinator still counts the revoked partitions as ours. A joining member
+            // (epoch 0) holds nothing back, and must say what it owns (nothing).
+            let joining = self.epoch == 0;
+            if (joining || !self.held) && (full || self.sent_owned.as_ref() != Some(&self.owned)) {
                 let mut by_topic: BTreeMap<Uuid, Vec<i32>> = BTreeMap::new();
                 for tp in &self.owned {
                     let id = cluster.topics.get(&tp.topic).map(|t| t.id).unwrap_or_default();
@@ -444,5 +446,34 @@ impl GroupMember for NextGenMember {
             // The next heartbeat sorts it out.
             self.next_heartbeat = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member asked to hold (a revocation or the commit before it is under way) that joins
+    /// afresh still says what it owns, nothing: the coordinator refuses a join without it
+    /// (simulator seed 1069: a member polled again while its leave waited for a commit joined
+    /// without it and failed for good).
+    #[test]
+    fn a_join_says_it_owns_nothing_even_while_held() {
+        let mut member = NextGenMember::new(Settings {
+            group: GroupId(StrBytes::from_static_str("g")),
+            instance_id: None,
+            rebalance_timeout: Duration::from_secs(30),
+            rack: None,
+            server_assignor: None,
+            retry_backoff: Duration::from_millis(100),
+            member_id: "m".into(),
+        });
+        member.subscribe(BTreeSet::from([TopicName::from("t")]));
+        member.hold(true);
+        let now = crate::test_origin();
+        let (body, ..) = member.request(now, &|_| Some(1), &ClusterMetadata::default()).expect("a join");
+        let RequestBody::ConsumerGroupHeartbeat(join) = body else { panic!("a heartbeat") };
+        assert_eq!(join.member_epoch, 0);
+        assert_eq!(join.topic_partitions, Some(Vec::new()));
     }
 }
