@@ -742,6 +742,37 @@ fn a_member_rejoins_once_its_commit_before_a_revoke_is_through() {
     assert_eq!(offsets, (50..60).collect::<Vec<i64>>());
 }
 
+/// A commit before a revoke that a newer commit of the same partitions supersedes is dropped
+/// when its retry comes due, and the member rejoins then, not at some later event.
+#[test]
+fn a_member_rejoins_when_its_superseded_commit_before_a_revoke_is_dropped() {
+    let mut w = auto_committing(Duration::from_secs(60), Duration::from_secs(12), |mut c| {
+        c.session_timeout = Duration::from_secs(30);
+        c.heartbeat_interval = Duration::from_secs(8);
+        c
+    });
+    w.cluster.create_topic("u", 1, 1);
+    w.client.subscribe(w.now, vec!["t".into()]).unwrap();
+    assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
+    let positions = w.client.positions();
+    // The revoke's commit is refused once and due again 12 s later; the application commits
+    // the same positions meanwhile, which lands at once.
+    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
+    w.client.subscribe(w.now, vec!["t".into(), "u".into()]).unwrap();
+    let refused = |w: &World| !w.cluster.has_faults();
+    assert!(w.run_until(Duration::from_secs(5), refused));
+    let at = w.now;
+    w.client.commit(w.now, positions);
+    assert!(
+        w.run_until(Duration::from_secs(1), |w| w.cluster.committed_offsets("g").contains_key(&("t".to_string(), 0)))
+    );
+    // The JoinGroup goes when the superseded retry is dropped (12 s), not at the member's
+    // next heartbeat answer (up to 8 s later).
+    let joined = |w: &World| w.client.assignment().len() == 2;
+    assert!(w.run_until(Duration::from_secs(30), joined));
+    assert!(w.now < at + Duration::from_millis(12_500), "rejoined {:?} after the refusal", w.now - at);
+}
+
 /// A commit the consumer made before a revoke is stamped with the generation it was made
 /// in: when the member is fenced while the commit waits to be retried, it rejoins at once
 /// and the commit is dropped rather than stamped with the new generation, since the

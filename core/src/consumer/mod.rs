@@ -332,9 +332,8 @@ pub(crate) struct Consumer {
     listener: bool,
     /// A revocation waiting for it: its id and the partitions, kept (paused) until then.
     pending_revoke: Option<(RebalanceId, Vec<TopicPartition>)>,
-    /// Commits before a revoke that the member waits for, and until when it waits.
-    revoke_commits: BTreeSet<u64>,
-    revoke_commits_until: Option<Instant>,
+    /// Commits before a revoke that the member waits for, each until when it waits.
+    revoke_commits: BTreeMap<u64, Instant>,
     /// What the member was last told by [`Consumer::hold_member`].
     member_held: bool,
     next_rebalance: u64,
@@ -354,8 +353,7 @@ impl Consumer {
             metrics: metrics::Metrics::new(now),
             listener: false,
             pending_revoke: None,
-            revoke_commits: BTreeSet::new(),
-            revoke_commits_until: None,
+            revoke_commits: BTreeMap::new(),
             member_held: false,
             next_rebalance: 0,
             rebalance_since: None,
@@ -541,12 +539,9 @@ impl Consumer {
                     // partitions are gone) once this commit is through, so it can be retried
                     // in the generation it belongs to and the next owners start from it.
                     let key = self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
-                    if self.revoke_commits.is_empty() {
-                        let until = now + self.config.max_poll_interval;
-                        self.revoke_commits_until = Some(until);
-                        self.timers.insert(until, Timer::RevokeCommitDeadline);
-                    }
-                    self.revoke_commits.insert(key);
+                    let until = now + self.config.max_poll_interval;
+                    self.timers.insert(until, Timer::RevokeCommitDeadline);
+                    self.revoke_commits.insert(key, until);
                 }
             }
             // With a listener, revoked partitions stay (paused, positions kept) until the
@@ -591,11 +586,8 @@ impl Consumer {
     fn hold_member(&mut self, now: Instant) {
         let generation = self.generation();
         let jobs = &self.jobs;
-        let waiting = self.revoke_commits_until.is_some_and(|until| now < until);
-        self.revoke_commits.retain(|key| waiting && jobs.get(key).is_some_and(|j| j.generation == generation));
-        if self.revoke_commits.is_empty() {
-            self.revoke_commits_until = None;
-        }
+        self.revoke_commits
+            .retain(|key, until| now < *until && jobs.get(key).is_some_and(|j| j.generation == generation));
         let held = self.pending_revoke.is_some() || !self.revoke_commits.is_empty();
         if let Some(member) = &mut self.member {
             if held != self.member_held {
@@ -2241,12 +2233,20 @@ impl Machine for Consumer {
             (Target::GroupCoordinator(_), Role::Coordinator) if !self.joining() => {
                 // Commits first: a commit before an eager rebalance's JoinGroup must reach the
                 // coordinator ahead of it, under the old generation.
-                self.build_job(now, link, ctx).or_else(|| self.build_member_request(now, link, ctx))
+                let job = self.build_job(now, link, ctx);
+                // Building may drop a job (superseded, or from another generation) that the
+                // member waited for.
+                self.hold_member(now);
+                job.or_else(|| self.build_member_request(now, link, ctx))
             }
             // Behind a JoinGroup, a commit would wait for the next generation and be refused;
             // on the general connection it arrives while the group still prepares, under the
             // generation it belongs to.
-            (Target::GroupCoordinator(_), Role::General) if self.joining() => self.build_job(now, link, ctx),
+            (Target::GroupCoordinator(_), Role::General) if self.joining() => {
+                let job = self.build_job(now, link, ctx);
+                self.hold_member(now);
+                job
+            }
             _ => None,
         }
     }
