@@ -706,21 +706,27 @@ fn a_fenced_member_forgets_its_pending_auto_commit() {
     }
 }
 
+/// [`auto_committing`] (retries after 12 s) and topic `u`: the member consumes `t` to 50,
+/// then subscribes to `t` and `u`, so it revokes `t-0` (eager) and commits 50 first; that
+/// commit is refused once with a retriable error and is due again 12 s later.
+fn revoking_with_a_refused_commit(more: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> World {
+    let mut w = auto_committing(Duration::from_secs(60), Duration::from_secs(12), more);
+    w.cluster.create_topic("u", 1, 1);
+    w.client.subscribe(w.now, vec!["t".into()]).unwrap();
+    assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
+    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
+    w.client.subscribe(w.now, vec!["t".into(), "u".into()]).unwrap();
+    let refused = |w: &World| !w.cluster.has_faults();
+    assert!(w.run_until(Duration::from_secs(5), refused));
+    w
+}
+
 /// As Java's onJoinPrepare: a member that revokes its partitions (eager) rejoins only once
 /// its commit of them is through, retrying it in the generation it belongs to, so the
 /// partitions' next owner starts where it stopped.
 #[test]
 fn a_member_rejoins_once_its_commit_before_a_revoke_is_through() {
-    let mut w = auto_committing(Duration::from_secs(60), Duration::from_secs(12), |c| c);
-    w.cluster.create_topic("u", 1, 1);
-    w.client.subscribe(w.now, vec!["t".into()]).unwrap();
-    assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
-    // A new subscription: the member revokes, committing 50 first; that commit is refused
-    // once with a retriable error and is due again 12 s later.
-    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
-    w.client.subscribe(w.now, vec!["t".into(), "u".into()]).unwrap();
-    let refused = |w: &World| !w.cluster.has_faults();
-    assert!(w.run_until(Duration::from_secs(5), refused));
+    let mut w = revoking_with_a_refused_commit(|c| c);
     let at = w.now;
     // Each step: no partition is taken until the commit is in.
     let mut early = None;
@@ -746,23 +752,14 @@ fn a_member_rejoins_once_its_commit_before_a_revoke_is_through() {
 /// when its retry comes due, and the member rejoins then, not at some later event.
 #[test]
 fn a_member_rejoins_when_its_superseded_commit_before_a_revoke_is_dropped() {
-    let mut w = auto_committing(Duration::from_secs(60), Duration::from_secs(12), |mut c| {
+    let mut w = revoking_with_a_refused_commit(|mut c| {
         c.session_timeout = Duration::from_secs(30);
         c.heartbeat_interval = Duration::from_secs(8);
         c
     });
-    w.cluster.create_topic("u", 1, 1);
-    w.client.subscribe(w.now, vec!["t".into()]).unwrap();
-    assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
-    let positions = w.client.positions();
-    // The revoke's commit is refused once and due again 12 s later; the application commits
-    // the same positions meanwhile, which lands at once.
-    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
-    w.client.subscribe(w.now, vec!["t".into(), "u".into()]).unwrap();
-    let refused = |w: &World| !w.cluster.has_faults();
-    assert!(w.run_until(Duration::from_secs(5), refused));
     let at = w.now;
-    w.client.commit(w.now, positions);
+    // The application commits the same position meanwhile, which lands at once.
+    w.client.commit(w.now, vec![(TopicPartition::new("t", 0), CommittedOffset::new(50))]);
     assert!(
         w.run_until(Duration::from_secs(1), |w| w.cluster.committed_offsets("g").contains_key(&("t".to_string(), 0)))
     );
@@ -780,21 +777,12 @@ fn a_member_rejoins_when_its_superseded_commit_before_a_revoke_is_dropped() {
 /// then the retry stored 6, then the owner stored 0 again).
 #[test]
 fn a_commit_before_a_revoke_is_not_retried_in_the_next_generation() {
-    let mut w = auto_committing(Duration::from_secs(60), Duration::from_secs(12), |mut c| {
+    let mut w = revoking_with_a_refused_commit(|mut c| {
         c.session_timeout = Duration::from_secs(6);
         c.heartbeat_interval = Duration::from_secs(1);
         c
     });
-    w.cluster.create_topic("u", 1, 1);
-    w.client.subscribe(w.now, vec!["t".into()]).unwrap();
-    assert_eq!(consume(&mut w, 50, Duration::from_secs(10)).len(), 50);
-    // A new subscription: the member revokes, committing 50 first; that commit is refused
-    // once with a retriable error, and the coordinator then forgets the member (fenced)
-    // long before the retry is due.
-    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(1));
-    w.client.subscribe(w.now, vec!["t".into(), "u".into()]).unwrap();
-    let refused = |w: &World| !w.cluster.has_faults();
-    assert!(w.run_until(Duration::from_secs(5), refused));
+    // The coordinator forgets the member (fenced) long before the retry is due.
     w.cluster.inject(Fault::error(ErrorCode::UnknownMemberId).on_api(ApiKey::Heartbeat).times(1));
     let at = w.now;
     let rejoined = |w: &World| w.client.assignment().len() == 2;
