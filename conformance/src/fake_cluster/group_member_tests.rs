@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sansa::consumer::{ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
 use sansa::producer::ProducerRecord;
-use sansa::protocol::TopicName;
+use sansa::protocol::{ApiKey, ErrorCode, TopicName};
 use sansa::Event;
 
 use super::world::Worlds;
@@ -411,5 +411,126 @@ fn a_pattern_subscription_picks_up_topics_created_later() {
         run(&mut w, &[a], Duration::from_secs(20), &mut out);
         assert_eq!(w.clients[a].assignment().len(), 5, "{protocol:?}: the new topic joined");
         assert!(w.clients[a].assignment().iter().all(|tp| tp.topic.as_str() != "orders"));
+    }
+}
+
+/// A KIP-848 member that unsubscribes or closes sends its leave at once, as Java's member
+/// does (a leaving heartbeat goes out without waiting for the interval): half-way through
+/// the coordinator's 5 s heartbeat interval, the leave is answered within a round trip.
+#[test]
+fn kip848_a_member_leaves_at_once() {
+    for closing in [false, true] {
+        let mut w = cluster(4, 0);
+        let a = member848(&mut w, |c| c.with_auto_commit(false));
+        let b = member848(&mut w, |c| c.with_auto_commit(false));
+        let mut out = BTreeMap::new();
+        run(&mut w, &[a, b], Duration::from_secs(20), &mut out);
+        assert_partitioned(&w, &[a, b], 4);
+        run(&mut w, &[a, b], Duration::from_millis(2500), &mut out);
+        let heartbeats = |w: &Worlds| {
+            let metrics: BTreeMap<&str, f64> = w.clients[a].consumer_metrics(w.now).into_iter().collect();
+            metrics["heartbeat-total"]
+        };
+        let before = heartbeats(&w);
+        let start = w.now;
+        if closing {
+            w.clients[a].close(w.now);
+        } else {
+            w.clients[a].unsubscribe(w.now);
+        }
+        run(&mut w, &[b], Duration::from_millis(200), &mut out);
+        assert!(w.now - start < Duration::from_secs(1));
+        if closing {
+            assert!(w.clients[a].is_closed(), "closed within a round trip of the leave");
+        } else {
+            assert_eq!(heartbeats(&w), before + 1.0, "the leave answered");
+        }
+        // b takes over at its next heartbeat.
+        run(&mut w, &[b], Duration::from_secs(6), &mut out);
+        assert_eq!(w.clients[b].assignment().len(), 4);
+    }
+}
+
+/// A KIP-848 member whose leave waits for its commit before a revoke keeps its session with
+/// plain heartbeats meanwhile, as Java's member does while it prepares to leave: the
+/// coordinator does not expire it (45 s) while the commit is retried, and the partitions'
+/// next owner starts where it stopped instead of reading them again.
+#[test]
+fn kip848_a_member_keeps_its_session_while_its_leave_waits_for_a_commit() {
+    let mut w = cluster(4, 400);
+    let config = ConsumerConfig::default()
+        .with_group_id("group")
+        .with_auto_offset_reset(OffsetReset::Earliest)
+        .with_group_protocol(sansa::consumer::GroupProtocol::Consumer)
+        .with_max_poll_interval(Duration::from_secs(120));
+    let mut config = config.with_auto_commit(true);
+    config.auto_commit_interval = Duration::from_secs(600);
+    let backoff = Duration::from_secs(25);
+    let a = w.add(|c| c.with_retry_backoff(backoff, backoff).with_consumer(config));
+    w.clients[a].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+    let b = member848(&mut w, |c| c.with_auto_commit(false));
+    let mut out = BTreeMap::new();
+    run(&mut w, &[a, b], Duration::from_secs(20), &mut out);
+    assert_partitioned(&w, &[a, b], 4);
+    assert_eq!(out.values().map(Vec::len).sum::<usize>(), 400);
+    let from_a: BTreeSet<TopicPartition> = w.clients[a].assignment().into_iter().collect();
+    // a leaves; its commit (two partitions, a use each) is refused twice and goes through
+    // at about 50 s.
+    w.cluster.inject(super::Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(4));
+    w.clients[a].unsubscribe(w.now);
+    let start = w.now;
+    let mut read_again = Vec::new();
+    while w.now < start + Duration::from_secs(80) {
+        let mut more = BTreeMap::new();
+        run(&mut w, &[b], Duration::from_millis(500), &mut more);
+        read_again.extend(
+            more.remove(&b)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| from_a.contains(&TopicPartition { topic: r.topic.clone(), partition: r.partition })),
+        );
+        let committed = w.cluster.committed_offsets("group");
+        for tp in w.clients[b].assignment() {
+            assert!(
+                !from_a.contains(&tp) || committed.contains_key(&(tp.topic.to_string(), tp.partition)),
+                "{tp} moved before a's commit, at {:?}",
+                w.now - start
+            );
+        }
+    }
+    assert_eq!(w.clients[b].assignment().len(), 4, "b took over once a left");
+    assert!(read_again.is_empty(), "b read {} of a's records again", read_again.len());
+}
+
+/// As Java's close (a synchronous commit, then the leave): a member that closes with
+/// auto-commit leaves once its last commit is through, so a commit refused once is retried
+/// while the member is still in the group instead of after its leave, refused for good.
+#[test]
+fn a_closing_member_leaves_once_its_last_commit_is_through() {
+    for protocol in [sansa::consumer::GroupProtocol::Classic, sansa::consumer::GroupProtocol::Consumer] {
+        let mut w = cluster(4, 400);
+        let mut config = ConsumerConfig::default()
+            .with_group_id("group")
+            .with_auto_offset_reset(OffsetReset::Earliest)
+            .with_group_protocol(protocol)
+            .with_auto_commit(true);
+        config.auto_commit_interval = Duration::from_secs(600);
+        let backoff = Duration::from_secs(2);
+        let a = w.add(|c| c.with_retry_backoff(backoff, backoff).with_consumer(config));
+        w.clients[a].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+        let mut out = BTreeMap::new();
+        run(&mut w, &[a], Duration::from_secs(20), &mut out);
+        assert_eq!(out[&a].len(), 400);
+        // The close's commit of four partitions is refused once (a use per partition).
+        w.cluster
+            .inject(super::Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(4));
+        w.clients[a].close(w.now);
+        run(&mut w, &[], Duration::from_secs(10), &mut out);
+        assert!(w.clients[a].is_closed(), "{protocol:?}");
+        let committed = w.cluster.committed_offsets("group");
+        for p in 0..4 {
+            let end = w.cluster.log_end_offset(TOPIC, p).unwrap();
+            assert_eq!(committed.get(&(TOPIC.to_string(), p)), Some(&end), "{protocol:?}: partition {p}");
+        }
     }
 }

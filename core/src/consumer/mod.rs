@@ -332,8 +332,9 @@ pub(crate) struct Consumer {
     listener: bool,
     /// A revocation waiting for it: its id and the partitions, kept (paused) until then.
     pending_revoke: Option<(RebalanceId, Vec<TopicPartition>)>,
-    /// Commits before a revoke that the member waits for, each until when it waits.
-    revoke_commits: BTreeMap<u64, Instant>,
+    /// Commits the member waits for before it rejoins or leaves (before a revoke, on close),
+    /// each until when it waits.
+    awaited_commits: BTreeMap<u64, Instant>,
     /// What the member was last told by [`Consumer::hold_member`].
     member_held: bool,
     next_rebalance: u64,
@@ -353,7 +354,7 @@ impl Consumer {
             metrics: metrics::Metrics::new(now),
             listener: false,
             pending_revoke: None,
-            revoke_commits: BTreeMap::new(),
+            awaited_commits: BTreeMap::new(),
             member_held: false,
             next_rebalance: 0,
             rebalance_since: None,
@@ -541,7 +542,7 @@ impl Consumer {
                     let key = self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
                     let until = now + self.config.max_poll_interval;
                     self.timers.insert(until, Timer::RevokeCommitDeadline);
-                    self.revoke_commits.insert(key, until);
+                    self.awaited_commits.insert(key, until);
                 }
             }
             // With a listener, revoked partitions stay (paused, positions kept) until the
@@ -579,16 +580,18 @@ impl Consumer {
     }
 
     /// Holds the member's next JoinGroup (KIP-848: the heartbeat that gives partitions up, or
-    /// a leave) while the application handles a revocation or the commit before it is under
-    /// way. That commit stops holding it once done, once the member is in another generation
-    /// (the commit is then dropped, not retried), or after `max.poll.interval.ms`, the
-    /// rebalance timeout the coordinator waits for the member within.
+    /// a leave; a held member keeps heartbeating) while the application handles a revocation
+    /// or a commit it waits for is under way: one before a revoke, or a closing member's last.
+    /// A commit stops holding it once done, once the member is in another generation (the
+    /// commit is then dropped, not retried), or at its time limit: `max.poll.interval.ms`
+    /// before a revoke, the rebalance timeout the coordinator waits for the member within;
+    /// `default.api.timeout.ms` on close.
     fn hold_member(&mut self, now: Instant) {
         let generation = self.generation();
         let jobs = &self.jobs;
-        self.revoke_commits
+        self.awaited_commits
             .retain(|key, until| now < *until && jobs.get(key).is_some_and(|j| j.generation == generation));
-        let held = self.pending_revoke.is_some() || !self.revoke_commits.is_empty();
+        let held = self.pending_revoke.is_some() || !self.awaited_commits.is_empty();
         if let Some(member) = &mut self.member {
             if held != self.member_held {
                 member.hold(held);
@@ -2358,12 +2361,16 @@ impl Machine for Consumer {
             let offsets = self.positions();
             let in_group = self.member.as_ref().is_none_or(|m| m.is_stable());
             if !offsets.is_empty() && in_group {
-                self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
+                // The leave waits for it, as Java's close commits before it leaves: a commit
+                // retried after the leave would be refused.
+                let key = self.add_job(now, CoordinatorJob::Commit { id: None, offsets });
+                self.awaited_commits.insert(key, now + self.config.default_api_timeout);
             }
         }
         if let Some(member) = &mut self.member {
             member.close();
         }
+        self.hold_member(now);
     }
 
     fn is_idle(&self) -> bool {

@@ -13,6 +13,7 @@
 //! | any | an authorization, assignor or instance-id error | failed (reported by poll) |
 //! | stable | `max.poll.interval.ms` without a poll | leaving (epoch -1); joins again at the next poll |
 //! | any | unsubscribe or close | leaving: epoch -1, or -2 for a static member closing |
+//! | leaving | held (a revocation or the commit before it under way) | plain heartbeats at the interval, keeping the session; the leave goes once let go |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -166,6 +167,43 @@ impl NextGenMember {
     fn schedule(&mut self, now: Instant) {
         self.next_heartbeat = Some(now + self.heartbeat_interval);
     }
+
+    /// A held leave keeps the member's session with plain heartbeats; only a member in the
+    /// group has one.
+    fn keeps_alive(&self) -> bool {
+        self.epoch > 0
+    }
+
+    /// The answer to a plain heartbeat of a leaving member. The assignment is not taken (the
+    /// member gives everything up); a fenced member is out of the group already.
+    fn handle_held_answer(&mut self, now: Instant, r: ConsumerGroupHeartbeatResponse) -> Option<ErrorCode> {
+        match r.error_code {
+            ErrorCode::None => {
+                self.epoch = r.member_epoch;
+                if r.heartbeat_interval_ms > 0 {
+                    self.heartbeat_interval = Duration::from_millis(r.heartbeat_interval_ms as u64);
+                }
+                self.schedule(now);
+                None
+            }
+            ErrorCode::FencedMemberEpoch | ErrorCode::UnknownMemberId => {
+                self.lose_all();
+                self.epoch = 0;
+                self.sent_owned = None;
+                self.sent_topics = None;
+                self.state = State::Idle;
+                None
+            }
+            e if super::retriable_coordinator(e) => {
+                self.next_heartbeat = Some(now + self.settings.retry_backoff);
+                Some(e)
+            }
+            e => {
+                self.fail(ConsumeError::Group { error: e });
+                None
+            }
+        }
+    }
 }
 
 impl GroupMember for NextGenMember {
@@ -285,7 +323,10 @@ impl GroupMember for NextGenMember {
         }
         match self.state {
             State::Joining | State::Stable => self.next_heartbeat.is_none_or(|t| t <= now),
-            State::Leaving => !self.held && self.next_heartbeat.is_none_or(|t| t <= now),
+            // Held, the member keeps its session with plain heartbeats; let go, it leaves at
+            // once, as Java's leaving member does, without waiting for the interval.
+            State::Leaving if self.held => self.keeps_alive() && self.next_heartbeat.is_none_or(|t| t <= now),
+            State::Leaving => true,
             _ => false,
         }
     }
@@ -300,7 +341,8 @@ impl GroupMember for NextGenMember {
             return None;
         }
         let version = version_of(ApiKey::ConsumerGroupHeartbeat)?;
-        let leaving = self.state == State::Leaving;
+        let keep_alive = self.state == State::Leaving && self.held;
+        let leaving = self.state == State::Leaving && !keep_alive;
         let epoch = match (leaving, self.settings.instance_id.is_some() && self.closing) {
             (true, true) => -2,
             (true, false) => -1,
@@ -313,7 +355,11 @@ impl GroupMember for NextGenMember {
             .with_group_id(self.settings.group.clone())
             .with_member_id(StrBytes::from(member_id))
             .with_member_epoch(epoch);
-        if !leaving {
+        if keep_alive {
+            // Nothing changed as far as the coordinator knows: the partitions given up stay
+            // ours until the leave, and an emptied subscription is not sent.
+            body = body.with_instance_id(self.settings.instance_id.clone().map(StrBytes::from));
+        } else if !leaving {
             let full = self.send_full || self.epoch == 0;
             body = body.with_instance_id(self.settings.instance_id.clone().map(StrBytes::from));
             if full {
@@ -362,7 +408,8 @@ impl GroupMember for NextGenMember {
             // No answer: say everything again, after a backoff.
             self.send_full = true;
             self.next_heartbeat = Some(now + self.settings.retry_backoff);
-            if self.state == State::Leaving {
+            // A leave is best effort; a plain heartbeat of a held leave is sent again.
+            if left && self.state == State::Leaving {
                 self.state = State::Idle;
             }
             return Some(ErrorCode::CoordinatorNotAvailable);
@@ -382,8 +429,9 @@ impl GroupMember for NextGenMember {
             return None;
         }
         if self.state == State::Leaving {
-            // A heartbeat sent before the member decided to leave: the leave goes next.
-            return None;
+            // A heartbeat sent while the leave was held, or before the member decided to
+            // leave: the leave goes next (once let go).
+            return self.handle_held_answer(now, r);
         }
         let ConsumerGroupHeartbeatResponse {
             error_code,
@@ -457,9 +505,8 @@ mod tests {
     /// afresh still says what it owns, nothing: the coordinator refuses a join without it
     /// (simulator seed 1069: a member polled again while its leave waited for a commit joined
     /// without it and failed for good).
-    #[test]
-    fn a_join_says_it_owns_nothing_even_while_held() {
-        let mut member = NextGenMember::new(Settings {
+    fn member() -> NextGenMember {
+        NextGenMember::new(Settings {
             group: GroupId(StrBytes::from_static_str("g")),
             instance_id: None,
             rebalance_timeout: Duration::from_secs(30),
@@ -467,7 +514,19 @@ mod tests {
             server_assignor: None,
             retry_backoff: Duration::from_millis(100),
             member_id: "m".into(),
-        });
+        })
+    }
+
+    fn heartbeat(member: &mut NextGenMember, now: Instant) -> Option<ConsumerGroupHeartbeatRequest> {
+        let cluster = ClusterMetadata::default();
+        let (body, ..) = member.request(now, &|_| Some(1), &cluster)?;
+        let RequestBody::ConsumerGroupHeartbeat(h) = body else { panic!("a heartbeat") };
+        Some(h)
+    }
+
+    #[test]
+    fn a_join_says_it_owns_nothing_even_while_held() {
+        let mut member = member();
         member.subscribe(BTreeSet::from([TopicName::from("t")]));
         member.hold(true);
         let now = crate::test_origin();
@@ -475,5 +534,31 @@ mod tests {
         let RequestBody::ConsumerGroupHeartbeat(join) = body else { panic!("a heartbeat") };
         assert_eq!(join.member_epoch, 0);
         assert_eq!(join.topic_partitions, Some(Vec::new()));
+    }
+
+    /// Held, a leaving member sends plain heartbeats at the interval (its epoch, nothing
+    /// changed: not the emptied subscription); let go, it leaves at once.
+    #[test]
+    fn a_held_leave_keeps_the_session_and_goes_at_once_when_let_go() {
+        let mut member = member();
+        let now = crate::test_origin();
+        member.subscribe(BTreeSet::from([TopicName::from("t")]));
+        heartbeat(&mut member, now).expect("a join");
+        let joined = ConsumerGroupHeartbeatResponse::default().with_member_epoch(3).with_heartbeat_interval_ms(5000);
+        member.handle_response(now, Some(ResponseBody::ConsumerGroupHeartbeat(joined)), &ClusterMetadata::default());
+        member.unsubscribe();
+        member.hold(true);
+        let later = now + Duration::from_secs(1);
+        assert!(heartbeat(&mut member, later).is_none(), "nothing before the interval");
+        let due = now + Duration::from_secs(5);
+        let kept = heartbeat(&mut member, due).expect("a plain heartbeat at the interval");
+        assert_eq!(kept.member_epoch, 3);
+        assert_eq!((kept.subscribed_topic_names, kept.topic_partitions), (None, None));
+        let answer = ConsumerGroupHeartbeatResponse::default().with_member_epoch(3).with_heartbeat_interval_ms(5000);
+        member.handle_response(due, Some(ResponseBody::ConsumerGroupHeartbeat(answer)), &ClusterMetadata::default());
+        assert!(member.wants_leave());
+        member.hold(false);
+        let leave = heartbeat(&mut member, due + Duration::from_millis(1)).expect("the leave, at once");
+        assert_eq!(leave.member_epoch, -1);
     }
 }
