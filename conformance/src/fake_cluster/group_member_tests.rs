@@ -534,3 +534,70 @@ fn a_closing_member_leaves_once_its_last_commit_is_through() {
         }
     }
 }
+
+/// A classic member fenced (UNKNOWN_MEMBER_ID) while its leave waits for the close's commit
+/// is out of the group: it does not join again on its way out, so a member joining after it
+/// gets every partition at once instead of waiting for the ghost's session to end.
+#[test]
+fn a_closing_member_fenced_while_its_leave_waits_does_not_join_again() {
+    let mut w = cluster(4, 400);
+    let mut config = ConsumerConfig::default()
+        .with_group_id("group")
+        .with_auto_offset_reset(OffsetReset::Earliest)
+        .with_assignors(&["range"])
+        .with_session_timeout(Duration::from_secs(10), Duration::from_secs(1))
+        .with_auto_commit(true);
+    config.auto_commit_interval = Duration::from_secs(600);
+    let backoff = Duration::from_secs(5);
+    let a = w.add(|c| c.with_retry_backoff(backoff, backoff).with_consumer(config));
+    w.clients[a].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+    let mut out = BTreeMap::new();
+    run(&mut w, &[a], Duration::from_secs(20), &mut out);
+    assert_eq!(out[&a].len(), 400);
+    // The close's commit is refused once (a use per partition); the next heartbeat finds the
+    // member gone.
+    w.cluster.inject(super::Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(4));
+    w.cluster.inject(super::Fault::error(ErrorCode::UnknownMemberId).on_api(ApiKey::Heartbeat).times(1));
+    w.clients[a].close(w.now);
+    run(&mut w, &[], Duration::from_secs(8), &mut out);
+    assert!(w.clients[a].is_closed());
+    let b = member(&mut w, "range", |c| c);
+    let start = w.now;
+    run(&mut w, &[b], Duration::from_secs(4), &mut out);
+    assert_eq!(w.clients[b].assignment().len(), 4, "b alone in the group within {:?}", w.now - start);
+}
+
+/// A KIP-848 member whose leave waits for the close's commit keeps heartbeating; when the
+/// coordinator raises its epoch meanwhile (the topic grew, and the new partitions are shared
+/// out, nobody giving any up), the commit is retried under the new epoch instead of dropped.
+#[test]
+fn kip848_a_closing_members_commit_follows_its_raised_epoch() {
+    let mut w = cluster(4, 400);
+    let mut config = ConsumerConfig::default()
+        .with_group_id("group")
+        .with_auto_offset_reset(OffsetReset::Earliest)
+        .with_group_protocol(sansa::consumer::GroupProtocol::Consumer)
+        .with_auto_commit(true);
+    config.auto_commit_interval = Duration::from_secs(600);
+    let backoff = Duration::from_secs(12);
+    let a = w.add(|c| c.with_retry_backoff(backoff, backoff).with_consumer(config));
+    w.clients[a].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+    let b = member848(&mut w, |c| c.with_auto_commit(false));
+    let mut out = BTreeMap::new();
+    run(&mut w, &[a, b], Duration::from_secs(20), &mut out);
+    assert_partitioned(&w, &[a, b], 4);
+    let from_a = w.clients[a].assignment();
+    // a closes; its commit is refused once (a use per partition) and retried 12 s later;
+    // meanwhile the topic grows.
+    w.cluster.inject(super::Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit).times(2));
+    w.clients[a].close(w.now);
+    run(&mut w, &[b], Duration::from_secs(1), &mut out);
+    w.cluster.add_partitions(TOPIC, 2, 3);
+    run(&mut w, &[b], Duration::from_secs(30), &mut out);
+    assert!(w.clients[a].is_closed());
+    let committed = w.cluster.committed_offsets("group");
+    for tp in &from_a {
+        let end = w.cluster.log_end_offset(TOPIC, tp.partition).unwrap();
+        assert_eq!(committed.get(&(TOPIC.to_string(), tp.partition)), Some(&end), "{tp}");
+    }
+}

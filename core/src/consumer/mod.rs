@@ -2104,10 +2104,27 @@ impl Consumer {
         if ctx.planted(crate::plants::Plant::ConsumerHeartbeatAfterLeave) {
             member.plant_heartbeat_after_leave();
         }
+        let before = member.commit_identity().map(|(epoch, id, _)| (epoch, id.to_owned()));
         let coordinator_error = member.handle_response(now, body, ctx.cluster);
+        let raised = match (before, member.commit_identity()) {
+            (Some((old, old_id)), Some((new, id, _))) if new > old && id == old_id => Some((old, new)),
+            _ => None,
+        };
         if let Some(e) = coordinator_error {
             if matches!(e, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) {
                 ctx.signals.push(Signal::CoordinatorStale(CoordinatorKey::Group(member.group().clone())));
+            }
+        }
+        if let Some((old, new)) = raised.filter(|_| self.config.group_protocol == GroupProtocol::Consumer) {
+            // A KIP-848 coordinator raises a member's epoch only once nothing it holds is
+            // waiting to be revoked, and an awaited commit's partitions are not yet reported
+            // gone: they are still the member's in the new epoch, so the commit follows it
+            // (the coordinator refuses one with the old epoch), as Java's commits take the
+            // latest epoch. Classic generations move partitions; their commits stay behind.
+            for key in self.awaited_commits.keys() {
+                if let Some(job) = self.jobs.get_mut(key).filter(|j| j.generation == Some(old)) {
+                    job.generation = Some(new);
+                }
             }
         }
         self.apply_changes(now, ctx);

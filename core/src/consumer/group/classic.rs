@@ -278,7 +278,13 @@ impl ClassicMember {
             self.member_id.clear();
         }
         self.generation = -1;
-        self.rejoin();
+        if self.state == State::Leaving {
+            // Fenced while its leave waited (for a commit, say): out of the group already, it
+            // must not join again on its way out.
+            self.state = State::Idle;
+        } else {
+            self.rejoin();
+        }
     }
 
     fn fail(&mut self, error: ConsumeError) {

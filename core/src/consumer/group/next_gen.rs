@@ -169,9 +169,10 @@ impl NextGenMember {
     }
 
     /// A held leave keeps the member's session with plain heartbeats; only a member in the
-    /// group has one.
+    /// group has one. Not one that left for a poll timeout: its application is not polling,
+    /// and, as Java's stale member, it lets its session end rather than keep the partitions.
     fn keeps_alive(&self) -> bool {
-        self.epoch > 0
+        self.epoch > 0 && !self.left_for_poll_timeout
     }
 
     /// The answer to a plain heartbeat of a leaving member. The assignment is not taken (the
@@ -540,12 +541,8 @@ mod tests {
     /// changed: not the emptied subscription); let go, it leaves at once.
     #[test]
     fn a_held_leave_keeps_the_session_and_goes_at_once_when_let_go() {
-        let mut member = member();
         let now = crate::test_origin();
-        member.subscribe(BTreeSet::from([TopicName::from("t")]));
-        heartbeat(&mut member, now).expect("a join");
-        let joined = ConsumerGroupHeartbeatResponse::default().with_member_epoch(3).with_heartbeat_interval_ms(5000);
-        member.handle_response(now, Some(ResponseBody::ConsumerGroupHeartbeat(joined)), &ClusterMetadata::default());
+        let mut member = stable_member(now);
         member.unsubscribe();
         member.hold(true);
         let later = now + Duration::from_secs(1);
@@ -560,5 +557,60 @@ mod tests {
         member.hold(false);
         let leave = heartbeat(&mut member, due + Duration::from_millis(1)).expect("the leave, at once");
         assert_eq!(leave.member_epoch, -1);
+    }
+
+    /// A stable member in the group (epoch 3), its next heartbeat 5 s away.
+    fn stable_member(now: Instant) -> NextGenMember {
+        let mut member = member();
+        member.subscribe(BTreeSet::from([TopicName::from("t")]));
+        heartbeat(&mut member, now).expect("a join");
+        let joined = ConsumerGroupHeartbeatResponse::default().with_member_epoch(3).with_heartbeat_interval_ms(5000);
+        member.handle_response(now, Some(ResponseBody::ConsumerGroupHeartbeat(joined)), &ClusterMetadata::default());
+        member
+    }
+
+    /// Not held, a leave goes at once, not at the next heartbeat's time.
+    #[test]
+    fn a_leave_does_not_wait_for_the_heartbeat_interval() {
+        let now = crate::test_origin();
+        let mut member = stable_member(now);
+        let soon = now + Duration::from_secs(1);
+        assert!(heartbeat(&mut member, soon).is_none(), "the next heartbeat is 5 s away");
+        member.unsubscribe();
+        assert_eq!(heartbeat(&mut member, soon).map(|h| h.member_epoch), Some(-1));
+    }
+
+    /// The answers to a held leave's plain heartbeat: none (sent again after the backoff, the
+    /// leave still to come), and fenced (out of the group: no leave left to send).
+    #[test]
+    fn a_held_leaves_heartbeat_unanswered_is_sent_again_and_fenced_ends_the_leave() {
+        let now = crate::test_origin();
+        let mut member = stable_member(now);
+        member.unsubscribe();
+        member.hold(true);
+        let due = now + Duration::from_secs(5);
+        assert!(heartbeat(&mut member, due).is_some());
+        member.handle_response(due, None, &ClusterMetadata::default());
+        assert!(member.wants_leave(), "still leaving");
+        assert!(heartbeat(&mut member, due + Duration::from_millis(50)).is_none(), "backing off");
+        let again = due + Duration::from_millis(100);
+        assert_eq!(heartbeat(&mut member, again).map(|h| h.member_epoch), Some(3));
+        let fenced = ConsumerGroupHeartbeatResponse::default().with_error_code(ErrorCode::FencedMemberEpoch);
+        member.handle_response(again, Some(ResponseBody::ConsumerGroupHeartbeat(fenced)), &ClusterMetadata::default());
+        assert!(!member.wants_leave() && member.commit_identity().is_none(), "out of the group");
+        member.hold(false);
+        assert!(heartbeat(&mut member, again + Duration::from_secs(10)).is_none(), "nothing left to send");
+    }
+
+    /// A member that left for a poll timeout lets its session end while its leave is held.
+    #[test]
+    fn a_leave_for_a_poll_timeout_sends_no_heartbeat_while_held() {
+        let now = crate::test_origin();
+        let mut member = stable_member(now);
+        member.poll_timeout_expired();
+        member.hold(true);
+        assert!(heartbeat(&mut member, now + Duration::from_secs(60)).is_none());
+        member.hold(false);
+        assert_eq!(heartbeat(&mut member, now + Duration::from_secs(60)).map(|h| h.member_epoch), Some(-1));
     }
 }
