@@ -59,6 +59,29 @@ impl LinkProfile {
         LinkProfile { base, jitter, spike_one_in, spike, max_chunks, chunk_gap }
     }
 
+    /// The longest one delivery can take: every delay at its largest, every chunk apart.
+    pub fn worst_latency(&self) -> Duration {
+        let gaps = u32::try_from(self.max_chunks.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.base + self.jitter + self.spike + self.chunk_gap * gaps
+    }
+
+    /// This profile with its delays scaled down, in proportion, so that no delivery takes
+    /// longer than `limit`.
+    pub fn capped(self, limit: Duration) -> Self {
+        let worst = self.worst_latency();
+        if worst <= limit {
+            return self;
+        }
+        let scale = |d: Duration| d.mul_f64(limit.as_secs_f64() / worst.as_secs_f64());
+        LinkProfile {
+            base: scale(self.base),
+            jitter: scale(self.jitter),
+            spike: scale(self.spike),
+            chunk_gap: scale(self.chunk_gap),
+            ..self
+        }
+    }
+
     fn latency(&self, rng: &mut Rng) -> Duration {
         let mut d = self.base + nanos_below(rng, self.jitter);
         if self.spike_one_in > 0 && rng.below(self.spike_one_in) == 0 {
@@ -384,6 +407,25 @@ fn split(rng: &mut Rng, bytes: Bytes, max: usize) -> Vec<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_capped_profile_never_takes_longer_than_its_cap() {
+        let ms = Duration::from_millis;
+        let slow = LinkProfile {
+            base: ms(200),
+            jitter: ms(300),
+            spike_one_in: 4,
+            spike: ms(2_000),
+            max_chunks: 8,
+            chunk_gap: ms(100),
+        };
+        assert_eq!(slow.worst_latency(), ms(3_200));
+        let capped = slow.capped(ms(800));
+        assert!(capped.worst_latency() <= ms(800), "{capped:?}");
+        assert_eq!(capped.base, ms(50), "scaled in proportion");
+        assert_eq!((capped.spike_one_in, capped.max_chunks), (4, 8), "as often, as choppy");
+        assert_eq!(LinkProfile::default().capped(ms(1)), LinkProfile::default());
+    }
 
     #[test]
     fn chunks_keep_order_and_bytes() {
