@@ -565,6 +565,68 @@ pub fn restart_resumes_at_committed<R: LiveRuntime + Sync>(rt: &R, replication: 
     admin.close();
 }
 
+/// With auto-commit, a member that closes commits its positions before it leaves (as Java's
+/// close does), so the next member of the group resumes exactly where it stopped: the commit
+/// on close is the only one (`auto.commit.interval.ms` is longer than the scenario).
+pub fn close_commits_then_leaves<R: LiveRuntime + Sync>(rt: &R, kind: GroupKind, replication: i16) {
+    let admin = rt.connect(config(&[]));
+    let topic = unique_topic("sansa-close-commit");
+    let group = unique_topic("sansa-close-commit-group");
+    create_topic(&admin, &topic, 3, replication);
+    produce(rt, &topic, 0, 300);
+    let mut props: Vec<(&str, &str)> =
+        MEMBER_PROPS.iter().filter(|(k, _)| *k != "enable.auto.commit").copied().collect();
+    props.extend([
+        ("enable.auto.commit", "true"),
+        ("auto.commit.interval.ms", "600000"),
+        ("group.id", group.as_str()),
+        ("max.poll.records", "50"),
+    ]);
+    props.extend(kind.props());
+
+    let first = rt.connect(config(&props));
+    first.handle().subscribe_blocking(vec![topic.as_str().into()]).expect("subscribe");
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut read = 0;
+    let deadline = Instant::now() + SETTLE;
+    while read < 150 {
+        assert!(Instant::now() < deadline, "the first member read only {read} records");
+        for r in first.poll(50, Duration::from_millis(200)).expect("poll") {
+            next.insert(r.partition, r.offset + 1);
+            read += 1;
+        }
+    }
+    first.close();
+
+    let second = rt.connect(config(&props));
+    second.handle().subscribe_blocking(vec![topic.as_str().into()]).expect("subscribe");
+    // Each partition's first record after the close: at the committed position, or none for
+    // a partition the first member read to its end.
+    let ends = end_offsets(&admin, &topic, 3);
+    let mut firsts: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut rest = 0;
+    let deadline = Instant::now() + SETTLE;
+    while rest < 300 - read {
+        assert!(Instant::now() < deadline, "after the close the second member read {rest} of {}", 300 - read);
+        for r in second.poll(50, Duration::from_millis(200)).expect("poll") {
+            firsts.entry(r.partition).or_insert(r.offset);
+            rest += 1;
+        }
+    }
+    for p in 0..3 {
+        let resumed = next.get(&p).copied().unwrap_or(0);
+        let expected = (resumed < ends[&p]).then_some(resumed);
+        assert_eq!(
+            firsts.get(&p).copied(),
+            expected,
+            "{}: partition {p} resumes where the close committed",
+            kind.name()
+        );
+    }
+    second.close();
+    admin.close();
+}
+
 /// KIP-392 against brokers with racks and the rack-aware replica selector (test.sh starts
 /// them so): a consumer in one broker's rack reads every partition, those led from other
 /// racks through the replica in its own. A leader that names a read replica sends no
@@ -853,6 +915,10 @@ pub fn run_scenarios<R: LiveRuntime + Sync>(rt: &R, kinds: &[GroupKind], replica
         scenarios.push((
             format!("consumer_poll_interval_exceeded_then_rejoin_{}", kind.name()),
             Box::new(move || poll_interval_exceeded_then_rejoin(rt, kind, replication)),
+        ));
+        scenarios.push((
+            format!("consumer_close_commits_then_leaves_{}", kind.name()),
+            Box::new(move || close_commits_then_leaves(rt, kind, replication)),
         ));
     }
     scenarios.push(("consumer_reads_from_the_replica_in_its_rack".into(), Box::new(|| reads_from_rack_replica(rt))));
