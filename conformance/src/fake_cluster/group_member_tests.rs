@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use sansa::consumer::{ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
+use sansa::consumer::{ConsumerConfig, ConsumerRecord, GroupProtocol, OffsetReset, TopicPartition};
 use sansa::producer::ProducerRecord;
 use sansa::protocol::{ApiKey, ErrorCode, TopicName};
 use sansa::Event;
@@ -287,6 +287,28 @@ fn member848(w: &mut Worlds, tune: impl FnOnce(ConsumerConfig) -> ConsumerConfig
     member(w, "range", |c| tune(c.with_group_protocol(sansa::consumer::GroupProtocol::Consumer)))
 }
 
+/// A member whose only commits are its own before a revoke or on close (auto-commit every
+/// 600 s), a refused one retried after `backoff`.
+fn committing_member(
+    w: &mut Worlds,
+    protocol: GroupProtocol,
+    backoff: Duration,
+    tune: impl FnOnce(ConsumerConfig) -> ConsumerConfig,
+) -> usize {
+    let mut config = tune(
+        ConsumerConfig::default()
+            .with_group_id("group")
+            .with_auto_offset_reset(OffsetReset::Earliest)
+            .with_group_protocol(protocol)
+            .with_auto_commit(true),
+    );
+    config.auto_commit_interval = Duration::from_secs(600);
+    let i = w.add(|c| c.with_retry_backoff(backoff, backoff).with_consumer(config));
+    w.clients[i].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+    w.pump();
+    i
+}
+
 #[test]
 fn kip848_members_share_the_partitions_through_joins_leaves_and_crashes() {
     let mut w = cluster(12, 2400);
@@ -458,16 +480,9 @@ fn kip848_a_member_leaves_at_once() {
 #[test]
 fn kip848_a_member_keeps_its_session_while_its_leave_waits_for_a_commit() {
     let mut w = cluster(4, 400);
-    let config = ConsumerConfig::default()
-        .with_group_id("group")
-        .with_auto_offset_reset(OffsetReset::Earliest)
-        .with_group_protocol(sansa::consumer::GroupProtocol::Consumer)
-        .with_max_poll_interval(Duration::from_secs(120));
-    let mut config = config.with_auto_commit(true);
-    config.auto_commit_interval = Duration::from_secs(600);
-    let backoff = Duration::from_secs(25);
-    let a = w.add(|c| c.with_retry_backoff(backoff, backoff).with_consumer(config));
-    w.clients[a].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+    let a = committing_member(&mut w, GroupProtocol::Consumer, Duration::from_secs(25), |c| {
+        c.with_max_poll_interval(Duration::from_secs(120))
+    });
     let b = member848(&mut w, |c| c.with_auto_commit(false));
     let mut out = BTreeMap::new();
     run(&mut w, &[a, b], Duration::from_secs(20), &mut out);
@@ -507,17 +522,9 @@ fn kip848_a_member_keeps_its_session_while_its_leave_waits_for_a_commit() {
 /// while the member is still in the group instead of after its leave, refused for good.
 #[test]
 fn a_closing_member_leaves_once_its_last_commit_is_through() {
-    for protocol in [sansa::consumer::GroupProtocol::Classic, sansa::consumer::GroupProtocol::Consumer] {
+    for protocol in [GroupProtocol::Classic, GroupProtocol::Consumer] {
         let mut w = cluster(4, 400);
-        let mut config = ConsumerConfig::default()
-            .with_group_id("group")
-            .with_auto_offset_reset(OffsetReset::Earliest)
-            .with_group_protocol(protocol)
-            .with_auto_commit(true);
-        config.auto_commit_interval = Duration::from_secs(600);
-        let backoff = Duration::from_secs(2);
-        let a = w.add(|c| c.with_retry_backoff(backoff, backoff).with_consumer(config));
-        w.clients[a].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+        let a = committing_member(&mut w, protocol, Duration::from_secs(2), |c| c);
         let mut out = BTreeMap::new();
         run(&mut w, &[a], Duration::from_secs(20), &mut out);
         assert_eq!(out[&a].len(), 400);
@@ -541,16 +548,9 @@ fn a_closing_member_leaves_once_its_last_commit_is_through() {
 #[test]
 fn a_closing_member_fenced_while_its_leave_waits_does_not_join_again() {
     let mut w = cluster(4, 400);
-    let mut config = ConsumerConfig::default()
-        .with_group_id("group")
-        .with_auto_offset_reset(OffsetReset::Earliest)
-        .with_assignors(&["range"])
-        .with_session_timeout(Duration::from_secs(10), Duration::from_secs(1))
-        .with_auto_commit(true);
-    config.auto_commit_interval = Duration::from_secs(600);
-    let backoff = Duration::from_secs(5);
-    let a = w.add(|c| c.with_retry_backoff(backoff, backoff).with_consumer(config));
-    w.clients[a].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+    let a = committing_member(&mut w, GroupProtocol::Classic, Duration::from_secs(5), |c| {
+        c.with_assignors(&["range"]).with_session_timeout(Duration::from_secs(10), Duration::from_secs(1))
+    });
     let mut out = BTreeMap::new();
     run(&mut w, &[a], Duration::from_secs(20), &mut out);
     assert_eq!(out[&a].len(), 400);
@@ -573,15 +573,7 @@ fn a_closing_member_fenced_while_its_leave_waits_does_not_join_again() {
 #[test]
 fn kip848_a_closing_members_commit_follows_its_raised_epoch() {
     let mut w = cluster(4, 400);
-    let mut config = ConsumerConfig::default()
-        .with_group_id("group")
-        .with_auto_offset_reset(OffsetReset::Earliest)
-        .with_group_protocol(sansa::consumer::GroupProtocol::Consumer)
-        .with_auto_commit(true);
-    config.auto_commit_interval = Duration::from_secs(600);
-    let backoff = Duration::from_secs(12);
-    let a = w.add(|c| c.with_retry_backoff(backoff, backoff).with_consumer(config));
-    w.clients[a].subscribe(w.now, vec![TopicName::from(TOPIC)]).unwrap();
+    let a = committing_member(&mut w, GroupProtocol::Consumer, Duration::from_secs(12), |c| c);
     let b = member848(&mut w, |c| c.with_auto_commit(false));
     let mut out = BTreeMap::new();
     run(&mut w, &[a, b], Duration::from_secs(20), &mut out);

@@ -542,21 +542,27 @@ mod tests {
     #[test]
     fn a_held_leave_keeps_the_session_and_goes_at_once_when_let_go() {
         let now = crate::test_origin();
-        let mut member = stable_member(now);
-        member.unsubscribe();
-        member.hold(true);
+        let mut member = held_leave(now);
         let later = now + Duration::from_secs(1);
         assert!(heartbeat(&mut member, later).is_none(), "nothing before the interval");
         let due = now + Duration::from_secs(5);
         let kept = heartbeat(&mut member, due).expect("a plain heartbeat at the interval");
         assert_eq!(kept.member_epoch, 3);
         assert_eq!((kept.subscribed_topic_names, kept.topic_partitions), (None, None));
-        let answer = ConsumerGroupHeartbeatResponse::default().with_member_epoch(3).with_heartbeat_interval_ms(5000);
-        member.handle_response(due, Some(ResponseBody::ConsumerGroupHeartbeat(answer)), &ClusterMetadata::default());
+        answer(&mut member, due, ErrorCode::None);
         assert!(member.wants_leave());
         member.hold(false);
         let leave = heartbeat(&mut member, due + Duration::from_millis(1)).expect("the leave, at once");
         assert_eq!(leave.member_epoch, -1);
+    }
+
+    /// The coordinator's answer at `at`: epoch 3, heartbeats every 5 s, or `error`.
+    fn answer(member: &mut NextGenMember, at: Instant, error: ErrorCode) {
+        let r = ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(error)
+            .with_member_epoch(3)
+            .with_heartbeat_interval_ms(5000);
+        member.handle_response(at, Some(ResponseBody::ConsumerGroupHeartbeat(r)), &ClusterMetadata::default());
     }
 
     /// A stable member in the group (epoch 3), its next heartbeat 5 s away.
@@ -564,8 +570,15 @@ mod tests {
         let mut member = member();
         member.subscribe(BTreeSet::from([TopicName::from("t")]));
         heartbeat(&mut member, now).expect("a join");
-        let joined = ConsumerGroupHeartbeatResponse::default().with_member_epoch(3).with_heartbeat_interval_ms(5000);
-        member.handle_response(now, Some(ResponseBody::ConsumerGroupHeartbeat(joined)), &ClusterMetadata::default());
+        answer(&mut member, now, ErrorCode::None);
+        member
+    }
+
+    /// A stable member (see [`stable_member`]) that unsubscribed, its leave held.
+    fn held_leave(now: Instant) -> NextGenMember {
+        let mut member = stable_member(now);
+        member.unsubscribe();
+        member.hold(true);
         member
     }
 
@@ -585,9 +598,7 @@ mod tests {
     #[test]
     fn a_held_leaves_heartbeat_unanswered_is_sent_again_and_fenced_ends_the_leave() {
         let now = crate::test_origin();
-        let mut member = stable_member(now);
-        member.unsubscribe();
-        member.hold(true);
+        let mut member = held_leave(now);
         let due = now + Duration::from_secs(5);
         assert!(heartbeat(&mut member, due).is_some());
         member.handle_response(due, None, &ClusterMetadata::default());
@@ -595,8 +606,7 @@ mod tests {
         assert!(heartbeat(&mut member, due + Duration::from_millis(50)).is_none(), "backing off");
         let again = due + Duration::from_millis(100);
         assert_eq!(heartbeat(&mut member, again).map(|h| h.member_epoch), Some(3));
-        let fenced = ConsumerGroupHeartbeatResponse::default().with_error_code(ErrorCode::FencedMemberEpoch);
-        member.handle_response(again, Some(ResponseBody::ConsumerGroupHeartbeat(fenced)), &ClusterMetadata::default());
+        answer(&mut member, again, ErrorCode::FencedMemberEpoch);
         assert!(!member.wants_leave() && member.commit_identity().is_none(), "out of the group");
         member.hold(false);
         assert!(heartbeat(&mut member, again + Duration::from_secs(10)).is_none(), "nothing left to send");
