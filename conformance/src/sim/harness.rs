@@ -1908,9 +1908,9 @@ impl Sim {
                 // KIP-368 accepts that a request sent before the client's renewal point (85-95%
                 // of the session, from when the client learned it) arrives after the expiry when
                 // the network takes longer than the remaining 5% both ways (seed 106653: 1.7 s
-                // of a 20.4 s session). With sessions, each way stays within 2.5% of one.
+                // of a 20.4 s session). With sessions, each way stays within 2% of one.
                 let life = self.listener.and_then(|l| l.session_lifetime);
-                let profile = profile.map(|p| life.map_or(p, |life| p.capped(life / 40)));
+                let profile = profile.map(|p| life.map_or(p, |life| p.capped(life / 50)));
                 self.fault(format!("links to broker {broker}: {profile:?}"));
                 self.net.set_profile(broker, profile);
             }

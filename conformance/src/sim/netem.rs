@@ -72,7 +72,11 @@ impl LinkProfile {
         if worst <= limit {
             return self;
         }
-        let scale = |d: Duration| d.mul_f64(limit.as_secs_f64() / worst.as_secs_f64());
+        // Whole nanoseconds, rounded down: the same on every machine and toolchain (a
+        // profile is in the trace), and never over the limit.
+        let scale = |d: Duration| {
+            Duration::from_nanos(u64::try_from(d.as_nanos() * limit.as_nanos() / worst.as_nanos()).unwrap_or(u64::MAX))
+        };
         LinkProfile {
             base: scale(self.base),
             jitter: scale(self.jitter),

@@ -48,8 +48,8 @@ pub fn draw(seed: u64) -> Option<SimSecurity> {
     // protocol accepts: a request sent just before the client's renewal point (85-95% of the
     // lifetime) may arrive after the expiry when the network delays the exchange by more
     // than the remaining 5% (Java's client has it too; real sessions last hours). The
-    // links' usual delays stay within 2.5% of 30 s each way; the harness caps the slow links
-    // of the faults to 2.5% of the session (`LinkProfile::capped`).
+    // links' usual delays stay within 2.2% of 30 s each way; the harness caps the slow links
+    // of the faults to 2% of the session (`LinkProfile::capped`).
     let session_lifetime = mechanism.map(|_| Duration::from_millis(30_000 + rng.below(40_000)));
     // About one SASL seed in five has brokers before 1.0 (raw tokens), drawn from a stream
     // of its own so that every other draw of every seed stays what it was.

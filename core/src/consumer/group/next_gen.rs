@@ -168,6 +168,13 @@ impl NextGenMember {
         self.next_heartbeat = Some(now + self.heartbeat_interval);
     }
 
+    /// The id the coordinator gave (version 0 of the API), if it gave one.
+    fn take_member_id(&mut self, id: Option<StrBytes>) {
+        if let Some(id) = id.filter(|id| !id.as_str().is_empty()) {
+            self.member_id = id.to_string();
+        }
+    }
+
     /// A held leave keeps the member's session with plain heartbeats; only a member in the
     /// group has one. Not one that left for a poll timeout: its application is not polling,
     /// and, as Java's stale member, it lets its session end rather than keep the partitions.
@@ -180,6 +187,7 @@ impl NextGenMember {
     fn handle_held_answer(&mut self, now: Instant, r: ConsumerGroupHeartbeatResponse) -> Option<ErrorCode> {
         match r.error_code {
             ErrorCode::None => {
+                self.take_member_id(r.member_id);
                 self.epoch = r.member_epoch;
                 if r.heartbeat_interval_ms > 0 {
                     self.heartbeat_interval = Duration::from_millis(r.heartbeat_interval_ms as u64);
@@ -434,6 +442,17 @@ impl GroupMember for NextGenMember {
             // leave: the leave goes next (once let go).
             return self.handle_held_answer(now, r);
         }
+        if self.state == State::Idle {
+            // Unsubscribed or closed while its join was in flight: taken in, it leaves at
+            // once, its assignment unread (it would own partitions with no subscription, or
+            // stay in the group after the client closed).
+            if r.error_code == ErrorCode::None && r.member_epoch > 0 {
+                self.take_member_id(r.member_id);
+                self.epoch = r.member_epoch;
+                self.state = State::Leaving;
+            }
+            return None;
+        }
         let ConsumerGroupHeartbeatResponse {
             error_code,
             member_id,
@@ -459,9 +478,7 @@ impl GroupMember for NextGenMember {
                 return None;
             }
         }
-        if let Some(id) = member_id.filter(|id| !id.as_str().is_empty()) {
-            self.member_id = id.to_string();
-        }
+        self.take_member_id(member_id);
         self.epoch = member_epoch;
         if heartbeat_interval_ms > 0 {
             self.heartbeat_interval = Duration::from_millis(heartbeat_interval_ms as u64);
@@ -610,6 +627,32 @@ mod tests {
         assert!(!member.wants_leave() && member.commit_identity().is_none(), "out of the group");
         member.hold(false);
         assert!(heartbeat(&mut member, again + Duration::from_secs(10)).is_none(), "nothing left to send");
+    }
+
+    /// A member that unsubscribes or closes while its join is in flight leaves once the
+    /// coordinator took it in, without taking the assignment.
+    #[test]
+    fn a_member_that_stops_while_its_join_is_in_flight_leaves_once_in() {
+        for closing in [false, true] {
+            let now = crate::test_origin();
+            let mut member = member();
+            member.subscribe(BTreeSet::from([TopicName::from("t")]));
+            heartbeat(&mut member, now).expect("a join");
+            if closing {
+                member.close();
+            } else {
+                member.unsubscribe();
+            }
+            let assignment = crate::protocol::messages::consumer_group_heartbeat::response::Assignment::default()
+                .with_topic_partitions(vec![Default::default()]);
+            let r = ConsumerGroupHeartbeatResponse::default()
+                .with_member_epoch(3)
+                .with_heartbeat_interval_ms(5000)
+                .with_assignment(Some(assignment));
+            member.handle_response(now, Some(ResponseBody::ConsumerGroupHeartbeat(r)), &ClusterMetadata::default());
+            assert!(member.wants_leave() && member.take_changes().is_empty() && !member.is_stable(), "{closing}");
+            assert_eq!(heartbeat(&mut member, now).map(|h| h.member_epoch), Some(-1), "{closing}");
+        }
     }
 
     /// A member that left for a poll timeout lets its session end while its leave is held.
