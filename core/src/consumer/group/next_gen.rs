@@ -519,10 +519,7 @@ impl GroupMember for NextGenMember {
 mod tests {
     use super::*;
 
-    /// A member asked to hold (a revocation or the commit before it is under way) that joins
-    /// afresh still says what it owns, nothing: the coordinator refuses a join without it
-    /// (simulator seed 1069: a member polled again while its leave waited for a commit joined
-    /// without it and failed for good).
+    /// A member of group `g` that has not joined.
     fn member() -> NextGenMember {
         NextGenMember::new(Settings {
             group: GroupId(StrBytes::from_static_str("g")),
@@ -542,6 +539,10 @@ mod tests {
         Some(h)
     }
 
+    /// A member asked to hold (a revocation or the commit before it is under way) that joins
+    /// afresh still says what it owns, nothing: the coordinator refuses a join without it
+    /// (simulator seed 1069: a member polled again while its leave waited for a commit joined
+    /// without it and failed for good).
     #[test]
     fn a_join_says_it_owns_nothing_even_while_held() {
         let mut member = member();
