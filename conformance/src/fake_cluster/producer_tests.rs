@@ -363,6 +363,46 @@ fn a_gap_refusal_of_a_batch_that_may_be_written_does_not_renumber_it() {
     assert_eq!(values, [Bytes::from("warm"), Bytes::from("once")], "stored once");
 }
 
+/// A batch that expired while its request was in flight may or may not be in the log. A
+/// new batch for its partition waits for that request's end before it is numbered and sent,
+/// as Java's producer does with an unresolved sequence: sent behind it on a connection that
+/// answers nothing, it would come back as maybe written too, and its gap refusal would then
+/// not be taken as the gap it is, leaving the partition stuck until the new batch's delivery
+/// timeout. Found by the simulator (seed 143485).
+#[test]
+fn a_batch_behind_one_expired_in_flight_waits_for_its_request_to_end() {
+    let mut p = ProducerConfig::default();
+    p.delivery_timeout = Duration::from_secs(12);
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = World::new(cluster, |c: Config| c.with_request_timeout(Duration::from_secs(10)).with_producer(p));
+    w.cluster.create_topic("u", 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("u", "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    // Refused for 4 s, then swallowed: it expires in flight, seconds before its request
+    // times out.
+    w.cluster.inject(Fault::error(ErrorCode::NotEnoughReplicas).on_api(ApiKey::Produce).times(1_000));
+    let sent = w.now;
+    let expired = send_all(&mut w, [ProducerRecord::new("u", "expired")]);
+    w.run_until(Duration::from_secs(4), |_| false);
+    w.cluster.clear_faults();
+    w.cluster.inject(Fault::new(FaultAction::Swallow).on_api(ApiKey::Produce));
+    w.run_until(Duration::from_secs(13), |w| outcomes(w).contains_key(&expired[0]));
+    let out = outcomes(&w);
+    assert!(matches!(out[&expired[0]], Err(ProduceError::DeliveryTimeout { .. })), "{out:?}");
+    let expired_after = w.now - sent;
+    assert!(expired_after < Duration::from_secs(12) + Duration::from_millis(100), "{expired_after:?}");
+    let ids = send_all(&mut w, [ProducerRecord::new("u", "after")]);
+    let out = settle(&mut w, &ids, Duration::from_secs(30));
+    assert!(out[&ids[0]].is_ok(), "{out:?}");
+    let took = out[&ids[0]].as_ref().map(|_| w.now - sent).unwrap();
+    // The swallowed request was sent by 5 s and ends at its 10 s timeout; then a gap
+    // refusal, the epoch bump and the resend, a second or two. (Held behind a batch that
+    // may be written, "after" failed at its own delivery timeout, 24 s.)
+    assert!(took < Duration::from_secs(18), "acked {took:?} after the first send");
+    let values: Vec<Bytes> = log(&w, "u", 0).into_iter().filter_map(|(_, v, _)| v).collect();
+    assert_eq!(values, [Bytes::from("warm"), Bytes::from("after")]);
+}
+
 /// An acks=all batch waits at the leader for its followers; when leadership moves meanwhile,
 /// the answer is NOT_LEADER_OR_FOLLOWER although the batch was appended, and the new leader
 /// may hold it. Such a batch may be in the log: a gap refusal of its retry must not renumber

@@ -28,9 +28,10 @@
 //! resent batch it already wrote with the original offset. When a sequence gap is certain (the
 //! partition's first unresolved batch, none of whose attempts may have been written, is
 //! refused with OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID; a batch that may have been
-//! written and expired shows its gap this way, through the next batch's refusal), the producer bumps its epoch (KIP-360) once every batch that might
-//! be in the log has been resolved: every partition restarts at sequence 0 and batches not
-//! known to be written are renumbered.
+//! written and expired shows its gap this way, through the next batch's refusal, so no new
+//! batch leaves behind an expired one still in flight), the producer bumps its epoch
+//! (KIP-360) once every batch that might be in the log has been resolved: every partition
+//! restarts at sequence 0 and batches not known to be written are renumbered.
 //! Batches refused outright are never in the log, and the broker never accepts a later
 //! sequence past a gap, so renumbering duplicates nothing that was acknowledged.
 
@@ -156,6 +157,9 @@ struct PartitionState {
     /// Sealed or waiting batches, in key order; each key names a batch in `batches`.
     queue: VecDeque<BatchKey>,
     in_flight: u32,
+    /// Of those in flight, batches already failed to the application (expired): whether
+    /// they are in the log is unknown until their request ends.
+    unresolved: u32,
     /// Next sequence to number a batch with.
     next_sequence: i32,
     /// Sequences numbered and not yet resolved (acked, or failed to the application).
@@ -721,9 +725,14 @@ impl Producer {
         match b.sequence {
             // A numbered batch goes again only once its partition has nothing in flight.
             Some(_) => state.in_flight == 0,
+            // Not behind an expired batch still in flight, as Java's producer holds new
+            // batches while a sequence is unresolved. Were that batch not written, the new
+            // one's refusal shows the gap only if no attempt of it may be in the log (see
+            // `sequence_gap`); sent on the same stalled connection, it would be.
             None => {
                 matches!(self.identity, Identity::Ready { .. })
                     && !self.bump_wanted
+                    && state.unresolved == 0
                     && (state.confirmed || state.in_flight == 0)
             }
         }
@@ -1162,6 +1171,9 @@ impl Producer {
             b.in_flight = false;
             if let Some(state) = self.partition_mut(&b.topic, b.partition) {
                 state.in_flight = state.in_flight.saturating_sub(1);
+                if b.abandoned {
+                    state.unresolved = state.unresolved.saturating_sub(1);
+                }
             }
         }
         Some(b)
@@ -1402,6 +1414,9 @@ impl Producer {
         if b.in_flight {
             // Its answer is still coming; keep it to settle sequences, tell the application now.
             b.abandoned = true;
+            if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+                state.unresolved += 1;
+            }
             let delivery = Delivery {
                 topic: b.topic.clone(),
                 partition: b.partition,
