@@ -432,10 +432,10 @@ pub fn run_scenario(scenario: &Scenario) -> (Sim, RunReport) {
         error = liveness_probes(&mut sim).err();
     }
     if error.is_none() {
-        error = producer_recovery(&mut sim).err();
+        error = quiet_after_faults(&mut sim).err();
     }
     if error.is_none() {
-        error = quiet_after_faults(&mut sim).err();
+        error = producer_recovery(&mut sim).err();
     }
     if error.is_none() {
         error = episodes(&mut sim).err();
