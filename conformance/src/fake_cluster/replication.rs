@@ -88,11 +88,18 @@ impl ReplicaSet {
         live: impl Fn(i32) -> bool,
     ) -> Option<ReplicaSet> {
         let Replication::Lagging { delay, lag_time_max, .. } = replication else { return None };
+        // Every replica of an empty log is in sync; the down ones are fenced out, but as the
+        // controller never empties an ISR, a partition created with all its replicas down
+        // keeps them all and is led by the first to come back.
+        let mut isr: BTreeSet<i32> = replicas.iter().copied().filter(|r| live(*r)).collect();
+        if isr.is_empty() {
+            isr = replicas.iter().copied().collect();
+        }
         Some(ReplicaSet {
             delay,
             lag_time_max,
             leo: replicas.iter().filter(|r| **r != leader).map(|r| (*r, 0)).collect(),
-            isr: replicas.iter().copied().filter(|r| live(*r)).collect(),
+            isr,
             high_watermark: 0,
             caught_up: BTreeMap::new(),
             pending: VecDeque::new(),

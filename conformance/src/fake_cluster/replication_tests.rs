@@ -496,6 +496,27 @@ fn the_last_isr_member_comes_back_as_leader_with_its_log() {
     assert_eq!(h.c.high_watermark("t", 0), Some(1));
 }
 
+/// A partition created while all its replicas are down is offline, and led by the first of
+/// them to come back: its ISR is never empty (found by the simulator, seed 139457, where such
+/// a partition stayed offline for good and no client could produce to it).
+#[test]
+fn a_partition_created_with_every_replica_down_is_led_by_the_first_back() {
+    let mut h = H::lagging();
+    let ids = h.c.broker_ids();
+    for b in &ids {
+        h.c.stop_broker(*b);
+    }
+    h.c.create_topic("t", 1, 2);
+    assert_eq!(h.leader("t"), -1);
+    let replicas = h.c.isr("t", 0).unwrap();
+    assert_eq!(replicas.len(), 2, "every replica in sync");
+    let replica = replicas[1];
+    h.c.start_broker(replica);
+    assert_eq!(h.leader("t"), replica);
+    h.produce("t", 1, batch(&["a"]));
+    assert_eq!(h.log_values("t"), vec![(0, "a".into())]);
+}
+
 #[test]
 fn offset_for_leader_epoch_answers_from_the_epoch_starts() {
     let mut h = H::new(Replication::Instant);
