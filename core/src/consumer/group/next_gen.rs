@@ -113,6 +113,13 @@ impl NextGenMember {
         self.next_heartbeat = None;
     }
 
+    /// Out of the group: the next join starts from epoch 0 and says everything again.
+    fn forget_membership(&mut self) {
+        self.epoch = 0;
+        self.sent_owned = None;
+        self.sent_topics = None;
+    }
+
     fn lose_all(&mut self) {
         let lost: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
         if !lost.is_empty() {
@@ -170,7 +177,8 @@ impl NextGenMember {
 
     /// The id the coordinator gave (version 0 of the API), if it gave one.
     fn take_member_id(&mut self, id: Option<StrBytes>) {
-        if let Some(id) = id.filter(|id| !id.as_str().is_empty()) {
+        // Every answer repeats the id; copy it only when it changes.
+        if let Some(id) = id.filter(|id| !id.as_str().is_empty() && id.as_str() != self.member_id) {
             self.member_id = id.to_string();
         }
     }
@@ -197,9 +205,7 @@ impl NextGenMember {
             }
             ErrorCode::FencedMemberEpoch | ErrorCode::UnknownMemberId => {
                 self.lose_all();
-                self.epoch = 0;
-                self.sent_owned = None;
-                self.sent_topics = None;
+                self.forget_membership();
                 self.state = State::Idle;
                 None
             }
@@ -426,9 +432,7 @@ impl GroupMember for NextGenMember {
         if left {
             // Out of the group, whatever the answer says. A member that started joining
             // again while its leave was in flight joins from scratch now.
-            self.epoch = 0;
-            self.sent_owned = None;
-            self.sent_topics = None;
+            self.forget_membership();
             if self.state == State::Leaving {
                 self.state = State::Idle;
             } else {
