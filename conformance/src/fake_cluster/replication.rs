@@ -171,7 +171,9 @@ impl Partition {
         }
         r.high_watermark = r.high_watermark.min(end);
         r.copyable = r.copyable.min(end);
-        r.scheduled = r.scheduled.min(end);
+        // Copies scheduled from the old leader are dropped with `pending`: what was not yet
+        // copyable is scheduled again from the new one.
+        r.scheduled = r.copyable;
         r.pending.clear();
         r.caught_up.clear();
         if end < self.next_offset {

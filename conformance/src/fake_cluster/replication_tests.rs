@@ -517,6 +517,25 @@ fn a_partition_created_with_every_replica_down_is_led_by_the_first_back() {
     assert_eq!(h.log_values("t"), vec![(0, "a".into())]);
 }
 
+/// Records appended just before their partition went offline are copied once it has a leader
+/// again, even one that leads it as before (found by the simulator, seed 257207: the high
+/// watermark stayed below them until the next append, and acks=all produces waited).
+#[test]
+fn records_not_yet_copied_when_the_partition_went_offline_are_copied_after() {
+    let mut h = H::lagging();
+    h.c.create_topic("t", 1, 3);
+    let leader = h.leader("t");
+    h.produce("t", 1, batch(&["a"]));
+    h.c.set_partition_offline("t", 0).unwrap();
+    h.advance(DELAY * 2);
+    h.c.move_leader("t", 0, leader).unwrap();
+    // The copy is scheduled at the next input and done a replication delay later.
+    h.advance(DELAY);
+    h.advance(DELAY * 2);
+    assert_eq!(h.c.high_watermark("t", 0), Some(1));
+    assert!(h.c.replica_log_end_offsets("t", 0).unwrap().values().all(|leo| *leo == 1));
+}
+
 #[test]
 fn offset_for_leader_epoch_answers_from_the_epoch_starts() {
     let mut h = H::new(Replication::Instant);
