@@ -38,13 +38,15 @@ pub struct Fault {
     pub(crate) action: FaultAction,
     /// Uses left; `None` for a rule that never runs out.
     pub(crate) remaining: Option<u32>,
+    /// Matching requests still to let pass before the rule applies (request-wide rules).
+    pub(crate) skip: u32,
 }
 
 impl Fault {
     /// A rule applying `action` to every request, once, until narrowed with the `on_*`
     /// methods and [`Fault::times`].
     pub fn new(action: FaultAction) -> Fault {
-        Fault { api: None, broker: None, topic: None, partition: None, action, remaining: Some(1) }
+        Fault { api: None, broker: None, topic: None, partition: None, action, remaining: Some(1), skip: 0 }
     }
 
     /// Shorthand for [`FaultAction::Error`].
@@ -80,6 +82,13 @@ impl Fault {
     /// Apply to the next `n` matching requests (or topics/partitions), then expire.
     pub fn times(mut self, n: u32) -> Fault {
         self.remaining = Some(n);
+        self
+    }
+
+    /// Let the next `n` matching requests pass first. For request-wide rules (those without
+    /// a topic filter, applied to a whole request); per-entry `Error` rules ignore it.
+    pub fn after(mut self, n: u32) -> Fault {
+        self.skip = n;
         self
     }
 
@@ -122,12 +131,22 @@ impl Faults {
         broker: i32,
         top_level_error: bool,
     ) -> Option<FaultAction> {
-        let i = self.rules.iter().position(|r| {
-            r.topic.is_none()
+        let mut found = None;
+        for (i, r) in self.rules.iter_mut().enumerate() {
+            let applies = r.topic.is_none()
                 && r.matches_request(api, broker)
-                && (top_level_error || !matches!(r.action, FaultAction::Error(_)))
-        })?;
-        Some(self.consume(i))
+                && (top_level_error || !matches!(r.action, FaultAction::Error(_)));
+            if !applies {
+                continue;
+            }
+            if r.skip > 0 {
+                r.skip -= 1;
+                continue;
+            }
+            found = Some(i);
+            break;
+        }
+        Some(self.consume(found?))
     }
 
     /// The injected error for one topic (partition `None`) or partition of a request, if any:

@@ -403,6 +403,66 @@ fn a_batch_behind_one_expired_in_flight_waits_for_its_request_to_end() {
     assert_eq!(values, [Bytes::from("warm"), Bytes::from("after")]);
 }
 
+/// A batch refused outright (INVALID_RECORD) is not in the log, so the broker takes nothing
+/// numbered after it. The last numbered, its sequence is given to the next batch, as Java's
+/// producer adjusts sequences after a failed batch: no gap, no epoch bump. Before, the next
+/// batch was numbered past the gap; when its first answer was lost it might be in the log,
+/// so its gap refusals were not taken as a gap, and it failed at its delivery timeout.
+/// Found by the simulator (seed 257207).
+#[test]
+fn the_sequence_of_a_batch_refused_outright_is_given_to_the_next() {
+    let mut p = ProducerConfig::default();
+    p.delivery_timeout = Duration::from_secs(30);
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = World::new(cluster, |c: Config| c.with_request_timeout(Duration::from_secs(5)).with_producer(p));
+    w.cluster.create_topic("v", 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("v", "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    w.cluster.inject(Fault::error(ErrorCode::InvalidRecord).on_api(ApiKey::Produce));
+    let refused = send_all(&mut w, [ProducerRecord::new("v", "refused")]);
+    let out = settle(&mut w, &refused, Duration::from_secs(5));
+    assert!(matches!(out[&refused[0]], Err(ProduceError::Broker { error: ErrorCode::InvalidRecord, .. })), "{out:?}");
+    w.cluster.inject(Fault::new(FaultAction::LoseResponse).on_api(ApiKey::Produce));
+    let sent = w.now;
+    let ids = send_all(&mut w, [ProducerRecord::new("v", "next")]);
+    let out = settle(&mut w, &ids, Duration::from_secs(60));
+    assert!(out[&ids[0]].is_ok(), "{out:?}");
+    // The lost answer costs a request timeout (5 s), then the retry is answered.
+    assert!(w.now - sent < Duration::from_secs(7), "acked {:?} after it was sent", w.now - sent);
+    let stored: Vec<(Option<Bytes>, i16, i32)> =
+        w.cluster.partition_log("v", 0).unwrap().map(|r| (r.value, r.producer_epoch, r.sequence)).collect();
+    assert_eq!(stored, [(Some(Bytes::from("warm")), 0, 0), (Some(Bytes::from("next")), 0, 1)]);
+}
+
+/// A batch refused outright with a later batch of its partition already numbered leaves a
+/// certain gap: the producer bumps its epoch at once. The later batch, refused as past the
+/// gap with its answer lost, might be in the log as far as its own attempts tell, yet it
+/// cannot be, so it is renumbered under the new epoch and acked (before: retried as it was,
+/// refused each time, until its delivery timeout).
+#[test]
+fn a_batch_refused_outright_with_one_numbered_behind_it_bumps_the_epoch_at_once() {
+    let mut p = ProducerConfig::default();
+    p.delivery_timeout = Duration::from_secs(30);
+    p.batch_size = 100;
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = World::new(cluster, |c: Config| c.with_request_timeout(Duration::from_secs(5)).with_producer(p));
+    w.cluster.create_topic("b", 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("b", "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    w.cluster.inject(Fault::error(ErrorCode::InvalidRecord).on_api(ApiKey::Produce));
+    w.cluster.inject(Fault::new(FaultAction::LoseResponse).on_api(ApiKey::Produce).after(1));
+    // One record per batch; both batches leave before the first answer.
+    let ids = send_all(&mut w, [ProducerRecord::new("b", "a".repeat(60)), ProducerRecord::new("b", "b".repeat(60))]);
+    let out = settle(&mut w, &ids, Duration::from_secs(60));
+    assert!(matches!(out[&ids[0]], Err(ProduceError::Broker { error: ErrorCode::InvalidRecord, .. })), "{out:?}");
+    assert!(out[&ids[1]].is_ok(), "{out:?}");
+    let stored: Vec<((i64, i16), i32)> =
+        w.cluster.partition_log("b", 0).unwrap().map(|r| ((r.producer_id, r.producer_epoch), r.sequence)).collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_ne!(stored[0].0, stored[1].0, "the second batch renumbered under a new epoch: {stored:?}");
+    assert_eq!(stored[1].1, 0, "{stored:?}");
+}
+
 /// An acks=all batch waits at the leader for its followers; when leadership moves meanwhile,
 /// the answer is NOT_LEADER_OR_FOLLOWER although the batch was appended, and the new leader
 /// may hold it. Such a batch may be in the log: a gap refusal of its retry must not renumber

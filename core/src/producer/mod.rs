@@ -1402,12 +1402,36 @@ impl Producer {
 
     fn fail_batch(&mut self, mut b: Batch, error: ProduceError) {
         self.cancel_expiry(&b);
+        if b.abandoned {
+            // Failed to the application when it expired; its late answer changes nothing.
+            return;
+        }
         // Its sequence is settled as far as ordering goes: later batches may be the first
         // pending one now (see `sequence_gap`).
         if let Some((generation, base)) = b.sequence {
             if generation == self.generation {
+                let count = b.records.len() as i32;
+                let not_written = !b.in_flight && !b.maybe_written;
+                let mut bump = false;
                 if let Some(state) = self.partition_mut(&b.topic, b.partition) {
+                    let first = state.pending_sequences.first() == Some(&base);
                     state.pending_sequences.remove(&base);
+                    if not_written && !state.needs_bump {
+                        // Certainly not in the log, so the broker takes nothing numbered after
+                        // it. As the last numbered, its sequences are given again; else, with
+                        // nothing before it unresolved, the gap is certain now and the epoch
+                        // is bumped at once, rather than when the next batch is refused (which,
+                        // sent where its answer may be lost, could not show the gap).
+                        if state.next_sequence == base.wrapping_add(count) & i32::MAX {
+                            state.next_sequence = base;
+                        } else if first {
+                            state.needs_bump = true;
+                            bump = true;
+                        }
+                    }
+                }
+                if bump {
+                    self.want_bump(self.clock);
                 }
             }
         }
