@@ -463,6 +463,38 @@ fn a_batch_refused_outright_with_one_numbered_behind_it_bumps_the_epoch_at_once(
     assert_eq!(stored[1].1, 0, "{stored:?}");
 }
 
+/// A batch refused outright behind one still pending leaves a gap that becomes certain only
+/// once the earlier batch is acked. A third batch, numbered past the gap and refused as
+/// such with its answer lost, cannot be in the log: once it is the first pending batch, its
+/// refusal bumps the epoch and it is renumbered (before: retried as it was, refused each
+/// time, until its delivery timeout).
+#[test]
+fn a_batch_numbered_past_a_certain_gap_is_renumbered_though_its_answer_was_lost() {
+    let mut p = ProducerConfig::default();
+    p.delivery_timeout = Duration::from_secs(30);
+    p.batch_size = 100;
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = World::new(cluster, |c: Config| c.with_request_timeout(Duration::from_secs(5)).with_producer(p));
+    w.cluster.create_topic("c", 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new("c", "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    // Three batches leave at once: the first is refused for now, the second for good, the
+    // third (past the second's gap) is refused with its answer lost.
+    w.cluster.inject(Fault::error(ErrorCode::NotEnoughReplicas).on_api(ApiKey::Produce));
+    w.cluster.inject(Fault::error(ErrorCode::InvalidRecord).on_api(ApiKey::Produce));
+    w.cluster.inject(Fault::new(FaultAction::LoseResponse).on_api(ApiKey::Produce).after(2));
+    let ids = send_all(&mut w, ["a", "b", "c"].map(|v| ProducerRecord::new("c", v.repeat(60))));
+    let out = settle(&mut w, &ids, Duration::from_secs(60));
+    assert!(out[&ids[0]].is_ok(), "{out:?}");
+    assert!(matches!(out[&ids[1]], Err(ProduceError::Broker { error: ErrorCode::InvalidRecord, .. })), "{out:?}");
+    assert!(out[&ids[2]].is_ok(), "{out:?}");
+    let stored: Vec<(Option<Bytes>, (i64, i16))> =
+        w.cluster.partition_log("c", 0).unwrap().map(|r| (r.value, (r.producer_id, r.producer_epoch))).collect();
+    let values: Vec<&str> = stored.iter().map(|(v, _)| std::str::from_utf8(v.as_ref().unwrap()).unwrap()).collect();
+    assert_eq!(values, ["warm".to_string(), "a".repeat(60), "c".repeat(60)], "each once");
+    assert_ne!(stored[0].1, stored[2].1, "the third renumbered under a new epoch");
+}
+
 /// An acks=all batch waits at the leader for its followers; when leadership moves meanwhile,
 /// the answer is NOT_LEADER_OR_FOLLOWER although the batch was appended, and the new leader
 /// may hold it. Such a batch may be in the log: a gap refusal of its retry must not renumber

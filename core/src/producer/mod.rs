@@ -166,6 +166,9 @@ struct PartitionState {
     pending_sequences: BTreeSet<i32>,
     /// Frozen until the epoch bump: its numbered batches are not in the log.
     needs_bump: bool,
+    /// The lowest sequence of this generation certainly not in the log (its batch was
+    /// refused and failed): the broker holds nothing numbered above it.
+    gap: Option<i32>,
     /// A batch numbered under the current producer id and epoch was acknowledged here, so
     /// the broker holds this producer's state for the partition. Until then its batches go
     /// one at a time: a broker without state takes any sequence, so a batch behind one
@@ -966,7 +969,7 @@ impl Producer {
     fn handle_produce(&mut self, now: Instant, tag: Tag, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
         let Some(request) = self.requests.remove(&tag) else { return };
         let response = match result {
-            Ok(Response { body: Some(ResponseBody::Produce(r)), .. }) => Some(r),
+            Ok(Response { body: Some(ResponseBody::Produce(r)), .. }) => r,
             Ok(Response { body: None, .. }) => {
                 // acks=0: written to the socket, which is all the broker will say.
                 for key in request.batches {
@@ -974,9 +977,28 @@ impl Producer {
                 }
                 return;
             }
-            Ok(_) => None,
+            Ok(_) => {
+                // The answer of another API: what the broker did with the batches is unknown.
+                for key in request.batches {
+                    let attempt = Attempt::Broker {
+                        error: ErrorCode::UnknownServerError,
+                        message: Some("answered with another API's response".into()),
+                    };
+                    self.retry_or_fail(now, key, attempt, true, ctx);
+                }
+                return;
+            }
             Err(e) => {
-                let maybe_written = matches!(e, RequestError::Disconnected { .. } | RequestError::Timeout(_));
+                // Only errors raised before the request was sent say it was not processed.
+                let maybe_written = !matches!(
+                    e,
+                    RequestError::Unreachable { .. }
+                        | RequestError::Version { .. }
+                        | RequestError::UnknownBroker(_)
+                        | RequestError::UnknownBootstrap(_)
+                        | RequestError::Coordinator(_)
+                        | RequestError::Encode(_)
+                );
                 let refresh = !matches!(e, RequestError::ClientClosed);
                 if refresh {
                     ctx.signals.push(Signal::RefreshMetadata);
@@ -987,7 +1009,6 @@ impl Producer {
                 return;
             }
         };
-        let Some(response) = response else { return };
         self.metrics.response(now, now.saturating_duration_since(request.sent), response.throttle_time_ms);
         self.apply_leader_hints(&response, ctx);
         if self.config.adaptive_partitioning {
@@ -1034,7 +1055,7 @@ impl Producer {
             ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge
                 if self.batches.get(&key).is_some_and(|b| b.records.len() > 1) =>
             {
-                self.split(now, key);
+                self.split(key);
             }
             ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId if self.idempotent => {
                 let attempt = Attempt::Broker { error: p.error, message: p.message };
@@ -1258,15 +1279,21 @@ impl Producer {
     /// OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID for a numbered batch.
     fn sequence_gap(&mut self, now: Instant, key: BatchKey, attempt: Attempt, ctx: &mut Ctx<'_>) {
         let Some(b) = self.batches.get(&key) else { return };
-        // An earlier attempt that may have been written contradicts the refusal; renumbering
-        // the batch could store it twice, so it is retried as it is (a broker that has it
-        // answers the retry as a duplicate; one that truly lost track keeps refusing it until
-        // its delivery timeout).
-        let current = b.sequence.is_some_and(|(g, _)| g == self.generation) && !b.maybe_written;
-        let base = b.sequence.map(|(_, s)| s);
+        // The gap is certain when nothing before the batch is pending and no attempt of it
+        // can be in the log: none may have been written, or it is numbered past a sequence
+        // certainly missing (the broker takes nothing past one). Otherwise an earlier
+        // attempt that may have been written contradicts the refusal; renumbering the batch
+        // could store it twice, so it is retried as it is (a broker that has it answers the
+        // retry as a duplicate; one that truly lost track keeps refusing it until its
+        // delivery timeout).
+        let base = b.sequence.filter(|(g, _)| *g == self.generation).map(|(_, s)| s);
+        let maybe_written = b.maybe_written;
         let (topic, partition) = (b.topic.clone(), b.partition);
-        let first = match (current, base, self.partition_mut(&topic, partition)) {
-            (true, Some(base), Some(state)) => state.pending_sequences.first() == Some(&base),
+        let first = match (base, self.partition_mut(&topic, partition)) {
+            (Some(base), Some(state)) => {
+                let past_gap = state.gap.is_some_and(|g| g < base);
+                (!maybe_written || past_gap) && state.pending_sequences.first() == Some(&base)
+            }
             _ => false,
         };
         #[cfg(feature = "plants")]
@@ -1276,7 +1303,7 @@ impl Producer {
             if let Some(state) = self.partition_mut(&topic, partition) {
                 state.needs_bump = true;
             }
-            self.want_bump(now);
+            self.want_bump();
         }
         self.retry_or_fail(now, key, attempt, false, ctx);
         if first {
@@ -1286,9 +1313,10 @@ impl Producer {
         }
     }
 
-    fn want_bump(&mut self, now: Instant) {
+    /// The bump starts from `maybe_bump` once the call at hand is done: in the middle of an
+    /// answer, the batches after this one are not yet marked as maybe written.
+    fn want_bump(&mut self) {
         self.bump_wanted = true;
-        self.maybe_bump(now);
     }
 
     /// Starts the epoch bump once nothing that might be in the log is unresolved.
@@ -1318,6 +1346,7 @@ impl Producer {
                 state.next_sequence = 0;
                 state.pending_sequences.clear();
                 state.needs_bump = false;
+                state.gap = None;
                 state.confirmed = false;
             }
         }
@@ -1329,7 +1358,7 @@ impl Producer {
         }
     }
 
-    fn split(&mut self, now: Instant, key: BatchKey) {
+    fn split(&mut self, key: BatchKey) {
         let Some(b) = self.take_out(key) else { return };
         let Body::Sealed(sealed) = &b.body else { return };
         let sealed = sealed.clone();
@@ -1349,7 +1378,7 @@ impl Producer {
                 state.pending_sequences.remove(&base);
                 state.needs_bump = true;
             }
-            self.want_bump(now);
+            self.want_bump();
         }
         // Pieces of about half the refused batch each.
         let half = (b.size / 2).max(1);
@@ -1424,14 +1453,17 @@ impl Producer {
                         // sent where its answer may be lost, could not show the gap).
                         if state.next_sequence == base.wrapping_add(count) & i32::MAX {
                             state.next_sequence = base;
-                        } else if first {
-                            state.needs_bump = true;
-                            bump = true;
+                        } else {
+                            state.gap = Some(state.gap.map_or(base, |g| g.min(base)));
+                            if first {
+                                state.needs_bump = true;
+                                bump = true;
+                            }
                         }
                     }
                 }
                 if bump {
-                    self.want_bump(self.clock);
+                    self.want_bump();
                 }
             }
         }
@@ -1662,11 +1694,16 @@ fn find_partition(
 /// waits for the in-sync replicas after the append and ends with REQUEST_TIMED_OUT when
 /// they are slow, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank, or
 /// NOT_LEADER_OR_FOLLOWER when leadership moved meanwhile (and the new leader may hold the
-/// batch). The batch may be in the log then.
+/// batch), UNKNOWN_TOPIC_OR_PARTITION or KAFKA_STORAGE_ERROR when the partition went away or
+/// its log failed meanwhile. The batch may be in the log then.
 fn may_follow_append(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicasAfterAppend | ErrorCode::NotLeaderOrFollower
+        ErrorCode::RequestTimedOut
+            | ErrorCode::NotEnoughReplicasAfterAppend
+            | ErrorCode::NotLeaderOrFollower
+            | ErrorCode::UnknownTopicOrPartition
+            | ErrorCode::KafkaStorageError
     )
 }
 
@@ -1723,11 +1760,14 @@ impl Machine for Producer {
         if link.role != Role::General {
             return None;
         }
-        match target {
+        let out = match target {
             Target::AnyBroker if self.identity_wanted(now) => self.build_init(now, link, ctx),
             Target::Broker(id) => self.build_request(now, *id, link, ctx),
             _ => None,
-        }
+        };
+        // A batch that failed to seal may want a bump.
+        self.maybe_bump(now);
+        out
     }
 
     fn handle_response(&mut self, now: Instant, tag: Tag, result: Result<Response, RequestError>, ctx: &mut Ctx<'_>) {
