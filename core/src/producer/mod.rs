@@ -1335,6 +1335,9 @@ impl Producer {
             return;
         }
         self.identity = Identity::Wanted { at: now, bump: Some((id, epoch)), failures: 0 };
+        // Due now, so that a driver between inputs (this may run while requests are built)
+        // asks for a connection for it.
+        self.timers.insert(now, Timer::Identity);
     }
 
     /// Epoch bumped: every partition restarts at 0; batches not in the log are renumbered.
