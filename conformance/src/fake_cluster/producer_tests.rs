@@ -53,6 +53,26 @@ fn settle(w: &mut World, ids: &[SendId], limit: Duration) -> BTreeMap<SendId, Re
     out
 }
 
+/// A world with a one-partition topic `topic` whose first record is acked, so that the
+/// producer's batches there pipeline; the client's timeouts are shortened to `request_timeout`
+/// and `delivery_timeout`, and `producer` adjusts the rest.
+fn warmed(
+    topic: &str,
+    request_timeout: Duration,
+    delivery_timeout: Duration,
+    producer: impl FnOnce(&mut ProducerConfig),
+) -> World {
+    let mut p = ProducerConfig::default();
+    p.delivery_timeout = delivery_timeout;
+    producer(&mut p);
+    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
+    let mut w = World::new(cluster, |c: Config| c.with_request_timeout(request_timeout).with_producer(p));
+    w.cluster.create_topic(topic, 1, 3);
+    let warm = send_all(&mut w, [ProducerRecord::new(topic, "warm")]);
+    settle(&mut w, &warm, Duration::from_secs(5));
+    w
+}
+
 /// (key, value) pairs of a partition's log, in offset order.
 fn log(w: &World, topic: &str, partition: i32) -> Vec<(Option<Bytes>, Option<Bytes>, i64)> {
     log_of(&w.cluster, topic, partition)
@@ -371,13 +391,7 @@ fn a_gap_refusal_of_a_batch_that_may_be_written_does_not_renumber_it() {
 /// timeout. Found by the simulator (seed 143485).
 #[test]
 fn a_batch_behind_one_expired_in_flight_waits_for_its_request_to_end() {
-    let mut p = ProducerConfig::default();
-    p.delivery_timeout = Duration::from_secs(12);
-    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
-    let mut w = World::new(cluster, |c: Config| c.with_request_timeout(Duration::from_secs(10)).with_producer(p));
-    w.cluster.create_topic("u", 1, 3);
-    let warm = send_all(&mut w, [ProducerRecord::new("u", "warm")]);
-    settle(&mut w, &warm, Duration::from_secs(5));
+    let mut w = warmed("u", Duration::from_secs(10), Duration::from_secs(12), |_| {});
     // Refused for 4 s, then swallowed: it expires in flight, seconds before its request
     // times out.
     w.cluster.inject(Fault::error(ErrorCode::NotEnoughReplicas).on_api(ApiKey::Produce).times(1_000));
@@ -411,13 +425,7 @@ fn a_batch_behind_one_expired_in_flight_waits_for_its_request_to_end() {
 /// Found by the simulator (seed 257207).
 #[test]
 fn the_sequence_of_a_batch_refused_outright_is_given_to_the_next() {
-    let mut p = ProducerConfig::default();
-    p.delivery_timeout = Duration::from_secs(30);
-    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
-    let mut w = World::new(cluster, |c: Config| c.with_request_timeout(Duration::from_secs(5)).with_producer(p));
-    w.cluster.create_topic("v", 1, 3);
-    let warm = send_all(&mut w, [ProducerRecord::new("v", "warm")]);
-    settle(&mut w, &warm, Duration::from_secs(5));
+    let mut w = warmed("v", Duration::from_secs(5), Duration::from_secs(30), |_| {});
     w.cluster.inject(Fault::error(ErrorCode::InvalidRecord).on_api(ApiKey::Produce));
     let refused = send_all(&mut w, [ProducerRecord::new("v", "refused")]);
     let out = settle(&mut w, &refused, Duration::from_secs(5));
@@ -441,14 +449,7 @@ fn the_sequence_of_a_batch_refused_outright_is_given_to_the_next() {
 /// refused each time, until its delivery timeout).
 #[test]
 fn a_batch_refused_outright_with_one_numbered_behind_it_bumps_the_epoch_at_once() {
-    let mut p = ProducerConfig::default();
-    p.delivery_timeout = Duration::from_secs(30);
-    p.batch_size = 100;
-    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
-    let mut w = World::new(cluster, |c: Config| c.with_request_timeout(Duration::from_secs(5)).with_producer(p));
-    w.cluster.create_topic("b", 1, 3);
-    let warm = send_all(&mut w, [ProducerRecord::new("b", "warm")]);
-    settle(&mut w, &warm, Duration::from_secs(5));
+    let mut w = warmed("b", Duration::from_secs(5), Duration::from_secs(30), |p| p.batch_size = 100);
     w.cluster.inject(Fault::error(ErrorCode::InvalidRecord).on_api(ApiKey::Produce));
     w.cluster.inject(Fault::new(FaultAction::LoseResponse).on_api(ApiKey::Produce).after(1));
     // One record per batch; both batches leave before the first answer.
@@ -470,14 +471,7 @@ fn a_batch_refused_outright_with_one_numbered_behind_it_bumps_the_epoch_at_once(
 /// time, until its delivery timeout).
 #[test]
 fn a_batch_numbered_past_a_certain_gap_is_renumbered_though_its_answer_was_lost() {
-    let mut p = ProducerConfig::default();
-    p.delivery_timeout = Duration::from_secs(30);
-    p.batch_size = 100;
-    let cluster = FakeClusterConfig { auto_create_topics: false, ..FakeClusterConfig::default() };
-    let mut w = World::new(cluster, |c: Config| c.with_request_timeout(Duration::from_secs(5)).with_producer(p));
-    w.cluster.create_topic("c", 1, 3);
-    let warm = send_all(&mut w, [ProducerRecord::new("c", "warm")]);
-    settle(&mut w, &warm, Duration::from_secs(5));
+    let mut w = warmed("c", Duration::from_secs(5), Duration::from_secs(30), |p| p.batch_size = 100);
     // Three batches leave at once: the first is refused for now, the second for good, the
     // third (past the second's gap) is refused with its answer lost.
     w.cluster.inject(Fault::error(ErrorCode::NotEnoughReplicas).on_api(ApiKey::Produce));
