@@ -25,15 +25,20 @@
 //! batches only once one of them was acknowledged under the current id and epoch: a broker
 //! that holds no state for the producer takes any sequence, so before that a batch could be
 //! written ahead of an earlier one refused with a retriable error. The broker answers a
-//! resent batch it already wrote with the original offset. When a sequence gap is certain (the
-//! partition's first unresolved batch, none of whose attempts may have been written, is
-//! refused with OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID; a batch that may have been
-//! written and expired shows its gap this way, through the next batch's refusal, so no new
-//! batch leaves behind an expired one still in flight), the producer bumps its epoch
-//! (KIP-360) once every batch that might be in the log has been resolved: every partition
-//! restarts at sequence 0 and batches not known to be written are renumbered.
-//! Batches refused outright are never in the log, and the broker never accepts a later
-//! sequence past a gap, so renumbering duplicates nothing that was acknowledged.
+//! resent batch it already wrote with the original offset.
+//!
+//! A batch failed to the application that is certainly not in the log (each attempt refused
+//! before any write) gives its sequences to the partition's next batch when it was the
+//! last numbered, as Java's producer adjusts sequences. Otherwise a gap is left, and once it
+//! is certain the producer bumps its epoch (KIP-360), after every batch that might be in the
+//! log has been resolved: every partition restarts at sequence 0 and batches not known to be
+//! written are renumbered. A gap is certain when such a failed batch had nothing before it
+//! unresolved, or when the partition's first unresolved batch is refused with
+//! OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID and none of its attempts may have been
+//! written, or it is numbered past a sequence certainly missing. A batch that may have been
+//! written and expired shows its gap through the next batch's refusal, so no new batch leaves
+//! behind an expired one still in flight. The broker never accepts a later sequence past a
+//! gap, so renumbering duplicates nothing that was acknowledged.
 
 mod config;
 pub mod metrics;
