@@ -458,6 +458,32 @@ fn commits_are_read_back_and_where_a_new_consumer_starts() {
     assert_eq!(rest.len(), 20);
 }
 
+/// A lookup of committed offsets made after a commit of the same partition, still unsettled,
+/// sees that commit: it waits for it (found by the simulator, seed 374365, where a member
+/// given a partition back while its commit before the revoke was retried read no offset,
+/// started from the reset position and committed it, behind the offset just committed).
+#[test]
+fn a_lookup_after_an_unsettled_commit_of_its_partition_reads_that_commit() {
+    let mut w = world(|c| c.with_group_id("g"));
+    w.cluster.create_topic("t", 1, 1);
+    produce(&mut w, "t", 50, 0);
+    let tp = TopicPartition::new("t", 0);
+    // The commit's first attempt is refused; the lookup is ready while it waits to retry.
+    w.cluster.inject(Fault::error(ErrorCode::CoordinatorLoadInProgress).on_api(ApiKey::OffsetCommit));
+    let commit = w.client.commit(w.now, vec![(tp.clone(), CommittedOffset::new(30))]);
+    let lookup = w.client.committed(w.now, vec![tp.clone()]);
+    assert!(w.run_until(Duration::from_secs(10), |w| w
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::CommittedOffsets { id, .. } if *id == lookup))));
+    assert!(w.events.iter().any(|e| matches!(e, Event::Committed { id, result: Ok(()) } if *id == commit)));
+    let found = w.events.iter().find_map(|e| match e {
+        Event::CommittedOffsets { id, result } if *id == lookup => Some(result.clone().unwrap()),
+        _ => None,
+    });
+    assert_eq!(found.unwrap()[&tp].as_ref().map(|c| c.offset), Some(30));
+}
+
 #[test]
 fn offsets_are_listed_by_earliest_latest_and_timestamp() {
     let mut w = world(|c| c);

@@ -1788,7 +1788,25 @@ impl Consumer {
     // ---- the group coordinator ----------------------------------------------------------
 
     fn job_ready(&self, now: Instant) -> Option<u64> {
-        self.jobs.iter().find(|(_, j)| !j.in_flight && j.retry_at.is_none_or(|t| t <= now)).map(|(k, _)| *k)
+        self.jobs
+            .iter()
+            .find(|(key, j)| !j.in_flight && j.retry_at.is_none_or(|t| t <= now) && !self.reads_unsettled(**key, j))
+            .map(|(k, _)| *k)
+    }
+
+    /// A lookup of committed offsets made while an earlier commit of the consumer's to one of
+    /// its partitions is unsettled waits for it: the two may travel on different connections
+    /// to the coordinator, and a lookup answered first would miss the commit (a partition
+    /// assigned again would then start from the reset position and commit it, behind the
+    /// offset just committed). Java's consumer reads its own commits through one connection.
+    fn reads_unsettled(&self, key: u64, job: &Job<CoordinatorJob>) -> bool {
+        let CoordinatorJob::Committed { partitions, .. } = &job.kind else { return false };
+        self.jobs.range(..key).any(|(_, earlier)| match &earlier.kind {
+            CoordinatorJob::Commit { offsets, .. } => {
+                offsets.iter().any(|(tp, _)| partitions.iter().any(|(asked, _)| asked == tp))
+            }
+            CoordinatorJob::Committed { .. } => false,
+        })
     }
 
     /// The member's generation (KIP-848: epoch) that commits are stamped with, if in a group.
