@@ -778,7 +778,7 @@ impl Producer {
         if self.idempotent && batch.sequence.is_none() {
             let count = batch.records.len() as i32;
             let base = state.next_sequence;
-            state.next_sequence = base.wrapping_add(count) & i32::MAX;
+            state.next_sequence = sequence_after(base, count);
             state.pending_sequences.insert(base);
             batch.sequence = Some((generation, base));
             renumbered = true;
@@ -1459,7 +1459,7 @@ impl Producer {
                         // nothing before it unresolved, the gap is certain now and the epoch
                         // is bumped at once, rather than when the next batch is refused (which,
                         // sent where its answer may be lost, could not show the gap).
-                        if state.next_sequence == base.wrapping_add(count) & i32::MAX {
+                        if state.next_sequence == sequence_after(base, count) {
                             state.next_sequence = base;
                         } else {
                             state.gap = Some(state.gap.map_or(base, |g| g.min(base)));
@@ -1696,6 +1696,12 @@ fn find_partition(
         log_append_time: p.log_append_time_ms,
         new_leader: p.current_leader.leader_id.0 >= 0,
     })
+}
+
+/// The sequence after `count` records numbered from `base`: sequences wrap to 0 past
+/// i32::MAX, as the broker expects.
+fn sequence_after(base: i32, count: i32) -> i32 {
+    base.wrapping_add(count) & i32::MAX
 }
 
 /// Retriable errors a broker may answer after it appended the batch: an acks=all produce
