@@ -10,7 +10,7 @@ use sansa::consumer::{
 };
 use sansa::producer::{ProducerConfig, ProducerRecord};
 use sansa::protocol::records::Compression;
-use sansa::protocol::{ApiKey, ErrorCode};
+use sansa::protocol::{ApiKey, ErrorCode, TopicName};
 use sansa::{Config, Event};
 
 use super::world::{DispatcherWorld, World};
@@ -88,6 +88,10 @@ fn every_record_comes_once_in_order_with_keys_headers_and_timestamps() {
     let records = consume(&mut w, 3000, Duration::from_secs(30));
     assert_eq!(records.len(), 3000);
     matches_log(&w, &records, 0);
+    // Every record names its topic with the one static copy of the name, which costs no
+    // reference count per record.
+    let interned = TopicName::from("t").interned();
+    assert!(records.iter().all(|r| r.topic.as_bytes().as_ptr() == interned.as_bytes().as_ptr()));
     for tp in tps("t", 3) {
         assert_eq!(w.client.position(&tp).unwrap(), w.cluster.log_end_offset("t", tp.partition));
     }

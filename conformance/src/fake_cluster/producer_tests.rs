@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sansa::producer::partitioner::partition_for_key;
 use sansa::producer::{Acks, ProduceError, ProducerConfig, ProducerRecord, RecordMetadata, SendId};
 use sansa::protocol::records::Compression;
-use sansa::protocol::{ApiKey, ErrorCode};
+use sansa::protocol::{ApiKey, ErrorCode, TopicName};
 use sansa::{Config, Event};
 
 use super::world::{DispatcherWorld, World};
@@ -97,8 +97,11 @@ fn keyed_records_land_where_java_puts_them_once_each_in_order() {
     let out = settle(&mut w, &ids, Duration::from_secs(10));
     assert!(w.client.producer_idempotent());
     let mut per_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    // Deliveries name the topic with its one static copy, not the records' own copies.
+    let interned = TopicName::from("orders").interned();
     for (i, id) in ids.iter().enumerate() {
         let m = out[id].as_ref().expect("delivered");
+        assert_eq!(m.topic.as_bytes().as_ptr(), interned.as_bytes().as_ptr());
         let key = format!("key-{}", i % 97);
         assert_eq!(m.partition as u32, partition_for_key(key.as_bytes(), 6).unwrap(), "record {i}");
         assert_eq!(m.serialized_key_size, Some(key.len()));

@@ -1331,6 +1331,8 @@ impl Consumer {
             } else {
                 topic.topic
             };
+            // Copied into every record: a static copy costs no reference count per record.
+            let name = name.interned();
             for p in topic.partitions {
                 let tp = TopicPartition { topic: name.clone(), partition: p.partition_index };
                 let Some(&(version, fetch_offset)) = asked.get(&tp) else { continue };

@@ -183,6 +183,9 @@ struct PartitionState {
 
 #[derive(Debug)]
 struct TopicState {
+    /// The topic's name as its batches and deliveries carry it: one static copy (see
+    /// `TopicName::interned`), so a delivery's metadata takes no reference count per record.
+    name: TopicName,
     partitions: Vec<PartitionState>,
     /// Partitions with a known leader, ascending.
     available: Vec<u32>,
@@ -198,8 +201,9 @@ struct TopicState {
 }
 
 impl TopicState {
-    fn new(serial: u64) -> Self {
+    fn new(name: &TopicName, serial: u64) -> Self {
         TopicState {
+            name: name.interned(),
             serial,
             partitions: Vec::new(),
             available: Vec::new(),
@@ -443,9 +447,9 @@ impl Producer {
                 let auto_create = self.config.allow_auto_create_topics;
                 ctx.signals.push(Signal::TrackTopic { topic: record.topic.clone(), auto_create });
                 self.next_topic += 1;
-                let mut t = TopicState::new(self.next_topic);
+                let mut t = TopicState::new(&record.topic, self.next_topic);
                 refresh_topic(&mut t, &record.topic, ctx.cluster);
-                self.topics.entry(record.topic.clone()).or_insert(t)
+                self.topics.entry(t.name.clone()).or_insert(t)
             }
         };
         if !topic.known() || !topic.waiting.is_empty() {
@@ -542,7 +546,7 @@ impl Producer {
             let capacity = expected.max(size);
             state.open = Some(Batch {
                 key,
-                topic: record.topic.clone(),
+                topic: topic.name.clone(),
                 partition: partition as i32,
                 // Room for the records a full batch is expected to hold, so the vector does
                 // not grow (and copy) record by record.
