@@ -278,6 +278,10 @@ enum Timer {
 /// `fetch.buffer.memory`, which counts the fetched bytes) stay a few partitions' worth.
 const DECODE_AHEAD: usize = 4;
 
+/// The most records a poll's vector is sized for up front (`max.poll.records` is 500 by
+/// default; a larger setting grows the vector as records come).
+const POLL_CAPACITY_MAX: usize = 1024;
+
 /// The consumer machine (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Consumer {
@@ -845,7 +849,10 @@ impl Consumer {
             self.hold_member(now);
         }
         let max = max.min(self.config.max_poll_records).max(1);
-        let mut out = Vec::new();
+        // Sized up front when there is data: growing it record by record copied the records
+        // again at each doubling.
+        let capacity = if self.buffer.is_empty() { 0 } else { max.min(POLL_CAPACITY_MAX) };
+        let mut out = Vec::with_capacity(capacity);
         let mut decoding = false;
         while out.len() < max && !decoding {
             let Some((_, front)) = self.buffer.front_mut() else { break };
