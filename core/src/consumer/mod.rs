@@ -278,10 +278,6 @@ enum Timer {
 /// `fetch.buffer.memory`, which counts the fetched bytes) stay a few partitions' worth.
 const DECODE_AHEAD: usize = 4;
 
-/// The most records a poll's vector is sized for up front (`max.poll.records` is 500 by
-/// default; a larger setting grows the vector as records come).
-const POLL_CAPACITY_MAX: usize = 1024;
-
 /// The consumer machine (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Consumer {
@@ -849,10 +845,7 @@ impl Consumer {
             self.hold_member(now);
         }
         let max = max.min(self.config.max_poll_records).max(1);
-        // Sized up front when there is data: growing it record by record copied the records
-        // again at each doubling.
-        let capacity = if self.buffer.is_empty() { 0 } else { max.min(POLL_CAPACITY_MAX) };
-        let mut out = Vec::with_capacity(capacity);
+        let mut out = Vec::new();
         let mut decoding = false;
         while out.len() < max && !decoding {
             let Some((_, front)) = self.buffer.front_mut() else { break };
@@ -1338,8 +1331,8 @@ impl Consumer {
             } else {
                 topic.topic
             };
-            // Copied into every record: a static copy costs no reference count per record.
-            let name = name.interned();
+            // The name records carry, made once per topic that brought data.
+            let mut interned: Option<TopicName> = None;
             for p in topic.partitions {
                 let tp = TopicPartition { topic: name.clone(), partition: p.partition_index };
                 let Some(&(version, fetch_offset)) = asked.get(&tp) else { continue };
@@ -1378,6 +1371,11 @@ impl Consumer {
                             .collect();
                         let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
                         let key = self.key();
+                        // Copied into every record: a static copy costs no reference count
+                        // per record. Only names the consumer asked for are interned (the
+                        // set is bounded, and shared by the process).
+                        let topic = interned.get_or_insert_with(|| name.interned()).clone();
+                        let tp = TopicPartition { topic, partition: tp.partition };
                         let fetched = Fetched::new(key, tp, version, records, aborted, read_committed, options);
                         *self.buffered_from.entry(broker).or_default() += fetched.size;
                         self.buffer.push_back((broker, fetched));

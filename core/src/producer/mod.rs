@@ -449,7 +449,9 @@ impl Producer {
                 self.next_topic += 1;
                 let mut t = TopicState::new(&record.topic, self.next_topic);
                 refresh_topic(&mut t, &record.topic, ctx.cluster);
-                self.topics.entry(t.name.clone()).or_insert(t)
+                // Keyed by the record's own copy: later records with clones of it are found
+                // without reading the name (`StrBytes` compares views first).
+                self.topics.entry(record.topic.clone()).or_insert(t)
             }
         };
         if !topic.known() || !topic.waiting.is_empty() {
