@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sansa::driver::Handle;
 use sansa::producer::{ProduceError, ProducerRecord};
-use sansa::protocol::{StrBytes, TopicName};
+use sansa::protocol::TopicName;
 
 use crate::props::{self, Props};
 use crate::Failure;
@@ -519,8 +519,9 @@ async fn produce<F: std::future::Future<Output = ()>>(
     client: &Handle,
     sleep_for: impl Fn(Duration) -> F,
 ) -> u64 {
-    // Static, for the reason `Payloads` is: each record's copy of the name is then free.
-    let topic = TopicName(StrBytes::from_static_str(Box::leak(args.topic.clone().into_boxed_str())));
+    // Static, for the reason `Payloads` is: each record's copy of the name is then free (the
+    // client's own copy for batches and deliveries is this one).
+    let topic = TopicName::from(args.topic.as_str()).interned();
     let size = args.record_size as usize;
     let bytes = u64::from(args.record_size);
     let mut throttler = Throttler::new(args.throughput);

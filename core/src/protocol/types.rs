@@ -346,7 +346,7 @@ static INTERNED: std::sync::Mutex<Interned> =
     std::sync::Mutex::new(Interned { names: std::collections::BTreeSet::new(), bytes: 0 });
 
 /// Bounds the memory [`TopicName::interned`] keeps for good, each name counted with
-/// [`INTERNED_NAME_OVERHEAD`] (about 3,500 names of 250 bytes, or 16,000 short ones).
+/// [`INTERNED_NAME_OVERHEAD`] (about 3,300 names of 250 bytes, or 16,000 of a few bytes).
 const INTERNED_BYTES_MAX: usize = 1 << 20;
 
 /// What a kept name costs beyond its bytes: its allocation's header and rounding, and its
